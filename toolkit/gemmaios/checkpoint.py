@@ -1,0 +1,231 @@
+"""Find, download and validate a Gemma 4 checkpoint: the built-in tiny model, a local folder, or an HF id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CheckpointError
+from .registry import ModelSpec, find_model, verify_checkpoint_config
+from .tiny import TINY_ID, ensure_tiny_checkpoint
+
+GEMMA4_MODEL_TYPES = {"gemma4", "gemma4_text"}
+# Files a conversion needs; the vision/audio towers of the multimodal release are not fetched.
+DOWNLOAD_PATTERNS = [
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+]
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class Checkpoint:
+    """A validated checkpoint folder and the facts later steps need."""
+
+    path: Path
+    model_id: str
+    revision: str | None
+    config: dict
+    text_config: dict
+    weight_files: list[Path]
+    # Prefix of the text decoder's tensors: "model." (text-only) or "model.language_model." (multimodal).
+    weight_prefix: str
+    spec: ModelSpec | None = None
+    tensor_index: dict[str, Path] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.model_id == TINY_ID
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER_FILE
+
+    def tensor_file(self, name: str) -> Path:
+        """The safetensors file holding tensor `name` (full name, prefix included)."""
+        try:
+            return self.tensor_index[name]
+        except KeyError:
+            raise CheckpointError(
+                f"tensor {name!r} is not in the checkpoint at {self.path}",
+                hint="the checkpoint is incomplete or not a Gemma 4 text model; re-download it",
+            ) from None
+
+    def has_tensor(self, name: str) -> bool:
+        return name in self.tensor_index
+
+    def fingerprint(self) -> str:
+        """Cheap identity: config bytes plus each weight file's name, size and header.
+
+        Hashing the header (which holds every tensor's dtype, shape and offsets) catches a
+        changed checkpoint without reading gigabytes of weights on every build.
+        """
+        digest = hashlib.sha256()
+        digest.update((self.path / "config.json").read_bytes())
+        for path in self.weight_files:
+            digest.update(path.name.encode())
+            digest.update(str(path.stat().st_size).encode())
+            digest.update(_safetensors_header(path))
+        if self.tokenizer_path.exists():
+            digest.update(self.tokenizer_path.read_bytes())
+        return digest.hexdigest()
+
+    def describe(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "path": str(self.path),
+            "model_type": self.config.get("model_type"),
+            "registry_key": self.spec.key if self.spec else None,
+            "weight_files": [p.name for p in self.weight_files],
+            "weight_prefix": self.weight_prefix,
+        }
+
+
+def _safetensors_header(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        raw_len = fh.read(8)
+        if len(raw_len) < 8:
+            return b""
+        return fh.read(int.from_bytes(raw_len, "little"))
+
+
+def resolve_checkpoint(source: str, *, tiny_dir: Path | None = None, revision: str | None = None) -> Checkpoint:
+    """Turn `tiny`, a local folder or a Hugging Face id into a validated Checkpoint."""
+    if source == TINY_ID:
+        return load_checkpoint(ensure_tiny_checkpoint(tiny_dir), model_id=TINY_ID)
+    local = Path(source).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise CheckpointError(f"{local} is a file, not a checkpoint folder", hint="pass the folder that holds config.json")
+        return load_checkpoint(local, model_id=str(local.resolve()))
+    if "/" not in source:
+        raise CheckpointError(
+            f"{source!r} is neither `tiny`, an existing folder, nor a Hugging Face id (owner/name)",
+            hint="try `gemmaios models` for the known ids",
+        )
+    path, resolved_revision = download_checkpoint(source, revision=revision)
+    return load_checkpoint(path, model_id=source, revision=resolved_revision)
+
+
+def download_checkpoint(hf_id: str, revision: str | None = None) -> tuple[Path, str | None]:
+    """snapshot_download the text-decoder files; honours HF_HOME / HF_HUB_CACHE / HF_HUB_OFFLINE."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = Path(snapshot_download(hf_id, revision=revision, allow_patterns=DOWNLOAD_PATTERNS))
+    except LocalEntryNotFoundError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        raise CheckpointError(
+            f"{hf_id} is not in the Hugging Face cache and cannot be downloaded ({exc.__class__.__name__})",
+            hint=(
+                "unset HF_HUB_OFFLINE, or download it on a connected machine with "
+                f"`huggingface-cli download {hf_id}` and copy the HF cache"
+                if offline
+                else "check the network, or pass a local checkpoint folder"
+            ),
+        ) from exc
+    except HfHubHTTPError as exc:
+        raise CheckpointError(
+            f"downloading {hf_id} failed: {exc}",
+            hint="Gemma is gated: accept its terms on huggingface.co and run `huggingface-cli login`",
+        ) from exc
+    revision_used = path.name if path.parent.name == "snapshots" else revision
+    return path, revision_used
+
+
+def load_checkpoint(path: Path, *, model_id: str, revision: str | None = None) -> Checkpoint:
+    path = Path(path)
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path} is missing", hint="a Hugging Face checkpoint folder holds config.json")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_path} is not valid JSON ({exc})", hint="re-download the checkpoint") from exc
+
+    model_type = config.get("model_type")
+    if model_type not in GEMMA4_MODEL_TYPES:
+        raise CheckpointError(
+            f"{path} holds a {model_type!r} model, not Gemma 4 (model_type gemma4 or gemma4_text)",
+            hint="gemmaios converts Gemma 4 checkpoints only; see `gemmaios models`",
+        )
+    text_config = config.get("text_config", config) if model_type == "gemma4" else config
+
+    weight_files, tensor_index = _weight_files(path)
+    prefix = _text_prefix(tensor_index)
+    if not (path / TOKENIZER_FILE).is_file():
+        raise CheckpointError(
+            f"{path / TOKENIZER_FILE} is missing",
+            hint="the bundle ships the tokenizer; re-download the checkpoint with its tokenizer files",
+        )
+
+    spec = find_model(model_id) if model_id != TINY_ID else None
+    if spec is not None:
+        verify_checkpoint_config(spec, text_config)
+    return Checkpoint(
+        path=path,
+        model_id=model_id,
+        revision=revision,
+        config=config,
+        text_config=text_config,
+        weight_files=weight_files,
+        weight_prefix=prefix,
+        spec=spec,
+        tensor_index=tensor_index,
+    )
+
+
+def _weight_files(path: Path) -> tuple[list[Path], dict[str, Path]]:
+    from safetensors import SafetensorError, safe_open
+
+    index_path = path / "model.safetensors.index.json"
+    if index_path.is_file():
+        weight_map = json.loads(index_path.read_text()).get("weight_map", {})
+        names = sorted(set(weight_map.values()))
+    else:
+        names = sorted(p.name for p in path.glob("*.safetensors"))
+    if not names:
+        raise CheckpointError(
+            f"no *.safetensors weights in {path}",
+            hint="download the safetensors files (gemmaios does not read .bin / GGUF weights)",
+        )
+    files, tensor_index = [], {}
+    for name in names:
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(
+                f"weight file {file} is listed in model.safetensors.index.json but missing",
+                hint="the download was interrupted; run the build again to resume it, or re-download",
+            )
+        try:
+            with safe_open(file, "np") as handle:
+                keys = list(handle.keys())
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(
+                f"weight file {file} is truncated or corrupt ({exc})",
+                hint=f"delete {file.name} and download it again (`huggingface-cli download` resumes)",
+            ) from exc
+        files.append(file)
+        tensor_index.update(dict.fromkeys(keys, file))
+    return files, tensor_index
+
+
+def _text_prefix(tensor_index: dict[str, Path]) -> str:
+    for prefix in ("model.language_model.", "model."):
+        if f"{prefix}embed_tokens.weight" in tensor_index:
+            return prefix
+    raise CheckpointError(
+        "no text embedding (model.embed_tokens.weight or model.language_model.embed_tokens.weight) in the weights",
+        hint="this is not a Gemma 4 text checkpoint, or its safetensors are incomplete",
+    )

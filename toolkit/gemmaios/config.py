@@ -1,0 +1,54 @@
+"""User configuration (YAML): a remote Mac, signing identity, defaults.
+
+Looked up in order: an explicit --config path, ./gemmaios.yaml, ~/.config/gemmaios/config.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import GemmaiosError
+
+
+class ConfigError(GemmaiosError):
+    """The YAML configuration is unreadable or has unknown keys."""
+
+
+@dataclass
+class UserConfig:
+    mac: str | None = None  # user@host of a Mac with Xcode 27, for the Apple-only steps
+    mac_workdir: str = "~/gemmaios-remote"
+    ssh_options: list[str] = field(default_factory=list)
+    team_id: str | None = None
+    bundle_id: str | None = None
+    source: Path | None = None
+
+
+def config_paths(explicit: Path | None = None) -> list[Path]:
+    if explicit:
+        return [Path(explicit)]
+    home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    return [Path("gemmaios.yaml"), home / "gemmaios" / "config.yaml"]
+
+
+def load_config(explicit: Path | None = None) -> UserConfig:
+    for path in config_paths(explicit):
+        if path.is_file():
+            try:
+                raw = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path} is not valid YAML: {exc}", hint="fix the file or remove it") from exc
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{path} must hold a mapping of settings", hint="e.g. `mac: me@my-mac.local`")
+            known = {f.name for f in fields(UserConfig)} - {"source"}
+            unknown = sorted(set(raw) - known)
+            if unknown:
+                raise ConfigError(f"{path}: unknown settings {unknown}", hint=f"known settings: {sorted(known)}")
+            return UserConfig(**raw, source=path)
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist", hint="check the --config path")
+    return UserConfig()

@@ -1,0 +1,321 @@
+"""The build folder, its manifest (build.json) and the step runner.
+
+Each step declares its inputs (values and file hashes); the runner fingerprints them and
+skips a step whose fingerprint matches the manifest and whose outputs are intact. A step
+is recorded only after it finished, so an interrupted build resumes at the step it was in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import __version__
+from .errors import BuildError, GemmaiosError, NeedsMacOS, StepFailed
+
+MANIFEST_NAME = "build.json"
+MANIFEST_SCHEMA = 1
+
+DONE, SKIPPED, PENDING, FAILED, NOT_APPLICABLE = "done", "skipped", "pending", "failed", "n/a"
+
+
+def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class OutputFile:
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class StepRecord:
+    status: str
+    fingerprint: str
+    inputs: dict[str, Any]
+    outputs: dict[str, dict] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    started: str = ""
+    seconds: float = 0.0
+
+
+class Manifest:
+    """build.json: one record per step, written atomically after every change."""
+
+    def __init__(self, build_dir: Path) -> None:
+        self.build_dir = Path(build_dir)
+        self.path = self.build_dir / MANIFEST_NAME
+        self.data: dict[str, Any] = {"schema": MANIFEST_SCHEMA, "toolkit_version": __version__, "steps": {}}
+        if self.path.exists():
+            try:
+                loaded = json.loads(self.path.read_text())
+            except json.JSONDecodeError as exc:
+                raise BuildError(
+                    f"{self.path} is not valid JSON ({exc})",
+                    hint="delete it to rebuild every step, or restore it from a backup",
+                ) from exc
+            if loaded.get("schema") != MANIFEST_SCHEMA:
+                raise BuildError(
+                    f"{self.path} has schema {loaded.get('schema')}, this gemmaios writes {MANIFEST_SCHEMA}",
+                    hint="use a fresh --out folder, or delete build.json to rebuild",
+                )
+            self.data = loaded
+
+    @property
+    def steps(self) -> dict[str, dict]:
+        return self.data["steps"]
+
+    def record(self, name: str, record: StepRecord) -> None:
+        self.steps[name] = asdict(record)
+        self.data["toolkit_version"] = __version__
+        self.data["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+        write_json_atomic(self.path, self.data)
+
+    def get(self, name: str) -> StepRecord | None:
+        raw = self.steps.get(name)
+        return StepRecord(**raw) if raw else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        write_json_atomic(self.path, self.data)
+
+
+@dataclass
+class BuildOptions:
+    model: str
+    arch: str = "h18p"
+    quant: str = "int4"
+    ple: str = "provider"
+    max_context: int = 4096
+    mac: str | None = None
+    oracle_tokens: int = 32
+    prompts_file: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepOutcome:
+    """What a step reports; `outputs` are paths inside the build folder."""
+
+    status: str = DONE
+    outputs: list[Path] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    tools: dict[str, str] = field(default_factory=dict)
+
+
+class BuildContext:
+    def __init__(self, build_dir: Path, options: BuildOptions, console: Console | None = None) -> None:
+        self.build_dir = Path(build_dir).resolve()
+        self.build_dir.mkdir(parents=True, exist_ok=True)
+        self.options = options
+        self.console = console or Console(stderr=True)
+        self.manifest = Manifest(self.build_dir)
+        self._checkpoint = None
+
+    @property
+    def checkpoint(self):
+        """The resolved checkpoint (resolved lazily: a fully finished build never loads it)."""
+        if self._checkpoint is None:
+            from .checkpoint import resolve_checkpoint
+
+            tiny_dir = self.build_dir / "checkpoint" if self.options.model == "tiny" else None
+            self._checkpoint = resolve_checkpoint(self.options.model, tiny_dir=tiny_dir)
+        return self._checkpoint
+
+    def path(self, *parts: str) -> Path:
+        return self.build_dir.joinpath(*parts)
+
+    def step_outputs(self, step: str) -> dict[str, dict]:
+        """Outputs a finished step recorded (relative path → {sha256,size,mtime_ns})."""
+        record = self.manifest.get(step)
+        if record is None or record.status not in (DONE, SKIPPED):
+            raise StepFailed(f"step {step!r} has not finished in {self.build_dir}", hint=f"run `gemmaios {step}` first")
+        return record.outputs
+
+    def step_fingerprint(self, step: str) -> str | None:
+        record = self.manifest.get(step)
+        return record.fingerprint if record else None
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: float | None) -> Iterator[Any]:
+        """A rich progress bar; yields a callable `advance(n=1)`."""
+        columns = [TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n=1: bar.advance(task, n)
+
+
+class Step:
+    """One pipeline step. Subclasses set `name`/`title` and implement `inputs` and `run`."""
+
+    name: str = ""
+    title: str = ""
+
+    def applicable(self, ctx: BuildContext) -> str | None:
+        """None when the step applies; else the reason it does not (shown as n/a)."""
+        return None
+
+    def inputs(self, ctx: BuildContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run(self, ctx: BuildContext) -> StepOutcome:
+        raise NotImplementedError
+
+
+@dataclass
+class StepReport:
+    name: str
+    title: str
+    status: str
+    seconds: float = 0.0
+    message: str = ""
+    command: str = ""
+
+
+def _stat_output(build_dir: Path, path: Path) -> tuple[str, dict]:
+    path = Path(path).resolve()
+    rel = str(path.relative_to(build_dir))
+    full = build_dir / rel
+    stat = full.stat()
+    return rel, asdict(OutputFile(sha256=sha256_file(full), size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+
+
+def outputs_intact(build_dir: Path, outputs: dict[str, dict]) -> bool:
+    """True when every recorded output exists with its recorded content.
+
+    Size and mtime unchanged → trusted; otherwise the file is re-hashed, so a touched but
+    identical file still counts and a same-size rewrite does not slip through.
+    """
+    for rel, meta in outputs.items():
+        full = build_dir / rel
+        if not full.is_file():
+            return False
+        stat = full.stat()
+        if stat.st_size != meta["size"]:
+            return False
+        if stat.st_mtime_ns != meta["mtime_ns"] and sha256_file(full) != meta["sha256"]:
+            return False
+    return True
+
+
+def tool_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"gemmaios": __version__, "python": platform.python_version()}
+    for dist in ("torch", "transformers", "coreai-core", "coreai-torch", "safetensors", "numpy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions
+
+
+class Pipeline:
+    def __init__(self, steps: list[Step]) -> None:
+        self.steps = steps
+
+    def run(self, ctx: BuildContext, *, only: set[str] | None = None, force: set[str] = frozenset()) -> list[StepReport]:
+        """Run the steps in order; `only` limits which run, `force` re-runs finished ones."""
+        reports: list[StepReport] = []
+        for step in self.steps:
+            if only is not None and step.name not in only:
+                continue
+            reports.append(self._run_step(step, ctx, force=step.name in force))
+            if reports[-1].status == FAILED:
+                break
+        return reports
+
+    def _run_step(self, step: Step, ctx: BuildContext, *, force: bool) -> StepReport:
+        reason = step.applicable(ctx)
+        if reason:
+            ctx.console.print(f"[dim]· {step.name}: {reason}[/dim]")
+            return StepReport(step.name, step.title, NOT_APPLICABLE, message=reason)
+        try:
+            inputs = step.inputs(ctx)
+        except GemmaiosError as exc:
+            return self._failed(step, ctx, exc, started=time.time())
+        fp = fingerprint(inputs)
+        previous = ctx.manifest.get(step.name)
+        if (
+            not force
+            and previous is not None
+            and previous.status in (DONE, SKIPPED)
+            and previous.fingerprint == fp
+            and outputs_intact(ctx.build_dir, previous.outputs)
+        ):
+            ctx.console.print(f"[green]✓[/green] {step.name}: up to date")
+            return StepReport(step.name, step.title, SKIPPED, message="up to date")
+
+        ctx.console.print(f"[bold]▶ {step.name}[/bold]: {step.title}")
+        started = time.time()
+        try:
+            outcome = step.run(ctx)
+        except NeedsMacOS as exc:
+            seconds = time.time() - started
+            ctx.manifest.record(
+                step.name,
+                StepRecord(status=PENDING, fingerprint=fp, inputs=inputs, message=str(exc),
+                           details={"command": exc.command}, started=_iso(started), seconds=seconds),
+            )
+            ctx.console.print(f"[yellow]⏸ {step.name}: {exc}[/yellow]")
+            return StepReport(step.name, step.title, PENDING, seconds, str(exc).splitlines()[0], exc.command)
+        except GemmaiosError as exc:
+            return self._failed(step, ctx, exc, started, fp, inputs)
+
+        seconds = time.time() - started
+        outputs = dict(_stat_output(ctx.build_dir, p) for p in outcome.outputs)
+        ctx.manifest.record(
+            step.name,
+            StepRecord(status=outcome.status, fingerprint=fp, inputs=inputs, outputs=outputs,
+                       tools={**tool_versions(), **outcome.tools}, details=outcome.details,
+                       message=outcome.message, started=_iso(started), seconds=round(seconds, 3)),
+        )
+        ctx.console.print(f"[green]✓[/green] {step.name}: {outcome.message or 'done'} ({seconds:.1f}s)")
+        return StepReport(step.name, step.title, outcome.status, seconds, outcome.message)
+
+    def _failed(self, step, ctx, exc, started, fp="", inputs=None) -> StepReport:
+        seconds = time.time() - started
+        ctx.manifest.record(
+            step.name,
+            StepRecord(status=FAILED, fingerprint=fp, inputs=inputs or {}, message=str(exc),
+                       started=_iso(started), seconds=seconds),
+        )
+        ctx.console.print(f"[red]✗ {step.name}: {exc}[/red]")
+        return StepReport(step.name, step.title, FAILED, seconds, str(exc))
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,57 @@
+"""The build's step list and the entry point the CLI and tests call."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from rich.console import Console
+
+from .pipeline import BuildContext, BuildOptions, Pipeline, Step, StepOutcome, StepReport, write_json_atomic
+from .tiny import TINY_ID
+
+
+class CheckpointStep(Step):
+    name = "checkpoint"
+    title = "resolve and validate the checkpoint"
+
+    def inputs(self, ctx: BuildContext) -> dict:
+        ckpt = ctx.checkpoint
+        return {"model": ctx.options.model, "revision": ckpt.revision, "checkpoint": ckpt.fingerprint()}
+
+    def run(self, ctx: BuildContext) -> StepOutcome:
+        ckpt = ctx.checkpoint
+        record = ctx.path("checkpoint.json")
+        write_json_atomic(record, {**ckpt.describe(), "fingerprint": ckpt.fingerprint()})
+        outputs = [record]
+        if ckpt.is_tiny:
+            outputs += [ckpt.path / "config.json", ckpt.tokenizer_path, *ckpt.weight_files]
+        layers = ckpt.text_config.get("num_hidden_layers")
+        return StepOutcome(outputs=outputs, message=f"{ckpt.model_id} ({layers} layers)")
+
+
+def all_steps() -> list[Step]:
+    return [CheckpointStep()]
+
+
+def step_names() -> list[str]:
+    return [s.name for s in all_steps()]
+
+
+def default_build_dir(options: BuildOptions) -> Path:
+    model = TINY_ID if options.model == TINY_ID else Path(options.model.rstrip("/")).name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}-{options.arch}-{options.quant}-{options.ple}")
+    return Path("build") / slug
+
+
+def run_build(
+    options: BuildOptions,
+    build_dir: Path | None = None,
+    *,
+    only: set[str] | None = None,
+    force: set[str] = frozenset(),
+    console: Console | None = None,
+) -> tuple[BuildContext, list[StepReport]]:
+    ctx = BuildContext(build_dir or default_build_dir(options), options, console=console)
+    ctx.manifest.set_meta("options", {k: str(v) if isinstance(v, Path) else v for k, v in vars(options).items()})
+    return ctx, Pipeline(all_steps()).run(ctx, only=only, force=force)
