@@ -1,0 +1,74 @@
+import json
+
+import pytest
+
+from gemmaios.transcript import SCHEMA, TranscriptError, read_transcript, write_transcript
+
+
+def header(**over):
+    rec = {"type": "header", "schema": SCHEMA, "run_id": "r1", "started_at": "2026-11-24T10:00:00Z",
+           "device": {"product_type": "iPhone18,2", "arch": "h18p"}, "bundle": {"name": "b"},
+           "prompt_set": {"name": "builtin", "sha256": "x", "count": 1}, "trials": 1, "max_new_tokens": 4}
+    rec.update(over)
+    return rec
+
+
+def prompt(**over):
+    rec = {"type": "prompt", "trial": 0, "index": 0, "prompt_id": "p0", "prompt_ids": [2, 5, 9],
+           "generated_ids": [7, 8, 9, 1], "prefill_tokens": 3, "prefill_seconds": 0.5,
+           "decode_tokens": 3, "decode_seconds": 0.25, "thermal_state": "nominal"}
+    rec.update(over)
+    return rec
+
+
+def test_roundtrip_and_rates(tmp_path):
+    path = write_transcript(tmp_path / "t.jsonl", [header(), prompt(), {"type": "footer", "completed": True}])
+    t = read_transcript(path, require_complete=True)
+    assert t.complete and t.trials == [0]
+    (p,) = t.trial(0)
+    assert p.prefill_tok_s == pytest.approx(6.0) and p.decode_tok_s == pytest.approx(12.0)
+    assert p.line == 2
+
+
+def test_missing_footer_is_incomplete_not_an_error(tmp_path):
+    t = read_transcript(write_transcript(tmp_path / "t.jsonl", [header(), prompt()]))
+    assert not t.complete
+    with pytest.raises(TranscriptError, match="no footer"):
+        read_transcript(t.path, require_complete=True)
+
+
+def test_truncated_last_line_names_its_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(header()) + "\n" + json.dumps(prompt())[:40])
+    with pytest.raises(TranscriptError) as err:
+        read_transcript(path)
+    assert err.value.line == 2 and "truncated" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("records", "line", "needle"),
+    [
+        ([prompt()], 1, "first record must be the header"),
+        ([header(schema="other/9")], 1, "schema"),
+        ([header(), prompt(generated_ids=[1, "x"])], 2, "token ids"),
+        ([header(), prompt(decode_seconds=True)], 2, "decode_seconds"),
+        ([header(), prompt(thermal_state="hot")], 2, "thermal_state"),
+        ([header(), {"type": "footer", "completed": True}, prompt()], 3, "after the footer"),
+        ([header(), {"type": "mystery"}], 2, "unknown record type"),
+        ([header(), {k: v for k, v in prompt().items() if k != "generated_ids"}], 2, "lacks 'generated_ids'"),
+    ],
+)
+def test_malformed_records_are_line_precise(tmp_path, records, line, needle):
+    path = write_transcript(tmp_path / "t.jsonl", records)
+    with pytest.raises(TranscriptError) as err:
+        read_transcript(path)
+    assert err.value.line == line
+    assert needle in str(err.value)
+
+
+def test_blank_line_inside_is_rejected(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(header()) + "\n\n" + json.dumps(prompt()) + "\n")
+    with pytest.raises(TranscriptError) as err:
+        read_transcript(path)
+    assert err.value.line == 2

@@ -1,0 +1,181 @@
+"""Device transcripts (bench logs): JSON lines, schema `gemmaios.transcript/1`.
+
+The app's bench mode writes them, `bench` pulls them, `oracle` scores them and `report`
+summarises them. Reading is strict: a malformed or truncated line is an error naming the
+file and line number, never skipped. The format is documented in docs/contracts.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import GemmaiosError
+
+SCHEMA = "gemmaios.transcript/1"
+THERMAL_STATES = ("nominal", "fair", "serious", "critical")
+
+
+class TranscriptError(GemmaiosError):
+    """A transcript line is malformed, truncated or out of order."""
+
+    def __init__(self, path: Path, line: int, problem: str) -> None:
+        super().__init__(
+            f"{path}:{line}: {problem}",
+            hint="the log is damaged or was written by an incompatible app; re-run the bench to produce a fresh one",
+        )
+        self.path = path
+        self.line = line
+
+
+# Required fields per record type: name → accepted Python types.
+_NUM = (int, float)
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "header": {"schema": (str,), "run_id": (str,), "started_at": (str,), "device": (dict,), "bundle": (dict,),
+               "prompt_set": (dict,), "trials": (int,), "max_new_tokens": (int,)},
+    "load": {"seconds": _NUM, "cold": (bool,)},
+    "prompt": {"trial": (int,), "index": (int,), "prompt_id": (str,), "prompt_ids": (list,),
+               "generated_ids": (list,), "prefill_tokens": (int,), "prefill_seconds": _NUM,
+               "decode_tokens": (int,), "decode_seconds": _NUM},
+    "memory": {"t": _NUM, "phys_footprint_bytes": (int,)},
+    "footer": {"completed": (bool,)},
+}
+
+
+@dataclass
+class PromptRecord:
+    trial: int
+    index: int
+    prompt_id: str
+    prompt_ids: list[int]
+    generated_ids: list[int]
+    prefill_tokens: int
+    prefill_seconds: float
+    decode_tokens: int
+    decode_seconds: float
+    ttft_seconds: float | None = None
+    decode_token_seconds: list[float] = field(default_factory=list)
+    peak_phys_footprint_bytes: int | None = None
+    os_proc_available_memory_bytes: int | None = None
+    thermal_state: str | None = None
+    seconds_since_launch: float | None = None
+    line: int = 0
+
+    @property
+    def prefill_tok_s(self) -> float | None:
+        return self.prefill_tokens / self.prefill_seconds if self.prefill_seconds > 0 else None
+
+    @property
+    def decode_tok_s(self) -> float | None:
+        return self.decode_tokens / self.decode_seconds if self.decode_seconds > 0 else None
+
+
+@dataclass
+class Transcript:
+    path: Path
+    header: dict[str, Any]
+    prompts: list[PromptRecord] = field(default_factory=list)
+    loads: list[dict[str, Any]] = field(default_factory=list)
+    memory: list[dict[str, Any]] = field(default_factory=list)
+    footer: dict[str, Any] | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when the app wrote its footer: the run was not cut short (crash, jetsam, timeout)."""
+        return bool(self.footer and self.footer.get("completed"))
+
+    @property
+    def device(self) -> dict[str, Any]:
+        return self.header["device"]
+
+    @property
+    def bundle(self) -> dict[str, Any]:
+        return self.header["bundle"]
+
+    def trial(self, n: int) -> list[PromptRecord]:
+        return sorted((p for p in self.prompts if p.trial == n), key=lambda p: p.index)
+
+    @property
+    def trials(self) -> list[int]:
+        return sorted({p.trial for p in self.prompts})
+
+
+def _check_fields(path: Path, lineno: int, record: dict) -> None:
+    kind = record.get("type")
+    if kind not in _FIELDS:
+        raise TranscriptError(path, lineno, f"unknown record type {kind!r} (expected one of {sorted(_FIELDS)})")
+    for name, types in _FIELDS[kind].items():
+        if name not in record:
+            raise TranscriptError(path, lineno, f"{kind} record lacks {name!r}")
+        value = record[name]
+        # bool is an int subclass: reject it where a number is expected
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise TranscriptError(path, lineno, f"{kind}.{name} should be {'/'.join(t.__name__ for t in types)}, got {value!r}")
+    if kind == "prompt":
+        for name in ("prompt_ids", "generated_ids"):
+            if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in record[name]):
+                raise TranscriptError(path, lineno, f"prompt.{name} must be a list of non-negative token ids")
+        state = record.get("thermal_state")
+        if state is not None and state not in THERMAL_STATES:
+            raise TranscriptError(path, lineno, f"prompt.thermal_state {state!r} is not one of {THERMAL_STATES}")
+        if record["prefill_seconds"] < 0 or record["decode_seconds"] < 0:
+            raise TranscriptError(path, lineno, "negative timing")
+
+
+def read_transcript(path: Path, *, require_complete: bool = False) -> Transcript:
+    """Parse and validate a transcript; raise TranscriptError with the line number on any defect."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise TranscriptError(path, 1, "empty transcript")
+    lines = raw.split(b"\n")
+    transcript: Transcript | None = None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            if lineno == len(lines):
+                break  # the newline that ends the last record
+            raise TranscriptError(path, lineno, "blank line inside the transcript")
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            last = lineno == len(lines) or (lineno == len(lines) - 1 and not lines[-1])
+            what = "truncated record (the run was cut off mid-write)" if last else "not valid JSON"
+            raise TranscriptError(path, lineno, f"{what}: {exc}") from None
+        if not isinstance(record, dict):
+            raise TranscriptError(path, lineno, "each line must be a JSON object")
+        _check_fields(path, lineno, record)
+        kind = record["type"]
+        if transcript is None:
+            if kind != "header":
+                raise TranscriptError(path, lineno, f"first record must be the header, got {kind!r}")
+            if record["schema"] != SCHEMA:
+                raise TranscriptError(path, lineno, f"schema {record['schema']!r}, expected {SCHEMA!r}")
+            transcript = Transcript(path=path, header=record)
+            continue
+        if transcript.footer is not None:
+            raise TranscriptError(path, lineno, f"{kind} record after the footer")
+        if kind == "header":
+            raise TranscriptError(path, lineno, "second header")
+        if kind == "prompt":
+            known = {k: v for k, v in record.items() if k in PromptRecord.__dataclass_fields__ and k != "line"}
+            transcript.prompts.append(PromptRecord(**known, line=lineno))
+        elif kind == "load":
+            transcript.loads.append(record)
+        elif kind == "memory":
+            transcript.memory.append(record)
+        elif kind == "footer":
+            transcript.footer = record
+    assert transcript is not None
+    if require_complete and not transcript.complete:
+        raise TranscriptError(path, len(lines), "no footer: the run did not finish (crash, jetsam kill or timeout)")
+    return transcript
+
+
+def write_transcript(path: Path, records: list[dict[str, Any]]) -> Path:
+    """Write records as JSON lines (used by Mac runs, the simulator and test fixtures)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    return path
