@@ -102,17 +102,17 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         print(json.dumps([s.as_dict() for s in MODELS.values()], indent=2))
         return
     table = Table(title="Gemma 4 targets")
-    for col in ("key", "hf id", "layers", "hidden", "heads/kv", "head dims", "PLE", "kv-shared"):
-        table.add_column(col, no_wrap=col == "hf id")
+    for col in ("key", "layers", "hidden", "heads/kv", "head dims", "PLE dim", "kv-shared"):
+        table.add_column(col, no_wrap=True)
     for s in MODELS.values():
         kv = s.num_key_value_heads if s.num_key_value_heads is not None else "?"
-        table.add_row(s.key, s.hf_id, str(s.num_hidden_layers), str(s.hidden_size),
+        table.add_row(s.key, str(s.num_hidden_layers), str(s.hidden_size),
                       f"{s.num_attention_heads}/{kv}", f"{s.head_dim}/{s.global_head_dim}",
                       str(s.hidden_size_per_layer_input or "—"), str(s.num_kv_shared_layers))
     out = Console()
     out.print(table)
     for s in MODELS.values():
-        out.print(f"[dim]{s.key}: {s.source}[/dim]")
+        out.print(f"{s.key}: {s.hf_id}  [dim]({s.source})[/dim]")
 
 
 @app.command()
