@@ -69,7 +69,12 @@ def print_summary(reports: list[StepReport], build_dir: Path) -> None:
 def _run(options: BuildOptions, out: Path | None, only: set[str] | None, force: bool) -> None:
     from .steps import run_build
 
-    ctx, reports = run_build(options, out, only=only, force=set(only or []) if force else set(), console=console)
+    try:
+        ctx, reports = run_build(options, out, only=only, force=set(only or []) if force else set(), console=console)
+    except KeyboardInterrupt:
+        # Finished steps are already in build.json; the interrupted one left no record.
+        console.print("[yellow]interrupted[/yellow]: finished steps are kept; run the same command again to resume")
+        raise typer.Exit(130) from None
     print_summary(reports, ctx.build_dir)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
