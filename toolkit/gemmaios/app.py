@@ -446,6 +446,10 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
         xcodeproj = staging / f"{s.app_name}.xcodeproj"
         _write_atomic(xcodeproj / "project.pbxproj", env.get_template("project.pbxproj.j2").render(**model).encode())
 
+        # A shared scheme, so xcodebuild/fastlane can build without Xcode having opened the project.
+        scheme = env.get_template("scheme.xcscheme.j2").render(target_id=model["ids"]["target"], app_name=s.app_name)
+        _write_atomic(xcodeproj / "xcshareddata" / "xcschemes" / f"{s.app_name}.xcscheme", scheme.encode())
+
         problems = check_project(xcodeproj / "project.pbxproj")
         if problems:
             raise AppTemplateError("the rendered project.pbxproj is inconsistent: " + "; ".join(problems),
