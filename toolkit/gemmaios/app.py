@@ -193,6 +193,12 @@ class AppSettings:
         validate_deployment_target(self.deployment_target)
         validate_choice("bundle location", self.bundle_location, BUNDLE_LOCATIONS)
         validate_choice("PLE mode", self.ple, PLE_MODES)
+        if self.display_name is not None and (
+            not self.display_name.strip() or len(self.display_name) > 64
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in self.display_name)
+        ):
+            raise AppTemplateError(f"display name {self.display_name!r} cannot go on the home screen",
+                                   hint="use 1-64 printable characters (quotes are fine)")
         if not _BUNDLE_NAME_RE.fullmatch(self.bundle_name):
             raise AppTemplateError(f"bundle name {self.bundle_name!r} has characters a file name should not",
                                    hint="bundle names are like gemma4_e4b_qat_decode_int4")

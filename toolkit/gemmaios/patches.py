@@ -411,7 +411,7 @@ def prepare_engine_package(dest: Path, series: Series, source: Path) -> ApplyRes
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        if (source / ".git").exists() and _has_commit(source, series.base):
+        if _has_commit(source, series.base):  # a clone, a bare mirror, or a worktree
             _export_commit(source, series.base, staging)
         else:
             shutil.rmtree(staging)
