@@ -9,7 +9,9 @@ apple/coreai-models checkout (see patches.py) and is reported pending when there
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import plistlib
@@ -510,7 +512,9 @@ def check_project(pbxproj: Path) -> list[str]:
     from pbxproj import XcodeProject
 
     try:
-        project = XcodeProject.load(str(pbxproj))
+        # the library prints a warning for files not there yet (the bundle before convert)
+        with contextlib.redirect_stdout(io.StringIO()):
+            project = XcodeProject.load(str(pbxproj))
     except Exception as exc:  # the parser raises plain exceptions on syntax errors
         return [f"{pbxproj} does not parse: {exc}"]
     data = _plain(project)
