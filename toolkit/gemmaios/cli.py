@@ -140,6 +140,51 @@ def doctor(config: ConfigOpt = None, mac: MacOpt = None) -> None:
     Console().print(table)
 
 
+@app.command("app")
+def app_command(
+    model: ModelOpt = DEFAULT_MODEL,
+    arch: ArchOpt = "h18p",
+    out: OutOpt = None,
+    quant: QuantOpt = "int4",
+    ple: PleOpt = "provider",
+    config: ConfigOpt = None,
+    team_id: Annotated[str | None, typer.Option("--team-id", help="Apple Developer Team ID (default: config)")] = None,
+    bundle_id: Annotated[str | None, typer.Option("--bundle-id", help="e.g. com.example.gemma (default: config)")] = None,
+    app_name: Annotated[str | None, typer.Option("--app-name", help="Xcode target name (default: config or GemmaBench)")] = None,
+    display_name: Annotated[str | None, typer.Option("--display-name", help="name on the home screen")] = None,
+    bundle_location: Annotated[str | None, typer.Option("--bundle-location", help="bundled | documents")] = None,
+    deployment_target: Annotated[str | None, typer.Option("--deployment-target", help="iOS version, >= 27.0")] = None,
+    engine_source: Annotated[Path | None, typer.Option("--engine-source", help="a checkout of apple/coreai-models")] = None,
+    no_clone: Annotated[bool, typer.Option("--no-clone", help="never git clone coreai-models")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Render the Xcode project for the build (app/<AppName>/) and the patched coreai-models package."""
+    from .steps import run_build
+
+    try:
+        options = _options(model, arch, quant, ple, None, config)
+        options.extra["app"] = {
+            "team_id": team_id, "bundle_id": bundle_id, "app_name": app_name, "display_name": display_name,
+            "bundle_location": bundle_location, "deployment_target": deployment_target,
+            "engine_source": engine_source, "allow_clone": False if no_clone else None, "config": config,
+        }
+        ctx, reports = run_build(options, out, only={"checkpoint", "app"}, force={"app"} if force else set(),
+                                 console=console)
+    except GemmaiosError as exc:
+        _fail(exc)
+    print_summary(reports, ctx.build_dir)
+    record = ctx.manifest.get("app")
+    if record and record.details:
+        engine = record.details.get("engine", {})
+        console.print(f"Xcode project: {ctx.build_dir / record.details['xcodeproj']}")
+        if engine.get("status") == "pending":
+            console.print(f"[yellow]engine package pending:[/yellow] {engine.get('message')}\n"
+                          f"  on a machine with network run: {engine.get('command')}\n"
+                          "  (or pass --engine-source PATH), then re-run `gemmaios app`")
+    if any(r.status == FAILED for r in reports):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -25,6 +25,8 @@ class UserConfig:
     ssh_options: list[str] = field(default_factory=list)
     team_id: str | None = None
     bundle_id: str | None = None
+    app_name: str | None = None  # Xcode target / product name of the rendered app
+    engine_source: str | None = None  # a checkout of apple/coreai-models (else cache or clone)
     source: Path | None = None
 
 

@@ -31,7 +31,9 @@ class CheckpointStep(Step):
 
 
 def all_steps() -> list[Step]:
-    return [CheckpointStep()]
+    from .app import AppStep
+
+    return [CheckpointStep(), AppStep()]
 
 
 def step_names() -> list[str]:

@@ -1,0 +1,146 @@
+import CoreAILanguageModels
+import Foundation
+import UIKit
+
+/// The prompt set the toolkit bundles (from the oracle step): token ids, not text, so the
+/// device runs exactly what the fp32 reference ran.
+struct BenchPromptSet: Decodable, Sendable {
+    struct Prompt: Decodable, Sendable {
+        let id: String
+        let promptIds: [Int32]
+
+        enum CodingKeys: String, CodingKey {
+            case id
+            case promptIds = "prompt_ids"
+        }
+    }
+
+    let name: String
+    let sha256: String
+    let maxNewTokens: Int
+    let prompts: [Prompt]
+
+    enum CodingKeys: String, CodingKey {
+        case name, sha256, prompts
+        case maxNewTokens = "max_new_tokens"
+    }
+
+    static func load() throws -> BenchPromptSet {
+        guard let url = Bundle.main.url(forResource: AppConfig.promptSetResource, withExtension: "json") else {
+            throw CocoaError(.fileNoSuchFile)
+        }
+        return try JSONDecoder().decode(BenchPromptSet.self, from: Data(contentsOf: url))
+    }
+}
+
+/// Runs every prompt for N trials and writes the transcript.
+@MainActor
+final class BenchRunner: ObservableObject {
+    @Published var status = "waiting"
+    @Published var finished = false
+    @Published var transcriptPath = ""
+
+    func run(settings: LaunchSettings) async {
+        let runId = settings.runId.flatMap { $0.isEmpty || $0.contains("/") ? nil : $0 } ?? TranscriptWriter.newRunId()
+        let writer: TranscriptWriter
+        do {
+            writer = try TranscriptWriter(runId: runId)
+        } catch {
+            status = "cannot write the transcript: \(error.localizedDescription)"
+            return
+        }
+        transcriptPath = writer.url.path
+        UIDevice.current.isBatteryMonitoringEnabled = true
+        let sampler = FootprintSampler()
+        let launchClock = LaunchClock.shared
+        do {
+            let promptSet = try BenchPromptSet.load()
+            let maxNewTokens = settings.maxNewTokens
+            try writer.write(header(runId: runId, settings: settings, promptSet: promptSet, maxNewTokens: maxNewTokens))
+            sampler.start(every: 0.5) { footprint in
+                try? writer.write([
+                    "type": "memory", "t": launchClock.secondsSinceLaunch,
+                    "phys_footprint_bytes": footprint, "available_bytes": DeviceMetrics.availableMemory(),
+                ])
+            }
+            status = "loading \(AppConfig.bundleName)"
+            let loaded = try await EngineHost.load(settings: settings)
+            try writer.write(["type": "load", "seconds": loaded.loadSeconds, "cold": loaded.coldSpecialization])
+
+            for trial in 0..<settings.trials {
+                for (index, prompt) in promptSet.prompts.enumerated() {
+                    status = "trial \(trial + 1)/\(settings.trials) · prompt \(index + 1)/\(promptSet.prompts.count)"
+                    try await loaded.engine.reset(to: 0)  // no prefix reuse between prompts
+                    _ = sampler.takePeak()
+                    let run = try await Generation.run(
+                        engine: loaded.engine, prompt: prompt.promptIds, maxNewTokens: maxNewTokens)
+                    try writer.write(record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler))
+                }
+            }
+            sampler.stop()
+            var footer: [String: Any] = [
+                "type": "footer", "completed": true, "ended_at": TranscriptWriter.timestamp(),
+                "battery_level": Double(UIDevice.current.batteryLevel),
+                "battery_state": batteryState(),
+            ]
+            if let unlock = launchClock.secondsSinceUnlock { footer["seconds_since_unlock"] = unlock }
+            try writer.write(footer)
+            status = "done: \(writer.url.lastPathComponent)"
+        } catch {
+            sampler.stop()
+            // No footer: readers treat the run as unfinished. Say why on screen and in the log.
+            status = "failed: \(error.localizedDescription)"
+            NSLog("gemmaios bench failed: %@", error.localizedDescription)
+        }
+        writer.close()
+        finished = true
+    }
+
+    private func header(runId: String, settings: LaunchSettings, promptSet: BenchPromptSet, maxNewTokens: Int) -> [String: Any] {
+        [
+            "type": "header", "schema": TranscriptWriter.schema, "run_id": runId,
+            "started_at": TranscriptWriter.timestamp(),
+            "device": [
+                "product_type": DeviceMetrics.productType(), "name": UIDevice.current.name,
+                "os_version": UIDevice.current.systemVersion, "arch": AppConfig.arch, "udid": settings.udid,
+            ],
+            "bundle": [
+                "name": AppConfig.bundleName, "metadata_sha256": AppConfig.metadataSHA256,
+                "quant": AppConfig.quant, "ple": AppConfig.pleMode.rawValue,
+            ],
+            "app": ["version": AppConfig.appVersion, "toolkit_version": AppConfig.toolkitVersion],
+            "prompt_set": ["name": promptSet.name, "sha256": promptSet.sha256, "count": promptSet.prompts.count],
+            "trials": settings.trials, "max_new_tokens": maxNewTokens, "platform": "iOS",
+        ]
+    }
+
+    /// Prefill: prompt tokens, from the request to the first token. Decode: the tokens after
+    /// the first, from the first token to the last (docs/contracts.md).
+    private func record(
+        trial: Int, index: Int, prompt: BenchPromptSet.Prompt, run: Generation, sampler: FootprintSampler
+    ) -> [String: Any] {
+        let first = run.tokenTimes.first ?? 0
+        let last = run.tokenTimes.last ?? first
+        let gaps = zip(run.tokenTimes.dropFirst(), run.tokenTimes).map { $0 - $1 }
+        return [
+            "type": "prompt", "trial": trial, "index": index, "prompt_id": prompt.id,
+            "prompt_ids": prompt.promptIds.map(Int.init), "generated_ids": run.tokenIds.map(Int.init),
+            "prefill_tokens": prompt.promptIds.count, "prefill_seconds": first, "ttft_seconds": first,
+            "decode_tokens": max(0, run.tokenIds.count - 1), "decode_seconds": last - first,
+            "decode_token_seconds": gaps,
+            "peak_phys_footprint_bytes": sampler.takePeak(),
+            "os_proc_available_memory_bytes": DeviceMetrics.availableMemory(),
+            "thermal_state": DeviceMetrics.thermalState(),
+            "seconds_since_launch": LaunchClock.shared.secondsSinceLaunch,
+        ]
+    }
+
+    private func batteryState() -> String {
+        switch UIDevice.current.batteryState {
+        case .charging: return "charging"
+        case .full: return "full"
+        case .unplugged: return "unplugged"
+        default: return "unknown"
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Darwin
+import Foundation
+import UIKit
+import os
+
+/// Memory, thermal and device facts for the bench transcript.
+enum DeviceMetrics {
+    /// The process's physical footprint (what jetsam counts), from TASK_VM_INFO.
+    static func physFootprint() -> UInt64 {
+        var info = task_vm_info_data_t()
+        var count = mach_msg_type_number_t(MemoryLayout<task_vm_info_data_t>.size / MemoryLayout<natural_t>.size)
+        let status = withUnsafeMutablePointer(to: &info) { pointer in
+            pointer.withMemoryRebound(to: integer_t.self, capacity: Int(count)) {
+                task_info(mach_task_self_, task_flavor_t(TASK_VM_INFO), $0, &count)
+            }
+        }
+        return status == KERN_SUCCESS ? info.phys_footprint : 0
+    }
+
+    /// Bytes the app may still allocate before jetsam (raised by the increased-memory entitlement).
+    static func availableMemory() -> UInt64 {
+        UInt64(os_proc_available_memory())
+    }
+
+    static func thermalState() -> String {
+        switch ProcessInfo.processInfo.thermalState {
+        case .nominal: return "nominal"
+        case .fair: return "fair"
+        case .serious: return "serious"
+        case .critical: return "critical"
+        @unknown default: return "nominal"
+        }
+    }
+
+    /// e.g. "iPhone18,2" (hw.machine).
+    static func productType() -> String {
+        var system = utsname()
+        uname(&system)
+        return withUnsafeBytes(of: &system.machine) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+    }
+}
+
+/// Tracks the peak footprint between resets while a bench prompt runs.
+final class FootprintSampler: @unchecked Sendable {
+    private let lock = NSLock()
+    private var peak: UInt64 = 0
+    private var timer: DispatchSourceTimer?
+
+    func start(every seconds: Double, onSample: @escaping @Sendable (UInt64) -> Void) {
+        let source = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        source.schedule(deadline: .now(), repeating: seconds)
+        source.setEventHandler { [weak self] in
+            let now = DeviceMetrics.physFootprint()
+            self?.lock.withLock { self?.peak = max(self?.peak ?? 0, now) }
+            onSample(now)
+        }
+        timer = source
+        source.resume()
+    }
+
+    func stop() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    /// The peak since the last call (sampled now too), then starts a new window.
+    func takePeak() -> UInt64 {
+        let now = DeviceMetrics.physFootprint()
+        return lock.withLock {
+            let value = max(peak, now)
+            peak = now
+            return value
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import CoreAILanguageModels
+import CoreAIShared
+import Foundation
+import Metal
+
+enum EngineHostError: LocalizedError {
+    case bundleMissing(URL)
+    case noMetalDevice
+
+    var errorDescription: String? {
+        switch self {
+        case .bundleMissing(let url):
+            return "Core AI bundle not found at \(url.path); deploy it with `gemmaios deploy` or rebuild the app"
+        case .noMetalDevice:
+            return "this device has no Metal GPU"
+        }
+    }
+}
+
+/// A loaded engine and everything that must outlive it (tables handed to the engine).
+final class LoadedEngine: @unchecked Sendable {
+    let engine: any InferenceEngine
+    let bundle: LanguageBundle
+    let loadSeconds: Double
+    let coldSpecialization: Bool
+    private let keepAlive: [AnyObject]
+
+    init(engine: any InferenceEngine, bundle: LanguageBundle, loadSeconds: Double, cold: Bool, keepAlive: [AnyObject]) {
+        self.engine = engine
+        self.bundle = bundle
+        self.loadSeconds = loadSeconds
+        self.coldSpecialization = cold
+        self.keepAlive = keepAlive
+    }
+}
+
+enum EngineHost {
+    static var documents: URL { URL.documentsDirectory }
+    static var specCache: URL { URL.cachesDirectory.appending(path: "coreai-cache") }
+
+    /// The folder holding the bundle and `tables/`, per AppConfig.bundleLocation.
+    static var modelsRoot: URL {
+        switch AppConfig.bundleLocation {
+        case .appBundle: return Bundle.main.bundleURL
+        case .documents: return documents.appending(path: "models")
+        }
+    }
+
+    static func removeSpecCache() {
+        try? FileManager.default.removeItem(at: specCache)
+    }
+
+    static func load(settings: LaunchSettings) async throws -> LoadedEngine {
+        if settings.clearSpecCache {
+            removeSpecCache()
+        }
+        // The pipelined engine reads this when it plans prefill: S=1 bundles must prefill as
+        // one-token steps, and it has to be set before the engine exists.
+        setenv("COREAI_CHUNK_THRESHOLD", "1", 1)
+
+        let bundleURL = modelsRoot.appending(path: AppConfig.bundleName)
+        guard FileManager.default.fileExists(atPath: bundleURL.path) else {
+            throw EngineHostError.bundleMissing(bundleURL)
+        }
+        let cold = !FileManager.default.fileExists(atPath: specCache.path)
+        let started = ContinuousClock.now
+        let bundle = try LanguageBundle(at: bundleURL)
+        let tablesDir = modelsRoot.appending(path: AppConfig.tablesFolder)
+
+        var keepAlive: [AnyObject] = []
+        var staticBuffers: [String: StaticInputBuffer] = [:]
+        var provider: PerTokenInputProvider? = nil
+        switch AppConfig.pleMode {
+        case .provider:
+            let gather = try PLETokenProvider(
+                directory: tablesDir, vocabSize: bundle.vocabSize,
+                layers: AppConfig.pleLayers, dim: AppConfig.pleDim)
+            keepAlive.append(gather)
+            provider = gather.engineProvider
+        case .tbl:
+            guard let device = MTLCreateSystemDefaultDevice() else { throw EngineHostError.noMetalDevice }
+            let tables = try PLEStaticTables(
+                directory: tablesDir, device: device, vocabSize: bundle.vocabSize,
+                layers: AppConfig.pleLayers, dim: AppConfig.pleDim)
+            keepAlive.append(tables)
+            staticBuffers = tables.engineBuffers
+        case .none:
+            break
+        }
+
+        let config = ModelConfig(
+            name: bundle.name,
+            tokenizer: bundle.tokenizer,
+            vocabSize: bundle.vocabSize,
+            maxContextLength: bundle.maxContextLength,
+            source: ModelSource(hfModelId: bundle.tokenizer, modelDefinition: .pyTorch),
+            serializedModel: [bundle.modelAssetPath],
+            function: bundle.language.functionMap?.name(for: "main") ?? "main")
+        let options = EngineOptions(
+            variant: "coreai-pipelined",
+            staticInputBuffers: staticBuffers,
+            perTokenInputProvider: provider)
+        let engine = try await EngineFactory.createEngine(
+            config: try JSONEncoder().encode(config),
+            modelURL: try bundle.requireModelURL(for: ModelBundle.ComponentKey.main),
+            options: options)
+
+        // Warm-up is one real 1-token generate. Never engine.warmup(): it warms query
+        // length 256, which a static [1,1] input_ids graph rejects with a fatal error.
+        _ = try await Generation.run(engine: engine, prompt: [AppConfig.warmupTokenId], maxNewTokens: 1)
+        try await engine.reset(to: 0)
+
+        let elapsed = ContinuousClock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return LoadedEngine(engine: engine, bundle: bundle, loadSeconds: seconds, cold: cold, keepAlive: keepAlive)
+    }
+}
+
+/// One greedy generation with per-token timestamps.
+struct Generation: Sendable {
+    var tokenIds: [Int32] = []
+    var tokenTimes: [Double] = []  // seconds since the request, one per generated token
+    var requestSeconds: Double = 0
+
+    static func run(
+        engine: any InferenceEngine, prompt: [Int32], maxNewTokens: Int,
+        onToken: (@Sendable (Int32) -> Void)? = nil
+    ) async throws -> Generation {
+        var result = Generation()
+        let start = ContinuousClock.now
+        let sequence = try await engine.generate(
+            with: prompt, samplingConfiguration: .greedy,
+            inferenceOptions: InferenceOptions(maxTokens: maxNewTokens))
+        for try await output in sequence {
+            let elapsed = ContinuousClock.now - start
+            result.tokenIds.append(output.tokenId)
+            result.tokenTimes.append(
+                Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            onToken?(output.tokenId)
+            if AppConfig.stopTokenIds.contains(output.tokenId) || result.tokenIds.count >= maxNewTokens {
+                break
+            }
+        }
+        return result
+    }
+}

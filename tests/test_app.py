@@ -1,0 +1,222 @@
+"""The app step: the tiny build renders a consistent Xcode project with escaped values."""
+
+from __future__ import annotations
+
+import plistlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import tree_sitter_swift
+from pbxproj import XcodeProject
+from tree_sitter import Language, Parser
+
+from gemmaios.app import (
+    INCREASED_MEMORY_KEY,
+    AppSettings,
+    AppStep,
+    AppTemplateError,
+    PromptSet,
+    check_project,
+    object_id,
+    pbx_string,
+    render_app,
+    swift_string,
+)
+from gemmaios.patches import load_series, reconstruct_preimage
+from gemmaios.pipeline import BuildOptions
+from gemmaios.steps import all_steps, run_build
+
+REPO = Path(__file__).resolve().parents[1]
+SWIFT = Parser(Language(tree_sitter_swift.language()))
+HOSTILE = 'Gemma "4" \\(boom) */ \n\t\u0000 end'
+PRINTABLE_HOSTILE = 'Gemma "4" \\(boom) */ <&> $(x) `y`'
+
+
+def swift_problems(source: bytes) -> list[str]:
+    tree = SWIFT.parse(source)
+    bad = []
+
+    def walk(node):
+        if node.type == "ERROR" or node.is_missing:
+            bad.append(f"{node.type} at {node.start_point}: {source[node.start_byte:node.start_byte + 40]!r}")
+        for child in node.children:
+            walk(child)
+
+    walk(tree.root_node)
+    return bad
+
+
+@pytest.fixture(scope="module")
+def engine_checkout(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("coreai-models")
+    for rel, text in reconstruct_preimage(load_series()).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory, engine_checkout):
+    """`gemmaios build --arch h18p --model tiny` (every step of all_steps), engine from a checkout."""
+    out = tmp_path_factory.mktemp("build")
+    options = BuildOptions(model="tiny", arch="h18p", extra={"app": {
+        "engine_source": engine_checkout, "bundle_id": "org.gemmaios.test", "config": out / "none.yaml"}})
+    (out / "none.yaml").write_text("{}\n")
+    ctx, reports = run_build(options, out)
+    return ctx, reports
+
+
+def test_app_is_the_last_step():
+    assert [s.name for s in all_steps()][-1] == "app"
+    assert isinstance(all_steps()[-1], AppStep)
+
+
+def test_tiny_build_renders_the_project(tiny_build):
+    ctx, reports = tiny_build
+    assert [r.status for r in reports if r.name == "app"] == ["done"]
+    details = ctx.manifest.get("app").details
+    project = ctx.build_dir / details["project"]
+    assert (project / "GemmaBench.xcodeproj" / "project.pbxproj").is_file()
+    assert details["engine"]["status"] == "ready"
+    assert details["engine"]["applied"] == [p.name for p in load_series().patches]
+
+
+def test_entitlements_and_info_plist(tiny_build):
+    ctx, _ = tiny_build
+    src = ctx.path("app", "GemmaBench", "GemmaBench")
+    ent = plistlib.loads((src / "GemmaBench.entitlements").read_bytes())
+    assert ent == {INCREASED_MEMORY_KEY: True}
+    info = plistlib.loads((src / "Info.plist").read_bytes())
+    assert info["UIFileSharingEnabled"] is True and info["LSSupportsOpeningDocumentsInPlace"] is True
+    assert info["CFBundleIdentifier"] == "$(PRODUCT_BUNDLE_IDENTIFIER)"
+
+
+def test_pbxproj_parses_and_every_reference_resolves(tiny_build):
+    ctx, _ = tiny_build
+    project_dir = ctx.path("app", "GemmaBench")
+    pbx = project_dir / "GemmaBench.xcodeproj" / "project.pbxproj"
+    assert check_project(pbx) == []
+    project = XcodeProject.load(str(pbx))
+    sources = {str(f["path"]) for f in project.objects.get_objects_in_section("PBXFileReference")
+               if str(f["lastKnownFileType"] or "") == "sourcecode.swift"}
+    assert sources == {p.name for p in (project_dir / "GemmaBench").glob("*.swift")}
+    build_files = project.objects.get_objects_in_section("PBXBuildFile")
+    assert all(project.objects[str(b["fileRef"])] is not None for b in build_files if "fileRef" in b.get_keys())
+    (package,) = project.objects.get_objects_in_section("XCLocalSwiftPackageReference")
+    assert (project_dir / str(package["relativePath"]) / ".gemmaios-engine").is_file()
+    (product,) = project.objects.get_objects_in_section("XCSwiftPackageProductDependency")
+    assert str(product["productName"]) == "CoreAILM" and str(product["package"]) == package.get_id()
+    (target,) = project.objects.get_objects_in_section("PBXNativeTarget")
+    assert product.get_id() in [str(x) for x in target["packageProductDependencies"]]
+    text = pbx.read_text()
+    assert re.search(r"PRODUCT_BUNDLE_IDENTIFIER = org\.gemmaios\.test;", text)
+    assert "com.apple.developer" not in text  # entitlements live in the plist, referenced by path
+
+
+def test_every_rendered_swift_file_parses(tiny_build):
+    ctx, _ = tiny_build
+    files = sorted(ctx.path("app", "GemmaBench", "GemmaBench").glob("*.swift"))
+    assert len(files) >= 8
+    for path in files:
+        assert swift_problems(path.read_bytes()) == [], path.name
+
+
+def test_engine_setup_run_contract(tiny_build):
+    ctx, _ = tiny_build
+    src = ctx.path("app", "GemmaBench", "GemmaBench")
+    host = (src / "EngineHost.swift").read_text()
+    assert host.index('setenv("COREAI_CHUNK_THRESHOLD", "1", 1)') < host.index("EngineFactory.createEngine(")
+    assert host.index("removeSpecCache()\n        }") < host.index("EngineFactory.createEngine(")
+    code = "\n".join(line.split("//")[0] for p in src.glob("*.swift") for line in p.read_text().splitlines())
+    assert not re.search(r"\.warmup\(", code)
+    config = (src / "AppConfig.swift").read_text()
+    assert "PLEMode.provider" in config and "static let pleDim = 8" in config
+
+
+def test_rendering_is_deterministic_and_ids_depend_on_the_app(tmp_path):
+    settings = dict(ple="none", prepare_engine=False)
+    a = render_app(tmp_path / "a", AppSettings(**settings))
+    b = render_app(tmp_path / "b", AppSettings(**settings))
+    pa, pb = (r.xcodeproj / "project.pbxproj" for r in (a, b))
+    assert pa.read_bytes() == pb.read_bytes()
+    other = render_app(tmp_path / "c", AppSettings(app_name="Other", **settings))
+    ids = set(re.findall(r"\b[0-9A-F]{24}\b", pa.read_text()))
+    assert ids and not ids & set(re.findall(r"\b[0-9A-F]{24}\b", (other.xcodeproj / "project.pbxproj").read_text()))
+    assert object_id("X", "k") == object_id("X", "k") != object_id("X", "k2")
+
+
+def test_hostile_values_are_escaped_everywhere(tmp_path):
+    prompts = PromptSet(HOSTILE, "0" * 64, 8, [{"id": HOSTILE, "prompt_ids": [2, 3]}])
+    result = render_app(tmp_path, AppSettings(display_name=PRINTABLE_HOSTILE, model_id=HOSTILE, quant=HOSTILE,
+                                              ple="none", prompt_set=prompts, prepare_engine=False))
+    src = result.project_dir / "GemmaBench"
+    config = (src / "AppConfig.swift").read_bytes()
+    assert swift_problems(config) == []
+    tree = SWIFT.parse(config)
+    literals = []
+
+    def walk(node):
+        if node.type == "line_string_literal":
+            literals.append(node)
+        for child in node.children:
+            walk(child)
+
+    walk(tree.root_node)
+    assert not any(c.type == "interpolated_expression" for lit in literals for c in lit.children)
+    assert swift_string(HOSTILE).encode() in config
+    info = plistlib.loads((src / "Info.plist").read_bytes())
+    assert info["CFBundleDisplayName"] == PRINTABLE_HOSTILE
+    assert swift_string(PRINTABLE_HOSTILE).encode() in config
+    assert check_project(result.xcodeproj / "project.pbxproj") == []
+
+
+def test_swift_and_pbx_escaping():
+    assert swift_string('a"b\\c\n') == '"a\\"b\\\\c\\n"'
+    assert swift_string("\\(x)") == '"\\\\(x)"'
+    assert swift_string("\x00") == '"\\u{0}"'
+    assert pbx_string("iphoneos") == "iphoneos"
+    assert pbx_string("") == '""'
+    assert pbx_string('a "b"') == '"a \\"b\\""'
+    assert pbx_string("<group>") == '"<group>"'
+
+
+@pytest.mark.parametrize("field,value", [
+    ("app_name", 'Bad"Name'), ("app_name", "1App"), ("app_name", "has space"),
+    ("bundle_id", "com.example.gemma_app"), ("bundle_id", "nodots"), ("bundle_id", 'com."x".y'),
+    ("team_id", "abc"), ("deployment_target", "17.0"), ("deployment_target", "27; rm -rf /"),
+    ("bundle_location", "cloud"), ("ple", "magic"), ("display_name", "tab\there"), ("display_name", ""), ("bundle_name", 'x"y'), ("bundle_dir", "../../etc"),
+])
+def test_invalid_values_raise_a_named_error(tmp_path, field, value):
+    with pytest.raises(AppTemplateError):
+        render_app(tmp_path, AppSettings(**{"ple": "none", "prepare_engine": False, field: value}))
+    assert not (tmp_path / "app" / "GemmaBench").exists()
+
+
+def test_engine_pending_without_a_checkout_still_renders(tmp_path):
+    result = render_app(tmp_path, AppSettings(ple="none", allow_clone=False, engine_cache=tmp_path / "cache"))
+    assert result.engine.status == "pending"
+    assert load_series().base in result.engine.command and "git clone" in result.engine.command
+    assert check_project(result.xcodeproj / "project.pbxproj") == []
+
+
+def test_fastlane_files_are_valid_ruby():
+    ruby = shutil.which("ruby")
+    if ruby is None:
+        pytest.skip("ruby is not installed (scripts/system-deps.sh installs it)")
+    for name in ("Fastfile", "Appfile"):
+        check = subprocess.run([ruby, "-c", str(REPO / "fastlane" / name)], capture_output=True, text=True)
+        assert check.returncode == 0 and "Syntax OK" in check.stdout, check.stderr
+    assert "gemmaios" in (REPO / "fastlane" / "Fastfile").read_text()
+
+
+def test_check_project_reports_a_dangling_reference(tmp_path):
+    result = render_app(tmp_path, AppSettings(ple="none", prepare_engine=False))
+    pbx = result.xcodeproj / "project.pbxproj"
+    text = pbx.read_text()
+    build_file = re.search(r"(\w{24}) /\* App\.swift in Sources \*/ = \{isa = PBXBuildFile; fileRef = (\w{24})", text)
+    pbx.write_text(text.replace(f"fileRef = {build_file.group(2)}", "fileRef = 0123456789ABCDEF01234567"))
+    problems = check_project(pbx)
+    assert any("0123456789ABCDEF01234567 does not exist" in p for p in problems)
