@@ -959,7 +959,7 @@ def plots(s: RunSummary) -> dict[str, str]:
         ax.plot([m[0] for m in memory], [m[1] / GB for m in memory], marker=".", label="phys_footprint")
         if s.entitled_limit_bytes:
             ax.axhline(s.entitled_limit_bytes / GB, color="#d62728", linestyle="--", label="entitled limit")
-        ax.set_xlabel("seconds since launch")
+        ax.set_xlabel("t (s, memory samples)")
         ax.set_ylabel("GB")
         ax.set_ylim(bottom=0)
         ax.set_title("footprint over time")
