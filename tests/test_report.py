@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import shutil
@@ -36,8 +37,21 @@ from gemmaios.report import (
 from gemmaios.roofline import bytes_per_decoded_token, estimate_weight_bytes, roofline_tok_s
 from gemmaios.transcript import write_transcript
 
+
+def bundle_metadata(weight_bytes: int | None = 3_000_000_000) -> str:
+    """metadata.json as convert writes it, reduced to what the report reads."""
+    ours = {"quant": "int4", "ple": "provider",
+            "states": [{"name": "keyCache", "shape": [24, 1, 2, None, 512], "dtype": "Float16"},
+                       {"name": "valueCache", "shape": [24, 1, 2, None, 512], "dtype": "Float16"}]}
+    if weight_bytes is not None:
+        ours["weight_bytes"] = weight_bytes
+    return json.dumps({"kind": "llm", "name": "gemma4_e4b_qat_decode_int4",
+                       "assets": {"main": "gemma4_e4b_qat_decode_int4.aimodel"}, "gemmaios": ours})
+
+
 PROMPT_SET = {"name": "builtin", "sha256": "a" * 64, "count": 2}
-BUNDLE = {"name": "gemma4_e4b_qat_decode_int4", "metadata_sha256": "b" * 64, "quant": "int4", "ple": "provider"}
+BUNDLE = {"name": "gemma4_e4b_qat_decode_int4", "metadata_sha256": hashlib.sha256(bundle_metadata().encode()).hexdigest(),
+          "quant": "int4", "ple": "provider"}
 # Per trial, two prompts: (prefill tokens, prefill s, decode tokens, decode s, ttft s).
 # Σ/Σ rates differ from the mean of per-prompt rates, so the definition is tested, not just "a rate".
 TRIALS = {
@@ -91,16 +105,12 @@ def records(*, thermal: dict | None = None, with_footer: bool = True, trials=TRI
     return out
 
 
-def build_folder(tmp_path: Path, name: str = "build", weight_bytes: int = 3_000_000_000) -> Path:
+def build_folder(tmp_path: Path, name: str = "build", weight_bytes: int | None = 3_000_000_000) -> Path:
     """A build folder as convert/tables leave it, reduced to what the report reads."""
     build = tmp_path / name
     bundle = build / "bundle" / "gemma4_e4b_qat_decode_int4"
     bundle.mkdir(parents=True)
-    (bundle / "metadata.json").write_text(json.dumps({
-        "kind": "llm", "assets": {"main": "gemma4_e4b_qat_decode_int4.aimodel"},
-        "gemmaios": {"name": "gemma4_e4b_qat_decode_int4", "weight_bytes": weight_bytes,
-                     "states": [{"name": "keyCache", "shape": [24, 2, None, 512], "dtype": "float16"},
-                                {"name": "valueCache", "shape": [24, 2, None, 512], "dtype": "float16"}]}}))
+    (bundle / "metadata.json").write_text(bundle_metadata(weight_bytes))
     (build / "build.json").write_text(json.dumps({"schema": 1, "steps": {
         "convert": {"details": {"bundle_dir": "bundle/gemma4_e4b_qat_decode_int4"}},
         "tables": {"details": {"shape": [262144, 10752]}}}}))
@@ -151,6 +161,20 @@ def test_roofline_from_bundle_facts(run_path):
     assert r.roofline_tok_s == pytest.approx(60e9 / expected_bytes)
     assert r.efficiency == pytest.approx(15.5 / (60e9 / expected_bytes))
     assert r.bandwidth_kind == "--bandwidth"
+
+
+def test_weights_from_the_asset_size_and_a_bundle_mismatch_warning(tmp_path):
+    build = build_folder(tmp_path, weight_bytes=None)
+    asset = build / "bundle" / "gemma4_e4b_qat_decode_int4" / "gemma4_e4b_qat_decode_int4.aimodel"
+    (asset / "weights").mkdir(parents=True)
+    with open(asset / "weights" / "weight.bin", "wb") as fh:
+        fh.truncate(5_000_000)
+    (asset / "model.mil").write_text("x" * 1000)
+    path = write_transcript(build / "runs" / "r" / "r.jsonl", records())
+    run = load_run(path)
+    assert run.bundle.weight_bytes == 5_001_000 and "size of" in run.bundle.source
+    s = summarise(run)  # header's metadata sha256 is of the other metadata.json (with weight_bytes)
+    assert any("differs from" in n.text and n.level == "warning" for n in s.notes)
 
 
 def test_roofline_without_a_bandwidth_figure_says_so(tmp_path, monkeypatch):

@@ -28,13 +28,13 @@ from typing import Any, Protocol
 from . import __version__
 from .archs import get_arch
 from .errors import GemmaiosError
+from .pipeline import sha256_file
 from .registry import MODELS
 from .roofline import (
     GB,
     RooflineError,
     bytes_per_decoded_token,
     estimate_weight_bytes,
-    kv_bytes_per_position,
     ple_row_bytes,
     roofline_tok_s,
 )
@@ -260,8 +260,12 @@ def _bundle_facts(t: Transcript, build_dir: Path | None, manifest: dict,
     if bundle_dir is not None:
         facts = bundle_facts_from_dir(bundle_dir, tables=_step_details(manifest, "tables"))
         note = ""
+        recorded = t.bundle.get("metadata_sha256")
         if facts.name and name and facts.name != name:
-            note = f"the run names bundle {name!r} but the build's bundle is {facts.name!r}"
+            note = f"the run names bundle {name!r} but the bundle read for the roofline is {facts.name!r}"
+        elif recorded and recorded != sha256_file(bundle_dir / "metadata.json"):
+            note = (f"the run's bundle metadata sha256 {recorded[:12]} differs from {bundle_dir}/metadata.json: "
+                    "the roofline uses that folder's facts, which may not be what ran")
         return facts, note
     match = _BUNDLE_NAME.match(name)
     spec = MODELS.get(match["key"]) if match else None
@@ -288,10 +292,10 @@ def _is_static(dim: Any) -> bool:
 def bundle_facts_from_dir(bundle_dir: Path, tables: dict | None = None) -> BundleFacts:
     """Bandwidth facts of a converted bundle folder.
 
-    Weights: `metadata.json` → gemmaios.weight_bytes when recorded, else the size of the
-    `.aimodel` asset. KV bytes per position: from the recorded state specs (`states`: each
-    {shape, dtype}, the sequence dim dynamic), else from the model dims recorded in the
-    metadata (`kv_layers`, `kv_heads`, `head_dim`). PLE row: from `ple_shape` [V, L*D].
+    Reads what convert records in `metadata.json` → `gemmaios`: weights = `weight_bytes`
+    when recorded, else the size of the `.aimodel` asset; KV bytes per position = the state
+    specs (`states`: each {shape, dtype}, the sequence dim dynamic = None) summed over K and
+    V; PLE row = `ple_table.shape` [V, L*D] (tbl bundles) or the tables step's `shape`.
     """
     bundle_dir = Path(bundle_dir)
     meta_path = bundle_dir / "metadata.json"
@@ -300,7 +304,7 @@ def bundle_facts_from_dir(bundle_dir: Path, tables: dict | None = None) -> Bundl
     except (OSError, json.JSONDecodeError) as exc:
         raise ReportError(f"cannot read {meta_path} ({exc})", hint="pass --bundle <bundle folder> of the run") from exc
     ours = meta.get("gemmaios") or {}
-    name = ours.get("name") or bundle_dir.name
+    name = meta.get("name") or ours.get("name") or bundle_dir.name
     if "weight_bytes" in ours:
         weight_bytes, weight_src = int(ours["weight_bytes"]), "metadata weight_bytes"
     else:
@@ -314,17 +318,14 @@ def bundle_facts_from_dir(bundle_dir: Path, tables: dict | None = None) -> Bundl
         dims = state.get("shape", [])
         static = [d for d in dims if _is_static(d)]
         if len(static) == len(dims) - 1:  # exactly one dynamic (sequence) dim
-            kv += math.prod(static) * _DTYPE_BYTES.get(str(state.get("dtype", "float16")), 2)
-    kv_src = "state specs"
-    if not kv and all(k in ours for k in ("kv_layers", "kv_heads", "head_dim")):
-        kv, kv_src = kv_bytes_per_position(ours["kv_layers"], ours["kv_heads"], ours["head_dim"]), "model dims"
+            kv += math.prod(static) * _DTYPE_BYTES.get(str(state.get("dtype", "float16")).lower(), 2)
     if not kv:
-        raise ReportError(f"{meta_path} records neither KV state specs nor kv_layers/kv_heads/head_dim",
+        raise ReportError(f"{meta_path} records no KV state specs (gemmaios.states with one dynamic dim)",
                           hint="re-convert with this gemmaios, or pass --bundle of a bundle that records them")
-    shape = ours.get("ple_shape") or (tables or {}).get("shape")
+    shape = (ours.get("ple_table") or {}).get("shape") or (tables or {}).get("shape")
     ple = ple_row_bytes(1, int(shape[1])) if shape else 0
     return BundleFacts(name, weight_bytes, kv, ple,
-                       source=f"bundle {bundle_dir.name}: weights = {weight_src}; KV from {kv_src}; "
+                       source=f"bundle {bundle_dir.name}: weights = {weight_src}; KV from the state specs; "
                               f"PLE row {'from table shape' if shape else 'none recorded'}")
 
 
