@@ -435,3 +435,13 @@ def test_html_plots_render_in_headless_chromium(tmp_path, run_path):
         complete, dims = entry.split(":")
         width, height = map(int, dims.split("x"))
         assert complete == "true" and width > 300 and height > 150
+
+
+def test_run_killed_before_any_prompt(tmp_path):
+    path = write_transcript(tmp_path / "early" / "r.jsonl", records(with_footer=False, trials={}))
+    report = build_report(load_runs([path]), bandwidth_gbps=60.0)
+    s = report.runs[0]
+    assert s.valid and not s.complete and s.decode_tok_s is None and s.ttft_s is None
+    assert s.roofline.efficiency is None and s.load_cold_s == 12.5
+    assert not report.passed and "INCOMPLETE" in render_markdown(report)
+    assert render_html(report).count("data:image/png;base64,") == 1  # footprint only: no trial, no tokens

@@ -836,7 +836,7 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
             ("bytes / decoded token", f"{r.bytes_per_token / GB:.3f} GB = weights {r.weight_bytes / GB:.3f} GB + KV "
                                       f"{r.kv_bytes / 1e6:.1f} MB (mean context {r.context:.0f}) + PLE row "
                                       f"{r.ple_row_bytes} B"),
-            ("roofline", f"{fmt(r.roofline_tok_s)} tok/s at {fmt(r.bandwidth_gbps)} GB/s {r.bandwidth_kind}; efficiency "
+            ("roofline", f"{fmt(r.roofline_tok_s)} tok/s at {fmt(r.bandwidth_gbps)} GB/s ({r.bandwidth_kind}); efficiency "
                          f"{fmt(r.efficiency * 100 if r.efficiency is not None else None)}%" if r.bandwidth_gbps
              else r.note),
             ("bandwidth facts", r.source),
