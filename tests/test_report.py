@@ -445,3 +445,21 @@ def test_run_killed_before_any_prompt(tmp_path):
     assert s.roofline.efficiency is None and s.load_cold_s == 12.5
     assert not report.passed and "INCOMPLETE" in render_markdown(report)
     assert render_html(report).count("data:image/png;base64,") == 1  # footprint only: no trial, no tokens
+
+
+def test_explicit_bundle_without_facts_is_an_error(tmp_path, run_path):
+    empty = tmp_path / "not-a-bundle"
+    empty.mkdir()
+    with pytest.raises(ReportError, match="metadata.json"):
+        load_run(run_path, bundle_dir=empty)
+
+
+def test_decode_step_fit_recovers_the_per_position_cost(tmp_path):
+    recs = records()
+    for r in recs:
+        if r["type"] == "prompt":  # 50 ms + 0.2 ms per cached position, exactly
+            r["decode_token_seconds"] = [0.050 + 0.0002 * (r["prefill_tokens"] + 1 + i) for i in range(31)]
+    s = summarise(load_run(write_transcript(tmp_path / "fit" / "r.jsonl", recs)))
+    assert s.decode_step_fit["intercept_ms"] == pytest.approx(50.0)
+    assert s.decode_step_fit["ms_per_1k_positions"] == pytest.approx(200.0)
+    assert s.decode_step_fit["positions"] == [21, 71] and s.decode_step_fit["tokens"] == 6 * 31

@@ -221,6 +221,8 @@ def _load(path: Path, bundle_dir: Path | None, oracle_path: Path | None) -> RunD
     try:
         run.bundle, run.bundle_note = _bundle_facts(run.transcript, run.build_dir, manifest, bundle_dir)
     except (ReportError, RooflineError) as exc:
+        if bundle_dir is not None:
+            raise  # asked for by name (--bundle): say so rather than report without it
         run.bundle_note = str(exc).splitlines()[0]
     return run
 
@@ -409,6 +411,8 @@ class RunSummary:
     headroom_bytes: float | None = None
     min_available_bytes: int | None = None
     roofline: Roofline | None = None
+    # seconds per decoded token ≈ intercept + slope × cached positions (least squares over measured tokens)
+    decode_step_fit: dict | None = None
     oracle: Score | None = None
     trial_determinism: Score | None = None
     determinism: list[Score] = field(default_factory=list)
@@ -452,6 +456,20 @@ def _mean_decode_context(prompts: list[PromptRecord]) -> float:
     weighted = sum(p.decode_tokens * (p.prefill_tokens + 1) + p.decode_tokens * (p.decode_tokens - 1) / 2
                    for p in prompts)
     return weighted / total
+
+
+def decode_step_fit(prompts: list[PromptRecord]) -> dict | None:
+    """Fit decode_token_seconds against context position: how much each cached token costs."""
+    xs, ys = [], []
+    for p in prompts:
+        for i, dt in enumerate(p.decode_token_seconds):
+            xs.append(p.prefill_tokens + 1 + i)
+            ys.append(dt)
+    if len(set(xs)) < 2:
+        return None
+    slope, intercept = statistics.linear_regression(xs, ys)
+    return {"intercept_ms": intercept * 1e3, "ms_per_1k_positions": slope * 1e6, "tokens": len(xs),
+            "positions": [min(xs), max(xs)]}
 
 
 def _parse_time(text: Any) -> datetime | None:
@@ -510,6 +528,7 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
     if run.bundle_note:
         s.warn(run.bundle_note)
     _scores(s, run, scorer)
+    s.decode_step_fit = decode_step_fit(rows)
     s.series = {
         "trials": [(r.trial, r.prefill_tok_s, r.decode_tok_s, r.warmup) for r in s.per_trial],
         "memory": sorted([(m["t"], m["phys_footprint_bytes"]) for m in t.memory]),
@@ -830,6 +849,11 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
          if s.trial_determinism else "—"),
     ]
     rows += [("determinism (runs)", f"{d.label} — {d.summary}") for d in s.determinism]
+    if s.decode_step_fit:
+        f = s.decode_step_fit
+        rows.append(("decode step vs context", f"{f['intercept_ms']:.1f} ms + {f['ms_per_1k_positions']:.2f} ms per "
+                     f"1k cached positions (fit over {f['tokens']} tokens, positions {f['positions'][0]}–"
+                     f"{f['positions'][1]})"))
     r = s.roofline
     if r:
         rows += [
