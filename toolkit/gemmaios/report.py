@@ -52,7 +52,7 @@ DEFINITIONS = [
     "one, timed from the first to the last generated token.",
     "median / min / max are taken over the measured trials' rates; trial 0 is the warm-up and is excluded "
     "whenever a later trial exists.",
-    "time to first token (TTFT) = ttft_seconds per measured prompt (request to first generated token).",
+    "time to first token (TTFT) = the app's ttft_seconds per measured prompt (first engine call to the first generated token: prefill + first sample); median/min/max over prompts.",
     "load: the first `load` record with cold=true is the cold load (on-device specialization / first map); "
     "later loads are warm.",
     "peak footprint = the largest phys_footprint over prompt records and memory samples; headroom = the "
