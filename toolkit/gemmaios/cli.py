@@ -185,6 +185,60 @@ def app_command(
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    runs: Annotated[list[Path] | None, typer.Argument(help="run folders (build/<name>/runs/<stamp>-<udid>/) or .jsonl")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="report folder (default: <build>/reports)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON report on stdout")] = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="also write JUnit XML here (one testcase per gate)")] = None,
+    fail_under: Annotated[str | None, typer.Option("--fail-under", help="e.g. decode=12.5,prefill=18,headroom=1")] = None,
+    require_oracle: Annotated[str | None, typer.Option("--require-oracle", help="exact | near-tie")] = None,
+    compare_runs: Annotated[tuple[Path, Path] | None, typer.Option("--compare", help="A B: side by side, B vs A")] = None,
+    allow_different: Annotated[bool, typer.Option("--allow-different", help="compare different bundles/prompts")] = False,
+    bandwidth: Annotated[float | None, typer.Option("--bandwidth", help="memory bandwidth GB/s for the roofline")] = None,
+    bundle: Annotated[Path | None, typer.Option("--bundle", help="bundle folder the runs used (bandwidth facts)")] = None,
+    oracle: Annotated[Path | None, typer.Option("--oracle", help="oracle.json to score the runs against")] = None,
+    include_warmup: Annotated[bool, typer.Option("--include-warmup", help="count trial 0 in the tok/s figures")] = False,
+) -> None:
+    """Bench logs → Markdown + HTML (plots) + JSON report, JUnit gates; exit 1 when a gate fails."""
+    from . import report as rep
+
+    try:
+        paths = list(runs or []) + list(compare_runs or [])
+        if not paths:
+            raise rep.ReportError("no runs given", hint="gemmaios report <run-dir>... (or --compare A B)")
+        for p in paths:  # a folder with several transcripts would shift the --compare indices
+            if compare_runs and p in compare_runs and len(rep.transcript_paths(p)) != 1:
+                raise rep.ReportError(f"--compare needs one transcript per side; {p} holds several",
+                                      hint="pass the .jsonl files themselves")
+        data = rep.load_runs(paths, bundle_dir=bundle, oracle_path=oracle)
+        pair = (len(data) - 2, len(data) - 1) if compare_runs else None  # the compared pair is appended last
+        result = rep.build_report(data, scorer=rep.default_scorer(), bandwidth_gbps=bandwidth,
+                                  include_warmup=include_warmup, fail_under=rep.parse_fail_under(fail_under),
+                                  require_oracle=require_oracle, compare_pair=pair, allow_different=allow_different)
+        files = rep.write_report(result, out or rep.default_out_dir(data), junit=junit)
+    except GemmaiosError as exc:
+        _fail(exc)
+    if as_json:
+        print(files["json"].read_text())
+    table = Table(title="gemmaios report")
+    for col in ("run", "prefill tok/s", "decode tok/s", "TTFT s", "peak GB", "roofline", "gates"):
+        table.add_column(col, overflow="fold")
+    for s in result.runs:
+        failed = [g.name for g in s.gates if not g.passed]
+        eff = s.roofline.efficiency if s.roofline else None
+        table.add_row(s.label, rep.fmt(s.prefill_tok_s.median if s.prefill_tok_s else None),
+                      rep.fmt(s.decode_tok_s.median if s.decode_tok_s else None),
+                      rep.fmt(s.ttft_s.median if s.ttft_s else None, 3),
+                      rep.fmt(s.peak_footprint_bytes / 1e9 if s.peak_footprint_bytes else None, 2),
+                      f"{eff:.0%}" if eff is not None else "—",
+                      "[green]pass[/]" if not failed else f"[red]FAIL: {', '.join(failed)}[/]")
+    console.print(table)
+    console.print("wrote " + ", ".join(str(p) for p in files.values()))
+    if not result.passed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,66 @@
+"""Print the decode bandwidth model for a registry model on an architecture.
+
+    python benchmarks/roofline.py                       # E4B int4 (fp16 tied head) on h18p
+    python benchmarks/roofline.py --bandwidth 60.9 --measured 15.1
+
+Bytes per decoded token come from the registry's dimensions alone (gemmaios.roofline);
+the bandwidth from the architecture registry or --bandwidth. With a measured decode rate
+it also prints the effective bandwidth that rate implies and the efficiency.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from gemmaios.archs import get_arch
+from gemmaios.registry import get_model
+from gemmaios.roofline import (
+    BITS_PER_WEIGHT,
+    GB,
+    bytes_per_decoded_token,
+    estimate_weight_bytes,
+    roofline_tok_s,
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="e4b")
+    ap.add_argument("--arch", default="h18p")
+    ap.add_argument("--quant", default="int4", choices=sorted(BITS_PER_WEIGHT))
+    ap.add_argument("--head", default="fp16", choices=sorted(BITS_PER_WEIGHT),
+                    help="tied embedding/lm_head storage (our convert keeps it fp16)")
+    ap.add_argument("--context", type=float, default=256.0, help="mean cached positions while decoding")
+    ap.add_argument("--bandwidth", type=float, help="GB/s (default: the arch registry's figure)")
+    ap.add_argument("--measured", type=float, default=15.1, help="measured decode tok/s (seed 002: 15.1 on iPhone)")
+    args = ap.parse_args()
+
+    spec, arch = get_model(args.model), get_arch(args.arch)
+    est = estimate_weight_bytes(spec, args.quant, head_quant=args.head)
+    total = bytes_per_decoded_token(est.total_bytes, est.kv_bytes_per_position, args.context, est.ple_row_bytes)
+    print(f"{spec.key} ({spec.hf_id}) decode, {args.quant} linears, {args.head} tied head, on {arch.name}")
+    for name, nbytes in est.parts.items():
+        print(f"  {name:28s} {est.params[name] / 1e6:9.1f} M params  {nbytes / GB:7.3f} GB")
+    kv = est.kv_bytes_per_position * args.context
+    print(f"  {'KV @ context ' + format(args.context, 'g'):28s} {est.kv_bytes_per_position:9d} B/pos     {kv / GB:7.3f} GB")
+    print(f"  {'PLE row':28s} {'':19s} {est.ple_row_bytes:7d} B")
+    print(f"  {'bytes per decoded token':28s} {'':19s} {total / GB:7.3f} GB")
+    for line in est.assumptions:
+        print(f"    · {line}")
+    bandwidth, kind = args.bandwidth, "--bandwidth"
+    if bandwidth is None and arch.bandwidth_gbps is not None:
+        bandwidth, kind = arch.bandwidth_gbps, "peak, arch registry"
+    if bandwidth is None and getattr(arch, "observed_bandwidth_gbps", None) is not None:
+        bandwidth, kind = arch.observed_bandwidth_gbps, "observed effective, arch registry"
+    implied = args.measured * total / GB
+    print(f"measured {args.measured:g} tok/s ⇒ {implied:.1f} GB/s effective")
+    if bandwidth is None:
+        print(f"roofline: the registry has no bandwidth figure for {arch.name}; pass --bandwidth GBPS")
+        return
+    roof = roofline_tok_s(total, bandwidth)
+    print(f"roofline at {bandwidth:g} GB/s ({kind}): {roof:.1f} tok/s; measured {args.measured:g} = "
+          f"{args.measured / roof:.0%} of it")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,465 @@
+"""The bench report on transcripts these tests record themselves (with the real transcript writer)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gemmaios import archs
+from gemmaios.cli import app
+from gemmaios.registry import MODELS
+from gemmaios.report import (
+    IncomparableRuns,
+    ReportError,
+    Score,
+    apply_gates,
+    build_report,
+    compare,
+    load_run,
+    load_runs,
+    parse_fail_under,
+    render_html,
+    render_junit,
+    render_markdown,
+    summarise,
+    write_report,
+)
+from gemmaios.roofline import bytes_per_decoded_token, estimate_weight_bytes, roofline_tok_s
+from gemmaios.transcript import write_transcript
+
+
+def bundle_metadata(weight_bytes: int | None = 3_000_000_000) -> str:
+    """metadata.json as convert writes it, reduced to what the report reads."""
+    ours = {"quant": "int4", "ple": "provider",
+            "states": [{"name": "keyCache", "shape": [24, 1, 2, None, 512], "dtype": "Float16"},
+                       {"name": "valueCache", "shape": [24, 1, 2, None, 512], "dtype": "Float16"}]}
+    if weight_bytes is not None:
+        ours["weight_bytes"] = weight_bytes
+    return json.dumps({"kind": "llm", "name": "gemma4_e4b_qat_decode_int4",
+                       "assets": {"main": "gemma4_e4b_qat_decode_int4.aimodel"}, "gemmaios": ours})
+
+
+PROMPT_SET = {"name": "builtin", "sha256": "a" * 64, "count": 2}
+BUNDLE = {"name": "gemma4_e4b_qat_decode_int4", "metadata_sha256": hashlib.sha256(bundle_metadata().encode()).hexdigest(),
+          "quant": "int4", "ple": "provider"}
+# Per trial, two prompts: (prefill tokens, prefill s, decode tokens, decode s, ttft s).
+# Σ/Σ rates differ from the mean of per-prompt rates, so the definition is tested, not just "a rate".
+TRIALS = {
+    0: [(20, 2.0, 31, 4.0, 2.1), (40, 4.0, 31, 4.0, 4.1)],  # warm-up: prefill 10, decode 7.75
+    1: [(20, 1.0, 31, 2.0, 1.1), (40, 1.0, 31, 2.0, 1.1)],  # prefill 60/2 = 30, decode 62/4 = 15.5
+    2: [(20, 1.0, 31, 2.5, 1.2), (40, 2.0, 31, 2.5, 2.2)],  # prefill 60/3 = 20, decode 62/5 = 12.4
+    3: [(20, 0.8, 31, 2.0, 0.9), (40, 1.6, 31, 2.0, 1.7)],  # prefill 60/2.4 = 25, decode 62/4 = 15.5
+}
+
+
+def header(**over) -> dict:
+    h = {"type": "header", "schema": "gemmaios.transcript/1", "run_id": "run-a", "started_at": "2026-11-24T10:00:00Z",
+         "device": {"product_type": "iPhone18,1", "name": "Test iPhone", "os_version": "27.0", "arch": "h18p",
+                    "udid": "0000-TEST"},
+         "bundle": dict(BUNDLE), "app": {"version": "0.1.0", "toolkit_version": "0.1.0"},
+         "prompt_set": dict(PROMPT_SET), "trials": len(TRIALS), "max_new_tokens": 32, "platform": "iOS"}
+    h.update(over)
+    return h
+
+
+def prompt(trial: int, index: int, row, thermal: str = "nominal", peak: int = 2_000_000_000,
+           generated: list[int] | None = None) -> dict:
+    p_tok, p_s, d_tok, d_s, ttft = row
+    # per-token decode times: steady, then slower with context (sums to d_s)
+    per_token = [d_s / d_tok] * d_tok
+    return {"type": "prompt", "trial": trial, "index": index, "prompt_id": f"p{index}",
+            "prompt_ids": list(range(2, 2 + p_tok)), "generated_ids": generated or list(range(100, 132)),
+            "prefill_tokens": p_tok, "prefill_seconds": p_s, "ttft_seconds": ttft, "decode_tokens": d_tok,
+            "decode_seconds": d_s, "decode_token_seconds": per_token, "peak_phys_footprint_bytes": peak,
+            "os_proc_available_memory_bytes": 4_300_000_000, "thermal_state": thermal,
+            "seconds_since_launch": 40.0 + trial * 10 + index}
+
+
+def footer(**over) -> dict:
+    f = {"type": "footer", "completed": True, "ended_at": "2026-11-24T10:01:00Z", "battery_level": 0.81,
+         "battery_state": "unplugged", "seconds_since_unlock": 900.0}
+    f.update(over)
+    return f
+
+
+def records(*, thermal: dict | None = None, with_footer: bool = True, trials=TRIALS, **header_over) -> list[dict]:
+    out = [header(**header_over), {"type": "load", "seconds": 12.5, "cold": True},
+           {"type": "load", "seconds": 2.5, "cold": False}, {"type": "load", "seconds": 3.1, "cold": False},
+           {"type": "memory", "t": 1.0, "phys_footprint_bytes": 900_000_000, "available_bytes": 5_000_000_000},
+           {"type": "memory", "t": 30.0, "phys_footprint_bytes": 2_200_000_000, "available_bytes": 4_100_000_000}]
+    for t, rows in trials.items():
+        for i, row in enumerate(rows):
+            out.append(prompt(t, i, row, thermal=(thermal or {}).get(t, "nominal")))
+    if with_footer:
+        out.append(footer())
+    return out
+
+
+def build_folder(tmp_path: Path, name: str = "build", weight_bytes: int | None = 3_000_000_000) -> Path:
+    """A build folder as convert/tables leave it, reduced to what the report reads."""
+    build = tmp_path / name
+    bundle = build / "bundle" / "gemma4_e4b_qat_decode_int4"
+    bundle.mkdir(parents=True)
+    (bundle / "metadata.json").write_text(bundle_metadata(weight_bytes))
+    (build / "build.json").write_text(json.dumps({"schema": 1, "steps": {
+        "convert": {"details": {"bundle_dir": "bundle/gemma4_e4b_qat_decode_int4"}},
+        "tables": {"details": {"shape": [262144, 10752]}}}}))
+    return build
+
+
+@pytest.fixture
+def run_path(tmp_path) -> Path:
+    build = build_folder(tmp_path)
+    return write_transcript(build / "runs" / "20261124T100000Z-0000-TEST" / "run-a.jsonl", records())
+
+
+def test_tok_s_ttft_load_and_headroom(run_path):
+    s = summarise(load_run(run_path.parent))
+    assert s.valid and s.complete
+    assert s.warmup_trials == [0] and s.measured_trials == [1, 2, 3]
+    # per-trial Σtokens/Σseconds, then median/min/max over trials 1..3
+    assert s.prefill_tok_s.median == pytest.approx(25.0) and s.prefill_tok_s.min == pytest.approx(20.0)
+    assert s.prefill_tok_s.max == pytest.approx(30.0) and s.prefill_tok_s.n == 3
+    assert s.decode_tok_s.median == pytest.approx(15.5) and s.decode_tok_s.min == pytest.approx(12.4)
+    assert [t.decode_tok_s for t in s.per_trial][0] == pytest.approx(7.75)  # warm-up recorded, not counted
+    ttfts = [row[4] for t in (1, 2, 3) for row in TRIALS[t]]
+    assert s.ttft_s.median == pytest.approx(statistics.median(ttfts)) and s.ttft_s.max == pytest.approx(2.2)
+    assert s.load_cold_s == 12.5 and s.load_warm_s.median == pytest.approx(2.8)
+    assert s.peak_footprint_bytes == 2_200_000_000  # from the memory samples, above every prompt's peak
+    limit = archs.get_arch("h18p").entitled_limit_gb * 1e9
+    assert s.headroom_bytes == pytest.approx(limit - 2_200_000_000)
+    assert s.min_available_bytes == 4_100_000_000
+    assert not [n for n in s.notes if n.level != "info"]
+
+
+def test_include_warmup_counts_trial_zero(run_path):
+    s = summarise(load_run(run_path), include_warmup=True)
+    assert s.warmup_trials == [] and s.decode_tok_s.min == pytest.approx(7.75) and s.decode_tok_s.n == 4
+
+
+def test_roofline_from_bundle_facts(run_path):
+    run = load_run(run_path)
+    assert run.bundle.weight_bytes == 3_000_000_000
+    assert run.bundle.kv_bytes_per_position == 24 * 2 * 512 * 2 * 2  # K and V, fp16
+    assert run.bundle.ple_row_bytes == 10752 + 4
+    s = summarise(run, bandwidth_gbps=60.0)
+    r = s.roofline
+    # each prompt: 31 decode tokens at positions P+1 .. P+31 → mean P+16; P = 20 and 40 → 46
+    assert r.context == pytest.approx(46.0)
+    expected_bytes = 3_000_000_000 + 98_304 * 46 + 10_756
+    assert r.bytes_per_token == pytest.approx(expected_bytes)
+    assert r.roofline_tok_s == pytest.approx(60e9 / expected_bytes)
+    assert r.efficiency == pytest.approx(15.5 / (60e9 / expected_bytes))
+    assert r.bandwidth_kind == "--bandwidth"
+
+
+def test_weights_from_the_asset_size_and_a_bundle_mismatch_warning(tmp_path):
+    build = build_folder(tmp_path, weight_bytes=None)
+    asset = build / "bundle" / "gemma4_e4b_qat_decode_int4" / "gemma4_e4b_qat_decode_int4.aimodel"
+    (asset / "weights").mkdir(parents=True)
+    with open(asset / "weights" / "weight.bin", "wb") as fh:
+        fh.truncate(5_000_000)
+    (asset / "model.mil").write_text("x" * 1000)
+    path = write_transcript(build / "runs" / "r" / "r.jsonl", records())
+    run = load_run(path)
+    assert run.bundle.weight_bytes == 5_001_000 and "size of" in run.bundle.source
+    s = summarise(run)  # header's metadata sha256 is of the other metadata.json (with weight_bytes)
+    assert any("differs from" in n.text and n.level == "warning" for n in s.notes)
+
+
+def test_roofline_without_a_bandwidth_figure_says_so(tmp_path, monkeypatch):
+    base = archs.get_arch("h18p")
+    extra = {"observed_bandwidth_gbps": None} if hasattr(base, "observed_bandwidth_gbps") else {}
+    monkeypatch.setitem(archs.ARCHS, "hnobw", dataclasses.replace(base, name="hnobw", bandwidth_gbps=None, **extra))
+    dev = {**header()["device"], "arch": "hnobw"}
+    path = write_transcript(build_folder(tmp_path) / "runs" / "x" / "r.jsonl", records(device=dev))
+    s = summarise(load_run(path))
+    assert s.roofline.roofline_tok_s is None and s.roofline.bytes_per_token > 3e9
+    assert "needs a bandwidth figure" in s.roofline.note and "--bandwidth" in s.roofline.note
+    assert "needs a bandwidth figure" in render_markdown(build_report([load_run(path)]))
+
+
+def test_registry_estimate_when_no_bundle_files(tmp_path):
+    path = write_transcript(tmp_path / "loose" / "r.jsonl", records())
+    run = load_run(path)
+    est = estimate_weight_bytes(MODELS["e4b"], "int4", head_quant="fp16")
+    assert run.bundle.weight_bytes == est.total_bytes and "registry" in run.bundle.source
+
+
+def test_e4b_estimate_matches_the_hf_module_count():
+    """The registry-only weight count equals transformers' Gemma 4 E4B linears (meta device, no weights)."""
+    torch = pytest.importorskip("torch")
+    from transformers.models.gemma4 import modeling_gemma4
+    from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig
+
+    s = MODELS["e4b"]
+    cfg = Gemma4TextConfig(
+        vocab_size=s.vocab_size, vocab_size_per_layer_input=s.vocab_size, hidden_size=s.hidden_size,
+        intermediate_size=s.intermediate_size, num_hidden_layers=s.num_hidden_layers,
+        num_attention_heads=s.num_attention_heads, num_key_value_heads=s.num_key_value_heads, head_dim=s.head_dim,
+        global_head_dim=s.global_head_dim, hidden_size_per_layer_input=s.hidden_size_per_layer_input,
+        num_kv_shared_layers=s.num_kv_shared_layers, tie_word_embeddings=True, attention_k_eq_v=False)
+    with torch.device("meta"):
+        model = modeling_gemma4.Gemma4ForCausalLM(cfg)
+    first_shared = s.num_hidden_layers - s.num_kv_shared_layers
+    linear = 0
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or name == "lm_head":
+            continue
+        parts = name.split(".")
+        layer = int(parts[parts.index("layers") + 1]) if "layers" in parts else -1
+        if parts[-1] in ("k_proj", "v_proj") and layer >= first_shared:
+            continue  # the QAT checkpoint prunes them; shared layers read their source's cache
+        linear += module.weight.numel()
+    est = estimate_weight_bytes(s, "int4", head_quant="fp16")
+    assert est.params["linear_total"] == linear
+    assert est.params["embedding_lm_head"] == model.model.embed_tokens.weight.numel()
+    assert est.total_bytes == linear * 4.5 / 8 + s.vocab_size * s.hidden_size * 2
+    assert est.kv_bytes_per_position == 24 * 2 * 2 * 512 * 2
+
+
+def test_roofline_arithmetic():
+    b = bytes_per_decoded_token(2_000_000_000, 100_000, 100, 10_756)
+    assert b == 2_010_010_756
+    assert roofline_tok_s(b, 60.0) == pytest.approx(60e9 / 2_010_010_756)
+
+
+def test_crashed_run_is_reported_incomplete(tmp_path):
+    recs = records(with_footer=False)[:-1]  # no footer, and trial 3 lost its second prompt
+    path = write_transcript(tmp_path / "crash" / "r.jsonl", recs)
+    s = summarise(load_run(path))
+    assert s.valid and not s.complete
+    assert any(n.level == "error" and "no footer" in n.text for n in s.notes)
+    assert any("trial 3 has 1 of 2 prompts" in n.text for n in s.notes)
+    assert s.decode_tok_s.n == 3 and s.per_trial[-1].prompts == 1
+    gates = {g.name: g for g in apply_gates(s)}
+    assert not gates["run completed"].passed and gates["transcript valid"].passed
+
+
+def test_truncated_log_is_an_invalid_run_with_its_line(tmp_path):
+    path = write_transcript(tmp_path / "trunc" / "r.jsonl", records())
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:8]) + lines[8][:40])  # the app died mid-write of record 9
+    [run] = load_runs([path.parent])
+    assert not run.valid and run.error.line == 9
+    report = build_report([run])
+    s = report.runs[0]
+    assert not s.valid and s.error_line == 9 and "truncated" in s.error
+    assert [g.passed for g in s.gates] == [False] and not report.passed
+    assert "INVALID — line 9" in render_markdown(report)
+    suite = ET.fromstring(render_junit(report)).find("testsuite")
+    assert suite.get("failures") == "1" and "line 9" in suite.find("testcase/failure").get("message")
+
+
+def test_thermal_throttled_battery_and_unlock_notes(tmp_path):
+    recs = records(thermal={2: "serious", 3: "fair"})
+    recs[-1] = footer(battery_state="charging", battery_level=0.15, seconds_since_unlock=120.0)
+    path = write_transcript(tmp_path / "hot" / "r.jsonl", recs)
+    s = summarise(load_run(path))
+    warnings = [n.text for n in s.notes if n.level == "warning"]
+    assert any("fair/serious" in w and "trial(s) 2, 3" in w and "throttled" in w for w in warnings)
+    assert any("battery at 15%" in w for w in warnings) and any("battery charging" in w for w in warnings)
+    # footer 120 s after unlock, run lasted 60 s → started 60 s after unlock
+    assert any("started 60 s after unlock" in w for w in warnings)
+    assert [t.thermal for t in s.per_trial] == ["nominal", "nominal", "serious", "fair"]
+
+
+def test_gates_and_junit(run_path):
+    assert parse_fail_under("decode=12.5, prefill=30") == {"decode": 12.5, "prefill": 30.0}
+    with pytest.raises(ReportError, match="KEY=NUMBER"):
+        parse_fail_under("speed=3")
+    report = build_report(load_runs([run_path]), bandwidth_gbps=60.0,
+                          fail_under=parse_fail_under("decode=12.5,prefill=30,headroom=1"))
+    gates = {g.name: g for g in report.runs[0].gates}
+    assert gates["decode >= 12.5"].passed and "15.5" in gates["decode >= 12.5"].detail
+    assert not gates["prefill >= 30"].passed and "25" in gates["prefill >= 30"].detail
+    assert gates["headroom >= 1"].passed and not report.passed
+    root = ET.fromstring(render_junit(report))
+    suite = root.find("testsuite")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert suite.get("tests") == "5" and suite.get("failures") == "1"
+    assert cases["prefill >= 30"].find("failure") is not None and cases["decode >= 12.5"].find("failure") is None
+
+
+class RecordedScorer:
+    """Stands in for gemmaios.oracle in these tests: verdicts derived from the fixtures' own ids."""
+
+    def __init__(self, oracle_ids: list[int]) -> None:
+        self.oracle_ids = oracle_ids
+
+    def oracle(self, transcript, oracle_path):
+        good = sum(p.generated_ids == self.oracle_ids for p in transcript.prompts)
+        total = len(transcript.prompts)
+        return Score("oracle", good, total, good == total, f"{good}/{total} exact")
+
+    def determinism(self, a, b, labels):
+        pairs = {(p.trial, p.index): p.generated_ids for p in b.prompts}
+        good = sum(pairs.get((p.trial, p.index)) == p.generated_ids for p in a.prompts)
+        return Score("determinism", good, len(a.prompts), good == len(a.prompts), f"{labels[0]} vs {labels[1]}")
+
+    def trials(self, transcript):
+        return None
+
+
+def test_oracle_gate_and_cross_run_determinism(tmp_path):
+    build = build_folder(tmp_path)
+    (build / "oracle").mkdir()
+    (build / "oracle" / "oracle.json").write_text("{}")
+    a = write_transcript(build / "runs" / "a" / "a.jsonl", records())
+    recs = records(run_id="run-b")
+    recs[8]["generated_ids"] = list(range(100, 131)) + [7]  # one prompt diverges at its last token
+    b = write_transcript(build / "runs" / "b" / "b.jsonl", recs)
+    scorer = RecordedScorer(list(range(100, 132)))
+    report = build_report(load_runs([a, b]), scorer=scorer, require_oracle="exact")
+    sa, sb = report.runs
+    assert sa.oracle.label == "8/8" and sb.oracle.label == "7/8"
+    assert [g.passed for g in sa.gates if g.name == "oracle exact"] == [True]
+    assert [g.passed for g in sb.gates if g.name == "oracle exact"] == [False]
+    assert sb.determinism[0].label == "7/8" and sa.determinism[0] is sb.determinism[0]
+    md = render_markdown(report)
+    assert "8/8" in md and "7/8" in md
+    no_oracle = build_report(load_runs([tmp_path / "build" / "runs" / "a"]), require_oracle="exact")
+    assert not no_oracle.passed and "no oracle score" in no_oracle.runs[0].gates[-1].detail
+
+
+def test_compare_refuses_different_prompt_sets_and_bundles(tmp_path, run_path):
+    other_set = {**PROMPT_SET, "sha256": "c" * 64}
+    b = write_transcript(tmp_path / "other" / "b.jsonl", records(run_id="run-b", prompt_set=other_set))
+    sa, sb = (summarise(load_run(p)) for p in (run_path, b))
+    with pytest.raises(IncomparableRuns, match="prompt sets differ"):
+        compare(sa, sb)
+    c = compare(sa, sb, allow_different=True)
+    assert any("prompt sets differ" in n for n in c.notes)
+    other_bundle = {**BUNDLE, "metadata_sha256": "d" * 64}
+    d = write_transcript(tmp_path / "other" / "d.jsonl", records(run_id="run-d", bundle=other_bundle))
+    with pytest.raises(IncomparableRuns, match="bundles differ"):
+        compare(sa, summarise(load_run(d)))
+
+
+def test_compare_deltas(tmp_path, run_path):
+    faster = {t: [(p, ps, d, ds / 2, tt) for p, ps, d, ds, tt in rows] for t, rows in TRIALS.items()}
+    b = write_transcript(tmp_path / "fast" / "b.jsonl", records(run_id="run-b", trials=faster))
+    c = compare(summarise(load_run(run_path)), summarise(load_run(b)))
+    row = {r.metric: r for r in c.rows}["decode tok/s (median)"]
+    assert (row.a, row.b) == (pytest.approx(15.5), pytest.approx(31.0))
+    assert row.delta == pytest.approx(15.5) and row.delta_pct == pytest.approx(100.0)
+    assert "Δ %" in render_markdown(build_report(load_runs([run_path, b]), compare_pair=(0, 1)))
+
+
+def test_written_report_files_agree(tmp_path, run_path):
+    report = build_report(load_runs([run_path.parent]), bandwidth_gbps=60.0)
+    files = write_report(report, tmp_path / "out", junit=tmp_path / "out" / "junit.xml")
+    data = json.loads(files["json"].read_text())
+    assert data["schema"] == "gemmaios.report/1" and data["passed"] is True
+    run = data["runs"][0]
+    assert run["decode_tok_s"]["median"] == pytest.approx(15.5) and "series" not in run
+    assert run["roofline"]["roofline_tok_s"] == pytest.approx(report.runs[0].roofline.roofline_tok_s)
+    html = files["html"].read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 3 and "<script" not in html and "http" not in html.split("<body>")[1]
+    md = files["markdown"].read_text()
+    assert "15.5 (min 12.4, max 15.5, n=3)" in md and "warm-up (excluded)" in md
+    assert "Σ prefill_tokens / Σ prefill_seconds" in md  # definitions stated
+
+
+def test_cli_exit_codes_and_outputs(tmp_path, run_path):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    ok = runner.invoke(app, ["report", str(run_path.parent), "--out", str(out), "--json", "--bandwidth", "60",
+                             "--junit", str(out / "j.xml"), "--fail-under", "decode=12.5"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout[ok.stdout.index("{"):ok.stdout.rindex("}") + 1])["passed"] is True
+    assert ET.parse(out / "j.xml").getroot().find("testsuite").get("failures") == "0"
+    bad = runner.invoke(app, ["report", str(run_path.parent), "--out", str(out), "--fail-under", "decode=16"])
+    assert bad.exit_code == 1
+    other = write_transcript(tmp_path / "o" / "b.jsonl", records(run_id="b", prompt_set={**PROMPT_SET, "sha256": "e" * 64}))
+    refused = runner.invoke(app, ["report", "--compare", str(run_path), str(other), "--out", str(out)])
+    assert refused.exit_code == 2 and "prompt sets differ" in " ".join(refused.output.split())
+    allowed = runner.invoke(app, ["report", "--compare", str(run_path), str(other), "--out", str(out),
+                                  "--allow-different"])
+    assert allowed.exit_code == 0 and "Comparison" in (out / "report.md").read_text()
+    # default output folder: <build>/reports for a run inside a build folder
+    default = runner.invoke(app, ["report", str(run_path.parent)])
+    assert default.exit_code == 0 and (run_path.parents[2] / "reports" / "report.html").is_file()
+
+
+def test_real_oracle_library_scores_through_the_adapter(tmp_path):
+    """Runs once gemmaios.oracle (issue 5) is merged: the default scorer goes through it."""
+    oracle = pytest.importorskip("gemmaios.oracle", reason="gemmaios.oracle not merged into this branch yet")
+    from gemmaios.report import default_scorer
+
+    ids = list(range(100, 132))
+    prompts = [oracle.OraclePrompt(id=f"p{i}", text="x", prompt_ids=list(range(2, 2 + n)), generated_ids=ids,
+                                   top_k=[oracle.TopK([t, 1], [5.0, 1.0]) for t in ids])
+               for i, n in enumerate((20, 40))]
+    o = oracle.Oracle(model={"id": "test"}, tokenizer_sha256="0", chat_template=False, prompt_set=dict(PROMPT_SET),
+                      max_new_tokens=32, top_k=2, eos_token_ids=[1], prompts=prompts)
+    build = build_folder(tmp_path)
+    o.save(build / "oracle" / "oracle.json")
+    path = write_transcript(build / "runs" / "a" / "a.jsonl", records())
+    report = build_report(load_runs([path]), scorer=default_scorer(), require_oracle="exact")
+    s = report.runs[0]
+    assert s.oracle.label == "8/8" and s.trial_determinism.label == "6/6" and report.passed
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium is not installed (Debian: apt-get install -y chromium)")
+def test_html_plots_render_in_headless_chromium(tmp_path, run_path):
+    report = build_report(load_runs([run_path]), bandwidth_gbps=60.0)
+    html = render_html(report)
+    # Probe only in the test copy: after load, record each image's decoded width on <body>.
+    probe = ("<script>window.addEventListener('load',()=>{document.body.dataset.imgs="
+             "[...document.images].map(i=>i.complete+':'+i.naturalWidth+'x'+i.naturalHeight).join(',')})</script>")
+    page = tmp_path / "probe.html"
+    page.write_text(html.replace("</body>", probe + "</body>"))
+    result = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    match = re.search(r'data-imgs="([^"]*)"', result.stdout)
+    assert match, result.stderr[-2000:]
+    sizes = match.group(1).split(",")
+    assert len(sizes) == 3
+    for entry in sizes:
+        complete, dims = entry.split(":")
+        width, height = map(int, dims.split("x"))
+        assert complete == "true" and width > 300 and height > 150
+
+
+def test_run_killed_before_any_prompt(tmp_path):
+    path = write_transcript(tmp_path / "early" / "r.jsonl", records(with_footer=False, trials={}))
+    report = build_report(load_runs([path]), bandwidth_gbps=60.0)
+    s = report.runs[0]
+    assert s.valid and not s.complete and s.decode_tok_s is None and s.ttft_s is None
+    assert s.roofline.efficiency is None and s.load_cold_s == 12.5
+    assert not report.passed and "INCOMPLETE" in render_markdown(report)
+    assert render_html(report).count("data:image/png;base64,") == 1  # footprint only: no trial, no tokens
+
+
+def test_explicit_bundle_without_facts_is_an_error(tmp_path, run_path):
+    empty = tmp_path / "not-a-bundle"
+    empty.mkdir()
+    with pytest.raises(ReportError, match="metadata.json"):
+        load_run(run_path, bundle_dir=empty)
+
+
+def test_decode_step_fit_recovers_the_per_position_cost(tmp_path):
+    recs = records()
+    for r in recs:
+        if r["type"] == "prompt":  # 50 ms + 0.2 ms per cached position, exactly
+            r["decode_token_seconds"] = [0.050 + 0.0002 * (r["prefill_tokens"] + 1 + i) for i in range(31)]
+    s = summarise(load_run(write_transcript(tmp_path / "fit" / "r.jsonl", recs)))
+    assert s.decode_step_fit["intercept_ms"] == pytest.approx(50.0)
+    assert s.decode_step_fit["ms_per_1k_positions"] == pytest.approx(200.0)
+    assert s.decode_step_fit["positions"] == [21, 71] and s.decode_step_fit["tokens"] == 6 * 31

@@ -1,0 +1,138 @@
+"""The decode bandwidth model: bytes streamed per generated token, and the tok/s it allows.
+
+Decoding one token at batch 1 reads every weight once, the KV cache up to the current
+position and one row of the per-layer-embedding table; at these sizes that traffic, not
+arithmetic, bounds the rate. `roofline_tok_s = bandwidth / bytes_per_decoded_token`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import GemmaiosError
+from .registry import ModelSpec
+
+GB = 1e9
+QUANT_BLOCK = 32
+# Storage bits per weight: int4/int8 levels per block of 32 plus one fp16 scale per block.
+BITS_PER_WEIGHT = {"int4": 4 + 16 / QUANT_BLOCK, "int8": 8 + 16 / QUANT_BLOCK, "fp16": 16.0}
+
+
+class RooflineError(GemmaiosError):
+    """The bandwidth model lacks a fact it needs (a model dimension or the device bandwidth)."""
+
+
+def bytes_per_decoded_token(weight_bytes: int, kv_bytes_per_position: int, context: float,
+                            ple_row_bytes: int = 0) -> float:
+    """Bytes read from memory to decode one token at `context` cached positions.
+
+        bytes/token = W + KV_pos × ctx + PLE_row
+
+    W       every weight in the decode graph, once (the tied embedding counts once: the
+            lm_head reads the whole table, the input embedding only gathers one row of it);
+    KV_pos  K and V bytes per cached position over all cache-owning layers
+            = kv_layers × 2 × kv_heads × head_dim × 2 bytes (fp16), see `kv_bytes_per_position`;
+    ctx     positions in the cache when the token is decoded (prompt + generated so far);
+    PLE_row one row of the per-layer-embedding table (L×D int8 + its f32 scale), gathered
+            per token by the app (provider mode) or in-graph (tbl mode).
+    """
+    return weight_bytes + kv_bytes_per_position * context + ple_row_bytes
+
+
+def roofline_tok_s(bytes_per_token: float, bandwidth_gbps: float) -> float:
+    """Upper bound on decode tok/s: memory bandwidth (GB/s, 1 GB = 1e9 B) / bytes per token."""
+    if bytes_per_token <= 0:
+        raise RooflineError(f"bytes per token must be positive, got {bytes_per_token}")
+    return bandwidth_gbps * GB / bytes_per_token
+
+
+def kv_bytes_per_position(kv_layers: int, kv_heads: int, head_dim: int, dtype_bytes: int = 2) -> int:
+    """K + V bytes one cached position costs: kv_layers × 2 × kv_heads × head_dim × dtype_bytes.
+
+    Our bundles stack the cache-owning layers into one KV pair padded to the widest head
+    count and head dim, so pass those padded values (E4B: 24 slots, 2 heads, 512).
+    """
+    return kv_layers * 2 * kv_heads * head_dim * dtype_bytes
+
+
+def ple_row_bytes(num_layers: int, ple_dim: int) -> int:
+    """One int8 row of the per-layer table (L×D bytes) plus its f32 scale; 0 without PLE."""
+    return num_layers * ple_dim + 4 if ple_dim else 0
+
+
+@dataclass
+class WeightEstimate:
+    """Weight bytes of a decode bundle computed from a model's dimensions."""
+
+    model: str
+    quant: str
+    head_quant: str
+    total_bytes: int
+    parts: dict[str, int] = field(default_factory=dict)  # component → bytes
+    params: dict[str, int] = field(default_factory=dict)  # component → parameter count
+    kv_bytes_per_position: int = 0
+    ple_row_bytes: int = 0
+    assumptions: list[str] = field(default_factory=list)
+
+
+def _layer_is_full(i: int, n_layers: int, every: int) -> bool:
+    return (i + 1) % every == 0 or i == n_layers - 1
+
+
+def estimate_weight_bytes(spec: ModelSpec, quant: str = "int4", head_quant: str = "fp16",
+                          full_attention_every: int = 6) -> WeightEstimate:
+    """Weight bytes of our Gemma 4 decode graph for `spec`, from its dimensions alone.
+
+    Linears (q/k/v/o, gate/up/down, the per-layer-input gate and projection, and the global
+    per-layer model projection) are stored at `quant` (int4 per-block-32 + fp16 scales =
+    4.5 bits/weight); the tied embedding / lm_head table at `head_quant`. KV-shared layers
+    have no k/v projections (the QAT checkpoints prune them); full-attention layers (every
+    `full_attention_every`-th and the last) use `global_head_dim` and, where set,
+    `num_global_key_value_heads` and `attention_k_eq_v` (no v_proj). Norm weights (a few KB
+    per layer) are left out.
+    """
+    for name in ("num_key_value_heads", "intermediate_size"):
+        if getattr(spec, name) is None:
+            raise RooflineError(f"registry entry {spec.key!r} does not record {name}",
+                                hint="compute the bandwidth model from a converted bundle instead (pass --bundle)")
+    if quant not in BITS_PER_WEIGHT or head_quant not in BITS_PER_WEIGHT:
+        raise RooflineError(f"unknown quantization {quant!r}/{head_quant!r}",
+                            hint=f"one of {', '.join(BITS_PER_WEIGHT)}")
+    h, n, q_heads = spec.hidden_size, spec.num_hidden_layers, spec.num_attention_heads
+    first_shared = n - spec.num_kv_shared_layers
+    params = {"attention": 0, "mlp": 0, "per_layer_input": 0, "per_layer_model_projection": 0}
+    for i in range(n):
+        full = _layer_is_full(i, n, full_attention_every)
+        hd = spec.global_head_dim if full else spec.head_dim
+        kv = (spec.num_global_key_value_heads or spec.num_key_value_heads) if full else spec.num_key_value_heads
+        attn = 2 * h * q_heads * hd  # q_proj + o_proj
+        if i < first_shared:
+            attn += h * kv * hd * (1 if (full and spec.attention_k_eq_v) else 2)  # k_proj (+ v_proj)
+        params["attention"] += attn
+        params["mlp"] += 3 * h * spec.intermediate_size
+        if spec.has_ple:
+            params["per_layer_input"] += 2 * h * spec.hidden_size_per_layer_input
+    if spec.has_ple:
+        params["per_layer_model_projection"] = h * n * spec.hidden_size_per_layer_input
+    linear_params = sum(params.values())
+    params["embedding_lm_head"] = spec.vocab_size * h
+    parts = {k: round(v * BITS_PER_WEIGHT[quant] / 8) for k, v in params.items() if k != "embedding_lm_head"}
+    parts["embedding_lm_head"] = round(params["embedding_lm_head"] * BITS_PER_WEIGHT[head_quant] / 8)
+    padded_heads = max(spec.num_key_value_heads, spec.num_global_key_value_heads or 0)
+    padded_dim = max(spec.head_dim, spec.global_head_dim)
+    return WeightEstimate(
+        model=spec.key,
+        quant=quant,
+        head_quant=head_quant,
+        total_bytes=sum(parts.values()),
+        parts=parts,
+        params={**params, "linear_total": linear_params},
+        kv_bytes_per_position=kv_bytes_per_position(spec.kv_slots, padded_heads, padded_dim),
+        ple_row_bytes=ple_row_bytes(n, spec.hidden_size_per_layer_input),
+        assumptions=[
+            f"linears at {quant} ({BITS_PER_WEIGHT[quant]:g} bits/weight incl. fp16 per-block-{QUANT_BLOCK} scales)",
+            f"tied embedding/lm_head at {head_quant} ({BITS_PER_WEIGHT[head_quant]:g} bits/weight), read once per token",
+            f"KV: {spec.kv_slots} cache-owning layers × 2 × {padded_heads} heads × {padded_dim} dims × 2 B (fp16, padded)",
+            "norm weights left out (a few KB per layer)",
+        ],
+    )
