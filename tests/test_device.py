@@ -277,11 +277,15 @@ def test_ios17_tunnel_missing_says_how_to_start_it(sim, monkeypatch):
     assert "sudo python3 -m pymobiledevice3 remote tunneld" in str(err.value)
 
 
+def flat(text: str) -> str:
+    return " ".join(text.split())  # rich wraps long lines
+
+
 def test_cli_prints_the_preflight_message(sim, build):
     add_device(sim, developer_mode=False)
     result = CliRunner().invoke(cli_app, ["deploy", "--out", str(build)])
     assert result.exit_code == 2
-    assert "Developer Mode is off" in result.output and "Settings → Privacy & Security" in result.output
+    assert "Developer Mode is off" in flat(result.output) and "Settings → Privacy & Security" in flat(result.output)
 
 
 # ---------------------------------------------------------------------------------------- bench
@@ -351,3 +355,59 @@ def test_bench_before_deploy_says_to_deploy(sim, build):
     with pytest.raises(dev.AppMissing) as err:
         bench_mod.bench(build, trials=1, timeout=5, poll=0.05)
     assert "gemmaios deploy" in err.value.hint
+
+
+def test_cli_deploy_then_bench_end_to_end(sim, build, monkeypatch):
+    device = add_device(sim)
+    runner = CliRunner()
+    first = runner.invoke(cli_app, ["deploy", "--out", str(build)])
+    assert first.exit_code == 0, first.output
+    assert "app installed" in flat(first.output) and f"{len(payload(build))} files pushed" in flat(first.output)
+    second = runner.invoke(cli_app, ["deploy", "--out", str(build)])
+    assert "app unchanged, 0 files pushed (0.0 MiB)" in flat(second.output)
+    assert f"{len(payload(build))} already there" in flat(second.output)
+    real_bench = bench_mod.bench  # the CLI polls every 2 s; poll faster here
+    monkeypatch.setattr(bench_mod, "bench", lambda *a, **kw: real_bench(*a, **{**kw, "poll": 0.05}))
+    ran = runner.invoke(cli_app, ["bench", "--out", str(build), "--trials", "1", "--timeout", "30"])
+    assert ran.exit_code == 0, ran.output
+    assert "2 prompt records" in flat(ran.output) and "validation: ok" in flat(ran.output)
+    assert len(list((build / "runs").glob(f"*-{UDID}/*.jsonl"))) == 1
+    assert device.launches[-1]["environment"]["GEMMAIOS_TRIALS"] == "1"
+
+
+def test_doctor_reports_the_attached_device(sim):
+    from gemmaios.doctor import check_usbmuxd
+
+    add_device(sim, developer_mode=False)
+    checks = {c.name: c for c in check_usbmuxd()}
+    device_check = checks[f"device {UDID}"]
+    assert "iPhone18,2 (h18p)" in device_check.detail and "Developer Mode" in device_check.fix
+
+
+def test_tunneld_without_a_tunnel_for_this_device(sim, monkeypatch):
+    import http.server
+    import threading
+
+    class NoTunnels(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = b"{}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NoTunnels)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        add_device(sim)
+        monkeypatch.setenv(dev.TRANSPORT_ENV, "auto")
+        monkeypatch.setenv(dev.TUNNELD_ENV, f"127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(dev.TunnelNotRunning, match=f"no tunnel to {UDID}") as err:
+            dev.preflight(UDID, bench=True)
+        assert dev.TUNNELD_COMMAND in err.value.hint
+    finally:
+        server.shutdown()

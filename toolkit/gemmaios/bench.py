@@ -171,6 +171,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
     from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
     from pymobiledevice3.services.house_arrest import HouseArrestService
 
+    dev.quiet_disconnects()
     say = status_fn or (lambda _msg: None)
     bundle_id = deployed_bundle_id(build_dir)
     if not bundle_id:

@@ -157,7 +157,8 @@ async def _mux_devices():
 
 
 async def _select(udid: str | None):
-    devices = [d for d in await _mux_devices() if d.is_usb] or await _mux_devices()
+    attached = await _mux_devices()
+    devices = [d for d in attached if d.is_usb] or attached  # prefer the cable over Wi-Fi sync
     if udid:
         match = [d for d in devices if d.matches_udid(udid)]
         if not match:
@@ -739,9 +740,25 @@ def _disconnect_types() -> tuple[type[BaseException], ...]:
     return (*_DISCONNECTS, ConnectionTerminatedError, MuxException)
 
 
+def quiet_disconnects() -> None:
+    """After an unplug, AFC leaves a future holding the same ConnectionTerminatedError we already
+    report; keep asyncio from printing it a second time as "never retrieved"."""
+    loop = asyncio.get_running_loop()
+    disconnects = _disconnect_types()
+
+    def handler(loop, context):
+        if isinstance(context.get("exception"), disconnects) and "never retrieved" in context.get("message", ""):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str | None, verify: bool,
                   chunk: int, progress: ProgressFn | None) -> DeployResult:
     from pymobiledevice3.services.house_arrest import HouseArrestService
+
+    quiet_disconnects()
 
     files = local_files(build_dir)
     if not files:
