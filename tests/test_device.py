@@ -411,3 +411,22 @@ def test_tunneld_without_a_tunnel_for_this_device(sim, monkeypatch):
         assert dev.TUNNELD_COMMAND in err.value.hint
     finally:
         server.shutdown()
+
+
+def test_install_refusal_names_the_cause_and_the_fix(sim, build):
+    add_device(sim, install_error="ApplicationVerificationFailed")
+    with pytest.raises(dev.AppInstallFailed, match="ApplicationVerificationFailed") as err:
+        dev.deploy(build, chunk=CHUNK)
+    assert "provisioning profile" in err.value.hint
+
+
+@pytest.mark.parametrize("refusal,error,text", [
+    ("no-pid", dev.LaunchFailed, "would not launch dev.gemmaios.bench: no process id"),
+    ("Cannot launch: the device is locked", dev.DeviceLocked, "refused to launch dev.gemmaios.bench while locked"),
+    ("Security policy denied the launch", dev.LaunchFailed, "Security policy denied"),
+])
+def test_bench_launch_refused(sim, build, refusal, error, text):
+    device = deployed(sim, build)
+    device.refuse_launch = refusal
+    with pytest.raises(error, match=text):
+        bench_mod.bench(build, trials=1, timeout=5, poll=0.05)

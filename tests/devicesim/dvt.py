@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pymobiledevice3.dtx import DTXService, dtx_on_invoke
+from pymobiledevice3.dtx.ns_types import NSError
 
 
 def make_process_control(sim, device):
@@ -11,6 +12,9 @@ def make_process_control(sim, device):
 
         @dtx_on_invoke("launchSuspendedProcessWithDevicePath:bundleIdentifier:environment:arguments:options:")
         async def launch(self, path, bundle_id, environment, arguments, options):
+            if device.refuse_launch not in (None, "no-pid"):
+                return NSError(1, "com.apple.dt.deviceprocesscontrolservice",
+                               {"NSLocalizedDescription": device.refuse_launch})
             return sim.launch(device, bundle_id, environment or {}, arguments or [])
 
         @dtx_on_invoke("processIdentifierForBundleIdentifier:")

@@ -97,6 +97,8 @@ class SimDevice:
     battery: int = 90
     charging: bool = False
     unplug_after_bytes: int | None = None  # drop the connection once this many AFC bytes are written
+    install_error: str | None = None  # installation_proxy refuses packages with this error
+    refuse_launch: str | None = None  # "no-pid": answer pid 0; other text: answer an NSError saying it
     app: SimApp = field(default_factory=SimApp)
     device_id: int = 0
     # what happened, for the tests
@@ -328,6 +330,9 @@ class DeviceSim:
                 for status, percent in (("CreatingStagingDirectory", 5), ("ExtractingPackage", 15),
                                         ("VerifyingApplication", 40), ("InstallingApplication", 80)):
                     await _write_plist(writer, {"Status": status, "PercentComplete": percent})
+                if device.install_error:
+                    await _write_plist(writer, {"Error": device.install_error, "ErrorDescription": "refused by the sim"})
+                    continue
                 bundle_id = info["CFBundleIdentifier"]
                 (device.container(bundle_id) / "Documents").mkdir(parents=True, exist_ok=True)
                 device.apps[bundle_id] = info
@@ -365,7 +370,7 @@ class DeviceSim:
 
     # ---- the app ---------------------------------------------------------------------------
     def launch(self, device: SimDevice, bundle_id: str, environment: dict, arguments: list) -> int:
-        if bundle_id not in device.apps:
+        if bundle_id not in device.apps or device.refuse_launch == "no-pid":
             return 0
         old = device.running.pop(bundle_id, None)
         if old is not None and old in device._tasks:

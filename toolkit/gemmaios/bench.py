@@ -165,6 +165,26 @@ def _thermal_from_lines(path: Path) -> list[str]:
     return states
 
 
+async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
+    from pymobiledevice3.dtx.exceptions import DTXNsError
+    from pymobiledevice3.exceptions import PyMobileDevice3Exception
+
+    try:
+        pid = await control.launch(bundle_id, environment=env, kill_existing=True)
+    except (DTXNsError, PyMobileDevice3Exception, AssertionError) as exc:  # pymobiledevice3 asserts the pid is non-zero
+        text = str(exc) or "no process id returned"
+        if "lock" in text.lower():
+            raise dev.DeviceLocked(f"the device refused to launch {bundle_id} while locked ({text})",
+                                   hint="unlock the iPhone, keep it awake, and run `gemmaios bench` again") from exc
+        raise dev.LaunchFailed(f"the device would not launch {bundle_id}: {text}",
+                               hint="open the app once by hand (trust the developer in Settings → General → "
+                                    "VPN & Device Management if asked), then run again") from exc
+    if not pid:
+        raise dev.LaunchFailed(f"the device would not launch {bundle_id}: no process id returned",
+                               hint="open the app once by hand, then run again")
+    return pid
+
+
 async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float, poll: float, mount_ddi: bool,
                  status_fn: Callable[[str], None] | None) -> BenchResult:
     from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
@@ -205,7 +225,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         status, text = None, None
         try:
             async with DvtProvider(provider) as dvt, ProcessControl(dvt) as control:
-                pid = await control.launch(bundle_id, environment=env, kill_existing=True)
+                pid = await _launch(control, bundle_id, env)
                 say(f"launched {bundle_id} (pid {pid}), run {run_id}")
                 deadline = time.monotonic() + timeout
                 async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:

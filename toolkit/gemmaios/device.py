@@ -111,6 +111,14 @@ class AppMissing(DeviceError):
     """The app is not installed on the device."""
 
 
+class AppInstallFailed(DeviceError):
+    """installation_proxy refused the app (signing, iOS version, ...)."""
+
+
+class LaunchFailed(DeviceError):
+    """The device would not launch the app."""
+
+
 # ------------------------------------------------------------------------------------------
 # Device facts
 
@@ -712,14 +720,44 @@ async def install_app(client, package: AppPackage, *, chunk: int = CHUNK_BYTES, 
                 await afc.fclose(handle)
             try:
                 async with InstallationProxyService(client) as proxy:
-                    def on_percent(percent, *_):
-                        if progress:
-                            progress(f"install {package.bundle_id}", int(percent), 100)
-                    await proxy.send_package("Install", {"CFBundleIdentifier": package.bundle_id}, on_percent, remote)
+                    await _install_staged(proxy, package, remote, progress)
             finally:
                 await afc.rm_single(remote, force=True)
-    if progress:
-        progress(f"install {package.bundle_id}", 100, 100)
+
+
+# installation_proxy errors with a known cause → what to do
+INSTALL_HINTS = {
+    "ApplicationVerificationFailed": "the app is not signed for this device: add its UDID to the provisioning "
+                                     "profile (or use automatic signing) and rebuild the app on the Mac",
+    "DeviceOSVersionTooLow": f"the app needs a newer iOS: update the iPhone to iOS {MIN_IOS_MAJOR}+",
+    "APIInternalError": "unlock the iPhone and run again; if it repeats, restart the iPhone",
+}
+
+
+async def _install_staged(proxy, package: AppPackage, remote: str, progress: ProgressFn | None) -> None:
+    """Install the staged package, following installation_proxy's status stream.
+
+    (Read here rather than through `send_package`, whose own progress bar would fight ours.)
+    """
+    label = f"install {package.bundle_id}"
+    await proxy.service.send_plist({"Command": "Install", "PackagePath": remote,
+                                    "ClientOptions": {"CFBundleIdentifier": package.bundle_id}})
+    while True:
+        response = await proxy.service.recv_plist()
+        if not response:
+            raise AppInstallFailed(f"installing {package.bundle_id} ended without a status",
+                                   hint="unlock the iPhone and run `gemmaios deploy` again")
+        error = response.get("Error")
+        if error:
+            detail = response.get("ErrorDescription") or ""
+            raise AppInstallFailed(f"the device refused {package.path.name}: {error} {detail}".strip(),
+                                   hint=INSTALL_HINTS.get(error, "check the app is signed for this device and run again"))
+        if isinstance(response.get("PercentComplete"), (int, float)) and progress:
+            progress(label, int(response["PercentComplete"]), 100)
+        if response.get("Status") == "Complete":
+            if progress:
+                progress(label, 100, 100)
+            return
 
 
 @dataclass
@@ -818,16 +856,33 @@ def deploy(build_dir: Path, udid: str | None = None, ipa: Path | None = None, *,
 
 def rich_progress(console=None) -> tuple[ProgressFn, Callable[[], None]]:
     """A progress callback drawing one rich bar per label; returns (callback, close)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TransferSpeedColumn,
+    )
 
-    bars = Progress(TextColumn("  {task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-                    TransferSpeedColumn(), console=console, transient=False)
+    class BytesOnly(ProgressColumn):
+        def __init__(self, inner: ProgressColumn) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def render(self, task):
+            return self.inner.render(task) if task.fields.get("bytes") else ""
+
+    bars = Progress(TextColumn("  {task.description}"), BarColumn(), TaskProgressColumn(),
+                    BytesOnly(DownloadColumn(binary_units=True)), BytesOnly(TransferSpeedColumn()),
+                    console=console, transient=False)
     tasks: dict[str, Any] = {}
     bars.start()
 
     def update(label: str, done: int, total: int) -> None:
         if label not in tasks:
-            tasks[label] = bars.add_task(label, total=total)
+            tasks[label] = bars.add_task(label, total=total, bytes=not label.startswith("install "))
         bars.update(tasks[label], completed=done, total=total)
 
     return update, bars.stop
