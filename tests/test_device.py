@@ -430,3 +430,10 @@ def test_bench_launch_refused(sim, build, refusal, error, text):
     device.refuse_launch = refusal
     with pytest.raises(error, match=text):
         bench_mod.bench(build, trials=1, timeout=5, poll=0.05)
+
+
+def test_mount_ddi_over_lockdown_on_ios27_says_the_tunnel_is_needed(sim):
+    add_device(sim, ddi_mounted=False)
+    with pytest.raises(dev.DeveloperImageNotMounted, match="needs the tunnel") as err:
+        dev.preflight(UDID, bench=True, mount=True)
+    assert dev.TUNNELD_COMMAND in err.value.hint

@@ -327,11 +327,22 @@ async def _ddi_mounted(client) -> bool:
         return await mounter.is_image_mounted(image_type_for_device(client))
 
 
-async def mount_developer_image(client, provider=None) -> None:
-    """Download (if needed) and mount the developer disk image, as `pymobiledevice3 mounter auto-mount`."""
+async def mount_developer_image(client, rsd=None) -> None:
+    """Download (if needed) and mount the developer disk image, as `pymobiledevice3 mounter auto-mount`
+    (iOS 27 installs it as a cryptex, which needs the tunnel's `rsd`)."""
+    from pymobiledevice3.exceptions import PyMobileDevice3Exception, RSDRequiredError
     from pymobiledevice3.services.mobile_image_mounter import auto_mount
 
-    await auto_mount(provider or client)
+    try:
+        await auto_mount(rsd or client)
+    except RSDRequiredError as exc:
+        raise DeveloperImageNotMounted(
+            f"mounting the developer disk image on iOS {client.product_version} needs the tunnel",
+            hint=f"start `{TUNNELD_COMMAND}`, unset {TRANSPORT_ENV}, and run again",
+        ) from exc
+    except (PyMobileDevice3Exception, OSError) as exc:
+        raise DeveloperImageNotMounted(f"could not mount the developer disk image: {exc}",
+                                       hint=f"run `{DDI_COMMAND}` to see the full error (it needs internet once)") from exc
 
 
 async def run_preflight(client, *, arch: str | None = None, need_bytes: int = 0, bench: bool = False,
@@ -358,17 +369,18 @@ async def run_preflight(client, *, arch: str | None = None, need_bytes: int = 0,
             )
     check_space(info, need_bytes)
     if bench:
-        if developer_transport(info.ios_version) == "tunnel":
-            rsd = await tunnel_provider(info.udid)
-            await rsd.close()
-        if not await _ddi_mounted(client):
-            if mount:
-                await mount_developer_image(client)
-            else:
-                raise DeveloperImageNotMounted(
-                    f"the developer disk image is not mounted on {info.name or info.udid}",
-                    hint=f"mount it with `gemmaios bench --mount-ddi` or `{DDI_COMMAND}` (downloads it on first use)",
-                )
+        rsd = await tunnel_provider(info.udid) if developer_transport(info.ios_version) == "tunnel" else None
+        try:
+            if not await _ddi_mounted(client):
+                if not mount:
+                    raise DeveloperImageNotMounted(
+                        f"the developer disk image is not mounted on {info.name or info.udid}",
+                        hint=f"mount it with `gemmaios bench --mount-ddi` or `{DDI_COMMAND}` (downloads it on first use)",
+                    )
+                await mount_developer_image(client, rsd)
+        finally:
+            if rsd is not None:
+                await rsd.close()
     if info.battery_level is not None and info.battery_level < 30:
         report.warnings.append(f"battery at {info.battery_level}%: low-power mode throttles; charge above 30% first")
     return report
@@ -567,9 +579,15 @@ async def read_device_manifest(afc) -> dict:
 async def write_device_manifest(afc, manifest: dict) -> None:
     """Write to a temporary name, then rename: an unplug never leaves a half-written manifest."""
     manifest["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+    from pymobiledevice3.exceptions import AfcException
+
     final = f"{DOCUMENTS}/{DEVICE_MANIFEST}"
     await afc.set_file_contents(final + ".tmp", json.dumps(manifest, indent=1, sort_keys=True).encode())
-    await afc.rename(final + ".tmp", final)
+    try:
+        await afc.rename(final + ".tmp", final)
+    except AfcException:  # an AFC that will not rename over an existing file
+        await afc.rm_single(final, force=True)
+        await afc.rename(final + ".tmp", final)
 
 
 async def _remote_size(afc, remote: str) -> int | None:
