@@ -61,6 +61,7 @@ def build(tmp_path) -> Path:
         f"{BUNDLE}/gemma4_tiny_decode_int4.aimodelc/weights.bin": rng.randbytes(300_000),
         f"{BUNDLE}/gemma4_tiny_decode_int4.aimodelc/model.mil": b"program" * 100,
         f"{BUNDLE}/tokenizer/tokenizer.json": b'{"model": {}}',
+        f"{BUNDLE}/tokenizer/empty.txt": b"",
         "tables/embed_per_layer.i8": rng.randbytes(200_000),
         "tables/embed_per_layer.scale.f32": rng.randbytes(4_000),
         "tables/embed_per_layer.json": b'{"shape": [1000, 200]}',

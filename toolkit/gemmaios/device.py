@@ -498,7 +498,7 @@ def local_files(build_dir: Path) -> list[LocalFile]:
         cache = {}
     files, changed = [], False
     for path in payload_paths(build_dir):
-        rel = path.resolve().relative_to(build_dir).as_posix()
+        rel = path.relative_to(build_dir).as_posix()
         stat = path.stat()
         hit = cache.get(rel)
         if not hit or hit["size"] != stat.st_size or hit["mtime_ns"] != stat.st_mtime_ns:
@@ -578,8 +578,9 @@ async def read_device_manifest(afc) -> dict:
 
 async def write_device_manifest(afc, manifest: dict) -> None:
     """Write to a temporary name, then rename: an unplug never leaves a half-written manifest."""
-    manifest["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
     from pymobiledevice3.exceptions import AfcException
+
+    manifest["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
 
     final = f"{DOCUMENTS}/{DEVICE_MANIFEST}"
     await afc.set_file_contents(final + ".tmp", json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -668,7 +669,7 @@ async def push_files(afc, files: list[LocalFile], manifest: dict, *, chunk: int 
         await afc.makedirs(posixpath.dirname(remote))
         if offset:
             report.resumed[local.rel] = offset
-        if offset < local.size or remote_size is None:
+        if offset < local.size or remote_size != offset:  # (an empty file still needs creating/truncating)
             handle = await afc.fopen(remote, "a" if offset else "w")
             try:
                 with open(local.path, "rb") as fh:
