@@ -669,6 +669,8 @@ async def push_files(afc, files: list[LocalFile], manifest: dict, *, chunk: int 
         await afc.makedirs(posixpath.dirname(remote))
         if offset:
             report.resumed[local.rel] = offset
+        if progress:
+            progress(local.rel, offset, local.size)
         if offset < local.size or remote_size != offset:  # (an empty file still needs creating/truncating)
             handle = await afc.fopen(remote, "a" if offset else "w")
             try:
