@@ -33,6 +33,7 @@ def sim(monkeypatch):
     simulator.folder = folder
     monkeypatch.setenv("USBMUXD_SOCKET_ADDRESS", str(folder / "mux.sock"))
     monkeypatch.setenv(dev.TRANSPORT_ENV, "lockdown")
+    monkeypatch.setenv(dev.PAIR_TIMEOUT_ENV, "0")  # an untrusted device fails at once
     yield simulator
     simulator.stop()
     shutil.rmtree(folder, ignore_errors=True)
@@ -438,3 +439,28 @@ def test_mount_ddi_over_lockdown_on_ios27_says_the_tunnel_is_needed(sim):
     with pytest.raises(dev.DeveloperImageNotMounted, match="needs the tunnel") as err:
         dev.preflight(UDID, bench=True, mount=True)
     assert dev.TUNNELD_COMMAND in err.value.hint
+
+
+def test_untrusted_device_pairs_once_someone_taps_trust(sim, monkeypatch):
+    from pymobiledevice3.common import get_home_folder
+
+    udid = "00008150-00000000000000A7"
+    device = add_device(sim, udid=udid, trusted=False, trust_after_requests=2)
+    monkeypatch.setenv(dev.PAIR_TIMEOUT_ENV, "10")
+    saved = get_home_folder() / f"{udid}.plist"  # pymobiledevice3 keeps the new pair record here
+    try:
+        report = dev.preflight(udid)
+        assert report.info.paired and report.info.developer_mode is True
+        assert device.pair_requests == 2 and device.saved_pair_record is not None
+        assert plistlib.loads(device.saved_pair_record)["HostID"] in device.host_ids
+    finally:
+        saved.unlink(missing_ok=True)
+
+
+def test_cli_bench_fails_on_a_damaged_log(sim, build, monkeypatch):
+    deployed(sim, build, app=SimApp(corrupt_line=3))
+    real_bench = bench_mod.bench
+    monkeypatch.setattr(bench_mod, "bench", lambda *a, **kw: real_bench(*a, **{**kw, "poll": 0.05}))
+    ran = CliRunner().invoke(cli_app, ["bench", "--out", str(build), "--trials", "1", "--timeout", "30"])
+    assert ran.exit_code == 1
+    assert "is not valid" in flat(ran.output) and ".jsonl:4" in flat(ran.output)

@@ -80,6 +80,7 @@ class SimApp:
     line_delay: float = 0.02
     thermal_state: str = "nominal"
     seconds_since_unlock: float = 900.0
+    corrupt_line: int | None = None  # write this record as broken JSON (a damaged log)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class SimDevice:
     battery: int = 90
     charging: bool = False
     unplug_after_bytes: int | None = None  # drop the connection once this many AFC bytes are written
+    trust_after_requests: int | None = None  # an untrusted device accepts the Nth Pair request (the tap)
     install_error: str | None = None  # installation_proxy refuses packages with this error
     refuse_launch: str | None = None  # "no-pid": answer pid 0; other text: answer an NSError saying it
     app: SimApp = field(default_factory=SimApp)
@@ -112,6 +114,9 @@ class SimDevice:
         for sub in ("media", "containers", "crash"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.apps: dict[str, dict] = {}
+        self.host_ids = {HOST_ID}
+        self.pair_requests = 0
+        self.saved_pair_record: bytes | None = None
         self.services: dict[int, str] = {}
         self.next_port = 49200
         self.next_pid = 700
@@ -228,8 +233,13 @@ class DeviceSim:
             device = next((d for d in self.devices if d.udid == request.get("PairRecordID")), None)
             if device is None or not device.trusted:
                 return {"MessageType": "Result", "Number": 2}
-            return {"PairRecordData": plistlib.dumps(pairing_material()["record"])}
-        if kind in ("Listen", "SavePairRecord"):
+            return {"PairRecordData": device.saved_pair_record or plistlib.dumps(pairing_material()["record"])}
+        if kind == "SavePairRecord":
+            device = next((d for d in self.devices if d.udid == request.get("PairRecordID")), None)
+            if device is not None:
+                device.saved_pair_record = request["PairRecordData"]
+            return {"MessageType": "Result", "Number": 0}
+        if kind == "Listen":
             return {"MessageType": "Result", "Number": 0}
         return {"MessageType": "Result", "Number": 1}
 
@@ -277,8 +287,7 @@ class DeviceSim:
                 else:
                     reply["Value"] = values[key] if key else values
             elif name == "StartSession":
-                record = pairing_material()["record"]
-                if not device.trusted or request.get("HostID") != record["HostID"]:
+                if not device.trusted or request.get("HostID") not in device.host_ids:
                     reply["Error"] = "InvalidHostID"
                 else:
                     reply.update(SessionID="sim-session", EnableSessionSSL=True)
@@ -289,7 +298,15 @@ class DeviceSim:
             elif name == "StopSession":
                 reply["Result"] = "Success"
             elif name == "Pair":
-                reply["Error"] = "PasswordProtected" if device.locked else "PairingDialogResponsePending"
+                device.pair_requests += 1
+                if device.locked:
+                    reply["Error"] = "PasswordProtected"
+                elif device.trust_after_requests and device.pair_requests >= device.trust_after_requests:
+                    device.trusted = True  # someone tapped Trust
+                    device.host_ids.add(request["PairRecord"]["HostID"])
+                    reply["EscrowBag"] = b"sim-escrow"
+                else:
+                    reply["Error"] = "PairingDialogResponsePending"
             elif name == "StartService":
                 service = request.get("Service")
                 if not session:
@@ -427,7 +444,7 @@ class DeviceSim:
                 for i, record in enumerate(records):
                     if cut is not None and i == cut:
                         break
-                    fh.write(json.dumps(record) + "\n")
+                    fh.write((json.dumps(record)[:-3] if i == app.corrupt_line else json.dumps(record)) + "\n")
                     fh.flush()
                     await asyncio.sleep(app.line_delay)
                 if app.outcome == "hang":

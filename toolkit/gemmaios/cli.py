@@ -228,6 +228,9 @@ def bench(
         _fail(exc)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
+    if result.validation != "ok" and not (result.validation or "").startswith("not validated"):
+        console.print(f"[red]the log of run {result.run_id} is not valid:[/red] {result.validation}\n  → {result.transcript}")
+        raise typer.Exit(1)
     console.print(f"[green]✓[/green] run {result.run_id}: {result.prompts} prompt records, log in {result.transcript} "
                   f"(validation: {result.validation})")
 

@@ -43,6 +43,7 @@ DDI_COMMAND = "pymobiledevice3 mounter auto-mount"
 # "lockdown": always over lockdown (iOS < 17, and the test simulator).
 TRANSPORT_ENV = "GEMMAIOS_DEVICE_TRANSPORT"
 TUNNELD_ENV = "GEMMAIOS_TUNNELD"  # host:port of tunneld (default 127.0.0.1:49151)
+PAIR_TIMEOUT_ENV = "GEMMAIOS_PAIR_TIMEOUT"
 
 ProgressFn = Callable[[str, int, int], None]  # (label, done, total)
 
@@ -184,8 +185,20 @@ async def _select(udid: str | None):
     return devices[0]
 
 
+def pair_timeout() -> float:
+    """Seconds to wait for someone to tap Trust on the phone (GEMMAIOS_PAIR_TIMEOUT, default 60)."""
+    return float(os.environ.get(PAIR_TIMEOUT_ENV, "60"))
+
+
+def _notice(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]{message}[/yellow]")
+
+
 async def _lockdown(serial: str, *, pair: bool):
-    """A lockdown client for `serial`; with `pair`, ask the device to trust us (never waits)."""
+    """A lockdown client for `serial`. With `pair`, an untrusted device is asked to trust this
+    computer and we wait (pair_timeout()) for the tap; a trusted one connects straight away."""
     from pymobiledevice3.exceptions import (
         FatalPairingError,
         NotPairedError,
@@ -196,21 +209,38 @@ async def _lockdown(serial: str, *, pair: bool):
     )
     from pymobiledevice3.lockdown import create_using_usbmux
 
+    not_trusted = DeviceNotTrusted(f"{serial} does not trust this computer yet",
+                                   hint="unlock the iPhone, tap Trust on the dialog and enter the passcode, then run again")
+    client = None
     try:
-        client = await create_using_usbmux(serial=serial, autopair=pair, pair_timeout=0)
+        client = await create_using_usbmux(serial=serial, autopair=False)
+        if pair and not client.paired:
+            wait = pair_timeout()
+            if wait:
+                _notice(f"{serial}: tap Trust on the iPhone and enter its passcode (waiting up to {wait:.0f} s)")
+            await client.pair(timeout=wait)
+            if not await client.validate_pairing():
+                raise not_trusted
     except PasswordRequiredError as exc:
+        await _close(client)
         raise DeviceLocked(f"{serial} is locked", hint="unlock the iPhone, tap Trust if asked, and run again") from exc
     except UserDeniedPairingError as exc:
+        await _close(client)
         raise DeviceNotTrusted(f"{serial} refused to trust this computer",
                                hint="unplug and replug it, tap Trust and enter the passcode, then run again") from exc
     except (PairingDialogResponsePendingError, NotPairedError, FatalPairingError, PairingError) as exc:
-        raise DeviceNotTrusted(f"{serial} does not trust this computer yet",
-                               hint="unlock the iPhone, tap Trust on the dialog and enter the passcode, then run again") from exc
-    if pair and not client.paired:
-        await client.close()
-        raise DeviceNotTrusted(f"{serial} does not trust this computer yet",
-                               hint="unlock the iPhone, tap Trust on the dialog and enter the passcode, then run again")
+        await _close(client)
+        raise not_trusted from exc
+    except DeviceNotTrusted:
+        await _close(client)
+        raise
     return client
+
+
+async def _close(client) -> None:
+    if client is not None:
+        with contextlib.suppress(Exception):
+            await client.close()
 
 
 async def _describe(client, serial: str, connection: str = "USB") -> DeviceInfo:
