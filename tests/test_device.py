@@ -337,7 +337,7 @@ def test_bench_records_settled_device_warnings(sim, build):
 def test_bench_detects_crashes_and_jetsam_kills(sim, build, outcome, status, report_prefix):
     deployed(sim, build, app=SimApp(outcome=outcome))
     with pytest.raises(bench_mod.BenchFailed) as err:
-        bench_mod.bench(build, trials=1, timeout=20, poll=0.05)
+        bench_mod.bench(build, trials=1, timeout=20, poll=0.05, report_wait=0.5)
     result = err.value.result
     assert result.status == status
     assert [p.name[: len(report_prefix)] for p in result.crash_reports] == [report_prefix]
@@ -464,3 +464,10 @@ def test_cli_bench_fails_on_a_damaged_log(sim, build, monkeypatch):
     ran = CliRunner().invoke(cli_app, ["bench", "--out", str(build), "--trials", "1", "--timeout", "30"])
     assert ran.exit_code == 1
     assert "is not valid" in flat(ran.output) and ".jsonl:4" in flat(ran.output)
+
+
+def test_bench_exit_without_footer_is_not_blamed_on_someone_elses_jetsam(sim, build):
+    deployed(sim, build, app=SimApp(outcome="exit"))  # a JetsamEvent lists our app, but killed Safari
+    with pytest.raises(bench_mod.BenchFailed, match="exited without finishing its log") as err:
+        bench_mod.bench(build, trials=1, timeout=20, poll=0.05, report_wait=0.3)
+    assert err.value.result.status == "exited" and err.value.result.crash_reports == []

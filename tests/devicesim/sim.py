@@ -75,7 +75,7 @@ def server_tls() -> ssl.SSLContext:
 class SimApp:
     """How the installed app behaves when launched in bench mode."""
 
-    outcome: str = "complete"  # complete | crash | jetsam | hang
+    outcome: str = "complete"  # complete | crash | jetsam | exit (no footer, no report of ours) | hang
     prompts: int = 2
     line_delay: float = 0.02
     thermal_state: str = "nominal"
@@ -438,7 +438,7 @@ class DeviceSim:
         footer = {"type": "footer", "completed": True, "ended_at": now, "battery_level": device.battery / 100,
                   "battery_state": "charging" if device.charging else "unplugged",
                   "seconds_since_unlock": app.seconds_since_unlock}
-        cut = {"crash": 3, "jetsam": 3}.get(app.outcome)
+        cut = {"crash": 3, "jetsam": 3, "exit": 3}.get(app.outcome)
         try:
             with open(log, "w") as fh:
                 for i, record in enumerate(records):
@@ -451,7 +451,7 @@ class DeviceSim:
                     await asyncio.sleep(3600)
                 if app.outcome == "complete":
                     fh.write(json.dumps(footer) + "\n")
-            if app.outcome in ("crash", "jetsam"):
+            if app.outcome in ("crash", "jetsam", "exit"):
                 self._write_crash_report(device, bundle_id, pid, app.outcome)
         finally:
             device._tasks.pop(pid, None)
@@ -466,10 +466,13 @@ class DeviceSim:
             text = json.dumps(body) + "\n" + json.dumps({"pid": pid, "exception": {"type": "EXC_BAD_ACCESS",
                                                                                     "signal": "SIGSEGV"}})
             (device.root / "crash" / f"{process}-{stamp}.ips").write_text(text)
-        else:
-            body = {"bug_type": "298"}
-            text = json.dumps(body) + "\n" + json.dumps({"largestProcess": process, "processes": [
-                {"name": process, "pid": pid, "reason": "per-process-limit", "rpages": 400000}]})
+        else:  # a JetsamEvent lists every process; only the killed ones carry a reason
+            ours = {"name": process, "pid": pid, "rpages": 400000}
+            if outcome == "jetsam":
+                ours["reason"] = "per-process-limit"
+            others = [{"name": "MobileSafari", "pid": 99, "rpages": 90000, "reason": "vm-pageshortage"}]
+            text = json.dumps({"bug_type": "298"}) + "\n" + json.dumps({"largestProcess": process,
+                                                                       "processes": [ours, *others]})
             (device.root / "crash" / f"JetsamEvent-{stamp}.ips").write_text(text)
 
 

@@ -93,27 +93,53 @@ async def _crash_reports(client) -> set[str]:
         return set(await reports.ls("/", depth=1))
 
 
-async def _pull_new_reports(client, before: set[str], executable: str, out: Path) -> tuple[list[Path], str | None]:
-    """Flush the crash mover, pull reports that appeared since launch, and classify them."""
+def jetsam_killed(report: bytes, executable: str) -> bool:
+    """Whether a JetsamEvent report says iOS killed `executable`.
+
+    The report (.ips: a JSON header line, then a JSON body) lists every process in memory;
+    killed ones carry a `reason` (per-process-limit, vm-pageshortage, ...). Merely being
+    listed is not being killed.
+    """
+    _header, _, body = report.partition(b"\n")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    processes = data.get("processes") if isinstance(data, dict) else None
+    return any(isinstance(p, dict) and p.get("name") == executable and p.get("reason")
+               for p in processes or [])
+
+
+async def _pull_new_reports(client, before: set[str], executable: str, out: Path,
+                            wait: float) -> tuple[list[Path], str | None]:
+    """Pull the app's crash / jetsam reports that appeared since launch, and classify the exit.
+
+    ReportCrash writes a report a few seconds after the process dies, so the mover is flushed
+    and the folder re-listed for up to `wait` seconds until one about the app shows up.
+    """
     from pymobiledevice3.services.crash_reports import CrashReportsManager
 
+    pulled, kind, seen = [], None, set(before)
+    deadline = time.monotonic() + wait
     async with CrashReportsManager(client) as reports:
-        await reports.flush()
-        new = sorted(set(await reports.ls("/", depth=1)) - before)
-        pulled, kind = [], None
-        for entry in new:
-            name = entry.rsplit("/", 1)[-1]
-            is_jetsam = name.startswith("JetsamEvent")
-            if not is_jetsam and not (executable and name.startswith(executable)):
-                continue
-            data = await reports.afc.get_file_contents(entry)
-            if is_jetsam and executable and executable.encode() not in data:
-                continue  # jetsam of some other process
-            out.mkdir(parents=True, exist_ok=True)
-            (out / name).write_bytes(data)
-            pulled.append(out / name)
-            kind = JETSAM if is_jetsam else (kind or CRASHED)
-        return pulled, kind
+        while True:
+            await reports.flush()
+            for entry in sorted(set(await reports.ls("/", depth=1)) - seen):
+                seen.add(entry)
+                name = entry.rsplit("/", 1)[-1]
+                is_jetsam = name.startswith("JetsamEvent")
+                if not is_jetsam and not (executable and name.startswith(executable)):
+                    continue
+                data = await reports.afc.get_file_contents(entry)
+                if is_jetsam and not jetsam_killed(data, executable):
+                    continue  # another process's jetsam
+                out.mkdir(parents=True, exist_ok=True)
+                (out / name).write_bytes(data)
+                pulled.append(out / name)
+                kind = JETSAM if is_jetsam else (kind or CRASHED)
+            if kind or time.monotonic() >= deadline:
+                return pulled, kind
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def settled_warnings(pre: dev.DeviceInfo, footer: dict | None, thermal: list[str]) -> list[str]:
@@ -186,7 +212,7 @@ async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
 
 
 async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float, poll: float, mount_ddi: bool,
-                 status_fn: Callable[[str], None] | None) -> BenchResult:
+                 status_fn: Callable[[str], None] | None, report_wait: float) -> BenchResult:
     from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
     from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
     from pymobiledevice3.services.house_arrest import HouseArrestService
@@ -254,7 +280,8 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
             transcript.write_text(text)
         reports: list[Path] = []
         if status == EXITED:
-            reports, kind = await _pull_new_reports(client, reports_before, executable, run_dir / "crash-reports")
+            reports, kind = await _pull_new_reports(client, reports_before, executable, run_dir / "crash-reports",
+                                                    report_wait)
             status = kind or EXITED
 
     footer = _footer(text) if text else None
@@ -268,11 +295,12 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
 
 
 def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout: float = 1800.0, poll: float = 2.0,
-          mount_ddi: bool = False, status_fn: Callable[[str], None] | None = None) -> BenchResult:
+          mount_ddi: bool = False, status_fn: Callable[[str], None] | None = None,
+          report_wait: float = 15.0) -> BenchResult:
     """Launch the bench, wait for it, pull its log into runs/. Raises BenchFailed when it did not finish."""
     build_dir = Path(build_dir)
     try:
-        result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn))
+        result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait))
     except dev._disconnect_types() as exc:
         raise dev.DeviceDisconnected(f"the connection to the device dropped during the bench ({type(exc).__name__})",
                                      hint="reconnect and unlock the iPhone, then run `gemmaios bench` again") from exc
