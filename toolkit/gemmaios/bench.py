@@ -63,25 +63,25 @@ def deployed_bundle_id(build_dir: Path) -> str | None:
     path = dev.find_app_package(build_dir)
     if path:
         return dev.read_app_package(path).bundle_id
-    return dev._details(build_dir, "app").get("bundle_id")
+    return dev.step_details(build_dir, "app").get("bundle_id")
 
 
-def _footer(text: str) -> dict | None:
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+def _footer(raw: bytes) -> dict | None:
+    lines = [ln for ln in raw.splitlines() if ln.strip()]
     if not lines:
         return None
     try:
         last = json.loads(lines[-1])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return last if isinstance(last, dict) and last.get("type") == "footer" else None
 
 
-async def _read_log(afc, remote: str) -> str | None:
+async def _read_log(afc, remote: str) -> bytes | None:
     from pymobiledevice3.exceptions import AfcFileNotFoundError
 
     try:
-        return (await afc.get_file_contents(remote)).decode("utf-8", errors="replace")
+        return await afc.get_file_contents(remote)
     except AfcFileNotFoundError:
         return None
 
@@ -241,14 +241,14 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         run_id = _run_id(started)
         run_dir = Path(build_dir) / RUNS_DIR / f"{run_id}-{info.udid}"
         remote_log = f"{DEVICE_RUNS}/{run_id}.jsonl"
-        prompt_set = (dev._details(build_dir, "oracle").get("prompt_set") or {})
+        prompt_set = (dev.step_details(build_dir, "oracle").get("prompt_set") or {})
         env = {"GEMMAIOS_BENCH": "1", "GEMMAIOS_TRIALS": str(trials), "GEMMAIOS_RUN_ID": run_id}
         if isinstance(prompt_set, dict) and prompt_set.get("name"):
             env["GEMMAIOS_PROMPT_SET"] = str(prompt_set["name"])
         reports_before = await _crash_reports(client)
 
         provider = client if dev.developer_transport(info.ios_version) == "lockdown" else await dev.tunnel_provider(info.udid)
-        status, text = None, None
+        status, text, lines_seen = None, None, 0
         try:
             async with DvtProvider(provider) as dvt, ProcessControl(dvt) as control:
                 pid = await _launch(control, bundle_id, env)
@@ -267,8 +267,9 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
                             await control.kill(pid)
                             text = await _read_log(afc, remote_log)
                             status = TIMEOUT
-                        elif text:
-                            say(f"{sum(1 for ln in text.splitlines() if ln.strip())} log lines so far")
+                        elif text and text.count(b"\n") != lines_seen:
+                            lines_seen = text.count(b"\n")
+                            say(f"{lines_seen} log lines so far")
         finally:
             if provider is not client:
                 await provider.close()
@@ -277,7 +278,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         transcript = None
         if text is not None:
             transcript = run_dir / f"{run_id}.jsonl"
-            transcript.write_text(text)
+            transcript.write_bytes(text)
         reports: list[Path] = []
         if status == EXITED:
             reports, kind = await _pull_new_reports(client, reports_before, executable, run_dir / "crash-reports",

@@ -484,7 +484,7 @@ def build_arch(build_dir: Path) -> str | None:
     return (_build_manifest(build_dir).get("options") or {}).get("arch")
 
 
-def _details(build_dir: Path, step: str) -> dict:
+def step_details(build_dir: Path, step: str) -> dict:
     return ((_build_manifest(build_dir).get("steps") or {}).get(step) or {}).get("details") or {}
 
 
@@ -492,7 +492,7 @@ def payload_paths(build_dir: Path) -> list[Path]:
     """The files the app needs in its Documents: the bundle (compiled model if any), tables, prompts."""
     build_dir = Path(build_dir)
     paths: list[Path] = []
-    bundle_rel = _details(build_dir, "convert").get("bundle_dir")
+    bundle_rel = step_details(build_dir, "convert").get("bundle_dir")
     bundle_dirs = [build_dir / bundle_rel] if bundle_rel else sorted(p for p in (build_dir / "bundle").glob("*") if p.is_dir())
     for bundle in bundle_dirs:
         skip_uncompiled = False
@@ -505,10 +505,10 @@ def payload_paths(build_dir: Path) -> list[Path]:
             top = path.relative_to(bundle).parts[0]
             if path.is_file() and not (skip_uncompiled and top.endswith(".aimodel")):
                 paths.append(path)
-    tables = _details(build_dir, "tables")
+    tables = step_details(build_dir, "tables")
     named = [tables.get(k) for k in ("i8", "scale", "sidecar") if tables.get(k)]
     paths += [build_dir / rel for rel in named] if named else sorted(p for p in (build_dir / "tables").glob("*") if p.is_file())
-    oracle = _details(build_dir, "oracle").get("oracle")
+    oracle = step_details(build_dir, "oracle").get("oracle")
     if oracle and (build_dir / oracle).is_file():
         paths.append(build_dir / oracle)
     return paths
@@ -570,7 +570,7 @@ def read_app_package(path: Path) -> AppPackage:
 def find_app_package(build_dir: Path) -> Path | None:
     """The signed app the build's app step produced, if any (`app/**/*.ipa`, then `*.app`)."""
     build_dir = Path(build_dir)
-    details = _details(build_dir, "app")
+    details = step_details(build_dir, "app")
     for key in ("ipa", "app_path"):
         if details.get(key) and (build_dir / details[key]).exists():
             return build_dir / details[key]
@@ -857,7 +857,7 @@ async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str
     package = read_app_package(app_path) if app_path else None
     async with open_device(udid) as client:
         report = await run_preflight(client, arch=arch)
-        bundle_id = package.bundle_id if package else _details(build_dir, "app").get("bundle_id")
+        bundle_id = package.bundle_id if package else step_details(build_dir, "app").get("bundle_id")
         if not bundle_id:
             raise NothingToDeploy(f"{build_dir} has no signed app to install",
                                   hint="build it on a Mac (the app step) or pass the signed .ipa with --ipa")
