@@ -277,7 +277,11 @@ async def _list_devices() -> list[DeviceInfo]:
     from pymobiledevice3.exceptions import PyMobileDevice3Exception
 
     result = []
-    for mux in await _mux_devices():
+    attached = {}
+    for mux in await _mux_devices():  # a device on both USB and Wi-Fi is listed twice: keep the cable
+        if mux.serial not in attached or mux.is_usb:
+            attached[mux.serial] = mux
+    for mux in attached.values():
         try:
             client = await _lockdown(mux.serial, pair=False)
         except (DeviceError, PyMobileDevice3Exception, OSError) as exc:
@@ -301,7 +305,7 @@ class Preflight:
 
 
 def developer_transport(ios_version: str | None) -> str:
-    """"tunnel" or "lockdown": how developer services (launch, DDI) are reached."""
+    """How developer services (launch, DDI) are reached: "tunnel" or "lockdown"."""
     setting = os.environ.get(TRANSPORT_ENV, "auto")
     if setting not in ("auto", "lockdown", "tunnel"):
         raise DeviceError(f"{TRANSPORT_ENV}={setting!r} is not one of auto, lockdown, tunnel",
