@@ -933,9 +933,10 @@ def rich_progress(console=None) -> tuple[ProgressFn, Callable[[], None]]:
                     BytesOnly(DownloadColumn(binary_units=True)), BytesOnly(TransferSpeedColumn()),
                     console=console, transient=False)
     tasks: dict[str, Any] = {}
-    bars.start()
 
     def update(label: str, done: int, total: int) -> None:
+        if not tasks:
+            bars.start()  # lazily, so prompts printed before the first transfer ("tap Trust") stay readable
         if label not in tasks:
             tasks[label] = bars.add_task(label, total=total, bytes=not label.startswith("install "))
         bars.update(tasks[label], completed=done, total=total)
