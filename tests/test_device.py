@@ -471,3 +471,30 @@ def test_bench_exit_without_footer_is_not_blamed_on_someone_elses_jetsam(sim, bu
     with pytest.raises(bench_mod.BenchFailed, match="exited without finishing its log") as err:
         bench_mod.bench(build, trials=1, timeout=20, poll=0.05, report_wait=0.3)
     assert err.value.result.status == "exited" and err.value.result.crash_reports == []
+
+
+def test_a_corrupted_transfer_is_caught_by_the_read_back_and_re_sent(sim, build):
+    device = add_device(sim)
+    rel = "tables/embed_per_layer.i8"
+    device.corrupt_writes[f"/Documents/{rel}"] = 1
+    result = dev.deploy(build, chunk=CHUNK)
+    assert result.push.resent == [rel]
+    assert on_device(device, rel).read_bytes() == (build / rel).read_bytes()
+    device.corrupt_writes[f"/Documents/{rel}"] = 2  # corrupted twice: give up, say so
+    (build / rel).write_bytes(b"\x07" * 1000)
+    with pytest.raises(dev.DeviceError, match="differs from the build's, twice"):
+        dev.deploy(build, chunk=CHUNK)
+
+
+def test_files_dropped_from_the_build_are_removed_from_the_device_but_app_files_are_kept(sim, build):
+    device = add_device(sim)
+    dev.deploy(build, chunk=CHUNK)
+    app_log = on_device(device, "gemmaios-runs/old.jsonl")
+    app_log.parent.mkdir(parents=True)
+    app_log.write_text("{}\n")
+    manifest = json.loads((build / "build.json").read_text())
+    del manifest["steps"]["tables"]["details"]["sidecar"]
+    (build / "build.json").write_text(json.dumps(manifest))
+    result = dev.deploy(build, chunk=CHUNK)
+    assert result.push.removed == ["tables/embed_per_layer.json"] and result.push.pushed == []
+    assert not on_device(device, "tables/embed_per_layer.json").exists() and app_log.exists()

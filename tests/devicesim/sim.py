@@ -98,6 +98,7 @@ class SimDevice:
     battery: int = 90
     charging: bool = False
     unplug_after_bytes: int | None = None  # drop the connection once this many AFC bytes are written
+    corrupt_writes: dict[str, int] = field(default_factory=dict)  # AFC path → writes to it to corrupt
     trust_after_requests: int | None = None  # an untrusted device accepts the Nth Pair request (the tap)
     install_error: str | None = None  # installation_proxy refuses packages with this error
     refuse_launch: str | None = None  # "no-pid": answer pid 0; other text: answer an NSError saying it

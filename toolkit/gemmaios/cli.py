@@ -200,7 +200,9 @@ def deploy(
     push = result.push
     console.print(f"[green]✓[/green] {result.bundle_id} on {result.udid}: app {'installed' if result.installed else 'unchanged'}, "
                   f"{len(push.pushed)} files pushed ({push.bytes_sent / (1 << 20):.1f} MiB), {len(push.skipped)} already there"
-                  + (f", {len(push.resumed)} resumed" if push.resumed else ""))
+                  + (f", {len(push.resumed)} resumed" if push.resumed else "")
+                  + (f", {len(push.resent)} re-sent after a failed read-back" if push.resent else "")
+                  + (f", {len(push.removed)} no longer in the build removed" if push.removed else ""))
 
 
 @app.command()

@@ -682,7 +682,47 @@ class PushReport:
     pushed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     resumed: dict[str, int] = field(default_factory=dict)  # rel → offset resumed from
+    resent: list[str] = field(default_factory=list)  # failed the read-back once, sent again
+    removed: list[str] = field(default_factory=list)  # pushed earlier, no longer in the build
     bytes_sent: int = 0
+
+
+async def _send(afc, local: LocalFile, remote: str, offset: int, chunk: int, progress: ProgressFn | None) -> int:
+    """Write `local` from `offset` on (appending to what is there); returns bytes sent."""
+    if progress:
+        progress(local.rel, offset, local.size)
+    handle = await afc.fopen(remote, "a" if offset else "w")
+    sent = 0
+    try:
+        with open(local.path, "rb") as fh:
+            fh.seek(offset)
+            while block := fh.read(chunk):
+                await afc.fwrite(handle, block)
+                sent += len(block)
+                if progress:
+                    progress(local.rel, offset + sent, local.size)
+    finally:
+        await afc.fclose(handle)
+    return sent
+
+
+async def prune_files(afc, keep: set[str], manifest: dict) -> list[str]:
+    """Remove files an earlier deploy pushed that the build no longer has (only manifest-tracked ones:
+    what the app wrote itself, such as its run logs, is never touched)."""
+    from pymobiledevice3.exceptions import AfcFileNotFoundError
+
+    removed = []
+    for rel in sorted(set(manifest["files"]) | set(manifest["partial"])):
+        if rel in keep:
+            continue
+        with contextlib.suppress(AfcFileNotFoundError):
+            await afc.rm_single(f"{DOCUMENTS}/{rel}")
+        manifest["files"].pop(rel, None)
+        manifest["partial"].pop(rel, None)
+        removed.append(rel)
+    if removed:
+        await write_device_manifest(afc, manifest)
+    return removed
 
 
 async def push_files(afc, files: list[LocalFile], manifest: dict, *, chunk: int = CHUNK_BYTES, verify: bool = True,
@@ -703,33 +743,23 @@ async def push_files(afc, files: list[LocalFile], manifest: dict, *, chunk: int 
         await afc.makedirs(posixpath.dirname(remote))
         if offset:
             report.resumed[local.rel] = offset
-        if progress:
-            progress(local.rel, offset, local.size)
-        if offset < local.size or remote_size != offset:  # (an empty file still needs creating/truncating)
-            handle = await afc.fopen(remote, "a" if offset else "w")
-            try:
-                with open(local.path, "rb") as fh:
-                    fh.seek(offset)
-                    sent = offset
-                    while block := fh.read(chunk):
-                        await afc.fwrite(handle, block)
-                        sent += len(block)
-                        report.bytes_sent += len(block)
-                        if progress:
-                            progress(local.rel, sent, local.size)
-            finally:
-                await afc.fclose(handle)
-        final_size = await _remote_size(afc, remote)
-        if final_size != local.size:
-            raise DeviceError(f"{local.rel}: the device holds {final_size} bytes, expected {local.size}",
-                              hint="run `gemmaios deploy` again; the file is re-sent")
-        if verify:
-            remote_sha = await _remote_sha256(afc, remote, local.size, max(chunk, CHUNK_BYTES), progress, f"verify {local.rel}")
-            if remote_sha != local.sha256:
+        for attempt in (1, 2):  # a read-back mismatch re-sends the whole file once
+            if offset < local.size or remote_size != offset:  # (an empty file still needs creating/truncating)
+                report.bytes_sent += await _send(afc, local, remote, offset, chunk, progress)
+            final_size = await _remote_size(afc, remote)
+            if final_size != local.size:
+                raise DeviceError(f"{local.rel}: the device holds {final_size} bytes, expected {local.size}",
+                                  hint="run `gemmaios deploy` again; the file is re-sent")
+            if not verify or await _remote_sha256(afc, remote, local.size, max(chunk, CHUNK_BYTES), progress,
+                                                  f"verify {local.rel}") == local.sha256:
+                break
+            if attempt == 2:
                 manifest["partial"].pop(local.rel, None)
                 await write_device_manifest(afc, manifest)
-                raise DeviceError(f"{local.rel}: sha256 on the device differs from the build's",
-                                  hint="run `gemmaios deploy` again; the file is re-sent from the start")
+                raise DeviceError(f"{local.rel}: sha256 on the device differs from the build's, twice",
+                                  hint="check the cable and run `gemmaios deploy` again")
+            report.resent.append(local.rel)
+            offset, remote_size = 0, None
         manifest["partial"].pop(local.rel, None)
         manifest["files"][local.rel] = {"size": local.size, "sha256": local.sha256,
                                         "pushed_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -887,6 +917,7 @@ async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str
                 manifest["app"].setdefault("bundle_id", bundle_id)
             manifest["udid"] = client.udid
             pushed = await push_files(afc, files, manifest, chunk=chunk, verify=verify, progress=progress)
+            pushed.removed = await prune_files(afc, {f.rel for f in files}, manifest)
             await write_device_manifest(afc, manifest)
         return DeployResult(client.udid, bundle_id, bool(reinstall), pushed, report.warnings)
 
