@@ -40,3 +40,8 @@ def get_arch(name: str) -> Arch:
     except KeyError:
         valid = ", ".join(sorted(ARCHS))
         raise RegistryError(f"unknown architecture {name!r}", hint=f"valid --arch values: {valid}") from None
+
+
+def arch_for_product_type(product_type: str) -> str | None:
+    """The `--arch` class of a device ProductType (e.g. iPhone18,2 → h18p), or None if not registered."""
+    return next((a.name for a in ARCHS.values() if product_type in a.devices), None)

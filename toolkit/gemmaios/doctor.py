@@ -91,18 +91,22 @@ def check_usbmuxd() -> list[Check]:
         return [Check("usbmuxd", MISSING, f"no socket at {address}",
                       "Linux: install and start usbmuxd (`apt install usbmuxd`); macOS has it built in")]
     checks = [Check("usbmuxd", OK, address)]
-    try:
-        from pymobiledevice3 import usbmux
+    from .device import list_devices
 
-        devices = usbmux.list_devices()
+    try:
+        devices = list_devices()  # pymobiledevice3's usbmux API is async; this wraps it
     except Exception as exc:  # noqa: BLE001 - any failure here is reported, not raised
         checks.append(Check("devices", WARN, f"could not list devices: {exc}", "check usbmuxd is running"))
         return checks
-    if devices:
-        listed = ", ".join(f"{d.serial} ({d.connection_type})" for d in devices)
-        checks.append(Check("devices", OK, listed))
-    else:
+    if not devices:
         checks.append(Check("devices", WARN, "none connected", "connect an iPhone by USB and tap Trust"))
+    for d in devices:
+        if d.problem:
+            checks.append(Check(f"device {d.udid}", WARN, d.problem, "unlock the iPhone and tap Trust"))
+        else:
+            detail = f"{d.name} · {d.product_type} ({d.arch or 'arch not in registry'}) · iOS {d.ios_version}"
+            fix = "" if d.developer_mode is not False else "turn on Settings → Privacy & Security → Developer Mode"
+            checks.append(Check(f"device {d.udid}", OK if not fix else WARN, detail, fix))
     return checks
 
 

@@ -1,0 +1,33 @@
+"""Device side of the DVT process-control channel (launch, pid lookup, signals)."""
+
+from __future__ import annotations
+
+from pymobiledevice3.dtx import DTXService, dtx_on_invoke
+from pymobiledevice3.dtx.ns_types import NSError
+
+
+def make_process_control(sim, device):
+    class SimProcessControl(DTXService):
+        IDENTIFIER = "com.apple.instruments.server.services.processcontrol"
+
+        @dtx_on_invoke("launchSuspendedProcessWithDevicePath:bundleIdentifier:environment:arguments:options:")
+        async def launch(self, path, bundle_id, environment, arguments, options):
+            if device.refuse_launch not in (None, "no-pid"):
+                return NSError(1, "com.apple.dt.deviceprocesscontrolservice",
+                               {"NSLocalizedDescription": device.refuse_launch})
+            return sim.launch(device, bundle_id, environment or {}, arguments or [])
+
+        @dtx_on_invoke("processIdentifierForBundleIdentifier:")
+        async def pid_for(self, bundle_id):
+            return device.running.get(bundle_id, 0)
+
+        @dtx_on_invoke("sendSignal:toPid:")
+        async def signal(self, sig, pid):
+            sim.kill(device, pid)
+            return True
+
+        @dtx_on_invoke("killPid:")
+        async def kill(self, pid):
+            sim.kill(device, pid)
+
+    return SimProcessControl

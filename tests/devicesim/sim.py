@@ -1,0 +1,484 @@
+"""A loopback simulator of the device side: usbmuxd, lockdownd and the services gemmaios uses.
+
+The real pymobiledevice3 client talks to it unchanged through `USBMUXD_SOCKET_ADDRESS`:
+usbmuxd's plist protocol on a UNIX socket; lockdownd's length-prefixed plists with a real
+TLS session after StartSession (the simulator makes the pair record with pymobiledevice3's
+own pairing-certificate generator and serves the device certificate); installation_proxy;
+AFC (media, house_arrest, crash reports); the image mounter; the crash-report mover; and a
+DVT process-control channel over DTX (served with pymobiledevice3's DTX peer, so that
+channel's wire format is self-consistent rather than checked against Apple's).
+
+Developer services are served over lockdown, as on iOS < 17: the iOS 17+ RemoteXPC tunnel
+(tunneld/RSD) is not simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import plistlib
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .afc import AfcServer
+
+LOCKDOWN_PORT = 62078
+DVT_SERVICE = "com.apple.instruments.remoteserver.DVTSecureSocketProxy"
+LOCKED_REFUSES = {"com.apple.mobile.installation_proxy", "com.apple.mobile.house_arrest", "com.apple.afc",
+                  DVT_SERVICE}
+SYSTEM_BUID = "SIM-BUID-0001"
+HOST_ID = "SIM-HOST-0001"
+
+
+@cache
+def pairing_material() -> dict:
+    """Device key + a pair record from pymobiledevice3's own pairing-certificate generator."""
+    from pymobiledevice3.ca import generate_pairing_cert_chain
+
+    device_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    device_public_pem = device_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+    host_cert, host_key, device_cert, root_cert, root_key = generate_pairing_cert_chain(device_public_pem)
+    key_pem = device_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
+    record = {"DeviceCertificate": device_cert, "HostCertificate": host_cert, "HostPrivateKey": host_key,
+              "RootCertificate": root_cert, "RootPrivateKey": root_key, "HostID": HOST_ID,
+              "SystemBUID": SYSTEM_BUID, "EscrowBag": b"sim-escrow", "WiFiMACAddress": "00:11:22:33:44:55"}
+    return {"record": record, "device_public_pem": device_public_pem, "device_cert": device_cert, "device_key": key_pem}
+
+
+@cache
+def server_tls() -> ssl.SSLContext:
+    material = pairing_material()
+    with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as fh:
+        fh.write(material["device_cert"] + b"\n" + material["device_key"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    ctx.load_cert_chain(fh.name)
+    Path(fh.name).unlink()
+    return ctx
+
+
+@dataclass
+class SimApp:
+    """How the installed app behaves when launched in bench mode."""
+
+    outcome: str = "complete"  # complete | crash | jetsam | exit (no footer, no report of ours) | hang
+    prompts: int = 2
+    line_delay: float = 0.02
+    thermal_state: str = "nominal"
+    seconds_since_unlock: float = 900.0
+    corrupt_line: int | None = None  # write this record as broken JSON (a damaged log)
+
+
+@dataclass
+class SimDevice:
+    udid: str
+    root: Path
+    name: str = "Sim iPhone"
+    product_type: str = "iPhone18,2"
+    ios: str = "27.0"
+    trusted: bool = True
+    locked: bool = False
+    developer_mode: bool = True
+    ddi_mounted: bool = True
+    free_bytes: int = 64 << 30
+    battery: int = 90
+    charging: bool = False
+    unplug_after_bytes: int | None = None  # drop the connection once this many AFC bytes are written
+    corrupt_writes: dict[str, int] = field(default_factory=dict)  # AFC path → writes to it to corrupt
+    trust_after_requests: int | None = None  # an untrusted device accepts the Nth Pair request (the tap)
+    install_error: str | None = None  # installation_proxy refuses packages with this error
+    refuse_launch: str | None = None  # "no-pid": answer pid 0; other text: answer an NSError saying it
+    app: SimApp = field(default_factory=SimApp)
+    device_id: int = 0
+    # what happened, for the tests
+    written: dict[str, int] = field(default_factory=dict)
+    installs: list[str] = field(default_factory=list)
+    launches: list[dict] = field(default_factory=list)
+    unplugs: int = 0
+    running: dict[str, int] = field(default_factory=dict)  # bundle id → pid
+
+    def __post_init__(self) -> None:
+        for sub in ("media", "containers", "crash"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.apps: dict[str, dict] = {}
+        self.host_ids = {HOST_ID}
+        self.pair_requests = 0
+        self.saved_pair_record: bytes | None = None
+        self.services: dict[int, str] = {}
+        self.next_port = 49200
+        self.next_pid = 700
+        self._tasks: dict[int, asyncio.Task] = {}
+
+    def count_write(self, rel: str, n: int) -> None:
+        self.written[rel] = self.written.get(rel, 0) + n
+
+    def container(self, bundle_id: str) -> Path:
+        return self.root / "containers" / bundle_id
+
+    def lockdown_values(self) -> dict:
+        return {"UniqueDeviceID": self.udid, "DeviceName": self.name, "ProductType": self.product_type,
+                "ProductVersion": self.ios, "BuildVersion": "27A1", "DeviceClass": "iPhone",
+                "CPUArchitecture": "arm64e", "UniqueChipID": 0x1234, "WiFiAddress": "00:11:22:33:44:55",
+                "DevicePublicKey": pairing_material()["device_public_pem"], "PasswordProtected": True}
+
+    def domain_values(self, domain: str | None) -> dict | None:
+        return {
+            None: self.lockdown_values(),
+            "com.apple.disk_usage": {"TotalDataCapacity": 256 << 30, "AmountDataAvailable": self.free_bytes,
+                                     "TotalDiskCapacity": 256 << 30},
+            "com.apple.mobile.battery": {"BatteryCurrentCapacity": self.battery, "BatteryIsCharging": self.charging,
+                                         "ExternalConnected": self.charging},
+            "com.apple.security.mac.amfi": {"DeveloperModeStatus": self.developer_mode},
+        }.get(domain)
+
+
+async def _read_plist(reader: asyncio.StreamReader) -> dict | None:
+    try:
+        (size,) = struct.unpack(">L", await reader.readexactly(4))
+        return plistlib.loads(await reader.readexactly(size))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+async def _write_plist(writer: asyncio.StreamWriter, message: dict) -> None:
+    data = plistlib.dumps(message)
+    writer.write(struct.pack(">L", len(data)) + data)
+    await writer.drain()
+
+
+class DeviceSim:
+    """usbmuxd on a UNIX socket plus the devices behind it, run on a background event loop."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = Path(socket_path)
+        self.devices: list[SimDevice] = []
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="devicesim")
+        self._server = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> DeviceSim:
+        server_tls()  # build the TLS material before the first client connects
+        self._thread.start()
+        self._call(self._start_server())
+        return self
+
+    async def _start_server(self) -> None:
+        self._server = await asyncio.start_unix_server(self._mux_client, path=str(self.socket_path))
+
+    def stop(self) -> None:
+        async def _stop():
+            self._server.close()
+            for device in self.devices:
+                for task in device._tasks.values():
+                    task.cancel()
+        self._call(_stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def add(self, device: SimDevice) -> SimDevice:
+        device.device_id = len(self.devices) + 1
+        self.devices.append(device)
+        return device
+
+    # ---- usbmuxd ---------------------------------------------------------------------------
+    async def _mux_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    (length,) = struct.unpack("<L", await reader.readexactly(4))
+                    version, _message, tag = struct.unpack("<LLL", await reader.readexactly(12))
+                    request = plistlib.loads(await reader.readexactly(length - 16))
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                kind = request.get("MessageType")
+                if kind == "Connect":
+                    device = next((d for d in self.devices if d.device_id == request["DeviceID"]), None)
+                    port = socket.ntohs(request["PortNumber"])
+                    ok = device is not None and (port == LOCKDOWN_PORT or port in device.services)
+                    await self._mux_reply(writer, tag, {"MessageType": "Result", "Number": 0 if ok else 3})
+                    if ok:
+                        await self._device_port(device, port, reader, writer)
+                    return
+                await self._mux_reply(writer, tag, self._mux_answer(kind, request))
+        finally:
+            writer.close()
+
+    def _mux_answer(self, kind: str, request: dict) -> dict:
+        if kind == "ReadBUID":
+            return {"BUID": SYSTEM_BUID}
+        if kind == "ListDevices":
+            return {"DeviceList": [
+                {"MessageType": "Attached", "DeviceID": d.device_id,
+                 "Properties": {"SerialNumber": d.udid, "ConnectionType": "USB", "DeviceID": d.device_id,
+                                "ProductID": 0x12A8, "LocationID": d.device_id}}
+                for d in self.devices]}
+        if kind == "ReadPairRecord":
+            device = next((d for d in self.devices if d.udid == request.get("PairRecordID")), None)
+            if device is None or not device.trusted:
+                return {"MessageType": "Result", "Number": 2}
+            return {"PairRecordData": device.saved_pair_record or plistlib.dumps(pairing_material()["record"])}
+        if kind == "SavePairRecord":
+            device = next((d for d in self.devices if d.udid == request.get("PairRecordID")), None)
+            if device is not None:
+                device.saved_pair_record = request["PairRecordData"]
+            return {"MessageType": "Result", "Number": 0}
+        if kind == "Listen":
+            return {"MessageType": "Result", "Number": 0}
+        return {"MessageType": "Result", "Number": 1}
+
+    @staticmethod
+    async def _mux_reply(writer: asyncio.StreamWriter, tag: int, message: dict) -> None:
+        payload = plistlib.dumps(message)
+        writer.write(struct.pack("<LLLL", 16 + len(payload), 1, 8, tag) + payload)
+        await writer.drain()
+
+    async def _device_port(self, device: SimDevice, port: int, reader, writer) -> None:
+        if port == LOCKDOWN_PORT:
+            await self._lockdown(device, reader, writer)
+            return
+        name = device.services.pop(port)
+        if name == DVT_SERVICE:
+            await writer.start_tls(server_tls())
+            await self._dvt(device, reader, writer)
+        elif name == "com.apple.afc":
+            await AfcServer(device.root / "media", device).serve(reader, writer)
+        elif name == "com.apple.crashreportcopymobile":
+            await AfcServer(device.root / "crash", device).serve(reader, writer)
+        elif name == "com.apple.crashreportmover":
+            writer.write(b"ping\x00")
+            await writer.drain()
+        elif name == "com.apple.mobile.house_arrest":
+            await self._house_arrest(device, reader, writer)
+        elif name == "com.apple.mobile.installation_proxy":
+            await self._installation_proxy(device, reader, writer)
+        elif name == "com.apple.mobile.mobile_image_mounter":
+            await self._image_mounter(device, reader, writer)
+
+    # ---- lockdownd -------------------------------------------------------------------------
+    async def _lockdown(self, device: SimDevice, reader, writer) -> None:
+        session = False
+        while (request := await _read_plist(reader)) is not None:
+            name = request.get("Request")
+            reply: dict = {"Request": name}
+            if name == "QueryType":
+                reply["Type"] = "com.apple.mobile.lockdown"
+            elif name == "GetValue":
+                values = device.domain_values(request.get("Domain"))
+                key = request.get("Key")
+                if values is None or (key is not None and key not in values):
+                    reply["Error"] = "MissingValue"
+                else:
+                    reply["Value"] = values[key] if key else values
+            elif name == "StartSession":
+                if not device.trusted or request.get("HostID") not in device.host_ids:
+                    reply["Error"] = "InvalidHostID"
+                else:
+                    reply.update(SessionID="sim-session", EnableSessionSSL=True)
+                    await _write_plist(writer, reply)
+                    await writer.start_tls(server_tls())
+                    session = True
+                    continue
+            elif name == "StopSession":
+                reply["Result"] = "Success"
+            elif name == "Pair":
+                device.pair_requests += 1
+                if device.locked:
+                    reply["Error"] = "PasswordProtected"
+                elif device.trust_after_requests and device.pair_requests >= device.trust_after_requests:
+                    device.trusted = True  # someone tapped Trust
+                    device.host_ids.add(request["PairRecord"]["HostID"])
+                    reply["EscrowBag"] = b"sim-escrow"
+                else:
+                    reply["Error"] = "PairingDialogResponsePending"
+            elif name == "StartService":
+                service = request.get("Service")
+                if not session:
+                    reply["Error"] = "InvalidConnection"
+                elif device.locked and service in LOCKED_REFUSES:
+                    reply["Error"] = "PasswordProtected"
+                elif service == DVT_SERVICE and not device.ddi_mounted:
+                    reply["Error"] = "InvalidService"
+                else:
+                    port = device.next_port
+                    device.next_port += 1
+                    device.services[port] = service
+                    reply.update(Service=service, Port=port, EnableServiceSSL=service == DVT_SERVICE)
+            else:
+                reply["Error"] = "UnknownRequest"
+            await _write_plist(writer, reply)
+
+    # ---- services --------------------------------------------------------------------------
+    async def _house_arrest(self, device: SimDevice, reader, writer) -> None:
+        request = await _read_plist(reader)
+        bundle_id = request.get("Identifier") if request else None
+        if bundle_id not in device.apps:
+            await _write_plist(writer, {"Error": "ApplicationLookupFailed"})
+            return
+        await _write_plist(writer, {"Status": "Complete"})
+        await AfcServer(device.container(bundle_id), device).serve(reader, writer)
+
+    async def _installation_proxy(self, device: SimDevice, reader, writer) -> None:
+        while (request := await _read_plist(reader)) is not None:
+            command = request.get("Command")
+            if command in ("Install", "Upgrade"):
+                package = device.root / "media" / request["PackagePath"].lstrip("/")
+                try:
+                    info = _read_app_info(package)
+                except (OSError, KeyError, zipfile.BadZipFile, plistlib.InvalidFileException) as exc:
+                    await _write_plist(writer, {"Error": "PackageInspectionFailed", "ErrorDescription": str(exc)})
+                    continue
+                for status, percent in (("CreatingStagingDirectory", 5), ("ExtractingPackage", 15),
+                                        ("VerifyingApplication", 40), ("InstallingApplication", 80)):
+                    await _write_plist(writer, {"Status": status, "PercentComplete": percent})
+                if device.install_error:
+                    await _write_plist(writer, {"Error": device.install_error, "ErrorDescription": "refused by the sim"})
+                    continue
+                bundle_id = info["CFBundleIdentifier"]
+                (device.container(bundle_id) / "Documents").mkdir(parents=True, exist_ok=True)
+                device.apps[bundle_id] = info
+                device.installs.append(bundle_id)
+                await _write_plist(writer, {"Status": "Complete"})
+            elif command == "Lookup":
+                wanted = request.get("ClientOptions", {}).get("BundleIDs")
+                result = {b: {**i, "Container": str(device.container(b))} for b, i in device.apps.items()
+                          if wanted is None or b in wanted}
+                await _write_plist(writer, {"LookupResult": result, "Status": "Complete"})
+            else:
+                await _write_plist(writer, {"Error": "UnknownCommand"})
+
+    async def _image_mounter(self, device: SimDevice, reader, writer) -> None:
+        while (request := await _read_plist(reader)) is not None:
+            command = request.get("Command")
+            if command == "LookupImage":
+                await _write_plist(writer, {"ImageSignature": [b"sim-signature"] if device.ddi_mounted else [],
+                                            "Status": "Complete"})
+            elif command == "CopyDevices":
+                entries = [{"DiskImageType": "Personalized", "IsMounted": True}] if device.ddi_mounted else []
+                await _write_plist(writer, {"EntryList": entries, "Status": "Complete"})
+            else:
+                await _write_plist(writer, {"Error": "UnknownCommand"})
+
+    async def _dvt(self, device: SimDevice, reader, writer) -> None:
+        from pymobiledevice3.dtx import DTXConnection
+
+        from .dvt import make_process_control
+
+        connection = DTXConnection(reader, writer)
+        connection.register_services(make_process_control(self, device))
+        await connection.connect()
+        await connection.wait_disconnected()
+
+    # ---- the app ---------------------------------------------------------------------------
+    def launch(self, device: SimDevice, bundle_id: str, environment: dict, arguments: list) -> int:
+        if bundle_id not in device.apps or device.refuse_launch == "no-pid":
+            return 0
+        old = device.running.pop(bundle_id, None)
+        if old is not None and old in device._tasks:
+            device._tasks.pop(old).cancel()
+        pid = device.next_pid
+        device.next_pid += 1
+        device.running[bundle_id] = pid
+        device.launches.append({"bundle_id": bundle_id, "environment": dict(environment),
+                                "arguments": list(arguments), "pid": pid})
+        if environment.get("GEMMAIOS_BENCH") == "1":
+            device._tasks[pid] = self.loop.create_task(self._bench(device, bundle_id, pid, environment))
+        return pid
+
+    def kill(self, device: SimDevice, pid: int) -> None:
+        task = device._tasks.pop(pid, None)
+        if task is not None:
+            task.cancel()
+        for bundle_id, running in list(device.running.items()):
+            if running == pid:
+                del device.running[bundle_id]
+
+    async def _bench(self, device: SimDevice, bundle_id: str, pid: int, env: dict) -> None:
+        app = device.app
+        run_id = env["GEMMAIOS_RUN_ID"]
+        trials = int(env.get("GEMMAIOS_TRIALS", "1"))
+        log = device.container(bundle_id) / "Documents" / "gemmaios-runs" / f"{run_id}.jsonl"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        records = [{"type": "header", "schema": "gemmaios.transcript/1", "run_id": run_id, "started_at": now,
+                    "device": {"product_type": device.product_type, "name": device.name, "os_version": device.ios,
+                               "arch": "h18p", "udid": device.udid},
+                    "bundle": {"name": "gemma4_tiny_decode_int4", "metadata_sha256": "0" * 64, "quant": "int4",
+                               "ple": "provider"},
+                    "app": {"version": "0.1.0", "toolkit_version": "0.1.0"},
+                    "prompt_set": {"name": env.get("GEMMAIOS_PROMPT_SET", "builtin"), "sha256": "0" * 64,
+                                   "count": app.prompts},
+                    "trials": trials, "max_new_tokens": 4, "platform": "iOS"},
+                   {"type": "load", "seconds": 0.5, "cold": True}]
+        for trial in range(trials):
+            for index in range(app.prompts):
+                records.append({"type": "prompt", "trial": trial, "index": index, "prompt_id": f"p{index}",
+                                "prompt_ids": [2, 10 + index], "generated_ids": [5, 6, 7, 8],
+                                "prefill_tokens": 2, "prefill_seconds": 0.01, "ttft_seconds": 0.012,
+                                "decode_tokens": 3, "decode_seconds": 0.03,
+                                "decode_token_seconds": [0.01, 0.01, 0.01], "peak_phys_footprint_bytes": 1 << 30,
+                                "os_proc_available_memory_bytes": 4 << 30, "thermal_state": app.thermal_state,
+                                "seconds_since_launch": 1.0})
+        footer = {"type": "footer", "completed": True, "ended_at": now, "battery_level": device.battery / 100,
+                  "battery_state": "charging" if device.charging else "unplugged",
+                  "seconds_since_unlock": app.seconds_since_unlock}
+        cut = {"crash": 3, "jetsam": 3, "exit": 3}.get(app.outcome)
+        try:
+            with open(log, "w") as fh:
+                for i, record in enumerate(records):
+                    if cut is not None and i == cut:
+                        break
+                    fh.write((json.dumps(record)[:-3] if i == app.corrupt_line else json.dumps(record)) + "\n")
+                    fh.flush()
+                    await asyncio.sleep(app.line_delay)
+                if app.outcome == "hang":
+                    await asyncio.sleep(3600)
+                if app.outcome == "complete":
+                    fh.write(json.dumps(footer) + "\n")
+            if app.outcome in ("crash", "jetsam", "exit"):
+                self._write_crash_report(device, bundle_id, pid, app.outcome)
+        finally:
+            device._tasks.pop(pid, None)
+            if device.running.get(bundle_id) == pid:
+                del device.running[bundle_id]
+
+    def _write_crash_report(self, device: SimDevice, bundle_id: str, pid: int, outcome: str) -> None:
+        stamp = time.strftime("%Y-%m-%d-%H%M%S")
+        process = device.apps[bundle_id].get("CFBundleExecutable", "App")
+        if outcome == "crash":
+            body = {"app_name": process, "bundleID": bundle_id, "bug_type": "309"}
+            text = json.dumps(body) + "\n" + json.dumps({"pid": pid, "exception": {"type": "EXC_BAD_ACCESS",
+                                                                                    "signal": "SIGSEGV"}})
+            (device.root / "crash" / f"{process}-{stamp}.ips").write_text(text)
+        else:  # a JetsamEvent lists every process; only the killed ones carry a reason
+            ours = {"name": process, "pid": pid, "rpages": 400000}
+            if outcome == "jetsam":
+                ours["reason"] = "per-process-limit"
+            others = [{"name": "MobileSafari", "pid": 99, "rpages": 90000, "reason": "vm-pageshortage"}]
+            text = json.dumps({"bug_type": "298"}) + "\n" + json.dumps({"largestProcess": process,
+                                                                       "processes": [ours, *others]})
+            (device.root / "crash" / f"JetsamEvent-{stamp}.ips").write_text(text)
+
+
+def _read_app_info(package: Path) -> dict:
+    with zipfile.ZipFile(package) as archive:
+        name = next(n for n in archive.namelist() if n.startswith("Payload/") and n.endswith(".app/Info.plist")
+                    and n.count("/") == 2)
+        return plistlib.loads(archive.read(name))

@@ -1,0 +1,318 @@
+"""Run the app's bench mode on the device and bring the transcript home.
+
+Launch: DVT process control (`ProcessControl.launch`) with the bench environment agreed with
+the app (docs/contracts.md): GEMMAIOS_BENCH=1, GEMMAIOS_TRIALS=<n>, GEMMAIOS_RUN_ID=<id>. The
+app writes `Documents/gemmaios-runs/<run_id>.jsonl`; we poll it over house_arrest/AFC until
+the footer appears, the process is gone, or the timeout passes. A process gone without a
+footer is classified from the device's crash reports (a JetsamEvent naming the app → jetsam
+kill; an .ips named after the app → crash). Logs and any reports land in
+`<build>/runs/<UTC timestamp>-<udid>/` with a `run.json` summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import device as dev
+from .pipeline import write_json_atomic
+
+RUNS_DIR = "runs"
+DEVICE_RUNS = f"{dev.DOCUMENTS}/gemmaios-runs"
+UNLOCK_SETTLE_SECONDS = 300  # a just-unlocked iPhone under-reads ~35% (seed note)
+LOW_BATTERY = 0.3
+
+COMPLETED, CRASHED, JETSAM, EXITED, TIMEOUT = "completed", "crashed", "jetsam", "exited", "timeout"
+
+
+class BenchFailed(dev.DeviceError):
+    """The bench run did not finish (crash, jetsam kill, timeout); its partial log was still pulled."""
+
+
+@dataclass
+class BenchResult:
+    status: str
+    run_id: str
+    run_dir: Path
+    udid: str
+    transcript: Path | None
+    crash_reports: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    validation: str | None = None  # "ok", the validator's error, or why it was not run
+    prompts: int = 0
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        data["transcript"] = str(self.transcript) if self.transcript else None
+        data["crash_reports"] = [str(p) for p in self.crash_reports]
+        return data
+
+
+def _run_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def deployed_bundle_id(build_dir: Path) -> str | None:
+    """The app the build installs: its .ipa/.app, else what the app step recorded."""
+    path = dev.find_app_package(build_dir)
+    if path:
+        return dev.read_app_package(path).bundle_id
+    return dev.step_details(build_dir, "app").get("bundle_id")
+
+
+def _footer(raw: bytes) -> dict | None:
+    lines = [ln for ln in raw.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    try:
+        last = json.loads(lines[-1])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return last if isinstance(last, dict) and last.get("type") == "footer" else None
+
+
+async def _read_log(afc, remote: str) -> bytes | None:
+    from pymobiledevice3.exceptions import AfcFileNotFoundError
+
+    try:
+        return await afc.get_file_contents(remote)
+    except AfcFileNotFoundError:
+        return None
+
+
+async def _crash_reports(client) -> set[str]:
+    from pymobiledevice3.services.crash_reports import CrashReportsManager
+
+    async with CrashReportsManager(client) as reports:
+        return set(await reports.ls("/", depth=1))
+
+
+def jetsam_killed(report: bytes, executable: str) -> bool:
+    """Whether a JetsamEvent report says iOS killed `executable`.
+
+    The report (.ips: a JSON header line, then a JSON body) lists every process in memory;
+    killed ones carry a `reason` (per-process-limit, vm-pageshortage, ...). Merely being
+    listed is not being killed.
+    """
+    _header, _, body = report.partition(b"\n")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    processes = data.get("processes") if isinstance(data, dict) else None
+    return any(isinstance(p, dict) and p.get("name") == executable and p.get("reason")
+               for p in processes or [])
+
+
+async def _pull_new_reports(client, before: set[str], executable: str, out: Path,
+                            wait: float) -> tuple[list[Path], str | None]:
+    """Pull the app's crash / jetsam reports that appeared since launch, and classify the exit.
+
+    ReportCrash writes a report a few seconds after the process dies, so the mover is flushed
+    and the folder re-listed for up to `wait` seconds until one about the app shows up.
+    """
+    from pymobiledevice3.services.crash_reports import CrashReportsManager
+
+    pulled, kind, seen = [], None, set(before)
+    deadline = time.monotonic() + wait
+    async with CrashReportsManager(client) as reports:
+        while True:
+            await reports.flush()
+            for entry in sorted(set(await reports.ls("/", depth=1)) - seen):
+                seen.add(entry)
+                name = entry.rsplit("/", 1)[-1]
+                is_jetsam = name.startswith("JetsamEvent")
+                if not is_jetsam and not (executable and name.startswith(executable)):
+                    continue
+                data = await reports.afc.get_file_contents(entry)
+                if is_jetsam and not jetsam_killed(data, executable):
+                    continue  # another process's jetsam
+                out.mkdir(parents=True, exist_ok=True)
+                (out / name).write_bytes(data)
+                pulled.append(out / name)
+                kind = JETSAM if is_jetsam else (kind or CRASHED)
+            if kind or time.monotonic() >= deadline:
+                return pulled, kind
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def settled_warnings(pre: dev.DeviceInfo, footer: dict | None, thermal: list[str]) -> list[str]:
+    """The settled-device rules: warn about conditions that skew the figures."""
+    warnings = []
+    hot = sorted({t for t in thermal if t and t != "nominal"})
+    if hot:
+        warnings.append(f"thermal state above nominal during the run ({', '.join(hot)}): let the iPhone cool and re-run")
+    if pre.charging:
+        warnings.append("the iPhone was charging at launch: charging heats it; figures may read low")
+    if pre.battery_level is not None and pre.battery_level < LOW_BATTERY * 100:
+        warnings.append(f"battery at {pre.battery_level}% at launch: low battery can throttle")
+    if footer:
+        since_unlock = footer.get("seconds_since_unlock")
+        if isinstance(since_unlock, (int, float)) and since_unlock < UNLOCK_SETTLE_SECONDS:
+            warnings.append(f"the run started {since_unlock:.0f}s after unlock: a just-unlocked iPhone under-reads "
+                            f"~35%; wait {UNLOCK_SETTLE_SECONDS // 60} minutes after unlocking")
+        if footer.get("battery_state") in ("charging", "full") and not pre.charging:
+            warnings.append(f"battery state at the end: {footer['battery_state']}")
+    return warnings
+
+
+def validate(path: Path) -> tuple[str, list[str], int]:
+    """Check the transcript with the shared validator. Returns (verdict, thermal states, prompt count)."""
+    # Integration point: gemmaios.transcript is written by the oracle/report work; it is used
+    # when present. Without it only the footer check above has been made.
+    try:
+        from .transcript import read_transcript
+    except ImportError:
+        return "not validated: gemmaios.transcript is not available", _thermal_from_lines(path), -1
+    from .errors import GemmaiosError
+
+    try:
+        transcript = read_transcript(path)
+    except GemmaiosError as exc:
+        return str(exc).splitlines()[0], _thermal_from_lines(path), -1
+    return "ok", [p.thermal_state for p in transcript.prompts if p.thermal_state], len(transcript.prompts)
+
+
+def _thermal_from_lines(path: Path) -> list[str]:
+    states = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("thermal_state"):
+            states.append(record["thermal_state"])
+    return states
+
+
+async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
+    from pymobiledevice3.dtx.exceptions import DTXNsError
+    from pymobiledevice3.exceptions import PyMobileDevice3Exception
+
+    try:
+        pid = await control.launch(bundle_id, environment=env, kill_existing=True)
+    except (DTXNsError, PyMobileDevice3Exception, AssertionError) as exc:  # pymobiledevice3 asserts the pid is non-zero
+        text = str(exc) or "no process id returned"
+        if "lock" in text.lower():
+            raise dev.DeviceLocked(f"the device refused to launch {bundle_id} while locked ({text})",
+                                   hint="unlock the iPhone, keep it awake, and run `gemmaios bench` again") from exc
+        raise dev.LaunchFailed(f"the device would not launch {bundle_id}: {text}",
+                               hint="open the app once by hand (trust the developer in Settings → General → "
+                                    "VPN & Device Management if asked), then run again") from exc
+    if not pid:
+        raise dev.LaunchFailed(f"the device would not launch {bundle_id}: no process id returned",
+                               hint="open the app once by hand, then run again")
+    return pid
+
+
+async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float, poll: float, mount_ddi: bool,
+                 status_fn: Callable[[str], None] | None, report_wait: float) -> BenchResult:
+    from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
+    from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
+    from pymobiledevice3.services.house_arrest import HouseArrestService
+
+    dev.quiet_disconnects()
+    say = status_fn or (lambda _msg: None)
+    bundle_id = deployed_bundle_id(build_dir)
+    if not bundle_id:
+        raise dev.NothingToDeploy(f"{build_dir} names no app to run", hint="run `gemmaios deploy` with --ipa first")
+    async with dev.open_device(udid) as client:
+        pre = await dev.run_preflight(client, arch=dev.build_arch(build_dir), bench=True, mount=mount_ddi)
+        info = pre.info
+        if not (await dev.installed_apps(client, [bundle_id])).get(bundle_id):
+            raise dev.AppMissing(f"{bundle_id} is not installed on {info.udid}",
+                                 hint=f"run `gemmaios deploy --out {build_dir}` first")
+        async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
+            manifest = await dev.read_device_manifest(afc)
+        warnings = list(pre.warnings)
+        expected = {f.rel: f.sha256 for f in dev.local_files(build_dir)}
+        stale = sorted(rel for rel, sha in expected.items() if (manifest["files"].get(rel) or {}).get("sha256") != sha)
+        if stale:
+            raise dev.NothingToDeploy(f"the device holds a different payload than {build_dir} ({len(stale)} files differ, "
+                                      f"e.g. {stale[0]})", hint=f"run `gemmaios deploy --out {build_dir}` first")
+        executable = manifest["app"].get("executable", "")
+        started = datetime.now(UTC)
+        run_id = _run_id(started)
+        run_dir = Path(build_dir) / RUNS_DIR / f"{run_id}-{info.udid}"
+        remote_log = f"{DEVICE_RUNS}/{run_id}.jsonl"
+        prompt_set = (dev.step_details(build_dir, "oracle").get("prompt_set") or {})
+        env = {"GEMMAIOS_BENCH": "1", "GEMMAIOS_TRIALS": str(trials), "GEMMAIOS_RUN_ID": run_id}
+        if isinstance(prompt_set, dict) and prompt_set.get("name"):
+            env["GEMMAIOS_PROMPT_SET"] = str(prompt_set["name"])
+        reports_before = await _crash_reports(client)
+
+        provider = client if dev.developer_transport(info.ios_version) == "lockdown" else await dev.tunnel_provider(info.udid)
+        status, text, lines_seen = None, None, 0
+        try:
+            async with DvtProvider(provider) as dvt, ProcessControl(dvt) as control:
+                pid = await _launch(control, bundle_id, env)
+                say(f"launched {bundle_id} (pid {pid}), run {run_id}")
+                deadline = time.monotonic() + timeout
+                async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
+                    while status is None:
+                        await asyncio.sleep(poll)
+                        text = await _read_log(afc, remote_log)
+                        if text and _footer(text):
+                            status = COMPLETED
+                        elif not await control.process_identifier_for_bundle_identifier(bundle_id):
+                            text = await _read_log(afc, remote_log)  # the footer may have landed just before exit
+                            status = COMPLETED if text and _footer(text) else EXITED
+                        elif time.monotonic() > deadline:
+                            await control.kill(pid)
+                            text = await _read_log(afc, remote_log)
+                            status = TIMEOUT
+                        elif text and text.count(b"\n") != lines_seen:
+                            lines_seen = text.count(b"\n")
+                            say(f"{lines_seen} log lines so far")
+        finally:
+            if provider is not client:
+                await provider.close()
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        transcript = None
+        if text is not None:
+            transcript = run_dir / f"{run_id}.jsonl"
+            transcript.write_bytes(text)
+        reports: list[Path] = []
+        if status == EXITED:
+            reports, kind = await _pull_new_reports(client, reports_before, executable, run_dir / "crash-reports",
+                                                    report_wait)
+            status = kind or EXITED
+
+    footer = _footer(text) if text else None
+    verdict, thermal, prompts = validate(transcript) if transcript else ("no log was written", [], 0)
+    warnings += settled_warnings(info, footer, thermal)
+    result = BenchResult(status, run_id, run_dir, info.udid, transcript, reports, warnings, verdict, max(prompts, 0))
+    write_json_atomic(run_dir / "run.json", {**result.as_dict(), "bundle_id": bundle_id, "trials": trials,
+                                             "device": info.as_dict(), "started_at": started.isoformat(timespec="seconds"),
+                                             "environment": env})
+    return result
+
+
+def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout: float = 1800.0, poll: float = 2.0,
+          mount_ddi: bool = False, status_fn: Callable[[str], None] | None = None,
+          report_wait: float = 15.0) -> BenchResult:
+    """Launch the bench, wait for it, pull its log into runs/. Raises BenchFailed when it did not finish."""
+    build_dir = Path(build_dir)
+    try:
+        result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait))
+    except dev._disconnect_types() as exc:
+        raise dev.DeviceDisconnected(f"the connection to the device dropped during the bench ({type(exc).__name__})",
+                                     hint="reconnect and unlock the iPhone, then run `gemmaios bench` again") from exc
+    if result.status != COMPLETED:
+        what = {CRASHED: "the app crashed", JETSAM: "iOS killed the app for memory (jetsam)",
+                EXITED: "the app exited without finishing its log", TIMEOUT: f"no footer after {timeout:.0f}s"}
+        hint = {JETSAM: "the model does not fit the memory limit: use a smaller context or quantization; "
+                        "crash reports are in the run folder",
+                TIMEOUT: "raise --timeout, or check the app on the phone"}.get(
+            result.status, "see the crash report in the run folder; the partial log was pulled too")
+        err = BenchFailed(f"{what[result.status]} (run {result.run_id}; log and reports in {result.run_dir})", hint=hint)
+        err.result = result
+        raise err
+    return result
