@@ -45,7 +45,8 @@ def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, confi
     if ple not in PLE_MODES:
         raise typer.BadParameter(f"{ple!r}; choose one of {', '.join(PLE_MODES)}", param_hint="--ple")
     user = load_config(config)
-    return BuildOptions(model=model, arch=arch, quant=quant, ple=ple, mac=mac or user.mac)
+    return BuildOptions(model=model, arch=arch, quant=quant, ple=ple, mac=mac or user.mac,
+                        extra={"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir})
 
 
 def print_summary(reports: list[StepReport], build_dir: Path) -> None:
@@ -129,6 +130,65 @@ def doctor(config: ConfigOpt = None, mac: MacOpt = None) -> None:
     for c in run_checks(user):
         style = "green" if c.status == OK else ("red" if c.status == MISSING else "yellow")
         table.add_row(c.name, f"[{style}]{c.status}[/]", c.detail, c.fix)
+    Console().print(table)
+
+
+@app.command(name="compile")
+def compile_cmd(
+    model: ModelOpt = DEFAULT_MODEL,
+    arch: ArchOpt = "h18p",
+    out: OutOpt = None,
+    quant: QuantOpt = "int4",
+    ple: PleOpt = "provider",
+    mac: MacOpt = None,
+    config: ConfigOpt = None,
+    force: ForceOpt = False,
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", help="compile this bundle folder (metadata.json + .aimodel) instead of a build's")] = None,
+) -> None:
+    """AOT-compile the bundle for --arch with `xcrun coreai-build compile` (here on a Mac, or over SSH with --mac)."""
+    from .compile import compile_bundle, manual_command, source_aimodel
+    from .runners import runner_for
+
+    try:
+        if bundle is None:
+            _run(_options(model, arch, quant, ple, mac, config), out, {"compile"}, force)
+            return
+        options = _options(model, arch, quant, ple, mac, config)
+        target = get_arch(arch)
+        runner = runner_for(options.mac, options.extra["ssh_options"], options.extra["mac_workdir"],
+                            pending_command=manual_command(bundle, source_aimodel(bundle), target),
+                            resume="metadata.json must then point at the .aimodelc: re-run this command with --mac, "
+                                   "or edit assets.main")
+        try:
+            result = compile_bundle(bundle, target, runner)
+        finally:
+            runner.close()
+        console.print(f"[green]✓[/green] {result.aimodelc} ({result.producer}, on {result.host}, {result.seconds:.1f}s)\n"
+                      f"  metadata.json → {result.aimodelc.name}; {result.mac_metadata.name} keeps the .aimodel for Mac")
+    except GemmaiosError as exc:
+        _fail(exc)
+
+
+@app.command()
+def archs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The AOT architectures --arch accepts, with device, memory and bandwidth facts and their sources."""
+    from .archs import ARCHS
+
+    if as_json:
+        print(json.dumps([a.as_dict() for a in ARCHS.values()], indent=2))
+        return
+    table = Table(title="--arch values (xcrun coreai-build compile --architecture)")
+    for col in ("arch", "platform", "devices", "memory", "entitled", "bandwidth", "validated", "source"):
+        table.add_column(col, overflow="fold")
+
+    def gb(v, unit="GB"):
+        return f"{v:g} {unit}" if v is not None else "—"
+
+    for a in ARCHS.values():
+        table.add_row(a.name, "/".join(a.platforms), ", ".join(a.devices) or "—", gb(a.memory_gb),
+                      gb(a.entitled_limit_gb), gb(a.bandwidth_gbps, "GB/s"), "yes" if a.device_validated else "—",
+                      a.source)
     Console().print(table)
 
 

@@ -31,7 +31,9 @@ class CheckpointStep(Step):
 
 
 def all_steps() -> list[Step]:
-    return [CheckpointStep()]
+    from .compile import CompileStep
+
+    return [CheckpointStep(), CompileStep()]
 
 
 def step_names() -> list[str]:
