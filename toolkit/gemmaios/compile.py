@@ -26,7 +26,16 @@ from pathlib import Path
 
 from .archs import Arch, get_arch
 from .errors import GemmaiosError, StepFailed
-from .pipeline import DONE, BuildContext, Step, StepOutcome, fingerprint, sha256_file, write_json_atomic
+from .pipeline import (
+    DONE,
+    SKIPPED,
+    BuildContext,
+    Step,
+    StepOutcome,
+    fingerprint,
+    sha256_file,
+    write_json_atomic,
+)
 from .runners import In, Out, ToolchainError, ToolchainRunner, hash_tree, runner_for
 
 METADATA = "metadata.json"
@@ -201,15 +210,18 @@ class CompileStep(Step):
 
     def _convert(self, ctx: BuildContext) -> tuple[Path, str, str, dict[str, str]]:
         record = ctx.manifest.get("convert")
-        if record is None or record.status not in (DONE, "skipped"):
+        if record is None or record.status not in (DONE, SKIPPED):
             raise StepFailed(f"step 'convert' has not finished in {ctx.build_dir}", hint="run `gemmaios convert` first")
         details = record.details
-        try:
-            bundle_dir = ctx.path(details["bundle_dir"])
-            aimodel = str(Path(details["aimodel"]).relative_to(details["bundle_dir"]))
-        except (KeyError, ValueError) as exc:
-            raise StepFailed(f"convert's details lack bundle_dir/aimodel ({exc})", hint="re-run `gemmaios convert`") from exc
-        prefix = details["aimodel"].rstrip("/")
+        if not details.get("bundle_dir") or not details.get("aimodel"):
+            raise StepFailed("convert's record in build.json lacks bundle_dir/aimodel", hint="re-run `gemmaios convert`")
+        bundle_rel = Path(details["bundle_dir"])
+        bundle_dir = ctx.path(str(bundle_rel))
+        aimodel_rel = Path(details["aimodel"])  # relative to the build folder (contracts.md)
+        if not aimodel_rel.is_relative_to(bundle_rel):  # tolerate a path relative to the bundle
+            aimodel_rel = bundle_rel / aimodel_rel
+        aimodel = str(aimodel_rel.relative_to(bundle_rel))
+        prefix = str(aimodel_rel)
         hashes = {rel: meta["sha256"] for rel, meta in record.outputs.items()
                   if rel == prefix or rel.startswith(prefix + "/")}
         return bundle_dir, details.get("name", Path(aimodel).stem), aimodel, hashes
@@ -247,9 +259,11 @@ class CompileStep(Step):
         if picked_up is not None:
             metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch)
             pending = (previous.details.get("command") if previous else "") or manual_command(bundle_dir, aimodel, arch)
-            details = {**outcome_details, "command": pending, "host": "picked up (compiled elsewhere)",
-                       "producer": picked_up.producer, "tool_version": "", "picked_up": True}
-            message = f"picked up {target.name} ({picked_up.producer})"
+            reused = previous is not None and previous.status == DONE
+            details = {**outcome_details, "command": pending, "producer": picked_up.producer, "tool_version": "",
+                       "host": previous.details.get("host", "") if reused else "picked up (compiled elsewhere)",
+                       "picked_up": not reused or previous.details.get("picked_up", False)}
+            message = f"{'reused' if reused else 'picked up'} {target.name} ({picked_up.producer})"
         else:
             command = manual_command(bundle_dir, aimodel, arch)
             options = ctx.options.extra or {}
