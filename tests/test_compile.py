@@ -96,6 +96,9 @@ def test_registry_entries_name_their_source_and_map_product_types():
     assert arch_for_product_type("iPhone18,1") is H18P
     assert arch_for_product_type("iPhone1,1") is None
     assert H18P.entitled_limit_gb == 6.4 and H18P.bandwidth_gbps is None  # no public peak figure
+    listed = json.loads(CliRunner().invoke(app, ["archs", "--json"]).stdout)
+    assert [a["name"] for a in listed] == list(ARCHS)
+    assert listed[0]["devices"] == ["iPhone18,1", "iPhone18,2"] and "seed 002" in listed[0]["source"]
 
 
 def test_bad_arch_lists_the_valid_ones():
