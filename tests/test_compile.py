@@ -277,13 +277,21 @@ def test_gemmaios_build_reports_pending_then_completes_with_mac(loopback_mac, tm
     assert manifest["steps"]["checkpoint"]["status"] == DONE
     assert manifest["steps"]["compile"]["status"] == PENDING
 
+    # --mac names the host; the YAML config carries how to reach it (port, key, known_hosts).
     config = tmp_path / "gemmaios.yaml"
-    config.write_text(yaml.safe_dump({"mac": loopback_mac.target, "ssh_options": loopback_mac.ssh_options,
-                                      "mac_workdir": str(tmp_path / "remote")}))
-    second = subprocess.run([*cli, "--config", str(config)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    config.write_text(yaml.safe_dump({"ssh_options": loopback_mac.ssh_options, "mac_workdir": str(tmp_path / "r")}))
+    with_mac = [*cli, "--mac", loopback_mac.target, "--config", str(config)]
+    second = subprocess.run(with_mac, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     steps = json.loads((out / "build.json").read_text())["steps"]
     assert steps["compile"]["status"] == DONE and steps["compile"]["details"]["host"] == loopback_mac.target
     bundle = out / steps["convert"]["details"]["bundle_dir"]
     assert main_asset(bundle) == Path(steps["compile"]["details"]["aimodelc"]).name
     assert (out / steps["compile"]["details"]["aimodelc"]).is_dir()
+
+    # `gemmaios compile --force` compiles again rather than reusing the asset in place.
+    calls = len(loopback_mac.calls())
+    forced = subprocess.run([*with_mac[:3], "compile", *with_mac[4:], "--force"], capture_output=True, text=True,
+                            env=env, cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert [c["argv"][1] for c in loopback_mac.calls()[calls:]] == ["compile", "--version"]

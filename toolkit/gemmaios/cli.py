@@ -152,7 +152,9 @@ def compile_cmd(
 
     try:
         if bundle is None:
-            _run(_options(model, arch, quant, ple, mac, config), out, {"compile"}, force)
+            options = _options(model, arch, quant, ple, mac, config)
+            options.extra["recompile"] = force  # otherwise an up-to-date .aimodelc is reused
+            _run(options, out, {"compile"}, force)
             return
         options = _options(model, arch, quant, ple, mac, config)
         target = get_arch(arch)

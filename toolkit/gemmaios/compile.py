@@ -247,7 +247,8 @@ class CompileStep(Step):
 
         outcome_details = {"arch": arch.name, "platform": arch.platform, "source_sha256": source_digest}
         picked_up = None
-        if target.exists():
+        recompile = bool((ctx.options.extra or {}).get("recompile"))  # `gemmaios compile --force`
+        if target.exists() and not recompile:
             ours_stale = (previous is not None and previous.status == DONE
                           and previous.details.get("source_sha256") != source_digest)
             if ours_stale:  # compiled by us from an older .aimodel: never reuse it
