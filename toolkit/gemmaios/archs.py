@@ -29,7 +29,7 @@ class Arch:
     platform: str  # the `--platform` of `xcrun coreai-build compile` for this target
     devices: tuple[str, ...]  # ProductType identifiers established to map here
     memory_gb: float | None  # physical memory of the device class
-    entitled_limit_gb: float | None  # what one app may use by default (jetsam limit)
+    entitled_limit_gb: float | None  # what one app may use (jetsam limit, with increased-memory-limit)
     bandwidth_gbps: float | None  # peak memory bandwidth, for the report's roofline
     source: str
     also_platforms: tuple[str, ...] = ()  # other platforms whose compile emits this name
@@ -76,7 +76,8 @@ ARCHS: dict[str, Arch] = {
                 "seed 002 (mlboydaisuke/gemma-4-E4B-CoreAI card): `--architecture h18p` = iPhone 17 Pro class, "
                 "~6.4 GB entitled limit; zoo knowledge/aot-and-specialization.md: iPhone 17 Pro = iPhone18,1 → h18p, "
                 "device-validated load; iPhone18,2 (17 Pro Max) assumed same class (same A19 Pro chip). "
-                "12 GB is the reported RAM (Apple does not publish it). Peak bandwidth: Apple publishes none; "
+                "zoo knowledge/pipelined-engine.md: 'a 12 GB iPhone 17 Pro gives an entitled app ~6.4 GB' "
+                "(Apple does not publish iPhone RAM). Peak bandwidth: Apple publishes none; "
                 "60.9 GB/s is the zoo's measured effective decode bandwidth "
                 "(knowledge/ssm-hybrid-decode-int4-prefill-findings.md), not a peak"
             ),

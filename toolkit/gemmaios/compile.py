@@ -261,7 +261,8 @@ class CompileStep(Step):
             metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch)
             pending = (previous.details.get("command") if previous else "") or manual_command(bundle_dir, aimodel, arch)
             reused = previous is not None and previous.status == DONE
-            details = {**outcome_details, "command": pending, "producer": picked_up.producer, "tool_version": "",
+            details = {**outcome_details, "command": pending, "producer": picked_up.producer,
+                       "tool_version": previous.details.get("tool_version", "") if reused else "",
                        "host": previous.details.get("host", "") if reused else "picked up (compiled elsewhere)",
                        "picked_up": not reused or previous.details.get("picked_up", False)}
             message = f"{'reused' if reused else 'picked up'} {target.name} ({picked_up.producer})"
