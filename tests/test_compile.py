@@ -260,6 +260,20 @@ def test_cli_compile_of_a_bundle_folder_over_ssh(loopback_mac, tmp_path):  # noq
     assert main_asset(bundle) == f"{NAME}.h18p.aimodelc"
     assert (bundle / f"{NAME}.h18p.aimodelc" / "main-h18p.mlirb").is_file()
 
+    # Without a Mac: the exact command to run by hand; run again after that, it picks the asset up.
+    other = make_bundle(tmp_path / "other" / NAME)
+    args = ["compile", "--bundle", str(other), "--arch", "h18p"]
+    if platform.system() != "Darwin":
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "needs macOS" in result.output
+        assert f"compile {NAME}.aimodel --output . --platform iOS" in " ".join(result.output.split())
+    (other / f"{NAME}.h18p.aimodelc").mkdir()
+    (other / f"{NAME}.h18p.aimodelc" / "metadata.json").write_text('{"producer": "coreai-build-3600.67.5.8.1"}')
+    (other / f"{NAME}.h18p.aimodelc" / "main-h18p.mlirb").write_text("x")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "picked up" in result.output
+    assert main_asset(other) == f"{NAME}.h18p.aimodelc"
+
 
 @not_on_mac
 def test_gemmaios_build_reports_pending_then_completes_with_mac(loopback_mac, tmp_path):  # noqa: F811

@@ -147,8 +147,15 @@ def compile_cmd(
         "--bundle", help="compile this bundle folder (metadata.json + .aimodel) instead of a build's")] = None,
 ) -> None:
     """AOT-compile the bundle for --arch with `xcrun coreai-build compile` (here on a Mac, or over SSH with --mac)."""
-    from .compile import compile_bundle, manual_command, source_aimodel
-    from .runners import runner_for
+    from .compile import (
+        aimodelc_name,
+        check_aimodelc,
+        compile_bundle,
+        manual_command,
+        point_metadata_at,
+        source_aimodel,
+    )
+    from .runners import runner_for_build
 
     try:
         if bundle is None:
@@ -158,10 +165,15 @@ def compile_cmd(
             return
         options = _options(model, arch, quant, ple, mac, config)
         target = get_arch(arch)
-        runner = runner_for(options.mac, options.extra["ssh_options"], options.extra["mac_workdir"],
-                            pending_command=manual_command(bundle, source_aimodel(bundle), target),
-                            resume="metadata.json must then point at the .aimodelc: re-run this command with --mac, "
-                                   "or edit assets.main")
+        aimodel = source_aimodel(bundle)
+        compiled = bundle / aimodelc_name(Path(aimodel).name, target)
+        if compiled.exists() and not force:  # compiled by hand on a Mac and copied back
+            info = check_aimodelc(compiled, target)
+            point_metadata_at(bundle, aimodel, compiled.name, target)
+            console.print(f"[green]✓[/green] picked up {compiled} ({info.producer}); metadata.json → {compiled.name}")
+            return
+        runner = runner_for_build(options, pending_command=manual_command(bundle, aimodel, target),
+                                  resume="re-run this command (it picks the compiled asset up)")
         try:
             result = compile_bundle(bundle, target, runner)
         finally:

@@ -36,7 +36,7 @@ from .pipeline import (
     sha256_file,
     write_json_atomic,
 )
-from .runners import In, Out, ToolchainError, ToolchainRunner, hash_tree, runner_for
+from .runners import In, Out, ToolchainError, ToolchainRunner, hash_tree, runner_for_build
 
 METADATA = "metadata.json"
 MAC_METADATA = "metadata.mac.json"
@@ -268,9 +268,8 @@ class CompileStep(Step):
             message = f"{'reused' if reused else 'picked up'} {target.name} ({picked_up.producer})"
         else:
             command = manual_command(bundle_dir, aimodel, arch)
-            options = ctx.options.extra or {}
-            runner = runner_for(
-                ctx.options.mac, options.get("ssh_options") or (), options.get("mac_workdir") or "~/gemmaios-remote",
+            runner = runner_for_build(
+                ctx.options,
                 pending_command=command,
                 resume=f"copy {target.name} back into {bundle_dir} and re-run the same `gemmaios build` "
                        "(it picks the compiled asset up)",

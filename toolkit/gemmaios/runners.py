@@ -376,3 +376,11 @@ def runner_for(mac: str | None = None, ssh_options: Sequence[str] = (), workdir:
         hint=f"on a Mac run: {pending_command}\n    then {resume}\n"
              "    or let gemmaios do it over SSH: pass --mac user@host, or set `mac:` in gemmaios.yaml",
     )
+
+
+def runner_for_build(options, *, pending_command: str, resume: str) -> ToolchainRunner:
+    """runner_for with a build's options (`--mac`, and `ssh_options`/`mac_workdir` from the
+    YAML config, which the CLI puts in `options.extra`). For the compile, app and deploy steps."""
+    extra = options.extra or {}
+    return runner_for(options.mac, extra.get("ssh_options") or (), extra.get("mac_workdir") or "~/gemmaios-remote",
+                      pending_command=pending_command, resume=resume)
