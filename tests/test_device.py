@@ -100,7 +100,7 @@ class Events:
 
 
 def test_arch_for_product_type():
-    assert arch_for_product_type("iPhone18,2") == "h18p"
+    assert arch_for_product_type("iPhone18,2").name == "h18p"
     assert arch_for_product_type("iPhone1,1") is None
 
 

@@ -45,7 +45,8 @@ def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, confi
     if ple not in PLE_MODES:
         raise typer.BadParameter(f"{ple!r}; choose one of {', '.join(PLE_MODES)}", param_hint="--ple")
     user = load_config(config)
-    return BuildOptions(model=model, arch=arch, quant=quant, ple=ple, mac=mac or user.mac)
+    return BuildOptions(model=model, arch=arch, quant=quant, ple=ple, mac=mac or user.mac,
+                        extra={"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir})
 
 
 def print_summary(reports: list[StepReport], build_dir: Path) -> None:
@@ -342,6 +343,79 @@ def bench(
         raise typer.Exit(1)
     console.print(f"[green]✓[/green] run {result.run_id}: {result.prompts} prompt records, log in {result.transcript} "
                   f"(validation: {result.validation})")
+
+
+@app.command(name="compile")
+def compile_cmd(
+    model: ModelOpt = DEFAULT_MODEL,
+    arch: ArchOpt = "h18p",
+    out: OutOpt = None,
+    quant: QuantOpt = "int4",
+    ple: PleOpt = "provider",
+    mac: MacOpt = None,
+    config: ConfigOpt = None,
+    force: ForceOpt = False,
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", help="compile this bundle folder (metadata.json + .aimodel) instead of a build's")] = None,
+) -> None:
+    """AOT-compile the bundle for --arch with `xcrun coreai-build compile` (here on a Mac, or over SSH with --mac)."""
+    from .compile import (
+        aimodelc_name,
+        check_aimodelc,
+        compile_bundle,
+        manual_command,
+        point_metadata_at,
+        source_aimodel,
+    )
+    from .runners import runner_for_build
+
+    try:
+        if bundle is None:
+            options = _options(model, arch, quant, ple, mac, config)
+            options.extra["recompile"] = force  # otherwise an up-to-date .aimodelc is reused
+            _run(options, out, {"compile"}, force)
+            return
+        options = _options(model, arch, quant, ple, mac, config)
+        target = get_arch(arch)
+        aimodel = source_aimodel(bundle)
+        compiled = bundle / aimodelc_name(Path(aimodel).name, target)
+        if compiled.exists() and not force:  # compiled by hand on a Mac and copied back
+            info = check_aimodelc(compiled, target)
+            point_metadata_at(bundle, aimodel, compiled.name, target)
+            console.print(f"[green]✓[/green] picked up {compiled} ({info.producer}); metadata.json → {compiled.name}")
+            return
+        runner = runner_for_build(options, pending_command=manual_command(bundle, aimodel, target),
+                                  resume="re-run this command (it picks the compiled asset up)")
+        try:
+            result = compile_bundle(bundle, target, runner)
+        finally:
+            runner.close()
+        console.print(f"[green]✓[/green] {result.aimodelc} ({result.producer}, on {result.host}, {result.seconds:.1f}s)\n"
+                      f"  metadata.json → {result.aimodelc.name}; {result.mac_metadata.name} keeps the .aimodel for Mac")
+    except GemmaiosError as exc:
+        _fail(exc)
+
+
+@app.command()
+def archs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The AOT architectures --arch accepts, with device, memory and bandwidth facts and their sources."""
+    from .archs import ARCHS
+
+    if as_json:
+        print(json.dumps([a.as_dict() for a in ARCHS.values()], indent=2))
+        return
+    table = Table(title="--arch values (xcrun coreai-build compile --architecture)")
+    for col in ("arch", "platform", "devices", "memory", "entitled", "bandwidth", "validated", "source"):
+        table.add_column(col, overflow="fold")
+
+    def gb(v, unit="GB"):
+        return f"{v:g} {unit}" if v is not None else "—"
+
+    for a in ARCHS.values():
+        table.add_row(a.name, "/".join(a.platforms), ", ".join(a.devices) or "—", gb(a.memory_gb),
+                      gb(a.entitled_limit_gb), gb(a.bandwidth_gbps, "GB/s"), "yes" if a.device_validated else "—",
+                      a.source)
+    Console().print(table)
 
 
 def main() -> None:

@@ -144,6 +144,11 @@ class DeviceInfo:
         return asdict(self)
 
 
+
+def _arch_name(product_type: str | None) -> str | None:
+    arch = arch_for_product_type(product_type) if product_type else None
+    return arch.name if arch else None
+
 def _ios_major(version: str | None) -> int:
     try:
         return int((version or "0").split(".")[0])
@@ -248,7 +253,7 @@ async def _describe(client, serial: str, connection: str = "USB") -> DeviceInfo:
     product_type = values.get("ProductType")
     info = DeviceInfo(udid=values.get("UniqueDeviceID") or serial, name=values.get("DeviceName"),
                       product_type=product_type, ios_version=values.get("ProductVersion"),
-                      arch=arch_for_product_type(product_type) if product_type else None,
+                      arch=_arch_name(product_type),
                       connection=connection, paired=bool(client.paired))
     if not client.paired:
         info.problem = "not trusted: unlock the iPhone and tap Trust"

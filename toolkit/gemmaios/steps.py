@@ -32,8 +32,9 @@ class CheckpointStep(Step):
 
 def all_steps() -> list[Step]:
     from .app import AppStep
+    from .compile import CompileStep
 
-    return [CheckpointStep(), AppStep()]
+    return [CheckpointStep(), CompileStep(), AppStep()]
 
 
 def step_names() -> list[str]:

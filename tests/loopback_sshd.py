@@ -1,0 +1,93 @@
+"""A real OpenSSH server on 127.0.0.1 for the SSH runner tests: throwaway host and user keys,
+a non-default port, and the stand-in `xcrun` (tests/standin_bin) first on the session PATH,
+the way Xcode's `xcrun` is on a real Mac's PATH. The runner under test is plain ssh/rsync/scp.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+STANDIN_BIN = Path(__file__).parent / "standin_bin"
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+@dataclass
+class LoopbackMac:
+    target: str
+    ssh_options: list[str]
+    log: Path  # the stand-in xcrun's call log
+    home: Path  # where remote workdirs go in the tests
+
+    def calls(self) -> list[dict]:
+        import json
+
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_loopback_mac(tmp: Path):
+    if not Path(SSHD).exists() or not shutil.which("ssh"):
+        pytest.skip("openssh-server/client not installed (scripts/system-deps.sh installs them)")
+    tmp.mkdir(parents=True, exist_ok=True)
+    os.chmod(tmp, 0o700)
+    for name in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / name)], check=True)
+    shutil.copy(tmp / "user_key.pub", tmp / "authorized_keys")
+    os.chmod(tmp / "authorized_keys", 0o600)
+    log = tmp / "xcrun-calls.jsonl"
+    port = _free_port()
+    # The stand-in is a python3 script: keep this interpreter's folder on the remote PATH too.
+    path = f"{STANDIN_BIN}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+    (tmp / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {tmp / 'host_key'}\n"
+        f"AuthorizedKeysFile {tmp / 'authorized_keys'}\nPidFile {tmp / 'sshd.pid'}\n"
+        "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\n"
+        f"AllowUsers {getpass.getuser()}\nSubsystem sftp internal-sftp\n"
+        f"SetEnv PATH={path} STANDIN_XCRUN_LOG={log}\n"
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(tmp / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp / "sshd.log", "w"))
+    options = ["-p", str(port), "-i", str(tmp / "user_key"), "-o", "IdentitiesOnly=yes",
+               "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp / 'known_hosts'}",
+               "-o", "LogLevel=ERROR"]
+    mac = LoopbackMac(f"{getpass.getuser()}@127.0.0.1", options, log, tmp / "remote-home")
+    deadline = time.time() + 20
+    while True:
+        probe = subprocess.run(["ssh", "-o", "BatchMode=yes", *options, mac.target, "command -v xcrun"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0:
+            assert probe.stdout.strip() == str(STANDIN_BIN / "xcrun"), probe.stdout
+            break
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            if os.geteuid() != 0 and proc.returncode not in (None, -9):
+                pytest.skip(f"sshd would not start as a normal user: {(tmp / 'sshd.log').read_text()[-300:]}")
+            pytest.fail(f"loopback sshd did not come up: {probe.stderr}\n{(tmp / 'sshd.log').read_text()}")
+        time.sleep(0.2)
+    return proc, mac
+
+
+@pytest.fixture(scope="module")
+def loopback_mac(tmp_path_factory):
+    proc, mac = start_loopback_mac(tmp_path_factory.mktemp("sshd"))
+    yield mac
+    proc.terminate()
+    proc.wait(timeout=10)
