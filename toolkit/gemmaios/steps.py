@@ -31,7 +31,9 @@ class CheckpointStep(Step):
 
 
 def all_steps() -> list[Step]:
-    return [CheckpointStep()]
+    from .tables import TablesStep
+
+    return [CheckpointStep(), TablesStep()]
 
 
 def step_names() -> list[str]:
