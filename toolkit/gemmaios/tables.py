@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import mmap
 import os
 import shutil
 import struct
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -215,40 +217,53 @@ def table_source(checkpoint) -> TableSource:
 # --------------------------------------------------------------------------- quantization
 
 
-def quantize_rows(raw: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+class _Slot:
+    """Reusable buffers for one chunk in flight: fresh multi-MB numpy arrays per chunk would be
+    served by new mmaps, and the page faults and zeroing cost as much as the arithmetic."""
+
+    def __init__(self, rows: int, cols: int, dtype: str) -> None:
+        int_view = _DTYPES[dtype][0]
+        self.raw = np.empty((rows, cols), int_view)
+        self.masked = np.empty((rows, cols), int_view)
+        self.values = np.empty((rows, cols), np.float32)
+        self.i8 = np.empty((rows, cols), np.int8)
+
+
+def quantize_rows(raw: np.ndarray, dtype: str, slot: _Slot | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric absmax int8 per row of raw safetensors words ([rows, cols] of the dtype's integer view).
 
     The absolute maximum is taken on the sign-cleared bit patterns (same order as |x| for
     finite floats) so it runs on the narrow integers; bf16 widens to f32 by a 16-bit shift.
+    Returns (i8 [rows, cols], scale f32 [rows]); with `slot`, i8 is a view of its buffer.
     """
-    int_view, float_view, mask, inf_bits = _DTYPES[dtype]
-    abs_bits = np.bitwise_and(raw, mask).max(axis=1)
+    rows = raw.shape[0]
+    slot = slot or _Slot(rows, raw.shape[1], dtype)
+    _, float_view, mask, inf_bits = _DTYPES[dtype]
+    masked, values, i8 = slot.masked[:rows], slot.values[:rows], slot.i8[:rows]
+    abs_bits = np.bitwise_and(raw, mask, out=masked).max(axis=1)
     if (bad := np.flatnonzero(abs_bits >= inf_bits)).size:
         raise TablesError(f"row {int(bad[0])} (of this chunk) holds inf or NaN",
                           hint="the checkpoint is corrupt; re-download it")
     if dtype == "BF16":
-        values = raw.astype(np.uint32)
-        np.left_shift(values, 16, out=values)
-        values = values.view(np.float32)
+        np.left_shift(raw, 16, out=values.view(np.uint32), dtype=np.uint32)
         absmax = np.left_shift(abs_bits.astype(np.uint32), 16).view(np.float32)
     else:
-        values = raw.view(float_view).astype(np.float32)
+        np.copyto(values, raw.view(float_view))
         absmax = abs_bits.view(float_view).astype(np.float32)
     scale = absmax / np.float32(127)
     divisor = np.where(scale > 0, scale, np.float32(1))
     np.divide(values, divisor[:, None], out=values)
     np.rint(values, out=values)
-    return values.astype(np.int8), scale.astype("<f4")
+    np.copyto(i8, values, casting="unsafe")
+    return i8, scale.astype("<f4")
 
 
-def _read_rows(fd: int, source: TableSource, start: int, count: int) -> np.ndarray:
-    buf = np.empty((count, source.cols), _DTYPES[source.dtype][0])
-    want = buf.nbytes
-    got = os.preadv(fd, [memoryview(buf).cast("B")], source.data_offset + start * source.cols * source.itemsize)
-    if got != want:
-        raise CheckpointError(f"{source.file} ended early reading rows {start}..{start + count}",
+def _read_rows(fd: int, source: TableSource, start: int, out: np.ndarray) -> np.ndarray:
+    got = os.preadv(fd, [memoryview(out).cast("B")], source.data_offset + start * source.cols * source.itemsize)
+    if got != out.nbytes:
+        raise CheckpointError(f"{source.file} ended early reading rows {start}..{start + len(out)}",
                               hint=f"delete {source.file.name} and download it again")
-    return buf
+    return out
 
 
 # --------------------------------------------------------------------------- files
@@ -351,7 +366,7 @@ def _sidecar(source: TableSource, i8_sha: str, scale_sha: str) -> dict:
             "note": "HF Gemma4TextScaledWordEmbedding multiplies by embed_scale cast to the weight dtype "
                     "(exact in bf16 for D=256: 16.0)",
         },
-        "per_layer_input": "ple[v] = fp16(f32(i8[v]) * scale[v] * sqrt(D)), reshaped [L, D]; "
+        "per_layer_input": "ple[v] = fp16(f32(i8[v]) * (scale[v] * sqrt(D))) in f32, reshaped [L, D]; "
                            "equals HF Gemma4TextModel.get_per_layer_inputs(ids) within the error bound",
         "app_applies": [
             "ple (provider bundles): gather i8[v] (L*D bytes at offset v*L*D) and scale[v] "
@@ -395,11 +410,9 @@ def write_tables_from_source(
 
     Data goes to temporary files renamed into place, and the sidecar (with both sha256s) is
     written last, so an interrupted run leaves either the previous complete set or files
-    that `check_tables` rejects. Chunks are quantized on a thread pool (numpy releases the
-    GIL) while this thread hashes and writes them in order.
+    that `check_tables` rejects. Worker threads read, quantize and `pwrite` chunks (numpy
+    and the I/O calls release the GIL) while this thread hashes them in order.
     """
-    import time
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     i8_path, scale_path, sidecar_path = _paths(out_dir)
@@ -413,37 +426,48 @@ def write_tables_from_source(
     _clear_stale_temps(out_dir)
     check_disk_space(out_dir, source.rows * source.cols + source.rows * 4 + (1 << 20))
     started = time.perf_counter()
-    rows_per_chunk = max(1, chunk_bytes // (source.cols * source.itemsize))
+    rows_per_chunk = min(source.rows, max(1, chunk_bytes // (source.cols * source.itemsize)))
     starts = range(0, source.rows, rows_per_chunk)
     workers = workers or min(4, os.cpu_count() or 1)
+    window = 2 * workers  # chunks in flight; one more slot than that, so none is reused before it is hashed
+    slots = [_Slot(rows_per_chunk, source.cols, source.dtype) for _ in range(min(window + 1, len(starts)))]
     scales = np.empty(source.rows, "<f4")
     i8_tmp, scale_tmp = out_dir / f".{I8_NAME}.tmp", out_dir / f".{SCALE_NAME}.tmp"
     digest = hashlib.sha256()
     fd = os.open(source.file, os.O_RDONLY)
+    out_fd = os.open(i8_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
-    def work(start: int) -> tuple[int, np.ndarray, np.ndarray]:
-        count = min(rows_per_chunk, source.rows - start)
-        q, s = quantize_rows(_read_rows(fd, source, start, count), source.dtype)
+    def work(index: int) -> tuple[int, np.ndarray, np.ndarray]:
+        # Workers read, quantize and write their chunk at its offset; this thread only hashes in order.
+        start = starts[index]
+        slot = slots[index % len(slots)]
+        raw = _read_rows(fd, source, start, slot.raw[: min(rows_per_chunk, source.rows - start)])
+        q, s = quantize_rows(raw, source.dtype, slot)
+        view = memoryview(q).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.pwrite(out_fd, view[done:], start * source.cols + done)
         return start, q, s
 
     try:
-        with open(i8_tmp, "wb") as out, ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             pending: deque = deque()
-            todo = iter(starts)
+            todo = iter(range(len(starts)))
 
             def fill() -> None:
-                while len(pending) < 2 * workers and (start := next(todo, None)) is not None:
-                    pending.append(pool.submit(work, start))
+                while len(pending) < window and (index := next(todo, None)) is not None:
+                    pending.append(pool.submit(work, index))
 
             fill()
             while pending:
                 start, q, s = pending.popleft().result()
-                fill()
                 digest.update(q)
-                out.write(memoryview(q).cast("B"))
                 scales[start:start + len(s)] = s
+                fill()
                 if progress:
                     progress(len(s))
+        os.close(out_fd)
+        out_fd = -1
         scale_tmp.write_bytes(scales.tobytes())
         sidecar = _sidecar(source, digest.hexdigest(), hashlib.sha256(scales.tobytes()).hexdigest())
         sidecar_path.unlink(missing_ok=True)
@@ -452,6 +476,8 @@ def write_tables_from_source(
         write_json_atomic(sidecar_path, sidecar)
     finally:
         os.close(fd)
+        if out_fd >= 0:
+            os.close(out_fd)
         i8_tmp.unlink(missing_ok=True)
         scale_tmp.unlink(missing_ok=True)
     result.reused = False
@@ -468,6 +494,11 @@ def write_tables(checkpoint, out_dir: Path, progress: Callable[[int], None] | No
 # --------------------------------------------------------------------------- gather
 
 
+def _map_readonly(path: Path) -> mmap.mmap:
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
 class PleTables:
     """The table files, mmapped read-only; `gather(ids)` is the reference for the app's gather."""
 
@@ -479,8 +510,10 @@ class PleTables:
             raise TablesCorrupt("; ".join(problems), hint="run `gemmaios tables` again to rewrite them")
         rows, cols = self.sidecar["shape"]
         self.num_layers, self.dim = self.sidecar["num_layers"], self.sidecar["dim"]
-        self.i8 = np.memmap(self.out_dir / I8_NAME, dtype=np.int8, mode="r", shape=(rows, cols))
-        self.scale = np.memmap(self.out_dir / SCALE_NAME, dtype="<f4", mode="r", shape=(rows,))
+        # Plain arrays over mmap objects: np.memmap's subclass overhead doubles a 1-row gather.
+        self._maps = [_map_readonly(self.out_dir / name) for name in (I8_NAME, SCALE_NAME)]
+        self.i8 = np.frombuffer(self._maps[0], np.int8).reshape(rows, cols)
+        self.scale = np.frombuffer(self._maps[1], "<f4")
         self.embed_scale = np.float32(math.sqrt(self.dim))
 
     @property
@@ -493,8 +526,8 @@ class PleTables:
         if index.size and (index.min() < 0 or index.max() >= self.vocab):
             raise TablesError(f"token id out of range 0..{self.vocab - 1}: {index[(index < 0) | (index >= self.vocab)][:5]}",
                               hint="ids must come from this model's tokenizer")
-        rows = self.i8[index].astype(np.float32)
-        rows *= (self.scale[index] * self.embed_scale)[:, None]
+        factor = self.scale[index] * self.embed_scale
+        rows = np.multiply(self.i8[index], factor[:, None], dtype=np.float32)
         return rows.astype(np.float16).reshape(1, index.size, self.num_layers, self.dim)
 
 
