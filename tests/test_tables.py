@@ -211,3 +211,56 @@ def test_pipeline_step_records_details_and_skips_on_rerun(tmp_path):
         fh.truncate(10)
     _, third = run_build(BuildOptions(model="tiny"), build, only={"checkpoint", "tables"})
     assert third[1].status == DONE and check_tables(build / "tables") == []
+
+
+def test_interrupted_write_keeps_previous_tables_and_leaves_no_temps(tiny_checkpoint, written, tmp_path):
+    out = tmp_path / "t"
+    shutil.copytree(written.out_dir, out)
+    before = {p.name: sha256(p) for p in out.iterdir()}
+    chunks = []
+
+    def interrupt_after_two_chunks(rows):
+        chunks.append(rows)
+        if len(chunks) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_tables(tiny_checkpoint, out, progress=interrupt_after_two_chunks, reuse=False, chunk_bytes=4096)
+    assert {p.name: sha256(p) for p in out.iterdir()} == before  # nothing half-written took their place
+    assert check_tables(out) == []
+
+    fresh = tmp_path / "fresh"
+    with pytest.raises(KeyboardInterrupt):
+        chunks.clear()
+        write_tables(tiny_checkpoint, fresh, progress=interrupt_after_two_chunks, chunk_bytes=4096)
+    assert list(fresh.iterdir()) == [] and check_tables(fresh)
+
+
+def test_bf16_checkpoint_matches_hf_in_bf16(tiny_checkpoint, tmp_path):
+    """Real checkpoints are bf16: the bf16 read path, HF in bf16 and the bound, at D=16 (sqrt exact)."""
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+
+    from gemmaios.tiny import tiny_text_config_kwargs
+
+    folder = tmp_path / "bf16"
+    torch.manual_seed(3)
+    config = Gemma4TextConfig(**{**tiny_text_config_kwargs(), "hidden_size_per_layer_input": 16})
+    model = Gemma4ForCausalLM(config).to(torch.bfloat16).eval()
+    with torch.no_grad():
+        model.model.embed_tokens_per_layer.weight.normal_(0, 0.05)
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_checkpoint.path / name, folder / name)
+    ckpt = resolve_checkpoint(str(folder))
+
+    result = write_tables(ckpt, tmp_path / "t")
+    assert read_sidecar(result.out_dir)["source"]["dtype"] == "BF16"
+    ids = [0, 383, 2, 50, 51]
+    loaded = Gemma4ForCausalLM.from_pretrained(folder).eval()
+    assert loaded.dtype == torch.bfloat16
+    with torch.no_grad():
+        hf = loaded.model.get_per_layer_inputs(torch.tensor([ids]))[0].float().numpy()
+    np.testing.assert_array_equal(hf_per_layer_inputs(ckpt, ids), hf)
+    report = compare_to_reference(load_tables(result.out_dir), ids, hf, "bf16 HF model")
+    assert report.ok and report.max_abs_error > 0
+    assert verify_tables(ckpt, result.out_dir).ok

@@ -592,11 +592,9 @@ def hf_per_layer_inputs(checkpoint, ids: list[int]):
     with safe_open(checkpoint.tensor_file(name), "pt") as handle:
         table = handle.get_slice(name)
         rows = torch.cat([table[v:v + 1] for v in ids])
-    original = model.embed_tokens_per_layer
     module = Gemma4TextScaledWordEmbedding(len(ids), rows.shape[1], None,
                                            embed_scale=config.hidden_size_per_layer_input**0.5)
-    module.to(rows.dtype)
-    module.embed_scale = torch.tensor(original.scalar_embed_scale)  # the buffer stayed on meta
+    module.to(rows.dtype)  # as from_pretrained in the checkpoint's dtype (buffer included)
     with torch.no_grad():
         module.weight.copy_(rows)
         model.embed_tokens_per_layer = module
