@@ -126,6 +126,7 @@ def test_partial_or_damaged_output_is_detected_and_redone(tiny_checkpoint, writt
 
     again = write_tables(tiny_checkpoint, out)
     assert not again.reused
+    assert {"truncate": "bytes", "flip": "sha256", "interrupted": "missing"}[damage] in again.rewrite_reason
     assert sha256(out / I8_NAME) == good and check_tables(out) == []
     assert not list(out.glob(".*.tmp"))
 

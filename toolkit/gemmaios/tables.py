@@ -139,6 +139,7 @@ class TablesResult:
     reused: bool
     seconds: float = 0.0
     bytes_read: int = 0
+    rewrite_reason: str = ""  # why existing files were not reused ("no tables yet", a size/hash mismatch, ...)
     verification: VerifyReport | None = field(default=None)
 
 
@@ -390,13 +391,18 @@ def _clear_stale_temps(out_dir: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _existing_matches(out_dir: Path, source: TableSource) -> bool:
+def _existing_problem(out_dir: Path, source: TableSource) -> str | None:
+    """None when out_dir holds intact tables of this source; else why they must be (re)written."""
+    if not (out_dir / SIDECAR_NAME).exists():
+        return "no tables yet" if not (out_dir / I8_NAME).exists() else f"{SIDECAR_NAME} is missing"
     try:
         sidecar = read_sidecar(out_dir)
-    except TablesCorrupt:
-        return False
-    return (sidecar.get("format") == TABLES_FORMAT and sidecar.get("source") == source.identity()
-            and not check_tables(out_dir))
+    except TablesCorrupt as exc:
+        return str(exc).splitlines()[0]
+    if sidecar.get("format") != TABLES_FORMAT or sidecar.get("source") != source.identity():
+        return "the tables were written from another source or format"
+    problems = check_tables(out_dir)
+    return "; ".join(problems) if problems else None
 
 
 def write_tables_from_source(
@@ -420,10 +426,12 @@ def write_tables_from_source(
     i8_path, scale_path, sidecar_path = _paths(out_dir)
     result = TablesResult(out_dir, i8_path, scale_path, sidecar_path, (source.rows, source.cols),
                           source.num_layers, source.dim, reused=True)
-    if reuse and _existing_matches(out_dir, source):
+    problem = _existing_problem(out_dir, source) if reuse else "rewrite requested"
+    if problem is None:
         if progress:
             progress(source.rows)
         return result
+    result.rewrite_reason = problem
 
     _clear_stale_temps(out_dir)
     check_disk_space(out_dir, source.rows * source.cols + source.rows * 4 + (1 << 20))
@@ -665,6 +673,8 @@ class TablesStep(Step):
                (("i8", result.i8), ("scale", result.scale), ("sidecar", result.sidecar))}
         how = "reused intact files" if result.reused else (
             f"{_human(source.nbytes)} in {result.seconds:.1f}s, {source.nbytes / max(result.seconds, 1e-9) / 1e9:.2f} GB/s")
+        if result.rewrite_reason not in ("", "no tables yet"):
+            how += f"; rewritten because {result.rewrite_reason}"
         return StepOutcome(
             outputs=[result.i8, result.scale, result.sidecar],
             details={**rel, "shape": [source.rows, source.cols], "num_layers": source.num_layers,
