@@ -418,6 +418,15 @@ def archs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     Console().print(table)
 
 
+@app.command()
+def tables(model: ModelOpt = DEFAULT_MODEL, out: OutOpt = None, config: ConfigOpt = None, force: ForceOpt = False) -> None:
+    """Int8 per-layer embedding table + row scales (+ sidecar) for the app's mmap gather, verified against HF."""
+    try:
+        _run(_options(model, "h18p", "int4", "provider", None, config), out, {"checkpoint", "tables"}, force)
+    except GemmaiosError as exc:
+        _fail(exc)
+
+
 def main() -> None:
     try:
         app()

@@ -33,8 +33,9 @@ class CheckpointStep(Step):
 def all_steps() -> list[Step]:
     from .app import AppStep
     from .compile import CompileStep
+    from .tables import TablesStep
 
-    return [CheckpointStep(), CompileStep(), AppStep()]
+    return [CheckpointStep(), TablesStep(), CompileStep(), AppStep()]
 
 
 def step_names() -> list[str]:
