@@ -24,36 +24,39 @@ This module holds
 Error bound (model vs. exact attention over the same fp16 inputs), per output element (h, d)::
 
     |out - ref| <= 2^-11 |ref| + 2^-25 + (1 + 2^-11) * E
-    E = [2 n u A_h + (4 B + 2 G + 8) u] * V_hd
+    E = [2 n u A_h + (6 B + 2 G + 12) u] * V_hd
 
 with ``u = 2^-24`` (fp32 unit roundoff), ``n = D/32 + 5`` (depth of the score sum: D/32 sequential
 adds per lane, then 5 butterfly levels of ``simd_sum``), ``A_h = max_j sum_d |q_hd k_jd|`` (the
 absolute dot), ``B = ceil(T/G)`` keys per split, ``G`` splits (1 simple, 8 g8) and
-``V_hd = sum_j p_hj |v_jd|`` (exact softmax weights p; ``V_hd <= max_j |v_jd|``). Why:
+``V_hd = sum_j p_hj |v_jd|`` (exact softmax weights p; ``V_hd <= max_j |v_jd|``). Why, to first
+order in u (all tested shapes have ``(6B + 2nA) u < 0.02``):
 
-* every score carries an absolute error of at most ``n u A_h`` (standard recursive-summation
-  bound); softmax is shift-invariant, so a score error ``delta`` scales that key's weight by
-  ``e^delta ~ 1 + delta``, and normalising by the (equally perturbed) sum at most doubles it:
-  weights are off by a relative ``2 n u A_h``;
-* within a split, a key's weight is formed by its ``exp`` (1 rounding) and at most B later
-  ``rescale`` multiplications, each an ``exp`` and a multiply (2 roundings), so ``(2B + 1) u``; the
-  running sum ``l`` and each running output ``acc_d`` add at most B terms (``B u`` relative to the sum
-  of absolute terms, which is ``V_hd`` after normalisation); the merge adds one ``exp``, one multiply
-  and one add per split (``2G`` after dropping terms below first order), and the final ``1/l`` and
-  multiply 2 more: ``(3B + 2G + 3) u``, stated as ``(4B + 2G + 8) u`` to cover the second-order terms
-  (first order in u; all tested shapes have ``(4B + 2 n A) u < 0.01``);
+* a relative error ``delta_j`` on the weight of key j (the same in the running sum and the
+  running output) moves the output by ``|sum_j p_j delta_j (v_j - out)| <= 2 max|delta| V_hd``;
+* each score carries an absolute error of at most ``n u A_h`` (recursive summation); softmax is
+  shift-invariant, so that is a relative weight error ``e^delta - 1 ~ n u A_h``: ``2 n u A_h V_hd``;
+* within a split, a key's weight goes through its own ``exp`` and at most B later ``rescale``
+  ``exp``s: ``2 (B + 1) u V_hd``; each output accumulator takes at most B products with
+  ``rescale``, B additions and one ``e * v`` product, each rounding relative to the sum of absolute
+  terms: ``(2B + 1) u V_hd``; the running sum (positive terms) takes 2B roundings, a relative
+  ``2B u`` of the output: ``2B u V_hd``. Together ``(6B + 3) u V_hd``;
+* the merge: one ``exp`` per split (``2 u V_hd``), the weighted sums of l and acc over G splits
+  (``(G + 1) u`` each), ``1/l`` and the last multiply (``2 u``): ``(2G + 6) u V_hd``; stated with
+  ``3 u`` to spare;
 * the single narrowing, ``half(acc * inv_l)``, adds ``2^-11 |x|`` (round to nearest, normal range)
   or ``2^-25`` (subnormal range); ``x`` differs from ``ref`` by at most E, hence the ``(1 + 2^-11)``.
 
 The split-KV variant has the tighter bound: its running recurrences are 8x shorter. On the GPU,
-Metal's fast-math ``exp`` (a few ulp instead of numpy's correctly rounded float32 ``exp``) and any
-FMA contraction change the last bits of the same steps; that adds a few u per step to the second
-term, well inside the fp16 output rounding for real shapes. The GPU run itself is checked on a Mac
-(``benchmarks/``/parity), not here: Metal does not compile on Linux.
+Metal's fast-math ``exp`` (a few ulp instead of numpy's float32 ``exp``), FMA contraction and the
+hardware's ``simd_sum`` order change the last bits of the same steps; that scales the u-terms
+above by a small factor, still well inside the fp16 output rounding for real shapes. The GPU run
+itself can only be checked on a Mac (Metal does not compile on Linux).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -69,8 +72,9 @@ MAX_HEAD_DIM = 512
 G8_SPLITS = 8
 NEG_BIG = np.float32(-1.0e30)  # the kernels' FD_NEG_BIG: a finite "-inf" (fast math has no inf)
 
-# The 12B's full-layer query, 16 heads x 512 dims in fp16 (16 KB), is the smallest the stock SDPA
-# crashes on (seeds 000/001); E2B/E4B (8 x 512) and every sliding layer (<= 16 x 256) are 8 KB.
+# Largest full-layer decode query (heads x global head dim) known to run on the stock SDPA: E2B/E4B,
+# 8 x 512. 12B (16 x 512) and 31B (32 x 512) crash at the first token (seeds 000/001). Only full
+# layers count: the shipped 31B bundle keeps the stock SDPA on its 32 x 256 sliding layers.
 STOCK_SDPA_MAX_QUERY_ELEMENTS = 8 * 512
 
 KERNEL_SOURCE = Path(__file__).resolve().parents[2] / "kernels" / "flash_decode_sdpa.metal"
@@ -413,7 +417,7 @@ def error_bound(q: np.ndarray, k: np.ndarray, v: np.ndarray, variant: str = DEFA
     p = _softmax_weights(q64, k64)
     ref = np.matmul(p, v64)
     weighted_abs_v = np.matmul(p, np.abs(v64))  # V_hd
-    e = (2 * depth * _U32 * abs_dot[..., None] + (4 * block + 2 * splits + 8) * _U32) * weighted_abs_v
+    e = (2 * depth * _U32 * abs_dot[..., None] + (6 * block + 2 * splits + 12) * _U32) * weighted_abs_v
     bound = _F16_REL * np.abs(ref) + _F16_SUBNORMAL_ABS + (1 + _F16_REL) * e
     return bound.reshape(n_heads, head_dim)
 
@@ -424,10 +428,14 @@ def error_bound(q: np.ndarray, k: np.ndarray, v: np.ndarray, variant: str = DEFA
 
 
 def _text_config_dict(config: Any) -> dict:
+    """A Gemma 4 text config as a dict: from a transformers config, a config.json dict or a ModelSpec."""
     if isinstance(config, dict):
         return config.get("text_config", config)
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return text.to_dict() if hasattr(text, "to_dict") else vars(text)
+    if hasattr(config, "get_text_config"):  # a transformers config
+        return config.get_text_config().to_dict()
+    if dataclasses.is_dataclass(config):  # a registry ModelSpec
+        return dataclasses.asdict(config)
+    return vars(config)
 
 
 def full_attention_layers(config: Any) -> list[int]:
@@ -658,6 +666,40 @@ def attention_summary(program_or_text: Any) -> AttentionSummary:
         if call["graph"] in sdpa_graphs:
             summary.stock_sdpa.append({"graph": call["graph"], "query_shape": sdpa_graphs[call["graph"]]})
     return summary
+
+
+class KernelPlacementError(GemmaiosError):
+    """A converted program does not run the flash-decode kernel on exactly the full layers."""
+
+
+def check_full_layers_use_kernel(
+    summary: AttentionSummary, config: Any, kernel: str = DEFAULT_VARIANT
+) -> None:
+    """Raise unless the (single decode function) program runs ``kernel`` once per full layer and
+    no stock SDPA with the full layers' head dim is left."""
+    cfg = _text_config_dict(config)
+    n_full = len(full_attention_layers(cfg))
+    head_dim = _full_head_dim(cfg)
+    expected = {"entry": _spec(kernel).entry, "query_shape": [int(cfg["num_attention_heads"]), head_dim]}
+    problems = []
+    if summary.kernels != [expected] * n_full:
+        problems.append(f"expected {n_full} x {expected}, found {summary.kernels}")
+    stock_full = [s for s in summary.stock_sdpa if s["query_shape"][-1] == head_dim]
+    if stock_full:
+        problems.append(f"stock SDPA still runs with head dim {head_dim}: {stock_full}")
+    if problems:
+        raise KernelPlacementError(
+            "flash-decode kernel placement is wrong: " + "; ".join(problems),
+            hint="every full layer's decode attention must call gemmaios.kernels.full_attention_sdpa, and the "
+            "converter needs register_flash_decode_kernels() before add_exported_program",
+        )
+
+
+def bundle_suffix(kernel: str | None) -> str:
+    """Bundle-name suffix of a flash-decode build, as the shipped bundles name it: _msdpa / _msdpa_g8."""
+    if kernel is None:
+        return ""
+    return "_msdpa" + ("" if _spec(kernel).splits == 1 else f"_g{_spec(kernel).splits}")
 
 
 def asset_attention_summary(aimodel: Path) -> AttentionSummary:
