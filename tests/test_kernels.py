@@ -319,45 +319,41 @@ def test_kernel_matches_transformers_full_layer_attention(variant):
             assert (np.abs(hook_out - ref) <= bound).all()
 
 
-class _DecodeAttentionStack:
+def _decode_attention_stack(variant: str, kernel: str):
     """A stand-in decode step over a tiny model's attention layers (not the real decode module):
     per layer q projection + q norm, attention over that layer's KV inputs, o projection. Full
-    layers go through gemmaios.kernels.full_attention_sdpa, sliding layers through stock SDPA."""
+    layers go through gemmaios.kernels.full_attention_sdpa, sliding layers through stock SDPA.
+    Returns (module, KV inputs, full layer indices, config)."""
+    import torch
+    import torch.nn.functional as F
 
-    @staticmethod
-    def build(variant: str, kernel: str):
-        import torch
-        import torch.nn.functional as F
+    hf = build_tiny_model(variant)
+    full = set(K.full_attention_layers(hf.config))
 
-        hf = build_tiny_model(variant)
-        full = set(K.full_attention_layers(hf.config))
+    class Stack(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.ModuleList(layer.self_attn for layer in hf.model.layers)
 
-        class Stack(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.layers = torch.nn.ModuleList(layer.self_attn for layer in hf.model.layers)
+        def forward(self, x, *kv):
+            outs = []
+            for i, attn in enumerate(self.layers):
+                q = attn.q_norm(attn.q_proj(x).view(1, 1, -1, attn.head_dim))  # [1, 1, H, D]
+                k, v = kv[2 * i], kv[2 * i + 1]
+                if i in full:
+                    o = K.full_attention_sdpa(q, k, v, kernel=kernel)
+                else:
+                    o = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, scale=1.0, enable_gqa=True)
+                outs.append(attn.o_proj(o.transpose(1, 2).reshape(1, 1, -1)))
+            return torch.stack(outs)
 
-            def forward(self, x, *kv):
-                outs = []
-                for i, attn in enumerate(self.layers):
-                    q = attn.q_norm(attn.q_proj(x).view(1, 1, -1, attn.head_dim))  # [1, 1, H, D]
-                    k, v = kv[2 * i], kv[2 * i + 1]
-                    if i in full:
-                        o = K.full_attention_sdpa(q, k, v, kernel=kernel)
-                    else:
-                        o = F.scaled_dot_product_attention(
-                            q.transpose(1, 2), k, v, scale=1.0, enable_gqa=True
-                        )
-                    outs.append(attn.o_proj(o.transpose(1, 2).reshape(1, 1, -1)))
-                return torch.stack(outs)
-
-        stack = Stack().eval().half()
-        kv = []
-        for i, attn in enumerate(stack.layers):
-            n_kv = attn.k_proj.out_features // attn.head_dim
-            length = 37 if i in full else hf.config.sliding_window
-            kv += [torch.randn(1, n_kv, length, attn.head_dim, dtype=torch.float16) for _ in range(2)]
-        return stack, kv, full, hf.config
+    stack = Stack().eval().half()
+    kv = []
+    for i, attn in enumerate(stack.layers):
+        n_kv = attn.k_proj.out_features // attn.head_dim
+        length = 37 if i in full else hf.config.sliding_window
+        kv += [torch.randn(1, n_kv, length, attn.head_dim, dtype=torch.float16) for _ in range(2)]
+    return stack, kv, full, hf.config
 
 
 @pytest.mark.slow
@@ -367,7 +363,7 @@ def test_tiny_12b_31b_attention_exports_with_the_kernel_on_exactly_the_full_laye
     from coreai.authoring.asset import AIModelAsset
     from coreai_torch import TorchConverter, get_decomp_table
 
-    stack, kv, full, config = _DecodeAttentionStack.build(variant, kernel)
+    stack, kv, full, config = _decode_attention_stack(variant, kernel)
     x = torch.randn(1, 1, config.hidden_size, dtype=torch.float16)
     full_len = torch.export.Dim("full_kv_len", min=1, max=4096)
     dynamic = {"x": None, "kv": tuple({2: full_len} if i // 2 in full else None for i in range(len(kv)))}
