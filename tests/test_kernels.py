@@ -407,3 +407,10 @@ def test_tiny_12b_31b_attention_exports_with_the_kernel_on_exactly_the_full_laye
 
     # Eager, the hook runs the torch reference: the stack is a working attention module.
     assert torch.isfinite(eager).all() and eager.shape == (config.num_hidden_layers, 1, 1, config.hidden_size)
+
+
+def test_unknown_tiny_variant_is_a_named_error():
+    from gemmaios.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="12B"):
+        build_tiny_model("12B")

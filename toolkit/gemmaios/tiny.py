@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import RegistryError
+
 TINY_ID = "tiny"
 TINY_SEED = 1234
 TINY_VOCAB = 384
@@ -123,7 +125,9 @@ def build_tiny_model(variant: str = "e4b"):
     try:
         config_kwargs = TINY_VARIANTS[variant]()
     except KeyError:
-        raise ValueError(f"unknown tiny variant {variant!r}; known: {sorted(TINY_VARIANTS)}") from None
+        raise RegistryError(
+            f"unknown tiny variant {variant!r}", hint=f"known: {sorted(TINY_VARIANTS)}"
+        ) from None
     return _build_model(config_kwargs)
 
 
@@ -167,7 +171,9 @@ def _write_tokenizer(tok, out: Path) -> None:
         + "\n"
     )
     (out / "special_tokens_map.json").write_text(
-        json.dumps({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}, indent=2)
+        json.dumps(
+            {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}, indent=2
+        )
         + "\n"
     )
     (out / "chat_template.jinja").write_text(CHAT_TEMPLATE + "\n")
