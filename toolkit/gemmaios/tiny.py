@@ -171,9 +171,7 @@ def _write_tokenizer(tok, out: Path) -> None:
         + "\n"
     )
     (out / "special_tokens_map.json").write_text(
-        json.dumps(
-            {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}, indent=2
-        )
+        json.dumps({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}, indent=2)
         + "\n"
     )
     (out / "chat_template.jinja").write_text(CHAT_TEMPLATE + "\n")
