@@ -29,7 +29,8 @@
 // This file is the single source of truth: gemmaios.kernels registers each [[kernel]] below with
 // coreai_torch.TorchMetalKernel (helpers = the block between the gemmaios:helpers markers, body =
 // the function body) and checks that the signature Core AI generates is the one written here.
-// Metal does not compile on Linux (the tests there check this file's structure only); on a Mac
+// Metal does not compile on Linux. There, tests check this file's structure against the registration
+// and run it as C++23 on a CPU stand-in of Metal's execution model (tests/msl_host/); on a Mac
 // with Xcode 27, `xcrun -sdk macosx metal -std=metal4.0 -c kernels/flash_decode_sdpa.metal -o /tmp/fd.air`
 // compiles it as is (Metal 4 tensors need -std=metal4.0).
 

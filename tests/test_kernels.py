@@ -1,14 +1,18 @@
 """Flash-decode SDPA: the numpy model against naive attention, the Metal source's structure, the
 torch/Core AI wiring, and parity with transformers' Gemma 4 full-layer attention.
 
-Metal cannot compile on Linux: the kernel's GPU run is checked on a Mac; here the source's entry
-names, parameters, buffer indices and constants are checked against what gemmaios registers.
+Metal cannot compile on Linux: the kernel's GPU run is checked on a Mac. Here the source's entry
+names, parameters, buffer indices and constants are checked against what gemmaios registers, and
+the source itself runs on a CPU stand-in of Metal's execution model (tests/msl_host, needs g++).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,6 +209,86 @@ def test_generated_kernel_source_is_the_committed_kernel(variant):
     regenerated = K.parse_metal_source(source.helpers.join(K._HELPER_MARKERS) + generated).kernels[spec.entry]
     assert regenerated.params == source.kernels[spec.entry].params
     assert regenerated.body.strip() == source.kernels[spec.entry].body.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# The Metal source, run: tests/msl_host stands in for <metal_stdlib> so the kernels compile as C++23
+# and run on the CPU, one std::thread per GPU thread (simd_sum and threadgroup_barrier as barriers).
+# This is not the Metal compiler or the GPU; it checks the source's indexing, GQA mapping, key
+# blocks, merge and barriers against the numpy model.
+# ---------------------------------------------------------------------------------------------
+
+MSL_HOST = Path(__file__).parent / "msl_host"
+
+
+def _build_host_kernel(source: Path, out: Path, werror: bool = True) -> Path:
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("g++ not installed (scripts/system-deps.sh installs it)")
+    flags = ["-std=c++23", "-O1", "-ffp-contract=off", "-pthread", "-Wall", "-Wno-attributes"]
+    flags += ["-Werror"] if werror else []
+    defines = [f'-DFLASH_DECODE_SOURCE="{source}"', "-I", str(MSL_HOST)]
+    subprocess.run(
+        [compiler, *flags, *defines, str(MSL_HOST / "run_kernel.cpp"), "-o", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def host_kernel(tmp_path_factory):
+    return _build_host_kernel(K.KERNEL_SOURCE, tmp_path_factory.mktemp("msl") / "run_kernel")
+
+
+def _run_host_kernel(binary, variant, q, k, v, tmp_path):
+    inputs, output = tmp_path / "in.f16", tmp_path / "out.f16"
+    np.concatenate([q.ravel(), k.ravel(), v.ravel()]).tofile(inputs)
+    n_kv, kv_len, head_dim = k.shape
+    args = [variant, q.shape[0], n_kv, kv_len, head_dim, inputs, output]
+    subprocess.run([str(binary), *map(str, args)], check=True, capture_output=True, timeout=120)
+    return np.fromfile(output, np.float16).reshape(q.shape)
+
+
+def _fp16_ulps_apart(a, b):
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    ulp = np.spacing(np.maximum(np.abs(a), np.abs(b)).astype(np.float16)).astype(np.float64)
+    return np.abs(a64 - b64) / ulp
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "n_heads,n_kv_heads,kv_len,head_dim",
+    [(16, 1, 1, 512), (16, 1, 5, 512), (16, 1, 100, 512), (32, 4, 37, 512), (8, 2, 64, 128)],
+)
+def test_metal_source_runs_like_the_model(
+    host_kernel, tmp_path, variant, n_heads, n_kv_heads, kv_len, head_dim
+):
+    q, k, v = _inputs(np.random.default_rng(kv_len), n_heads, n_kv_heads, kv_len, head_dim, 0.3)
+    out = _run_host_kernel(host_kernel, variant, q, k, v, tmp_path)
+    model = K.flash_decode_model(q, k, v, variant)
+    # Same operations in the same order; only the exp implementation (libm vs numpy) may differ.
+    assert _fp16_ulps_apart(out, model).max() <= 1
+    assert (np.abs(out - K.naive_sdpa(q, k, v)) <= K.error_bound(q, k, v, variant)).all()
+
+
+@pytest.mark.parametrize(
+    "variant,broken,fixed",
+    [
+        ("g8", "o += split_acc[g * head_dim + d] * weight[g];", "o += split_acc[g * head_dim + d];"),
+        ("simple", "const int kvh = h / (n_heads / n_kv_heads);", "const int kvh = h % n_kv_heads;"),
+    ],
+)
+def test_host_run_catches_a_broken_kernel(tmp_path, variant, broken, fixed):
+    text = K.KERNEL_SOURCE.read_text()
+    assert broken in text
+    mutated = tmp_path / "mutated.metal"
+    mutated.write_text(text.replace(broken, fixed))
+    binary = _build_host_kernel(mutated, tmp_path / "run_mutated", werror=False)  # mutants leave unused names
+    q, k, v = _inputs(np.random.default_rng(2), 32, 4, 40, 512, 0.3)
+    out = _run_host_kernel(binary, variant, q, k, v, tmp_path)
+    assert (np.abs(out - K.naive_sdpa(q, k, v)) > K.error_bound(q, k, v, variant)).any()
 
 
 # ---------------------------------------------------------------------------------------------
