@@ -260,7 +260,14 @@ def _fp16_ulps_apart(a, b):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize(
     "n_heads,n_kv_heads,kv_len,head_dim",
-    [(16, 1, 1, 512), (16, 1, 5, 512), (16, 1, 100, 512), (32, 4, 37, 512), (8, 2, 64, 128)],
+    [
+        (16, 1, 1, 512),
+        (16, 1, 5, 512),
+        (16, 1, 100, 512),
+        (32, 4, 37, 512),
+        (4, 1, 1024, 512),
+        (8, 2, 64, 128),
+    ],
 )
 def test_metal_source_runs_like_the_model(
     host_kernel, tmp_path, variant, n_heads, n_kv_heads, kv_len, head_dim
