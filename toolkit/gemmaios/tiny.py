@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import RegistryError
+
 TINY_ID = "tiny"
 TINY_SEED = 1234
 TINY_VOCAB = 384
@@ -73,6 +75,62 @@ def tiny_text_config_kwargs() -> dict:
     )
 
 
+def _tiny_dense_text_config_kwargs(num_attention_heads: int, num_global_key_value_heads: int) -> dict:
+    """A dense 12B/31B-structured tiny config: no PLE, no KV sharing, k_eq_v full layers, head_dim 512 there."""
+    return dict(
+        vocab_size=TINY_VOCAB,
+        vocab_size_per_layer_input=TINY_VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=12,  # full attention at layers 5 and 11 (every 6th, and last)
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_attention_heads // 2,  # sliding layers
+        head_dim=16,
+        # The real global head dim: heads x 512 is what the flash-decode kernel exists for.
+        global_head_dim=512,
+        num_global_key_value_heads=num_global_key_value_heads,
+        attention_k_eq_v=True,  # full layers: value = v_norm(k_proj(x)), no v_proj
+        hidden_size_per_layer_input=0,
+        num_kv_shared_layers=0,
+        sliding_window=8,
+        max_position_embeddings=1024,
+        final_logit_softcapping=30.0,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=[1, 6],
+        bos_token_id=2,
+        initializer_range=0.08,
+    )
+
+
+def tiny_12b_text_config_kwargs() -> dict:
+    """Gemma 4 12B's structure at toy size: 16 query heads, 1 global KV head on the full layers."""
+    return _tiny_dense_text_config_kwargs(num_attention_heads=16, num_global_key_value_heads=1)
+
+
+def tiny_31b_text_config_kwargs() -> dict:
+    """Gemma 4 31B's structure at toy size: 32 query heads, 4 global KV heads on the full layers."""
+    return _tiny_dense_text_config_kwargs(num_attention_heads=32, num_global_key_value_heads=4)
+
+
+TINY_VARIANTS = {
+    "e4b": tiny_text_config_kwargs,
+    "12b": tiny_12b_text_config_kwargs,
+    "31b": tiny_31b_text_config_kwargs,
+}
+
+
+def build_tiny_model(variant: str = "e4b"):
+    """A tiny Gemma4ForCausalLM with deterministic random weights ("e4b" is the built-in tiny model)."""
+    try:
+        config_kwargs = TINY_VARIANTS[variant]()
+    except KeyError:
+        raise RegistryError(
+            f"unknown tiny variant {variant!r}", hint=f"known: {sorted(TINY_VARIANTS)}"
+        ) from None
+    return _build_model(config_kwargs)
+
+
 def train_tokenizer():
     """A byte-level BPE tokenizer with Gemma-style special tokens, trained on the built-in text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -119,12 +177,12 @@ def _write_tokenizer(tok, out: Path) -> None:
     (out / "chat_template.jinja").write_text(CHAT_TEMPLATE + "\n")
 
 
-def _build_model():
+def _build_model(config_kwargs: dict | None = None):
     import torch
     from transformers import Gemma4ForCausalLM, Gemma4TextConfig
 
     torch.manual_seed(TINY_SEED)
-    config = Gemma4TextConfig(**tiny_text_config_kwargs())
+    config = Gemma4TextConfig(**(config_kwargs or tiny_text_config_kwargs()))
     model = Gemma4ForCausalLM(config).eval()
     generator = torch.Generator().manual_seed(TINY_SEED)
     with torch.no_grad():
@@ -150,9 +208,10 @@ def tiny_is_current(path: Path) -> bool:
         return False
 
 
-def generate_tiny_checkpoint(out_dir: Path) -> Path:
+def generate_tiny_checkpoint(out_dir: Path, variant: str = "e4b") -> Path:
     """Write the tiny checkpoint folder (config.json, model.safetensors, tokenizer files).
 
+    `variant` picks the structure (see TINY_VARIANTS); "e4b" is the built-in tiny model.
     Written to a temporary sibling and renamed into place, so an interrupted run never
     leaves a half-written checkpoint behind.
     """
@@ -160,13 +219,14 @@ def generate_tiny_checkpoint(out_dir: Path) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out_dir.parent))
     try:
-        model = _build_model()
+        model = build_tiny_model(variant)
         model.save_pretrained(tmp, safe_serialization=True)
         # generation_config.json carries a timestamp-free default; keep it for HF parity.
         _write_tokenizer(train_tokenizer(), tmp)
-        (tmp / "gemmaios_tiny.json").write_text(
-            json.dumps({"format": TINY_FORMAT, "seed": TINY_SEED, "note": "random weights, for tests"}) + "\n"
-        )
+        marker = {"format": TINY_FORMAT, "seed": TINY_SEED, "note": "random weights, for tests"}
+        if variant != "e4b":  # the built-in tiny model's marker (and so its bytes) stays as it was
+            marker["variant"] = variant
+        (tmp / "gemmaios_tiny.json").write_text(json.dumps(marker) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
