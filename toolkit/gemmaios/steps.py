@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .oracle import OracleStep
 from .pipeline import BuildContext, BuildOptions, Pipeline, Step, StepOutcome, StepReport, write_json_atomic
 from .tiny import TINY_ID
 
@@ -31,7 +32,7 @@ class CheckpointStep(Step):
 
 
 def all_steps() -> list[Step]:
-    return [CheckpointStep()]
+    return [CheckpointStep(), OracleStep()]
 
 
 def step_names() -> list[str]:
