@@ -25,6 +25,7 @@ from gemmaios.oracle import (
     ReferenceModel,
     compare_runs,
     compare_trials,
+    explain_divergences,
     load_oracle,
     load_prompt_set,
     run_oracle,
@@ -139,11 +140,11 @@ def test_no_cache_decode_differs_at_most_at_near_ties(oracle, reference):
 
 def _step_with_margin(oracle, pick):
     """(prompt index, step, margin) of the step `pick` chooses from all recorded margins."""
-    steps = [(i, k, m) for i, p in enumerate(oracle.prompts) for k, m in enumerate(p.margins) if k >= 1]
+    steps = [(i, k, m) for i, p in enumerate(oracle.prompts) for k, m in enumerate(p.margins) if 1 <= k <= N - 3]
     return pick(steps)
 
 
-def test_perturbed_transcript_is_scored(oracle, tmp_path):
+def test_perturbed_transcript_is_scored(oracle, reference, tmp_path):
     tie_p, tie_k, tie_m = _step_with_margin(oracle, lambda s: min(s, key=lambda x: x[2]))
     hard_p, hard_k, hard_m = _step_with_margin(
         oracle, lambda s: max((x for x in s if x[0] != tie_p), key=lambda x: x[2]))
@@ -166,6 +167,21 @@ def test_perturbed_transcript_is_scored(oracle, tmp_path):
     assert hard.got == oracle.prompts[hard_p].top_k[hard_k].ids[1] and hard.where.endswith(f":{hard_p + 2}")
     assert "6/8 exact" in score.summary and "1 near-tie" in score.summary
     assert f"prompt {hard_p} diverged at token {hard_k}" in score.summary
+
+    # teacher forcing: after wandering off, the run no longer follows the oracle given its own context
+    explain_divergences(score, read_transcript(path), reference)
+    assert score.prompts[0 if hard_p else 1].after_divergence is None  # exact prompts are not re-run
+    agree, judged = hard.after_divergence
+    assert judged == N - hard_k - 1 and agree < judged
+    assert f"then took the oracle's top-1 at {agree}/{judged}" in score.summary
+
+    # ...while a run that flipped and then kept decoding greedily follows it at every later position
+    p = oracle.prompts[hard_p]
+    prefix = p.generated_ids[:hard_k] + [p.top_k[hard_k].ids[1]]
+    rest, _ = reference.greedy(p.prompt_ids + prefix, N - hard_k - 1)
+    honest = [Generation(tuple(p.prompt_ids), tuple(prefix + rest), index=hard_p)]
+    healed = explain_divergences(score_against_oracle(honest, oracle), honest, reference)
+    assert healed.prompts[0].verdict == DIVERGED and healed.prompts[0].after_divergence == (len(rest), len(rest))
 
     # with only the near-tie flip the margin rule lets the run pass; a threshold below its margin does not
     only_tie = [Generation(tuple(a), tuple(b), index=i) for i, (a, b) in enumerate(runs) if i != hard_p]
@@ -341,6 +357,8 @@ def test_cli_oracle_and_score(tmp_path, oracle):
     bad = write_transcript(tmp_path / "bad.jsonl", transcript_records([runs]))
     result = runner.invoke(app, ["score", str(bad), "--oracle", str(build / "oracle/oracle.json")])
     assert result.exit_code == 1 and "7/8 exact" in result.stdout and "1 hard divergence" in result.stdout
+    explained = runner.invoke(app, ["score", str(bad), "--build", str(build), "--model", str(build / "checkpoint")])
+    assert explained.exit_code == 1 and "then took the oracle's top-1 at" in explained.stdout
 
 
 @pytest.mark.parametrize(

@@ -169,12 +169,21 @@ def score(
     build_dir: Annotated[Path | None, typer.Option("--build", help="build folder whose oracle/oracle.json to score against")] = None,
     oracle_file: Annotated[Path | None, typer.Option("--oracle", help="an oracle.json (instead of --build)")] = None,
     near_tie: Annotated[float, typer.Option("--near-tie", help="oracle top-1/top-2 margin below which a flip is a near-tie")] = 0.1,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="checkpoint to teacher-force diverged runs through")] = None,
 ) -> None:
     """Score a device transcript: exact match vs the fp32 oracle, and/or token identity vs another run.
 
     With neither --build/--oracle nor --against, the transcript's trials are compared with its first trial.
     """
-    from .oracle import ORACLE_FILE, compare_runs, compare_trials, load_oracle, score_against_oracle
+    from .oracle import (
+        ORACLE_FILE,
+        ReferenceModel,
+        compare_runs,
+        compare_trials,
+        explain_divergences,
+        load_oracle,
+        score_against_oracle,
+    )
     from .transcript import read_transcript
 
     try:
@@ -183,8 +192,10 @@ def score(
         out = Console()
         if build_dir or oracle_file:
             result = score_against_oracle(run, load_oracle(oracle_file or build_dir / ORACLE_FILE), near_tie_margin=near_tie)
+            if model and result.failures + result.near_ties:
+                explain_divergences(result, run, ReferenceModel.load(model))
             table = Table(title=f"{transcript.name} vs fp32 oracle")
-            for col in ("trial", "#", "prompt", "verdict", "at", "oracle→run", "margin", "run rank"):
+            for col in ("trial", "#", "prompt", "verdict", "at", "oracle→run", "margin", "run rank", "top-1 after"):
                 table.add_column(col)
             for p in result.prompts:
                 style = {"exact": "green", "near-tie": "yellow"}.get(p.verdict, "red")
@@ -192,7 +203,8 @@ def score(
                 table.add_row(str(p.trial), str(p.index), p.prompt_id, f"[{style}]{p.verdict}[/]",
                               "" if p.divergence is None else str(p.divergence), swap,
                               "" if p.margin is None else f"{p.margin:.3g}",
-                              "" if p.got_rank is None else str(p.got_rank + 1))
+                              "" if p.got_rank is None else str(p.got_rank + 1),
+                              "" if p.after_divergence is None else "{}/{}".format(*p.after_divergence))
             out.print(table)
             for warning in result.warnings:
                 console.print(f"[yellow]warning:[/yellow] {warning}")

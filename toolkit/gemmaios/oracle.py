@@ -525,6 +525,9 @@ class PromptScore:
     got_gap: float | None = None
     note: str = ""
     where: str = ""
+    # (positions after the divergence where the run took the oracle's top-1 given its own
+    # context, positions judged): filled by `explain_divergences`
+    after_divergence: tuple[int, int] | None = None
 
     @property
     def exact(self) -> bool:
@@ -580,6 +583,9 @@ class OracleScore:
             detail = f"{worst.verdict} at token {worst.divergence}" if worst.divergence is not None else worst.verdict
             if worst.margin is not None:
                 detail += f", oracle margin {worst.margin:.3g}"
+            if worst.after_divergence and worst.after_divergence[1]:
+                agree, judged = worst.after_divergence
+                detail += f", then took the oracle's top-1 at {agree}/{judged} positions"
             text += f"; {len(self.failures)} hard divergence(s), first: {where} {detail}"
         return text
 
@@ -627,6 +633,22 @@ def _score_one(g: Generation, oracle: Oracle, threshold: float) -> PromptScore:
     verdict = NEAR_TIE if step.margin < threshold else DIVERGED
     return PromptScore(**base, verdict=verdict, compared=at + 1, divergence=at, expected=expected[at], got=got[at],
                        margin=step.margin, got_rank=step.rank(got[at]), got_gap=step.gap(got[at]))
+
+
+def explain_divergences(
+    score: OracleScore, runs: GenerationsLike, reference: ReferenceModel, top_k: int = DEFAULT_TOP_K
+) -> OracleScore:
+    """Teacher-force each diverged run's own tokens through the oracle.
+
+    After a first flip the free-running oracle no longer applies, but the oracle given the
+    run's own context still does: a healthy model that took a near-tie keeps choosing the
+    oracle's top-1 afterwards, a broken one does not.
+    """
+    for judged, g in zip(score.prompts, as_generations(runs), strict=True):
+        if judged.verdict in (DIVERGED, NEAR_TIE) and judged.divergence is not None:
+            forced = reference.teacher_forced(list(g.prompt_ids) + list(g.generated_ids), top_k=top_k)
+            judged.after_divergence = forced.agreement(len(g.prompt_ids) + judged.divergence + 1)
+    return score
 
 
 @dataclass
