@@ -14,10 +14,11 @@ as exact.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ DEFAULT_TOKENS = 32
 # A flip where the oracle's top-1/top-2 logit gap is below this is a knife-edge tie: the
 # fp32 reference itself would flip under fp16-class noise, so it is not evidence of a bug.
 DEFAULT_NEAR_TIE_MARGIN = 0.1
+SINGLE_THREAD_PARAMS = 20_000_000
 
 Progress = Callable[[int], Any]
 
@@ -168,6 +170,22 @@ class ReferenceModel:
         if eos is None:
             eos = tokenizer.eos_token_id
         self.eos_token_ids: list[int] = sorted({eos} if isinstance(eos, int) else set(eos or []))
+        # A toy-sized model (the built-in tiny one) decodes faster on one thread: its matmuls are
+        # too small to split, and on a shared machine extra threads only spin (measured 10x).
+        self.single_thread = sum(p.numel() for p in model.parameters()) < SINGLE_THREAD_PARAMS
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        import torch
+
+        before = torch.get_num_threads()
+        if self.single_thread:
+            torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            torch.set_num_threads(before)
 
     @classmethod
     def load(cls, checkpoint: Checkpoint | str | Path, device: str = "cpu") -> ReferenceModel:
@@ -223,7 +241,7 @@ class ReferenceModel:
 
         generated: list[int] = []
         steps: list[TopK] = []
-        with torch.inference_mode():
+        with self._inference():
             ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
             for step in range(max_new_tokens):
@@ -245,7 +263,7 @@ class ReferenceModel:
 
         if len(ids) < 2:
             raise OracleError("teacher forcing needs at least two tokens", hint="pass prompt ids plus generated ids")
-        with torch.inference_mode():
+        with self._inference():
             logits = self.model(input_ids=torch.tensor([list(ids)], device=self.device), use_cache=False).logits[0]
         positions = []
         for i in range(len(ids) - 1):
