@@ -273,7 +273,14 @@ def test_multimodal_checkpoint_loads_the_text_decoder(tiny_checkpoint, oracle, t
     again = run_oracle(multimodal, BUILTIN_PROMPTS, N)
     assert score_against_oracle([(p.prompt_ids, p.generated_ids) for p in again.prompts], oracle).exact == 8
 
-    # and a checkpoint whose decoder weights are absent is refused rather than run on random init
+    # a checkpoint whose decoder weights are absent is refused rather than run on random init:
+    # an untied head with no lm_head tensor...
+    untied = {**config, "text_config": {**tiny_checkpoint.config, "tie_word_embeddings": False}}
+    (tmp_path / "config.json").write_text(json.dumps(untied))
+    with pytest.raises(OracleError, match="lm_head.weight"):
+        ReferenceModel.load(load_checkpoint(tmp_path, model_id="mm-layout"))
+    # ...and a missing layer
+    (tmp_path / "config.json").write_text(json.dumps(config))
     save_file({k: v for k, v in weights.items() if "layers.3." not in k}, tmp_path / "model.safetensors")
     with pytest.raises(OracleError, match="weights are not in"):
         ReferenceModel.load(load_checkpoint(tmp_path, model_id="mm-layout"))

@@ -283,7 +283,7 @@ def _as_checkpoint(checkpoint: Checkpoint | str | Path) -> Checkpoint:
 
 
 def _missing_text_weights(model: Any, ckpt: Checkpoint) -> list[str]:
-    """Parameters of the loaded decoder that the checkpoint does not hold (tied lm_head aside)."""
+    """Parameters of the loaded decoder that the checkpoint does not hold."""
     present = {name[len(ckpt.weight_prefix):] for name in ckpt.tensor_index if name.startswith(ckpt.weight_prefix)}
     missing = []
     for name, _ in model.named_parameters():
@@ -291,6 +291,10 @@ def _missing_text_weights(model: Any, ckpt: Checkpoint) -> list[str]:
             continue
         if name[len("model."):] not in present:
             missing.append(name)
+    # No lm_head in the weights is only fine when it is tied to the embedding.
+    tied = model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    if not tied and not any(name.endswith("lm_head.weight") for name in ckpt.tensor_index):
+        missing.append("lm_head.weight")
     return missing
 
 
