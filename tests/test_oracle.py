@@ -386,3 +386,22 @@ def test_malformed_transcript_is_reported_with_its_line(tmp_path, oracle, oracle
     assert err.value.line == line and needle in str(err.value)
     result = CliRunner().invoke(app, ["score", str(path), "--oracle", str(oracle_path)])
     assert result.exit_code == 2 and f"run.jsonl:{line}:" in result.output.replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    ("mangle", "needle"),
+    [
+        (None, "no oracle at"),
+        (lambda text: text[: len(text) // 2], "not valid JSON"),
+        (lambda text: text.replace(ORACLE_SCHEMA, "gemmaios.oracle/0"), "has schema 'gemmaios.oracle/0'"),
+        (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "decode"}), "incomplete"),
+        (lambda text: json.dumps({**json.loads(text), "prompts": [
+            {**p, "top_k": p["top_k"][:-1]} for p in json.loads(text)["prompts"]]}), "top-k steps"),
+    ],
+)
+def test_damaged_oracle_file_is_a_named_error(oracle_path, tmp_path, mangle, needle):
+    path = tmp_path / "oracle.json"
+    if mangle:
+        path.write_text(mangle(oracle_path.read_text()))
+    with pytest.raises(OracleError, match=needle.replace("(", r"\(")):
+        load_oracle(path)
