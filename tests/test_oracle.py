@@ -224,6 +224,8 @@ def test_run_vs_run_determinism(oracle, tmp_path):
     # a single-trial reference is compared with every trial of the other run
     single = read_transcript(write_transcript(tmp_path / "one.jsonl", transcript_records([runs])))
     assert compare_runs(phone, single).summary.startswith("24/24")
+    two = read_transcript(write_transcript(tmp_path / "two.jsonl", transcript_records([runs] * 2)))
+    assert compare_trials(two).summary.startswith("8/8 token-identical (trial 1 vs trial 0)")
 
     changed = [list(map(list, r)) for r in runs]
     changed[3][1][7] += 1

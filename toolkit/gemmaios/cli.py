@@ -195,8 +195,8 @@ def score(
             if model and result.failures + result.near_ties:
                 explain_divergences(result, run, ReferenceModel.load(model))
             table = Table(title=f"{transcript.name} vs fp32 oracle")
-            for col in ("trial", "#", "prompt", "verdict", "at", "oracle→run", "margin", "run rank", "top-1 after"):
-                table.add_column(col)
+            for col in ("trial", "#", "prompt", "verdict", "at", "oracle→run", "margin", "rank", "top-1 after"):
+                table.add_column(col, no_wrap=col in ("verdict", "margin"), overflow="fold")
             for p in result.prompts:
                 style = {"exact": "green", "near-tie": "yellow"}.get(p.verdict, "red")
                 swap = f"{p.expected}→{p.got}" if p.expected is not None else ""

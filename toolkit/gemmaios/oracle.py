@@ -715,15 +715,16 @@ def compare_runs(a: GenerationsLike, b: GenerationsLike, labels: tuple[str, str]
     """Run-vs-run token identity, paired by (trial, prompt index).
 
     When one side ran a single trial (e.g. a Mac reference) every trial of the other side is
-    compared with it, so 3 iPhone trials × 8 prompts against one Mac pass count as 24.
+    compared with it, whatever its trial number, so 3 iPhone trials × 8 prompts against one
+    Mac pass count as 24.
     """
     ga, gb = as_generations(a), as_generations(b)
     ka = {(g.trial, g.index): g for g in ga}
     kb = {(g.trial, g.index): g for g in gb}
     trials_a, trials_b = {t for t, _ in ka}, {t for t, _ in kb}
-    if len(trials_b) == 1 and len(trials_a) > 1:
+    if len(trials_b) == 1 and trials_a:
         kb = {(t, i): g for t in trials_a for (_, i), g in kb.items()}
-    elif len(trials_a) == 1 and len(trials_b) > 1:
+    elif len(trials_a) == 1 and trials_b:
         ka = {(t, i): g for t in trials_b for (_, i), g in ka.items()}
     pairs = []
     for key in sorted(set(ka) | set(kb)):
@@ -749,7 +750,8 @@ def compare_trials(transcript: Transcript) -> DeterminismScore:
         return DeterminismScore([], ("trial 0", "later trials"))
     first = [g for g in gens if g.trial == trials[0]]
     rest = [g for g in gens if g.trial != trials[0]]
-    return compare_runs(rest, first, labels=(f"trials {trials[1]}..{trials[-1]}", f"trial {trials[0]}"))
+    later = f"trial {trials[1]}" if len(trials) == 2 else f"trials {trials[1]}..{trials[-1]}"
+    return compare_runs(rest, first, labels=(later, f"trial {trials[0]}"))
 
 
 # ----------------------------------------------------------------------------- pipeline step
