@@ -427,6 +427,98 @@ def tables(model: ModelOpt = DEFAULT_MODEL, out: OutOpt = None, config: ConfigOp
         _fail(exc)
 
 
+@app.command()
+def oracle(
+    model: ModelOpt = DEFAULT_MODEL,
+    out: OutOpt = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="prompts YAML (default: the built-in 8)")] = None,
+    tokens: Annotated[int, typer.Option("--tokens", "-n", min=1, help="new tokens per prompt")] = 32,
+    top_k: Annotated[int, typer.Option("--top-k", min=2, help="logits recorded per step")] = 5,
+    device: Annotated[str, typer.Option("--device", help="torch device for the fp32 reference")] = "cpu",
+    arch: ArchOpt = "h18p",
+    quant: QuantOpt = "int4",
+    ple: PleOpt = "provider",
+    force: ForceOpt = False,
+) -> None:
+    """The fp32 Hugging Face reference (greedy, N tokens per prompt, top-k logits) → <build>/oracle/oracle.json."""
+    from .steps import run_build
+
+    try:
+        options = _options(model, arch, quant, ple, None, None)
+        options.oracle_tokens, options.prompts_file = tokens, prompts
+        options.extra.update(oracle_top_k=top_k, oracle_device=device)
+        ctx, reports = run_build(options, out, only={"checkpoint", "oracle"},
+                                 force={"oracle"} if force else set(), console=console)
+    except GemmaiosError as exc:
+        _fail(exc)
+    print_summary(reports, ctx.build_dir)
+    if any(r.status == FAILED for r in reports):
+        raise typer.Exit(1)
+    print(ctx.path("oracle", "oracle.json"))
+
+
+@app.command()
+def score(
+    transcript: Annotated[Path, typer.Argument(help="device transcript (JSON lines)")],
+    against: Annotated[Path | None, typer.Option("--against", help="second transcript: run-vs-run determinism")] = None,
+    build_dir: Annotated[Path | None, typer.Option("--build", help="build folder whose oracle/oracle.json to score against")] = None,
+    oracle_file: Annotated[Path | None, typer.Option("--oracle", help="an oracle.json (instead of --build)")] = None,
+    near_tie: Annotated[float, typer.Option("--near-tie", help="oracle top-1/top-2 margin below which a flip is a near-tie")] = 0.1,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="checkpoint to teacher-force diverged runs through")] = None,
+) -> None:
+    """Score a device transcript: exact match vs the fp32 oracle, and/or token identity vs another run.
+
+    With neither --build/--oracle nor --against, the transcript's trials are compared with its first trial.
+    """
+    from .oracle import (
+        ORACLE_FILE,
+        ReferenceModel,
+        compare_runs,
+        compare_trials,
+        explain_divergences,
+        load_oracle,
+        score_against_oracle,
+    )
+    from .transcript import read_transcript
+
+    try:
+        run = read_transcript(transcript)
+        passed = True
+        out = Console()
+        if build_dir or oracle_file:
+            result = score_against_oracle(run, load_oracle(oracle_file or build_dir / ORACLE_FILE), near_tie_margin=near_tie)
+            if model and result.failures + result.near_ties:
+                explain_divergences(result, run, ReferenceModel.load(model))
+            table = Table(title=f"{transcript.name} vs fp32 oracle")
+            for col in ("trial", "#", "prompt", "verdict", "at", "oracle→run", "margin", "rank", "top-1 after"):
+                table.add_column(col, no_wrap=col in ("verdict", "margin"), overflow="fold")
+            for p in result.prompts:
+                style = {"exact": "green", "near-tie": "yellow"}.get(p.verdict, "red")
+                swap = f"{p.expected}→{p.got}" if p.expected is not None else ""
+                table.add_row(str(p.trial), str(p.index), p.prompt_id, f"[{style}]{p.verdict}[/]",
+                              "" if p.divergence is None else str(p.divergence), swap,
+                              "" if p.margin is None else f"{p.margin:.3g}",
+                              "" if p.got_rank is None else str(p.got_rank + 1),
+                              "" if p.after_divergence is None else "{}/{}".format(*p.after_divergence))
+            out.print(table)
+            for warning in result.warnings:
+                console.print(f"[yellow]warning:[/yellow] {warning}")
+            print(result.summary)
+            passed &= result.passed
+        if against or not (build_dir or oracle_file):
+            det = (compare_runs(run, read_transcript(against), labels=(transcript.name, against.name))
+                   if against else compare_trials(run))
+            if not det.total:
+                console.print(f"[yellow]{transcript.name} has a single trial: nothing to compare it with[/yellow]")
+            else:
+                print(det.summary)
+                passed &= det.passed
+    except GemmaiosError as exc:
+        _fail(exc)
+    if not passed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

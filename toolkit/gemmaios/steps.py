@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .oracle import OracleStep
 from .pipeline import BuildContext, BuildOptions, Pipeline, Step, StepOutcome, StepReport, write_json_atomic
 from .tiny import TINY_ID
 
@@ -33,9 +34,10 @@ class CheckpointStep(Step):
 def all_steps() -> list[Step]:
     from .app import AppStep
     from .compile import CompileStep
+    from .oracle import OracleStep
     from .tables import TablesStep
 
-    return [CheckpointStep(), TablesStep(), CompileStep(), AppStep()]
+    return [CheckpointStep(), TablesStep(), OracleStep(), CompileStep(), AppStep()]
 
 
 def step_names() -> list[str]:
