@@ -7,7 +7,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .oracle import OracleStep
 from .pipeline import BuildContext, BuildOptions, Pipeline, Step, StepOutcome, StepReport, write_json_atomic
 from .tiny import TINY_ID
 
