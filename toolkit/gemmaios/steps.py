@@ -31,7 +31,9 @@ class CheckpointStep(Step):
 
 
 def all_steps() -> list[Step]:
-    return [CheckpointStep()]
+    from .convert import ConvertStep
+
+    return [CheckpointStep(), ConvertStep()]
 
 
 def step_names() -> list[str]:
