@@ -171,3 +171,28 @@ def test_tbl_bundle_exports_table_inputs(tiny_checkpoint, tmp_path):
     meta = json.loads(result.metadata.read_text())
     assert meta["gemmaios"]["ple_table"]["shape"] == [384, 96]
     assert meta["gemmaios"]["gates"]["parity"] == "skipped: disabled"
+
+
+def test_k_eq_v_and_padded_heads_match_transformers(tiny_checkpoint, tmp_path):
+    """12B/31B-style full layers: values are the raw key projection, fewer KV heads (padded in the cache)."""
+    import shutil
+
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+
+    from gemmaios.checkpoint import load_checkpoint
+    from gemmaios.tiny import tiny_text_config_kwargs
+
+    torch.manual_seed(7)
+    config = Gemma4TextConfig(**{**tiny_text_config_kwargs(), "attention_k_eq_v": True, "num_global_key_value_heads": 1})
+    Gemma4ForCausalLM(config).eval().save_pretrained(tmp_path / "kev", safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(tiny_checkpoint.path / name, tmp_path / "kev" / name)
+    ckpt = load_checkpoint(tmp_path / "kev", model_id="kev")
+    spec = DecodeSpec.from_text_config(ckpt.text_config)
+    full = spec.layers[5]
+    assert full.k_eq_v and full.kv_heads == 1 and spec.cache_heads == 2
+    assert not ckpt.has_tensor("model.layers.5.self_attn.v_proj.weight")
+    refs = parity.hf_reference(ckpt, parity.encode_prompts(ckpt, parity.GATE_PROMPTS[:2]), steps=16)
+    model = Gemma4Decode(ckpt, quant="fp16", dtype=torch.float32).eval()
+    report = parity.greedy_parity_gate(model, refs, parity.PleRows(ckpt, spec, exact=True))
+    assert report.passed and report.token_matches == 32

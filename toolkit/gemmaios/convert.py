@@ -190,11 +190,34 @@ def export_program(model: Gemma4Decode, max_context: int):
         output_names=model.output_names(),
         state_names=model.state_names(),
     )
+    # The converter now holds what it needs (int4 levels re-packed two per byte in its
+    # exported program); drop our unpacked int8 copies before it builds the MLIR constants.
+    release_levels(model)
     program = converter.to_coreai()
+    converter.clear()
+    del converter
+    free_memory()
     optimize = getattr(program, "optimize", None)  # coreai-core 1.0.0b3 optimizes on build
     if callable(optimize):
         optimize()
     return program
+
+
+def release_levels(model: Gemma4Decode) -> None:
+    for _, lin in model.linears():
+        if lin.quantized:
+            lin.levels = torch.empty(0, dtype=torch.int8)
+
+
+def free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _parse_specs(pairs) -> list[dict]:
@@ -217,7 +240,7 @@ def expected_quantized_elements(model: Gemma4Decode) -> int:
     return sum(lin.shape[0] * lin.shape[1] for _, lin in model.linears() if lin.quantized)
 
 
-def asset_gate(aimodel: Path, model: Gemma4Decode, expected_q_elements: int, quant: str) -> dict:
+def asset_gate(aimodel: Path, names: dict, expected_q_elements: int, quant: str) -> dict:
     """Gate 3: the saved asset's summary has main, the I/O and states, and the right storage."""
     from coreai.authoring.asset import AIModelAsset
 
@@ -232,12 +255,9 @@ def asset_gate(aimodel: Path, model: Gemma4Decode, expected_q_elements: int, qua
     problems = []
     if functions != ["main"]:
         problems.append(f"functions {functions}, expected ['main']")
-    if [i["name"] for i in inputs] != list(model.input_names()):
-        problems.append(f"inputs {[i['name'] for i in inputs]}, expected {list(model.input_names())}")
-    if [s["name"] for s in states] != list(model.state_names()):
-        problems.append(f"states {[s['name'] for s in states]}, expected {list(model.state_names())}")
-    if [o["name"] for o in outputs] != ["logits"]:
-        problems.append(f"outputs {[o['name'] for o in outputs]}, expected ['logits']")
+    for kind, got in (("inputs", inputs), ("states", states), ("outputs", outputs)):
+        if [i["name"] for i in got] != list(names[kind]):
+            problems.append(f"{kind} {[i['name'] for i in got]}, expected {list(names[kind])}")
     if inputs and inputs[0]["shape"] != [1, 1]:
         problems.append(f"input_ids shape {inputs[0]['shape']}, expected static [1, 1]")
     if len(inputs) > 1 and inputs[1]["shape"] != [1, None]:
@@ -322,6 +342,7 @@ def convert_checkpoint(
         progress=(lambda i, n: progress("layers", i, n)) if progress else None,
     ).eval()
     q_elements = expected_quantized_elements(model)
+    names = {"inputs": model.input_names(), "states": model.state_names(), "outputs": model.output_names()}
     seconds["load_quantize"] = round(time.time() - t1, 2)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -331,20 +352,24 @@ def convert_checkpoint(
         if progress:
             progress("export", 0, 1)
         program = export_program(model, max_context)
+        del model
+        free_memory()
         seconds["export"] = round(time.time() - t2, 2)
         t3 = time.time()
         import coreai.runtime as rt
 
+        if progress:
+            progress("save", 0, 1)
         aimodel = staging / f"{name}.aimodel"
         program.save_asset(aimodel, rt.AIModelAssetMetadata())
         del program
-        gc.collect()
+        free_memory()
         seconds["save"] = round(time.time() - t3, 2)
-        asset = asset_gate(aimodel, model, q_elements, quant)
+        if progress:
+            progress("asset gate", 0, 1)
+        asset = asset_gate(aimodel, names, q_elements, quant)
         io = {k: asset.pop(k) for k in ("inputs", "outputs", "states")}
         gate_report["asset"] = asset
-        del model
-        gc.collect()
 
         copy_tokenizer(checkpoint.path, staging / "tokenizer")
         gemmaios_section = {

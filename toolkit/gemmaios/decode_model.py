@@ -298,7 +298,7 @@ class DecoderLayer(nn.Module):
             v = k_raw if self.v_proj is None else self.v_proj(h).view(1, 1, kvh, d)
             k = rotate(self.k_norm(k_raw), cos, sin).transpose(1, 2)  # [1,kvh,1,d]
             v = self.v_norm(v).transpose(1, 2)
-            pad = (0, spec.cache_dim - d, 0, spec.cache_heads - kvh)
+            pad = (0, spec.cache_dim - d, 0, 0, 0, spec.cache_heads - kvh)  # dims, seq, heads
             slot = lay.kv_slot
             key_cache[slot : slot + 1, :, :, length - 1 : length, :] = F.pad(k, pad).unsqueeze(0)
             value_cache[slot : slot + 1, :, :, length - 1 : length, :] = F.pad(v, pad).unsqueeze(0)
@@ -357,8 +357,12 @@ class Gemma4Decode(nn.Module):
             self.per_layer_model_projection = Linear(reader.get("per_layer_model_projection.weight"), quant, dtype)
             self.per_layer_projection_norm = RMSNorm(reader.get("per_layer_projection_norm.weight"), spec.rms_eps)
         self.layers = nn.ModuleList()
+        reader.close()
         for lay in spec.layers:
             self.layers.append(DecoderLayer(spec, lay, reader, quant, dtype))
+            # Unmap the shard after each layer: pages read through a live mapping count
+            # as resident memory for as long as the mapping exists.
+            reader.close()
             if progress:
                 progress(lay.index + 1, spec.num_layers)
         self.norm = RMSNorm(reader.get("norm.weight"), spec.rms_eps)
