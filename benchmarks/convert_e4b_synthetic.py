@@ -179,7 +179,7 @@ def convert_child(checkpoint_dir: Path, out_dir: Path, quant: str, ple: str, max
     bundle_bytes = sum(p.stat().st_size for p in result.bundle_dir.rglob("*") if p.is_file())
     print(json.dumps({
         "seconds": result.seconds,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2),  # ru_maxrss is KiB
         "peak_rss_by_stage_gb": peak_by_stage,
         "bundle": str(result.bundle_dir),
         "bundle_gb": round(bundle_bytes / 1e9, 3),
@@ -210,7 +210,7 @@ def main() -> None:
            "--ple", args.ple, "--max-context", str(args.max_context)]
     code = subprocess.call(cmd)
     wall = time.time() - start
-    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9  # KiB → GB
     print(f"conversion wall time: {wall:.0f}s   peak RSS (child): {child_peak:.2f} GB   exit {code}")
     print("target peak RSS <= 12 GB: " + ("met" if child_peak <= 12 else "NOT met"))
     if not args.keep:

@@ -193,6 +193,7 @@ def export_program(model: Gemma4Decode, max_context: int):
     # The converter now holds what it needs (int4 levels re-packed two per byte in its
     # exported program); drop our unpacked int8 copies before it builds the MLIR constants.
     release_levels(model)
+    free_memory()
     program = converter.to_coreai()
     converter.clear()
     del converter
@@ -209,15 +210,32 @@ def release_levels(model: Gemma4Decode) -> None:
             lin.levels = torch.empty(0, dtype=torch.int8)
 
 
-def free_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise)."""
-    gc.collect()
+def _libc():
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise)."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def large_blocks_from_mmap(threshold: int = 32 << 20) -> None:
+    """Serve allocations above `threshold` from mmap, so freeing a weight returns its memory.
+
+    glibc otherwise raises its mmap threshold after each large free and keeps later
+    weight-sized blocks on the heap, where freed memory stays resident.
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
 
 
 def _parse_specs(pairs) -> list[dict]:
@@ -318,6 +336,7 @@ def convert_checkpoint(
     `tables`: the tables step's details for tbl bundles (recorded in metadata).
     """
     _check_options(checkpoint, quant, ple, max_context)
+    large_blocks_from_mmap()
     out_dir = Path(out_dir)
     name = bundle_name(model_key(checkpoint), quant, ple)
     seconds: dict[str, float] = {}
@@ -341,6 +360,7 @@ def convert_checkpoint(
         spec=spec,
         progress=(lambda i, n: progress("layers", i, n)) if progress else None,
     ).eval()
+    free_memory()
     q_elements = expected_quantized_elements(model)
     names = {"inputs": model.input_names(), "states": model.state_names(), "outputs": model.output_names()}
     seconds["load_quantize"] = round(time.time() - t1, 2)
