@@ -519,6 +519,25 @@ def score(
         raise typer.Exit(1)
 
 
+@app.command()
+def convert(
+    model: ModelOpt = DEFAULT_MODEL,
+    out: OutOpt = None,
+    quant: QuantOpt = "int4",
+    ple: PleOpt = "provider",
+    max_context: Annotated[int, typer.Option("--max-context", help="longest context the bundle serves")] = 4096,
+    force: ForceOpt = False,
+) -> None:
+    """Checkpoint → Core AI LanguageBundle (parity-gated), i.e. the build's checkpoint, tables and convert steps."""
+    try:
+        options = _options(model, "h18p", quant, ple, None, None)
+        options.max_context = max_context
+        only = {"checkpoint", "tables", "convert"} if ple == "tbl" else {"checkpoint", "convert"}
+        _run(options, out, only, force)
+    except GemmaiosError as exc:
+        _fail(exc)
+
+
 def main() -> None:
     try:
         app()

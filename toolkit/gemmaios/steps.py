@@ -33,10 +33,11 @@ class CheckpointStep(Step):
 def all_steps() -> list[Step]:
     from .app import AppStep
     from .compile import CompileStep
+    from .convert import ConvertStep
     from .oracle import OracleStep
     from .tables import TablesStep
 
-    return [CheckpointStep(), TablesStep(), OracleStep(), CompileStep(), AppStep()]
+    return [CheckpointStep(), TablesStep(), ConvertStep(), OracleStep(), CompileStep(), AppStep()]
 
 
 def step_names() -> list[str]:

@@ -1,0 +1,222 @@
+"""Convert a synthetic full-size Gemma 4 E4B checkpoint; print wall time and peak RSS.
+
+The checkpoint has the real E4B text config and tensor shapes (gemmaios.registry
+MODELS["e4b"]: vocab 262144, 42 layers, hidden 2560, intermediate 10240, 8 heads / 2 KV
+heads, head dims 256/512, 18 KV-shared layers without K/V weights as in the QAT release,
+PLE 256, sliding window 512) and random bf16 weights, written shard by shard. The
+conversion runs in a child process so its peak RSS is measured alone.
+
+    python benchmarks/convert_e4b_synthetic.py --work /tmp/e4b-synth [--quant int4] [--ple provider]
+
+Target: peak RSS <= 12 GB. Needs ~16 GB of disk for the checkpoint plus ~3 GB for the bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHARD_BYTES = 2 << 30
+
+
+def e4b_text_config() -> dict:
+    from transformers import Gemma4TextConfig
+
+    from gemmaios.registry import MODELS
+
+    spec = MODELS["e4b"]
+    cfg = Gemma4TextConfig(
+        vocab_size=spec.vocab_size,
+        vocab_size_per_layer_input=spec.vocab_size,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        head_dim=spec.head_dim,
+        global_head_dim=spec.global_head_dim,
+        hidden_size_per_layer_input=spec.hidden_size_per_layer_input,
+        num_kv_shared_layers=spec.num_kv_shared_layers,
+        sliding_window=512,
+        max_position_embeddings=131072,
+        final_logit_softcapping=spec.final_logit_softcapping,
+        tie_word_embeddings=True,
+    )
+    data = cfg.to_dict()
+    data["architectures"] = ["Gemma4ForCausalLM"]
+    return data
+
+
+def tensor_shapes(config: dict) -> list[tuple[str, tuple[int, ...]]]:
+    from gemmaios.decode_model import DecodeSpec
+
+    spec = DecodeSpec.from_text_config(config)
+    h, v, ple = spec.hidden_size, spec.vocab_size, spec.ple_dim
+    inter = config["intermediate_size"]
+    shapes = [
+        ("model.embed_tokens.weight", (v, h)),
+        ("model.embed_tokens_per_layer.weight", (spec.ple_vocab, spec.num_layers * ple)),
+        ("model.per_layer_model_projection.weight", (spec.num_layers * ple, h)),
+        ("model.per_layer_projection_norm.weight", (ple,)),
+        ("model.norm.weight", (h,)),
+    ]
+    for lay in spec.layers:
+        p = f"model.layers.{lay.index}."
+        d, heads = lay.head_dim, spec.num_heads
+        shapes += [
+            (p + "self_attn.q_proj.weight", (heads * d, h)),
+            (p + "self_attn.q_norm.weight", (d,)),
+            (p + "self_attn.o_proj.weight", (h, heads * d)),
+            (p + "mlp.gate_proj.weight", (inter, h)),
+            (p + "mlp.up_proj.weight", (inter, h)),
+            (p + "mlp.down_proj.weight", (h, inter)),
+            (p + "per_layer_input_gate.weight", (ple, h)),
+            (p + "per_layer_projection.weight", (h, ple)),
+            (p + "layer_scalar", (1,)),
+        ]
+        shapes += [
+            (p + name + ".weight", (h,))
+            for name in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                         "post_feedforward_layernorm", "post_per_layer_input_norm")
+        ]
+        if lay.owns_kv:  # the QAT release prunes K/V weights of KV-shared layers
+            shapes += [
+                (p + "self_attn.k_proj.weight", (lay.kv_heads * d, h)),
+                (p + "self_attn.v_proj.weight", (lay.kv_heads * d, h)),
+                (p + "self_attn.k_norm.weight", (d,)),
+            ]
+    return shapes
+
+
+def write_checkpoint(out: Path) -> float:
+    """Write config, tokenizer and bf16 shards; returns seconds."""
+    import torch
+    from safetensors.torch import save_file
+
+    from gemmaios.tiny import ensure_tiny_checkpoint
+
+    start = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    config = e4b_text_config()
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    tiny = ensure_tiny_checkpoint(out.parent / "tiny-tokenizer")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copyfile(tiny / name, out / name)
+    # One random pool, rolled and tiled per tensor: random-looking weights without
+    # generating 8e9 random numbers.
+    gen = torch.Generator().manual_seed(0)
+    pool = (torch.randn(1 << 26, generator=gen) * 0.02).to(torch.bfloat16)
+    shard: dict = {}
+    size, offset, index = 0, 0, {}
+
+    def flush() -> None:
+        nonlocal shard, size
+        name = f"model-{len(set(index.values())) + 1:05d}.safetensors"
+        save_file(shard, str(out / name), metadata={"format": "pt"})
+        index.update(dict.fromkeys(shard, name))
+        print(f"  wrote {name} ({size / 1e9:.2f} GB)", flush=True)
+        shard, size = {}, 0
+
+    for name, shape in tensor_shapes(config):
+        n = 1
+        for d in shape:
+            n *= d
+        if name.endswith("norm.weight") or name.endswith("layer_scalar"):
+            tensor = torch.ones(shape, dtype=torch.bfloat16)
+        else:
+            rolled = pool.roll(-(offset % pool.numel()))
+            tensor = (rolled.repeat(-(-n // pool.numel())) if n > pool.numel() else rolled)[:n].reshape(shape)
+            offset += 7919
+        if size and size + n * 2 > SHARD_BYTES:
+            flush()
+        shard[name] = tensor
+        size += n * 2
+    flush()
+    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": index}, indent=1))
+    return time.time() - start
+
+
+def convert_child(checkpoint_dir: Path, out_dir: Path, quant: str, ple: str, max_context: int) -> None:
+    """Runs in the child process: convert and print a JSON line with timings and peak RSS."""
+    import threading
+
+    import psutil
+
+    from gemmaios.checkpoint import load_checkpoint
+    from gemmaios.convert import convert_checkpoint
+
+    proc = psutil.Process()
+    samples: list[tuple[float, float, str]] = []
+    stage = {"name": "start"}
+    t0 = time.time()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            samples.append((round(time.time() - t0, 1), proc.memory_info().rss / 1e9, stage["name"]))
+
+    threading.Thread(target=sample, daemon=True).start()
+
+    def progress(name: str, done: int, total: int) -> None:
+        stage["name"] = name
+        if name == "layers":
+            print(f"  layer {done}/{total}  rss {proc.memory_info().rss / 1e9:.2f} GB  t={time.time() - t0:.0f}s", flush=True)
+        else:
+            print(f"  {name}  rss {proc.memory_info().rss / 1e9:.2f} GB  t={time.time() - t0:.0f}s", flush=True)
+
+    ckpt = load_checkpoint(checkpoint_dir, model_id="synthetic-e4b")
+    result = convert_checkpoint(ckpt, out_dir, quant, ple, max_context, progress=progress, gates=False)
+    stop.set()
+    peak_by_stage: dict[str, float] = {}
+    for _, rss, name in samples:
+        peak_by_stage[name] = max(peak_by_stage.get(name, 0.0), round(rss, 2))
+    bundle_bytes = sum(p.stat().st_size for p in result.bundle_dir.rglob("*") if p.is_file())
+    print(json.dumps({
+        "seconds": result.seconds,
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2),  # ru_maxrss is KiB
+        "peak_rss_by_stage_gb": peak_by_stage,
+        "bundle": str(result.bundle_dir),
+        "bundle_gb": round(bundle_bytes / 1e9, 3),
+        "asset_gate": result.gates.get("asset"),
+    }), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/gemmaios-e4b-synthetic"))
+    ap.add_argument("--quant", default="int4")
+    ap.add_argument("--ple", default="provider")
+    ap.add_argument("--max-context", type=int, default=4096)
+    ap.add_argument("--keep", action="store_true", help="keep the checkpoint and bundle afterwards")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    ckpt_dir, out_dir = args.work / "checkpoint", args.work / "bundle"
+    if args.child:
+        convert_child(ckpt_dir, out_dir, args.quant, args.ple, args.max_context)
+        return
+    if not (ckpt_dir / "model.safetensors.index.json").is_file():
+        print(f"writing synthetic E4B checkpoint to {ckpt_dir} ...", flush=True)
+        seconds = write_checkpoint(ckpt_dir)
+        print(f"checkpoint written in {seconds:.0f}s", flush=True)
+    print(f"converting ({args.quant}, {args.ple}, max context {args.max_context}) ...", flush=True)
+    start = time.time()
+    cmd = [sys.executable, __file__, "--child", "--work", str(args.work), "--quant", args.quant,
+           "--ple", args.ple, "--max-context", str(args.max_context)]
+    code = subprocess.call(cmd)
+    wall = time.time() - start
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9  # KiB → GB
+    print(f"conversion wall time: {wall:.0f}s   peak RSS (child): {child_peak:.2f} GB   exit {code}")
+    print("target peak RSS <= 12 GB: " + ("met" if child_peak <= 12 else "NOT met"))
+    if not args.keep:
+        shutil.rmtree(args.work, ignore_errors=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

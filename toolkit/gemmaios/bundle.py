@@ -1,0 +1,70 @@
+"""The Core AI LanguageBundle around the converted .aimodel: metadata.json and tokenizer/.
+
+Field names follow what Apple's Swift `LanguageBundle` decodes (metadata schema 0.2:
+`kind`, `name`, `assets.main`, `language.{tokenizer, vocab_size, max_context_length,
+embedded_tokenizer, function_map}`); our own facts live under `gemmaios`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from . import __version__
+from .pipeline import write_json_atomic
+
+METADATA_VERSION = "0.2"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "generation_config.json",
+)
+
+
+def bundle_name(model_key: str, quant: str, ple: str) -> str:
+    """`gemma4_<key>_decode_<quant>` plus `_tbl` for table-as-input bundles (docs/contracts.md)."""
+    return f"gemma4_{model_key}_decode_{quant}" + ("_tbl" if ple == "tbl" else "")
+
+
+def copy_tokenizer(checkpoint_dir: Path, dest: Path) -> list[Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in TOKENIZER_FILES:
+        src = checkpoint_dir / name
+        if src.is_file():
+            shutil.copyfile(src, dest / name)
+            copied.append(dest / name)
+    return copied
+
+
+def write_metadata(
+    bundle_dir: Path,
+    *,
+    name: str,
+    aimodel: str,
+    tokenizer: str,
+    vocab_size: int,
+    max_context: int,
+    gemmaios: dict,
+) -> Path:
+    metadata = {
+        "metadata_version": METADATA_VERSION,
+        "kind": "llm",
+        "name": name,
+        "assets": {"main": aimodel},
+        "language": {
+            "tokenizer": tokenizer,
+            "vocab_size": vocab_size,
+            "max_context_length": max_context,
+            "embedded_tokenizer": True,
+            "function_map": {"main": ["main"]},
+        },
+        "source": {"model_definition": "torch", "hf_model_id": tokenizer},
+        "compression": None if gemmaios.get("quant") == "fp16" else gemmaios.get("quant"),
+        "gemmaios": {"toolkit_version": __version__, **gemmaios},
+    }
+    path = bundle_dir / "metadata.json"
+    write_json_atomic(path, metadata)
+    return path

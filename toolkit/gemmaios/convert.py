@@ -1,0 +1,518 @@
+"""Convert a Gemma 4 text checkpoint into a Core AI LanguageBundle for the pipelined engine.
+
+checkpoint → our decode module (gemmaios.decode_model), weights streamed from safetensors
+and quantized per block of 32 → parity gates against transformers → torch.export →
+coreai_torch.TorchConverter → `.aimodel` → asset-summary gate → metadata.json + tokenizer/.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .bundle import bundle_name, copy_tokenizer, write_metadata
+from .checkpoint import Checkpoint
+from .decode_model import DecodeSpec, Gemma4Decode
+from .errors import GemmaiosError
+from .pipeline import BuildContext, Step, StepOutcome
+from .quantize import BLOCK, QUANTS
+
+PLE_MODES = ("provider", "tbl")
+# Cache length the graph is traced with; the exported seq dims are dynamic up to max_context.
+TRACE_CACHE_LEN = 64
+TRACE_POSITIONS = 8
+# Each Gemma 4 HF parity gate holds HF's fp32 model plus ours; skip above this share of free RAM.
+GATE_MEMORY_SHARE = 0.6
+
+Progress = Callable[[str, int, int], None]
+
+
+class ConvertError(GemmaiosError):
+    """The checkpoint cannot be converted with the requested options."""
+
+
+class AssetGateFailed(GemmaiosError):
+    """The saved .aimodel does not have the expected functions, I/O, states or storage."""
+
+
+@dataclass
+class ConvertResult:
+    bundle_dir: Path
+    name: str
+    aimodel: Path
+    metadata: Path
+    quant: str
+    ple: str
+    max_context: int
+    inputs: list[dict]
+    outputs: list[dict]
+    states: list[dict]
+    gates: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.bundle_dir.rglob("*") if p.is_file())
+
+
+def model_key(checkpoint: Checkpoint) -> str:
+    if checkpoint.is_tiny:
+        return "tiny"
+    base = checkpoint.spec.key if checkpoint.spec else Path(checkpoint.model_id.rstrip("/")).name.lower()
+    base = "".join(c if c.isalnum() else "_" for c in base).strip("_")
+    return base + ("_qat" if "qat" in checkpoint.model_id.lower() and "qat" not in base else "")
+
+
+def _check_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int) -> None:
+    if quant not in QUANTS:
+        raise ConvertError(f"unknown --quant {quant!r}", hint=f"choose one of {', '.join(QUANTS)}")
+    if ple not in PLE_MODES:
+        raise ConvertError(f"unknown --ple {ple!r}", hint="choose provider or tbl")
+    limit = int(checkpoint.text_config.get("max_position_embeddings") or 131072)
+    if not 16 <= max_context <= limit:
+        raise ConvertError(
+            f"--max-context {max_context} is outside 16..{limit} (the checkpoint's max_position_embeddings)",
+            hint="pick a context length the model supports, e.g. 4096",
+        )
+    if ple == "tbl" and not checkpoint.text_config.get("hidden_size_per_layer_input"):
+        raise ConvertError(
+            f"--ple tbl needs per-layer embeddings, and {checkpoint.model_id} has none",
+            hint="use --ple provider (the flag has no effect on models without PLE)",
+        )
+
+
+def _weight_param_count(checkpoint: Checkpoint) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for path in checkpoint.weight_files:
+        with safe_open(str(path), "pt") as handle:
+            for name in handle.keys():
+                shape = handle.get_slice(name).get_shape()
+                n = 1
+                for d in shape:
+                    n *= d
+                total += n
+    return total
+
+
+def gates_fit_in_memory(checkpoint: Checkpoint) -> tuple[bool, str]:
+    import psutil
+
+    need = _weight_param_count(checkpoint) * 4 * 2.2  # HF fp32 + ours fp32 + activations
+    have = psutil.virtual_memory().available
+    if need > have * GATE_MEMORY_SHARE:
+        return False, (
+            f"skipped: the fp32 reference needs ~{need / 1e9:.0f} GB, {have / 1e9:.0f} GB is free; "
+            "run the conversion on a machine with more memory to gate this checkpoint"
+        )
+    return True, ""
+
+
+def run_parity_gates(checkpoint: Checkpoint, quant: str, progress: Progress | None = None) -> dict:
+    """Gates 1 and 2 (see gemmaios.parity); raises ParityGateFailed on failure."""
+    from . import parity
+
+    spec = DecodeSpec.from_text_config(checkpoint.text_config)
+    prompts = parity.encode_prompts(checkpoint)
+    if progress:
+        progress("reference (transformers fp32)", 0, 1)
+    refs = parity.hf_reference(checkpoint, prompts)
+    fp32 = Gemma4Decode(checkpoint, quant="fp16", dtype=torch.float32, spec=spec).eval()
+    exact = parity.PleRows(checkpoint, spec, exact=True) if spec.ple_dim else None
+    gate1 = parity.greedy_parity_gate(fp32, refs, exact)
+    del fp32
+    gc.collect()
+    quantized = Gemma4Decode(checkpoint, quant=quant, dtype=torch.float32, spec=spec).eval()
+    table = parity.PleRows(checkpoint, spec, exact=False) if spec.ple_dim else None
+    gate2 = parity.quantized_parity_gate(quantized, refs, quant, table, tiny=checkpoint.is_tiny)
+    del quantized
+    gc.collect()
+    return {"fp32_greedy": gate1.as_dict(), "quantized": gate2.as_dict()}
+
+
+def reference_inputs(model: Gemma4Decode, max_context: int) -> tuple[dict, dict]:
+    """Trace inputs and dynamic shapes: input_ids static [1,1]; positions and cache length dynamic."""
+    from torch.export import Dim
+
+    spec = model.spec
+    positions = Dim("positions", min=1, max=max_context)
+    cache_len = Dim("cache_len", min=1, max=max_context)
+    inputs: dict = {
+        "input_ids": torch.zeros((1, 1), dtype=torch.int32),
+        "position_ids": torch.arange(TRACE_POSITIONS, dtype=torch.int32).unsqueeze(0),
+    }
+    shapes: dict = {"input_ids": None, "position_ids": {1: positions}}
+    if spec.ple_dim:
+        if model.ple == "provider":
+            inputs["ple_tokens"] = torch.zeros((1, 1, spec.num_layers, spec.ple_dim), dtype=torch.float16)
+            shapes["ple_tokens"] = None
+        else:
+            # Zero pages are never touched: torch.export traces with fake tensors.
+            inputs["ple_table"] = torch.zeros((spec.ple_vocab, spec.num_layers * spec.ple_dim), dtype=torch.int8)
+            inputs["ple_scale"] = torch.zeros((spec.ple_vocab,), dtype=torch.float32)
+            shapes["ple_table"] = None
+            shapes["ple_scale"] = None
+    key, value = model.new_cache(TRACE_CACHE_LEN)
+    inputs["keyCache"], inputs["valueCache"] = key, value
+    shapes["keyCache"] = {3: cache_len}
+    shapes["valueCache"] = {3: cache_len}
+    return inputs, shapes
+
+
+def export_program(model: Gemma4Decode, max_context: int):
+    """torch.export → coreai-torch decompositions → TorchConverter → AIProgram."""
+    import coreai_torch
+
+    from .decode_model import export_graph
+
+    inputs, shapes = reference_inputs(model, max_context)
+    graph = export_graph(model).eval()
+
+    def export_fn(module):
+        with torch.no_grad():
+            exported = torch.export.export(module, args=(), kwargs=inputs, dynamic_shapes=shapes)
+        return exported.run_decompositions(coreai_torch.get_decomp_table())
+
+    converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
+    converter.add_pytorch_module(
+        graph,
+        export_fn=export_fn,
+        input_names=model.input_names(),
+        output_names=model.output_names(),
+        state_names=model.state_names(),
+    )
+    # The converter now holds what it needs (int4 levels re-packed two per byte in its
+    # exported program); drop our unpacked int8 copies before it builds the MLIR constants.
+    release_levels(model)
+    free_memory()
+    program = converter.to_coreai()
+    converter.clear()
+    del converter
+    free_memory()
+    optimize = getattr(program, "optimize", None)  # coreai-core 1.0.0b3 optimizes on build
+    if callable(optimize):
+        optimize()
+    return program
+
+
+def release_levels(model: Gemma4Decode) -> None:
+    for _, lin in model.linears():
+        if lin.quantized:
+            lin.levels = torch.empty(0, dtype=torch.int8)
+
+
+def _libc():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise)."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def large_blocks_from_mmap(threshold: int = 32 << 20) -> None:
+    """Serve allocations above `threshold` from mmap, so freeing a weight returns its memory.
+
+    glibc otherwise raises its mmap threshold after each large free and keeps later
+    weight-sized blocks on the heap, where freed memory stays resident.
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+
+
+def _parse_specs(pairs) -> list[dict]:
+    """[('name', 'NDArray (Float16, 1 × ? × 4)')] → [{'name', 'dtype', 'shape'}] (None = dynamic)."""
+    specs = []
+    for name, text in pairs:
+        inner = text[text.index("(") + 1 : text.rindex(")")]
+        dtype, _, dims = inner.partition(",")
+        shape = [None if d.strip() == "?" else int(d) for d in dims.replace("×", ",").split(",") if d.strip()]
+        specs.append({"name": name, "dtype": dtype.strip(), "shape": shape})
+    return specs
+
+
+def expected_quantized_elements(model: Gemma4Decode) -> int:
+    """The int4/int8 levels of every quantized weight: out * in per matrix.
+
+    The asset's int4/int8 count also holds the (all-zero) per-block zero-point constants
+    the converter emits; equal constants are shared, so they add well under 2%.
+    """
+    return sum(lin.shape[0] * lin.shape[1] for _, lin in model.linears() if lin.quantized)
+
+
+def asset_gate(aimodel: Path, names: dict, expected_q_elements: int, quant: str) -> dict:
+    """Gate 3: the saved asset's summary has main, the I/O and states, and the right storage."""
+    from coreai.authoring.asset import AIModelAsset
+
+    summary = AIModelAsset.load(aimodel).summary(include_statistics=True)
+    if summary is None:
+        raise AssetGateFailed(f"{aimodel} has no source program", hint="the save was interrupted; convert again")
+    functions = list(summary.function_names)
+    inputs = _parse_specs(summary.function_inputs("main")) if "main" in functions else []
+    outputs = _parse_specs(summary.function_outputs("main")) if "main" in functions else []
+    states = _parse_specs(summary.function_states("main")) if "main" in functions else []
+    storage = {name: count for name, count in (_parse_pair(s) for s in summary.storage_types)}
+    problems = []
+    if functions != ["main"]:
+        problems.append(f"functions {functions}, expected ['main']")
+    for kind, got in (("inputs", inputs), ("states", states), ("outputs", outputs)):
+        if [i["name"] for i in got] != list(names[kind]):
+            problems.append(f"{kind} {[i['name'] for i in got]}, expected {list(names[kind])}")
+    if inputs and inputs[0]["shape"] != [1, 1]:
+        problems.append(f"input_ids shape {inputs[0]['shape']}, expected static [1, 1]")
+    if len(inputs) > 1 and inputs[1]["shape"] != [1, None]:
+        problems.append(f"position_ids shape {inputs[1]['shape']}, expected [1, ?]")
+    for s in states:
+        if s["shape"][3] is not None:
+            problems.append(f"state {s['name']} has a static sequence dim {s['shape']}")
+    report = {"functions": functions, "storage_types": storage}
+    if quant in ("int4", "int8"):
+        type_name = "Int4" if quant == "int4" else "Int8"
+        got = storage.get(type_name, 0)
+        bits = 4 if quant == "int4" else 8
+        report.update(
+            quantized_type=type_name,
+            expected_elements=expected_q_elements,
+            stored_elements=got,
+            expected_bytes=expected_q_elements * bits // 8,
+            stored_bytes=got * bits // 8,
+        )
+        ratio = got / expected_q_elements if expected_q_elements else 0.0
+        report["ratio"] = round(ratio, 5)
+        if not 0.98 <= ratio <= 1.02:
+            problems.append(
+                f"{type_name} storage holds {got} elements, expected {expected_q_elements} (±2%): "
+                "the weights were not stored quantized"
+            )
+    if problems:
+        raise AssetGateFailed(
+            f"{aimodel.name}: " + "; ".join(problems),
+            hint="the exported graph does not match the pipelined engine's contract; see gemmaios.decode_model",
+        )
+    report["passed"] = True
+    return report | {"inputs": inputs, "outputs": outputs, "states": states}
+
+
+def _parse_pair(item) -> tuple[str, int]:
+    if isinstance(item, tuple):
+        return str(item[0]), int(item[1])
+    name, _, count = str(item).strip("()").partition(",")
+    return name.strip(), int(count)
+
+
+def convert_checkpoint(
+    checkpoint: Checkpoint,
+    out_dir: Path,
+    quant: str = "int4",
+    ple: str = "provider",
+    max_context: int = 4096,
+    *,
+    progress: Progress | None = None,
+    gates: bool | None = None,
+    tables: dict | None = None,
+) -> ConvertResult:
+    """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
+
+    `gates`: None runs the HF parity gates when the fp32 reference fits in memory (else
+    records why not), True always runs them, False skips them. The asset gate always runs.
+    `tables`: the tables step's details for tbl bundles (recorded in metadata).
+    """
+    _check_options(checkpoint, quant, ple, max_context)
+    large_blocks_from_mmap()
+    out_dir = Path(out_dir)
+    name = bundle_name(model_key(checkpoint), quant, ple)
+    seconds: dict[str, float] = {}
+    t0 = time.time()
+
+    gate_report: dict = {}
+    run_gates, why_not = (True, "") if gates else ((False, "skipped: disabled") if gates is False else gates_fit_in_memory(checkpoint))
+    if run_gates:
+        gate_report.update(run_parity_gates(checkpoint, quant, progress))
+    else:
+        gate_report["parity"] = why_not
+    seconds["gates"] = round(time.time() - t0, 2)
+
+    t1 = time.time()
+    spec = DecodeSpec.from_text_config(checkpoint.text_config)
+    model = Gemma4Decode(
+        checkpoint,
+        quant=quant,
+        dtype=torch.float16,
+        ple=ple,
+        spec=spec,
+        progress=(lambda i, n: progress("layers", i, n)) if progress else None,
+    ).eval()
+    free_memory()
+    q_elements = expected_quantized_elements(model)
+    names = {"inputs": model.input_names(), "states": model.state_names(), "outputs": model.output_names()}
+    seconds["load_quantize"] = round(time.time() - t1, 2)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
+    try:
+        t2 = time.time()
+        if progress:
+            progress("export", 0, 1)
+        program = export_program(model, max_context)
+        del model
+        free_memory()
+        seconds["export"] = round(time.time() - t2, 2)
+        t3 = time.time()
+        import coreai.runtime as rt
+
+        if progress:
+            progress("save", 0, 1)
+        aimodel = staging / f"{name}.aimodel"
+        program.save_asset(aimodel, rt.AIModelAssetMetadata())
+        del program
+        free_memory()
+        seconds["save"] = round(time.time() - t3, 2)
+        if progress:
+            progress("asset gate", 0, 1)
+        asset = asset_gate(aimodel, names, q_elements, quant)
+        io = {k: asset.pop(k) for k in ("inputs", "outputs", "states")}
+        gate_report["asset"] = asset
+
+        copy_tokenizer(checkpoint.path, staging / "tokenizer")
+        gemmaios_section = {
+            "source": {"model_id": checkpoint.model_id, "revision": checkpoint.revision},
+            "quant": quant,
+            "quant_scheme": None if quant == "fp16" else f"linear symmetric absmax, per block of {BLOCK} input columns",
+            "ple": ple,
+            "max_context": max_context,
+            "inputs": io["inputs"],
+            "outputs": io["outputs"],
+            "states": io["states"],
+            "kv_layers": [lay.index for lay in spec.kv_layers],
+            "gates": gate_report,
+        }
+        if ple == "tbl":
+            gemmaios_section["ple_table"] = {
+                "shape": [spec.ple_vocab, spec.num_layers * spec.ple_dim],
+                "dtype": "int8",
+                "scale_dtype": "float32",
+                "tables": tables or {},
+            }
+        write_metadata(
+            staging,
+            name=name,
+            aimodel=f"{name}.aimodel",
+            tokenizer=checkpoint.model_id if not checkpoint.is_tiny else "tiny",
+            vocab_size=spec.vocab_size,
+            max_context=max_context,
+            gemmaios=gemmaios_section,
+        )
+        final = out_dir / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    seconds["total"] = round(time.time() - t0, 2)
+    return ConvertResult(
+        bundle_dir=final,
+        name=name,
+        aimodel=final / f"{name}.aimodel",
+        metadata=final / "metadata.json",
+        quant=quant,
+        ple=ple,
+        max_context=max_context,
+        inputs=io["inputs"],
+        outputs=io["outputs"],
+        states=io["states"],
+        gates=gate_report,
+        seconds=seconds,
+    )
+
+
+class ConvertStep(Step):
+    name = "convert"
+    title = "decode graph → Core AI LanguageBundle (parity-gated)"
+
+    def inputs(self, ctx: BuildContext) -> dict:
+        opts = ctx.options
+        values = {
+            "checkpoint": ctx.step_fingerprint("checkpoint"),
+            "quant": opts.quant,
+            "ple": opts.ple,
+            "max_context": opts.max_context,
+            "toolkit": __version__,
+        }
+        if opts.ple == "tbl":
+            values["tables"] = ctx.step_fingerprint("tables")
+        return values
+
+    def run(self, ctx: BuildContext) -> StepOutcome:
+        opts = ctx.options
+        tables = None
+        if opts.ple == "tbl":
+            ctx.step_outputs("tables")  # raises a clear error when the tables step has not finished
+            record = ctx.manifest.get("tables")
+            tables = dict(record.details) if record else {}
+            spec = DecodeSpec.from_text_config(ctx.checkpoint.text_config)
+            want = [spec.ple_vocab, spec.num_layers * spec.ple_dim]
+            if tables.get("shape") and list(tables["shape"]) != want:
+                raise ConvertError(
+                    f"the tables step wrote a PLE table of shape {tables['shape']}, this checkpoint needs {want}",
+                    hint="re-run the tables step (`gemmaios build --force`)",
+                )
+        layers_bar: dict = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "layers":
+                if "advance" not in layers_bar:
+                    layers_bar["cm"] = ctx.progress("quantize layers", total=total)
+                    layers_bar["advance"] = layers_bar["cm"].__enter__()
+                layers_bar["advance"](1)
+                if done == total:
+                    layers_bar.pop("cm").__exit__(None, None, None)
+                    layers_bar.pop("advance")
+            else:
+                ctx.console.print(f"  [dim]{stage}…[/dim]")
+
+        result = convert_checkpoint(
+            ctx.checkpoint,
+            ctx.path("bundle"),
+            opts.quant,
+            opts.ple,
+            opts.max_context,
+            progress=progress,
+            tables=tables,
+        )
+        rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
+        details = {
+            "bundle_dir": rel(result.bundle_dir),
+            "name": result.name,
+            "aimodel": rel(result.aimodel),
+            "metadata": rel(result.metadata),
+            "quant": result.quant,
+            "ple": result.ple,
+            "max_context": result.max_context,
+            "inputs": result.inputs,
+            "outputs": result.outputs,
+            "states": result.states,
+            "gates": result.gates,
+            "seconds": result.seconds,
+        }
+        g1 = result.gates.get("fp32_greedy")
+        note = f"{g1['token_matches']}/{g1['prompts'] * g1['steps']} fp32 greedy" if g1 else "parity gates skipped"
+        return StepOutcome(outputs=result.files(), details=details, message=f"{result.name} ({note})")

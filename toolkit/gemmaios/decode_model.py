@@ -1,0 +1,462 @@
+"""Our decode-only Gemma 4 text module for Apple's pipelined engine (one token per call).
+
+Graph contract (one `main` function):
+
+  inputs   input_ids [1,1] int32 (static), position_ids [1,P] int32 (P dynamic: the
+           positions 0..P-1, the last one being this token's), and the per-layer
+           embedding input: `ple_tokens [1,1,L,D]` fp16 (provider) or
+           `ple_table [V,L*D]` int8 + `ple_scale [V]` f32 (tbl, gathered in-graph)
+  states   keyCache / valueCache [slots,1,Hc,S,Dc]: every layer that owns a KV cache,
+           stacked, heads and head dims padded to the widest layer; S grows with P
+  output   logits [1,1,V]
+
+The token's K/V are written at row P-1 and each layer attends to rows 0..P-1 of its
+slot; KV-shared layers read their source layer's slot. Sliding layers keep the linear
+cache and mask keys outside the window. Weights are read tensor by tensor from the
+checkpoint's safetensors (memory-mapped) and quantized as they are read, so a full
+fp32 copy of the model never exists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import Checkpoint
+from .quantize import BLOCK, QuantizedWeight, quantize_blockwise
+
+KEY_CACHE, VALUE_CACHE = "keyCache", "valueCache"
+SLIDING, FULL = "sliding_attention", "full_attention"
+
+
+@dataclass
+class LayerSpec:
+    index: int
+    layer_type: str
+    head_dim: int
+    kv_heads: int
+    kv_slot: int  # the cache slot this layer reads (its own, or its source layer's)
+    owns_kv: bool  # writes K/V (False for KV-shared layers)
+    k_eq_v: bool  # values are the raw key projection (attention_k_eq_v on full layers)
+    inv_freq: list[float] = field(repr=False, default_factory=list)
+
+
+@dataclass
+class DecodeSpec:
+    """Everything the module's shape and math depend on, resolved from config.json."""
+
+    vocab_size: int
+    hidden_size: int
+    num_heads: int
+    sliding_window: int
+    rms_eps: float
+    final_logit_softcapping: float | None
+    ple_dim: int  # hidden_size_per_layer_input (0: none)
+    ple_vocab: int
+    layers: list[LayerSpec]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def kv_layers(self) -> list[LayerSpec]:
+        return [lay for lay in self.layers if lay.owns_kv]
+
+    @property
+    def cache_heads(self) -> int:
+        return max(lay.kv_heads for lay in self.kv_layers)
+
+    @property
+    def cache_dim(self) -> int:
+        return max(lay.head_dim for lay in self.kv_layers)
+
+    def cache_shape(self, seq_len: int) -> tuple[int, int, int, int, int]:
+        return (len(self.kv_layers), 1, self.cache_heads, seq_len, self.cache_dim)
+
+    @classmethod
+    def from_text_config(cls, text_config: dict) -> DecodeSpec:
+        from transformers import Gemma4TextConfig
+
+        cfg = Gemma4TextConfig.from_dict({k: v for k, v in text_config.items() if k != "model_type"})
+        if getattr(cfg, "enable_moe_block", False):
+            from .errors import CheckpointError
+
+            raise CheckpointError(
+                "this checkpoint uses Gemma 4 mixture-of-experts blocks, which the decode module does not implement",
+                hint="convert a dense Gemma 4 model (E2B, E4B, 12B, 31B)",
+            )
+        modes = cfg.kv_sharing_modes
+        first_shared = cfg.num_hidden_layers - (cfg.num_kv_shared_layers or 0)
+        # The slot of each cache-owning layer, and for each layer type the layer whose
+        # cache the KV-shared layers of that type read (HF: the last non-shared one).
+        slot_of = {i: i for i in range(first_shared)}
+        source_of_type = {}
+        for i in range(first_shared):
+            source_of_type[cfg.layer_types[i]] = i
+        layers = []
+        for i, layer_type in enumerate(cfg.layer_types):
+            per_layer = cfg.per_layer_config[i]
+            head_dim = per_layer.head_dim
+            owns = modes[i] != "reuse"
+            slot = slot_of[i] if owns else slot_of[source_of_type[layer_type]]
+            source = layers[slot] if not owns else None
+            kv_heads = per_layer.num_key_value_heads if owns else source.kv_heads
+            layers.append(
+                LayerSpec(
+                    index=i,
+                    layer_type=layer_type,
+                    head_dim=head_dim,
+                    kv_heads=kv_heads,
+                    kv_slot=slot,
+                    owns_kv=owns,
+                    k_eq_v=bool(cfg.attention_k_eq_v) and layer_type != SLIDING,
+                    inv_freq=rope_inv_freq(cfg.rope_parameters[layer_type], head_dim),
+                )
+            )
+        return cls(
+            vocab_size=cfg.vocab_size,
+            hidden_size=cfg.hidden_size,
+            num_heads=cfg.num_attention_heads,
+            sliding_window=cfg.sliding_window,
+            rms_eps=cfg.rms_norm_eps,
+            final_logit_softcapping=cfg.final_logit_softcapping,
+            ple_dim=cfg.hidden_size_per_layer_input or 0,
+            ple_vocab=cfg.vocab_size_per_layer_input,
+            layers=layers,
+        )
+
+
+def rope_inv_freq(params: dict, head_dim: int) -> list[float]:
+    """Inverse frequencies over head_dim/2 pairs.
+
+    "default": every pair rotates. "proportional" (Gemma 4 global layers): only the first
+    `partial_rotary_factor * head_dim / 2` pairs rotate, with exponents taken over the
+    FULL head_dim; the remaining pairs get frequency 0 (cos 1, sin 0: unrotated).
+    """
+    base = float(params["rope_theta"])
+    factor = float(params.get("factor", 1.0))
+    rope_type = params.get("rope_type", "default")
+    half = head_dim // 2
+    if rope_type == "default":
+        rotated = half
+    elif rope_type == "proportional":
+        rotated = int(params.get("partial_rotary_factor", 1.0) * head_dim // 2)
+    else:
+        raise ValueError(f"unsupported rope_type {rope_type!r}")
+    exps = torch.arange(0, 2 * rotated, 2, dtype=torch.int64).to(torch.float32) / head_dim
+    inv = 1.0 / (base**exps)
+    inv = torch.cat([inv, torch.zeros(half - rotated)]) / factor
+    return inv.tolist()
+
+
+class WeightReader:
+    """Reads one tensor at a time from the checkpoint's safetensors (memory-mapped)."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+        self._handles: dict = {}
+
+    def name(self, suffix: str) -> str:
+        return self.checkpoint.weight_prefix + suffix
+
+    def has(self, suffix: str) -> bool:
+        return self.checkpoint.has_tensor(self.name(suffix))
+
+    def get(self, suffix: str) -> torch.Tensor:
+        from safetensors import safe_open
+
+        name = self.name(suffix)
+        path = self.checkpoint.tensor_file(name)
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = self._handles[path] = safe_open(str(path), framework="pt")
+        return handle.get_tensor(name)
+
+    def close(self) -> None:
+        self._handles.clear()
+
+
+class Linear(nn.Module):
+    """y = x W^T with W float, or dequantized in-graph from per-block-32 int4/int8 levels.
+
+    The quantized form calls coreai-torch's `constexpr_blockwise_shift_scale`, which the
+    converter keeps as int4/int8 constants plus fp16 scales in the asset; in eager torch
+    the same op dequantizes, so parity gates run the exact grid the asset stores.
+    """
+
+    def __init__(self, weight: torch.Tensor, quant: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.quant = quant
+        self.shape = tuple(weight.shape)
+        if quant in ("int4", "int8") and weight.shape[1] % BLOCK == 0:
+            import coreai_torch._compression.custom_layers  # noqa: F401  (registers the op)
+
+            qw = quantize_blockwise(weight, quant, scale_dtype=torch.float16)
+            self.register_buffer("levels", qw.q)
+            self.register_buffer("scale", qw.scale.to(dtype))
+            self.level_dtype = torch.int4 if quant == "int4" else torch.int8
+        else:
+            self.quant = "float"
+            self.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
+
+    @property
+    def quantized(self) -> bool:
+        return self.quant != "float"
+
+    def quantized_weight(self) -> QuantizedWeight:
+        return QuantizedWeight(self.levels, self.scale, self.quant)
+
+    def dense_weight(self) -> torch.Tensor:
+        if not self.quantized:
+            return self.weight
+        return torch.ops.coreai.constexpr_blockwise_shift_scale(self.levels, self.scale, input_dtype=self.level_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.dense_weight())
+
+
+class RMSNorm(nn.Module):
+    """Gemma 4 RMSNorm: computed in fp32 (x * (mean(x^2)+eps)^-0.5 * w), cast back."""
+
+    def __init__(self, weight: torch.Tensor | None, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        if weight is not None:
+            self.weight = nn.Parameter(weight.to(torch.float32), requires_grad=False)
+        else:
+            self.weight = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        out = xf * torch.pow(xf.pow(2).mean(-1, keepdim=True) + self.eps, -0.5)
+        if self.weight is not None:
+            out = out * self.weight
+        return out.to(x.dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, spec: DecodeSpec, layer: LayerSpec, reader: WeightReader, quant: str, dtype: torch.dtype):
+        super().__init__()
+        self.spec, self.layer = spec, layer
+        p = f"layers.{layer.index}."
+        eps = spec.rms_eps
+
+        def lin(name: str) -> Linear:
+            return Linear(reader.get(p + name + ".weight"), quant, dtype)
+
+        def norm(name: str) -> RMSNorm:
+            return RMSNorm(reader.get(p + name + ".weight"), eps)
+
+        self.q_proj = lin("self_attn.q_proj")
+        self.q_norm = norm("self_attn.q_norm")
+        if layer.owns_kv:
+            self.k_proj = lin("self_attn.k_proj")
+            self.k_norm = norm("self_attn.k_norm")
+            self.v_proj = None if layer.k_eq_v else lin("self_attn.v_proj")
+            self.v_norm = RMSNorm(None, eps)
+        self.o_proj = lin("self_attn.o_proj")
+        self.gate_proj, self.up_proj, self.down_proj = lin("mlp.gate_proj"), lin("mlp.up_proj"), lin("mlp.down_proj")
+        self.input_layernorm = norm("input_layernorm")
+        self.post_attention_layernorm = norm("post_attention_layernorm")
+        self.pre_feedforward_layernorm = norm("pre_feedforward_layernorm")
+        self.post_feedforward_layernorm = norm("post_feedforward_layernorm")
+        if spec.ple_dim:
+            self.per_layer_input_gate = lin("per_layer_input_gate")
+            self.per_layer_projection = lin("per_layer_projection")
+            self.post_per_layer_input_norm = norm("post_per_layer_input_norm")
+        scalar = reader.get(p + "layer_scalar") if reader.has(p + "layer_scalar") else torch.ones(1)
+        self.register_buffer("layer_scalar", scalar.to(dtype))
+        self.register_buffer("inv_freq", torch.tensor(layer.inv_freq, dtype=torch.float32))
+
+    def rope(self, position: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = position.to(torch.float32).reshape(1, 1, 1) * self.inv_freq  # [1,1,d/2]
+        emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(2)  # [1,1,1,d]
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+    def forward(self, x, per_layer_input, position, length, key_cache, value_cache):
+        spec, lay = self.spec, self.layer
+        d, kvh, heads = lay.head_dim, lay.kv_heads, spec.num_heads
+        residual = x
+        h = self.input_layernorm(x)
+        cos, sin = self.rope(position, h.dtype)
+        q = self.q_proj(h).view(1, 1, heads, d)
+        q = rotate(self.q_norm(q), cos, sin).transpose(1, 2)  # [1,H,1,d]
+        if lay.owns_kv:
+            k_raw = self.k_proj(h).view(1, 1, kvh, d)
+            v = k_raw if self.v_proj is None else self.v_proj(h).view(1, 1, kvh, d)
+            k = rotate(self.k_norm(k_raw), cos, sin).transpose(1, 2)  # [1,kvh,1,d]
+            v = self.v_norm(v).transpose(1, 2)
+            pad = (0, spec.cache_dim - d, 0, 0, 0, spec.cache_heads - kvh)  # dims, seq, heads
+            slot = lay.kv_slot
+            key_cache[slot : slot + 1, :, :, length - 1 : length, :] = F.pad(k, pad).unsqueeze(0)
+            value_cache[slot : slot + 1, :, :, length - 1 : length, :] = F.pad(v, pad).unsqueeze(0)
+        keys = key_cache[lay.kv_slot, :, :kvh, :length, :d]  # [1,kvh,P,d]
+        values = value_cache[lay.kv_slot, :, :kvh, :length, :d]
+        groups = heads // kvh
+        qg = q.reshape(1, kvh, groups, d)
+        scores = torch.matmul(qg, keys.transpose(-1, -2)).float()  # [1,kvh,G,P]; Gemma 4 scaling is 1
+        if lay.layer_type == SLIDING:
+            key_pos = torch.arange(length, dtype=torch.int32)
+            outside = key_pos <= (length - 1 - spec.sliding_window)
+            scores = scores.masked_fill(outside, float("-inf"))
+        probs = torch.softmax(scores, dim=-1).to(values.dtype)
+        attn = torch.matmul(probs, values).reshape(1, 1, heads * d)
+        h = self.post_attention_layernorm(self.o_proj(attn))
+        x = residual + h
+
+        residual = x
+        h = self.pre_feedforward_layernorm(x)
+        h = self.down_proj(F.gelu(self.gate_proj(h), approximate="tanh") * self.up_proj(h))
+        x = residual + self.post_feedforward_layernorm(h)
+
+        if spec.ple_dim:
+            residual = x
+            h = F.gelu(self.per_layer_input_gate(x), approximate="tanh") * per_layer_input
+            h = self.post_per_layer_input_norm(self.per_layer_projection(h))
+            x = residual + h
+        return x * self.layer_scalar
+
+
+class Gemma4Decode(nn.Module):
+    """The decode graph; `forward` signature depends on the PLE mode (see module doc)."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        quant: str = "fp16",
+        dtype: torch.dtype = torch.float16,
+        ple: str = "provider",
+        spec: DecodeSpec | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        super().__init__()
+        if ple not in ("provider", "tbl"):
+            raise ValueError(f"ple must be provider or tbl, not {ple!r}")
+        self.spec = spec or DecodeSpec.from_text_config(checkpoint.text_config)
+        self.quant, self.dtype, self.ple = quant, dtype, ple
+        spec = self.spec
+        reader = WeightReader(checkpoint)
+        # Tied embedding: one table for the in-graph gather and the lm_head matmul. Kept in
+        # `dtype` (an exact gather; quantizing it is a separate, gated decision).
+        self.embed = nn.Parameter(reader.get("embed_tokens.weight").to(dtype), requires_grad=False)
+        self.embed_scale = float(torch.tensor(spec.hidden_size**0.5, dtype=dtype))
+        if spec.ple_dim:
+            self.per_layer_model_projection = Linear(reader.get("per_layer_model_projection.weight"), quant, dtype)
+            self.per_layer_projection_norm = RMSNorm(reader.get("per_layer_projection_norm.weight"), spec.rms_eps)
+        self.layers = nn.ModuleList()
+        reader.close()
+        for lay in spec.layers:
+            self.layers.append(DecoderLayer(spec, lay, reader, quant, dtype))
+            # Unmap the shard after each layer: pages read through a live mapping count
+            # as resident memory for as long as the mapping exists.
+            reader.close()
+            if progress:
+                progress(lay.index + 1, spec.num_layers)
+        self.norm = RMSNorm(reader.get("norm.weight"), spec.rms_eps)
+        reader.close()
+
+    # -- names the converter and the bundle metadata use -------------------------------
+    def input_names(self) -> tuple[str, ...]:
+        base = ("input_ids", "position_ids")
+        if not self.spec.ple_dim:
+            return base
+        return base + (("ple_tokens",) if self.ple == "provider" else ("ple_table", "ple_scale"))
+
+    @staticmethod
+    def state_names() -> tuple[str, str]:
+        return (KEY_CACHE, VALUE_CACHE)
+
+    @staticmethod
+    def output_names() -> tuple[str]:
+        return ("logits",)
+
+    def linears(self) -> list[tuple[str, Linear]]:
+        return [(n, m) for n, m in self.named_modules() if isinstance(m, Linear)]
+
+    # -- the graph ---------------------------------------------------------------------
+    def forward(self, input_ids, position_ids, *rest):
+        spec = self.spec
+        if spec.ple_dim:
+            if self.ple == "provider":
+                ple_tokens, key_cache, value_cache = rest
+                token_ple = ple_tokens.to(self.dtype)
+            else:
+                ple_table, ple_scale, key_cache, value_cache = rest
+                ids = input_ids.reshape(1)
+                rows = torch.index_select(ple_table, 0, ids).to(torch.float32)
+                scale = torch.index_select(ple_scale, 0, ids).reshape(1, 1)
+                token_ple = (rows * scale * math.sqrt(spec.ple_dim)).to(self.dtype)
+            token_ple = token_ple.reshape(1, 1, spec.num_layers, spec.ple_dim)
+        else:
+            key_cache, value_cache = rest
+        length = position_ids.shape[1]
+        position = position_ids[:, -1:]  # [1,1]: a slice, not a select, so it lowers with dynamic P
+
+        x = torch.index_select(self.embed, 0, input_ids.reshape(1)).reshape(1, 1, spec.hidden_size)
+        x = x * self.embed_scale
+        per_layer = None
+        if spec.ple_dim:
+            proj = self.per_layer_model_projection(x) * (spec.hidden_size**-0.5)
+            proj = self.per_layer_projection_norm(proj.reshape(1, 1, spec.num_layers, spec.ple_dim))
+            per_layer = (proj + token_ple) * (2.0**-0.5)
+        for i, layer in enumerate(self.layers):
+            layer_input = per_layer[:, :, i, :] if per_layer is not None else None
+            x = layer(x, layer_input, position, length, key_cache, value_cache)
+        x = self.norm(x)
+        logits = F.linear(x, self.embed)
+        if spec.final_logit_softcapping:
+            cap = spec.final_logit_softcapping
+            logits = (torch.tanh(logits.float() / cap) * cap).to(self.dtype)
+        return logits
+
+    # -- eager helpers (parity gates) --------------------------------------------------
+    def new_cache(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = self.spec.cache_shape(capacity)
+        return torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype)
+
+
+# torch.export needs a fixed, named signature per graph variant; these wrap the module.
+class ProviderGraph(nn.Module):
+    def __init__(self, decode: Gemma4Decode) -> None:
+        super().__init__()
+        self.decode = decode
+
+    def forward(self, input_ids, position_ids, ple_tokens, keyCache, valueCache):  # noqa: N803
+        return self.decode(input_ids, position_ids, ple_tokens, keyCache, valueCache)
+
+
+class TableGraph(nn.Module):
+    def __init__(self, decode: Gemma4Decode) -> None:
+        super().__init__()
+        self.decode = decode
+
+    def forward(self, input_ids, position_ids, ple_table, ple_scale, keyCache, valueCache):  # noqa: N803
+        return self.decode(input_ids, position_ids, ple_table, ple_scale, keyCache, valueCache)
+
+
+class PlainGraph(nn.Module):
+    def __init__(self, decode: Gemma4Decode) -> None:
+        super().__init__()
+        self.decode = decode
+
+    def forward(self, input_ids, position_ids, keyCache, valueCache):  # noqa: N803
+        return self.decode(input_ids, position_ids, keyCache, valueCache)
+
+
+def export_graph(decode: Gemma4Decode) -> nn.Module:
+    if not decode.spec.ple_dim:
+        return PlainGraph(decode)
+    return ProviderGraph(decode) if decode.ple == "provider" else TableGraph(decode)

@@ -1,0 +1,67 @@
+"""Weight quantization: linear symmetric absmax per block of 32 along the input dimension.
+
+int4 is the q4_0 grid the Gemma 4 QAT checkpoints were trained for (scale = max|block| / 7,
+values in [-8, 7]); int8 is the same recipe with scale = max|block| / 127. The quantized
+values are stored as int8 tensors here; coreai-torch packs int4 to half a byte when the
+graph is converted (`constexpr_blockwise_shift_scale` with `input_dtype=torch.int4`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+BLOCK = 32
+QUANTS = ("int4", "int8", "fp16")
+# Largest positive level per bit width (symmetric absmax: the block's max maps to it).
+_QMAX = {"int4": 7, "int8": 127}
+_QMIN = {"int4": -8, "int8": -128}
+
+
+@dataclass
+class QuantizedWeight:
+    """`q` int8 [out, in] holding int4/int8 levels, `scale` [out, in // BLOCK]."""
+
+    q: torch.Tensor
+    scale: torch.Tensor
+    quant: str
+
+    @property
+    def bits(self) -> int:
+        return 4 if self.quant == "int4" else 8
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        scale = self.scale.to(dtype).repeat_interleave(BLOCK, dim=1)
+        return self.q.to(dtype) * scale
+
+    def storage_bytes(self) -> int:
+        """Bytes in the asset: packed levels plus the fp16 scales."""
+        return self.q.numel() * self.bits // 8 + self.scale.numel() * 2
+
+
+def quantize_blockwise(weight: torch.Tensor, quant: str, scale_dtype: torch.dtype = torch.float16) -> QuantizedWeight:
+    """Quantize a [out, in] weight per block of 32 input columns (absmax, no clipping).
+
+    Computed in fp32 from whatever dtype the checkpoint holds. The scale is rounded to
+    `scale_dtype` *before* the levels are computed, so dequantizing with the stored
+    scale reproduces exactly the grid the levels were chosen on.
+    """
+    if quant not in _QMAX:
+        raise ValueError(f"quantize_blockwise: {quant!r} is not int4 or int8")
+    out_features, in_features = weight.shape
+    if in_features % BLOCK:
+        raise ValueError(f"input dimension {in_features} is not a multiple of the block size {BLOCK}")
+    blocks = weight.detach().to(torch.float32).reshape(out_features, in_features // BLOCK, BLOCK)
+    absmax = blocks.abs().amax(dim=-1)
+    scale = (absmax / _QMAX[quant]).to(scale_dtype)
+    # An all-zero block keeps scale 0 in the asset; divide by 1 so its levels are 0.
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale).to(torch.float32)
+    levels = torch.round(blocks / safe.unsqueeze(-1)).clamp_(_QMIN[quant], _QMAX[quant])
+    return QuantizedWeight(levels.to(torch.int8).reshape(out_features, in_features), scale, quant)
+
+
+def expected_storage_bytes(shapes: list[tuple[int, int]], quant: str) -> int:
+    """Asset bytes of the quantized weights with these [out, in] shapes (levels + fp16 scales)."""
+    bits = 4 if quant == "int4" else 8
+    return sum(o * i * bits // 8 + o * (i // BLOCK) * 2 for o, i in shapes)
