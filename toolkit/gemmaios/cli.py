@@ -91,12 +91,16 @@ def build(
     mac: MacOpt = None,
     config: ConfigOpt = None,
     force: ForceOpt = False,
+    max_context: Annotated[int | None, typer.Option(
+        "--max-context", help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
 ) -> None:
     """Checkpoint → Core AI bundle, PLE tables, oracle, AOT .aimodelc and Xcode app, in one build folder."""
     try:
         from .steps import step_names
 
-        _run(_options(model, arch, quant, ple, mac, config), out, None if not force else set(step_names()), force)
+        options = _options(model, arch, quant, ple, mac, config)
+        options.max_context = max_context
+        _run(options, out, None if not force else set(step_names()), force)
     except GemmaiosError as exc:
         _fail(exc)
 
@@ -525,7 +529,7 @@ def convert(
     out: OutOpt = None,
     quant: QuantOpt = "int4",
     ple: PleOpt = "provider",
-    max_context: Annotated[int, typer.Option("--max-context", help="longest context the bundle serves")] = 4096,
+    max_context: Annotated[int | None, typer.Option("--max-context", help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
     force: ForceOpt = False,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated), i.e. the build's checkpoint, tables and convert steps."""

@@ -71,6 +71,16 @@ def model_key(checkpoint: Checkpoint) -> str:
     return base + ("_qat" if "qat" in checkpoint.model_id.lower() and "qat" not in base else "")
 
 
+DEFAULT_MAX_CONTEXT = 4096
+
+
+def resolve_max_context(checkpoint: Checkpoint, requested: int | None) -> int:
+    """The context length to build for: the request, else 4096 capped at what the model supports."""
+    if requested is not None:
+        return requested
+    return min(DEFAULT_MAX_CONTEXT, int(checkpoint.text_config.get("max_position_embeddings") or DEFAULT_MAX_CONTEXT))
+
+
 def _check_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int) -> None:
     if quant not in QUANTS:
         raise ConvertError(f"unknown --quant {quant!r}", hint=f"choose one of {', '.join(QUANTS)}")
@@ -80,7 +90,7 @@ def _check_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: in
     if not 16 <= max_context <= limit:
         raise ConvertError(
             f"--max-context {max_context} is outside 16..{limit} (the checkpoint's max_position_embeddings)",
-            hint="pick a context length the model supports, e.g. 4096",
+            hint=f"pick a context length the model supports, e.g. {min(DEFAULT_MAX_CONTEXT, limit)}",
         )
     if ple == "tbl" and not checkpoint.text_config.get("hidden_size_per_layer_input"):
         raise ConvertError(
@@ -454,7 +464,7 @@ class ConvertStep(Step):
             "checkpoint": ctx.step_fingerprint("checkpoint"),
             "quant": opts.quant,
             "ple": opts.ple,
-            "max_context": opts.max_context,
+            "max_context": resolve_max_context(ctx.checkpoint, opts.max_context),
             "toolkit": __version__,
         }
         if opts.ple == "tbl":
@@ -494,7 +504,7 @@ class ConvertStep(Step):
             ctx.path("bundle"),
             opts.quant,
             opts.ple,
-            opts.max_context,
+            resolve_max_context(ctx.checkpoint, opts.max_context),
             progress=progress,
             tables=tables,
         )

@@ -120,7 +120,7 @@ class BuildOptions:
     arch: str = "h18p"
     quant: str = "int4"
     ple: str = "provider"
-    max_context: int = 4096
+    max_context: int | None = None  # None: min(4096, the model's max_position_embeddings)
     mac: str | None = None
     oracle_tokens: int = 32
     prompts_file: Path | None = None
