@@ -62,7 +62,7 @@ def tiny_text_config_kwargs() -> dict:
         head_dim=16,
         global_head_dim=32,
         hidden_size_per_layer_input=8,
-        num_kv_shared_layers=4,  # layers 8..11 read the caches of layers 4 (sliding) and 5 (full)
+        num_kv_shared_layers=4,  # layers 8..11 read the caches of layers 7 (sliding) and 5 (full)
         sliding_window=8,  # small, so 32-token tests cross the window
         max_position_embeddings=1024,
         final_logit_softcapping=30.0,
