@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError, GemmaiosError
-from .pipeline import BuildContext, Step, StepOutcome, write_json_atomic
+from .pipeline import BuildContext, Step, StepOutcome, sha256_file, write_json_atomic
 
 TABLE_TENSOR = "embed_tokens_per_layer.weight"
 TABLES_DIR = "tables"
@@ -297,14 +297,6 @@ def check_disk_space(out_dir: Path, needed: int) -> None:
         )
 
 
-def _sha256_file(path: Path, chunk: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_sidecar(out_dir: Path) -> dict:
     path = Path(out_dir) / SIDECAR_NAME
     try:
@@ -337,7 +329,7 @@ def check_tables(out_dir: Path, *, hashes: bool = True) -> list[str]:
             problems.append(f"{path} is missing")
         elif path.stat().st_size != entry["bytes"]:
             problems.append(f"{path} has {path.stat().st_size} bytes, the sidecar says {entry['bytes']}")
-        elif hashes and _sha256_file(path) != entry["sha256"]:
+        elif hashes and sha256_file(path) != entry["sha256"]:
             problems.append(f"{path} does not match the sha256 in {SIDECAR_NAME}")
     return problems
 
