@@ -420,8 +420,8 @@ def convert_checkpoint(
     `target`: "ios" (iPhone) or "mac"; `kernel`: the flash-decode variant for Mac builds of
     12B/31B ("simple" | "g8", default g8; see resolve_flash_decode).
     """
-    _check_options(checkpoint, quant, ple, max_context)
     flash = resolve_flash_decode(checkpoint, target, kernel)
+    _check_options(checkpoint, quant, ple, max_context)
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
     name = bundle_name(model_key(checkpoint), quant, ple) + kernels.bundle_suffix(flash)
