@@ -21,7 +21,7 @@ from gemmaios.convert import (
     resolve_flash_decode,
 )
 from gemmaios.pipeline import BuildContext, BuildOptions, fingerprint
-from gemmaios.steps import default_build_dir
+from gemmaios.steps import default_build_dir, run_build
 from gemmaios.tiny import generate_tiny_checkpoint
 
 
@@ -36,38 +36,51 @@ def tiny(tiny_dirs, variant):
     return load_checkpoint(tiny_dirs[variant], model_id="tiny")
 
 
+def convert_for_mac(tiny_dirs, tmp_path, variant: str, kernel: str | None) -> dict:
+    """12B-shaped through the build (options → convert step → build.json), 31B through the API."""
+    if variant == "12b":
+        options = BuildOptions(model=str(tiny_dirs[variant]), quant="int8", max_context=64, target="mac", kernel=kernel)
+        ctx, reports = run_build(options, tmp_path / "build", only={"checkpoint", "convert"})
+        assert [r.status for r in reports] == ["done", "done"], [r.message for r in reports]
+        details = json.loads((ctx.build_dir / "build.json").read_text())["steps"]["convert"]["details"]
+        return details | {"aimodel": ctx.build_dir / details["aimodel"], "metadata": ctx.build_dir / details["metadata"]}
+    result = convert_checkpoint(tiny(tiny_dirs, variant), tmp_path, "int8", "provider", 64, target="mac", kernel=kernel)
+    return vars(result)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "variant,kernel,entry,suffix",
+    "variant,kernel,entry,name",
     [
-        ("12b", None, "gemmaios_flash_decode_sdpa_g8", "_msdpa_g8"),  # the default variant
-        ("31b", "simple", "gemmaios_flash_decode_sdpa", "_msdpa"),
+        # the default variant; a tiny folder is named after itself, like a real checkpoint folder
+        ("12b", None, "gemmaios_flash_decode_sdpa_g8", "gemma4_12b_decode_int8_msdpa_g8"),
+        ("31b", "simple", "gemmaios_flash_decode_sdpa", "gemma4_tiny_decode_int8_msdpa"),
     ],
 )
-def test_mac_conversion_runs_the_kernel_on_exactly_the_full_layers(tiny_dirs, tmp_path, variant, kernel, entry, suffix):
+def test_mac_conversion_runs_the_kernel_on_exactly_the_full_layers(tiny_dirs, tmp_path, variant, kernel, entry, name):
     from coreai.authoring.asset import AIModelAsset
 
-    ckpt = tiny(tiny_dirs, variant)
-    heads = ckpt.text_config["num_attention_heads"]
-    result = convert_checkpoint(ckpt, tmp_path, "int8", "provider", 64, target="mac", kernel=kernel, gates=True)
+    config = tiny(tiny_dirs, variant).text_config
+    heads = config["num_attention_heads"]
+    result = convert_for_mac(tiny_dirs, tmp_path, variant, kernel)
 
-    assert result.name == f"gemma4_tiny_decode_int8{suffix}"
-    assert (result.target, result.kernel) == ("mac", kernel or "g8")
+    assert result["name"] == name
+    assert (result["target"], result["kernel"]) == ("mac", kernel or "g8")
     # Gate 1 ran the module the converter exports (full layers through the kernel's hook).
-    g1 = result.gates["fp32_greedy"]
-    assert g1["passed"] and g1["token_matches"] == 128
-    assert result.gates["quantized"]["passed"]
+    gates = result["gates"]
+    assert gates["fp32_greedy"]["passed"] and gates["fp32_greedy"]["token_matches"] == 128
+    assert gates["quantized"]["passed"]
 
     # The saved asset, read back: one kernel per full layer with the [H, 512] query, no stock SDPA at 512.
-    summary = K.asset_attention_summary(result.aimodel)
+    summary = K.asset_attention_summary(result["aimodel"])
     assert summary.kernels == [{"entry": entry, "query_shape": [heads, 512]}] * 2
     assert not [s for s in summary.stock_sdpa if s["query_shape"][-1] == 512]
-    ops = dict(re.findall(r"\((\w+), (\d+)\)", str(AIModelAsset.load(result.aimodel).summary())))
+    ops = dict(re.findall(r"\((\w+), (\d+)\)", str(AIModelAsset.load(result["aimodel"]).summary())))
     assert int(ops["metal4_kernel"]) == 2  # Core AI's own op count agrees
-    gate = result.gates["flash_decode"]
+    gate = gates["flash_decode"]
     assert gate["passed"] and gate["full_layers"] == [5, 11] and gate["attention"] == summary.as_dict()
 
-    meta = json.loads(result.metadata.read_text())["gemmaios"]
+    meta = json.loads(result["metadata"].read_text())["gemmaios"]
     assert meta["target"] == "mac"
     assert meta["flash_decode"] == {
         "kernel": kernel or "g8",
@@ -80,7 +93,7 @@ def test_mac_conversion_runs_the_kernel_on_exactly_the_full_layers(tiny_dirs, tm
     # The gate fails, named, when the asset runs another variant than the one asked for.
     other = "simple" if (kernel or "g8") == "g8" else "g8"
     with pytest.raises(KernelGateFailed, match="placement is wrong"):
-        kernel_gate(result.aimodel, ckpt.text_config, other)
+        kernel_gate(result["aimodel"], config, other)
 
 
 def test_12b_31b_for_iphone_are_refused_with_a_pointer_to_the_mac_target(tiny_dirs, tmp_path):
