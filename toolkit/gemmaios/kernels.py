@@ -722,4 +722,13 @@ def asset_attention_summary(aimodel: Path) -> AttentionSummary:
             f"{aimodel} holds no program bytecode (*.mlirb)",
             hint="pass the .aimodel folder written by convert",
         )
-    return attention_summary("\n".join(str(AIProgram._load_bytecode(f)) for f in files))
+    return attention_summary("\n".join(_program_text(AIProgram._load_bytecode(f)) for f in files))
+
+
+def _program_text(program: Any) -> str:
+    """An AIProgram's MLIR text with weight constants elided: a 31B asset printed in full is tens of
+    GB of hex. Falls back to ``str`` where coreai's module internals differ."""
+    module = getattr(getattr(program, "_module", None), "_mlir_module", None)
+    if module is None:
+        return str(program)
+    return module.operation.get_asm(large_elements_limit=16, large_resource_limit=64, assume_verified=True)
