@@ -50,15 +50,17 @@ def convert_for_mac(tiny_dirs, tmp_path, variant: str, kernel: str | None) -> di
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "variant,kernel,entry,name",
+    "variant,kernel,entry,name,global_kv_heads",
     [
         # the default variant; a tiny folder is named after itself, like a real checkpoint folder
-        ("12b", None, "gemmaios_flash_decode_sdpa_g8", "gemma4_12b_decode_int8_msdpa_g8"),
-        ("31b", "simple", "gemmaios_flash_decode_sdpa", "gemma4_tiny_decode_int8_msdpa"),
+        ("12b", None, "gemmaios_flash_decode_sdpa_g8", "gemma4_12b_decode_int8_msdpa_g8", 1),
+        ("31b", "simple", "gemmaios_flash_decode_sdpa", "gemma4_tiny_decode_int8_msdpa", 4),
     ],
 )
-def test_mac_conversion_runs_the_kernel_on_exactly_the_full_layers(tiny_dirs, tmp_path, variant, kernel, entry, name):
-    from coreai.authoring.asset import AIModelAsset
+def test_mac_conversion_runs_the_kernel_on_exactly_the_full_layers(
+    tiny_dirs, tmp_path, variant, kernel, entry, name, global_kv_heads
+):
+    from coreai.authoring.asset import AIModelAsset, AIProgram
 
     config = tiny(tiny_dirs, variant).text_config
     heads = config["num_attention_heads"]
@@ -77,6 +79,9 @@ def test_mac_conversion_runs_the_kernel_on_exactly_the_full_layers(tiny_dirs, tm
     assert not [s for s in summary.stock_sdpa if s["query_shape"][-1] == 512]
     ops = dict(re.findall(r"\((\w+), (\d+)\)", str(AIModelAsset.load(result["aimodel"]).summary())))
     assert int(ops["metal4_kernel"]) == 2  # Core AI's own op count agrees
+    # The kernel reads the layer's valid keys only: the global KV heads x the dynamic length x 512.
+    text = K._program_text(AIProgram._load_bytecode(result["aimodel"] / "main.mlirb"))
+    assert f"tensor<{global_kv_heads}x?x512xf16" in text
     gate = gates["flash_decode"]
     assert gate["passed"] and gate["full_layers"] == [5, 11] and gate["attention"] == summary.as_dict()
 
