@@ -161,8 +161,14 @@ def test_build_writes_gated_int4_bundle(tmp_path):
 
 
 def test_tbl_bundle_exports_table_inputs(tiny_checkpoint, tmp_path):
-    result = convert_checkpoint(tiny_checkpoint, tmp_path, "int8", "tbl", 128, gates=False)
+    """Built for --target mac: an E4B-shaped model does not need the flash-decode kernel, so the Mac
+    bundle is the stock graph (same name, no kernel op)."""
+    from gemmaios.kernels import asset_attention_summary
+
+    result = convert_checkpoint(tiny_checkpoint, tmp_path, "int8", "tbl", 128, gates=False, target="mac")
     assert result.name == "gemma4_tiny_decode_int8_tbl"
+    assert result.kernel is None and "flash_decode" not in result.gates
+    assert asset_attention_summary(result.aimodel).kernels == []
     assert [(i["name"], i["dtype"], i["shape"]) for i in result.inputs[2:]] == [
         ("ple_table", "Int8", [384, 96]),
         ("ple_scale", "Float32", [384]),
@@ -171,6 +177,7 @@ def test_tbl_bundle_exports_table_inputs(tiny_checkpoint, tmp_path):
     meta = json.loads(result.metadata.read_text())
     assert meta["gemmaios"]["ple_table"]["shape"] == [384, 96]
     assert meta["gemmaios"]["gates"]["parity"] == "skipped: disabled"
+    assert (meta["gemmaios"]["target"], meta["gemmaios"]["flash_decode"]) == ("mac", None)
 
 
 def test_k_eq_v_and_padded_heads_match_transformers(tiny_checkpoint, tmp_path):

@@ -28,9 +28,15 @@ PleOpt = Annotated[str, typer.Option("--ple", help="per-layer embeddings: provid
 MacOpt = Annotated[str | None, typer.Option("--mac", help="user@host of a Mac with Xcode 27 for Apple-only steps")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config (default: ./gemmaios.yaml)")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="re-run the step(s) even if up to date")]
+TargetOpt = Annotated[str, typer.Option(
+    "--target", help="ios (iPhone) | mac (12B/31B: flash-decode Metal kernel on the full layers)")]
+KernelOpt = Annotated[str | None, typer.Option(
+    "--kernel", help="flash-decode kernel for --target mac builds of 12B/31B: g8 (default) | simple")]
 
 QUANTS = ("int4", "int8", "fp16")
 PLE_MODES = ("provider", "tbl")
+TARGETS = ("ios", "mac")
+KERNELS = ("g8", "simple")
 
 
 def _fail(exc: GemmaiosError) -> None:
@@ -47,6 +53,14 @@ def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, confi
     user = load_config(config)
     return BuildOptions(model=model, arch=arch, quant=quant, ple=ple, mac=mac or user.mac,
                         extra={"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir})
+
+
+def _set_target(options: BuildOptions, target: str, kernel: str | None) -> None:
+    if target not in TARGETS:
+        raise typer.BadParameter(f"{target!r}; choose one of {', '.join(TARGETS)}", param_hint="--target")
+    if kernel is not None and kernel not in KERNELS:
+        raise typer.BadParameter(f"{kernel!r}; choose one of {', '.join(KERNELS)}", param_hint="--kernel")
+    options.target, options.kernel = target, kernel
 
 
 def print_summary(reports: list[StepReport], build_dir: Path) -> None:
@@ -93,6 +107,8 @@ def build(
     force: ForceOpt = False,
     max_context: Annotated[int | None, typer.Option(
         "--max-context", help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
+    target: TargetOpt = "ios",
+    kernel: KernelOpt = None,
 ) -> None:
     """Checkpoint → Core AI bundle, PLE tables, oracle, AOT .aimodelc and Xcode app, in one build folder."""
     try:
@@ -100,7 +116,13 @@ def build(
 
         options = _options(model, arch, quant, ple, mac, config)
         options.max_context = max_context
-        _run(options, out, None if not force else set(step_names()), force)
+        _set_target(options, target, kernel)
+        only = None if not force else set(step_names())
+        if target == "mac":
+            console.print("[dim]--target mac: building the bundle only (the AOT compile and app steps are "
+                          "iPhone-only; the Mac engine loads the .aimodel as is)[/dim]")
+            only = {"checkpoint", "tables", "convert"} if ple == "tbl" else {"checkpoint", "convert"}
+        _run(options, out, only, force)
     except GemmaiosError as exc:
         _fail(exc)
 
@@ -531,11 +553,14 @@ def convert(
     ple: PleOpt = "provider",
     max_context: Annotated[int | None, typer.Option("--max-context", help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
     force: ForceOpt = False,
+    target: TargetOpt = "ios",
+    kernel: KernelOpt = None,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated), i.e. the build's checkpoint, tables and convert steps."""
     try:
         options = _options(model, "h18p", quant, ple, None, None)
         options.max_context = max_context
+        _set_target(options, target, kernel)
         only = {"checkpoint", "tables", "convert"} if ple == "tbl" else {"checkpoint", "convert"}
         _run(options, out, only, force)
     except GemmaiosError as exc:

@@ -18,15 +18,17 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, kernels
 from .bundle import bundle_name, copy_tokenizer, write_metadata
 from .checkpoint import Checkpoint
-from .decode_model import DecodeSpec, Gemma4Decode
+from .decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
 from .errors import GemmaiosError
 from .pipeline import BuildContext, Step, StepOutcome
 from .quantize import BLOCK, QUANTS
+from .tiny import tiny_is_current
 
 PLE_MODES = ("provider", "tbl")
+TARGETS = ("ios", "mac")
 # Cache length the graph is traced with; the exported seq dims are dynamic up to max_context.
 TRACE_CACHE_LEN = 64
 TRACE_POSITIONS = 8
@@ -44,6 +46,14 @@ class AssetGateFailed(GemmaiosError):
     """The saved .aimodel does not have the expected functions, I/O, states or storage."""
 
 
+class TargetNotSupported(ConvertError):
+    """The checkpoint cannot run on the requested --target (e.g. 12B/31B on iPhone)."""
+
+
+class KernelGateFailed(AssetGateFailed):
+    """The saved .aimodel does not run the flash-decode kernel on exactly the full layers."""
+
+
 @dataclass
 class ConvertResult:
     bundle_dir: Path
@@ -58,6 +68,8 @@ class ConvertResult:
     states: list[dict]
     gates: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    target: str = "ios"
+    kernel: str | None = None  # flash-decode variant on the full layers, None: stock SDPA
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.bundle_dir.rglob("*") if p.is_file())
@@ -79,6 +91,35 @@ def resolve_max_context(checkpoint: Checkpoint, requested: int | None) -> int:
     if requested is not None:
         return requested
     return min(DEFAULT_MAX_CONTEXT, int(checkpoint.text_config.get("max_position_embeddings") or DEFAULT_MAX_CONTEXT))
+
+
+def resolve_flash_decode(checkpoint: Checkpoint, target: str, kernel: str | None = None) -> str | None:
+    """The flash-decode kernel variant this conversion uses on the full layers, or None (stock SDPA).
+
+    Mac targets of models whose full-layer decode query overflows the stock SDPA (12B, 31B) get
+    the kernel (default g8); other Mac targets keep the stock graph. iPhone targets of those
+    models are refused.
+    """
+    if target not in TARGETS:
+        raise ConvertError(f"unknown --target {target!r}", hint="choose ios (iPhone, default) or mac")
+    if kernel is not None and kernel not in kernels.KERNEL_SPECS:
+        raise ConvertError(
+            f"unknown --kernel {kernel!r}", hint=f"choose one of {', '.join(sorted(kernels.KERNEL_SPECS))}"
+        )
+    needed = kernels.needs_flash_decode(checkpoint.text_config)
+    if needed and target == "ios":
+        cfg = checkpoint.text_config
+        raise TargetNotSupported(
+            f"{checkpoint.model_id} cannot target iPhone: its full layers' decode query "
+            f"({cfg['num_attention_heads']} heads x 512) crashes the stock SDPA at the first token, "
+            "and a 12B/31B model exceeds the iPhone memory budget",
+            hint="convert it for the Mac with --target mac (full layers then run gemmaios' flash-decode kernel)",
+        )
+    if kernel is not None and target != "mac":
+        raise ConvertError("--kernel only applies to --target mac", hint="drop --kernel, or add --target mac")
+    if not needed:
+        return None
+    return kernel or kernels.DEFAULT_VARIANT
 
 
 def _check_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int) -> None:
@@ -127,8 +168,14 @@ def gates_fit_in_memory(checkpoint: Checkpoint) -> tuple[bool, str]:
     return True, ""
 
 
-def run_parity_gates(checkpoint: Checkpoint, quant: str, progress: Progress | None = None) -> dict:
-    """Gates 1 and 2 (see gemmaios.parity); raises ParityGateFailed on failure."""
+def run_parity_gates(
+    checkpoint: Checkpoint, quant: str, progress: Progress | None = None, flash_decode: str | None = None
+) -> dict:
+    """Gates 1 and 2 (see gemmaios.parity); raises ParityGateFailed on failure.
+
+    With `flash_decode`, the full layers go through the kernel's hook (its fp32 reference in eager
+    fp32), i.e. the module the converter exports.
+    """
     from . import parity
 
     spec = DecodeSpec.from_text_config(checkpoint.text_config)
@@ -137,13 +184,17 @@ def run_parity_gates(checkpoint: Checkpoint, quant: str, progress: Progress | No
         progress("reference (transformers fp32)", 0, 1)
     refs = parity.hf_reference(checkpoint, prompts)
     fp32 = Gemma4Decode(checkpoint, quant="fp16", dtype=torch.float32, spec=spec).eval()
+    use_flash_decode(fp32, flash_decode)
     exact = parity.PleRows(checkpoint, spec, exact=True) if spec.ple_dim else None
     gate1 = parity.greedy_parity_gate(fp32, refs, exact)
     del fp32
     gc.collect()
     quantized = Gemma4Decode(checkpoint, quant=quant, dtype=torch.float32, spec=spec).eval()
+    use_flash_decode(quantized, flash_decode)
     table = parity.PleRows(checkpoint, spec, exact=False) if spec.ple_dim else None
-    gate2 = parity.quantized_parity_gate(quantized, refs, quant, table, tiny=checkpoint.is_tiny)
+    # A generated tiny checkpoint (any variant) has random weights: gate 2 uses the tiny bound.
+    random_weights = checkpoint.is_tiny or tiny_is_current(checkpoint.path)
+    gate2 = parity.quantized_parity_gate(quantized, refs, quant, table, tiny=random_weights)
     del quantized
     gc.collect()
     return {"fp32_greedy": gate1.as_dict(), "quantized": gate2.as_dict()}
@@ -179,8 +230,12 @@ def reference_inputs(model: Gemma4Decode, max_context: int) -> tuple[dict, dict]
     return inputs, shapes
 
 
-def export_program(model: Gemma4Decode, max_context: int):
-    """torch.export → coreai-torch decompositions → TorchConverter → AIProgram."""
+def export_program(model: Gemma4Decode, max_context: int, flash_decode: str | None = None):
+    """torch.export → coreai-torch decompositions → TorchConverter → AIProgram.
+
+    `flash_decode`: the kernel variant the model's full layers call (see use_flash_decode); its
+    Metal lowering is registered with the converter.
+    """
     import coreai_torch
 
     from .decode_model import export_graph
@@ -194,6 +249,8 @@ def export_program(model: Gemma4Decode, max_context: int):
         return exported.run_decompositions(coreai_torch.get_decomp_table())
 
     converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
+    if flash_decode is not None:
+        kernels.register_flash_decode_kernels(converter, (flash_decode,))
     converter.add_pytorch_module(
         graph,
         export_fn=export_fn,
@@ -322,6 +379,22 @@ def asset_gate(aimodel: Path, names: dict, expected_q_elements: int, quant: str)
     return report | {"inputs": inputs, "outputs": outputs, "states": states}
 
 
+def kernel_gate(aimodel: Path, text_config: dict, variant: str) -> dict:
+    """Gate 4 (flash-decode builds): one `variant` kernel per full layer, no stock SDPA at head dim 512."""
+    summary = kernels.asset_attention_summary(aimodel)
+    try:
+        kernels.check_full_layers_use_kernel(summary, text_config, variant)
+    except kernels.KernelPlacementError as exc:
+        raise KernelGateFailed(f"{aimodel.name}: {exc.args[0]}", hint=exc.hint) from exc
+    return {
+        "passed": True,
+        "kernel": variant,
+        "entry": kernels.KERNEL_SPECS[variant].entry,
+        "full_layers": kernels.full_attention_layers(text_config),
+        "attention": summary.as_dict(),
+    }
+
+
 def _parse_pair(item) -> tuple[str, int]:
     if isinstance(item, tuple):
         return str(item[0]), int(item[1])
@@ -339,24 +412,29 @@ def convert_checkpoint(
     progress: Progress | None = None,
     gates: bool | None = None,
     tables: dict | None = None,
+    target: str = "ios",
+    kernel: str | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
     `gates`: None runs the HF parity gates when the fp32 reference fits in memory (else
     records why not), True always runs them, False skips them. The asset gate always runs.
     `tables`: the tables step's details for tbl bundles (recorded in metadata).
+    `target`: "ios" (iPhone) or "mac"; `kernel`: the flash-decode variant for Mac builds of
+    12B/31B ("simple" | "g8", default g8; see resolve_flash_decode).
     """
+    flash = resolve_flash_decode(checkpoint, target, kernel)
     _check_options(checkpoint, quant, ple, max_context)
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
-    name = bundle_name(model_key(checkpoint), quant, ple)
+    name = bundle_name(model_key(checkpoint), quant, ple) + kernels.bundle_suffix(flash)
     seconds: dict[str, float] = {}
     t0 = time.time()
 
     gate_report: dict = {}
     run_gates, why_not = (True, "") if gates else ((False, "skipped: disabled") if gates is False else gates_fit_in_memory(checkpoint))
     if run_gates:
-        gate_report.update(run_parity_gates(checkpoint, quant, progress))
+        gate_report.update(run_parity_gates(checkpoint, quant, progress, flash))
     else:
         gate_report["parity"] = why_not
     seconds["gates"] = round(time.time() - t0, 2)
@@ -371,6 +449,7 @@ def convert_checkpoint(
         spec=spec,
         progress=(lambda i, n: progress("layers", i, n)) if progress else None,
     ).eval()
+    use_flash_decode(model, flash)
     free_memory()
     q_elements = expected_quantized_elements(model)
     names = {"inputs": model.input_names(), "states": model.state_names(), "outputs": model.output_names()}
@@ -382,7 +461,7 @@ def convert_checkpoint(
         t2 = time.time()
         if progress:
             progress("export", 0, 1)
-        program = export_program(model, max_context)
+        program = export_program(model, max_context, flash)
         del model
         free_memory()
         seconds["export"] = round(time.time() - t2, 2)
@@ -401,6 +480,10 @@ def convert_checkpoint(
         asset = asset_gate(aimodel, names, q_elements, quant)
         io = {k: asset.pop(k) for k in ("inputs", "outputs", "states")}
         gate_report["asset"] = asset
+        if flash is not None:
+            if progress:
+                progress("kernel gate", 0, 1)
+            gate_report["flash_decode"] = kernel_gate(aimodel, checkpoint.text_config, flash)
 
         copy_tokenizer(checkpoint.path, staging / "tokenizer")
         gemmaios_section = {
@@ -409,6 +492,17 @@ def convert_checkpoint(
             "quant_scheme": None if quant == "fp16" else f"linear symmetric absmax, per block of {BLOCK} input columns",
             "ple": ple,
             "max_context": max_context,
+            "target": target,
+            "flash_decode": (
+                {
+                    "kernel": flash,
+                    "entry": kernels.KERNEL_SPECS[flash].entry,
+                    "full_layers": kernels.full_attention_layers(checkpoint.text_config),
+                    "attention": gate_report["flash_decode"]["attention"],
+                }
+                if flash
+                else None
+            ),
             "inputs": io["inputs"],
             "outputs": io["outputs"],
             "states": io["states"],
@@ -452,6 +546,8 @@ def convert_checkpoint(
         states=io["states"],
         gates=gate_report,
         seconds=seconds,
+        target=target,
+        kernel=flash,
     )
 
 
@@ -466,6 +562,8 @@ class ConvertStep(Step):
             "quant": opts.quant,
             "ple": opts.ple,
             "max_context": resolve_max_context(ctx.checkpoint, opts.max_context),
+            "target": opts.target,
+            "kernel": resolve_flash_decode(ctx.checkpoint, opts.target, opts.kernel),
             "toolkit": __version__,
         }
         if opts.ple == "tbl":
@@ -508,6 +606,8 @@ class ConvertStep(Step):
             resolve_max_context(ctx.checkpoint, opts.max_context),
             progress=progress,
             tables=tables,
+            target=opts.target,
+            kernel=opts.kernel,
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = {
@@ -518,6 +618,8 @@ class ConvertStep(Step):
             "quant": result.quant,
             "ple": result.ple,
             "max_context": result.max_context,
+            "target": result.target,
+            "kernel": result.kernel,
             "inputs": result.inputs,
             "outputs": result.outputs,
             "states": result.states,
@@ -526,4 +628,8 @@ class ConvertStep(Step):
         }
         g1 = result.gates.get("fp32_greedy")
         note = f"{g1['token_matches']}/{g1['prompts'] * g1['steps']} fp32 greedy" if g1 else "parity gates skipped"
+        if result.kernel:
+            note += f"; flash-decode {result.kernel} on full layers {result.gates['flash_decode']['full_layers']}"
+        elif result.target == "mac":
+            note += "; stock attention (this model does not need the flash-decode kernel)"
         return StepOutcome(outputs=result.files(), details=details, message=f"{result.name} ({note})")

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .checkpoint import Checkpoint
 from .quantize import BLOCK, QuantizedWeight, quantize_blockwise
 
@@ -247,6 +248,10 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 
 class DecoderLayer(nn.Module):
+    # Flash-decode kernel variant ("simple" | "g8") for this full layer's attention, or None
+    # for the stock matmul/softmax attention; set by use_flash_decode().
+    flash_decode: str | None = None
+
     def __init__(self, spec: DecodeSpec, layer: LayerSpec, reader: WeightReader, quant: str, dtype: torch.dtype):
         super().__init__()
         self.spec, self.layer = spec, layer
@@ -292,7 +297,7 @@ class DecoderLayer(nn.Module):
         h = self.input_layernorm(x)
         cos, sin = self.rope(position, h.dtype)
         q = self.q_proj(h).view(1, 1, heads, d)
-        q = rotate(self.q_norm(q), cos, sin).transpose(1, 2)  # [1,H,1,d]
+        q = rotate(self.q_norm(q), cos, sin)  # [1,1,H,d]
         if lay.owns_kv:
             k_raw = self.k_proj(h).view(1, 1, kvh, d)
             v = k_raw if self.v_proj is None else self.v_proj(h).view(1, 1, kvh, d)
@@ -304,15 +309,20 @@ class DecoderLayer(nn.Module):
             value_cache[slot : slot + 1, :, :, length - 1 : length, :] = F.pad(v, pad).unsqueeze(0)
         keys = key_cache[lay.kv_slot, :, :kvh, :length, :d]  # [1,kvh,P,d]
         values = value_cache[lay.kv_slot, :, :kvh, :length, :d]
-        groups = heads // kvh
-        qg = q.reshape(1, kvh, groups, d)
-        scores = torch.matmul(qg, keys.transpose(-1, -2)).float()  # [1,kvh,G,P]; Gemma 4 scaling is 1
-        if lay.layer_type == SLIDING:
-            key_pos = torch.arange(length, dtype=torch.int32)
-            outside = key_pos <= (length - 1 - spec.sliding_window)
-            scores = scores.masked_fill(outside, float("-inf"))
-        probs = torch.softmax(scores, dim=-1).to(values.dtype)
-        attn = torch.matmul(probs, values).reshape(1, 1, heads * d)
+        if self.flash_decode is not None:
+            # The query before the head transpose: the kernel must not read a transposed view.
+            attn = kernels.full_attention_sdpa(q, keys, values, kernel=self.flash_decode)  # [1,H,1,d]
+            attn = attn.reshape(1, 1, heads * d)
+        else:
+            groups = heads // kvh
+            qg = q.transpose(1, 2).reshape(1, kvh, groups, d)
+            scores = torch.matmul(qg, keys.transpose(-1, -2)).float()  # [1,kvh,G,P]; Gemma 4 scaling is 1
+            if lay.layer_type == SLIDING:
+                key_pos = torch.arange(length, dtype=torch.int32)
+                outside = key_pos <= (length - 1 - spec.sliding_window)
+                scores = scores.masked_fill(outside, float("-inf"))
+            probs = torch.softmax(scores, dim=-1).to(values.dtype)
+            attn = torch.matmul(probs, values).reshape(1, 1, heads * d)
         h = self.post_attention_layernorm(self.o_proj(attn))
         x = residual + h
 
@@ -426,6 +436,24 @@ class Gemma4Decode(nn.Module):
     def new_cache(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
         shape = self.spec.cache_shape(capacity)
         return torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype)
+
+
+def use_flash_decode(model: Gemma4Decode, variant: str | None) -> list[int]:
+    """Route the full layers' decode attention through the flash-decode kernel (None: stock).
+
+    Returns the indices of the layers that now use it.
+    """
+    if variant is not None and variant not in kernels.KERNEL_SPECS:
+        raise kernels.KernelInputError(
+            f"unknown flash-decode kernel {variant!r}", hint=f"use one of {sorted(kernels.KERNEL_SPECS)}"
+        )
+    switched = []
+    for layer in model.layers:
+        on = variant is not None and layer.layer.layer_type == FULL
+        layer.flash_decode = variant if on else None
+        if on:
+            switched.append(layer.layer.index)
+    return switched
 
 
 # torch.export needs a fixed, named signature per graph variant; these wrap the module.

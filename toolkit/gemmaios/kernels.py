@@ -583,6 +583,9 @@ def full_attention_sdpa(q, k, v, *, kernel: str = DEFAULT_VARIANT, scale: float 
     ``coreai_metal_kernels::<entry>`` op that :func:`register_flash_decode_kernels` lowers to the
     kernel; in eager mode it runs the fp32 torch reference. The kernel is fp16 and scale 1.0 (Gemma
     4); other dtypes are cast on the way in and out, another scale is applied to q first (in fp16).
+    Exception: eager fp32 inputs (the converter's fp32 parity gates) get the fp32 reference on the
+    fp32 tensors, without the fp16 casts, so the gate compares exact attention with transformers;
+    the kernel's own fp16 error is bounded by :func:`error_bound`.
     """
     import torch
 
@@ -613,6 +616,11 @@ def full_attention_sdpa(q, k, v, *, kernel: str = DEFAULT_VARIANT, scale: float 
     q2 = q.reshape(n_heads, head_dim)
     if scale != 1.0:
         q2 = q2 * scale
+    if q.dtype == torch.float32 and not torch.compiler.is_compiling():
+        out = _torch_reference(
+            q2, k.reshape(n_kv_heads, k.shape[-2], head_dim), v.reshape(n_kv_heads, v.shape[-2], head_dim)
+        )
+        return out.reshape(1, n_heads, 1, head_dim)
     q2, k3, v3 = (
         x.to(torch.float16)
         for x in (
@@ -714,4 +722,13 @@ def asset_attention_summary(aimodel: Path) -> AttentionSummary:
             f"{aimodel} holds no program bytecode (*.mlirb)",
             hint="pass the .aimodel folder written by convert",
         )
-    return attention_summary("\n".join(str(AIProgram._load_bytecode(f)) for f in files))
+    return attention_summary("\n".join(_program_text(AIProgram._load_bytecode(f)) for f in files))
+
+
+def _program_text(program: Any) -> str:
+    """An AIProgram's MLIR text with weight constants elided: a 31B asset printed in full is tens of
+    GB of hex. Falls back to ``str`` where coreai's module internals differ."""
+    module = getattr(getattr(program, "_module", None), "_mlir_module", None)
+    if module is None:
+        return str(program)
+    return module.operation.get_asm(large_elements_limit=16, large_resource_limit=64, assume_verified=True)

@@ -121,6 +121,8 @@ class BuildOptions:
     quant: str = "int4"
     ple: str = "provider"
     max_context: int | None = None  # None: min(4096, the model's max_position_embeddings)
+    target: str = "ios"  # ios (iPhone) | mac
+    kernel: str | None = None  # flash-decode variant for mac builds of 12B/31B (None: g8)
     mac: str | None = None
     oracle_tokens: int = 32
     prompts_file: Path | None = None

@@ -46,7 +46,10 @@ def step_names() -> list[str]:
 
 def default_build_dir(options: BuildOptions) -> Path:
     model = TINY_ID if options.model == TINY_ID else Path(options.model.rstrip("/")).name
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}-{options.arch}-{options.quant}-{options.ple}")
+    name = f"{model}-{options.arch}-{options.quant}-{options.ple}"
+    if options.target != "ios":  # Mac bundles (and their kernel variant) get their own folder
+        name = f"{model}-{options.target}-{options.quant}-{options.ple}" + (f"-{options.kernel}" if options.kernel else "")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
     return Path("build") / slug
 
 
