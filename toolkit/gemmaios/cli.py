@@ -25,6 +25,8 @@ ArchOpt = Annotated[str, typer.Option("--arch", help="AOT target architecture (e
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="build folder (default: build/<model>-<arch>-...)")]
 QuantOpt = Annotated[str, typer.Option("--quant", help="weight quantization: int4 | int8 | fp16")]
 PleOpt = Annotated[str, typer.Option("--ple", help="per-layer embeddings: provider | tbl")]
+HeadQuantOpt = Annotated[str | None, typer.Option(
+    "--head-quant", help="lm_head storage: int4 | int8 (an untied copy) | fp16 (tied to the embedding); default: --quant")]
 MacOpt = Annotated[str | None, typer.Option("--mac", help="user@host of a Mac with Xcode 27 for Apple-only steps")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config (default: ./gemmaios.yaml)")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="re-run the step(s) even if up to date")]
@@ -36,6 +38,12 @@ PLE_MODES = ("provider", "tbl")
 def _fail(exc: GemmaiosError) -> None:
     console.print(f"[red]error:[/red] {exc}")
     raise typer.Exit(2)
+
+
+def _head_quant(value: str | None) -> str | None:
+    if value is not None and value not in QUANTS:
+        raise typer.BadParameter(f"{value!r}; choose one of {', '.join(QUANTS)}", param_hint="--head-quant")
+    return value
 
 
 def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, config: Path | None) -> BuildOptions:
@@ -93,6 +101,7 @@ def build(
     force: ForceOpt = False,
     max_context: Annotated[int | None, typer.Option(
         "--max-context", help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
+    head_quant: HeadQuantOpt = None,
 ) -> None:
     """Checkpoint → Core AI bundle, PLE tables, oracle, AOT .aimodelc and Xcode app, in one build folder."""
     try:
@@ -100,6 +109,7 @@ def build(
 
         options = _options(model, arch, quant, ple, mac, config)
         options.max_context = max_context
+        options.head_quant = _head_quant(head_quant)
         _run(options, out, None if not force else set(step_names()), force)
     except GemmaiosError as exc:
         _fail(exc)
@@ -531,11 +541,13 @@ def convert(
     ple: PleOpt = "provider",
     max_context: Annotated[int | None, typer.Option("--max-context", help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
     force: ForceOpt = False,
+    head_quant: HeadQuantOpt = None,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated), i.e. the build's checkpoint, tables and convert steps."""
     try:
         options = _options(model, "h18p", quant, ple, None, None)
         options.max_context = max_context
+        options.head_quant = _head_quant(head_quant)
         only = {"checkpoint", "tables", "convert"} if ple == "tbl" else {"checkpoint", "convert"}
         _run(options, out, only, force)
     except GemmaiosError as exc:
