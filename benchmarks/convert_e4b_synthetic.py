@@ -9,9 +9,10 @@ conversion runs in a child process so its peak RSS is measured alone.
     python benchmarks/convert_e4b_synthetic.py --work /tmp/e4b-synth [--quant int4] [--ple provider]
 
 Target: peak RSS <= 12 GB. Needs ~16 GB of disk for the checkpoint plus ~4 GB for the bundle.
-Measured int4 provider with the default untied int4 head: 13.2-14.2 GB peak (in coreai-torch's
-add_pytorch_module, which packs the int4 levels while our int8 copies are alive), bundle 3.955 GB;
-the tied fp16 head measured 11.1 GB before head_quant existed (`--head-quant fp16` to compare).
+Measured on this tree (2 shared cores), int4 provider: untied int4 head (the default) peak RSS
+13.2 / 14.2 GB in two runs, export-stage samples 13.0 / 13.8 GB (coreai-torch's add_pytorch_module,
+packing int4 levels while our int8 copies are alive), bundle 3.955 GB; `--head-quant fp16` (tied)
+14.2 GB peak, export-stage 12.3 GB. The 12 GB target is not met either way at present.
 """
 
 from __future__ import annotations
