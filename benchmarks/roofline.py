@@ -1,7 +1,11 @@
 """Print the decode bandwidth model for a registry model on an architecture.
 
-    python benchmarks/roofline.py                       # E4B int4 (fp16 tied head) on h18p
+    python benchmarks/roofline.py                       # E4B int4, untied int4 lm_head, on h18p
+    python benchmarks/roofline.py --head fp16           # the tied fp16 head (convert --head-quant fp16)
     python benchmarks/roofline.py --bandwidth 60.9 --measured 15.1
+
+The head defaults to --quant, as `gemmaios convert` does since head_quant: int4/int8 bundles
+carry an untied per-block-32 copy of the lm_head next to the exact fp16 embedding table.
 
 Bytes per decoded token come from the registry's dimensions alone (gemmaios.roofline);
 the bandwidth from the architecture registry or --bandwidth. With a measured decode rate
@@ -28,23 +32,26 @@ def main() -> None:
     ap.add_argument("--model", default="e4b")
     ap.add_argument("--arch", default="h18p")
     ap.add_argument("--quant", default="int4", choices=sorted(BITS_PER_WEIGHT))
-    ap.add_argument("--head", default="fp16", choices=sorted(BITS_PER_WEIGHT),
-                    help="tied embedding/lm_head storage (our convert keeps it fp16)")
+    ap.add_argument("--head", choices=sorted(BITS_PER_WEIGHT),
+                    help="lm_head storage (default: --quant, as convert's --head-quant default; fp16 = tied)")
     ap.add_argument("--context", type=float, default=256.0, help="mean cached positions while decoding")
     ap.add_argument("--bandwidth", type=float, help="GB/s (default: the arch registry's figure)")
-    ap.add_argument("--measured", type=float, default=15.1, help="measured decode tok/s (seed 002: 15.1 on iPhone)")
+    ap.add_argument("--measured", type=float, default=15.1, help="measured decode tok/s (seed 002: 15.1 on iPhone, a 3.7 GB int4 bundle with an untied int4 head)")
     args = ap.parse_args()
 
     spec, arch = get_model(args.model), get_arch(args.arch)
-    est = estimate_weight_bytes(spec, args.quant, head_quant=args.head)
+    head = args.head or args.quant
+    est = estimate_weight_bytes(spec, args.quant, head_quant=head)
     total = bytes_per_decoded_token(est.total_bytes, est.kv_bytes_per_position, args.context, est.ple_row_bytes)
-    print(f"{spec.key} ({spec.hf_id}) decode, {args.quant} linears, {args.head} tied head, on {arch.name}")
+    kind_of_head = "tied fp16 head" if head == "fp16" else f"untied {head} head"
+    print(f"{spec.key} ({spec.hf_id}) decode, {args.quant} linears, {kind_of_head}, on {arch.name}")
     for name, nbytes in est.parts.items():
         print(f"  {name:28s} {est.params[name] / 1e6:9.1f} M params  {nbytes / GB:7.3f} GB")
     kv = est.kv_bytes_per_position * args.context
     print(f"  {'KV @ context ' + format(args.context, 'g'):28s} {est.kv_bytes_per_position:9d} B/pos     {kv / GB:7.3f} GB")
     print(f"  {'PLE row':28s} {'':19s} {est.ple_row_bytes:7d} B")
     print(f"  {'bytes per decoded token':28s} {'':19s} {total / GB:7.3f} GB")
+    print(f"  {'weights stored (bundle)':28s} {'':19s} {est.bundle_bytes / GB:7.3f} GB")
     for line in est.assumptions:
         print(f"    · {line}")
     bandwidth, kind = args.bandwidth, "--bandwidth"

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from gemmaios import parity
-from gemmaios.convert import ConvertError, convert_checkpoint
+from gemmaios.convert import ConvertError, ConvertStep, convert_checkpoint
 from gemmaios.decode_model import DecodeSpec, Gemma4Decode, rope_inv_freq
-from gemmaios.pipeline import BuildOptions
+from gemmaios.pipeline import BuildOptions, fingerprint
+from gemmaios.report import bundle_facts_from_dir
 from gemmaios.steps import run_build
 
 
@@ -82,6 +83,33 @@ def test_quantized_gate_reports_and_catches_damage(tiny_checkpoint, references):
     with pytest.raises(parity.ParityGateFailed) as info:
         parity.quantized_parity_gate(model, references, "int8", table, tiny=True)
     assert info.value.position is not None
+    with torch.no_grad():
+        model.layers[3].down_proj.levels.mul_(-1)  # undo; now damage only the untied int8 head
+        model.lm_head.levels.mul_(-1)
+    with pytest.raises(parity.ParityGateFailed, match="normalized logit error"):
+        parity.quantized_parity_gate(model, references, "int8", table, tiny=True)
+
+
+def test_quantized_gate_runs_the_untied_quantized_head(tiny_checkpoint, references):
+    """int4 weights get an untied int4 lm_head (the gather keeps the exact table); gate 2 runs it."""
+    model = Gemma4Decode(tiny_checkpoint, quant="int4", dtype=torch.float32).eval()
+    exact = torch.from_numpy(contract_embed(tiny_checkpoint))
+    assert model.head_quant == "int4" and model.lm_head.quantized and model.lm_head.shape == (384, 64)
+    assert torch.equal(model.embed, exact)  # the gather table is not quantized
+    head = model.lm_head.dense_weight()
+    assert not torch.equal(head, exact) and torch.allclose(head, exact, atol=float(exact.abs().max()) / 7)
+    table = parity.PleRows(tiny_checkpoint, model.spec, exact=False)
+    report = parity.quantized_parity_gate(model, references, "int4", table, tiny=True)
+    assert report.passed  # (the int8 gate test above shows a damaged head fails gate 2)
+    tied = Gemma4Decode(tiny_checkpoint, quant="int4", head_quant="fp16", dtype=torch.float32)
+    assert tied.lm_head is None and tied.head_quant == "fp16"
+
+
+def contract_embed(checkpoint) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    name = "model.embed_tokens.weight"
+    return load_file(str(checkpoint.tensor_file(name)))[name].astype(np.float32)
 
 
 def contract_table(checkpoint) -> tuple[np.ndarray, np.ndarray]:
@@ -117,6 +145,8 @@ def test_rejects_bad_options(tiny_checkpoint, tmp_path):
         convert_checkpoint(tiny_checkpoint, tmp_path, quant="int3")
     with pytest.raises(ConvertError, match="--max-context"):
         convert_checkpoint(tiny_checkpoint, tmp_path, max_context=1 << 30)
+    with pytest.raises(ConvertError, match="--head-quant"):
+        convert_checkpoint(tiny_checkpoint, tmp_path, head_quant="int2")
 
 
 def test_build_writes_gated_int4_bundle(tmp_path):
@@ -129,12 +159,17 @@ def test_build_writes_gated_int4_bundle(tmp_path):
     assert details["bundle_dir"] == "bundle/gemma4_tiny_decode_int4"
     assert details["aimodel"] == "bundle/gemma4_tiny_decode_int4/gemma4_tiny_decode_int4.aimodel"
     assert (details["quant"], details["ple"], details["max_context"]) == ("int4", "provider", 256)
+    assert details["head_quant"] == "int4"  # the default follows --quant
     gates = details["gates"]
     assert gates["fp32_greedy"]["token_matches"] == 128 and gates["fp32_greedy"]["passed"]
-    assert gates["quantized"]["passed"]
+    assert gates["quantized"]["passed"] and gates["quantized"]["head_quant"] == "int4"
     asset = gates["asset"]
     assert asset["quantized_type"] == "Int4" and 0.98 <= asset["ratio"] <= 1.02
     assert "Int8" not in asset["storage_types"]
+    # The expected int4 count holds the untied head (vocab × hidden) on top of the linears.
+    linears_only = Gemma4Decode(ctx.checkpoint, quant="int4", head_quant="fp16")
+    assert asset["expected_elements"] == sum(n * k for n, k in (m.shape for _, m in linears_only.linears()
+                                                                  if m.quantized)) + 384 * 64
     assert [i["name"] for i in details["inputs"]] == ["input_ids", "position_ids", "ple_tokens"]
     assert details["inputs"][0]["shape"] == [1, 1] and details["inputs"][1]["shape"] == [1, None]
     assert details["inputs"][2] == {"name": "ple_tokens", "dtype": "Float16", "shape": [1, 1, 12, 8]}
@@ -149,15 +184,49 @@ def test_build_writes_gated_int4_bundle(tmp_path):
     assert meta["language"]["vocab_size"] == 384 and meta["language"]["max_context_length"] == 256
     assert meta["language"]["function_map"] == {"main": ["main"]}
     assert meta["gemmaios"]["quant"] == "int4" and meta["gemmaios"]["ple"] == "provider"
+    assert meta["gemmaios"]["head_quant"] == "int4"
+    assert meta["gemmaios"]["head"] == {
+        "tied": False, "shape": [384, 64], "embedding_dtype": "float16", "embedding_bytes": 384 * 64 * 2,
+        "scheme": "linear symmetric absmax, per block of 32 input columns (untied copy)",
+        "head_bytes": 384 * 64 // 2 + 384 * 2 * 2,
+    }
     assert (bundle / "tokenizer" / "tokenizer.json").is_file()
     # The summary read back independently shows int4 weights.
     from coreai.authoring.asset import AIModelAsset
 
     storage = dict(AIModelAsset.load(ctx.build_dir / details["aimodel"]).summary().storage_types)
     assert storage["Int4"] >= asset["expected_elements"]
-    # Unchanged inputs: the second build skips the step.
+    # The report streams the untied head, not the fp16 embedding table it also stores.
+    facts = bundle_facts_from_dir(bundle)
+    asset_size = sum(p.stat().st_size for p in (ctx.build_dir / details["aimodel"]).rglob("*") if p.is_file())
+    assert facts.weight_bytes == asset_size - (384 * 64 * 2 - 64 * 2)
+    # Unchanged inputs: the second build skips the step; --head-quant is part of the fingerprint.
     _, again = run_build(options, tmp_path / "build", only={"checkpoint", "convert"})
     assert [r.status for r in again] == ["skipped", "skipped"]
+    step = ConvertStep()
+    default = fingerprint(step.inputs(ctx))
+    assert fingerprint(step.inputs(ctx)) == default == ctx.step_fingerprint("convert")
+    ctx.options.head_quant = "int4"  # explicit, same as the default
+    assert fingerprint(step.inputs(ctx)) == default
+    ctx.options.head_quant = "fp16"
+    assert step.inputs(ctx)["head_quant"] == "fp16" and fingerprint(step.inputs(ctx)) != default
+
+
+def test_fp16_bundle_keeps_the_tied_head(tiny_checkpoint, tmp_path):
+    from coreai.authoring.asset import AIModelAsset
+
+    result = convert_checkpoint(tiny_checkpoint, tmp_path, "fp16", "provider", 64, gates=False)
+    assert result.head_quant == "fp16"
+    meta = json.loads(result.metadata.read_text())["gemmaios"]
+    assert meta["head_quant"] == "fp16" and meta["head"]["tied"] and "head_bytes" not in meta["head"]
+    storage = dict(AIModelAsset.load(result.aimodel).summary().storage_types)
+    assert "Int4" not in storage and "Int8" not in storage
+    # One [V, H] table serves gather and head: fp16 storage holds it once, not twice.
+    model = Gemma4Decode(tiny_checkpoint, quant="fp16")
+    fp16_once = sum(t.numel() for t in [*model.parameters(), *model.buffers()] if t.dtype == torch.float16)
+    assert abs(storage["Float16"] - fp16_once) < 384 * 64 / 2
+    assert bundle_facts_from_dir(result.bundle_dir).weight_bytes == sum(
+        p.stat().st_size for p in result.aimodel.rglob("*") if p.is_file())
 
 
 def test_tbl_bundle_exports_table_inputs(tiny_checkpoint, tmp_path):

@@ -24,6 +24,7 @@ from gemmaios.report import (
     Score,
     apply_gates,
     build_report,
+    bundle_facts_from_dir,
     compare,
     load_run,
     load_runs,
@@ -192,7 +193,7 @@ def test_roofline_without_a_bandwidth_figure_says_so(tmp_path, monkeypatch):
 def test_registry_estimate_when_no_bundle_files(tmp_path):
     path = write_transcript(tmp_path / "loose" / "r.jsonl", records())
     run = load_run(path)
-    est = estimate_weight_bytes(MODELS["e4b"], "int4", head_quant="fp16")
+    est = estimate_weight_bytes(MODELS["e4b"], "int4", head_quant="int4")  # convert's default head
     assert run.bundle.weight_bytes == est.total_bytes and "registry" in run.bundle.source
 
 
@@ -225,7 +226,40 @@ def test_e4b_estimate_matches_the_hf_module_count():
     assert est.params["linear_total"] == linear
     assert est.params["embedding_lm_head"] == model.model.embed_tokens.weight.numel()
     assert est.total_bytes == linear * 4.5 / 8 + s.vocab_size * s.hidden_size * 2
+    assert est.bundle_bytes == est.total_bytes  # tied: the one table is stored and streamed
     assert est.kv_bytes_per_position == 24 * 2 * 2 * 512 * 2
+    # The default head follows the weights: an untied int4 head streams at 4.5 bits; the fp16
+    # embedding is stored too but streams one row per token.
+    untied = estimate_weight_bytes(s, "int4")
+    table = s.vocab_size * s.hidden_size
+    assert untied.head_quant == "int4" and untied.params["lm_head"] == table
+    assert untied.total_bytes == linear * 4.5 / 8 + table * 4.5 / 8 + s.hidden_size * 2
+    assert untied.bundle_bytes == linear * 4.5 / 8 + table * 4.5 / 8 + table * 2
+
+
+def test_untied_head_bundle_streams_the_head_not_the_embedding_table(tmp_path):
+    """Weights from the asset size: an int4-head bundle's fp16 embedding table counts one row."""
+    build = build_folder(tmp_path, weight_bytes=None)
+    bundle = build / "bundle" / "gemma4_e4b_qat_decode_int4"
+    meta = json.loads((bundle / "metadata.json").read_text())
+    asset = bundle / "gemma4_e4b_qat_decode_int4.aimodel"
+    asset.mkdir()
+    with open(asset / "weight.bin", "wb") as fh:
+        fh.truncate(5_000_000)
+    meta["gemmaios"]["head_quant"] = "int4"
+    meta["gemmaios"]["head"] = {"tied": False, "shape": [1000, 256], "embedding_bytes": 512_000}
+    (bundle / "metadata.json").write_text(json.dumps(meta))
+    facts = bundle_facts_from_dir(bundle)
+    assert facts.weight_bytes == 5_000_000 - 512_000 + 512 and "head_quant int4" in facts.source
+    meta["gemmaios"]["head"] = {"tied": True, "shape": [1000, 256], "embedding_bytes": 512_000}
+    meta["gemmaios"]["head_quant"] = "fp16"
+    (bundle / "metadata.json").write_text(json.dumps(meta))
+    assert bundle_facts_from_dir(bundle).weight_bytes == 5_000_000
+    del meta["gemmaios"]["head"]
+    meta["gemmaios"]["head_quant"] = "int8"
+    (bundle / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ReportError, match="head"):
+        bundle_facts_from_dir(bundle)
 
 
 def test_roofline_arithmetic():

@@ -25,6 +25,8 @@ ArchOpt = Annotated[str, typer.Option("--arch", help="AOT target architecture (e
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="build folder (default: build/<model>-<arch>-...)")]
 QuantOpt = Annotated[str, typer.Option("--quant", help="weight quantization: int4 | int8 | fp16")]
 PleOpt = Annotated[str, typer.Option("--ple", help="per-layer embeddings: provider | tbl")]
+HeadQuantOpt = Annotated[str | None, typer.Option(
+    "--head-quant", help="lm_head storage: int4 | int8 (an untied copy) | fp16 (tied to the embedding); default: --quant")]
 MacOpt = Annotated[str | None, typer.Option("--mac", help="user@host of a Mac with Xcode 27 for Apple-only steps")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config (default: ./gemmaios.yaml)")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="re-run the step(s) even if up to date")]
@@ -42,6 +44,12 @@ KERNELS = ("g8", "simple")
 def _fail(exc: GemmaiosError) -> None:
     console.print(f"[red]error:[/red] {exc}")
     raise typer.Exit(2)
+
+
+def _head_quant(value: str | None) -> str | None:
+    if value is not None and value not in QUANTS:
+        raise typer.BadParameter(f"{value!r}; choose one of {', '.join(QUANTS)}", param_hint="--head-quant")
+    return value
 
 
 def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, config: Path | None) -> BuildOptions:
@@ -109,6 +117,7 @@ def build(
         "--max-context", help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
     target: TargetOpt = "ios",
     kernel: KernelOpt = None,
+    head_quant: HeadQuantOpt = None,
 ) -> None:
     """Checkpoint → Core AI bundle, PLE tables, oracle, AOT .aimodelc and Xcode app, in one build folder."""
     try:
@@ -117,6 +126,7 @@ def build(
         options = _options(model, arch, quant, ple, mac, config)
         options.max_context = max_context
         _set_target(options, target, kernel)
+        options.head_quant = _head_quant(head_quant)
         only = None if not force else set(step_names())
         if target == "mac":
             console.print("[dim]--target mac: building the bundle only (the AOT compile and app steps are "
@@ -555,12 +565,14 @@ def convert(
     force: ForceOpt = False,
     target: TargetOpt = "ios",
     kernel: KernelOpt = None,
+    head_quant: HeadQuantOpt = None,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated), i.e. the build's checkpoint, tables and convert steps."""
     try:
         options = _options(model, "h18p", quant, ple, None, None)
         options.max_context = max_context
         _set_target(options, target, kernel)
+        options.head_quant = _head_quant(head_quant)
         only = {"checkpoint", "tables", "convert"} if ple == "tbl" else {"checkpoint", "convert"}
         _run(options, out, only, force)
     except GemmaiosError as exc:

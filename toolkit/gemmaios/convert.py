@@ -24,7 +24,7 @@ from .checkpoint import Checkpoint
 from .decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
 from .errors import GemmaiosError
 from .pipeline import BuildContext, Step, StepOutcome
-from .quantize import BLOCK, QUANTS
+from .quantize import BLOCK, QUANTS, expected_storage_bytes
 from .tiny import tiny_is_current
 
 PLE_MODES = ("provider", "tbl")
@@ -61,6 +61,7 @@ class ConvertResult:
     aimodel: Path
     metadata: Path
     quant: str
+    head_quant: str
     ple: str
     max_context: int
     inputs: list[dict]
@@ -122,9 +123,23 @@ def resolve_flash_decode(checkpoint: Checkpoint, target: str, kernel: str | None
     return kernel or kernels.DEFAULT_VARIANT
 
 
-def _check_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int) -> None:
+def resolve_head_quant(quant: str, head_quant: str | None) -> str:
+    """The lm_head's storage: the request, else the weights' quant (int4/int8: an untied
+    quantized copy; fp16: the head stays tied to the fp16 embedding table)."""
+    return head_quant or quant
+
+
+def _check_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int, head_quant: str) -> None:
     if quant not in QUANTS:
         raise ConvertError(f"unknown --quant {quant!r}", hint=f"choose one of {', '.join(QUANTS)}")
+    if head_quant not in QUANTS:
+        raise ConvertError(f"unknown --head-quant {head_quant!r}", hint=f"choose one of {', '.join(QUANTS)}")
+    hidden = int(checkpoint.text_config.get("hidden_size") or 0)
+    if head_quant != "fp16" and hidden % BLOCK:
+        raise ConvertError(
+            f"--head-quant {head_quant} needs hidden_size divisible by {BLOCK}, and {checkpoint.model_id} has {hidden}",
+            hint="use --head-quant fp16 (the tied fp16 head)",
+        )
     if ple not in PLE_MODES:
         raise ConvertError(f"unknown --ple {ple!r}", hint="choose provider or tbl")
     limit = int(checkpoint.text_config.get("max_position_embeddings") or 131072)
@@ -168,14 +183,25 @@ def gates_fit_in_memory(checkpoint: Checkpoint) -> tuple[bool, str]:
     return True, ""
 
 
+# Coarsest first: gate 2 is bounded by the least precise format in the graph.
+_PRECISION_ORDER = ("int4", "int8", "fp16")
+
+
 def run_parity_gates(
-    checkpoint: Checkpoint, quant: str, progress: Progress | None = None, flash_decode: str | None = None
+    checkpoint: Checkpoint,
+    quant: str,
+    progress: Progress | None = None,
+    flash_decode: str | None = None,
+    head_quant: str | None = None,
 ) -> dict:
     """Gates 1 and 2 (see gemmaios.parity); raises ParityGateFailed on failure.
 
     With `flash_decode`, the full layers go through the kernel's hook (its fp32 reference in eager
-    fp32), i.e. the module the converter exports.
+    fp32), i.e. the module the converter exports. Gate 2 runs the bundle's weights: the linears
+    at `quant` and the lm_head at `head_quant` (an untied int4/int8 copy, or the tied fp16
+    table), bounded for the coarser of the two.
     """
+    head_quant = resolve_head_quant(quant, head_quant)
     from . import parity
 
     spec = DecodeSpec.from_text_config(checkpoint.text_config)
@@ -189,15 +215,16 @@ def run_parity_gates(
     gate1 = parity.greedy_parity_gate(fp32, refs, exact)
     del fp32
     gc.collect()
-    quantized = Gemma4Decode(checkpoint, quant=quant, dtype=torch.float32, spec=spec).eval()
+    quantized = Gemma4Decode(checkpoint, quant=quant, head_quant=head_quant, dtype=torch.float32, spec=spec).eval()
     use_flash_decode(quantized, flash_decode)
     table = parity.PleRows(checkpoint, spec, exact=False) if spec.ple_dim else None
+    bound = min(quant, quantized.head_quant, key=_PRECISION_ORDER.index)
     # A generated tiny checkpoint (any variant) has random weights: gate 2 uses the tiny bound.
     random_weights = checkpoint.is_tiny or tiny_is_current(checkpoint.path)
-    gate2 = parity.quantized_parity_gate(quantized, refs, quant, table, tiny=random_weights)
+    gate2 = parity.quantized_parity_gate(quantized, refs, bound, table, tiny=random_weights)
     del quantized
     gc.collect()
-    return {"fp32_greedy": gate1.as_dict(), "quantized": gate2.as_dict()}
+    return {"fp32_greedy": gate1.as_dict(), "quantized": gate2.as_dict() | {"quant": quant, "head_quant": head_quant}}
 
 
 def reference_inputs(model: Gemma4Decode, max_context: int) -> tuple[dict, dict]:
@@ -317,17 +344,34 @@ def _parse_specs(pairs) -> list[dict]:
     return specs
 
 
-def expected_quantized_elements(model: Gemma4Decode) -> int:
-    """The int4/int8 levels of every quantized weight: out * in per matrix.
+_STORAGE_TYPE = {"int4": "Int4", "int8": "Int8"}
 
-    The asset's int4/int8 count also holds the (all-zero) per-block zero-point constants
-    the converter emits; equal constants are shared, so they add well under 2%.
+
+def expected_quantized_elements(model: Gemma4Decode) -> dict[str, dict[str, int]]:
+    """The int4/int8 levels of every quantized weight (lm_head included), by storage type:
+    {"Int4": {"elements": Σ out*in, "offset_allowance": max out*in/32}}.
+
+    The converter also emits an all-zero zero-point constant of each weight's scale shape
+    (out × in/32) in the weight's type; equal ones are merged, and on tiny at most one
+    per type survived (measured: +192 int4 elements for the int4 linears, +768 for an int4
+    head alone). The largest one is allowed on top: 1/32 of one matrix, which matters only
+    when the head is the type's sole matrix (fp16 weights, --head-quant int4/int8).
     """
-    return sum(lin.shape[0] * lin.shape[1] for _, lin in model.linears() if lin.quantized)
+    counts: dict[str, dict[str, int]] = {}
+    for _, lin in model.linears():
+        if lin.quantized:
+            entry = counts.setdefault(_STORAGE_TYPE[lin.quant], {"elements": 0, "offset_allowance": 0})
+            entry["elements"] += lin.shape[0] * lin.shape[1]
+            entry["offset_allowance"] = max(entry["offset_allowance"], lin.shape[0] * lin.shape[1] // BLOCK)
+    return counts
 
 
-def asset_gate(aimodel: Path, names: dict, expected_q_elements: int, quant: str) -> dict:
-    """Gate 3: the saved asset's summary has main, the I/O and states, and the right storage."""
+def asset_gate(aimodel: Path, names: dict, expected_q_elements: dict[str, dict[str, int]], quant: str) -> dict:
+    """Gate 3: the saved asset's summary has main, the I/O and states, and the right storage.
+
+    `expected_q_elements`: per storage type (see expected_quantized_elements); each type's
+    stored count must lie within 2% of its levels (plus the one zero-point allowance above).
+    """
     from coreai.authoring.asset import AIModelAsset
 
     summary = AIModelAsset.load(aimodel).summary(include_statistics=True)
@@ -351,25 +395,31 @@ def asset_gate(aimodel: Path, names: dict, expected_q_elements: int, quant: str)
     for s in states:
         if s["shape"][3] is not None:
             problems.append(f"state {s['name']} has a static sequence dim {s['shape']}")
-    report = {"functions": functions, "storage_types": storage}
-    if quant in ("int4", "int8"):
-        type_name = "Int4" if quant == "int4" else "Int8"
+    report: dict = {"functions": functions, "storage_types": storage}
+    checks = {}
+    for type_name, want in expected_q_elements.items():
+        expected, allowance = want["elements"], want["offset_allowance"]
         got = storage.get(type_name, 0)
-        bits = 4 if quant == "int4" else 8
-        report.update(
-            quantized_type=type_name,
-            expected_elements=expected_q_elements,
-            stored_elements=got,
-            expected_bytes=expected_q_elements * bits // 8,
-            stored_bytes=got * bits // 8,
-        )
-        ratio = got / expected_q_elements if expected_q_elements else 0.0
-        report["ratio"] = round(ratio, 5)
-        if not 0.98 <= ratio <= 1.02:
+        bits = 4 if type_name == "Int4" else 8
+        ratio = got / expected if expected else 0.0
+        checks[type_name] = {
+            "expected_elements": expected,
+            "offset_allowance": allowance,
+            "stored_elements": got,
+            "expected_bytes": expected * bits // 8,
+            "stored_bytes": got * bits // 8,
+            "ratio": round(ratio, 5),
+        }
+        if not 0.98 * expected <= got <= 1.02 * expected + allowance:
             problems.append(
-                f"{type_name} storage holds {got} elements, expected {expected_q_elements} (±2%): "
-                "the weights were not stored quantized"
+                f"{type_name} storage holds {got} elements, expected {expected} (-2%..+2% + {allowance} "
+                "zero-point elements): the weights were not stored quantized"
             )
+    if checks:
+        report["quantized"] = checks
+        # The weights' own type up front (the head's when only the head is quantized).
+        main = _STORAGE_TYPE.get(quant) if _STORAGE_TYPE.get(quant) in checks else next(iter(checks))
+        report.update(quantized_type=main, **checks[main])
     if problems:
         raise AssetGateFailed(
             f"{aimodel.name}: " + "; ".join(problems),
@@ -395,6 +445,25 @@ def kernel_gate(aimodel: Path, text_config: dict, variant: str) -> dict:
     }
 
 
+def head_facts(spec: DecodeSpec, head_quant: str) -> dict:
+    """How the bundle stores the embedding and the lm_head (for size and bandwidth models).
+
+    Per decoded token the gather reads one fp16 embedding row; the head reads its whole
+    table: the embedding itself when tied, else the untied int4/int8 copy.
+    """
+    shape = [spec.vocab_size, spec.hidden_size]
+    facts = {
+        "tied": head_quant == "fp16",
+        "shape": shape,
+        "embedding_dtype": "float16",
+        "embedding_bytes": shape[0] * shape[1] * 2,
+    }
+    if head_quant != "fp16":
+        facts["scheme"] = f"linear symmetric absmax, per block of {BLOCK} input columns (untied copy)"
+        facts["head_bytes"] = expected_storage_bytes([tuple(shape)], head_quant)
+    return facts
+
+
 def _parse_pair(item) -> tuple[str, int]:
     if isinstance(item, tuple):
         return str(item[0]), int(item[1])
@@ -414,6 +483,7 @@ def convert_checkpoint(
     tables: dict | None = None,
     target: str = "ios",
     kernel: str | None = None,
+    head_quant: str | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
@@ -422,9 +492,12 @@ def convert_checkpoint(
     `tables`: the tables step's details for tbl bundles (recorded in metadata).
     `target`: "ios" (iPhone) or "mac"; `kernel`: the flash-decode variant for Mac builds of
     12B/31B ("simple" | "g8", default g8; see resolve_flash_decode).
+    `head_quant`: the lm_head's storage (default: `quant`; int4/int8 = an untied quantized
+    copy next to the exact fp16 embedding table, fp16 = tied to it).
     """
     flash = resolve_flash_decode(checkpoint, target, kernel)
-    _check_options(checkpoint, quant, ple, max_context)
+    head_quant = resolve_head_quant(quant, head_quant)
+    _check_options(checkpoint, quant, ple, max_context, head_quant)
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
     name = bundle_name(model_key(checkpoint), quant, ple) + kernels.bundle_suffix(flash)
@@ -434,7 +507,7 @@ def convert_checkpoint(
     gate_report: dict = {}
     run_gates, why_not = (True, "") if gates else ((False, "skipped: disabled") if gates is False else gates_fit_in_memory(checkpoint))
     if run_gates:
-        gate_report.update(run_parity_gates(checkpoint, quant, progress, flash))
+        gate_report.update(run_parity_gates(checkpoint, quant, progress, flash, head_quant=head_quant))
     else:
         gate_report["parity"] = why_not
     seconds["gates"] = round(time.time() - t0, 2)
@@ -444,6 +517,7 @@ def convert_checkpoint(
     model = Gemma4Decode(
         checkpoint,
         quant=quant,
+        head_quant=head_quant,
         dtype=torch.float16,
         ple=ple,
         spec=spec,
@@ -490,6 +564,8 @@ def convert_checkpoint(
             "source": {"model_id": checkpoint.model_id, "revision": checkpoint.revision},
             "quant": quant,
             "quant_scheme": None if quant == "fp16" else f"linear symmetric absmax, per block of {BLOCK} input columns",
+            "head_quant": head_quant,
+            "head": head_facts(spec, head_quant),
             "ple": ple,
             "max_context": max_context,
             "target": target,
@@ -539,6 +615,7 @@ def convert_checkpoint(
         aimodel=final / f"{name}.aimodel",
         metadata=final / "metadata.json",
         quant=quant,
+        head_quant=head_quant,
         ple=ple,
         max_context=max_context,
         inputs=io["inputs"],
@@ -560,6 +637,7 @@ class ConvertStep(Step):
         values = {
             "checkpoint": ctx.step_fingerprint("checkpoint"),
             "quant": opts.quant,
+            "head_quant": resolve_head_quant(opts.quant, opts.head_quant),
             "ple": opts.ple,
             "max_context": resolve_max_context(ctx.checkpoint, opts.max_context),
             "target": opts.target,
@@ -608,6 +686,7 @@ class ConvertStep(Step):
             tables=tables,
             target=opts.target,
             kernel=opts.kernel,
+            head_quant=opts.head_quant,
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = {
@@ -616,6 +695,7 @@ class ConvertStep(Step):
             "aimodel": rel(result.aimodel),
             "metadata": rel(result.metadata),
             "quant": result.quant,
+            "head_quant": result.head_quant,
             "ple": result.ple,
             "max_context": result.max_context,
             "target": result.target,

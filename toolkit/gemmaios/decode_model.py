@@ -351,6 +351,7 @@ class Gemma4Decode(nn.Module):
         ple: str = "provider",
         spec: DecodeSpec | None = None,
         progress: Callable[[int, int], None] | None = None,
+        head_quant: str | None = None,
     ) -> None:
         super().__init__()
         if ple not in ("provider", "tbl"):
@@ -359,9 +360,18 @@ class Gemma4Decode(nn.Module):
         self.quant, self.dtype, self.ple = quant, dtype, ple
         spec = self.spec
         reader = WeightReader(checkpoint)
-        # Tied embedding: one table for the in-graph gather and the lm_head matmul. Kept in
-        # `dtype` (an exact gather; quantizing it is a separate, gated decision).
-        self.embed = nn.Parameter(reader.get("embed_tokens.weight").to(dtype), requires_grad=False)
+        # The embedding gather stays exact (`dtype`): it reads one row per token. The lm_head
+        # reads the whole [V, H] table every token, so at int4/int8 it is an untied copy
+        # quantized like the linears (the embedding is 37% of E4B's int4 per-token bytes
+        # when the head stays fp16); at fp16 the one table serves both (tied).
+        table = reader.get("embed_tokens.weight")
+        self.embed = nn.Parameter(table.to(dtype), requires_grad=False)
+        head_quant = head_quant or quant
+        self.lm_head = None
+        if head_quant in ("int4", "int8") and spec.hidden_size % BLOCK == 0:
+            self.lm_head = Linear(table, head_quant, dtype)
+        self.head_quant = head_quant if self.lm_head is not None else "fp16"
+        del table
         self.embed_scale = float(torch.tensor(spec.hidden_size**0.5, dtype=dtype))
         if spec.ple_dim:
             self.per_layer_model_projection = Linear(reader.get("per_layer_model_projection.weight"), quant, dtype)
@@ -426,7 +436,7 @@ class Gemma4Decode(nn.Module):
             layer_input = per_layer[:, :, i, :] if per_layer is not None else None
             x = layer(x, layer_input, position, length, key_cache, value_cache)
         x = self.norm(x)
-        logits = F.linear(x, self.embed)
+        logits = F.linear(x, self.embed) if self.lm_head is None else self.lm_head(x)
         if spec.final_logit_softcapping:
             cap = spec.final_logit_softcapping
             logits = (torch.tanh(logits.float() / cap) * cap).to(self.dtype)

@@ -119,6 +119,7 @@ class BuildOptions:
     model: str
     arch: str = "h18p"
     quant: str = "int4"
+    head_quant: str | None = None  # lm_head storage; None: same as quant (convert.resolve_head_quant)
     ple: str = "provider"
     max_context: int | None = None  # None: min(4096, the model's max_position_embeddings)
     target: str = "ios"  # ios (iPhone) | mac

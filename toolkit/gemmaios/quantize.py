@@ -17,6 +17,8 @@ QUANTS = ("int4", "int8", "fp16")
 # Largest positive level per bit width (symmetric absmax: the block's max maps to it).
 _QMAX = {"int4": 7, "int8": 127}
 _QMIN = {"int4": -8, "int8": -128}
+# Weight elements quantized per pass (64 MiB of fp32 temporaries each).
+QUANTIZE_CHUNK_ELEMENTS = 1 << 24
 
 
 @dataclass
@@ -52,13 +54,21 @@ def quantize_blockwise(weight: torch.Tensor, quant: str, scale_dtype: torch.dtyp
     out_features, in_features = weight.shape
     if in_features % BLOCK:
         raise ValueError(f"input dimension {in_features} is not a multiple of the block size {BLOCK}")
-    blocks = weight.detach().to(torch.float32).reshape(out_features, in_features // BLOCK, BLOCK)
-    absmax = blocks.abs().amax(dim=-1)
-    scale = (absmax / _QMAX[quant]).to(scale_dtype)
-    # An all-zero block keeps scale 0 in the asset; divide by 1 so its levels are 0.
-    safe = torch.where(scale == 0, torch.ones_like(scale), scale).to(torch.float32)
-    levels = torch.round(blocks / safe.unsqueeze(-1)).clamp_(_QMIN[quant], _QMAX[quant])
-    return QuantizedWeight(levels.to(torch.int8).reshape(out_features, in_features), scale, quant)
+    levels = torch.empty((out_features, in_features), dtype=torch.int8)
+    scale = torch.empty((out_features, in_features // BLOCK), dtype=scale_dtype)
+    # Row chunks bound the fp32 temporaries (the E4B lm_head is 262144 x 2560: ~2.7 GB per
+    # fp32 copy if done at once); rows are independent, so the result is the same.
+    rows = max(1, QUANTIZE_CHUNK_ELEMENTS // in_features)
+    for start in range(0, out_features, rows):
+        stop = min(start + rows, out_features)
+        blocks = weight[start:stop].detach().to(torch.float32).reshape(stop - start, in_features // BLOCK, BLOCK)
+        chunk_scale = (blocks.abs().amax(dim=-1) / _QMAX[quant]).to(scale_dtype)
+        # An all-zero block keeps scale 0 in the asset; divide by 1 so its levels are 0.
+        safe = torch.where(chunk_scale == 0, torch.ones_like(chunk_scale), chunk_scale).to(torch.float32)
+        chunk = torch.round(blocks / safe.unsqueeze(-1)).clamp_(_QMIN[quant], _QMAX[quant])
+        levels[start:stop] = chunk.to(torch.int8).reshape(stop - start, in_features)
+        scale[start:stop] = chunk_scale
+    return QuantizedWeight(levels, scale, quant)
 
 
 def expected_storage_bytes(shapes: list[tuple[int, int]], quant: str) -> int:

@@ -273,7 +273,8 @@ def _bundle_facts(t: Transcript, build_dir: Path | None, manifest: dict,
     spec = MODELS.get(match["key"]) if match else None
     if spec is None:
         return None, f"no bundle files and {name!r} is not a registry model: pass --bundle for the roofline"
-    est = estimate_weight_bytes(spec, quant=match["quant"], head_quant="fp16")
+    # The bundle name does not say how the head is stored; convert's default follows --quant.
+    est = estimate_weight_bytes(spec, quant=match["quant"], head_quant=match["quant"])
     return BundleFacts(name, est.total_bytes, est.kv_bytes_per_position, est.ple_row_bytes,
                        source=f"estimated from registry {spec.key!r} ({'; '.join(est.assumptions)})"), ""
 
@@ -291,11 +292,27 @@ def _is_static(dim: Any) -> bool:
     return isinstance(dim, int) and not isinstance(dim, bool) and dim > 0
 
 
+def _untied_embedding_bytes(ours: dict) -> int:
+    """Stored but not streamed: with an untied int4/int8 head (convert's `head_quant`), the fp16
+    embedding table is in the asset yet decode gathers one row of it; its size less that row."""
+    head_quant = ours.get("head_quant", "fp16")  # bundles from before head_quant: tied fp16
+    head = ours.get("head") or {}
+    if head_quant == "fp16" or head.get("tied", False):
+        return 0
+    shape = head.get("shape")
+    if not shape:
+        raise ReportError(f"metadata.json records head_quant {head_quant} but no gemmaios.head.shape",
+                          hint="re-convert with this gemmaios, or pass --bundle of a bundle that records it")
+    row = int(shape[1]) * 2
+    return int(head.get("embedding_bytes") or int(shape[0]) * row) - row
+
+
 def bundle_facts_from_dir(bundle_dir: Path, tables: dict | None = None) -> BundleFacts:
     """Bandwidth facts of a converted bundle folder.
 
     Reads what convert records in `metadata.json` → `gemmaios`: weights = `weight_bytes`
-    when recorded, else the size of the `.aimodel` asset; KV bytes per position = the state
+    when recorded, else the size of the `.aimodel` asset (less the fp16 embedding table but one
+    row when `head_quant` is int4/int8: that head is an untied copy); KV bytes per position = the state
     specs (`states`: each {shape, dtype}, the sequence dim dynamic = None) summed over K and
     V; PLE row = `ple_table.shape` [V, L*D] (tbl bundles) or the tables step's `shape`.
     """
@@ -314,6 +331,11 @@ def bundle_facts_from_dir(bundle_dir: Path, tables: dict | None = None) -> Bundl
         if not assets[0].exists() or assets[0] == bundle_dir:
             raise ReportError(f"{bundle_dir} has no .aimodel asset", hint="run `gemmaios convert` or pass --bundle")
         weight_bytes, weight_src = _asset_bytes(assets[0]), f"size of {assets[0].name}"
+        untied = _untied_embedding_bytes(ours)
+        if untied:
+            weight_bytes -= untied
+            weight_src += (f" less the fp16 embedding table ({untied / GB:.3f} GB net; head_quant "
+                           f"{ours.get('head_quant')}: the untied head is read whole, the embedding one row per token)")
     kv = 0
     states = ours.get("states") or []
     for state in states.values() if isinstance(states, dict) else states:

@@ -28,8 +28,9 @@ def bytes_per_decoded_token(weight_bytes: int, kv_bytes_per_position: int, conte
 
         bytes/token = W + KV_pos × ctx + PLE_row
 
-    W       every weight in the decode graph, once (the tied embedding counts once: the
-            lm_head reads the whole table, the input embedding only gathers one row of it);
+    W       every weight in the decode graph, once: the lm_head's whole table (the fp16
+            embedding when tied, else its untied int4/int8 copy) plus, when untied, the one
+            fp16 embedding row the input gather reads;
     KV_pos  K and V bytes per cached position over all cache-owning layers
             = kv_layers × 2 × kv_heads × head_dim × 2 bytes (fp16), see `kv_bytes_per_position`;
     ctx     positions in the cache when the token is decoded (prompt + generated so far);
@@ -67,7 +68,8 @@ class WeightEstimate:
     model: str
     quant: str
     head_quant: str
-    total_bytes: int
+    total_bytes: int  # streamed per decoded token
+    bundle_bytes: int = 0  # stored in the asset (adds the untied head's fp16 embedding table)
     parts: dict[str, int] = field(default_factory=dict)  # component → bytes
     params: dict[str, int] = field(default_factory=dict)  # component → parameter count
     kv_bytes_per_position: int = 0
@@ -79,13 +81,15 @@ def _layer_is_full(i: int, n_layers: int, every: int) -> bool:
     return (i + 1) % every == 0 or i == n_layers - 1
 
 
-def estimate_weight_bytes(spec: ModelSpec, quant: str = "int4", head_quant: str = "fp16",
+def estimate_weight_bytes(spec: ModelSpec, quant: str = "int4", head_quant: str | None = None,
                           full_attention_every: int = 6) -> WeightEstimate:
     """Weight bytes of our Gemma 4 decode graph for `spec`, from its dimensions alone.
 
     Linears (q/k/v/o, gate/up/down, the per-layer-input gate and projection, and the global
     per-layer model projection) are stored at `quant` (int4 per-block-32 + fp16 scales =
-    4.5 bits/weight); the tied embedding / lm_head table at `head_quant`. KV-shared layers
+    4.5 bits/weight). The lm_head at `head_quant` (default: `quant`, as convert does): fp16
+    is the embedding table itself (tied, read whole per token); int4/int8 is an untied copy
+    read whole per token, while the fp16 embedding (stored too) gives one row. KV-shared layers
     have no k/v projections (the QAT checkpoints prune them); full-attention layers (every
     `full_attention_every`-th and the last) use `global_head_dim` and, where set,
     `num_global_key_value_heads` and `attention_k_eq_v` (no v_proj). Norm weights (a few KB
@@ -95,6 +99,7 @@ def estimate_weight_bytes(spec: ModelSpec, quant: str = "int4", head_quant: str 
         if getattr(spec, name) is None:
             raise RooflineError(f"registry entry {spec.key!r} does not record {name}",
                                 hint="compute the bandwidth model from a converted bundle instead (pass --bundle)")
+    head_quant = head_quant or quant
     if quant not in BITS_PER_WEIGHT or head_quant not in BITS_PER_WEIGHT:
         raise RooflineError(f"unknown quantization {quant!r}/{head_quant!r}",
                             hint=f"one of {', '.join(BITS_PER_WEIGHT)}")
@@ -115,9 +120,21 @@ def estimate_weight_bytes(spec: ModelSpec, quant: str = "int4", head_quant: str 
     if spec.has_ple:
         params["per_layer_model_projection"] = h * n * spec.hidden_size_per_layer_input
     linear_params = sum(params.values())
-    params["embedding_lm_head"] = spec.vocab_size * h
-    parts = {k: round(v * BITS_PER_WEIGHT[quant] / 8) for k, v in params.items() if k != "embedding_lm_head"}
-    parts["embedding_lm_head"] = round(params["embedding_lm_head"] * BITS_PER_WEIGHT[head_quant] / 8)
+    table = spec.vocab_size * h
+    parts = {k: round(v * BITS_PER_WEIGHT[quant] / 8) for k, v in params.items()}
+    params["embedding_lm_head"] = table
+    tied = head_quant == "fp16"
+    if tied:
+        parts["embedding_lm_head"] = table * 2
+        bundle_bytes = sum(parts.values())
+        head_line = "tied embedding/lm_head at fp16 (16 bits/weight), read whole per token"
+    else:
+        params["lm_head"], params["embedding_row"] = table, h
+        parts["lm_head"] = round(table * BITS_PER_WEIGHT[head_quant] / 8)
+        parts["embedding_row"] = h * 2
+        bundle_bytes = sum(parts.values()) - parts["embedding_row"] + table * 2
+        head_line = (f"untied lm_head at {head_quant} ({BITS_PER_WEIGHT[head_quant]:g} bits/weight), read whole "
+                     "per token; the fp16 embedding table is stored but only one row is gathered per token")
     padded_heads = max(spec.num_key_value_heads, spec.num_global_key_value_heads or 0)
     padded_dim = max(spec.head_dim, spec.global_head_dim)
     return WeightEstimate(
@@ -125,13 +142,14 @@ def estimate_weight_bytes(spec: ModelSpec, quant: str = "int4", head_quant: str 
         quant=quant,
         head_quant=head_quant,
         total_bytes=sum(parts.values()),
+        bundle_bytes=bundle_bytes,
         parts=parts,
         params={**params, "linear_total": linear_params},
         kv_bytes_per_position=kv_bytes_per_position(spec.kv_slots, padded_heads, padded_dim),
         ple_row_bytes=ple_row_bytes(n, spec.hidden_size_per_layer_input),
         assumptions=[
             f"linears at {quant} ({BITS_PER_WEIGHT[quant]:g} bits/weight incl. fp16 per-block-{QUANT_BLOCK} scales)",
-            f"tied embedding/lm_head at {head_quant} ({BITS_PER_WEIGHT[head_quant]:g} bits/weight), read once per token",
+            head_line,
             f"KV: {spec.kv_slots} cache-owning layers × 2 × {padded_heads} heads × {padded_dim} dims × 2 B (fp16, padded)",
             "norm weights left out (a few KB per layer)",
         ],
