@@ -35,7 +35,7 @@ from .patches import (
     locate_pinned_source,
     prepare_engine_package,
 )
-from .pipeline import BuildContext, Step, StepOutcome, sha256_file
+from .pipeline import BuildContext, Step, StepOutcome, replace_dir, sha256_file
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "ios_template"
 ENGINE_PRODUCT = "CoreAILM"
@@ -462,14 +462,7 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
         if problems:
             raise AppTemplateError("the rendered project.pbxproj is inconsistent: " + "; ".join(problems),
                                    hint="this is a gemmaios bug; please report it with the build folder")
-        if final_dir.exists():
-            old = final_dir.with_name(f".{s.app_name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final_dir, old)
-            os.replace(staging, final_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, final_dir)
+        replace_dir(staging, final_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import GemmaiosError
+from .pipeline import replace_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PATCHES_DIR = REPO_ROOT / "patches"
@@ -419,14 +420,7 @@ def prepare_engine_package(dest: Path, series: Series, source: Path) -> ApplyRes
         result = apply_series(staging, series)
         (staging / ".gemmaios-engine").write_text(
             f"base {series.base}\n" + "".join(f"patch {p.name} {p.sha256}\n" for p in series.patches))
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
-            os.replace(staging, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, dest)
+        replace_dir(staging, dest)
         return result
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

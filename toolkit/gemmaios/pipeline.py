@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -51,6 +52,22 @@ def write_json_atomic(path: Path, data: Any) -> None:
         json.dump(data, fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
     os.replace(tmp, path)
+
+
+def replace_dir(staging: Path, dest: Path) -> None:
+    """Move a finished `staging` folder into place as `dest`, replacing any previous one.
+
+    The old folder is renamed aside first, so at every instant `dest` is either the old
+    complete folder or the new complete one.
+    """
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+        os.replace(staging, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, dest)
 
 
 @dataclass
