@@ -330,11 +330,13 @@ def free_memory() -> None:
         libc.malloc_trim(0)
 
 
-def large_blocks_from_mmap(threshold: int = 32 << 20) -> None:
+def large_blocks_from_mmap(threshold: int = 4 << 20) -> None:
     """Serve allocations above `threshold` from mmap, so freeing a weight returns its memory.
 
     glibc otherwise raises its mmap threshold after each large free and keeps later
-    weight-sized blocks on the heap, where freed memory stays resident.
+    weight-sized blocks on the heap, where freed memory stays resident. 4 MiB puts every
+    E4B weight matrix (int8 levels from 5 MB, packed int4 from 2.6 MB) on mmap: at 32 MiB the
+    26 MB int8 MLP levels and their int4 packing temporaries fragmented the heap (+2-4 GB).
     """
     libc = _libc()
     if libc is not None and hasattr(libc, "mallopt"):
