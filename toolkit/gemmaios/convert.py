@@ -273,7 +273,15 @@ def export_program(model: Gemma4Decode, max_context: int, flash_decode: str | No
     def export_fn(module):
         with torch.no_grad():
             exported = torch.export.export(module, args=(), kwargs=inputs, dynamic_shapes=shapes)
-        return exported.run_decompositions(coreai_torch.get_decomp_table())
+        decomposed = exported.run_decompositions(coreai_torch.get_decomp_table())
+        del exported
+        # The program's state_dict now holds the int8 levels; drop ours (and the traced
+        # program's, collected here) so that when coreai-torch replaces each with its
+        # int4 re-packing the int8 copy is freed then, not after all are packed
+        # (E4B: ~4.6 GB of int8 levels next to 2.3 GB of packed int4 otherwise).
+        release_levels(model)
+        free_memory()
+        return decomposed
 
     converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
     if flash_decode is not None:
@@ -286,8 +294,8 @@ def export_program(model: Gemma4Decode, max_context: int, flash_decode: str | No
         state_names=model.state_names(),
     )
     # The converter now holds what it needs (int4 levels re-packed two per byte in its
-    # exported program); drop our unpacked int8 copies before it builds the MLIR constants.
-    release_levels(model)
+    # exported program); return the packing's freed temporaries before it builds the
+    # MLIR constants.
     free_memory()
     program = converter.to_coreai()
     converter.clear()
@@ -322,11 +330,13 @@ def free_memory() -> None:
         libc.malloc_trim(0)
 
 
-def large_blocks_from_mmap(threshold: int = 32 << 20) -> None:
+def large_blocks_from_mmap(threshold: int = 4 << 20) -> None:
     """Serve allocations above `threshold` from mmap, so freeing a weight returns its memory.
 
     glibc otherwise raises its mmap threshold after each large free and keeps later
-    weight-sized blocks on the heap, where freed memory stays resident.
+    weight-sized blocks on the heap, where freed memory stays resident. 4 MiB puts every
+    E4B weight matrix (int8 levels from 5 MB, packed int4 from 2.6 MB) on mmap: at 32 MiB the
+    26 MB int8 MLP levels and their int4 packing temporaries fragmented the heap (+2-4 GB).
     """
     libc = _libc()
     if libc is not None and hasattr(libc, "mallopt"):
