@@ -9,10 +9,11 @@ conversion runs in a child process so its peak RSS is measured alone.
     python benchmarks/convert_e4b_synthetic.py --work /tmp/e4b-synth [--quant int4] [--ple provider]
 
 Target: peak RSS <= 12 GB. Needs ~16 GB of disk for the checkpoint plus ~4 GB for the bundle.
-Measured on this tree (2 shared cores), int4 provider: untied int4 head (the default) peak RSS
-13.2 / 14.2 GB in two runs, export-stage samples 13.0 / 13.8 GB (coreai-torch's add_pytorch_module,
-packing int4 levels while our int8 copies are alive), bundle 3.955 GB; `--head-quant fp16` (tied)
-14.2 GB peak, export-stage 12.3 GB. The 12 GB target is not met either way at present.
+Measured on this tree (2 shared cores, checkpoint in page cache), int4: provider with the
+untied int4 head (the default) peak RSS 8.66 GB, wall 128 s, bundle 3.955 GB; provider with
+`--head-quant fp16` (tied) 7.88 GB, 110 s; tbl 8.66 GB, 153 s. The peak is now coreai-torch's
+to_coreai building the MLIR constants. (Before dropping our int8 levels ahead of coreai-torch's
+int4 packing and lowering the mmap threshold to 4 MiB: 13.2-14.2 GB.)
 """
 
 from __future__ import annotations
