@@ -63,6 +63,19 @@ def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, confi
                         extra={"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir})
 
 
+def _set_conversion(options: BuildOptions, max_context: int | None, target: str, kernel: str | None,
+                    head_quant: str | None) -> None:
+    """Apply the convert step's own options (shared by `build` and `convert`)."""
+    options.max_context = max_context
+    _set_target(options, target, kernel)
+    options.head_quant = _head_quant(head_quant)
+
+
+def _bundle_steps(ple: str) -> set[str]:
+    """The steps that produce a bundle (tbl bundles take the tables as inputs)."""
+    return {"checkpoint", "tables", "convert"} if ple == "tbl" else {"checkpoint", "convert"}
+
+
 def _set_target(options: BuildOptions, target: str, kernel: str | None) -> None:
     if target not in TARGETS:
         raise typer.BadParameter(f"{target!r}; choose one of {', '.join(TARGETS)}", param_hint="--target")
@@ -124,14 +137,12 @@ def build(
         from .steps import step_names
 
         options = _options(model, arch, quant, ple, mac, config)
-        options.max_context = max_context
-        _set_target(options, target, kernel)
-        options.head_quant = _head_quant(head_quant)
+        _set_conversion(options, max_context, target, kernel, head_quant)
         only = None if not force else set(step_names())
         if target == "mac":
             console.print("[dim]--target mac: building the bundle only (the AOT compile and app steps are "
                           "iPhone-only; the Mac engine loads the .aimodel as is)[/dim]")
-            only = {"checkpoint", "tables", "convert"} if ple == "tbl" else {"checkpoint", "convert"}
+            only = _bundle_steps(ple)
         _run(options, out, only, force)
     except GemmaiosError as exc:
         _fail(exc)
@@ -570,11 +581,8 @@ def convert(
     """Checkpoint → Core AI LanguageBundle (parity-gated), i.e. the build's checkpoint, tables and convert steps."""
     try:
         options = _options(model, "h18p", quant, ple, None, None)
-        options.max_context = max_context
-        _set_target(options, target, kernel)
-        options.head_quant = _head_quant(head_quant)
-        only = {"checkpoint", "tables", "convert"} if ple == "tbl" else {"checkpoint", "convert"}
-        _run(options, out, only, force)
+        _set_conversion(options, max_context, target, kernel, head_quant)
+        _run(options, out, _bundle_steps(ple), force)
     except GemmaiosError as exc:
         _fail(exc)
 
