@@ -156,6 +156,9 @@ class StepOutcome:
     details: dict[str, Any] = field(default_factory=dict)
     message: str = ""
     tools: dict[str, str] = field(default_factory=dict)
+    # sha256 the step already computed for some outputs (multi-GB tables), so the manifest
+    # does not read those files a second time.
+    known_sha256: dict[Path, str] = field(default_factory=dict)
 
 
 class BuildContext:
@@ -227,12 +230,13 @@ class StepReport:
     command: str = ""
 
 
-def _stat_output(build_dir: Path, path: Path) -> tuple[str, dict]:
+def _stat_output(build_dir: Path, path: Path, known_sha256: dict[Path, str]) -> tuple[str, dict]:
     path = Path(path).resolve()
     rel = str(path.relative_to(build_dir))
-    full = build_dir / rel
-    stat = full.stat()
-    return rel, asdict(OutputFile(sha256=sha256_file(full), size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+    stat = path.stat()
+    known = {Path(p).resolve(): sha for p, sha in known_sha256.items()}
+    sha = known.get(path) or sha256_file(path)
+    return rel, asdict(OutputFile(sha256=sha, size=stat.st_size, mtime_ns=stat.st_mtime_ns))
 
 
 def outputs_intact(build_dir: Path, outputs: dict[str, dict]) -> bool:
@@ -316,7 +320,7 @@ class Pipeline:
             return self._failed(step, ctx, exc, started, fp, inputs)
 
         seconds = time.time() - started
-        outputs = dict(_stat_output(ctx.build_dir, p) for p in outcome.outputs)
+        outputs = dict(_stat_output(ctx.build_dir, p, outcome.known_sha256) for p in outcome.outputs)
         ctx.manifest.record(
             step.name,
             StepRecord(status=outcome.status, fingerprint=fp, inputs=inputs, outputs=outputs,

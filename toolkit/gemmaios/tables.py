@@ -667,8 +667,11 @@ class TablesStep(Step):
             f"{_human(source.nbytes)} in {result.seconds:.1f}s, {source.nbytes / max(result.seconds, 1e-9) / 1e9:.2f} GB/s")
         if result.rewrite_reason not in ("", "no tables yet"):
             how += f"; rewritten because {result.rewrite_reason}"
+        # Hashed while writing, or re-verified when reused: the manifest need not read 2.8 GB again.
+        files = read_sidecar(out_dir)["files"]
         return StepOutcome(
             outputs=[result.i8, result.scale, result.sidecar],
+            known_sha256={result.i8: files["i8"]["sha256"], result.scale: files["scale"]["sha256"]},
             details={**rel, "shape": [source.rows, source.cols], "num_layers": source.num_layers,
                      "dim": source.dim, "embed_scale": math.sqrt(source.dim), "source_tensor": source.tensor,
                      "verification": report.as_dict()},
