@@ -8,7 +8,6 @@ coreai_torch.TorchConverter → `.aimodel` → asset-summary gate → metadata.j
 from __future__ import annotations
 
 import gc
-import os
 import shutil
 import tempfile
 import time
@@ -23,7 +22,7 @@ from .bundle import bundle_name, copy_tokenizer, write_metadata
 from .checkpoint import Checkpoint
 from .decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
 from .errors import GemmaiosError
-from .pipeline import BuildContext, Step, StepOutcome
+from .pipeline import BuildContext, Step, StepOutcome, replace_dir
 from .quantize import BLOCK, QUANTS, expected_storage_bytes
 from .tiny import tiny_is_current
 
@@ -612,9 +611,7 @@ def convert_checkpoint(
             gemmaios=gemmaios_section,
         )
         final = out_dir / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        replace_dir(staging, final)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

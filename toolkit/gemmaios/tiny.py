@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import RegistryError
+from .pipeline import replace_dir
 
 TINY_ID = "tiny"
 TINY_SEED = 1234
@@ -227,9 +228,7 @@ def generate_tiny_checkpoint(out_dir: Path, variant: str = "e4b") -> Path:
         if variant != "e4b":  # the built-in tiny model's marker (and so its bytes) stays as it was
             marker["variant"] = variant
         (tmp / "gemmaios_tiny.json").write_text(json.dumps(marker) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
