@@ -101,7 +101,7 @@ def validate_deployment_target(value: str) -> str:
 
 def validate_choice(what: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise AppTemplateError(f"{what} {value!r} is not one of {', '.join(choices)}", hint=f"choose a {what}")
+        raise AppTemplateError(f"{what} {value!r} is not one of {', '.join(choices)}", hint=f"use one of: {', '.join(choices)}")
     return value
 
 

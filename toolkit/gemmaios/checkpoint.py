@@ -103,18 +103,52 @@ def resolve_checkpoint(source: str, *, tiny_dir: Path | None = None, revision: s
     """Turn `tiny`, a local folder or a Hugging Face id into a validated Checkpoint."""
     if source == TINY_ID:
         return load_checkpoint(ensure_tiny_checkpoint(tiny_dir), model_id=TINY_ID)
+    check_model_source(source)
+    local = Path(source).expanduser()
+    if local.is_dir():
+        return load_checkpoint(local, model_id=str(local.resolve()))
+    path, resolved_revision = download_checkpoint(source, revision=revision)
+    return load_checkpoint(path, model_id=source, revision=resolved_revision)
+
+
+def check_model_source(source: str) -> None:
+    """Refuse, before any download or build folder, a --model that is neither `tiny`, a folder nor a hub id.
+
+    A mistyped local path is the common case, so the message says first that the folder does
+    not exist and then, separately, why the text cannot be a hub id either.
+    """
+    if source == TINY_ID:
+        return
+    if not source.strip():
+        raise CheckpointError("--model is empty", hint="pass a checkpoint folder, a Hugging Face id or `tiny`")
     local = Path(source).expanduser()
     if local.exists():
         if not local.is_dir():
             raise CheckpointError(f"{local} is a file, not a checkpoint folder", hint="pass the folder that holds config.json")
-        return load_checkpoint(local, model_id=str(local.resolve()))
-    if "/" not in source:
+        return
+    problem = hub_id_problem(source)
+    if problem:
         raise CheckpointError(
-            f"{source!r} is neither `tiny`, an existing folder, nor a Hugging Face id (owner/name)",
-            hint="try `gemmaios models` for the known ids",
+            f"there is no checkpoint folder {str(local)!r} (no such file or folder), "
+            f"and {source!r} is not a Hugging Face id either: {problem}",
+            hint="check the folder's path, or pass a hub id such as google/gemma-4-E4B-it "
+                 "(`gemmaios models` lists the known ones), or `tiny`",
         )
-    path, resolved_revision = download_checkpoint(source, revision=revision)
-    return load_checkpoint(path, model_id=source, revision=resolved_revision)
+
+
+def hub_id_problem(text: str) -> str | None:
+    """Why `text` cannot be a Hugging Face model id (owner/name), or None when it can."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if text.count("/") != 1:
+        return "a hub id is owner/name, with exactly one '/'"
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return ("owner and name may use only letters, digits, '-', '_' and '.', must not start or end with '-' "
+                "or '.', and are at most 96 characters")
+    return None
 
 
 def download_checkpoint(hf_id: str, revision: str | None = None) -> tuple[Path, str | None]:
@@ -127,7 +161,8 @@ def download_checkpoint(hf_id: str, revision: str | None = None) -> tuple[Path, 
     except LocalEntryNotFoundError as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         raise CheckpointError(
-            f"{hf_id} is not in the Hugging Face cache and cannot be downloaded ({exc.__class__.__name__})",
+            f"{hf_id} is neither a local folder nor in the Hugging Face cache, and cannot be downloaded "
+            f"({exc.__class__.__name__})",
             hint=(
                 "unset HF_HUB_OFFLINE, or download it on a connected machine with "
                 f"`huggingface-cli download {hf_id}` and copy the HF cache"
@@ -151,8 +186,11 @@ def load_checkpoint(path: Path, *, model_id: str, revision: str | None = None) -
         raise CheckpointError(f"{config_path} is missing", hint="a Hugging Face checkpoint folder holds config.json")
     try:
         config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{config_path} is not valid JSON ({exc})", hint="re-download the checkpoint") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path} holds a JSON {type(config).__name__}, not the model's config object",
+                              hint="re-download the checkpoint")
 
     model_type = config.get("model_type")
     if model_type not in GEMMA4_MODEL_TYPES:
@@ -191,8 +229,14 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Path]]:
 
     index_path = path / "model.safetensors.index.json"
     if index_path.is_file():
-        weight_map = json.loads(index_path.read_text()).get("weight_map", {})
-        names = sorted(set(weight_map.values()))
+        try:
+            weight_map = json.loads(index_path.read_text())["weight_map"]
+            names = sorted(set(weight_map.values()))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{index_path} is not a valid safetensors index (a JSON object with a `weight_map`; {exc!r})",
+                hint="the download was interrupted or the file was edited: delete it and download it again",
+            ) from exc
     else:
         names = sorted(p.name for p in path.glob("*.safetensors"))
     if not names:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from . import crash
 from .archs import get_arch
 from .config import load_config
 from .errors import GemmaiosError
@@ -39,10 +42,27 @@ QUANTS = ("int4", "int8", "fp16")
 PLE_MODES = ("provider", "tbl")
 TARGETS = ("ios", "mac")
 KERNELS = ("g8", "simple")
+MIN_CONTEXT = 16  # the converter's floor (convert._check_options); checked here before any work
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help=f"show the traceback of an unexpected error instead of writing a crash log (or {crash.DEBUG_ENV}=1)")] = False,
+) -> None:
+    if debug:
+        os.environ[crash.DEBUG_ENV] = "1"  # also reaches the step modules and subprocesses
+    _session["command"] = ctx.invoked_subcommand
+
+
+_session: dict[str, str | None] = {"command": None}
 
 
 def _fail(exc: GemmaiosError) -> None:
-    console.print(f"[red]error:[/red] {exc}")
+    if crash.debug_requested():
+        console.print_exception()
+    console.print(f"[red]error:[/red] {escape(str(exc))}")
     raise typer.Exit(2)
 
 
@@ -53,7 +73,10 @@ def _head_quant(value: str | None) -> str | None:
 
 
 def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, config: Path | None) -> BuildOptions:
+    from .checkpoint import check_model_source
+
     get_arch(arch)
+    check_model_source(model)  # before a build folder is made for a model that cannot exist
     if quant not in QUANTS:
         raise typer.BadParameter(f"{quant!r}; choose one of {', '.join(QUANTS)}", param_hint="--quant")
     if ple not in PLE_MODES:
@@ -81,6 +104,9 @@ def _set_target(options: BuildOptions, target: str, kernel: str | None) -> None:
         raise typer.BadParameter(f"{target!r}; choose one of {', '.join(TARGETS)}", param_hint="--target")
     if kernel is not None and kernel not in KERNELS:
         raise typer.BadParameter(f"{kernel!r}; choose one of {', '.join(KERNELS)}", param_hint="--kernel")
+    if kernel is not None and target != "mac":
+        raise typer.BadParameter(f"{kernel!r} only applies to --target mac; drop --kernel, or add --target mac",
+                                 param_hint="--kernel")
     options.target, options.kernel = target, kernel
 
 
@@ -127,7 +153,7 @@ def build(
     config: ConfigOpt = None,
     force: ForceOpt = False,
     max_context: Annotated[int | None, typer.Option(
-        "--max-context", help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
+        "--max-context", min=MIN_CONTEXT, help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
     target: TargetOpt = "ios",
     kernel: KernelOpt = None,
     head_quant: HeadQuantOpt = None,
@@ -259,10 +285,18 @@ def report(
             if compare_runs and p in compare_runs and len(rep.transcript_paths(p)) != 1:
                 raise rep.ReportError(f"--compare needs one transcript per side; {p} holds several",
                                       hint="pass the .jsonl files themselves")
+        gates = rep.parse_fail_under(fail_under)  # option mistakes first, before any file is read
+        if bandwidth is not None and not bandwidth > 0:
+            raise typer.BadParameter(f"{bandwidth:g} GB/s; give the memory bandwidth as a positive number",
+                                     param_hint="--bandwidth")
+        if oracle is not None:  # named explicitly: a missing or damaged one is an error, not a warning
+            from .oracle import load_oracle
+
+            load_oracle(oracle)
         data = rep.load_runs(paths, bundle_dir=bundle, oracle_path=oracle)
         pair = (len(data) - 2, len(data) - 1) if compare_runs else None  # the compared pair is appended last
         result = rep.build_report(data, scorer=rep.default_scorer(), bandwidth_gbps=bandwidth,
-                                  include_warmup=include_warmup, fail_under=rep.parse_fail_under(fail_under),
+                                  include_warmup=include_warmup, fail_under=gates,
                                   require_oracle=require_oracle, compare_pair=pair, allow_different=allow_different)
         files = rep.write_report(result, out or rep.default_out_dir(data), junit=junit)
     except GemmaiosError as exc:
@@ -283,6 +317,12 @@ def report(
                       "[green]pass[/]" if not failed else f"[red]FAIL: {', '.join(failed)}[/]")
     console.print(table)
     console.print("wrote " + ", ".join(str(p) for p in files.values()))
+    for s in result.runs:  # why each gate failed, so a damaged log is not only a "FAIL" in a table cell
+        for gate in (g for g in s.gates if not g.passed):
+            console.print(f"[red]✗[/red] {escape(s.label)}: {escape(gate.name)}: {escape(gate.detail)}")
+        if not s.valid:
+            console.print("  → the transcript is damaged or is not a `gemmaios bench` log; pass the .jsonl that "
+                          "`gemmaios bench` pulled into <build>/runs/, or run the bench again")
     if not result.passed:
         raise typer.Exit(1)
 
@@ -292,14 +332,20 @@ BuildDirOpt = Annotated[Path | None, typer.Option("--out", "-o", help="build fol
 
 
 def _build_dir(out: Path | None) -> Path:
+    from .pipeline import Manifest
+
     if out is not None:
+        if out.is_file():
+            raise typer.BadParameter(f"{out} is a file, not a build folder (one with build.json)", param_hint="--out")
         if not (out / "build.json").is_file():
             raise typer.BadParameter(f"{out} has no build.json; run `gemmaios build --out {out}` first", param_hint="--out")
+        Manifest(out)  # a damaged build.json is named here, not misread later as an empty build
         return out
     found = sorted(p.parent for p in Path("build").glob("*/build.json"))
     if len(found) != 1:
         listed = ", ".join(str(p) for p in found) or "none"
         raise typer.BadParameter(f"choose the build folder (found: {listed})", param_hint="--out")
+    Manifest(found[0])
     return found[0]
 
 
@@ -333,7 +379,7 @@ def devices(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command()
 def deploy(
     udid: UdidOpt = None,
-    ipa: Annotated[Path | None, typer.Option("--ipa", help="signed .ipa (or .app) to install")] = None,
+    ipa: Annotated[Path | None, typer.Option("--ipa", exists=True, help="signed .ipa (or .app) to install")] = None,
     out: BuildDirOpt = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="read pushed files back and check sha256")] = True,
 ) -> None:
@@ -364,7 +410,7 @@ def deploy(
 def bench(
     udid: UdidOpt = None,
     trials: Annotated[int, typer.Option("--trials", min=1, help="passes over the prompt set")] = 3,
-    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the run to finish")] = 1800.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="seconds to wait for the run to finish")] = 1800.0,
     out: BuildDirOpt = None,
     mount_ddi: Annotated[bool, typer.Option("--mount-ddi", help="mount the developer disk image if it is missing")] = False,
 ) -> None:
@@ -510,7 +556,7 @@ def score(
     against: Annotated[Path | None, typer.Option("--against", help="second transcript: run-vs-run determinism")] = None,
     build_dir: Annotated[Path | None, typer.Option("--build", help="build folder whose oracle/oracle.json to score against")] = None,
     oracle_file: Annotated[Path | None, typer.Option("--oracle", help="an oracle.json (instead of --build)")] = None,
-    near_tie: Annotated[float, typer.Option("--near-tie", help="oracle top-1/top-2 margin below which a flip is a near-tie")] = 0.1,
+    near_tie: Annotated[float, typer.Option("--near-tie", min=0.0, help="oracle top-1/top-2 margin below which a flip is a near-tie")] = 0.1,
     model: Annotated[str | None, typer.Option("--model", "-m", help="checkpoint to teacher-force diverged runs through")] = None,
 ) -> None:
     """Score a device transcript: exact match vs the fp32 oracle, and/or token identity vs another run.
@@ -528,6 +574,12 @@ def score(
     )
     from .transcript import read_transcript
 
+    if build_dir and oracle_file:
+        raise typer.BadParameter("give either --build or --oracle, not both (--build reads <build>/oracle/oracle.json)",
+                                 param_hint="--oracle")
+    if model and not (build_dir or oracle_file):
+        raise typer.BadParameter("--model explains divergences from the oracle: add --build or --oracle",
+                                 param_hint="--model")
     try:
         run = read_transcript(transcript)
         passed = True
@@ -572,7 +624,7 @@ def convert(
     out: OutOpt = None,
     quant: QuantOpt = "int4",
     ple: PleOpt = "provider",
-    max_context: Annotated[int | None, typer.Option("--max-context", help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
+    max_context: Annotated[int | None, typer.Option("--max-context", min=MIN_CONTEXT, help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
     force: ForceOpt = False,
     target: TargetOpt = "ios",
     kernel: KernelOpt = None,
@@ -587,12 +639,19 @@ def convert(
         _fail(exc)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The `gemmaios` entry point: named errors print message + hint, anything else a crash log (see crash.py)."""
+    _session["command"] = None
     try:
-        app()
+        app(args=argv, prog_name="gemmaios")
     except GemmaiosError as exc:  # a step module raised outside a command's own handler
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(2)
+    except Exception as exc:
+        if crash.debug_requested():
+            raise
+        sys.exit(crash.report_crash(exc, ["gemmaios", *(sys.argv[1:] if argv is None else argv)], _session["command"],
+                                    lambda line: console.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)))
 
 
 if __name__ == "__main__":

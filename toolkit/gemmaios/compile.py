@@ -105,14 +105,18 @@ def check_aimodelc(path: Path, arch: Arch) -> AimodelcInfo:
 
 
 def read_metadata(bundle_dir: Path) -> dict:
+    if not Path(bundle_dir).is_dir():
+        what = "is a file" if Path(bundle_dir).exists() else "does not exist"
+        raise CompileError(f"bundle folder {bundle_dir} {what}",
+                           hint="pass the folder that holds metadata.json and the .aimodel (build/<name>/bundle/<bundle>)")
     path = Path(bundle_dir) / METADATA
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
         raise CompileError(f"{path} is missing", hint="run the convert step to produce the bundle") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CompileError(f"{path} is not valid JSON ({exc})", hint="re-run the convert step") from exc
-    if not isinstance(meta.get("assets"), dict) or not meta["assets"].get("main"):
+    if not isinstance(meta, dict) or not isinstance(meta.get("assets"), dict) or not meta["assets"].get("main"):
         raise CompileError(f"{path} has no assets.main", hint="re-run the convert step")
     return meta
 

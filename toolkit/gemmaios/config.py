@@ -42,7 +42,7 @@ def load_config(explicit: Path | None = None) -> UserConfig:
         if path.is_file():
             try:
                 raw = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
+            except (yaml.YAMLError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"{path} is not valid YAML: {exc}", hint="fix the file or remove it") from exc
             if not isinstance(raw, dict):
                 raise ConfigError(f"{path} must hold a mapping of settings", hint="e.g. `mac: me@my-mac.local`")
@@ -50,7 +50,26 @@ def load_config(explicit: Path | None = None) -> UserConfig:
             unknown = sorted(set(raw) - known)
             if unknown:
                 raise ConfigError(f"{path}: unknown settings {unknown}", hint=f"known settings: {sorted(known)}")
-            return UserConfig(**raw, source=path)
+            _check_types(path, raw)
+            return UserConfig(**{k: v for k, v in raw.items() if v is not None}, source=path)
+        if explicit and path.exists():
+            raise ConfigError(f"config file {path} is a folder, not a YAML file", hint="pass the .yaml file itself")
         if explicit:
             raise ConfigError(f"config file {path} does not exist", hint="check the --config path")
     return UserConfig()
+
+
+def _check_types(path: Path, raw: dict) -> None:
+    """Each setting is text (ssh_options: a list of text), or empty, so no mistake surfaces later over SSH."""
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if key == "ssh_options":
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            example = "ssh_options: [-p, '2222']"
+        else:
+            ok = isinstance(value, str)
+            example = f"{key}: 'some text'"
+        if not ok:
+            raise ConfigError(f"{path}: setting {key!r} has the wrong type ({type(value).__name__}: {value!r})",
+                              hint=f"write it as e.g. `{example}`")

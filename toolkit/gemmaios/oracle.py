@@ -754,6 +754,28 @@ def compare_trials(transcript: Transcript) -> DeterminismScore:
     return compare_runs(rest, first, labels=(later, f"trial {trials[0]}"))
 
 
+def check_torch_device(device: str) -> str:
+    """`device` if torch can run the reference there; else a named error, before the model is loaded."""
+    if device == "cpu":
+        return device
+    import torch
+
+    hint = "use --device cpu (the default), or cuda / cuda:N / mps on a machine that has one"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise OracleError(f"--device {device!r} is not a torch device ({exc})", hint=hint) from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            raise OracleError(f"--device {device}: this torch sees {count} CUDA device(s)", hint=hint)
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise OracleError(f"--device {device}: MPS is not available on this machine", hint=hint)
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise OracleError(f"--device {device}: the oracle runs on cpu, cuda or mps only", hint=hint)
+    return device
+
+
 # ----------------------------------------------------------------------------- pipeline step
 
 
@@ -764,7 +786,7 @@ class OracleStep(Step):
     def _settings(self, ctx: BuildContext) -> tuple[PromptSet, int, int, str]:
         prompt_set = load_prompt_set(ctx.options.prompts_file)
         top_k = int(ctx.options.extra.get("oracle_top_k", DEFAULT_TOP_K))
-        device = str(ctx.options.extra.get("oracle_device", "cpu"))
+        device = check_torch_device(str(ctx.options.extra.get("oracle_device", "cpu")))
         return prompt_set, ctx.options.oracle_tokens, top_k, device
 
     def inputs(self, ctx: BuildContext) -> dict:

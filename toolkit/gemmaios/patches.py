@@ -380,7 +380,8 @@ def locate_pinned_source(series: Series, source: Path | None, cache: Path, allow
     if source is not None:
         source = Path(source).expanduser()
         if not source.is_dir():
-            raise EngineSourceUnavailable(f"engine source {source} does not exist",
+            what = "is a file, not a checkout" if source.exists() else "does not exist"
+            raise EngineSourceUnavailable(f"engine source {source} {what}",
                                           command=clone_command(series, source),
                                           hint="pass --engine-source a checkout of apple/coreai-models")
         return source

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__
+from .crash import doing
 from .errors import BuildError, GemmaiosError, NeedsMacOS, StepFailed
 
 MANIFEST_NAME = "build.json"
@@ -48,10 +49,15 @@ def fingerprint(values: dict[str, Any]) -> str:
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:  # a crash mid-write leaves the old file, not a stray half-written temp file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def replace_dir(staging: Path, dest: Path) -> None:
@@ -98,13 +104,20 @@ class Manifest:
         self.path = self.build_dir / MANIFEST_NAME
         self.data: dict[str, Any] = {"schema": MANIFEST_SCHEMA, "toolkit_version": __version__, "steps": {}}
         if self.path.exists():
+            if not self.path.is_file():
+                raise BuildError(f"{self.path} is not a file", hint="move it away; gemmaios keeps its manifest there")
             try:
                 loaded = json.loads(self.path.read_text())
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise BuildError(
                     f"{self.path} is not valid JSON ({exc})",
                     hint="delete it to rebuild every step, or restore it from a backup",
                 ) from exc
+            if not isinstance(loaded, dict) or not isinstance(loaded.get("steps"), dict):
+                raise BuildError(
+                    f"{self.path} is not a gemmaios manifest (a JSON object with `schema` and `steps`)",
+                    hint="is this the right --out folder? Delete build.json to rebuild every step there",
+                )
             if loaded.get("schema") != MANIFEST_SCHEMA:
                 raise BuildError(
                     f"{self.path} has schema {loaded.get('schema')}, this gemmaios writes {MANIFEST_SCHEMA}",
@@ -164,7 +177,14 @@ class StepOutcome:
 class BuildContext:
     def __init__(self, build_dir: Path, options: BuildOptions, console: Console | None = None) -> None:
         self.build_dir = Path(build_dir).resolve()
-        self.build_dir.mkdir(parents=True, exist_ok=True)
+        if self.build_dir.exists() and not self.build_dir.is_dir():
+            raise BuildError(f"the build folder {build_dir} is a file",
+                             hint="pass --out a new folder or an earlier build's folder, or move the file away")
+        try:
+            self.build_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent is a file, or no permission
+            raise BuildError(f"cannot create the build folder {build_dir} ({exc.strerror or exc})",
+                             hint="pass --out a folder you can write to, whose parents are folders") from exc
         self.options = options
         self.console = console or Console(stderr=True)
         self.manifest = Manifest(self.build_dir)
@@ -288,7 +308,8 @@ class Pipeline:
             ctx.console.print(f"[dim]· {step.name}: {reason}[/dim]")
             return StepReport(step.name, step.title, NOT_APPLICABLE, message=reason)
         try:
-            inputs = step.inputs(ctx)
+            with doing(f"checking the inputs of step {step.name} ({step.title})"):
+                inputs = step.inputs(ctx)
         except GemmaiosError as exc:
             return self._failed(step, ctx, exc, started=time.time())
         fp = fingerprint(inputs)
@@ -306,7 +327,8 @@ class Pipeline:
         ctx.console.print(f"[bold]▶ {step.name}[/bold]: {step.title}")
         started = time.time()
         try:
-            outcome = step.run(ctx)
+            with doing(f"running step {step.name} ({step.title})"):
+                outcome = step.run(ctx)
         except NeedsMacOS as exc:
             seconds = time.time() - started
             ctx.manifest.record(

@@ -1076,7 +1076,15 @@ def render_html(report: Report) -> str:
 def write_report(report: Report, out_dir: Path, *, junit: Path | None = None) -> dict[str, Path]:
     """Write report.md/.html/.json (and JUnit XML when asked), each via a temp file + rename."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportError(f"the report folder {out_dir} is a file", hint="pass --out a folder (new or existing)")
+    if junit is not None and Path(junit).is_dir():
+        raise ReportError(f"--junit {junit} is a folder", hint="pass the XML file to write, e.g. --junit report.xml")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create the report folder {out_dir} ({exc.strerror or exc})",
+                          hint="pass --out a folder you can write to") from exc
     files = {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "json": out_dir / "report.json"}
     texts = {"markdown": render_markdown(report), "html": render_html(report), "json": render_json(report)}
     if junit is not None:

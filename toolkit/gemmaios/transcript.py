@@ -30,6 +30,10 @@ class TranscriptError(GemmaiosError):
         self.line = line
 
 
+class TranscriptMissing(GemmaiosError):
+    """The transcript path does not exist or is not a file."""
+
+
 # Required fields per record type: name → accepted Python types.
 _NUM = (int, float)
 _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
@@ -127,6 +131,12 @@ def _check_fields(path: Path, lineno: int, record: dict) -> None:
 def read_transcript(path: Path, *, require_complete: bool = False) -> Transcript:
     """Parse and validate a transcript; raise TranscriptError with the line number on any defect."""
     path = Path(path)
+    if path.is_dir():
+        raise TranscriptMissing(f"{path} is a folder, not a transcript (.jsonl)",
+                                hint="pass one of the .jsonl files in it (`gemmaios report <folder>` takes whole run folders)")
+    if not path.is_file():
+        raise TranscriptMissing(f"transcript {path} does not exist",
+                                hint="check the path; `gemmaios bench` writes them to <build>/runs/<stamp>-<udid>/")
     raw = path.read_bytes()
     if not raw.strip():
         raise TranscriptError(path, 1, "empty transcript")
