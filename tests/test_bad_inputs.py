@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from gemmaios import cli, crash
 from gemmaios.transcript import SCHEMA, write_transcript
@@ -301,7 +302,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
     monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
     monkeypatch.setenv(crash.CRASH_DIR_ENV, str(tmp_path / "crash"))
-    monkeypatch.delenv(crash.DEBUG_ENV, raising=False)
+    monkeypatch.setenv(crash.DEBUG_ENV, "0")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-home"))  # no user config leaks in
     return tmp_path / "crash"
 
@@ -322,3 +323,41 @@ def test_bad_input_gets_a_named_error(command, case, workspace, tiny_checkpoint,
     for needle in case.mentions:
         assert _squash(needle) in squashed, f"message does not name {needle!r}: {shown}"
     assert _ADVICE.search(output), f"no advice on what to do: {shown}"
+
+
+# The three mistakes issue 19 reported, through the typer app as the old tests drove it (CliRunner):
+# each printed a raw traceback before (HFValidationError, FileExistsError, FileNotFoundError).
+runner = CliRunner()
+
+
+def _said(result) -> str:
+    return " ".join(result.output.split())
+
+
+def test_mistyped_model_folder_says_the_folder_does_not_exist(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli.app, ["build", "--model", "/nonexistent"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit | None), result.output
+    said = _said(result)
+    assert "there is no checkpoint folder '/nonexistent' (no such file or folder)" in said
+    assert "'/nonexistent' is not a Hugging Face id either" in said
+    assert "HFValidationError" not in said
+    assert not (tmp_path / "build").exists(), "a build folder was made for a model that cannot exist"
+
+
+def test_a_file_as_build_folder_is_a_named_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a folder")
+    result = runner.invoke(cli.app, ["build", "--model", "tiny", "--out", "afile"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit | None), result.output
+    said = _said(result)
+    assert "the build folder afile is a file" in said and "→ pass --out a new folder" in said
+    assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+def test_a_missing_transcript_is_a_named_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli.app, ["score", "nothing.jsonl"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit | None), result.output
+    said = _said(result)
+    assert "transcript nothing.jsonl does not exist" in said and "→ check the path" in said

@@ -297,9 +297,13 @@ def entitlements(s: AppSettings) -> dict:
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:  # no stray half-written temp file
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str, str, str]],

@@ -116,7 +116,7 @@ def report_crash(exc: BaseException, argv: list[str], command: str | None, print
     where = f"gemmaios {command}" if command else "gemmaios"
     during = f" while {doing_what}" if doing_what else ""
     try:
-        log = write_crash_log(exc, argv, doing_what)
+        log = write_crash_log(exc, argv, doing_what or f"running `{' '.join(argv)}`")
     except OSError:  # nowhere to write: the traceback is the only record left
         traceback.print_exception(exc, file=sys.stderr)
         print_line(f"{where} failed unexpectedly{during}: {one_line(exc)} (traceback above; no crash log could be written)")
