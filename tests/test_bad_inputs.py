@@ -116,6 +116,10 @@ TRANSCRIPT_MISTAKES = [  # the first argument of `score` / the runs of `report`
 
 USAGE_MISTAKES = [C("--no-such-option", "--no-such-option"), C("surplus-argument", "surplus-argument")]
 
+# One entry per CLI command. A new command gets a row here, e.g.
+#     "run": [C("missing_dir", "missing_dir", "does not exist"), C("bundle_badmeta", "metadata.json"),
+#             *USAGE_MISTAKES],
+# reusing the lists above where the command shares their options, and files from `workspace`.
 CASES: dict[str, list[Case]] = {
     "build": [*MODEL_MISTAKES, *OUT_MISTAKES, *[C(f"--model {{tiny}} {c.args}", *c.mentions) for c in CONFIG_MISTAKES],
               *[C(f"--model {{tiny}} {c.args}", *c.mentions) for c in CONVERSION_MISTAKES],

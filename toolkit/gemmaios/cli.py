@@ -43,6 +43,7 @@ PLE_MODES = ("provider", "tbl")
 TARGETS = ("ios", "mac")
 KERNELS = ("g8", "simple")
 MIN_CONTEXT = 16  # the converter's floor (convert._check_options); checked here before any work
+_session: dict[str, str | None] = {"command": None}  # the command being run, for the crash line
 
 
 @app.callback()
@@ -54,9 +55,6 @@ def _global_options(
     if debug:
         os.environ[crash.DEBUG_ENV] = "1"  # also reaches the step modules and subprocesses
     _session["command"] = ctx.invoked_subcommand
-
-
-_session: dict[str, str | None] = {"command": None}
 
 
 def _fail(exc: GemmaiosError) -> None:

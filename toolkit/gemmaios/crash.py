@@ -90,7 +90,10 @@ def write_crash_log(exc: BaseException, argv: list[str], doing_what: str | None)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     lines = [f"gemmaios crash report, {datetime.now(UTC).isoformat(timespec='seconds')}",
              f"while: {doing_what or 'running the command'}", ""]
-    lines += [f"{key}: {value}" for key, value in environment_facts(argv).items()]
+    try:
+        lines += [f"{key}: {value}" for key, value in environment_facts(argv).items()]
+    except Exception as facts_exc:  # the traceback matters more than the facts
+        lines += [f"command line: {' '.join(argv)}", f"(environment facts unavailable: {facts_exc!r})"]
     lines += ["", "".join(traceback.format_exception(exc))]
     text = "\n".join(lines)
     for folder in (crash_dir(), Path(tempfile.gettempdir())):
@@ -117,7 +120,7 @@ def report_crash(exc: BaseException, argv: list[str], command: str | None, print
     during = f" while {doing_what}" if doing_what else ""
     try:
         log = write_crash_log(exc, argv, doing_what or f"running `{' '.join(argv)}`")
-    except OSError:  # nowhere to write: the traceback is the only record left
+    except Exception:  # nowhere to write: the traceback is the only record left
         traceback.print_exception(exc, file=sys.stderr)
         print_line(f"{where} failed unexpectedly{during}: {one_line(exc)} (traceback above; no crash log could be written)")
         return CRASH_EXIT
