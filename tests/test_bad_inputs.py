@@ -14,8 +14,11 @@ handler, so a case that reaches that handler (an unforeseen exception) fails too
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +59,7 @@ MODEL_MISTAKES = [
     C("--model ckpt_badjson", "config.json", "not valid JSON"),
     C("--model ckpt_list", "config.json", "not the model's config"),
     C("--model ckpt_binary", "config.json", "not valid JSON"),
+    C("--model ckpt_empty", "config.json", "not valid JSON"),
     C("--model ckpt_noweights", "ckpt_noweights", "safetensors"),
     C("--model ckpt_badindex", "model.safetensors.index.json"),
     C("--model ckpt_truncated", "model.safetensors", "truncated"),
@@ -187,6 +191,7 @@ CASES: dict[str, list[Case]] = {
         C("good.jsonl --oracle missing.json", "missing.json"),
         C("good.jsonl --oracle bad.json", "bad.json", "not valid JSON"),
         C("good.jsonl --oracle list.json", "list.json"),
+        C("good.jsonl --oracle empty.json", "empty.json", "not valid JSON"),
         C("good.jsonl --oracle adir", "adir"),
         C("good.jsonl --build adir", "adir", "oracle"),
         C("good.jsonl --build afile.txt", "afile.txt"),
@@ -260,7 +265,7 @@ def workspace(tmp_path) -> Path:
         "unknown_key.yaml": "macc: me@mac\n", "wrong_type.yaml": "ssh_options: -p 2222\n",
         "bad.jsonl": '{"type": "header", "schema"\n', "wrong_shape.jsonl": "[1, 2, 3]\n",
         "ckpt_llama/config.json": _config("llama"), "ckpt_badjson/config.json": '{"model_type": ',
-        "ckpt_list/config.json": "[]", "ckpt_noweights/config.json": _config(),
+        "ckpt_list/config.json": "[]", "ckpt_empty/config.json": "", "ckpt_noweights/config.json": _config(),
         "ckpt_badindex/config.json": _config(), "ckpt_badindex/model.safetensors.index.json": '{"weight_map": ',
         "ckpt_truncated/config.json": _config(), "ckpt_truncated/model.safetensors": "\x10\x00\x00\x00\x00\x00\x00\x00{",
         "build_badjson/build.json": "{", "build_list/build.json": "[]",
@@ -365,3 +370,19 @@ def test_a_missing_transcript_is_a_named_error(tmp_path, monkeypatch):
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit | None), result.output
     said = _said(result)
     assert "transcript nothing.jsonl does not exist" in said and "→ check the path" in said
+
+
+@pytest.mark.parametrize("argv", [["build", "--model", "/nonexistent"], ["build", "--model", "tiny", "--out", "afile"],
+                                  ["score", "nothing.jsonl"]], ids=["model", "out", "score"])
+def test_issue_cases_in_a_real_process(argv, tmp_path):
+    """The same three as a user runs them: `python -m gemmaios.cli`, its exit status and its stderr."""
+    (tmp_path / "afile").write_text("not a folder")
+    toolkit = str(Path(cli.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": toolkit, "HF_HUB_OFFLINE": "1", crash.CRASH_DIR_ENV: str(tmp_path / "crash"),
+           crash.DEBUG_ENV: "0"}
+    result = subprocess.run([sys.executable, "-m", "gemmaios.cli", *argv], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output and "error:" in output and "→" in output
+    assert not (tmp_path / "crash").exists()
