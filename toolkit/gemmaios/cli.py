@@ -93,8 +93,9 @@ def _set_conversion(options: BuildOptions, max_context: int | None, target: str,
 
 
 def _bundle_steps(ple: str) -> set[str]:
-    """The steps that produce a bundle (tbl bundles take the tables as inputs)."""
-    return {"checkpoint", "tables", "convert"} if ple == "tbl" else {"checkpoint", "convert"}
+    """The steps that produce a gated bundle: the tables (its per-layer inputs; n/a without PLE)
+    and the oracle (the bundle-run gate judges the saved bundle against it)."""
+    return {"checkpoint", "tables", "oracle", "convert"}
 
 
 def _set_target(options: BuildOptions, target: str, kernel: str | None) -> None:
@@ -628,13 +629,18 @@ def convert(
     kernel: KernelOpt = None,
     head_quant: HeadQuantOpt = None,
 ) -> None:
-    """Checkpoint → Core AI LanguageBundle (parity-gated), i.e. the build's checkpoint, tables and convert steps."""
+    """Checkpoint → Core AI LanguageBundle (parity-gated and run by Core AI's runtime against the oracle)."""
     try:
         options = _options(model, "h18p", quant, ple, None, None)
         _set_conversion(options, max_context, target, kernel, head_quant)
         _run(options, out, _bundle_steps(ple), force)
     except GemmaiosError as exc:
         _fail(exc)
+
+
+from .cli_run import register as _register_run  # noqa: E402  (the command module needs `app`)
+
+_register_run(app, console, _fail)
 
 
 def main(argv: list[str] | None = None) -> None:

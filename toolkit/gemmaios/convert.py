@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, kernels
+from . import __version__, hostrun, kernels
 from .bundle import bundle_name, copy_tokenizer, write_metadata
 from .checkpoint import Checkpoint
 from .decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
 from .errors import GemmaiosError
+from .oracle import ORACLE_FILE
 from .pipeline import BuildContext, Step, StepOutcome, replace_dir
 from .quantize import BLOCK, QUANTS, expected_storage_bytes
 from .tiny import tiny_is_current
@@ -493,6 +494,7 @@ def convert_checkpoint(
     target: str = "ios",
     kernel: str | None = None,
     head_quant: str | None = None,
+    bundle_check: Callable[[Path], dict] | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
@@ -503,6 +505,9 @@ def convert_checkpoint(
     12B/31B ("simple" | "g8", default g8; see resolve_flash_decode).
     `head_quant`: the lm_head's storage (default: `quant`; int4/int8 = an untied quantized
     copy next to the exact fp16 embedding table, fp16 = tied to it).
+    `bundle_check(staged_bundle_dir)`: runs the finished bundle before it is moved into place
+    (the build's Core AI runtime gate, gemmaios.hostrun); its report is recorded under
+    `gates.bundle_run`, and an exception from it leaves no bundle behind.
     """
     flash = resolve_flash_decode(checkpoint, target, kernel)
     head_quant = resolve_head_quant(quant, head_quant)
@@ -601,15 +606,21 @@ def convert_checkpoint(
                 "scale_dtype": "float32",
                 "tables": tables or {},
             }
-        write_metadata(
-            staging,
+        metadata_fields = dict(
             name=name,
             aimodel=f"{name}.aimodel",
             tokenizer=checkpoint.model_id if not checkpoint.is_tiny else "tiny",
             vocab_size=spec.vocab_size,
             max_context=max_context,
-            gemmaios=gemmaios_section,
         )
+        write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
+        if bundle_check is not None:
+            if progress:
+                progress("bundle run gate (Core AI runtime)", 0, 1)
+            t4 = time.time()
+            gate_report["bundle_run"] = bundle_check(staging)
+            seconds["bundle_run"] = round(time.time() - t4, 2)
+            write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
         final = out_dir / name
         replace_dir(staging, final)
     finally:
@@ -635,6 +646,10 @@ def convert_checkpoint(
     )
 
 
+def _has_ple(checkpoint: Checkpoint) -> bool:
+    return bool(checkpoint.text_config.get("hidden_size_per_layer_input"))
+
+
 class ConvertStep(Step):
     name = "convert"
     title = "decode graph → Core AI LanguageBundle (parity-gated)"
@@ -651,8 +666,10 @@ class ConvertStep(Step):
             "kernel": resolve_flash_decode(ctx.checkpoint, opts.target, opts.kernel),
             "toolkit": __version__,
         }
-        if opts.ple == "tbl":
+        if opts.ple == "tbl" or _has_ple(ctx.checkpoint):
             values["tables"] = ctx.step_fingerprint("tables")
+        # The bundle-run gate runs the saved bundle on the oracle's prompts (gemmaios.hostrun).
+        values["oracle"] = ctx.step_fingerprint("oracle")
         return values
 
     def run(self, ctx: BuildContext) -> StepOutcome:
@@ -669,7 +686,36 @@ class ConvertStep(Step):
                     f"the tables step wrote a PLE table of shape {tables['shape']}, this checkpoint needs {want}",
                     hint="re-run the tables step (`gemmaios build --force`)",
                 )
+        ctx.step_outputs("oracle")  # the bundle-run gate judges the bundle against it
+        if _has_ple(ctx.checkpoint):
+            ctx.step_outputs("tables")  # the gate feeds the bundle its per-layer inputs from them
         layers_bar: dict = {}
+        gate_bar: dict = {}
+
+        def gate_progress(n: int = 1) -> None:
+            if "advance" not in gate_bar:
+                from .oracle import load_oracle
+
+                total = len(load_oracle(ctx.path(ORACLE_FILE)).prompts)
+                gate_bar["cm"] = ctx.progress("bundle run (Core AI runtime)", total=total)
+                gate_bar["advance"] = gate_bar["cm"].__enter__()
+                gate_bar["total"], gate_bar["done"] = total, 0
+            gate_bar["advance"](n)
+            gate_bar["done"] += n
+            if gate_bar["done"] >= gate_bar["total"]:
+                gate_bar.pop("cm").__exit__(None, None, None)
+                gate_bar.pop("advance")
+
+        flash = resolve_flash_decode(ctx.checkpoint, opts.target, opts.kernel)
+        check = hostrun.build_bundle_check(
+            ctx.checkpoint,
+            ctx.path(ORACLE_FILE),
+            ctx.path("tables") if _has_ple(ctx.checkpoint) else None,
+            quant=opts.quant,
+            head_quant=resolve_head_quant(opts.quant, opts.head_quant),
+            flash_decode=flash,
+            progress=gate_progress,
+        )
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage == "layers":
@@ -694,6 +740,7 @@ class ConvertStep(Step):
             target=opts.target,
             kernel=opts.kernel,
             head_quant=opts.head_quant,
+            bundle_check=check,
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = {
@@ -715,6 +762,9 @@ class ConvertStep(Step):
         }
         g1 = result.gates.get("fp32_greedy")
         note = f"{g1['token_matches']}/{g1['prompts'] * g1['steps']} fp32 greedy" if g1 else "parity gates skipped"
+        run_gate = result.gates.get("bundle_run")
+        if run_gate:
+            note += "; " + run_gate["summary"]
         if result.kernel:
             note += f"; flash-decode {result.kernel} on full layers {result.gates['flash_decode']['full_layers']}"
         elif result.target == "mac":

@@ -158,6 +158,24 @@ _PROMPTS_HINT = "see `gemmaios oracle --help`: a YAML mapping with `prompts: [{i
 # ----------------------------------------------------------------------------- reference model
 
 
+def encode_prompt(tok: Any, prompt: Prompt, chat_template: bool, *, where: str = "the checkpoint") -> list[int]:
+    """Prompt token ids as the app feeds them: the rendered chat turn (BOS included), or BOS + text.
+
+    One rule for the oracle, the host runner and the app's chat: the user turn rendered with
+    the tokenizer's chat template and the generation prompt, tokenized without adding specials.
+    """
+    if chat_template:
+        if not getattr(tok, "chat_template", None):
+            raise OracleError(
+                f"the tokenizer of {where} has no chat template",
+                hint="use a prompts file with `chat_template: false`, or add chat_template.jinja to the checkpoint",
+            )
+        text = tok.apply_chat_template([{"role": "user", "content": prompt.text}], tokenize=False,
+                                       add_generation_prompt=True)
+        return list(tok(text, add_special_tokens=False)["input_ids"])
+    return list(tok(prompt.text, add_special_tokens=True)["input_ids"])
+
+
 class ReferenceModel:
     """The HF Gemma 4 text decoder in fp32 plus its tokenizer, loaded once and reused."""
 
@@ -220,18 +238,7 @@ class ReferenceModel:
 
     def encode(self, prompt: Prompt, chat_template: bool) -> list[int]:
         """Prompt token ids as the app feeds them: the rendered chat turn (BOS included), or BOS + text."""
-        tok = self.tokenizer
-        if chat_template:
-            if not getattr(tok, "chat_template", None):
-                raise OracleError(
-                    f"the tokenizer of {self.checkpoint.path} has no chat template",
-                    hint="use a prompts file with `chat_template: false`, or add chat_template.jinja to the checkpoint",
-                )
-            text = tok.apply_chat_template(
-                [{"role": "user", "content": prompt.text}], tokenize=False, add_generation_prompt=True
-            )
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        return list(tok(prompt.text, add_special_tokens=True)["input_ids"])
+        return encode_prompt(self.tokenizer, prompt, chat_template, where=str(self.checkpoint.path))
 
     def greedy(
         self, prompt_ids: Sequence[int], max_new_tokens: int, top_k: int = DEFAULT_TOP_K, progress: Progress | None = None

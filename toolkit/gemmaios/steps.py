@@ -37,7 +37,8 @@ def all_steps() -> list[Step]:
     from .oracle import OracleStep
     from .tables import TablesStep
 
-    return [CheckpointStep(), TablesStep(), ConvertStep(), OracleStep(), CompileStep(), AppStep()]
+    # The oracle comes before convert: the convert step runs the saved bundle against it.
+    return [CheckpointStep(), TablesStep(), OracleStep(), ConvertStep(), CompileStep(), AppStep()]
 
 
 def step_names() -> list[str]:

@@ -1,0 +1,184 @@
+"""The bundle runs: Core AI's own runtime executes every converted tiny bundle against the oracle.
+
+The built-in tiny model is trained, so its greedy margins are real and a bundle is held to
+token-exact agreement with the fp32 oracle (flips only at near-ties). On Linux the runtime is
+coreai-core's CPU runtime (f16 accumulation), run through `AIModelAsset.executable()`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gemmaios import hostrun
+from gemmaios.oracle import ORACLE_FILE, load_oracle
+from gemmaios.pipeline import BuildOptions
+from gemmaios.steps import run_build
+from gemmaios.transcript import read_transcript
+
+BUNDLE_STEPS = {"checkpoint", "tables", "oracle", "convert"}
+_BUILDS: dict[tuple[str, str], Path] = {}
+
+
+def build(tmp_path_factory, quant: str, ple: str) -> Path:
+    """One gated tiny build per (quant, ple) for the whole session."""
+    key = (quant, ple)
+    if key not in _BUILDS:
+        out = tmp_path_factory.mktemp(f"hostrun-{quant}-{ple}")
+        _, reports = run_build(BuildOptions(model="tiny", quant=quant, ple=ple), out, only=BUNDLE_STEPS)
+        failed = [r for r in reports if r.status == "failed"]
+        assert not failed, failed[0].message
+        _BUILDS[key] = out
+    return _BUILDS[key]
+
+
+def gate_report(build_dir: Path) -> dict:
+    manifest = json.loads((build_dir / "build.json").read_text())
+    return manifest["steps"]["convert"]["details"]["gates"]["bundle_run"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ple", ["provider", "tbl"])
+@pytest.mark.parametrize("quant", ["fp16", "int8", "int4"])
+def test_every_bundle_runs_token_exact_under_core_ai(tmp_path_factory, quant, ple):
+    out = build(tmp_path_factory, quant, ple)
+    report = gate_report(out)
+    oracle = load_oracle(out / ORACLE_FILE)
+    assert report["total"] == len(oracle.prompts) == 8
+    # Anything below 8/8 must be a flip at a near-tie (the gate would have failed otherwise).
+    for verdict in report["verdicts"]:
+        assert verdict["verdict"] in ("exact", "near-tie"), verdict
+    assert report["exact"] >= 7, report["summary"]
+    assert report["max_logit_error"] <= report["logit_error_bound"]
+    assert report["oracle_median_margin"] > 1.0  # a trained model: real decisions, not near-ties
+    metadata = json.loads(next((out / "bundle").glob("*/metadata.json")).read_text())
+    assert metadata["gemmaios"]["gates"]["bundle_run"]["summary"] == report["summary"]
+
+
+def test_runner_reproduces_the_gate_and_teacher_forcing_agrees(tmp_path_factory):
+    out = build(tmp_path_factory, "int8", "provider")
+    oracle = load_oracle(out / ORACLE_FILE)
+    bundle = hostrun.find_bundle(out)
+    with hostrun.BundleRunner(bundle, out / "tables") as runner:
+        first = oracle.prompts[0]
+        gen = runner.generate(first.prompt_ids, oracle.max_new_tokens, keep_logits=True)
+        forced = runner.forced(first.prompt_ids, gen.generated_ids)
+        # The runtime is deterministic: the forced walk along its own tokens gives the same logits.
+        np.testing.assert_array_equal(np.stack(gen.logits), forced)
+        assert gen.generated_ids == first.generated_ids
+        stopped = runner.generate(first.prompt_ids, 64, stop_ids=oracle.eos_token_ids)
+        assert stopped.generated_ids[-1] in oracle.eos_token_ids or len(stopped.generated_ids) == 64
+
+
+def test_swapped_layers_fail_the_gate(tmp_path_factory, tmp_path):
+    """A bundle converted from a checkpoint with two layers' MLPs swapped is caught by the runtime gate."""
+    from safetensors.torch import load_file, save_file
+
+    from gemmaios.checkpoint import resolve_checkpoint
+    from gemmaios.convert import convert_checkpoint
+
+    good = build(tmp_path_factory, "int8", "provider")
+    broken_dir = tmp_path / "broken"
+    shutil.copytree(good / "checkpoint", broken_dir)
+    weights = load_file(str(broken_dir / "model.safetensors"))
+    for part in ("gate_proj", "up_proj", "down_proj"):
+        a, b = f"model.layers.1.mlp.{part}.weight", f"model.layers.2.mlp.{part}.weight"
+        weights[a], weights[b] = weights[b].clone(), weights[a].clone()
+    save_file(weights, str(broken_dir / "model.safetensors"), metadata={"format": "pt"})
+    broken = resolve_checkpoint(str(broken_dir))
+    check = hostrun.build_bundle_check(broken, good / ORACLE_FILE, good / "tables", quant="int8", head_quant="int8")
+    with pytest.raises(hostrun.BundleGateFailed) as err:
+        convert_checkpoint(broken, tmp_path / "bundle", "int8", "provider", 256, gates=False, bundle_check=check)
+    assert err.value.prompt is not None and err.value.position is not None
+    assert "diverged at generated token" in str(err.value)
+    assert not any((tmp_path / "bundle").glob("gemma4_*")), "a failed gate must leave no bundle behind"
+
+
+def test_wrong_ple_scale_fails_the_gate(tmp_path_factory, tmp_path):
+    out = build(tmp_path_factory, "int8", "provider")
+    tables = tmp_path / "tables"
+    shutil.copytree(out / "tables", tables)
+    scale = np.fromfile(tables / "embed_per_layer.scale.f32", "<f4")
+    (scale * 3.0).astype("<f4").tofile(tables / "embed_per_layer.scale.f32")  # same size: loads, wrong rows
+    with pytest.raises(hostrun.BundleGateFailed) as err:
+        hostrun.bundle_gate(hostrun.find_bundle(out), load_oracle(out / ORACLE_FILE), tables)
+    assert "diverged" in str(err.value)
+
+
+def test_host_bench_transcript_is_scored_and_reported(tmp_path_factory):
+    from gemmaios import report as rep
+
+    out = build(tmp_path_factory, "int4", "provider")
+    result = hostrun.host_bench(out, trials=2)
+    transcript = read_transcript(result.transcript, require_complete=True)
+    assert transcript.header["platform"] == hostrun.HOST_PLATFORM
+    assert transcript.header["bundle"]["name"] == hostrun.find_bundle(out).name
+    assert len(transcript.prompts) == 16 and transcript.memory
+    assert result.passed and result.score.startswith(("8/8", "7/8")), result.score
+    data = rep.load_runs([result.run_dir])
+    summary = rep.build_report(data, scorer=rep.default_scorer())
+    assert summary.runs[0].decode_tok_s is not None
+
+
+def test_cli_run_answers_a_prompt_and_benches(tmp_path_factory):
+    from gemmaios.cli import app
+
+    out = build(tmp_path_factory, "int8", "provider")
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--out", str(out), "--prompt", "What is the capital of France?", "-n", "24"])
+    assert result.exit_code == 0, result.output
+    assert "Paris" in result.output
+    assert "tok/s" in result.output
+    bench = runner.invoke(app, ["run", "--out", str(out), "--bench"])
+    assert bench.exit_code == 0, bench.output
+    assert "exact vs fp32 oracle" in bench.output
+
+
+def test_runner_refuses_bad_inputs(tmp_path_factory, tmp_path):
+    out = build(tmp_path_factory, "int8", "provider")
+    bundle = hostrun.find_bundle(out)
+    with pytest.raises(hostrun.HostRunError, match="no PLE tables"):
+        hostrun.BundleRunner(bundle, None)
+    with pytest.raises(hostrun.HostRunError, match="does not exist"):
+        hostrun.BundleRunner(tmp_path / "nothing", out / "tables")
+    with hostrun.BundleRunner(bundle, out / "tables") as runner:
+        with pytest.raises(hostrun.HostRunError, match="outside the bundle's vocabulary"):
+            runner.generate([2, 10_000], 1)
+        with pytest.raises(hostrun.HostRunError, match="exceed the bundle's context"):
+            runner.generate([2], runner.bundle.max_context + 1)
+
+
+def test_large_bundle_gate_is_skipped_and_says_why(tmp_path_factory, monkeypatch):
+    out = build(tmp_path_factory, "int8", "provider")
+    monkeypatch.setattr(hostrun, "LARGE_BUNDLE_BYTES", 1)
+    from gemmaios.checkpoint import resolve_checkpoint
+
+    check = hostrun.build_bundle_check(resolve_checkpoint(str(out / "checkpoint")), out / ORACLE_FILE, out / "tables",
+                                       quant="int8", head_quant="int8")
+    result = check(hostrun.find_bundle(out))
+    assert result["status"] == "skipped"
+    assert "min per token" in result["summary"]
+
+
+@pytest.mark.slow
+def test_kernel_bundle_gate_says_the_runtime_cannot_run_it(tmp_path):
+    """12B-shaped Mac bundles call our Metal kernel: the Linux runtime cannot run it, and the gate says so."""
+    from gemmaios.checkpoint import resolve_checkpoint
+    from gemmaios.convert import convert_checkpoint
+    from gemmaios.oracle import run_oracle
+    from gemmaios.tiny import generate_tiny_checkpoint
+
+    ckpt = resolve_checkpoint(str(generate_tiny_checkpoint(tmp_path / "ckpt", "12b")))
+    run_oracle(ckpt, max_new_tokens=2, out=tmp_path / "oracle.json")
+    check = hostrun.build_bundle_check(ckpt, tmp_path / "oracle.json", None, quant="int8", head_quant="int8",
+                                       flash_decode="g8")
+    result = convert_checkpoint(ckpt, tmp_path / "bundle", "int8", "provider", 256, gates=False, target="mac",
+                                bundle_check=check)
+    gate = result.gates["bundle_run"]
+    assert gate["status"] == "not run"
+    assert "metal4_kernel" in gate["summary"] and "Mac" in gate["summary"]
