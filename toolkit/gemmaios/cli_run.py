@@ -40,10 +40,10 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         bundle: Annotated[Path | None, typer.Option("--bundle", help="a bundle folder (default: the build's)")] = None,
         tables: Annotated[Path | None, typer.Option("--tables", help="PLE tables folder (default: <build>/tables)")] = None,
         prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="one prompt; without it, chat on stdin")] = None,
-        tokens: Annotated[int, typer.Option("--tokens", "-n", help="most new tokens per answer")] = 64,
+        tokens: Annotated[int, typer.Option("--tokens", "-n", min=1, help="most new tokens per answer")] = 64,
         raw: Annotated[bool, typer.Option("--raw", help="feed the text as is (BOS + text), no chat template")] = False,
         bench: Annotated[bool, typer.Option("--bench", help="run the oracle's prompt set and write <build>/runs/")] = False,
-        trials: Annotated[int, typer.Option("--trials", help="with --bench: passes over the prompt set")] = 1,
+        trials: Annotated[int, typer.Option("--trials", min=1, help="with --bench: passes over the prompt set")] = 1,
     ) -> None:
         """Run a built bundle through Core AI's runtime on this machine: chat, one prompt, or a host bench.
 
@@ -54,8 +54,6 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         from . import hostrun
 
         try:
-            if tokens < 1:
-                raise hostrun.HostRunError(f"--tokens must be at least 1, got {tokens}", hint="pass --tokens 1 or more")
             build, bundle_dir = _resolve(out, bundle)
             info = hostrun.BundleInfo.load(bundle_dir)
             step = hostrun.estimate_step_seconds(info)

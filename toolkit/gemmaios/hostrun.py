@@ -108,6 +108,9 @@ class BundleInfo:
     @classmethod
     def load(cls, bundle_dir: Path) -> BundleInfo:
         bundle_dir = Path(bundle_dir)
+        if bundle_dir.is_file():
+            raise HostRunError(f"{bundle_dir} is a file, not a bundle folder",
+                               hint="pass a folder from `<build>/bundle/` (it holds metadata.json and the .aimodel)")
         if not bundle_dir.is_dir():
             raise HostRunError(f"bundle folder {bundle_dir} does not exist",
                                hint="pass a folder from `<build>/bundle/`, or run `gemmaios convert` first")
