@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from .quantize import _QMAX, _QMIN, BLOCK
 from .tinycorpus import Example, generate_corpus
 
-DEFAULT_STEPS = 1200
+DEFAULT_STEPS = 400
 DEFAULT_QAT_FRACTION = 0.2
 BATCH_SIZE = 32
 LEARNING_RATE = 4e-3
