@@ -74,20 +74,22 @@ def test_broken_weight_fails_gate_at_first_diverging_position(tiny_checkpoint, r
 
 
 def test_quantized_gate_reports_and_catches_damage(tiny_checkpoint, references):
+    """The trained tiny model is held to top-1 floors; a damaged weight matrix falls below them."""
     model = Gemma4Decode(tiny_checkpoint, quant="int8", dtype=torch.float32).eval()
     table = parity.PleRows(tiny_checkpoint, model.spec, exact=False)
-    report = parity.quantized_parity_gate(model, references, "int8", table, tiny=True)
-    assert report.passed and 0 < report.normalized_logit_error < parity.TINY_MAX_NORMALIZED_ERROR["int8"]
+    report = parity.quantized_parity_gate(model, references, "int8", table, trained_tiny=True)
+    assert report.passed and report.top1_agreement >= parity.TRAINED_TINY_MIN_TOP1["int8"]
+    assert report.bound == f"top1_agreement >= {parity.TRAINED_TINY_MIN_TOP1['int8']}"
     with torch.no_grad():
         model.layers[3].down_proj.levels.mul_(-1)
     with pytest.raises(parity.ParityGateFailed) as info:
-        parity.quantized_parity_gate(model, references, "int8", table, tiny=True)
+        parity.quantized_parity_gate(model, references, "int8", table, trained_tiny=True)
     assert info.value.position is not None
     with torch.no_grad():
         model.layers[3].down_proj.levels.mul_(-1)  # undo; now damage only the untied int8 head
         model.lm_head.levels.mul_(-1)
-    with pytest.raises(parity.ParityGateFailed, match="normalized logit error"):
-        parity.quantized_parity_gate(model, references, "int8", table, tiny=True)
+    with pytest.raises(parity.ParityGateFailed, match="top-1"):
+        parity.quantized_parity_gate(model, references, "int8", table, trained_tiny=True)
 
 
 def test_quantized_gate_runs_the_untied_quantized_head(tiny_checkpoint, references):
@@ -99,8 +101,9 @@ def test_quantized_gate_runs_the_untied_quantized_head(tiny_checkpoint, referenc
     head = model.lm_head.dense_weight()
     assert not torch.equal(head, exact) and torch.allclose(head, exact, atol=float(exact.abs().max()) / 7)
     table = parity.PleRows(tiny_checkpoint, model.spec, exact=False)
-    report = parity.quantized_parity_gate(model, references, "int4", table, tiny=True)
-    assert report.passed  # (the int8 gate test above shows a damaged head fails gate 2)
+    report = parity.quantized_parity_gate(model, references, "int4", table, trained_tiny=True)
+    assert report.passed and report.top1_agreement >= parity.TRAINED_TINY_MIN_TOP1["int4"]
+    # (the int8 gate test above shows a damaged head fails gate 2)
     tied = Gemma4Decode(tiny_checkpoint, quant="int4", head_quant="fp16", dtype=torch.float32)
     assert tied.lm_head is None and tied.head_quant == "fp16"
 
@@ -163,6 +166,9 @@ def test_build_writes_gated_int4_bundle(tmp_path):
     gates = details["gates"]
     assert gates["fp32_greedy"]["token_matches"] == 128 and gates["fp32_greedy"]["passed"]
     assert gates["quantized"]["passed"] and gates["quantized"]["head_quant"] == "int4"
+    # The trained tiny model is held to its top-1 floor, not the random-weight logit-error bound.
+    assert gates["quantized"]["bound"] == f"top1_agreement >= {parity.TRAINED_TINY_MIN_TOP1['int4']}"
+    assert gates["quantized"]["top1_agreement"] >= parity.TRAINED_TINY_MIN_TOP1["int4"]
     asset = gates["asset"]
     assert asset["quantized_type"] == "Int4" and 0.98 <= asset["ratio"] <= 1.02
     assert "Int8" not in asset["storage_types"]

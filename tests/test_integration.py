@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from gemmaios.decode_model import Gemma4Decode
@@ -10,9 +11,8 @@ from gemmaios.parity import PleRows, decode_steps
 from gemmaios.pipeline import BuildOptions
 from gemmaios.steps import run_build
 
-# The random-weight tiny model has top-1/top-2 margins down to 3e-5 by step 32; within the
-# first 12 steps the smallest is ~1.6e-3, well above fp32 re-authoring noise.
-ORACLE_TOKENS = 12
+# The oracle's full decode: the trained tiny model's greedy margins stay real for all of it.
+ORACLE_TOKENS = 32
 
 
 def test_converted_fp32_module_scores_n_of_n_against_the_oracle(tiny_checkpoint, tmp_path):
@@ -34,6 +34,18 @@ def test_converted_fp32_module_scores_n_of_n_against_the_oracle(tiny_checkpoint,
     bad = score_against_oracle([(first.prompt_ids, broken), *runs[1:]], oracle)
     assert bad.exact == 7
     assert bad.prompts[0].divergence == 3 and bad.prompts[0].got == broken[3]
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4"])
+def test_quantized_module_decodes_the_oracle_tokens(tiny_checkpoint, quant):
+    """The bundle's weights (int8/int4 linears and head, int8 per-layer table), free-running
+    greedy: token-exact with the fp32 oracle on every built-in prompt, like a QAT checkpoint."""
+    oracle = run_oracle(tiny_checkpoint, BUILTIN_PROMPTS, ORACLE_TOKENS)
+    model = Gemma4Decode(tiny_checkpoint, quant=quant, dtype=torch.float32).eval()
+    table = PleRows(tiny_checkpoint, model.spec, exact=False)
+    runs = [(p.prompt_ids, decode_steps(model, p.prompt_ids, ORACLE_TOKENS, ple=table)[0]) for p in oracle.prompts]
+    score = score_against_oracle(runs, oracle, near_tie_margin=0)
+    assert score.exact == 8, score.summary
 
 
 def test_tiny_build_end_to_end_then_fully_skipped(tmp_path):

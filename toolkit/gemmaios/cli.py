@@ -638,6 +638,35 @@ def convert(
         _fail(exc)
 
 
+@app.command("tiny-train")
+def tiny_train(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="folder for the weights, tokenizer and record (default: the package's data/tiny)")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=10, help="training steps (the last fifth are int4 quantization-aware)")] = None,
+) -> None:
+    """Retrain the built-in tiny model on the generated corpus (CPU, minutes) and write its shipped weights."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .tiny import SHIPPED_DIR
+    from .tinytrain import DEFAULT_STEPS, ship, train_tiny
+
+    target = out or SHIPPED_DIR
+    if target.exists() and not target.is_dir():
+        _fail(GemmaiosError(f"--out {target} is a file, not a folder", hint="pass a folder for the weights (it is created)"))
+    total = steps or DEFAULT_STEPS
+    with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("train", total=total, loss="-")
+        result = train_tiny(total, progress=lambda step, _n, loss: bar.update(task, completed=step, loss=f"{loss:.3f}"))
+    record = ship(result, target)
+    margins = record["margins"]
+    console.print(f"loss {record['training']['first_loss']} → {record['training']['final_loss']} "
+                  f"in {record['training']['seconds']:.0f} s ({record['training']['qat_steps']} int4-aware steps)")
+    console.print(f"greedy top-1/top-2 margins over {margins['steps']} steps: median {margins['median']}, "
+                  f"min {margins['min']}, {margins['below_near_tie']} below the near-tie threshold 0.1")
+    for name, digest in record["sha256"].items():
+        print(f"{digest}  {target / name}")
+
+
 from .cli_run import register as _register_run  # noqa: E402  (the command module needs `app`)
 
 _register_run(app, console, _fail)

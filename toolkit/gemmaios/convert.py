@@ -25,7 +25,7 @@ from .errors import GemmaiosError
 from .oracle import ORACLE_FILE
 from .pipeline import BuildContext, Step, StepOutcome, replace_dir
 from .quantize import BLOCK, QUANTS, expected_storage_bytes
-from .tiny import tiny_is_current
+from .tiny import tiny_weights
 
 PLE_MODES = ("provider", "tbl")
 TARGETS = ("ios", "mac")
@@ -219,9 +219,10 @@ def run_parity_gates(
     use_flash_decode(quantized, flash_decode)
     table = parity.PleRows(checkpoint, spec, exact=False) if spec.ple_dim else None
     bound = min(quant, quantized.head_quant, key=_PRECISION_ORDER.index)
-    # A generated tiny checkpoint (any variant) has random weights: gate 2 uses the tiny bound.
-    random_weights = checkpoint.is_tiny or tiny_is_current(checkpoint.path)
-    gate2 = parity.quantized_parity_gate(quantized, refs, bound, table, tiny=random_weights)
+    # A random-weight tiny variant gets the logit-error bound; the trained tiny model its own top-1 floors.
+    weights = tiny_weights(checkpoint.path)
+    gate2 = parity.quantized_parity_gate(quantized, refs, bound, table, tiny=weights == "random",
+                                         trained_tiny=weights == "trained")
     del quantized
     gc.collect()
     return {"fp32_greedy": gate1.as_dict(), "quantized": gate2.as_dict() | {"quant": quant, "head_quant": head_quant}}

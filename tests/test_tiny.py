@@ -1,0 +1,135 @@
+"""Issue 13: the built-in tiny model is trained, so its greedy decisions have real margins."""
+
+import json
+import shutil
+import statistics
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gemmaios import tiny, tinycorpus
+from gemmaios.cli import app
+from gemmaios.oracle import BUILTIN_PROMPTS, DEFAULT_NEAR_TIE_MARGIN, run_oracle
+from gemmaios.parity import GATE_PROMPTS
+from gemmaios.pipeline import sha256_file
+
+# Measured on the shipped weights (32 greedy tokens on each of the 8 built-in prompts):
+# see README's tiny model paragraph; the floors sit well below the measured figures.
+MEDIAN_MARGIN_FLOOR = 5.0
+MIN_MARGIN_FLOOR = DEFAULT_NEAR_TIE_MARGIN
+
+
+@pytest.fixture(scope="module")
+def oracle(tiny_checkpoint):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield run_oracle(tiny_checkpoint, BUILTIN_PROMPTS, 32)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_corpus_is_deterministic_and_covers_the_oracle_and_gate_prompts():
+    corpus = tinycorpus.generate_corpus()
+    assert corpus == tinycorpus.generate_corpus()
+    assert tinycorpus.tokenizer_texts(corpus) == tinycorpus.tokenizer_texts()
+    by_prompt = {ex.prompt: ex for ex in corpus}
+    assert len(by_prompt) == len(corpus)  # one answer per question
+    for p in BUILTIN_PROMPTS.prompts:
+        ex = by_prompt[tinycorpus.chat_prompt(p.text)]
+        assert ex.target.startswith(tinycorpus.BUILTIN_ANSWERS[p.id] + tinycorpus.END)
+        assert ex.target.endswith(tinycorpus.EOS * tinycorpus.TRAILING_EOS)
+    for prompt in GATE_PROMPTS:
+        assert tinycorpus.BOS + prompt in by_prompt
+    families = {ex.family for ex in corpus}
+    assert set(tinycorpus.FAMILIES) <= families
+    # several phrasings of the same question family
+    assert sum("capital of Japan" in ex.prompt for ex in corpus) >= 4
+
+
+def test_chat_prompt_is_what_the_chat_template_renders(tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint.path)
+    rendered = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                       tokenize=False, add_generation_prompt=True)
+    assert rendered == tinycorpus.chat_prompt("What is the capital of France?")
+
+
+def test_builtin_answers_outlast_the_oracle_decode(tiny_checkpoint):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_checkpoint.tokenizer_path))
+    for answer in tinycorpus.BUILTIN_ANSWERS.values():
+        assert len(tok.encode(answer, add_special_tokens=False).ids) > 32
+
+
+def test_shipped_weights_match_their_record(tiny_checkpoint, tmp_path):
+    record = tiny.shipped_record()
+    for name in (tiny.SHIPPED_WEIGHTS, tiny.SHIPPED_TOKENIZER):
+        assert record["sha256"][name] == sha256_file(tiny.SHIPPED_DIR / name)
+    # the checkpoint carries them byte for byte
+    assert sha256_file(tiny_checkpoint.path / "model.safetensors") == record["sha256"][tiny.SHIPPED_WEIGHTS]
+    assert sha256_file(tiny_checkpoint.tokenizer_path) == record["sha256"][tiny.SHIPPED_TOKENIZER]
+    assert tiny.tiny_weights(tiny_checkpoint.path) == "trained"
+    assert (tiny_checkpoint.path / "model.safetensors").stat().st_size < 4_000_000
+
+    damaged = tmp_path / "shipped"
+    shutil.copytree(tiny.SHIPPED_DIR, damaged)
+    data = bytearray((damaged / tiny.SHIPPED_WEIGHTS).read_bytes())
+    data[-1] ^= 1
+    (damaged / tiny.SHIPPED_WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(tiny.TinyWeightsError, match="sha256") as info:
+        tiny.shipped_record(damaged)
+    assert "tiny-train" in info.value.hint
+
+
+def test_trained_model_has_real_margins_and_its_trained_answers(oracle):
+    from tokenizers import Tokenizer
+
+    margins = [m for p in oracle.prompts for m in p.margins]
+    assert len(margins) == 8 * 32
+    assert statistics.median(margins) > MEDIAN_MARGIN_FLOOR
+    assert min(margins) > MIN_MARGIN_FLOOR
+    tok = Tokenizer.from_file(str(tiny.SHIPPED_DIR / tiny.SHIPPED_TOKENIZER))
+    by_id = {p.id: p for p in oracle.prompts}
+    for pid in ("capital-france", "count-ten", "poem-sea"):
+        answer = tok.decode(by_id[pid].generated_ids)
+        assert tinycorpus.BUILTIN_ANSWERS[pid].startswith(answer), (pid, answer)
+
+
+def test_random_variants_keep_random_weights(tmp_path):
+    path = tiny.generate_tiny_checkpoint(tmp_path / "12b", variant="12b")
+    assert tiny.tiny_weights(path) == "random"
+    assert json.loads((path / tiny.MARKER_FILE).read_text())["variant"] == "12b"
+
+
+def test_old_format_cache_is_regenerated(tmp_path):
+    cache = tmp_path / "tiny"
+    old = tiny.generate_tiny_checkpoint(cache, variant="31b")  # stands in for a random-weight v1 checkpoint
+    (old / tiny.MARKER_FILE).write_text(json.dumps({"format": 1, "seed": 1234, "note": "random weights, for tests"}))
+    assert not tiny.tiny_is_current(cache) and tiny.tiny_weights(cache) == "random"
+    assert tiny.ensure_tiny_checkpoint(cache) == cache
+    assert tiny.tiny_is_current(cache) and tiny.tiny_weights(cache) == "trained"
+    assert sha256_file(cache / "model.safetensors") == tiny.shipped_record()["sha256"][tiny.SHIPPED_WEIGHTS]
+
+
+def test_short_training_run_decreases_loss(tmp_path):
+    from gemmaios.tinytrain import train_tiny
+
+    result = train_tiny(steps=12, batch_size=8)
+    assert len(result.losses) == 12 and result.qat_steps == 2
+    assert statistics.mean(result.losses[-3:]) < result.losses[0] - 0.5
+
+
+def test_cli_tiny_train_writes_weights_and_record(tmp_path, monkeypatch):
+    import gemmaios.tinytrain as tinytrain
+
+    monkeypatch.setattr(tinytrain, "BATCH_SIZE", 4)
+    result = CliRunner().invoke(app, ["tiny-train", "--out", str(tmp_path / "w"), "--steps", "10"])
+    assert result.exit_code == 0, result.output
+    record = tiny.shipped_record(tmp_path / "w")  # checks the files against the record it wrote
+    assert record["training"]["steps"] == 10 and record["training"]["qat_steps"] == 2
+    assert record["sha256"][tiny.SHIPPED_WEIGHTS] in result.stdout
+    assert "margins" in result.output and record["margins"]["steps"] == 12 * 32

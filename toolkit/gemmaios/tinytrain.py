@@ -1,0 +1,295 @@
+"""Train the built-in tiny Gemma 4 on the generated corpus (`gemmaios.tinycorpus`).
+
+A random-weight model has near-flat logits (top-1/top-2 margins ~1e-4), so no parity gate
+can tell a correct bundle from a broken one. This trains transformers' own
+`Gemma4ForCausalLM` (the tiny E4B-structured config) on CPU until its greedy answers to the
+oracle's built-in prompts are confident, then finishes with a short quantization-aware phase:
+every Linear weight the converter quantizes (input dim a multiple of 32) and the lm_head
+(the converter's untied int4 copy of the tied embedding) are fake-quantized on the q4_0
+grid of `gemmaios.quantize` (per block of 32, symmetric absmax / 7, scale rounded to fp16),
+with a straight-through gradient — so, like the Gemma 4 QAT checkpoints it stands in for,
+its int4 bundle decodes what its fp32 reference decodes.
+
+Deterministic: fixed seeds, a fixed draw order and one intra-op thread (thread count changes
+float summation order), so the same torch build reproduces the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .quantize import _QMAX, _QMIN, BLOCK
+from .tinycorpus import Example, generate_corpus
+
+DEFAULT_STEPS = 400
+DEFAULT_QAT_FRACTION = 0.2
+BATCH_SIZE = 32
+LEARNING_RATE = 4e-3
+WARMUP_STEPS = 60
+# Target tokens trained per example: the answer, its end marker, then <eos> up to this many
+# (the oracle decodes 32), with at least MIN_TRAILING_EOS of them.
+MIN_TARGET_TOKENS = 40
+MIN_TRAILING_EOS = 4
+
+Progress = Callable[[int, int, float], None]  # (step, steps, loss)
+
+
+@dataclass
+class TrainResult:
+    model: object  # Gemma4ForCausalLM, eval mode, fp32
+    tokenizer: object  # tokenizers.Tokenizer
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+    qat_steps: int = 0
+    batch_size: int = BATCH_SIZE
+
+
+# A fixed intra-op thread count: it decides float summation order, so the bytes depend on it.
+TRAIN_THREADS = 1
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int = TRAIN_THREADS):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def encode_examples(tokenizer, examples: list[Example]) -> list[tuple[list[int], int]]:
+    """(token ids, index of the first target token) per example, trailing <eos> trimmed."""
+    eos = tokenizer.token_to_id("<eos>")
+    encoded = []
+    for ex in examples:
+        prompt = tokenizer.encode(ex.prompt, add_special_tokens=False).ids
+        ids = tokenizer.encode(ex.text, add_special_tokens=False).ids
+        if ids[: len(prompt)] != prompt:
+            raise ValueError(f"prompt tokens change when the target follows: {ex.prompt!r}")
+        content = len(ids)
+        while ids[content - 1] == eos:
+            content -= 1
+        keep = max(content + MIN_TRAILING_EOS, len(prompt) + MIN_TARGET_TOKENS)
+        encoded.append((ids[:keep], len(prompt)))
+    return encoded
+
+
+def fake_quant_int4(weight: torch.Tensor) -> torch.Tensor:
+    """The q4_0 grid of quantize_blockwise in the forward pass, identity in the backward."""
+    out_features, in_features = weight.shape
+    blocks = weight.reshape(out_features, in_features // BLOCK, BLOCK)
+    scale = (blocks.detach().abs().amax(dim=-1, keepdim=True) / _QMAX["int4"]).to(torch.float16).to(weight.dtype)
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+    grid = (torch.round(blocks / safe).clamp(_QMIN["int4"], _QMAX["int4"]) * scale).reshape_as(weight)
+    return weight + (grid - weight).detach()
+
+
+def _fake_quant_forward(self, x):
+    return F.linear(x, fake_quant_int4(self.weight), self.bias)
+
+
+def enable_qat(model) -> list[str]:
+    """Fake-quantize every Linear the converter quantizes, and the (tied) lm_head.
+
+    The lm_head shares its weight with the embedding, but only the head's matmul is
+    quantized (the converter keeps the embedding gather exact), so the hook is on the
+    head's forward, not on the shared tensor.
+    """
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.in_features % BLOCK == 0:
+            module.forward = types.MethodType(_fake_quant_forward, module)
+            names.append(name)
+    return names
+
+
+def disable_qat(model) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and "forward" in module.__dict__:
+            del module.forward
+
+
+def _batch(encoded, indices, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [encoded[i] for i in indices]
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for r, (ids, start) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        labels[r, start : len(ids)] = torch.tensor(ids[start:])
+    return input_ids, labels
+
+
+def _learning_rate(step: int, steps: int, peak: float = LEARNING_RATE) -> float:
+    warmup = min(WARMUP_STEPS, steps // 5)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_tiny(
+    steps: int = DEFAULT_STEPS,
+    qat_fraction: float = DEFAULT_QAT_FRACTION,
+    progress: Progress | None = None,
+    seed: int | None = None,
+    device: str = "cpu",
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+) -> TrainResult:
+    """Train the tiny e4b model from its seeded initialisation; the last `qat_fraction` of the
+    steps fake-quantize to int4. Returns the model (eval mode, fake-quant removed)."""
+    from .tiny import TINY_SEED, initial_tiny_model, train_tokenizer
+    from .tinycorpus import tokenizer_texts
+
+    seed = TINY_SEED if seed is None else seed
+    examples = generate_corpus()
+    tokenizer = train_tokenizer(tokenizer_texts(examples))
+    encoded = encode_examples(tokenizer, examples)
+    weights = torch.tensor([ex.weight for ex in examples], dtype=torch.float64)
+    pad_id = tokenizer.token_to_id("<pad>")
+    qat_start = steps - int(round(steps * qat_fraction))
+    started = time.perf_counter()
+    losses: list[float] = []
+    with fixed_threads():
+        torch.manual_seed(seed)
+        model = initial_tiny_model(attn_implementation="sdpa").to(device)
+        model.train()
+        decay = [p for n, p in model.named_parameters() if p.ndim == 2]
+        other = [p for n, p in model.named_parameters() if p.ndim != 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": 0.01}, {"params": other, "weight_decay": 0.0}],
+            lr=LEARNING_RATE, betas=(0.9, 0.98), eps=1e-8,
+        )
+        draws = torch.Generator().manual_seed(seed)
+        for step in range(steps):
+            if step == qat_start:
+                enable_qat(model)
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(step, steps, learning_rate or LEARNING_RATE)
+            indices = torch.multinomial(weights, batch_size or BATCH_SIZE, replacement=True, generator=draws).tolist()
+            input_ids, labels = (t.to(device) for t in _batch(encoded, indices, pad_id))
+            logits = model(input_ids=input_ids, use_cache=False).logits
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if progress:
+                progress(step + 1, steps, losses[-1])
+        disable_qat(model)
+    model.to("cpu").eval()
+    return TrainResult(model, tokenizer, losses, time.perf_counter() - started, steps, steps - qat_start,
+                       batch_size or BATCH_SIZE)
+
+
+@dataclass
+class PromptMargins:
+    prompt: str
+    tokens: list[int]
+    margins: list[float]
+    text: str = ""
+
+
+def greedy_margins(model, tokenizer, prompts: list[str], steps: int = 32) -> list[PromptMargins]:
+    """Greedy decode (fp32, KV cache, as the oracle does) of each rendered prompt: tokens and
+    top-1/top-2 margins."""
+    out = []
+    with torch.no_grad(), fixed_threads():
+        for prompt in prompts:
+            ids = tokenizer.encode(prompt, add_special_tokens=False).ids
+            tokens, margins = [], []
+            result = model(input_ids=torch.tensor([ids]), use_cache=True)
+            for _ in range(steps):
+                logits = result.logits[0, -1].float()
+                top = torch.topk(logits, 2).values
+                tokens.append(int(logits.argmax()))
+                margins.append(float(top[0] - top[1]))
+                result = model(input_ids=torch.tensor([tokens[-1:]]), past_key_values=result.past_key_values,
+                               use_cache=True)
+            out.append(PromptMargins(prompt, tokens, margins, tokenizer.decode(tokens, skip_special_tokens=False)))
+    return out
+
+
+def int4_agreement(model, tokenizer, runs: list[PromptMargins]) -> float:
+    """Teacher-forced top-1 agreement of the int4 fake-quantized model with the fp32 greedy runs."""
+    agree = total = 0
+    enable_qat(model)
+    try:
+        with torch.no_grad(), fixed_threads():
+            for run in runs:
+                ids = tokenizer.encode(run.prompt, add_special_tokens=False).ids
+                logits = model(input_ids=torch.tensor([ids + run.tokens]), use_cache=False).logits[0]
+                predicted = logits[len(ids) - 1 : len(ids) - 1 + len(run.tokens)].argmax(-1).tolist()
+                agree += sum(p == t for p, t in zip(predicted, run.tokens, strict=True))
+                total += len(run.tokens)
+    finally:
+        disable_qat(model)
+    return agree / total
+
+
+def evaluation_prompts() -> list[str]:
+    """The oracle's built-in prompts (chat-rendered) and the parity gates' plain prompts."""
+    from .oracle import BUILTIN_PROMPTS
+    from .parity import GATE_PROMPTS
+    from .tinycorpus import BOS, chat_prompt
+
+    return [chat_prompt(p.text) for p in BUILTIN_PROMPTS.prompts] + [BOS + p for p in GATE_PROMPTS]
+
+
+def margin_summary(runs: list[PromptMargins]) -> dict:
+    margins = sorted(m for run in runs for m in run.margins)
+    return {
+        "steps": len(margins),
+        "median": round(margins[len(margins) // 2], 4),
+        "min": round(margins[0], 4),
+        "below_near_tie": sum(m < 0.1 for m in margins),
+    }
+
+
+def ship(result: TrainResult, out_dir) -> dict:
+    """Write the trained weights, tokenizer and their record (sha256s, training facts, margins)
+    into `out_dir` (the package's data/tiny by default in the CLI); returns the record."""
+    import shutil
+    import tempfile
+    from importlib import metadata
+    from pathlib import Path
+
+    from .pipeline import sha256_file, write_json_atomic
+    from .tiny import SHIPPED_RECORD, SHIPPED_TOKENIZER, SHIPPED_WEIGHTS, TINY_SEED
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = greedy_margins(result.model, result.tokenizer, evaluation_prompts())
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        result.model.save_pretrained(tmp, safe_serialization=True)
+        result.tokenizer.save(str(Path(tmp) / SHIPPED_TOKENIZER))
+        for name in (SHIPPED_WEIGHTS, SHIPPED_TOKENIZER):
+            shutil.move(str(Path(tmp) / name), out_dir / name)
+    record = {
+        "sha256": {name: sha256_file(out_dir / name) for name in (SHIPPED_WEIGHTS, SHIPPED_TOKENIZER)},
+        "bytes": {name: (out_dir / name).stat().st_size for name in (SHIPPED_WEIGHTS, SHIPPED_TOKENIZER)},
+        "training": {
+            "seed": TINY_SEED, "steps": result.steps, "qat_steps": result.qat_steps, "batch_size": result.batch_size,
+            "threads": TRAIN_THREADS, "seconds": round(result.seconds, 1),
+            "first_loss": round(result.losses[0], 4), "final_loss": round(sum(result.losses[-20:]) / min(20, len(result.losses)), 4),
+            "tools": {dist: metadata.version(dist) for dist in ("torch", "transformers", "tokenizers")},
+        },
+        # fp32 greedy top-1/top-2 logit margins over 32 tokens of the oracle's built-in prompts
+        # and the parity gates' prompts.
+        "margins": margin_summary(runs),
+        "answers": {run.prompt: run.text for run in runs},
+    }
+    write_json_atomic(out_dir / SHIPPED_RECORD, record)
+    return record
