@@ -14,10 +14,11 @@ from gemmaios.oracle import BUILTIN_PROMPTS, DEFAULT_NEAR_TIE_MARGIN, run_oracle
 from gemmaios.parity import GATE_PROMPTS
 from gemmaios.pipeline import sha256_file
 
-# Measured on the shipped weights (32 greedy tokens on each of the 8 built-in prompts):
-# see README's tiny model paragraph; the floors sit well below the measured figures.
+# Measured on the shipped weights (fp32 oracle, 32 greedy tokens on each of the 8 built-in
+# prompts): median top-1/top-2 margin 8.1, minimum 5.05 (random weights: ~3e-5). The floors
+# sit well below that and far above the near-tie threshold.
 MEDIAN_MARGIN_FLOOR = 5.0
-MIN_MARGIN_FLOOR = DEFAULT_NEAR_TIE_MARGIN
+MIN_MARGIN_FLOOR = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_trained_model_has_real_margins_and_its_trained_answers(oracle):
     margins = [m for p in oracle.prompts for m in p.margins]
     assert len(margins) == 8 * 32
     assert statistics.median(margins) > MEDIAN_MARGIN_FLOOR
-    assert min(margins) > MIN_MARGIN_FLOOR
+    assert min(margins) > MIN_MARGIN_FLOOR > DEFAULT_NEAR_TIE_MARGIN
     tok = Tokenizer.from_file(str(tiny.SHIPPED_DIR / tiny.SHIPPED_TOKENIZER))
     by_id = {p.id: p for p in oracle.prompts}
     for pid in ("capital-france", "count-ten", "poem-sea"):

@@ -222,23 +222,6 @@ def greedy_margins(model, tokenizer, prompts: list[str], steps: int = 32) -> lis
     return out
 
 
-def int4_agreement(model, tokenizer, runs: list[PromptMargins]) -> float:
-    """Teacher-forced top-1 agreement of the int4 fake-quantized model with the fp32 greedy runs."""
-    agree = total = 0
-    enable_qat(model)
-    try:
-        with torch.no_grad(), fixed_threads():
-            for run in runs:
-                ids = tokenizer.encode(run.prompt, add_special_tokens=False).ids
-                logits = model(input_ids=torch.tensor([ids + run.tokens]), use_cache=False).logits[0]
-                predicted = logits[len(ids) - 1 : len(ids) - 1 + len(run.tokens)].argmax(-1).tolist()
-                agree += sum(p == t for p, t in zip(predicted, run.tokens, strict=True))
-                total += len(run.tokens)
-    finally:
-        disable_qat(model)
-    return agree / total
-
-
 def evaluation_prompts() -> list[str]:
     """The oracle's built-in prompts (chat-rendered) and the parity gates' plain prompts."""
     from .oracle import BUILTIN_PROMPTS
