@@ -41,6 +41,13 @@ from .pipeline import BuildContext, Step, StepOutcome, replace_dir, sha256_file
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "ios_template"
 ENGINE_PRODUCT = "CoreAILM"
+# Every module the app imports is linked explicitly (not only reached through CoreAILM).
+ENGINE_PRODUCTS = (ENGINE_PRODUCT, "CoreAIShared")  # CoreAIShared: a product our patch 0003 adds
+CORE_PACKAGE = "GemmaiosCore"  # ios_template/GemmaiosCore, copied into the project folder
+# coreai-models' own requirement (its Package.swift); Xcode resolves the one package for both.
+TRANSFORMERS_URL = "https://github.com/huggingface/swift-transformers"
+TRANSFORMERS_MIN_VERSION = "1.1.0"
+TRANSFORMERS_PRODUCT = "Tokenizers"
 INCREASED_MEMORY_KEY = "com.apple.developer.kernel.increased-memory-limit"
 # Large models need both (the zoo's apps carry both): more address space, and more memory.
 EXTENDED_VA_KEY = "com.apple.developer.kernel.extended-virtual-addressing"
@@ -109,10 +116,20 @@ def validate_choice(what: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _no_lone_surrogates(what: str, text: str) -> str:
+    """Python text can hold lone surrogates (undecodable bytes via surrogateescape); neither
+    Swift nor a plist can: refuse them by name instead of emitting something that breaks."""
+    bad = next((ch for ch in text if 0xD800 <= ord(ch) <= 0xDFFF), None)
+    if bad is not None:
+        raise AppTemplateError(f"{what} {text!r} is not valid Unicode (lone surrogate U+{ord(bad):04X})",
+                               hint="use valid UTF-8 text (an undecodable file name or byte string got in)")
+    return text
+
+
 def swift_string(value: Any) -> str:
     """A Swift string literal for any text: escapes, no interpolation, no raw control chars."""
     out = ['"']
-    for ch in str(value):
+    for ch in _no_lone_surrogates("text", str(value)):
         code = ord(ch)
         if ch == "\\":
             out.append("\\\\")
@@ -124,7 +141,7 @@ def swift_string(value: Any) -> str:
             out.append("\\r")
         elif ch == "\t":
             out.append("\\t")
-        elif code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF or code in (0x2028, 0x2029):
+        elif code < 0x20 or code == 0x7F or code in (0x2028, 0x2029):
             out.append(f"\\u{{{code:X}}}")
         else:
             out.append(ch)
@@ -183,6 +200,7 @@ class AppSettings:
     vocab_size: int = 0
     tables_dir: str = "tables"  # relative to the build folder
     warmup_token_id: int = 2
+    bos_token_id: int = 2  # chat mode starts every prompt with exactly one, like the oracle
     stop_token_ids: list[int] = field(default_factory=list)
     trials: int = 3
     prompt_set: PromptSet | None = None
@@ -201,6 +219,9 @@ class AppSettings:
         validate_deployment_target(self.deployment_target)
         validate_choice("bundle location", self.bundle_location, BUNDLE_LOCATIONS)
         validate_choice("PLE mode", self.ple, PLE_MODES)
+        for name in ("display_name", "model_id", "quant", "arch", "metadata_sha256"):
+            if isinstance(getattr(self, name), str):
+                _no_lone_surrogates(name.replace("_", " "), getattr(self, name))
         if self.display_name is not None and (
             not self.display_name.strip() or len(self.display_name) > 64
             or any(ord(c) < 0x20 or ord(c) == 0x7F for c in self.display_name)
@@ -274,7 +295,7 @@ def _jinja_env() -> jinja2.Environment:
 def template_fingerprint() -> str:
     digest = hashlib.sha256()
     for path in sorted(TEMPLATE_DIR.rglob("*")):
-        if path.is_file():
+        if path.is_file() and not {".build", ".swiftpm"} & set(path.relative_to(TEMPLATE_DIR).parts):
             digest.update(str(path.relative_to(TEMPLATE_DIR)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -325,8 +346,19 @@ def _pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str
 
     ids = {k: oid(k) for k in ("project", "main_group", "app_group", "products_group", "resources_group",
                                "target", "sources_phase", "frameworks_phase", "resources_phase",
-                               "project_configs", "target_configs", "package_ref", "package_product",
-                               "product_ref")}
+                               "project_configs", "target_configs", "product_ref")}
+    packages = [
+        {"id": oid("package:engine"), "kind": "local", "name": engine_relpath, "path": engine_relpath},
+        {"id": oid("package:core"), "kind": "local", "name": CORE_PACKAGE, "path": CORE_PACKAGE},
+        {"id": oid("package:transformers"), "kind": "remote", "name": "swift-transformers",
+         "url": TRANSFORMERS_URL, "min_version": TRANSFORMERS_MIN_VERSION},
+    ]
+    by_key = {"engine": packages[0], "core": packages[1], "transformers": packages[2]}
+    products = [
+        {"id": oid(f"product:{name}"), "name": name, "package": by_key[key]}
+        for key, name in [*(("engine", n) for n in ENGINE_PRODUCTS), ("core", CORE_PACKAGE),
+                          ("transformers", TRANSFORMERS_PRODUCT)]
+    ]
     file_refs, build_files, app_children, res_children = [], [], [], []
     for name in sources:
         ref = {"id": oid(f"file:{name}"), "comment": name, "type": "sourcecode.swift", "path": name,
@@ -347,8 +379,10 @@ def _pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str
     product = {"id": ids["product_ref"], "comment": f"{s.app_name}.app", "type": "wrapper.application",
                "path": f"{s.app_name}.app", "tree": "BUILT_PRODUCTS_DIR", "name": None, "explicit": True}
     file_refs.append(product)
-    build_files.append({"id": oid("build:package"), "ref": None, "product": ids["package_product"],
-                        "comment": f"{ENGINE_PRODUCT} in Frameworks", "phase": "frameworks"})
+    for product_dep in products:
+        build_files.append({"id": oid(f"build:product:{product_dep['name']}"), "ref": None,
+                            "product": product_dep["id"], "comment": f"{product_dep['name']} in Frameworks",
+                            "phase": "frameworks"})
     groups = [
         {"id": ids["main_group"], "comment": None, "name": None, "path": None,
          "children": [{"id": ids["app_group"], "comment": s.app_name},
@@ -408,8 +442,8 @@ def _pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str
             {"id": ids["target_configs"],
              "comment": f'Build configuration list for PBXNativeTarget "{s.app_name}"', "configs": target_cfgs},
         ],
-        "engine_relpath": engine_relpath,
-        "package_product": ENGINE_PRODUCT,
+        "packages": packages,
+        "products": products,
     }
 
 
@@ -447,8 +481,8 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
             "ple": s.ple, "ple_layers": s.ple_layers, "ple_dim": s.ple_dim, "vocab_size": s.vocab_size,
             "quant": s.quant, "arch": s.arch, "metadata_sha256": s.metadata_sha256,
             "app_version": s.app_version, "toolkit_version": __version__, "trials": s.trials,
-            "max_new_tokens": s.prompt_set.max_new_tokens if s.prompt_set else 32,
-            "warmup_token_id": s.warmup_token_id, "stop_token_ids": s.stop_token_ids,
+            "warmup_token_id": s.warmup_token_id, "bos_token_id": s.bos_token_id,
+            "stop_token_ids": s.stop_token_ids,
         }
         sources = []
         for path in sorted((TEMPLATE_DIR / "Sources").iterdir()):
@@ -478,6 +512,9 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
             for source, dest in plan.app_files():
                 _link_or_copy(source, staging / dest)
             resources.append(("model:payload", c.PAYLOAD_DIR, "folder"))
+        # The app's portable core, as a local package inside the project folder.
+        shutil.copytree(TEMPLATE_DIR / CORE_PACKAGE, staging / CORE_PACKAGE,
+                        ignore=shutil.ignore_patterns(".build", ".swiftpm", "Package.resolved"))
         up = "../.."
         engine_rel = f"{up}/engine/{ENGINE_DIRNAME}"
         model = _pbxproj_model(s, sources, resources, engine_rel)
@@ -673,6 +710,7 @@ def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> App
         "vocab_size": vocab,
         "tables_dir": str(Path(tables["i8"]).parent) if tables.get("i8") else "tables",
         "warmup_token_id": int(tc.get("bos_token_id") or 2),
+        "bos_token_id": int(tc.get("bos_token_id") or 2),
         "stop_token_ids": [int(t) for t in (eos if isinstance(eos, list) else [eos])],
         "prompt_set": prompt_set,
         "engine_source": user_value(user, "engine_source"),

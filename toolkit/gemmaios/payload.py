@@ -167,7 +167,7 @@ def check_ios_bundle(bundle_dir: Path, arch: Arch, *, allow_uncompiled: bool = F
                 "it at load, which large graphs do not survive")
     try:
         aimodel = source_aimodel(bundle_dir)
-    except CompileError:
+    except (CompileError, KeyError, TypeError, ValueError):  # no readable .aimodel record: name the usual one
         aimodel = f"{bundle_dir.name}.aimodel"
     command = manual_command(bundle_dir, aimodel, arch)
     raise UncompiledBundle(
