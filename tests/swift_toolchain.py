@@ -1,6 +1,6 @@
 """Finding a real Swift compiler for the tests (issue 15).
 
-Order: $GEMMAIOS_SWIFT (a toolchain bin folder), PATH, /opt/swift/usr/bin (these machines),
+Order: $GEMMAIOS_SWIFT (a toolchain bin folder; when set, the only candidate), PATH, /opt/swift/usr/bin (these machines),
 Xcode's (`xcrun --find`, macOS), then the Debian-sid chroot that scripts/swift-toolchain.sh
 makes. Upstream coreai-models needs Swift 6.2 syntax (`unsafe` expressions, `@_lifetime`),
 so an older compiler counts as none.
@@ -40,8 +40,8 @@ def chroot_bin() -> Path:
 
 def _candidates() -> list[tuple[Path, str]]:
     out: list[tuple[Path, str]] = []
-    if os.environ.get("GEMMAIOS_SWIFT"):
-        out.append((Path(os.environ["GEMMAIOS_SWIFT"]) / "swiftc", "$GEMMAIOS_SWIFT"))
+    if os.environ.get("GEMMAIOS_SWIFT"):  # an explicit choice: that toolchain or none
+        return [(Path(os.environ["GEMMAIOS_SWIFT"]) / "swiftc", "$GEMMAIOS_SWIFT")]
     found = shutil.which("swiftc")
     if found:
         out.append((Path(found), "PATH"))

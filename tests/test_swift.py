@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -376,3 +377,19 @@ def test_swift_string_literals_mean_the_python_text(swift_toolchain, tmp_path):
     run([swift_toolchain.swiftc, "-o", tmp_path / "strings", tmp_path / "main.swift"])
     lines = run([tmp_path / "strings"]).split()
     assert lines == [t.encode().hex() for t in texts]
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_without_a_toolchain_swift_tests_skip_or_fail_in_ci(tmp_path, required):
+    """No compiler: a skip naming scripts/swift-toolchain.sh; with GEMMAIOS_REQUIRE_SWIFT=1 (CI) a failure."""
+    env = {**os.environ, "GEMMAIOS_SWIFT": str(tmp_path / "no-toolchain"), "GEMMAIOS_REQUIRE_SWIFT": "1" if required else ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         f"{Path(__file__)}::test_template_and_core_sources_parse"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert "no Swift 6.2+ toolchain found" in out and "scripts/swift-toolchain.sh" in out
+    if required:
+        assert result.returncode == 1 and "1 error" in out and "GEMMAIOS_REQUIRE_SWIFT=1 but no Swift" in out
+    else:
+        assert result.returncode == 0 and "1 skipped" in out
