@@ -152,6 +152,10 @@ def test_engine_setup_run_contract(tiny_build):
     assert host.index("setenv(Contract.chunkThresholdVariable, Contract.chunkThresholdValue, 1)") < host.index(
         "EngineFactory.createEngine(")
     assert host.index("removeSpecCache()\n        }") < host.index("EngineFactory.createEngine(")
+    bench = (src / "BenchRunner.swift").read_text()  # an unattended run keeps the screen awake, then restores it
+    assert bench.index("UIApplication.shared.isIdleTimerDisabled = true") < bench.index("EngineHost.load(")
+    assert "defer { UIApplication.shared.isIdleTimerDisabled = idleTimerWasDisabled }" in bench
+    assert bench.index("sampler.stop()  // returns once") < bench.index('"type": "footer"')
     code = "\n".join(line.split("//")[0] for p in src.glob("*.swift") for line in p.read_text().splitlines())
     assert not re.search(r"\.warmup\(", code)
     config = (src / "AppConfig.swift").read_text()
@@ -296,3 +300,18 @@ def test_lone_surrogates_are_refused_by_name(tmp_path):
         render_app(tmp_path, AppSettings(display_name="Gemma \udcff", ple="none", prepare_engine=False,
                                          bundle_location="documents"))
     assert not (tmp_path / "app" / "GemmaBench").exists()
+
+
+def test_a_removed_payload_file_re_renders_the_app(tiny_build):
+    from gemmaios import contract
+
+    ctx, _ = tiny_build
+    options = BuildOptions(model="tiny", arch="h18p", extra={"app": {"bundle_id": "org.gemmaios.test",
+                                                                    "config": ctx.build_dir / "none.yaml",
+                                                                    "allow_uncompiled": True}})
+    staged = ctx.path("app", "GemmaBench", contract.PAYLOAD_DIR, contract.PROMPT_SET_FILE)
+    staged.unlink()
+    _, reports = run_build(options, ctx.build_dir, only={"app"})
+    assert [r.status for r in reports] == ["done"] and staged.is_file()
+    _, reports = run_build(options, ctx.build_dir, only={"app"})
+    assert [r.status for r in reports] == ["skipped"]

@@ -746,7 +746,16 @@ class AppStep(Step):
             # a checkout appearing later (clone on another machine, --engine-source) re-runs the step
             "engine_available": bool(s.engine_source) or (cache / ".git").exists(),
             "engine_ready": (ctx.path("engine", ENGINE_DIRNAME, ".gemmaios-engine")).is_file(),
+            # the staged payload is not hashed as an output (GBs): a missing file re-runs the step
+            "payload_staged": self._payload_staged(ctx, s),
         }
+
+    @staticmethod
+    def _payload_staged(ctx: BuildContext, s: AppSettings) -> bool:
+        record = ctx.manifest.get("app")
+        staged = (record.details or {}).get("app_payload", {}) if record is not None else {}
+        project = ctx.path("app", s.app_name)
+        return all((project / dest).is_file() for dest in staged)
 
     def run(self, ctx: BuildContext) -> StepOutcome:
         s = settings_from_build(ctx, self._overrides(ctx))
