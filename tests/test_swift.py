@@ -53,8 +53,9 @@ def run(argv: list, *, cwd: Path | None = None, timeout: int = 900, env: dict | 
 
 
 def swift_parse(toolchain, files: list[Path]) -> None:
-    """`swiftc -parse` (syntax only, no imports needed), batched: at most 100 files a call, and
-    never two with one name (swiftc tells private declarations apart by file name)."""
+    """`swiftc -parse -wmo` (syntax only, no imports needed; one frontend per call, ~20x faster
+    than a job per file), batched: at most 100 files a call, and never two with one name
+    (swiftc tells private declarations apart by file name)."""
     assert files
     batches: list[list[Path]] = []
     for path in files:
@@ -64,7 +65,7 @@ def swift_parse(toolchain, files: list[Path]) -> None:
             batches.append(batch)
         batch.append(path)
     for batch in batches:
-        run([toolchain.swiftc, "-parse", *batch])
+        run([toolchain.swiftc, "-parse", "-wmo", *batch])
 
 
 # ---- the core package ---------------------------------------------------------------------------
@@ -393,3 +394,10 @@ def test_without_a_toolchain_swift_tests_skip_or_fail_in_ci(tmp_path, required):
         assert result.returncode == 1 and "1 error" in out and "GEMMAIOS_REQUIRE_SWIFT=1 but no Swift" in out
     else:
         assert result.returncode == 0 and "1 skipped" in out
+
+
+def test_swift_parse_reports_a_syntax_error(swift_toolchain, tmp_path):
+    (tmp_path / "Good.swift").write_text("let a = 1\n")
+    (tmp_path / "Bad.swift").write_text("func (\n")
+    with pytest.raises(AssertionError, match="expected identifier in function declaration"):
+        swift_parse(swift_toolchain, [tmp_path / "Good.swift", tmp_path / "Bad.swift"])
