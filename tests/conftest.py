@@ -25,8 +25,9 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if SWIFT_RESULTS:
+    if SWIFT_RESULTS:  # shown even with -q (CI): which compiler ran and what it checked
         terminalreporter.section("Swift")
+        terminalreporter.write_line(pytest_report_header(None)[0])
         for line in SWIFT_RESULTS:
             terminalreporter.write_line(line)
 
