@@ -403,22 +403,15 @@ def test_swift_parse_reports_a_syntax_error(swift_toolchain, tmp_path):
         swift_parse(swift_toolchain, [tmp_path / "Good.swift", tmp_path / "Bad.swift"])
 
 
-def test_chroot_script_and_the_finder_agree_on_where_the_wrappers_go(tmp_path):
+def test_chroot_script_and_the_finder_agree_on_where_the_wrappers_go(tmp_path, monkeypatch):
     """scripts/swift-toolchain.sh (not run here: it needs root and 4 GB) is valid bash and puts
     its wrappers where tests/swift_toolchain.py looks for them."""
     from swift_toolchain import CHROOT_SCRIPT, chroot_bin
 
     assert subprocess.run(["bash", "-n", str(CHROOT_SCRIPT)]).returncode == 0
-    env = {**os.environ, "GEMMAIOS_SWIFT_CHROOT": str(tmp_path / "sid")}
-    shown = subprocess.run(["bash", str(CHROOT_SCRIPT), "--print-bin"], env=env, capture_output=True, text=True)
-    os.environ["GEMMAIOS_SWIFT_CHROOT"], saved = str(tmp_path / "sid"), os.environ.get("GEMMAIOS_SWIFT_CHROOT")
-    try:
-        assert Path(shown.stdout.strip()) == chroot_bin() == tmp_path / "sid" / "bin"
-    finally:
-        if saved is None:
-            del os.environ["GEMMAIOS_SWIFT_CHROOT"]
-        else:
-            os.environ["GEMMAIOS_SWIFT_CHROOT"] = saved
+    monkeypatch.setenv("GEMMAIOS_SWIFT_CHROOT", str(tmp_path / "sid"))
+    shown = subprocess.run(["bash", str(CHROOT_SCRIPT), "--print-bin"], capture_output=True, text=True)
+    assert Path(shown.stdout.strip()) == chroot_bin() == tmp_path / "sid" / "bin"
     text = CHROOT_SCRIPT.read_text()
     assert "debootstrap" in text and "swiftlang" in text and "Check-Valid-Until=false" in text
     assert "lib_Testing_Foundation.so" in text
