@@ -7,3 +7,40 @@ from gemmaios.checkpoint import Checkpoint, resolve_checkpoint
 def tiny_checkpoint(tmp_path_factory) -> Checkpoint:
     """The built-in tiny Gemma 4 checkpoint, generated once per test session."""
     return resolve_checkpoint("tiny", tiny_dir=tmp_path_factory.mktemp("tiny") / "ckpt")
+
+
+# ---- Swift (issue 15): a real compiler, or a skip that says how to get one -------------------
+
+from swift_toolchain import REQUIRE_ENV, find_swift, missing_message  # noqa: E402
+
+_SWIFT = find_swift()
+SWIFT_RESULTS: list[str] = []  # lines for the terminal summary (e.g. the `swift test` count)
+
+
+def pytest_report_header(config):
+    toolchain, tried = _SWIFT
+    if toolchain is None:
+        return [f"swift: none — {missing_message(tried)}"]
+    return [f"swift: {toolchain.describe()}"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SWIFT_RESULTS:  # shown even with -q (CI): which compiler ran and what it checked
+        terminalreporter.section("Swift")
+        terminalreporter.write_line(pytest_report_header(None)[0])
+        for line in SWIFT_RESULTS:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def swift_toolchain():
+    """The Swift toolchain; skips (or fails when GEMMAIOS_REQUIRE_SWIFT=1, as in CI) without one."""
+    import os
+
+    toolchain, tried = _SWIFT
+    if toolchain is None:
+        message = missing_message(tried)
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    return toolchain

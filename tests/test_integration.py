@@ -52,16 +52,26 @@ def test_tiny_build_end_to_end_then_fully_skipped(tmp_path):
     options = BuildOptions(model="tiny")
     ctx, reports = run_build(options, tmp_path / "b")
     status = {r.name: r.status for r in reports}
+    # no Mac here: compile waits for one, and the iPhone app refuses the un-compiled bundle
     assert status == {"checkpoint": "done", "tables": "done", "convert": "done", "oracle": "done",
-                      "compile": "pending", "app": "done"}
+                      "compile": "pending", "app": "pending"}
+    app = next(r for r in reports if r.name == "app")
+    assert "not an AOT .aimodelc for h18p" in app.message and "xcrun coreai-build compile" in app.command
     manifest = json.loads((tmp_path / "b" / "build.json").read_text())
     convert = manifest["steps"]["convert"]["details"]
     bundle = tmp_path / "b" / convert["bundle_dir"]
     metadata = json.loads((bundle / "metadata.json").read_text())
     assert metadata["assets"]["main"].endswith(".aimodel")
     assert "xcrun coreai-build compile" in manifest["steps"]["compile"]["details"]["command"]
+
+    # `gemmaios app --allow-uncompiled`: the explicit override renders it
+    allowed = BuildOptions(model="tiny", extra={"app": {"allow_uncompiled": True}})
+    _, reports = run_build(allowed, tmp_path / "b")
+    status = {r.name: r.status for r in reports}
+    assert status == {"checkpoint": "skipped", "tables": "skipped", "convert": "skipped", "oracle": "skipped",
+                      "compile": "pending", "app": "done"}
     entitlements = list((tmp_path / "b" / "app").rglob("*.entitlements"))
     assert entitlements and "increased-memory-limit" in entitlements[0].read_text()
 
-    _, again = run_build(options, tmp_path / "b")
-    assert {r.name: r.status for r in again} == {**status, **{k: "skipped" for k in status if k != "compile"}}
+    _, again = run_build(allowed, tmp_path / "b")
+    assert {r.name: r.status for r in again} == {**status, "app": "skipped"}

@@ -103,9 +103,10 @@ def test_partially_patched_tree_gets_the_rest(fixture_tree, series):
 
 
 def test_order_matters(fixture_tree, series):
-    swapped = replace(series, patches=list(reversed(series.patches)))
+    # 0002 builds on 0001's extra-input plumbing: swapped, 0002 is refused first
+    swapped = replace(series, patches=[series.patches[1], series.patches[0], *series.patches[2:]])
     before = tree_digest(fixture_tree)
-    with pytest.raises(PatchError, match=series.patches[-1].name):
+    with pytest.raises(PatchError, match=series.patches[1].name):
         apply_series(fixture_tree, swapped)
     assert tree_digest(fixture_tree) == before
 

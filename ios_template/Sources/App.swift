@@ -1,3 +1,4 @@
+import GemmaiosCore
 import SwiftUI
 import UIKit
 
@@ -7,8 +8,8 @@ struct GemmaiosApp: App {
 
     var body: some Scene {
         WindowGroup {
-            if LaunchSettings.current.bench {
-                BenchView(settings: LaunchSettings.current)
+            if AppRuntime.launch.bench {
+                BenchView(settings: AppRuntime.launch)
             } else {
                 ChatView()
             }

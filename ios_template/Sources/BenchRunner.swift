@@ -1,39 +1,11 @@
 import CoreAILanguageModels
 import Foundation
+import GemmaiosCore
 import UIKit
 
-/// The prompt set the toolkit bundles (from the oracle step): token ids, not text, so the
-/// device runs exactly what the fp32 reference ran.
-struct BenchPromptSet: Decodable, Sendable {
-    struct Prompt: Decodable, Sendable {
-        let id: String
-        let promptIds: [Int32]
-
-        enum CodingKeys: String, CodingKey {
-            case id
-            case promptIds = "prompt_ids"
-        }
-    }
-
-    let name: String
-    let sha256: String
-    let maxNewTokens: Int
-    let prompts: [Prompt]
-
-    enum CodingKeys: String, CodingKey {
-        case name, sha256, prompts
-        case maxNewTokens = "max_new_tokens"
-    }
-
-    static func load() throws -> BenchPromptSet {
-        guard let url = Bundle.main.url(forResource: AppConfig.promptSetResource, withExtension: "json") else {
-            throw CocoaError(.fileNoSuchFile)
-        }
-        return try JSONDecoder().decode(BenchPromptSet.self, from: Data(contentsOf: url))
-    }
-}
-
-/// Runs every prompt for N trials and writes the transcript.
+/// Runs every prompt of the payload's prompt set for N trials and writes the transcript
+/// (docs/contracts.md). Each prompt decodes exactly the set's max_new_tokens (no EOS stop),
+/// the oracle's rule; the screen stays awake for the run.
 @MainActor
 final class BenchRunner: ObservableObject {
     @Published var status = "waiting"
@@ -41,25 +13,29 @@ final class BenchRunner: ObservableObject {
     @Published var transcriptPath = ""
 
     func run(settings: LaunchSettings) async {
-        let runId = settings.runId.flatMap { $0.isEmpty || $0.contains("/") ? nil : $0 } ?? TranscriptWriter.newRunId()
+        let runId = settings.usableRunId ?? TranscriptWriter.newRunId()
         let writer: TranscriptWriter
         do {
-            writer = try TranscriptWriter(runId: runId)
+            writer = try TranscriptWriter(documents: AppRuntime.documents, runId: runId)
         } catch {
             status = "cannot write the transcript: \(error.localizedDescription)"
             return
         }
         transcriptPath = writer.url.path
+        // An unattended run must not be interrupted by auto-lock (which also throttles the GPU).
+        let idleTimerWasDisabled = UIApplication.shared.isIdleTimerDisabled
+        UIApplication.shared.isIdleTimerDisabled = true
+        defer { UIApplication.shared.isIdleTimerDisabled = idleTimerWasDisabled }
         UIDevice.current.isBatteryMonitoringEnabled = true
-        let sampler = FootprintSampler()
-        let launchClock = LaunchClock.shared
+        let sampler = FootprintSampler.forThisProcess()
         do {
-            let promptSet = try BenchPromptSet.load()
-            let maxNewTokens = settings.maxNewTokens
-            try writer.write(header(runId: runId, settings: settings, promptSet: promptSet, maxNewTokens: maxNewTokens))
-            sampler.start(every: 0.5) { footprint in
+            let promptSet = try BenchPromptSet.load(from: AppRuntime.payload.promptSet)
+            let rule = DecodeRule.bench(maxNewTokens: promptSet.maxNewTokens, eosTokenIds: AppConfig.eosTokenIds)
+            try writer.write(header(runId: runId, settings: settings, promptSet: promptSet))
+            sampler.start(every: 0.5) { seconds, footprint in
+                // after the footer the writer refuses records; stop() below makes that moot
                 try? writer.write([
-                    "type": "memory", "t": launchClock.secondsSinceLaunch,
+                    "type": "memory", "t": seconds,
                     "phys_footprint_bytes": footprint, "available_bytes": DeviceMetrics.availableMemory(),
                 ])
             }
@@ -67,25 +43,32 @@ final class BenchRunner: ObservableObject {
             let loaded = try await EngineHost.load(settings: settings)
             try writer.write(["type": "load", "seconds": loaded.loadSeconds, "cold": loaded.coldSpecialization])
 
+            var firstTrial: [[Int32]] = []
+            var divergent = 0
             for trial in 0..<settings.trials {
                 for (index, prompt) in promptSet.prompts.enumerated() {
                     status = "trial \(trial + 1)/\(settings.trials) · prompt \(index + 1)/\(promptSet.prompts.count)"
+                    if divergent > 0 { status += " · \(divergent) differ from trial 1" }
                     try await loaded.engine.reset(to: 0)  // no prefix reuse between prompts
                     _ = sampler.takePeak()
-                    let run = try await Generation.run(
-                        engine: loaded.engine, prompt: prompt.promptIds, maxNewTokens: maxNewTokens)
+                    let run = try await Generation.run(engine: loaded.engine, prompt: prompt.promptIds, rule: rule)
+                    if trial == 0 {
+                        firstTrial.append(run.tokenIds)
+                    } else if TokenComparison.firstDivergence(firstTrial[index], run.tokenIds) != nil {
+                        divergent += 1
+                    }
                     try writer.write(record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler))
                 }
             }
-            sampler.stop()
+            sampler.stop()  // returns once no memory record can follow: the footer is last
             var footer: [String: Any] = [
                 "type": "footer", "completed": true, "ended_at": TranscriptWriter.timestamp(),
-                "battery_level": Double(UIDevice.current.batteryLevel),
+                "battery_level": DeviceFacts.batteryLevel(UIDevice.current.batteryLevel),
                 "battery_state": batteryState(),
             ]
-            if let unlock = launchClock.secondsSinceUnlock { footer["seconds_since_unlock"] = unlock }
+            if let unlock = LaunchClock.shared.secondsSinceUnlock { footer["seconds_since_unlock"] = unlock }
             try writer.write(footer)
-            status = "done: \(writer.url.lastPathComponent)"
+            status = "done: \(writer.url.lastPathComponent)" + (divergent > 0 ? " (\(divergent) non-deterministic)" : "")
         } catch {
             sampler.stop()
             // No footer: readers treat the run as unfinished. Say why on screen and in the log.
@@ -96,7 +79,7 @@ final class BenchRunner: ObservableObject {
         finished = true
     }
 
-    private func header(runId: String, settings: LaunchSettings, promptSet: BenchPromptSet, maxNewTokens: Int) -> [String: Any] {
+    private func header(runId: String, settings: LaunchSettings, promptSet: BenchPromptSet) -> [String: Any] {
         [
             "type": "header", "schema": TranscriptWriter.schema, "run_id": runId,
             "started_at": TranscriptWriter.timestamp(),
@@ -110,7 +93,7 @@ final class BenchRunner: ObservableObject {
             ],
             "app": ["version": AppConfig.appVersion, "toolkit_version": AppConfig.toolkitVersion],
             "prompt_set": ["name": promptSet.name, "sha256": promptSet.sha256, "count": promptSet.prompts.count],
-            "trials": settings.trials, "max_new_tokens": maxNewTokens, "platform": "iOS",
+            "trials": settings.trials, "max_new_tokens": promptSet.maxNewTokens, "platform": "iOS",
         ]
     }
 

@@ -1,5 +1,6 @@
 import Darwin
 import Foundation
+import GemmaiosCore
 import UIKit
 import os
 
@@ -42,36 +43,10 @@ enum DeviceMetrics {
     }
 }
 
-/// Tracks the peak footprint between resets while a bench prompt runs.
-final class FootprintSampler: @unchecked Sendable {
-    private let lock = NSLock()
-    private var peak: UInt64 = 0
-    private var timer: DispatchSourceTimer?
-
-    func start(every seconds: Double, onSample: @escaping @Sendable (UInt64) -> Void) {
-        let source = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
-        source.schedule(deadline: .now(), repeating: seconds)
-        source.setEventHandler { [weak self] in
-            let now = DeviceMetrics.physFootprint()
-            self?.lock.withLock { self?.peak = max(self?.peak ?? 0, now) }
-            onSample(now)
-        }
-        timer = source
-        source.resume()
-    }
-
-    func stop() {
-        timer?.cancel()
-        timer = nil
-    }
-
-    /// The peak since the last call (sampled now too), then starts a new window.
-    func takePeak() -> UInt64 {
-        let now = DeviceMetrics.physFootprint()
-        return lock.withLock {
-            let value = max(peak, now)
-            peak = now
-            return value
-        }
+extension FootprintSampler {
+    /// The app's sampler: task_info's phys_footprint, timed from launch.
+    static func forThisProcess() -> FootprintSampler {
+        FootprintSampler(reader: { DeviceMetrics.physFootprint() },
+                         clock: { LaunchClock.shared.secondsSinceLaunch })
     }
 }

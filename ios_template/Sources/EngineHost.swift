@@ -1,6 +1,7 @@
 import CoreAILanguageModels
 import CoreAIShared
 import Foundation
+import GemmaiosCore
 import Metal
 
 enum EngineHostError: LocalizedError {
@@ -10,7 +11,8 @@ enum EngineHostError: LocalizedError {
     var errorDescription: String? {
         switch self {
         case .bundleMissing(let url):
-            return "Core AI bundle not found at \(url.path); deploy it with `gemmaios deploy` or rebuild the app"
+            return "Core AI bundle not found at \(url.path); push the payload with `gemmaios deploy` (bundle location "
+                + "documents) or rebuild the app (bundled)"
         case .noMetalDevice:
             return "this device has no Metal GPU"
         }
@@ -35,16 +37,7 @@ final class LoadedEngine: @unchecked Sendable {
 }
 
 enum EngineHost {
-    static var documents: URL { URL.documentsDirectory }
     static var specCache: URL { URL.cachesDirectory.appending(path: "coreai-cache") }
-
-    /// The folder holding the bundle and `tables/`, per AppConfig.bundleLocation.
-    static var modelsRoot: URL {
-        switch AppConfig.bundleLocation {
-        case .appBundle: return Bundle.main.bundleURL
-        case .documents: return documents.appending(path: "models")
-        }
-    }
 
     static func removeSpecCache() {
         try? FileManager.default.removeItem(at: specCache)
@@ -56,32 +49,28 @@ enum EngineHost {
         }
         // The pipelined engine reads this when it plans prefill: S=1 bundles must prefill as
         // one-token steps, and it has to be set before the engine exists.
-        setenv("COREAI_CHUNK_THRESHOLD", "1", 1)
+        setenv(Contract.chunkThresholdVariable, Contract.chunkThresholdValue, 1)
 
-        let bundleURL = modelsRoot.appending(path: AppConfig.bundleName)
+        let payload = AppRuntime.payload
+        let bundleURL = payload.bundle(named: AppConfig.bundleName)
         guard FileManager.default.fileExists(atPath: bundleURL.path) else {
             throw EngineHostError.bundleMissing(bundleURL)
         }
         let cold = !FileManager.default.fileExists(atPath: specCache.path)
         let started = ContinuousClock.now
         let bundle = try LanguageBundle(at: bundleURL)
-        let tablesDir = modelsRoot.appending(path: AppConfig.tablesFolder)
 
         var keepAlive: [AnyObject] = []
         var staticBuffers: [String: StaticInputBuffer] = [:]
         var provider: PerTokenInputProvider? = nil
         switch AppConfig.pleMode {
         case .provider:
-            let gather = try PLETokenProvider(
-                directory: tablesDir, vocabSize: bundle.vocabSize,
-                layers: AppConfig.pleLayers, dim: AppConfig.pleDim)
+            let gather = try PLETokenProvider(paths: payload, shape: AppConfig.pleShape)
             keepAlive.append(gather)
             provider = gather.engineProvider
         case .tbl:
             guard let device = MTLCreateSystemDefaultDevice() else { throw EngineHostError.noMetalDevice }
-            let tables = try PLEStaticTables(
-                directory: tablesDir, device: device, vocabSize: bundle.vocabSize,
-                layers: AppConfig.pleLayers, dim: AppConfig.pleDim)
+            let tables = try PLEStaticTables(paths: payload, device: device, shape: AppConfig.pleShape)
             keepAlive.append(tables)
             staticBuffers = tables.engineBuffers
         case .none:
@@ -95,7 +84,7 @@ enum EngineHost {
             maxContextLength: bundle.maxContextLength,
             source: ModelSource(hfModelId: bundle.tokenizer, modelDefinition: .pyTorch),
             serializedModel: [bundle.modelAssetPath],
-            function: bundle.language.functionMap?.name(for: "main") ?? "main")
+            function: bundle.language.functionMap?.name(for: Contract.mainFunction) ?? Contract.mainFunction)
         let options = EngineOptions(
             variant: "coreai-pipelined",
             staticInputBuffers: staticBuffers,
@@ -107,7 +96,9 @@ enum EngineHost {
 
         // Warm-up is one real 1-token generate. Never engine.warmup(): it warms query
         // length 256, which a static [1,1] input_ids graph rejects with a fatal error.
-        _ = try await Generation.run(engine: engine, prompt: [AppConfig.warmupTokenId], maxNewTokens: 1)
+        _ = try await Generation.run(
+            engine: engine, prompt: [AppConfig.warmupTokenId],
+            rule: DecodeRule(maxNewTokens: 1, stopAtEOS: false, eosTokenIds: []))
         try await engine.reset(to: 0)
 
         let elapsed = ContinuousClock.now - started
@@ -116,28 +107,29 @@ enum EngineHost {
     }
 }
 
-/// One greedy generation with per-token timestamps.
+/// One greedy generation with per-token timestamps, ended by a DecodeRule (the bench's:
+/// exactly N tokens, no EOS stop, like the oracle; chat's: stop at EOS).
 struct Generation: Sendable {
     var tokenIds: [Int32] = []
     var tokenTimes: [Double] = []  // seconds since the request, one per generated token
-    var requestSeconds: Double = 0
 
     static func run(
-        engine: any InferenceEngine, prompt: [Int32], maxNewTokens: Int,
+        engine: any InferenceEngine, prompt: [Int32], rule: DecodeRule,
         onToken: (@Sendable (Int32) -> Void)? = nil
     ) async throws -> Generation {
         var result = Generation()
+        guard rule.maxNewTokens > 0 else { return result }
         let start = ContinuousClock.now
         let sequence = try await engine.generate(
             with: prompt, samplingConfiguration: .greedy,
-            inferenceOptions: InferenceOptions(maxTokens: maxNewTokens))
+            inferenceOptions: InferenceOptions(maxTokens: rule.maxNewTokens))
         for try await output in sequence {
             let elapsed = ContinuousClock.now - start
             result.tokenIds.append(output.tokenId)
             result.tokenTimes.append(
                 Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
             onToken?(output.tokenId)
-            if AppConfig.stopTokenIds.contains(output.tokenId) || result.tokenIds.count >= maxNewTokens {
+            if rule.shouldStop(after: output.tokenId, count: result.tokenIds.count) {
                 break
             }
         }

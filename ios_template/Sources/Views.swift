@@ -1,4 +1,5 @@
 import CoreAILanguageModels
+import GemmaiosCore
 import SwiftUI
 import Tokenizers
 
@@ -34,23 +35,26 @@ final class ChatModel: ObservableObject {
         do {
             if loaded == nil {
                 status = "loading \(AppConfig.bundleName)…"
-                let engine = try await EngineHost.load(settings: LaunchSettings.current)
+                let engine = try await EngineHost.load(settings: AppRuntime.launch)
                 tokenizer = try await engine.bundle.loadTokenizer()
                 loaded = engine
                 status = String(format: "loaded in %.1f s", engine.loadSeconds)
             }
             guard let loaded, let tokenizer else { return }
-            let ids: [Int]
+            // The oracle's prompt: the chat template (generation prompt added) with exactly one
+            // <bos> first; without a template, <bos> + the text's own tokens.
+            let body: [Int]
             if let templated = try? tokenizer.applyChatTemplate(messages: [["role": "user", "content": text]]) {
-                ids = templated
+                body = templated
             } else {
-                ids = tokenizer.encode(text: text)
+                body = tokenizer.encode(text: text, addSpecialTokens: false)
             }
+            let ids = ChatPrompt.withSingleBOS(body, bos: Int(AppConfig.bosTokenId))
             transcript += "\n› \(text)\n"
             try await loaded.engine.reset(to: 0)
             let run = try await Generation.run(
-                engine: loaded.engine, prompt: ids.map { Int32($0) }, maxNewTokens: 256)
-            let reply = run.tokenIds.filter { !AppConfig.stopTokenIds.contains($0) }.map(Int.init)
+                engine: loaded.engine, prompt: ids.map { Int32($0) }, rule: .chat(eosTokenIds: AppConfig.eosTokenIds))
+            let reply = run.tokenIds.filter { !AppConfig.eosTokenIds.contains($0) }.map(Int.init)
             transcript += tokenizer.decode(tokens: reply) + "\n"
             if let first = run.tokenTimes.first, let last = run.tokenTimes.last, run.tokenIds.count > 1 {
                 status = String(format: "prefill %.1f tok/s · decode %.1f tok/s",

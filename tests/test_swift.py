@@ -1,0 +1,417 @@
+"""Swift checked by a real Swift compiler (issue 15): every Swift file we ship or patch parses
+with `swiftc -parse`; the app's portable core (ios_template/GemmaiosCore) builds and passes
+`swift test`; and cross-language vectors tie it to the Python side: transcripts Swift writes
+pass `read_transcript`, Swift-gathered PLE rows equal numpy's bytes, the payload paths Swift
+resolves are the ones `payload_plan` fills, and upstream coreai-models' own metadata
+decoders (compiled from the pinned commit) decode every metadata.json we write.
+
+Build products are cached between runs under $GEMMAIOS_SWIFT_CACHE (default
+~/.cache/gemmaios/swiftpm): a warm `swift build` + `swift test` takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SWIFT_RESULTS
+
+from gemmaios import contract as c
+from gemmaios.app import AppSettings, PromptSet, render_app
+from gemmaios.bundle import write_metadata
+from gemmaios.patches import load_series, prepare_engine_package
+from gemmaios.payload import payload_plan
+from gemmaios.tables import gather, write_tables
+from gemmaios.transcript import read_transcript
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = REPO / "ios_template" / "GemmaiosCore"
+MIRROR = Path("/work/.mirror/apple+coreai-models/repo")
+HAVE_MIRROR = (MIRROR / "HEAD").exists() or (MIRROR / ".git").exists()
+
+
+def swift_cache(name: str) -> Path:
+    root = Path(os.environ.get("GEMMAIOS_SWIFT_CACHE") or Path.home() / ".cache" / "gemmaios" / "swiftpm")
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run(argv: list, *, cwd: Path | None = None, timeout: int = 900, env: dict | None = None) -> str:
+    result = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(map(str, argv[:4]))} … failed ({result.returncode}):\n{output[-6000:]}"
+    return output
+
+
+def swift_parse(toolchain, files: list[Path]) -> None:
+    """`swiftc -parse -wmo` (syntax only, no imports needed; one frontend per call, ~20x faster
+    than a job per file), batched: at most 100 files a call, and never two with one name
+    (swiftc tells private declarations apart by file name)."""
+    assert files
+    batches: list[list[Path]] = []
+    for path in files:
+        batch = next((b for b in batches if len(b) < 100 and all(p.name != path.name for p in b)), None)
+        if batch is None:
+            batch = []
+            batches.append(batch)
+        batch.append(path)
+    for batch in batches:
+        run([toolchain.swiftc, "-parse", "-wmo", *batch])
+
+
+# ---- the core package ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def core_build(swift_toolchain) -> Path:
+    """`swift build` of GemmaiosCore (library + vectors tool); returns the products folder."""
+    scratch = swift_cache("GemmaiosCore")
+    run([swift_toolchain.swift, "build", "--package-path", CORE, "--scratch-path", scratch])
+    bin_dir = Path(run([swift_toolchain.swift, "build", "--package-path", CORE, "--scratch-path", scratch,
+                        "--show-bin-path"]).strip().splitlines()[-1])
+    assert (bin_dir / "gemmaios-core-vectors").is_file()
+    return bin_dir
+
+
+def vectors(core_build: Path, *args, env: dict | None = None) -> str:
+    return run([core_build / "gemmaios-core-vectors", *args], env=env)
+
+
+def test_swift_package_tests_pass(swift_toolchain, core_build):
+    """`swift test` of the core; its XCTest count is printed in the session summary (CI log)."""
+    scratch = swift_cache("GemmaiosCore")
+    output = run([swift_toolchain.swift, "test", "--package-path", CORE, "--scratch-path", scratch])
+    counts = re.findall(r"Test Suite 'All tests' passed .*?\n\s*Executed (\d+) tests?, with (\d+) failures", output)
+    assert counts, output[-3000:]
+    executed, failures = map(int, counts[-1])
+    assert failures == 0 and executed >= 20
+    names = set(re.findall(r"Test Case '(\w+)\.(\w+)' passed", output))
+    assert ("FootprintSamplerTests", "testNoSampleIsDeliveredAfterStopReturns") in names
+    SWIFT_RESULTS.append(f"swift test (GemmaiosCore): {executed} XCTest tests passed, {failures} failures "
+                         f"— {swift_toolchain.version}")
+
+
+# ---- swiftc -parse over everything we ship or patch ---------------------------------------------
+
+def test_template_and_core_sources_parse(swift_toolchain):
+    files = sorted((REPO / "ios_template").rglob("*.swift"))
+    files = [f for f in files if ".build" not in f.parts]
+    assert len(files) >= 15
+    swift_parse(swift_toolchain, files)
+
+
+def _fake_bundle(build: Path, ple: str, *, compiled: bool = True) -> tuple[str, Path]:
+    name = "gemma4_tiny_decode_int4" + ("_tbl" if ple == "tbl" else "")
+    bundle = build / "bundle" / name
+    (bundle / "tokenizer").mkdir(parents=True)
+    (bundle / "tokenizer" / "tokenizer.json").write_text("{}")
+    (bundle / f"{name}.aimodel").mkdir()
+    (bundle / f"{name}.aimodel" / "model.mlirb").write_bytes(b"aimodel")
+    asset = f"{name}.aimodel"
+    if compiled:
+        asset = f"{name}.h18p.aimodelc"
+        (bundle / asset).mkdir()
+        (bundle / asset / "main-h18p.mlirb").write_bytes(b"aimodelc")
+        (bundle / asset / "metadata.json").write_text(json.dumps({"producer": "coreai-build-test"}))
+    write_metadata(bundle, name=name, aimodel=asset, tokenizer="tiny", vocab_size=64, max_context=128,
+                   gemmaios={"quant": "int4", "ple": ple})
+    tables = build / "tables"
+    tables.mkdir(exist_ok=True)
+    (tables / c.TABLE_I8_FILE).write_bytes(bytes(64 * 2 * 4))
+    (tables / c.TABLE_SCALE_FILE).write_bytes(bytes(64 * 4))
+    return name, bundle
+
+
+PROMPTS = PromptSet("vector", "0" * 64, 4, [{"id": "p0", "prompt_ids": [2, 5, 1, 7]},
+                                           {"id": "p1", "prompt_ids": [2, 9]}])
+
+
+@pytest.mark.parametrize("location", c.BUNDLE_LOCATIONS)
+@pytest.mark.parametrize("ple", ["provider", "tbl", "none"])
+def test_rendered_app_parses_in_each_configuration(swift_toolchain, tmp_path, location, ple):
+    name, bundle = _fake_bundle(tmp_path, ple)
+    settings = AppSettings(bundle_location=location, ple=ple, ple_layers=2 if ple != "none" else 0,
+                           ple_dim=4, vocab_size=64, bundle_name=name, bundle_dir=f"bundle/{name}",
+                           prompt_set=PROMPTS, prepare_engine=False, display_name='Gemma "Ω" \\(x)')
+    result = render_app(tmp_path, settings)
+    files = sorted((result.project_dir / "GemmaBench").glob("*.swift"))
+    assert {f.name for f in files} >= {"AppConfig.swift", "BenchRunner.swift", "EngineHost.swift"}
+    swift_parse(swift_toolchain, files)
+    config = (result.project_dir / "GemmaBench" / "AppConfig.swift").read_text()
+    assert f"BundleLocation.{'appBundle' if location == c.BUNDLED else 'documents'}" in config
+    assert f"PLEMode.{ple}" in config
+
+
+def test_rendered_foundation_files_typecheck_against_the_core(swift_toolchain, core_build, tmp_path):
+    """AppConfig.swift + AppRuntime.swift use only Foundation and GemmaiosCore: a full type-check."""
+    name, _ = _fake_bundle(tmp_path, "provider")
+    result = render_app(tmp_path, AppSettings(ple="provider", ple_layers=2, ple_dim=4, vocab_size=64,
+                                              bundle_name=name, bundle_dir=f"bundle/{name}", prompt_set=PROMPTS,
+                                              prepare_engine=False))
+    src = result.project_dir / "GemmaBench"
+    modules = core_build / "Modules" if (core_build / "Modules").is_dir() else core_build
+    # Linux Foundation lacks iOS 16's URL.documentsDirectory: a test-only stand-in
+    shim = tmp_path / "Shim.swift"
+    shim.write_text("import Foundation\nextension URL {\n    static var documentsDirectory: URL {\n"
+                    "        FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0]\n    }\n}\n")
+    run([swift_toolchain.swiftc, "-typecheck", "-I", modules, src / "AppConfig.swift", src / "AppRuntime.swift", shim])
+
+
+@pytest.mark.skipif(not HAVE_MIRROR, reason=f"no checkout of apple/coreai-models at {MIRROR}: "
+                                            "the patched engine cannot be parsed")
+def test_patched_engine_parses_at_the_pinned_commit(swift_toolchain, tmp_path):
+    series = load_series()
+    dest = tmp_path / "engine"
+    result = prepare_engine_package(dest, series, MIRROR)
+    assert result.applied == [p.name for p in series.patches]
+    files = sorted(p for p in dest.rglob("*.swift"))
+    assert len(files) >= 200
+    swift_parse(swift_toolchain, files)
+    SWIFT_RESULTS.append(f"swiftc -parse: {len(files)} patched coreai-models files at {series.base[:12]}")
+
+
+# ---- cross-language vectors ----------------------------------------------------------------------
+
+def test_swift_transcript_passes_read_transcript(core_build, tmp_path):
+    prompts = tmp_path / c.PROMPT_SET_FILE
+    prompts.write_text(json.dumps(PROMPTS.as_json()))
+    docs = tmp_path / "Documents"
+    path = Path(vectors(core_build, "transcript", docs, "20260101T000000Z", prompts, 200).strip())
+    assert path == docs / c.RUNS_DIR / f"20260101T000000Z{c.TRANSCRIPT_SUFFIX}"
+    transcript = read_transcript(path)
+    assert transcript.header["schema"] == c.TRANSCRIPT_SCHEMA
+    assert transcript.complete
+    assert len(transcript.memory) >= 50
+    # the decode rule: exactly max_new_tokens, straight through EOS ids (1 is one here)
+    assert [p.generated_ids for p in transcript.prompts] == [[2, 5, 1, 7], [2, 9, 2, 9]]
+    assert transcript.footer["battery_level"] == 0.81
+    assert path.read_text().splitlines()[-1].startswith('{"battery_level":0.81,')
+
+
+def test_swift_gather_equals_numpy_bytes(core_build, tiny_checkpoint, tmp_path):
+    written = write_tables(tiny_checkpoint, tmp_path / "tables")
+    sidecar = json.loads((tmp_path / "tables" / "embed_per_layer.json").read_text())
+    vocab, layers, dim = sidecar["shape"][0], sidecar["num_layers"], sidecar["dim"]
+    ids = sorted({0, 1, 2, vocab - 1, *np.random.default_rng(0).integers(0, vocab, 20).tolist()})
+    out = tmp_path / "rows.f16"
+    vectors(core_build, "gather", tmp_path / "tables", vocab, layers, dim, out, *ids)
+    expected = gather(tmp_path / "tables", ids)
+    assert expected.dtype == np.float16 and written is not None
+    assert out.read_bytes() == expected.tobytes()
+
+
+def test_swift_resolves_the_paths_payload_plan_fills(core_build, tmp_path):
+    name, bundle = _fake_bundle(tmp_path, "provider")
+    prompts = tmp_path / "app" / c.PROMPT_SET_FILE
+    prompts.parent.mkdir()
+    prompts.write_text(json.dumps(PROMPTS.as_json()))
+    app, docs = tmp_path / "Dev" / "App.app", tmp_path / "Dev" / "Documents"
+    swift = json.loads(vectors(core_build, "paths", app, docs, name))
+    for location, root in ((c.BUNDLED, app), (c.DOCUMENTS, docs)):
+        plan = payload_plan(tmp_path, location, bundle_dir=bundle, ple="provider", tables_dir=tmp_path / "tables",
+                            prompt_set=prompts)
+        placed = dict(plan.app_files() if location == c.BUNDLED else plan.documents_files())
+        assert not (plan.documents_files() if location == c.BUNDLED else plan.app_files())
+        wanted = {root / dest for dest in placed.values()}
+        reads = swift[location]
+        for key in ("metadata", "table_i8", "table_scale", "prompt_set"):
+            assert Path(reads[key]) in wanted, (key, reads[key])
+        main = json.loads((bundle / c.BUNDLE_METADATA_FILE).read_text())["assets"]["main"]
+        assert any(str(p).startswith(str(Path(reads["bundle"]) / main) + "/") for p in wanted)
+        assert not any(p.name.endswith(".aimodel") or ".aimodel/" in str(p) for p in wanted)
+    assert swift["transcript"] == str(docs / c.RUNS_DIR / f"RUN{c.TRANSCRIPT_SUFFIX}")
+
+
+def test_swift_reads_the_launch_environment_bench_sends(core_build):
+    env = {c.ENV["bench"]: "1", c.ENV["trials"]: "2", c.ENV["runId"]: "20260101T000000Z",
+           c.ENV["udid"]: "00008150-0001", c.ENV["clearSpecCache"]: "0"}
+    got = json.loads(vectors(core_build, "launch", 5, env=env))
+    assert got == {"bench": True, "trials": 2, "run_id": "20260101T000000Z", "udid": "00008150-0001",
+                   "clear_spec_cache": False}
+    got = json.loads(vectors(core_build, "launch", 5, c.BENCH_ARG, c.LAUNCH_ARG_PREFIX + "trials", "7",
+                             env={k: "" for k in env}))
+    assert got["bench"] is True and got["trials"] == 7 and got["run_id"] is None
+
+
+# ---- upstream's own metadata decoders --------------------------------------------------------------
+
+_TOKENIZERS_STUB = """\
+// Test stub for swift-transformers' Tokenizers: only what the bundle decoders mention.
+import Foundation
+public protocol Tokenizer: Sendable {
+    var eosTokenId: Int? { get }
+    func convertTokenToId(_ token: String) -> Int?
+}
+public enum AutoTokenizer {
+    public static func from(modelFolder: URL) async throws -> any Tokenizer { throw CocoaError(.featureUnsupported) }
+    public static func from(pretrained: String) async throws -> any Tokenizer { throw CocoaError(.featureUnsupported) }
+}
+"""
+
+_DECODE_MAIN = """\
+// Decodes bundle folders with upstream's LanguageBundle and prints what it read, as JSON.
+import CoreAIShared
+import Foundation
+import UpstreamLanguage
+var out: [[String: Any]] = []
+for path in CommandLine.arguments.dropFirst() {
+    let bundle = try LanguageBundle(at: URL(fileURLWithPath: path, isDirectory: true))
+    out.append([
+        "name": bundle.name, "asset": bundle.modelAssetPath, "tokenizer": bundle.tokenizer,
+        "vocab_size": bundle.vocabSize, "max_context_length": bundle.maxContextLength,
+        "main_url": try bundle.requireModelURL(for: "main").path,
+        "function": bundle.language.functionMap?.name(for: "main") ?? "",
+        "embedded_tokenizer": bundle.tokenizerPath?.path ?? "",
+    ])
+}
+let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
+print(String(decoding: data, as: UTF8.self))
+"""
+
+# Declarations the decoders use that live in files needing Apple frameworks (CoreAI,
+# CoreGraphics): only these plain enums are taken from those files.
+_DECODER_DECLS = {
+    "CoreAIShared": [("swift/Sources/CoreAIShared/Image/ImagePreprocessor.swift", "public enum ImageStrategy")],
+    "UpstreamLanguage": [("swift/Sources/CoreAILanguageModels/Handlers/StateHandlerFactory.swift", "public enum StateKind")],
+}
+
+
+def _declaration(text: str, start: str) -> str:
+    """The top-level declaration starting with `start` through its closing `}` line."""
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(start))
+    last = next(i for i in range(first, len(lines)) if lines[i] == "}")
+    return "\n".join(lines[first:last + 1]) + "\n"
+
+
+_DECODER_FILES = {
+    "CoreAIShared": ["swift/Sources/CoreAIShared/Bundle/BundleKind.swift",
+                     "swift/Sources/CoreAIShared/Bundle/FunctionMap.swift",
+                     "swift/Sources/CoreAIShared/Bundle/ModelBundle.swift"],
+    "UpstreamLanguage": ["swift/Sources/CoreAILanguageModels/Bundle/LanguageBundle.swift",
+                         "swift/Sources/CoreAILanguageModels/Bundle/LanguageConfig.swift",
+                         "swift/Sources/CoreAILanguageModels/Bundle/ModelBundle+Language.swift"],
+}
+
+
+@pytest.fixture(scope="module")
+def upstream_decoder(swift_toolchain, tmp_path_factory) -> Path:
+    """A package built from the pinned commit's own Foundation-only bundle files (read from the
+    mirror at test time, never copied into this repository) + a Tokenizers stub."""
+    if not HAVE_MIRROR:
+        pytest.skip(f"no checkout of apple/coreai-models at {MIRROR}: upstream's decoders are not available")
+    base = load_series().base
+    pkg = tmp_path_factory.mktemp("upstream-decoders")
+
+    def upstream(rel: str) -> str:
+        return subprocess.run(["git", "--git-dir", str(MIRROR), "show", f"{base}:{rel}"], capture_output=True,
+                              text=True, check=True).stdout
+
+    for target, files in _DECODER_FILES.items():
+        (pkg / "Sources" / target).mkdir(parents=True)
+        for rel in files:
+            (pkg / "Sources" / target / Path(rel).name).write_text(upstream(rel))
+        decls = "".join(_declaration(upstream(rel), start) for rel, start in _DECODER_DECLS[target])
+        (pkg / "Sources" / target / "UpstreamDeclarations.swift").write_text(decls)
+    (pkg / "Sources" / "Tokenizers").mkdir()
+    (pkg / "Sources" / "Tokenizers" / "Tokenizers.swift").write_text(_TOKENIZERS_STUB)
+    (pkg / "Sources" / "decode-metadata").mkdir()
+    (pkg / "Sources" / "decode-metadata" / "main.swift").write_text(_DECODE_MAIN)
+    (pkg / "Package.swift").write_text("""// swift-tools-version: 6.0
+import PackageDescription
+let package = Package(name: "UpstreamDecoders", targets: [
+    .target(name: "CoreAIShared"),
+    .target(name: "Tokenizers"),
+    .target(name: "UpstreamLanguage", dependencies: ["CoreAIShared", "Tokenizers"]),
+    .executableTarget(name: "decode-metadata", dependencies: ["CoreAIShared", "UpstreamLanguage"]),
+])
+""")
+    scratch = swift_cache(f"upstream-decoders-{base[:12]}")
+    run([swift_toolchain.swift, "build", "--package-path", pkg, "--scratch-path", scratch])
+    bin_dir = Path(run([swift_toolchain.swift, "build", "--package-path", pkg, "--scratch-path", scratch,
+                        "--show-bin-path"]).strip().splitlines()[-1])
+    return bin_dir / "decode-metadata"
+
+
+@pytest.mark.parametrize("ple", ["provider", "tbl"])
+def test_upstream_decoders_read_every_metadata_json_we_write(upstream_decoder, tmp_path, ple):
+    """convert's metadata.json (the .aimodel), compile's rewrite (the .aimodelc) and its Mac copy."""
+    from gemmaios.archs import get_arch
+    from gemmaios.compile import point_metadata_at
+
+    name, bundle = _fake_bundle(tmp_path, ple, compiled=False)
+    compiled = tmp_path / "compiled" / name
+    shutil.copytree(bundle, compiled)
+    aimodelc = f"{name}.h18p.aimodelc"
+    (compiled / aimodelc).mkdir()
+    metadata, mac = point_metadata_at(compiled, f"{name}.aimodel", aimodelc, get_arch("h18p"))
+    mac_view = tmp_path / "mac" / name  # a bundle folder whose metadata.json is the Mac form
+    shutil.copytree(compiled, mac_view)
+    shutil.copy(mac, mac_view / c.BUNDLE_METADATA_FILE)
+    decoded = json.loads(run([upstream_decoder, bundle, compiled, mac_view]))
+    assert [d["asset"] for d in decoded] == [f"{name}.aimodel", aimodelc, f"{name}.aimodel"]
+    for d, folder in zip(decoded, (bundle, compiled, mac_view), strict=True):
+        assert d["name"] == name and d["vocab_size"] == 64 and d["max_context_length"] == 128
+        assert d["function"] == c.MAIN_FUNCTION
+        assert Path(d["main_url"]) == folder / d["asset"]
+        # upstream looks for the embedded tokenizer where the contract puts it
+        assert Path(d["embedded_tokenizer"]) == folder / c.BUNDLE_TOKENIZER_DIR
+
+
+def test_swift_string_literals_mean_the_python_text(swift_toolchain, tmp_path):
+    """Every escape `swift_string` emits compiles, and the program sees exactly the Python text."""
+    from gemmaios.app import swift_string
+
+    texts = ['plain', 'q"uote \\\\ back', "\\(interp)", "\x00\x01\x1f\x7f", "tab\tnl\ncr\r", "\u2028\u2029",
+             "Ω ü 漢字 \U0001F600 e\u0301", "$(x) `y` */ /*", "\ufeff\u200b", "end\\"]
+    source = "import Foundation\nlet texts: [String] = [\n" + ",\n".join(swift_string(t) for t in texts) + "\n]\n"
+    source += "for t in texts { print(t.utf8.map { String(format: \"%02x\", $0) }.joined()) }\n"
+    (tmp_path / "main.swift").write_text(source)
+    run([swift_toolchain.swiftc, "-o", tmp_path / "strings", tmp_path / "main.swift"])
+    lines = run([tmp_path / "strings"]).split()
+    assert lines == [t.encode().hex() for t in texts]
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_without_a_toolchain_swift_tests_skip_or_fail_in_ci(tmp_path, required):
+    """No compiler: a skip naming scripts/swift-toolchain.sh; with GEMMAIOS_REQUIRE_SWIFT=1 (CI) a failure."""
+    env = {**os.environ, "GEMMAIOS_SWIFT": str(tmp_path / "no-toolchain"), "GEMMAIOS_REQUIRE_SWIFT": "1" if required else ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         f"{Path(__file__)}::test_template_and_core_sources_parse"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert "no Swift 6.2+ toolchain found" in out and "scripts/swift-toolchain.sh" in out
+    if required:
+        assert result.returncode == 1 and "1 error" in out and "GEMMAIOS_REQUIRE_SWIFT=1 but no Swift" in out
+    else:
+        assert result.returncode == 0 and "1 skipped" in out
+
+
+def test_swift_parse_reports_a_syntax_error(swift_toolchain, tmp_path):
+    (tmp_path / "Good.swift").write_text("let a = 1\n")
+    (tmp_path / "Bad.swift").write_text("func (\n")
+    with pytest.raises(AssertionError, match="expected identifier in function declaration"):
+        swift_parse(swift_toolchain, [tmp_path / "Good.swift", tmp_path / "Bad.swift"])
+
+
+def test_chroot_script_and_the_finder_agree_on_where_the_wrappers_go(tmp_path, monkeypatch):
+    """scripts/swift-toolchain.sh (not run here: it needs root and 4 GB) is valid bash and puts
+    its wrappers where tests/swift_toolchain.py looks for them."""
+    from swift_toolchain import CHROOT_SCRIPT, chroot_bin
+
+    assert subprocess.run(["bash", "-n", str(CHROOT_SCRIPT)]).returncode == 0
+    monkeypatch.setenv("GEMMAIOS_SWIFT_CHROOT", str(tmp_path / "sid"))
+    shown = subprocess.run(["bash", str(CHROOT_SCRIPT), "--print-bin"], capture_output=True, text=True)
+    assert Path(shown.stdout.strip()) == chroot_bin() == tmp_path / "sid" / "bin"
+    text = CHROOT_SCRIPT.read_text()
+    assert "debootstrap" in text and "swiftlang" in text and "Check-Valid-Until=false" in text
+    assert "lib_Testing_Foundation.so" in text

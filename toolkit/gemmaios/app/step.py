@@ -1,0 +1,180 @@
+"""The `app` pipeline step: app settings from the build manifest, the iOS payload checks, render."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+from .. import contract as c
+from ..patches import ENGINE_DIRNAME, PatchError, default_cache_dir, load_series
+from ..payload import check_ios_bundle, check_tbl_memory
+from ..pipeline import BuildContext, Step, StepOutcome, sha256_file
+from .render import render_app, template_fingerprint
+from .values import AppSettings, AppTemplateError, PromptSet
+
+# ---- the pipeline step ----------------------------------------------------------------------
+
+BUILTIN_PROMPTS = [
+    ("capital-france", "What is the capital of France?"),
+    ("count-to-five", "Count from one to five."),
+    ("haiku-sea", "Write a haiku about the sea."),
+    ("explain-gravity", "Explain gravity to a child in two sentences."),
+]
+
+
+def _details(ctx: BuildContext, step: str) -> dict:
+    record = ctx.manifest.get(step)
+    return record.details if record is not None and record.status in ("done", "skipped") else {}
+
+
+def _prompt_set_from_oracle(path: Path, details: dict) -> PromptSet:
+    """The oracle's prompts as token ids (fields: prompts[].id, prompts[].prompt_ids)."""
+    try:
+        data = json.loads(path.read_text())
+        prompts = [{"id": str(p["id"]), "prompt_ids": [int(t) for t in p["prompt_ids"]]} for p in data["prompts"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AppTemplateError(f"cannot read the prompt set from {path}: {exc!r}",
+                               hint="the app expects prompts[].id and prompts[].prompt_ids; re-run the oracle step") from exc
+    meta = details.get("prompt_set") or data.get("prompt_set") or {}
+    max_new = details.get("max_new_tokens") or data.get("max_new_tokens") or 32
+    return PromptSet(str(meta.get("name", "oracle")), str(meta.get("sha256", sha256_file(path))), int(max_new), prompts)
+
+
+def _builtin_prompt_set(tokenizer_path: Path, max_new_tokens: int) -> PromptSet:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    prompts = [{"id": pid, "prompt_ids": tok.encode(text).ids} for pid, text in BUILTIN_PROMPTS]
+    digest = hashlib.sha256(json.dumps(prompts, sort_keys=True).encode()).hexdigest()
+    return PromptSet("builtin", digest, max_new_tokens, prompts)
+
+
+def bundle_name_for(ctx: BuildContext) -> str:
+    """docs/contracts.md: gemma4_<key>_decode_<quant>[_tbl]."""
+    ckpt = ctx.checkpoint
+    key = "tiny" if ckpt.is_tiny else (ckpt.spec.key if ckpt.spec else re.sub(r"[^a-z0-9]+", "_", ckpt.path.name.lower()))
+    if ckpt.spec and "qat" in ckpt.spec.hf_id:
+        key += "_qat"
+    name = f"gemma4_{key}_decode_{ctx.options.quant}"
+    return name + ("_tbl" if ctx.options.ple == "tbl" else "")
+
+
+def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> AppSettings:
+    """App values from the manifest (convert/tables/compile/oracle details) and the checkpoint."""
+    from ..config import load_config
+
+    overrides = dict(overrides or {})
+    user = load_config(overrides.pop("config", None))
+    tc = ctx.checkpoint.text_config
+    convert, tables, compile_, oracle = (_details(ctx, n) for n in ("convert", "tables", "compile", "oracle"))
+    name = convert.get("name") or bundle_name_for(ctx)
+    bundle_dir = convert.get("bundle_dir") or f"bundle/{name}"
+    metadata = ctx.path(bundle_dir, "metadata.json")
+    has_ple = bool(tc.get("hidden_size_per_layer_input"))
+    ple = (convert.get("ple") or ctx.options.ple) if has_ple else "none"
+    layers, dim = int(tc.get("num_hidden_layers", 0)), int(tc.get("hidden_size_per_layer_input") or 0)
+    vocab = int(tc.get("vocab_size_per_layer_input") or tc.get("vocab_size") or 0)
+    if tables.get("shape"):
+        vocab = int(tables["shape"][0])
+    eos = tc.get("eos_token_id", [])
+    max_new = int(oracle.get("max_new_tokens") or ctx.options.oracle_tokens)
+    if oracle.get("oracle") and ctx.path(oracle["oracle"]).is_file():
+        prompt_set = _prompt_set_from_oracle(ctx.path(oracle["oracle"]), oracle)
+    else:
+        prompt_set = _builtin_prompt_set(ctx.checkpoint.tokenizer_path, max_new)
+    values = {
+        "app_name": user_value(user, "app_name") or "GemmaBench",
+        "bundle_id": user.bundle_id or "com.example.gemmaios",
+        "team_id": user.team_id,
+        "model_id": ctx.checkpoint.model_id,
+        "bundle_name": name,
+        "bundle_dir": bundle_dir,
+        "metadata_sha256": sha256_file(metadata) if metadata.is_file() else "",
+        "quant": convert.get("quant") or ctx.options.quant,
+        "arch": compile_.get("arch") or ctx.options.arch,
+        "ple": ple,
+        "ple_layers": layers if has_ple else 0,
+        "ple_dim": dim,
+        "vocab_size": vocab,
+        "tables_dir": str(Path(tables["i8"]).parent) if tables.get("i8") else "tables",
+        "warmup_token_id": int(tc.get("bos_token_id") or 2),
+        "bos_token_id": int(tc.get("bos_token_id") or 2),
+        "stop_token_ids": [int(t) for t in (eos if isinstance(eos, list) else [eos])],
+        "prompt_set": prompt_set,
+        "engine_source": user_value(user, "engine_source"),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return AppSettings(**values)
+
+
+def user_value(user, name: str):
+    return getattr(user, name, None)
+
+
+class AppStep(Step):
+    name = "app"
+    title = "render the Xcode project (+ patched coreai-models package)"
+
+    def __init__(self, overrides: dict | None = None) -> None:
+        self.overrides = overrides or {}
+
+    def _overrides(self, ctx: BuildContext) -> dict:
+        # `gemmaios app --team-id ...` passes its options through BuildOptions.extra["app"]
+        return {**ctx.options.extra.get("app", {}), **self.overrides}
+
+    def inputs(self, ctx: BuildContext) -> dict:
+        s = settings_from_build(ctx, self._overrides(ctx))
+        series = load_series()
+        cache = s.engine_cache or default_cache_dir()
+        return {
+            "settings": {k: (v.as_json() if isinstance(v, PromptSet) else v) for k, v in asdict(s).items()},
+            "template": template_fingerprint(),
+            "patches": series.fingerprint(),
+            "upstream": {n: ctx.step_fingerprint(n) for n in ("checkpoint", "tables", "convert", "oracle", "compile")},
+            # a checkout appearing later (clone on another machine, --engine-source) re-runs the step
+            "engine_available": bool(s.engine_source) or (cache / ".git").exists(),
+            "engine_ready": (ctx.path("engine", ENGINE_DIRNAME, ".gemmaios-engine")).is_file(),
+            # the staged payload is not hashed as an output (GBs): a missing file re-runs the step
+            "payload_staged": self._payload_staged(ctx, s),
+        }
+
+    @staticmethod
+    def _payload_staged(ctx: BuildContext, s: AppSettings) -> bool:
+        record = ctx.manifest.get("app")
+        staged = (record.details or {}).get("app_payload", {}) if record is not None else {}
+        project = ctx.path("app", s.app_name)
+        return all((project / dest).is_file() for dest in staged)
+
+    def run(self, ctx: BuildContext) -> StepOutcome:
+        s = settings_from_build(ctx, self._overrides(ctx))
+        warnings = ios_payload_checks(ctx.build_dir, s)
+        for warning in warnings:
+            ctx.console.print(f"[yellow]  ! {warning}[/yellow]")
+        try:
+            result = render_app(ctx.build_dir, s)
+        except PatchError as exc:
+            raise AppTemplateError(f"the engine patch stack does not apply: {exc}", hint=exc.hint) from exc
+        outputs = [*result.files, result.prompt_set]
+        stamp = ctx.path("engine", ENGINE_DIRNAME, ".gemmaios-engine")
+        if result.engine.status == "ready" and stamp.is_file():
+            outputs = [*outputs, stamp]
+        message = f"{result.project_dir.relative_to(ctx.build_dir)}"
+        if result.engine.status == "pending":
+            message += f"; engine package pending ({result.engine.message}) — run: {result.engine.command}"
+        details = {**result.details(ctx.build_dir), "warnings": warnings}
+        return StepOutcome(outputs=outputs, details=details, message=message)
+
+
+def ios_payload_checks(build_dir: Path, s: AppSettings) -> list[str]:
+    """contract: an iOS app gets an AOT .aimodelc for its architecture, and a tbl bundle that fits."""
+    from ..archs import get_arch
+
+    arch = get_arch(s.arch)
+    bundle_dir = Path(build_dir) / s.bundle_dir
+    tables = [Path(build_dir) / s.tables_dir / name for name in (c.TABLE_I8_FILE, c.TABLE_SCALE_FILE)]
+    found = [check_ios_bundle(bundle_dir, arch, allow_uncompiled=s.allow_uncompiled),
+             check_tbl_memory(bundle_dir, tables, arch, s.ple, allow_tbl=s.allow_tbl)]
+    return [w for w in found if w]
