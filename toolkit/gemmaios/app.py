@@ -25,6 +25,7 @@ from typing import Any
 import jinja2
 
 from . import __version__
+from . import contract as c
 from .errors import GemmaiosError
 from .patches import (
     ENGINE_DIRNAME,
@@ -35,13 +36,16 @@ from .patches import (
     locate_pinned_source,
     prepare_engine_package,
 )
+from .payload import PROMPT_SET_BUILD_REL, PayloadPlan, check_ios_bundle, check_tbl_memory, payload_plan
 from .pipeline import BuildContext, Step, StepOutcome, replace_dir, sha256_file
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "ios_template"
 ENGINE_PRODUCT = "CoreAILM"
 INCREASED_MEMORY_KEY = "com.apple.developer.kernel.increased-memory-limit"
+# Large models need both (the zoo's apps carry both): more address space, and more memory.
+EXTENDED_VA_KEY = "com.apple.developer.kernel.extended-virtual-addressing"
 PLE_MODES = ("provider", "tbl", "none")
-BUNDLE_LOCATIONS = ("bundled", "documents")
+BUNDLE_LOCATIONS = c.BUNDLE_LOCATIONS
 MIN_DEPLOYMENT = (27, 0)  # coreai-models' Package.swift: .iOS("27.0")
 
 
@@ -155,7 +159,7 @@ class PromptSet:
     prompts: list[dict]  # {"id": str, "prompt_ids": [int]}
 
     def as_json(self) -> dict:
-        return {"name": self.name, "sha256": self.sha256, "max_new_tokens": self.max_new_tokens,
+        return {"schema": c.PROMPT_SET_SCHEMA, "name": self.name, "sha256": self.sha256, "max_new_tokens": self.max_new_tokens,
                 "prompts": self.prompts}
 
 
@@ -166,7 +170,7 @@ class AppSettings:
     team_id: str | None = None
     display_name: str | None = None
     deployment_target: str = "27.0"
-    bundle_location: str = "bundled"  # bundled in the .app | pushed to Documents/models
+    bundle_location: str = c.BUNDLED  # the payload in the .app | pushed to Documents (contract.py)
     model_id: str = "tiny"
     bundle_name: str = "gemma4_tiny_decode_int4"
     bundle_dir: str = "bundle/gemma4_tiny_decode_int4"  # relative to the build folder
@@ -187,6 +191,8 @@ class AppSettings:
     engine_cache: Path | None = None
     allow_clone: bool = True
     prepare_engine: bool = True
+    allow_uncompiled: bool = False  # iOS: ship a bundle whose assets.main is not an AOT .aimodelc
+    allow_tbl: bool = False  # iOS: ship a tbl bundle past the entitled-memory arithmetic
 
     def validated(self) -> AppSettings:
         validate_app_name(self.app_name)
@@ -230,14 +236,21 @@ class EngineStatus:
 class AppResult:
     project_dir: Path
     xcodeproj: Path
-    files: list[Path]
+    files: list[Path]  # the project's own files (not the staged payload)
     engine: EngineStatus
+    bundle_location: str = c.BUNDLED
+    prompt_set: Path | None = None
+    payload: PayloadPlan | None = None  # what the .app holds (bundled only)
 
     def details(self, build_dir: Path) -> dict:
         return {
             "project": str(self.project_dir.relative_to(build_dir)),
             "xcodeproj": str(self.xcodeproj.relative_to(build_dir)),
             "engine": asdict(self.engine),
+            "bundle_location": self.bundle_location,
+            "prompt_set": str(self.prompt_set.relative_to(build_dir)) if self.prompt_set else None,
+            "app_payload": {dest: str(src.relative_to(build_dir)) for src, dest in self.payload.app_files()}
+            if self.payload else {},
         }
 
 
@@ -291,7 +304,7 @@ def info_plist(s: AppSettings) -> dict:
 
 def entitlements(s: AppSettings) -> dict:
     # GB-class bundles die in cold GPU specialization at the default jetsam limit.
-    return {INCREASED_MEMORY_KEY: True}
+    return {INCREASED_MEMORY_KEY: True, EXTENDED_VA_KEY: True}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -400,6 +413,23 @@ def _pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str
     }
 
 
+def write_prompt_set(build_dir: Path, prompt_set: PromptSet | None) -> Path:
+    """The bench prompt set (token ids) at PROMPT_SET_BUILD_REL: the app reads it from its payload."""
+    prompt_set = prompt_set or PromptSet("empty", hashlib.sha256(b"[]").hexdigest(), 32, [])
+    path = Path(build_dir) / PROMPT_SET_BUILD_REL
+    _write_atomic(path, json.dumps(prompt_set.as_json(), indent=1, sort_keys=True).encode())
+    return path
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    """Stage a payload file: a hard link (GB bundles cost nothing), a copy across file systems."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
 def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
     """Render the Xcode project into `build_dir/app/<AppName>/` (replaced as a whole)."""
     build_dir = Path(build_dir).resolve()
@@ -413,7 +443,7 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
         src_dir.mkdir()
         values = {
             "display_name": s.display_name or s.app_name, "model_id": s.model_id, "bundle_name": s.bundle_name,
-            "bundle_location_case": "appBundle" if s.bundle_location == "bundled" else "documents",
+            "bundle_location_case": "appBundle" if s.bundle_location == c.BUNDLED else "documents",
             "ple": s.ple, "ple_layers": s.ple_layers, "ple_dim": s.ple_dim, "vocab_size": s.vocab_size,
             "quant": s.quant, "arch": s.arch, "metadata_sha256": s.metadata_sha256,
             "app_version": s.app_version, "toolkit_version": __version__, "trials": s.trials,
@@ -434,21 +464,21 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
 
         _write_atomic(src_dir / "Info.plist", plistlib.dumps(info_plist(s)))
         _write_atomic(src_dir / f"{s.app_name}.entitlements", plistlib.dumps(entitlements(s)))
-        prompt_set = s.prompt_set or PromptSet("empty", hashlib.sha256(b"[]").hexdigest(), 32, [])
-        _write_atomic(src_dir / "bench_prompts.json",
-                      json.dumps(prompt_set.as_json(), indent=1, sort_keys=True).encode())
+        prompt_set_path = write_prompt_set(build_dir, s.prompt_set)
 
-        # Paths relative to the project folder (build/<slug>/app/<AppName>/).
-        up = "../.."
         resources = [
             ("app:Info.plist", "Info.plist", "text.plist.xml"),
             ("app:entitlements", f"{s.app_name}.entitlements", "text.plist.entitlements"),
-            ("app:bench_prompts.json", "bench_prompts.json", "text.json"),
         ]
-        if s.bundle_location == "bundled":
-            resources.append(("model:bundle", f"{up}/{s.bundle_dir}", "folder"))
-            if s.ple != "none":
-                resources.append(("model:tables", f"{up}/{s.tables_dir}", "folder"))
+        plan = None
+        if s.bundle_location == c.BUNDLED:
+            # The .app holds exactly the payload (contract.PAYLOAD_DIR), staged by hard links.
+            plan = payload_plan(build_dir, s.bundle_location, bundle_dir=build_dir / s.bundle_dir, ple=s.ple,
+                                tables_dir=build_dir / s.tables_dir, prompt_set=prompt_set_path)
+            for source, dest in plan.app_files():
+                _link_or_copy(source, staging / dest)
+            resources.append(("model:payload", c.PAYLOAD_DIR, "folder"))
+        up = "../.."
         engine_rel = f"{up}/engine/{ENGINE_DIRNAME}"
         model = _pbxproj_model(s, sources, resources, engine_rel)
         xcodeproj = staging / f"{s.app_name}.xcodeproj"
@@ -469,8 +499,10 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
 
     engine = _engine(build_dir, s) if s.prepare_engine else EngineStatus(
         "skipped", f"engine/{ENGINE_DIRNAME}", "engine package not prepared (--no-engine)")
-    files = sorted(p for p in final_dir.rglob("*") if p.is_file())
-    return AppResult(final_dir, final_dir / f"{s.app_name}.xcodeproj", files, engine)
+    payload_root = final_dir / c.PAYLOAD_DIR
+    files = sorted(p for p in final_dir.rglob("*") if p.is_file() and payload_root not in p.parents)
+    return AppResult(final_dir, final_dir / f"{s.app_name}.xcodeproj", files, engine, s.bundle_location,
+                     prompt_set_path, plan)
 
 
 def _engine(build_dir: Path, s: AppSettings) -> EngineStatus:
@@ -680,15 +712,31 @@ class AppStep(Step):
 
     def run(self, ctx: BuildContext) -> StepOutcome:
         s = settings_from_build(ctx, self._overrides(ctx))
+        warnings = ios_payload_checks(ctx.build_dir, s)
+        for warning in warnings:
+            ctx.console.print(f"[yellow]  ! {warning}[/yellow]")
         try:
             result = render_app(ctx.build_dir, s)
         except PatchError as exc:
             raise AppTemplateError(f"the engine patch stack does not apply: {exc}", hint=exc.hint) from exc
-        outputs = result.files
+        outputs = [*result.files, result.prompt_set]
         stamp = ctx.path("engine", ENGINE_DIRNAME, ".gemmaios-engine")
         if result.engine.status == "ready" and stamp.is_file():
             outputs = [*outputs, stamp]
         message = f"{result.project_dir.relative_to(ctx.build_dir)}"
         if result.engine.status == "pending":
             message += f"; engine package pending ({result.engine.message}) — run: {result.engine.command}"
-        return StepOutcome(outputs=outputs, details=result.details(ctx.build_dir), message=message)
+        details = {**result.details(ctx.build_dir), "warnings": warnings}
+        return StepOutcome(outputs=outputs, details=details, message=message)
+
+
+def ios_payload_checks(build_dir: Path, s: AppSettings) -> list[str]:
+    """contract: an iOS app gets an AOT .aimodelc for its architecture, and a tbl bundle that fits."""
+    from .archs import get_arch
+
+    arch = get_arch(s.arch)
+    bundle_dir = Path(build_dir) / s.bundle_dir
+    tables = [Path(build_dir) / s.tables_dir / name for name in (c.TABLE_I8_FILE, c.TABLE_SCALE_FILE)]
+    found = [check_ios_bundle(bundle_dir, arch, allow_uncompiled=s.allow_uncompiled),
+             check_tbl_memory(bundle_dir, tables, arch, s.ple, allow_tbl=s.allow_tbl)]
+    return [w for w in found if w]

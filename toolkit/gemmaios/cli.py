@@ -205,6 +205,10 @@ def app_command(
     deployment_target: Annotated[str | None, typer.Option("--deployment-target", help="iOS version, >= 27.0")] = None,
     engine_source: Annotated[Path | None, typer.Option("--engine-source", help="a checkout of apple/coreai-models")] = None,
     no_clone: Annotated[bool, typer.Option("--no-clone", help="never git clone coreai-models")] = False,
+    allow_uncompiled: Annotated[bool, typer.Option(
+        "--allow-uncompiled", help="iOS: ship a bundle that is not AOT-compiled for --arch")] = False,
+    allow_tbl: Annotated[bool, typer.Option(
+        "--allow-tbl", help="iOS: ship a --ple tbl bundle past the entitled-memory arithmetic")] = False,
     force: ForceOpt = False,
 ) -> None:
     """Render the Xcode project for the build (app/<AppName>/) and the patched coreai-models package."""
@@ -216,6 +220,7 @@ def app_command(
             "team_id": team_id, "bundle_id": bundle_id, "app_name": app_name, "display_name": display_name,
             "bundle_location": bundle_location, "deployment_target": deployment_target,
             "engine_source": engine_source, "allow_clone": False if no_clone else None, "config": config,
+            "allow_uncompiled": allow_uncompiled or None, "allow_tbl": allow_tbl or None,
         }
         ctx, reports = run_build(options, out, only={"checkpoint", "app"}, force={"app"} if force else set(),
                                  console=console)

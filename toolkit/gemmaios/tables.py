@@ -34,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
+from . import contract
 from .errors import CheckpointError, GemmaiosError
 from .pipeline import BuildContext, Step, StepOutcome, sha256_file, write_json_atomic
 
 TABLE_TENSOR = "embed_tokens_per_layer.weight"
 TABLES_DIR = "tables"
-I8_NAME = "embed_per_layer.i8"
-SCALE_NAME = "embed_per_layer.scale.f32"
+I8_NAME = contract.TABLE_I8_FILE
+SCALE_NAME = contract.TABLE_SCALE_FILE
 SIDECAR_NAME = "embed_per_layer.json"
 SIDECAR_SCHEMA = "gemmaios.ple_tables/1"
 # Bump when the bytes written for the same source change; a sidecar of another format is redone.

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .contract import TRANSCRIPT_SCHEMA
 from .errors import GemmaiosError
 
-SCHEMA = "gemmaios.transcript/1"
+SCHEMA = TRANSCRIPT_SCHEMA
 THERMAL_STATES = ("nominal", "fair", "serious", "critical")
 
 

@@ -1,0 +1,76 @@
+// Generated from toolkit/gemmaios/contract.py by `python -m gemmaios.contract --write`.
+// Do not edit: change the Python contract and regenerate (a test checks this copy is current).
+
+/// Every fact the app shares with the gemmaios toolkit (deploy, bench, the simulator).
+public enum Contract {
+    /// contract version (bump on any change the other side must follow)
+    public static let version = 1
+    /// payload root: <App>.app/<it> (bundled) or Documents/<it> (documents)
+    public static let payloadFolder = "gemmaios-payload"
+    /// <payload>/<it>/<bundle name>/: the LanguageBundle
+    public static let bundlesFolder = "bundle"
+    /// <payload>/<it>/: the PLE table files
+    public static let tablesFolder = "tables"
+    /// <payload>/<it>: the bench prompt set (token ids)
+    public static let promptSetFile = "prompts.json"
+    /// `schema` of the prompt-set file
+    public static let promptSetSchema = "gemmaios.prompt-set/1"
+    /// the bundle's metadata (assets.main → the model asset)
+    public static let bundleMetadataFile = "metadata.json"
+    /// the bundle's tokenizer folder
+    public static let bundleTokenizerFolder = "tokenizer"
+    /// int8 [V, L*D] PLE table
+    public static let tableI8File = "embed_per_layer.i8"
+    /// float32 [V] PLE row scales
+    public static let tableScaleFile = "embed_per_layer.scale.f32"
+    /// Documents/<it>/<run_id>.jsonl: bench transcripts
+    public static let runsFolder = "gemmaios-runs"
+    /// transcript file suffix
+    public static let transcriptSuffix = ".jsonl"
+    /// Documents/<it>: deploy's record (the app never writes it)
+    public static let deviceManifestFile = "gemmaios-manifest.json"
+    /// transcript header `schema`
+    public static let transcriptSchema = "gemmaios.transcript/1"
+    /// launch arguments are <it><name> [value]
+    public static let launchArgumentPrefix = "-gemmaios-"
+    /// environment values that turn a flag on
+    public static let trueValues = ["1", "true", "yes"]
+    /// environment: run the bench unattended and write a transcript (flag)
+    public static let benchEnv = "GEMMAIOS_BENCH"
+    /// launch argument for GEMMAIOS_BENCH
+    public static let benchArgument = "-gemmaios-bench"
+    /// environment: trials over the prompt set (default: the rendered app's) (int)
+    public static let trialsEnv = "GEMMAIOS_TRIALS"
+    /// launch argument for GEMMAIOS_TRIALS
+    public static let trialsArgument = "-gemmaios-trials"
+    /// environment: names the transcript <run_id>.jsonl (no '/'; default: a UTC timestamp) (string)
+    public static let runIdEnv = "GEMMAIOS_RUN_ID"
+    /// launch argument for GEMMAIOS_RUN_ID
+    public static let runIdArgument = "-gemmaios-run-id"
+    /// environment: the device's UDID, written to the transcript header (apps cannot read it) (string)
+    public static let udidEnv = "GEMMAIOS_UDID"
+    /// launch argument for GEMMAIOS_UDID
+    public static let udidArgument = "-gemmaios-udid"
+    /// environment: remove Library/Caches/coreai-cache before loading (a cold specialization) (flag)
+    public static let clearSpecCacheEnv = "GEMMAIOS_CLEAR_SPEC_CACHE"
+    /// launch argument for GEMMAIOS_CLEAR_SPEC_CACHE
+    public static let clearSpecCacheArgument = "-gemmaios-clear-spec-cache"
+    /// bench: exactly max_new_tokens per prompt, no EOS stop (the oracle's rule)
+    public static let benchStopsAtEOS = false
+    /// chat: a reply ends at an EOS id
+    public static let chatStopsAtEOS = true
+    /// chat: reply length cap
+    public static let chatMaxNewTokens = 256
+    /// provider bundles: fp16 [1,1,L,D] per token
+    public static let pleTokensInput = "ple_tokens"
+    /// tbl bundles: int8 [V, L*D]
+    public static let pleTableInput = "ple_table"
+    /// tbl bundles: float32 [V]
+    public static let pleScaleInput = "ple_scale"
+    /// the graph's function
+    public static let mainFunction = "main"
+    /// engine environment variable set at load
+    public static let chunkThresholdVariable = "COREAI_CHUNK_THRESHOLD"
+    /// its value
+    public static let chunkThresholdValue = "1"
+}

@@ -1,0 +1,267 @@
+"""The device contract: every fact the iOS app and the Python side (app rendering, deploy, bench,
+the device simulator) both use, in one place.
+
+Python reads the constants below; the app reads them from `Contract.swift`, which
+`render_swift()` generates into the GemmaiosCore package (tests check the committed copy is
+current, and that no Swift source spells one of these values as its own literal).
+docs/contracts.md carries the generated table between its `contract` markers.
+
+Regenerate both after a change: `python -m gemmaios.contract --write`.
+
+Payload: what the app reads (the bundle's metadata.json, tokenizer/ and the one model asset
+`assets.main` names; the PLE tables; the bench prompt set) lives under one folder,
+`PAYLOAD_DIR`, whose root is the .app itself (`bundled`) or the app's Documents
+(`documents`). Inside it the layout is the same for both. `payload.py` turns a build folder
+into the (local file, destination) pairs app rendering and deploy both use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CONTRACT_VERSION = 1
+
+# ---- bundle locations ---------------------------------------------------------------------------
+BUNDLED = "bundled"  # the .app holds the payload; deploy pushes none of it
+DOCUMENTS = "documents"  # the .app holds none; deploy pushes the payload into Documents
+BUNDLE_LOCATIONS = (BUNDLED, DOCUMENTS)
+
+# ---- the payload folder (same layout in the .app and in Documents) -----------------------------
+PAYLOAD_DIR = "gemmaios-payload"
+PAYLOAD_BUNDLES_DIR = "bundle"  # <payload>/bundle/<bundle name>/
+PAYLOAD_TABLES_DIR = "tables"  # <payload>/tables/<table files>
+PROMPT_SET_FILE = "prompts.json"  # <payload>/prompts.json: the bench prompt set (token ids)
+BUNDLE_METADATA_FILE = "metadata.json"  # the LanguageBundle's; assets.main → the model asset
+BUNDLE_TOKENIZER_DIR = "tokenizer"
+TABLE_I8_FILE = "embed_per_layer.i8"  # int8 [V, L*D], row-major
+TABLE_SCALE_FILE = "embed_per_layer.scale.f32"  # float32 LE [V]
+
+# ---- Documents (the app's container, read/written over house_arrest) --------------------------
+RUNS_DIR = "gemmaios-runs"  # Documents/gemmaios-runs/<run_id>.jsonl, written by the app
+TRANSCRIPT_SUFFIX = ".jsonl"
+DEVICE_MANIFEST_FILE = "gemmaios-manifest.json"  # Documents/gemmaios-manifest.json, the toolkit's only
+DEVICE_MANIFEST_SCHEMA = "gemmaios.device-manifest/1"
+
+# ---- schemas ------------------------------------------------------------------------------------
+TRANSCRIPT_SCHEMA = "gemmaios.transcript/1"
+PROMPT_SET_SCHEMA = "gemmaios.prompt-set/1"
+
+# ---- launch (devicectl / DVT process control): argument or environment --------------------------
+LAUNCH_ARG_PREFIX = "-gemmaios-"
+TRUE_VALUES = ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class LaunchSetting:
+    key: str  # Swift name
+    env: str
+    arg: str  # `-gemmaios-<name>`: a flag, or followed by its value
+    kind: str  # "flag" | "int" | "string"
+    meaning: str
+
+
+LAUNCH_SETTINGS = (
+    LaunchSetting("bench", "GEMMAIOS_BENCH", LAUNCH_ARG_PREFIX + "bench", "flag",
+                  "run the bench unattended and write a transcript"),
+    LaunchSetting("trials", "GEMMAIOS_TRIALS", LAUNCH_ARG_PREFIX + "trials", "int",
+                  "trials over the prompt set (default: the rendered app's)"),
+    LaunchSetting("runId", "GEMMAIOS_RUN_ID", LAUNCH_ARG_PREFIX + "run-id", "string",
+                  "names the transcript <run_id>.jsonl (no '/'; default: a UTC timestamp)"),
+    LaunchSetting("udid", "GEMMAIOS_UDID", LAUNCH_ARG_PREFIX + "udid", "string",
+                  "the device's UDID, written to the transcript header (apps cannot read it)"),
+    LaunchSetting("clearSpecCache", "GEMMAIOS_CLEAR_SPEC_CACHE", LAUNCH_ARG_PREFIX + "clear-spec-cache", "flag",
+                  "remove Library/Caches/coreai-cache before loading (a cold specialization)"),
+)
+ENV = {s.key: s.env for s in LAUNCH_SETTINGS}
+BENCH_ARG = LAUNCH_ARG_PREFIX + "bench"
+
+# ---- decode rule (must match gemmaios.oracle: greedy, exactly N tokens, no EOS stop) -----------
+DECODE_METHOD = "greedy"
+BENCH_STOP_AT_EOS = False  # the bench decodes exactly the prompt set's max_new_tokens
+CHAT_STOP_AT_EOS = True  # interactive chat ends a reply at an EOS id
+CHAT_MAX_NEW_TOKENS = 256
+
+# ---- graph I/O the app binds (convert's decode graph) -------------------------------------------
+PLE_TOKENS_INPUT = "ple_tokens"  # provider: fp16 [1,1,L,D] per token
+PLE_TABLE_INPUT = "ple_table"  # tbl: int8 [V, L*D], bound once
+PLE_SCALE_INPUT = "ple_scale"  # tbl: float32 [V], bound once
+MAIN_FUNCTION = "main"
+
+# ---- engine environment the app sets before creating the engine --------------------------------
+# S=1 decode graphs must prefill as one-token steps (the pipelined engine reads it at planning).
+ENGINE_ENVIRONMENT = {"COREAI_CHUNK_THRESHOLD": "1"}
+
+
+# ---- the facts, for Swift and the docs -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Fact:
+    swift: str  # name inside `enum Contract`
+    value: object
+    meaning: str
+    python: str  # where Python reads it
+
+
+def facts() -> list[Fact]:
+    """Every fact, in the order of the generated Swift file and docs table."""
+    m = "gemmaios.contract"
+    items = [
+        Fact("version", CONTRACT_VERSION, "contract version (bump on any change the other side must follow)",
+             f"{m}.CONTRACT_VERSION"),
+        Fact("payloadFolder", PAYLOAD_DIR, "payload root: <App>.app/<it> (bundled) or Documents/<it> (documents)",
+             f"{m}.PAYLOAD_DIR"),
+        Fact("bundlesFolder", PAYLOAD_BUNDLES_DIR, "<payload>/<it>/<bundle name>/: the LanguageBundle",
+             f"{m}.PAYLOAD_BUNDLES_DIR"),
+        Fact("tablesFolder", PAYLOAD_TABLES_DIR, "<payload>/<it>/: the PLE table files", f"{m}.PAYLOAD_TABLES_DIR"),
+        Fact("promptSetFile", PROMPT_SET_FILE, "<payload>/<it>: the bench prompt set (token ids)",
+             f"{m}.PROMPT_SET_FILE"),
+        Fact("promptSetSchema", PROMPT_SET_SCHEMA, "`schema` of the prompt-set file", f"{m}.PROMPT_SET_SCHEMA"),
+        Fact("bundleMetadataFile", BUNDLE_METADATA_FILE, "the bundle's metadata (assets.main → the model asset)",
+             f"{m}.BUNDLE_METADATA_FILE"),
+        Fact("bundleTokenizerFolder", BUNDLE_TOKENIZER_DIR, "the bundle's tokenizer folder", f"{m}.BUNDLE_TOKENIZER_DIR"),
+        Fact("tableI8File", TABLE_I8_FILE, "int8 [V, L*D] PLE table", f"{m}.TABLE_I8_FILE (tables.I8_NAME)"),
+        Fact("tableScaleFile", TABLE_SCALE_FILE, "float32 [V] PLE row scales", f"{m}.TABLE_SCALE_FILE (tables.SCALE_NAME)"),
+        Fact("runsFolder", RUNS_DIR, "Documents/<it>/<run_id>.jsonl: bench transcripts", f"{m}.RUNS_DIR"),
+        Fact("transcriptSuffix", TRANSCRIPT_SUFFIX, "transcript file suffix", f"{m}.TRANSCRIPT_SUFFIX"),
+        Fact("deviceManifestFile", DEVICE_MANIFEST_FILE, "Documents/<it>: deploy's record (the app never writes it)",
+             f"{m}.DEVICE_MANIFEST_FILE"),
+        Fact("transcriptSchema", TRANSCRIPT_SCHEMA, "transcript header `schema`", "gemmaios.transcript.SCHEMA"),
+        Fact("launchArgumentPrefix", LAUNCH_ARG_PREFIX, "launch arguments are <it><name> [value]",
+             f"{m}.LAUNCH_ARG_PREFIX"),
+        Fact("trueValues", list(TRUE_VALUES), "environment values that turn a flag on", f"{m}.TRUE_VALUES"),
+    ]
+    for s in LAUNCH_SETTINGS:
+        items.append(Fact(f"{s.key}Env", s.env, f"environment: {s.meaning} ({s.kind})", f"{m}.ENV[{s.key!r}]"))
+        items.append(Fact(f"{s.key}Argument", s.arg, f"launch argument for {s.env}", f"{m}.LAUNCH_SETTINGS"))
+    items += [
+        Fact("benchStopsAtEOS", BENCH_STOP_AT_EOS, "bench: exactly max_new_tokens per prompt, no EOS stop (the oracle's rule)",
+             f"{m}.BENCH_STOP_AT_EOS (oracle decode.stop_at_eos)"),
+        Fact("chatStopsAtEOS", CHAT_STOP_AT_EOS, "chat: a reply ends at an EOS id", f"{m}.CHAT_STOP_AT_EOS"),
+        Fact("chatMaxNewTokens", CHAT_MAX_NEW_TOKENS, "chat: reply length cap", f"{m}.CHAT_MAX_NEW_TOKENS"),
+        Fact("pleTokensInput", PLE_TOKENS_INPUT, "provider bundles: fp16 [1,1,L,D] per token", f"{m}.PLE_TOKENS_INPUT"),
+        Fact("pleTableInput", PLE_TABLE_INPUT, "tbl bundles: int8 [V, L*D]", f"{m}.PLE_TABLE_INPUT"),
+        Fact("pleScaleInput", PLE_SCALE_INPUT, "tbl bundles: float32 [V]", f"{m}.PLE_SCALE_INPUT"),
+        Fact("mainFunction", MAIN_FUNCTION, "the graph's function", f"{m}.MAIN_FUNCTION"),
+        Fact("chunkThresholdVariable", next(iter(ENGINE_ENVIRONMENT)), "engine environment variable set at load",
+             f"{m}.ENGINE_ENVIRONMENT"),
+        Fact("chunkThresholdValue", next(iter(ENGINE_ENVIRONMENT.values())), "its value", f"{m}.ENGINE_ENVIRONMENT"),
+    ]
+    return items
+
+
+def literal_facts() -> set[str]:
+    """String values no Swift source may spell itself (they must come from `Contract`)."""
+    out: set[str] = set()
+    for fact in facts():
+        values = fact.value if isinstance(fact.value, list) else [fact.value]
+        out.update(v for v in values if isinstance(v, str) and len(v) > 1)
+    return out
+
+
+# ---- generation -----------------------------------------------------------------------------------
+
+SWIFT_RELPATH = "ios_template/GemmaiosCore/Sources/GemmaiosCore/Contract.swift"
+DOCS_RELPATH = "docs/contracts.md"
+DOCS_BEGIN = "<!-- contract:begin (generated by `python -m gemmaios.contract --write`) -->"
+DOCS_END = "<!-- contract:end -->"
+
+
+def _swift_literal(value: object) -> str:
+    from .app import swift_string
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_swift_literal(v) for v in value) + "]"
+    return swift_string(value)
+
+
+def render_swift() -> str:
+    lines = [
+        "// Generated from toolkit/gemmaios/contract.py by `python -m gemmaios.contract --write`.",
+        "// Do not edit: change the Python contract and regenerate (a test checks this copy is current).",
+        "",
+        "/// Every fact the app shares with the gemmaios toolkit (deploy, bench, the simulator).",
+        "public enum Contract {",
+    ]
+    for fact in facts():
+        lines.append(f"    /// {fact.meaning}")
+        lines.append(f"    public static let {fact.swift} = {_swift_literal(fact.value)}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_docs_table() -> str:
+    rows = ["| fact | value | meaning | Python | Swift |", "|---|---|---|---|---|"]
+    for fact in facts():
+        value = json.dumps(fact.value, ensure_ascii=False)
+        rows.append(f"| {fact.swift} | `{value}` | {fact.meaning.replace('|', '/')} | `{fact.python}` "
+                    f"| `Contract.{fact.swift}` |")
+    return "\n".join([DOCS_BEGIN, *rows, DOCS_END])
+
+
+def docs_with_table(text: str) -> str:
+    """`text` (docs/contracts.md) with the generated block replaced (appended when missing)."""
+    block = render_docs_table()
+    pattern = re.compile(re.escape(DOCS_BEGIN) + r".*?" + re.escape(DOCS_END), re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _m: block, text)
+    return text.rstrip("\n") + "\n\n## Device contract facts\n\n" + block + "\n"
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def stale_outputs(root: Path | None = None) -> list[str]:
+    """Generated files that differ from what the contract renders now."""
+    root = root or repo_root()
+    stale = []
+    swift = root / SWIFT_RELPATH
+    if not swift.is_file() or swift.read_text() != render_swift():
+        stale.append(SWIFT_RELPATH)
+    docs = root / DOCS_RELPATH
+    if not docs.is_file() or docs_with_table(docs.read_text()) != docs.read_text():
+        stale.append(DOCS_RELPATH)
+    return stale
+
+
+def write_outputs(root: Path | None = None) -> list[Path]:
+    root = root or repo_root()
+    swift = root / SWIFT_RELPATH
+    swift.parent.mkdir(parents=True, exist_ok=True)
+    swift.write_text(render_swift())
+    docs = root / DOCS_RELPATH
+    docs.write_text(docs_with_table(docs.read_text() if docs.is_file() else "# Contracts\n"))
+    return [swift, docs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gemmaios.contract", description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="regenerate Contract.swift and the docs table")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a generated file is stale")
+    args = parser.parse_args(argv)
+    if args.write:
+        for path in write_outputs():
+            print(f"wrote {path}")
+        return 0
+    if args.check:
+        stale = stale_outputs()
+        if stale:
+            print("stale: " + ", ".join(stale) + " (run `python -m gemmaios.contract --write`)", file=sys.stderr)
+            return 1
+        print("Contract.swift and docs/contracts.md are current")
+        return 0
+    print(render_swift(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

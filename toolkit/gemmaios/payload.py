@@ -1,0 +1,221 @@
+"""What the app reads, and where: the payload plan app rendering and deploy both use, and the
+checks an iOS payload must pass.
+
+`payload_plan(build_dir, location)` lists (local file, destination) pairs for the contract's
+payload folder (`contract.PAYLOAD_DIR`): the bundle's metadata.json, tokenizer/ and the one
+model asset `assets.main` names (never both the .aimodel and the .aimodelc), the PLE tables
+the bundle's mode needs, and the bench prompt set. `bundled`: the .app holds them and deploy
+pushes none; `documents`: the .app holds none and deploy pushes exactly these to
+`Documents/<PAYLOAD_DIR>/...`.
+
+`check_ios_bundle` refuses an un-compiled bundle (or one compiled for another architecture),
+`check_tbl_memory` a tbl bundle whose graph plus owned tables exceed the architecture's
+entitled limit; each has an explicit override (`--allow-uncompiled`, `--allow-tbl`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import contract as c
+from .archs import Arch
+from .errors import GemmaiosError, NeedsMacOS
+from .pipeline import MANIFEST_NAME
+
+# The prompt set the app step renders, relative to the build folder (the payload's source).
+PROMPT_SET_BUILD_REL = f"app/{c.PROMPT_SET_FILE}"
+
+
+class PayloadError(GemmaiosError):
+    """The build folder lacks something the app reads (bundle, tables, prompt set)."""
+
+
+class UncompiledBundle(NeedsMacOS):
+    """An iOS app would get a bundle whose assets.main is not an AOT .aimodelc for its architecture."""
+
+
+class TablesExceedMemory(GemmaiosError):
+    """A tbl bundle's graph plus its owned PLE tables do not fit the architecture's entitled memory."""
+
+
+@dataclass(frozen=True)
+class PayloadFile:
+    source: Path  # the local file
+    dest: str  # relative to the payload folder, posix
+
+
+@dataclass
+class PayloadPlan:
+    location: str
+    bundle_dir: Path
+    main_asset: str  # assets.main, relative to the bundle folder
+    files: list[PayloadFile]
+
+    def app_files(self) -> list[tuple[Path, str]]:
+        """(local file, path inside the .app): the payload when bundled, else nothing."""
+        if self.location != c.BUNDLED:
+            return []
+        return [(f.source, f"{c.PAYLOAD_DIR}/{f.dest}") for f in self.files]
+
+    def documents_files(self) -> list[tuple[Path, str]]:
+        """(local file, path inside Documents): the payload for `documents`, else nothing."""
+        if self.location != c.DOCUMENTS:
+            return []
+        return [(f.source, f"{c.PAYLOAD_DIR}/{f.dest}") for f in self.files]
+
+
+def _details(build_dir: Path, step: str) -> dict:
+    try:
+        manifest = json.loads((Path(build_dir) / MANIFEST_NAME).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return ((manifest.get("steps") or {}).get(step) or {}).get("details") or {}
+
+
+def read_main_asset(bundle_dir: Path) -> str:
+    meta_path = Path(bundle_dir) / c.BUNDLE_METADATA_FILE
+    try:
+        meta = json.loads(meta_path.read_text())
+        main = str(meta["assets"]["main"])
+    except FileNotFoundError:
+        raise PayloadError(f"{meta_path} is missing", hint="run `gemmaios convert` (or `gemmaios build`)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise PayloadError(f"{meta_path} has no readable assets.main ({exc!r})", hint="re-run `gemmaios convert`") from exc
+    if Path(main).is_absolute() or ".." in Path(main).parts:
+        raise PayloadError(f"{meta_path}: assets.main {main!r} points outside the bundle", hint="re-run `gemmaios convert`")
+    return main
+
+
+def _tree(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def payload_plan(build_dir: Path, location: str | None = None, *, bundle_dir: Path | None = None,
+                 ple: str | None = None, tables_dir: Path | None = None,
+                 prompt_set: Path | None = None) -> PayloadPlan:
+    """The payload of `build_dir` for `location` (default: the one the app step rendered).
+
+    Arguments left out come from build.json: convert's `bundle_dir`/`ple`, the tables step's
+    `i8`, the app step's `bundle_location`; the prompt set is `PROMPT_SET_BUILD_REL`.
+    """
+    build_dir = Path(build_dir)
+    convert, tables, app = (_details(build_dir, n) for n in ("convert", "tables", "app"))
+    location = location or app.get("bundle_location") or c.BUNDLED
+    if location not in c.BUNDLE_LOCATIONS:
+        raise PayloadError(f"bundle location {location!r} is not one of {', '.join(c.BUNDLE_LOCATIONS)}",
+                           hint="use --bundle-location bundled or documents")
+    if bundle_dir is None:
+        if not convert.get("bundle_dir"):
+            raise PayloadError(f"{build_dir} has no converted bundle", hint="run `gemmaios build` first")
+        bundle_dir = build_dir / convert["bundle_dir"]
+    bundle_dir = Path(bundle_dir)
+    ple = ple or convert.get("ple") or "none"
+    if tables_dir is None:
+        tables_dir = build_dir / (Path(tables["i8"]).parent if tables.get("i8") else "tables")
+    prompt_set = Path(prompt_set) if prompt_set else build_dir / PROMPT_SET_BUILD_REL
+
+    main = read_main_asset(bundle_dir)
+    bundle_rel = f"{c.PAYLOAD_BUNDLES_DIR}/{bundle_dir.name}"
+    files: list[PayloadFile] = [PayloadFile(bundle_dir / c.BUNDLE_METADATA_FILE, f"{bundle_rel}/{c.BUNDLE_METADATA_FILE}")]
+    for part, hint in ((main, "compile the bundle (`gemmaios compile`) or re-run `gemmaios convert`"),
+                       (c.BUNDLE_TOKENIZER_DIR, "re-run `gemmaios convert`")):
+        found = _tree(bundle_dir / part)
+        if not found:
+            raise PayloadError(f"{bundle_dir / part} is missing (the app reads it)", hint=hint)
+        files += [PayloadFile(p, f"{bundle_rel}/{p.relative_to(bundle_dir).as_posix()}") for p in found]
+    if ple in ("provider", "tbl"):
+        for name in (c.TABLE_I8_FILE, c.TABLE_SCALE_FILE):
+            path = Path(tables_dir) / name
+            if not path.is_file():
+                raise PayloadError(f"{path} is missing ({ple} bundles read it)", hint="run `gemmaios tables`")
+            files.append(PayloadFile(path, f"{c.PAYLOAD_TABLES_DIR}/{name}"))
+    if not prompt_set.is_file():
+        raise PayloadError(f"the prompt set {prompt_set} is missing", hint="run `gemmaios app` (it renders the prompt set)")
+    files.append(PayloadFile(prompt_set, c.PROMPT_SET_FILE))
+    return PayloadPlan(location, bundle_dir, main, files)
+
+
+# ---- iOS checks -----------------------------------------------------------------------------
+
+def check_ios_bundle(bundle_dir: Path, arch: Arch, *, allow_uncompiled: bool = False) -> str | None:
+    """Refuse a bundle whose assets.main is not an AOT .aimodelc for `arch` (iOS targets only).
+
+    Returns a warning when the check was overridden, else None.
+    """
+    from .compile import CompileError, check_aimodelc, manual_command, source_aimodel
+
+    if arch.platform != "iOS":
+        return None
+    bundle_dir = Path(bundle_dir)
+    main = read_main_asset(bundle_dir)
+    problem = None
+    if not main.endswith(f".{arch.name}.aimodelc"):
+        problem = f"assets.main is {main!r}, not an AOT .aimodelc for {arch.name}"
+    else:
+        try:
+            check_aimodelc(bundle_dir / main, arch)
+        except CompileError as exc:
+            problem = str(exc).splitlines()[0]
+    if problem is None:
+        return None
+    if allow_uncompiled:
+        return (f"{bundle_dir.name}: {problem}; shipping it anyway (--allow-uncompiled): the device specializes "
+                "it at load, which large graphs do not survive")
+    try:
+        aimodel = source_aimodel(bundle_dir)
+    except CompileError:
+        aimodel = f"{bundle_dir.name}.aimodel"
+    command = manual_command(bundle_dir, aimodel, arch)
+    raise UncompiledBundle(
+        f"{bundle_dir / c.BUNDLE_METADATA_FILE}: {problem}; an iPhone cannot load it reliably",
+        command=command,
+        hint=f"compile it on a Mac: {command} — then re-run `gemmaios build` (or pass --allow-uncompiled)",
+    )
+
+
+@dataclass
+class MemoryArithmetic:
+    graph_bytes: int
+    table_bytes: int
+    limit_bytes: int | None
+
+    @property
+    def total_bytes(self) -> int:
+        return self.graph_bytes + self.table_bytes
+
+    def describe(self, arch: Arch) -> str:
+        gb = 1e9
+        limit = f"{self.limit_bytes / gb:.2f} GB" if self.limit_bytes else "unknown"
+        return (f"graph {self.graph_bytes / gb:.2f} GB + owned PLE tables {self.table_bytes / gb:.2f} GB "
+                f"= {self.total_bytes / gb:.2f} GB vs {arch.name}'s entitled limit {limit} "
+                "(before the KV cache and activations)")
+
+
+def tbl_memory(bundle_dir: Path, table_files: list[Path], arch: Arch) -> MemoryArithmetic:
+    main = Path(bundle_dir) / read_main_asset(bundle_dir)
+    graph = sum(p.stat().st_size for p in _tree(main))
+    tables = sum(Path(p).stat().st_size for p in table_files if Path(p).is_file())
+    limit = int(arch.entitled_limit_gb * 1e9) if arch.entitled_limit_gb else None
+    return MemoryArithmetic(graph, tables, limit)
+
+
+def check_tbl_memory(bundle_dir: Path, table_files: list[Path], arch: Arch, ple: str, *,
+                     allow_tbl: bool = False) -> str | None:
+    """Refuse `--ple tbl` on iOS when graph + owned tables exceed the entitled limit (E4B does)."""
+    if ple != "tbl" or arch.platform != "iOS":
+        return None
+    arithmetic = tbl_memory(bundle_dir, table_files, arch)
+    if arithmetic.limit_bytes is None or arithmetic.total_bytes <= arithmetic.limit_bytes:
+        return None
+    text = arithmetic.describe(arch)
+    if allow_tbl:
+        return f"{Path(bundle_dir).name}: {text}; shipping it anyway (--allow-tbl)"
+    raise TablesExceedMemory(
+        f"{Path(bundle_dir).name} (--ple tbl) does not fit an iPhone: {text}",
+        hint="convert with --ple provider (the app gathers one table row per token from an mmap), "
+             "or pass --allow-tbl to try anyway",
+    )
