@@ -441,6 +441,14 @@ def test_bench_sends_the_contract_launch_settings_and_pulls_the_log_into_runs(si
     assert result.warnings == []
 
 
+def test_a_bundled_app_benches_from_its_own_payload_with_nothing_in_documents(sim, bundled_build):
+    device = deployed(sim, bundled_build)
+    assert not on_device(device, PAYLOAD).exists()  # no dead payload to push, none to check
+    result = bench_mod.bench(bundled_build, trials=1, timeout=120, poll=0.1)
+    assert result.status == bench_mod.COMPLETED and result.prompts == 2
+    assert records(result.transcript)[0]["device"]["udid"] == UDID
+
+
 def test_bench_records_settled_device_warnings(sim, build):
     deployed(sim, build, charging=True, app=SimApp(thermal_state="serious", seconds_since_unlock=45))
     result = bench_mod.bench(build, trials=1, timeout=120, poll=0.1)
@@ -676,7 +684,7 @@ def test_a_pushed_file_moved_on_the_device_fails_the_bench(sim, build, what):
     moved = on_device(device, rel)
     moved.rename(moved.with_name("moved-" + moved.name))
     with pytest.raises(bench_mod.BenchFailed, match="no footer") as err:
-        bench_mod.bench(build, trials=1, timeout=20, poll=0.1)
+        bench_mod.bench(build, trials=1, timeout=10, poll=0.1)
     assert err.value.result.status == "timeout"
     assert "footer" not in err.value.result.transcript.read_text()
     assert message in device.app_log() and "gemmaios bench failed" in device.app_log()
@@ -691,7 +699,7 @@ def test_renaming_a_payload_path_in_the_python_contract_only_fails_the_bench(sim
     deploy(build)
     assert any(value in p.as_posix() for p in on_device(device, "").rglob("*"))
     with pytest.raises(bench_mod.BenchFailed, match="no footer"):
-        bench_mod.bench(build, trials=1, timeout=20, poll=0.1)
+        bench_mod.bench(build, trials=1, timeout=10, poll=0.1)
     assert "gemmaios bench failed" in device.app_log()
 
 

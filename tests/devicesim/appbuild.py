@@ -55,3 +55,18 @@ def package_app(build_dir: Path, out: Path | None = None, *, version: str | None
         for dest in sorted(details.get("app_payload") or {}):
             archive.write(project / dest, f"{root}/{dest}")  # Xcode copies the staged folder reference
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m devicesim.appbuild", description=__doc__.splitlines()[0])
+    parser.add_argument("build", type=Path, help="a build folder whose app step has run")
+    parser.add_argument("--out", type=Path, help="the .ipa (default: <build>/ipa/<App>.ipa)")
+    args = parser.parse_args(argv)
+    print(package_app(args.build, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
