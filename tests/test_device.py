@@ -709,3 +709,21 @@ def test_the_stand_in_reads_every_contract_fact_from_the_generated_swift():
 
     compiled = read_swift_constants((REPO / "ios_template" / CONTRACT_SWIFT).read_text())["Contract"]
     assert compiled == {fact.swift: fact.value for fact in contract.facts()}
+
+
+def test_the_stand_in_reads_launch_settings_as_the_app_does(tmp_path):
+    from devicesim.appbuild import CONTRACT_SWIFT, REPO
+    from devicesim.standin import CompiledApp, LaunchSettings
+
+    executable = tmp_path / "App"
+    executable.write_text("enum AppConfig {\n    static let defaultTrials = 3\n}\n"
+                          + (REPO / "ios_template" / CONTRACT_SWIFT).read_text())
+    app = CompiledApp(executable)
+    env = contract.ENV
+    by_argument = LaunchSettings(app, [contract.BENCH_ARG, f"{contract.LAUNCH_ARG_PREFIX}trials", "2"],
+                                 {env["trials"]: "5", env["udid"]: UDID, env["runId"]: "a/b"})
+    assert by_argument.bench and by_argument.trials == 2 and by_argument.udid == UDID
+    assert by_argument.usable_run_id is None  # a run id that cannot name a file: the app makes its own
+    by_environment = LaunchSettings(app, [], {env["bench"]: "YES", env["trials"]: "0", env["clearSpecCache"]: "1"})
+    assert by_environment.bench and by_environment.trials == 3 and by_environment.clear_spec_cache
+    assert not LaunchSettings(app, [], {env["bench"]: "0"}).bench

@@ -413,6 +413,8 @@ def load_engine(app: CompiledApp, settings: LaunchSettings, root: Path, document
                         "(bundle location documents) or rebuild the app (bundled)")
     if not (bundle_dir / app.c("bundleMetadataFile")).is_file():
         raise AppFailed(f"{bundle_dir} is not a LanguageBundle: no {app.c('bundleMetadataFile')}")
+    if not (bundle_dir / app.c("bundleTokenizerFolder")).is_dir():  # LanguageBundle(at:) loads it
+        raise AppFailed(f"{bundle_dir} has no {app.c('bundleTokenizerFolder')}/ folder")
     cold = not spec_cache.is_dir()
     started = time.perf_counter()
     tables = AppPleTables(app, root / app.c("tablesFolder")) if app.config["pleMode"] != "none" else None
@@ -441,10 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     app = CompiledApp(args.app / info["CFBundleExecutable"])
     arguments = [a for a in args.arguments if a != "--"]
     settings = LaunchSettings(app, arguments, dict(os.environ))
+    parent = os.getppid()
     if settings.bench:
         run_bench(app, settings, args.app, args.documents, facts)
-    while True:  # the app stays on screen until it is killed
-        time.sleep(3600)
+    while os.getppid() == parent:  # the app stays on screen until it is killed (or the simulator is gone)
+        time.sleep(0.5)
+    return 0
 
 
 if __name__ == "__main__":

@@ -77,16 +77,16 @@ async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str
 
     plan = deploy_plan(build_dir)
     warnings = ios_checks(build_dir, plan, arch, allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
-    files = local_files(build_dir, plan)  # empty when the app is bundled: it carries the payload
     app_path = Path(ipa) if ipa else find_app_package(build_dir)
     package = read_app_package(app_path) if app_path else None
+    bundle_id = package.bundle_id if package else step_details(build_dir, "app").get("bundle_id")
+    if not bundle_id:
+        raise NothingToDeploy(f"{build_dir} has no signed app to install",
+                              hint="build it on a Mac (`fastlane ios dev_build` writes <build>/ipa/) "
+                                   "or pass the signed .ipa with --ipa")
+    files = local_files(build_dir, plan)  # empty when the app is bundled: it carries the payload
     async with open_device(udid) as client:
         report = await run_preflight(client, arch=arch)
-        bundle_id = package.bundle_id if package else step_details(build_dir, "app").get("bundle_id")
-        if not bundle_id:
-            raise NothingToDeploy(f"{build_dir} has no signed app to install",
-                                  hint="build it on a Mac (`fastlane ios dev_build` writes <build>/ipa/) "
-                                       "or pass the signed .ipa with --ipa")
         installed = bool((await installed_apps(client, [bundle_id])).get(bundle_id))
         manifest = _empty_manifest()
         if installed:
