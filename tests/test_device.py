@@ -181,6 +181,8 @@ def test_bundled_deploy_pushes_nothing_and_removes_an_earlier_pushed_payload(sim
     assert sorted(p.relative_to(app).as_posix() for p in (app / PAYLOAD).rglob("*") if p.is_file()) == sorted(
         dest for _, dest in plan.app_files())
     assert not any(name.endswith(".aimodelc") for _, name in plan.app_files())  # never both model assets
+    with pytest.raises(dev.NothingToDeploy, match="reads its payload from bundled"):  # the other build's app
+        bench_mod.bench(build, trials=1, timeout=5, poll=0.05)
 
 
 def test_redeploy_skips_identical_files_and_app_only_change_pushes_nothing(sim, build):

@@ -247,6 +247,11 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
             manifest = await dev.read_device_manifest(afc)
         warnings = list(pre.warnings)
+        location = dev.bundle_location(build_dir)
+        if manifest.get("bundle_location") not in (None, location):
+            raise dev.NothingToDeploy(f"the app on {info.udid} reads its payload from {manifest['bundle_location']}, "
+                                      f"{build_dir}'s from {location}: it was deployed from another build",
+                                      hint=f"run `gemmaios deploy --out {build_dir}` first")
         # Only what the app reads from Documents can be stale (nothing when the app is bundled).
         expected = {f.rel: f.sha256 for f in dev.local_files(build_dir)}
         stale = sorted(rel for rel, sha in expected.items() if (manifest["files"].get(rel) or {}).get("sha256") != sha)
