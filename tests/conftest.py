@@ -44,3 +44,14 @@ def swift_toolchain():
             pytest.fail(f"{REQUIRE_ENV}=1 but {message}", pytrace=False)
         pytest.skip(message)
     return toolchain
+
+@pytest.fixture(scope="session")
+def tiny_app_builds(tmp_path_factory) -> dict:
+    """The tiny model built for real (int8 bundle, rendered app) in both bundle locations, once per session
+    (tests copy them before changing anything; see tests/devicebuild.py)."""
+    from devicebuild import build_tiny_app, copy_build
+
+    root = tmp_path_factory.mktemp("tiny-app")
+    bundled = build_tiny_app(root / "bundled", "bundled")
+    documents = build_tiny_app(copy_build(bundled, root / "documents"), "documents", only={"checkpoint", "app"})
+    return {"bundled": bundled, "documents": documents}

@@ -1,4 +1,9 @@
-"""devices / deploy / bench against the loopback device simulator, through the real pymobiledevice3 client."""
+"""devices / deploy / bench against the loopback device simulator, through the real pymobiledevice3 client.
+
+The builds are the tiny model built for real (tests/devicebuild.py): deploy pushes the
+contract's payload, and the simulator's app stand-in reads it from the contract's paths and
+runs the bundle through Core AI's runtime, so each bench here really ran the bundle.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,26 @@ import json
 import plistlib
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 
 import pytest
+from devicebuild import BUNDLE_ID, copy_build, shrink_prompt_set
 from devicesim import DeviceSim, SimApp, SimDevice
+from devicesim.appbuild import package_app
 from typer.testing import CliRunner
 
 from gemmaios import bench as bench_mod
+from gemmaios import contract
 from gemmaios import device as dev
 from gemmaios.archs import arch_for_product_type
 from gemmaios.cli import app as cli_app
+from gemmaios.payload import payload_plan
 
 UDID = "00008150-000A1B2C3D4E5F60"
-BUNDLE_ID = "dev.gemmaios.bench"
-BUNDLE = "bundle/gemma4_tiny_decode_int4"
 CHUNK = 64 << 10
+PAYLOAD = contract.PAYLOAD_DIR
+TABLE_I8 = f"{PAYLOAD}/{contract.PAYLOAD_TABLES_DIR}/{contract.TABLE_I8_FILE}"
+TABLE_SCALE = f"{PAYLOAD}/{contract.PAYLOAD_TABLES_DIR}/{contract.TABLE_SCALE_FILE}"
 
 
 @pytest.fixture
@@ -43,41 +52,29 @@ def add_device(sim: DeviceSim, udid: str = UDID, **kw) -> SimDevice:
     return sim.add(SimDevice(udid=udid, root=sim.folder / udid, **kw))
 
 
-def make_ipa(path: Path, version: str = "1.0") -> Path:
-    info = {"CFBundleIdentifier": BUNDLE_ID, "CFBundleExecutable": "GemmaBench", "CFBundleShortVersionString": version}
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("Payload/GemmaBench.app/Info.plist", plistlib.dumps(info, fmt=plistlib.FMT_BINARY))
-        archive.writestr("Payload/GemmaBench.app/GemmaBench", b"\xcf\xfa\xed\xfe" + version.encode() * 100)
-    return path
+def make_build(tiny_app_builds: dict, tmp_path: Path, location: str, *, short: bool = True) -> Path:
+    """A copy of the session's tiny build, its .ipa where fastlane exports it (<build>/ipa/)."""
+    build = copy_build(tiny_app_builds[location], tmp_path / f"build-{location}")
+    if short:
+        shrink_prompt_set(build)
+    package_app(build)
+    return build
 
 
 @pytest.fixture
-def build(tmp_path) -> Path:
-    """A build folder shaped like docs/contracts.md: bundle (compiled), tables, build.json, an .ipa."""
-    rng = __import__("random").Random(7)
-    out = tmp_path / "build"
-    files = {
-        f"{BUNDLE}/metadata.json": json.dumps({"assets": {"main": "gemma4_tiny_decode_int4.aimodelc"}}).encode(),
-        f"{BUNDLE}/gemma4_tiny_decode_int4.aimodel/model.bin": rng.randbytes(50_000),  # superseded by the .aimodelc
-        f"{BUNDLE}/gemma4_tiny_decode_int4.aimodelc/weights.bin": rng.randbytes(300_000),
-        f"{BUNDLE}/gemma4_tiny_decode_int4.aimodelc/model.mil": b"program" * 100,
-        f"{BUNDLE}/tokenizer/tokenizer.json": b'{"model": {}}',
-        f"{BUNDLE}/tokenizer/empty.txt": b"",
-        "tables/embed_per_layer.i8": rng.randbytes(200_000),
-        "tables/embed_per_layer.scale.f32": rng.randbytes(4_000),
-        "tables/embed_per_layer.json": b'{"shape": [1000, 200]}',
-    }
-    for rel, data in files.items():
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out / rel).write_bytes(data)
-    manifest = {"schema": 1, "options": {"arch": "h18p"}, "steps": {
-        "convert": {"details": {"bundle_dir": BUNDLE}},
-        "tables": {"details": {"i8": "tables/embed_per_layer.i8", "scale": "tables/embed_per_layer.scale.f32",
-                               "sidecar": "tables/embed_per_layer.json"}}}}
-    (out / "build.json").write_text(json.dumps(manifest))
-    (out / "app").mkdir()
-    make_ipa(out / "app" / "GemmaBench.ipa")
-    return out
+def build(tiny_app_builds, tmp_path) -> Path:
+    """The documents build (deploy pushes its payload), with a short prompt set."""
+    return make_build(tiny_app_builds, tmp_path, contract.DOCUMENTS)
+
+
+@pytest.fixture
+def bundled_build(tiny_app_builds, tmp_path) -> Path:
+    return make_build(tiny_app_builds, tmp_path, contract.BUNDLED)
+
+
+def deploy(build: Path, **kw) -> dev.DeployResult:
+    """Deploy as a user without a Mac must: the tiny bundle is not AOT-compiled."""
+    return dev.deploy(build, chunk=CHUNK, allow_uncompiled=True, **kw)
 
 
 def payload(build: Path) -> dict[str, bytes]:
@@ -88,12 +85,20 @@ def on_device(device: SimDevice, rel: str) -> Path:
     return device.container(BUNDLE_ID) / "Documents" / rel
 
 
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 class Events:
     def __init__(self):
         self.last: dict[str, tuple[int, int]] = {}
 
     def __call__(self, label, done, total):
         self.last[label] = (done, total)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())  # rich wraps long lines
 
 
 # ---------------------------------------------------------------------------------------- devices
@@ -131,59 +136,89 @@ def test_devices_without_usbmuxd_says_how_to_get_it(monkeypatch, tmp_path):
 # ---------------------------------------------------------------------------------------- deploy
 
 
-def test_deploy_installs_pushes_and_records_a_manifest(sim, build):
+def test_deploy_pushes_exactly_the_payload_plan_and_records_the_install(sim, build):
     device = add_device(sim)
     events = Events()
-    result = dev.deploy(build, chunk=CHUNK, progress=events)
-    assert result.installed and device.installs == [BUNDLE_ID]
+    result = deploy(build, progress=events)
+    assert result.installed and device.installs == [BUNDLE_ID] and result.location == contract.DOCUMENTS
+    plan = payload_plan(build, contract.DOCUMENTS).documents_files()
     expected = payload(build)
-    assert f"{BUNDLE}/gemma4_tiny_decode_int4.aimodel/model.bin" not in expected  # uncompiled model not shipped
-    assert sorted(result.push.pushed) == sorted(expected)
+    assert sorted(expected) == sorted(dest for _, dest in plan) and sorted(result.push.pushed) == sorted(expected)
+    assert all(rel.startswith(f"{PAYLOAD}/") for rel in expected)
+    assert f"{PAYLOAD}/{contract.PROMPT_SET_FILE}" in expected and TABLE_I8 in expected
     for rel, data in expected.items():
         assert on_device(device, rel).read_bytes() == data
         assert events.last[rel] == (len(data), len(data))
+    # nothing else of the build lands in Documents (no sidecar, no oracle, no metadata.mac.json)
+    landed = {p.relative_to(on_device(device, "")).as_posix() for p in on_device(device, "").rglob("*") if p.is_file()}
+    assert landed == set(expected) | {contract.DEVICE_MANIFEST_FILE}
     assert events.last[f"install {BUNDLE_ID}"] == (100, 100)
-    manifest = json.loads(on_device(device, dev.DEVICE_MANIFEST).read_text())
-    assert manifest["partial"] == {}
+    manifest = json.loads(on_device(device, contract.DEVICE_MANIFEST_FILE).read_text())
+    assert manifest["partial"] == {} and manifest["bundle_location"] == contract.DOCUMENTS
     assert {rel: m["sha256"] for rel, m in manifest["files"].items()} == {
         rel: hashlib.sha256(data).hexdigest() for rel, data in expected.items()}
     assert manifest["app"]["bundle_id"] == BUNDLE_ID
-    # nothing left behind in the staging area
+    record = json.loads((build / dev.DEPLOY_RECORD).read_text())["devices"][UDID]
+    ipa = build / "ipa" / "GemmaBench.ipa"
+    assert record["bundle_id"] == BUNDLE_ID and record["bundle_location"] == contract.DOCUMENTS
+    assert record["package"] == {"path": "ipa/GemmaBench.ipa", "sha256": hashlib.sha256(ipa.read_bytes()).hexdigest(),
+                                 "version": "0.1.0", "executable": "GemmaBench"}
+    assert record["payload"] == {rel: m["sha256"] for rel, m in manifest["files"].items()}
     assert not any((device.root / "media" / "PublicStaging" / "gemmaios").iterdir())
+
+
+def test_bundled_deploy_pushes_nothing_and_removes_an_earlier_pushed_payload(sim, build, bundled_build):
+    device = add_device(sim)
+    deploy(build)  # the documents app first: its payload goes into Documents
+    assert on_device(device, TABLE_I8).is_file()
+    result = deploy(bundled_build)
+    assert result.location == contract.BUNDLED and result.installed
+    assert dev.local_files(bundled_build) == [] and result.push.pushed == [] and result.push.bytes_sent == 0
+    assert sorted(result.push.removed) == sorted(payload(build))
+    assert not [p for p in on_device(device, PAYLOAD).rglob("*") if p.is_file()]
+    app = device.app_bundle(BUNDLE_ID)  # the .app carries the payload instead, in the same layout
+    plan = payload_plan(bundled_build, contract.BUNDLED)
+    assert sorted(p.relative_to(app).as_posix() for p in (app / PAYLOAD).rglob("*") if p.is_file()) == sorted(
+        dest for _, dest in plan.app_files())
+    assert not any(name.endswith(".aimodelc") for _, name in plan.app_files())  # never both model assets
+    with pytest.raises(dev.NothingToDeploy, match="reads its payload from bundled"):  # the other build's app
+        bench_mod.bench(build, trials=1, timeout=5, poll=0.05)
 
 
 def test_redeploy_skips_identical_files_and_app_only_change_pushes_nothing(sim, build):
     device = add_device(sim)
-    dev.deploy(build, chunk=CHUNK)
+    deploy(build)
     written = dict(device.written)
 
-    again = dev.deploy(build, chunk=CHUNK)
+    again = deploy(build)
     assert not again.installed and again.push.pushed == [] and again.push.bytes_sent == 0
     assert sorted(again.push.skipped) == sorted(payload(build))
     assert device.installs == [BUNDLE_ID]
     assert {k: v for k, v in device.written.items() if "manifest" not in k} == {
         k: v for k, v in written.items() if "manifest" not in k}
 
-    make_ipa(build / "app" / "GemmaBench.ipa", version="1.1")  # app-only change
-    changed = dev.deploy(build, chunk=CHUNK)
+    package_app(build, version="1.1")  # app-only change
+    changed = deploy(build)
     assert changed.installed and device.installs == [BUNDLE_ID, BUNDLE_ID]
     assert changed.push.pushed == [] and changed.push.bytes_sent == 0
+    assert json.loads((build / dev.DEPLOY_RECORD).read_text())["devices"][UDID]["package"]["version"] == "1.1"
 
-    (build / "tables/embed_per_layer.scale.f32").write_bytes(b"\x01" * 4_000)  # one table changed
-    one = dev.deploy(build, chunk=CHUNK)
-    assert one.push.pushed == ["tables/embed_per_layer.scale.f32"] and one.push.bytes_sent == 4_000
-    assert on_device(device, "tables/embed_per_layer.scale.f32").read_bytes() == b"\x01" * 4_000
+    size = (build / "tables" / contract.TABLE_SCALE_FILE).stat().st_size
+    (build / "tables" / contract.TABLE_SCALE_FILE).write_bytes(b"\x01" * size)  # one table changed
+    one = deploy(build)
+    assert one.push.pushed == [TABLE_SCALE] and one.push.bytes_sent == size
+    assert on_device(device, TABLE_SCALE).read_bytes() == b"\x01" * size
 
 
 def test_deploy_resumes_after_an_unplug_without_resending_finished_files(sim, build):
     device = add_device(sim)
     files = dev.local_files(build)
-    big = next(f for f in files if f.rel.endswith("weights.bin"))
+    big = max(files, key=lambda f: f.size)
     before_big = sum(f.size for f in files[: files.index(big)])
-    cut = before_big + 100_000 + 123  # part-way through weights.bin, not on a chunk boundary
+    cut = before_big + 100_000 + 123  # part-way through the model asset, not on a chunk boundary
     device.unplug_after_bytes = cut
     with pytest.raises(dev.DeviceDisconnected) as err:
-        dev.deploy(build, chunk=CHUNK)
+        deploy(build)
     assert "run the same `gemmaios deploy` again" in err.value.hint
     assert device.unplugs == 1
     partial = on_device(device, big.rel).stat().st_size
@@ -191,7 +226,7 @@ def test_deploy_resumes_after_an_unplug_without_resending_finished_files(sim, bu
     finished = {f.rel for f in files[: files.index(big)]}
     written_before = {rel: device.written.get(f"/Documents/{rel}", 0) for rel in finished}
 
-    resumed = dev.deploy(build, chunk=CHUNK)
+    resumed = deploy(build)
     assert resumed.push.resumed == {big.rel: partial}
     assert set(resumed.push.skipped) == finished
     assert resumed.push.bytes_sent == sum(f.size for f in files) - before_big - partial
@@ -203,23 +238,107 @@ def test_deploy_resumes_after_an_unplug_without_resending_finished_files(sim, bu
 def test_resume_refuses_a_partial_file_that_does_not_match(sim, build):
     device = add_device(sim)
     files = dev.local_files(build)
-    big = next(f for f in files if f.rel.endswith("weights.bin"))
+    big = max(files, key=lambda f: f.size)
     device.unplug_after_bytes = sum(f.size for f in files[: files.index(big)]) + 70_000
     with pytest.raises(dev.DeviceDisconnected):
-        dev.deploy(build, chunk=CHUNK)
+        deploy(build)
     target = on_device(device, big.rel)
     target.write_bytes(b"\0" * target.stat().st_size)  # the partial bytes got damaged
-    again = dev.deploy(build, chunk=CHUNK)
+    again = deploy(build)
     assert big.rel not in again.push.resumed and big.rel in again.push.pushed
     assert target.read_bytes() == big.path.read_bytes()
 
 
 def test_deploy_without_an_app_says_what_to_do(sim, build):
     add_device(sim)
-    (build / "app" / "GemmaBench.ipa").unlink()
+    (build / "ipa" / "GemmaBench.ipa").unlink()
     with pytest.raises(dev.NothingToDeploy, match="no signed app") as err:
-        dev.deploy(build)
-    assert "--ipa" in err.value.hint
+        deploy(build)
+    assert "--ipa" in err.value.hint and "fastlane ios dev_build" in err.value.hint
+
+
+def test_a_corrupted_transfer_is_caught_by_the_read_back_and_re_sent(sim, build):
+    device = add_device(sim)
+    device.corrupt_writes[f"/Documents/{TABLE_I8}"] = 1
+    result = deploy(build)
+    assert result.push.resent == [TABLE_I8]
+    assert on_device(device, TABLE_I8).read_bytes() == (build / "tables" / contract.TABLE_I8_FILE).read_bytes()
+    device.corrupt_writes[f"/Documents/{TABLE_I8}"] = 2  # corrupted twice: give up, say so
+    (build / "tables" / contract.TABLE_I8_FILE).write_bytes(b"\x07" * 1000)
+    with pytest.raises(dev.DeviceError, match="differs from the build's, twice"):
+        deploy(build)
+
+
+def test_files_dropped_from_the_payload_are_removed_from_the_device_but_app_files_are_kept(sim, build):
+    device = add_device(sim)
+    deploy(build)
+    app_log = on_device(device, f"{contract.RUNS_DIR}/old.jsonl")
+    app_log.parent.mkdir(parents=True)
+    app_log.write_text("{}\n")
+    bundle = payload_plan(build, contract.DOCUMENTS).bundle_dir
+    dropped = bundle / contract.BUNDLE_TOKENIZER_DIR / "special_tokens_map.json"
+    dropped.unlink()
+    rel = f"{PAYLOAD}/{contract.PAYLOAD_BUNDLES_DIR}/{bundle.name}/{contract.BUNDLE_TOKENIZER_DIR}/{dropped.name}"
+    result = deploy(build)
+    assert result.push.removed == [rel] and result.push.pushed == []
+    assert not on_device(device, rel).exists() and app_log.exists()
+
+
+# ---------------------------------------------------------------------------------------- iOS refusals
+
+
+def test_deploy_refuses_an_uncompiled_bundle_for_an_iphone(sim, build):
+    device = add_device(sim)
+    from gemmaios.payload import UncompiledBundle
+
+    with pytest.raises(UncompiledBundle) as err:
+        dev.deploy(build, chunk=CHUNK)
+    assert "not an AOT .aimodelc for h18p" in str(err.value)
+    assert "xcrun coreai-build compile" in err.value.hint and "--allow-uncompiled" in err.value.hint
+    assert device.installs == [] and not on_device(device, PAYLOAD).exists()
+    ran = CliRunner().invoke(cli_app, ["deploy", "--out", str(build)])
+    assert ran.exit_code == 2 and "xcrun coreai-build compile" in flat(ran.output)
+    allowed = CliRunner().invoke(cli_app, ["deploy", "--out", str(build), "--allow-uncompiled"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "shipping it anyway (--allow-uncompiled)" in flat(allowed.output)
+
+
+def _sparse(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.truncate(size)  # a hole: E4B's sizes without E4B's disk use
+    return path
+
+
+def test_deploy_refuses_an_e4b_tbl_bundle_for_an_iphone_with_the_memory_arithmetic(sim, tmp_path):
+    """E4B-sized tbl bundle (graph 3.9 GB + owned tables 2.9 GB > h18p's 6.4 GB entitled limit)."""
+    from gemmaios.payload import TablesExceedMemory
+
+    device = add_device(sim)
+    out = tmp_path / "e4b"
+    name = "gemma4_e4b_qat_decode_int4_tbl"
+    bundle = out / "bundle" / name
+    _sparse(bundle / f"{name}.aimodel" / "main.mlirb", 3_900_000_000)
+    (bundle / contract.BUNDLE_METADATA_FILE).write_text(json.dumps({"assets": {"main": f"{name}.aimodel"}}))
+    (bundle / contract.BUNDLE_TOKENIZER_DIR / "tokenizer.json").parent.mkdir(parents=True)
+    (bundle / contract.BUNDLE_TOKENIZER_DIR / "tokenizer.json").write_text("{}")
+    _sparse(out / "tables" / contract.TABLE_I8_FILE, 262144 * 42 * 256)
+    _sparse(out / "tables" / contract.TABLE_SCALE_FILE, 262144 * 4)
+    (out / "app").mkdir()
+    (out / "app" / contract.PROMPT_SET_FILE).write_text("{}")
+    (out / "build.json").write_text(json.dumps({"schema": 1, "options": {"arch": "h18p"}, "steps": {
+        "convert": {"details": {"bundle_dir": f"bundle/{name}", "ple": "tbl"}},
+        "tables": {"details": {"i8": f"tables/{contract.TABLE_I8_FILE}"}},
+        "app": {"details": {"bundle_location": contract.DOCUMENTS}}}}))
+    with pytest.raises(TablesExceedMemory) as err:
+        dev.deploy(out, allow_uncompiled=True)
+    assert "does not fit an iPhone" in str(err.value) and "graph 3.90 GB + owned PLE tables 2.82 GB" in str(err.value)
+    assert "6.40 GB" in str(err.value) and "--ple provider" in err.value.hint and "--allow-tbl" in err.value.hint
+    assert device.installs == []
+    ran = CliRunner().invoke(cli_app, ["deploy", "--out", str(out), "--allow-uncompiled"])
+    assert ran.exit_code == 2 and "does not fit an iPhone" in flat(ran.output)
+    with pytest.raises(dev.NothingToDeploy, match="no signed app"):  # past both checks: only the app is missing
+        dev.deploy(out, allow_uncompiled=True, allow_tbl=True)
 
 
 # ---------------------------------------------------------------------------------------- preflight
@@ -279,13 +398,9 @@ def test_ios17_tunnel_missing_says_how_to_start_it(sim, monkeypatch):
     assert "sudo python3 -m pymobiledevice3 remote tunneld" in str(err.value)
 
 
-def flat(text: str) -> str:
-    return " ".join(text.split())  # rich wraps long lines
-
-
 def test_cli_prints_the_preflight_message(sim, build):
     add_device(sim, developer_mode=False)
-    result = CliRunner().invoke(cli_app, ["deploy", "--out", str(build)])
+    result = CliRunner().invoke(cli_app, ["deploy", "--out", str(build), "--allow-uncompiled"])
     assert result.exit_code == 2
     assert "Developer Mode is off" in flat(result.output) and "Settings → Privacy & Security" in flat(result.output)
 
@@ -295,41 +410,53 @@ def test_cli_prints_the_preflight_message(sim, build):
 
 def deployed(sim, build, **device_state) -> SimDevice:
     device = add_device(sim, **device_state)
-    dev.deploy(build, chunk=CHUNK, verify=False)
+    deploy(build, verify=False)
     return device
 
 
-def test_bench_launches_in_bench_mode_and_pulls_the_log_into_runs(sim, build):
-    device = deployed(sim, build)
-    result = bench_mod.bench(build, trials=2, timeout=20, poll=0.05)
+def test_bench_sends_the_contract_launch_settings_and_pulls_the_log_into_runs(sim, build):
+    device = deployed(sim, build, app=SimApp(memory_interval=0.05))
+    result = bench_mod.bench(build, trials=2, timeout=120, poll=0.1)
     assert result.status == bench_mod.COMPLETED
     launch = device.launches[-1]
-    assert launch["environment"]["GEMMAIOS_BENCH"] == "1" and launch["environment"]["GEMMAIOS_TRIALS"] == "2"
-    run_id = launch["environment"]["GEMMAIOS_RUN_ID"]
+    run_id = launch["environment"][contract.ENV["runId"]]
+    assert launch["environment"] == {contract.ENV["bench"]: "1", contract.ENV["trials"]: "2",
+                                     contract.ENV["runId"]: run_id, contract.ENV["udid"]: UDID}
+    assert "GEMMAIOS_PROMPT_SET" not in launch["environment"]
     assert result.run_dir == build / "runs" / f"{run_id}-{UDID}"
     log = result.transcript
-    assert log == result.run_dir / f"{run_id}.jsonl"
-    assert log.read_bytes() == (device.container(BUNDLE_ID) / "Documents/gemmaios-runs" / f"{run_id}.jsonl").read_bytes()
-    lines = [json.loads(ln) for ln in log.read_text().splitlines()]
+    assert log == result.run_dir / f"{run_id}{contract.TRANSCRIPT_SUFFIX}"
+    assert log.read_bytes() == on_device(device, f"{contract.RUNS_DIR}/{run_id}{contract.TRANSCRIPT_SUFFIX}").read_bytes()
+    lines = records(log)
     assert lines[0]["type"] == "header" and lines[-1]["type"] == "footer"
-    assert sum(1 for ln in lines if ln["type"] == "prompt") == 2 * device.app.prompts
-    try:
-        import gemmaios.transcript  # noqa: F401
-    except ImportError:
-        assert result.validation.startswith("not validated")
-    else:
-        assert result.validation == "ok" and result.prompts == 4
+    assert lines[0]["device"]["udid"] == UDID and lines[0]["trials"] == 2
+    assert lines[0]["prompt_set"]["name"] == "short" and lines[0]["max_new_tokens"] == 3
+    prompts = [ln for ln in lines if ln["type"] == "prompt"]
+    assert len(prompts) == 4 and all(len(p["generated_ids"]) == 3 for p in prompts)  # exactly N, no EOS stop
+    memory = [ln for ln in lines if ln["type"] == "memory"]
+    assert memory and all(m["phys_footprint_bytes"] > 10 << 20 for m in memory)  # the stand-in's own footprint
+    assert all(p["peak_phys_footprint_bytes"] >= 10 << 20 for p in prompts)
+    assert result.validation == "ok" and result.prompts == 4
     summary = json.loads((result.run_dir / "run.json").read_text())
     assert summary["status"] == "completed" and summary["device"]["arch"] == "h18p"
+    assert summary["bundle_id"] == BUNDLE_ID and summary["environment"] == launch["environment"]
     assert result.warnings == []
+
+
+def test_a_bundled_app_benches_from_its_own_payload_with_nothing_in_documents(sim, bundled_build):
+    device = deployed(sim, bundled_build)
+    assert not on_device(device, PAYLOAD).exists()  # no dead payload to push, none to check
+    result = bench_mod.bench(bundled_build, trials=1, timeout=120, poll=0.1)
+    assert result.status == bench_mod.COMPLETED and result.prompts == 2
+    assert records(result.transcript)[0]["device"]["udid"] == UDID
 
 
 def test_bench_records_settled_device_warnings(sim, build):
     deployed(sim, build, charging=True, app=SimApp(thermal_state="serious", seconds_since_unlock=45))
-    result = bench_mod.bench(build, trials=1, timeout=20, poll=0.05)
+    result = bench_mod.bench(build, trials=1, timeout=120, poll=0.1)
     text = " | ".join(result.warnings)
     assert "thermal state above nominal" in text and "serious" in text
-    assert "charging" in text and "45s after unlock" in text
+    assert "charging" in text and "s after unlock" in text
 
 
 @pytest.mark.parametrize("outcome,status,report_prefix", [("crash", "crashed", "GemmaBench-"),
@@ -337,7 +464,7 @@ def test_bench_records_settled_device_warnings(sim, build):
 def test_bench_detects_crashes_and_jetsam_kills(sim, build, outcome, status, report_prefix):
     deployed(sim, build, app=SimApp(outcome=outcome))
     with pytest.raises(bench_mod.BenchFailed) as err:
-        bench_mod.bench(build, trials=1, timeout=20, poll=0.05, report_wait=0.5)
+        bench_mod.bench(build, trials=1, timeout=120, poll=0.1, report_wait=2)
     result = err.value.result
     assert result.status == status
     assert [p.name[: len(report_prefix)] for p in result.crash_reports] == [report_prefix]
@@ -347,8 +474,8 @@ def test_bench_detects_crashes_and_jetsam_kills(sim, build, outcome, status, rep
 
 def test_bench_times_out_and_stops_the_app(sim, build):
     device = deployed(sim, build, app=SimApp(outcome="hang"))
-    with pytest.raises(bench_mod.BenchFailed, match="no footer after 1s") as err:
-        bench_mod.bench(build, trials=1, timeout=1, poll=0.1)
+    with pytest.raises(bench_mod.BenchFailed, match="no footer after 5s") as err:
+        bench_mod.bench(build, trials=1, timeout=5, poll=0.1)
     assert err.value.result.status == "timeout" and device.running == {}
 
 
@@ -359,22 +486,70 @@ def test_bench_before_deploy_says_to_deploy(sim, build):
     assert "gemmaios deploy" in err.value.hint
 
 
+def test_bench_finds_the_app_from_the_deploy_record_fastlane_ipa_or_bundle_id(sim, build):
+    device = deployed(sim, build)
+    record = json.loads((build / dev.DEPLOY_RECORD).read_text())
+    assert bench_mod.deployed_bundle_id(build, UDID) == BUNDLE_ID
+    (build / dev.DEPLOY_RECORD).unlink()  # no record: fastlane's <build>/ipa/ names the app
+    assert dev.find_app_package(build) == build / "ipa" / "GemmaBench.ipa"
+    assert bench_mod.deployed_bundle_id(build) == BUNDLE_ID
+    (build / "ipa" / "GemmaBench.ipa").unlink()
+    assert bench_mod.deployed_bundle_id(build) is None  # nothing left that names it ...
+    with pytest.raises(dev.NothingToDeploy, match="names no app") as err:
+        bench_mod.bench(build, trials=1, timeout=5, poll=0.05)
+    assert "--bundle-id" in err.value.hint
+    result = bench_mod.bench(build, trials=1, timeout=120, poll=0.1, bundle_id=BUNDLE_ID)  # ... but --bundle-id does
+    assert result.status == bench_mod.COMPLETED and device.launches[-1]["bundle_id"] == BUNDLE_ID
+    (build / dev.DEPLOY_RECORD).write_text(json.dumps(record))
+    with pytest.raises(dev.AppMissing, match="com.example.other is not installed"):
+        bench_mod.bench(build, trials=1, timeout=5, poll=0.05, bundle_id="com.example.other")
+
+
 def test_cli_deploy_then_bench_end_to_end(sim, build, monkeypatch):
     device = add_device(sim)
     runner = CliRunner()
-    first = runner.invoke(cli_app, ["deploy", "--out", str(build)])
+    first = runner.invoke(cli_app, ["deploy", "--out", str(build), "--allow-uncompiled"])
     assert first.exit_code == 0, first.output
     assert "app installed" in flat(first.output) and f"{len(payload(build))} files pushed" in flat(first.output)
-    second = runner.invoke(cli_app, ["deploy", "--out", str(build)])
+    second = runner.invoke(cli_app, ["deploy", "--out", str(build), "--allow-uncompiled"])
     assert "app unchanged, 0 files pushed (0.0 MiB)" in flat(second.output)
     assert f"{len(payload(build))} already there" in flat(second.output)
     real_bench = bench_mod.bench  # the CLI polls every 2 s; poll faster here
-    monkeypatch.setattr(bench_mod, "bench", lambda *a, **kw: real_bench(*a, **{**kw, "poll": 0.05}))
-    ran = runner.invoke(cli_app, ["bench", "--out", str(build), "--trials", "1", "--timeout", "30"])
+    monkeypatch.setattr(bench_mod, "bench", lambda *a, **kw: real_bench(*a, **{**kw, "poll": 0.1}))
+    ran = runner.invoke(cli_app, ["bench", "--out", str(build), "--trials", "1", "--timeout", "120",
+                                  "--bundle-id", BUNDLE_ID])
     assert ran.exit_code == 0, ran.output
     assert "2 prompt records" in flat(ran.output) and "validation: ok" in flat(ran.output)
     assert len(list((build / "runs").glob(f"*-{UDID}/*.jsonl"))) == 1
-    assert device.launches[-1]["environment"]["GEMMAIOS_TRIALS"] == "1"
+    assert device.launches[-1]["environment"][contract.ENV["trials"]] == "1"
+
+
+@pytest.mark.parametrize("refusal,error,text", [
+    ("no-pid", dev.LaunchFailed, "would not launch dev.gemmaios.bench: no process id"),
+    ("Cannot launch: the device is locked", dev.DeviceLocked, "refused to launch dev.gemmaios.bench while locked"),
+    ("Security policy denied the launch", dev.LaunchFailed, "Security policy denied"),
+])
+def test_bench_launch_refused(sim, build, refusal, error, text):
+    device = deployed(sim, build)
+    device.refuse_launch = refusal
+    with pytest.raises(error, match=text):
+        bench_mod.bench(build, trials=1, timeout=5, poll=0.05)
+
+
+def test_cli_bench_fails_on_a_damaged_log(sim, build, monkeypatch):
+    deployed(sim, build, app=SimApp(corrupt_line=3))
+    real_bench = bench_mod.bench
+    monkeypatch.setattr(bench_mod, "bench", lambda *a, **kw: real_bench(*a, **{**kw, "poll": 0.1}))
+    ran = CliRunner().invoke(cli_app, ["bench", "--out", str(build), "--trials", "1", "--timeout", "120"])
+    assert ran.exit_code == 1
+    assert "is not valid" in flat(ran.output) and ".jsonl:4" in flat(ran.output)
+
+
+def test_bench_exit_without_footer_is_not_blamed_on_someone_elses_jetsam(sim, build):
+    deployed(sim, build, app=SimApp(outcome="exit"))  # a JetsamEvent lists our app, but killed Safari
+    with pytest.raises(bench_mod.BenchFailed, match="exited without finishing its log") as err:
+        bench_mod.bench(build, trials=1, timeout=120, poll=0.1, report_wait=0.5)
+    assert err.value.result.status == "exited" and err.value.result.crash_reports == []
 
 
 def test_doctor_reports_the_attached_device(sim):
@@ -415,25 +590,6 @@ def test_tunneld_without_a_tunnel_for_this_device(sim, monkeypatch):
         server.shutdown()
 
 
-def test_install_refusal_names_the_cause_and_the_fix(sim, build):
-    add_device(sim, install_error="ApplicationVerificationFailed")
-    with pytest.raises(dev.AppInstallFailed, match="ApplicationVerificationFailed") as err:
-        dev.deploy(build, chunk=CHUNK)
-    assert "provisioning profile" in err.value.hint
-
-
-@pytest.mark.parametrize("refusal,error,text", [
-    ("no-pid", dev.LaunchFailed, "would not launch dev.gemmaios.bench: no process id"),
-    ("Cannot launch: the device is locked", dev.DeviceLocked, "refused to launch dev.gemmaios.bench while locked"),
-    ("Security policy denied the launch", dev.LaunchFailed, "Security policy denied"),
-])
-def test_bench_launch_refused(sim, build, refusal, error, text):
-    device = deployed(sim, build)
-    device.refuse_launch = refusal
-    with pytest.raises(error, match=text):
-        bench_mod.bench(build, trials=1, timeout=5, poll=0.05)
-
-
 def test_mount_ddi_over_lockdown_on_ios27_says_the_tunnel_is_needed(sim):
     add_device(sim, ddi_mounted=False)
     with pytest.raises(dev.DeveloperImageNotMounted, match="needs the tunnel") as err:
@@ -457,44 +613,119 @@ def test_untrusted_device_pairs_once_someone_taps_trust(sim, monkeypatch):
         saved.unlink(missing_ok=True)
 
 
-def test_cli_bench_fails_on_a_damaged_log(sim, build, monkeypatch):
-    deployed(sim, build, app=SimApp(corrupt_line=3))
-    real_bench = bench_mod.bench
-    monkeypatch.setattr(bench_mod, "bench", lambda *a, **kw: real_bench(*a, **{**kw, "poll": 0.05}))
-    ran = CliRunner().invoke(cli_app, ["bench", "--out", str(build), "--trials", "1", "--timeout", "30"])
-    assert ran.exit_code == 1
-    assert "is not valid" in flat(ran.output) and ".jsonl:4" in flat(ran.output)
+# ---------------------------------------------------------------------------------------- one contract
 
 
-def test_bench_exit_without_footer_is_not_blamed_on_someone_elses_jetsam(sim, build):
-    deployed(sim, build, app=SimApp(outcome="exit"))  # a JetsamEvent lists our app, but killed Safari
-    with pytest.raises(bench_mod.BenchFailed, match="exited without finishing its log") as err:
-        bench_mod.bench(build, trials=1, timeout=20, poll=0.05, report_wait=0.3)
-    assert err.value.result.status == "exited" and err.value.result.crash_reports == []
+@pytest.fixture(scope="session")
+def direct_runs(tiny_app_builds) -> dict:
+    """The tiny bundle run straight through gemmaios.hostrun.BundleRunner on the oracle's prompts."""
+    from devicebuild import bundle_dir
+
+    from gemmaios.hostrun import BundleRunner
+    from gemmaios.oracle import ORACLE_FILE, load_oracle, score_against_oracle
+
+    build = tiny_app_builds[contract.BUNDLED]
+    oracle = load_oracle(build / ORACLE_FILE)
+    with BundleRunner(bundle_dir(build), build / "tables") as runner:
+        generated = {p.id: runner.generate(p.prompt_ids, oracle.max_new_tokens).generated_ids for p in oracle.prompts}
+    score = score_against_oracle([(p.prompt_ids, generated[p.id]) for p in oracle.prompts], oracle)
+    return {"generated": generated, "exact": score.exact, "total": score.total}
 
 
-def test_a_corrupted_transfer_is_caught_by_the_read_back_and_re_sent(sim, build):
+@pytest.mark.slow
+@pytest.mark.parametrize("location", [contract.BUNDLED, contract.DOCUMENTS])
+def test_deploy_bench_score_report_runs_the_bundle_against_the_oracle(sim, tiny_app_builds, tmp_path, direct_runs,
+                                                                      location):
+    build = make_build(tiny_app_builds, tmp_path, location, short=False)
     device = add_device(sim)
-    rel = "tables/embed_per_layer.i8"
-    device.corrupt_writes[f"/Documents/{rel}"] = 1
-    result = dev.deploy(build, chunk=CHUNK)
-    assert result.push.resent == [rel]
-    assert on_device(device, rel).read_bytes() == (build / rel).read_bytes()
-    device.corrupt_writes[f"/Documents/{rel}"] = 2  # corrupted twice: give up, say so
-    (build / rel).write_bytes(b"\x07" * 1000)
-    with pytest.raises(dev.DeviceError, match="differs from the build's, twice"):
-        dev.deploy(build, chunk=CHUNK)
+    runner = CliRunner()
+    deployed_ = runner.invoke(cli_app, ["deploy", "--out", str(build), "--allow-uncompiled"])
+    assert deployed_.exit_code == 0, deployed_.output
+    plan = payload_plan(build, location)
+    pushed = sorted(p.relative_to(on_device(device, "")).as_posix() for p in on_device(device, PAYLOAD).rglob("*")
+                    if p.is_file()) if on_device(device, PAYLOAD).exists() else []
+    assert pushed == sorted(dest for _, dest in plan.documents_files())  # documents: all of it; bundled: none
+    if location == contract.BUNDLED:
+        assert pushed == [] and (device.app_bundle(BUNDLE_ID) / PAYLOAD / contract.PROMPT_SET_FILE).is_file()
+
+    result = bench_mod.bench(build, trials=1, timeout=600, poll=0.2)
+    assert result.status == bench_mod.COMPLETED and result.validation == "ok", device.app_log()
+    lines = records(result.transcript)
+    header = lines[0]
+    assert header["device"]["udid"] == UDID and header["bundle"]["name"] == plan.bundle_dir.name
+    assert [ln["type"] for ln in lines].count("memory") >= 1 and lines[-1]["type"] == "footer"
+    # the stand-in really ran the bundle: its tokens are BundleRunner's, prompt by prompt
+    generated = {ln["prompt_id"]: ln["generated_ids"] for ln in lines if ln["type"] == "prompt"}
+    assert generated == direct_runs["generated"] and len(generated) == 8
+
+    scored = runner.invoke(cli_app, ["score", str(result.transcript), "--build", str(build)])
+    assert f"{direct_runs['exact']}/8 exact" in flat(scored.output), scored.output
+    reported = runner.invoke(cli_app, ["report", str(result.run_dir), "--oracle", str(build / "oracle" / "oracle.json"),
+                                       "--json"])
+    report = json.loads(reported.stdout[reported.stdout.index("{"):reported.stdout.rindex("}") + 1])
+    run = report["runs"][0]
+    assert run["oracle"]["total"] == 8 and run["oracle"]["good"] >= direct_runs["exact"]
+    assert run["device"]["udid"] == UDID and run["peak_footprint_bytes"] > 10 << 20
+    # the trained tiny: every prompt token-exact against the fp32 oracle, on the "device"
+    assert direct_runs["exact"] == 8 and run["oracle"]["label"] == "8/8" and reported.exit_code == 0
 
 
-def test_files_dropped_from_the_build_are_removed_from_the_device_but_app_files_are_kept(sim, build):
+MOVABLE = {
+    "prompt set": (f"{PAYLOAD}/{contract.PROMPT_SET_FILE}", "the prompt set is missing at"),
+    "bundle metadata": ("{bundle}/" + contract.BUNDLE_METADATA_FILE, "is not a LanguageBundle"),
+    "PLE table": (TABLE_I8, f"PLE table {contract.TABLE_I8_FILE} not found"),
+}
+
+
+@pytest.mark.parametrize("what", MOVABLE)
+def test_a_pushed_file_moved_on_the_device_fails_the_bench(sim, build, what):
+    device = deployed(sim, build)
+    rel, message = MOVABLE[what]
+    bundle = payload_plan(build, contract.DOCUMENTS).bundle_dir.name
+    rel = rel.format(bundle=f"{PAYLOAD}/{contract.PAYLOAD_BUNDLES_DIR}/{bundle}")
+    moved = on_device(device, rel)
+    moved.rename(moved.with_name("moved-" + moved.name))
+    with pytest.raises(bench_mod.BenchFailed, match="no footer") as err:
+        bench_mod.bench(build, trials=1, timeout=10, poll=0.1)
+    assert err.value.result.status == "timeout"
+    assert "footer" not in err.value.result.transcript.read_text()
+    assert message in device.app_log() and "gemmaios bench failed" in device.app_log()
+
+
+@pytest.mark.parametrize("name,value", [("PAYLOAD_DIR", "gemmaios-data"), ("PAYLOAD_TABLES_DIR", "ple"),
+                                        ("PROMPT_SET_FILE", "bench.json")])
+def test_renaming_a_payload_path_in_the_python_contract_only_fails_the_bench(sim, build, monkeypatch, name, value):
+    """Python (deploy) follows the renamed fact; the app (its generated Contract.swift) does not."""
     device = add_device(sim)
-    dev.deploy(build, chunk=CHUNK)
-    app_log = on_device(device, "gemmaios-runs/old.jsonl")
-    app_log.parent.mkdir(parents=True)
-    app_log.write_text("{}\n")
-    manifest = json.loads((build / "build.json").read_text())
-    del manifest["steps"]["tables"]["details"]["sidecar"]
-    (build / "build.json").write_text(json.dumps(manifest))
-    result = dev.deploy(build, chunk=CHUNK)
-    assert result.push.removed == ["tables/embed_per_layer.json"] and result.push.pushed == []
-    assert not on_device(device, "tables/embed_per_layer.json").exists() and app_log.exists()
+    monkeypatch.setattr(contract, name, value)
+    deploy(build)
+    assert any(value in p.as_posix() for p in on_device(device, "").rglob("*"))
+    with pytest.raises(bench_mod.BenchFailed, match="no footer"):
+        bench_mod.bench(build, trials=1, timeout=10, poll=0.1)
+    assert "gemmaios bench failed" in device.app_log()
+
+
+def test_the_stand_in_reads_every_contract_fact_from_the_generated_swift():
+    from devicesim.appbuild import CONTRACT_SWIFT, REPO
+    from devicesim.standin import read_swift_constants
+
+    compiled = read_swift_constants((REPO / "ios_template" / CONTRACT_SWIFT).read_text())["Contract"]
+    assert compiled == {fact.swift: fact.value for fact in contract.facts()}
+
+
+def test_the_stand_in_reads_launch_settings_as_the_app_does(tmp_path):
+    from devicesim.appbuild import CONTRACT_SWIFT, REPO
+    from devicesim.standin import CompiledApp, LaunchSettings
+
+    executable = tmp_path / "App"
+    executable.write_text("enum AppConfig {\n    static let defaultTrials = 3\n}\n"
+                          + (REPO / "ios_template" / CONTRACT_SWIFT).read_text())
+    app = CompiledApp(executable)
+    env = contract.ENV
+    by_argument = LaunchSettings(app, [contract.BENCH_ARG, f"{contract.LAUNCH_ARG_PREFIX}trials", "2"],
+                                 {env["trials"]: "5", env["udid"]: UDID, env["runId"]: "a/b"})
+    assert by_argument.bench and by_argument.trials == 2 and by_argument.udid == UDID
+    assert by_argument.usable_run_id is None  # a run id that cannot name a file: the app makes its own
+    by_environment = LaunchSettings(app, [], {env["bench"]: "YES", env["trials"]: "0", env["clearSpecCache"]: "1"})
+    assert by_environment.bench and by_environment.trials == 3 and by_environment.clear_spec_cache
+    assert not LaunchSettings(app, [], {env["bench"]: "0"}).bench

@@ -10,22 +10,32 @@ channel's wire format is self-consistent rather than checked against Apple's).
 
 Developer services are served over lockdown, as on iOS < 17: the iOS 17+ RemoteXPC tunnel
 (tunneld/RSD) is not simulated.
+
+Installing an .ipa unpacks its .app on the simulated device; launching it starts the app
+stand-in (`devicesim.standin`) as a real process with the launch environment and arguments,
+which follows the Swift app's contract (reads the payload, runs the bundle through Core AI's
+runtime, writes the transcript). When it dies the simulator files the crash report iOS would
+(an .ips for a crash, a JetsamEvent for a memory kill).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import plistlib
+import shutil
+import signal
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -73,14 +83,15 @@ def server_tls() -> ssl.SSLContext:
 
 @dataclass
 class SimApp:
-    """How the installed app behaves when launched in bench mode."""
+    """What iOS gives the launched app, and the faults the simulator injects into it."""
 
-    outcome: str = "complete"  # complete | crash | jetsam | exit (no footer, no report of ours) | hang
-    prompts: int = 2
-    line_delay: float = 0.02
+    outcome: str = "complete"  # complete | crash | jetsam | exit (no footer) | hang, at record `fault_at_record`
+    fault_at_record: int = 3
     thermal_state: str = "nominal"
     seconds_since_unlock: float = 900.0
     corrupt_line: int | None = None  # write this record as broken JSON (a damaged log)
+    memory_interval: float = 0.5  # the app's footprint sampling period
+    memory_limit_bytes: int = 6_400_000_000
 
 
 @dataclass
@@ -110,6 +121,7 @@ class SimDevice:
     launches: list[dict] = field(default_factory=list)
     unplugs: int = 0
     running: dict[str, int] = field(default_factory=dict)  # bundle id → pid
+    app_logs: dict[int, Path] = field(default_factory=dict)  # pid → the app's stderr (its NSLog)
 
     def __post_init__(self) -> None:
         for sub in ("media", "containers", "crash"):
@@ -120,7 +132,8 @@ class SimDevice:
         self.saved_pair_record: bytes | None = None
         self.services: dict[int, str] = {}
         self.next_port = 49200
-        self.next_pid = 700
+        self._processes: dict[int, subprocess.Popen] = {}
+        self._killed: set[int] = set()
         self._tasks: dict[int, asyncio.Task] = {}
 
     def count_write(self, rel: str, n: int) -> None:
@@ -128,6 +141,16 @@ class SimDevice:
 
     def container(self, bundle_id: str) -> Path:
         return self.root / "containers" / bundle_id
+
+    def app_bundle(self, bundle_id: str) -> Path:
+        """The installed .app (the app's bundle container)."""
+        return self.root / "apps" / bundle_id / f"{self.apps[bundle_id].get('CFBundleExecutable', 'App')}.app"
+
+    def app_log(self, bundle_id: str | None = None) -> str:
+        """What the last launched app logged."""
+        pids = [pid for pid in self.app_logs if bundle_id is None or any(
+            launch["pid"] == pid and launch["bundle_id"] == bundle_id for launch in self.launches)]
+        return self.app_logs[max(pids)].read_text(errors="replace") if pids else ""
 
     def lockdown_values(self) -> dict:
         return {"UniqueDeviceID": self.udid, "DeviceName": self.name, "ProductType": self.product_type,
@@ -186,6 +209,8 @@ class DeviceSim:
             for device in self.devices:
                 for task in device._tasks.values():
                     task.cancel()
+                for pid in list(device._processes):
+                    self.kill(device, pid)
         self._call(_stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
@@ -354,11 +379,13 @@ class DeviceSim:
                 bundle_id = info["CFBundleIdentifier"]
                 (device.container(bundle_id) / "Documents").mkdir(parents=True, exist_ok=True)
                 device.apps[bundle_id] = info
+                _unpack_app(package, device.app_bundle(bundle_id))
                 device.installs.append(bundle_id)
                 await _write_plist(writer, {"Status": "Complete"})
             elif command == "Lookup":
                 wanted = request.get("ClientOptions", {}).get("BundleIDs")
-                result = {b: {**i, "Container": str(device.container(b))} for b, i in device.apps.items()
+                result = {b: {**i, "Container": str(device.container(b)), "Path": str(device.app_bundle(b))}
+                          for b, i in device.apps.items()
                           if wanted is None or b in wanted}
                 await _write_plist(writer, {"LookupResult": result, "Status": "Complete"})
             else:
@@ -388,73 +415,62 @@ class DeviceSim:
 
     # ---- the app ---------------------------------------------------------------------------
     def launch(self, device: SimDevice, bundle_id: str, environment: dict, arguments: list) -> int:
+        """Start the installed app: the stand-in process, with the launch environment and arguments."""
         if bundle_id not in device.apps or device.refuse_launch == "no-pid":
             return 0
         old = device.running.pop(bundle_id, None)
-        if old is not None and old in device._tasks:
-            device._tasks.pop(old).cancel()
-        pid = device.next_pid
-        device.next_pid += 1
+        if old is not None:
+            self.kill(device, old)
+        app = device.app
+        facts = {"product_type": device.product_type, "name": device.name, "os_version": device.ios,
+                 "battery_level": device.battery / 100, "battery_state": "charging" if device.charging else "unplugged",
+                 "thermal_state": app.thermal_state, "seconds_since_unlock": app.seconds_since_unlock,
+                 "memory_interval": app.memory_interval, "memory_limit_bytes": app.memory_limit_bytes,
+                 "outcome": app.outcome, "fault_at_record": app.fault_at_record, "corrupt_line": app.corrupt_line}
+        documents = device.container(bundle_id) / "Documents"
+        logs = device.root / "logs"
+        logs.mkdir(exist_ok=True)
+        log = logs / f"{bundle_id}-{len(device.launches)}.log"
+        command = [sys.executable, "-m", "devicesim.standin", "--app", str(device.app_bundle(bundle_id)),
+                   "--documents", str(documents), "--facts", json.dumps(facts), "--",
+                   *[str(a) for a in arguments]]
+        env = {**_host_environment(), **{str(k): str(v) for k, v in environment.items()}}
+        with open(log, "wb") as stderr:
+            process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=stderr, cwd=str(documents))
+        pid = process.pid
+        device._processes[pid] = process
+        device.app_logs[pid] = log
         device.running[bundle_id] = pid
         device.launches.append({"bundle_id": bundle_id, "environment": dict(environment),
                                 "arguments": list(arguments), "pid": pid})
-        if environment.get("GEMMAIOS_BENCH") == "1":
-            device._tasks[pid] = self.loop.create_task(self._bench(device, bundle_id, pid, environment))
+        device._tasks[pid] = self.loop.create_task(self._watch(device, bundle_id, pid))
         return pid
 
     def kill(self, device: SimDevice, pid: int) -> None:
-        task = device._tasks.pop(pid, None)
-        if task is not None:
-            task.cancel()
+        process = device._processes.get(pid)
+        if process is not None and process.poll() is None:
+            device._killed.add(pid)
+            process.kill()
+            process.wait(timeout=10)
         for bundle_id, running in list(device.running.items()):
             if running == pid:
                 del device.running[bundle_id]
 
-    async def _bench(self, device: SimDevice, bundle_id: str, pid: int, env: dict) -> None:
-        app = device.app
-        run_id = env["GEMMAIOS_RUN_ID"]
-        trials = int(env.get("GEMMAIOS_TRIALS", "1"))
-        log = device.container(bundle_id) / "Documents" / "gemmaios-runs" / f"{run_id}.jsonl"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        records = [{"type": "header", "schema": "gemmaios.transcript/1", "run_id": run_id, "started_at": now,
-                    "device": {"product_type": device.product_type, "name": device.name, "os_version": device.ios,
-                               "arch": "h18p", "udid": device.udid},
-                    "bundle": {"name": "gemma4_tiny_decode_int4", "metadata_sha256": "0" * 64, "quant": "int4",
-                               "ple": "provider"},
-                    "app": {"version": "0.1.0", "toolkit_version": "0.1.0"},
-                    "prompt_set": {"name": env.get("GEMMAIOS_PROMPT_SET", "builtin"), "sha256": "0" * 64,
-                                   "count": app.prompts},
-                    "trials": trials, "max_new_tokens": 4, "platform": "iOS"},
-                   {"type": "load", "seconds": 0.5, "cold": True}]
-        for trial in range(trials):
-            for index in range(app.prompts):
-                records.append({"type": "prompt", "trial": trial, "index": index, "prompt_id": f"p{index}",
-                                "prompt_ids": [2, 10 + index], "generated_ids": [5, 6, 7, 8],
-                                "prefill_tokens": 2, "prefill_seconds": 0.01, "ttft_seconds": 0.012,
-                                "decode_tokens": 3, "decode_seconds": 0.03,
-                                "decode_token_seconds": [0.01, 0.01, 0.01], "peak_phys_footprint_bytes": 1 << 30,
-                                "os_proc_available_memory_bytes": 4 << 30, "thermal_state": app.thermal_state,
-                                "seconds_since_launch": 1.0})
-        footer = {"type": "footer", "completed": True, "ended_at": now, "battery_level": device.battery / 100,
-                  "battery_state": "charging" if device.charging else "unplugged",
-                  "seconds_since_unlock": app.seconds_since_unlock}
-        cut = {"crash": 3, "jetsam": 3, "exit": 3}.get(app.outcome)
+    async def _watch(self, device: SimDevice, bundle_id: str, pid: int) -> None:
+        """When the app dies on its own, file the report iOS would."""
+        process = device._processes[pid]
         try:
-            with open(log, "w") as fh:
-                for i, record in enumerate(records):
-                    if cut is not None and i == cut:
-                        break
-                    fh.write((json.dumps(record)[:-3] if i == app.corrupt_line else json.dumps(record)) + "\n")
-                    fh.flush()
-                    await asyncio.sleep(app.line_delay)
-                if app.outcome == "hang":
-                    await asyncio.sleep(3600)
-                if app.outcome == "complete":
-                    fh.write(json.dumps(footer) + "\n")
-            if app.outcome in ("crash", "jetsam", "exit"):
-                self._write_crash_report(device, bundle_id, pid, app.outcome)
+            while process.poll() is None:
+                await asyncio.sleep(0.05)
+            if pid not in device._killed:
+                code = process.returncode
+                outcome = {-signal.SIGABRT: "crash", -signal.SIGSEGV: "crash", -signal.SIGKILL: "jetsam"}.get(
+                    code, "exit" if device.app.outcome == "exit" else None)
+                if outcome:
+                    self._write_crash_report(device, bundle_id, pid, outcome)
         finally:
+            device._processes.pop(pid, None)
             device._tasks.pop(pid, None)
             if device.running.get(bundle_id) == pid:
                 del device.running[bundle_id]
@@ -475,6 +491,32 @@ class DeviceSim:
             text = json.dumps({"bug_type": "298"}) + "\n" + json.dumps({"largestProcess": process,
                                                                        "processes": [ours, *others]})
             (device.root / "crash" / f"JetsamEvent-{stamp}.ips").write_text(text)
+
+
+def _host_environment() -> dict[str, str]:
+    """What the stand-in process needs from this machine (its interpreter, gemmaios, devicesim)."""
+    import gemmaios
+
+    paths = [str(Path(__file__).resolve().parents[1]), str(Path(gemmaios.__file__).resolve().parents[1])]
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "LD_LIBRARY_PATH")}
+    return {**keep, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
+
+
+def _unpack_app(package: Path, dest: Path) -> None:
+    """installd: the .app out of the .ipa, replacing an earlier install."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    with zipfile.ZipFile(package) as archive:
+        for member in archive.infolist():
+            parts = member.filename.split("/")
+            if len(parts) < 3 or parts[0] != "Payload" or not parts[1].endswith(".app") or member.is_dir():
+                continue
+            target = dest.joinpath(*parts[2:])
+            if ".." in parts:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(member))
 
 
 def _read_app_info(package: Path) -> dict:

@@ -1,12 +1,16 @@
 """Run the app's bench mode on the device and bring the transcript home.
 
-Launch: DVT process control (`ProcessControl.launch`) with the bench environment agreed with
-the app (docs/contracts.md): GEMMAIOS_BENCH=1, GEMMAIOS_TRIALS=<n>, GEMMAIOS_RUN_ID=<id>. The
-app writes `Documents/gemmaios-runs/<run_id>.jsonl`; we poll it over house_arrest/AFC until
-the footer appears, the process is gone, or the timeout passes. A process gone without a
-footer is classified from the device's crash reports (a JetsamEvent naming the app → jetsam
-kill; an .ips named after the app → crash). Logs and any reports land in
-`<build>/runs/<UTC timestamp>-<udid>/` with a `run.json` summary.
+Launch: DVT process control (`ProcessControl.launch`) with exactly the contract's launch
+settings (`gemmaios.contract.ENV`: bench flag, trials, run id, and the device's UDID, which an
+app cannot read itself). The app writes `Documents/<contract.RUNS_DIR>/<run_id>.jsonl`; we poll
+it over house_arrest/AFC until the footer appears, the process is gone, or the timeout
+passes. A process gone without a footer is classified from the device's crash reports (a
+JetsamEvent naming the app → jetsam kill; an .ips named after the app → crash). Logs and any
+reports land in `<build>/runs/<UTC timestamp>-<udid>/` with a `run.json` summary.
+
+Which app: `--bundle-id`, else what `gemmaios deploy` recorded for this device
+(`<build>/deploy.json`), else the build's package (fastlane's `ipa/`, `app/`), else the app
+step's bundle id.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import contract
 from . import device as dev
 from .pipeline import write_json_atomic
 
 RUNS_DIR = "runs"
-DEVICE_RUNS = f"{dev.DOCUMENTS}/gemmaios-runs"
+DEVICE_RUNS = f"{dev.DOCUMENTS}/{contract.RUNS_DIR}"
 UNLOCK_SETTLE_SECONDS = 300  # a just-unlocked iPhone under-reads ~35% (seed note)
 LOW_BATTERY = 0.3
 
@@ -58,12 +63,22 @@ def _run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ")
 
 
-def deployed_bundle_id(build_dir: Path) -> str | None:
-    """The app the build installs: its .ipa/.app, else what the app step recorded."""
+def deployed_bundle_id(build_dir: Path, udid: str | None = None) -> str | None:
+    """The app to run: what deploy recorded for `udid` (or last), else the build's .ipa/.app
+    (fastlane's `ipa/` included), else what the app step recorded."""
+    record = dev.deployed_app(build_dir, udid)
+    if record and record.get("bundle_id"):
+        return record["bundle_id"]
     path = dev.find_app_package(build_dir)
     if path:
         return dev.read_app_package(path).bundle_id
     return dev.step_details(build_dir, "app").get("bundle_id")
+
+
+def launch_environment(run_id: str, trials: int, udid: str) -> dict[str, str]:
+    """Exactly the contract's bench launch settings (names from gemmaios.contract.ENV)."""
+    return {contract.ENV["bench"]: "1", contract.ENV["trials"]: str(trials), contract.ENV["runId"]: run_id,
+            contract.ENV["udid"]: udid}
 
 
 def _footer(raw: bytes) -> dict | None:
@@ -212,17 +227,18 @@ async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
 
 
 async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float, poll: float, mount_ddi: bool,
-                 status_fn: Callable[[str], None] | None, report_wait: float) -> BenchResult:
+                 status_fn: Callable[[str], None] | None, report_wait: float, bundle_id: str | None) -> BenchResult:
     from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
     from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
     from pymobiledevice3.services.house_arrest import HouseArrestService
 
     dev.quiet_disconnects()
     say = status_fn or (lambda _msg: None)
-    bundle_id = deployed_bundle_id(build_dir)
-    if not bundle_id:
-        raise dev.NothingToDeploy(f"{build_dir} names no app to run", hint="run `gemmaios deploy` with --ipa first")
     async with dev.open_device(udid) as client:
+        bundle_id = bundle_id or deployed_bundle_id(build_dir, client.udid)
+        if not bundle_id:
+            raise dev.NothingToDeploy(f"{build_dir} names no app to run",
+                                      hint="run `gemmaios deploy` (with --ipa) first, or pass --bundle-id")
         pre = await dev.run_preflight(client, arch=dev.build_arch(build_dir), bench=True, mount=mount_ddi)
         info = pre.info
         if not (await dev.installed_apps(client, [bundle_id])).get(bundle_id):
@@ -231,20 +247,24 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
             manifest = await dev.read_device_manifest(afc)
         warnings = list(pre.warnings)
+        location = dev.bundle_location(build_dir)
+        if manifest.get("bundle_location") not in (None, location):
+            raise dev.NothingToDeploy(f"the app on {info.udid} reads its payload from {manifest['bundle_location']}, "
+                                      f"{build_dir}'s from {location}: it was deployed from another build",
+                                      hint=f"run `gemmaios deploy --out {build_dir}` first")
+        # Only what the app reads from Documents can be stale (nothing when the app is bundled).
         expected = {f.rel: f.sha256 for f in dev.local_files(build_dir)}
         stale = sorted(rel for rel, sha in expected.items() if (manifest["files"].get(rel) or {}).get("sha256") != sha)
         if stale:
             raise dev.NothingToDeploy(f"the device holds a different payload than {build_dir} ({len(stale)} files differ, "
                                       f"e.g. {stale[0]})", hint=f"run `gemmaios deploy --out {build_dir}` first")
-        executable = manifest["app"].get("executable", "")
+        record = dev.deployed_app(build_dir, info.udid) or {}
+        executable = manifest["app"].get("executable") or (record.get("package") or {}).get("executable") or ""
         started = datetime.now(UTC)
         run_id = _run_id(started)
         run_dir = Path(build_dir) / RUNS_DIR / f"{run_id}-{info.udid}"
-        remote_log = f"{DEVICE_RUNS}/{run_id}.jsonl"
-        prompt_set = (dev.step_details(build_dir, "oracle").get("prompt_set") or {})
-        env = {"GEMMAIOS_BENCH": "1", "GEMMAIOS_TRIALS": str(trials), "GEMMAIOS_RUN_ID": run_id}
-        if isinstance(prompt_set, dict) and prompt_set.get("name"):
-            env["GEMMAIOS_PROMPT_SET"] = str(prompt_set["name"])
+        remote_log = f"{DEVICE_RUNS}/{run_id}{contract.TRANSCRIPT_SUFFIX}"
+        env = launch_environment(run_id, trials, info.udid)
         reports_before = await _crash_reports(client)
 
         provider = client if dev.developer_transport(info.ios_version) == "lockdown" else await dev.tunnel_provider(info.udid)
@@ -277,7 +297,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         run_dir.mkdir(parents=True, exist_ok=True)
         transcript = None
         if text is not None:
-            transcript = run_dir / f"{run_id}.jsonl"
+            transcript = run_dir / f"{run_id}{contract.TRANSCRIPT_SUFFIX}"
             transcript.write_bytes(text)
         reports: list[Path] = []
         if status == EXITED:
@@ -297,11 +317,12 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
 
 def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout: float = 1800.0, poll: float = 2.0,
           mount_ddi: bool = False, status_fn: Callable[[str], None] | None = None,
-          report_wait: float = 15.0) -> BenchResult:
+          report_wait: float = 15.0, bundle_id: str | None = None) -> BenchResult:
     """Launch the bench, wait for it, pull its log into runs/. Raises BenchFailed when it did not finish."""
     build_dir = Path(build_dir)
     try:
-        result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait))
+        result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait,
+                                    bundle_id))
     except dev._disconnect_types() as exc:
         raise dev.DeviceDisconnected(f"the connection to the device dropped during the bench ({type(exc).__name__})",
                                      hint="reconnect and unlock the iPhone, then run `gemmaios bench` again") from exc

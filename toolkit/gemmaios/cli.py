@@ -386,8 +386,14 @@ def deploy(
     ipa: Annotated[Path | None, typer.Option("--ipa", exists=True, help="signed .ipa (or .app) to install")] = None,
     out: BuildDirOpt = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="read pushed files back and check sha256")] = True,
+    allow_uncompiled: Annotated[bool, typer.Option(
+        "--allow-uncompiled", help="iOS: deploy a bundle that is not AOT-compiled for the build's --arch")] = False,
+    allow_tbl: Annotated[bool, typer.Option(
+        "--allow-tbl", help="iOS: deploy a --ple tbl bundle past the entitled-memory arithmetic")] = False,
 ) -> None:
-    """Install the app and push the bundle + tables into its Documents (resumable; skips identical files)."""
+    """Install the app and push the payload it reads from Documents (bundle location `documents`; nothing
+    when `bundled`). Resumable; skips identical files; records what was installed in <build>/deploy.json."""
+    from .contract import BUNDLED
     from .device import deploy as run_deploy
     from .device import rich_progress
 
@@ -395,7 +401,8 @@ def deploy(
         build_dir = _build_dir(out)
         progress, close = rich_progress(console)
         try:
-            result = run_deploy(build_dir, udid, ipa, verify=verify, progress=progress)
+            result = run_deploy(build_dir, udid, ipa, verify=verify, progress=progress,
+                                allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
         finally:
             close()
     except GemmaiosError as exc:
@@ -407,7 +414,8 @@ def deploy(
                   f"{len(push.pushed)} files pushed ({push.bytes_sent / (1 << 20):.1f} MiB), {len(push.skipped)} already there"
                   + (f", {len(push.resumed)} resumed" if push.resumed else "")
                   + (f", {len(push.resent)} re-sent after a failed read-back" if push.resent else "")
-                  + (f", {len(push.removed)} no longer in the build removed" if push.removed else ""))
+                  + (f", {len(push.removed)} no longer in the build removed" if push.removed else "")
+                  + (" (bundle location bundled: the app carries the payload)" if result.location == BUNDLED else ""))
 
 
 @app.command()
@@ -417,6 +425,8 @@ def bench(
     timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="seconds to wait for the run to finish")] = 1800.0,
     out: BuildDirOpt = None,
     mount_ddi: Annotated[bool, typer.Option("--mount-ddi", help="mount the developer disk image if it is missing")] = False,
+    bundle_id: Annotated[str | None, typer.Option(
+        "--bundle-id", help="the installed app to run (default: what `gemmaios deploy` recorded)")] = None,
 ) -> None:
     """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
     from .bench import BenchFailed
@@ -424,7 +434,7 @@ def bench(
 
     try:
         build_dir = _build_dir(out)
-        result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi,
+        result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,
                            status_fn=lambda msg: console.print(f"  {msg}"))
     except BenchFailed as exc:
         for warning in exc.result.warnings:

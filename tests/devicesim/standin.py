@@ -1,0 +1,455 @@
+"""The simulated iPhone's app: a stand-in process that follows the Swift app's contract.
+
+The simulator starts it (`python -m devicesim.standin`) when DVT process control launches an
+installed app; its pid is the launched app's pid. Like the real app it knows only what the
+binary compiles in, which here is the Swift source the .app carries as its executable (see
+`devicesim.appbuild`): the rendered `AppConfig.swift` (bundle name, bundle location, PLE
+mode and shape, quant, arch, versions, EOS ids) and the generated `Contract.swift` (payload
+folder and file names, launch names, decode rule, schemas). It never imports
+`gemmaios.contract`: a fact renamed in Python only is then read from the old place here,
+exactly as on a phone.
+
+Bench mode, as `ios_template/Sources/BenchRunner.swift`: open
+`Documents/<runsFolder>/<run_id><suffix>`; read the prompt set from the payload root
+(`<App>.app/<payloadFolder>` when bundled, `Documents/<payloadFolder>` for documents); header;
+memory sampler (the process's own resident size, every `memory_interval` s); load the bundle
+from `<payload>/<bundlesFolder>/<bundleName>` with its PLE tables (size-checked as the app's
+PLE loader does) through Core AI's runtime (`gemmaios.hostrun.BundleRunner`); one warm-up
+token; per trial and prompt one greedy generation under the contract's decode rule; sampler
+stopped; footer last. A failure writes no footer (an error line on stderr, the app's NSLog),
+and the app stays on screen, as the real one does.
+
+The simulator passes what iOS would provide (device facts, thermal state, seconds since
+unlock, the memory limit) and its fault injection (crash / jetsam / exit / hang at a record)
+in `--facts`; the launch environment and arguments are the app's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+_DECL = re.compile(r"^\s*(?:public\s+)?static\s+let\s+(\w+)\s*(?::\s*[^=]+)?=\s*(.+?)\s*$")
+
+
+class AppFailed(Exception):
+    """What the real app shows as `failed: ...` (and logs with NSLog)."""
+
+
+# ---- the compiled-in values -------------------------------------------------------------------
+
+def _swift_value(text: str):
+    text = text.strip()
+    if text.startswith('"'):
+        # Swift's \u{X} escape → the character (json reads the rest: \\ \" \n \r \t)
+        return json.loads(re.sub(r"\\u\{([0-9A-Fa-f]+)\}", lambda m: chr(int(m.group(1), 16)), text), strict=False)
+    if text in ("true", "false"):
+        return text == "true"
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d*", text):
+        return float(text)
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1].strip()
+        return [_swift_value(part) for part in _split(inner)] if inner else []
+    call = re.fullmatch(r"(\w+)\((.*)\)", text)
+    if call:
+        out = {}
+        for part in _split(call.group(2)):
+            key, _, value = part.partition(":")
+            out[key.strip()] = _swift_value(value)
+        return out
+    member = re.fullmatch(r"(?:\w+)?\.(\w+)", text)
+    if member:
+        return member.group(1)  # an enum case: BundleLocation.appBundle → "appBundle"
+    raise ValueError(f"cannot read the Swift value {text!r}")
+
+
+def _split(text: str) -> list[str]:
+    parts, depth, current, quoted = [], 0, "", False
+    for i, ch in enumerate(text):
+        if ch == '"' and (i == 0 or text[i - 1] != "\\"):
+            quoted = not quoted
+        if not quoted and ch in "([":
+            depth += 1
+        elif not quoted and ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0 and not quoted:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+def read_swift_constants(source: str) -> dict[str, dict]:
+    """`enum X { static let a = ... }` blocks → {"X": {"a": value}} (only the enums we need)."""
+    out: dict[str, dict] = {}
+    current = None
+    for line in source.splitlines():
+        start = re.match(r"^\s*(?:public\s+)?enum\s+(\w+)\s*(?::[^{]*)?\{", line)
+        if start:
+            current = out.setdefault(start.group(1), {})
+            continue
+        decl = _DECL.match(line)
+        if decl and current is not None:
+            try:
+                current[decl.group(1)] = _swift_value(decl.group(2))
+            except (ValueError, json.JSONDecodeError):
+                continue
+    return out
+
+
+class CompiledApp:
+    """AppConfig + Contract as the app binary has them."""
+
+    def __init__(self, executable: Path) -> None:
+        enums = read_swift_constants(executable.read_text())
+        self.config, self.contract = enums.get("AppConfig", {}), enums.get("Contract", {})
+        if not self.config or not self.contract:
+            raise SystemExit(f"{executable}: not a devicesim app (no AppConfig / Contract)")
+
+    def c(self, name: str):
+        return self.contract[name]
+
+    @property
+    def documents_location(self) -> bool:
+        return self.config["bundleLocation"] == "documents"
+
+    @property
+    def ple_shape(self) -> tuple[int, int, int]:
+        shape = self.config.get("pleShape")
+        if isinstance(shape, dict):
+            return int(shape["vocabSize"]), int(shape["layers"]), int(shape["dim"])
+        return int(self.config.get("vocabSize", 0)), int(self.config.get("pleLayers", 0)), int(self.config.get("pleDim", 0))
+
+    @property
+    def eos_ids(self) -> list[int]:
+        return list(self.config.get("eosTokenIds", self.config.get("stopTokenIds", [])))
+
+
+class LaunchSettings:
+    """GemmaiosCore's LaunchSettings: arguments first, then the environment; names from Contract."""
+
+    def __init__(self, app: CompiledApp, arguments: list[str], environment: dict[str, str]) -> None:
+        true_values = [str(v) for v in app.c("trueValues")]
+
+        def flag(key: str) -> bool:
+            return app.c(f"{key}Argument") in arguments or environment.get(app.c(f"{key}Env"), "").lower() in true_values
+
+        def value(key: str) -> str | None:
+            arg = app.c(f"{key}Argument")
+            if arg in arguments and arguments.index(arg) + 1 < len(arguments):
+                return arguments[arguments.index(arg) + 1]
+            return environment.get(app.c(f"{key}Env"))
+
+        self.bench = flag("bench")
+        self.clear_spec_cache = flag("clearSpecCache")
+        self.trials = int(app.config.get("defaultTrials", 1))
+        text = value("trials")
+        if text and text.isdigit() and int(text) > 0:
+            self.trials = int(text)
+        self.run_id = value("runId")
+        self.udid = value("udid") or ""
+
+    @property
+    def usable_run_id(self) -> str | None:
+        rid = self.run_id
+        return rid if rid and "/" not in rid and rid not in (".", "..") else None
+
+
+# ---- the transcript -------------------------------------------------------------------------------
+
+class Faults:
+    """The simulator's fault injection: what happens instead of writing record number `at`."""
+
+    def __init__(self, facts: dict) -> None:
+        self.outcome = facts.get("outcome", "complete")
+        self.at = int(facts.get("fault_at_record", 3))
+        self.corrupt_line = facts.get("corrupt_line")
+
+    def before(self, index: int) -> None:
+        if index != self.at or self.outcome == "complete":
+            return
+        sys.stderr.flush()
+        if self.outcome == "crash":
+            os.abort()  # SIGABRT: ReportCrash writes an .ips
+        if self.outcome == "jetsam":
+            os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's memorystatus does
+        if self.outcome == "exit":
+            os._exit(0)
+        if self.outcome == "hang":
+            while True:
+                time.sleep(3600)
+
+
+class TranscriptWriter:
+    """Line-flushed JSON records; refuses records after the footer (GemmaiosCore's writer)."""
+
+    def __init__(self, path: Path, faults: Faults) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.faults = path, faults
+        self._fh = open(path, "w")  # noqa: SIM115 - open for the run
+        self._lock = threading.Lock()
+        self._count = 0
+        self._closed_by_footer = False
+
+    def write(self, record: dict) -> None:
+        with self._lock:
+            if self._closed_by_footer:
+                raise AppFailed("a record after the footer")
+            self.faults.before(self._count)
+            line = json.dumps(record)
+            if self.faults.corrupt_line == self._count:
+                line = line[:-3]
+            self._fh.write(line + "\n")
+            self._fh.flush()
+            self._count += 1
+            if record.get("type") == "footer":
+                self._closed_by_footer = True
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class FootprintSampler:
+    """Samples this process's footprint every `interval` s into memory records; tracks the peak."""
+
+    def __init__(self, writer: TranscriptWriter, interval: float, limit: int, clock) -> None:
+        self.writer, self.interval, self.limit, self.clock = writer, interval, limit, clock
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def sample(self) -> int:
+        value = _rss()
+        with self._lock:
+            self._peak = max(self._peak, value)
+        return value
+
+    def take_peak(self) -> int:
+        self.sample()
+        with self._lock:
+            peak, self._peak = self._peak, 0
+        return peak
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                value = self.sample()
+                try:
+                    self.writer.write({"type": "memory", "t": round(self.clock(), 3), "phys_footprint_bytes": value,
+                                       "available_bytes": max(self.limit - value, 0)})
+                except (AppFailed, ValueError):
+                    return
+                self._stop.wait(self.interval)
+
+        self._thread = threading.Thread(target=loop, daemon=True, name="footprint")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Returns once no memory record can follow (the footer is then last)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+# ---- the app ----------------------------------------------------------------------------------------
+
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def load_prompt_set(app: CompiledApp, path: Path) -> dict:
+    if not path.is_file():
+        raise AppFailed(f"the prompt set is missing at {path}; deploy the payload with `gemmaios deploy` "
+                        "or rebuild the app")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AppFailed(f"the prompt set {path} cannot be read: {exc}") from exc
+    if data.get("schema") != app.c("promptSetSchema"):
+        raise AppFailed(f"the prompt set has schema {data.get('schema')}, this app reads {app.c('promptSetSchema')}")
+    if int(data.get("max_new_tokens", 0)) <= 0:
+        raise AppFailed(f"the prompt set is invalid: max_new_tokens is {data.get('max_new_tokens')}")
+    return data
+
+
+class AppPleTables:
+    """The app's PLE loader (GemmaiosCore PLE.swift): the two payload files, size-checked against the
+    compiled-in shape and mmapped; `gather(v)` = fp16(i8[v] * scale[v] * sqrt(D)) as [1,1,L,D]."""
+
+    def __init__(self, app: CompiledApp, tables: Path) -> None:
+        import numpy as np
+
+        vocab, layers, dim = app.ple_shape
+        paths = {}
+        for name, size in ((app.c("tableI8File"), vocab * layers * dim), (app.c("tableScaleFile"), vocab * 4)):
+            path = tables / name
+            if not path.is_file():
+                raise AppFailed(f"PLE table {path.name} not found in {tables}")
+            if path.stat().st_size != size:
+                raise AppFailed(f"PLE table {path} holds {path.stat().st_size} bytes, expected {size}")
+            paths[name] = path
+        self.num_layers, self.dim = layers, dim
+        self.i8 = np.memmap(paths[app.c("tableI8File")], np.int8, "r", shape=(vocab, layers * dim))
+        self.scale = np.memmap(paths[app.c("tableScaleFile")], "<f4", "r", shape=(vocab,))
+        self._factor = np.float32(dim ** 0.5)
+
+    def gather(self, token: int):
+        import numpy as np
+
+        row = np.multiply(self.i8[token], self.scale[token] * self._factor, dtype=np.float32)
+        return row.astype(np.float16).reshape(1, 1, self.num_layers, self.dim)
+
+
+def app_runner(bundle_dir: Path, tables: AppPleTables | None):
+    """gemmaios.hostrun.BundleRunner (Core AI's runtime, one token per call as the pipelined engine)
+    fed by the app's own PLE loader instead of the build's tables folder."""
+    from gemmaios.hostrun import BundleRunner, HostRunError
+
+    class AppBundleRunner(BundleRunner):
+        def _open_tables(self, tables_dir, ple):
+            if tables is None:
+                raise HostRunError(f"{self.bundle.name} takes per-layer embeddings ({ple}) and the app has none")
+            want = self.bundle.spec("inputs", "ple_tokens" if ple == "provider" else "ple_table")["shape"]
+            have = [1, 1, tables.num_layers, tables.dim] if ple == "provider" else list(tables.i8.shape)
+            if want != have:
+                raise HostRunError(f"the app's PLE shape {have} does not fit {self.bundle.name} ({want})")
+            self._tables = tables
+
+    return AppBundleRunner(bundle_dir, None)
+
+
+def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documents: Path, facts: dict) -> None:
+    launched = time.monotonic()
+    clock = lambda: time.monotonic() - launched  # noqa: E731
+    faults = Faults(facts)
+    run_id = settings.usable_run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    transcript = documents / app.c("runsFolder") / f"{run_id}{app.c('transcriptSuffix')}"
+    writer = TranscriptWriter(transcript, faults)
+    root = (documents if app.documents_location else app_dir) / app.c("payloadFolder")
+    limit = int(facts.get("memory_limit_bytes", 6_400_000_000))
+    sampler = FootprintSampler(writer, float(facts.get("memory_interval", 0.5)), limit, clock)
+    cfg = app.config
+    try:
+        prompt_set = load_prompt_set(app, root / app.c("promptSetFile"))
+        max_new = int(prompt_set["max_new_tokens"])
+        writer.write({
+            "type": "header", "schema": app.c("transcriptSchema"), "run_id": run_id, "started_at": _timestamp(),
+            "device": {"product_type": facts["product_type"], "name": facts["name"], "os_version": facts["os_version"],
+                       "arch": cfg["arch"], "udid": settings.udid},
+            "bundle": {"name": cfg["bundleName"], "metadata_sha256": cfg["metadataSHA256"], "quant": cfg["quant"],
+                       "ple": cfg["pleMode"]},
+            "app": {"version": cfg["appVersion"], "toolkit_version": cfg["toolkitVersion"]},
+            "prompt_set": {"name": prompt_set["name"], "sha256": prompt_set["sha256"],
+                           "count": len(prompt_set["prompts"])},
+            "trials": settings.trials, "max_new_tokens": max_new, "platform": "iOS",
+        })
+        sampler.start()
+        runner, load_seconds, cold = load_engine(app, settings, root, documents)
+        with runner:
+            writer.write({"type": "load", "seconds": round(load_seconds, 4), "cold": cold})
+            stop_ids = () if not app.c("benchStopsAtEOS") else tuple(app.eos_ids)
+            for trial in range(settings.trials):
+                for index, prompt in enumerate(prompt_set["prompts"]):
+                    sampler.take_peak()
+                    gen = runner.generate(prompt["prompt_ids"], max_new, stop_ids=stop_ids)
+                    footprint = sampler.take_peak()
+                    writer.write({
+                        "type": "prompt", "trial": trial, "index": index, "prompt_id": prompt["id"],
+                        "prompt_ids": gen.prompt_ids, "generated_ids": gen.generated_ids,
+                        "prefill_tokens": len(gen.prompt_ids), "prefill_seconds": round(gen.prefill_seconds, 6),
+                        "ttft_seconds": round(gen.ttft_seconds, 6), "decode_tokens": gen.decode_tokens,
+                        "decode_seconds": round(gen.decode_seconds, 6),
+                        "decode_token_seconds": [round(s, 6) for s in gen.decode_token_seconds],
+                        "peak_phys_footprint_bytes": footprint,
+                        "os_proc_available_memory_bytes": max(limit - footprint, 0),
+                        "thermal_state": facts.get("thermal_state", "nominal"),
+                        "seconds_since_launch": round(clock(), 3),
+                    })
+        sampler.stop()
+        footer = {"type": "footer", "completed": True, "ended_at": _timestamp(),
+                  "battery_level": facts.get("battery_level", 1.0), "battery_state": facts.get("battery_state", "unknown")}
+        if facts.get("seconds_since_unlock") is not None:
+            footer["seconds_since_unlock"] = facts["seconds_since_unlock"] + clock()
+        writer.write(footer)
+        print(f"gemmaios bench done: {transcript.name}", file=sys.stderr, flush=True)
+    except Exception as exc:  # the app catches everything: no footer, the reason on screen and in the log
+        sampler.stop()
+        print(f"gemmaios bench failed: {exc}", file=sys.stderr, flush=True)
+    writer.close()
+
+
+def load_engine(app: CompiledApp, settings: LaunchSettings, root: Path, documents: Path):
+    """EngineHost.load: the bundle from the payload, its PLE tables, one warm-up token."""
+    spec_cache = documents.parent / "Library" / "Caches" / "coreai-cache"
+    if settings.clear_spec_cache and spec_cache.is_dir():
+        import shutil
+
+        shutil.rmtree(spec_cache)
+    os.environ[app.c("chunkThresholdVariable")] = str(app.c("chunkThresholdValue"))
+    bundle_dir = root / app.c("bundlesFolder") / app.config["bundleName"]
+    if not bundle_dir.is_dir():
+        raise AppFailed(f"Core AI bundle not found at {bundle_dir}; push the payload with `gemmaios deploy` "
+                        "(bundle location documents) or rebuild the app (bundled)")
+    if not (bundle_dir / app.c("bundleMetadataFile")).is_file():
+        raise AppFailed(f"{bundle_dir} is not a LanguageBundle: no {app.c('bundleMetadataFile')}")
+    if not (bundle_dir / app.c("bundleTokenizerFolder")).is_dir():  # LanguageBundle(at:) loads it
+        raise AppFailed(f"{bundle_dir} has no {app.c('bundleTokenizerFolder')}/ folder")
+    cold = not spec_cache.is_dir()
+    started = time.perf_counter()
+    tables = AppPleTables(app, root / app.c("tablesFolder")) if app.config["pleMode"] != "none" else None
+    from gemmaios.hostrun import HostRunError
+
+    try:
+        runner = app_runner(bundle_dir, tables)
+    except HostRunError as exc:
+        raise AppFailed(f"{exc} ({exc.hint})") from exc
+    runner.generate([int(app.config.get("warmupTokenId", 2))], 1)
+    spec_cache.mkdir(parents=True, exist_ok=True)
+    return runner, time.perf_counter() - started, cold
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devicesim.standin")
+    parser.add_argument("--app", type=Path, required=True, help="the installed .app")
+    parser.add_argument("--documents", type=Path, required=True, help="the app container's Documents")
+    parser.add_argument("--facts", default="{}", help="what iOS provides, and the simulator's faults (JSON)")
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="the app's launch arguments (after --)")
+    args = parser.parse_args(argv)
+    facts = json.loads(args.facts)
+    import plistlib
+
+    info = plistlib.loads((args.app / "Info.plist").read_bytes())
+    app = CompiledApp(args.app / info["CFBundleExecutable"])
+    arguments = [a for a in args.arguments if a != "--"]
+    settings = LaunchSettings(app, arguments, dict(os.environ))
+    parent = os.getppid()
+    if settings.bench:
+        run_bench(app, settings, args.app, args.documents, facts)
+    while os.getppid() == parent:  # the app stays on screen until it is killed (or the simulator is gone)
+        time.sleep(0.5)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

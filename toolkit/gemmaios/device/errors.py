@@ -1,0 +1,75 @@
+"""Device errors: each names what went wrong; its hint says what to do on the phone or here."""
+
+from ..errors import GemmaiosError
+
+
+class DeviceError(GemmaiosError):
+    """A device problem; the hint says what to do on the phone or on this machine."""
+
+
+class UsbmuxdUnavailable(DeviceError):
+    """usbmuxd is not running or its socket is unreachable."""
+
+
+class NoDevice(DeviceError):
+    """No iPhone is attached."""
+
+
+class SeveralDevices(DeviceError):
+    """More than one device is attached and none was chosen."""
+
+
+class DeviceNotFound(DeviceError):
+    """The requested UDID is not attached."""
+
+
+class DeviceNotTrusted(DeviceError):
+    """The device has not paired with (trusted) this computer."""
+
+
+class DeviceLocked(DeviceError):
+    """The device is locked with a passcode."""
+
+
+class DeveloperModeOff(DeviceError):
+    """Developer Mode is off, so development-signed apps cannot run."""
+
+
+class DeveloperImageNotMounted(DeviceError):
+    """The developer disk image is not mounted, so the app cannot be launched by a tool."""
+
+
+class ArchMismatch(DeviceError):
+    """The device is not of the architecture the build was compiled for."""
+
+
+class NotEnoughSpace(DeviceError):
+    """The device lacks the free space the transfer needs."""
+
+
+class IOSTooOld(DeviceError):
+    """The device's iOS predates Core AI."""
+
+
+class TunnelNotRunning(DeviceError):
+    """iOS 17+ needs a tunnel for developer services and none is running for this device."""
+
+
+class DeviceDisconnected(DeviceError):
+    """The connection dropped mid-transfer (unplugged, locked, or slept)."""
+
+
+class NothingToDeploy(DeviceError):
+    """The build folder has no bundle/tables, or no app to install."""
+
+
+class AppMissing(DeviceError):
+    """The app is not installed on the device."""
+
+
+class AppInstallFailed(DeviceError):
+    """installation_proxy refused the app (signing, iOS version, ...)."""
+
+
+class LaunchFailed(DeviceError):
+    """The device would not launch the app."""

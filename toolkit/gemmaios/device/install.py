@@ -1,0 +1,90 @@
+"""Installing the app: stage the .ipa over AFC, then installation_proxy."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from .connect import MIN_IOS_MAJOR
+from .errors import AppInstallFailed
+from .local import AppPackage
+from .transfer import CHUNK_BYTES, ProgressFn
+
+STAGING_DIR = "/PublicStaging/gemmaios"
+
+
+async def installed_apps(client, bundle_ids: list[str]) -> dict[str, dict]:
+    from pymobiledevice3.services.installation_proxy import InstallationProxyService
+
+    async with InstallationProxyService(client) as proxy:
+        return await proxy.lookup({"BundleIDs": bundle_ids}) or {}
+
+
+async def install_app(client, package: AppPackage, *, chunk: int = CHUNK_BYTES, progress: ProgressFn | None = None) -> None:
+    """Stage the .ipa over AFC (with progress), then have installation_proxy install it."""
+    from pymobiledevice3.services.afc import AfcService
+    from pymobiledevice3.services.installation_proxy import (
+        InstallationProxyService,
+        create_ipa_contents_from_directory,
+    )
+
+    remote = f"{STAGING_DIR}/{package.bundle_id}.ipa"
+    with tempfile.TemporaryDirectory() as tmp:
+        ipa = package.path
+        if ipa.is_dir():  # an .app from xcodebuild: zip it as an .ipa
+            ipa = Path(tmp) / f"{package.path.stem}.ipa"
+            ipa.write_bytes(create_ipa_contents_from_directory(str(package.path)))
+        size = ipa.stat().st_size
+        async with AfcService(client) as afc:
+            await afc.makedirs(STAGING_DIR)
+            handle = await afc.fopen(remote, "w")
+            try:
+                with open(ipa, "rb") as fh:
+                    sent = 0
+                    while block := fh.read(chunk):
+                        await afc.fwrite(handle, block)
+                        sent += len(block)
+                        if progress:
+                            progress(f"upload {ipa.name}", sent, size)
+            finally:
+                await afc.fclose(handle)
+            try:
+                async with InstallationProxyService(client) as proxy:
+                    await _install_staged(proxy, package, remote, progress)
+            finally:
+                await afc.rm_single(remote, force=True)
+
+
+# installation_proxy errors with a known cause → what to do
+INSTALL_HINTS = {
+    "ApplicationVerificationFailed": "the app is not signed for this device: add its UDID to the provisioning "
+                                     "profile (or use automatic signing) and rebuild the app on the Mac",
+    "DeviceOSVersionTooLow": f"the app needs a newer iOS: update the iPhone to iOS {MIN_IOS_MAJOR}+",
+    "APIInternalError": "unlock the iPhone and run again; if it repeats, restart the iPhone",
+}
+
+
+async def _install_staged(proxy, package: AppPackage, remote: str, progress: ProgressFn | None) -> None:
+    """Install the staged package, following installation_proxy's status stream.
+
+    (Read here rather than through `send_package`, whose own progress bar would fight ours.)
+    """
+    label = f"install {package.bundle_id}"
+    await proxy.service.send_plist({"Command": "Install", "PackagePath": remote,
+                                    "ClientOptions": {"CFBundleIdentifier": package.bundle_id}})
+    while True:
+        response = await proxy.service.recv_plist()
+        if not response:
+            raise AppInstallFailed(f"installing {package.bundle_id} ended without a status",
+                                   hint="unlock the iPhone and run `gemmaios deploy` again")
+        error = response.get("Error")
+        if error:
+            detail = response.get("ErrorDescription") or ""
+            raise AppInstallFailed(f"the device refused {package.path.name}: {error} {detail}".strip(),
+                                   hint=INSTALL_HINTS.get(error, "check the app is signed for this device and run again"))
+        if isinstance(response.get("PercentComplete"), (int, float)) and progress:
+            progress(label, int(response["PercentComplete"]), 100)
+        if response.get("Status") == "Complete":
+            if progress:
+                progress(label, 100, 100)
+            return

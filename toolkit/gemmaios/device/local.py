@@ -1,0 +1,182 @@
+"""The host side of a deploy: the payload files the app reads from Documents (with cached
+sha256s), the signed app package, and the record of what was installed where."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import plistlib
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .. import contract
+from ..payload import PayloadPlan, payload_plan
+from ..pipeline import MANIFEST_NAME, sha256_file, write_json_atomic
+from .errors import NothingToDeploy
+
+DEPLOY_RECORD = "deploy.json"  # <build>/deploy.json: what deploy installed, per device (bench reads it)
+DEPLOY_RECORD_SCHEMA = "gemmaios.deploy-record/1"
+FASTLANE_IPA_DIR = "ipa"  # `fastlane ios dev_build` exports <build>/ipa/<App>.ipa
+
+
+@dataclass
+class LocalFile:
+    rel: str  # destination relative to the app's Documents (contract.PAYLOAD_DIR/...)
+    path: Path  # the build's file
+    size: int
+    sha256: str
+
+
+@dataclass
+class AppPackage:
+    path: Path
+    bundle_id: str
+    executable: str
+    version: str
+    sha256: str
+    size: int
+
+
+def _build_manifest(build_dir: Path) -> dict:
+    path = build_dir / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}
+
+
+def build_arch(build_dir: Path) -> str | None:
+    return (_build_manifest(build_dir).get("options") or {}).get("arch")
+
+
+def step_details(build_dir: Path, step: str) -> dict:
+    return ((_build_manifest(build_dir).get("steps") or {}).get(step) or {}).get("details") or {}
+
+
+def bundle_location(build_dir: Path) -> str:
+    """Where the rendered app reads its payload (the app step's choice; `bundled` by default)."""
+    return step_details(Path(build_dir), "app").get("bundle_location") or contract.BUNDLED
+
+
+def deploy_plan(build_dir: Path, location: str | None = None) -> PayloadPlan:
+    """The contract's payload plan for the build (what the app reads, and from where)."""
+    return payload_plan(Path(build_dir), location or bundle_location(build_dir))
+
+
+def _hash_cache_path(build_dir: Path) -> Path:
+    return build_dir / ".gemmaios-cache" / "hashes.json"
+
+
+def local_files(build_dir: Path, plan: PayloadPlan | None = None) -> list[LocalFile]:
+    """What deploy pushes into Documents: exactly `payload_plan(...).documents_files()` (nothing
+    when the app is `bundled`), with sizes and sha256s cached by size + mtime so a re-deploy does
+    not re-hash GBs."""
+    build_dir = Path(build_dir).resolve()
+    plan = plan or deploy_plan(build_dir)
+    cache_path = _hash_cache_path(build_dir)
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        cache = {}
+    files, changed = [], False
+    for source, dest in plan.documents_files():
+        source = Path(source).resolve()
+        key = source.relative_to(build_dir).as_posix() if source.is_relative_to(build_dir) else str(source)
+        stat = source.stat()
+        hit = cache.get(key)
+        if not hit or hit["size"] != stat.st_size or hit["mtime_ns"] != stat.st_mtime_ns:
+            hit = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(source)}
+            cache[key], changed = hit, True
+        files.append(LocalFile(dest, source, stat.st_size, hit["sha256"]))
+    if changed:
+        write_json_atomic(cache_path, cache)
+    return files
+
+
+def read_app_package(path: Path) -> AppPackage:
+    """Bundle id, executable and version of an .ipa or .app, from its Info.plist."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            info = plistlib.loads((path / "Info.plist").read_bytes())
+            digest = hashlib.sha256()
+            size = 0
+            for f in sorted(p for p in path.rglob("*") if p.is_file()):
+                digest.update(f.relative_to(path).as_posix().encode() + b"\0" + bytes.fromhex(sha256_file(f)))
+                size += f.stat().st_size
+            sha = digest.hexdigest()
+        else:
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist()
+                            if n.startswith("Payload/") and n.endswith(".app/Info.plist") and n.count("/") == 2)
+                info = plistlib.loads(archive.read(name))
+            sha, size = sha256_file(path), path.stat().st_size
+    except (OSError, StopIteration, zipfile.BadZipFile, plistlib.InvalidFileException, KeyError) as exc:
+        raise NothingToDeploy(f"{path} is not a readable .ipa or .app ({exc})",
+                              hint="pass the signed .ipa exported by Xcode (or the .app from the build) with --ipa") from exc
+    if "CFBundleIdentifier" not in info:
+        raise NothingToDeploy(f"{path}: Info.plist has no CFBundleIdentifier", hint="pass a built, signed app")
+    return AppPackage(path, info["CFBundleIdentifier"], info.get("CFBundleExecutable", ""),
+                      str(info.get("CFBundleShortVersionString", "")), sha, size)
+
+
+def find_app_package(build_dir: Path) -> Path | None:
+    """The signed app for the build, if any: the app step's record, fastlane's `ipa/*.ipa` (newest),
+    then `app/**/*.ipa`, then an `.app` xcodebuild left under `app/`."""
+    build_dir = Path(build_dir)
+    details = step_details(build_dir, "app")
+    for key in ("ipa", "app_path"):
+        if details.get(key) and (build_dir / details[key]).exists():
+            return build_dir / details[key]
+    fastlane = sorted((build_dir / FASTLANE_IPA_DIR).glob("*.ipa"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    if fastlane:
+        return fastlane[-1]
+    for pattern in ("app/**/*.ipa", "app/**/Build/Products/*-iphoneos/*.app"):
+        found = sorted(build_dir.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+# ---- the deploy record: what was installed on which device (bench reads it) ----------------------
+
+def read_deploy_record(build_dir: Path) -> dict:
+    try:
+        data = json.loads((Path(build_dir) / DEPLOY_RECORD).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"schema": DEPLOY_RECORD_SCHEMA, "last_udid": None, "devices": {}}
+    if not isinstance(data, dict) or data.get("schema") != DEPLOY_RECORD_SCHEMA:
+        return {"schema": DEPLOY_RECORD_SCHEMA, "last_udid": None, "devices": {}}
+    data.setdefault("devices", {})
+    return data
+
+
+def deployed_app(build_dir: Path, udid: str | None = None) -> dict | None:
+    """The record of the last deploy to `udid` (default: the last deploy to any device)."""
+    record = read_deploy_record(build_dir)
+    return record["devices"].get(udid or record.get("last_udid") or "")
+
+
+def write_deploy_record(build_dir: Path, udid: str, bundle_id: str, package: AppPackage | None, location: str,
+                        files: list[LocalFile]) -> dict:
+    """Record in the build folder what deploy installed on `udid`: bundle id, package path + sha256,
+    app version, bundle location and the payload files pushed."""
+    build_dir = Path(build_dir)
+    record = read_deploy_record(build_dir)
+    previous = record["devices"].get(udid) or {}
+    app = previous.get("package") if package is None and previous.get("bundle_id") == bundle_id else None
+    if package is not None:
+        path = package.path.resolve()
+        shown = path.relative_to(build_dir.resolve()).as_posix() if path.is_relative_to(build_dir.resolve()) else str(path)
+        app = {"path": shown, "sha256": package.sha256, "version": package.version, "executable": package.executable}
+    entry = {"udid": udid, "bundle_id": bundle_id, "package": app, "bundle_location": location,
+             "payload": {f.rel: f.sha256 for f in files},
+             "deployed_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    record["devices"][udid] = entry
+    record["last_udid"] = udid
+    write_json_atomic(build_dir / DEPLOY_RECORD, record)
+    return entry
