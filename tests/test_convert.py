@@ -13,7 +13,7 @@ from gemmaios.convert import ConvertError, ConvertStep, convert_checkpoint
 from gemmaios.decode_model import DecodeSpec, Gemma4Decode, rope_inv_freq
 from gemmaios.pipeline import BuildOptions, fingerprint
 from gemmaios.report import bundle_facts_from_dir
-from gemmaios.steps import run_build
+from gemmaios.steps import BUNDLE_STEPS, run_build
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,8 @@ def test_rejects_bad_options(tiny_checkpoint, tmp_path):
 def test_build_writes_gated_int4_bundle(tmp_path):
     """The build's convert step: gates run, int4 storage in the asset, LanguageBundle metadata."""
     options = BuildOptions(model="tiny", quant="int4", ple="provider", max_context=256)
-    ctx, reports = run_build(options, tmp_path / "build", only={"checkpoint", "convert"})
-    assert [r.status for r in reports] == ["done", "done"], [r.message for r in reports]
+    ctx, reports = run_build(options, tmp_path / "build", only=BUNDLE_STEPS)
+    assert [r.status for r in reports] == ["done"] * 4, [r.message for r in reports]
     details = json.loads((ctx.build_dir / "build.json").read_text())["steps"]["convert"]["details"]
     assert details["name"] == "gemma4_tiny_decode_int4"
     assert details["bundle_dir"] == "bundle/gemma4_tiny_decode_int4"
@@ -207,8 +207,8 @@ def test_build_writes_gated_int4_bundle(tmp_path):
     asset_size = sum(p.stat().st_size for p in (ctx.build_dir / details["aimodel"]).rglob("*") if p.is_file())
     assert facts.weight_bytes == asset_size - (384 * 64 * 2 - 64 * 2)
     # Unchanged inputs: the second build skips the step; --head-quant is part of the fingerprint.
-    _, again = run_build(options, tmp_path / "build", only={"checkpoint", "convert"})
-    assert [r.status for r in again] == ["skipped", "skipped"]
+    _, again = run_build(options, tmp_path / "build", only=BUNDLE_STEPS)
+    assert [r.status for r in again] == ["skipped"] * 4
     step = ConvertStep()
     default = fingerprint(step.inputs(ctx))
     assert fingerprint(step.inputs(ctx)) == default == ctx.step_fingerprint("convert")

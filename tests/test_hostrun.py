@@ -18,10 +18,9 @@ from typer.testing import CliRunner
 from gemmaios import hostrun
 from gemmaios.oracle import ORACLE_FILE, load_oracle
 from gemmaios.pipeline import BuildOptions
-from gemmaios.steps import run_build
+from gemmaios.steps import BUNDLE_STEPS, run_build
 from gemmaios.transcript import read_transcript
 
-BUNDLE_STEPS = {"checkpoint", "tables", "oracle", "convert"}
 _BUILDS: dict[tuple[str, str], Path] = {}
 
 

@@ -93,9 +93,10 @@ def _set_conversion(options: BuildOptions, max_context: int | None, target: str,
 
 
 def _bundle_steps(ple: str) -> set[str]:
-    """The steps that produce a gated bundle: the tables (its per-layer inputs; n/a without PLE)
-    and the oracle (the bundle-run gate judges the saved bundle against it)."""
-    return {"checkpoint", "tables", "oracle", "convert"}
+    """The steps that produce a gated bundle (steps.BUNDLE_STEPS; the same for both PLE modes)."""
+    from .steps import BUNDLE_STEPS
+
+    return set(BUNDLE_STEPS)
 
 
 def _set_target(options: BuildOptions, target: str, kernel: str | None) -> None:

@@ -41,6 +41,11 @@ def all_steps() -> list[Step]:
     return [CheckpointStep(), TablesStep(), OracleStep(), ConvertStep(), CompileStep(), AppStep()]
 
 
+# The steps that produce a gated bundle: the tables (its per-layer inputs; n/a without PLE) and
+# the oracle (the convert step runs the saved bundle against it), then convert itself.
+BUNDLE_STEPS = frozenset({"checkpoint", "tables", "oracle", "convert"})
+
+
 def step_names() -> list[str]:
     return [s.name for s in all_steps()]
 
