@@ -856,6 +856,9 @@ class ConvertStep(Step):
             "kernel": resolve_flash_decode(ctx.checkpoint, opts.target, opts.kernel),
             "toolkit": __version__,
         }
+        chunks = resolve_prefill_chunks(getattr(opts, "prefill_chunk", "0"))
+        if chunks:  # absent when off, so builds made before the option keep their fingerprint
+            values["prefill_chunks"] = list(chunks)
         if opts.ple == "tbl" or _has_ple(ctx.checkpoint):
             values["tables"] = ctx.step_fingerprint("tables")
         # The bundle-run gate runs the saved bundle on the oracle's prompts (gemmaios.hostrun).
@@ -906,6 +909,12 @@ class ConvertStep(Step):
             flash_decode=flash,
             progress=gate_progress,
         )
+        chunks = resolve_prefill_chunks(opts.prefill_chunk)
+        prefill_check = None
+        if chunks:
+            prefill_check = hostrun.build_prefill_check(
+                ctx.path(ORACLE_FILE), ctx.path("tables") if _has_ple(ctx.checkpoint) else None
+            )
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage == "layers":
@@ -931,6 +940,8 @@ class ConvertStep(Step):
             kernel=opts.kernel,
             head_quant=opts.head_quant,
             bundle_check=check,
+            prefill_chunks=chunks,
+            prefill_check=prefill_check,
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = {
@@ -944,6 +955,7 @@ class ConvertStep(Step):
             "max_context": result.max_context,
             "target": result.target,
             "kernel": result.kernel,
+            "prefill_chunks": list(result.prefill_chunks),
             "inputs": result.inputs,
             "outputs": result.outputs,
             "states": result.states,
@@ -955,6 +967,10 @@ class ConvertStep(Step):
         run_gate = result.gates.get("bundle_run")
         if run_gate:
             note += "; " + run_gate["summary"]
+        prefill_run = result.gates.get("prefill_run")
+        if prefill_run:
+            names = "+".join(f"prefill_{c}" for c in result.prefill_chunks)
+            note += f"; {names}: {prefill_run.get('short') or prefill_run['summary']}"
         if result.kernel:
             note += f"; flash-decode {result.kernel} on full layers {result.gates['flash_decode']['full_layers']}"
         elif result.target == "mac":

@@ -337,17 +337,27 @@ class BundleRunner:
                                f"{length - rows}..{length - 1}: {exc}", hint=_runtime_hint(exc)) from exc
         return np.asarray(out["logits"].numpy(), dtype=np.float32).reshape(-1)
 
-    def prefill(self, prompt_ids: Sequence[int], states: dict, *, chunked: bool = True) -> tuple[np.ndarray, list[int]]:
+    def prefill(self, prompt_ids: Sequence[int], states: dict, *, chunked: bool = True,
+                sizes: Sequence[int] | None = None, last_in_main: bool = True) -> tuple[np.ndarray, list[int]]:
         """Feed the prompt into `states`; return the last position's logits and the calls' sizes.
 
         `chunked`: full chunks through the prefill functions (largest first, as many as fit),
-        the rest through `main` one token per call, as an engine routing full chunks does;
-        False (or a bundle without prefill functions): `main` only.
+        the rest through `main` one token per call, as the patched engine routes them (patch
+        0003: the prompt's last token always goes through `main`, whose step samples the first
+        new token; `last_in_main=False` also lets a chunk end the prompt, to check the chunk's
+        own logits). False (or a bundle without prefill functions): `main` only. `sizes`: use
+        only these of the bundle's chunk sizes.
         """
+        reserve = 1 if last_in_main else 0
+        usable = [c for c in self._prefill if chunked and (sizes is None or c in sizes)]
+        if sizes is not None and set(sizes) - set(self._prefill):
+            raise HostRunError(f"{self.bundle.name} has no prefill function for chunk size(s) "
+                               f"{sorted(set(sizes) - set(self._prefill))} (it has {self.prefill_chunks})",
+                               hint="pick sizes from the bundle's gemmaios.prefill.chunks")
         logits, calls, pos = None, [], 0
         total = len(prompt_ids)
         while pos < total:
-            rows = next((c for c in self._prefill if chunked and total - pos >= c), 1)
+            rows = next((c for c in usable if total - pos - reserve >= c), 1)
             if rows == 1:
                 logits = self._step(int(prompt_ids[pos]), pos + 1, states)
             else:
@@ -356,10 +366,12 @@ class BundleRunner:
             pos += rows
         return logits, calls
 
-    def prefill_snapshot(self, prompt_ids: Sequence[int], capacity: int, *, chunked: bool) -> dict:
+    def prefill_snapshot(self, prompt_ids: Sequence[int], capacity: int, *, chunked: bool,
+                         sizes: Sequence[int] | None = None, last_in_main: bool = True) -> dict:
         """The prompt's last logits and both KV caches after a prefill walk (for bit-identity checks)."""
         states = self._new_states(self._capacity(capacity))
-        logits, calls = self.prefill([int(t) for t in prompt_ids], states, chunked=chunked)
+        logits, calls = self.prefill([int(t) for t in prompt_ids], states, chunked=chunked, sizes=sizes,
+                                     last_in_main=last_in_main)
         return {"logits": logits, "keyCache": np.array(states["keyCache"].numpy()),
                 "valueCache": np.array(states["valueCache"].numpy()), "calls": calls}
 
@@ -807,37 +819,49 @@ def prefill_gate(
             raise HostRunError(f"{name} has no prefill functions", hint="convert with --prefill-chunk 8 or 16")
         window = int((runner.bundle.facts.get("prefill") or {}).get("sliding_window") or 0)
         long_ids = long_prefill_prompt([ids for _, ids in prompts], chunks, window, runner.bundle.max_context)
-        cases = [(pid, [int(t) for t in ids]) for pid, ids in prompts] + [("long", long_ids)]
+        # A prompt of exactly two largest chunks, walked with a chunk ending it: the logits compared
+        # are then prefill_C's own last-row output (the engine's routing ends every prompt in main).
+        exact = long_ids[: 2 * chunks[0]]
+        cases = [(pid, [int(t) for t in ids]) for pid, ids in prompts] + [("long", long_ids), ("exact-chunks", exact)]
+        # Each size alone, then the whole ladder as the engine routes it (one walk for a single size).
+        routes = [(c,) for c in chunks] + ([tuple(chunks)] if len(chunks) > 1 else [])
         for pid, ids in cases:
             capacity = len(ids) + 1
             plain = runner.prefill_snapshot(ids, capacity, chunked=False)
-            chunked = runner.prefill_snapshot(ids, capacity, chunked=True)
-            deltas = {key: float(np.max(np.abs(plain[key].astype(np.float32) - chunked[key].astype(np.float32))))
-                      for key in ("logits", "keyCache", "valueCache")}
-            same_bits = {key: bool(np.array_equal(plain[key].view(np.uint8), chunked[key].view(np.uint8)))
-                         for key in ("keyCache", "valueCache")}
-            same_bits["logits"] = bool(np.array_equal(plain["logits"], chunked["logits"]))
-            calls = chunked["calls"]
-            rows.append({"prompt": pid, "tokens": len(ids), "chunk_calls": [c for c in calls if c > 1],
-                         "main_calls": calls.count(1), "max_abs_delta": deltas, "bit_identical": all(same_bits.values())})
+            for route in routes:
+                last_in_main = pid != "exact-chunks"
+                chunked = runner.prefill_snapshot(ids, capacity, chunked=True, sizes=route, last_in_main=last_in_main)
+                if not last_in_main and chunked["calls"][-1] == 1:
+                    raise HostRunError(f"{name}: the exact-chunks walk did not end in a chunk ({chunked['calls']})",
+                                       hint="a gemmaios bug: report it")
+                deltas = {key: float(np.max(np.abs(plain[key].astype(np.float32) - chunked[key].astype(np.float32))))
+                          for key in ("logits", "keyCache", "valueCache")}
+                same_bits = {key: bool(np.array_equal(plain[key].view(np.uint8), chunked[key].view(np.uint8)))
+                             for key in ("logits", "keyCache", "valueCache")}
+                calls = chunked["calls"]
+                rows.append({"prompt": pid, "route": "+".join(f"prefill_{c}" for c in route), "tokens": len(ids),
+                             "chunk_calls": [c for c in calls if c > 1], "main_calls": calls.count(1),
+                             "max_abs_delta": deltas, "bit_identical": all(same_bits.values())})
+                if not all(same_bits.values()):
+                    worst = max(deltas, key=deltas.get)
+                    raise PrefillGateFailed(
+                        f"{name}: prompt {pid!r} ({len(ids)} tokens, calls {calls}): the chunked prefill's {worst} "
+                        f"differs from the main-only walk by {deltas[worst]:.3g} under Core AI's runtime",
+                        prompt=pid,
+                        hint="the prefill_C graph does not compute what main does row by row; see "
+                             "gemmaios.decode_model.DecoderLayer.forward_chunk")
             if progress:
                 progress(1)
-            if not all(same_bits.values()):
-                worst = max(deltas, key=deltas.get)
-                raise PrefillGateFailed(
-                    f"{name}: prompt {pid!r} ({len(ids)} tokens, calls {calls}): the chunked prefill's {worst} differs "
-                    f"from the main-only walk by {deltas[worst]:.3g} under Core AI's runtime",
-                    prompt=pid,
-                    hint="the prefill_C graph does not compute what main does row by row; see "
-                         "gemmaios.decode_model.DecoderLayer.forward_chunk")
     chunked_tokens = sum(sum(r["chunk_calls"]) for r in rows)
     windowed = [r for r in rows if r["tokens"] > window and len(r["chunk_calls"]) >= 2]
-    summary = (f"{len(rows)}/{len(rows)} prompts bit-identical (logits, keyCache, valueCache: max |Δ| = 0.0), "
-               f"chunked prefill {'+'.join(f'prefill_{c}' for c in chunks)} vs main only, under Core AI's runtime; "
+    summary = (f"{len(cases)}/{len(cases)} prompts x {len(routes)} route(s) bit-identical (logits, keyCache, "
+               f"valueCache: max |Δ| = 0.0), chunked prefill ({', '.join(r['route'] for r in rows[: len(routes)])}) "
+               f"vs main only, under Core AI's runtime; "
                f"{chunked_tokens} tokens went through chunks; longest {max(r['tokens'] for r in rows)} tokens "
                f"(sliding window {window})")
-    return {"status": "passed", "summary": summary, "chunks": chunks, "prompts": rows,
-            "long_prompts": len(windowed), "seconds": round(time.perf_counter() - started, 2),
+    short = f"{len(cases)}/{len(cases)} prompts bit-identical to main under Core AI's runtime"
+    return {"status": "passed", "summary": summary, "short": short, "chunks": chunks, "walks": rows, "prompt_count": len(cases),
+            "long_prompts": len({r["prompt"] for r in windowed}), "seconds": round(time.perf_counter() - started, 2),
             "runtime": f"coreai-core {_coreai_version()} ({platform.system()})"}
 
 
