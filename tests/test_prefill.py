@@ -130,7 +130,7 @@ def test_eager_chunk_path_matches_the_one_token_path(tiny_checkpoint):
     def walk(sizes):
         key, value = model.new_cache(len(ids) + 1)
         pos, out = 0, None
-        with torch.no_grad():
+        with torch.no_grad(), parity.small_model_threads(model.spec.hidden_size):
             while pos < len(ids):
                 rows = next((c for c in sizes if pos + c <= len(ids)), 1)
                 batch = ids[pos : pos + rows]
@@ -158,6 +158,7 @@ def test_eager_chunk_path_matches_the_one_token_path(tiny_checkpoint):
 # ----------------------------------------------------------------------------- the gated build
 
 
+@pytest.mark.slow
 def test_build_records_both_functions_and_all_gates(gated_build, oracle_prompts):
     bundle = bundle_of(gated_build)
     meta = metadata(bundle)
@@ -185,6 +186,7 @@ def test_build_records_both_functions_and_all_gates(gated_build, oracle_prompts)
     assert "prefill_16+prefill_8" in manifest["steps"]["convert"]["message"]
 
 
+@pytest.mark.slow
 def test_weights_are_shared_not_copied(gated_build, int4_main_only):
     with_prefill = metadata(bundle_of(gated_build))["gemmaios"]["gates"]["asset"]
     alone = int4_main_only.gates["asset"]
@@ -199,6 +201,7 @@ def test_weights_are_shared_not_copied(gated_build, int4_main_only):
           f"(+{added} B; Int4 weights {weights} B stored once)")
 
 
+@pytest.mark.slow
 def test_asset_gate_catches_a_missing_function_and_copied_weights(gated_build, int4_main_only):
     aimodel = int4_main_only.aimodel
     names = {"inputs": ("input_ids", "position_ids", "ple_tokens"), "states": ("keyCache", "valueCache"),
@@ -220,6 +223,7 @@ def test_asset_gate_catches_a_missing_function_and_copied_weights(gated_build, i
 # ----------------------------------------------------------------------------- runtime bit-identity
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk", [8, 16])
 def test_int4_and_fp16_chunked_walks_are_bit_identical(gated_build, fp16_bundle, tables_dir, oracle_prompts, chunk):
     for bundle in (bundle_of(gated_build), fp16_bundle.bundle_dir):
@@ -239,6 +243,7 @@ def test_int4_and_fp16_chunked_walks_are_bit_identical(gated_build, fp16_bundle,
     assert fp16_bundle.gates["prefill_run"]["status"] == "passed"
 
 
+@pytest.mark.slow
 def test_a_wrong_chunk_graph_fails_the_runtime_gate(tiny_checkpoint, tmp_path, tables_dir, oracle_prompts, monkeypatch):
     """A prefill graph that ignores the sliding window inside the chunk is caught, and no bundle is left."""
     from gemmaios import decode_model
