@@ -299,8 +299,8 @@ def reference_inputs(model: Gemma4Decode, max_context: int, rows: int = 1) -> tu
     """Trace inputs and dynamic shapes: input_ids static [1,rows] (1: `main`, C: `prefill_C`);
     positions and cache length dynamic.
 
-    A chunk needs at least C positions; its cache-length dim gets a lower bound of C+1, without
-    which torch.export specialises the cache slice `length-C:length` and fails.
+    A chunk needs at least C positions; its cache-length dim needs a lower bound of C+1: with
+    min 1 or min C torch.export stops with "Constraints violated (cache_len)" (measured on tiny).
     """
     from torch.export import Dim
 
