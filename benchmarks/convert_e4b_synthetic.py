@@ -176,7 +176,7 @@ def run_child(cmd: list[str]) -> tuple[int, dict]:
 
 
 def convert_child(checkpoint_dir: Path, out_dir: Path, quant: str, ple: str, max_context: int,
-                  head_quant: str | None = None) -> None:
+                  head_quant: str | None = None, prefill_chunk: str = "0") -> None:
     """Runs in the child process: convert and print a JSON line with timings and peak RSS."""
     import threading
 
@@ -206,7 +206,7 @@ def convert_child(checkpoint_dir: Path, out_dir: Path, quant: str, ple: str, max
 
     ckpt = load_checkpoint(checkpoint_dir, model_id="synthetic-e4b")
     result = convert_checkpoint(ckpt, out_dir, quant, ple, max_context, progress=progress, gates=False,
-                                head_quant=head_quant)
+                                head_quant=head_quant, prefill_chunks=prefill_chunk)
     stop.set()
     peak_by_stage: dict[str, float] = {}
     for _, rss, name in samples:
@@ -229,23 +229,26 @@ def main() -> None:
     ap.add_argument("--ple", default="provider")
     ap.add_argument("--head-quant", help="lm_head storage (default: --quant; fp16 = tied)")
     ap.add_argument("--max-context", type=int, default=4096)
+    ap.add_argument("--prefill-chunk", default="0", help="prefill_C functions beside main: 0 (off), 8, 16 or 16,8")
     ap.add_argument("--keep", action="store_true", help="keep the checkpoint and bundle afterwards")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     ckpt_dir, out_dir = args.work / "checkpoint", args.work / "bundle"
     if args.child:
-        convert_child(ckpt_dir, out_dir, args.quant, args.ple, args.max_context, args.head_quant)
+        convert_child(ckpt_dir, out_dir, args.quant, args.ple, args.max_context, args.head_quant, args.prefill_chunk)
         return
     if not (ckpt_dir / "model.safetensors.index.json").is_file():
         print(f"writing synthetic E4B checkpoint to {ckpt_dir} ...", flush=True)
         seconds = write_checkpoint(ckpt_dir)
         print(f"checkpoint written in {seconds:.0f}s", flush=True)
-    print(f"converting ({args.quant}, {args.ple}, max context {args.max_context}) ...", flush=True)
+    print(f"converting ({args.quant}, {args.ple}, max context {args.max_context}, prefill chunk "
+          f"{args.prefill_chunk}) ...", flush=True)
     start = time.time()
     cmd = [sys.executable, __file__, "--child", "--work", str(args.work), "--quant", args.quant,
            "--ple", args.ple, "--max-context", str(args.max_context)]
     if args.head_quant:
         cmd += ["--head-quant", args.head_quant]
+    cmd += ["--prefill-chunk", args.prefill_chunk]
     code, result = run_child(cmd)
     wall = time.time() - start
     # The converter's own peak (its VmHWM), not RUSAGE_CHILDREN: that one inherits this

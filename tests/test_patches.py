@@ -106,8 +106,10 @@ def test_order_matters(fixture_tree, series):
     # 0002 builds on 0001's extra-input plumbing: swapped, 0002 is refused first
     swapped = replace(series, patches=[series.patches[1], series.patches[0], *series.patches[2:]])
     before = tree_digest(fixture_tree)
-    with pytest.raises(PatchError, match=series.patches[1].name):
+    # Nothing of a refused series is kept, whichever patch is refused first.
+    with pytest.raises(PatchError) as err:
         apply_series(fixture_tree, swapped)
+    assert any(f"patch {p.name}: hunk" in str(err.value) for p in series.patches[1:])
     assert tree_digest(fixture_tree) == before
 
 
@@ -179,3 +181,37 @@ def test_stack_applies_to_the_real_pinned_commit(tmp_path, series):
     result = prepare_engine_package(dest, series, MIRROR)
     assert result.applied == [p.name for p in series.patches]
     assert (dest / "Package.swift").is_file()
+
+
+SWIFTC = shutil.which("swiftc") or next((p for p in ("/opt/swift/usr/bin/swiftc",) if Path(p).is_file()), None)
+
+
+def test_prefill_patch_adds_the_option_and_routes_full_chunks(series):
+    """0004: EngineOptions.prefillFunction, validated and loaded at init, full chunks routed to it,
+    per-token inputs filled into C consecutive slots; its context lines are all upstream's own."""
+    patch = next(p for p in series.patches if p.name.startswith("0004-"))
+    added = "\n".join(text for fp in patch.files for h in fp.hunks for tag, text in h.lines if tag == "+")
+    assert "public var prefillFunction: String? = nil" in added
+    assert "model.functionDescriptor(for: prefillName)" in added and "model.loadFunction(named: prefillName)" in added
+    assert "while remainingTokens.count > prefill.chunk" in added  # the last token stays a sampling main step
+    assert "try provider(input.name, token, processedTokenCount + i, destination)" in added
+    earlier = "\n".join(text for p in series.patches if p.name < "0004" for fp in p.files for h in fp.hunks
+                        for tag, text in h.lines if tag == "+")
+    for fp in patch.files:
+        for hunk in fp.hunks:
+            for tag, text in hunk.lines:
+                if tag == " " and text.strip():
+                    assert text not in earlier, f"0004 context line {text!r} comes from an earlier patch"
+
+
+@pytest.mark.skipif(SWIFTC is None, reason="no Swift toolchain")
+@pytest.mark.skipif(not (MIRROR / "HEAD").exists() and not (MIRROR / ".git").exists(),
+                    reason="no local mirror of apple/coreai-models")
+def test_patched_engine_files_parse_with_swiftc(tmp_path, series):
+    dest = tmp_path / "engine"
+    prepare_engine_package(dest, series, MIRROR)
+    touched = sorted(series.touched_files)
+    assert any(path.endswith("CoreAIPipelinedEngine.swift") for path in touched)
+    for path in touched:
+        result = subprocess.run([SWIFTC, "-parse", str(dest / path)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{path}: {result.stderr[-2000:]}"

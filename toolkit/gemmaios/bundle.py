@@ -48,7 +48,14 @@ def write_metadata(
     vocab_size: int,
     max_context: int,
     gemmaios: dict,
+    prefill_functions: list[str] | tuple[str, ...] = (),
 ) -> Path:
+    """`prefill_functions`: the asset's `prefill_C` functions, listed under the `prefill` role of
+    `function_map` (upstream's FunctionMap decodes any role to a list of names; the stock engine
+    reads only `main`)."""
+    function_map = {"main": ["main"]}
+    if prefill_functions:
+        function_map["prefill"] = list(prefill_functions)
     metadata = {
         "metadata_version": METADATA_VERSION,
         "kind": "llm",
@@ -59,7 +66,7 @@ def write_metadata(
             "vocab_size": vocab_size,
             "max_context_length": max_context,
             "embedded_tokenizer": True,
-            "function_map": {"main": ["main"]},
+            "function_map": function_map,
         },
         "source": {"model_definition": "torch", "hf_model_id": tokenizer},
         "compression": None if gemmaios.get("quant") == "fp16" else gemmaios.get("quant"),

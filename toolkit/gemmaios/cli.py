@@ -38,6 +38,10 @@ TargetOpt = Annotated[str, typer.Option(
 KernelOpt = Annotated[str | None, typer.Option(
     "--kernel", help="flash-decode kernel for --target mac builds of 12B/31B: g8 (default) | simple")]
 
+PrefillChunkOpt = Annotated[str, typer.Option(
+    "--prefill-chunk", help="prompt prefill in static chunks: a prefill_C function beside main "
+    "(0 = off; 8 | 16, or a ladder such as 16,8)")]
+
 QUANTS = ("int4", "int8", "fp16")
 PLE_MODES = ("provider", "tbl")
 TARGETS = ("ios", "mac")
@@ -85,11 +89,15 @@ def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, confi
 
 
 def _set_conversion(options: BuildOptions, max_context: int | None, target: str, kernel: str | None,
-                    head_quant: str | None) -> None:
+                    head_quant: str | None, prefill_chunk: str = "0") -> None:
     """Apply the convert step's own options (shared by `build` and `convert`)."""
+    from .convert import resolve_prefill_chunks
+
     options.max_context = max_context
     _set_target(options, target, kernel)
     options.head_quant = _head_quant(head_quant)
+    # Validated here (named error, exit 2) and stored canonical: "16,8", or "0" when off.
+    options.prefill_chunk = ",".join(map(str, resolve_prefill_chunks(prefill_chunk))) or "0"
 
 
 def _bundle_steps(ple: str) -> set[str]:
@@ -157,13 +165,14 @@ def build(
     target: TargetOpt = "ios",
     kernel: KernelOpt = None,
     head_quant: HeadQuantOpt = None,
+    prefill_chunk: PrefillChunkOpt = "0",
 ) -> None:
     """Checkpoint → Core AI bundle, PLE tables, oracle, AOT .aimodelc and Xcode app, in one build folder."""
     try:
         from .steps import step_names
 
         options = _options(model, arch, quant, ple, mac, config)
-        _set_conversion(options, max_context, target, kernel, head_quant)
+        _set_conversion(options, max_context, target, kernel, head_quant, prefill_chunk)
         only = None if not force else set(step_names())
         if target == "mac":
             console.print("[dim]--target mac: building the bundle only (the AOT compile and app steps are "
@@ -644,11 +653,12 @@ def convert(
     target: TargetOpt = "ios",
     kernel: KernelOpt = None,
     head_quant: HeadQuantOpt = None,
+    prefill_chunk: PrefillChunkOpt = "0",
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated and run by Core AI's runtime against the oracle)."""
     try:
         options = _options(model, "h18p", quant, ple, None, None)
-        _set_conversion(options, max_context, target, kernel, head_quant)
+        _set_conversion(options, max_context, target, kernel, head_quant, prefill_chunk)
         _run(options, out, _bundle_steps(ple), force)
     except GemmaiosError as exc:
         _fail(exc)

@@ -46,6 +46,10 @@ class AssetGateFailed(GemmaiosError):
     """The saved .aimodel does not have the expected functions, I/O, states or storage."""
 
 
+class PrefillChunkError(ConvertError):
+    """--prefill-chunk names a chunk size or ladder this conversion cannot build."""
+
+
 class TargetNotSupported(ConvertError):
     """The checkpoint cannot run on the requested --target (e.g. 12B/31B on iPhone)."""
 
@@ -71,6 +75,7 @@ class ConvertResult:
     seconds: dict = field(default_factory=dict)
     target: str = "ios"
     kernel: str | None = None  # flash-decode variant on the full layers, None: stock SDPA
+    prefill_chunks: tuple[int, ...] = ()  # sizes of the prefill_C functions beside main
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.bundle_dir.rglob("*") if p.is_file())
@@ -123,10 +128,60 @@ def resolve_flash_decode(checkpoint: Checkpoint, target: str, kernel: str | None
     return kernel or kernels.DEFAULT_VARIANT
 
 
+# Chunk sizes a `prefill_C` function may have: static shapes the phone's GPU compiles once.
+PREFILL_CHUNK_SIZES = (8, 16)
+
+
+def resolve_prefill_chunks(value: int | str | tuple | list | None) -> tuple[int, ...]:
+    """`--prefill-chunk`: 0 / None / "" = off; 8, 16, or a ladder such as "16,8" → sizes, largest first."""
+    if value is None:
+        return ()
+    if isinstance(value, int):
+        items = [value]
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        try:
+            items = [int(p) for p in parts if p]
+        except ValueError:
+            raise PrefillChunkError(
+                f"--prefill-chunk {value!r} is not a chunk size or a comma-separated ladder",
+                hint=f"pass 0 (off), one of {', '.join(map(str, PREFILL_CHUNK_SIZES))}, or a ladder such as 16,8",
+            ) from None
+    else:
+        items = [int(v) for v in value]
+    if items in ([], [0]):
+        return ()
+    bad = [c for c in items if c not in PREFILL_CHUNK_SIZES]
+    if bad:
+        raise PrefillChunkError(
+            f"--prefill-chunk {bad[0]} is not supported (chunk sizes: {', '.join(map(str, PREFILL_CHUNK_SIZES))}; 0 = off)",
+            hint="larger chunks risk iOS's per-encode scratch-heap ceiling (apple/coreai-models#201); use 16 or 8",
+        )
+    if len(set(items)) != len(items):
+        raise PrefillChunkError(f"--prefill-chunk {value!r} repeats a chunk size", hint="name each size once, e.g. 16,8")
+    return tuple(sorted(items, reverse=True))
+
+
 def resolve_head_quant(quant: str, head_quant: str | None) -> str:
     """The lm_head's storage: the request, else the weights' quant (int4/int8: an untied
     quantized copy; fp16: the head stays tied to the fp16 embedding table)."""
     return head_quant or quant
+
+
+def _check_prefill(prefill_chunks: tuple[int, ...], max_context: int, flash_decode: str | None) -> None:
+    if not prefill_chunks:
+        return
+    if flash_decode is not None:
+        raise PrefillChunkError(
+            f"--prefill-chunk cannot be combined with the {flash_decode} flash-decode kernel build",
+            hint="the kernel is a one-query decode kernel; drop --prefill-chunk for --target mac 12B/31B builds",
+        )
+    if max(prefill_chunks) >= max_context:
+        raise PrefillChunkError(
+            f"--prefill-chunk {max(prefill_chunks)} does not fit a --max-context of {max_context}: a chunk needs "
+            "at least one more cache row than its size",
+            hint=f"use a chunk smaller than the context, or a --max-context above {max(prefill_chunks)}",
+        )
 
 
 def _check_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int, head_quant: str) -> None:
@@ -193,8 +248,13 @@ def run_parity_gates(
     progress: Progress | None = None,
     flash_decode: str | None = None,
     head_quant: str | None = None,
+    prefill_chunks: tuple[int, ...] = (),
 ) -> dict:
     """Gates 1 and 2 (see gemmaios.parity); raises ParityGateFailed on failure.
+
+    With `prefill_chunks`, gate 1 runs again with the prompts prefilled in chunks (the module's
+    `prefill_C` path), on the gate prompts plus one longer than the sliding window and several
+    chunks long (`fp32_greedy_chunked`).
 
     With `flash_decode`, the full layers go through the kernel's hook (its fp32 reference in eager
     fp32), i.e. the module the converter exports. Gate 2 runs the bundle's weights: the linears
@@ -213,6 +273,11 @@ def run_parity_gates(
     use_flash_decode(fp32, flash_decode)
     exact = parity.PleRows(checkpoint, spec, exact=True) if spec.ple_dim else None
     gate1 = parity.greedy_parity_gate(fp32, refs, exact)
+    chunked = None
+    if prefill_chunks:
+        long_refs = parity.hf_reference(checkpoint, parity.encode_prompts(checkpoint, (parity.LONG_GATE_PROMPT,)))
+        chunked = parity.greedy_parity_gate(fp32, refs + long_refs, exact, chunks=prefill_chunks).as_dict()
+        chunked["prompt_tokens"] = [len(r.prompt_ids) for r in refs + long_refs]
     del fp32
     gc.collect()
     quantized = Gemma4Decode(checkpoint, quant=quant, head_quant=head_quant, dtype=torch.float32, spec=spec).eval()
@@ -225,24 +290,32 @@ def run_parity_gates(
                                          trained_tiny=weights == "trained")
     del quantized
     gc.collect()
-    return {"fp32_greedy": gate1.as_dict(), "quantized": gate2.as_dict() | {"quant": quant, "head_quant": head_quant}}
+    report = {"fp32_greedy": gate1.as_dict(), "quantized": gate2.as_dict() | {"quant": quant, "head_quant": head_quant}}
+    if chunked is not None:
+        report["fp32_greedy_chunked"] = chunked
+    return report
 
 
-def reference_inputs(model: Gemma4Decode, max_context: int) -> tuple[dict, dict]:
-    """Trace inputs and dynamic shapes: input_ids static [1,1]; positions and cache length dynamic."""
+def reference_inputs(model: Gemma4Decode, max_context: int, rows: int = 1) -> tuple[dict, dict]:
+    """Trace inputs and dynamic shapes: input_ids static [1,rows] (1: `main`, C: `prefill_C`);
+    positions and cache length dynamic.
+
+    A chunk needs at least C positions; its cache-length dim needs a lower bound of C+1: with
+    min 1 or min C torch.export stops with "Constraints violated (cache_len)" (measured on tiny).
+    """
     from torch.export import Dim
 
     spec = model.spec
-    positions = Dim("positions", min=1, max=max_context)
-    cache_len = Dim("cache_len", min=1, max=max_context)
+    positions = Dim("positions", min=rows, max=max_context)
+    cache_len = Dim("cache_len", min=1 if rows == 1 else rows + 1, max=max_context)
     inputs: dict = {
-        "input_ids": torch.zeros((1, 1), dtype=torch.int32),
-        "position_ids": torch.arange(TRACE_POSITIONS, dtype=torch.int32).unsqueeze(0),
+        "input_ids": torch.zeros((1, rows), dtype=torch.int32),
+        "position_ids": torch.arange(max(TRACE_POSITIONS, rows + 2), dtype=torch.int32).unsqueeze(0),
     }
     shapes: dict = {"input_ids": None, "position_ids": {1: positions}}
     if spec.ple_dim:
         if model.ple == "provider":
-            inputs["ple_tokens"] = torch.zeros((1, 1, spec.num_layers, spec.ple_dim), dtype=torch.float16)
+            inputs["ple_tokens"] = torch.zeros((1, rows, spec.num_layers, spec.ple_dim), dtype=torch.float16)
             shapes["ple_tokens"] = None
         else:
             # Uninitialised on purpose: torch.export traces with fake tensors and never reads
@@ -251,49 +324,66 @@ def reference_inputs(model: Gemma4Decode, max_context: int) -> tuple[dict, dict]
             inputs["ple_scale"] = torch.zeros((spec.ple_vocab,), dtype=torch.float32)
             shapes["ple_table"] = None
             shapes["ple_scale"] = None
-    key, value = model.new_cache(TRACE_CACHE_LEN)
+    key, value = model.new_cache(max(TRACE_CACHE_LEN, 2 * rows + 4))
     inputs["keyCache"], inputs["valueCache"] = key, value
     shapes["keyCache"] = {3: cache_len}
     shapes["valueCache"] = {3: cache_len}
     return inputs, shapes
 
 
-def export_program(model: Gemma4Decode, max_context: int, flash_decode: str | None = None):
+def prefill_function_name(chunk: int) -> str:
+    return f"prefill_{chunk}"
+
+
+def export_program(
+    model: Gemma4Decode, max_context: int, flash_decode: str | None = None, prefill_chunks: tuple[int, ...] = ()
+):
     """torch.export → coreai-torch decompositions → TorchConverter → AIProgram.
 
     `flash_decode`: the kernel variant the model's full layers call (see use_flash_decode); its
-    Metal lowering is registered with the converter.
+    Metal lowering is registered with the converter. `prefill_chunks`: a `prefill_C` function
+    per chunk size beside `main`, traced from the same module (the converter stores each
+    weight once for all functions; the asset gate checks it).
     """
     import coreai_torch
 
     from .decode_model import export_graph
 
-    inputs, shapes = reference_inputs(model, max_context)
     graph = export_graph(model).eval()
+    functions = [("main", 1)] + [(prefill_function_name(c), c) for c in prefill_chunks]
 
-    def export_fn(module):
-        with torch.no_grad():
-            exported = torch.export.export(module, args=(), kwargs=inputs, dynamic_shapes=shapes)
-        decomposed = exported.run_decompositions(coreai_torch.get_decomp_table())
-        del exported
-        # The program's state_dict now holds the int8 levels; drop ours (and the traced
-        # program's, collected here) so that when coreai-torch replaces each with its
-        # int4 re-packing the int8 copy is freed then, not after all are packed
-        # (E4B: ~4.6 GB of int8 levels next to 2.3 GB of packed int4 otherwise).
-        release_levels(model)
-        free_memory()
-        return decomposed
+    def export_fn_for(rows: int, last: bool):
+        inputs, shapes = reference_inputs(model, max_context, rows)
+
+        def export_fn(module):
+            with torch.no_grad():
+                exported = torch.export.export(module, args=(), kwargs=inputs, dynamic_shapes=shapes)
+            decomposed = exported.run_decompositions(coreai_torch.get_decomp_table())
+            del exported
+            if last:
+                # The program's state_dict now holds the int8 levels; drop ours (and the traced
+                # program's, collected here) so that when coreai-torch replaces each with its
+                # int4 re-packing the int8 copy is freed then, not after all are packed
+                # (E4B: ~4.6 GB of int8 levels next to 2.3 GB of packed int4 otherwise).
+                # Every function is traced first: each export reads the levels.
+                release_levels(model)
+            free_memory()
+            return decomposed
+
+        return export_fn
 
     converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
     if flash_decode is not None:
         kernels.register_flash_decode_kernels(converter, (flash_decode,))
-    converter.add_pytorch_module(
-        graph,
-        export_fn=export_fn,
-        input_names=model.input_names(),
-        output_names=model.output_names(),
-        state_names=model.state_names(),
-    )
+    for index, (entry, rows) in enumerate(functions):
+        converter.add_pytorch_module(
+            graph,
+            export_fn=export_fn_for(rows, last=index == len(functions) - 1),
+            input_names=model.input_names(),
+            output_names=model.output_names(),
+            state_names=model.state_names(),
+            entrypoint_name=entry,
+        )
     # The converter now holds what it needs (int4 levels re-packed two per byte in its
     # exported program); return the packing's freed temporaries before it builds the
     # MLIR constants.
@@ -377,11 +467,29 @@ def expected_quantized_elements(model: Gemma4Decode) -> dict[str, dict[str, int]
     return counts
 
 
-def asset_gate(aimodel: Path, names: dict, expected_q_elements: dict[str, dict[str, int]], quant: str) -> dict:
+def expected_float16_elements(model: Gemma4Decode) -> int:
+    """The module's fp16 parameters and buffers (the embedding table, fp16 weights, scales):
+    one copy of them is what an asset stores as Float16, however many functions share them."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() for t in tensors if t.dtype == torch.float16)
+
+
+def asset_gate(
+    aimodel: Path,
+    names: dict,
+    expected_q_elements: dict[str, dict[str, int]],
+    quant: str,
+    prefill_chunks: tuple[int, ...] = (),
+    float16_elements: int | None = None,
+) -> dict:
     """Gate 3: the saved asset's summary has main, the I/O and states, and the right storage.
 
     `expected_q_elements`: per storage type (see expected_quantized_elements); each type's
     stored count must lie within 2% of its levels (plus the one zero-point allowance above).
+    `prefill_chunks`: a `prefill_C` function per size is expected too, with main's inputs,
+    states and output except `input_ids [1,C]` (and `ple_tokens [1,C,L,D]`). The storage
+    check is the same single-model expectation: a function that copied the weights would
+    double the Int4/Int8 counts and fail it, so passing proves the weights are shared.
     """
     from coreai.authoring.asset import AIModelAsset
 
@@ -394,8 +502,9 @@ def asset_gate(aimodel: Path, names: dict, expected_q_elements: dict[str, dict[s
     states = _parse_specs(summary.function_states("main")) if "main" in functions else []
     storage = {name: count for name, count in (_parse_pair(s) for s in summary.storage_types)}
     problems = []
-    if functions != ["main"]:
-        problems.append(f"functions {functions}, expected ['main']")
+    expected_functions = ["main"] + [prefill_function_name(c) for c in prefill_chunks]
+    if sorted(functions) != sorted(expected_functions):
+        problems.append(f"functions {functions}, expected {expected_functions}")
     for kind, got in (("inputs", inputs), ("states", states), ("outputs", outputs)):
         if [i["name"] for i in got] != list(names[kind]):
             problems.append(f"{kind} {[i['name'] for i in got]}, expected {list(names[kind])}")
@@ -406,7 +515,41 @@ def asset_gate(aimodel: Path, names: dict, expected_q_elements: dict[str, dict[s
     for s in states:
         if s["shape"][3] is not None:
             problems.append(f"state {s['name']} has a static sequence dim {s['shape']}")
+    prefill_io: dict = {}
+    for chunk in prefill_chunks:
+        fname = prefill_function_name(chunk)
+        if fname not in functions:
+            continue
+        got = {
+            "inputs": _parse_specs(summary.function_inputs(fname)),
+            "outputs": _parse_specs(summary.function_outputs(fname)),
+            "states": _parse_specs(summary.function_states(fname)),
+        }
+        prefill_io[fname] = {"chunk": chunk, **got}
+        # main's I/O with the token dimension C instead of 1 on input_ids and ple_tokens.
+        want_inputs = [
+            dict(i, shape=[1, chunk] + i["shape"][2:]) if i["name"] in ("input_ids", "ple_tokens") else i
+            for i in inputs
+        ]
+        for kind, want in (("inputs", want_inputs), ("states", states), ("outputs", outputs)):
+            if got[kind] != want:
+                problems.append(f"{fname} {kind} {got[kind]}, expected {want}")
     report: dict = {"functions": functions, "storage_types": storage}
+    if prefill_chunks:
+        shared = {
+            "functions": len(functions),
+            "rule": "stored Int4/Int8 elements within 2% of ONE copy of the quantized weights, and stored "
+            "Float16 elements at most 2% (+1024 small constants) above the module's fp16 tensors",
+        }
+        if float16_elements:
+            got = storage.get("Float16", 0)
+            shared.update(expected_float16_elements=float16_elements, stored_float16_elements=got)
+            if got > 1.02 * float16_elements + 1024:
+                problems.append(
+                    f"Float16 storage holds {got} elements for {len(functions)} functions, one copy of the "
+                    f"fp16 weights is {float16_elements}: the functions do not share their weights"
+                )
+        report["weights_shared"] = shared
     checks = {}
     for type_name, want in expected_q_elements.items():
         expected, allowance = want["elements"], want["offset_allowance"]
@@ -437,7 +580,15 @@ def asset_gate(aimodel: Path, names: dict, expected_q_elements: dict[str, dict[s
             hint="the exported graph does not match the pipelined engine's contract; see gemmaios.decode_model",
         )
     report["passed"] = True
-    return report | {"inputs": inputs, "outputs": outputs, "states": states}
+    report["asset_bytes"] = _asset_bytes(aimodel)
+    return report | {"inputs": inputs, "outputs": outputs, "states": states, "prefill": prefill_io}
+
+
+def _asset_bytes(path: Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def kernel_gate(aimodel: Path, text_config: dict, variant: str) -> dict:
@@ -496,6 +647,8 @@ def convert_checkpoint(
     kernel: str | None = None,
     head_quant: str | None = None,
     bundle_check: Callable[[Path], dict] | None = None,
+    prefill_chunks: int | str | tuple | list | None = None,
+    prefill_check: Callable[[Path], dict] | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
@@ -509,10 +662,18 @@ def convert_checkpoint(
     `bundle_check(staged_bundle_dir)`: runs the finished bundle before it is moved into place
     (the build's Core AI runtime gate, gemmaios.hostrun); its report is recorded under
     `gates.bundle_run`, and an exception from it leaves no bundle behind.
+    `prefill_chunks`: `--prefill-chunk` (0/None off; 8, 16 or a ladder "16,8"): a `prefill_C`
+    function per size beside `main` (see resolve_prefill_chunks). The parity gates then also
+    run the module's chunked walk against transformers, and `prefill_check(staged_bundle_dir)`
+    (gemmaios.hostrun.build_prefill_check) proves the saved asset's chunked walk bit-identical
+    to its `main`-only walk under Core AI's runtime (`gates.prefill_run`); without it the
+    metadata records that this gate did not run.
     """
     flash = resolve_flash_decode(checkpoint, target, kernel)
     head_quant = resolve_head_quant(quant, head_quant)
+    chunks = resolve_prefill_chunks(prefill_chunks)
     _check_options(checkpoint, quant, ple, max_context, head_quant)
+    _check_prefill(chunks, max_context, flash)
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
     name = bundle_name(model_key(checkpoint), quant, ple) + kernels.bundle_suffix(flash)
@@ -522,7 +683,9 @@ def convert_checkpoint(
     gate_report: dict = {}
     run_gates, why_not = (True, "") if gates else ((False, "skipped: disabled") if gates is False else gates_fit_in_memory(checkpoint))
     if run_gates:
-        gate_report.update(run_parity_gates(checkpoint, quant, progress, flash, head_quant=head_quant))
+        gate_report.update(
+            run_parity_gates(checkpoint, quant, progress, flash, head_quant=head_quant, prefill_chunks=chunks)
+        )
     else:
         gate_report["parity"] = why_not
     seconds["gates"] = round(time.time() - t0, 2)
@@ -541,6 +704,7 @@ def convert_checkpoint(
     use_flash_decode(model, flash)
     free_memory()
     q_elements = expected_quantized_elements(model)
+    float_elements = expected_float16_elements(model)
     names = {"inputs": model.input_names(), "states": model.state_names(), "outputs": model.output_names()}
     seconds["load_quantize"] = round(time.time() - t1, 2)
 
@@ -550,7 +714,7 @@ def convert_checkpoint(
         t2 = time.time()
         if progress:
             progress("export", 0, 1)
-        program = export_program(model, max_context, flash)
+        program = export_program(model, max_context, flash, chunks)
         del model
         free_memory()
         seconds["export"] = round(time.time() - t2, 2)
@@ -566,8 +730,8 @@ def convert_checkpoint(
         seconds["save"] = round(time.time() - t3, 2)
         if progress:
             progress("asset gate", 0, 1)
-        asset = asset_gate(aimodel, names, q_elements, quant)
-        io = {k: asset.pop(k) for k in ("inputs", "outputs", "states")}
+        asset = asset_gate(aimodel, names, q_elements, quant, chunks, float_elements)
+        io = {k: asset.pop(k) for k in ("inputs", "outputs", "states", "prefill")}
         gate_report["asset"] = asset
         if flash is not None:
             if progress:
@@ -598,6 +762,17 @@ def convert_checkpoint(
             "outputs": io["outputs"],
             "states": io["states"],
             "kv_layers": [lay.index for lay in spec.kv_layers],
+            "prefill": (
+                {
+                    "chunks": list(chunks),
+                    "functions": io["prefill"],
+                    "sliding_window": spec.sliding_window,
+                    "routing": "full chunks of C prompt tokens (largest C first) to prefill_C, the rest to main",
+                    "output": "logits of the chunk's last row only [1,1,V]",
+                }
+                if chunks
+                else None
+            ),
             "gates": gate_report,
         }
         if ple == "tbl":
@@ -613,8 +788,22 @@ def convert_checkpoint(
             tokenizer=checkpoint.model_id if not checkpoint.is_tiny else "tiny",
             vocab_size=spec.vocab_size,
             max_context=max_context,
+            prefill_functions=[prefill_function_name(c) for c in chunks],
         )
         write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
+        if chunks:
+            if prefill_check is None:
+                gate_report["prefill_run"] = {
+                    "status": "not run",
+                    "summary": "not run: no prompts and PLE tables were given to the chunked-prefill runtime gate",
+                }
+            else:
+                if progress:
+                    progress("chunked prefill gate (Core AI runtime)", 0, 1)
+                t5 = time.time()
+                gate_report["prefill_run"] = prefill_check(staging)
+                seconds["prefill_run"] = round(time.time() - t5, 2)
+            write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
         if bundle_check is not None:
             if progress:
                 progress("bundle run gate (Core AI runtime)", 0, 1)
@@ -644,6 +833,7 @@ def convert_checkpoint(
         seconds=seconds,
         target=target,
         kernel=flash,
+        prefill_chunks=chunks,
     )
 
 
@@ -667,6 +857,9 @@ class ConvertStep(Step):
             "kernel": resolve_flash_decode(ctx.checkpoint, opts.target, opts.kernel),
             "toolkit": __version__,
         }
+        chunks = resolve_prefill_chunks(getattr(opts, "prefill_chunk", "0"))
+        if chunks:  # absent when off, so builds made before the option keep their fingerprint
+            values["prefill_chunks"] = list(chunks)
         if opts.ple == "tbl" or _has_ple(ctx.checkpoint):
             values["tables"] = ctx.step_fingerprint("tables")
         # The bundle-run gate runs the saved bundle on the oracle's prompts (gemmaios.hostrun).
@@ -717,6 +910,12 @@ class ConvertStep(Step):
             flash_decode=flash,
             progress=gate_progress,
         )
+        chunks = resolve_prefill_chunks(opts.prefill_chunk)
+        prefill_check = None
+        if chunks:
+            prefill_check = hostrun.build_prefill_check(
+                ctx.path(ORACLE_FILE), ctx.path("tables") if _has_ple(ctx.checkpoint) else None
+            )
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage == "layers":
@@ -742,6 +941,8 @@ class ConvertStep(Step):
             kernel=opts.kernel,
             head_quant=opts.head_quant,
             bundle_check=check,
+            prefill_chunks=chunks,
+            prefill_check=prefill_check,
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = {
@@ -755,6 +956,7 @@ class ConvertStep(Step):
             "max_context": result.max_context,
             "target": result.target,
             "kernel": result.kernel,
+            "prefill_chunks": list(result.prefill_chunks),
             "inputs": result.inputs,
             "outputs": result.outputs,
             "states": result.states,
@@ -766,6 +968,10 @@ class ConvertStep(Step):
         run_gate = result.gates.get("bundle_run")
         if run_gate:
             note += "; " + run_gate["summary"]
+        prefill_run = result.gates.get("prefill_run")
+        if prefill_run:
+            names = "+".join(f"prefill_{c}" for c in result.prefill_chunks)
+            note += f"; {names}: {prefill_run.get('short') or prefill_run['summary']}"
         if result.kernel:
             note += f"; flash-decode {result.kernel} on full layers {result.gates['flash_decode']['full_layers']}"
         elif result.target == "mac":

@@ -290,6 +290,13 @@ class DecoderLayer(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(2)  # [1,1,1,d]
         return emb.cos().to(dtype), emb.sin().to(dtype)
 
+    def rope_rows(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rope` for C positions [1,C]: cos/sin [1,C,1,d], the same elementwise math per row."""
+        rows = positions.shape[1]
+        freqs = positions.to(torch.float32).reshape(1, rows, 1) * self.inv_freq  # [1,C,d/2]
+        emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(2)  # [1,C,1,d]
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
     def forward(self, x, per_layer_input, position, length, key_cache, value_cache):
         spec, lay = self.spec, self.layer
         d, kvh, heads = lay.head_dim, lay.kv_heads, spec.num_heads
@@ -323,6 +330,10 @@ class DecoderLayer(nn.Module):
                 scores = scores.masked_fill(outside, float("-inf"))
             probs = torch.softmax(scores, dim=-1).to(values.dtype)
             attn = torch.matmul(probs, values).reshape(1, 1, heads * d)
+        return self._finish(residual, attn, per_layer_input)
+
+    def _finish(self, residual, attn, per_layer_input):
+        """o_proj, the MLP and the per-layer input: row-wise, shared by the decode and chunk paths."""
         h = self.post_attention_layernorm(self.o_proj(attn))
         x = residual + h
 
@@ -331,12 +342,54 @@ class DecoderLayer(nn.Module):
         h = self.down_proj(F.gelu(self.gate_proj(h), approximate="tanh") * self.up_proj(h))
         x = residual + self.post_feedforward_layernorm(h)
 
-        if spec.ple_dim:
+        if self.spec.ple_dim:
             residual = x
             h = F.gelu(self.per_layer_input_gate(x), approximate="tanh") * per_layer_input
             h = self.post_per_layer_input_norm(self.per_layer_projection(h))
             x = residual + h
         return x * self.layer_scalar
+
+    def forward_chunk(self, x, per_layer_input, positions, length, key_cache, value_cache):
+        """C consecutive tokens at positions length-C..length-1 (a prefill chunk).
+
+        Writes C K/V rows and attends causally inside the chunk, each query row with its own
+        sliding-window mask. Per row this is the decode path's math (same ops, same order), so
+        a chunk leaves the caches and last-row logits that C decode calls would.
+        """
+        spec, lay = self.spec, self.layer
+        d, kvh, heads = lay.head_dim, lay.kv_heads, spec.num_heads
+        rows = x.shape[1]
+        residual = x
+        h = self.input_layernorm(x)
+        cos, sin = self.rope_rows(positions, h.dtype)
+        q = self.q_proj(h).view(1, rows, heads, d)
+        q = rotate(self.q_norm(q), cos, sin)  # [1,C,H,d]
+        if lay.owns_kv:
+            k_raw = self.k_proj(h).view(1, rows, kvh, d)
+            v = k_raw if self.v_proj is None else self.v_proj(h).view(1, rows, kvh, d)
+            k = rotate(self.k_norm(k_raw), cos, sin).transpose(1, 2)  # [1,kvh,C,d]
+            v = self.v_norm(v).transpose(1, 2)
+            pad = (0, spec.cache_dim - d, 0, 0, 0, spec.cache_heads - kvh)
+            slot = lay.kv_slot
+            key_cache[slot : slot + 1, :, :, length - rows : length, :] = F.pad(k, pad).unsqueeze(0)
+            value_cache[slot : slot + 1, :, :, length - rows : length, :] = F.pad(v, pad).unsqueeze(0)
+        keys = key_cache[lay.kv_slot, :, :kvh, :length, :d]  # [1,kvh,P,d]
+        values = value_cache[lay.kv_slot, :, :kvh, :length, :d]
+        groups = heads // kvh
+        # Head h = kv*G + g as in the decode path; the G*C query rows of a KV head in one matmul.
+        qg = q.transpose(1, 2).reshape(1, kvh, groups * rows, d)
+        scores = torch.matmul(qg, keys.transpose(-1, -2)).float()  # [1,kvh,G*C,P]
+        scores = scores.reshape(1, kvh, groups, rows, length)
+        key_pos = torch.arange(length, dtype=torch.int32)
+        query_pos = torch.arange(rows, dtype=torch.int32).unsqueeze(1) + (length - rows)  # [C,1]
+        hidden = key_pos > query_pos  # the chunk's own future
+        if lay.layer_type == SLIDING:
+            hidden = hidden | (key_pos <= query_pos - spec.sliding_window)
+        scores = scores.masked_fill(hidden, float("-inf")).reshape(1, kvh, groups * rows, length)
+        probs = torch.softmax(scores, dim=-1).to(values.dtype)
+        attn = torch.matmul(probs, values)  # [1,kvh,G*C,d]
+        attn = attn.reshape(1, kvh, groups, rows, d).permute(0, 3, 1, 2, 4).reshape(1, rows, heads * d)
+        return self._finish(residual, attn, per_layer_input)
 
 
 class Gemma4Decode(nn.Module):
@@ -408,33 +461,84 @@ class Gemma4Decode(nn.Module):
 
     # -- the graph ---------------------------------------------------------------------
     def forward(self, input_ids, position_ids, *rest):
+        """`input_ids [1,1]`: one decode step (`main`); `[1,C]`: a prefill chunk (`prefill_C`).
+
+        The path is chosen by the static shape at trace time, so `main`'s graph is the
+        one-token graph alone.
+        """
+        if input_ids.shape[1] != 1:
+            return self.forward_chunk(input_ids, position_ids, *rest)
         spec = self.spec
-        if spec.ple_dim:
-            if self.ple == "provider":
-                ple_tokens, key_cache, value_cache = rest
-                token_ple = ple_tokens.to(self.dtype)
-            else:
-                ple_table, ple_scale, key_cache, value_cache = rest
-                ids = input_ids.reshape(1)
-                rows = torch.index_select(ple_table, 0, ids).to(torch.float32)
-                scale = torch.index_select(ple_scale, 0, ids).reshape(1, 1)
-                token_ple = (rows * scale * math.sqrt(spec.ple_dim)).to(self.dtype)
-            token_ple = token_ple.reshape(1, 1, spec.num_layers, spec.ple_dim)
-        else:
-            key_cache, value_cache = rest
+        token_ple, key_cache, value_cache = self._token_ple(input_ids, rest)
         length = position_ids.shape[1]
         position = position_ids[:, -1:]  # [1,1]: a slice, not a select, so it lowers with dynamic P
 
         x = torch.index_select(self.embed, 0, input_ids.reshape(1)).reshape(1, 1, spec.hidden_size)
         x = x * self.embed_scale
-        per_layer = None
-        if spec.ple_dim:
-            proj = self.per_layer_model_projection(x) * (spec.hidden_size**-0.5)
-            proj = self.per_layer_projection_norm(proj.reshape(1, 1, spec.num_layers, spec.ple_dim))
-            per_layer = (proj + token_ple) * (2.0**-0.5)
+        per_layer = self._per_layer_inputs(x, token_ple)
         for i, layer in enumerate(self.layers):
             layer_input = per_layer[:, :, i, :] if per_layer is not None else None
             x = layer(x, layer_input, position, length, key_cache, value_cache)
+        return self._logits(x)
+
+    def forward_chunk(self, input_ids, position_ids, *rest):
+        """C prompt tokens at positions P-C..P-1 (P = position_ids.shape[1]); logits of the last row only.
+
+        Every cache-owning layer runs all C rows (their K/V rows are what the chunk is for);
+        the KV-shared layers after the last owner write nothing, so only the last row, whose
+        logits are returned, goes through them, on the decode path.
+        """
+        spec = self.spec
+        rows = input_ids.shape[1]
+        token_ple, key_cache, value_cache = self._token_ple(input_ids, rest)
+        length = position_ids.shape[1]
+        positions = position_ids[:, length - rows :]  # [1,C]
+
+        x = torch.index_select(self.embed, 0, input_ids.reshape(rows)).reshape(1, rows, spec.hidden_size)
+        x = x * self.embed_scale
+        per_layer = self._per_layer_inputs(x, token_ple)
+        last_owner = max(lay.index for lay in spec.kv_layers)
+        for i, layer in enumerate(self.layers):
+            if i <= last_owner:
+                layer_input = per_layer[:, :, i, :] if per_layer is not None else None
+                x = layer.forward_chunk(x, layer_input, positions, length, key_cache, value_cache)
+                continue
+            if i == last_owner + 1:
+                x = x[:, rows - 1 :, :]
+                per_layer = per_layer[:, rows - 1 :] if per_layer is not None else None
+            layer_input = per_layer[:, :, i, :] if per_layer is not None else None
+            x = layer(x, layer_input, positions[:, rows - 1 :], length, key_cache, value_cache)
+        return self._logits(x[:, x.shape[1] - 1 :, :])
+
+    def _token_ple(self, input_ids, rest):
+        """(the per-layer embedding input [1,S,L,D] or None, keyCache, valueCache) from the graph inputs."""
+        spec = self.spec
+        if not spec.ple_dim:
+            key_cache, value_cache = rest
+            return None, key_cache, value_cache
+        rows = input_ids.shape[1]
+        if self.ple == "provider":
+            ple_tokens, key_cache, value_cache = rest
+            token_ple = ple_tokens.to(self.dtype)
+        else:
+            ple_table, ple_scale, key_cache, value_cache = rest
+            ids = input_ids.reshape(rows)
+            table_rows = torch.index_select(ple_table, 0, ids).to(torch.float32)
+            scale = torch.index_select(ple_scale, 0, ids).reshape(rows, 1)
+            token_ple = (table_rows * scale * math.sqrt(spec.ple_dim)).to(self.dtype)
+        return token_ple.reshape(1, rows, spec.num_layers, spec.ple_dim), key_cache, value_cache
+
+    def _per_layer_inputs(self, x, token_ple):
+        spec = self.spec
+        if not spec.ple_dim:
+            return None
+        rows = x.shape[1]
+        proj = self.per_layer_model_projection(x) * (spec.hidden_size**-0.5)
+        proj = self.per_layer_projection_norm(proj.reshape(1, rows, spec.num_layers, spec.ple_dim))
+        return (proj + token_ple) * (2.0**-0.5)
+
+    def _logits(self, x):
+        spec = self.spec
         x = self.norm(x)
         logits = F.linear(x, self.embed) if self.lm_head is None else self.lm_head(x)
         if spec.final_logit_softcapping:

@@ -93,6 +93,20 @@ class BundleInfo:
     def max_context(self) -> int:
         return int(self.metadata["language"]["max_context_length"])
 
+    @property
+    def prefill_functions(self) -> dict[int, str]:
+        """{chunk size C: function name} of the bundle's `prefill` role (empty: main only)."""
+        names = (self.metadata["language"].get("function_map") or {}).get("prefill") or []
+        chunks = (self.facts.get("prefill") or {}).get("functions") or {}
+        found = {}
+        for name in names:
+            if name not in chunks:
+                raise HostRunError(f"{self.dir / 'metadata.json'}: function_map names prefill function {name!r} "
+                                   "but gemmaios.prefill.functions does not describe it",
+                                   hint="the bundle was not written by this gemmaios; convert it again")
+            found[int(chunks[name]["chunk"])] = name
+        return dict(sorted(found.items(), reverse=True))
+
     def spec(self, kind: str, name: str) -> dict:
         for item in self.facts.get(kind, []):
             if item["name"] == name:
@@ -191,6 +205,7 @@ class BundleRunner:
         self._loop = asyncio.new_event_loop()
         self._context = None
         self._function = None
+        self._prefill: dict[int, Any] = {}  # chunk size -> loaded prefill_C function, largest first
         self._tables = None
         self._static: dict[str, Any] = {}
         self.load_seconds = 0.0
@@ -243,6 +258,15 @@ class BundleRunner:
         except Exception as exc:
             raise HostRunError(f"Core AI's runtime could not prepare `main` of {self.bundle.aimodel.name}: {exc}",
                                hint=_runtime_hint(exc)) from exc
+        for chunk, name in self.bundle.prefill_functions.items():
+            if name not in model.function_names:
+                raise HostRunError(f"{self.bundle.aimodel.name} has no `{name}` function ({model.function_names}) "
+                                   "although metadata.json lists it", hint="convert the bundle again")
+            try:
+                self._prefill[chunk] = model.load_function(name)
+            except Exception as exc:
+                raise HostRunError(f"Core AI's runtime could not prepare `{name}` of {self.bundle.aimodel.name}: "
+                                   f"{exc}", hint=_runtime_hint(exc)) from exc
         if self.bundle.ple == "tbl":
             self._static = {"ple_table": NDArray(np.ascontiguousarray(self._tables.i8)),
                             "ple_scale": NDArray(np.ascontiguousarray(self._tables.scale, dtype=np.float32))}
@@ -253,6 +277,7 @@ class BundleRunner:
             self._loop.run_until_complete(self._context.__aexit__(None, None, None))
             self._context = None
         self._function = None
+        self._prefill = {}
         if not self._loop.is_closed():
             self._loop.close()
 
@@ -289,6 +314,70 @@ class BundleRunner:
                                hint=_runtime_hint(exc)) from exc
         return np.asarray(out["logits"].numpy(), dtype=np.float32).reshape(-1)
 
+    @property
+    def prefill_chunks(self) -> list[int]:
+        """The bundle's prefill chunk sizes, largest first (empty: `main` only)."""
+        return list(self._prefill)
+
+    def _chunk(self, tokens: Sequence[int], length: int, states: dict) -> np.ndarray:
+        """One `prefill_C` call: C tokens at positions length-C..length-1; the last row's logits."""
+        from coreai.runtime import NDArray
+
+        rows = len(tokens)
+        bad = [t for t in tokens if not 0 <= t < self.bundle.vocab_size]
+        if bad:
+            raise HostRunError(f"token id {bad[0]} is outside the bundle's vocabulary 0..{self.bundle.vocab_size - 1}",
+                               hint="token ids must come from the bundle's tokenizer")
+        inputs = {"input_ids": NDArray(np.array([list(tokens)], np.int32)),
+                  "position_ids": NDArray(np.arange(length, dtype=np.int32)[None, :])}
+        if self.bundle.ple == "provider":
+            inputs["ple_tokens"] = NDArray(self._tables.gather(list(tokens)))
+        inputs.update(self._static)
+        try:
+            out = self._loop.run_until_complete(self._prefill[rows](inputs=inputs, state=states))
+        except Exception as exc:
+            raise HostRunError(f"Core AI's runtime failed on {self.bundle.name}'s prefill_{rows} at positions "
+                               f"{length - rows}..{length - 1}: {exc}", hint=_runtime_hint(exc)) from exc
+        return np.asarray(out["logits"].numpy(), dtype=np.float32).reshape(-1)
+
+    def prefill(self, prompt_ids: Sequence[int], states: dict, *, chunked: bool = True,
+                sizes: Sequence[int] | None = None, last_in_main: bool = True) -> tuple[np.ndarray, list[int]]:
+        """Feed the prompt into `states`; return the last position's logits and the calls' sizes.
+
+        `chunked`: full chunks through the prefill functions (largest first, as many as fit),
+        the rest through `main` one token per call, as the patched engine routes them (patch
+        0004: the prompt's last token always goes through `main`, whose step samples the first
+        new token; `last_in_main=False` also lets a chunk end the prompt, to check the chunk's
+        own logits). False (or a bundle without prefill functions): `main` only. `sizes`: use
+        only these of the bundle's chunk sizes.
+        """
+        reserve = 1 if last_in_main else 0
+        usable = [c for c in self._prefill if chunked and (sizes is None or c in sizes)]
+        if sizes is not None and set(sizes) - set(self._prefill):
+            raise HostRunError(f"{self.bundle.name} has no prefill function for chunk size(s) "
+                               f"{sorted(set(sizes) - set(self._prefill))} (it has {self.prefill_chunks})",
+                               hint="pick sizes from the bundle's gemmaios.prefill.chunks")
+        logits, calls, pos = None, [], 0
+        total = len(prompt_ids)
+        while pos < total:
+            rows = next((c for c in usable if total - pos - reserve >= c), 1)
+            if rows == 1:
+                logits = self._step(int(prompt_ids[pos]), pos + 1, states)
+            else:
+                logits = self._chunk([int(t) for t in prompt_ids[pos : pos + rows]], pos + rows, states)
+            calls.append(rows)
+            pos += rows
+        return logits, calls
+
+    def prefill_snapshot(self, prompt_ids: Sequence[int], capacity: int, *, chunked: bool,
+                         sizes: Sequence[int] | None = None, last_in_main: bool = True) -> dict:
+        """The prompt's last logits and both KV caches after a prefill walk (for bit-identity checks)."""
+        states = self._new_states(self._capacity(capacity))
+        logits, calls = self.prefill([int(t) for t in prompt_ids], states, chunked=chunked, sizes=sizes,
+                                     last_in_main=last_in_main)
+        return {"logits": logits, "keyCache": np.array(states["keyCache"].numpy()),
+                "valueCache": np.array(states["valueCache"].numpy()), "calls": calls}
+
     def _capacity(self, needed: int) -> int:
         if needed > self.bundle.max_context:
             raise HostRunError(f"{needed} tokens exceed the bundle's context of {self.bundle.max_context}",
@@ -303,9 +392,11 @@ class BundleRunner:
         stop_ids: Sequence[int] = (),
         keep_logits: bool = False,
         on_token: Callable[[int], Any] | None = None,
+        chunked: bool = False,
     ) -> HostGeneration:
         """Greedy decode: the prompt one token per call, then up to `max_new_tokens` new tokens.
 
+        `chunked`: the prompt's full chunks go through the bundle's prefill functions (see `prefill`).
         `stop_ids`: stop after generating one of these (empty: exactly N tokens, as the oracle).
         Timing as the app records it: prefill = first call to the first logits, decode = from the
         first generated token to the last.
@@ -317,9 +408,7 @@ class BundleRunner:
             raise HostRunError(f"max_new_tokens must be at least 1, got {max_new_tokens}", hint="ask for 1 or more tokens")
         states = self._new_states(self._capacity(len(prompt_ids) + max_new_tokens))
         started = time.perf_counter()
-        logits = None
-        for i, token in enumerate(prompt_ids):
-            logits = self._step(token, i + 1, states)
+        logits, _ = self.prefill(prompt_ids, states, chunked=chunked)
         first = time.perf_counter()
         generated, kept, token_seconds = [], [], []
         last = first
@@ -682,3 +771,128 @@ def host_bench(
                                              "bundle": str(bundle_dir), "trials": trials, "transcript": transcript.name,
                                              "oracle": score.summary, "device": host_device()})
     return HostBenchResult(run_dir, transcript, score.summary, score.passed)
+
+
+# ----------------------------------------------------------------------------- the chunked-prefill gate
+
+
+class PrefillGateFailed(GemmaiosError):
+    """The saved bundle's chunked prefill differs from its one-token walk under Core AI's runtime."""
+
+    def __init__(self, message: str, *, prompt: str | None = None, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.prompt = prompt
+
+
+def long_prefill_prompt(prompts: Sequence[Sequence[int]], chunks: Sequence[int], sliding_window: int,
+                        max_context: int) -> list[int]:
+    """A prompt longer than the sliding window and several chunks long, from the given ids run together.
+
+    Length: three chunks of the largest size, one of each smaller size, and 3 tokens left for
+    `main` (tiny, C=16: 51 tokens), at least the window plus a chunk; capped so it fits.
+    """
+    sizes = sorted(chunks, reverse=True)
+    want = max(3 * sizes[0] + sum(sizes[1:]) + 3, sliding_window + sizes[0] + 3)
+    want = min(want, max_context - 1)
+    pool = [int(t) for ids in prompts for t in ids]
+    if not pool:
+        raise HostRunError("no prompt ids to build the long prefill prompt from", hint="give at least one prompt")
+    return [pool[i % len(pool)] for i in range(want)]
+
+
+def prefill_gate(
+    bundle_dir: Path,
+    prompts: Sequence[tuple[str, Sequence[int]]],
+    tables_dir: Path | None,
+    *,
+    progress: Progress | None = None,
+) -> dict:
+    """Each prompt prefilled twice through Core AI's runtime: `main` only, and full chunks through
+    the bundle's `prefill_C` functions; last logits and both KV caches must be bit-identical.
+
+    A prompt longer than the sliding window and several chunks long is added to `prompts`.
+    Raises PrefillGateFailed naming the prompt and the first differing tensor.
+    """
+    started = time.perf_counter()
+    rows = []
+    with BundleRunner(bundle_dir, tables_dir) as runner:
+        chunks = runner.prefill_chunks
+        name = runner.bundle.name
+        if not chunks:
+            raise HostRunError(f"{name} has no prefill functions", hint="convert with --prefill-chunk 8 or 16")
+        window = int((runner.bundle.facts.get("prefill") or {}).get("sliding_window") or 0)
+        long_ids = long_prefill_prompt([ids for _, ids in prompts], chunks, window, runner.bundle.max_context)
+        # A prompt of exactly two largest chunks, walked with a chunk ending it: the logits compared
+        # are then prefill_C's own last-row output (the engine's routing ends every prompt in main).
+        exact = long_ids[: 2 * chunks[0]]
+        cases = [(pid, [int(t) for t in ids]) for pid, ids in prompts] + [("long", long_ids), ("exact-chunks", exact)]
+        # Each size alone, then the whole ladder as the engine routes it (one walk for a single size).
+        routes = [(c,) for c in chunks] + ([tuple(chunks)] if len(chunks) > 1 else [])
+        for pid, ids in cases:
+            capacity = len(ids) + 1
+            plain = runner.prefill_snapshot(ids, capacity, chunked=False)
+            for route in routes:
+                last_in_main = pid != "exact-chunks"
+                chunked = runner.prefill_snapshot(ids, capacity, chunked=True, sizes=route, last_in_main=last_in_main)
+                if not last_in_main and chunked["calls"][-1] == 1:
+                    raise HostRunError(f"{name}: the exact-chunks walk did not end in a chunk ({chunked['calls']})",
+                                       hint="a gemmaios bug: report it")
+                deltas = {key: float(np.max(np.abs(plain[key].astype(np.float32) - chunked[key].astype(np.float32))))
+                          for key in ("logits", "keyCache", "valueCache")}
+                same_bits = {key: bool(np.array_equal(plain[key].view(np.uint8), chunked[key].view(np.uint8)))
+                             for key in ("logits", "keyCache", "valueCache")}
+                calls = chunked["calls"]
+                rows.append({"prompt": pid, "route": "+".join(f"prefill_{c}" for c in route), "tokens": len(ids),
+                             "chunk_calls": [c for c in calls if c > 1], "main_calls": calls.count(1),
+                             "max_abs_delta": deltas, "bit_identical": all(same_bits.values())})
+                if not all(same_bits.values()):
+                    worst = max(deltas, key=deltas.get)
+                    raise PrefillGateFailed(
+                        f"{name}: prompt {pid!r} ({len(ids)} tokens, calls {calls}): the chunked prefill's {worst} "
+                        f"differs from the main-only walk by {deltas[worst]:.3g} under Core AI's runtime",
+                        prompt=pid,
+                        hint="the prefill_C graph does not compute what main does row by row; see "
+                             "gemmaios.decode_model.DecoderLayer.forward_chunk")
+            if progress:
+                progress(1)
+    chunked_tokens = sum(sum(r["chunk_calls"]) for r in rows)
+    windowed = [r for r in rows if r["tokens"] > window and len(r["chunk_calls"]) >= 2]
+    summary = (f"{len(cases)}/{len(cases)} prompts x {len(routes)} route(s) bit-identical (logits, keyCache, "
+               f"valueCache: max |Δ| = 0.0), chunked prefill ({', '.join(r['route'] for r in rows[: len(routes)])}) "
+               f"vs main only, under Core AI's runtime; "
+               f"{chunked_tokens} tokens went through chunks; longest {max(r['tokens'] for r in rows)} tokens "
+               f"(sliding window {window})")
+    short = f"{len(cases)}/{len(cases)} prompts bit-identical to main under Core AI's runtime"
+    return {"status": "passed", "summary": summary, "short": short, "chunks": chunks, "walks": rows, "prompt_count": len(cases),
+            "long_prompts": len({r["prompt"] for r in windowed}), "seconds": round(time.perf_counter() - started, 2),
+            "runtime": f"coreai-core {_coreai_version()} ({platform.system()})"}
+
+
+def build_prefill_check(
+    oracle_path: Path | None,
+    tables_dir: Path | None,
+    *,
+    prompts: Sequence[tuple[str, Sequence[int]]] | None = None,
+    progress: Progress | None = None,
+) -> Callable[[Path], dict]:
+    """The convert step's chunked-prefill gate over the oracle's prompts (or `prompts`), see prefill_gate.
+
+    Like the bundle-run gate, a bundle too large for a CPU runtime is recorded as skipped.
+    """
+
+    def check(staged: Path) -> dict:
+        info = BundleInfo.load(staged)
+        size = asset_weight_bytes(info)
+        if size > LARGE_BUNDLE_BYTES:
+            return {"status": "skipped", "summary": (
+                f"skipped: a {size / 1e9:.1f} GB bundle takes ~{estimate_step_seconds(info) / 60:.0f} min per token on "
+                "Core AI's CPU runtime; the chunked-prefill identity was proven on the tiny model")}
+        cases = prompts
+        if cases is None:
+            from .oracle import load_oracle
+
+            oracle = load_oracle(oracle_path)
+            cases = [(p.id, p.prompt_ids) for p in oracle.prompts]
+        return prefill_gate(staged, cases, tables_dir, progress=progress)
+
+    return check

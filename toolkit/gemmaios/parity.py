@@ -24,6 +24,9 @@ GATE_PROMPTS = (
     "Explain why the sky is blue:",
 )
 GATE_STEPS = 32
+# For the chunked-prefill gate: the gate prompts run together, longer than the sliding window
+# and several chunks long (tiny: 60+ tokens), so chunks cross window and chunk boundaries.
+LONG_GATE_PROMPT = " ".join(GATE_PROMPTS) + " " + " ".join(reversed(GATE_PROMPTS))
 FP32_LOGIT_TOLERANCE = 2e-3
 # Minimum teacher-forced top-1 agreement with HF fp32 per weight format (trained checkpoints;
 # the zoo measured 8/8 for int4 per-block-32 on the Gemma 4 QAT releases).
@@ -154,26 +157,34 @@ def int8_row(row: torch.Tensor) -> torch.Tensor:
     return torch.round(row / scale).clamp(-127, 127) * scale
 
 
-def decode_steps(model, prompt_ids: list[int], steps: int, ple=None, forced: list[int] | None = None):
-    """Run the module one token per call; return (generated tokens, logits [steps, V] fp32)."""
+def decode_steps(
+    model, prompt_ids: list[int], steps: int, ple=None, forced: list[int] | None = None, chunks: tuple[int, ...] = ()
+):
+    """Run the module one token per call; return (generated tokens, logits [steps, V] fp32).
+
+    `chunks`: prefill chunk sizes; the prompt's full chunks (largest first) go through the
+    module's chunk path in one call each, as the engine routes them to `prefill_C`.
+    """
     capacity = len(prompt_ids) + steps + 1
     key_cache, value_cache = model.new_cache(capacity)
     tokens, logits = [], []
     sequence = list(prompt_ids)
     pos = 0
     feed = list(prompt_ids)
+    sizes = sorted(chunks, reverse=True)
     with torch.no_grad(), small_model_threads(model.spec.hidden_size):
         while True:
-            token = feed.pop(0)
-            extra = (ple(token).to(model.dtype),) if ple is not None else ()
+            rows = next((c for c in sizes if pos + c <= len(prompt_ids)), 1)
+            batch = [feed.pop(0) for _ in range(rows)]
+            extra = (torch.cat([ple(t) for t in batch], dim=1).to(model.dtype),) if ple is not None else ()
             out = model(
-                torch.tensor([[token]], dtype=torch.int32),
-                torch.arange(pos + 1, dtype=torch.int32).unsqueeze(0),
+                torch.tensor([batch], dtype=torch.int32),
+                torch.arange(pos + rows, dtype=torch.int32).unsqueeze(0),
                 *extra,
                 key_cache,
                 value_cache,
             )
-            pos += 1
+            pos += rows
             if pos < len(prompt_ids):
                 continue
             step_logits = out[0, -1].float()
@@ -188,22 +199,27 @@ def decode_steps(model, prompt_ids: list[int], steps: int, ple=None, forced: lis
     return tokens, torch.stack(logits)
 
 
-def greedy_parity_gate(model, references: list[ReferenceRun], ple=None, tolerance: float = FP32_LOGIT_TOLERANCE) -> GateReport:
+def greedy_parity_gate(
+    model, references: list[ReferenceRun], ple=None, tolerance: float = FP32_LOGIT_TOLERANCE, chunks: tuple[int, ...] = ()
+) -> GateReport:
     """Gate 1: free-running greedy tokens must equal HF's; logits within `tolerance`.
 
-    Raises ParityGateFailed naming the prompt and the first diverging position.
+    `chunks`: prefill the prompts in chunks of these sizes (see decode_steps): the gate then
+    judges the module's chunk path under the same rule. Raises ParityGateFailed naming the
+    prompt and the first diverging position.
     """
-    report = GateReport(gate="fp32_greedy", prompts=len(references), steps=len(references[0].tokens), passed=False)
+    gate = "fp32_greedy" + (f"_chunked_{'_'.join(map(str, sorted(chunks, reverse=True)))}" if chunks else "")
+    report = GateReport(gate=gate, prompts=len(references), steps=len(references[0].tokens), passed=False)
     errors = []
     for p, ref in enumerate(references):
-        tokens, logits = decode_steps(model, ref.prompt_ids, len(ref.tokens), ple)
+        tokens, logits = decode_steps(model, ref.prompt_ids, len(ref.tokens), ple, chunks=chunks)
         for pos, (want, got) in enumerate(zip(ref.tokens, tokens, strict=True)):
             if want != got:
                 report.first_divergence = {"prompt": p, "position": pos, "expected": want, "got": got}
                 raise ParityGateFailed(
                     f"fp32 greedy parity failed: prompt {p} diverges from transformers at generated position "
                     f"{pos} (expected token {want}, got {got}; {pos}/{len(ref.tokens)} matched before it)",
-                    gate="fp32_greedy",
+                    gate=gate,
                     prompt=p,
                     position=pos,
                     hint="the decode module's math differs from transformers' Gemma 4 for this checkpoint; "
@@ -217,7 +233,7 @@ def greedy_parity_gate(model, references: list[ReferenceRun], ple=None, toleranc
             raise ParityGateFailed(
                 f"fp32 logits differ from transformers by {float(err.max()):.2e} (tolerance {tolerance:.0e}) "
                 f"on prompt {p}, first at generated position {int((err.max(dim=1).values > tolerance).nonzero()[0])}",
-                gate="fp32_greedy",
+                gate=gate,
                 prompt=p,
                 position=pos,
                 hint="tokens still agree, but the numerics drifted; check norms, RoPE and masking",
