@@ -154,7 +154,7 @@ def test_runner_refuses_bad_inputs(tmp_path_factory, tmp_path):
 
 def test_large_bundle_gate_is_skipped_and_says_why(tmp_path_factory, monkeypatch):
     out = build(tmp_path_factory, "int8", "provider")
-    monkeypatch.setattr(hostrun, "LARGE_BUNDLE_BYTES", 1)
+    monkeypatch.setattr(hostrun.errors, "LARGE_BUNDLE_BYTES", 1)
     from gemmaios.checkpoint import resolve_checkpoint
 
     check = hostrun.build_bundle_check(resolve_checkpoint(str(out / "checkpoint")), out / ORACLE_FILE, out / "tables",

@@ -1,0 +1,99 @@
+"""Chat tokenization and the host bench (`gemmaios run --bench`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .bundle import BundleInfo, find_bundle
+from .errors import HOST_PLATFORM, HostRunError
+from .runner import BundleRunner
+from .transcripts import host_device, run_id_now, transcript_records
+
+
+class BundleTokenizer:
+    """The bundle's own tokenizer/ folder, encoding prompts the way the oracle and the app do."""
+
+    def __init__(self, bundle: BundleInfo) -> None:
+        from transformers import AutoTokenizer
+
+        folder = bundle.dir / "tokenizer"
+        if not (folder / "tokenizer.json").is_file():
+            raise HostRunError(f"{bundle.dir} has no tokenizer/tokenizer.json", hint="convert the bundle again")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        eos: set[int] = set()
+        gen = folder / "generation_config.json"
+        if gen.is_file():
+            value = json.loads(gen.read_text()).get("eos_token_id")
+            eos |= {value} if isinstance(value, int) else set(value or [])
+        if self.tokenizer.eos_token_id is not None:
+            eos.add(int(self.tokenizer.eos_token_id))
+        for special in ("<end_of_turn>", "<turn|>"):
+            tid = self.tokenizer.convert_tokens_to_ids(special)
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                eos.add(tid)
+        self.eos_ids = sorted(eos)
+
+    def encode(self, text: str, chat: bool = True) -> list[int]:
+        from .oracle import Prompt, encode_prompt
+
+        return encode_prompt(self.tokenizer, Prompt("prompt", text), chat, where=self.tokenizer.name_or_path)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+@dataclass
+class HostBenchResult:
+    run_dir: Path
+    transcript: Path
+    score: str | None
+    passed: bool | None
+
+
+def host_bench(
+    build_dir: Path,
+    bundle_dir: Path | None = None,
+    *,
+    trials: int = 1,
+    max_new_tokens: int | None = None,
+    progress_factory: Callable[[int], Any] | None = None,
+) -> HostBenchResult:
+    """Run the oracle's prompt set through the bundle on this machine; write `<build>/runs/<id>-host/`.
+
+    The transcript has the app's format (platform `host-runtime`), so `gemmaios score` and
+    `gemmaios report` read it unchanged; it is scored against the oracle here too.
+    """
+    from .oracle import ORACLE_FILE, load_oracle, score_against_oracle
+    from .pipeline import write_json_atomic
+    from .transcript import read_transcript, write_transcript
+
+    build_dir = Path(build_dir)
+    bundle_dir = Path(bundle_dir) if bundle_dir else find_bundle(build_dir)
+    if trials < 1:
+        raise HostRunError(f"--trials must be at least 1, got {trials}", hint="pass --trials 1 or more")
+    oracle = load_oracle(build_dir / ORACLE_FILE)
+    tokens = max_new_tokens or oracle.max_new_tokens
+    prompts = [(p.id, p.prompt_ids) for p in oracle.prompts]
+    run_id = run_id_now()
+    run_dir = build_dir / "runs" / f"{run_id}-host"
+    tables = build_dir / "tables"
+    with BundleRunner(bundle_dir, tables if tables.is_dir() else None) as runner:
+        advance = progress_factory(trials * len(prompts)) if progress_factory else None
+        records = transcript_records(runner, prompts, prompt_set=oracle.prompt_set, max_new_tokens=tokens,
+                                     trials=trials, run_id=run_id, progress=advance)
+    # Written complete in a staging name and renamed: an interrupted bench leaves no half log.
+    staging = write_transcript(run_dir / f".{run_id}.jsonl.partial", records)
+    transcript = run_dir / f"{run_id}.jsonl"
+    os.replace(staging, transcript)
+    score = score_against_oracle(read_transcript(transcript, require_complete=True), oracle)
+    write_json_atomic(run_dir / "run.json", {"status": "completed", "run_id": run_id, "platform": HOST_PLATFORM,
+                                             "bundle": str(bundle_dir), "trials": trials, "transcript": transcript.name,
+                                             "oracle": score.summary, "device": host_device()})
+    return HostBenchResult(run_dir, transcript, score.summary, score.passed)
+
+

@@ -1,0 +1,182 @@
+"""The convert step's bundle-run gate: the saved bundle through Core AI's runtime against the oracle."""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import errors
+from .bundle import BundleInfo, asset_weight_bytes, estimate_step_seconds
+from .errors import BundleGateFailed, HostRunError, Progress
+from .runner import BundleRunner
+from .transcripts import _coreai_version
+
+
+@dataclass
+class BundleGateReport:
+    """Per prompt: the runtime's verdict against the oracle, and its logit error vs the torch module."""
+
+    summary: str
+    exact: int
+    total: int
+    verdicts: list[dict]
+    max_logit_error: float | None
+    logit_error_bound: float
+    oracle_median_margin: float
+    seconds: float
+    runtime: str = ""
+    status: str = "passed"
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# The CPU runtime computes in f16 with f16 accumulation; logits are softcapped (|l| <= 30) and
+# stored in f16 (ulp 2^-5 near 30). Measured on the trained tiny model's fp16/int8/int4 bundles
+# against the same weights in eager fp32: see tests/test_hostrun.py and the README.
+LOGIT_ERROR_BOUND = 0.25
+
+
+def bundle_gate(
+    bundle_dir: Path,
+    oracle,
+    tables_dir: Path | None,
+    *,
+    reference: Callable[[list[int], list[int]], np.ndarray] | None = None,
+    near_tie_margin: float | None = None,
+    logit_error_bound: float = LOGIT_ERROR_BOUND,
+    progress: Progress | None = None,
+) -> BundleGateReport:
+    """Run the saved bundle through Core AI's runtime on every oracle prompt and judge it.
+
+    Each prompt is decoded greedily for the oracle's N tokens and scored with the oracle's rule
+    (exact, or a flip at a near-tie). `reference(prompt_ids, tokens)`: the torch module's
+    teacher-forced logits along the same tokens, for the logit-error figure. Raises
+    BundleGateFailed at the first clear divergence or when the logit error exceeds the bound.
+    """
+    from .oracle import DEFAULT_NEAR_TIE_MARGIN, Generation, score_against_oracle
+
+    margin_rule = DEFAULT_NEAR_TIE_MARGIN if near_tie_margin is None else near_tie_margin
+    started = time.perf_counter()
+    generations: list[Generation] = []
+    errors: list[float] = []
+    with BundleRunner(bundle_dir, tables_dir) as runner:
+        name = runner.bundle.name
+        for index, prompt in enumerate(oracle.prompts):
+            gen = runner.generate(prompt.prompt_ids, oracle.max_new_tokens, keep_logits=reference is not None)
+            generations.append(Generation(tuple(prompt.prompt_ids), tuple(gen.generated_ids), index=index,
+                                          prompt_id=prompt.id, where=f"bundle run, prompt {prompt.id}"))
+            if reference is not None:
+                ref = reference(prompt.prompt_ids, gen.generated_ids)
+                errors.append(float(np.max(np.abs(np.stack(gen.logits) - ref))))
+            if progress:
+                progress(1)
+    score = score_against_oracle(generations, oracle, near_tie_margin=margin_rule)
+    margins = [m for p in oracle.prompts for m in p.margins if math.isfinite(m)]
+    verdicts = [{"prompt": s.prompt_id, "verdict": s.verdict, "divergence": s.divergence, "margin": s.margin,
+                 "expected": s.expected, "got": s.got, "logit_error": errors[i] if errors else None}
+                for i, s in enumerate(score.prompts)]
+    worst = max(errors) if errors else None
+    summary = f"{score.exact}/{score.total} exact vs fp32 oracle under Core AI's runtime ({oracle.max_new_tokens} tokens)"
+    if score.near_ties:
+        summary += f", {len(score.near_ties)} near-tie flip(s)"
+    if worst is not None:
+        summary += f"; max |Δlogit| vs torch {worst:.3g}"
+    report = BundleGateReport(summary=summary, exact=score.exact, total=score.total, verdicts=verdicts,
+                              max_logit_error=worst, logit_error_bound=logit_error_bound,
+                              oracle_median_margin=float(np.median(margins)) if margins else float("nan"),
+                              seconds=round(time.perf_counter() - started, 2),
+                              runtime=f"coreai-core {_coreai_version()} ({platform.system()} "
+                                      f"{'system runtime' if platform.system() == 'Darwin' else 'CPU runtime, f16 accumulation'})")
+    if score.failures:
+        first = score.failures[0]
+        detail = (f"prompt {first.prompt_id!r} diverged at generated token {first.divergence}: oracle {first.expected}, "
+                  f"bundle {first.got}, oracle margin {first.margin:.3g}" if first.divergence is not None
+                  else f"prompt {first.prompt_id!r}: {first.verdict} ({first.note})")
+        raise BundleGateFailed(f"{name}: {detail} — {summary}", prompt=first.prompt_id,
+                               position=first.divergence,
+                               hint="the bundle computes something other than the checkpoint: a conversion bug, "
+                                    "wrong PLE tables, or damaged weights; see gemmaios.decode_model")
+    if worst is not None and worst > logit_error_bound:
+        at = int(np.argmax(errors))
+        raise BundleGateFailed(f"{name}: logits under Core AI's runtime differ from the torch module "
+                               f"by {worst:.3g} on prompt {oracle.prompts[at].id!r} (bound {logit_error_bound}) — {summary}",
+                               prompt=oracle.prompts[at].id, position=None,
+                               hint="the saved graph does not compute what the module does; convert again and report it")
+    return report
+
+
+def torch_reference(checkpoint, quant: str, head_quant: str | None, flash_decode: str | None, tables_dir: Path | None):
+    """The bundle's own weights in eager fp32 (gemmaios.decode_model), teacher-forced along given tokens.
+
+    Returns `reference(prompt_ids, tokens) -> logits [len(tokens), V]`, with the per-layer inputs
+    from the same tables the runtime gets: the difference is then the runtime's arithmetic alone.
+    """
+    import torch
+
+    from .decode_model import Gemma4Decode, use_flash_decode
+    from .parity import decode_steps
+
+    model = Gemma4Decode(checkpoint, quant=quant, head_quant=head_quant, dtype=torch.float32).eval()
+    use_flash_decode(model, flash_decode)
+    ple = None
+    if model.spec.ple_dim:
+        from .tables import PleTables
+
+        tables = PleTables(Path(tables_dir))
+        ple = lambda token: torch.from_numpy(tables.gather(token)).float()  # noqa: E731
+
+    def reference(prompt_ids: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
+        _, logits = decode_steps(model, list(prompt_ids), len(tokens), ple, forced=list(tokens))
+        return logits.numpy()
+
+    return reference
+
+
+def build_bundle_check(
+    checkpoint,
+    oracle_path: Path,
+    tables_dir: Path | None,
+    *,
+    quant: str,
+    head_quant: str | None,
+    flash_decode: str | None = None,
+    progress: Progress | None = None,
+) -> Callable[[Path], dict]:
+    """The convert step's gate: run the staged bundle through Core AI's runtime (see bundle_gate).
+
+    Never passes silently: a bundle too large for a CPU runtime is recorded as skipped with the
+    time it would take, and a bundle whose Metal kernel the Linux runtime cannot execute as
+    not run, with the runtime's reason.
+    """
+
+    def check(staged: Path) -> dict:
+        from .oracle import load_oracle
+
+        info = BundleInfo.load(staged)
+        size = asset_weight_bytes(info)
+        if size > errors.LARGE_BUNDLE_BYTES:  # read at call time (tests lower it)
+            minutes = estimate_step_seconds(info) / 60
+            return {"status": "skipped", "summary": (
+                f"skipped: a {size / 1e9:.1f} GB bundle takes ~{minutes:.0f} min per token on Core AI's CPU runtime; "
+                f"run it on a Mac with `gemmaios run --bundle <bundle>`")}
+        oracle = load_oracle(oracle_path)
+        reference = torch_reference(checkpoint, quant, head_quant, flash_decode, tables_dir)
+        try:
+            return bundle_gate(staged, oracle, tables_dir, reference=reference, progress=progress).as_dict()
+        except HostRunError as exc:
+            if flash_decode is None:
+                raise
+            return {"status": "not run", "summary": (
+                f"not run: Core AI's {platform.system()} runtime cannot execute the {flash_decode} flash-decode "
+                f"Metal kernel ({exc.args[0]}); run the bundle on a Mac to check it")}
+
+    return check
+
+

@@ -1,0 +1,287 @@
+"""BundleRunner: Core AI's runtime over one bundle, one token per call (and full chunks through prefill_C)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import BundleInfo
+from .errors import HostRunError
+
+
+@dataclass
+class HostGeneration:
+    prompt_ids: list[int]
+    generated_ids: list[int]
+    prefill_seconds: float
+    decode_seconds: float
+    ttft_seconds: float
+    decode_token_seconds: list[float] = field(default_factory=list)
+    logits: list[np.ndarray] = field(default_factory=list)  # per generated token, float32 [V] (keep_logits)
+
+    @property
+    def decode_tokens(self) -> int:
+        return max(len(self.generated_ids) - 1, 0)
+
+
+class BundleRunner:
+    """Core AI's runtime over one bundle; `generate` / `forced` walk it token by token.
+
+    Use as a context manager (or call `close()`): the runtime holds the compiled model.
+    `tables_dir`: the build's `tables/` folder, needed by bundles with per-layer embeddings.
+    """
+
+    def __init__(self, bundle_dir: Path, tables_dir: Path | None = None) -> None:
+        self.bundle = BundleInfo.load(bundle_dir)
+        self._loop = asyncio.new_event_loop()
+        self._context = None
+        self._function = None
+        self._prefill: dict[int, Any] = {}  # chunk size -> loaded prefill_C function, largest first
+        self._tables = None
+        self._static: dict[str, Any] = {}
+        self.load_seconds = 0.0
+        ple = self.bundle.ple
+        if ple is not None:
+            self._open_tables(tables_dir, ple)
+        state = self.bundle.spec("states", "keyCache")["shape"]
+        self._state_shape = [int(d) if d is not None else 0 for d in state]  # the sequence dim is sized per run
+        try:
+            self._load()
+        except Exception:
+            self.close()
+            raise
+
+    def _open_tables(self, tables_dir: Path | None, ple: str) -> None:
+        from .tables import PleTables, TablesError
+
+        if tables_dir is None or not Path(tables_dir).is_dir():
+            raise HostRunError(f"{self.bundle.name} takes per-layer embeddings ({ple}) and no PLE tables were given"
+                               + (f" ({tables_dir} does not exist)" if tables_dir else ""),
+                               hint="pass the build's tables/ folder (`gemmaios tables` writes it)")
+        try:
+            self._tables = PleTables(Path(tables_dir))
+        except TablesError as exc:
+            raise HostRunError(f"the PLE tables in {tables_dir} cannot be used: {exc.args[0]}", hint=exc.hint) from exc
+        want = self.bundle.spec("inputs", "ple_tokens" if ple == "provider" else "ple_table")["shape"]
+        have = [1, 1, self._tables.num_layers, self._tables.dim] if ple == "provider" else list(self._tables.i8.shape)
+        if want != have:
+            raise HostRunError(f"the PLE tables in {tables_dir} have shape {have}, {self.bundle.name} takes {want}",
+                               hint="the tables belong to another checkpoint; run `gemmaios tables` for this one")
+
+    def _load(self) -> None:
+        from coreai.authoring.asset import AIModelAsset
+        from coreai.runtime import NDArray
+
+        started = time.perf_counter()
+        asset = AIModelAsset.load(self.bundle.aimodel)
+        self._context = asset.executable()
+        try:
+            model = self._loop.run_until_complete(self._context.__aenter__())
+        except Exception as exc:
+            self._context = None
+            raise HostRunError(f"Core AI's runtime could not load {self.bundle.aimodel.name}: {exc}",
+                               hint=_runtime_hint(exc)) from exc
+        if "main" not in model.function_names:
+            raise HostRunError(f"{self.bundle.aimodel.name} has no `main` function ({model.function_names})",
+                               hint="convert the bundle again")
+        try:
+            self._function = model.load_function("main")
+        except Exception as exc:
+            raise HostRunError(f"Core AI's runtime could not prepare `main` of {self.bundle.aimodel.name}: {exc}",
+                               hint=_runtime_hint(exc)) from exc
+        for chunk, name in self.bundle.prefill_functions.items():
+            if name not in model.function_names:
+                raise HostRunError(f"{self.bundle.aimodel.name} has no `{name}` function ({model.function_names}) "
+                                   "although metadata.json lists it", hint="convert the bundle again")
+            try:
+                self._prefill[chunk] = model.load_function(name)
+            except Exception as exc:
+                raise HostRunError(f"Core AI's runtime could not prepare `{name}` of {self.bundle.aimodel.name}: "
+                                   f"{exc}", hint=_runtime_hint(exc)) from exc
+        if self.bundle.ple == "tbl":
+            self._static = {"ple_table": NDArray(np.ascontiguousarray(self._tables.i8)),
+                            "ple_scale": NDArray(np.ascontiguousarray(self._tables.scale, dtype=np.float32))}
+        self.load_seconds = time.perf_counter() - started
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._loop.run_until_complete(self._context.__aexit__(None, None, None))
+            self._context = None
+        self._function = None
+        self._prefill = {}
+        if not self._loop.is_closed():
+            self._loop.close()
+
+    def __enter__(self) -> BundleRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one walk --------------------------------------------------------------------
+
+    def _new_states(self, capacity: int) -> dict:
+        from coreai.runtime import NDArray
+
+        shape = list(self._state_shape)
+        shape[3] = capacity
+        return {"keyCache": NDArray(np.zeros(shape, np.float16)), "valueCache": NDArray(np.zeros(shape, np.float16))}
+
+    def _step(self, token: int, length: int, states: dict) -> np.ndarray:
+        from coreai.runtime import NDArray
+
+        if not 0 <= token < self.bundle.vocab_size:
+            raise HostRunError(f"token id {token} is outside the bundle's vocabulary 0..{self.bundle.vocab_size - 1}",
+                               hint="token ids must come from the bundle's tokenizer")
+        inputs = {"input_ids": NDArray(np.array([[token]], np.int32)),
+                  "position_ids": NDArray(np.arange(length, dtype=np.int32)[None, :])}
+        if self.bundle.ple == "provider":
+            inputs["ple_tokens"] = NDArray(self._tables.gather(token))
+        inputs.update(self._static)
+        try:
+            out = self._loop.run_until_complete(self._function(inputs=inputs, state=states))
+        except Exception as exc:
+            raise HostRunError(f"Core AI's runtime failed on {self.bundle.name} at position {length - 1}: {exc}",
+                               hint=_runtime_hint(exc)) from exc
+        return np.asarray(out["logits"].numpy(), dtype=np.float32).reshape(-1)
+
+    @property
+    def prefill_chunks(self) -> list[int]:
+        """The bundle's prefill chunk sizes, largest first (empty: `main` only)."""
+        return list(self._prefill)
+
+    def _chunk(self, tokens: Sequence[int], length: int, states: dict) -> np.ndarray:
+        """One `prefill_C` call: C tokens at positions length-C..length-1; the last row's logits."""
+        from coreai.runtime import NDArray
+
+        rows = len(tokens)
+        bad = [t for t in tokens if not 0 <= t < self.bundle.vocab_size]
+        if bad:
+            raise HostRunError(f"token id {bad[0]} is outside the bundle's vocabulary 0..{self.bundle.vocab_size - 1}",
+                               hint="token ids must come from the bundle's tokenizer")
+        inputs = {"input_ids": NDArray(np.array([list(tokens)], np.int32)),
+                  "position_ids": NDArray(np.arange(length, dtype=np.int32)[None, :])}
+        if self.bundle.ple == "provider":
+            inputs["ple_tokens"] = NDArray(self._tables.gather(list(tokens)))
+        inputs.update(self._static)
+        try:
+            out = self._loop.run_until_complete(self._prefill[rows](inputs=inputs, state=states))
+        except Exception as exc:
+            raise HostRunError(f"Core AI's runtime failed on {self.bundle.name}'s prefill_{rows} at positions "
+                               f"{length - rows}..{length - 1}: {exc}", hint=_runtime_hint(exc)) from exc
+        return np.asarray(out["logits"].numpy(), dtype=np.float32).reshape(-1)
+
+    def prefill(self, prompt_ids: Sequence[int], states: dict, *, chunked: bool = True,
+                sizes: Sequence[int] | None = None, last_in_main: bool = True) -> tuple[np.ndarray, list[int]]:
+        """Feed the prompt into `states`; return the last position's logits and the calls' sizes.
+
+        `chunked`: full chunks through the prefill functions (largest first, as many as fit),
+        the rest through `main` one token per call, as the patched engine routes them (patch
+        0004: the prompt's last token always goes through `main`, whose step samples the first
+        new token; `last_in_main=False` also lets a chunk end the prompt, to check the chunk's
+        own logits). False (or a bundle without prefill functions): `main` only. `sizes`: use
+        only these of the bundle's chunk sizes.
+        """
+        reserve = 1 if last_in_main else 0
+        usable = [c for c in self._prefill if chunked and (sizes is None or c in sizes)]
+        if sizes is not None and set(sizes) - set(self._prefill):
+            raise HostRunError(f"{self.bundle.name} has no prefill function for chunk size(s) "
+                               f"{sorted(set(sizes) - set(self._prefill))} (it has {self.prefill_chunks})",
+                               hint="pick sizes from the bundle's gemmaios.prefill.chunks")
+        logits, calls, pos = None, [], 0
+        total = len(prompt_ids)
+        while pos < total:
+            rows = next((c for c in usable if total - pos - reserve >= c), 1)
+            if rows == 1:
+                logits = self._step(int(prompt_ids[pos]), pos + 1, states)
+            else:
+                logits = self._chunk([int(t) for t in prompt_ids[pos : pos + rows]], pos + rows, states)
+            calls.append(rows)
+            pos += rows
+        return logits, calls
+
+    def prefill_snapshot(self, prompt_ids: Sequence[int], capacity: int, *, chunked: bool,
+                         sizes: Sequence[int] | None = None, last_in_main: bool = True) -> dict:
+        """The prompt's last logits and both KV caches after a prefill walk (for bit-identity checks)."""
+        states = self._new_states(self._capacity(capacity))
+        logits, calls = self.prefill([int(t) for t in prompt_ids], states, chunked=chunked, sizes=sizes,
+                                     last_in_main=last_in_main)
+        return {"logits": logits, "keyCache": np.array(states["keyCache"].numpy()),
+                "valueCache": np.array(states["valueCache"].numpy()), "calls": calls}
+
+    def _capacity(self, needed: int) -> int:
+        if needed > self.bundle.max_context:
+            raise HostRunError(f"{needed} tokens exceed the bundle's context of {self.bundle.max_context}",
+                               hint="use a shorter prompt or fewer new tokens, or convert with a larger --max-context")
+        return needed
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int,
+        *,
+        stop_ids: Sequence[int] = (),
+        keep_logits: bool = False,
+        on_token: Callable[[int], Any] | None = None,
+        chunked: bool = False,
+    ) -> HostGeneration:
+        """Greedy decode: the prompt one token per call, then up to `max_new_tokens` new tokens.
+
+        `chunked`: the prompt's full chunks go through the bundle's prefill functions (see `prefill`).
+        `stop_ids`: stop after generating one of these (empty: exactly N tokens, as the oracle).
+        Timing as the app records it: prefill = first call to the first logits, decode = from the
+        first generated token to the last.
+        """
+        prompt_ids = [int(t) for t in prompt_ids]
+        if not prompt_ids:
+            raise HostRunError("empty prompt", hint="give at least one token (the BOS)")
+        if max_new_tokens < 1:
+            raise HostRunError(f"max_new_tokens must be at least 1, got {max_new_tokens}", hint="ask for 1 or more tokens")
+        states = self._new_states(self._capacity(len(prompt_ids) + max_new_tokens))
+        started = time.perf_counter()
+        logits, _ = self.prefill(prompt_ids, states, chunked=chunked)
+        first = time.perf_counter()
+        generated, kept, token_seconds = [], [], []
+        last = first
+        while True:
+            token = int(np.argmax(logits))
+            generated.append(token)
+            if keep_logits:
+                kept.append(logits)
+            if on_token:
+                on_token(token)
+            if len(generated) == max_new_tokens or token in stop_ids:
+                break
+            logits = self._step(token, len(prompt_ids) + len(generated), states)
+            now = time.perf_counter()
+            token_seconds.append(now - last)
+            last = now
+        return HostGeneration(prompt_ids, generated, prefill_seconds=first - started, decode_seconds=last - first,
+                              ttft_seconds=first - started, decode_token_seconds=token_seconds, logits=kept)
+
+    def forced(self, prompt_ids: Sequence[int], continuation: Sequence[int]) -> np.ndarray:
+        """Teacher forcing: logits [len(continuation), V] predicting each continuation token."""
+        sequence = [int(t) for t in prompt_ids] + [int(t) for t in continuation]
+        states = self._new_states(self._capacity(len(sequence)))
+        rows = []
+        for i, token in enumerate(sequence[:-1] if continuation else sequence):
+            logits = self._step(token, i + 1, states)
+            if i + 1 >= len(prompt_ids):
+                rows.append(logits)
+        return np.stack(rows[: len(continuation)]) if continuation else np.empty((0, self.bundle.vocab_size), np.float32)
+
+
+def _runtime_hint(exc: BaseException) -> str:
+    text = str(exc).lower()
+    if "kernel" in text or "metal" in text:
+        return ("this bundle calls a Metal kernel, which Core AI's CPU runtime on Linux cannot execute; "
+                "run it on a Mac (macOS 27) to check it")
+    return "check that coreai-core matches the one that converted the bundle (`gemmaios doctor`), or convert again"
+
+

@@ -1,0 +1,88 @@
+"""Transcript records of a host run, in the app's format (platform `host-runtime`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from .. import __version__
+from .errors import HOST_PLATFORM, Progress
+from .runner import BundleRunner
+
+
+def host_device() -> dict:
+    """The transcript's `device` object for a host run (no phone: arch is unset)."""
+    return {"product_type": platform.machine(), "name": socket.gethostname(), "os_version": platform.platform(),
+            "arch": None, "udid": "", "runtime": "coreai-core " + _coreai_version()}
+
+
+def _coreai_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("coreai-core")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process(os.getpid()).memory_info().rss)
+
+
+def transcript_records(
+    runner: BundleRunner,
+    prompts: Sequence[tuple[str, list[int]]],
+    *,
+    prompt_set: dict,
+    max_new_tokens: int,
+    trials: int,
+    run_id: str,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """Run every prompt `trials` times and return the transcript records (header … footer)."""
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    records: list[dict] = [{
+        "type": "header", "schema": _schema(), "run_id": run_id, "started_at": started.isoformat(timespec="seconds"),
+        "device": host_device(), "bundle": runner.bundle.header(),
+        "app": {"version": __version__, "toolkit_version": __version__},
+        "prompt_set": prompt_set, "trials": trials, "max_new_tokens": max_new_tokens,
+        "platform": HOST_PLATFORM, "decode": {"stop_at_eos": False},
+    }, {"type": "load", "seconds": round(runner.load_seconds, 4), "cold": True}]
+    for trial in range(trials):
+        for index, (prompt_id, ids) in enumerate(prompts):
+            gen = runner.generate(ids, max_new_tokens)
+            rss = _rss_bytes()
+            records.append({"type": "memory", "t": round(time.perf_counter() - t0, 3), "phys_footprint_bytes": rss})
+            records.append({
+                "type": "prompt", "trial": trial, "index": index, "prompt_id": prompt_id,
+                "prompt_ids": gen.prompt_ids, "generated_ids": gen.generated_ids,
+                "prefill_tokens": len(gen.prompt_ids), "prefill_seconds": round(gen.prefill_seconds, 6),
+                "ttft_seconds": round(gen.ttft_seconds, 6), "decode_tokens": gen.decode_tokens,
+                "decode_seconds": round(gen.decode_seconds, 6),
+                "decode_token_seconds": [round(s, 6) for s in gen.decode_token_seconds],
+                "peak_phys_footprint_bytes": rss, "seconds_since_launch": round(time.perf_counter() - t0, 3),
+            })
+            if progress:
+                progress(1)
+    records.append({"type": "footer", "completed": True,
+                    "ended_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    return records
+
+
+def _schema() -> str:
+    from .transcript import SCHEMA
+
+    return SCHEMA
+
+
+def run_id_now() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
