@@ -1,0 +1,285 @@
+"""convert_checkpoint: a checkpoint → a gated LanguageBundle folder (ConvertResult)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import kernels
+from ..bundle import bundle_name, copy_tokenizer, write_metadata
+from ..checkpoint import Checkpoint
+from ..decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
+from ..pipeline import replace_dir
+from ..quantize import BLOCK, expected_storage_bytes
+from .export import export_program, free_memory, large_blocks_from_mmap, prefill_function_name
+from .gates import (
+    asset_gate,
+    expected_float16_elements,
+    expected_quantized_elements,
+    gates_fit_in_memory,
+    kernel_gate,
+    run_parity_gates,
+)
+from .options import (
+    Progress,
+    _check_options,
+    _check_prefill,
+    model_key,
+    resolve_flash_decode,
+    resolve_head_quant,
+    resolve_prefill_chunks,
+)
+
+
+@dataclass
+class ConvertResult:
+    bundle_dir: Path
+    name: str
+    aimodel: Path
+    metadata: Path
+    quant: str
+    head_quant: str
+    ple: str
+    max_context: int
+    inputs: list[dict]
+    outputs: list[dict]
+    states: list[dict]
+    gates: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    target: str = "ios"
+    kernel: str | None = None  # flash-decode variant on the full layers, None: stock SDPA
+    prefill_chunks: tuple[int, ...] = ()  # sizes of the prefill_C functions beside main
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.bundle_dir.rglob("*") if p.is_file())
+
+
+def head_facts(spec: DecodeSpec, head_quant: str) -> dict:
+    """How the bundle stores the embedding and the lm_head (for size and bandwidth models).
+
+    Per decoded token the gather reads one fp16 embedding row; the head reads its whole
+    table: the embedding itself when tied, else the untied int4/int8 copy.
+    """
+    shape = [spec.vocab_size, spec.hidden_size]
+    facts = {
+        "tied": head_quant == "fp16",
+        "shape": shape,
+        "embedding_dtype": "float16",
+        "embedding_bytes": shape[0] * shape[1] * 2,
+    }
+    if head_quant != "fp16":
+        facts["scheme"] = f"linear symmetric absmax, per block of {BLOCK} input columns (untied copy)"
+        facts["head_bytes"] = expected_storage_bytes([tuple(shape)], head_quant)
+    return facts
+
+
+def convert_checkpoint(
+    checkpoint: Checkpoint,
+    out_dir: Path,
+    quant: str = "int4",
+    ple: str = "provider",
+    max_context: int = 4096,
+    *,
+    progress: Progress | None = None,
+    gates: bool | None = None,
+    tables: dict | None = None,
+    target: str = "ios",
+    kernel: str | None = None,
+    head_quant: str | None = None,
+    bundle_check: Callable[[Path], dict] | None = None,
+    prefill_chunks: int | str | tuple | list | None = None,
+    prefill_check: Callable[[Path], dict] | None = None,
+) -> ConvertResult:
+    """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
+
+    `gates`: None runs the HF parity gates when the fp32 reference fits in memory (else
+    records why not), True always runs them, False skips them. The asset gate always runs.
+    `tables`: the tables step's details for tbl bundles (recorded in metadata).
+    `target`: "ios" (iPhone) or "mac"; `kernel`: the flash-decode variant for Mac builds of
+    12B/31B ("simple" | "g8", default g8; see resolve_flash_decode).
+    `head_quant`: the lm_head's storage (default: `quant`; int4/int8 = an untied quantized
+    copy next to the exact fp16 embedding table, fp16 = tied to it).
+    `bundle_check(staged_bundle_dir)`: runs the finished bundle before it is moved into place
+    (the build's Core AI runtime gate, gemmaios.hostrun); its report is recorded under
+    `gates.bundle_run`, and an exception from it leaves no bundle behind.
+    `prefill_chunks`: `--prefill-chunk` (0/None off; 8, 16 or a ladder "16,8"): a `prefill_C`
+    function per size beside `main` (see resolve_prefill_chunks). The parity gates then also
+    run the module's chunked walk against transformers, and `prefill_check(staged_bundle_dir)`
+    (gemmaios.hostrun.build_prefill_check) proves the saved asset's chunked walk bit-identical
+    to its `main`-only walk under Core AI's runtime (`gates.prefill_run`); without it the
+    metadata records that this gate did not run.
+    """
+    flash = resolve_flash_decode(checkpoint, target, kernel)
+    head_quant = resolve_head_quant(quant, head_quant)
+    chunks = resolve_prefill_chunks(prefill_chunks)
+    _check_options(checkpoint, quant, ple, max_context, head_quant)
+    _check_prefill(chunks, max_context, flash)
+    large_blocks_from_mmap()
+    out_dir = Path(out_dir)
+    name = bundle_name(model_key(checkpoint), quant, ple) + kernels.bundle_suffix(flash)
+    seconds: dict[str, float] = {}
+    t0 = time.time()
+
+    gate_report: dict = {}
+    run_gates, why_not = (True, "") if gates else ((False, "skipped: disabled") if gates is False else gates_fit_in_memory(checkpoint))
+    if run_gates:
+        gate_report.update(
+            run_parity_gates(checkpoint, quant, progress, flash, head_quant=head_quant, prefill_chunks=chunks)
+        )
+    else:
+        gate_report["parity"] = why_not
+    seconds["gates"] = round(time.time() - t0, 2)
+
+    t1 = time.time()
+    spec = DecodeSpec.from_text_config(checkpoint.text_config)
+    model = Gemma4Decode(
+        checkpoint,
+        quant=quant,
+        head_quant=head_quant,
+        dtype=torch.float16,
+        ple=ple,
+        spec=spec,
+        progress=(lambda i, n: progress("layers", i, n)) if progress else None,
+    ).eval()
+    use_flash_decode(model, flash)
+    free_memory()
+    q_elements = expected_quantized_elements(model)
+    float_elements = expected_float16_elements(model)
+    names = {"inputs": model.input_names(), "states": model.state_names(), "outputs": model.output_names()}
+    seconds["load_quantize"] = round(time.time() - t1, 2)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
+    try:
+        t2 = time.time()
+        if progress:
+            progress("export", 0, 1)
+        program = export_program(model, max_context, flash, chunks)
+        del model
+        free_memory()
+        seconds["export"] = round(time.time() - t2, 2)
+        t3 = time.time()
+        import coreai.runtime as rt
+
+        if progress:
+            progress("save", 0, 1)
+        aimodel = staging / f"{name}.aimodel"
+        program.save_asset(aimodel, rt.AIModelAssetMetadata())
+        del program
+        free_memory()
+        seconds["save"] = round(time.time() - t3, 2)
+        if progress:
+            progress("asset gate", 0, 1)
+        asset = asset_gate(aimodel, names, q_elements, quant, chunks, float_elements)
+        io = {k: asset.pop(k) for k in ("inputs", "outputs", "states", "prefill")}
+        gate_report["asset"] = asset
+        if flash is not None:
+            if progress:
+                progress("kernel gate", 0, 1)
+            gate_report["flash_decode"] = kernel_gate(aimodel, checkpoint.text_config, flash)
+
+        copy_tokenizer(checkpoint.path, staging / "tokenizer")
+        gemmaios_section = {
+            "source": {"model_id": checkpoint.model_id, "revision": checkpoint.revision},
+            "quant": quant,
+            "quant_scheme": None if quant == "fp16" else f"linear symmetric absmax, per block of {BLOCK} input columns",
+            "head_quant": head_quant,
+            "head": head_facts(spec, head_quant),
+            "ple": ple,
+            "max_context": max_context,
+            "target": target,
+            "flash_decode": (
+                {
+                    "kernel": flash,
+                    "entry": kernels.KERNEL_SPECS[flash].entry,
+                    "full_layers": kernels.full_attention_layers(checkpoint.text_config),
+                    "attention": gate_report["flash_decode"]["attention"],
+                }
+                if flash
+                else None
+            ),
+            "inputs": io["inputs"],
+            "outputs": io["outputs"],
+            "states": io["states"],
+            "kv_layers": [lay.index for lay in spec.kv_layers],
+            "prefill": (
+                {
+                    "chunks": list(chunks),
+                    "functions": io["prefill"],
+                    "sliding_window": spec.sliding_window,
+                    "routing": "full chunks of C prompt tokens (largest C first) to prefill_C, the rest to main",
+                    "output": "logits of the chunk's last row only [1,1,V]",
+                }
+                if chunks
+                else None
+            ),
+            "gates": gate_report,
+        }
+        if ple == "tbl":
+            gemmaios_section["ple_table"] = {
+                "shape": [spec.ple_vocab, spec.num_layers * spec.ple_dim],
+                "dtype": "int8",
+                "scale_dtype": "float32",
+                "tables": tables or {},
+            }
+        metadata_fields = dict(
+            name=name,
+            aimodel=f"{name}.aimodel",
+            tokenizer=checkpoint.model_id if not checkpoint.is_tiny else "tiny",
+            vocab_size=spec.vocab_size,
+            max_context=max_context,
+            prefill_functions=[prefill_function_name(c) for c in chunks],
+        )
+        write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
+        if chunks:
+            if prefill_check is None:
+                gate_report["prefill_run"] = {
+                    "status": "not run",
+                    "summary": "not run: no prompts and PLE tables were given to the chunked-prefill runtime gate",
+                }
+            else:
+                if progress:
+                    progress("chunked prefill gate (Core AI runtime)", 0, 1)
+                t5 = time.time()
+                gate_report["prefill_run"] = prefill_check(staging)
+                seconds["prefill_run"] = round(time.time() - t5, 2)
+            write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
+        if bundle_check is not None:
+            if progress:
+                progress("bundle run gate (Core AI runtime)", 0, 1)
+            t4 = time.time()
+            gate_report["bundle_run"] = bundle_check(staging)
+            seconds["bundle_run"] = round(time.time() - t4, 2)
+            write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
+        final = out_dir / name
+        replace_dir(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    seconds["total"] = round(time.time() - t0, 2)
+    return ConvertResult(
+        bundle_dir=final,
+        name=name,
+        aimodel=final / f"{name}.aimodel",
+        metadata=final / "metadata.json",
+        quant=quant,
+        head_quant=head_quant,
+        ple=ple,
+        max_context=max_context,
+        inputs=io["inputs"],
+        outputs=io["outputs"],
+        states=io["states"],
+        gates=gate_report,
+        seconds=seconds,
+        target=target,
+        kernel=flash,
+        prefill_chunks=chunks,
+    )
+
+

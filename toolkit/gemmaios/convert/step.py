@@ -1,0 +1,161 @@
+"""The build's convert step (ConvertStep)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import __version__, hostrun
+from ..checkpoint import Checkpoint
+from ..decode_model import DecodeSpec
+from ..oracle import ORACLE_FILE
+from ..pipeline import BuildContext, Step, StepOutcome
+from .converter import convert_checkpoint
+from .options import (
+    ConvertError,
+    resolve_flash_decode,
+    resolve_head_quant,
+    resolve_max_context,
+    resolve_prefill_chunks,
+)
+
+
+def _has_ple(checkpoint: Checkpoint) -> bool:
+    return bool(checkpoint.text_config.get("hidden_size_per_layer_input"))
+
+
+class ConvertStep(Step):
+    name = "convert"
+    title = "decode graph → Core AI LanguageBundle (parity-gated)"
+
+    def inputs(self, ctx: BuildContext) -> dict:
+        opts = ctx.options
+        values = {
+            "checkpoint": ctx.step_fingerprint("checkpoint"),
+            "quant": opts.quant,
+            "head_quant": resolve_head_quant(opts.quant, opts.head_quant),
+            "ple": opts.ple,
+            "max_context": resolve_max_context(ctx.checkpoint, opts.max_context),
+            "target": opts.target,
+            "kernel": resolve_flash_decode(ctx.checkpoint, opts.target, opts.kernel),
+            "toolkit": __version__,
+        }
+        chunks = resolve_prefill_chunks(getattr(opts, "prefill_chunk", "0"))
+        if chunks:  # absent when off, so builds made before the option keep their fingerprint
+            values["prefill_chunks"] = list(chunks)
+        if opts.ple == "tbl" or _has_ple(ctx.checkpoint):
+            values["tables"] = ctx.step_fingerprint("tables")
+        # The bundle-run gate runs the saved bundle on the oracle's prompts (gemmaios.hostrun).
+        values["oracle"] = ctx.step_fingerprint("oracle")
+        return values
+
+    def run(self, ctx: BuildContext) -> StepOutcome:
+        opts = ctx.options
+        tables = None
+        if opts.ple == "tbl":
+            ctx.step_outputs("tables")  # raises a clear error when the tables step has not finished
+            record = ctx.manifest.get("tables")
+            tables = dict(record.details) if record else {}
+            spec = DecodeSpec.from_text_config(ctx.checkpoint.text_config)
+            want = [spec.ple_vocab, spec.num_layers * spec.ple_dim]
+            if tables.get("shape") and list(tables["shape"]) != want:
+                raise ConvertError(
+                    f"the tables step wrote a PLE table of shape {tables['shape']}, this checkpoint needs {want}",
+                    hint="re-run the tables step (`gemmaios build --force`)",
+                )
+        ctx.step_outputs("oracle")  # the bundle-run gate judges the bundle against it
+        if _has_ple(ctx.checkpoint):
+            ctx.step_outputs("tables")  # the gate feeds the bundle its per-layer inputs from them
+        layers_bar: dict = {}
+        gate_bar: dict = {}
+
+        def gate_progress(n: int = 1) -> None:
+            if "advance" not in gate_bar:
+                from .oracle import load_oracle
+
+                total = len(load_oracle(ctx.path(ORACLE_FILE)).prompts)
+                gate_bar["cm"] = ctx.progress("bundle run (Core AI runtime)", total=total)
+                gate_bar["advance"] = gate_bar["cm"].__enter__()
+                gate_bar["total"], gate_bar["done"] = total, 0
+            gate_bar["advance"](n)
+            gate_bar["done"] += n
+            if gate_bar["done"] >= gate_bar["total"]:
+                gate_bar.pop("cm").__exit__(None, None, None)
+                gate_bar.pop("advance")
+
+        flash = resolve_flash_decode(ctx.checkpoint, opts.target, opts.kernel)
+        check = hostrun.build_bundle_check(
+            ctx.checkpoint,
+            ctx.path(ORACLE_FILE),
+            ctx.path("tables") if _has_ple(ctx.checkpoint) else None,
+            quant=opts.quant,
+            head_quant=resolve_head_quant(opts.quant, opts.head_quant),
+            flash_decode=flash,
+            progress=gate_progress,
+        )
+        chunks = resolve_prefill_chunks(opts.prefill_chunk)
+        prefill_check = None
+        if chunks:
+            prefill_check = hostrun.build_prefill_check(
+                ctx.path(ORACLE_FILE), ctx.path("tables") if _has_ple(ctx.checkpoint) else None
+            )
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "layers":
+                if "advance" not in layers_bar:
+                    layers_bar["cm"] = ctx.progress("quantize layers", total=total)
+                    layers_bar["advance"] = layers_bar["cm"].__enter__()
+                layers_bar["advance"](1)
+                if done == total:
+                    layers_bar.pop("cm").__exit__(None, None, None)
+                    layers_bar.pop("advance")
+            else:
+                ctx.console.print(f"  [dim]{stage}…[/dim]")
+
+        result = convert_checkpoint(
+            ctx.checkpoint,
+            ctx.path("bundle"),
+            opts.quant,
+            opts.ple,
+            resolve_max_context(ctx.checkpoint, opts.max_context),
+            progress=progress,
+            tables=tables,
+            target=opts.target,
+            kernel=opts.kernel,
+            head_quant=opts.head_quant,
+            bundle_check=check,
+            prefill_chunks=chunks,
+            prefill_check=prefill_check,
+        )
+        rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
+        details = {
+            "bundle_dir": rel(result.bundle_dir),
+            "name": result.name,
+            "aimodel": rel(result.aimodel),
+            "metadata": rel(result.metadata),
+            "quant": result.quant,
+            "head_quant": result.head_quant,
+            "ple": result.ple,
+            "max_context": result.max_context,
+            "target": result.target,
+            "kernel": result.kernel,
+            "prefill_chunks": list(result.prefill_chunks),
+            "inputs": result.inputs,
+            "outputs": result.outputs,
+            "states": result.states,
+            "gates": result.gates,
+            "seconds": result.seconds,
+        }
+        g1 = result.gates.get("fp32_greedy")
+        note = f"{g1['token_matches']}/{g1['prompts'] * g1['steps']} fp32 greedy" if g1 else "parity gates skipped"
+        run_gate = result.gates.get("bundle_run")
+        if run_gate:
+            note += "; " + run_gate["summary"]
+        prefill_run = result.gates.get("prefill_run")
+        if prefill_run:
+            names = "+".join(f"prefill_{c}" for c in result.prefill_chunks)
+            note += f"; {names}: {prefill_run.get('short') or prefill_run['summary']}"
+        if result.kernel:
+            note += f"; flash-decode {result.kernel} on full layers {result.gates['flash_decode']['full_layers']}"
+        elif result.target == "mac":
+            note += "; stock attention (this model does not need the flash-decode kernel)"
+        return StepOutcome(outputs=result.files(), details=details, message=f"{result.name} ({note})")
