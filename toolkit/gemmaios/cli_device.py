@@ -1,0 +1,132 @@
+"""`gemmaios devices`, `deploy` and `bench`: the iPhone side of the CLI (gemmaios.device, gemmaios.bench)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import GemmaiosError
+
+UdidOpt = Annotated[str | None, typer.Option("--udid", help="device UDID (needed when several are attached)")]
+BuildDirOpt = Annotated[Path | None, typer.Option("--out", "-o", help="build folder (default: the only one under ./build)")]
+
+def _build_dir(out: Path | None) -> Path:
+    from .pipeline import Manifest
+
+    if out is not None:
+        if out.is_file():
+            raise typer.BadParameter(f"{out} is a file, not a build folder (one with build.json)", param_hint="--out")
+        if not (out / "build.json").is_file():
+            raise typer.BadParameter(f"{out} has no build.json; run `gemmaios build --out {out}` first", param_hint="--out")
+        Manifest(out)  # a damaged build.json is named here, not misread later as an empty build
+        return out
+    found = sorted(p.parent for p in Path("build").glob("*/build.json"))
+    if len(found) != 1:
+        listed = ", ".join(str(p) for p in found) or "none"
+        raise typer.BadParameter(f"choose the build folder (found: {listed})", param_hint="--out")
+    Manifest(found[0])
+    return found[0]
+
+
+def register(app: typer.Typer, console: Console, fail) -> None:
+    """Add the commands to the CLI's app; `fail` prints a named error and exits 2."""
+    @app.command()
+    def devices(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Attached iPhones: UDID, name, model, iOS, architecture class, Developer Mode, free space, battery."""
+        from .device import list_devices
+
+        try:
+            found = list_devices()
+        except GemmaiosError as exc:
+            fail(exc)
+        if as_json:
+            print(json.dumps([d.as_dict() for d in found], indent=2))
+            return
+        if not found:
+            console.print("no devices attached: connect an iPhone by USB, unlock it and tap Trust")
+            return
+        table = Table(title="devices")
+        for col in ("udid", "name", "model", "iOS", "arch", "dev mode", "free", "battery", "note"):
+            table.add_column(col, overflow="fold")
+        for d in found:
+            free = f"{d.free_bytes / (1 << 30):.1f} GiB" if d.free_bytes is not None else "?"
+            battery = f"{d.battery_level}%{' ⚡' if d.charging else ''}" if d.battery_level is not None else "?"
+            mode = {True: "on", False: "off", None: "?"}[d.developer_mode]
+            table.add_row(d.udid, d.name or "?", d.product_type or "?", d.ios_version or "?", d.arch or "?", mode, free,
+                          battery, d.problem or "")
+        Console().print(table)
+
+    @app.command()
+    def deploy(
+        udid: UdidOpt = None,
+        ipa: Annotated[Path | None, typer.Option("--ipa", exists=True, help="signed .ipa (or .app) to install")] = None,
+        out: BuildDirOpt = None,
+        verify: Annotated[bool, typer.Option("--verify/--no-verify", help="read pushed files back and check sha256")] = True,
+        allow_uncompiled: Annotated[bool, typer.Option(
+            "--allow-uncompiled", help="iOS: deploy a bundle that is not AOT-compiled for the build's --arch")] = False,
+        allow_tbl: Annotated[bool, typer.Option(
+            "--allow-tbl", help="iOS: deploy a --ple tbl bundle past the entitled-memory arithmetic")] = False,
+    ) -> None:
+        """Install the app and push the payload it reads from Documents (bundle location `documents`; nothing
+        when `bundled`). Resumable; skips identical files; records what was installed in <build>/deploy.json."""
+        from .contract import BUNDLED
+        from .device import deploy as run_deploy
+        from .device import rich_progress
+
+        try:
+            build_dir = _build_dir(out)
+            progress, close = rich_progress(console)
+            try:
+                result = run_deploy(build_dir, udid, ipa, verify=verify, progress=progress,
+                                    allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
+            finally:
+                close()
+        except GemmaiosError as exc:
+            fail(exc)
+        for warning in result.warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+        push = result.push
+        console.print(f"[green]✓[/green] {result.bundle_id} on {result.udid}: app {'installed' if result.installed else 'unchanged'}, "
+                      f"{len(push.pushed)} files pushed ({push.bytes_sent / (1 << 20):.1f} MiB), {len(push.skipped)} already there"
+                      + (f", {len(push.resumed)} resumed" if push.resumed else "")
+                      + (f", {len(push.resent)} re-sent after a failed read-back" if push.resent else "")
+                      + (f", {len(push.removed)} no longer in the build removed" if push.removed else "")
+                      + (" (bundle location bundled: the app carries the payload)" if result.location == BUNDLED else ""))
+
+    @app.command()
+    def bench(
+        udid: UdidOpt = None,
+        trials: Annotated[int, typer.Option("--trials", min=1, help="passes over the prompt set")] = 3,
+        timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="seconds to wait for the run to finish")] = 1800.0,
+        out: BuildDirOpt = None,
+        mount_ddi: Annotated[bool, typer.Option("--mount-ddi", help="mount the developer disk image if it is missing")] = False,
+        bundle_id: Annotated[str | None, typer.Option(
+            "--bundle-id", help="the installed app to run (default: what `gemmaios deploy` recorded)")] = None,
+    ) -> None:
+        """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
+        from .bench import BenchFailed
+        from .bench import bench as run_bench
+
+        try:
+            build_dir = _build_dir(out)
+            result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,
+                               status_fn=lambda msg: console.print(f"  {msg}"))
+        except BenchFailed as exc:
+            for warning in exc.result.warnings:
+                console.print(f"[yellow]warning:[/yellow] {warning}")
+            console.print(f"[red]bench failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        except GemmaiosError as exc:
+            fail(exc)
+        for warning in result.warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+        if result.validation != "ok" and not (result.validation or "").startswith("not validated"):
+            console.print(f"[red]the log of run {result.run_id} is not valid:[/red] {result.validation}\n  → {result.transcript}")
+            raise typer.Exit(1)
+        console.print(f"[green]✓[/green] run {result.run_id}: {result.prompts} prompt records, log in {result.transcript} "
+                      f"(validation: {result.validation})")

@@ -1,0 +1,152 @@
+"""`gemmaios report` and `gemmaios score`: judging and summarising bench transcripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .errors import GemmaiosError
+
+
+def register(app: typer.Typer, console: Console, fail) -> None:
+    """Add the commands to the CLI's app; `fail` prints a named error and exits 2."""
+    @app.command()
+    def report(
+        runs: Annotated[list[Path] | None, typer.Argument(help="run folders (build/<name>/runs/<stamp>-<udid>/) or .jsonl")] = None,
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="report folder (default: <build>/reports)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the JSON report on stdout")] = False,
+        junit: Annotated[Path | None, typer.Option("--junit", help="also write JUnit XML here (one testcase per gate)")] = None,
+        fail_under: Annotated[str | None, typer.Option("--fail-under", help="e.g. decode=12.5,prefill=18,headroom=1")] = None,
+        require_oracle: Annotated[str | None, typer.Option("--require-oracle", help="exact | near-tie")] = None,
+        compare_runs: Annotated[tuple[Path, Path] | None, typer.Option("--compare", help="A B: side by side, B vs A")] = None,
+        allow_different: Annotated[bool, typer.Option("--allow-different", help="compare different bundles/prompts")] = False,
+        bandwidth: Annotated[float | None, typer.Option("--bandwidth", help="memory bandwidth GB/s for the roofline")] = None,
+        bundle: Annotated[Path | None, typer.Option("--bundle", help="bundle folder the runs used (bandwidth facts)")] = None,
+        oracle: Annotated[Path | None, typer.Option("--oracle", help="oracle.json to score the runs against")] = None,
+        include_warmup: Annotated[bool, typer.Option("--include-warmup", help="count trial 0 in the tok/s figures")] = False,
+    ) -> None:
+        """Bench logs → Markdown + HTML (plots) + JSON report, JUnit gates; exit 1 when a gate fails."""
+        from . import report as rep
+
+        try:
+            paths = list(runs or []) + list(compare_runs or [])
+            if not paths:
+                raise rep.ReportError("no runs given", hint="gemmaios report <run-dir>... (or --compare A B)")
+            for p in paths:  # a folder with several transcripts would shift the --compare indices
+                if compare_runs and p in compare_runs and len(rep.transcript_paths(p)) != 1:
+                    raise rep.ReportError(f"--compare needs one transcript per side; {p} holds several",
+                                          hint="pass the .jsonl files themselves")
+            gates = rep.parse_fail_under(fail_under)  # option mistakes first, before any file is read
+            if bandwidth is not None and not bandwidth > 0:
+                raise typer.BadParameter(f"{bandwidth:g} GB/s; give the memory bandwidth as a positive number",
+                                         param_hint="--bandwidth")
+            if oracle is not None:  # named explicitly: a missing or damaged one is an error, not a warning
+                from .oracle import load_oracle
+
+                load_oracle(oracle)
+            data = rep.load_runs(paths, bundle_dir=bundle, oracle_path=oracle)
+            pair = (len(data) - 2, len(data) - 1) if compare_runs else None  # the compared pair is appended last
+            result = rep.build_report(data, scorer=rep.default_scorer(), bandwidth_gbps=bandwidth,
+                                      include_warmup=include_warmup, fail_under=gates,
+                                      require_oracle=require_oracle, compare_pair=pair, allow_different=allow_different)
+            files = rep.write_report(result, out or rep.default_out_dir(data), junit=junit)
+        except GemmaiosError as exc:
+            fail(exc)
+        if as_json:
+            print(files["json"].read_text())
+        table = Table(title="gemmaios report")
+        for col in ("run", "prefill tok/s", "decode tok/s", "TTFT s", "peak GB", "roofline", "gates"):
+            table.add_column(col, overflow="fold")
+        for s in result.runs:
+            failed = [g.name for g in s.gates if not g.passed]
+            eff = s.roofline.efficiency if s.roofline else None
+            table.add_row(s.label, rep.fmt(s.prefill_tok_s.median if s.prefill_tok_s else None),
+                          rep.fmt(s.decode_tok_s.median if s.decode_tok_s else None),
+                          rep.fmt(s.ttft_s.median if s.ttft_s else None, 3),
+                          rep.fmt(s.peak_footprint_bytes / 1e9 if s.peak_footprint_bytes else None, 2),
+                          f"{eff:.0%}" if eff is not None else "—",
+                          "[green]pass[/]" if not failed else f"[red]FAIL: {', '.join(failed)}[/]")
+        console.print(table)
+        console.print("wrote " + ", ".join(str(p) for p in files.values()))
+        for s in result.runs:  # why each gate failed, so a damaged log is not only a "FAIL" in a table cell
+            for gate in (g for g in s.gates if not g.passed):
+                console.print(f"[red]✗[/red] {escape(s.label)}: {escape(gate.name)}: {escape(gate.detail)}")
+            if not s.valid:
+                console.print("  → the transcript is damaged or is not a `gemmaios bench` log; pass the .jsonl that "
+                              "`gemmaios bench` pulled into <build>/runs/, or run the bench again")
+        if not result.passed:
+            raise typer.Exit(1)
+
+
+
+    @app.command()
+    def score(
+        transcript: Annotated[Path, typer.Argument(help="device transcript (JSON lines)")],
+        against: Annotated[Path | None, typer.Option("--against", help="second transcript: run-vs-run determinism")] = None,
+        build_dir: Annotated[Path | None, typer.Option("--build", help="build folder whose oracle/oracle.json to score against")] = None,
+        oracle_file: Annotated[Path | None, typer.Option("--oracle", help="an oracle.json (instead of --build)")] = None,
+        near_tie: Annotated[float, typer.Option("--near-tie", min=0.0, help="oracle top-1/top-2 margin below which a flip is a near-tie")] = 0.1,
+        model: Annotated[str | None, typer.Option("--model", "-m", help="checkpoint to teacher-force diverged runs through")] = None,
+    ) -> None:
+        """Score a device transcript: exact match vs the fp32 oracle, and/or token identity vs another run.
+
+        With neither --build/--oracle nor --against, the transcript's trials are compared with its first trial.
+        """
+        from .oracle import (
+            ORACLE_FILE,
+            ReferenceModel,
+            compare_runs,
+            compare_trials,
+            explain_divergences,
+            load_oracle,
+            score_against_oracle,
+        )
+        from .transcript import read_transcript
+
+        if build_dir and oracle_file:
+            raise typer.BadParameter("give either --build or --oracle, not both (--build reads <build>/oracle/oracle.json)",
+                                     param_hint="--oracle")
+        if model and not (build_dir or oracle_file):
+            raise typer.BadParameter("--model explains divergences from the oracle: add --build or --oracle",
+                                     param_hint="--model")
+        try:
+            run = read_transcript(transcript)
+            passed = True
+            out = Console()
+            if build_dir or oracle_file:
+                result = score_against_oracle(run, load_oracle(oracle_file or build_dir / ORACLE_FILE), near_tie_margin=near_tie)
+                if model and result.failures + result.near_ties:
+                    explain_divergences(result, run, ReferenceModel.load(model))
+                table = Table(title=f"{transcript.name} vs fp32 oracle")
+                for col in ("trial", "#", "prompt", "verdict", "at", "oracle→run", "margin", "rank", "top-1 after"):
+                    table.add_column(col, no_wrap=col in ("verdict", "margin"), overflow="fold")
+                for p in result.prompts:
+                    style = {"exact": "green", "near-tie": "yellow"}.get(p.verdict, "red")
+                    swap = f"{p.expected}→{p.got}" if p.expected is not None else ""
+                    table.add_row(str(p.trial), str(p.index), p.prompt_id, f"[{style}]{p.verdict}[/]",
+                                  "" if p.divergence is None else str(p.divergence), swap,
+                                  "" if p.margin is None else f"{p.margin:.3g}",
+                                  "" if p.got_rank is None else str(p.got_rank + 1),
+                                  "" if p.after_divergence is None else "{}/{}".format(*p.after_divergence))
+                out.print(table)
+                for warning in result.warnings:
+                    console.print(f"[yellow]warning:[/yellow] {warning}")
+                print(result.summary)
+                passed &= result.passed
+            if against or not (build_dir or oracle_file):
+                det = (compare_runs(run, read_transcript(against), labels=(transcript.name, against.name))
+                       if against else compare_trials(run))
+                if not det.total:
+                    console.print(f"[yellow]{transcript.name} has a single trial: nothing to compare it with[/yellow]")
+                else:
+                    print(det.summary)
+                    passed &= det.passed
+        except GemmaiosError as exc:
+            fail(exc)
+        if not passed:
+            raise typer.Exit(1)
