@@ -62,7 +62,7 @@ def export_program(
     """
     import coreai_torch
 
-    from .decode_model import export_graph
+    from ..decode_model import export_graph
 
     graph = export_graph(model).eval()
     functions = [("main", 1)] + [(prefill_function_name(c), c) for c in prefill_chunks]

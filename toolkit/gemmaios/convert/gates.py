@@ -68,7 +68,7 @@ def run_parity_gates(
     table), bounded for the coarser of the two.
     """
     head_quant = resolve_head_quant(quant, head_quant)
-    from . import parity
+    from .. import parity
 
     spec = DecodeSpec.from_text_config(checkpoint.text_config)
     prompts = parity.encode_prompts(checkpoint)

@@ -70,7 +70,7 @@ class ConvertStep(Step):
 
         def gate_progress(n: int = 1) -> None:
             if "advance" not in gate_bar:
-                from .oracle import load_oracle
+                from ..oracle import load_oracle
 
                 total = len(load_oracle(ctx.path(ORACLE_FILE)).prompts)
                 gate_bar["cm"] = ctx.progress("bundle run (Core AI runtime)", total=total)

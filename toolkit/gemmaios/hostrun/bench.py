@@ -39,7 +39,7 @@ class BundleTokenizer:
         self.eos_ids = sorted(eos)
 
     def encode(self, text: str, chat: bool = True) -> list[int]:
-        from .oracle import Prompt, encode_prompt
+        from ..oracle import Prompt, encode_prompt
 
         return encode_prompt(self.tokenizer, Prompt("prompt", text), chat, where=self.tokenizer.name_or_path)
 
@@ -68,9 +68,9 @@ def host_bench(
     The transcript has the app's format (platform `host-runtime`), so `gemmaios score` and
     `gemmaios report` read it unchanged; it is scored against the oracle here too.
     """
-    from .oracle import ORACLE_FILE, load_oracle, score_against_oracle
-    from .pipeline import write_json_atomic
-    from .transcript import read_transcript, write_transcript
+    from ..oracle import ORACLE_FILE, load_oracle, score_against_oracle
+    from ..pipeline import write_json_atomic
+    from ..transcript import read_transcript, write_transcript
 
     build_dir = Path(build_dir)
     bundle_dir = Path(bundle_dir) if bundle_dir else find_bundle(build_dir)

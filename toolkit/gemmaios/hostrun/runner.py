@@ -58,7 +58,7 @@ class BundleRunner:
             raise
 
     def _open_tables(self, tables_dir: Path | None, ple: str) -> None:
-        from .tables import PleTables, TablesError
+        from ..tables import PleTables, TablesError
 
         if tables_dir is None or not Path(tables_dir).is_dir():
             raise HostRunError(f"{self.bundle.name} takes per-layer embeddings ({ple}) and no PLE tables were given"

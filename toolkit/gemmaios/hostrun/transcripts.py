@@ -77,7 +77,7 @@ def transcript_records(
 
 
 def _schema() -> str:
-    from .transcript import SCHEMA
+    from ..transcript import SCHEMA
 
     return SCHEMA
 
