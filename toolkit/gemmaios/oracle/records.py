@@ -1,4 +1,6 @@
-"""The oracle file (oracle/oracle.json, schema gemmaios.oracle/1): per-prompt tokens and top-k logits, written and read back strictly."""
+"""The oracle file (oracle/oracle.json, schema gemmaios.oracle/1): per-prompt tokens and top-k logits, written
+and read back strictly.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The fp32 reference: the Hugging Face Gemma 4 text decoder run greedy (`run_oracle`) or teacher-forced, and the torch device check."""
+"""The fp32 reference: the Hugging Face Gemma 4 text decoder run greedy (`run_oracle`) or teacher-forced, and
+the torch device check.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Device generations against the oracle: exact matches, where each divergence starts, and whether it started at a near-tie."""
+"""Device generations against the oracle: exact matches, where each divergence starts, and whether it started
+at a near-tie.
+"""
 
 from __future__ import annotations
 

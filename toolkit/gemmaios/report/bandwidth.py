@@ -1,4 +1,6 @@
-"""The bandwidth (roofline) model: bytes streamed per decoded token against the architecture's memory bandwidth."""
+"""The bandwidth (roofline) model: bytes streamed per decoded token against the architecture's memory
+bandwidth.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..archs import get_arch
 from ..errors import GemmaiosError
-from ..roofline import (
-    bytes_per_decoded_token,
-    roofline_tok_s,
-)
+from ..roofline import bytes_per_decoded_token, roofline_tok_s
 from ..transcript import PromptRecord
 from .runs import RunData
 

@@ -1,4 +1,5 @@
-"""The report as a whole: every run summarised, gated, cross-checked for determinism and optionally compared."""
+"""The report as a whole: every run summarised, gated, cross-checked for determinism and optionally compared.
+"""
 
 from __future__ import annotations
 

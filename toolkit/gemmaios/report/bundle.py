@@ -1,4 +1,6 @@
-"""Bundle facts the roofline needs (weight, KV and PLE bytes), read from a build folder's manifest or a bundle's metadata.json."""
+"""Bundle facts the roofline needs (weight, KV and PLE bytes), read from a build folder's manifest or a
+bundle's metadata.json.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +13,7 @@ from typing import Any
 
 from ..pipeline import sha256_file
 from ..registry import MODELS
-from ..roofline import (
-    GB,
-    estimate_weight_bytes,
-    ple_row_bytes,
-)
+from ..roofline import GB, estimate_weight_bytes, ple_row_bytes
 from ..transcript import Transcript
 from .errors import ReportError
 

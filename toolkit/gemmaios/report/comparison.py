@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..roofline import (
-    GB,
-)
+from ..roofline import GB
 from .errors import IncomparableRuns
 from .summary import RunSummary
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..roofline import (
-    GB,
-)
+from ..roofline import GB
 from .errors import ReportError
 from .summary import Gate, RunSummary
 

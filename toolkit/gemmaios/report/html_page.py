@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
-from ..roofline import (
-    GB,
-)
+from ..roofline import GB
 from .build import Report
 from .markdown import fmt, headline_rows
 from .summary import DEFINITIONS, RunSummary

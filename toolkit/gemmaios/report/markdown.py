@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..roofline import (
-    GB,
-)
+from ..roofline import GB
 from .build import Report
 from .comparison import Comparison
 from .summary import DEFINITIONS, RunSummary, Stat

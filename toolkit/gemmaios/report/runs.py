@@ -1,4 +1,6 @@
-"""Loading runs: transcripts read strictly (a damaged log becomes an *invalid* run, never skipped), with their build folder's bundle facts and oracle."""
+"""Loading runs: transcripts read strictly (a damaged log becomes an *invalid* run, never skipped), with their
+build folder's bundle facts and oracle.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..roofline import (
-    RooflineError,
-)
+from ..roofline import RooflineError
 from ..transcript import Transcript, TranscriptError, read_transcript
 from .bundle import BundleFacts, _bundle_facts, _manifest, _step_details
 from .errors import ReportError

@@ -1,4 +1,6 @@
-"""One run → the figures the model cards publish (tok/s, TTFT, load, footprint, settledness, scores), measured the same way every time (see DEFINITIONS)."""
+"""One run → the figures the model cards publish (tok/s, TTFT, load, footprint, settledness, scores), measured
+the same way every time (see DEFINITIONS).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +12,7 @@ from typing import Any
 
 from ..archs import get_arch
 from ..errors import GemmaiosError
-from ..roofline import (
-    GB,
-)
+from ..roofline import GB
 from ..transcript import PromptRecord, Transcript
 from .bandwidth import Roofline, _roofline
 from .runs import RunData
