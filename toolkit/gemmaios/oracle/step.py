@@ -1,0 +1,51 @@
+"""The `oracle` pipeline step: runs the reference on the build's checkpoint and records oracle/oracle.json."""
+
+from __future__ import annotations
+
+from ..pipeline import BuildContext, Step, StepOutcome
+from .prompts import PromptSet, load_prompt_set
+from .records import DEFAULT_TOP_K, ORACLE_FILE, ORACLE_SCHEMA
+from .reference import _tool_versions, check_torch_device, run_oracle
+
+
+class OracleStep(Step):
+    name = "oracle"
+    title = "fp32 Hugging Face reference generations"
+
+    def _settings(self, ctx: BuildContext) -> tuple[PromptSet, int, int, str]:
+        prompt_set = load_prompt_set(ctx.options.prompts_file)
+        top_k = int(ctx.options.extra.get("oracle_top_k", DEFAULT_TOP_K))
+        device = check_torch_device(str(ctx.options.extra.get("oracle_device", "cpu")))
+        return prompt_set, ctx.options.oracle_tokens, top_k, device
+
+    def inputs(self, ctx: BuildContext) -> dict:
+        prompt_set, tokens, top_k, device = self._settings(ctx)
+        ckpt = ctx.checkpoint
+        return {
+            "schema": ORACLE_SCHEMA,
+            "model": ctx.options.model,
+            "revision": ckpt.revision,
+            "checkpoint": ckpt.fingerprint(),
+            "prompt_set": prompt_set.header(),
+            "chat_template": prompt_set.chat_template,
+            "max_new_tokens": tokens,
+            "top_k": top_k,
+            "device": device,
+            # the reference is whatever this transformers/torch computes
+            "tools": _tool_versions(),
+        }
+
+    def run(self, ctx: BuildContext) -> StepOutcome:
+        prompt_set, tokens, top_k, device = self._settings(ctx)
+        path = ctx.path(ORACLE_FILE)
+        with ctx.progress(f"oracle: {len(prompt_set.prompts)} prompts × {tokens} tokens",
+                          len(prompt_set.prompts) * tokens) as advance:
+            oracle = run_oracle(ctx.checkpoint, prompt_set, tokens, top_k=top_k, progress=advance,
+                                device=device, out=path)
+        eos_hits = sum(p.first_eos is not None for p in oracle.prompts)
+        return StepOutcome(
+            outputs=[path],
+            details={"oracle": ORACLE_FILE, "prompt_set": prompt_set.header(), "max_new_tokens": tokens,
+                     "top_k": top_k, "min_margin": oracle.min_margin, "prompts_reaching_eos": eos_hits},
+            message=f"{len(oracle.prompts)} prompts × {tokens} tokens, min top-1/top-2 margin {oracle.min_margin:.3g}",
+        )

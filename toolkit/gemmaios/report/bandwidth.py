@@ -1,0 +1,79 @@
+"""The bandwidth (roofline) model: bytes streamed per decoded token against the architecture's memory
+bandwidth.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..archs import get_arch
+from ..errors import GemmaiosError
+from ..roofline import bytes_per_decoded_token, roofline_tok_s
+from ..transcript import PromptRecord
+from .runs import RunData
+
+if TYPE_CHECKING:
+    from .summary import RunSummary
+
+
+@dataclass
+class Roofline:
+    weight_bytes: int
+    kv_bytes: float
+    ple_row_bytes: int
+    context: float
+    bytes_per_token: float
+    bandwidth_gbps: float | None
+    bandwidth_kind: str  # "peak (arch registry)" | "observed effective (arch registry)" | "--bandwidth"
+    roofline_tok_s: float | None
+    efficiency: float | None  # measured decode median / roofline
+    source: str
+    note: str = ""
+
+
+def _mean_decode_context(prompts: list[PromptRecord]) -> float:
+    """Mean cached positions while decoding: token i after the first sees prompt + 1 + i."""
+    total = sum(p.decode_tokens for p in prompts)
+    if not total:
+        return float(statistics.mean(p.prefill_tokens for p in prompts)) if prompts else 0.0
+    # Σ_i (P + 1 + i) for i in 0..n-1 = n (P + 1) + n (n - 1) / 2
+    weighted = sum(p.decode_tokens * (p.prefill_tokens + 1) + p.decode_tokens * (p.decode_tokens - 1) / 2
+                   for p in prompts)
+    return weighted / total
+
+
+def _bandwidth(arch_name: str | None, override: float | None) -> tuple[float | None, str, str]:
+    if override is not None:
+        return override, "--bandwidth", ""
+    if not arch_name:
+        return None, "", "the transcript names no device arch: pass --bandwidth GBPS for the roofline"
+    try:
+        arch = get_arch(arch_name)
+    except GemmaiosError:
+        return None, "", f"arch {arch_name!r} is not in the registry: pass --bandwidth GBPS for the roofline"
+    if arch.bandwidth_gbps is not None:
+        return arch.bandwidth_gbps, f"peak ({arch_name}, arch registry)", ""
+    observed = getattr(arch, "observed_bandwidth_gbps", None)
+    if observed is not None:
+        return observed, f"observed effective ({arch_name}, arch registry; no published peak)", ""
+    return None, "", (f"the roofline needs a bandwidth figure: the registry has none for {arch_name!r}; "
+                      "pass --bandwidth GBPS")
+
+
+def _roofline(s: RunSummary, run: RunData, rows: list[PromptRecord], override: float | None) -> Roofline | None:
+    if run.bundle is None:
+        s.info("bandwidth model not computed: " + (run.bundle_note or "no bundle facts"))
+        return None
+    b = run.bundle
+    ctx = _mean_decode_context(rows)
+    total = bytes_per_decoded_token(b.weight_bytes, b.kv_bytes_per_position, ctx, b.ple_row_bytes)
+    bw, kind, note = _bandwidth(s.device.get("arch"), override)
+    roof = roofline_tok_s(total, bw) if bw else None
+    eff = s.decode_tok_s.median / roof if roof and s.decode_tok_s else None
+    if note:
+        s.info(note)
+    return Roofline(weight_bytes=b.weight_bytes, kv_bytes=b.kv_bytes_per_position * ctx, ple_row_bytes=b.ple_row_bytes,
+                    context=ctx, bytes_per_token=total, bandwidth_gbps=bw, bandwidth_kind=kind, roofline_tok_s=roof,
+                    efficiency=eff, source=b.source, note=note)

@@ -1,0 +1,62 @@
+"""CI gates: `--fail-under` thresholds and the oracle/determinism requirements, checked against a summary."""
+
+from __future__ import annotations
+
+from ..roofline import GB
+from .errors import ReportError
+from .summary import Gate, RunSummary
+
+GATE_KEYS = {"decode": "decode tok/s median", "prefill": "prefill tok/s median",
+             "headroom": "headroom GB", "efficiency": "roofline efficiency %"}
+
+
+def parse_fail_under(text: str | None) -> dict[str, float]:
+    """`decode=12.5,prefill=18` → {"decode": 12.5, "prefill": 18.0}."""
+    out: dict[str, float] = {}
+    for item in filter(None, (x.strip() for x in (text or "").split(","))):
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or key.strip() not in GATE_KEYS:
+                raise ValueError
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise ReportError(f"--fail-under item {item!r} is not KEY=NUMBER with KEY one of {', '.join(GATE_KEYS)}",
+                              hint="e.g. --fail-under decode=12.5,prefill=18,headroom=1.0") from None
+    return out
+
+
+def _metric(s: RunSummary, key: str) -> float | None:
+    if key == "decode":
+        return s.decode_tok_s.median if s.decode_tok_s else None
+    if key == "prefill":
+        return s.prefill_tok_s.median if s.prefill_tok_s else None
+    if key == "headroom":
+        return s.headroom_bytes / GB if s.headroom_bytes is not None else None
+    if key == "efficiency":
+        return s.roofline.efficiency * 100 if s.roofline and s.roofline.efficiency is not None else None
+    raise KeyError(key)
+
+
+def apply_gates(s: RunSummary, fail_under: dict[str, float] | None = None,
+                require_oracle: str | None = None) -> list[Gate]:
+    """A valid transcript and a finished run always gate; thresholds and the oracle when asked."""
+    gates = [Gate("transcript valid", s.valid, "ok" if s.valid else f"line {s.error_line}: {s.error}")]
+    if s.valid:
+        gates.append(Gate("run completed", s.complete, "footer written" if s.complete
+                          else "no footer: crash, jetsam kill or timeout"))
+    for key, threshold in (fail_under or {}).items():
+        value = _metric(s, key) if s.valid else None
+        if value is None:
+            gates.append(Gate(f"{key} >= {threshold:g}", False, f"{GATE_KEYS[key]} not available"))
+        else:
+            gates.append(Gate(f"{key} >= {threshold:g}", value >= threshold, f"{GATE_KEYS[key]} = {value:.3g}"))
+    if require_oracle:
+        if require_oracle not in ("exact", "near-tie"):
+            raise ReportError(f"--require-oracle {require_oracle!r}", hint="use `exact` or `near-tie`")
+        if s.oracle is None:
+            gates.append(Gate(f"oracle {require_oracle}", False, "no oracle score (oracle.json or gemmaios.oracle missing)"))
+        else:
+            ok = s.oracle.exact if require_oracle == "exact" else s.oracle.passed
+            gates.append(Gate(f"oracle {require_oracle}", ok, s.oracle.summary))
+    s.gates = gates
+    return gates

@@ -1,0 +1,116 @@
+"""The self-contained HTML report, its plots inlined as PNG (matplotlib, imported only when plotting)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from ..roofline import GB
+from .build import Report
+from .markdown import fmt, headline_rows
+from .summary import DEFINITIONS, RunSummary
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(s: RunSummary) -> dict[str, str]:
+    """Base64 PNGs: tok/s per trial, footprint over time, decode rate vs context position."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    out: dict[str, str] = {}
+    trials = s.series.get("trials") or []
+    if trials:
+        fig = Figure(figsize=(6, 3.2))
+        ax = fig.subplots()
+        xs = [t[0] for t in trials]
+        width = 0.38
+        ax.bar([x - width / 2 for x in xs], [t[1] or 0 for t in trials], width, label="prefill", color="#4c78a8")
+        ax.bar([x + width / 2 for x in xs], [t[2] or 0 for t in trials], width, label="decode", color="#f58518")
+        for x, *_rest, warm in trials:
+            if warm:
+                ax.annotate("warm-up", (x, 0), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+        ax.set_xticks(xs)
+        ax.set_xlabel("trial")
+        ax.set_ylabel("tok/s")
+        ax.set_title("tok/s per trial")
+        ax.legend()
+        out["tok/s per trial"] = _png(fig)
+    memory = s.series.get("memory") or []
+    if memory:
+        fig = Figure(figsize=(6, 3.2))
+        ax = fig.subplots()
+        ax.plot([m[0] for m in memory], [m[1] / GB for m in memory], marker=".", label="phys_footprint")
+        if s.entitled_limit_bytes:
+            ax.axhline(s.entitled_limit_bytes / GB, color="#d62728", linestyle="--", label="entitled limit")
+        ax.set_xlabel("t (s, memory samples)")
+        ax.set_ylabel("GB")
+        ax.set_ylim(bottom=0)
+        ax.set_title("footprint over time")
+        ax.legend()
+        out["footprint over time"] = _png(fig)
+    points = s.series.get("decode_points") or []
+    if points:
+        fig = Figure(figsize=(6, 3.2))
+        ax = fig.subplots()
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=6, alpha=0.5, label="per token")
+        if s.roofline and s.roofline.roofline_tok_s:
+            ax.axhline(s.roofline.roofline_tok_s, color="#d62728", linestyle="--", label="roofline")
+        ax.set_xlabel("context position (cached tokens)")
+        ax.set_ylabel("decode tok/s")
+        ax.set_ylim(bottom=0)
+        ax.set_title("decode rate vs context position")
+        ax.legend()
+        out["decode rate vs context position"] = _png(fig)
+    return out
+
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>gemmaios bench report</title>
+<style>
+body{font:14px/1.45 -apple-system,system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f3f3f3}.fail{color:#b00020;font-weight:bold}.pass{color:#137333}
+.warning{color:#8a5300}.error{color:#b00020}.plots img{max-width:49%;margin:.3em 0}
+code{background:#f3f3f3;padding:0 .2em}
+</style></head><body>
+<h1>gemmaios bench report</h1>
+<p>Generated {{ report.generated_at }} by gemmaios {{ report.toolkit_version }}. Gates:
+<span class="{{ 'pass' if report.passed else 'fail' }}">{{ 'PASS' if report.passed else 'FAIL' }}</span></p>
+{% for s, rows, figs in runs %}
+<section class="run"><h2>{{ s.label }}</h2><p><code>{{ s.path }}</code></p>
+<table>{% for k, v in rows %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
+{% if s.per_trial %}<table><tr><th>trial</th><th>prompts</th><th>prefill tok/s</th><th>decode tok/s</th>
+<th>thermal</th><th></th></tr>{% for t in s.per_trial %}<tr><td>{{ t.trial }}</td><td>{{ t.prompts }}</td>
+<td>{{ fmt(t.prefill_tok_s) }}</td><td>{{ fmt(t.decode_tok_s) }}</td><td>{{ t.thermal }}</td>
+<td>{{ 'warm-up (excluded)' if t.warmup else '' }}</td></tr>{% endfor %}</table>{% endif %}
+{% if s.notes %}<ul>{% for n in s.notes %}<li class="{{ n.level }}">{{ n.level }}: {{ n.text }}</li>{% endfor %}</ul>{% endif %}
+{% if s.gates %}<table><tr><th>gate</th><th>result</th><th>detail</th></tr>{% for g in s.gates %}<tr><td>{{ g.name }}</td>
+<td class="{{ 'pass' if g.passed else 'fail' }}">{{ 'pass' if g.passed else 'FAIL' }}</td><td>{{ g.detail }}</td></tr>
+{% endfor %}</table>{% endif %}
+<div class="plots">{% for title, png in figs.items() %}<img alt="{{ title }}" title="{{ title }}"
+ src="data:image/png;base64,{{ png }}">{% endfor %}</div></section>
+{% endfor %}
+{% if c %}<section><h2>Comparison: B = {{ c.b }} vs A = {{ c.a }}</h2><table><tr><th>metric</th><th>A</th><th>B</th>
+<th>Δ</th><th>Δ %</th></tr>{% for r in c.rows %}<tr><td>{{ r.metric }}</td><td>{{ fmt(r.a, 2) }}</td>
+<td>{{ fmt(r.b, 2) }}</td><td>{{ fmt(r.delta, 2) }}</td><td>{{ fmt(r.delta_pct) }}</td></tr>{% endfor %}</table>
+{% if c.notes %}<ul>{% for n in c.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}</section>{% endif %}
+<h2>Definitions</h2><ul>{% for d in definitions %}<li>{{ d }}</li>{% endfor %}</ul>
+</body></html>
+"""
+
+
+def render_html(report: Report) -> str:
+    """A self-contained page: tables plus matplotlib plots inline as base64 PNG (no external files)."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True)
+    template = env.from_string(_HTML)
+    runs = [(s, headline_rows(s), plots(s) if s.valid else {}) for s in report.runs]
+    return template.render(report=report, runs=runs, c=report.comparison, definitions=DEFINITIONS, fmt=fmt)

@@ -1,0 +1,100 @@
+"""Number formatting shared by the renderers, the headline table, and the Markdown report."""
+
+from __future__ import annotations
+
+from ..roofline import GB
+from .build import Report
+from .comparison import Comparison
+from .summary import DEFINITIONS, RunSummary, Stat
+
+
+def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
+    return "—" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _gb(value: float | None) -> str:
+    return "—" if value is None else f"{value / GB:.2f} GB"
+
+
+def _stat(st: Stat | None, digits: int = 1) -> str:
+    return "—" if st is None else f"{st.median:.{digits}f} (min {st.min:.{digits}f}, max {st.max:.{digits}f}, n={st.n})"
+
+
+def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
+    """The per-run table shared by Markdown and HTML."""
+    if not s.valid:
+        return [("status", f"INVALID — line {s.error_line}: {s.error}")]
+    dev = s.device
+    rows = [
+        ("status", "complete" if s.complete else "INCOMPLETE (no footer: crash, jetsam kill or timeout)"),
+        ("device", f"{dev.get('name', '?')} · {dev.get('product_type', '?')} · {s.platform} {dev.get('os_version', '')}"
+                   f" · arch {dev.get('arch', '?')}"),
+        ("bundle", f"{s.bundle.get('name', '?')} ({s.bundle.get('quant', '?')}, PLE {s.bundle.get('ple', '?')})"),
+        ("prompt set", f"{s.prompt_set.get('name', '?')} · {s.prompt_set.get('count', '?')} prompts · "
+                       f"sha256 {str(s.prompt_set.get('sha256', ''))[:12]}"),
+        ("trials", f"measured {', '.join(map(str, s.measured_trials)) or '—'}; warm-up excluded "
+                   f"{', '.join(map(str, s.warmup_trials)) or 'none'} (of {s.trials_planned} planned)"),
+        ("prefill tok/s", _stat(s.prefill_tok_s)),
+        ("decode tok/s", _stat(s.decode_tok_s)),
+        ("time to first token s", _stat(s.ttft_s, 3)),
+        ("model load s", f"cold {fmt(s.load_cold_s, 2)}; warm {_stat(s.load_warm_s, 2)}"),
+        ("peak footprint", _gb(s.peak_footprint_bytes)),
+        ("headroom", f"{_gb(s.headroom_bytes)} vs entitled limit {_gb(s.entitled_limit_bytes)}"
+                     + (f"; OS-reported available min {_gb(s.min_available_bytes)}" if s.min_available_bytes else "")),
+        ("oracle", f"{s.oracle.label} — {s.oracle.summary}" if s.oracle else "—"),
+        ("determinism (trials)", f"{s.trial_determinism.label} — {s.trial_determinism.summary}"
+         if s.trial_determinism else "—"),
+    ]
+    rows += [("determinism (runs)", f"{d.label} — {d.summary}") for d in s.determinism]
+    if s.decode_step_fit:
+        f = s.decode_step_fit
+        rows.append(("decode step vs context", f"{f['intercept_ms']:.1f} ms + {f['ms_per_1k_positions']:.2f} ms per "
+                     f"1k cached positions (fit over {f['tokens']} tokens, positions {f['positions'][0]}–"
+                     f"{f['positions'][1]})"))
+    r = s.roofline
+    if r:
+        rows += [
+            ("bytes / decoded token", f"{r.bytes_per_token / GB:.3f} GB = weights {r.weight_bytes / GB:.3f} GB + KV "
+                                      f"{r.kv_bytes / 1e6:.1f} MB (mean context {r.context:.0f}) + PLE row "
+                                      f"{r.ple_row_bytes} B"),
+            ("roofline", f"{fmt(r.roofline_tok_s)} tok/s at {fmt(r.bandwidth_gbps)} GB/s ({r.bandwidth_kind}); efficiency "
+                         f"{fmt(r.efficiency * 100 if r.efficiency is not None else None)}%" if r.bandwidth_gbps
+             else r.note),
+            ("bandwidth facts", r.source),
+        ]
+    return rows
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: Report, plots_dir: str | None = None) -> str:
+    out = [f"# gemmaios bench report\n\nGenerated {report.generated_at} by gemmaios {report.toolkit_version}. "
+           f"Gates: **{'PASS' if report.passed else 'FAIL'}**.\n"]
+    for s in report.runs:
+        out.append(f"## {_md_escape(s.label)}\n\n`{s.path}`\n\n| | |\n|---|---|")
+        out += [f"| {k} | {_md_escape(v)} |" for k, v in headline_rows(s)]
+        if s.per_trial:
+            out.append("\n| trial | prompts | prefill tok/s | decode tok/s | thermal | |\n|---:|---:|---:|---:|---|---|")
+            out += [f"| {t.trial} | {t.prompts} | {fmt(t.prefill_tok_s)} | {fmt(t.decode_tok_s)} | {t.thermal} | "
+                    f"{'warm-up (excluded)' if t.warmup else ''} |" for t in s.per_trial]
+        if s.notes:
+            out.append("\n" + "\n".join(f"- **{n.level}**: {n.text}" for n in s.notes))
+        if s.gates:
+            out.append("\n| gate | result | detail |\n|---|---|---|")
+            out += [f"| {g.name} | {'pass' if g.passed else '**FAIL**'} | {_md_escape(g.detail)} |" for g in s.gates]
+        out.append("")
+    if report.comparison:
+        out.append(_comparison_md(report.comparison))
+    out.append("## Definitions\n\n" + "\n".join(f"- {d}" for d in DEFINITIONS) + "\n")
+    return "\n".join(out)
+
+
+def _comparison_md(c: Comparison) -> str:
+    lines = [f"## Comparison: B = {_md_escape(c.b)} vs A = {_md_escape(c.a)}\n",
+             "| metric | A | B | Δ | Δ % |", "|---|---:|---:|---:|---:|"]
+    for r in c.rows:
+        lines.append(f"| {r.metric} | {fmt(r.a, 2)} | {fmt(r.b, 2)} | {fmt(r.delta, 2)} | {fmt(r.delta_pct, 1)} |")
+    lines += [f"- {n}" for n in c.notes]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,102 @@
+"""Loading runs: transcripts read strictly (a damaged log becomes an *invalid* run, never skipped), with their
+build folder's bundle facts and oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..roofline import RooflineError
+from ..transcript import Transcript, TranscriptError, read_transcript
+from .bundle import BundleFacts, _bundle_facts, _manifest, _step_details
+from .errors import ReportError
+
+
+@dataclass
+class RunData:
+    """One transcript: parsed, or the error that stopped parsing it (the run is then invalid)."""
+
+    path: Path
+    transcript: Transcript | None = None
+    error: TranscriptError | None = None
+    bundle: BundleFacts | None = None
+    bundle_note: str = ""
+    oracle_path: Path | None = None
+    build_dir: Path | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.transcript is not None
+
+    @property
+    def label(self) -> str:
+        if self.transcript is not None:
+            dev = self.transcript.device
+            return f"{self.transcript.header['run_id']} ({dev.get('name') or dev.get('product_type', '?')})"
+        return self.path.name
+
+
+def transcript_paths(path: Path) -> list[Path]:
+    """A .jsonl file, or every *.jsonl in a run folder (sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(path.glob("*.jsonl"))
+        if not found:
+            raise ReportError(f"{path} holds no *.jsonl transcripts",
+                              hint="pass a run folder from `gemmaios bench` (build/<name>/runs/<stamp>-<udid>/)")
+        return found
+    raise ReportError(f"{path} does not exist", hint="pass a run folder or a transcript .jsonl")
+
+
+def find_build_dir(path: Path) -> Path | None:
+    """The build folder a run folder lives in (build/<slug>/runs/<stamp>/), if any."""
+    for parent in list(Path(path).resolve().parents)[:4]:
+        if (parent / "build.json").is_file():
+            return parent
+    return None
+
+
+def load_run(path: Path, *, bundle_dir: Path | None = None, oracle_path: Path | None = None) -> RunData:
+    """Read one transcript (or a run folder holding exactly one) with its bundle facts and oracle."""
+    paths = transcript_paths(path)
+    if len(paths) > 1:
+        raise ReportError(f"{path} holds {len(paths)} transcripts", hint="use load_runs, or pass one .jsonl")
+    return _load(paths[0], bundle_dir, oracle_path)
+
+
+def load_runs(paths: Iterable[Path], *, bundle_dir: Path | None = None,
+              oracle_path: Path | None = None) -> list[RunData]:
+    runs = [_load(p, bundle_dir, oracle_path) for path in paths for p in transcript_paths(path)]
+    if not runs:
+        raise ReportError("no runs given", hint="gemmaios report <run-dir>...")
+    return runs
+
+
+def _load(path: Path, bundle_dir: Path | None, oracle_path: Path | None) -> RunData:
+    run = RunData(path=Path(path), build_dir=find_build_dir(path))
+    try:
+        run.transcript = read_transcript(path)
+    except TranscriptError as exc:
+        run.error = exc
+        return run
+    manifest = _manifest(run.build_dir)
+    run.oracle_path = oracle_path or _oracle_in_build(run.build_dir, manifest)
+    try:
+        run.bundle, run.bundle_note = _bundle_facts(run.transcript, run.build_dir, manifest, bundle_dir)
+    except (ReportError, RooflineError) as exc:
+        if bundle_dir is not None:
+            raise  # asked for by name (--bundle): say so rather than report without it
+        run.bundle_note = str(exc).splitlines()[0]
+    return run
+
+
+def _oracle_in_build(build_dir: Path | None, manifest: dict) -> Path | None:
+    if build_dir is None:
+        return None
+    rel = _step_details(manifest, "oracle").get("oracle") or "oracle/oracle.json"
+    candidate = build_dir / rel
+    return candidate if candidate.is_file() else None

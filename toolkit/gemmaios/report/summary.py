@@ -1,0 +1,302 @@
+"""One run → the figures the model cards publish (tok/s, TTFT, load, footprint, settledness, scores), measured
+the same way every time (see DEFINITIONS).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..archs import get_arch
+from ..errors import GemmaiosError
+from ..roofline import GB
+from ..transcript import PromptRecord, Transcript
+from .bandwidth import Roofline, _roofline
+from .runs import RunData
+from .scoring import Score, Scorer
+
+# Settled-device rules (seed 002: "bench a settled device (a just-unlocked iPhone under-reads ~35%)").
+SETTLE_SECONDS = 300.0  # a run that starts sooner than this after unlock is not settled
+LOW_BATTERY = 0.20
+THROTTLED_STATES = ("serious", "critical")
+
+DEFINITIONS = [
+    "prefill tok/s = Σ prefill_tokens / Σ prefill_seconds over a trial's prompts: prompt tokens, timed from the "
+    "first engine call to the first logits.",
+    "decode tok/s = Σ decode_tokens / Σ decode_seconds over a trial's prompts: tokens after the first generated "
+    "one, timed from the first to the last generated token.",
+    "median / min / max are taken over the measured trials' rates; trial 0 is the warm-up and is excluded "
+    "whenever a later trial exists.",
+    "time to first token (TTFT) = the app's ttft_seconds per measured prompt (first engine call to the first generated token: prefill + first sample); median/min/max over prompts.",
+    "load: the first `load` record with cold=true is the cold load (on-device specialization / first map); "
+    "later loads are warm.",
+    "peak footprint = the largest phys_footprint over prompt records and memory samples; headroom = the "
+    "architecture's entitled limit − peak (1 GB = 1e9 bytes).",
+    "roofline tok/s = memory bandwidth / bytes streamed per decoded token (weights + KV at the mean decode "
+    "context + one PLE row); efficiency = measured decode median / roofline.",
+]
+
+
+@dataclass
+class Stat:
+    median: float
+    min: float
+    max: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat | None:
+        values = [v for v in values if v is not None]
+        return cls(statistics.median(values), min(values), max(values), len(values)) if values else None
+
+
+@dataclass
+class TrialRates:
+    trial: int
+    prompts: int
+    prefill_tok_s: float | None
+    decode_tok_s: float | None
+    warmup: bool
+    thermal: str
+
+
+@dataclass
+class Note:
+    level: str  # "error" | "warning" | "info"
+    text: str
+
+
+@dataclass
+class Gate:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class RunSummary:
+    label: str
+    path: str
+    valid: bool
+    complete: bool
+    run_id: str = ""
+    device: dict = field(default_factory=dict)
+    bundle: dict = field(default_factory=dict)
+    prompt_set: dict = field(default_factory=dict)
+    platform: str = ""
+    trials_planned: int = 0
+    measured_trials: list[int] = field(default_factory=list)
+    warmup_trials: list[int] = field(default_factory=list)
+    prompts_measured: int = 0
+    prefill_tok_s: Stat | None = None
+    decode_tok_s: Stat | None = None
+    ttft_s: Stat | None = None
+    per_trial: list[TrialRates] = field(default_factory=list)
+    load_cold_s: float | None = None
+    load_warm_s: Stat | None = None
+    peak_footprint_bytes: int | None = None
+    entitled_limit_bytes: float | None = None
+    headroom_bytes: float | None = None
+    min_available_bytes: int | None = None
+    roofline: Roofline | None = None
+    # seconds per decoded token ≈ intercept + slope × cached positions (least squares over measured tokens)
+    decode_step_fit: dict | None = None
+    oracle: Score | None = None
+    trial_determinism: Score | None = None
+    determinism: list[Score] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    error: str = ""
+    error_line: int | None = None
+    gates: list[Gate] = field(default_factory=list)
+    # plot series (kept out of the JSON)
+    series: dict = field(default_factory=dict, repr=False)
+
+    def warn(self, text: str) -> None:
+        self.notes.append(Note("warning", text))
+
+    def info(self, text: str) -> None:
+        self.notes.append(Note("info", text))
+
+
+def _rate(tokens: int, seconds: float) -> float | None:
+    return tokens / seconds if seconds > 0 else None
+
+
+def _trial_rates(prompts: list[PromptRecord], trial: int, warmup: bool) -> TrialRates:
+    states = [p.thermal_state for p in prompts if p.thermal_state]
+    worst = max(states, key=("nominal", "fair", "serious", "critical").index) if states else "unknown"
+    return TrialRates(
+        trial=trial,
+        prompts=len(prompts),
+        prefill_tok_s=_rate(sum(p.prefill_tokens for p in prompts), sum(p.prefill_seconds for p in prompts)),
+        decode_tok_s=_rate(sum(p.decode_tokens for p in prompts), sum(p.decode_seconds for p in prompts)),
+        warmup=warmup,
+        thermal=worst,
+    )
+
+
+def decode_step_fit(prompts: list[PromptRecord]) -> dict | None:
+    """Fit decode_token_seconds against context position: how much each cached token costs."""
+    xs, ys = [], []
+    for p in prompts:
+        for i, dt in enumerate(p.decode_token_seconds):
+            xs.append(p.prefill_tokens + 1 + i)
+            ys.append(dt)
+    if len(set(xs)) < 2:
+        return None
+    slope, intercept = statistics.linear_regression(xs, ys)
+    return {"intercept_ms": intercept * 1e3, "ms_per_1k_positions": slope * 1e6, "tokens": len(xs),
+            "positions": [min(xs), max(xs)]}
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: float | None = None,
+              include_warmup: bool = False) -> RunSummary:
+    """The published figures of one run, with notes on everything that qualifies them."""
+    if not run.valid:
+        assert run.error is not None
+        s = RunSummary(label=run.label, path=str(run.path), valid=False, complete=False,
+                       error=str(run.error).splitlines()[0], error_line=run.error.line)
+        s.notes.append(Note("error", f"invalid transcript, not summarised: {s.error}"))
+        return s
+    t = run.transcript
+    assert t is not None
+    h = t.header
+    s = RunSummary(label=run.label, path=str(run.path), valid=True, complete=t.complete, run_id=h["run_id"],
+                   device=dict(h["device"]), bundle=dict(h["bundle"]), prompt_set=dict(h["prompt_set"]),
+                   platform=h.get("platform", ""), trials_planned=h["trials"])
+    if not t.complete:
+        s.notes.append(Note("error", f"no footer: the run did not finish (crash, jetsam kill or timeout) after "
+                                     f"{len(t.prompts)} prompt record(s); figures cover what was recorded"))
+
+    trials = t.trials
+    warm = [] if include_warmup or len(trials) < 2 else [trials[0]]
+    measured = [n for n in trials if n not in warm]
+    s.warmup_trials, s.measured_trials = warm, measured
+    if len(trials) == 1 and not include_warmup:
+        s.info(f"only trial {trials[0]} was recorded: no warm-up trial could be excluded")
+    expected = h["prompt_set"].get("count")
+    for n in trials:
+        rows = t.trial(n)
+        s.per_trial.append(_trial_rates(rows, n, n in warm))
+        if expected and len(rows) < expected:
+            s.warn(f"trial {n} has {len(rows)} of {expected} prompts")
+    if trials and len(trials) < h["trials"] and t.complete:
+        s.warn(f"{len(trials)} of {h['trials']} planned trials recorded")
+    rows = [p for p in t.prompts if p.trial in measured]
+    s.prompts_measured = len(rows)
+    s.prefill_tok_s = Stat.of([r.prefill_tok_s for r in s.per_trial if not r.warmup])
+    s.decode_tok_s = Stat.of([r.decode_tok_s for r in s.per_trial if not r.warmup])
+    s.ttft_s = Stat.of([p.ttft_seconds for p in rows])
+
+    cold = [ld["seconds"] for ld in t.loads if ld["cold"]]
+    s.load_cold_s = cold[0] if cold else None
+    s.load_warm_s = Stat.of([ld["seconds"] for ld in t.loads if not ld["cold"]])
+
+    _memory(s, t)
+    _settled(s, t)
+    s.roofline = _roofline(s, run, rows, bandwidth_gbps)
+    if run.bundle_note:
+        s.warn(run.bundle_note)
+    _scores(s, run, scorer)
+    s.decode_step_fit = decode_step_fit(rows)
+    s.series = {
+        "trials": [(r.trial, r.prefill_tok_s, r.decode_tok_s, r.warmup) for r in s.per_trial],
+        "memory": sorted([(m["t"], m["phys_footprint_bytes"]) for m in t.memory]),
+        "decode_points": [(p.prefill_tokens + 1 + i, 1.0 / dt) for p in rows
+                          for i, dt in enumerate(p.decode_token_seconds) if dt > 0],
+    }
+    return s
+
+
+def _memory(s: RunSummary, t: Transcript) -> None:
+    peaks = [p.peak_phys_footprint_bytes for p in t.prompts if p.peak_phys_footprint_bytes is not None]
+    peaks += [m["phys_footprint_bytes"] for m in t.memory]
+    s.peak_footprint_bytes = max(peaks) if peaks else None
+    avail = [p.os_proc_available_memory_bytes for p in t.prompts if p.os_proc_available_memory_bytes is not None]
+    avail += [m["available_bytes"] for m in t.memory if isinstance(m.get("available_bytes"), int)]
+    s.min_available_bytes = min(avail) if avail else None
+    arch_name = s.device.get("arch")
+    limit = None
+    if arch_name:
+        try:
+            limit = get_arch(arch_name).entitled_limit_gb
+        except GemmaiosError:
+            s.warn(f"device arch {arch_name!r} is not in the architecture registry: no entitled limit")
+    if limit is not None:
+        s.entitled_limit_bytes = limit * GB
+        if s.peak_footprint_bytes is not None:
+            s.headroom_bytes = s.entitled_limit_bytes - s.peak_footprint_bytes
+            if s.headroom_bytes < 0:
+                s.warn("peak footprint exceeds the entitled limit: the app relied on the increased-memory "
+                       "entitlement (or was about to be killed)")
+    elif s.platform == "iOS":
+        s.info("no entitled limit known for this device's architecture: headroom not computed")
+
+
+def _settled(s: RunSummary, t: Transcript) -> None:
+    """Settled-device rules: thermal state, battery, and time since unlock."""
+    hot = sorted({p.thermal_state for p in t.prompts if p.thermal_state not in (None, "nominal")},
+                 key=("fair", "serious", "critical").index)
+    if hot:
+        trials = sorted({p.trial for p in t.prompts if p.thermal_state in hot})
+        throttled = any(state in THROTTLED_STATES for state in hot)
+        s.warn(f"thermal state {'/'.join(hot)} during trial(s) {', '.join(map(str, trials))}"
+               + (": the device was throttled, figures under-read a settled device" if throttled
+                  else ": above nominal, figures may under-read"))
+    f = t.footer or {}
+    level, state = f.get("battery_level"), f.get("battery_state")
+    if isinstance(level, (int, float)) and level >= 0 and level < LOW_BATTERY:
+        s.warn(f"battery at {level:.0%}: low-power behaviour may slow the run")
+    if state in ("charging", "full"):
+        s.warn(f"battery {state}: the device was plugged in (charging heat skews thermals); bench unplugged")
+    unlock = f.get("seconds_since_unlock")
+    if isinstance(unlock, (int, float)):
+        start, end = _parse_time(t.header.get("started_at")), _parse_time(f.get("ended_at"))
+        elapsed = (end - start).total_seconds() if start and end else 0.0
+        at_start = unlock - max(elapsed, 0.0)
+        if at_start < SETTLE_SECONDS:
+            s.warn(f"the run started {max(at_start, 0):.0f} s after unlock (< {SETTLE_SECONDS:.0f} s): a "
+                   "just-unlocked iPhone under-reads (~35% per the E4B card); let it settle and re-run")
+
+
+def _scores(s: RunSummary, run: RunData, scorer: Scorer | None) -> None:
+    assert run.transcript is not None
+    if scorer is None:
+        s.info("oracle and determinism scores unavailable: gemmaios.oracle is not installed")
+        return
+    if run.oracle_path is not None:
+        try:
+            s.oracle = scorer.oracle(run.transcript, run.oracle_path)
+        except GemmaiosError as exc:
+            s.warn(f"oracle scoring failed: {str(exc).splitlines()[0]}")
+    else:
+        s.info("no oracle.json found for this run (pass --oracle): oracle score not computed")
+    s.trial_determinism = scorer.trials(run.transcript)
+
+
+def cross_run_determinism(runs: list[RunData], summaries: list[RunSummary], scorer: Scorer | None) -> None:
+    """Every further valid run against the first valid run with the same prompt set (e.g. iPhone vs Mac)."""
+    if scorer is None:
+        return
+    valid = [(r, s) for r, s in zip(runs, summaries, strict=True) if r.valid]
+    if len(valid) < 2:
+        return
+    (ref, ref_s), rest = valid[0], valid[1:]
+    for run, summary in rest:
+        if summary.prompt_set.get("sha256") != ref_s.prompt_set.get("sha256"):
+            summary.warn(f"prompt set differs from {ref_s.label}: no run-vs-run determinism")
+            continue
+        assert run.transcript is not None and ref.transcript is not None
+        score = scorer.determinism(run.transcript, ref.transcript, labels=(summary.label, ref_s.label))
+        summary.determinism.append(score)
+        ref_s.determinism.append(score)
