@@ -149,7 +149,8 @@ class AppStep(Step):
         return all((project / dest).is_file() for dest in staged)
 
     def run(self, ctx: BuildContext) -> StepOutcome:
-        s = settings_from_build(ctx, self._overrides(ctx))
+        # The user's own values first: a mistyped option is named before the bundle is looked at.
+        s = settings_from_build(ctx, self._overrides(ctx)).validated()
         warnings = ios_payload_checks(ctx.build_dir, s)
         for warning in warnings:
             ctx.console.print(f"[yellow]  ! {warning}[/yellow]")
