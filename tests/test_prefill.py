@@ -28,33 +28,23 @@ from gemmaios.convert import (
 from gemmaios.decode_model import Gemma4Decode
 from gemmaios.oracle import ORACLE_FILE, load_oracle
 from gemmaios.pipeline import BuildOptions
-from gemmaios.steps import run_build
+from gemmaios.steps import BUNDLE_STEPS, run_build
 
 LADDER = "16,8"
 
 
 @pytest.fixture(scope="module")
 def gated_build(tmp_path_factory):
-    """The convert step with --prefill-chunk 16,8 on int4: parity gates (chunked gate 1 too) and the
-    runtime prefill gate on the oracle's prompts.
-
-    The bundle-run gate (oracle vs bundle) needs the trained tiny model; on the random-weight tiny
-    it is replaced by a stand-in that records it did not run.
-    """
+    """The convert step with --prefill-chunk 16,8 on int4: parity gates (chunked gate 1 too), the
+    bundle-run gate (the trained tiny's oracle) and the runtime prefill gate on the oracle's prompts."""
     out = tmp_path_factory.mktemp("prefill-build")
-
-    def no_bundle_run(*args, **kwargs):
-        return lambda staged: {"status": "not run", "summary": "not run in this test (random-weight tiny)"}
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(hostrun, "build_bundle_check", no_bundle_run)
-        _, reports = run_build(
-            BuildOptions(model="tiny", quant="int4", prefill_chunk=LADDER, max_context=256),
-            out,
-            only={"checkpoint", "tables", "oracle", "convert"},
-        )
+    _, reports = run_build(
+        BuildOptions(model="tiny", quant="int4", prefill_chunk=LADDER, max_context=256), out, only=BUNDLE_STEPS,
+    )
     failed = [r for r in reports if r.status == "failed"]
     assert not failed, failed[0].message
+    gates = json.loads((out / "build.json").read_text())["steps"]["convert"]["details"]["gates"]
+    assert gates["bundle_run"]["exact"] == 8, gates["bundle_run"]["summary"]  # a two-function bundle still runs main
     return out
 
 
