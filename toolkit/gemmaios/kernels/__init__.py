@@ -55,13 +55,20 @@ itself can only be checked on a Mac (Metal does not compile on Linux); the tests
 source on a CPU stand-in of Metal's execution model (``tests/msl_host``) and get the model's
 output to within 1 fp16 ulp.
 
-Layout, one concern per module (every public name is re-exported here, so `gemmaios.kernels.X` keeps working):
-- `spec`: The kernels as registered: variants, entry names, tensors, thread attributes, dispatch; and the kernels' named errors.
-- `source`: The .metal source (kernels/flash_decode_sdpa.metal): helpers + one body per [[kernel]], parsed and checked against the registered specs.
-- `model`: numpy model of the kernels' exact algorithm, the float64 reference (naive_sdpa) and the error bound (derived in the package docstring).
-- `configs`: Which Gemma 4 configs and layers need the flash-decode kernel (the stock SDPA's full-layer query limit).
-- `wiring`: Torch / Core AI wiring: registration with coreai_torch.TorchMetalKernel and the torch-callable full_attention_sdpa hook.
-- `placement`: What a converted program runs for attention, and the check that every full layer uses the kernel.
+Layout, one concern per module (every public name is re-exported here, so
+`gemmaios.kernels.X` keeps working):
+- `spec`: The kernels as registered: variants, entry names, tensors, thread attributes, dispatch; and the
+  kernels' named errors.
+- `source`: The .metal source (kernels/flash_decode_sdpa.metal): helpers + one body per [[kernel]], parsed and
+  checked against the registered specs.
+- `model`: numpy model of the kernels' exact algorithm, the float64 reference (naive_sdpa) and the error bound
+  (derived in the package docstring).
+- `configs`: Which Gemma 4 configs and layers need the flash-decode kernel (the stock SDPA's full-layer query
+  limit).
+- `wiring`: Torch / Core AI wiring: registration with coreai_torch.TorchMetalKernel and the torch-callable
+  full_attention_sdpa hook.
+- `placement`: What a converted program runs for attention, and the check that every full layer uses the
+  kernel.
 """
 
 from .configs import STOCK_SDPA_MAX_QUERY_ELEMENTS, full_attention_layers, needs_flash_decode
