@@ -136,7 +136,7 @@ def test_a_crash_mid_step_leaves_no_half_written_files(tmp_path, tiny_checkpoint
     def broken_quantize(*args, **kwargs):
         raise RuntimeError("injected crash in the tables step")
 
-    monkeypatch.setattr(tables, "quantize_rows", broken_quantize)
+    monkeypatch.setattr(tables.writer, "quantize_rows", broken_quantize)  # where the writer looks it up
     argv = ["tables", "--model", str(tiny_checkpoint.path), "--out", str(out)]
     code, output = run_main(argv, capsys)
     assert code == crash.CRASH_EXIT, output

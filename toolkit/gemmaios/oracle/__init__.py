@@ -11,13 +11,19 @@ The oracle decodes the full N tokens without stopping at EOS, because the device
 a fixed N too; a device run that stops early at an EOS the oracle also produced still counts
 as exact.
 
-Layout, one concern per module (every public name is re-exported here, so `gemmaios.oracle.X` keeps working):
+Layout, one concern per module (every public name is re-exported here, so
+`gemmaios.oracle.X` keeps working):
 - `prompts`: Prompt sets: the built-in set and user YAML files (`prompts: [{id, text}]`), validated strictly.
-- `records`: The oracle file (oracle/oracle.json, schema gemmaios.oracle/1): per-prompt tokens and top-k logits, written and read back strictly.
-- `reference`: The fp32 reference: the Hugging Face Gemma 4 text decoder run greedy (`run_oracle`) or teacher-forced, and the torch device check.
-- `scoring`: Device generations against the oracle: exact matches, where each divergence starts, and whether it started at a near-tie.
-- `determinism`: Run-vs-run and trial-vs-trial determinism, judged token by token the same way as the oracle score.
-- `step`: The `oracle` pipeline step: runs the reference on the build's checkpoint and records oracle/oracle.json.
+- `records`: The oracle file (oracle/oracle.json, schema gemmaios.oracle/1): per-prompt tokens and top-k
+  logits, written and read back strictly.
+- `reference`: The fp32 reference: the Hugging Face Gemma 4 text decoder run greedy (`run_oracle`) or
+  teacher-forced, and the torch device check.
+- `scoring`: Device generations against the oracle: exact matches, where each divergence starts, and whether
+  it started at a near-tie.
+- `determinism`: Run-vs-run and trial-vs-trial determinism, judged token by token the same way as the oracle
+  score.
+- `step`: The `oracle` pipeline step: runs the reference on the build's checkpoint and records
+  oracle/oracle.json.
 """
 
 from .determinism import DeterminismScore, PairScore, compare_runs, compare_trials

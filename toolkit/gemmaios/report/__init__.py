@@ -6,19 +6,28 @@ the model cards publish, measured the same way every time (see DEFINITIONS), `ga
 them against CI thresholds, `compare` puts two runs side by side, and the `render_*`
 functions write Markdown, a self-contained HTML page (plots inline), JSON and JUnit XML.
 
-Layout, one concern per module (everything is re-exported here, so `gemmaios.report.X` keeps working):
+Layout, one concern per module (every public name is re-exported here, so
+`gemmaios.report.X` keeps working):
 - `errors`: The report's named errors.
 - `scoring`: Oracle and determinism verdicts as the report shows them, and the adapter over gemmaios.oracle.
-- `bundle`: Bundle facts the roofline needs (weight, KV and PLE bytes), read from a build folder's manifest or a bundle's metadata.json.
-- `runs`: Loading runs: transcripts read strictly (a damaged log becomes an *invalid* run, never skipped), with their build folder's bundle facts and oracle.
-- `summary`: One run → the figures the model cards publish (tok/s, TTFT, load, footprint, settledness, scores), measured the same way every time (see DEFINITIONS).
-- `bandwidth`: The bandwidth (roofline) model: bytes streamed per decoded token against the architecture's memory bandwidth.
-- `gates`: CI gates: `--fail-under` thresholds and the oracle/determinism requirements, checked against a summary.
-- `comparison`: Two runs side by side (`gemmaios report --compare`), refused when their prompt sets or bundles differ.
-- `build`: The report as a whole: every run summarised, gated, cross-checked for determinism and optionally compared.
+- `bundle`: Bundle facts the roofline needs (weight, KV and PLE bytes), read from a build folder's manifest or
+  a bundle's metadata.json.
+- `runs`: Loading runs: transcripts read strictly (a damaged log becomes an *invalid* run, never skipped),
+  with their build folder's bundle facts and oracle.
+- `summary`: One run → the figures the model cards publish (tok/s, TTFT, load, footprint, settledness,
+  scores), measured the same way every time (see DEFINITIONS).
+- `bandwidth`: The bandwidth (roofline) model: bytes streamed per decoded token against the architecture's
+  memory bandwidth.
+- `gates`: CI gates: `--fail-under` thresholds and the oracle/determinism requirements, checked against a
+  summary.
+- `comparison`: Two runs side by side (`gemmaios report --compare`), refused when their prompt sets or bundles
+  differ.
+- `build`: The report as a whole: every run summarised, gated, cross-checked for determinism and optionally
+  compared.
 - `markdown`: Number formatting shared by the renderers, the headline table, and the Markdown report.
 - `machine`: Machine-readable renderers: JSON (schema gemmaios.report/1) and JUnit XML for CI.
-- `html_page`: The self-contained HTML report, its plots inlined as PNG (matplotlib, imported only when plotting).
+- `html_page`: The self-contained HTML report, its plots inlined as PNG (matplotlib, imported only when
+  plotting).
 - `write`: Writing a report's files (Markdown, HTML, JSON, optional JUnit) and choosing their default folder.
 """
 
