@@ -735,6 +735,38 @@ def test_the_stand_in_reads_launch_settings_as_the_app_does(tmp_path):
     assert switches.prefill_off and switches.ab_prefill
 
 
+def test_the_stand_in_plans_the_prefill_function_as_the_app_does(tmp_path):
+    from devicesim.appbuild import CONTRACT_SWIFT, REPO
+    from devicesim.standin import AppFailed, CompiledApp, LaunchSettings, PrefillPlan
+
+    executable = tmp_path / "App"
+    executable.write_text("enum AppConfig {\n    static let defaultTrials = 4\n}\n"
+                          + (REPO / "ios_template" / CONTRACT_SWIFT).read_text())
+    app = CompiledApp(executable)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    meta = {"language": {"function_map": {"main": "main", contract.PREFILL_ROLE: ["prefill_16", "prefill_8"]}},
+            "gemmaios": {"prefill": {"functions": {"prefill_16": {"chunk": 16}, "prefill_8": {"chunk": 8}}}}}
+    (bundle / contract.BUNDLE_METADATA_FILE).write_text(json.dumps(meta))
+    env = contract.ENV
+
+    def plan(environment: dict) -> PrefillPlan:
+        return PrefillPlan(app, bundle, LaunchSettings(app, [], environment))
+
+    on = plan({})
+    assert [on.function_for_trial(t) for t in range(3)] == ["prefill_16"] * 3  # the largest C, by default
+    assert on.warmup_length("prefill_16") == 17 and on.warmup_length(None) == 1
+    assert [plan({env["prefillOff"]: "1"}).function_for_trial(t) for t in range(2)] == [None, None]
+    assert [plan({env["abPrefill"]: "1"}).function_for_trial(t) for t in range(4)] == ["prefill_16", None] * 2
+    meta["language"]["function_map"][contract.PREFILL_ROLE] = ["prefill_4"]
+    (bundle / contract.BUNDLE_METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(AppFailed, match="prefill_4"):
+        plan({})
+    del meta["language"]["function_map"][contract.PREFILL_ROLE]
+    (bundle / contract.BUNDLE_METADATA_FILE).write_text(json.dumps(meta))
+    assert plan({env["abPrefill"]: "1"}).function_for_trial(0) is None  # a main-only bundle: nothing to alternate
+
+
 # ---------------------------------------------------------------------------------------- prefill A/B
 
 @pytest.fixture(scope="session")
