@@ -791,7 +791,10 @@ def test_ab_prefill_bench_alternates_the_prefill_function_and_the_report_gives_t
     device = deployed(sim, build)
     with pytest.raises(bench_mod.BenchSettingsError, match="--trials"):
         bench_mod.bench(build, trials=1, timeout=5, poll=0.05, ab_prefill=True)
-    result = bench_mod.bench(build, trials=2, timeout=300, poll=0.1, ab_prefill=True)
+    try:
+        result = bench_mod.bench(build, trials=2, timeout=300, poll=0.1, ab_prefill=True)
+    except bench_mod.BenchFailed as exc:
+        pytest.fail(f"{exc}\n{device.app_log()}")
     assert result.status == bench_mod.COMPLETED and result.validation == "ok", device.app_log()
     assert device.launches[-1]["environment"][contract.ENV["abPrefill"]] == "1"
     lines = records(result.transcript)

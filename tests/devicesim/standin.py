@@ -317,11 +317,14 @@ class AppPleTables:
         self.scale = np.memmap(paths[app.c("tableScaleFile")], "<f4", "r", shape=(vocab,))
         self._factor = np.float32(dim ** 0.5)
 
-    def gather(self, token: int):
+    def gather(self, tokens):
+        """One token → [1,1,L,D]; a prefill chunk's C tokens → [1,C,L,D], one row per slot, as patch 0004
+        has the app's provider fill C consecutive slots."""
         import numpy as np
 
-        row = np.multiply(self.i8[token], self.scale[token] * self._factor, dtype=np.float32)
-        return row.astype(np.float16).reshape(1, 1, self.num_layers, self.dim)
+        ids = [int(tokens)] if isinstance(tokens, int | np.integer) else [int(t) for t in tokens]
+        rows = [np.multiply(self.i8[t], self.scale[t] * self._factor, dtype=np.float32) for t in ids]
+        return np.stack(rows).astype(np.float16).reshape(1, len(ids), self.num_layers, self.dim)
 
 
 def app_runner(bundle_dir: Path, tables: AppPleTables | None):
