@@ -26,6 +26,7 @@ from gemmaios import device as dev
 from gemmaios.archs import arch_for_product_type
 from gemmaios.cli import app as cli_app
 from gemmaios.payload import payload_plan
+from gemmaios.steps import run_build
 
 UDID = "00008150-000A1B2C3D4E5F60"
 CHUNK = 64 << 10
@@ -729,3 +730,97 @@ def test_the_stand_in_reads_launch_settings_as_the_app_does(tmp_path):
     by_environment = LaunchSettings(app, [], {env["bench"]: "YES", env["trials"]: "0", env["clearSpecCache"]: "1"})
     assert by_environment.bench and by_environment.trials == 3 and by_environment.clear_spec_cache
     assert not LaunchSettings(app, [], {env["bench"]: "0"}).bench
+    assert not by_environment.prefill_off and not by_environment.ab_prefill
+    switches = LaunchSettings(app, [f"{contract.LAUNCH_ARG_PREFIX}prefill-off"], {env["abPrefill"]: "true"})
+    assert switches.prefill_off and switches.ab_prefill
+
+
+def test_the_stand_in_plans_the_prefill_function_as_the_app_does(tmp_path):
+    from devicesim.appbuild import CONTRACT_SWIFT, REPO
+    from devicesim.standin import AppFailed, CompiledApp, LaunchSettings, PrefillPlan
+
+    executable = tmp_path / "App"
+    executable.write_text("enum AppConfig {\n    static let defaultTrials = 4\n}\n"
+                          + (REPO / "ios_template" / CONTRACT_SWIFT).read_text())
+    app = CompiledApp(executable)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    meta = {"language": {"function_map": {"main": "main", contract.PREFILL_ROLE: ["prefill_16", "prefill_8"]}},
+            "gemmaios": {"prefill": {"functions": {"prefill_16": {"chunk": 16}, "prefill_8": {"chunk": 8}}}}}
+    (bundle / contract.BUNDLE_METADATA_FILE).write_text(json.dumps(meta))
+    env = contract.ENV
+
+    def plan(environment: dict) -> PrefillPlan:
+        return PrefillPlan(app, bundle, LaunchSettings(app, [], environment))
+
+    on = plan({})
+    assert [on.function_for_trial(t) for t in range(3)] == ["prefill_16"] * 3  # the largest C, by default
+    assert on.warmup_length("prefill_16") == 17 and on.warmup_length(None) == 1
+    assert [plan({env["prefillOff"]: "1"}).function_for_trial(t) for t in range(2)] == [None, None]
+    assert [plan({env["abPrefill"]: "1"}).function_for_trial(t) for t in range(4)] == ["prefill_16", None] * 2
+    meta["language"]["function_map"][contract.PREFILL_ROLE] = ["prefill_4"]
+    (bundle / contract.BUNDLE_METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(AppFailed, match="prefill_4"):
+        plan({})
+    del meta["language"]["function_map"][contract.PREFILL_ROLE]
+    (bundle / contract.BUNDLE_METADATA_FILE).write_text(json.dumps(meta))
+    assert plan({env["abPrefill"]: "1"}).function_for_trial(0) is None  # a main-only bundle: nothing to alternate
+
+
+# ---------------------------------------------------------------------------------------- prefill A/B
+
+@pytest.fixture(scope="session")
+def prefill_build(tiny_app_builds, tmp_path_factory) -> Path:
+    """The session's documents build converted again with --prefill-chunk 8 (gates on: the trained
+    tiny passes the bundle-run gate and the chunked runtime gate), its app re-rendered."""
+    from devicebuild import tiny_options
+
+    build = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path_factory.mktemp("prefill-app") / "build")
+    options = tiny_options(contract.DOCUMENTS)
+    options.prefill_chunk = "8"
+    _, reports = run_build(options, build, only={"convert", "app"})
+    assert {r.name: r.status for r in reports} == {"convert": "done", "app": "done"}, [r.message for r in reports]
+    return build
+
+
+def test_ab_prefill_bench_alternates_the_prefill_function_and_the_report_gives_the_ratio(sim, prefill_build, tmp_path):
+    build = copy_build(prefill_build, tmp_path / "build")
+    prompts = shrink_prompt_set(build, prompts=2, tokens=20, max_new_tokens=3)
+    assert all(len(p["prompt_ids"]) > 9 for p in prompts["prompts"])  # at least one full chunk of 8 + main's last
+    package_app(build)
+    device = deployed(sim, build)
+    with pytest.raises(bench_mod.BenchSettingsError, match="--trials"):
+        bench_mod.bench(build, trials=1, timeout=5, poll=0.05, ab_prefill=True)
+    try:
+        result = bench_mod.bench(build, trials=2, timeout=300, poll=0.1, ab_prefill=True)
+    except bench_mod.BenchFailed as exc:
+        pytest.fail(f"{exc}\n{device.app_log()}")
+    assert result.status == bench_mod.COMPLETED and result.validation == "ok", device.app_log()
+    assert device.launches[-1]["environment"][contract.ENV["abPrefill"]] == "1"
+    lines = records(result.transcript)
+    loads = [ln for ln in lines if ln["type"] == "load"]
+    assert [ln[contract.PROMPT_PREFILL_FUNCTION] for ln in loads] == ["prefill_8", None]  # a switch reloads
+    rows = [ln for ln in lines if ln["type"] == "prompt"]
+    assert [(r["trial"], r[contract.PROMPT_PREFILL_FUNCTION]) for r in rows] == [
+        (0, "prefill_8"), (0, "prefill_8"), (1, None), (1, None)]
+    # the chunked walk is bit-identical to main's: both settings generate the same tokens
+    by_trial = {t: [r["generated_ids"] for r in rows if r["trial"] == t] for t in (0, 1)}
+    assert by_trial[0] == by_trial[1] and all(len(g) == 3 for g in by_trial[0])
+
+    reported = CliRunner().invoke(cli_app, ["report", str(result.run_dir), "--out", str(tmp_path / "report"),
+                                            "--fail-under", "prefill_on=0.001,decode_ratio=0.001"])
+    out = flat(reported.output)
+    assert reported.exit_code == 0, reported.output
+    assert "prefill A/B: prefill" in out and "(prefill_8) vs" in out and "(main only) tok/s =" in out, out
+    assert "tokens identical on 2 prompts" in out
+    data = json.loads((tmp_path / "report" / "report.json").read_text())["runs"][0]["prefill_ab"]
+    on, off = data["on"], data["off"]
+    assert on["function"] == "prefill_8" and off["function"] is None
+    assert data["prefill_ratio"] == pytest.approx(on["prefill_tok_s"]["median"] / off["prefill_tok_s"]["median"])
+    # a run without both settings cannot pass an A/B gate
+    plain = bench_mod.bench(build, trials=1, timeout=300, poll=0.1)
+    rows = [ln for ln in records(plain.transcript) if ln["type"] == "prompt"]
+    assert {r[contract.PROMPT_PREFILL_FUNCTION] for r in rows} == {"prefill_8"}  # the bundle's function, by default
+    gated = CliRunner().invoke(cli_app, ["report", str(plain.run_dir), "--out", str(tmp_path / "r2"),
+                                         "--fail-under", "prefill_ratio=1"])
+    assert gated.exit_code == 1 and "not a `bench --ab-prefill` run" in flat(gated.output)

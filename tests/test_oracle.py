@@ -2,6 +2,7 @@ import dataclasses
 import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -410,3 +411,23 @@ def test_damaged_oracle_file_is_a_named_error(oracle_path, tmp_path, mangle, nee
         path.write_text(mangle(oracle_path.read_text()))
     with pytest.raises(OracleError, match=needle.replace("(", r"\(")):
         load_oracle(path)
+
+
+def test_the_packaged_long_prefill_set_is_opt_in_and_over_512_tokens(tiny_checkpoint, tmp_path):
+    from transformers import AutoTokenizer
+
+    from gemmaios.oracle.prompts import PACKAGED_PROMPT_SETS
+    from gemmaios.oracle.reference import encode_prompt
+
+    long_set = load_prompt_set(Path("long-prefill"))
+    assert long_set.name == "long-prefill" and len(long_set.prompts) == 2
+    assert load_prompt_set(None).name == "builtin" and len(load_prompt_set(None).prompts) == 8  # unchanged
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint.path)
+    lengths = [len(encode_prompt(tok, p, long_set.chat_template)) for p in long_set.prompts]
+    assert all(n >= 512 for n in lengths), lengths
+    # a file of that name wins over the packaged set; an unknown name says which sets exist
+    (tmp_path / "long-prefill").write_text("prompts: [hello]\n")
+    assert load_prompt_set(tmp_path / "long-prefill").prompts[0].text == "hello"
+    with pytest.raises(PromptSetError) as err:
+        load_prompt_set(Path("no-such-set"))
+    assert "long-prefill" in err.value.hint and set(PACKAGED_PROMPT_SETS) == {"long-prefill"}

@@ -497,3 +497,40 @@ def test_decode_step_fit_recovers_the_per_position_cost(tmp_path):
     assert s.decode_step_fit["intercept_ms"] == pytest.approx(50.0)
     assert s.decode_step_fit["ms_per_1k_positions"] == pytest.approx(200.0)
     assert s.decode_step_fit["positions"] == [21, 71] and s.decode_step_fit["tokens"] == 6 * 31
+
+
+def test_prefill_ab_medians_ratio_gates_and_a_token_difference(tmp_path):
+    # trials alternate the prefill function: 0 and 2 on, 1 and 3 off; each setting's first trial is its warm-up
+    lines = records()
+    for r in lines:
+        if r["type"] == "prompt":
+            on = r["trial"] % 2 == 0
+            r["prefill_function"] = "prefill_16" if on else None
+            r["peak_phys_footprint_bytes"] = 2_100_000_000 if on else 2_000_000_000
+    path = write_transcript(build_folder(tmp_path) / "runs" / "r" / "run-a.jsonl", lines)
+    s = summarise(load_run(path.parent))
+    ab = s.prefill_ab
+    assert ab.on.function == "prefill_16" and ab.off.function is None
+    assert ab.on.warmup_trials == [0] and ab.on.measured_trials == [2]
+    assert ab.off.warmup_trials == [1] and ab.off.measured_trials == [3]
+    assert ab.on.prefill_tok_s.median == pytest.approx(20) and ab.off.prefill_tok_s.median == pytest.approx(25)
+    assert ab.prefill_ratio == pytest.approx(0.8) and ab.decode_ratio == pytest.approx(12.4 / 15.5)
+    assert ab.footprint_delta_bytes == 100_000_000 and ab.prompts_differing == []
+    assert "prefill 20.0 (prefill_16) vs 25.0 (main only) tok/s = 0.80×" in ab.line
+    gates = {g.name: g for g in apply_gates(s, parse_fail_under("prefill_on=19,prefill_ratio=1,decode_ratio=0.79"))}
+    assert gates["prefill_on >= 19"].passed and not gates["prefill_ratio >= 1"].passed
+    assert gates["decode_ratio >= 0.79"].passed
+    assert "prefill A/B" in render_markdown(build_report(load_runs([path])))
+    # a setting that changes the generated tokens is called out
+    for r in lines:
+        if r["type"] == "prompt" and r["trial"] == 1 and r["index"] == 0:
+            r["generated_ids"] = [7] * 32
+    path = write_transcript(tmp_path / "runs2" / "run-b.jsonl", lines)
+    s = summarise(load_run(path))
+    assert s.prefill_ab.prompts_differing == ["p0"] and "DIFFER on 1 of 2" in s.prefill_ab.line
+    assert any("different tokens for p0" in n.text for n in s.notes if n.level == "warning")
+    # a plain run has no A/B figures, and an A/B gate on it fails saying why
+    plain = summarise(load_run(write_transcript(tmp_path / "runs3" / "run-c.jsonl", records())))
+    assert plain.prefill_ab is None
+    gate = apply_gates(plain, parse_fail_under("decode_ratio=0.97"))[-1]
+    assert not gate.passed and "not a `bench --ab-prefill` run" in gate.detail

@@ -27,7 +27,13 @@ def test_roundtrip_and_rates(tmp_path):
     assert t.complete and t.trials == [0]
     (p,) = t.trial(0)
     assert p.prefill_tok_s == pytest.approx(6.0) and p.decode_tok_s == pytest.approx(12.0)
-    assert p.line == 2
+    assert p.line == 2 and p.prefill_function is None
+
+
+def test_the_prefill_function_a_prompt_ran_with_is_read(tmp_path):
+    path = write_transcript(tmp_path / "t.jsonl", [header(), prompt(prefill_function="prefill_16"),
+                                                   prompt(trial=1, prefill_function=None)])
+    assert [p.prefill_function for p in read_transcript(path).prompts] == ["prefill_16", None]
 
 
 def test_missing_footer_is_incomplete_not_an_error(tmp_path):
@@ -53,6 +59,8 @@ def test_truncated_last_line_names_its_line(tmp_path):
         ([header(), prompt(generated_ids=[1, "x"])], 2, "token ids"),
         ([header(), prompt(decode_seconds=True)], 2, "decode_seconds"),
         ([header(), prompt(thermal_state="hot")], 2, "thermal_state"),
+        ([header(), prompt(prefill_function=16)], 2, "prefill_function must be a function name or null"),
+        ([header(), prompt(prefill_function="")], 2, "prefill_function must be a function name or null"),
         ([header(), {"type": "footer", "completed": True}, prompt()], 3, "after the footer"),
         ([header(), {"type": "mystery"}], 2, "unknown record type"),
         ([header(), {k: v for k, v in prompt().items() if k != "generated_ids"}], 2, "lacks 'generated_ids'"),

@@ -39,13 +39,25 @@ final class BenchRunner: ObservableObject {
                     "phys_footprint_bytes": footprint, "available_bytes": DeviceMetrics.availableMemory(),
                 ])
             }
-            status = "loading \(AppConfig.bundleName)"
-            let loaded = try await EngineHost.load(settings: settings)
-            try writer.write(["type": "load", "seconds": loaded.loadSeconds, "cold": loaded.coldSpecialization])
+            let plan = try EngineHost.prefillPlan(settings: settings)
+            var loaded: LoadedEngine? = nil
 
             var firstTrial: [[Int32]] = []
             var divergent = 0
             for trial in 0..<settings.trials {
+                // A/B mode: the prefill setting changes between trials. One engine at a time
+                // (two would hold two KV caches), so a switch reloads; each load is recorded.
+                if loaded == nil || loaded?.prefillFunction != plan.function(forTrial: trial) {
+                    loaded = nil
+                    status = "loading \(AppConfig.bundleName)"
+                    let engine = try await EngineHost.load(settings: settings, trial: trial)
+                    try writer.write([
+                        "type": "load", "seconds": engine.loadSeconds, "cold": engine.coldSpecialization,
+                        Contract.promptPrefillFunctionField: engine.prefillFunction ?? NSNull(),
+                    ])
+                    loaded = engine
+                }
+                guard let loaded else { break }
                 for (index, prompt) in promptSet.prompts.enumerated() {
                     status = "trial \(trial + 1)/\(settings.trials) · prompt \(index + 1)/\(promptSet.prompts.count)"
                     if divergent > 0 { status += " · \(divergent) differ from trial 1" }
@@ -57,7 +69,9 @@ final class BenchRunner: ObservableObject {
                     } else if TokenComparison.firstDivergence(firstTrial[index], run.tokenIds) != nil {
                         divergent += 1
                     }
-                    try writer.write(record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler))
+                    var line = record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler)
+                    line[Contract.promptPrefillFunctionField] = loaded.prefillFunction ?? NSNull()
+                    try writer.write(line)
                 }
             }
             sampler.stop()  // returns once no memory record can follow: the footer is last
@@ -94,6 +108,7 @@ final class BenchRunner: ObservableObject {
             "app": ["version": AppConfig.appVersion, "toolkit_version": AppConfig.toolkitVersion],
             "prompt_set": ["name": promptSet.name, "sha256": promptSet.sha256, "count": promptSet.prompts.count],
             "trials": settings.trials, "max_new_tokens": promptSet.maxNewTokens, "platform": "iOS",
+            "ab_prefill": settings.abPrefill,
         ]
     }
 

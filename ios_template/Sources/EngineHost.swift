@@ -25,13 +25,19 @@ final class LoadedEngine: @unchecked Sendable {
     let bundle: LanguageBundle
     let loadSeconds: Double
     let coldSpecialization: Bool
+    /// The prefill function full prompt chunks run through (nil: `main` only).
+    let prefillFunction: String?
     private let keepAlive: [AnyObject]
 
-    init(engine: any InferenceEngine, bundle: LanguageBundle, loadSeconds: Double, cold: Bool, keepAlive: [AnyObject]) {
+    init(
+        engine: any InferenceEngine, bundle: LanguageBundle, loadSeconds: Double, cold: Bool,
+        prefillFunction: String?, keepAlive: [AnyObject]
+    ) {
         self.engine = engine
         self.bundle = bundle
         self.loadSeconds = loadSeconds
         self.coldSpecialization = cold
+        self.prefillFunction = prefillFunction
         self.keepAlive = keepAlive
     }
 }
@@ -43,7 +49,18 @@ enum EngineHost {
         try? FileManager.default.removeItem(at: specCache)
     }
 
-    static func load(settings: LaunchSettings) async throws -> LoadedEngine {
+    /// The bundle's prefill plan (metadata.json's `prefill` role) under these launch settings.
+    static func prefillPlan(settings: LaunchSettings) throws -> PrefillPlan {
+        let metadata = AppRuntime.payload.bundle(named: AppConfig.bundleName)
+            .appendingPathComponent(Contract.bundleMetadataFile)
+        guard let data = FileManager.default.contents(atPath: metadata.path) else {
+            throw EngineHostError.bundleMissing(metadata.deletingLastPathComponent())
+        }
+        return try PrefillPlan(metadata: data, settings: settings)
+    }
+
+    /// Loads the engine; `trial` picks the prefill setting in A/B mode (PrefillPlan).
+    static func load(settings: LaunchSettings, trial: Int = 0) async throws -> LoadedEngine {
         if settings.clearSpecCache {
             removeSpecCache()
         }
@@ -59,6 +76,8 @@ enum EngineHost {
         let cold = !FileManager.default.fileExists(atPath: specCache.path)
         let started = ContinuousClock.now
         let bundle = try LanguageBundle(at: bundleURL)
+        let plan = try prefillPlan(settings: settings)
+        let prefillFunction = plan.function(forTrial: trial)
 
         var keepAlive: [AnyObject] = []
         var staticBuffers: [String: StaticInputBuffer] = [:]
@@ -85,25 +104,32 @@ enum EngineHost {
             source: ModelSource(hfModelId: bundle.tokenizer, modelDefinition: .pyTorch),
             serializedModel: [bundle.modelAssetPath],
             function: bundle.language.functionMap?.name(for: Contract.mainFunction) ?? Contract.mainFunction)
-        let options = EngineOptions(
+        var options = EngineOptions(
             variant: "coreai-pipelined",
             staticInputBuffers: staticBuffers,
             perTokenInputProvider: provider)
+        // Full chunks of C prompt tokens through the bundle's prefill_C (patch 0004); the
+        // prompt's last token, and every token when this is nil, through `main`.
+        options.prefillFunction = prefillFunction
         let engine = try await EngineFactory.createEngine(
             config: try JSONEncoder().encode(config),
             modelURL: try bundle.requireModelURL(for: ModelBundle.ComponentKey.main),
             options: options)
 
-        // Warm-up is one real 1-token generate. Never engine.warmup(): it warms query
-        // length 256, which a static [1,1] input_ids graph rejects with a fatal error.
+        // Warm-up is one real generate of C+1 prompt tokens (1 without a prefill function), so
+        // both functions are specialised. Never engine.warmup(): it warms query length 256,
+        // which a static [1,1] input_ids graph rejects with a fatal error.
         _ = try await Generation.run(
-            engine: engine, prompt: [AppConfig.warmupTokenId],
+            engine: engine,
+            prompt: Array(repeating: AppConfig.warmupTokenId, count: plan.warmupLength(for: prefillFunction)),
             rule: DecodeRule(maxNewTokens: 1, stopAtEOS: false, eosTokenIds: []))
         try await engine.reset(to: 0)
 
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return LoadedEngine(engine: engine, bundle: bundle, loadSeconds: seconds, cold: cold, keepAlive: keepAlive)
+        return LoadedEngine(
+            engine: engine, bundle: bundle, loadSeconds: seconds, cold: cold, prefillFunction: prefillFunction,
+            keepAlive: keepAlive)
     }
 }
 

@@ -155,6 +155,9 @@ class LaunchSettings:
 
         self.bench = flag("bench")
         self.clear_spec_cache = flag("clearSpecCache")
+        # older apps (before issue 18) compile no such names: both switches then stay off
+        self.prefill_off = "prefillOffArgument" in app.contract and flag("prefillOff")
+        self.ab_prefill = "abPrefillArgument" in app.contract and flag("abPrefill")
         self.trials = int(app.config.get("defaultTrials", 1))
         text = value("trials")
         if text and text.isdigit() and int(text) > 0:
@@ -314,11 +317,14 @@ class AppPleTables:
         self.scale = np.memmap(paths[app.c("tableScaleFile")], "<f4", "r", shape=(vocab,))
         self._factor = np.float32(dim ** 0.5)
 
-    def gather(self, token: int):
+    def gather(self, tokens):
+        """One token → [1,1,L,D]; a prefill chunk's C tokens → [1,C,L,D], one row per slot, as patch 0004
+        has the app's provider fill C consecutive slots."""
         import numpy as np
 
-        row = np.multiply(self.i8[token], self.scale[token] * self._factor, dtype=np.float32)
-        return row.astype(np.float16).reshape(1, 1, self.num_layers, self.dim)
+        ids = [int(tokens)] if isinstance(tokens, int | np.integer) else [int(t) for t in tokens]
+        rows = [np.multiply(self.i8[t], self.scale[t] * self._factor, dtype=np.float32) for t in ids]
+        return np.stack(rows).astype(np.float16).reshape(1, len(ids), self.num_layers, self.dim)
 
 
 def app_runner(bundle_dir: Path, tables: AppPleTables | None):
@@ -337,6 +343,44 @@ def app_runner(bundle_dir: Path, tables: AppPleTables | None):
             self._tables = tables
 
     return AppBundleRunner(bundle_dir, None)
+
+
+class PrefillPlan:
+    """GemmaiosCore's PrefillPlan: the bundle's largest prefill_C (metadata.json's prefill role) unless
+    the launch turns it off; in A/B mode even trials with it, odd trials without."""
+
+    def __init__(self, app: CompiledApp, bundle_dir: Path, settings: LaunchSettings) -> None:
+        self.function, self.chunk = None, 0
+        self.off, self.alternate = settings.prefill_off, False
+        role = app.contract.get("prefillRole")
+        path = bundle_dir / app.c("bundleMetadataFile")
+        if role is None or not path.is_file():
+            return  # an app without the prefill contract, or no bundle (load_engine says so)
+        try:
+            metadata = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise AppFailed(f"the bundle's metadata cannot be read for its prefill functions: {exc}") from exc
+        names = ((metadata.get("language") or {}).get("function_map") or {}).get(role) or []
+        names = [names] if isinstance(names, str) else names
+        described = ((metadata.get("gemmaios") or {}).get(role) or {}).get("functions") or {}
+        for name in names:
+            chunk = (described.get(name) or {}).get("chunk")
+            if not isinstance(chunk, int) or chunk <= 1:
+                raise AppFailed(f"function_map names prefill function '{name}' but the bundle's "
+                                "gemmaios.prefill.functions does not describe it; convert the bundle again")
+            if chunk > self.chunk:
+                self.function, self.chunk = name, chunk
+        self.alternate = settings.ab_prefill and self.function is not None
+
+    def function_for_trial(self, trial: int) -> str | None:
+        if self.function is None:
+            return None
+        if self.alternate:
+            return self.function if trial % 2 == 0 else None
+        return None if self.off else self.function
+
+    def warmup_length(self, function: str | None) -> int:
+        return 1 if function is None else self.chunk + 1
 
 
 def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documents: Path, facts: dict) -> None:
@@ -363,18 +407,33 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
             "prompt_set": {"name": prompt_set["name"], "sha256": prompt_set["sha256"],
                            "count": len(prompt_set["prompts"])},
             "trials": settings.trials, "max_new_tokens": max_new, "platform": "iOS",
+            "ab_prefill": settings.ab_prefill,
         })
         sampler.start()
-        runner, load_seconds, cold = load_engine(app, settings, root, documents)
-        with runner:
-            writer.write({"type": "load", "seconds": round(load_seconds, 4), "cold": cold})
-            stop_ids = () if not app.c("benchStopsAtEOS") else tuple(app.eos_ids)
+        plan = PrefillPlan(app, root / app.c("bundlesFolder") / cfg["bundleName"], settings)
+        field = app.contract.get("promptPrefillFunctionField")
+        stop_ids = () if not app.c("benchStopsAtEOS") else tuple(app.eos_ids)
+        runner = function = None
+        try:
             for trial in range(settings.trials):
+                # A/B: a switch reloads (one engine at a time, as the app), and each load is recorded
+                if runner is None or function != plan.function_for_trial(trial):
+                    if runner is not None:
+                        runner.close()
+                        runner = None
+                    function = plan.function_for_trial(trial)
+                    runner, load_seconds, cold = load_engine(app, settings, root, documents, plan, function)
+                    load = {"type": "load", "seconds": round(load_seconds, 4), "cold": cold}
+                    if field:
+                        load[field] = function
+                    writer.write(load)
+                sizes = [plan.chunk] if function else None
                 for index, prompt in enumerate(prompt_set["prompts"]):
                     sampler.take_peak()
-                    gen = runner.generate(prompt["prompt_ids"], max_new, stop_ids=stop_ids)
+                    gen = runner.generate(prompt["prompt_ids"], max_new, stop_ids=stop_ids,
+                                          chunked=function is not None, sizes=sizes)
                     footprint = sampler.take_peak()
-                    writer.write({
+                    record = {
                         "type": "prompt", "trial": trial, "index": index, "prompt_id": prompt["id"],
                         "prompt_ids": gen.prompt_ids, "generated_ids": gen.generated_ids,
                         "prefill_tokens": len(gen.prompt_ids), "prefill_seconds": round(gen.prefill_seconds, 6),
@@ -385,7 +444,13 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                         "os_proc_available_memory_bytes": max(limit - footprint, 0),
                         "thermal_state": facts.get("thermal_state", "nominal"),
                         "seconds_since_launch": round(clock(), 3),
-                    })
+                    }
+                    if field:
+                        record[field] = function
+                    writer.write(record)
+        finally:
+            if runner is not None:
+                runner.close()
         sampler.stop()
         footer = {"type": "footer", "completed": True, "ended_at": _timestamp(),
                   "battery_level": facts.get("battery_level", 1.0), "battery_state": facts.get("battery_state", "unknown")}
@@ -399,8 +464,10 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
     writer.close()
 
 
-def load_engine(app: CompiledApp, settings: LaunchSettings, root: Path, documents: Path):
-    """EngineHost.load: the bundle from the payload, its PLE tables, one warm-up token."""
+def load_engine(app: CompiledApp, settings: LaunchSettings, root: Path, documents: Path,
+                plan: PrefillPlan, function: str | None):
+    """EngineHost.load: the bundle from the payload, its PLE tables, a warm-up of C+1 tokens with a
+    prefill function (both functions specialised), one token without."""
     spec_cache = documents.parent / "Library" / "Caches" / "coreai-cache"
     if settings.clear_spec_cache and spec_cache.is_dir():
         import shutil
@@ -424,7 +491,8 @@ def load_engine(app: CompiledApp, settings: LaunchSettings, root: Path, document
         runner = app_runner(bundle_dir, tables)
     except HostRunError as exc:
         raise AppFailed(f"{exc} ({exc.hint})") from exc
-    runner.generate([int(app.config.get("warmupTokenId", 2))], 1)
+    warmup = [int(app.config.get("warmupTokenId", 2))] * plan.warmup_length(function)
+    runner.generate(warmup, 1, chunked=function is not None, sizes=[plan.chunk] if function else None)
     spec_cache.mkdir(parents=True, exist_ok=True)
     return runner, time.perf_counter() - started, cold
 

@@ -39,6 +39,10 @@ class BenchFailed(dev.DeviceError):
     """The bench run did not finish (crash, jetsam kill, timeout); its partial log was still pulled."""
 
 
+class BenchSettingsError(dev.DeviceError):
+    """The bench options cannot give what was asked (e.g. an A/B run of one trial)."""
+
+
 @dataclass
 class BenchResult:
     status: str
@@ -75,10 +79,14 @@ def deployed_bundle_id(build_dir: Path, udid: str | None = None) -> str | None:
     return dev.step_details(build_dir, "app").get("bundle_id")
 
 
-def launch_environment(run_id: str, trials: int, udid: str) -> dict[str, str]:
-    """Exactly the contract's bench launch settings (names from gemmaios.contract.ENV)."""
-    return {contract.ENV["bench"]: "1", contract.ENV["trials"]: str(trials), contract.ENV["runId"]: run_id,
-            contract.ENV["udid"]: udid}
+def launch_environment(run_id: str, trials: int, udid: str, *, ab_prefill: bool = False) -> dict[str, str]:
+    """Exactly the contract's bench launch settings (names from gemmaios.contract.ENV); `ab_prefill`
+    makes the app alternate its prefill function on (even trials) and off (odd trials)."""
+    env = {contract.ENV["bench"]: "1", contract.ENV["trials"]: str(trials), contract.ENV["runId"]: run_id,
+           contract.ENV["udid"]: udid}
+    if ab_prefill:
+        env[contract.ENV["abPrefill"]] = "1"
+    return env
 
 
 def _footer(raw: bytes) -> dict | None:
@@ -227,7 +235,8 @@ async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
 
 
 async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float, poll: float, mount_ddi: bool,
-                 status_fn: Callable[[str], None] | None, report_wait: float, bundle_id: str | None) -> BenchResult:
+                 status_fn: Callable[[str], None] | None, report_wait: float, bundle_id: str | None,
+                 ab_prefill: bool = False) -> BenchResult:
     from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
     from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
     from pymobiledevice3.services.house_arrest import HouseArrestService
@@ -264,7 +273,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         run_id = _run_id(started)
         run_dir = Path(build_dir) / RUNS_DIR / f"{run_id}-{info.udid}"
         remote_log = f"{DEVICE_RUNS}/{run_id}{contract.TRANSCRIPT_SUFFIX}"
-        env = launch_environment(run_id, trials, info.udid)
+        env = launch_environment(run_id, trials, info.udid, ab_prefill=ab_prefill)
         reports_before = await _crash_reports(client)
 
         provider = client if dev.developer_transport(info.ios_version) == "lockdown" else await dev.tunnel_provider(info.udid)
@@ -317,12 +326,18 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
 
 def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout: float = 1800.0, poll: float = 2.0,
           mount_ddi: bool = False, status_fn: Callable[[str], None] | None = None,
-          report_wait: float = 15.0, bundle_id: str | None = None) -> BenchResult:
-    """Launch the bench, wait for it, pull its log into runs/. Raises BenchFailed when it did not finish."""
+          report_wait: float = 15.0, bundle_id: str | None = None, ab_prefill: bool = False) -> BenchResult:
+    """Launch the bench, wait for it, pull its log into runs/. Raises BenchFailed when it did not finish.
+
+    `ab_prefill`: one run alternates the bundle's prefill function on and off trial by trial
+    (`gemmaios report` then prints both medians and their ratio); needs at least 2 trials."""
     build_dir = Path(build_dir)
+    if ab_prefill and trials < 2:
+        raise BenchSettingsError(f"--ab-prefill alternates the prefill setting per trial, and {trials} trial "
+                                 "runs only one setting", hint="pass --trials 4 or more (2 per setting at least)")
     try:
         result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait,
-                                    bundle_id))
+                                    bundle_id, ab_prefill))
     except dev._disconnect_types() as exc:
         raise dev.DeviceDisconnected(f"the connection to the device dropped during the bench ({type(exc).__name__})",
                                      hint="reconnect and unlock the iPhone, then run `gemmaios bench` again") from exc

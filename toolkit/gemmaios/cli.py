@@ -359,7 +359,9 @@ def tables(model: ModelOpt = DEFAULT_MODEL, out: OutOpt = None, config: ConfigOp
 def oracle(
     model: ModelOpt = DEFAULT_MODEL,
     out: OutOpt = None,
-    prompts: Annotated[Path | None, typer.Option("--prompts", help="prompts YAML (default: the built-in 8)")] = None,
+    prompts: Annotated[Path | None, typer.Option(
+        "--prompts", help="prompts YAML, or a packaged set: `long-prefill` (2 prompts of > 512 tokens, for prefill "
+                          "figures) (default: the built-in 8)")] = None,
     tokens: Annotated[int, typer.Option("--tokens", "-n", min=1, help="new tokens per prompt")] = 32,
     top_k: Annotated[int, typer.Option("--top-k", min=2, help="logits recorded per step")] = 5,
     device: Annotated[str, typer.Option("--device", help="torch device for the fp32 reference")] = "cpu",

@@ -107,6 +107,9 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         mount_ddi: Annotated[bool, typer.Option("--mount-ddi", help="mount the developer disk image if it is missing")] = False,
         bundle_id: Annotated[str | None, typer.Option(
             "--bundle-id", help="the installed app to run (default: what `gemmaios deploy` recorded)")] = None,
+        ab_prefill: Annotated[bool, typer.Option(
+            "--ab-prefill", help="alternate the bundle's prefill function on (even trials) and off (odd trials) in one "
+                                 "run; `gemmaios report` prints both medians and their ratio")] = False,
     ) -> None:
         """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
         from .bench import BenchFailed
@@ -115,7 +118,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         try:
             build_dir = _build_dir(out)
             result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,
-                               status_fn=lambda msg: console.print(f"  {msg}"))
+                               ab_prefill=ab_prefill, status_fn=lambda msg: console.print(f"  {msg}"))
         except BenchFailed as exc:
             for warning in exc.result.warnings:
                 console.print(f"[yellow]warning:[/yellow] {warning}")

@@ -72,6 +72,9 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                           f"{eff:.0%}" if eff is not None else "—",
                           "[green]pass[/]" if not failed else f"[red]FAIL: {', '.join(failed)}[/]")
         console.print(table)
+        for s in result.runs:
+            if s.prefill_ab is not None:
+                console.print(f"{escape(s.label)}: prefill A/B: {escape(s.prefill_ab.line)}")
         console.print("wrote " + ", ".join(str(p) for p in files.values()))
         for s in result.runs:  # why each gate failed, so a damaged log is not only a "FAIL" in a table cell
             for gate in (g for g in s.gates if not g.passed):

@@ -76,6 +76,10 @@ LAUNCH_SETTINGS = (
                   "the device's UDID, written to the transcript header (apps cannot read it)"),
     LaunchSetting("clearSpecCache", "GEMMAIOS_CLEAR_SPEC_CACHE", LAUNCH_ARG_PREFIX + "clear-spec-cache", "flag",
                   "remove Library/Caches/coreai-cache before loading (a cold specialization)"),
+    LaunchSetting("prefillOff", "GEMMAIOS_PREFILL_OFF", LAUNCH_ARG_PREFIX + "prefill-off", "flag",
+                  "prefill through `main` only, even when the bundle has a prefill function (A/B in one build)"),
+    LaunchSetting("abPrefill", "GEMMAIOS_AB_PREFILL", LAUNCH_ARG_PREFIX + "ab-prefill", "flag",
+                  "bench: alternate the prefill function on (even trials) and off (odd trials), one run"),
 )
 ENV = {s.key: s.env for s in LAUNCH_SETTINGS}
 BENCH_ARG = LAUNCH_ARG_PREFIX + "bench"
@@ -91,6 +95,8 @@ PLE_TOKENS_INPUT = "ple_tokens"  # provider: fp16 [1,1,L,D] per token
 PLE_TABLE_INPUT = "ple_table"  # tbl: int8 [V, L*D], bound once
 PLE_SCALE_INPUT = "ple_scale"  # tbl: float32 [V], bound once
 MAIN_FUNCTION = "main"
+PREFILL_ROLE = "prefill"  # metadata.json language.function_map role of the prefill_C functions
+PROMPT_PREFILL_FUNCTION = "prefill_function"  # transcript prompt record: the function that prefilled, or null
 
 # ---- engine environment the app sets before creating the engine --------------------------------
 # S=1 decode graphs must prefill as one-token steps (the pipelined engine reads it at planning).
@@ -147,6 +153,11 @@ def facts() -> list[Fact]:
         Fact("pleTableInput", PLE_TABLE_INPUT, "tbl bundles: int8 [V, L*D]", f"{m}.PLE_TABLE_INPUT"),
         Fact("pleScaleInput", PLE_SCALE_INPUT, "tbl bundles: float32 [V]", f"{m}.PLE_SCALE_INPUT"),
         Fact("mainFunction", MAIN_FUNCTION, "the graph's function", f"{m}.MAIN_FUNCTION"),
+        Fact("prefillRole", PREFILL_ROLE, "function_map role naming the prefill_C functions (input_ids [1,C])",
+             f"{m}.PREFILL_ROLE"),
+        Fact("promptPrefillFunctionField", PROMPT_PREFILL_FUNCTION,
+             "transcript prompt record: the prefill function that ran, or null (main only)",
+             f"{m}.PROMPT_PREFILL_FUNCTION"),
         Fact("chunkThresholdVariable", next(iter(ENGINE_ENVIRONMENT)), "engine environment variable set at load",
              f"{m}.ENGINE_ENVIRONMENT"),
         Fact("chunkThresholdValue", next(iter(ENGINE_ENVIRONMENT.values())), "its value", f"{m}.ENGINE_ENVIRONMENT"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .contract import TRANSCRIPT_SCHEMA
+from .contract import PROMPT_PREFILL_FUNCTION, TRANSCRIPT_SCHEMA
 from .errors import GemmaiosError
 
 SCHEMA = TRANSCRIPT_SCHEMA
@@ -66,6 +66,7 @@ class PromptRecord:
     os_proc_available_memory_bytes: int | None = None
     thermal_state: str | None = None
     seconds_since_launch: float | None = None
+    prefill_function: str | None = None  # the prefill_C that ran full chunks; None: `main` only (or not recorded)
     line: int = 0
 
     @property
@@ -122,6 +123,10 @@ def _check_fields(path: Path, lineno: int, record: dict) -> None:
         for name in ("prompt_ids", "generated_ids"):
             if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in record[name]):
                 raise TranscriptError(path, lineno, f"prompt.{name} must be a list of non-negative token ids")
+        function = record.get(PROMPT_PREFILL_FUNCTION)
+        if function is not None and (not isinstance(function, str) or not function):
+            raise TranscriptError(path, lineno, f"prompt.{PROMPT_PREFILL_FUNCTION} must be a function name or null, "
+                                                f"got {function!r}")
         state = record.get("thermal_state")
         if state is not None and state not in THERMAL_STATES:
             raise TranscriptError(path, lineno, f"prompt.thermal_state {state!r} is not one of {THERMAL_STATES}")

@@ -230,10 +230,12 @@ class BundleRunner:
         keep_logits: bool = False,
         on_token: Callable[[int], Any] | None = None,
         chunked: bool = False,
+        sizes: Sequence[int] | None = None,
     ) -> HostGeneration:
         """Greedy decode: the prompt one token per call, then up to `max_new_tokens` new tokens.
 
-        `chunked`: the prompt's full chunks go through the bundle's prefill functions (see `prefill`).
+        `chunked`: the prompt's full chunks go through the bundle's prefill functions (see `prefill`);
+        `sizes`: only these chunk sizes (the app's engine loads one function, the largest).
         `stop_ids`: stop after generating one of these (empty: exactly N tokens, as the oracle).
         Timing as the app records it: prefill = first call to the first logits, decode = from the
         first generated token to the last.
@@ -245,7 +247,7 @@ class BundleRunner:
             raise HostRunError(f"max_new_tokens must be at least 1, got {max_new_tokens}", hint="ask for 1 or more tokens")
         states = self._new_states(self._capacity(len(prompt_ids) + max_new_tokens))
         started = time.perf_counter()
-        logits, _ = self.prefill(prompt_ids, states, chunked=chunked)
+        logits, _ = self.prefill(prompt_ids, states, chunked=chunked, sizes=sizes if chunked else None)
         first = time.perf_counter()
         generated, kept, token_seconds = [], [], []
         last = first

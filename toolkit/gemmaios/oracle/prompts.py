@@ -55,6 +55,14 @@ BUILTIN_PROMPTS = PromptSet(
     ),
 )
 
+# Prompt sets shipped with gemmaios, named instead of a path (`--prompts long-prefill`): a name
+# is looked up here only when no file of that name exists.
+PACKAGED_PROMPT_SETS = {
+    # two prompts of well over 512 tokens: prefill figures (issue 18). The built-in 8 stay what the
+    # tiny model is trained on and the oracle gate checks; this set is opt-in.
+    "long-prefill": Path(__file__).resolve().parents[1] / "data" / "prompts" / "long-prefill.yaml",
+}
+
 _PROMPT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -73,12 +81,16 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
     if path is None:
         return BUILTIN_PROMPTS
     path = Path(path)
+    if not path.exists() and str(path) in PACKAGED_PROMPT_SETS:
+        path = PACKAGED_PROMPT_SETS[str(path)]
 
     def bad(problem: str) -> PromptSetError:
         return PromptSetError(f"{path}: {problem}", hint=_PROMPTS_HINT)
 
     if not path.is_file():
-        raise PromptSetError(f"prompts file {path} does not exist", hint="check the --prompts path")
+        raise PromptSetError(f"prompts file {path} does not exist",
+                             hint="check the --prompts path, or name a packaged set: "
+                                  + ", ".join(sorted(PACKAGED_PROMPT_SETS)))
     try:
         raw = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

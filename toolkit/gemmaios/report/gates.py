@@ -7,7 +7,14 @@ from .errors import ReportError
 from .summary import Gate, RunSummary
 
 GATE_KEYS = {"decode": "decode tok/s median", "prefill": "prefill tok/s median",
-             "headroom": "headroom GB", "efficiency": "roofline efficiency %"}
+             "headroom": "headroom GB", "efficiency": "roofline efficiency %",
+             # prefill A/B runs (`bench --ab-prefill`): the prefill function's setting against `main` only
+             "prefill_on": "prefill tok/s median with the prefill function",
+             "prefill_ratio": "prefill tok/s ratio, prefill function on / off",
+             "decode_ratio": "decode tok/s ratio, prefill function on / off (0.97: within 3%)"}
+
+
+AB_KEYS = ("prefill_on", "prefill_ratio", "decode_ratio")
 
 
 def parse_fail_under(text: str | None) -> dict[str, float]:
@@ -34,6 +41,13 @@ def _metric(s: RunSummary, key: str) -> float | None:
         return s.headroom_bytes / GB if s.headroom_bytes is not None else None
     if key == "efficiency":
         return s.roofline.efficiency * 100 if s.roofline and s.roofline.efficiency is not None else None
+    ab = s.prefill_ab
+    if key == "prefill_on":
+        return ab.on.prefill_tok_s.median if ab and ab.on.prefill_tok_s else None
+    if key == "prefill_ratio":
+        return ab.prefill_ratio if ab else None
+    if key == "decode_ratio":
+        return ab.decode_ratio if ab else None
     raise KeyError(key)
 
 
@@ -47,7 +61,8 @@ def apply_gates(s: RunSummary, fail_under: dict[str, float] | None = None,
     for key, threshold in (fail_under or {}).items():
         value = _metric(s, key) if s.valid else None
         if value is None:
-            gates.append(Gate(f"{key} >= {threshold:g}", False, f"{GATE_KEYS[key]} not available"))
+            why = " (not a `bench --ab-prefill` run)" if key in AB_KEYS and s.valid and s.prefill_ab is None else ""
+            gates.append(Gate(f"{key} >= {threshold:g}", False, f"{GATE_KEYS[key]} not available{why}"))
         else:
             gates.append(Gate(f"{key} >= {threshold:g}", value >= threshold, f"{GATE_KEYS[key]} = {value:.3g}"))
     if require_oracle:

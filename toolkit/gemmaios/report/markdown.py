@@ -46,6 +46,8 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
          if s.trial_determinism else "—"),
     ]
     rows += [("determinism (runs)", f"{d.label} — {d.summary}") for d in s.determinism]
+    if s.prefill_ab is not None:
+        rows.append(("prefill A/B", s.prefill_ab.line))
     if s.decode_step_fit:
         f = s.decode_step_fit
         rows.append(("decode step vs context", f"{f['intercept_ms']:.1f} ms + {f['ms_per_1k_positions']:.2f} ms per "

@@ -111,6 +111,8 @@ class RunSummary:
     error: str = ""
     error_line: int | None = None
     gates: list[Gate] = field(default_factory=list)
+    # a run alternating the prefill function on/off (`bench --ab-prefill`): report.ab.PrefillAB
+    prefill_ab: Any = None
     # plot series (kept out of the JSON)
     series: dict = field(default_factory=dict, repr=False)
 
@@ -202,6 +204,15 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
     s.load_cold_s = cold[0] if cold else None
     s.load_warm_s = Stat.of([ld["seconds"] for ld in t.loads if not ld["cold"]])
 
+    from .ab import prefill_ab
+
+    s.prefill_ab = prefill_ab(t, include_warmup=include_warmup)
+    if s.prefill_ab is not None:
+        s.info("the run alternates the prefill function on and off: the prefill/decode medians above mix both "
+               "settings; the prefill A/B line gives each setting's")
+        if s.prefill_ab.prompts_differing:
+            s.warn(f"the two prefill settings generated different tokens for {', '.join(s.prefill_ab.prompts_differing)}"
+                   " (the chunked walk should be bit-identical)")
     _memory(s, t)
     _settled(s, t)
     s.roofline = _roofline(s, run, rows, bandwidth_gbps)

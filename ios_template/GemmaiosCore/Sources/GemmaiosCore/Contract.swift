@@ -55,6 +55,14 @@ public enum Contract {
     public static let clearSpecCacheEnv = "GEMMAIOS_CLEAR_SPEC_CACHE"
     /// launch argument for GEMMAIOS_CLEAR_SPEC_CACHE
     public static let clearSpecCacheArgument = "-gemmaios-clear-spec-cache"
+    /// environment: prefill through `main` only, even when the bundle has a prefill function (A/B in one build) (flag)
+    public static let prefillOffEnv = "GEMMAIOS_PREFILL_OFF"
+    /// launch argument for GEMMAIOS_PREFILL_OFF
+    public static let prefillOffArgument = "-gemmaios-prefill-off"
+    /// environment: bench: alternate the prefill function on (even trials) and off (odd trials), one run (flag)
+    public static let abPrefillEnv = "GEMMAIOS_AB_PREFILL"
+    /// launch argument for GEMMAIOS_AB_PREFILL
+    public static let abPrefillArgument = "-gemmaios-ab-prefill"
     /// bench: exactly max_new_tokens per prompt, no EOS stop (the oracle's rule)
     public static let benchStopsAtEOS = false
     /// chat: a reply ends at an EOS id
@@ -69,6 +77,10 @@ public enum Contract {
     public static let pleScaleInput = "ple_scale"
     /// the graph's function
     public static let mainFunction = "main"
+    /// function_map role naming the prefill_C functions (input_ids [1,C])
+    public static let prefillRole = "prefill"
+    /// transcript prompt record: the prefill function that ran, or null (main only)
+    public static let promptPrefillFunctionField = "prefill_function"
     /// engine environment variable set at load
     public static let chunkThresholdVariable = "COREAI_CHUNK_THRESHOLD"
     /// its value

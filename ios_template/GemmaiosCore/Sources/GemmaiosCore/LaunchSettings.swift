@@ -9,6 +9,10 @@ public struct LaunchSettings: Sendable, Equatable {
     /// Remove Library/Caches/coreai-cache before engine creation: recovers from partial or
     /// stale GPU specializations; the next load re-specializes cold.
     public var clearSpecCache = false
+    /// Prefill through `main` only, even when the bundle has a prefill function (one build, A/B).
+    public var prefillOff = false
+    /// Bench: alternate the prefill function on (even trials) and off (odd trials) in one run.
+    public var abPrefill = false
 
     public init(arguments: [String], environment: [String: String], defaultTrials: Int) {
         func flag(_ argument: String, _ env: String) -> Bool {
@@ -23,6 +27,8 @@ public struct LaunchSettings: Sendable, Equatable {
         trials = defaultTrials
         bench = flag(Contract.benchArgument, Contract.benchEnv)
         clearSpecCache = flag(Contract.clearSpecCacheArgument, Contract.clearSpecCacheEnv)
+        prefillOff = flag(Contract.prefillOffArgument, Contract.prefillOffEnv)
+        abPrefill = flag(Contract.abPrefillArgument, Contract.abPrefillEnv)
         if let text = value(Contract.trialsArgument, Contract.trialsEnv), let n = Int(text), n > 0 { trials = n }
         runId = value(Contract.runIdArgument, Contract.runIdEnv)
         udid = value(Contract.udidArgument, Contract.udidEnv) ?? ""

@@ -282,3 +282,46 @@ final class LockedBox<T>: @unchecked Sendable {
     @discardableResult
     func mutate<R>(_ body: (inout T) -> R) -> R { lock.withLock { body(&stored) } }
 }
+
+final class PrefillPlanTests: XCTestCase {
+    private func metadata(_ roles: String, _ functions: String) -> Data {
+        Data("""
+            {"language": {"function_map": {"main": "main"\(roles)}},
+             "gemmaios": {"prefill": {"functions": {\(functions)}}}}
+            """.utf8)
+    }
+
+    func testLargestChunkIsUsedAndWarmupCoversBothFunctions() throws {
+        let settings = LaunchSettings(arguments: [], environment: [:], defaultTrials: 1)
+        let plan = try PrefillPlan(
+            metadata: metadata(#", "prefill": ["prefill_8", "prefill_16"]"#,
+                #""prefill_8": {"chunk": 8}, "prefill_16": {"chunk": 16}"#),
+            settings: settings)
+        XCTAssertEqual(plan.function, "prefill_16")
+        XCTAssertEqual(plan.function(forTrial: 0), "prefill_16")
+        XCTAssertEqual(plan.function(forTrial: 1), "prefill_16")
+        XCTAssertEqual(plan.warmupLength(for: "prefill_16"), 17)
+        XCTAssertEqual(plan.warmupLength(for: nil), 1)
+    }
+
+    func testOffSwitchAndAlternation() throws {
+        let data = metadata(#", "prefill": ["prefill_8"]"#, #""prefill_8": {"chunk": 8}"#)
+        let off = try PrefillPlan(
+            metadata: data, settings: LaunchSettings(arguments: [Contract.prefillOffArgument], environment: [:], defaultTrials: 1))
+        XCTAssertNil(off.function(forTrial: 0))
+        let ab = try PrefillPlan(
+            metadata: data, settings: LaunchSettings(arguments: [], environment: [Contract.abPrefillEnv: "1"], defaultTrials: 4))
+        XCTAssertEqual((0..<4).map { ab.function(forTrial: $0) }, ["prefill_8", nil, "prefill_8", nil])
+    }
+
+    func testMainOnlyBundleAndUndescribedFunction() throws {
+        let settings = LaunchSettings(arguments: [], environment: [Contract.abPrefillEnv: "1"], defaultTrials: 2)
+        let none = try PrefillPlan(metadata: metadata("", ""), settings: settings)
+        XCTAssertNil(none.function(forTrial: 0))
+        XCTAssertNil(none.function(forTrial: 1))
+        XCTAssertFalse(none.alternate)
+        XCTAssertThrowsError(try PrefillPlan(metadata: metadata(#", "prefill": ["prefill_4"]"#, ""), settings: settings)) {
+            XCTAssertEqual($0 as? PrefillPlanError, .undescribedFunction("prefill_4"))
+        }
+    }
+}
