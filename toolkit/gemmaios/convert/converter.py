@@ -237,26 +237,27 @@ def convert_checkpoint(
             prefill_functions=[prefill_function_name(c) for c in chunks],
         )
         write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
+
+        def run_runtime_gate(key: str, label: str, check: Callable[[Path], dict]) -> None:
+            """A gate on the staged bundle: timed, recorded under gates[key], metadata rewritten."""
+            if progress:
+                progress(label, 0, 1)
+            started = time.time()
+            gate_report[key] = check(staging)
+            seconds[key] = round(time.time() - started, 2)
+            write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
+
         if chunks:
             if prefill_check is None:
                 gate_report["prefill_run"] = {
                     "status": "not run",
                     "summary": "not run: no prompts and PLE tables were given to the chunked-prefill runtime gate",
                 }
+                write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
             else:
-                if progress:
-                    progress("chunked prefill gate (Core AI runtime)", 0, 1)
-                t5 = time.time()
-                gate_report["prefill_run"] = prefill_check(staging)
-                seconds["prefill_run"] = round(time.time() - t5, 2)
-            write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
+                run_runtime_gate("prefill_run", "chunked prefill gate (Core AI runtime)", prefill_check)
         if bundle_check is not None:
-            if progress:
-                progress("bundle run gate (Core AI runtime)", 0, 1)
-            t4 = time.time()
-            gate_report["bundle_run"] = bundle_check(staging)
-            seconds["bundle_run"] = round(time.time() - t4, 2)
-            write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
+            run_runtime_gate("bundle_run", "bundle run gate (Core AI runtime)", bundle_check)
         final = out_dir / name
         replace_dir(staging, final)
     finally:
