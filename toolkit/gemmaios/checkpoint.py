@@ -12,7 +12,12 @@ from .errors import CheckpointError
 from .registry import ModelSpec, find_model, verify_checkpoint_config
 from .tiny import TINY_ID, ensure_tiny_checkpoint
 
-GEMMA4_MODEL_TYPES = {"gemma4", "gemma4_text"}
+# gemma4_text: a text-only decoder; gemma4: E2B/E4B with their vision/audio encoders;
+# gemma4_unified: the 12B as it ships (encoder-free: embed_vision/embed_audio beside the decoder).
+GEMMA4_MODEL_TYPES = {"gemma4", "gemma4_text", "gemma4_unified"}
+MULTIMODAL_MODEL_TYPES = {"gemma4", "gemma4_unified"}
+# What a request may ask of a checkpoint beyond text; see `require_inputs`.
+INPUT_KINDS = ("text", "image", "audio")
 # Files a conversion needs; the vision/audio towers of the multimodal release are not fetched.
 DOWNLOAD_PATTERNS = [
     "*.safetensors",
@@ -25,6 +30,14 @@ DOWNLOAD_PATTERNS = [
     "chat_template.jinja",
 ]
 TOKENIZER_FILE = "tokenizer.json"
+
+
+class UnsupportedInput(CheckpointError):
+    """A request asks for an input kind (image, audio) that gemmaios does not build for this checkpoint."""
+
+    def __init__(self, message: str, *, kind: str, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.kind = kind
 
 
 @dataclass
@@ -41,6 +54,10 @@ class Checkpoint:
     weight_prefix: str
     spec: ModelSpec | None = None
     tensor_index: dict[str, Path] = field(default_factory=dict, repr=False)
+
+    @property
+    def model_type(self) -> str:
+        return str(self.config.get("model_type"))
 
     @property
     def is_tiny(self) -> bool:
@@ -199,6 +216,8 @@ def load_checkpoint(path: Path, *, model_id: str, revision: str | None = None) -
             hint="gemmaios converts Gemma 4 checkpoints only; see `gemmaios models`",
         )
     text_config = config.get("text_config", config) if model_type == "gemma4" else config
+    if model_type == "gemma4_unified":
+        text_config = unified_text_config(config, path)
 
     weight_files, tensor_index = _weight_files(path)
     prefix = _text_prefix(tensor_index)
@@ -273,3 +292,81 @@ def _text_prefix(tensor_index: dict[str, Path]) -> str:
         "no text embedding (model.embed_tokens.weight or model.language_model.embed_tokens.weight) in the weights",
         hint="this is not a Gemma 4 text checkpoint, or its safetensors are incomplete",
     )
+
+
+def unified_text_config(config: dict, path: Path | str = "the checkpoint") -> dict:
+    """The text decoder's config of a `gemma4_unified` checkpoint, as the rest of gemmaios reads it.
+
+    transformers' Gemma4UnifiedTextConfig is Gemma4TextConfig without the per-layer-embedding
+    and mixture-of-experts fields; everything downstream (decode module, gates, tables) reads a
+    Gemma4TextConfig dict, whose defaults would silently turn per-layer embeddings ON
+    (hidden_size_per_layer_input=256). So they are set to "none" here. The decoder itself is the
+    dense Gemma 4 one, weights under `model.language_model.`; `use_bidirectional_attention="vision"`
+    only changes the mask inside image blocks, so the text path is plain causal and loads. With
+    "all", every token would attend both ways: no token-by-token engine can run that, so it is refused.
+    """
+    text = config.get("text_config")
+    if not isinstance(text, dict):
+        raise CheckpointError(
+            f"{path}/config.json is a gemma4_unified config without a `text_config` object",
+            hint="re-download the checkpoint; its config.json is incomplete",
+        )
+    if text.get("use_bidirectional_attention") == "all":
+        raise UnsupportedInput(
+            f"{path} is a gemma4_unified model whose text attends bidirectionally (use_bidirectional_attention='all'); "
+            "the decode engine generates one token at a time and needs causal attention",
+            kind="text",
+            hint="convert a causal Gemma 4 checkpoint (the released 12B uses 'vision': causal text, bidirectional image blocks)",
+        )
+    mapped = {k: v for k, v in text.items() if k not in ("model_type", "architectures")}
+    mapped.update(
+        model_type="gemma4_text",
+        hidden_size_per_layer_input=0,
+        vocab_size_per_layer_input=text.get("vocab_size"),
+        enable_moe_block=False,
+    )
+    return mapped
+
+
+def supported_inputs(checkpoint: Checkpoint) -> tuple[str, ...]:
+    """The input kinds gemmaios builds for this checkpoint: text always; images for the
+    encoder-based multimodal release (E2B/E4B, model_type gemma4) when its vision tower is present."""
+    if checkpoint.model_type == "gemma4" and isinstance(checkpoint.config.get("vision_config"), dict):
+        return ("text", "image")
+    return ("text",)
+
+
+def require_inputs(checkpoint: Checkpoint, kinds: tuple[str, ...] | list[str]) -> None:
+    """Refuse, with a named UnsupportedInput, a request for an input kind out of scope for `checkpoint`.
+
+    Called only where a request asks for more than text (an image or audio prompt, an image
+    asset in the build): loading and converting the text path never raises this.
+    Out of scope: audio (every model), and images on `gemma4_unified` (the 12B), whose image
+    blocks attend bidirectionally: reproducing that needs a multi-token prefill function and
+    engine work, while our engine feeds one token at a time (65/71 argmaxes change on the tiny model).
+    """
+    for kind in kinds:
+        if kind not in INPUT_KINDS:
+            raise UnsupportedInput(f"unknown input kind {kind!r}", kind=kind, hint=f"known: {', '.join(INPUT_KINDS)}")
+        if kind in supported_inputs(checkpoint):
+            continue
+        if kind == "audio":
+            raise UnsupportedInput(
+                f"audio input is out of scope: gemmaios builds the text path{' and images' if checkpoint.model_type == 'gemma4' else ''} "
+                f"of {checkpoint.model_id}, not its audio embedder",
+                kind="audio",
+                hint="send text (or, for E2B/E4B, image) prompts; see README 'Out of scope'",
+            )
+        if checkpoint.model_type == "gemma4_unified":
+            raise UnsupportedInput(
+                f"image input for {checkpoint.model_id} (gemma4_unified, the 12B) is out of scope: its image blocks attend "
+                "bidirectionally (use_bidirectional_attention='vision'), which needs a multi-token prefill function and "
+                "engine work; a token-by-token engine would change the answers",
+                kind="image",
+                hint="use E2B/E4B (google/gemma-4-E4B-it…) for image prompts, or text prompts with the 12B",
+            )
+        raise UnsupportedInput(
+            f"{checkpoint.model_id} has no vision encoder (model_type {checkpoint.model_type}), so it cannot take images",
+            kind="image",
+            hint="use the multimodal release (model_type gemma4, e.g. google/gemma-4-E4B-it) for image prompts",
+        )

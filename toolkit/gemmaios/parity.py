@@ -98,11 +98,13 @@ def encode_prompts(checkpoint: Checkpoint, prompts=GATE_PROMPTS) -> list[list[in
 
 
 def hf_reference(checkpoint: Checkpoint, prompt_ids: list[list[int]], steps: int = GATE_STEPS) -> list[ReferenceRun]:
-    """Greedy decoding with transformers' Gemma4ForCausalLM in fp32 (eager attention)."""
-    from transformers import DynamicCache, Gemma4ForCausalLM
+    """Greedy decoding with transformers' own text decoder for the checkpoint (gemmaios.hf_text) in fp32
+    (eager attention): Gemma4ForCausalLM, or Gemma4UnifiedForCausalLM for the 12B as it ships."""
+    from transformers import DynamicCache
 
-    model = Gemma4ForCausalLM.from_pretrained(checkpoint.path, dtype=torch.float32, attn_implementation="eager")
-    model.eval()
+    from .hf_text import load_hf_text_decoder
+
+    model = load_hf_text_decoder(checkpoint, dtype=torch.float32, attn_implementation="eager")
     runs = []
     with torch.no_grad(), small_model_threads(model.config.hidden_size):
         for ids in prompt_ids:

@@ -138,11 +138,13 @@ TINY_VARIANTS = {
 
 def build_tiny_model(variant: str = "e4b"):
     """A tiny Gemma4ForCausalLM with deterministic random weights ("e4b" is the built-in tiny model)."""
+    if variant == TINY_UNIFIED:
+        return build_tiny_unified_model()
     try:
         config_kwargs = TINY_VARIANTS[variant]()
     except KeyError:
         raise RegistryError(
-            f"unknown tiny variant {variant!r}", hint=f"known: {sorted(TINY_VARIANTS)}"
+            f"unknown tiny variant {variant!r}", hint=f"known: {sorted([*TINY_VARIANTS, TINY_UNIFIED])}"
         ) from None
     return _build_model(config_kwargs)
 
@@ -344,3 +346,46 @@ def ensure_tiny_checkpoint(cache_dir: Path | None = None) -> Path:
     if not tiny_is_current(path):
         generate_tiny_checkpoint(path)
     return path
+
+
+# --- The 12B as it ships: `gemma4_unified` (encoder-free multimodal) at toy size ------------
+# The text decoder is the dense 12B structure above; `embed_vision` (raw 3x3-merged patches →
+# LN → Dense → LN → +2D posemb → LN → RMSNorm → Linear) and `embed_audio` (RMSNorm → Linear)
+# sit beside it under `model.`, and the decoder's weights under `model.language_model.`, as in
+# the real checkpoint. Random weights, like the other 12B/31B-shaped variants.
+TINY_UNIFIED = "12b-unified"
+
+
+def tiny_unified_config_kwargs() -> dict:
+    """Gemma4UnifiedConfig arguments: the 12B-shaped text config (no PLE fields: the unified text
+    config has none) plus toy vision (4-px patches, 3x3 merge) and audio embedders."""
+    text = {k: v for k, v in tiny_12b_text_config_kwargs().items()
+            if k not in ("hidden_size_per_layer_input", "vocab_size_per_layer_input")}
+    text["use_bidirectional_attention"] = "vision"  # as the 12B ships: image blocks attend both ways
+    return dict(
+        text_config=text,
+        vision_config=dict(patch_size=4, pooling_kernel_size=3, mm_embed_dim=32, output_proj_dims=32,
+                           mm_posemb_size=64, initializer_range=0.08),
+        audio_config=dict(audio_embed_dim=16, initializer_range=0.08),
+        tie_word_embeddings=True,
+    )
+
+
+def build_tiny_unified_model():
+    """A tiny Gemma4UnifiedForConditionalGeneration with deterministic random weights."""
+    import torch
+    from transformers import Gemma4UnifiedConfig, Gemma4UnifiedForConditionalGeneration
+
+    torch.manual_seed(TINY_SEED)
+    config = Gemma4UnifiedConfig(**tiny_unified_config_kwargs())
+    model = Gemma4UnifiedForConditionalGeneration(config).eval()
+    generator = torch.Generator().manual_seed(TINY_SEED)
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters()):
+            if name.endswith("norm.weight") or name.endswith("_ln1.weight") or name.endswith("_ln2.weight"):
+                param.copy_(1.0 + 0.2 * torch.randn(param.shape, generator=generator))
+            else:
+                param.copy_(0.08 * torch.randn(param.shape, generator=generator))
+        for i, layer in enumerate(model.model.language_model.layers):
+            layer.layer_scalar.fill_(0.75 + 0.05 * (i % 5))
+    return model

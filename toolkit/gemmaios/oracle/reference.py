@@ -70,18 +70,15 @@ class ReferenceModel:
     @classmethod
     def load(cls, checkpoint: Checkpoint | str | Path, device: str = "cpu") -> ReferenceModel:
         import torch
-        from transformers import AutoConfig, AutoTokenizer, Gemma4ForCausalLM
+        from transformers import AutoTokenizer
+
+        from ..hf_text import load_hf_text_decoder
 
         ckpt = _as_checkpoint(checkpoint)
-        config = AutoConfig.from_pretrained(ckpt.path)
-        kwargs: dict[str, Any] = {}
-        if ckpt.config.get("model_type") == "gemma4":
-            # Multimodal release: keep only the text decoder and map its weight names
-            # (model.language_model.*) onto Gemma4ForCausalLM's (model.*).
-            config = config.text_config
-            kwargs["key_mapping"] = {r"^model\.language_model\.": "model."}
         try:
-            model = Gemma4ForCausalLM.from_pretrained(ckpt.path, config=config, dtype=torch.float32, **kwargs)
+            # Multimodal releases (gemma4, gemma4_unified): only the text decoder, its weight
+            # names (model.language_model.*) mapped onto the causal LM's (model.*).
+            model = load_hf_text_decoder(ckpt, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(ckpt.path)
         except (OSError, ValueError, RuntimeError) as exc:
             raise OracleError(
