@@ -9,7 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from gemmaios.checkpoint import CheckpointError, UnsupportedInput, load_checkpoint, require_inputs, supported_inputs
+from gemmaios.checkpoint import (
+    CheckpointError,
+    UnsupportedInput,
+    load_checkpoint,
+    require_inputs,
+    supported_inputs,
+)
 from gemmaios.cli import app
 from gemmaios.decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
 from gemmaios.hf_text import load_hf_text_decoder
@@ -65,7 +71,7 @@ def test_gemma4_unified_loads_its_text_decoder(unified):
 @pytest.mark.parametrize("flash", [None, "g8"])
 def test_our_decoder_matches_hf_gemma4_unified_on_text(unified, flash):
     """fp32, fed one token per call as the engine does, against HF's full gemma4_unified model (text-only input)."""
-    from transformers import Gemma4UnifiedForConditionalGeneration
+    from transformers import Gemma4UnifiedForCausalLM, Gemma4UnifiedForConditionalGeneration
 
     hf = Gemma4UnifiedForConditionalGeneration.from_pretrained(unified.path, dtype=torch.float32,
                                                                 attn_implementation="eager").eval()
@@ -73,7 +79,7 @@ def test_our_decoder_matches_hf_gemma4_unified_on_text(unified, flash):
         want = hf(input_ids=torch.tensor([SEQUENCE])).logits[0, PROMPT - 1 : -1].float()
         # the gates' reference (the text decoder alone) is the same model
         text_only = load_hf_text_decoder(unified, attn_implementation="eager")
-        assert isinstance(text_only, __import__("transformers").Gemma4UnifiedForCausalLM)
+        assert isinstance(text_only, Gemma4UnifiedForCausalLM)
         assert (text_only(input_ids=torch.tensor([SEQUENCE])).logits[0, PROMPT - 1 : -1] - want).abs().max() < 1e-5
     ours = Gemma4Decode(unified, quant="fp16", dtype=torch.float32).eval()
     use_flash_decode(ours, flash)
