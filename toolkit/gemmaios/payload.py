@@ -10,7 +10,8 @@ pushes none; `documents`: the .app holds none and deploy pushes exactly these to
 
 `check_ios_bundle` refuses an un-compiled bundle (or one compiled for another architecture),
 `check_tbl_memory` a tbl bundle whose graph plus owned tables exceed the architecture's
-entitled limit; each has an explicit override (`--allow-uncompiled`, `--allow-tbl`).
+entitled limit (the arithmetic: gemmaios.memory, which also takes the KV cache, buffers and an
+extra asset such as the vision encoder); each has an explicit override (`--allow-uncompiled`, `--allow-tbl`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from . import contract as c
 from .archs import Arch
 from .errors import GemmaiosError, NeedsMacOS
+from .memory import MemoryEstimate, entitled_memory, tree_bytes
 from .pipeline import MANIFEST_NAME
 
 # The prompt set the app step renders, relative to the build folder (the payload's source).
@@ -177,30 +179,11 @@ def check_ios_bundle(bundle_dir: Path, arch: Arch, *, allow_uncompiled: bool = F
     )
 
 
-@dataclass
-class MemoryArithmetic:
-    graph_bytes: int
-    table_bytes: int
-    limit_bytes: int | None
-
-    @property
-    def total_bytes(self) -> int:
-        return self.graph_bytes + self.table_bytes
-
-    def describe(self, arch: Arch) -> str:
-        gb = 1e9
-        limit = f"{self.limit_bytes / gb:.2f} GB" if self.limit_bytes else "unknown"
-        return (f"graph {self.graph_bytes / gb:.2f} GB + owned PLE tables {self.table_bytes / gb:.2f} GB "
-                f"= {self.total_bytes / gb:.2f} GB vs {arch.name}'s entitled limit {limit} "
-                "(before the KV cache and activations)")
-
-
-def tbl_memory(bundle_dir: Path, table_files: list[Path], arch: Arch) -> MemoryArithmetic:
+def tbl_memory(bundle_dir: Path, table_files: list[Path], arch: Arch) -> MemoryEstimate:
+    """The bundle's graph plus owned PLE tables vs `arch`'s limit (gemmaios.memory.entitled_memory)."""
     main = Path(bundle_dir) / read_main_asset(bundle_dir)
-    graph = sum(p.stat().st_size for p in _tree(main))
     tables = sum(Path(p).stat().st_size for p in table_files if Path(p).is_file())
-    limit = int(arch.entitled_limit_gb * 1e9) if arch.entitled_limit_gb else None
-    return MemoryArithmetic(graph, tables, limit)
+    return entitled_memory(arch, decoder_bytes=tree_bytes(main), table_bytes=tables)
 
 
 def check_tbl_memory(bundle_dir: Path, table_files: list[Path], arch: Arch, ple: str, *,
@@ -211,7 +194,7 @@ def check_tbl_memory(bundle_dir: Path, table_files: list[Path], arch: Arch, ple:
     arithmetic = tbl_memory(bundle_dir, table_files, arch)
     if arithmetic.limit_bytes is None or arithmetic.total_bytes <= arithmetic.limit_bytes:
         return None
-    text = arithmetic.describe(arch)
+    text = arithmetic.describe()
     if allow_tbl:
         return f"{Path(bundle_dir).name}: {text}; shipping it anyway (--allow-tbl)"
     raise TablesExceedMemory(

@@ -1,0 +1,120 @@
+"""Entitled-memory arithmetic with a vision asset, on real E2B/E4B figures (gemmaios.memory)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gemmaios.archs import get_arch
+from gemmaios.memory import (
+    ExtraAsset,
+    entitled_memory,
+    image_embeds_bytes,
+    kv_cache_bytes,
+    kv_cache_bytes_for,
+    tree_bytes,
+    vision_encoder_activation_bytes,
+)
+from gemmaios.registry import MODELS
+
+# Published sizes of the int4 decode graphs (pipelined engine): E4B seed 002 (3.7 GB),
+# E2B mlboydaisuke/gemma-4-E2B-CoreAI gpu-pipelined int4lin (2.0 GB).
+GRAPH_BYTES = {"e2b": 2_000_000_000, "e4b": 3_700_000_000}
+SOFT_TOKENS = 280  # Gemma 4's default image soft-token budget (E2B/E4B)
+CONTEXT = 4096
+
+
+def vision_facts(text_hidden: int) -> tuple[int, int]:
+    """(fp16 weight bytes, activation bytes at the 280-token grid) of the E2B/E4B vision tower +
+    3x3 pooling + projector, counted from transformers' own classes (16 layers, h768, 12 heads)."""
+    import torch
+    from transformers.models.gemma4 import modeling_gemma4 as m
+    from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig, Gemma4VisionConfig
+
+    with torch.device("meta"):
+        vc = Gemma4VisionConfig()
+        params = sum(p.numel() for p in m.Gemma4VisionModel(vc).parameters())
+        params += sum(p.numel() for p in m.Gemma4MultimodalEmbedder(vc, Gemma4TextConfig(hidden_size=text_hidden)).parameters())
+    patches = SOFT_TOKENS * vc.pooling_kernel_size**2  # 2520 patches of 16x16 before the 3x3 pool
+    activations = vision_encoder_activation_bytes(
+        patches, vc.hidden_size, vc.intermediate_size, vc.num_attention_heads,
+        patch_dim=3 * vc.patch_size**2, out_tokens=SOFT_TOKENS, out_hidden=text_hidden)
+    return params * 2, activations
+
+
+def iphone_estimate(key: str, *, tbl: bool = False, vision: bool = True):
+    spec = MODELS[key]
+    kv = kv_cache_bytes(spec.kv_slots, spec.num_key_value_heads, max(spec.head_dim, spec.global_head_dim), CONTEXT)
+    tables = spec.vocab_size * (spec.num_hidden_layers * spec.hidden_size_per_layer_input + 4) if tbl else 0
+    extra, buffers = None, {}
+    if vision:
+        weights, activations = vision_facts(spec.hidden_size)
+        extra = ExtraAsset("vision encoder", weights, activations)
+        buffers["image_embeds"] = image_embeds_bytes(SOFT_TOKENS, spec.hidden_size)
+    return entitled_memory(get_arch("h18p"), decoder_bytes=GRAPH_BYTES[key], table_bytes=tables, kv_bytes=kv,
+                           buffers=buffers, extra=extra)
+
+
+def test_kv_and_image_embeds_figures():
+    # E2B: 15 KV-owning layers, 1 KV head, padded to the 512 global head dim; E4B: 24 layers, 2 heads
+    assert kv_cache_bytes(15, 1, 512, CONTEXT) == 2 * 15 * 1 * 4096 * 512 * 2 == 125_829_120
+    assert kv_cache_bytes(24, 2, 512, CONTEXT) == 402_653_184
+    assert image_embeds_bytes(280, 1536) == 860_160 and image_embeds_bytes(280, 2560) == 1_433_600
+
+
+def test_kv_bytes_follow_the_decode_spec(tiny_checkpoint):
+    from gemmaios.decode_model import DecodeSpec
+
+    spec = DecodeSpec.from_text_config(tiny_checkpoint.text_config)
+    # tiny E4B-shaped: 8 cache-owning layers, unified pair padded to 2 heads x 32 dims
+    assert spec.cache_shape(64) == (8, 1, 2, 64, 32)
+    assert kv_cache_bytes_for(spec, 64) == 2 * 8 * 2 * 64 * 32 * 2
+
+
+def test_vision_asset_figures_for_e2b_and_e4b():
+    e2b_weights, e2b_act = vision_facts(1536)
+    e4b_weights, e4b_act = vision_facts(2560)
+    # 167.4M tower params + the 768→hidden projector, fp16
+    assert e2b_weights == (167_364_608 + 768 * 1536) * 2 == 337_088_512
+    assert e4b_weights == (167_364_608 + 768 * 2560) * 2 == 338_661_376
+    # the [12, 2520, 2520] fp16 attention scores dominate: 152 MB of ~181 MB
+    assert 12 * 2520 * 2520 * 2 == 152_409_600 < e4b_act < 200_000_000
+    assert e2b_act < e4b_act  # only the output rows differ (hidden 1536 vs 2560)
+
+
+@pytest.mark.parametrize("key,total_gb,fits", [("e2b", 2.64, True), ("e4b", 4.62, True)])
+def test_decoder_plus_vision_asset_fits_the_iphone_in_provider_mode(key, total_gb, fits):
+    estimate = iphone_estimate(key)
+    assert estimate.total_bytes / 1e9 == pytest.approx(total_gb, abs=0.01)
+    assert estimate.fits is fits and estimate.limit_bytes == 6_400_000_000
+    assert list(estimate.parts) == ["graph", "owned PLE tables", "KV cache", "image_embeds",
+                                    "vision encoder weights", "vision encoder activations"]
+    text = estimate.describe()
+    assert "vision encoder weights 0.34 GB" in text and "h18p's entitled limit 6.40 GB" in text
+    assert "image_embeds 0.86 MB" in text or "image_embeds 1.43 MB" in text
+    assert "before the KV cache" not in text  # the KV cache is in the sum
+    # without the asset, the difference is exactly its weights, activations and image_embeds
+    plain = iphone_estimate(key, vision=False)
+    vision = estimate.parts
+    assert estimate.total_bytes - plain.total_bytes == (
+        vision["vision encoder weights"] + vision["vision encoder activations"] + vision["image_embeds"])
+
+
+def test_e4b_tbl_with_the_vision_asset_exceeds_the_entitled_limit():
+    estimate = iphone_estimate("e4b", tbl=True)
+    assert estimate.parts["owned PLE tables"] == 262_144 * (42 * 256 + 4)  # i8 table + f32 scales, 2.82 GB
+    assert estimate.fits is False and estimate.headroom_bytes < -1_000_000_000  # 7.44 GB vs 6.40 GB
+    assert iphone_estimate("e2b", tbl=True).fits is True  # E2B: 2.0 + 2.35 + ... = 4.99 GB
+
+
+def test_unknown_limits_and_measured_assets(tmp_path):
+    estimate = entitled_memory(get_arch("h17g"), decoder_bytes=10)
+    assert estimate.fits is None and estimate.headroom_bytes is None
+    assert "before the KV cache" in estimate.describe() and "limit unknown" in estimate.describe()
+    asset = tmp_path / "vision.aimodel"
+    (asset / "weights").mkdir(parents=True)
+    (asset / "weights" / "w.bin").write_bytes(b"x" * 1000)
+    (asset / "main.mlirb").write_bytes(b"x" * 24)
+    assert tree_bytes(asset) == 1024
+    extra = ExtraAsset.from_files("vision encoder", asset, activation_bytes=76)
+    assert entitled_memory(get_arch("h18p"), decoder_bytes=900, extra=extra).total_bytes == 2000
+    assert entitled_memory(get_arch("h18p"), decoder_bytes=900, extra=extra).as_dict()["fits"] is True
