@@ -355,7 +355,7 @@ def require_inputs(checkpoint: Checkpoint, kinds: tuple[str, ...] | list[str]) -
                 f"audio input is out of scope: gemmaios builds the text path{' and images' if checkpoint.model_type == 'gemma4' else ''} "
                 f"of {checkpoint.model_id}, not its audio embedder",
                 kind="audio",
-                hint="send text (or, for E2B/E4B, image) prompts; see README 'Out of scope'",
+                hint="send text (or, for E2B/E4B, image) prompts; README lists what is out of scope (audio, 12B images)",
             )
         if checkpoint.model_type == "gemma4_unified":
             raise UnsupportedInput(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .checkpoint import Checkpoint
+from .checkpoint import MULTIMODAL_MODEL_TYPES, Checkpoint
 
 TEXT_DECODER_KEY_MAPPING = {r"^model\.language_model\.": "model."}
 # Tensors of the multimodal releases that are not the text decoder: expected, and not reported
@@ -38,7 +38,7 @@ def load_hf_text_decoder(checkpoint: Checkpoint, *, dtype: Any = None, attn_impl
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     config = AutoConfig.from_pretrained(checkpoint.path)
-    if checkpoint.model_type in ("gemma4", "gemma4_unified"):
+    if checkpoint.model_type in MULTIMODAL_MODEL_TYPES:
         config = config.text_config
         kwargs["key_mapping"] = TEXT_DECODER_KEY_MAPPING
         cls = type(cls.__name__, (cls,), {"_keys_to_ignore_on_load_unexpected": NOT_TEXT_DECODER})
