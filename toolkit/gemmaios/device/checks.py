@@ -39,8 +39,9 @@ LOCKED_HINT = "unlock the iPhone and keep it awake, then run again"
 
 async def _check_locked(client, rsd=None) -> None:
     """Refuse a locked phone. A real iPhone still serves installation_proxy and AFC while locked,
-    so ask for the lock state itself: lockdown's PasswordProtected (true while a passcode-locked
-    phone is locked) and, over the iOS 17+ tunnel, CoreDevice's lock state (passcodeRequired)."""
+    so ask for the lock state itself: lockdown's PasswordProtected (reported by libimobiledevice and
+    tidevice users to read true while the phone is locked and false once unlocked, a passcode still
+    set) and, over the iOS 17+ tunnel, CoreDevice's lock state (passcodeRequired, as devicectl shows)."""
     from pymobiledevice3.exceptions import PasswordRequiredError, PyMobileDevice3Exception
 
     try:
