@@ -11,6 +11,7 @@ import hashlib
 import json
 import plistlib
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -396,7 +397,7 @@ def test_ios17_tunnel_missing_says_how_to_start_it(sim, monkeypatch):
     with pytest.raises(dev.TunnelNotRunning) as err:
         dev.preflight(UDID, bench=True)
     assert dev.TUNNELD_COMMAND in err.value.hint
-    assert "sudo python3 -m pymobiledevice3 remote tunneld" in str(err.value)
+    assert f"sudo {sys.executable} -m pymobiledevice3 remote tunneld" in str(err.value)  # this venv's Python
 
 
 def test_cli_prints_the_preflight_message(sim, build):

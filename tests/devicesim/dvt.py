@@ -15,6 +15,11 @@ def make_process_control(sim, device):
             if device.refuse_launch not in (None, "no-pid"):
                 return NSError(1, "com.apple.dt.deviceprocesscontrolservice",
                                {"NSLocalizedDescription": device.refuse_launch})
+            if device.locked:  # FrontBoard's answer (FBSOpenApplicationErrorDomain 7, "Locked")
+                return NSError(1, "com.apple.dt.deviceprocesscontrolservice", {"NSLocalizedDescription": (
+                    f'The request to open "{bundle_id}" failed. The request was denied by service delegate '
+                    f'(SBMainWorkspace) for reason: Locked ("Unable to launch {bundle_id} because the device '
+                    'was not, or could not be, unlocked").')})
             return sim.launch(device, bundle_id, environment or {}, arguments or [])
 
         @dtx_on_invoke("processIdentifierForBundleIdentifier:")

@@ -9,7 +9,10 @@ DVT process-control channel over DTX (served with pymobiledevice3's DTX peer, so
 channel's wire format is self-consistent rather than checked against Apple's).
 
 Developer services are served over lockdown, as on iOS < 17: the iOS 17+ RemoteXPC tunnel
-(tunneld/RSD) is not simulated.
+(tunneld/RSD, cryptexd, CoreDevice) is not simulated. Like a real phone, a locked one still
+serves installation_proxy, AFC and DVT; lockdown's PasswordProtected says it is locked, pairing
+is refused and a launch fails with FrontBoard's "could not be, unlocked". A service lockdownd
+does not know is refused with InvalidService; the assertion agent records power assertions.
 
 Installing an .ipa unpacks its .app on the simulated device; launching it starts the app
 stand-in (`devicesim.standin`) as a real process with the launch environment and arguments,
@@ -46,8 +49,11 @@ from .afc import AfcServer
 
 LOCKDOWN_PORT = 62078
 DVT_SERVICE = "com.apple.instruments.remoteserver.DVTSecureSocketProxy"
-LOCKED_REFUSES = {"com.apple.mobile.installation_proxy", "com.apple.mobile.house_arrest", "com.apple.afc",
-                  DVT_SERVICE}
+ASSERTION_SERVICE = "com.apple.mobile.assertion_agent"
+SERVED = {DVT_SERVICE, ASSERTION_SERVICE, "com.apple.afc", "com.apple.crashreportcopymobile",
+          "com.apple.crashreportmover", "com.apple.mobile.house_arrest", "com.apple.mobile.installation_proxy",
+          "com.apple.mobile.mobile_image_mounter"}
+KERNEL_NAME_MAX = 16  # MAXCOMLEN: JetsamEvent lists process names as the kernel keeps them
 SYSTEM_BUID = "SIM-BUID-0001"
 HOST_ID = "SIM-HOST-0001"
 
@@ -113,6 +119,10 @@ class SimDevice:
     trust_after_requests: int | None = None  # an untrusted device accepts the Nth Pair request (the tap)
     install_error: str | None = None  # installation_proxy refuses packages with this error
     refuse_launch: str | None = None  # "no-pid": answer pid 0; other text: answer an NSError saying it
+    lockdown_dvt: bool = True  # False: as a real iOS 17+ phone, DVT is not offered over lockdown at all
+    container_error: str | None = None  # house_arrest answers this Error (e.g. InstallationLookupFailed)
+    report_noise: bool = False  # when the app dies, also file others' reports: a cpu_resource report of
+    # the app, a JetsamEvent killing a namesake process (same truncated name, another pid)
     app: SimApp = field(default_factory=SimApp)
     device_id: int = 0
     # what happened, for the tests
@@ -122,6 +132,8 @@ class SimDevice:
     unplugs: int = 0
     running: dict[str, int] = field(default_factory=dict)  # bundle id → pid
     app_logs: dict[int, Path] = field(default_factory=dict)  # pid → the app's stderr (its NSLog)
+    assertions: list[dict] = field(default_factory=list)  # power assertions asked for
+    assertions_held: int = 0  # those whose connection is still open
 
     def __post_init__(self) -> None:
         for sub in ("media", "containers", "crash"):
@@ -156,7 +168,8 @@ class SimDevice:
         return {"UniqueDeviceID": self.udid, "DeviceName": self.name, "ProductType": self.product_type,
                 "ProductVersion": self.ios, "BuildVersion": "27A1", "DeviceClass": "iPhone",
                 "CPUArchitecture": "arm64e", "UniqueChipID": 0x1234, "WiFiAddress": "00:11:22:33:44:55",
-                "DevicePublicKey": pairing_material()["device_public_pem"], "PasswordProtected": True}
+                "DevicePublicKey": pairing_material()["device_public_pem"],
+                "PasswordProtected": self.locked}  # true while a passcode-locked phone is locked
 
     def domain_values(self, domain: str | None) -> dict | None:
         return {
@@ -296,6 +309,8 @@ class DeviceSim:
             await self._installation_proxy(device, reader, writer)
         elif name == "com.apple.mobile.mobile_image_mounter":
             await self._image_mounter(device, reader, writer)
+        elif name == ASSERTION_SERVICE:
+            await self._assertion_agent(device, reader, writer)
 
     # ---- lockdownd -------------------------------------------------------------------------
     async def _lockdown(self, device: SimDevice, reader, writer) -> None:
@@ -337,9 +352,9 @@ class DeviceSim:
                 service = request.get("Service")
                 if not session:
                     reply["Error"] = "InvalidConnection"
-                elif device.locked and service in LOCKED_REFUSES:
-                    reply["Error"] = "PasswordProtected"
-                elif service == DVT_SERVICE and not device.ddi_mounted:
+                elif service not in SERVED:
+                    reply["Error"] = "InvalidService"
+                elif service == DVT_SERVICE and not (device.ddi_mounted and device.lockdown_dvt):
                     reply["Error"] = "InvalidService"
                 else:
                     port = device.next_port
@@ -356,6 +371,9 @@ class DeviceSim:
         bundle_id = request.get("Identifier") if request else None
         if bundle_id not in device.apps:
             await _write_plist(writer, {"Error": "ApplicationLookupFailed"})
+            return
+        if device.container_error:
+            await _write_plist(writer, {"Error": device.container_error})
             return
         await _write_plist(writer, {"Status": "Complete"})
         await AfcServer(device.container(bundle_id), device).serve(reader, writer)
@@ -403,6 +421,21 @@ class DeviceSim:
             else:
                 await _write_plist(writer, {"Error": "UnknownCommand"})
 
+    async def _assertion_agent(self, device: SimDevice, reader, writer) -> None:
+        """IOPMAssertionCreateWithName for the client; held until its connection closes."""
+        held = 0
+        try:
+            while (request := await _read_plist(reader)) is not None:
+                if request.get("CommandKey") == "CommandCreateAssertion":
+                    device.assertions.append(dict(request))
+                    device.assertions_held += 1
+                    held += 1
+                    await _write_plist(writer, {"CommandKey": "CommandCreateAssertion", "Status": "Success"})
+                else:
+                    await _write_plist(writer, {"Error": "UnknownCommand"})
+        finally:
+            device.assertions_held -= held
+
     async def _dvt(self, device: SimDevice, reader, writer) -> None:
         from pymobiledevice3.dtx import DTXConnection
 
@@ -443,7 +476,7 @@ class DeviceSim:
         device.app_logs[pid] = log
         device.running[bundle_id] = pid
         device.launches.append({"bundle_id": bundle_id, "environment": dict(environment),
-                                "arguments": list(arguments), "pid": pid})
+                                "arguments": list(arguments), "pid": pid, "kept_awake": device.assertions_held > 0})
         device._tasks[pid] = self.loop.create_task(self._watch(device, bundle_id, pid))
         return pid
 
@@ -469,6 +502,8 @@ class DeviceSim:
                     code, "exit" if device.app.outcome == "exit" else None)
                 if outcome:
                     self._write_crash_report(device, bundle_id, pid, outcome)
+                if device.report_noise:
+                    self._write_noise_reports(device, bundle_id, pid)
         finally:
             device._processes.pop(pid, None)
             device._tasks.pop(pid, None)
@@ -484,13 +519,29 @@ class DeviceSim:
                                                                                     "signal": "SIGSEGV"}})
             (device.root / "crash" / f"{process}-{stamp}.ips").write_text(text)
         else:  # a JetsamEvent lists every process; only the killed ones carry a reason
-            ours = {"name": process, "pid": pid, "rpages": 400000}
+            ours = {"name": process[:KERNEL_NAME_MAX], "pid": pid, "rpages": 400000}
             if outcome == "jetsam":
                 ours["reason"] = "per-process-limit"
             others = [{"name": "MobileSafari", "pid": 99, "rpages": 90000, "reason": "vm-pageshortage"}]
             text = json.dumps({"bug_type": "298"}) + "\n" + json.dumps({"largestProcess": process,
                                                                        "processes": [ours, *others]})
             (device.root / "crash" / f"JetsamEvent-{stamp}.ips").write_text(text)
+
+
+    def _write_noise_reports(self, device: SimDevice, bundle_id: str, pid: int) -> None:
+        """Reports about something else that a real phone files too: a resource report named after the
+        app (it kept running), and a JetsamEvent that killed another process of the same truncated name."""
+        stamp = time.strftime("%Y-%m-%d-%H%M%S")
+        process = device.apps[bundle_id].get("CFBundleExecutable", "App")
+        resource = json.dumps({"app_name": process, "bug_type": "202", "name": process}) + "\n" + json.dumps(
+            {"pid": pid, "event": "cpu usage", "action": "none", "duration": "180.00s"})
+        (device.root / "crash" / f"{process}.cpu_resource-{stamp}.ips").write_text(resource)
+        namesake = {"name": process[:KERNEL_NAME_MAX], "pid": pid + 100000, "rpages": 50000,
+                    "reason": "per-process-limit"}
+        jetsam = json.dumps({"bug_type": "298"}) + "\n" + json.dumps(
+            {"largestProcess": process, "processes": [{"name": process[:KERNEL_NAME_MAX], "pid": pid,
+                                                        "rpages": 1000}, namesake]})
+        (device.root / "crash" / f"JetsamEvent-{stamp}-noise.ips").write_text(jetsam)
 
 
 def _host_environment() -> dict[str, str]:
@@ -516,7 +567,8 @@ def _unpack_app(package: Path, dest: Path) -> None:
             if ".." in parts:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.read(member))
+            with archive.open(member) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)  # as installd: a multi-GB app is not read into memory
 
 
 def _read_app_info(package: Path) -> dict:

@@ -5,7 +5,9 @@ settings (`gemmaios.contract.ENV`: bench flag, trials, run id, and the device's 
 app cannot read itself). The app writes `Documents/<contract.RUNS_DIR>/<run_id>.jsonl`; we poll
 it over house_arrest/AFC until the footer appears, the process is gone, or the timeout
 passes. A process gone without a footer is classified from the device's crash reports (a
-JetsamEvent naming the app → jetsam kill; an .ips named after the app → crash). Logs and any
+JetsamEvent that killed the pid we launched → jetsam kill; a crash report, bug_type 309, of
+that pid → crash; resource reports do not count). The phone is kept awake (a power
+assertion) for the run. Logs and any
 reports land in `<build>/runs/<UTC timestamp>-<udid>/` with a `run.json` summary.
 
 Which app: `--bundle-id`, else what `gemmaios deploy` recorded for this device
@@ -31,6 +33,7 @@ RUNS_DIR = "runs"
 DEVICE_RUNS = f"{dev.DOCUMENTS}/{contract.RUNS_DIR}"
 UNLOCK_SETTLE_SECONDS = 300  # a just-unlocked iPhone under-reads ~35% (seed note)
 LOW_BATTERY = 0.3
+AWAKE_MARGIN_SECONDS = 300  # the phone is kept awake for the bench's timeout plus this (preflight, pulls)
 
 COMPLETED, CRASHED, JETSAM, EXITED, TIMEOUT = "completed", "crashed", "jetsam", "exited", "timeout"
 
@@ -116,26 +119,64 @@ async def _crash_reports(client) -> set[str]:
         return set(await reports.ls("/", depth=1))
 
 
-def jetsam_killed(report: bytes, executable: str) -> bool:
-    """Whether a JetsamEvent report says iOS killed `executable`.
+# .ips bug_type (the header line's): what iOS filed. Resource reports (cpu_resource, wakeups,
+# disk writes, ...) are filed for processes that carry on running: not a crash.
+CRASH_BUG_TYPES = frozenset({"109", "309"})  # crash report: legacy text, JSON (iOS 15+)
+JETSAM_BUG_TYPE = "298"  # JetsamEvent
+KERNEL_NAME_MAX = 16  # MAXCOMLEN: the kernel keeps this much of a process name (JetsamEvent "name")
+
+
+def _ips(report: bytes) -> tuple[dict, dict]:
+    """An .ips report's JSON header line and JSON body ({} where either is not JSON)."""
+    head, _, body = report.partition(b"\n")
+    parsed = []
+    for part in (head, body):
+        try:
+            value = json.loads(part)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            value = None
+        parsed.append(value if isinstance(value, dict) else {})
+    return parsed[0], parsed[1]
+
+
+def jetsam_killed(report: bytes, executable: str, pid: int | None = None) -> bool:
+    """Whether a JetsamEvent report says iOS killed our process: the one with `pid` (the pid we
+    launched) when known, else the one named `executable` (as the kernel truncates it).
 
     The report (.ips: a JSON header line, then a JSON body) lists every process in memory;
     killed ones carry a `reason` (per-process-limit, vm-pageshortage, ...). Merely being
-    listed is not being killed.
+    listed is not being killed; another process with the same truncated name is not ours.
     """
-    _header, _, body = report.partition(b"\n")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    _header, data = _ips(report)
+    processes = data.get("processes")
+    if not isinstance(processes, list):
         return False
-    processes = data.get("processes") if isinstance(data, dict) else None
-    return any(isinstance(p, dict) and p.get("name") == executable and p.get("reason")
-               for p in processes or [])
+    if pid is not None:
+        return any(isinstance(p, dict) and p.get("pid") == pid and p.get("reason") for p in processes)
+    name = executable[:KERNEL_NAME_MAX]
+    return any(isinstance(p, dict) and p.get("name") in (executable, name) and p.get("reason") for p in processes)
+
+
+def crash_report_kind(name: str, report: bytes, executable: str, pid: int | None = None) -> str | None:
+    """JETSAM when `report` (file `name`) is a JetsamEvent that killed our process, CRASHED when it is
+    a crash report of our process (bug_type 109/309, its pid ours when known), else None:
+    resource reports (cpu_resource, wakeups, ...) and other processes' reports do not count."""
+    header, body = _ips(report)
+    bug_type = str(header.get("bug_type", ""))
+    if bug_type == JETSAM_BUG_TYPE or (not bug_type and name.startswith("JetsamEvent")):
+        return JETSAM if jetsam_killed(report, executable, pid) else None
+    if bug_type not in CRASH_BUG_TYPES:
+        return None
+    if pid is not None and isinstance(body.get("pid"), int):
+        return CRASHED if body["pid"] == pid else None
+    names = {header.get("name"), header.get("app_name"), body.get("procName")}
+    return CRASHED if executable and executable in names else None
 
 
 async def _pull_new_reports(client, before: set[str], executable: str, out: Path,
-                            wait: float) -> tuple[list[Path], str | None]:
-    """Pull the app's crash / jetsam reports that appeared since launch, and classify the exit.
+                            wait: float, pid: int | None = None) -> tuple[list[Path], str | None]:
+    """Pull the crash / jetsam reports about our process (`pid`) that appeared since launch, and
+    classify the exit.
 
     ReportCrash writes a report a few seconds after the process dies, so the mover is flushed
     and the folder re-listed for up to `wait` seconds until one about the app shows up.
@@ -150,16 +191,16 @@ async def _pull_new_reports(client, before: set[str], executable: str, out: Path
             for entry in sorted(set(await reports.ls("/", depth=1)) - seen):
                 seen.add(entry)
                 name = entry.rsplit("/", 1)[-1]
-                is_jetsam = name.startswith("JetsamEvent")
-                if not is_jetsam and not (executable and name.startswith(executable)):
+                if not name.endswith(".ips"):
                     continue
                 data = await reports.afc.get_file_contents(entry)
-                if is_jetsam and not jetsam_killed(data, executable):
-                    continue  # another process's jetsam
+                found = crash_report_kind(name, data, executable, pid)
+                if found is None:
+                    continue  # another process's report, or a resource report
                 out.mkdir(parents=True, exist_ok=True)
                 (out / name).write_bytes(data)
                 pulled.append(out / name)
-                kind = JETSAM if is_jetsam else (kind or CRASHED)
+                kind = JETSAM if found == JETSAM else (kind or CRASHED)
             if kind or time.monotonic() >= deadline:
                 return pulled, kind
             await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
@@ -222,12 +263,7 @@ async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
         pid = await control.launch(bundle_id, environment=env, kill_existing=True)
     except (DTXNsError, PyMobileDevice3Exception, AssertionError) as exc:  # pymobiledevice3 asserts the pid is non-zero
         text = str(exc) or "no process id returned"
-        if "lock" in text.lower():
-            raise dev.DeviceLocked(f"the device refused to launch {bundle_id} while locked ({text})",
-                                   hint="unlock the iPhone, keep it awake, and run `gemmaios bench` again") from exc
-        raise dev.LaunchFailed(f"the device would not launch {bundle_id}: {text}",
-                               hint="open the app once by hand (trust the developer in Settings → General → "
-                                    "VPN & Device Management if asked), then run again") from exc
+        raise dev.launch_refusal(bundle_id, text) from exc  # locked / untrusted developer / other
     if not pid:
         raise dev.LaunchFailed(f"the device would not launch {bundle_id}: no process id returned",
                                hint="open the app once by hand, then run again")
@@ -243,7 +279,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
 
     dev.quiet_disconnects()
     say = status_fn or (lambda _msg: None)
-    async with dev.open_device(udid) as client:
+    async with dev.open_device(udid, awake_seconds=timeout + AWAKE_MARGIN_SECONDS) as client:
         bundle_id = bundle_id or deployed_bundle_id(build_dir, client.udid)
         if not bundle_id:
             raise dev.NothingToDeploy(f"{build_dir} names no app to run",
@@ -311,7 +347,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         reports: list[Path] = []
         if status == EXITED:
             reports, kind = await _pull_new_reports(client, reports_before, executable, run_dir / "crash-reports",
-                                                    report_wait)
+                                                    report_wait, pid)
             status = kind or EXITED
 
     footer = _footer(text) if text else None

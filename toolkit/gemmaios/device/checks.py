@@ -13,9 +13,8 @@ from .connect import (
     DeviceInfo,
     _describe,
     _ios_major,
-    developer_transport,
+    developer_services,
     open_device,
-    tunnel_provider,
 )
 from .errors import (
     ArchMismatch,
@@ -35,37 +34,81 @@ class Preflight:
     warnings: list[str] = field(default_factory=list)
 
 
-async def _check_locked(client) -> None:
-    """A service a locked phone refuses: lockdown says PasswordProtected when it is locked."""
-    from pymobiledevice3.exceptions import PasswordRequiredError
-    from pymobiledevice3.services.installation_proxy import InstallationProxyService
+LOCKED_HINT = "unlock the iPhone and keep it awake, then run again"
+
+
+async def _check_locked(client, rsd=None) -> None:
+    """Refuse a locked phone. A real iPhone still serves installation_proxy and AFC while locked,
+    so ask for the lock state itself: lockdown's PasswordProtected (reported by libimobiledevice and
+    tidevice users to read true while the phone is locked and false once unlocked, a passcode still
+    set) and, over the iOS 17+ tunnel, CoreDevice's lock state (passcodeRequired, as devicectl shows)."""
+    from pymobiledevice3.exceptions import PasswordRequiredError, PyMobileDevice3Exception
 
     try:
-        async with InstallationProxyService(client) as proxy:
-            await proxy.lookup({"BundleIDs": ["com.apple.Preferences"]})
-    except PasswordRequiredError as exc:
-        raise DeviceLocked(f"{client.udid} is locked", hint="unlock the iPhone and keep it awake, then run again") from exc
+        locked = await client.get_value(key="PasswordProtected")
+    except PasswordRequiredError:
+        locked = True
+    except PyMobileDevice3Exception:
+        locked = None
+    if not locked and rsd is not None and rsd is not client:
+        locked = await _coredevice_locked(rsd)
+    if locked:
+        raise DeviceLocked(f"{client.udid} is locked", hint=LOCKED_HINT)
 
 
-async def _ddi_mounted(client) -> bool:
+async def _coredevice_locked(rsd) -> bool | None:
+    """CoreDevice's lock state (what `devicectl device info lockState` prints), or None if unavailable."""
+    from pymobiledevice3.exceptions import PyMobileDevice3Exception
+    from pymobiledevice3.remote.core_device.device_info import DeviceInfoService
+
+    try:
+        async with DeviceInfoService(rsd) as service:
+            state = await service.get_lockstate()
+    except (TimeoutError, PyMobileDevice3Exception, OSError):
+        return None
+    return bool(state.get("passcodeRequired")) if isinstance(state, dict) else None
+
+
+async def _ddi_mounted(client, rsd=None) -> bool:
+    """Whether the developer disk image is there: the image mounter's view (LookupImage, then
+    CopyDevices, for the personalized image), and on iOS 17+ through the tunnel cryptexd's, where
+    iOS 26.4+ installs the DDI as a cryptex the image mounter does not list."""
     from pymobiledevice3.services.mobile_image_mounter import MobileImageMounterService, image_type_for_device
 
     async with MobileImageMounterService(client) as mounter:
-        return await mounter.is_image_mounted(image_type_for_device(client))
+        if await mounter.is_image_mounted(image_type_for_device(client)):
+            return True
+    if rsd is None or rsd is client:
+        return False
+    return await _ddi_cryptex_installed(rsd)
+
+
+async def _ddi_cryptex_installed(rsd) -> bool:
+    from pymobiledevice3.exceptions import PyMobileDevice3Exception
+    from pymobiledevice3.services.cryptexd import DDI_CRYPTEX_IDENTIFIER, CryptexdService
+
+    try:
+        installed = await CryptexdService(rsd).copy_installed()
+    except (PyMobileDevice3Exception, OSError):
+        return False
+    return any(cryptex.identifier == DDI_CRYPTEX_IDENTIFIER for cryptex in installed)
 
 
 async def mount_developer_image(client, rsd=None) -> None:
     """Download (if needed) and mount the developer disk image, as `pymobiledevice3 mounter auto-mount`
-    (iOS 27 installs it as a cryptex, which needs the tunnel's `rsd`)."""
-    from pymobiledevice3.exceptions import PyMobileDevice3Exception, RSDRequiredError
+    (iOS 27 installs it as a cryptex, which needs the tunnel's `rsd`). Already mounted is success."""
+    from pymobiledevice3.exceptions import AlreadyMountedError, PyMobileDevice3Exception, RSDRequiredError
     from pymobiledevice3.services.mobile_image_mounter import auto_mount
 
     try:
         await auto_mount(rsd or client)
+    except AlreadyMountedError:
+        return  # the image (or the DDI cryptex) is there: what we wanted
     except RSDRequiredError as exc:
         raise DeveloperImageNotMounted(
             f"mounting the developer disk image on iOS {client.product_version} needs the tunnel",
-            hint=f"start `{TUNNELD_COMMAND}`, unset {TRANSPORT_ENV}, and run again",
+            hint=f"unset {TRANSPORT_ENV} (gemmaios then opens pymobiledevice3's in-process tunnel, or uses "
+                 f"`{TUNNELD_COMMAND}` when it runs), and run again",
         ) from exc
     except (PyMobileDevice3Exception, OSError) as exc:
         raise DeveloperImageNotMounted(f"could not mount the developer disk image: {exc}",
@@ -96,18 +139,16 @@ async def run_preflight(client, *, arch: str | None = None, need_bytes: int = 0,
             )
     check_space(info, need_bytes)
     if bench:
-        rsd = await tunnel_provider(info.udid) if developer_transport(info.ios_version) == "tunnel" else None
-        try:
-            if not await _ddi_mounted(client):
+        async with developer_services(client, info.ios_version) as provider:
+            rsd = None if provider is client else provider
+            await _check_locked(client, rsd)
+            if not await _ddi_mounted(client, rsd):
                 if not mount:
                     raise DeveloperImageNotMounted(
                         f"the developer disk image is not mounted on {info.name or info.udid}",
                         hint=f"mount it with `gemmaios bench --mount-ddi` or `{DDI_COMMAND}` (downloads it on first use)",
                     )
                 await mount_developer_image(client, rsd)
-        finally:
-            if rsd is not None:
-                await rsd.close()
     if info.battery_level is not None and info.battery_level < 30:
         report.warnings.append(f"battery at {info.battery_level}%: low-power mode throttles; charge above 30% first")
     return report

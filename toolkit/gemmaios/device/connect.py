@@ -5,27 +5,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import shlex
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..archs import arch_for_product_type
 from .errors import (
+    AppMissing,
+    AppNotDebuggable,
+    DeveloperImageNotMounted,
+    DeveloperNotTrusted,
     DeviceError,
     DeviceLocked,
     DeviceNotFound,
     DeviceNotTrusted,
+    LaunchFailed,
     NoDevice,
     SeveralDevices,
+    TunnelFailed,
     TunnelNotRunning,
     UsbmuxdUnavailable,
 )
 
 MIN_IOS_MAJOR = 27  # Core AI
-TUNNELD_COMMAND = "sudo python3 -m pymobiledevice3 remote tunneld"
-DDI_COMMAND = "pymobiledevice3 mounter auto-mount"
-# "auto": developer services over the tunnel on iOS 17+ (as Xcode does), over lockdown before.
-# "lockdown": always over lockdown (iOS < 17, and the test simulator).
+# pymobiledevice3 as installed in *this* environment (the venv gemmaios runs from), not the system Python's
+PYMOBILEDEVICE3 = f"{shlex.quote(sys.executable)} -m pymobiledevice3"
+TUNNELD_COMMAND = f"sudo {PYMOBILEDEVICE3} remote tunneld"
+DDI_COMMAND = f"{PYMOBILEDEVICE3} mounter auto-mount"
+# "auto": developer services over a tunnel on iOS 17+ (as Xcode does), over lockdown before.
+# "tunnel": tunneld when it serves the device, else pymobiledevice3's in-process userspace tunnel.
+# "tunneld" / "userspace": only that tunnel. "lockdown": always over lockdown (iOS < 17, the test simulator).
 TRANSPORT_ENV = "GEMMAIOS_DEVICE_TRANSPORT"
+TRANSPORTS = ("auto", "lockdown", "tunnel", "tunneld", "userspace")
 TUNNELD_ENV = "GEMMAIOS_TUNNELD"  # host:port of tunneld (default 127.0.0.1:49151)
 PAIR_TIMEOUT_ENV = "GEMMAIOS_PAIR_TIMEOUT"
 
@@ -206,10 +219,11 @@ async def _list_devices() -> list[DeviceInfo]:
 
 
 def developer_transport(ios_version: str | None) -> str:
-    """How developer services (launch, DDI) are reached: "tunnel" or "lockdown"."""
+    """How developer services (launch, DDI) are reached: "lockdown", or a tunnel ("tunnel": tunneld
+    else userspace; "tunneld"; "userspace")."""
     setting = os.environ.get(TRANSPORT_ENV, "auto")
-    if setting not in ("auto", "lockdown", "tunnel"):
-        raise DeviceError(f"{TRANSPORT_ENV}={setting!r} is not one of auto, lockdown, tunnel",
+    if setting not in TRANSPORTS:
+        raise DeviceError(f"{TRANSPORT_ENV}={setting!r} is not one of {', '.join(TRANSPORTS)}",
                           hint=f"unset {TRANSPORT_ENV} or set it to auto")
     if setting != "auto":
         return setting
@@ -222,34 +236,175 @@ def tunneld_address() -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-async def tunnel_provider(udid: str):
-    """The RemoteServiceDiscovery of this device's tunnel, from a running tunneld."""
+async def _tunneld_rsd(udid: str):
+    """(tunneld's RSD for `udid`, None) when tunneld serves it, else (None, why not)."""
     from pymobiledevice3.exceptions import TunneldConnectionError
     from pymobiledevice3.tunneld.api import get_tunneld_device_by_udid
 
-    address = tunneld_address()
+    host, port = tunneld_address()
     try:
-        rsd = await get_tunneld_device_by_udid(udid, address)
-    except TunneldConnectionError as exc:
-        raise TunnelNotRunning(
-            f"iOS 17+ reaches developer services through a tunnel, and no tunneld answers at {address[0]}:{address[1]}",
-            hint=f"start it in another terminal and leave it running: `{TUNNELD_COMMAND}`",
-        ) from exc
+        rsd = await get_tunneld_device_by_udid(udid, (host, port))
+    except TunneldConnectionError:
+        return None, f"no tunneld answers at {host}:{port}"
+    except IndexError:
+        # pymobiledevice3 lists the tunnel, skips it when it does not connect, then indexes the
+        # empty list: a tunnel left over from before a replug or sleep
+        return None, f"tunneld lists a tunnel to {udid} that no longer answers (stale after a replug or sleep)"
     if rsd is None:
+        return None, f"tunneld is running but has no tunnel to {udid}"
+    return rsd, None
+
+
+async def _userspace_rsd(udid: str, tunneld_problem: str | None):
+    """pymobiledevice3's in-process userspace tunnel (iOS 17.4+, no root), as its CLI does by default.
+    Closing the returned RSD closes the tunnel too."""
+    from pymobiledevice3.exceptions import (
+        PasswordRequiredError,
+        PyMobileDevice3Exception,
+        UserspaceTunnelUnavailableError,
+    )
+    from pymobiledevice3.remote.userspace_tunnel import UserspaceRsdTunnel
+
+    tunnel = UserspaceRsdTunnel(serial=udid, autopair=False, remotepairing_fallback=False)
+    prefix = f"{tunneld_problem}, and " if tunneld_problem else ""
+    try:
+        rsd = await tunnel.aopen()
+    except UserspaceTunnelUnavailableError as exc:
         raise TunnelNotRunning(
-            f"tunneld is running but has no tunnel to {udid}",
-            hint=f"unlock the iPhone and keep it attached; if it still does not appear restart `{TUNNELD_COMMAND}`",
-        )
+            f"iOS 17+ reaches developer services through a tunnel: {prefix}the in-process tunnel cannot "
+            f"serve {udid} (it needs iOS 17.4+: {exc})",
+            hint=f"start tunneld in another terminal and leave it running: `{TUNNELD_COMMAND}`",
+        ) from exc
+    except PasswordRequiredError as exc:
+        raise DeviceLocked(f"{udid} is locked: the tunnel cannot be opened",
+                           hint="unlock the iPhone and keep it awake, then run again") from exc
+    except (TimeoutError, PyMobileDevice3Exception, OSError, asyncio.IncompleteReadError) as exc:
+        raise TunnelFailed(
+            f"{prefix}the in-process tunnel to {udid} failed: {type(exc).__name__}: {exc}".strip(),
+            hint=f"unlock the iPhone, replug it and run again; or start `{TUNNELD_COMMAND}` in another "
+                 f"terminal and leave it running",
+        ) from exc
+    rsd.close = tunnel.aclose  # closing the RSD (as for tunneld's) also ends this tunnel (aclose closes the RSD)
     return rsd
 
 
+async def tunnel_provider(udid: str):
+    """The RemoteServiceDiscovery of a tunnel to this device: tunneld's when tunneld serves it, else
+    pymobiledevice3's in-process userspace tunnel (GEMMAIOS_DEVICE_TRANSPORT=tunneld|userspace: only
+    that one). Close it when done."""
+    setting = os.environ.get(TRANSPORT_ENV, "auto")
+    problem = None
+    if setting != "userspace":
+        rsd, problem = await _tunneld_rsd(udid)
+        if rsd is not None:
+            return rsd
+        if setting == "tunneld":
+            raise TunnelNotRunning(f"{TRANSPORT_ENV}=tunneld, and {problem}",
+                                   hint=f"start it in another terminal and leave it running: `{TUNNELD_COMMAND}` "
+                                        f"(after a replug or sleep restart it), or unset {TRANSPORT_ENV}")
+    return await _userspace_rsd(udid, problem)
+
+
 @contextlib.asynccontextmanager
-async def open_device(udid: str | None):
-    """A paired lockdown client for the chosen device."""
+async def developer_services(client, ios_version: str | None = None):
+    """What to hand pymobiledevice3's developer services (DVT, cryptexd): the lockdown client, or a
+    tunnel's RSD (closed on exit), per developer_transport()."""
+    if developer_transport(ios_version or client.product_version) == "lockdown":
+        yield client
+        return
+    rsd = await tunnel_provider(client.udid)
+    try:
+        yield rsd
+    finally:
+        with contextlib.suppress(Exception):
+            await rsd.close()
+
+
+KEEP_AWAKE_ASSERTION = "PreventUserIdleSystemSleep"
+
+
+@contextlib.asynccontextmanager
+async def keep_awake(client, seconds: float, reason: str = "gemmaios bench"):
+    """Hold a power assertion on the phone (its assertion agent) so it neither sleeps nor auto-locks
+    for `seconds` or until the block ends. A phone that refuses only gets a notice."""
+    from pymobiledevice3.exceptions import PyMobileDevice3Exception
+    from pymobiledevice3.services.power_assertion import PowerAssertionService
+
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            service = await stack.enter_async_context(PowerAssertionService(client))
+            await stack.enter_async_context(
+                service.create_power_assertion(KEEP_AWAKE_ASSERTION, "gemmaios", float(seconds), reason))
+        except (PyMobileDevice3Exception, OSError) as exc:
+            _notice(f"could not keep the iPhone awake ({type(exc).__name__}: {exc}); "
+                    "set Auto-Lock to Never (Settings → Display & Brightness) for long runs")
+        yield
+
+
+# The words iOS (FrontBoard, through DVT's process control) uses when it refuses a launch
+# (FBSOpenApplicationErrorDomain "Locked": "... because the device was not, or could not be, unlocked")
+LOCKED_LAUNCH = re.compile(r"\b(un)?locked\b|\bpasscode\b", re.IGNORECASE)  # not "blocked"
+UNTRUSTED_LAUNCH = ("not been explicitly trusted", "untrusted developer", "invalid code signature, inadequate entitlements")
+TRUST_HINT = ("on the iPhone: Settings → General → VPN & Device Management → your developer certificate → "
+              "Trust, then run again")
+
+
+def launch_refusal(bundle_id: str, text: str) -> DeviceError:
+    """The named error for iOS refusing to launch `bundle_id` with `text` (locked, untrusted developer, other)."""
+    lower = text.lower()
+    if any(words in lower for words in UNTRUSTED_LAUNCH):
+        return DeveloperNotTrusted(f"iOS refused to launch {bundle_id}: its developer is not trusted on this iPhone "
+                                   f"({text})", hint=TRUST_HINT)
+    if LOCKED_LAUNCH.search(text):
+        return DeviceLocked(f"the device refused to launch {bundle_id} while locked ({text})",
+                            hint="unlock the iPhone, keep it awake, and run `gemmaios bench` again")
+    return LaunchFailed(f"the device would not launch {bundle_id}: {text}",
+                        hint="open the app once by hand (trust the developer in Settings → General → "
+                             "VPN & Device Management if asked), then run again")
+
+
+def named_device_error(exc: BaseException, udid: str | None = None) -> DeviceError | None:
+    """The named error for a pymobiledevice3 failure with a known cause and fix, else None."""
+    from pymobiledevice3.exceptions import AppNotInstalledError, InvalidServiceError, PyMobileDevice3Exception
+
+    who = udid or "the device"
+    if isinstance(exc, InvalidServiceError):
+        # installation_proxy, AFC and house_arrest are always there: a refused service is a developer one
+        return DeveloperImageNotMounted(
+            f"{who} does not offer a developer service ({exc}): the developer disk image is not mounted, "
+            "or iOS 17+ is being asked over lockdown instead of the tunnel",
+            hint=f"mount it with `gemmaios bench --mount-ddi` or `{DDI_COMMAND}`; on iOS 17+ unset {TRANSPORT_ENV} "
+                 "so developer services go through the tunnel")
+    if isinstance(exc, AppNotInstalledError):
+        return AppMissing(f"the app is not installed on {who} ({exc})", hint="run `gemmaios deploy` first")
+    if isinstance(exc, PyMobileDevice3Exception) and "InstallationLookupFailed" in str(exc):
+        return AppNotDebuggable(
+            f"{who} will not open the app's container ({exc})",
+            hint="install a development-signed build (Xcode's Debug configuration / `gemmaios deploy`, "
+                 "which exports with development signing): App Store, TestFlight and ad-hoc builds "
+                 "cannot receive the payload")
+    return None
+
+
+@contextlib.asynccontextmanager
+async def open_device(udid: str | None, *, awake_seconds: float | None = None):
+    """A paired lockdown client for the chosen device. pymobiledevice3 failures with a known cause
+    that escape the block become their named errors. With `awake_seconds`, the phone is kept awake
+    (power assertion) while the block runs."""
     mux = await _select(udid)
     client = await _lockdown(mux.serial, pair=True)
     try:
-        yield client
+        async with contextlib.AsyncExitStack() as stack:
+            if awake_seconds:
+                await stack.enter_async_context(keep_awake(client, awake_seconds))
+            yield client
+    except DeviceError:
+        raise
+    except Exception as exc:
+        named = named_device_error(exc, client.udid)
+        if named is None:
+            raise
+        raise named from exc
     finally:
         await client.close()
 

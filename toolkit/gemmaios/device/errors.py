@@ -55,6 +55,10 @@ class TunnelNotRunning(DeviceError):
     """iOS 17+ needs a tunnel for developer services and none is running for this device."""
 
 
+class TunnelFailed(DeviceError):
+    """Neither tunneld nor the in-process userspace tunnel could reach the device's developer services."""
+
+
 class DeviceDisconnected(DeviceError):
     """The connection dropped mid-transfer (unplugged, locked, or slept)."""
 
@@ -67,9 +71,23 @@ class AppMissing(DeviceError):
     """The app is not installed on the device."""
 
 
+class AppNotDebuggable(DeviceError):
+    """The app is installed but the device will not open its container (house_arrest
+    InstallationLookupFailed): not a development-signed build (no get-task-allow)."""
+
+
 class AppInstallFailed(DeviceError):
     """installation_proxy refused the app (signing, iOS version, ...)."""
 
 
+class AppIdentifierMismatch(AppInstallFailed):
+    """installation_proxy's MismatchedApplicationIdentifierEntitlement: an app with this bundle id,
+    signed by another team, is already installed."""
+
+
 class LaunchFailed(DeviceError):
     """The device would not launch the app."""
+
+
+class DeveloperNotTrusted(LaunchFailed):
+    """iOS refused the launch because this developer's profile is not trusted on the phone yet."""
