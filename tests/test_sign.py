@@ -239,7 +239,8 @@ def test_a_corrupted_pull_back_is_detected_and_nothing_is_kept(loopback_mac, sig
 def test_missing_team_id_says_where_to_put_it(loopback_mac, signable, tmp_path):  # noqa: F811
     build = copy_build(signable, tmp_path / "b")
     ctx, report = run_sign(build, mac=loopback_mac, tmp_path=tmp_path, team=None)
-    assert report.status == "failed" and "no Apple Developer Team ID" in report.message
+    # in a build the step waits (the rest of the build is kept); `gemmaios deploy` stops on it up front
+    assert report.status == PENDING and "no Apple Developer Team ID" in report.message
     assert "--team-id" in report.message and "team_id: ABCDE12345" in report.message and "gemmaios.yaml" in report.message
     with pytest.raises(MissingTeamId):
         with SSHRunner(loopback_mac.target, loopback_mac.ssh_options, str(tmp_path / "r")) as runner:
@@ -250,7 +251,7 @@ def test_engine_package_not_ready_is_named_before_xcodebuild_runs(loopback_mac, 
     build = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path / "b")
     calls = len(loopback_mac.xcodebuild_calls())
     _, report = run_sign(build, mac=loopback_mac, tmp_path=tmp_path)
-    assert report.status == "failed" and "engine package is pending" in report.message
+    assert report.status == PENDING and "engine package is pending" in report.message
     assert "git clone" in report.message and len(loopback_mac.xcodebuild_calls()) == calls
 
 
@@ -302,6 +303,35 @@ def test_without_a_mac_the_step_waits_with_the_exact_commands_then_picks_the_ipa
 
 
 # ---- gemmaios deploy: the whole job -------------------------------------------------------------------
+
+@pytest.fixture
+def no_user_config(tmp_path, monkeypatch):
+    """No gemmaios.yaml in the working folder, no ~/.config/gemmaios/config.yaml."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def test_deploy_without_a_team_id_stops_before_building(tmp_path, no_user_config):
+    ran = CliRunner().invoke(cli_app, ["deploy", "--model", "tiny", "--out", "b"])
+    out = flat(ran.output)
+    assert ran.exit_code == 2 and "no Apple Developer Team ID to sign the app with" in out
+    assert "--team-id" in out and "team_id: ABCDE12345" in out and "gemmaios.yaml" in out
+    assert not (tmp_path / "b" / "build.json").exists()  # nothing built for an app that could not be signed
+
+
+@not_on_mac
+def test_deploy_on_linux_without_a_mac_names_the_xcodebuild_commands(signable, tmp_path, no_user_config):
+    build = copy_build(signable, tmp_path / "b")
+    ran = CliRunner().invoke(cli_app, ["deploy", "--out", str(build), "--team-id", TEAM, "--allow-uncompiled"])
+    out = flat(ran.output)
+    assert ran.exit_code == 2, ran.output
+    assert "step sign needs macOS" in out and "--mac user@host" in out
+    name = project_of(build).name
+    assert (f"xcodebuild -project app/{name}/{name}.xcodeproj -scheme {name} -configuration Release "
+            f"-destination generic/platform=iOS -archivePath sign/{name}.xcarchive archive -allowProvisioningUpdates "
+            f"DEVELOPMENT_TEAM={TEAM} && xcodebuild -exportArchive") in out
+    assert "▶ install" not in out
+
 
 @pytest.fixture
 def sim(monkeypatch):

@@ -98,6 +98,11 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             if ipa is not None and team_id:
                 raise typer.BadParameter("--ipa installs an app signed elsewhere; drop --team-id (or --ipa to sign "
                                          "here)", param_hint="--team-id")
+            from .app import BUNDLE_LOCATIONS, validate_choice, validate_team_id
+
+            validate_team_id(team_id)  # option mistakes first, before any build
+            if bundle_location is not None:
+                validate_choice("bundle location", bundle_location, BUNDLE_LOCATIONS)
             options = None
             if model is not None:
                 from .cli import _options

@@ -128,12 +128,16 @@ def build_for_deploy(request: DeployRequest, build_dir: Path, console: Console,
     """Run the pipeline (every step, sign included unless --ipa) and return the app package to install
     (None: let deploy find it). A build folder that does not record its options (not made by
     `gemmaios build`) is deployed as it is."""
+    from .device import find_app_package
+    from .sign import WHERE_TEAM_GOES, MissingTeamId, resolve_team_id
     from .steps import run_build, step_names
 
     if request.options is None and not Manifest(build_dir).data.get("options", {}).get("model"):
         say("  build.json records no build options: deploying the folder as it is")
         return [], request.ipa
     options = _prepare_options(request, build_dir)
+    if request.ipa is None and find_app_package(build_dir) is None and not resolve_team_id(options):
+        raise MissingTeamId("no Apple Developer Team ID to sign the app with", hint=WHERE_TEAM_GOES)  # before a long build
     only = None if request.ipa is None else set(step_names()) - {"sign"}
     ctx, reports = run_build(options, build_dir, only=only, console=console)
     _check_steps(reports, request, ctx.build_dir, say)

@@ -51,11 +51,18 @@ class SigningError(GemmaiosError):
     """The app could not be archived, signed or exported."""
 
 
-class MissingTeamId(SigningError):
+class SignWaiting(NeedsMacOS, SigningError):
+    """Signing cannot start yet; in a build the step is left pending (the other steps' work is kept)."""
+
+    def __init__(self, message: str, hint: str = "", command: str = "") -> None:
+        super().__init__(message, command=command, hint=hint)
+
+
+class MissingTeamId(SignWaiting):
     """No Apple Developer Team ID to sign with."""
 
 
-class EngineNotReady(SigningError):
+class EngineNotReady(SignWaiting):
     """The project's local coreai-models package has not been prepared, so Xcode cannot resolve it."""
 
 
@@ -175,7 +182,7 @@ def classify_failure(output: str, team_id: str, bundle_id: str, host: str) -> Si
          r"|no devices|Communication with Apple failed", NoProvisioningProfile,
          f"Xcode could not get a development provisioning profile for {bundle_id} (team {team_id})",
          "connect the iPhone to the Mac once (automatic signing registers it), and if the bundle id is taken use "
-         "your own: `gemmaios deploy --bundle-id com.yourname.gemma`; then re-run"),
+         "your own (`bundle_id:` in gemmaios.yaml, or `gemmaios app --bundle-id com.yourname.gemma`); then re-run"),
         (r"Could not resolve package dependencies|Missing package product|package .* cannot be accessed",
          PackageResolutionFailed, f"Xcode on {host} could not resolve the project's Swift packages",
          "the Mac needs network for swift-transformers, and engine/coreai-models must be prepared "
@@ -336,10 +343,12 @@ class SignStep(Step):
             raise EngineNotReady(f"the project's engine package is {engine.get('status', 'missing')} "
                                  f"({engine.get('message', '')}); Xcode cannot resolve it",
                                  hint=f"run: {engine.get('command') or 'gemmaios app'} — then re-run "
-                                      "(or pass --engine-source PATH to a coreai-models checkout)")
+                                      "(or pass --engine-source PATH to a coreai-models checkout)",
+                                 command=engine.get("command") or "gemmaios app")
         if not team_id:
             runner.close()
-            raise MissingTeamId("no Apple Developer Team ID to sign the app with", hint=WHERE_TEAM_GOES)
+            raise MissingTeamId("no Apple Developer Team ID to sign the app with", hint=WHERE_TEAM_GOES,
+                                command=command)
         ctx.console.print(f"  archiving and exporting {app_name} (team {team_id}) on {runner.describe()}")
         try:
             with ctx.progress(f"xcodebuild archive + export → {app_name}.ipa", total=None):
