@@ -205,6 +205,8 @@ CASES: dict[str, list[Case]] = {
                C("--model {tiny} --bundle-location nowhere", "nowhere", "bundled, documents"),
                C("--out build_ok --trials 0", "--trials"),
                C("--out build_ok --ipa afile.txt --team-id ABCDE12345", "--ipa", "--team-id")],
+    "sign": [C("--model /nonexistent/gemma", "/nonexistent/gemma"), C("--model {tiny} --team-id X", "X", "team"),
+             C("--model {tiny} --out afile.txt", "afile.txt"), C("--model {tiny} --config bad.yaml", "bad.yaml")],
     "bench": [*BUILD_DIR_MISTAKES, C("--out build_ok --trials 0", "--trials"),
               C("--out build_ok --timeout -5", "--timeout"), C("--out build_ok --timeout 0", "--timeout")],
     "doctor": [*CONFIG_MISTAKES, *USAGE_MISTAKES],

@@ -325,6 +325,31 @@ def compile_cmd(
 
 
 @app.command()
+def sign(
+    model: ModelOpt = DEFAULT_MODEL,
+    arch: ArchOpt = "h18p",
+    out: OutOpt = None,
+    quant: QuantOpt = "int4",
+    ple: PleOpt = "provider",
+    mac: MacOpt = None,
+    config: ConfigOpt = None,
+    team_id: Annotated[str | None, typer.Option("--team-id", help="Apple Developer Team ID (default: config)")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Archive and export the rendered app as a development-signed .ipa (xcodebuild; here on a Mac, or over SSH with --mac)."""
+    from .app import validate_team_id
+
+    try:
+        validate_team_id(team_id)
+        options = _options(model, arch, quant, ple, mac, config)
+        options.extra["sign"] = {"team_id": team_id}
+        options.extra["app"] = {"config": config}
+        _run(options, out, {"sign"}, force)
+    except GemmaiosError as exc:
+        _fail(exc)
+
+
+@app.command()
 def archs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The AOT architectures --arch accepts, with device, memory and bandwidth facts and their sources."""
     from .archs import ARCHS

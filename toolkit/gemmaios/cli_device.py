@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import GemmaiosError
@@ -121,7 +122,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                                     bench=run_bench, trials=trials, timeout=timeout, mount_ddi=mount_ddi)
             progress, close = rich_progress(console)
             try:
-                result = deploy_all(request, say=console.print, console=console, progress=progress)
+                result = deploy_all(request, say=lambda line: console.print(escape(line)), console=console,
+                                    progress=progress)
             finally:
                 close()
         except BenchFailed as exc:
@@ -129,8 +131,6 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             raise typer.Exit(1) from None
         except GemmaiosError as exc:
             fail(exc)
-        for warning in result.deploy.warnings:
-            console.print(f"[yellow]warning:[/yellow] {warning}")
         if result.report is not None and not result.report.passed:
             raise typer.Exit(1)
 

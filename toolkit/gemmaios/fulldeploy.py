@@ -148,6 +148,19 @@ def build_for_deploy(request: DeployRequest, build_dir: Path, console: Console,
     return reports, ctx.path(ipa) if ipa else None
 
 
+def deploy_summary(result) -> str:
+    """One line: what was installed and pushed (a device.DeployResult)."""
+    from .contract import BUNDLED
+
+    push = result.push
+    return (f"{result.bundle_id} on {result.udid}: app {'installed' if result.installed else 'unchanged'}, "
+            f"{len(push.pushed)} files pushed ({push.bytes_sent / (1 << 20):.1f} MiB), {len(push.skipped)} already there"
+            + (f", {len(push.resumed)} resumed" if push.resumed else "")
+            + (f", {len(push.resent)} re-sent after a failed read-back" if push.resent else "")
+            + (f", {len(push.removed)} no longer in the build removed" if push.removed else "")
+            + (" (bundle location bundled: the app carries the payload)" if result.location == BUNDLED else ""))
+
+
 def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = None,
                progress=None) -> FullDeployResult:
     """Build what is missing, sign, install, push; with `request.bench`, bench and report. Each stage is
@@ -173,10 +186,9 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
     say("▶ install + push: the app and the payload it reads, per the device contract")
     deployed = device_deploy(build_dir, request.udid, ipa, verify=request.verify, progress=progress,
                              allow_uncompiled=request.allow_uncompiled, allow_tbl=request.allow_tbl)
-    push = deployed.push
-    say(f"✓ install + push: {deployed.bundle_id} on {deployed.udid}: app "
-        f"{'installed' if deployed.installed else 'unchanged'}, {len(push.pushed)} files pushed, "
-        f"{len(push.skipped)} already there ({deployed.location})")
+    say(f"✓ install + push: {deploy_summary(deployed)}")
+    for warning in deployed.warnings:
+        say(f"  warning: {warning}")
     result = FullDeployResult(build_dir, steps, ipa, deployed)
     if not request.bench:
         return result
