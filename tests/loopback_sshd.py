@@ -1,5 +1,5 @@
 """A real OpenSSH server on 127.0.0.1 for the SSH runner tests: throwaway host and user keys,
-a non-default port, and the stand-in `xcrun` (tests/standin_bin) first on the session PATH,
+a non-default port, and the stand-ins `xcrun` and `xcodebuild` (tests/standin_bin) first on the session PATH,
 the way Xcode's `xcrun` is on a real Mac's PATH. The runner under test is plain ssh/rsync/scp.
 """
 
@@ -28,10 +28,15 @@ class LoopbackMac:
     log: Path  # the stand-in xcrun's call log
     home: Path  # where remote workdirs go in the tests
 
-    def calls(self) -> list[dict]:
+    def calls(self, log: Path | None = None) -> list[dict]:
         import json
 
-        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+        log = log or self.log
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    def xcodebuild_calls(self) -> list[dict]:
+        """The stand-in xcodebuild's call log (tests/standin_bin/xcodebuild)."""
+        return self.calls(self.log.with_name("xcodebuild-calls.jsonl"))
 
 
 def _free_port() -> int:
@@ -59,7 +64,7 @@ def start_loopback_mac(tmp: Path):
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\n"
         f"AllowUsers {getpass.getuser()}\nSubsystem sftp internal-sftp\n"
-        f"SetEnv PATH={path} STANDIN_XCRUN_LOG={log}\n"
+        f"SetEnv PATH={path} STANDIN_XCRUN_LOG={log} STANDIN_XCODEBUILD_LOG={log.with_name('xcodebuild-calls.jsonl')}\n"
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory

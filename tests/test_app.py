@@ -75,9 +75,9 @@ def tiny_build(tmp_path_factory, engine_checkout):
     return ctx, reports
 
 
-def test_app_is_the_last_step():
-    assert [s.name for s in all_steps()][-1] == "app"
-    assert isinstance(all_steps()[-1], AppStep)
+def test_app_is_the_last_step_before_signing():
+    assert [s.name for s in all_steps()][-2:] == ["app", "sign"]
+    assert isinstance(all_steps()[-2], AppStep)
 
 
 def test_tiny_build_renders_the_project(tiny_build):

@@ -27,13 +27,16 @@ def _app_details(build_dir: Path) -> dict:
     return manifest["steps"]["app"]["details"]
 
 
-def package_app(build_dir: Path, out: Path | None = None, *, version: str | None = None) -> Path:
-    build_dir = Path(build_dir)
-    details = _app_details(build_dir)
-    project = build_dir / details["project"]
+def app_entries(project: Path, payload: list[str], *, bundle_id: str | None = None,
+                version: str | None = None) -> list[tuple[str, bytes | Path]]:
+    """What Xcode puts in `<App>.app` for the rendered `project` (app/<App>/): (path inside the .app,
+    bytes or a local file). `payload` lists the staged payload files (paths relative to the project)
+    that the project's folder reference copies in."""
+    project = Path(project)
     name = project.name
-    pbxproj = (build_dir / details["xcodeproj"] / "project.pbxproj").read_text()
-    bundle_id = re.search(r"PRODUCT_BUNDLE_IDENTIFIER = \"?([^\";]+)\"?;", pbxproj).group(1)
+    if bundle_id is None:
+        pbxproj = (project / f"{name}.xcodeproj" / "project.pbxproj").read_text()
+        bundle_id = re.search(r"PRODUCT_BUNDLE_IDENTIFIER = \"?([^\";]+)\"?;", pbxproj).group(1)
     settings = {"EXECUTABLE_NAME": name, "PRODUCT_NAME": name, "TARGET_NAME": name,
                 "PRODUCT_BUNDLE_IDENTIFIER": bundle_id}
     info = plistlib.loads((project / name / "Info.plist").read_bytes())
@@ -46,14 +49,26 @@ def package_app(build_dir: Path, out: Path | None = None, *, version: str | None
         contract = REPO / "ios_template" / CONTRACT_SWIFT
     executable = ("// devicesim: the values this app compiles in (AppConfig.swift + Contract.swift)\n"
                   + (project / name / "AppConfig.swift").read_text() + "\n" + contract.read_text())
+    entries: list[tuple[str, bytes | Path]] = [("Info.plist", plistlib.dumps(info, fmt=plistlib.FMT_BINARY)),
+                                               (name, executable.encode())]
+    entries += [(dest, project / dest) for dest in sorted(payload)]  # Xcode copies the staged folder reference
+    return entries
+
+
+def package_app(build_dir: Path, out: Path | None = None, *, version: str | None = None) -> Path:
+    build_dir = Path(build_dir)
+    details = _app_details(build_dir)
+    project = build_dir / details["project"]
+    name = project.name
     out = Path(out) if out else build_dir / "ipa" / f"{name}.ipa"
     out.parent.mkdir(parents=True, exist_ok=True)
     root = f"Payload/{name}.app"
     with zipfile.ZipFile(out, "w") as archive:
-        archive.writestr(f"{root}/Info.plist", plistlib.dumps(info, fmt=plistlib.FMT_BINARY))
-        archive.writestr(f"{root}/{name}", executable)
-        for dest in sorted(details.get("app_payload") or {}):
-            archive.write(project / dest, f"{root}/{dest}")  # Xcode copies the staged folder reference
+        for rel, content in app_entries(project, list(details.get("app_payload") or {}), version=version):
+            if isinstance(content, Path):
+                archive.write(content, f"{root}/{rel}")
+            else:
+                archive.writestr(f"{root}/{rel}", content)
     return out
 
 

@@ -342,7 +342,12 @@ def app_runner(bundle_dir: Path, tables: AppPleTables | None):
                 raise HostRunError(f"the app's PLE shape {have} does not fit {self.bundle.name} ({want})")
             self._tables = tables
 
-    return AppBundleRunner(bundle_dir, None)
+    from .aot import NotRunnableHere, runnable_bundle
+
+    try:
+        return AppBundleRunner(runnable_bundle(bundle_dir), None)  # a stand-in .aimodelc runs its source graph
+    except NotRunnableHere as exc:
+        raise HostRunError(str(exc)) from exc
 
 
 class PrefillPlan:

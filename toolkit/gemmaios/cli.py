@@ -126,7 +126,7 @@ def print_summary(reports: list[StepReport], build_dir: Path) -> None:
     table.add_column("notes", overflow="fold")
     styles = {"done": "green", "skipped": "cyan", PENDING: "yellow", FAILED: "red", "n/a": "dim"}
     for r in reports:
-        label = "needs macOS" if r.status == PENDING else r.status
+        label = ("needs macOS" if "macOS" in r.message else "pending") if r.status == PENDING else r.status
         table.add_row(r.name, f"[{styles.get(r.status, '')}]{label}[/]", f"{r.seconds:.1f}s", r.message)
     console.print(table)
     for r in reports:
@@ -320,6 +320,31 @@ def compile_cmd(
             runner.close()
         console.print(f"[green]✓[/green] {result.aimodelc} ({result.producer}, on {result.host}, {result.seconds:.1f}s)\n"
                       f"  metadata.json → {result.aimodelc.name}; {result.mac_metadata.name} keeps the .aimodel for Mac")
+    except GemmaiosError as exc:
+        _fail(exc)
+
+
+@app.command()
+def sign(
+    model: ModelOpt = DEFAULT_MODEL,
+    arch: ArchOpt = "h18p",
+    out: OutOpt = None,
+    quant: QuantOpt = "int4",
+    ple: PleOpt = "provider",
+    mac: MacOpt = None,
+    config: ConfigOpt = None,
+    team_id: Annotated[str | None, typer.Option("--team-id", help="Apple Developer Team ID (default: config)")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Archive and export the rendered app as a development-signed .ipa (xcodebuild; here on a Mac, or over SSH with --mac)."""
+    from .app import validate_team_id
+
+    try:
+        validate_team_id(team_id)
+        options = _options(model, arch, quant, ple, mac, config)
+        options.extra["sign"] = {"team_id": team_id}
+        options.extra["app"] = {"config": config}
+        _run(options, out, {"sign"}, force)
     except GemmaiosError as exc:
         _fail(exc)
 

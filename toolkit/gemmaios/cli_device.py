@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import GemmaiosError
@@ -64,39 +65,74 @@ def register(app: typer.Typer, console: Console, fail) -> None:
     @app.command()
     def deploy(
         udid: UdidOpt = None,
-        ipa: Annotated[Path | None, typer.Option("--ipa", exists=True, help="signed .ipa (or .app) to install")] = None,
+        ipa: Annotated[Path | None, typer.Option("--ipa", exists=True, help="signed .ipa (or .app) to install; "
+                                                 "skips signing")] = None,
         out: BuildDirOpt = None,
+        model: Annotated[str | None, typer.Option("--model", "-m", help="build this checkpoint first (HF id, folder "
+                                                  "or `tiny`); default: the build folder's own")] = None,
+        arch: Annotated[str, typer.Option("--arch", help="AOT architecture, with --model")] = "h18p",
+        quant: Annotated[str, typer.Option("--quant", help="int4 | int8 | fp16, with --model")] = "int4",
+        ple: Annotated[str, typer.Option("--ple", help="provider | tbl, with --model")] = "provider",
+        mac: Annotated[str | None, typer.Option("--mac", help="user@host of a Mac with Xcode 27 (compile, sign)")] = None,
+        config: Annotated[Path | None, typer.Option("--config", help="YAML config (default: ./gemmaios.yaml)")] = None,
+        team_id: Annotated[str | None, typer.Option("--team-id", help="Apple Developer Team ID to sign with "
+                                                    "(default: team_id in gemmaios.yaml)")] = None,
+        bundle_location: Annotated[str | None, typer.Option(
+            "--bundle-location", help="with a new build: bundled (the .app carries the model) | documents (pushed)")] = None,
         verify: Annotated[bool, typer.Option("--verify/--no-verify", help="read pushed files back and check sha256")] = True,
         allow_uncompiled: Annotated[bool, typer.Option(
             "--allow-uncompiled", help="iOS: deploy a bundle that is not AOT-compiled for the build's --arch")] = False,
         allow_tbl: Annotated[bool, typer.Option(
             "--allow-tbl", help="iOS: deploy a --ple tbl bundle past the entitled-memory arithmetic")] = False,
+        run_bench: Annotated[bool, typer.Option("--bench", help="then run the bench and write the report")] = False,
+        trials: Annotated[int, typer.Option("--trials", min=1, help="with --bench: passes over the prompt set")] = 3,
+        timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="with --bench: seconds to wait")] = 1800.0,
+        mount_ddi: Annotated[bool, typer.Option("--mount-ddi", help="with --bench: mount the developer disk image")] = False,
     ) -> None:
-        """Install the app and push the payload it reads from Documents (bundle location `documents`; nothing
-        when `bundled`). Resumable; skips identical files; records what was installed in <build>/deploy.json."""
-        from .contract import BUNDLED
-        from .device import deploy as run_deploy
+        """The whole job: build the missing steps (checkpoint … compile, app), sign the app (xcodebuild, here on a
+        Mac or over SSH with --mac), install it and push the payload it reads; with --bench, bench and report."""
+        from .bench import BenchFailed
         from .device import rich_progress
+        from .fulldeploy import DeployRequest, deploy_all
 
         try:
-            build_dir = _build_dir(out)
+            if ipa is not None and team_id:
+                raise typer.BadParameter("--ipa installs an app signed elsewhere; drop --team-id (or --ipa to sign "
+                                         "here)", param_hint="--team-id")
+            from .app import BUNDLE_LOCATIONS, validate_choice, validate_team_id
+
+            validate_team_id(team_id)  # option mistakes first, before any build
+            if bundle_location is not None:
+                validate_choice("bundle location", bundle_location, BUNDLE_LOCATIONS)
+            options = None
+            if model is not None:
+                from .cli import _options
+
+                options = _options(model, arch, quant, ple, mac, config)
+                build_dir = out
+            else:
+                build_dir = _build_dir(out)
+            from .config import load_config
+
+            user = load_config(config)
+            request = DeployRequest(build_dir, options, udid=udid, ipa=ipa, team_id=team_id, mac=mac or user.mac,
+                                    bundle_location=bundle_location, config=config,
+                                    config_extra={"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir},
+                                    verify=verify, allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl,
+                                    bench=run_bench, trials=trials, timeout=timeout, mount_ddi=mount_ddi)
             progress, close = rich_progress(console)
             try:
-                result = run_deploy(build_dir, udid, ipa, verify=verify, progress=progress,
-                                    allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
+                result = deploy_all(request, say=lambda line: console.print(escape(line)), console=console,
+                                    progress=progress)
             finally:
                 close()
+        except BenchFailed as exc:
+            console.print(f"[red]bench failed:[/red] {exc}")
+            raise typer.Exit(1) from None
         except GemmaiosError as exc:
             fail(exc)
-        for warning in result.warnings:
-            console.print(f"[yellow]warning:[/yellow] {warning}")
-        push = result.push
-        console.print(f"[green]✓[/green] {result.bundle_id} on {result.udid}: app {'installed' if result.installed else 'unchanged'}, "
-                      f"{len(push.pushed)} files pushed ({push.bytes_sent / (1 << 20):.1f} MiB), {len(push.skipped)} already there"
-                      + (f", {len(push.resumed)} resumed" if push.resumed else "")
-                      + (f", {len(push.resent)} re-sent after a failed read-back" if push.resent else "")
-                      + (f", {len(push.removed)} no longer in the build removed" if push.removed else "")
-                      + (" (bundle location bundled: the app carries the payload)" if result.location == BUNDLED else ""))
+        if result.report is not None and not result.report.passed:
+            raise typer.Exit(1)
 
     @app.command()
     def bench(

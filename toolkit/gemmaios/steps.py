@@ -35,10 +35,11 @@ def all_steps() -> list[Step]:
     from .compile import CompileStep
     from .convert import ConvertStep
     from .oracle import OracleStep
+    from .sign import SignStep
     from .tables import TablesStep
 
     # The oracle comes before convert: the convert step runs the saved bundle against it.
-    return [CheckpointStep(), TablesStep(), OracleStep(), ConvertStep(), CompileStep(), AppStep()]
+    return [CheckpointStep(), TablesStep(), OracleStep(), ConvertStep(), CompileStep(), AppStep(), SignStep()]
 
 
 # The steps that produce a gated bundle: the tables (its per-layer inputs; n/a without PLE) and

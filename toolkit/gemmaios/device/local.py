@@ -125,13 +125,14 @@ def read_app_package(path: Path) -> AppPackage:
 
 
 def find_app_package(build_dir: Path) -> Path | None:
-    """The signed app for the build, if any: the app step's record, fastlane's `ipa/*.ipa` (newest),
-    then `app/**/*.ipa`, then an `.app` xcodebuild left under `app/`."""
+    """The signed app for the build, if any: the sign step's .ipa, the app step's record, fastlane's
+    `ipa/*.ipa` (newest), then `app/**/*.ipa`, then an `.app` xcodebuild left under `app/`."""
     build_dir = Path(build_dir)
-    details = step_details(build_dir, "app")
-    for key in ("ipa", "app_path"):
-        if details.get(key) and (build_dir / details[key]).exists():
-            return build_dir / details[key]
+    for step in ("sign", "app"):
+        details = step_details(build_dir, step)
+        for key in ("ipa", "app_path"):
+            if details.get(key) and (build_dir / details[key]).exists():
+                return build_dir / details[key]
     fastlane = sorted((build_dir / FASTLANE_IPA_DIR).glob("*.ipa"), key=lambda p: (p.stat().st_mtime_ns, p.name))
     if fastlane:
         return fastlane[-1]
