@@ -103,6 +103,44 @@ PROMPT_PREFILL_FUNCTION = "prefill_function"  # transcript prompt record: the fu
 ENGINE_ENVIRONMENT = {"COREAI_CHUNK_THRESHOLD": "1"}
 
 
+# ---- image input (issue 17): the app's preprocessing = HF's Gemma 4 image processor -------------
+# transformers 5.24 `Gemma4ImageProcessorPil` defaults (the PIL backend, which AutoProcessor picks
+# when torchvision is absent): aspect-preserving resize to sides that are multiples of
+# patch*kernel within the patch budget, PIL bicubic (antialiased, 8-bit), x * (1/255) (no
+# normalisation), 16x16 patches in (row, col, channel) order, positions (x=col, y=row), padded to
+# the static grid of budget*kernel^2 patches with zero pixels and position -1.
+IMAGE_PATCH_SIZE = 16
+IMAGE_POOLING_KERNEL = 3  # 3x3 patches pool into one soft token
+IMAGE_MAX_SOFT_TOKENS = 280  # the processor's default budget (= the static grid the vision asset takes)
+IMAGE_SUPPORTED_SOFT_TOKENS = (70, 140, 280, 560, 1120)  # budgets HF accepts
+IMAGE_CHANNELS = 3  # RGB
+IMAGE_RESCALE_DIVISOR = 255  # pixel_values = float32(float64(u8) * (1/255))
+IMAGE_PAD_POSITION = -1  # pixel_position_ids of the padding patches
+# The id splice: the k-th image soft token of a prompt (0-based, in prompt order, over all its
+# images) is rewritten host-side to vocab_size + k; the graph takes that token's embedding from
+# row k of `image_embeds`, and its per-layer-embedding (PLE) row is the pad row (HF's
+# get_per_layer_inputs sees pad_token_id there). boi/eoi stay plain text ids.
+IMAGE_EMBEDS_INPUT = "image_embeds"  # main's static input [N, hidden] (shared with convert: keep one on merge)
+PLE_PAD_TOKEN_ID = 0  # Gemma 4's text_config.pad_token_id: the PLE row ids >= V take
+
+
+def image_max_patches(max_soft_tokens: int = IMAGE_MAX_SOFT_TOKENS) -> int:
+    """Rows of the static patch grid (pixel_values [1, it, patch*patch*3])."""
+    return max_soft_tokens * IMAGE_POOLING_KERNEL**2
+
+
+def rewrite_image_token_ids(ids: list[int], image_token_id: int, vocab_size: int) -> list[int]:
+    """The id splice above: every `image_token_id` becomes vocab_size + k (k counts them)."""
+    out, k = [], 0
+    for token in ids:
+        if token == image_token_id:
+            out.append(vocab_size + k)
+            k += 1
+        else:
+            out.append(int(token))
+    return out
+
+
 # ---- the facts, for Swift and the docs -----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -161,6 +199,25 @@ def facts() -> list[Fact]:
         Fact("chunkThresholdVariable", next(iter(ENGINE_ENVIRONMENT)), "engine environment variable set at load",
              f"{m}.ENGINE_ENVIRONMENT"),
         Fact("chunkThresholdValue", next(iter(ENGINE_ENVIRONMENT.values())), "its value", f"{m}.ENGINE_ENVIRONMENT"),
+    ]
+    items += [  # image input (issue 17)
+        Fact("imagePatchSize", IMAGE_PATCH_SIZE, "image: patch side in pixels", f"{m}.IMAGE_PATCH_SIZE"),
+        Fact("imagePoolingKernel", IMAGE_POOLING_KERNEL, "image: k x k patches pool into one soft token",
+             f"{m}.IMAGE_POOLING_KERNEL"),
+        Fact("imageMaxSoftTokens", IMAGE_MAX_SOFT_TOKENS,
+             "image: soft-token budget (static grid = it * kernel^2 patches)", f"{m}.IMAGE_MAX_SOFT_TOKENS"),
+        Fact("imageSupportedSoftTokens", list(IMAGE_SUPPORTED_SOFT_TOKENS), "image: budgets HF's processor accepts",
+             f"{m}.IMAGE_SUPPORTED_SOFT_TOKENS"),
+        Fact("imageChannels", IMAGE_CHANNELS, "image: RGB channels per pixel", f"{m}.IMAGE_CHANNELS"),
+        Fact("imageRescaleDivisor", IMAGE_RESCALE_DIVISOR, "image: pixel_values = u8 * (1/it), no normalisation",
+             f"{m}.IMAGE_RESCALE_DIVISOR"),
+        Fact("imagePadPosition", IMAGE_PAD_POSITION, "image: pixel_position_ids of padding patches",
+             f"{m}.IMAGE_PAD_POSITION"),
+        Fact("imageEmbedsInput", IMAGE_EMBEDS_INPUT,
+             "image: main's static input [N, hidden]; image soft token k of a prompt is id V + k, its row k",
+             f"{m}.IMAGE_EMBEDS_INPUT ({m}.rewrite_image_token_ids)"),
+        Fact("plePadTokenId", PLE_PAD_TOKEN_ID, "PLE: ids >= V (image soft tokens) gather this id's row (HF's pad)",
+             f"{m}.PLE_PAD_TOKEN_ID"),
     ]
     return items
 

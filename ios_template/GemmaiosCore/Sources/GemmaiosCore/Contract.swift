@@ -85,4 +85,22 @@ public enum Contract {
     public static let chunkThresholdVariable = "COREAI_CHUNK_THRESHOLD"
     /// its value
     public static let chunkThresholdValue = "1"
+    /// image: patch side in pixels
+    public static let imagePatchSize = 16
+    /// image: k x k patches pool into one soft token
+    public static let imagePoolingKernel = 3
+    /// image: soft-token budget (static grid = it * kernel^2 patches)
+    public static let imageMaxSoftTokens = 280
+    /// image: budgets HF's processor accepts
+    public static let imageSupportedSoftTokens = [70, 140, 280, 560, 1120]
+    /// image: RGB channels per pixel
+    public static let imageChannels = 3
+    /// image: pixel_values = u8 * (1/it), no normalisation
+    public static let imageRescaleDivisor = 255
+    /// image: pixel_position_ids of padding patches
+    public static let imagePadPosition = -1
+    /// image: main's static input [N, hidden]; image soft token k of a prompt is id V + k, its row k
+    public static let imageEmbedsInput = "image_embeds"
+    /// PLE: ids >= V (image soft tokens) gather this id's row (HF's pad)
+    public static let plePadTokenId = 0
 }

@@ -1,0 +1,190 @@
+import Foundation
+import XCTest
+
+@testable import GemmaiosCore
+
+/// How close the Swift preprocessing must come to Hugging Face's `pixel_values`. The resample
+/// reproduces Pillow's integer arithmetic, so the measured error on the built-in images is 0
+/// (tests/test_swift_image.py prints it); the bound allows one 8-bit level, what a platform
+/// difference in the float64 filter weights (an FMA contraction in Pillow's C build) could move a
+/// rounded pixel. Positions, soft-token counts and token ids must be exact.
+enum ImageTolerance {
+    static let pixelValues: Float = 1.0 / 255.0 + 1e-6
+}
+
+/// A minimal safetensors reader (8-byte little-endian header length, JSON header, raw
+/// little-endian data): the format the oracle's `oracle/images/<name>.safetensors` and the
+/// Python test both write.
+struct SafeTensors {
+    struct Entry {
+        let dtype: String
+        let shape: [Int]
+        let bytes: Data
+    }
+
+    let entries: [String: Entry]
+
+    init(url: URL) throws {
+        let data = try Data(contentsOf: url)
+        let n = data.prefix(8).enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
+        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as? [String: Any] ?? [:]
+        var entries: [String: Entry] = [:]
+        for (name, value) in header where name != "__metadata__" {
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int] else { continue }
+            entries[name] = Entry(dtype: dtype, shape: shape, bytes: data.subdata(in: (8 + n + offsets[0])..<(8 + n + offsets[1])))
+        }
+        self.entries = entries
+    }
+
+    func entry(_ name: String) throws -> Entry {
+        guard let e = entries[name] else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSDebugDescriptionErrorKey: "no tensor \(name)"]) }
+        return e
+    }
+
+    func floats(_ name: String) throws -> [Float] {
+        let e = try entry(name)
+        XCTAssertEqual(e.dtype, "F32", name)
+        return e.bytes.withUnsafeBytes { raw in (0..<(e.bytes.count / 4)).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
+    }
+
+    func ints(_ name: String) throws -> [Int64] {
+        let e = try entry(name)
+        return e.bytes.withUnsafeBytes { raw -> [Int64] in
+            switch e.dtype {
+            case "I64": return (0..<(e.bytes.count / 8)).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) }
+            case "I32": return (0..<(e.bytes.count / 4)).map { Int64(raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+            case "U8": return raw.map { Int64($0) }
+            default: XCTFail("\(name): dtype \(e.dtype)"); return []
+            }
+        }
+    }
+}
+
+final class ImageInputTests: XCTestCase {
+    /// HF's `get_aspect_ratio_preserving_size`, its three branches (values from transformers 5.24).
+    func testTargetSizeFollowsHFsRule() throws {
+        let g = try ImageGeometry()
+        XCTAssertEqual(g.maxPatches, 2520)
+        XCTAssertEqual(g.patchLength, 768)
+        let size = try g.targetSize(width: 150, height: 100)  // upscale, landscape
+        XCTAssertEqual([size.width, size.height], [960, 624])
+        XCTAssertEqual(try g.softTokens(width: 150, height: 100), 260)
+        let square = try g.targetSize(width: 1000, height: 1000)
+        XCTAssertEqual([square.width, square.height], [768, 768])
+        let thin = try g.targetSize(width: 3000, height: 10)  // height rounds to 0: one row of 48
+        XCTAssertEqual([thin.width, thin.height], [13440, 48])
+        let tall = try g.targetSize(width: 10, height: 3000)  // width rounds to 0
+        XCTAssertEqual([tall.width, tall.height], [48, 13440])
+        let extreme = try g.targetSize(width: 1_000_000, height: 1)  // capped at budget * kernel patches
+        XCTAssertEqual([extreme.width, extreme.height], [13440, 48])
+        XCTAssertThrowsError(try ImageGeometry(maxSoftTokens: 100)) {
+            XCTAssertEqual($0 as? ImageInputError, .unsupportedBudget(100))
+        }
+        XCTAssertThrowsError(try RGB8Image(width: 2, height: 2, pixels: [0, 0, 0]))
+    }
+
+    func testPatchesPositionsAndPaddingLayout() throws {
+        // 48x96 of a known pattern at budget 70 (630 patches); its own pixels checked after the resize
+        let w = 96, h = 48
+        var pixels = [UInt8](repeating: 0, count: w * h * 3)
+        for i in pixels.indices { pixels[i] = UInt8((i * 7 + i / 3) % 256) }
+        let image = try RGB8Image(width: w, height: h, pixels: pixels)
+        let pre = try ImagePreprocessor(maxSoftTokens: 70)
+        let out = try pre.preprocess(image)
+        let size = try pre.geometry.targetSize(width: w, height: h)
+        XCTAssertEqual([out.resizedWidth, out.resizedHeight], [size.width, size.height])
+        let columns = size.width / 16, rows = size.height / 16
+        XCTAssertEqual(out.realPatches, columns * rows)
+        XCTAssertEqual(out.softTokens, columns * rows / 9)
+        XCTAssertEqual(out.pixelValues.count, 630 * 768)
+        XCTAssertEqual(out.positionIds.count, 630 * 2)
+        // row-major patches, (x = column, y = row)
+        XCTAssertEqual(Array(out.positionIds[0..<4]), [0, 0, 1, 0])
+        XCTAssertEqual(Array(out.positionIds[(columns * 2)..<(columns * 2 + 2)]), [0, 1])
+        XCTAssertTrue(out.positionIds[(out.realPatches * 2)...].allSatisfy { $0 == Int32(Contract.imagePadPosition) })
+        XCTAssertTrue(out.pixelValues[(out.realPatches * 768)...].allSatisfy { $0 == 0 })
+        // patch (row 1, column 2), pixel (dy 3, dx 5), channel 2 is resized pixel (19, 37)
+        let resized = try BicubicResampler.resize(image, width: size.width, height: size.height)
+        let patch = 1 * columns + 2
+        let value = out.pixelValues[patch * 768 + (3 * 16 + 5) * 3 + 2]
+        XCTAssertEqual(value, Float(Double(resized.pixels[(19 * size.width + 37) * 3 + 2]) / 255.0))
+    }
+
+    func testResampleKeepsFlatColoursAndShrinksBoxesLikePillow() throws {
+        let flat = try RGB8Image(width: 37, height: 23, pixels: Array(repeating: [200, 13, 255], count: 37 * 23).flatMap { $0 })
+        let bigger = try BicubicResampler.resize(flat, width: 101, height: 55)
+        XCTAssertEqual(Set(stride(from: 0, to: bigger.pixels.count, by: 3).map { bigger.pixels[$0] }), [200])
+        XCTAssertEqual(Set(stride(from: 2, to: bigger.pixels.count, by: 3).map { bigger.pixels[$0] }), [255])
+        // Keys' cubic (a = -0.5) at 0, 1, 2 and the normalised weights of a 2x shrink
+        XCTAssertEqual(BicubicResampler.cubic(0), 1)
+        XCTAssertEqual(BicubicResampler.cubic(1), 0)
+        XCTAssertEqual(BicubicResampler.cubic(-2), 0)
+        let taps = BicubicResampler.taps(inSize: 8, outSize: 4)
+        XCTAssertEqual(taps.taps, 9)  // support 2 * 2 (antialias): ceil(4) * 2 + 1
+        let row = Array(taps.weights[(1 * taps.taps)..<(1 * taps.taps + taps.count[1])])
+        XCTAssertLessThanOrEqual(abs(row.reduce(0, +) - (1 << BicubicResampler.precisionBits)), 4)
+    }
+
+    func testExpansionAndTheIdSplice() throws {
+        let tokens = ImageTokenIds(imageTokenId: 9, boiTokenId: 7, eoiTokenId: 8, vocabSize: 20)
+        let expanded = try ImagePrompt.expand([2, 5, 9, 6, 9], softTokens: [2, 3], tokens: tokens)
+        XCTAssertEqual(expanded, [2, 5, 7, 9, 9, 8, 6, 7, 9, 9, 9, 8])
+        XCTAssertEqual(try ImagePrompt.rewrite(expanded, tokens: tokens, capacity: 5),
+                       [2, 5, 7, 20, 21, 8, 6, 7, 22, 23, 24, 8])
+        XCTAssertThrowsError(try ImagePrompt.rewrite(expanded, tokens: tokens, capacity: 4)) {
+            XCTAssertEqual($0 as? ImageInputError, .tooManySoftTokens(5, capacity: 4))
+        }
+        XCTAssertThrowsError(try ImagePrompt.expand([2, 9], softTokens: [], tokens: tokens)) {
+            XCTAssertEqual($0 as? ImageInputError, .placeholderMismatch(placeholders: 1, images: 0))
+        }
+    }
+
+    /// Against Hugging Face's processor: GEMMAIOS_IMAGE_VECTORS names a folder of
+    /// `<name>.safetensors` (image, pixel_values, pixel_position_ids, input_ids, prompt_ids,
+    /// engine_ids) + cases.json, written by tests/test_swift_image.py.
+    func testMatchesHuggingFacesProcessor() throws {
+        guard let folder = ProcessInfo.processInfo.environment["GEMMAIOS_IMAGE_VECTORS"], !folder.isEmpty else {
+            throw XCTSkip("GEMMAIOS_IMAGE_VECTORS is not set (tests/test_swift_image.py sets it)")
+        }
+        let root = URL(fileURLWithPath: folder, isDirectory: true)
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("cases.json"))) as? [String: Any]
+        let cases = try XCTUnwrap(index?["cases"] as? [[String: Any]])
+        XCTAssertFalse(cases.isEmpty)
+        var worst: Float = 0
+        var differing = 0
+        var compared = 0
+        for item in cases {
+            let name = try XCTUnwrap(item["name"] as? String)
+            let file = try SafeTensors(url: root.appendingPathComponent(try XCTUnwrap(item["file"] as? String)))
+            let shape = try file.entry("image").shape  // [H, W, 3]
+            let image = try RGB8Image(width: shape[1], height: shape[0], pixels: try file.ints("image").map { UInt8($0) })
+            let pre = try ImagePreprocessor(maxSoftTokens: try XCTUnwrap(item["max_soft_tokens"] as? Int))
+            let out = try pre.preprocess(image)
+
+            let expected = try file.floats("pixel_values")
+            XCTAssertEqual(try file.entry("pixel_values").shape, [1, pre.geometry.maxPatches, pre.geometry.patchLength], name)
+            XCTAssertEqual(expected.count, out.pixelValues.count, name)
+            for (a, b) in zip(out.pixelValues, expected) {
+                let d = abs(a - b)
+                worst = max(worst, d)
+                if d != 0 { differing += 1 }
+            }
+            compared += expected.count
+            XCTAssertEqual(try file.ints("pixel_position_ids"), out.positionIds.map(Int64.init), "\(name): positions")
+
+            let tokens = ImageTokenIds(imageTokenId: Int32(try XCTUnwrap(item["image_token_id"] as? Int)),
+                                       boiTokenId: Int32(try XCTUnwrap(item["boi_token_id"] as? Int)),
+                                       eoiTokenId: Int32(try XCTUnwrap(item["eoi_token_id"] as? Int)),
+                                       vocabSize: try XCTUnwrap(item["vocab_size"] as? Int))
+            let prompt = try file.ints("prompt_ids").map { Int32($0) }
+            let expanded = try ImagePrompt.expand(prompt, softTokens: [out.softTokens], tokens: tokens)
+            XCTAssertEqual(expanded.map(Int64.init), try file.ints("input_ids"), "\(name): expanded ids")
+            let engine = try ImagePrompt.engineIds(prompt, images: [out], tokens: tokens, capacity: pre.geometry.maxSoftTokens)
+            XCTAssertEqual(engine.map(Int64.init), try file.ints("engine_ids"), "\(name): rewritten ids")
+        }
+        XCTAssertLessThanOrEqual(worst, ImageTolerance.pixelValues)
+        print("gemmaios-image-vectors: \(cases.count) images, \(compared) pixel values, max abs error \(worst), "
+              + "\(differing) differ, tolerance \(ImageTolerance.pixelValues)")
+    }
+}
