@@ -35,7 +35,7 @@ public enum ImageInputError: Error, LocalizedError, Equatable {
             return "the prompt has \(placeholders) image placeholder(s) for \(images) image(s); "
                 + "put exactly one placeholder where each image goes"
         case .tooManySoftTokens(let n, let capacity):
-            return "the prompt's images need \(n) soft tokens, the model's image_embeds holds \(capacity); "
+            return "the prompt's images need \(n) soft tokens, the model's \(Contract.imageEmbedsInput) holds \(capacity); "
                 + "send fewer images per prompt"
         }
     }
@@ -330,5 +330,48 @@ public enum ImagePrompt {
                                  capacity: Int) throws -> [Int32] {
         let expanded = try expand(ids, softTokens: images.map(\.softTokens), tokens: tokens)
         return try rewrite(expanded, tokens: tokens, capacity: capacity)
+    }
+}
+
+/// What a multimodal bundle tells the app (metadata.json): the marker ids and V under
+/// `gemmaios.image` (V defaults to `language.vocab_size`), and its soft-token budget, which is
+/// also the row count of `image_embeds`. nil for a text-only bundle.
+public struct ImageInputConfig: Sendable, Equatable {
+    public let tokens: ImageTokenIds
+    public let geometry: ImageGeometry
+
+    public init(tokens: ImageTokenIds, geometry: ImageGeometry) {
+        self.tokens = tokens
+        self.geometry = geometry
+    }
+
+    public static func from(metadata: Data) throws -> ImageInputConfig? {
+        guard let root = (try? JSONSerialization.jsonObject(with: metadata)) as? [String: Any] else { return nil }
+        guard let image = (root["gemmaios"] as? [String: Any])?["image"] as? [String: Any] else { return nil }
+        let language = root["language"] as? [String: Any] ?? [:]
+        guard let imageId = image["image_token_id"] as? Int, let boi = image["boi_token_id"] as? Int,
+              let eoi = image["eoi_token_id"] as? Int,
+              let vocab = (image["vocab_size"] as? Int) ?? (language["vocab_size"] as? Int) else { return nil }
+        let geometry = try ImageGeometry(maxSoftTokens: image["max_soft_tokens"] as? Int ?? Contract.imageMaxSoftTokens)
+        return ImageInputConfig(tokens: ImageTokenIds(imageTokenId: Int32(imageId), boiTokenId: Int32(boi),
+                                                      eoiTokenId: Int32(eoi), vocabSize: vocab),
+                                geometry: geometry)
+    }
+
+    /// One picture and a prompt holding its placeholder → the vision asset's inputs and the
+    /// ids the engine runs (expanded, soft tokens rewritten to V + k).
+    public func prepare(_ image: RGB8Image, promptIds: [Int32]) throws -> (image: PreprocessedImage, ids: [Int32]) {
+        let pre = try ImagePreprocessor(geometry: geometry).preprocess(image)
+        let ids = try ImagePrompt.engineIds(promptIds, images: [pre], tokens: tokens, capacity: geometry.maxSoftTokens)
+        return (pre, ids)
+    }
+
+    /// `ids` with the image placeholder after the first token (<bos>) unless it has one already:
+    /// for chat templates that do not place images themselves.
+    public func withPlaceholder(_ ids: [Int32]) -> [Int32] {
+        guard !ids.contains(tokens.imageTokenId) else { return ids }
+        var out = ids
+        out.insert(tokens.imageTokenId, at: min(1, out.count))
+        return out
     }
 }

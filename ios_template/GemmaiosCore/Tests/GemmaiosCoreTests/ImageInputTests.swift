@@ -12,55 +12,6 @@ enum ImageTolerance {
     static let pixelValues: Float = 1.0 / 255.0 + 1e-6
 }
 
-/// A minimal safetensors reader (8-byte little-endian header length, JSON header, raw
-/// little-endian data): the format the oracle's `oracle/images/<name>.safetensors` and the
-/// Python test both write.
-struct SafeTensors {
-    struct Entry {
-        let dtype: String
-        let shape: [Int]
-        let bytes: Data
-    }
-
-    let entries: [String: Entry]
-
-    init(url: URL) throws {
-        let data = try Data(contentsOf: url)
-        let n = data.prefix(8).enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
-        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as? [String: Any] ?? [:]
-        var entries: [String: Entry] = [:]
-        for (name, value) in header where name != "__metadata__" {
-            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int] else { continue }
-            entries[name] = Entry(dtype: dtype, shape: shape, bytes: data.subdata(in: (8 + n + offsets[0])..<(8 + n + offsets[1])))
-        }
-        self.entries = entries
-    }
-
-    func entry(_ name: String) throws -> Entry {
-        guard let e = entries[name] else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSDebugDescriptionErrorKey: "no tensor \(name)"]) }
-        return e
-    }
-
-    func floats(_ name: String) throws -> [Float] {
-        let e = try entry(name)
-        XCTAssertEqual(e.dtype, "F32", name)
-        return e.bytes.withUnsafeBytes { raw in (0..<(e.bytes.count / 4)).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
-    }
-
-    func ints(_ name: String) throws -> [Int64] {
-        let e = try entry(name)
-        return e.bytes.withUnsafeBytes { raw -> [Int64] in
-            switch e.dtype {
-            case "I64": return (0..<(e.bytes.count / 8)).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) }
-            case "I32": return (0..<(e.bytes.count / 4)).map { Int64(raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
-            case "U8": return raw.map { Int64($0) }
-            default: XCTFail("\(name): dtype \(e.dtype)"); return []
-            }
-        }
-    }
-}
-
 final class ImageInputTests: XCTestCase {
     /// HF's `get_aspect_ratio_preserving_size`, its three branches (values from transformers 5.24).
     func testTargetSizeFollowsHFsRule() throws {
@@ -140,6 +91,55 @@ final class ImageInputTests: XCTestCase {
         }
     }
 
+    func testConfigFromMetadataAndTheChatPlaceholder() throws {
+        let metadata = #"{"language": {"vocab_size": 262144}, "gemmaios": {"image": {"image_token_id": 258880, "#
+            + #""boi_token_id": 255999, "eoi_token_id": 258882, "max_soft_tokens": 70}}}"#
+        let config = try XCTUnwrap(try ImageInputConfig.from(metadata: Data(metadata.utf8)))
+        XCTAssertEqual(config.tokens, ImageTokenIds(imageTokenId: 258880, boiTokenId: 255999, eoiTokenId: 258882,
+                                                    vocabSize: 262144))
+        XCTAssertEqual(config.geometry.maxSoftTokens, 70)
+        XCTAssertNil(try ImageInputConfig.from(metadata: Data(#"{"language": {"vocab_size": 5}, "gemmaios": {}}"#.utf8)))
+        XCTAssertEqual(config.withPlaceholder([2, 10, 11]), [2, 258880, 10, 11])
+        XCTAssertEqual(config.withPlaceholder([2, 258880, 11]), [2, 258880, 11])
+        // a flat picture through the whole path: 70 budget, 2:1 → soft tokens and ids line up
+        let picture = try RGB8Image(width: 200, height: 100, pixels: [UInt8](repeating: 90, count: 200 * 100 * 3))
+        let (pre, ids) = try config.prepare(picture, promptIds: config.withPlaceholder([2, 10]))
+        XCTAssertEqual(ids.count, 2 + 1 + pre.softTokens + 1)
+        XCTAssertEqual(Array(ids[0..<3]), [2, 255999, 262144])
+        let lastSoft: Int32 = 262144 + Int32(pre.softTokens) - 1
+        XCTAssertEqual(Array(ids.suffix(3)), [lastSoft, 258882, 10])
+        let level = Float(Double(90) / 255)
+        XCTAssertTrue(pre.pixelValues.prefix(pre.realPatches * 768).allSatisfy { $0 == level })
+    }
+
+    func testSafeTensorsRefusesTruncatedFiles() throws {
+        XCTAssertThrowsError(try SafeTensorsFile(data: Data([1, 2, 3]), name: "x.safetensors")) {
+            XCTAssertEqual($0 as? SafeTensorsError, .malformed("x.safetensors", "3 bytes"))
+        }
+        var data = Data([200, 0, 0, 0, 0, 0, 0, 0])
+        data.append(Data("{}".utf8))
+        XCTAssertThrowsError(try SafeTensorsFile(data: data, name: "y")) {
+            XCTAssertEqual($0 as? SafeTensorsError, .malformed("y", "bad header"))
+        }
+        let header = Data(#"{"image":{"dtype":"U8","shape":[1,2,3],"data_offsets":[0,6]}}"#.utf8)
+        var good = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Data($0) }
+        good.append(header)
+        good.append(Data([1, 2, 3, 4, 5, 6]))
+        let file = try SafeTensorsFile(data: good, name: "z")
+        XCTAssertEqual(try file.rgbImage(), try RGB8Image(width: 2, height: 1, pixels: [1, 2, 3, 4, 5, 6]))
+        XCTAssertThrowsError(try file.floats("image"))
+        XCTAssertThrowsError(try file.tensor("pixel_values")) {
+            XCTAssertEqual($0 as? SafeTensorsError, .missingTensor("z", "pixel_values"))
+        }
+    }
+
+    func testPromptSetCarriesAnOptionalImage() throws {
+        let json = #"{"schema": "\#(Contract.promptSetSchema)", "name": "n", "sha256": "0", "max_new_tokens": 2, "#
+            + #""prompts": [{"id": "a", "prompt_ids": [2, 5]}, {"id": "b", "prompt_ids": [2, 9], "image": "images/b.safetensors"}]}"#
+        let set = try BenchPromptSet.decode(Data(json.utf8))
+        XCTAssertEqual(set.prompts.map(\.image), [nil, "images/b.safetensors"])
+    }
+
     /// Against Hugging Face's processor: GEMMAIOS_IMAGE_VECTORS names a folder of
     /// `<name>.safetensors` (image, pixel_values, pixel_position_ids, input_ids, prompt_ids,
     /// engine_ids) + cases.json, written by tests/test_swift_image.py.
@@ -156,14 +156,13 @@ final class ImageInputTests: XCTestCase {
         var compared = 0
         for item in cases {
             let name = try XCTUnwrap(item["name"] as? String)
-            let file = try SafeTensors(url: root.appendingPathComponent(try XCTUnwrap(item["file"] as? String)))
-            let shape = try file.entry("image").shape  // [H, W, 3]
-            let image = try RGB8Image(width: shape[1], height: shape[0], pixels: try file.ints("image").map { UInt8($0) })
+            let file = try SafeTensorsFile(url: root.appendingPathComponent(try XCTUnwrap(item["file"] as? String)))
+            let image = try file.rgbImage()
             let pre = try ImagePreprocessor(maxSoftTokens: try XCTUnwrap(item["max_soft_tokens"] as? Int))
             let out = try pre.preprocess(image)
 
             let expected = try file.floats("pixel_values")
-            XCTAssertEqual(try file.entry("pixel_values").shape, [1, pre.geometry.maxPatches, pre.geometry.patchLength], name)
+            XCTAssertEqual(try file.tensor("pixel_values").shape, [1, pre.geometry.maxPatches, pre.geometry.patchLength], name)
             XCTAssertEqual(expected.count, out.pixelValues.count, name)
             for (a, b) in zip(out.pixelValues, expected) {
                 let d = abs(a - b)
