@@ -27,17 +27,20 @@ final class LoadedEngine: @unchecked Sendable {
     let coldSpecialization: Bool
     /// The prefill function full prompt chunks run through (nil: `main` only).
     let prefillFunction: String?
+    /// Image-capable bundles: the vision asset that fills `image_embeds` (nil: text only).
+    let vision: VisionEncoder?
     private let keepAlive: [AnyObject]
 
     init(
         engine: any InferenceEngine, bundle: LanguageBundle, loadSeconds: Double, cold: Bool,
-        prefillFunction: String?, keepAlive: [AnyObject]
+        prefillFunction: String?, vision: VisionEncoder? = nil, keepAlive: [AnyObject]
     ) {
         self.engine = engine
         self.bundle = bundle
         self.loadSeconds = loadSeconds
         self.coldSpecialization = cold
         self.prefillFunction = prefillFunction
+        self.vision = vision
         self.keepAlive = keepAlive
     }
 }
@@ -95,6 +98,18 @@ enum EngineHost {
         case .none:
             break
         }
+        // Image-capable bundles (metadata.json gemmaios.image): `main` binds `image_embeds` once;
+        // each picture rewrites its contents before its prompt runs (VisionEncoder.encode), and
+        // the PLE provider gives the spliced ids >= V the pad row (GemmaiosCore PLEShape).
+        let metadata = try Data(contentsOf: bundleURL.appendingPathComponent(Contract.bundleMetadataFile))
+        var vision: VisionEncoder? = nil
+        if try ImageInputConfig.from(metadata: metadata) != nil {
+            guard let device = MTLCreateSystemDefaultDevice() else { throw EngineHostError.noMetalDevice }
+            vision = try await VisionEncoder.load(
+                metadata: metadata, asset: try? bundle.requireModelURL(for: ModelBundle.ComponentKey.vision),
+                device: device)
+            staticBuffers.merge(vision?.engineBuffers ?? [:]) { _, image in image }
+        }
 
         let config = ModelConfig(
             name: bundle.name,
@@ -129,7 +144,7 @@ enum EngineHost {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return LoadedEngine(
             engine: engine, bundle: bundle, loadSeconds: seconds, cold: cold, prefillFunction: prefillFunction,
-            keepAlive: keepAlive)
+            vision: vision, keepAlive: keepAlive)
     }
 }
 
