@@ -4,10 +4,10 @@ import XCTest
 @testable import GemmaiosCore
 
 /// How close the Swift preprocessing must come to Hugging Face's `pixel_values`. The resample
-/// reproduces Pillow's integer arithmetic, so the measured error on the built-in images is 0
-/// (tests/test_swift_image.py prints it); the bound allows one 8-bit level, what a platform
-/// difference in the float64 filter weights (an FMA contraction in Pillow's C build) could move a
-/// rounded pixel. Positions, soft-token counts and token ids must be exact.
+/// reproduces Pillow's integer arithmetic, so the measured max abs error on the seven built-in
+/// images is 0 (12,096,000 values; tests/test_swift_image.py prints it). The bound allows one
+/// 8-bit level, a margin for a Pillow build that rounds a float64 filter weight differently
+/// (e.g. FMA contraction), not a measured need. Positions, soft-token counts and ids: exact.
 enum ImageTolerance {
     static let pixelValues: Float = 1.0 / 255.0 + 1e-6
 }
