@@ -1,9 +1,10 @@
 """The app's image preprocessing (GemmaiosCore ImageInput.swift, issue 17) against Hugging Face's
 Gemma 4 processor: images the project makes itself (deterministic numpy, several aspect ratios and
-budgets) go through transformers' `Gemma4Processor` in fp32; its pixel_values, pixel_position_ids
-and expanded input_ids (plus the raw RGB, the prompt and the contract's id splice) are written as
-safetensors, and `swift test --filter ImageInputTests` compares the Swift output with them: pixel
-values within ImageTolerance (measured error printed), positions and ids exactly.
+budgets) go through transformers' `Gemma4Processor` in fp32 and are saved exactly as the image
+oracle saves them (`oracle/images/<name>.safetensors` + `<name>.png`); `swift_vectors` adds the
+decoded picture as `image` and `swift test --filter ImageInputTests` compares the Swift output
+with them: pixel values within ImageTolerance (measured error printed), positions and ids
+exactly. `swift_vectors` takes a real build's `oracle/images` folder the same way.
 """
 
 from __future__ import annotations
@@ -76,30 +77,73 @@ def hf_processor(max_soft_tokens: int):
                       tokenizer=tokenizer, video_processor=None, image_seq_length=max_soft_tokens)
 
 
-@pytest.fixture(scope="module")
-def hf_vectors(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("image-vectors")
-    cases = []
+def splice(ids: list[int], image_token_id: int, vocab_size: int) -> list[int]:
+    """The contract's id splice (vision block): the k-th image soft token becomes V + k."""
+    out, k = [], 0
+    for token in ids:
+        out.append(vocab_size + k if token == image_token_id else int(token))
+        k += token == image_token_id
+    return out
+
+
+def write_oracle_layout(folder: Path) -> Path:
+    """HF's processor on the built-in cases, saved as the image oracle saves them
+    (gemmaios.vision.oracle, `oracle/images/`): <name>.png + <name>.safetensors holding
+    pixel_values [P, 3*p*p] f32, pixel_position_ids [P, 2] i32, input_ids / spliced_input_ids [T]
+    i32, num_soft_tokens [1] i32, metadata image = the PNG's name. Returns the folder."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    budgets = {}
     for seed, (name, height, width, budget) in enumerate(CASES):
         image = synthetic_image(height, width, seed)
+        Image.fromarray(image, "RGB").save(folder / f"{name}.png")
         out = hf_processor(budget)(text=["<bos> describe this <|image|> please"], images=[[image]], return_tensors="np")
-        prompt = [2, 10, 11, IMAGE_TOKEN_ID, 13]
-        input_ids = out["input_ids"][0].astype(np.int64)
-        tensors = {
-            "image": image,
-            "pixel_values": out["pixel_values"].astype(np.float32),
-            "pixel_position_ids": out["image_position_ids"].astype(np.int64),
-            "input_ids": input_ids[None],
-            "prompt_ids": np.array(prompt, dtype=np.int64),
-            "engine_ids": np.array(c.rewrite_image_token_ids(input_ids.tolist(), IMAGE_TOKEN_ID, VOCAB_SIZE),
-                                   dtype=np.int64),
-        }
-        save_file(tensors, str(folder / f"{name}.safetensors"))
-        cases.append({"name": name, "file": f"{name}.safetensors", "max_soft_tokens": budget,
-                      "image_token_id": IMAGE_TOKEN_ID, "boi_token_id": BOI_TOKEN_ID, "eoi_token_id": EOI_TOKEN_ID,
-                      "vocab_size": VOCAB_SIZE, "soft_tokens": int((input_ids == IMAGE_TOKEN_ID).sum())})
-    (folder / "cases.json").write_text(json.dumps({"cases": cases}, indent=1))
-    return folder, cases
+        ids = out["input_ids"][0].astype(np.int32)
+        save_file({"pixel_values": out["pixel_values"][0].astype(np.float32),
+                   "pixel_position_ids": out["image_position_ids"][0].astype(np.int32),
+                   "input_ids": ids,
+                   "spliced_input_ids": np.array(splice(ids.tolist(), IMAGE_TOKEN_ID, VOCAB_SIZE), np.int32),
+                   "num_soft_tokens": np.array([(ids == IMAGE_TOKEN_ID).sum()], np.int32)},
+                  str(folder / f"{name}.safetensors"), metadata={"image": f"{name}.png"})
+        budgets[name] = budget
+    (folder / "budgets.json").write_text(json.dumps(budgets))
+    return folder
+
+
+def swift_vectors(oracle_images: Path, out: Path, *, image_token_id: int, boi_token_id: int, eoi_token_id: int,
+                  vocab_size: int, budgets: dict[str, int] | None = None) -> list[dict]:
+    """The Swift test's input from an image-oracle folder: each <name>.safetensors again with the
+    source picture added as `image` (uint8 [H, W, 3], decoded from its PNG; Foundation on Linux
+    decodes no PNG), plus cases.json with the marker ids and budget."""
+    from PIL import Image
+    from safetensors import safe_open
+
+    out.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for path in sorted(oracle_images.glob("*.safetensors")):
+        with safe_open(str(path), "np") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+            png = (f.metadata() or {}).get("image", f"{path.stem}.png")
+        tensors["image"] = np.asarray(Image.open(oracle_images / png).convert("RGB"), np.uint8)
+        save_file(tensors, str(out / path.name))
+        budget = (budgets or {}).get(path.stem) or tensors["pixel_values"].shape[-2] // c.IMAGE_POOLING_KERNEL**2
+        cases.append({"name": path.stem, "file": path.name, "max_soft_tokens": int(budget),
+                      "image_token_id": image_token_id, "boi_token_id": boi_token_id, "eoi_token_id": eoi_token_id,
+                      "vocab_size": vocab_size, "soft_tokens": int(tensors["num_soft_tokens"][0])})
+    (out / "cases.json").write_text(json.dumps({"cases": cases}, indent=1))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def hf_vectors(tmp_path_factory):
+    root = tmp_path_factory.mktemp("image-vectors")
+    oracle = write_oracle_layout(root / "oracle-images")
+    cases = swift_vectors(oracle, root / "swift", image_token_id=IMAGE_TOKEN_ID, boi_token_id=BOI_TOKEN_ID,
+                          eoi_token_id=EOI_TOKEN_ID, vocab_size=VOCAB_SIZE)
+    assert [x["max_soft_tokens"] for x in cases] == [json.loads((oracle / "budgets.json").read_text())[x["name"]]
+                                                     for x in cases]
+    return root / "swift", cases
 
 
 def test_hf_vectors_use_the_contracts_grid(hf_vectors):
@@ -116,14 +160,16 @@ def test_hf_vectors_use_the_contracts_grid(hf_vectors):
     for case in cases:
         t = load_file(str(folder / case["file"]))
         grid = c.image_max_patches(case["max_soft_tokens"])
-        assert t["pixel_values"].shape == (1, grid, c.IMAGE_PATCH_SIZE ** 2 * c.IMAGE_CHANNELS)
-        real = int((t["pixel_position_ids"][0, :, 0] >= 0).sum())
+        assert t["pixel_values"].shape == (grid, c.IMAGE_PATCH_SIZE ** 2 * c.IMAGE_CHANNELS)
+        real = int((t["pixel_position_ids"][:, 0] >= 0).sum())
         assert real == case["soft_tokens"] * c.IMAGE_POOLING_KERNEL ** 2 <= grid
-        assert (t["pixel_position_ids"][0, real:] == c.IMAGE_PAD_POSITION).all()
+        assert (t["pixel_position_ids"][real:] == c.IMAGE_PAD_POSITION).all()
+        assert (t["pixel_values"][real:] == 0).all()
+        assert t["image"].dtype == np.uint8 and t["image"].ndim == 3
         # the splice: image soft tokens become V.., nothing else moves
-        engine, ids = t["engine_ids"], t["input_ids"][0]
-        assert (engine[ids == IMAGE_TOKEN_ID] == VOCAB_SIZE + np.arange(case["soft_tokens"])).all()
-        assert (engine[ids != IMAGE_TOKEN_ID] == ids[ids != IMAGE_TOKEN_ID]).all()
+        spliced, ids = t["spliced_input_ids"], t["input_ids"]
+        assert (spliced[ids == IMAGE_TOKEN_ID] == VOCAB_SIZE + np.arange(case["soft_tokens"])).all()
+        assert (spliced[ids != IMAGE_TOKEN_ID] == ids[ids != IMAGE_TOKEN_ID]).all()
 
 
 def test_swift_preprocessing_matches_hf(swift_toolchain, hf_vectors):
@@ -158,5 +204,6 @@ def test_swift_pad_row_for_spliced_ids_equals_numpy(tmp_path, tiny_checkpoint, s
     ids = [vocab, vocab + 1, vocab + c.IMAGE_MAX_SOFT_TOKENS - 1, 5]
     out = tmp_path / "rows.f16"
     vectors(Path(bin_dir), "gather", tmp_path / "tables", vocab, layers, dim, out, *ids)
-    pad = c.PLE_PAD_TOKEN_ID
-    assert out.read_bytes() == gather(tmp_path / "tables", [pad, pad, pad, 5]).tobytes()
+    rows = [c.ple_row(i, vocab, pad_token_id=0) for i in ids]  # the contract's rule; 0: PLEShape's default pad
+    assert rows == [0, 0, 0, 5]
+    assert out.read_bytes() == gather(tmp_path / "tables", rows).tobytes()

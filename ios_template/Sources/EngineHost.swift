@@ -85,29 +85,32 @@ enum EngineHost {
         var keepAlive: [AnyObject] = []
         var staticBuffers: [String: StaticInputBuffer] = [:]
         var provider: PerTokenInputProvider? = nil
+        // Image-capable bundles (metadata.json gemmaios.vision): ids >= V (spliced image tokens)
+        // gather the PLE pad row the bundle names
+        let metadata = try Data(contentsOf: bundleURL.appendingPathComponent(Contract.bundleMetadataFile))
+        let imageConfig = try ImageInputConfig.from(metadata: metadata)
+        let pleShape = PLEShape(
+            vocabSize: AppConfig.pleShape.vocabSize, layers: AppConfig.pleShape.layers, dim: AppConfig.pleShape.dim,
+            padTokenId: imageConfig?.padTokenId ?? AppConfig.pleShape.padTokenId)
         switch AppConfig.pleMode {
         case .provider:
-            let gather = try PLETokenProvider(paths: payload, shape: AppConfig.pleShape)
+            let gather = try PLETokenProvider(paths: payload, shape: pleShape)
             keepAlive.append(gather)
             provider = gather.engineProvider
         case .tbl:
             guard let device = MTLCreateSystemDefaultDevice() else { throw EngineHostError.noMetalDevice }
-            let tables = try PLEStaticTables(paths: payload, device: device, shape: AppConfig.pleShape)
+            let tables = try PLEStaticTables(paths: payload, device: device, shape: pleShape)
             keepAlive.append(tables)
             staticBuffers = tables.engineBuffers
         case .none:
             break
         }
-        // Image-capable bundles (metadata.json gemmaios.image): `main` binds `image_embeds` once;
-        // each picture rewrites its contents before its prompt runs (VisionEncoder.encode), and
-        // the PLE provider gives the spliced ids >= V the pad row (GemmaiosCore PLEShape).
-        let metadata = try Data(contentsOf: bundleURL.appendingPathComponent(Contract.bundleMetadataFile))
+        // ... and `main` binds `image_embeds` once; each picture rewrites its contents before its
+        // prompt runs (VisionEncoder.encode).
         var vision: VisionEncoder? = nil
-        if try ImageInputConfig.from(metadata: metadata) != nil {
+        if imageConfig != nil {
             guard let device = MTLCreateSystemDefaultDevice() else { throw EngineHostError.noMetalDevice }
-            vision = try await VisionEncoder.load(
-                metadata: metadata, asset: try? bundle.requireModelURL(for: ModelBundle.ComponentKey.vision),
-                device: device)
+            vision = try await VisionEncoder.load(bundle: bundleURL, metadata: metadata, device: device)
             staticBuffers.merge(vision?.engineBuffers ?? [:]) { _, image in image }
         }
 

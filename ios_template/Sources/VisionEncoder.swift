@@ -51,26 +51,27 @@ enum PictureDecoding {
     }
 }
 
-/// The bundle's vision asset (metadata.json `assets.vision`): vision tower + 3x3 pooling +
-/// projector over the static padded patch grid, one function. Its output rows are the image's
-/// soft-token embeddings; they are copied into `image_embeds` [N, hidden], an owned buffer the
-/// engine binds once at load (patch 0001), so each new picture only rewrites its contents.
-/// Provider-mode bundles only on iPhone (the in-graph table gather with the splice hit the
-/// per-encode scratch ceiling).
+/// The bundle's vision asset (metadata.json `gemmaios.vision.asset`): vision tower + 3x3
+/// pooling + projector over the static padded patch grid, one `main` function taking
+/// `pixel_values` [1, P, 3*p*p] and `pixel_position_ids` [1, P, 2], returning `image_embeds`
+/// [N, hidden] (contract vision block). Its output is copied into an owned buffer the decoder's
+/// `main` binds once at load as its static `image_embeds` input (patch 0001), so each new
+/// picture only rewrites the contents. Provider-mode bundles only on iPhone (the in-graph table
+/// gather with the splice hit the per-encode scratch ceiling).
 final class VisionEncoder: @unchecked Sendable {
     let config: ImageInputConfig
     let embeds: MTLBuffer
     private let function: InferenceFunction
     private let descriptor: InferenceFunctionDescriptor
-    private let pixelInput: String
-    private let positionInput: String
-    private let output: String
     private let model: PreparedModel
 
-    /// nil when the bundle is text-only (no `gemmaios.image` in its metadata).
-    static func load(metadata: Data, asset: URL?, device: MTLDevice) async throws -> VisionEncoder? {
+    /// nil when the bundle is text-only (no `gemmaios.vision` in its metadata).
+    static func load(bundle: URL, metadata: Data, device: MTLDevice) async throws -> VisionEncoder? {
         guard let config = try ImageInputConfig.from(metadata: metadata) else { return nil }
-        guard let asset else { throw VisionEncoderError.noVisionAsset("\(Contract.bundleMetadataFile) names no vision asset") }
+        let asset = bundle.appendingPathComponent(config.asset)
+        guard FileManager.default.fileExists(atPath: asset.path) else {
+            throw VisionEncoderError.noVisionAsset("\(config.asset) is missing from the bundle folder")
+        }
         return try await VisionEncoder(config: config, asset: asset, device: device)
     }
 
@@ -83,20 +84,12 @@ final class VisionEncoder: @unchecked Sendable {
         else { throw VisionEncoderError.noVisionAsset("no \(name) function in \(asset.lastPathComponent)") }
         self.descriptor = descriptor
         self.function = function
-        // two inputs, told apart by type: float pixel_values [1, P, 768], integer positions [1, P, 2]
-        var pixels: String?, positions: String?
-        for input in descriptor.inputNames {
-            guard case .ndArray(let d) = descriptor.inputDescriptor(of: input) else { continue }
-            if d.scalarType == .float32 || d.scalarType == .float16 { pixels = input } else { positions = input }
-        }
-        guard let pixels, let positions, let output = descriptor.outputNames.first else {
-            throw VisionEncoderError.unexpectedGraph("inputs \(descriptor.inputNames), outputs \(descriptor.outputNames)")
-        }
-        pixelInput = pixels
-        positionInput = positions
-        self.output = output
-        guard case .ndArray(let out) = descriptor.outputDescriptor(of: output) else {
-            throw VisionEncoderError.unexpectedGraph("output \(output) is not an array")
+        let expected = [Contract.visionPixelsInput, Contract.visionPositionsInput]
+        guard Set(descriptor.inputNames) == Set(expected), descriptor.outputNames == [Contract.visionOutput],
+              case .ndArray(let out) = descriptor.outputDescriptor(of: Contract.visionOutput)
+        else {
+            throw VisionEncoderError.unexpectedGraph("inputs \(descriptor.inputNames), outputs \(descriptor.outputNames); "
+                + "expected \(expected) → \(Contract.visionOutput)")
         }
         let elementBytes: Int
         switch out.scalarType {
@@ -108,7 +101,7 @@ final class VisionEncoder: @unchecked Sendable {
         guard let buffer = device.makeBuffer(length: bytes, options: .storageModeShared) else {
             throw VisionEncoderError.bufferAllocation(bytes)
         }
-        memset(buffer.contents(), 0, bytes)
+        memset(buffer.contents(), 0, bytes)  // zeros: what `main` reads when a prompt has no image
         embeds = buffer
     }
 
@@ -120,10 +113,12 @@ final class VisionEncoder: @unchecked Sendable {
     /// holds the image placeholder): expanded, soft tokens rewritten to V + k.
     func encode(_ picture: RGB8Image, promptIds: [Int32]) async throws -> [Int32] {
         let (pre, ids) = try config.prepare(picture, promptIds: promptIds)
+        let pixelInput = Contract.visionPixelsInput, positionInput = Contract.visionPositionsInput
+        let output = Contract.visionOutput
         guard case .ndArray(let pixelDesc) = descriptor.inputDescriptor(of: pixelInput),
               case .ndArray(let positionDesc) = descriptor.inputDescriptor(of: positionInput),
               case .ndArray(let outDesc) = descriptor.outputDescriptor(of: output)
-        else { throw VisionEncoderError.unexpectedGraph("descriptors changed") }
+        else { throw VisionEncoderError.unexpectedGraph("the vision asset's descriptors are not arrays") }
         let grid = config.geometry.maxPatches
         var pixelArray = NDArray(descriptor: pixelDesc.resolvingDynamicDimensions([1, grid, config.geometry.patchLength]))
         if pixelDesc.scalarType == .float16 {

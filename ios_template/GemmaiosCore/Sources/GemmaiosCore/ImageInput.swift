@@ -19,6 +19,7 @@ public enum ImageInputError: Error, LocalizedError, Equatable {
     case tooThin(width: Int, height: Int)
     case placeholderMismatch(placeholders: Int, images: Int)
     case tooManySoftTokens(Int, capacity: Int)
+    case incompleteMetadata(String)
 
     public var errorDescription: String? {
         switch self {
@@ -37,6 +38,9 @@ public enum ImageInputError: Error, LocalizedError, Equatable {
         case .tooManySoftTokens(let n, let capacity):
             return "the prompt's images need \(n) soft tokens, the model's \(Contract.imageEmbedsInput) holds \(capacity); "
                 + "send fewer images per prompt"
+        case .incompleteMetadata(let key):
+            return "the bundle's \(Contract.bundleMetadataFile) has gemmaios.\(Contract.visionMetadataKey) without \(key); "
+                + "convert the bundle again with this toolkit"
         }
     }
 }
@@ -312,7 +316,7 @@ public enum ImagePrompt {
         return out
     }
 
-    /// The id splice (contract `rewrite_image_token_ids`): the k-th image token becomes V + k,
+    /// The id splice (contract vision block): the k-th image token becomes V + k,
     /// so the graph takes its embedding from `image_embeds` row k. `capacity` = its rows.
     public static func rewrite(_ ids: [Int32], tokens: ImageTokenIds, capacity: Int) throws -> [Int32] {
         var k = 0
@@ -333,29 +337,47 @@ public enum ImagePrompt {
     }
 }
 
-/// What a multimodal bundle tells the app (metadata.json): the marker ids and V under
-/// `gemmaios.image` (V defaults to `language.vocab_size`), and its soft-token budget, which is
-/// also the row count of `image_embeds`. nil for a text-only bundle.
+/// What an image-capable bundle tells the app: metadata.json `gemmaios.vision` (contract vision
+/// block) holds the vision asset's file, the marker ids, V, the soft-token budget (also the rows
+/// of `image_embeds`), the patch grid and the pad id whose PLE row ids >= V take. nil for a
+/// text-only bundle.
 public struct ImageInputConfig: Sendable, Equatable {
     public let tokens: ImageTokenIds
     public let geometry: ImageGeometry
+    /// The PLE row every id >= V gathers (HF: the pad token's).
+    public let padTokenId: Int32
+    /// The vision asset, relative to the bundle folder.
+    public let asset: String
 
-    public init(tokens: ImageTokenIds, geometry: ImageGeometry) {
+    public init(tokens: ImageTokenIds, geometry: ImageGeometry, padTokenId: Int32, asset: String) {
         self.tokens = tokens
         self.geometry = geometry
+        self.padTokenId = padTokenId
+        self.asset = asset
     }
 
     public static func from(metadata: Data) throws -> ImageInputConfig? {
-        guard let root = (try? JSONSerialization.jsonObject(with: metadata)) as? [String: Any] else { return nil }
-        guard let image = (root["gemmaios"] as? [String: Any])?["image"] as? [String: Any] else { return nil }
+        guard let root = (try? JSONSerialization.jsonObject(with: metadata)) as? [String: Any],
+              let vision = (root["gemmaios"] as? [String: Any])?[Contract.visionMetadataKey] as? [String: Any]
+        else { return nil }
         let language = root["language"] as? [String: Any] ?? [:]
-        guard let imageId = image["image_token_id"] as? Int, let boi = image["boi_token_id"] as? Int,
-              let eoi = image["eoi_token_id"] as? Int,
-              let vocab = (image["vocab_size"] as? Int) ?? (language["vocab_size"] as? Int) else { return nil }
-        let geometry = try ImageGeometry(maxSoftTokens: image["max_soft_tokens"] as? Int ?? Contract.imageMaxSoftTokens)
-        return ImageInputConfig(tokens: ImageTokenIds(imageTokenId: Int32(imageId), boiTokenId: Int32(boi),
-                                                      eoiTokenId: Int32(eoi), vocabSize: vocab),
-                                geometry: geometry)
+        func int(_ key: String) throws -> Int {
+            guard let value = vision[key] as? Int else { throw ImageInputError.incompleteMetadata(key) }
+            return value
+        }
+        guard let asset = vision[Contract.visionAssetField] as? String else {
+            throw ImageInputError.incompleteMetadata(Contract.visionAssetField)
+        }
+        guard let vocab = (vision["vocab_size"] as? Int) ?? (language["vocab_size"] as? Int) else {
+            throw ImageInputError.incompleteMetadata("vocab_size")
+        }
+        let geometry = try ImageGeometry(patchSize: vision["patch_size"] as? Int ?? Contract.imagePatchSize,
+                                         poolingKernel: vision["pooling_kernel_size"] as? Int ?? Contract.imagePoolingKernel,
+                                         maxSoftTokens: vision["max_soft_tokens"] as? Int ?? Contract.imageMaxSoftTokens)
+        let tokens = ImageTokenIds(imageTokenId: Int32(try int("image_token_id")), boiTokenId: Int32(try int("boi_token_id")),
+                                   eoiTokenId: Int32(try int("eoi_token_id")), vocabSize: vocab)
+        return ImageInputConfig(tokens: tokens, geometry: geometry,
+                                padTokenId: Int32(try int(Contract.splicedPleRowKey)), asset: asset)
     }
 
     /// One picture and a prompt holding its placeholder → the vision asset's inputs and the

@@ -42,19 +42,20 @@ public struct PLEShape: Sendable, Equatable {
     public let vocabSize: Int
     public let layers: Int
     public let dim: Int
-    /// The row ids >= V (image soft tokens after the id splice) take: HF's pad row.
+    /// The row ids >= V (image soft tokens after the id splice) take: HF's pad row. 0 is Gemma 4's
+    /// pad_token_id; image bundles name theirs in metadata (ImageInputConfig.padTokenId).
     public let padTokenId: Int32
 
-    public init(vocabSize: Int, layers: Int, dim: Int, padTokenId: Int32 = Int32(Contract.plePadTokenId)) {
+    public init(vocabSize: Int, layers: Int, dim: Int, padTokenId: Int32 = 0) {
         self.vocabSize = vocabSize
         self.layers = layers
         self.dim = dim
         self.padTokenId = padTokenId
     }
 
-    /// The table row token `id` reads: its own, or the pad row for ids >= V (image soft
-    /// tokens, contract `rewrite_image_token_ids`; HF's get_per_layer_inputs sees pad_token_id
-    /// there); nil for a negative id or a pad id outside the table.
+    /// The table row token `id` reads (contract `ple_row`): its own, or the pad row for ids >= V
+    /// (image soft tokens after the splice; HF's get_per_layer_inputs sees pad_token_id there);
+    /// nil for a negative id or a pad id outside the table.
     public func tableRow(for id: Int32) -> Int? {
         guard id >= 0 else { return nil }
         let row = Int(id) < vocabSize ? Int(id) : Int(padTokenId)

@@ -92,13 +92,27 @@ final class ImageInputTests: XCTestCase {
     }
 
     func testConfigFromMetadataAndTheChatPlaceholder() throws {
-        let metadata = #"{"language": {"vocab_size": 262144}, "gemmaios": {"image": {"image_token_id": 258880, "#
-            + #""boi_token_id": 255999, "eoi_token_id": 258882, "max_soft_tokens": 70}}}"#
-        let config = try XCTUnwrap(try ImageInputConfig.from(metadata: Data(metadata.utf8)))
+        // the vision block's metadata (convert: gemmaios.vision = asset, the ImageSpec, pad_token_id, …)
+        let vision: [String: Any] = [
+            Contract.visionAssetField: "tiny_vision.aimodel", "image_token_id": 258880, "boi_token_id": 255999,
+            "eoi_token_id": 258882, "vocab_size": 262144, "max_soft_tokens": 70, "patch_size": 16,
+            "pooling_kernel_size": 3, Contract.splicedPleRowKey: 0, "hidden_size": 2560,
+        ]
+        let root: [String: Any] = ["language": ["vocab_size": 262144], "gemmaios": [Contract.visionMetadataKey: vision]]
+        let metadata = try JSONSerialization.data(withJSONObject: root)
+        let config = try XCTUnwrap(try ImageInputConfig.from(metadata: metadata))
         XCTAssertEqual(config.tokens, ImageTokenIds(imageTokenId: 258880, boiTokenId: 255999, eoiTokenId: 258882,
                                                     vocabSize: 262144))
         XCTAssertEqual(config.geometry.maxSoftTokens, 70)
+        XCTAssertEqual(config.padTokenId, 0)
+        XCTAssertEqual(config.asset, "tiny_vision.aimodel")
         XCTAssertNil(try ImageInputConfig.from(metadata: Data(#"{"language": {"vocab_size": 5}, "gemmaios": {}}"#.utf8)))
+        var partial = vision
+        partial["boi_token_id"] = nil
+        let broken = try JSONSerialization.data(withJSONObject: ["gemmaios": [Contract.visionMetadataKey: partial]])
+        XCTAssertThrowsError(try ImageInputConfig.from(metadata: broken)) {
+            XCTAssertEqual($0 as? ImageInputError, .incompleteMetadata("boi_token_id"))
+        }
         XCTAssertEqual(config.withPlaceholder([2, 10, 11]), [2, 258880, 10, 11])
         XCTAssertEqual(config.withPlaceholder([2, 258880, 11]), [2, 258880, 11])
         // a flat picture through the whole path: 70 budget, 2:1 → soft tokens and ids line up
@@ -140,9 +154,10 @@ final class ImageInputTests: XCTestCase {
         XCTAssertEqual(set.prompts.map(\.image), [nil, "images/b.safetensors"])
     }
 
-    /// Against Hugging Face's processor: GEMMAIOS_IMAGE_VECTORS names a folder of
-    /// `<name>.safetensors` (image, pixel_values, pixel_position_ids, input_ids, prompt_ids,
-    /// engine_ids) + cases.json, written by tests/test_swift_image.py.
+    /// Against Hugging Face's processor: GEMMAIOS_IMAGE_VECTORS names a folder of image-oracle
+    /// files (`oracle/images/<name>.safetensors`: pixel_values, pixel_position_ids, input_ids,
+    /// spliced_input_ids, num_soft_tokens) with the source picture added as `image`, and
+    /// cases.json (marker ids, V, budget), written by tests/test_swift_image.py.
     func testMatchesHuggingFacesProcessor() throws {
         guard let folder = ProcessInfo.processInfo.environment["GEMMAIOS_IMAGE_VECTORS"], !folder.isEmpty else {
             throw XCTSkip("GEMMAIOS_IMAGE_VECTORS is not set (tests/test_swift_image.py sets it)")
@@ -157,12 +172,11 @@ final class ImageInputTests: XCTestCase {
         for item in cases {
             let name = try XCTUnwrap(item["name"] as? String)
             let file = try SafeTensorsFile(url: root.appendingPathComponent(try XCTUnwrap(item["file"] as? String)))
-            let image = try file.rgbImage()
             let pre = try ImagePreprocessor(maxSoftTokens: try XCTUnwrap(item["max_soft_tokens"] as? Int))
-            let out = try pre.preprocess(image)
+            let out = try pre.preprocess(try file.rgbImage())
 
-            let expected = try file.floats("pixel_values")
-            XCTAssertEqual(try file.tensor("pixel_values").shape, [1, pre.geometry.maxPatches, pre.geometry.patchLength], name)
+            let expected = try file.floats("pixel_values")  // [P, 768] or [1, P, 768]
+            XCTAssertEqual(try file.tensor("pixel_values").shape.suffix(2), [pre.geometry.maxPatches, pre.geometry.patchLength])
             XCTAssertEqual(expected.count, out.pixelValues.count, name)
             for (a, b) in zip(out.pixelValues, expected) {
                 let d = abs(a - b)
@@ -171,16 +185,26 @@ final class ImageInputTests: XCTestCase {
             }
             compared += expected.count
             XCTAssertEqual(try file.ints("pixel_position_ids"), out.positionIds.map(Int64.init), "\(name): positions")
+            XCTAssertEqual(try file.ints("num_soft_tokens"), [Int64(out.softTokens)], "\(name): soft tokens")
 
             let tokens = ImageTokenIds(imageTokenId: Int32(try XCTUnwrap(item["image_token_id"] as? Int)),
                                        boiTokenId: Int32(try XCTUnwrap(item["boi_token_id"] as? Int)),
                                        eoiTokenId: Int32(try XCTUnwrap(item["eoi_token_id"] as? Int)),
                                        vocabSize: try XCTUnwrap(item["vocab_size"] as? Int))
-            let prompt = try file.ints("prompt_ids").map { Int32($0) }
+            // HF's expanded ids with boi + image x n + eoi folded back to one placeholder: the
+            // prompt the app starts from; Swift expands it with its own soft-token count
+            let hf = try file.ints("input_ids").map { Int32($0) }
+            var prompt: [Int32] = []
+            var inside = false
+            for id in hf {
+                if id == tokens.boiTokenId { inside = true; prompt.append(tokens.imageTokenId) }
+                else if id == tokens.eoiTokenId { inside = false }
+                else if !inside { prompt.append(id) }
+            }
             let expanded = try ImagePrompt.expand(prompt, softTokens: [out.softTokens], tokens: tokens)
-            XCTAssertEqual(expanded.map(Int64.init), try file.ints("input_ids"), "\(name): expanded ids")
+            XCTAssertEqual(expanded, hf, "\(name): expanded ids")
             let engine = try ImagePrompt.engineIds(prompt, images: [out], tokens: tokens, capacity: pre.geometry.maxSoftTokens)
-            XCTAssertEqual(engine.map(Int64.init), try file.ints("engine_ids"), "\(name): rewritten ids")
+            XCTAssertEqual(engine.map(Int64.init), try file.ints("spliced_input_ids"), "\(name): spliced ids")
         }
         XCTAssertLessThanOrEqual(worst, ImageTolerance.pixelValues)
         print("gemmaios-image-vectors: \(cases.count) images, \(compared) pixel values, max abs error \(worst), "
