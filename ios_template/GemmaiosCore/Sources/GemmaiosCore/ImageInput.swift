@@ -175,43 +175,52 @@ public enum BicubicResampler {
         let c = Contract.imageChannels
         var current = image.pixels
         var currentWidth = image.width
-        let half = 1 << (precisionBits - 1)
         if width != image.width {
             let t = taps(inSize: image.width, outSize: width)
             var out = [UInt8](repeating: 0, count: width * image.height * c)
-            for y in 0..<image.height {
-                let row = y * image.width * c
-                for x in 0..<width {
-                    let lo = t.first[x], base = x * t.taps
-                    for ch in 0..<c {
-                        var sum = half
-                        for i in 0..<t.count[x] {
-                            sum += Int(current[row + (lo + i) * c + ch]) * t.weights[base + i]
-                        }
-                        out[(y * width + x) * c + ch] = clip8(sum)
-                    }
-                }
-            }
+            pass(from: current, into: &out, taps: t, outer: image.height, outputs: width, channels: c,
+                 inputStep: c, inputStride: image.width * c, outputStride: width * c)
             current = out
             currentWidth = width
         }
         if height != image.height {
             let t = taps(inSize: image.height, outSize: height)
             var out = [UInt8](repeating: 0, count: currentWidth * height * c)
-            let stride = currentWidth * c
-            for y in 0..<height {
-                let lo = t.first[y], base = y * t.taps
-                for i in 0..<stride {
-                    var sum = half
-                    for j in 0..<t.count[y] {
-                        sum += Int(current[(lo + j) * stride + i]) * t.weights[base + j]
-                    }
-                    out[y * stride + i] = clip8(sum)
-                }
-            }
+            // vertical: every byte of a row is one "channel", rows are the taps
+            pass(from: current, into: &out, taps: t, outer: 1, outputs: height, channels: currentWidth * c,
+                 inputStep: currentWidth * c, inputStride: 0, outputStride: 0)
             current = out
         }
         return try RGB8Image(width: width, height: height, pixels: current)
+    }
+
+    /// One separable pass: for each of `outer` lines and each output index, the weighted sum of
+    /// `taps` inputs `inputStep` apart, per channel, rounded and clipped to 8 bits.
+    private static func pass(from input: [UInt8], into output: inout [UInt8], taps t: Taps, outer: Int, outputs: Int,
+                             channels: Int, inputStep: Int, inputStride: Int, outputStride: Int) {
+        let half = 1 << (precisionBits - 1)
+        input.withUnsafeBufferPointer { src in
+            output.withUnsafeMutableBufferPointer { dst in
+                t.weights.withUnsafeBufferPointer { w in
+                    for line in 0..<outer {
+                        let inLine = line * inputStride, outLine = line * outputStride
+                        for o in 0..<outputs {
+                            let first = inLine + t.first[o] * inputStep, base = o * t.taps, n = t.count[o]
+                            let outBase = outLine + o * channels
+                            for ch in 0..<channels {
+                                var sum = half
+                                var at = first + ch
+                                for i in 0..<n {
+                                    sum &+= Int(src[at]) &* w[base + i]
+                                    at += inputStep
+                                }
+                                dst[outBase + ch] = clip8(sum)
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
