@@ -142,8 +142,8 @@ final class ImageInputTests: XCTestCase {
         let file = try SafeTensorsFile(data: good, name: "z")
         XCTAssertEqual(try file.rgbImage(), try RGB8Image(width: 2, height: 1, pixels: [1, 2, 3, 4, 5, 6]))
         XCTAssertThrowsError(try file.floats("image"))
-        XCTAssertThrowsError(try file.tensor("pixel_values")) {
-            XCTAssertEqual($0 as? SafeTensorsError, .missingTensor("z", "pixel_values"))
+        XCTAssertThrowsError(try file.tensor(Contract.visionPixelsInput)) {
+            XCTAssertEqual($0 as? SafeTensorsError, .missingTensor("z", Contract.visionPixelsInput))
         }
     }
 
@@ -175,8 +175,8 @@ final class ImageInputTests: XCTestCase {
             let pre = try ImagePreprocessor(maxSoftTokens: try XCTUnwrap(item["max_soft_tokens"] as? Int))
             let out = try pre.preprocess(try file.rgbImage())
 
-            let expected = try file.floats("pixel_values")  // [P, 768] or [1, P, 768]
-            XCTAssertEqual(try file.tensor("pixel_values").shape.suffix(2), [pre.geometry.maxPatches, pre.geometry.patchLength])
+            let expected = try file.floats(Contract.visionPixelsInput)  // [P, 768] or [1, P, 768]
+            XCTAssertEqual(try file.tensor(Contract.visionPixelsInput).shape.suffix(2), [pre.geometry.maxPatches, pre.geometry.patchLength])
             XCTAssertEqual(expected.count, out.pixelValues.count, name)
             for (a, b) in zip(out.pixelValues, expected) {
                 let d = abs(a - b)
@@ -184,7 +184,7 @@ final class ImageInputTests: XCTestCase {
                 if d != 0 { differing += 1 }
             }
             compared += expected.count
-            XCTAssertEqual(try file.ints("pixel_position_ids"), out.positionIds.map(Int64.init), "\(name): positions")
+            XCTAssertEqual(try file.ints(Contract.visionPositionsInput), out.positionIds.map(Int64.init), "\(name): positions")
             XCTAssertEqual(try file.ints("num_soft_tokens"), [Int64(out.softTokens)], "\(name): soft tokens")
 
             let tokens = ImageTokenIds(imageTokenId: Int32(try XCTUnwrap(item["image_token_id"] as? Int)),
