@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import SWIFT_RESULTS
 from safetensors.numpy import save_file
-from test_swift import CORE, run, swift_cache
+from test_swift import CORE, core_build, run, swift_cache, vectors  # noqa: F401 (core_build: a fixture)
 
 from gemmaios import contract as c
 
@@ -188,22 +188,17 @@ def test_swift_preprocessing_matches_hf(swift_toolchain, hf_vectors):
                          f"{line.group(5)}); positions and ids exact")
 
 
-def test_swift_pad_row_for_spliced_ids_equals_numpy(tmp_path, tiny_checkpoint, swift_toolchain):
-    """The app's PLE gather maps ids >= V to the pad row: byte-equal to numpy's gather of the pad id."""
-    from test_swift import vectors
-
+def test_swift_pad_row_for_spliced_ids_equals_numpy(tmp_path, tiny_checkpoint, core_build):  # noqa: F811
+    """The app's PLE gather maps ids >= V to the pad row (it refused them before): byte-equal to
+    numpy's gather of the rows the contract's `ple_row` names."""
     from gemmaios.tables import gather, write_tables
 
     write_tables(tiny_checkpoint, tmp_path / "tables")
     sidecar = json.loads((tmp_path / "tables" / "embed_per_layer.json").read_text())
     vocab, layers, dim = sidecar["shape"][0], sidecar["num_layers"], sidecar["dim"]
-    scratch = swift_cache("GemmaiosCore")
-    run([swift_toolchain.swift, "build", "--package-path", CORE, "--scratch-path", scratch])
-    bin_dir = run([swift_toolchain.swift, "build", "--package-path", CORE, "--scratch-path", scratch,
-                   "--show-bin-path"]).strip().splitlines()[-1]
     ids = [vocab, vocab + 1, vocab + c.IMAGE_MAX_SOFT_TOKENS - 1, 5]
     out = tmp_path / "rows.f16"
-    vectors(Path(bin_dir), "gather", tmp_path / "tables", vocab, layers, dim, out, *ids)
-    rows = [c.ple_row(i, vocab, pad_token_id=0) for i in ids]  # the contract's rule; 0: PLEShape's default pad
+    vectors(core_build, "gather", tmp_path / "tables", vocab, layers, dim, out, *ids)
+    rows = [c.ple_row(i, vocab, pad_token_id=0) for i in ids]  # 0: PLEShape's default pad (Gemma 4's)
     assert rows == [0, 0, 0, 5]
     assert out.read_bytes() == gather(tmp_path / "tables", rows).tobytes()
