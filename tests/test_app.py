@@ -126,8 +126,9 @@ def test_pbxproj_parses_and_every_reference_resolves(tiny_build):
                         "GemmaiosCore": locals_["GemmaiosCore"].get_id(), "Tokenizers": remote.get_id()}
     imported = set(re.findall(r"^import (\w+)", "\n".join(
         p.read_text() for p in (project_dir / "GemmaBench").glob("*.swift")), re.M))
-    assert imported - {"Foundation", "SwiftUI", "UIKit", "Metal", "Darwin", "os"} == set(products) - {"CoreAILM"} | {
-        "CoreAILanguageModels"}
+    # SDK frameworks (autolinked); CoreAI is the OS's, ImageIO/PhotosUI/CoreGraphics the chat picker's
+    sdk = {"Foundation", "SwiftUI", "UIKit", "Metal", "Darwin", "os", "CoreAI", "CoreGraphics", "ImageIO", "PhotosUI"}
+    assert imported - sdk == set(products) - {"CoreAILM"} | {"CoreAILanguageModels"}
     (target,) = project.objects.get_objects_in_section("PBXNativeTarget")
     assert set(products.keys()) == {str(project.objects[str(x)]["productName"]) for x in target["packageProductDependencies"]}
     text = pbx.read_text()

@@ -89,7 +89,9 @@ def test_swift_package_tests_pass(swift_toolchain, core_build):
     """`swift test` of the core; its XCTest count is printed in the session summary (CI log)."""
     scratch = swift_cache("GemmaiosCore")
     output = run([swift_toolchain.swift, "test", "--package-path", CORE, "--scratch-path", scratch])
-    counts = re.findall(r"Test Suite 'All tests' passed .*?\n\s*Executed (\d+) tests?, with (\d+) failures", output)
+    # the HF image comparison skips without its vectors (tests/test_swift_image.py runs it)
+    counts = re.findall(r"Test Suite 'All tests' passed .*?\n\s*Executed (\d+) tests?, with (?:\d+ tests? skipped and )?"
+                        r"(\d+) failures", output)
     assert counts, output[-3000:]
     executed, failures = map(int, counts[-1])
     assert failures == 0 and executed >= 20

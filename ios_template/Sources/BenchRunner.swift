@@ -63,7 +63,8 @@ final class BenchRunner: ObservableObject {
                     if divergent > 0 { status += " · \(divergent) differ from trial 1" }
                     try await loaded.engine.reset(to: 0)  // no prefix reuse between prompts
                     _ = sampler.takePeak()
-                    let run = try await Generation.run(engine: loaded.engine, prompt: prompt.promptIds, rule: rule)
+                    let ids = try await BenchImages.engineIds(for: prompt, engine: loaded, payload: AppRuntime.payload)
+                    let run = try await Generation.run(engine: loaded.engine, prompt: ids, rule: rule)
                     if trial == 0 {
                         firstTrial.append(run.tokenIds)
                     } else if TokenComparison.firstDivergence(firstTrial[index], run.tokenIds) != nil {
@@ -71,6 +72,7 @@ final class BenchRunner: ObservableObject {
                     }
                     var line = record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler)
                     line[Contract.promptPrefillFunctionField] = loaded.prefillFunction ?? NSNull()
+                    line["prefill_tokens"] = ids.count  // an image prompt's expanded length
                     try writer.write(line)
                 }
             }

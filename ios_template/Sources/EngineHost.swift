@@ -27,17 +27,20 @@ final class LoadedEngine: @unchecked Sendable {
     let coldSpecialization: Bool
     /// The prefill function full prompt chunks run through (nil: `main` only).
     let prefillFunction: String?
+    /// Image-capable bundles: the vision asset that fills `image_embeds` (nil: text only).
+    let vision: VisionEncoder?
     private let keepAlive: [AnyObject]
 
     init(
         engine: any InferenceEngine, bundle: LanguageBundle, loadSeconds: Double, cold: Bool,
-        prefillFunction: String?, keepAlive: [AnyObject]
+        prefillFunction: String?, vision: VisionEncoder? = nil, keepAlive: [AnyObject]
     ) {
         self.engine = engine
         self.bundle = bundle
         self.loadSeconds = loadSeconds
         self.coldSpecialization = cold
         self.prefillFunction = prefillFunction
+        self.vision = vision
         self.keepAlive = keepAlive
     }
 }
@@ -82,18 +85,33 @@ enum EngineHost {
         var keepAlive: [AnyObject] = []
         var staticBuffers: [String: StaticInputBuffer] = [:]
         var provider: PerTokenInputProvider? = nil
+        // Image-capable bundles (metadata.json gemmaios.vision): ids >= V (spliced image tokens)
+        // gather the PLE pad row the bundle names
+        let metadata = try Data(contentsOf: bundleURL.appendingPathComponent(Contract.bundleMetadataFile))
+        let imageConfig = try ImageInputConfig.from(metadata: metadata)
+        let pleShape = PLEShape(
+            vocabSize: AppConfig.pleShape.vocabSize, layers: AppConfig.pleShape.layers, dim: AppConfig.pleShape.dim,
+            padTokenId: imageConfig?.padTokenId ?? AppConfig.pleShape.padTokenId)
         switch AppConfig.pleMode {
         case .provider:
-            let gather = try PLETokenProvider(paths: payload, shape: AppConfig.pleShape)
+            let gather = try PLETokenProvider(paths: payload, shape: pleShape)
             keepAlive.append(gather)
             provider = gather.engineProvider
         case .tbl:
             guard let device = MTLCreateSystemDefaultDevice() else { throw EngineHostError.noMetalDevice }
-            let tables = try PLEStaticTables(paths: payload, device: device, shape: AppConfig.pleShape)
+            let tables = try PLEStaticTables(paths: payload, device: device, shape: pleShape)
             keepAlive.append(tables)
             staticBuffers = tables.engineBuffers
         case .none:
             break
+        }
+        // ... and `main` binds `image_embeds` once; each picture rewrites its contents before its
+        // prompt runs (VisionEncoder.encode).
+        var vision: VisionEncoder? = nil
+        if imageConfig != nil {
+            guard let device = MTLCreateSystemDefaultDevice() else { throw EngineHostError.noMetalDevice }
+            vision = try await VisionEncoder.load(bundle: bundleURL, metadata: metadata, device: device)
+            staticBuffers.merge(vision?.engineBuffers ?? [:]) { _, image in image }
         }
 
         let config = ModelConfig(
@@ -129,7 +147,7 @@ enum EngineHost {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return LoadedEngine(
             engine: engine, bundle: bundle, loadSeconds: seconds, cold: cold, prefillFunction: prefillFunction,
-            keepAlive: keepAlive)
+            vision: vision, keepAlive: keepAlive)
     }
 }
 

@@ -1,5 +1,7 @@
 import CoreAILanguageModels
 import GemmaiosCore
+import ImageIO
+import PhotosUI
 import SwiftUI
 import Tokenizers
 
@@ -26,8 +28,34 @@ final class ChatModel: ObservableObject {
     @Published var transcript = ""
     @Published var status = "not loaded"
     @Published var busy = false
+    /// The picture the next message carries (image-capable bundles), upright, sRGB.
+    @Published var picture: CGImage?
     private var loaded: LoadedEngine?
     private var tokenizer: (any Tokenizer)?
+
+    /// A picked photo → an upright CGImage (EXIF orientation applied). Photos over 4096 px on
+    /// the long side are downsampled by ImageIO first (a 48 MP photo would need ~150 MB as RGB
+    /// and the processor shrinks it to at most 2520 patches anyway).
+    func attach(_ item: PhotosPickerItem?) async {
+        guard let item else { return }  // the selection was cleared after a send
+        do {
+            guard let data = try await item.loadTransferable(type: Data.self),
+                  let source = CGImageSourceCreateWithData(data as CFData, nil),
+                  let image = CGImageSourceCreateThumbnailAtIndex(source, 0, [
+                      kCGImageSourceCreateThumbnailFromImageAlways: true,
+                      kCGImageSourceCreateThumbnailWithTransform: true,
+                      kCGImageSourceThumbnailMaxPixelSize: 4096,
+                  ] as CFDictionary)
+            else {
+                status = "error: the photo could not be decoded"
+                return
+            }
+            picture = image
+            status = "picture \(image.width)x\(image.height) attached"
+        } catch {
+            status = "error: \(error.localizedDescription)"
+        }
+    }
 
     func send(_ text: String) async {
         busy = true
@@ -43,17 +71,35 @@ final class ChatModel: ObservableObject {
             guard let loaded, let tokenizer else { return }
             // The oracle's prompt: the chat template (generation prompt added) with exactly one
             // <bos> first; without a template, <bos> + the text's own tokens.
+            // With a picture the user turn is [image, text] (the template places the image
+            // token; GemmaiosCore inserts it after <bos> when a template does not).
+            let content: any Sendable
+            if picture == nil {
+                content = text
+            } else {
+                content = [["type": "image"], ["type": "text", "text": text]] as [[String: String]]
+            }
             let body: [Int]
-            if let templated = try? tokenizer.applyChatTemplate(messages: [["role": "user", "content": text]]) {
+            if let templated = try? tokenizer.applyChatTemplate(messages: [["role": "user", "content": content]]) {
                 body = templated
             } else {
                 body = tokenizer.encode(text: text, addSpecialTokens: false)
             }
-            let ids = ChatPrompt.withSingleBOS(body, bos: Int(AppConfig.bosTokenId))
-            transcript += "\n› \(text)\n"
+            var ids = ChatPrompt.withSingleBOS(body, bos: Int(AppConfig.bosTokenId)).map { Int32($0) }
+            transcript += "\n› \(text)\(picture == nil ? "" : " [picture]")\n"
             try await loaded.engine.reset(to: 0)
+            if let picture {
+                guard let vision = loaded.vision else {
+                    throw VisionEncoderError.noVisionAsset("\(AppConfig.bundleName) is text-only")
+                }
+                // HF's preprocessing + placeholder expansion + the id splice, then the vision asset
+                // fills image_embeds; the prompt's soft tokens are ids V..V+N-1
+                ids = try await vision.encode(try PictureDecoding.rgb8(picture),
+                                              promptIds: vision.config.withPlaceholder(ids))
+                self.picture = nil
+            }
             let run = try await Generation.run(
-                engine: loaded.engine, prompt: ids.map { Int32($0) }, rule: .chat(eosTokenIds: AppConfig.eosTokenIds))
+                engine: loaded.engine, prompt: ids, rule: .chat(eosTokenIds: AppConfig.eosTokenIds))
             let reply = run.tokenIds.filter { !AppConfig.eosTokenIds.contains($0) }.map(Int.init)
             transcript += tokenizer.decode(tokens: reply) + "\n"
             if let first = run.tokenTimes.first, let last = run.tokenTimes.last, run.tokenIds.count > 1 {
@@ -70,6 +116,7 @@ final class ChatModel: ObservableObject {
 struct ChatView: View {
     @StateObject private var model = ChatModel()
     @State private var draft = ""
+    @State private var pickedPhoto: PhotosPickerItem?
 
     var body: some View {
         VStack(spacing: 8) {
@@ -78,7 +125,20 @@ struct ChatView: View {
                 Text(model.transcript).frame(maxWidth: .infinity, alignment: .leading).textSelection(.enabled)
             }
             Text(model.status).font(.caption.monospaced()).foregroundStyle(.secondary)
+            if let picture = model.picture {
+                Image(decorative: picture, scale: 1).resizable().scaledToFit().frame(maxHeight: 96)
+            }
             HStack {
+                PhotosPicker(selection: $pickedPhoto, matching: .images) {
+                    Image(systemName: "photo")
+                }
+                .disabled(model.busy)
+                .onChange(of: pickedPhoto) { _, item in
+                    Task { await model.attach(item) }
+                }
+                .onChange(of: model.picture == nil) { _, sent in
+                    if sent { pickedPhoto = nil }  // so the same photo can be picked again
+                }
                 TextField("Message", text: $draft).textFieldStyle(.roundedBorder)
                 Button("Send") {
                     let text = draft

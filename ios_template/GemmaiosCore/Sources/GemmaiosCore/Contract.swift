@@ -81,8 +81,36 @@ public enum Contract {
     public static let prefillRole = "prefill"
     /// transcript prompt record: the prefill function that ran, or null (main only)
     public static let promptPrefillFunctionField = "prefill_function"
+    /// metadata.json gemmaios.<it>: the vision asset's facts (absent: text-only bundle)
+    public static let visionMetadataKey = "vision"
+    /// gemmaios.vision.<it>: the vision asset's file in the bundle folder
+    public static let visionAssetField = "asset"
+    /// vision asset: fp16 [1,P,3*p*p] patches in [0,1], padding rows 0
+    public static let visionPixelsInput = "pixel_values"
+    /// vision asset: int32 [1,P,2] (x,y) per patch, padding (-1,-1)
+    public static let visionPositionsInput = "pixel_position_ids"
+    /// vision asset output: fp16 [N,hidden], first num_soft_tokens rows real
+    public static let visionOutput = "image_embeds"
+    /// main: static fp16 [N,hidden]; ids >= V read row id-V (zeros: no image)
+    public static let imageEmbedsInput = "image_embeds"
+    /// PLE provider: ids >= V gather the row gemmaios.vision.<it> names (the pad token's)
+    public static let splicedPleRowKey = "pad_token_id"
     /// engine environment variable set at load
     public static let chunkThresholdVariable = "COREAI_CHUNK_THRESHOLD"
     /// its value
     public static let chunkThresholdValue = "1"
+    /// image: patch side in pixels
+    public static let imagePatchSize = 16
+    /// image: k x k patches pool into one soft token
+    public static let imagePoolingKernel = 3
+    /// image: soft-token budget (static grid = it * kernel^2 patches)
+    public static let imageMaxSoftTokens = 280
+    /// image: budgets HF's processor accepts
+    public static let imageSupportedSoftTokens = [70, 140, 280, 560, 1120]
+    /// image: RGB channels per pixel
+    public static let imageChannels = 3
+    /// image: pixel_values = u8 * (1/it), no normalisation
+    public static let imageRescaleDivisor = 255
+    /// image: pixel_position_ids of padding patches
+    public static let imagePadPosition = -1
 }

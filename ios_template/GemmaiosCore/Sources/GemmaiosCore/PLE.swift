@@ -26,7 +26,8 @@ public enum PLEError: Error, LocalizedError, Equatable {
         case .mapFailed(let path, let code):
             return "mmap of \((path as NSString).lastPathComponent) failed (errno \(code))"
         case .badToken(let id, let vocab):
-            return "token id \(id) is outside the PLE table (0..<\(vocab))"
+            return "token id \(id) has no PLE row (the table has 0..<\(vocab); ids >= \(vocab) take the pad row, "
+                + "negative ids none); the prompt's ids do not match this bundle"
         case .destinationSize(let input, let expected, let actual):
             return "the engine's \(input) buffer has \(actual) bytes, the PLE row needs exactly \(expected); "
                 + "the bundle and the tables do not match (re-run `gemmaios build`)"
@@ -41,11 +42,24 @@ public struct PLEShape: Sendable, Equatable {
     public let vocabSize: Int
     public let layers: Int
     public let dim: Int
+    /// The row ids >= V (image soft tokens after the id splice) take: HF's pad row. 0 is Gemma 4's
+    /// pad_token_id; image bundles name theirs in metadata (ImageInputConfig.padTokenId).
+    public let padTokenId: Int32
 
-    public init(vocabSize: Int, layers: Int, dim: Int) {
+    public init(vocabSize: Int, layers: Int, dim: Int, padTokenId: Int32 = 0) {
         self.vocabSize = vocabSize
         self.layers = layers
         self.dim = dim
+        self.padTokenId = padTokenId
+    }
+
+    /// The table row token `id` reads (contract `ple_row`): its own, or the pad row for ids >= V
+    /// (image soft tokens after the splice; HF's get_per_layer_inputs sees pad_token_id there);
+    /// nil for a negative id or a pad id outside the table.
+    public func tableRow(for id: Int32) -> Int? {
+        guard id >= 0 else { return nil }
+        let row = Int(id) < vocabSize ? Int(id) : Int(padTokenId)
+        return row >= 0 && row < vocabSize ? row : nil
     }
 
     public var rowLength: Int { layers * dim }
@@ -84,7 +98,8 @@ public final class MappedFile: @unchecked Sendable {
 }
 
 /// `provider` bundles: token v's `ple_tokens` row is fp16(i8[v] * scale[v] * sqrt(D))
-/// (docs/contracts.md), gathered from memory-mapped tables.
+/// (docs/contracts.md), gathered from memory-mapped tables; ids >= V (image soft tokens)
+/// gather the pad row (`PLEShape.tableRow`).
 public final class PLERowGatherer: @unchecked Sendable {
     public let shape: PLEShape
     private let table: MappedFile
@@ -98,13 +113,13 @@ public final class PLERowGatherer: @unchecked Sendable {
 
     /// Writes token `id`'s row into `destination`, which must hold exactly one fp16 row.
     public func gather(tokenId id: Int32, into destination: UnsafeMutableRawBufferPointer) throws {
-        guard id >= 0, Int(id) < shape.vocabSize else { throw PLEError.badToken(id, vocabSize: shape.vocabSize) }
+        guard let index = shape.tableRow(for: id) else { throw PLEError.badToken(id, vocabSize: shape.vocabSize) }
         guard destination.count == shape.tokenBytes else {
             throw PLEError.destinationSize(Contract.pleTokensInput, expected: shape.tokenBytes, actual: destination.count)
         }
         let n = shape.rowLength
-        let row = table.pointer.advanced(by: Int(id) * n).assumingMemoryBound(to: Int8.self)
-        let factor = scales.pointer.assumingMemoryBound(to: Float.self)[Int(id)] * shape.rowScale
+        let row = table.pointer.advanced(by: index * n).assumingMemoryBound(to: Int8.self)
+        let factor = scales.pointer.assumingMemoryBound(to: Float.self)[index] * shape.rowScale
         let out = destination.bindMemory(to: Float16.self)
         for j in 0..<n {
             out[j] = Float16(Float(row[j]) * factor)

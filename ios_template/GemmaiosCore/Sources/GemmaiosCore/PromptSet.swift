@@ -26,14 +26,18 @@ public struct BenchPromptSet: Codable, Sendable, Equatable {
     public struct Prompt: Codable, Sendable, Equatable {
         public let id: String
         public let promptIds: [Int32]
+        /// Image prompts (issue 17): a payload-relative safetensors file whose `image` tensor
+        /// (uint8 [H, W, 3]) the app preprocesses; `promptIds` then holds its placeholder.
+        public let image: String?
 
-        public init(id: String, promptIds: [Int32]) {
+        public init(id: String, promptIds: [Int32], image: String? = nil) {
             self.id = id
             self.promptIds = promptIds
+            self.image = image
         }
 
         enum CodingKeys: String, CodingKey {
-            case id
+            case id, image
             case promptIds = "prompt_ids"
         }
     }

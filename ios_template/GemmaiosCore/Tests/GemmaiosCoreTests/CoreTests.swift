@@ -245,8 +245,25 @@ final class PLETests: XCTestCase {
             XCTAssertEqual($0 as? PLEError,
                            .destinationSize(Contract.pleTokensInput, expected: shape.tokenBytes, actual: shape.tokenBytes + 2))
         }
-        XCTAssertThrowsError(try gatherer.row(tokenId: 5)) { XCTAssertEqual($0 as? PLEError, .badToken(5, vocabSize: 5)) }
-        XCTAssertThrowsError(try gatherer.row(tokenId: -1))
+        XCTAssertThrowsError(try gatherer.row(tokenId: -1)) { XCTAssertEqual($0 as? PLEError, .badToken(-1, vocabSize: 5)) }
+    }
+
+    /// Image soft tokens are ids >= V after the splice: their PLE row is the pad row, as HF's
+    /// get_per_layer_inputs sees pad_token_id there (the gather refused them before issue 17).
+    func testIdsFromTheVocabularyOnTakeThePadRow() throws {
+        let shape = PLEShape(vocabSize: 5, layers: 2, dim: 3)
+        XCTAssertEqual(shape.padTokenId, 0)  // Gemma 4's pad_token_id
+        let gatherer = try PLERowGatherer(paths: try writeTables(shape: shape, in: try temporaryDirectory()), shape: shape)
+        let pad = try gatherer.row(tokenId: shape.padTokenId)
+        XCTAssertNotEqual(pad, try gatherer.row(tokenId: 1))
+        for id: Int32 in [5, 6, 5 + 279, Int32.max] {
+            XCTAssertEqual(try gatherer.row(tokenId: id), pad, "id \(id)")
+        }
+        let padTwo = PLEShape(vocabSize: 5, layers: 2, dim: 3, padTokenId: 2)
+        XCTAssertEqual(padTwo.tableRow(for: 7), 2)
+        XCTAssertEqual(padTwo.tableRow(for: 4), 4)
+        XCTAssertNil(padTwo.tableRow(for: -3))
+        XCTAssertNil(PLEShape(vocabSize: 5, layers: 2, dim: 3, padTokenId: 9).tableRow(for: 6))
     }
 
     func testTablesOfTheWrongSizeOrMissingAreRefused() throws {
