@@ -2,8 +2,9 @@
 bench and report.
 
 Stages, each announced through `say` as it starts:
-1. build: the pipeline (checkpoint … app, compile, sign) in the build folder; finished steps are
-   skipped, so on a finished build this only checks them. A step that needs a Mac nobody
+1. build: the pipeline (checkpoint … compile, app, sign) in the build folder. With --model every
+   step is checked (finished, unchanged ones are skipped); with only --out, the steps from the first
+   unfinished one on run (and sign, which is skipped when its .ipa is up to date). A step that needs a Mac nobody
    configured stops here with the exact command (NeedsMacOS); a failed step stops with its error.
    With `--ipa` the user brings the signed app, and the sign step is not run.
 2. install + push: `gemmaios.device.deploy` with the signed .ipa the sign step recorded.
@@ -123,6 +124,17 @@ def _check_steps(reports: list[StepReport], request: DeployRequest, build_dir: P
                               f"    {report.command}\n    then run the same `gemmaios deploy` again")
 
 
+def _first_unfinished(manifest: Manifest, names: list[str], request: DeployRequest) -> int:
+    """Index of the first step without a finished record; a compile left pending is waived by --allow-uncompiled."""
+    for index, name in enumerate(names):
+        record = manifest.get(name)
+        if record is not None and record.status == PENDING and name == "compile" and request.allow_uncompiled:
+            continue
+        if record is None or record.status not in ("done", "skipped", "n/a"):
+            return index
+    return len(names)
+
+
 def build_for_deploy(request: DeployRequest, build_dir: Path, console: Console,
                      say: Say) -> tuple[list[StepReport], Path | None]:
     """Run the pipeline (every step, sign included unless --ipa) and return the app package to install
@@ -138,7 +150,12 @@ def build_for_deploy(request: DeployRequest, build_dir: Path, console: Console,
     options = _prepare_options(request, build_dir)
     if request.ipa is None and find_app_package(build_dir) is None and not resolve_team_id(options):
         raise MissingTeamId("no Apple Developer Team ID to sign the app with", hint=WHERE_TEAM_GOES)  # before a long build
-    only = None if request.ipa is None else set(step_names()) - {"sign"}
+    names = step_names()
+    only = set(names)
+    if request.options is None:  # an existing build: from the first unfinished step on (hand edits before it kept)
+        only = set(names[_first_unfinished(Manifest(build_dir), names, request):]) | {"sign"}
+    if request.ipa is not None:
+        only.discard("sign")
     ctx, reports = run_build(options, build_dir, only=only, console=console)
     _check_steps(reports, request, ctx.build_dir, say)
     if request.ipa is not None:
