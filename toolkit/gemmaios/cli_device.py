@@ -14,6 +14,15 @@ from .errors import GemmaiosError
 
 UdidOpt = Annotated[str | None, typer.Option("--udid", help="device UDID (needed when several are attached)")]
 BuildDirOpt = Annotated[Path | None, typer.Option("--out", "-o", help="build folder (default: the only one under ./build)")]
+DeviceMacOpt = Annotated[str | None, typer.Option(
+    "--mac", help="user@host of the Mac the iPhone is attached to: install, launch and copy back with its "
+                  "`xcrun devicectl` (ssh_options from gemmaios.yaml)")]
+
+
+def _ssh_options() -> list[str]:
+    from .config import load_config
+
+    return list(load_config().ssh_options or [])
 
 def _build_dir(out: Path | None) -> Path:
     from .pipeline import Manifest
@@ -39,9 +48,11 @@ def register(app: typer.Typer, console: Console, fail) -> None:
     def devices(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Attached iPhones: UDID, name, model, iOS, architecture class, Developer Mode, free space, battery."""
         from .device import list_devices
+        from .device.devicectl import devicectl_for
 
         try:
-            found = list_devices()
+            ctl = devicectl_for()  # on macOS (or GEMMAIOS_DEVICE_TRANSPORT=devicectl): CoreDevice's view
+            found = ctl.devices() if ctl else list_devices()
         except GemmaiosError as exc:
             fail(exc)
         if as_json:
@@ -71,6 +82,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             "--allow-uncompiled", help="iOS: deploy a bundle that is not AOT-compiled for the build's --arch")] = False,
         allow_tbl: Annotated[bool, typer.Option(
             "--allow-tbl", help="iOS: deploy a --ple tbl bundle past the entitled-memory arithmetic")] = False,
+        mac: DeviceMacOpt = None,
     ) -> None:
         """Install the app and push the payload it reads from Documents (bundle location `documents`; nothing
         when `bundled`). Resumable; skips identical files; records what was installed in <build>/deploy.json."""
@@ -83,7 +95,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             progress, close = rich_progress(console)
             try:
                 result = run_deploy(build_dir, udid, ipa, verify=verify, progress=progress,
-                                    allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
+                                    allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl, mac=mac,
+                                    ssh_options=_ssh_options() if mac else ())
             finally:
                 close()
         except GemmaiosError as exc:
@@ -110,6 +123,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         ab_prefill: Annotated[bool, typer.Option(
             "--ab-prefill", help="alternate the bundle's prefill function on (even trials) and off (odd trials) in one "
                                  "run; `gemmaios report` prints both medians and their ratio")] = False,
+        mac: DeviceMacOpt = None,
     ) -> None:
         """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
         from .bench import BenchFailed
@@ -118,7 +132,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         try:
             build_dir = _build_dir(out)
             result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,
-                               ab_prefill=ab_prefill, status_fn=lambda msg: console.print(f"  {msg}"))
+                               ab_prefill=ab_prefill, status_fn=lambda msg: console.print(f"  {msg}"), mac=mac,
+                               ssh_options=_ssh_options() if mac else ())
         except BenchFailed as exc:
             for warning in exc.result.warnings:
                 console.print(f"[yellow]warning:[/yellow] {warning}")
