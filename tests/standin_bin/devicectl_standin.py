@@ -18,6 +18,7 @@ the real tool only offers.
 import asyncio
 import json
 import sys
+import traceback
 import uuid
 from pathlib import Path
 
@@ -152,7 +153,7 @@ async def install(opts, rest):
     try:
         async with InstallationProxyService(client) as proxy:
             await proxy.install_from_local(path)
-            apps = await proxy.lookup({"BundleIDs": None}) or {}
+            apps = await proxy.lookup() or {}
     except PasswordRequiredError as exc:
         raise locked(exc) from exc
     except AppInstallError as exc:
@@ -335,7 +336,10 @@ def main(argv):
         result = asyncio.run(HANDLERS[words](opts, rest))
         out = {"info": {**info, "outcome": "success"}, "result": result}
         code = 0
-    except Failure as exc:
+    except Exception as exc:  # noqa: BLE001 - a stand-in bug is reported as a failure, never as success
+        if not isinstance(exc, Failure):
+            traceback.print_exc()
+            exc = Failure(-1, f"the devicectl stand-in crashed: {exc!r}", domain="gemmaios.StandInCrash")
         out = {"error": exc.error, "info": {**info, "outcome": "failed"}}
         print(f"ERROR: {exc} ({exc.error['domain']} error {exc.error['code']})", file=sys.stderr)
         code = 1

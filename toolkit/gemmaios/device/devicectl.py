@@ -164,7 +164,10 @@ def devicectl_error(command: Sequence[str], data: dict | None, stderr: str, *, d
                     bundle_id: str | None = None) -> DeviceError:
     """The named error for a failed devicectl call (its JSON `error`, else its stderr)."""
     chain = ErrorChain.read((data or {}).get("error"))
-    texts = list(dict.fromkeys(chain.texts))[:2] or (stderr.strip().splitlines() or ["no error text"])[:1]
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    # without JSON: devicectl's `ERROR:` line, else the last line (a crash ends with its exception)
+    fallback = [ln for ln in lines if ln.startswith("ERROR:")][:1] or lines[-1:] or ["no error text"]
+    texts = list(dict.fromkeys(chain.texts))[:2] or fallback
     said = "; ".join(t.removeprefix("ERROR: ").strip() for t in texts)
     text = f"{chain.text()} {stderr}".lower()
     reason = chain.fields.get("BSErrorCodeDescription", "")
