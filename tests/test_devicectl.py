@@ -378,3 +378,44 @@ def test_the_ssh_runner_reaches_the_phone_on_the_loopback_mac(sim, mac_with_phon
     assert found.udid == UDID and found.arch == "h18p"
     listed = [c["argv"] for c in mac_with_phone.calls()]
     assert listed[-1][:3] == ["devicectl", "list", "devices"] and "/job-" in listed[-1][4]  # ran on the "Mac"
+
+
+def test_a_phone_attached_only_to_the_mac_is_named(sim, mac_with_phone, tiny_app_builds, tmp_path, monkeypatch):
+    """--mac with no phone on this machine's usbmuxd picks devicectl (the phone hangs off the Mac); what
+    still needs the phone here says so instead of "cannot reach usbmuxd"."""
+    from devicebuild import copy_build
+    from devicesim.appbuild import package_app
+
+    from gemmaios.device.devicectl_errors import PhoneOnlyOnTheMac
+
+    build = copy_build(tiny_app_builds[contract.BUNDLED], tmp_path / "build")
+    package_app(build)
+    add_device(sim)
+    monkeypatch.delenv(dev.TRANSPORT_ENV, raising=False)
+    monkeypatch.setenv("USBMUXD_SOCKET_ADDRESS", str(tmp_path / "no-usbmuxd-here.sock"))
+    mac = mac_with_phone
+    with pytest.raises(PhoneOnlyOnTheMac, match=f"{UDID}.*attached to {mac.target}") as err:
+        dev.deploy(build, allow_uncompiled=True, mac=mac.target, ssh_options=mac.ssh_options)
+    assert "attach it to this machine" in err.value.hint
+    with pytest.raises(PhoneOnlyOnTheMac):
+        bench_mod.bench(build, trials=1, timeout=5, mac=mac.target, ssh_options=mac.ssh_options)
+    with pytest.raises(dev.UsbmuxdUnavailable):  # without --mac: the plain usbmuxd error, as before
+        dev.deploy(build, allow_uncompiled=True)
+
+
+def test_devices_on_a_mac_lists_what_devicectl_sees(sim, local_devicectl, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from gemmaios.cli import app as cli_app
+
+    add_device(sim, product_type="iPhone18,1")
+    monkeypatch.delenv(dev.TRANSPORT_ENV, raising=False)
+    monkeypatch.setenv("STANDIN_XCRUN_LOG", str(tmp_path / "xcrun.jsonl"))
+    with monkeypatch.context() as mac:
+        mac.setattr(dctl.sys, "platform", "darwin")  # this machine is a Mac, for the transport choice
+        listed = CliRunner().invoke(cli_app, ["devices", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [(r["udid"], r["product_type"], r["paired"]) for r in rows] == [(UDID, "iPhone18,1", True)]
+    calls = [json.loads(line)["argv"] for line in (tmp_path / "xcrun.jsonl").read_text().splitlines()]
+    assert [c[:3] for c in calls] == [["devicectl", "list", "devices"]]

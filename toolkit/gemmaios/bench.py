@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import contract
 from . import device as dev
-from .device.devicectl import Devicectl, devicectl_for, wait_for_run
+from .device.devicectl import Devicectl, devicectl_for, phone_only_on_the_mac, wait_for_run
 from .pipeline import write_json_atomic
 
 RUNS_DIR = "runs"
@@ -347,6 +347,11 @@ def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout:
     try:
         result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait,
                                     bundle_id, ab_prefill, devicectl))
+    except (dev.NoDevice, dev.DeviceNotFound, dev.UsbmuxdUnavailable) as exc:
+        better = None if devicectl is None else phone_only_on_the_mac(devicectl, udid, exc)
+        if better is None or better is exc:
+            raise
+        raise better from exc
     except dev._disconnect_types() as exc:
         raise dev.DeviceDisconnected(f"the connection to the device dropped during the bench ({type(exc).__name__})",
                                      hint="reconnect and unlock the iPhone, then run `gemmaios bench` again") from exc

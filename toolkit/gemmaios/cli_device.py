@@ -52,7 +52,11 @@ def register(app: typer.Typer, console: Console, fail) -> None:
 
         try:
             ctl = devicectl_for()  # on macOS (or GEMMAIOS_DEVICE_TRANSPORT=devicectl): CoreDevice's view
-            found = ctl.devices() if ctl else list_devices()
+            try:
+                found = ctl.devices() if ctl else list_devices()
+            finally:
+                if ctl:
+                    ctl.close()
         except GemmaiosError as exc:
             fail(exc)
         if as_json:

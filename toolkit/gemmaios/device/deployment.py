@@ -20,8 +20,15 @@ from ..archs import get_arch
 from ..payload import PayloadPlan, check_ios_bundle, check_tbl_memory
 from .checks import check_space, run_preflight
 from .connect import _disconnect_types, open_device, quiet_disconnects
-from .devicectl import Devicectl, devicectl_for
-from .errors import AppMissing, DeviceDisconnected, NothingToDeploy
+from .devicectl import Devicectl, devicectl_for, phone_only_on_the_mac
+from .errors import (
+    AppMissing,
+    DeviceDisconnected,
+    DeviceNotFound,
+    NoDevice,
+    NothingToDeploy,
+    UsbmuxdUnavailable,
+)
 from .install import install_app, installed_apps
 from .local import (
     DEPLOY_RECORD,
@@ -139,6 +146,11 @@ def deploy(build_dir: Path, udid: str | None = None, ipa: Path | None = None, *,
     try:
         return asyncio.run(_deploy(build_dir, udid, ipa, arch, verify, chunk, progress, allow_uncompiled, allow_tbl,
                                    control))
+    except (NoDevice, DeviceNotFound, UsbmuxdUnavailable) as exc:
+        better = None if control is None else phone_only_on_the_mac(control, udid, exc)
+        if better is None or better is exc:
+            raise
+        raise better from exc
     except _disconnect_types() as exc:
         raise DeviceDisconnected(
             f"the connection to the device dropped during deploy ({type(exc).__name__}: {exc})",

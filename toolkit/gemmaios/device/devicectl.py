@@ -102,11 +102,14 @@ def _usbmuxd_sees_a_phone() -> bool:
 
 def devicectl_for(mac: str | None = None, ssh_options: Sequence[str] = (), workdir: str = "~/gemmaios-remote", *,
                   platform: str | None = None) -> Devicectl | None:
-    """A Devicectl on this Mac or on `mac` when device_transport() picks devicectl, else None."""
+    """A Devicectl on this Mac or on `mac` when device_transport() picks devicectl, else None. On a Mac
+    with `mac` given, this Mac's own devicectl when the phone is attached here."""
     if device_transport(mac=mac, platform=platform, phone_is_local=_usbmuxd_sees_a_phone) != DEVICECTL:
         return None
     command = "xcrun devicectl list devices"
     system = "Darwin" if (platform or sys.platform) == "darwin" else "Linux"
+    if mac and system == "Darwin" and _usbmuxd_sees_a_phone():
+        mac = None
     return Devicectl(runner_for(mac, ssh_options, workdir, pending_command=command, system=system,
                                 resume=f"or unset {TRANSPORT_ENV} to use pymobiledevice3 with the phone attached here"))
 
@@ -438,3 +441,20 @@ def wait_for_run(app: DevicectlApp, bundle_id: str, env: dict[str, str], remote_
         if text and text.count(b"\n") != lines_seen:
             lines_seen = text.count(b"\n")
             say(f"{lines_seen} log lines so far")
+
+
+def phone_only_on_the_mac(ctl: Devicectl, udid: str | None, local_error: DeviceError) -> DeviceError:
+    """What to say when this machine's usbmuxd has no phone (`local_error`): if the Mac's devicectl
+    sees it, that the payload push, preflight and crash reports still need it attached here."""
+    try:
+        seen = [d.udid for d in ctl.devices()]
+    except DeviceError:
+        return local_error
+    if not seen or (udid and udid not in seen):
+        return local_error
+    from .devicectl_errors import PhoneOnlyOnTheMac
+
+    return PhoneOnlyOnTheMac(
+        f"the iPhone ({', '.join(seen)}) is attached to {ctl.runner.describe()}, not to this machine ({local_error})",
+        hint="attach it to this machine by USB (devicectl on the Mac still installs and launches), or run gemmaios "
+             "on the Mac itself: the payload push, the preflight and the crash reports go over this machine's usbmuxd")

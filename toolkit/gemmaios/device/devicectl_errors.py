@@ -13,3 +13,7 @@ class UntrustedDeveloper(LaunchFailed):
 
 class AppIdentifierMismatch(AppInstallFailed):
     """An app with the same bundle id, signed with another team's application identifier, is installed."""
+
+
+class PhoneOnlyOnTheMac(DeviceError):
+    """devicectl on the Mac sees the phone, but this machine's usbmuxd does not (payload push, preflight)."""
