@@ -419,3 +419,30 @@ def test_devices_on_a_mac_lists_what_devicectl_sees(sim, local_devicectl, monkey
     assert [(r["udid"], r["product_type"], r["paired"]) for r in rows] == [(UDID, "iPhone18,1", True)]
     calls = [json.loads(line)["argv"] for line in (tmp_path / "xcrun.jsonl").read_text().splitlines()]
     assert [c[:3] for c in calls] == [["devicectl", "list", "devices"]]
+
+
+@pytest.mark.parametrize("outcome,status", [("crash", "crashed"), ("hang", "timeout")])
+def test_a_crash_or_a_hang_under_devicectl_is_classified_like_under_pymobiledevice3(
+        sim, mac_with_phone, tiny_app_builds, tmp_path, monkeypatch, outcome, status):
+    """The pid devicectl launched is watched with `info processes`: a crash is classified from the
+    phone's crash reports, a hang is killed with `process signal` after --timeout."""
+    from devicebuild import copy_build, shrink_prompt_set
+    from devicesim.appbuild import package_app
+
+    build = copy_build(tiny_app_builds[contract.BUNDLED], tmp_path / "build")
+    shrink_prompt_set(build)
+    package_app(build)
+    device = add_device(sim, app=SimApp(outcome=outcome))
+    monkeypatch.setenv(dev.TRANSPORT_ENV, "devicectl")
+    mac = mac_with_phone
+    dev.deploy(build, allow_uncompiled=True, mac=mac.target, ssh_options=mac.ssh_options)
+    with pytest.raises(bench_mod.BenchFailed) as err:
+        bench_mod.bench(build, trials=1, timeout=20, poll=0.2, report_wait=5, mac=mac.target,
+                        ssh_options=mac.ssh_options)
+    result = err.value.result
+    assert result.status == status and device.running == {}
+    if outcome == "crash":
+        assert [p.name.split("-")[0] for p in result.crash_reports] == ["GemmaBench"]
+    else:
+        signals = [c["argv"] for c in mac.calls() if c["argv"][1:4] == ["device", "process", "signal"]]
+        assert len(signals) == 1 and signals[0][signals[0].index("--pid") + 1] == str(device.launches[-1]["pid"])
