@@ -45,7 +45,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_loopback_mac(tmp: Path):
+def start_loopback_mac(tmp: Path, extra_env: dict[str, str] | None = None):
+    """`extra_env`: more variables for the sessions (e.g. the simulator's USBMUXD_SOCKET_ADDRESS for
+    the devicectl stand-in); values without spaces."""
     if not Path(SSHD).exists() or not shutil.which("ssh"):
         pytest.skip("openssh-server/client not installed (scripts/system-deps.sh installs them)")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -64,7 +66,8 @@ def start_loopback_mac(tmp: Path):
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\n"
         f"AllowUsers {getpass.getuser()}\nSubsystem sftp internal-sftp\n"
-        f"SetEnv PATH={path} STANDIN_XCRUN_LOG={log} STANDIN_XCODEBUILD_LOG={log.with_name('xcodebuild-calls.jsonl')}\n"
+        f"SetEnv PATH={path} STANDIN_XCRUN_LOG={log} STANDIN_XCODEBUILD_LOG={log.with_name('xcodebuild-calls.jsonl')} STANDIN_PYTHON={sys.executable}"
+        + "".join(f" {k}={v}" for k, v in (extra_env or {}).items()) + "\n"
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory

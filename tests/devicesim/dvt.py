@@ -36,3 +36,25 @@ def make_process_control(sim, device):
             sim.kill(device, pid)
 
     return SimProcessControl
+
+
+def make_device_info(sim, device):
+    """Device side of DVT's deviceinfo channel: the running processes (devicectl's `info processes`)."""
+
+    class SimDeviceInfo(DTXService):
+        IDENTIFIER = "com.apple.instruments.server.services.deviceinfo"
+
+        @dtx_on_invoke("runningProcesses")
+        async def running_processes(self):
+            listed = [{"pid": 1, "name": "launchd", "realAppName": "/sbin/launchd", "isApplication": False}]
+            for bundle_id, pid in sorted(device.running.items()):
+                executable = device.app_bundle(bundle_id) / device.apps[bundle_id].get("CFBundleExecutable", "App")
+                listed.append({"pid": pid, "name": executable.name, "realAppName": str(executable),
+                               "isApplication": True, "bundleIdentifier": bundle_id})
+            return listed
+
+        @dtx_on_invoke("isRunningPid:")
+        async def is_running_pid(self, pid):
+            return pid in device.running.values()
+
+    return SimDeviceInfo

@@ -439,10 +439,11 @@ class DeviceSim:
     async def _dvt(self, device: SimDevice, reader, writer) -> None:
         from pymobiledevice3.dtx import DTXConnection
 
-        from .dvt import make_process_control
+        from .dvt import make_device_info, make_process_control
 
         connection = DTXConnection(reader, writer)
         connection.register_services(make_process_control(self, device))
+        connection.register_services(make_device_info(self, device))
         await connection.connect()
         await connection.wait_disconnected()
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import contract
 from . import device as dev
+from .device.devicectl import Devicectl, devicectl_for, phone_only_on_the_mac, wait_for_run
 from .pipeline import write_json_atomic
 
 RUNS_DIR = "runs"
@@ -272,7 +273,7 @@ async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
 
 async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float, poll: float, mount_ddi: bool,
                  status_fn: Callable[[str], None] | None, report_wait: float, bundle_id: str | None,
-                 ab_prefill: bool = False) -> BenchResult:
+                 ab_prefill: bool = False, devicectl: Devicectl | None = None) -> BenchResult:
     from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
     from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
     from pymobiledevice3.services.house_arrest import HouseArrestService
@@ -284,7 +285,9 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         if not bundle_id:
             raise dev.NothingToDeploy(f"{build_dir} names no app to run",
                                       hint="run `gemmaios deploy` (with --ipa) first, or pass --bundle-id")
-        pre = await dev.run_preflight(client, arch=dev.build_arch(build_dir), bench=True, mount=mount_ddi)
+        if devicectl is not None:  # it must see this phone; CoreDevice mounts the DDI itself
+            await asyncio.to_thread(devicectl.select, client.udid)
+        pre = await dev.run_preflight(client, arch=dev.build_arch(build_dir), bench=devicectl is None, mount=mount_ddi)
         info = pre.info
         if not (await dev.installed_apps(client, [bundle_id])).get(bundle_id):
             raise dev.AppMissing(f"{bundle_id} is not installed on {info.udid}",
@@ -312,32 +315,36 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         env = launch_environment(run_id, trials, info.udid, ab_prefill=ab_prefill)
         reports_before = await _crash_reports(client)
 
-        provider = client if dev.developer_transport(info.ios_version) == "lockdown" else await dev.tunnel_provider(info.udid)
         status, text, lines_seen = None, None, 0
-        try:
-            async with DvtProvider(provider) as dvt, ProcessControl(dvt) as control:
-                pid = await _launch(control, bundle_id, env)
-                say(f"launched {bundle_id} (pid {pid}), run {run_id}")
-                deadline = time.monotonic() + timeout
-                async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
-                    while status is None:
-                        await asyncio.sleep(poll)
-                        text = await _read_log(afc, remote_log)
-                        if text and _footer(text):
-                            status = COMPLETED
-                        elif not await control.process_identifier_for_bundle_identifier(bundle_id):
-                            text = await _read_log(afc, remote_log)  # the footer may have landed just before exit
-                            status = COMPLETED if text and _footer(text) else EXITED
-                        elif time.monotonic() > deadline:
-                            await control.kill(pid)
+        if devicectl is not None:  # launch, wait and pull with xcrun devicectl (macOS, or the phone on --mac)
+            _pid, status, text = await asyncio.to_thread(wait_for_run, devicectl.app(info.udid), bundle_id, env,
+                                                         remote_log, timeout=timeout, poll=poll, say=say)
+        else:
+            provider = client if dev.developer_transport(info.ios_version) == "lockdown" else await dev.tunnel_provider(info.udid)
+            try:
+                async with DvtProvider(provider) as dvt, ProcessControl(dvt) as control:
+                    pid = await _launch(control, bundle_id, env)
+                    say(f"launched {bundle_id} (pid {pid}), run {run_id}")
+                    deadline = time.monotonic() + timeout
+                    async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
+                        while status is None:
+                            await asyncio.sleep(poll)
                             text = await _read_log(afc, remote_log)
-                            status = TIMEOUT
-                        elif text and text.count(b"\n") != lines_seen:
-                            lines_seen = text.count(b"\n")
-                            say(f"{lines_seen} log lines so far")
-        finally:
-            if provider is not client:
-                await provider.close()
+                            if text and _footer(text):
+                                status = COMPLETED
+                            elif not await control.process_identifier_for_bundle_identifier(bundle_id):
+                                text = await _read_log(afc, remote_log)  # the footer may have landed just before exit
+                                status = COMPLETED if text and _footer(text) else EXITED
+                            elif time.monotonic() > deadline:
+                                await control.kill(pid)
+                                text = await _read_log(afc, remote_log)
+                                status = TIMEOUT
+                            elif text and text.count(b"\n") != lines_seen:
+                                lines_seen = text.count(b"\n")
+                                say(f"{lines_seen} log lines so far")
+            finally:
+                if provider is not client:
+                    await provider.close()
 
         run_dir.mkdir(parents=True, exist_ok=True)
         transcript = None
@@ -362,7 +369,8 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
 
 def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout: float = 1800.0, poll: float = 2.0,
           mount_ddi: bool = False, status_fn: Callable[[str], None] | None = None,
-          report_wait: float = 15.0, bundle_id: str | None = None, ab_prefill: bool = False) -> BenchResult:
+          report_wait: float = 15.0, bundle_id: str | None = None, ab_prefill: bool = False,
+          mac: str | None = None, ssh_options: Sequence[str] = ()) -> BenchResult:
     """Launch the bench, wait for it, pull its log into runs/. Raises BenchFailed when it did not finish.
 
     `ab_prefill`: one run alternates the bundle's prefill function on and off trial by trial
@@ -371,12 +379,21 @@ def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout:
     if ab_prefill and trials < 2:
         raise BenchSettingsError(f"--ab-prefill alternates the prefill setting per trial, and {trials} trial "
                                  "runs only one setting", hint="pass --trials 4 or more (2 per setting at least)")
+    devicectl = devicectl_for(mac, ssh_options)  # on macOS / with --mac: launch, wait, pull through devicectl
     try:
         result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait,
-                                    bundle_id, ab_prefill))
+                                    bundle_id, ab_prefill, devicectl))
+    except (dev.NoDevice, dev.DeviceNotFound, dev.UsbmuxdUnavailable) as exc:
+        better = None if devicectl is None else phone_only_on_the_mac(devicectl, udid, exc)
+        if better is None or better is exc:
+            raise
+        raise better from exc
     except dev._disconnect_types() as exc:
         raise dev.DeviceDisconnected(f"the connection to the device dropped during the bench ({type(exc).__name__})",
                                      hint="reconnect and unlock the iPhone, then run `gemmaios bench` again") from exc
+    finally:
+        if devicectl is not None:
+            devicectl.close()
     if result.status != COMPLETED:
         what = {CRASHED: "the app crashed", JETSAM: "iOS killed the app for memory (jetsam)",
                 EXITED: "the app exited without finishing its log", TIMEOUT: f"no footer after {timeout:.0f}s"}

@@ -15,6 +15,15 @@ from .errors import GemmaiosError
 
 UdidOpt = Annotated[str | None, typer.Option("--udid", help="device UDID (needed when several are attached)")]
 BuildDirOpt = Annotated[Path | None, typer.Option("--out", "-o", help="build folder (default: the only one under ./build)")]
+DeviceMacOpt = Annotated[str | None, typer.Option(
+    "--mac", help="user@host of the Mac the iPhone is attached to: install, launch and copy back with its "
+                  "`xcrun devicectl` (ssh_options from gemmaios.yaml)")]
+
+
+def _ssh_options() -> list[str]:
+    from .config import load_config
+
+    return list(load_config().ssh_options or [])
 
 def _build_dir(out: Path | None) -> Path:
     from .pipeline import Manifest
@@ -40,9 +49,15 @@ def register(app: typer.Typer, console: Console, fail) -> None:
     def devices(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Attached iPhones: UDID, name, model, iOS, architecture class, Developer Mode, free space, battery."""
         from .device import list_devices
+        from .device.devicectl import devicectl_for
 
         try:
-            found = list_devices()
+            ctl = devicectl_for()  # on macOS (or GEMMAIOS_DEVICE_TRANSPORT=devicectl): CoreDevice's view
+            try:
+                found = ctl.devices() if ctl else list_devices()
+            finally:
+                if ctl:
+                    ctl.close()
         except GemmaiosError as exc:
             fail(exc)
         if as_json:
@@ -146,6 +161,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         ab_prefill: Annotated[bool, typer.Option(
             "--ab-prefill", help="alternate the bundle's prefill function on (even trials) and off (odd trials) in one "
                                  "run; `gemmaios report` prints both medians and their ratio")] = False,
+        mac: DeviceMacOpt = None,
     ) -> None:
         """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
         from .bench import BenchFailed
@@ -154,7 +170,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         try:
             build_dir = _build_dir(out)
             result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,
-                               ab_prefill=ab_prefill, status_fn=lambda msg: console.print(f"  {msg}"))
+                               ab_prefill=ab_prefill, status_fn=lambda msg: console.print(f"  {msg}"), mac=mac,
+                               ssh_options=_ssh_options() if mac else ())
         except BenchFailed as exc:
             for warning in exc.result.warnings:
                 console.print(f"[yellow]warning:[/yellow] {warning}")

@@ -200,9 +200,12 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
     ipa = ipa or find_app_package(build_dir)
     say(f"✓ build: {sum(r.status in ('done', 'skipped') for r in steps)} steps finished; app package {ipa}")
 
+    # the Mac that signs is also where devicectl runs when the phone hangs off it (not off this machine)
+    ssh_options = tuple(request.config_extra.get("ssh_options") or ())
     say("▶ install + push: the app and the payload it reads, per the device contract")
     deployed = device_deploy(build_dir, request.udid, ipa, verify=request.verify, progress=progress,
-                             allow_uncompiled=request.allow_uncompiled, allow_tbl=request.allow_tbl)
+                             allow_uncompiled=request.allow_uncompiled, allow_tbl=request.allow_tbl,
+                             mac=request.mac, ssh_options=ssh_options)
     say(f"✓ install + push: {deploy_summary(deployed)}")
     for warning in deployed.warnings:
         say(f"  warning: {warning}")
@@ -213,7 +216,7 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
     say(f"▶ bench: {request.trials} trial(s) of the prompt set on {deployed.udid}")
     result.bench = bench_mod.bench(build_dir, deployed.udid, trials=request.trials, timeout=request.timeout,
                                    poll=request.poll, mount_ddi=request.mount_ddi, bundle_id=deployed.bundle_id,
-                                   status_fn=lambda msg: say(f"  {msg}"))
+                                   status_fn=lambda msg: say(f"  {msg}"), mac=request.mac, ssh_options=ssh_options)
     say(f"✓ bench: run {result.bench.run_id}, {result.bench.prompts} prompt records "
         f"(validation: {result.bench.validation})")
 

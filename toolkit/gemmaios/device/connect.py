@@ -38,7 +38,7 @@ DDI_COMMAND = f"{PYMOBILEDEVICE3} mounter auto-mount"
 # "tunnel": tunneld when it serves the device, else pymobiledevice3's in-process userspace tunnel.
 # "tunneld" / "userspace": only that tunnel. "lockdown": always over lockdown (iOS < 17, the test simulator).
 TRANSPORT_ENV = "GEMMAIOS_DEVICE_TRANSPORT"
-TRANSPORTS = ("auto", "lockdown", "tunnel", "tunneld", "userspace")
+TRANSPORTS = ("auto", "lockdown", "tunnel", "tunneld", "userspace", "devicectl")
 TUNNELD_ENV = "GEMMAIOS_TUNNELD"  # host:port of tunneld (default 127.0.0.1:49151)
 PAIR_TIMEOUT_ENV = "GEMMAIOS_PAIR_TIMEOUT"
 
@@ -225,7 +225,7 @@ def developer_transport(ios_version: str | None) -> str:
     if setting not in TRANSPORTS:
         raise DeviceError(f"{TRANSPORT_ENV}={setting!r} is not one of {', '.join(TRANSPORTS)}",
                           hint=f"unset {TRANSPORT_ENV} or set it to auto")
-    if setting != "auto":
+    if setting not in ("auto", "devicectl"):  # devicectl: pymobiledevice3 still does preflight and crash reports
         return setting
     return "tunnel" if _ios_major(ios_version) >= 17 else "lockdown"
 

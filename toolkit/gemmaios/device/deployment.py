@@ -11,6 +11,7 @@ must be an AOT `.aimodelc` for its architecture and a tbl bundle must fit the en
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,15 @@ from ..archs import get_arch
 from ..payload import PayloadPlan, check_ios_bundle, check_tbl_memory
 from .checks import check_space, run_preflight
 from .connect import _disconnect_types, open_device, quiet_disconnects
-from .errors import AppMissing, DeviceDisconnected, NothingToDeploy
+from .devicectl import Devicectl, devicectl_for, phone_only_on_the_mac
+from .errors import (
+    AppMissing,
+    DeviceDisconnected,
+    DeviceNotFound,
+    NoDevice,
+    NothingToDeploy,
+    UsbmuxdUnavailable,
+)
 from .install import install_app, installed_apps
 from .local import (
     DEPLOY_RECORD,
@@ -70,7 +79,8 @@ def ios_checks(build_dir: Path, plan: PayloadPlan, arch: str | None, *, allow_un
 
 
 async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str | None, verify: bool,
-                  chunk: int, progress: ProgressFn | None, allow_uncompiled: bool, allow_tbl: bool) -> DeployResult:
+                  chunk: int, progress: ProgressFn | None, allow_uncompiled: bool, allow_tbl: bool,
+                  control: Devicectl | None = None) -> DeployResult:
     from pymobiledevice3.services.house_arrest import HouseArrestService
 
     quiet_disconnects()
@@ -86,6 +96,8 @@ async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str
                                    "or pass the signed .ipa with --ipa")
     files = local_files(build_dir, plan)  # empty when the app is bundled: it carries the payload
     async with open_device(udid) as client:
+        if control is not None:  # the Mac's devicectl installs: it must see this phone, paired, in Developer Mode
+            await asyncio.to_thread(control.select, client.udid)
         report = await run_preflight(client, arch=arch)
         installed = bool((await installed_apps(client, [bundle_id])).get(bundle_id))
         manifest = _empty_manifest()
@@ -98,7 +110,9 @@ async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str
                              hint="pass the signed .ipa with --ipa")
         pending = sum(f.size for f in files if (manifest["files"].get(f.rel) or {}).get("sha256") != f.sha256)
         check_space(report.info, pending + (2 * package.size if reinstall and package else 0))
-        if reinstall and package:
+        if reinstall and package and control is not None:
+            await asyncio.to_thread(control.app(client.udid).install, package.path, package.bundle_id)
+        elif reinstall and package:
             await install_app(client, package, chunk=chunk, progress=progress)
         async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
             manifest = await read_device_manifest(afc)
@@ -119,18 +133,30 @@ async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str
 
 def deploy(build_dir: Path, udid: str | None = None, ipa: Path | None = None, *, arch: str | None = None,
            verify: bool = True, chunk: int = CHUNK_BYTES, progress: ProgressFn | None = None,
-           allow_uncompiled: bool = False, allow_tbl: bool = False) -> DeployResult:
+           allow_uncompiled: bool = False, allow_tbl: bool = False, mac: str | None = None,
+           ssh_options: Sequence[str] = ()) -> DeployResult:
     """Install the app (if it changed) and push the payload the app reads from Documents (none when bundled).
 
-    Re-running after an unplug resumes the file in flight and skips finished ones.
+    Re-running after an unplug resumes the file in flight and skips finished ones. On macOS (or with
+    `mac`, see devicectl.device_transport) the app is installed with `xcrun devicectl`.
     """
     build_dir = Path(build_dir)
     arch = arch or build_arch(build_dir)
+    control = devicectl_for(mac, ssh_options)
     try:
-        return asyncio.run(_deploy(build_dir, udid, ipa, arch, verify, chunk, progress, allow_uncompiled, allow_tbl))
+        return asyncio.run(_deploy(build_dir, udid, ipa, arch, verify, chunk, progress, allow_uncompiled, allow_tbl,
+                                   control))
+    except (NoDevice, DeviceNotFound, UsbmuxdUnavailable) as exc:
+        better = None if control is None else phone_only_on_the_mac(control, udid, exc)
+        if better is None or better is exc:
+            raise
+        raise better from exc
     except _disconnect_types() as exc:
         raise DeviceDisconnected(
             f"the connection to the device dropped during deploy ({type(exc).__name__}: {exc})",
             hint="reconnect and unlock the iPhone, then run the same `gemmaios deploy` again: finished files are "
                  "kept and the interrupted one resumes where it stopped",
         ) from exc
+    finally:
+        if control is not None:
+            control.close()
