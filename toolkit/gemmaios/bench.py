@@ -8,6 +8,15 @@ passes. A process gone without a footer is classified from the device's crash re
 JetsamEvent naming the app → jetsam kill; an .ips named after the app → crash). Logs and any
 reports land in `<build>/runs/<UTC timestamp>-<udid>/` with a `run.json` summary.
 
+Protocol (issue 16): `--cold N` runs N cold launches first — each its own app launch (the
+previous process terminated), one trial, time to first token counted from process start so
+it includes the model load — then one warm launch running `--trials` back to back; all of
+them append to one transcript whose `launch` records say which kind each trial is.
+`--duration S` adds a sustained phase to the last launch: S seconds of continuous decode with
+a tok/s sample every `--sample-interval` seconds. Thermal state and battery are recorded at
+every launch's start and end; the battery's capacity is read from the phone's IORegistry
+(diagnostics_relay) when it answers, so the report can turn a battery drop into mWh.
+
 Which app: `--bundle-id`, else what `gemmaios deploy` recorded for this device
 (`<build>/deploy.json`), else the build's package (fastlane's `ipa/`, `app/`), else the app
 step's bundle id.
@@ -79,14 +88,67 @@ def deployed_bundle_id(build_dir: Path, udid: str | None = None) -> str | None:
     return dev.step_details(build_dir, "app").get("bundle_id")
 
 
-def launch_environment(run_id: str, trials: int, udid: str, *, ab_prefill: bool = False) -> dict[str, str]:
+@dataclass(frozen=True)
+class Launch:
+    """One app launch of a bench run: its number, kind, the trials it runs and its sustained phase."""
+
+    index: int
+    kind: str  # contract.LAUNCH_KIND_COLD | LAUNCH_KIND_WARM
+    first_trial: int
+    trials: int
+    duration: int = 0  # seconds of sustained decode after the trials (0: none)
+
+
+def launch_plan(trials: int, *, cold: int = 0, duration: int = 0) -> list[Launch]:
+    """`cold` one-trial cold launches, then one warm launch of `trials` (none when 0); the last
+    launch carries the sustained phase."""
+    plan = [Launch(i, contract.LAUNCH_KIND_COLD, i, 1) for i in range(cold)]
+    if trials > 0:
+        plan.append(Launch(cold, contract.LAUNCH_KIND_WARM, cold, trials))
+    if not plan:
+        raise BenchSettingsError("nothing to run: no cold launches and no warm trials",
+                                 hint="pass --trials 1 or more, or --cold 1 or more")
+    if duration:
+        last = plan[-1]
+        plan[-1] = Launch(last.index, last.kind, last.first_trial, last.trials, duration)
+    return plan
+
+
+def launch_environment(run_id: str, trials: int, udid: str, *, ab_prefill: bool = False,
+                       launch: Launch | None = None, launches: int = 1,
+                       sample_interval: int | None = None) -> dict[str, str]:
     """Exactly the contract's bench launch settings (names from gemmaios.contract.ENV); `ab_prefill`
-    makes the app alternate its prefill function on (even trials) and off (odd trials)."""
-    env = {contract.ENV["bench"]: "1", contract.ENV["trials"]: str(trials), contract.ENV["runId"]: run_id,
-           contract.ENV["udid"]: udid}
+    makes the app alternate its prefill function on (even trials) and off (odd trials). `launch`
+    (one of `launch_plan`'s) adds the multi-launch and sustained settings when they differ from
+    the app's defaults (one warm launch, no sustained phase)."""
+    env = {contract.ENV["bench"]: "1", contract.ENV["trials"]: str(launch.trials if launch else trials),
+           contract.ENV["runId"]: run_id, contract.ENV["udid"]: udid}
     if ab_prefill:
         env[contract.ENV["abPrefill"]] = "1"
+    if launch is not None and launches > 1:
+        env[contract.ENV["launchIndex"]] = str(launch.index)
+        env[contract.ENV["launches"]] = str(launches)
+        env[contract.ENV["firstTrial"]] = str(launch.first_trial)
+        if launch.kind == contract.LAUNCH_KIND_COLD:
+            env[contract.ENV["coldLaunch"]] = "1"
+    if launch is not None and launch.duration:
+        env[contract.ENV["duration"]] = str(launch.duration)
+        env[contract.ENV["sampleInterval"]] = str(sample_interval or contract.SUSTAINED_SAMPLE_INTERVAL)
     return env
+
+
+def _launch_ended(raw: bytes, index: int) -> bool:
+    """Whether the transcript holds launch `index`'s launch_end record (a non-final launch is done)."""
+    for line in raw.splitlines():
+        if b'"' + contract.RECORD_LAUNCH_END.encode() + b'"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(record, dict) and record.get("type") == contract.RECORD_LAUNCH_END and record.get("index") == index:
+            return True
+    return False
 
 
 def _footer(raw: bytes) -> dict | None:
@@ -114,6 +176,28 @@ async def _crash_reports(client) -> set[str]:
 
     async with CrashReportsManager(client) as reports:
         return set(await reports.ls("/", depth=1))
+
+
+async def battery_capacity(client, wait: float = 10.0) -> dict:
+    """The battery's capacity from the phone's IORegistry (diagnostics_relay, IOPMPowerSource), for
+    turning a battery-level drop into mWh: {"capacity_mah", "capacity_source", "voltage_v"}, or
+    {"unavailable": why}. The level UIDevice reports is a share of the current full charge, so
+    NominalChargeCapacity is preferred over DesignCapacity."""
+    from pymobiledevice3.services.diagnostics import DiagnosticsService
+
+    try:
+        async with asyncio.timeout(wait):
+            async with DiagnosticsService(client) as diagnostics:
+                registry = await diagnostics.get_battery() or {}
+    except Exception as exc:  # noqa: BLE001 - any failure only means no mWh figure; the report says why
+        return {"unavailable": f"diagnostics_relay did not answer ({type(exc).__name__}: {exc})".strip()}
+    for key in ("NominalChargeCapacity", "AppleRawMaxCapacity", "DesignCapacity"):
+        value = registry.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            voltage = registry.get("Voltage")
+            return {"capacity_mah": float(value), "capacity_source": f"IORegistry {key}",
+                    "voltage_v": voltage / 1000 if isinstance(voltage, int | float) and voltage > 0 else None}
+    return {"unavailable": "the IORegistry power source names no capacity"}
 
 
 def jetsam_killed(report: bytes, executable: str) -> bool:
@@ -172,7 +256,8 @@ def settled_warnings(pre: dev.DeviceInfo, footer: dict | None, thermal: list[str
     if hot:
         warnings.append(f"thermal state above nominal during the run ({', '.join(hot)}): let the iPhone cool and re-run")
     if pre.charging:
-        warnings.append("the iPhone was charging at launch: charging heats it; figures may read low")
+        warnings.append("the iPhone was charging at launch: charging heats it, figures may read low, and no energy "
+                        "figure can be taken from the battery")
     if pre.battery_level is not None and pre.battery_level < LOW_BATTERY * 100:
         warnings.append(f"battery at {pre.battery_level}% at launch: low battery can throttle")
     if footer:
@@ -199,7 +284,7 @@ def validate(path: Path) -> tuple[str, list[str], int]:
         transcript = read_transcript(path)
     except GemmaiosError as exc:
         return str(exc).splitlines()[0], _thermal_from_lines(path), -1
-    return "ok", [p.thermal_state for p in transcript.prompts if p.thermal_state], len(transcript.prompts)
+    return "ok", [state for _t, state in transcript.thermal_states()], len(transcript.prompts)
 
 
 def _thermal_from_lines(path: Path) -> list[str]:
@@ -234,9 +319,47 @@ async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
     return pid
 
 
+async def _run_launch(control, client, bundle_id: str, env: dict[str, str], remote_log: str, launch: Launch, *,
+                      last: bool, deadline: float, poll: float, say: Callable[[str], None]) -> tuple[str, bytes | None]:
+    """One launch of the run: start the app (terminating the running one), follow the transcript until
+    this launch is done (its launch_end record, or the footer for the last launch), the process is
+    gone, or the deadline passes. A non-final launch's process is then terminated, so the next
+    launch starts cold. Returns (status, the transcript as read last)."""
+    from pymobiledevice3.services.house_arrest import HouseArrestService
+
+    def done(raw: bytes | None) -> bool:
+        return bool(raw) and (_footer(raw) is not None if last else _launch_ended(raw, launch.index))
+
+    pid = await _launch(control, bundle_id, env)
+    say(f"launched {bundle_id} (pid {pid}), launch {launch.index + 1} ({launch.kind}, "
+        f"{launch.trials} trial{'s' if launch.trials != 1 else ''}"
+        + (f", {launch.duration} s sustained" if launch.duration else "") + f"), run {env[contract.ENV['runId']]}")
+    status, text, lines_seen = None, None, 0
+    async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
+        while status is None:
+            await asyncio.sleep(poll)
+            text = await _read_log(afc, remote_log)
+            if done(text):
+                status = COMPLETED
+            elif not await control.process_identifier_for_bundle_identifier(bundle_id):
+                text = await _read_log(afc, remote_log)  # the last record may have landed just before exit
+                status = COMPLETED if done(text) else EXITED
+            elif time.monotonic() > deadline:
+                await control.kill(pid)
+                text = await _read_log(afc, remote_log)
+                status = TIMEOUT
+            elif text and text.count(b"\n") != lines_seen:
+                lines_seen = text.count(b"\n")
+                say(f"{lines_seen} log lines so far")
+    if status == COMPLETED and not last:
+        await control.kill(pid)  # the app stays on screen after its launch: end it before the next, cold one
+    return status, text
+
+
 async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float, poll: float, mount_ddi: bool,
                  status_fn: Callable[[str], None] | None, report_wait: float, bundle_id: str | None,
-                 ab_prefill: bool = False) -> BenchResult:
+                 ab_prefill: bool = False, cold: int = 0, duration: int = 0,
+                 sample_interval: int | None = None) -> BenchResult:
     from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
     from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
     from pymobiledevice3.services.house_arrest import HouseArrestService
@@ -273,32 +396,24 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         run_id = _run_id(started)
         run_dir = Path(build_dir) / RUNS_DIR / f"{run_id}-{info.udid}"
         remote_log = f"{DEVICE_RUNS}/{run_id}{contract.TRANSCRIPT_SUFFIX}"
-        env = launch_environment(run_id, trials, info.udid, ab_prefill=ab_prefill)
+        plan = launch_plan(trials, cold=cold, duration=duration)
+        environments: list[dict[str, str]] = []
         reports_before = await _crash_reports(client)
 
+        battery = await battery_capacity(client)
         provider = client if dev.developer_transport(info.ios_version) == "lockdown" else await dev.tunnel_provider(info.udid)
-        status, text, lines_seen = None, None, 0
+        status, text = None, None
         try:
             async with DvtProvider(provider) as dvt, ProcessControl(dvt) as control:
-                pid = await _launch(control, bundle_id, env)
-                say(f"launched {bundle_id} (pid {pid}), run {run_id}")
-                deadline = time.monotonic() + timeout
-                async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
-                    while status is None:
-                        await asyncio.sleep(poll)
-                        text = await _read_log(afc, remote_log)
-                        if text and _footer(text):
-                            status = COMPLETED
-                        elif not await control.process_identifier_for_bundle_identifier(bundle_id):
-                            text = await _read_log(afc, remote_log)  # the footer may have landed just before exit
-                            status = COMPLETED if text and _footer(text) else EXITED
-                        elif time.monotonic() > deadline:
-                            await control.kill(pid)
-                            text = await _read_log(afc, remote_log)
-                            status = TIMEOUT
-                        elif text and text.count(b"\n") != lines_seen:
-                            lines_seen = text.count(b"\n")
-                            say(f"{lines_seen} log lines so far")
+                deadline = time.monotonic() + timeout + sum(launch.duration for launch in plan)
+                for launch in plan:
+                    env = launch_environment(run_id, trials, info.udid, ab_prefill=ab_prefill, launch=launch,
+                                             launches=len(plan), sample_interval=sample_interval)
+                    environments.append(env)
+                    status, text = await _run_launch(control, client, bundle_id, env, remote_log, launch,
+                                                     last=launch is plan[-1], deadline=deadline, poll=poll, say=say)
+                    if status != COMPLETED:
+                        break
         finally:
             if provider is not client:
                 await provider.close()
@@ -320,24 +435,39 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
     result = BenchResult(status, run_id, run_dir, info.udid, transcript, reports, warnings, verdict, max(prompts, 0))
     write_json_atomic(run_dir / "run.json", {**result.as_dict(), "bundle_id": bundle_id, "trials": trials,
                                              "device": info.as_dict(), "started_at": started.isoformat(timespec="seconds"),
-                                             "environment": env})
+                                             "environment": environments[-1] if environments else {},
+                                             "launches": [{**asdict(launch), "environment": env}
+                                                          for launch, env in zip(plan, environments, strict=False)],
+                                             "battery": battery})
     return result
 
 
 def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout: float = 1800.0, poll: float = 2.0,
           mount_ddi: bool = False, status_fn: Callable[[str], None] | None = None,
-          report_wait: float = 15.0, bundle_id: str | None = None, ab_prefill: bool = False) -> BenchResult:
+          report_wait: float = 15.0, bundle_id: str | None = None, ab_prefill: bool = False,
+          cold: int = 0, duration: int = 0, sample_interval: int | None = None) -> BenchResult:
     """Launch the bench, wait for it, pull its log into runs/. Raises BenchFailed when it did not finish.
 
     `ab_prefill`: one run alternates the bundle's prefill function on and off trial by trial
-    (`gemmaios report` then prints both medians and their ratio); needs at least 2 trials."""
+    (`gemmaios report` then prints both medians and their ratio); needs at least 2 trials.
+    `cold`: that many cold launches (one trial each, its own process) before the warm trials.
+    `duration`: seconds of sustained decode after the trials, sampled every `sample_interval` s.
+    `timeout` bounds the whole run on top of the sustained phase."""
     build_dir = Path(build_dir)
+    if cold < 0 or duration < 0 or (sample_interval is not None and sample_interval < 1):
+        raise BenchSettingsError(f"--cold {cold}, --duration {duration}, --sample-interval {sample_interval}: "
+                                 "counts must not be negative and the interval at least 1 s",
+                                 hint="e.g. --cold 3 --duration 600 --sample-interval 10")
+    if duration and sample_interval and sample_interval > duration:
+        raise BenchSettingsError(f"--sample-interval {sample_interval} is longer than --duration {duration}: "
+                                 "no full sample would be taken", hint="use an interval well below the duration")
+    launch_plan(trials, cold=cold, duration=duration)  # refuses an empty run before touching the phone
     if ab_prefill and trials < 2:
         raise BenchSettingsError(f"--ab-prefill alternates the prefill setting per trial, and {trials} trial "
                                  "runs only one setting", hint="pass --trials 4 or more (2 per setting at least)")
     try:
         result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait,
-                                    bundle_id, ab_prefill))
+                                    bundle_id, ab_prefill, cold, duration, sample_interval))
     except dev._disconnect_types() as exc:
         raise dev.DeviceDisconnected(f"the connection to the device dropped during the bench ({type(exc).__name__})",
                                      hint="reconnect and unlock the iPhone, then run `gemmaios bench` again") from exc
