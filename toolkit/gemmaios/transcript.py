@@ -146,13 +146,13 @@ class Transcript:
         """Every thermal observation in file order, (seconds since its launch or None, state): launch
         records, prompts, thermal changes, sustained samples, launch ends and the footer."""
         out: list[tuple[float | None, str]] = []
-        for record in self._ordered:
+        for record in self.records:
             state = record.get("state") if record.get("type") == RECORD_THERMAL else record.get("thermal_state")
             if state in THERMAL_STATES:
                 out.append((record.get("t", record.get("seconds_since_launch")), state))
         return out
 
-    _ordered: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)  # every record, in file order
 
 
 def _check_fields(path: Path, lineno: int, record: dict) -> None:
@@ -228,13 +228,13 @@ def read_transcript(path: Path, *, require_complete: bool = False) -> Transcript
             if record["schema"] != SCHEMA:
                 raise TranscriptError(path, lineno, f"schema {record['schema']!r}, expected {SCHEMA!r}")
             transcript = Transcript(path=path, header=record)
-            transcript._ordered.append(record)
+            transcript.records.append(record)
             continue
         if transcript.footer is not None:
             raise TranscriptError(path, lineno, f"{kind} record after the footer")
         if kind == "header":
             raise TranscriptError(path, lineno, "second header")
-        transcript._ordered.append(record)
+        transcript.records.append(record)
         if kind == "prompt":
             known = {k: v for k, v in record.items() if k in PromptRecord.__dataclass_fields__ and k != "line"}
             launch = known.get("launch", 0)
