@@ -220,5 +220,4 @@ final class BenchRunner: ObservableObject {
             "seconds_since_launch": LaunchClock.shared.secondsSinceLaunch,
         ]
     }
-    }
 }

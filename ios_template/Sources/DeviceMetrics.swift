@@ -34,11 +34,11 @@ enum DeviceMetrics {
     }
 
     /// Battery level as a fraction (0.81), -1 when unknown; battery monitoring must be on.
-    static func batteryLevel() -> Double {
+    @MainActor static func batteryLevel() -> Double {
         DeviceFacts.batteryLevel(UIDevice.current.batteryLevel)
     }
 
-    static func batteryState() -> String {
+    @MainActor static func batteryState() -> String {
         switch UIDevice.current.batteryState {
         case .charging: return "charging"
         case .full: return "full"
@@ -56,7 +56,7 @@ enum DeviceMetrics {
         guard sysctl(&mib, UInt32(mib.count), &info, &size, nil, 0) == 0 else {
             return LaunchClock.shared.secondsSinceLaunch
         }
-        let start = info.kp_proc.p_starttime
+        let start = info.kp_proc.p_un.__p_starttime  // C's p_starttime is a macro Swift does not import
         let started = Double(start.tv_sec) + Double(start.tv_usec) / 1e6
         return Date().timeIntervalSince1970 - started
     }
