@@ -340,3 +340,62 @@ def test_a_sustained_run_samples_tok_s_over_time_with_thermal_changes_and_batter
     assert (s.thermal.start, s.thermal.end) == ("nominal", "fair")
     assert s.energy.drop_pct > 0 and s.energy.mwh is None and s.energy.pct_per_minute > 0
     assert "energy (battery % (no capacity))" in render_markdown(report)
+
+
+# ---- the Swift core and the stand-in agree -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def core_vectors(swift_toolchain) -> Path:
+    """`swift build` of GemmaiosCore as tests/test_swift.py does it; the vectors tool's folder."""
+    import test_swift
+
+    scratch = test_swift.swift_cache("GemmaiosCore")
+    test_swift.run([swift_toolchain.swift, "build", "--package-path", test_swift.CORE, "--scratch-path", scratch])
+    out = test_swift.run([swift_toolchain.swift, "build", "--package-path", test_swift.CORE, "--scratch-path", scratch,
+                          "--show-bin-path"])
+    return Path(out.strip().splitlines()[-1])
+
+
+def _vectors(bin_dir: Path, *args, env: dict | None = None):
+    import test_swift
+
+    return json.loads(test_swift.run([bin_dir / "gemmaios-core-vectors", *map(str, args)], env=env))
+
+
+def test_swift_and_the_stand_in_read_each_launch_bench_sends_alike(core_vectors, tmp_path):
+    from devicesim.standin import CompiledApp, LaunchSettings
+
+    executable = tmp_path / "App"  # the stand-in reads the compiled-in Contract from the app's "binary"
+    executable.write_text(contract.render_swift() + "\nenum AppConfig {\n    static let defaultTrials = 3\n}\n")
+    app = CompiledApp(executable)
+    plan = bench_mod.launch_plan(4, cold=2, duration=30)
+    for launch in plan:
+        env = bench_mod.launch_environment("r", 4, "U", launch=launch, launches=len(plan), sample_interval=5)
+        blank = {v: "" for v in contract.ENV.values()}  # nothing from the test process's own environment
+        swift = _vectors(core_vectors, "bench-launch", 3, env={**blank, **env})
+        standin = LaunchSettings(app, [], env)
+        assert swift == {"kind": launch.kind, "launch_index": launch.index, "launches": 3,
+                         "trials": list(range(launch.first_trial, launch.first_trial + launch.trials)),
+                         "appends": launch.index > 0, "writes_footer": launch is plan[-1],
+                         "duration": launch.duration, "sample_interval": 5 if launch.duration else 10}
+        assert (standin.launch_kind, standin.launch_index, list(standin.trial_numbers), standin.appends,
+                standin.writes_footer, standin.duration) == (swift["kind"], swift["launch_index"], swift["trials"],
+                                                             swift["appends"], swift["writes_footer"], swift["duration"])
+        if launch.duration:
+            assert standin.sample_interval == swift["sample_interval"]
+
+
+def test_swift_and_the_stand_in_sample_sustained_tok_s_alike(core_vectors):
+    from devicesim.standin import SustainedMeter
+
+    times = [10.05 + 0.07 * i for i in range(40)] + [14.9 + 0.05 * i for i in range(60)]  # a pause, then more
+    swift = _vectors(core_vectors, "sustained", 10, 7, 2, 18, *times)
+    meter = SustainedMeter(10, 7, 2)
+    samples = []
+    for t in times:
+        if t < meter.end:
+            samples += meter.token(t)
+    samples += meter.finish(18)
+    assert [(s["t"], s["interval_s"], s["tokens"]) for s in swift] == [pytest.approx(x) for x in samples]
+    assert [s["interval_s"] for s in swift] == [2, 2, 2, pytest.approx(1)]
+    assert sum(s["tokens"] for s in swift) == sum(1 for t in times if t < 17)
