@@ -399,3 +399,23 @@ def test_swift_and_the_stand_in_sample_sustained_tok_s_alike(core_vectors):
     assert [(s["t"], s["interval_s"], s["tokens"]) for s in swift] == [pytest.approx(x) for x in samples]
     assert [s["interval_s"] for s in swift] == [2, 2, 2, pytest.approx(1)]
     assert sum(s["tokens"] for s in swift) == sum(1 for t in times if t < 17)
+
+
+def test_compare_puts_the_protocol_figures_side_by_side_only_when_a_run_has_them(tmp_path):
+    from gemmaios.report import compare
+
+    battery = {"capacity_mah": 3500.0, "capacity_source": "IORegistry DesignCapacity", "voltage_v": 3.9}
+    _r, a = _summary(_run_folder(tmp_path / "a", protocol_records(), battery))
+    slower = protocol_records()
+    for r in slower:
+        if r["type"] == "sample":
+            r["tok_s"] /= 2
+    _r, b = _summary(_run_folder(tmp_path / "b", slower, battery))
+    rows = {row.metric: row for row in compare(a, b).rows}
+    assert rows["sustained tok/s (median)"].delta_pct == pytest.approx(-50.0)
+    assert rows["cold launch TTFT s (median)"].a == pytest.approx(10.0)
+    assert rows["energy mWh per 1k tokens"].a == pytest.approx(a.energy.mwh_per_1k_tokens)
+    plain = [r for r in protocol_records() if r["type"] not in ("launch", "launch_end", "thermal", "sample")
+             and r.get("launch", 2) == 2]
+    _r, old = _summary(_run_folder(tmp_path / "old", plain))
+    assert not any("sustained" in row.metric or "cold launch" in row.metric for row in compare(old, old).rows)

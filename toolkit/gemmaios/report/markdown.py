@@ -41,7 +41,9 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
         ("prompt lengths (tokens)", prompt_lengths_line(s.prompt_lengths)),
         ("decode tok/s" + (" (warm)" if s.cold else ""), _stat(s.decode_tok_s)),
         ("time to first token s" + (" (warm)" if s.cold else ""), _stat(s.ttft_s, 3)),
-        ("model load s", f"cold {fmt(s.load_cold_s, 2)}; warm {_stat(s.load_warm_s, 2)}"),
+        ("model load s", f"cold {fmt(s.load_cold_s, 2)}; warm {_stat(s.load_warm_s, 2)}"
+                         + (" (cold/warm here: the on-device specialization cache, not the launch kind)"
+                            if s.cold else "")),
         ("peak footprint", _gb(s.peak_footprint_bytes)),
         ("headroom", f"{_gb(s.headroom_bytes)} vs entitled limit {_gb(s.entitled_limit_bytes)}"
                      + (f"; OS-reported available min {_gb(s.min_available_bytes)}" if s.min_available_bytes else "")),
