@@ -386,7 +386,7 @@ def test_swift_and_the_stand_in_read_each_launch_bench_sends_alike(core_vectors,
 
 
 def test_swift_and_the_stand_in_sample_sustained_tok_s_alike(core_vectors):
-    from devicesim.standin import SustainedMeter
+    from devicesim.benchprotocol import SustainedMeter
 
     times = [10.05 + 0.07 * i for i in range(40)] + [14.9 + 0.05 * i for i in range(60)]  # a pause, then more
     swift = _vectors(core_vectors, "sustained", 10, 7, 2, 18, *times)
