@@ -419,3 +419,15 @@ def test_compare_puts_the_protocol_figures_side_by_side_only_when_a_run_has_them
              and r.get("launch", 2) == 2]
     _r, old = _summary(_run_folder(tmp_path / "old", plain))
     assert not any("sustained" in row.metric or "cold launch" in row.metric for row in compare(old, old).rows)
+
+
+def test_the_report_command_prints_the_protocol_figures(tmp_path):
+    folder = _run_folder(tmp_path, protocol_records(), {"unavailable": "diagnostics_relay did not answer"})
+    ran = CliRunner().invoke(cli_app, ["report", str(folder), "--out", str(tmp_path / "report")])
+    assert ran.exit_code == 0, ran.output
+    text = flat(ran.output)
+    assert "cold launches: 2, time to first token from process start 10.00 s (median)" in text
+    assert "thermal: start nominal · peak serious · end fair" in text
+    assert "energy: battery 80% → 78%" in text and "sustained: 8 s of continuous decode" in text
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert 'alt="tok/s over time (sustained)"' in html and "<td>p1</td><td>600</td>" in html
