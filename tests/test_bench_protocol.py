@@ -431,3 +431,15 @@ def test_the_report_command_prints_the_protocol_figures(tmp_path):
     assert "energy: battery 80% → 78%" in text and "sustained: 8 s of continuous decode" in text
     html = (tmp_path / "report" / "report.html").read_text()
     assert 'alt="tok/s over time (sustained)"' in html and "<td>p1</td><td>600</td>" in html
+
+
+def test_bench_warns_up_front_when_no_prompt_is_long_enough_for_prefill(tmp_path):
+    from gemmaios.payload import PROMPT_SET_BUILD_REL
+
+    path = tmp_path / PROMPT_SET_BUILD_REL
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"prompts": [{"id": "a", "prompt_ids": [2] * 40}, {"id": "b", "prompt_ids": [2] * 90}]}))
+    assert "longest prompt has 90 tokens" in bench_mod.prompt_set_warning(tmp_path)
+    path.write_text(json.dumps({"prompts": [{"id": "a", "prompt_ids": [2] * 40}, {"id": "b", "prompt_ids": [2] * 600}]}))
+    assert bench_mod.prompt_set_warning(tmp_path) is None
+    assert bench_mod.prompt_set_warning(tmp_path / "nowhere") is None

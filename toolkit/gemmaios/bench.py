@@ -270,6 +270,24 @@ def settled_warnings(pre: dev.DeviceInfo, footer: dict | None, thermal: list[str
     return warnings
 
 
+def prompt_set_warning(build_dir: Path) -> str | None:
+    """A warning when the build's bench prompt set has no prompt long enough for a prefill figure
+    (the app benches exactly that set; the report lists each prompt's length)."""
+    from .payload import PROMPT_SET_BUILD_REL
+    from .transcript import SHORT_PREFILL_TOKENS
+
+    try:
+        prompts = json.loads((Path(build_dir) / PROMPT_SET_BUILD_REL).read_text()).get("prompts") or []
+        longest = max(len(p.get("prompt_ids") or []) for p in prompts)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None  # no readable prompt set here: deploy's checks say so where it matters
+    if longest >= SHORT_PREFILL_TOKENS:
+        return None
+    return (f"the bench prompt set's longest prompt has {longest} tokens (< {SHORT_PREFILL_TOKENS}): prefill tok/s "
+            "will say little about long prompts; for prefill figures bench a long-prompt set too "
+            "(`gemmaios oracle --prompts long-prefill`, then `gemmaios app` and `gemmaios deploy`)")
+
+
 def validate(path: Path) -> tuple[str, list[str], int]:
     """Check the transcript with the shared validator. Returns (verdict, thermal states, prompt count)."""
     # Integration point: gemmaios.transcript is written by the oracle/report work; it is used
@@ -379,6 +397,9 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
             manifest = await dev.read_device_manifest(afc)
         warnings = list(pre.warnings)
+        short_prompts = prompt_set_warning(build_dir)
+        if short_prompts:
+            warnings.append(short_prompts)
         location = dev.bundle_location(build_dir)
         if manifest.get("bundle_location") not in (None, location):
             raise dev.NothingToDeploy(f"the app on {info.udid} reads its payload from {manifest['bundle_location']}, "

@@ -28,6 +28,8 @@ SCHEMA = TRANSCRIPT_SCHEMA
 THERMAL_STATES = ("nominal", "fair", "serious", "critical")
 LAUNCH_KINDS = (LAUNCH_KIND_COLD, LAUNCH_KIND_WARM)
 BATTERY_STATES = ("unplugged", "charging", "full", "unknown")
+# prefill over fewer prompt tokens says little about a long prompt's (bench warns, the report notes it)
+SHORT_PREFILL_TOKENS = 256
 
 
 class TranscriptError(GemmaiosError):

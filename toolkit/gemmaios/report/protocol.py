@@ -14,7 +14,6 @@ from ..contract import LAUNCH_KIND_COLD
 from ..transcript import THERMAL_STATES, PromptRecord, Transcript
 
 NOMINAL_VOLTAGE_V = 3.85  # a Li-ion cell's nominal voltage, when the phone reports none
-SHORT_PREFILL_TOKENS = 256  # prefill over fewer prompt tokens says little about a long prompt's
 CHARGING_STATES = ("charging", "full")
 
 

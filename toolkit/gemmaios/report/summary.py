@@ -13,7 +13,7 @@ from typing import Any
 from ..archs import get_arch
 from ..errors import GemmaiosError
 from ..roofline import GB
-from ..transcript import PromptRecord, Transcript
+from ..transcript import SHORT_PREFILL_TOKENS, PromptRecord, Transcript
 from . import protocol
 from .bandwidth import Roofline, _roofline
 from .runs import RunData
@@ -271,9 +271,9 @@ def _protocol(s: RunSummary, run: RunData, t: Transcript, rows: list[PromptRecor
         s.warn("the phone was charging during the run: the battery drop is no energy figure (and charging heats "
                "the phone); bench unplugged for energy")
     s.prompt_lengths = protocol.prompt_lengths(rows or [p for p in t.prompts if p.trial in s.cold_trials])
-    if s.prompt_lengths and max(p.tokens for p in s.prompt_lengths) < protocol.SHORT_PREFILL_TOKENS:
+    if s.prompt_lengths and max(p.tokens for p in s.prompt_lengths) < SHORT_PREFILL_TOKENS:
         s.info(f"prefill was measured on prompts of at most {max(p.tokens for p in s.prompt_lengths)} tokens "
-               f"(< {protocol.SHORT_PREFILL_TOKENS}): the rate says little about long prompts; bench a long-prompt "
+               f"(< {SHORT_PREFILL_TOKENS}): the rate says little about long prompts; bench a long-prompt "
                "set too (`gemmaios oracle --prompts long-prefill`, then `gemmaios app` and `gemmaios deploy`)")
     if s.cold is not None and s.cold.ttft_since_launch_s is None:
         s.warn("the cold launches recorded no process-start time to first token (an app before the bench protocol)")
