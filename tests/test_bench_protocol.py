@@ -312,6 +312,8 @@ def test_cold_launches_are_separate_processes_and_the_report_keeps_them_apart(si
     run_json = json.loads((log.parent / "run.json").read_text())
     assert [ln["kind"] for ln in run_json["launches"]] == ["cold", "cold", "warm"]
     assert "diagnostics_relay" in run_json["battery"]["unavailable"]  # the simulator serves no IORegistry
+    assert "note: the bench prompt set's longest prompt has" in flat(ran.output)  # the tiny set's prompts are short
+    assert run_json["notes"] and run_json["warnings"] == []
     report = build_report(load_runs([log.parent]), scorer=None)
     s = report.runs[0]
     assert (s.cold_trials, s.warmup_trials, s.measured_trials) == ([0, 1], [2], [3])
@@ -439,7 +441,7 @@ def test_bench_warns_up_front_when_no_prompt_is_long_enough_for_prefill(tmp_path
     path = tmp_path / PROMPT_SET_BUILD_REL
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"prompts": [{"id": "a", "prompt_ids": [2] * 40}, {"id": "b", "prompt_ids": [2] * 90}]}))
-    assert "longest prompt has 90 tokens" in bench_mod.prompt_set_warning(tmp_path)
+    assert "longest prompt has 90 tokens" in bench_mod.prompt_set_warning(tmp_path)  # bench: result.notes
     path.write_text(json.dumps({"prompts": [{"id": "a", "prompt_ids": [2] * 40}, {"id": "b", "prompt_ids": [2] * 600}]}))
     assert bench_mod.prompt_set_warning(tmp_path) is None
     assert bench_mod.prompt_set_warning(tmp_path / "nowhere") is None

@@ -63,6 +63,7 @@ class BenchResult:
     warnings: list[str] = field(default_factory=list)
     validation: str | None = None  # "ok", the validator's error, or why it was not run
     prompts: int = 0
+    notes: list[str] = field(default_factory=list)  # about the figures, not the device (e.g. short prompts)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -397,9 +398,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
             manifest = await dev.read_device_manifest(afc)
         warnings = list(pre.warnings)
-        short_prompts = prompt_set_warning(build_dir)
-        if short_prompts:
-            warnings.append(short_prompts)
+        notes = [note for note in [prompt_set_warning(build_dir)] if note]
         location = dev.bundle_location(build_dir)
         if manifest.get("bundle_location") not in (None, location):
             raise dev.NothingToDeploy(f"the app on {info.udid} reads its payload from {manifest['bundle_location']}, "
@@ -453,7 +452,8 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
     footer = _footer(text) if text else None
     verdict, thermal, prompts = validate(transcript) if transcript else ("no log was written", [], 0)
     warnings += settled_warnings(info, footer, thermal)
-    result = BenchResult(status, run_id, run_dir, info.udid, transcript, reports, warnings, verdict, max(prompts, 0))
+    result = BenchResult(status, run_id, run_dir, info.udid, transcript, reports, warnings, verdict, max(prompts, 0),
+                         notes)
     write_json_atomic(run_dir / "run.json", {**result.as_dict(), "bundle_id": bundle_id, "trials": trials,
                                              "device": info.as_dict(), "started_at": started.isoformat(timespec="seconds"),
                                              "environment": environments[-1] if environments else {},

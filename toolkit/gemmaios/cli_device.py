@@ -139,6 +139,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             fail(exc)
         for warning in result.warnings:
             console.print(f"[yellow]warning:[/yellow] {warning}")
+        for note in result.notes:
+            console.print(f"note: {note}")
         if result.validation != "ok" and not (result.validation or "").startswith("not validated"):
             console.print(f"[red]the log of run {result.run_id} is not valid:[/red] {result.validation}\n  → {result.transcript}")
             raise typer.Exit(1)
