@@ -5,7 +5,11 @@ import UIKit
 
 /// Runs every prompt of the payload's prompt set for N trials and writes the transcript
 /// (docs/contracts.md). Each prompt decodes exactly the set's max_new_tokens (no EOS stop),
-/// the oracle's rule; the screen stays awake for the run.
+/// the oracle's rule; the screen stays awake for the run. One launch of a multi-launch run
+/// (cold launches: one trial each, timed from process start) adds its launch to the run's
+/// transcript; sustained mode (`durationSeconds`) decodes on after the trials, sampling tok/s.
+/// Thermal state and battery are recorded at each launch's start and end, thermal changes as
+/// they happen.
 @MainActor
 final class BenchRunner: ObservableObject {
     @Published var status = "waiting"
@@ -16,7 +20,10 @@ final class BenchRunner: ObservableObject {
         let runId = settings.usableRunId ?? TranscriptWriter.newRunId()
         let writer: TranscriptWriter
         do {
-            writer = try TranscriptWriter(documents: AppRuntime.documents, runId: runId)
+            // A later launch of a multi-launch run (`gemmaios bench --cold N`) continues the
+            // transcript launch 0 started; only the last launch writes the footer.
+            writer = try TranscriptWriter(
+                documents: AppRuntime.documents, runId: runId, append: settings.appendsToTranscript)
         } catch {
             status = "cannot write the transcript: \(error.localizedDescription)"
             return
@@ -28,14 +35,35 @@ final class BenchRunner: ObservableObject {
         defer { UIApplication.shared.isIdleTimerDisabled = idleTimerWasDisabled }
         UIDevice.current.isBatteryMonitoringEnabled = true
         let sampler = FootprintSampler.forThisProcess()
+        let launch = settings.launchIndex
+        let thermal = ThermalTracker(start: DeviceMetrics.thermalState())
+        // Every thermal transition is a record (the report plots them); prompts and samples poll too.
+        let thermalObserver = NotificationCenter.default.addObserver(
+            forName: ProcessInfo.thermalStateDidChangeNotification, object: nil, queue: nil
+        ) { _ in
+            let state = DeviceMetrics.thermalState()
+            if thermal.observe(state) {
+                try? writer.write([
+                    "type": Contract.thermalRecord, "t": DeviceMetrics.secondsSinceProcessStart(), "state": state,
+                    "launch": launch,
+                ])
+            }
+        }
+        defer { NotificationCenter.default.removeObserver(thermalObserver) }
         do {
             let promptSet = try BenchPromptSet.load(from: AppRuntime.payload.promptSet)
             let rule = DecodeRule.bench(maxNewTokens: promptSet.maxNewTokens, eosTokenIds: AppConfig.eosTokenIds)
-            try writer.write(header(runId: runId, settings: settings, promptSet: promptSet))
+            if !settings.appendsToTranscript {
+                try writer.write(header(runId: runId, settings: settings, promptSet: promptSet))
+            }
+            try writer.write(LaunchRecords.opening(
+                settings: settings, thermalState: thermal.start, batteryLevel: DeviceMetrics.batteryLevel(),
+                batteryState: DeviceMetrics.batteryState(),
+                secondsSinceProcessStart: DeviceMetrics.secondsSinceProcessStart()))
             sampler.start(every: 0.5) { seconds, footprint in
                 // after the footer the writer refuses records; stop() below makes that moot
                 try? writer.write([
-                    "type": "memory", "t": seconds,
+                    "type": "memory", "t": seconds, "launch": launch,
                     "phys_footprint_bytes": footprint, "available_bytes": DeviceMetrics.availableMemory(),
                 ])
             }
@@ -44,7 +72,7 @@ final class BenchRunner: ObservableObject {
 
             var firstTrial: [[Int32]] = []
             var divergent = 0
-            for trial in 0..<settings.trials {
+            for trial in settings.trialNumbers {
                 // A/B mode: the prefill setting changes between trials. One engine at a time
                 // (two would hold two KV caches), so a switch reloads; each load is recorded.
                 if loaded == nil || loaded?.prefillFunction != plan.function(forTrial: trial) {
@@ -53,38 +81,61 @@ final class BenchRunner: ObservableObject {
                     let engine = try await EngineHost.load(settings: settings, trial: trial)
                     try writer.write([
                         "type": "load", "seconds": engine.loadSeconds, "cold": engine.coldSpecialization,
-                        Contract.promptPrefillFunctionField: engine.prefillFunction ?? NSNull(),
+                        Contract.promptPrefillFunctionField: engine.prefillFunction ?? NSNull(), "launch": launch,
                     ])
                     loaded = engine
                 }
                 guard let loaded else { break }
                 for (index, prompt) in promptSet.prompts.enumerated() {
-                    status = "trial \(trial + 1)/\(settings.trials) · prompt \(index + 1)/\(promptSet.prompts.count)"
+                    status = "trial \(trial + 1)/\(settings.trialNumbers.upperBound) · prompt \(index + 1)/"
+                        + "\(promptSet.prompts.count)" + (settings.coldLaunch ? " · cold launch" : "")
                     if divergent > 0 { status += " · \(divergent) differ from trial 1" }
                     try await loaded.engine.reset(to: 0)  // no prefix reuse between prompts
                     _ = sampler.takePeak()
                     let ids = try await BenchImages.engineIds(for: prompt, engine: loaded, payload: AppRuntime.payload)
+                    let requested = DeviceMetrics.secondsSinceProcessStart()
                     let run = try await Generation.run(engine: loaded.engine, prompt: ids, rule: rule)
-                    if trial == 0 {
+                    if firstTrial.count < promptSet.prompts.count {
                         firstTrial.append(run.tokenIds)
                     } else if TokenComparison.firstDivergence(firstTrial[index], run.tokenIds) != nil {
                         divergent += 1
                     }
+                    thermal.observe(DeviceMetrics.thermalState())
                     var line = record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler)
                     line[Contract.promptPrefillFunctionField] = loaded.prefillFunction ?? NSNull()
                     line["prefill_tokens"] = ids.count  // an image prompt's expanded length
+                    line["launch"] = launch
+                    if settings.coldLaunch && index == 0, let first = run.tokenTimes.first {
+                        // process start → first token: launch, model load and prefill
+                        line["ttft_since_launch_seconds"] = requested + first
+                    }
                     try writer.write(line)
                 }
             }
+            var sustained: [String: Any] = [:]
+            if settings.durationSeconds > 0, let loaded {
+                sustained = try await runSustained(
+                    settings: settings, engine: loaded, promptSet: promptSet, rule: rule, writer: writer,
+                    thermal: thermal)
+            }
             sampler.stop()  // returns once no memory record can follow: the footer is last
-            var footer: [String: Any] = [
-                "type": "footer", "completed": true, "ended_at": TranscriptWriter.timestamp(),
-                "battery_level": DeviceFacts.batteryLevel(UIDevice.current.batteryLevel),
-                "battery_state": batteryState(),
-            ]
-            if let unlock = LaunchClock.shared.secondsSinceUnlock { footer["seconds_since_unlock"] = unlock }
-            try writer.write(footer)
+            var end = LaunchRecords.closing(
+                settings: settings, thermal: thermal, batteryLevel: DeviceMetrics.batteryLevel(),
+                batteryState: DeviceMetrics.batteryState(),
+                secondsSinceProcessStart: DeviceMetrics.secondsSinceProcessStart())
+            end.merge(sustained) { _, new in new }
+            try writer.write(end)
+            if settings.writesFooter {
+                var footer: [String: Any] = [
+                    "type": "footer", "completed": true, "ended_at": TranscriptWriter.timestamp(),
+                    "battery_level": DeviceMetrics.batteryLevel(), "battery_state": DeviceMetrics.batteryState(),
+                    "thermal_state": thermal.current,
+                ]
+                if let unlock = LaunchClock.shared.secondsSinceUnlock { footer["seconds_since_unlock"] = unlock }
+                try writer.write(footer)
+            }
             status = "done: \(writer.url.lastPathComponent)" + (divergent > 0 ? " (\(divergent) non-deterministic)" : "")
+                + (settings.writesFooter ? "" : " · launch \(launch + 1)/\(settings.launches)")
         } catch {
             sampler.stop()
             // No footer: readers treat the run as unfinished. Say why on screen and in the log.
@@ -93,6 +144,42 @@ final class BenchRunner: ObservableObject {
         }
         writer.close()
         finished = true
+    }
+
+    /// Sustained mode: the prompt set over and over (each prompt its own generation under the
+    /// bench rule) for `durationSeconds`, a tok/s sample every `sampleIntervalSeconds`.
+    /// Returns the launch_end fields that sum it up.
+    private func runSustained(
+        settings: LaunchSettings, engine loaded: LoadedEngine, promptSet: BenchPromptSet, rule: DecodeRule,
+        writer: TranscriptWriter, thermal: ThermalTracker
+    ) async throws -> [String: Any] {
+        let meter = SustainedMeter(
+            start: DeviceMetrics.secondsSinceProcessStart(), duration: Double(settings.durationSeconds),
+            interval: Double(settings.sampleIntervalSeconds))
+        var generations = 0
+        func flush(_ samples: [SustainedSample]) throws {
+            for sample in samples {
+                thermal.observe(DeviceMetrics.thermalState())
+                try writer.write(sample.record(thermalState: thermal.current, launch: settings.launchIndex))
+            }
+        }
+        while meter.running(at: DeviceMetrics.secondsSinceProcessStart()) {
+            let prompt = promptSet.prompts[generations % promptSet.prompts.count]
+            status = "sustained · \(Int(DeviceMetrics.secondsSinceProcessStart() - meter.start))/"
+                + "\(settings.durationSeconds) s · \(meter.totalTokens) tokens"
+            try await loaded.engine.reset(to: 0)
+            let requested = DeviceMetrics.secondsSinceProcessStart()
+            let run = try await Generation.run(engine: loaded.engine, prompt: prompt.promptIds, rule: rule)
+            for time in run.tokenTimes.map({ requested + $0 }) where time < meter.end {
+                try flush(meter.token(at: time))
+            }
+            generations += 1
+        }
+        try flush(meter.finish(at: DeviceMetrics.secondsSinceProcessStart()))
+        return [
+            "sustained_seconds": Double(settings.durationSeconds), "sustained_tokens": meter.totalTokens,
+            "sustained_generations": generations,
+        ]
     }
 
     private func header(runId: String, settings: LaunchSettings, promptSet: BenchPromptSet) -> [String: Any] {
@@ -110,7 +197,8 @@ final class BenchRunner: ObservableObject {
             "app": ["version": AppConfig.appVersion, "toolkit_version": AppConfig.toolkitVersion],
             "prompt_set": ["name": promptSet.name, "sha256": promptSet.sha256, "count": promptSet.prompts.count],
             "trials": settings.trials, "max_new_tokens": promptSet.maxNewTokens, "platform": "iOS",
-            "ab_prefill": settings.abPrefill,
+            "ab_prefill": settings.abPrefill, "launches": settings.launches,
+            "duration_s": settings.durationSeconds, "sample_interval_s": settings.sampleIntervalSeconds,
         ]
     }
 
@@ -133,14 +221,5 @@ final class BenchRunner: ObservableObject {
             "thermal_state": DeviceMetrics.thermalState(),
             "seconds_since_launch": LaunchClock.shared.secondsSinceLaunch,
         ]
-    }
-
-    private func batteryState() -> String {
-        switch UIDevice.current.batteryState {
-        case .charging: return "charging"
-        case .full: return "full"
-        case .unplugged: return "unplugged"
-        default: return "unknown"
-        }
     }
 }

@@ -33,6 +33,34 @@ enum DeviceMetrics {
         }
     }
 
+    /// Battery level as a fraction (0.81), -1 when unknown; battery monitoring must be on.
+    @MainActor static func batteryLevel() -> Double {
+        DeviceFacts.batteryLevel(UIDevice.current.batteryLevel)
+    }
+
+    @MainActor static func batteryState() -> String {
+        switch UIDevice.current.batteryState {
+        case .charging: return "charging"
+        case .full: return "full"
+        case .unplugged: return "unplugged"
+        default: return "unknown"
+        }
+    }
+
+    /// Seconds since the kernel started this process (kinfo_proc's p_starttime): a cold launch's
+    /// time to first token counts from here, before main() and the app delegate run.
+    static func secondsSinceProcessStart() -> Double {
+        var info = kinfo_proc()
+        var size = MemoryLayout<kinfo_proc>.stride
+        var mib: [Int32] = [CTL_KERN, KERN_PROC, KERN_PROC_PID, getpid()]
+        guard sysctl(&mib, UInt32(mib.count), &info, &size, nil, 0) == 0 else {
+            return LaunchClock.shared.secondsSinceLaunch
+        }
+        let start = info.kp_proc.p_un.__p_starttime  // C's p_starttime is a macro Swift does not import
+        let started = Double(start.tv_sec) + Double(start.tv_usec) / 1e6
+        return Date().timeIntervalSince1970 - started
+    }
+
     /// e.g. "iPhone18,2" (hw.machine).
     static func productType() -> String {
         var system = utsname()

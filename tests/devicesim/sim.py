@@ -93,11 +93,12 @@ class SimApp:
 
     outcome: str = "complete"  # complete | crash | jetsam | exit (no footer) | hang, at record `fault_at_record`
     fault_at_record: int = 3
-    thermal_state: str = "nominal"
+    thermal_state: str | list = "nominal"  # a state, or a schedule [[seconds since launch, state], ...]
     seconds_since_unlock: float = 900.0
     corrupt_line: int | None = None  # write this record as broken JSON (a damaged log)
     memory_interval: float = 0.5  # the app's footprint sampling period
     memory_limit_bytes: int = 6_400_000_000
+    battery_drain_per_minute: float = 0.0  # battery fraction the running app drains per minute (bench energy)
 
 
 @dataclass
@@ -460,7 +461,8 @@ class DeviceSim:
                  "battery_level": device.battery / 100, "battery_state": "charging" if device.charging else "unplugged",
                  "thermal_state": app.thermal_state, "seconds_since_unlock": app.seconds_since_unlock,
                  "memory_interval": app.memory_interval, "memory_limit_bytes": app.memory_limit_bytes,
-                 "outcome": app.outcome, "fault_at_record": app.fault_at_record, "corrupt_line": app.corrupt_line}
+                 "outcome": app.outcome, "fault_at_record": app.fault_at_record, "corrupt_line": app.corrupt_line,
+                 "battery_drain_per_minute": app.battery_drain_per_minute}
         documents = device.container(bundle_id) / "Documents"
         logs = device.root / "logs"
         logs.mkdir(exist_ok=True)

@@ -19,8 +19,17 @@ token; per trial and prompt one greedy generation under the contract's decode ru
 stopped; footer last. A failure writes no footer (an error line on stderr, the app's NSLog),
 and the app stays on screen, as the real one does.
 
-The simulator passes what iOS would provide (device facts, thermal state, seconds since
-unlock, the memory limit) and its fault injection (crash / jetsam / exit / hang at a record)
+Bench protocol (issue 16), as BenchRunner + GemmaiosCore's BenchProtocol.swift: each launch
+opens with a `launch` record (kind cold/warm, thermal state and battery at its start) and
+closes with a `launch_end` record; a later launch of a multi-launch run appends to the
+transcript launch 0 started and only the last writes the footer; a cold launch runs one
+trial and records its first prompt's time to first token from process start; sustained
+mode decodes the prompt set over and over for the launch's duration, writing a `sample`
+record (tok/s) per interval; thermal transitions are `thermal` records.
+
+The simulator passes what iOS would provide (device facts, thermal state — a state, or a
+schedule `[[seconds since launch, state], ...]` —, battery level and state and how fast it
+drains, seconds since unlock, the memory limit) and its fault injection (crash / jetsam / exit / hang at a record)
 in `--facts`; the launch environment and arguments are the app's own.
 """
 
@@ -36,6 +45,8 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from .benchprotocol import DeviceState, ThermalTracker, process_age, sustained_phase
 
 _DECL = re.compile(r"^\s*(?:public\s+)?static\s+let\s+(\w+)\s*(?::\s*[^=]+)?=\s*(.+?)\s*$")
 
@@ -165,6 +176,41 @@ class LaunchSettings:
         self.run_id = value("runId")
         self.udid = value("udid") or ""
 
+        def count(key: str, minimum: int) -> int | None:
+            if f"{key}Argument" not in app.contract:
+                return None  # an app before the bench protocol (issue 16)
+            text = value(key)
+            try:
+                number = int(text) if text is not None else None
+            except ValueError:
+                return None
+            return number if number is not None and number >= minimum else None
+
+        self.cold_launch = "coldLaunchArgument" in app.contract and flag("coldLaunch")
+        if self.cold_launch:
+            self.trials = 1
+        self.launches = count("launches", 1) or 1
+        self.launch_index = min(count("launchIndex", 0) or 0, self.launches - 1)
+        self.first_trial = count("firstTrial", 0) or 0
+        self.duration = count("duration", 0) or 0
+        self.sample_interval = count("sampleInterval", 1) or int(app.contract.get("sustainedSampleInterval", 10))
+
+    @property
+    def launch_kind(self) -> str:
+        return "cold" if self.cold_launch else "warm"
+
+    @property
+    def appends(self) -> bool:
+        return self.launch_index > 0
+
+    @property
+    def writes_footer(self) -> bool:
+        return self.launch_index == self.launches - 1
+
+    @property
+    def trial_numbers(self) -> range:
+        return range(self.first_trial, self.first_trial + self.trials)
+
     @property
     def usable_run_id(self) -> str | None:
         rid = self.run_id
@@ -199,10 +245,12 @@ class Faults:
 class TranscriptWriter:
     """Line-flushed JSON records; refuses records after the footer (GemmaiosCore's writer)."""
 
-    def __init__(self, path: Path, faults: Faults) -> None:
+    def __init__(self, path: Path, faults: Faults, *, append: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.faults = path, faults
-        self._fh = open(path, "w")  # noqa: SIM115 - open for the run
+        if append and not path.is_file():
+            raise AppFailed(f"a later launch of a multi-launch run found no transcript to append to at {path}")
+        self._fh = open(path, "a" if append else "w")  # noqa: SIM115 - open for the run
         self._lock = threading.Lock()
         self._count = 0
         self._closed_by_footer = False
@@ -389,12 +437,25 @@ class PrefillPlan:
 
 
 def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documents: Path, facts: dict) -> None:
-    launched = time.monotonic()
+    launched = time.monotonic() - process_age()
     clock = lambda: time.monotonic() - launched  # noqa: E731
     faults = Faults(facts)
     run_id = settings.usable_run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     transcript = documents / app.c("runsFolder") / f"{run_id}{app.c('transcriptSuffix')}"
-    writer = TranscriptWriter(transcript, faults)
+    try:
+        writer = TranscriptWriter(transcript, faults, append=settings.appends)
+    except AppFailed as exc:
+        print(f"cannot write the transcript: {exc}", file=sys.stderr, flush=True)
+        return
+    protocol = "launchRecord" in app.contract  # apps before issue 16 write none of the protocol's records
+    device = DeviceState(facts, clock)
+    thermal = ThermalTracker(device.thermal_state())
+    launch = settings.launch_index
+
+    def observe_thermal() -> None:
+        state = device.thermal_state()
+        if thermal.observe(state) and protocol:
+            writer.write({"type": app.c("thermalRecord"), "t": round(clock(), 3), "state": state, "launch": launch})
     root = (documents if app.documents_location else app_dir) / app.c("payloadFolder")
     limit = int(facts.get("memory_limit_bytes", 6_400_000_000))
     sampler = FootprintSampler(writer, float(facts.get("memory_interval", 0.5)), limit, clock)
@@ -402,25 +463,22 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
     try:
         prompt_set = load_prompt_set(app, root / app.c("promptSetFile"))
         max_new = int(prompt_set["max_new_tokens"])
-        writer.write({
-            "type": "header", "schema": app.c("transcriptSchema"), "run_id": run_id, "started_at": _timestamp(),
-            "device": {"product_type": facts["product_type"], "name": facts["name"], "os_version": facts["os_version"],
-                       "arch": cfg["arch"], "udid": settings.udid},
-            "bundle": {"name": cfg["bundleName"], "metadata_sha256": cfg["metadataSHA256"], "quant": cfg["quant"],
-                       "ple": cfg["pleMode"]},
-            "app": {"version": cfg["appVersion"], "toolkit_version": cfg["toolkitVersion"]},
-            "prompt_set": {"name": prompt_set["name"], "sha256": prompt_set["sha256"],
-                           "count": len(prompt_set["prompts"])},
-            "trials": settings.trials, "max_new_tokens": max_new, "platform": "iOS",
-            "ab_prefill": settings.ab_prefill,
-        })
+        if not settings.appends:
+            _write_header(writer, app, settings, facts, run_id, prompt_set, max_new)
+        if protocol:
+            writer.write({"type": app.c("launchRecord"), "index": launch, "kind": settings.launch_kind,
+                          "first_trial": settings.first_trial, "trials": settings.trials,
+                          "launches": settings.launches, "duration_s": settings.duration,
+                          "thermal_state": thermal.start, "battery_level": device.battery_level(),
+                          "battery_state": device.battery_state, "seconds_since_launch": round(clock(), 3)})
         sampler.start()
         plan = PrefillPlan(app, root / app.c("bundlesFolder") / cfg["bundleName"], settings)
         field = app.contract.get("promptPrefillFunctionField")
         stop_ids = () if not app.c("benchStopsAtEOS") else tuple(app.eos_ids)
         runner = function = None
+        sustained: dict = {}
         try:
-            for trial in range(settings.trials):
+            for trial in settings.trial_numbers:
                 # A/B: a switch reloads (one engine at a time, as the app), and each load is recorded
                 if runner is None or function != plan.function_for_trial(trial):
                     if runner is not None:
@@ -428,16 +486,18 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                         runner = None
                     function = plan.function_for_trial(trial)
                     runner, load_seconds, cold = load_engine(app, settings, root, documents, plan, function)
-                    load = {"type": "load", "seconds": round(load_seconds, 4), "cold": cold}
+                    load = {"type": "load", "seconds": round(load_seconds, 4), "cold": cold, "launch": launch}
                     if field:
                         load[field] = function
                     writer.write(load)
                 sizes = [plan.chunk] if function else None
                 for index, prompt in enumerate(prompt_set["prompts"]):
                     sampler.take_peak()
+                    requested = clock()
                     gen = runner.generate(prompt["prompt_ids"], max_new, stop_ids=stop_ids,
                                           chunked=function is not None, sizes=sizes)
                     footprint = sampler.take_peak()
+                    observe_thermal()
                     record = {
                         "type": "prompt", "trial": trial, "index": index, "prompt_id": prompt["id"],
                         "prompt_ids": gen.prompt_ids, "generated_ids": gen.generated_ids,
@@ -447,26 +507,64 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                         "decode_token_seconds": [round(s, 6) for s in gen.decode_token_seconds],
                         "peak_phys_footprint_bytes": footprint,
                         "os_proc_available_memory_bytes": max(limit - footprint, 0),
-                        "thermal_state": facts.get("thermal_state", "nominal"),
+                        "thermal_state": thermal.current,
                         "seconds_since_launch": round(clock(), 3),
                     }
                     if field:
                         record[field] = function
+                    if protocol:
+                        record["launch"] = launch
+                        if settings.cold_launch and index == 0:
+                            record["ttft_since_launch_seconds"] = round(requested + gen.ttft_seconds, 6)
                     writer.write(record)
+            if settings.duration > 0 and runner is not None:
+                sizes = [plan.chunk] if function else None
+                sustained = sustained_phase(app, settings, writer, runner, prompt_set, max_new, stop_ids, function, sizes,
+                                       clock, thermal, observe_thermal)
         finally:
             if runner is not None:
                 runner.close()
         sampler.stop()
-        footer = {"type": "footer", "completed": True, "ended_at": _timestamp(),
-                  "battery_level": facts.get("battery_level", 1.0), "battery_state": facts.get("battery_state", "unknown")}
-        if facts.get("seconds_since_unlock") is not None:
-            footer["seconds_since_unlock"] = facts["seconds_since_unlock"] + clock()
-        writer.write(footer)
-        print(f"gemmaios bench done: {transcript.name}", file=sys.stderr, flush=True)
+        if protocol:
+            writer.write({"type": app.c("launchEndRecord"), "index": launch, "thermal_state": thermal.current,
+                          "thermal_start": thermal.start, "thermal_peak": thermal.peak,
+                          "battery_level": device.battery_level(), "battery_state": device.battery_state,
+                          "seconds_since_launch": round(clock(), 3), **sustained})
+        if settings.writes_footer:
+            footer = {"type": "footer", "completed": True, "ended_at": _timestamp(),
+                      "battery_level": device.battery_level(), "battery_state": device.battery_state}
+            if protocol:
+                footer["thermal_state"] = thermal.current
+            if facts.get("seconds_since_unlock") is not None:
+                footer["seconds_since_unlock"] = facts["seconds_since_unlock"] + clock()
+            writer.write(footer)
+        print(f"gemmaios bench done: {transcript.name}" + ("" if settings.writes_footer else
+                                                          f" (launch {launch + 1}/{settings.launches})"),
+              file=sys.stderr, flush=True)
     except Exception as exc:  # the app catches everything: no footer, the reason on screen and in the log
         sampler.stop()
         print(f"gemmaios bench failed: {exc}", file=sys.stderr, flush=True)
     writer.close()
+
+
+def _write_header(writer, app, settings, facts, run_id, prompt_set, max_new) -> None:
+    cfg = app.config
+    header = {
+        "type": "header", "schema": app.c("transcriptSchema"), "run_id": run_id, "started_at": _timestamp(),
+        "device": {"product_type": facts["product_type"], "name": facts["name"], "os_version": facts["os_version"],
+                   "arch": cfg["arch"], "udid": settings.udid},
+        "bundle": {"name": cfg["bundleName"], "metadata_sha256": cfg["metadataSHA256"], "quant": cfg["quant"],
+                   "ple": cfg["pleMode"]},
+        "app": {"version": cfg["appVersion"], "toolkit_version": cfg["toolkitVersion"]},
+        "prompt_set": {"name": prompt_set["name"], "sha256": prompt_set["sha256"],
+                       "count": len(prompt_set["prompts"])},
+        "trials": settings.trials, "max_new_tokens": max_new, "platform": "iOS",
+        "ab_prefill": settings.ab_prefill,
+    }
+    if "launchRecord" in app.contract:
+        header.update({"launches": settings.launches, "duration_s": settings.duration,
+                       "sample_interval_s": settings.sample_interval})
+    writer.write(header)
 
 
 def load_engine(app: CompiledApp, settings: LaunchSettings, root: Path, documents: Path,

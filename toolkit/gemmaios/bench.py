@@ -10,6 +10,15 @@ that pid → crash; resource reports do not count). The phone is kept awake (a p
 assertion) for the run. Logs and any
 reports land in `<build>/runs/<UTC timestamp>-<udid>/` with a `run.json` summary.
 
+Protocol (issue 16): `--cold N` runs N cold launches first — each its own app launch (the
+previous process terminated), one trial, time to first token counted from process start so
+it includes the model load — then one warm launch running `--trials` back to back; all of
+them append to one transcript whose `launch` records say which kind each trial is.
+`--duration S` adds a sustained phase to the last launch: S seconds of continuous decode with
+a tok/s sample every `--sample-interval` seconds. Thermal state and battery are recorded at
+every launch's start and end; the battery's capacity is read from the phone's IORegistry
+(diagnostics_relay) when it answers, so the report can turn a battery drop into mWh.
+
 Which app: `--bundle-id`, else what `gemmaios deploy` recorded for this device
 (`<build>/deploy.json`), else the build's package (fastlane's `ipa/`, `app/`), else the app
 step's bundle id.
@@ -58,6 +67,7 @@ class BenchResult:
     warnings: list[str] = field(default_factory=list)
     validation: str | None = None  # "ok", the validator's error, or why it was not run
     prompts: int = 0
+    notes: list[str] = field(default_factory=list)  # about the figures, not the device (e.g. short prompts)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -83,14 +93,67 @@ def deployed_bundle_id(build_dir: Path, udid: str | None = None) -> str | None:
     return dev.step_details(build_dir, "app").get("bundle_id")
 
 
-def launch_environment(run_id: str, trials: int, udid: str, *, ab_prefill: bool = False) -> dict[str, str]:
+@dataclass(frozen=True)
+class Launch:
+    """One app launch of a bench run: its number, kind, the trials it runs and its sustained phase."""
+
+    index: int
+    kind: str  # contract.LAUNCH_KIND_COLD | LAUNCH_KIND_WARM
+    first_trial: int
+    trials: int
+    duration: int = 0  # seconds of sustained decode after the trials (0: none)
+
+
+def launch_plan(trials: int, *, cold: int = 0, duration: int = 0) -> list[Launch]:
+    """`cold` one-trial cold launches, then one warm launch of `trials` (none when 0); the last
+    launch carries the sustained phase."""
+    plan = [Launch(i, contract.LAUNCH_KIND_COLD, i, 1) for i in range(cold)]
+    if trials > 0:
+        plan.append(Launch(cold, contract.LAUNCH_KIND_WARM, cold, trials))
+    if not plan:
+        raise BenchSettingsError("nothing to run: no cold launches and no warm trials",
+                                 hint="pass --trials 1 or more, or --cold 1 or more")
+    if duration:
+        last = plan[-1]
+        plan[-1] = Launch(last.index, last.kind, last.first_trial, last.trials, duration)
+    return plan
+
+
+def launch_environment(run_id: str, trials: int, udid: str, *, ab_prefill: bool = False,
+                       launch: Launch | None = None, launches: int = 1,
+                       sample_interval: int | None = None) -> dict[str, str]:
     """Exactly the contract's bench launch settings (names from gemmaios.contract.ENV); `ab_prefill`
-    makes the app alternate its prefill function on (even trials) and off (odd trials)."""
-    env = {contract.ENV["bench"]: "1", contract.ENV["trials"]: str(trials), contract.ENV["runId"]: run_id,
-           contract.ENV["udid"]: udid}
+    makes the app alternate its prefill function on (even trials) and off (odd trials). `launch`
+    (one of `launch_plan`'s) adds the multi-launch and sustained settings when they differ from
+    the app's defaults (one warm launch, no sustained phase)."""
+    env = {contract.ENV["bench"]: "1", contract.ENV["trials"]: str(launch.trials if launch else trials),
+           contract.ENV["runId"]: run_id, contract.ENV["udid"]: udid}
     if ab_prefill:
         env[contract.ENV["abPrefill"]] = "1"
+    if launch is not None and launches > 1:
+        env[contract.ENV["launchIndex"]] = str(launch.index)
+        env[contract.ENV["launches"]] = str(launches)
+        env[contract.ENV["firstTrial"]] = str(launch.first_trial)
+        if launch.kind == contract.LAUNCH_KIND_COLD:
+            env[contract.ENV["coldLaunch"]] = "1"
+    if launch is not None and launch.duration:
+        env[contract.ENV["duration"]] = str(launch.duration)
+        env[contract.ENV["sampleInterval"]] = str(sample_interval or contract.SUSTAINED_SAMPLE_INTERVAL)
     return env
+
+
+def _launch_ended(raw: bytes, index: int) -> bool:
+    """Whether the transcript holds launch `index`'s launch_end record (a non-final launch is done)."""
+    for line in raw.splitlines():
+        if b'"' + contract.RECORD_LAUNCH_END.encode() + b'"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(record, dict) and record.get("type") == contract.RECORD_LAUNCH_END and record.get("index") == index:
+            return True
+    return False
 
 
 def _footer(raw: bytes) -> dict | None:
@@ -138,6 +201,28 @@ def _ips(report: bytes) -> tuple[dict, dict]:
             value = None
         parsed.append(value if isinstance(value, dict) else {})
     return parsed[0], parsed[1]
+
+
+async def battery_capacity(client, wait: float = 10.0) -> dict:
+    """The battery's capacity from the phone's IORegistry (diagnostics_relay, IOPMPowerSource), for
+    turning a battery-level drop into mWh: {"capacity_mah", "capacity_source", "voltage_v"}, or
+    {"unavailable": why}. The level UIDevice reports is a share of the current full charge, so
+    NominalChargeCapacity is preferred over DesignCapacity."""
+    from pymobiledevice3.services.diagnostics import DiagnosticsService
+
+    try:
+        async with asyncio.timeout(wait):
+            async with DiagnosticsService(client) as diagnostics:
+                registry = await diagnostics.get_battery() or {}
+    except Exception as exc:  # noqa: BLE001 - any failure only means no mWh figure; the report says why
+        return {"unavailable": f"diagnostics_relay did not answer ({type(exc).__name__}: {exc})".strip()}
+    for key in ("NominalChargeCapacity", "AppleRawMaxCapacity", "DesignCapacity"):
+        value = registry.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            voltage = registry.get("Voltage")
+            return {"capacity_mah": float(value), "capacity_source": f"IORegistry {key}",
+                    "voltage_v": voltage / 1000 if isinstance(voltage, int | float) and voltage > 0 else None}
+    return {"unavailable": "the IORegistry power source names no capacity"}
 
 
 def jetsam_killed(report: bytes, executable: str, pid: int | None = None) -> bool:
@@ -214,7 +299,8 @@ def settled_warnings(pre: dev.DeviceInfo, footer: dict | None, thermal: list[str
     if hot:
         warnings.append(f"thermal state above nominal during the run ({', '.join(hot)}): let the iPhone cool and re-run")
     if pre.charging:
-        warnings.append("the iPhone was charging at launch: charging heats it; figures may read low")
+        warnings.append("the iPhone was charging at launch: charging heats it, figures may read low, and no energy "
+                        "figure can be taken from the battery")
     if pre.battery_level is not None and pre.battery_level < LOW_BATTERY * 100:
         warnings.append(f"battery at {pre.battery_level}% at launch: low battery can throttle")
     if footer:
@@ -225,6 +311,24 @@ def settled_warnings(pre: dev.DeviceInfo, footer: dict | None, thermal: list[str
         if footer.get("battery_state") in ("charging", "full") and not pre.charging:
             warnings.append(f"battery state at the end: {footer['battery_state']}")
     return warnings
+
+
+def prompt_set_warning(build_dir: Path) -> str | None:
+    """A warning when the build's bench prompt set has no prompt long enough for a prefill figure
+    (the app benches exactly that set; the report lists each prompt's length)."""
+    from .payload import PROMPT_SET_BUILD_REL
+    from .transcript import SHORT_PREFILL_TOKENS
+
+    try:
+        prompts = json.loads((Path(build_dir) / PROMPT_SET_BUILD_REL).read_text()).get("prompts") or []
+        longest = max(len(p.get("prompt_ids") or []) for p in prompts)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None  # no readable prompt set here: deploy's checks say so where it matters
+    if longest >= SHORT_PREFILL_TOKENS:
+        return None
+    return (f"the bench prompt set's longest prompt has {longest} tokens (< {SHORT_PREFILL_TOKENS}): prefill tok/s "
+            "will say little about long prompts; for prefill figures bench a long-prompt set too "
+            "(`gemmaios oracle --prompts long-prefill`, then `gemmaios app` and `gemmaios deploy`)")
 
 
 def validate(path: Path) -> tuple[str, list[str], int]:
@@ -241,7 +345,7 @@ def validate(path: Path) -> tuple[str, list[str], int]:
         transcript = read_transcript(path)
     except GemmaiosError as exc:
         return str(exc).splitlines()[0], _thermal_from_lines(path), -1
-    return "ok", [p.thermal_state for p in transcript.prompts if p.thermal_state], len(transcript.prompts)
+    return "ok", [state for _t, state in transcript.thermal_states()], len(transcript.prompts)
 
 
 def _thermal_from_lines(path: Path) -> list[str]:
@@ -271,9 +375,53 @@ async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
     return pid
 
 
+def _launch_done(launch: Launch, last: bool) -> Callable[[bytes | None], bool]:
+    """When a launch is over: the last one at the run's footer, the others at their launch_end record."""
+    def done(raw: bytes | None) -> bool:
+        return bool(raw) and (_footer(raw) is not None if last else _launch_ended(raw, launch.index))
+    return done
+
+
+async def _run_launch(control, client, bundle_id: str, env: dict[str, str], remote_log: str, launch: Launch, *,
+                      last: bool, deadline: float, poll: float,
+                      say: Callable[[str], None]) -> tuple[int, str, bytes | None]:
+    """One launch of the run: start the app (terminating the running one), follow the transcript until
+    this launch is done (its launch_end record, or the footer for the last launch), the process is
+    gone, or the deadline passes. A non-final launch's process is then terminated, so the next
+    launch starts cold. Returns (the pid launched, status, the transcript as read last)."""
+    from pymobiledevice3.services.house_arrest import HouseArrestService
+
+    done = _launch_done(launch, last)
+    pid = await _launch(control, bundle_id, env)
+    say(f"launched {bundle_id} (pid {pid}), launch {launch.index + 1} ({launch.kind}, "
+        f"{launch.trials} trial{'s' if launch.trials != 1 else ''}"
+        + (f", {launch.duration} s sustained" if launch.duration else "") + f"), run {env[contract.ENV['runId']]}")
+    status, text, lines_seen = None, None, 0
+    async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
+        while status is None:
+            await asyncio.sleep(poll)
+            text = await _read_log(afc, remote_log)
+            if done(text):
+                status = COMPLETED
+            elif not await control.process_identifier_for_bundle_identifier(bundle_id):
+                text = await _read_log(afc, remote_log)  # the last record may have landed just before exit
+                status = COMPLETED if done(text) else EXITED
+            elif time.monotonic() > deadline:
+                await control.kill(pid)
+                text = await _read_log(afc, remote_log)
+                status = TIMEOUT
+            elif text and text.count(b"\n") != lines_seen:
+                lines_seen = text.count(b"\n")
+                say(f"{lines_seen} log lines so far")
+    if status == COMPLETED and not last:
+        await control.kill(pid)  # the app stays on screen after its launch: end it before the next, cold one
+    return pid, status, text
+
+
 async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float, poll: float, mount_ddi: bool,
                  status_fn: Callable[[str], None] | None, report_wait: float, bundle_id: str | None,
-                 ab_prefill: bool = False, devicectl: Devicectl | None = None) -> BenchResult:
+                 ab_prefill: bool = False, cold: int = 0, duration: int = 0,
+                 sample_interval: int | None = None, devicectl: Devicectl | None = None) -> BenchResult:
     from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
     from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
     from pymobiledevice3.services.house_arrest import HouseArrestService
@@ -295,6 +443,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
             manifest = await dev.read_device_manifest(afc)
         warnings = list(pre.warnings)
+        notes = [note for note in [prompt_set_warning(build_dir)] if note]
         location = dev.bundle_location(build_dir)
         if manifest.get("bundle_location") not in (None, location):
             raise dev.NothingToDeploy(f"the app on {info.udid} reads its payload from {manifest['bundle_location']}, "
@@ -312,36 +461,43 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         run_id = _run_id(started)
         run_dir = Path(build_dir) / RUNS_DIR / f"{run_id}-{info.udid}"
         remote_log = f"{DEVICE_RUNS}/{run_id}{contract.TRANSCRIPT_SUFFIX}"
-        env = launch_environment(run_id, trials, info.udid, ab_prefill=ab_prefill)
+        plan = launch_plan(trials, cold=cold, duration=duration)
+        environments: list[dict[str, str]] = []
         reports_before = await _crash_reports(client)
 
-        status, text, lines_seen = None, None, 0
+        battery = await battery_capacity(client)
+        provider = None if devicectl is not None else (
+            client if dev.developer_transport(info.ios_version) == "lockdown" else await dev.tunnel_provider(info.udid))
+        status, text, pid = None, None, None
+        deadline = time.monotonic() + timeout + sum(launch.duration for launch in plan)
+
+        def environment(launch: Launch) -> dict[str, str]:
+            env = launch_environment(run_id, trials, info.udid, ab_prefill=ab_prefill, launch=launch,
+                                     launches=len(plan), sample_interval=sample_interval)
+            environments.append(env)
+            return env
+
         if devicectl is not None:  # launch, wait and pull with xcrun devicectl (macOS, or the phone on --mac)
-            _pid, status, text = await asyncio.to_thread(wait_for_run, devicectl.app(info.udid), bundle_id, env,
-                                                         remote_log, timeout=timeout, poll=poll, say=say)
+            app = devicectl.app(info.udid)
+            for launch in plan:
+                last = launch is plan[-1]
+                pid, status, text = await asyncio.to_thread(
+                    wait_for_run, app, bundle_id, environment(launch), remote_log,
+                    timeout=max(deadline - time.monotonic(), 0.0), poll=poll, say=say,
+                    done=_launch_done(launch, last))
+                if status != COMPLETED:
+                    break
+                if not last:
+                    await asyncio.to_thread(app.kill, pid)  # the next launch starts cold
         else:
-            provider = client if dev.developer_transport(info.ios_version) == "lockdown" else await dev.tunnel_provider(info.udid)
             try:
                 async with DvtProvider(provider) as dvt, ProcessControl(dvt) as control:
-                    pid = await _launch(control, bundle_id, env)
-                    say(f"launched {bundle_id} (pid {pid}), run {run_id}")
-                    deadline = time.monotonic() + timeout
-                    async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
-                        while status is None:
-                            await asyncio.sleep(poll)
-                            text = await _read_log(afc, remote_log)
-                            if text and _footer(text):
-                                status = COMPLETED
-                            elif not await control.process_identifier_for_bundle_identifier(bundle_id):
-                                text = await _read_log(afc, remote_log)  # the footer may have landed just before exit
-                                status = COMPLETED if text and _footer(text) else EXITED
-                            elif time.monotonic() > deadline:
-                                await control.kill(pid)
-                                text = await _read_log(afc, remote_log)
-                                status = TIMEOUT
-                            elif text and text.count(b"\n") != lines_seen:
-                                lines_seen = text.count(b"\n")
-                                say(f"{lines_seen} log lines so far")
+                    for launch in plan:
+                        pid, status, text = await _run_launch(control, client, bundle_id, environment(launch),
+                                                              remote_log, launch, last=launch is plan[-1],
+                                                              deadline=deadline, poll=poll, say=say)
+                        if status != COMPLETED:
+                            break
             finally:
                 if provider is not client:
                     await provider.close()
@@ -360,29 +516,45 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
     footer = _footer(text) if text else None
     verdict, thermal, prompts = validate(transcript) if transcript else ("no log was written", [], 0)
     warnings += settled_warnings(info, footer, thermal)
-    result = BenchResult(status, run_id, run_dir, info.udid, transcript, reports, warnings, verdict, max(prompts, 0))
+    result = BenchResult(status, run_id, run_dir, info.udid, transcript, reports, warnings, verdict, max(prompts, 0),
+                         notes)
     write_json_atomic(run_dir / "run.json", {**result.as_dict(), "bundle_id": bundle_id, "trials": trials,
                                              "device": info.as_dict(), "started_at": started.isoformat(timespec="seconds"),
-                                             "environment": env})
+                                             "environment": environments[-1] if environments else {},
+                                             "launches": [{**asdict(launch), "environment": env}
+                                                          for launch, env in zip(plan, environments, strict=False)],
+                                             "battery": battery})
     return result
 
 
 def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout: float = 1800.0, poll: float = 2.0,
           mount_ddi: bool = False, status_fn: Callable[[str], None] | None = None,
           report_wait: float = 15.0, bundle_id: str | None = None, ab_prefill: bool = False,
+          cold: int = 0, duration: int = 0, sample_interval: int | None = None,
           mac: str | None = None, ssh_options: Sequence[str] = ()) -> BenchResult:
     """Launch the bench, wait for it, pull its log into runs/. Raises BenchFailed when it did not finish.
 
     `ab_prefill`: one run alternates the bundle's prefill function on and off trial by trial
-    (`gemmaios report` then prints both medians and their ratio); needs at least 2 trials."""
+    (`gemmaios report` then prints both medians and their ratio); needs at least 2 trials.
+    `cold`: that many cold launches (one trial each, its own process) before the warm trials.
+    `duration`: seconds of sustained decode after the trials, sampled every `sample_interval` s.
+    `timeout` bounds the whole run on top of the sustained phase."""
     build_dir = Path(build_dir)
+    if cold < 0 or duration < 0 or (sample_interval is not None and sample_interval < 1):
+        raise BenchSettingsError(f"--cold {cold}, --duration {duration}, --sample-interval {sample_interval}: "
+                                 "counts must not be negative and the interval at least 1 s",
+                                 hint="e.g. --cold 3 --duration 600 --sample-interval 10")
+    if duration and sample_interval and sample_interval > duration:
+        raise BenchSettingsError(f"--sample-interval {sample_interval} is longer than --duration {duration}: "
+                                 "no full sample would be taken", hint="use an interval well below the duration")
+    launch_plan(trials, cold=cold, duration=duration)  # refuses an empty run before touching the phone
     if ab_prefill and trials < 2:
         raise BenchSettingsError(f"--ab-prefill alternates the prefill setting per trial, and {trials} trial "
                                  "runs only one setting", hint="pass --trials 4 or more (2 per setting at least)")
     devicectl = devicectl_for(mac, ssh_options)  # on macOS / with --mac: launch, wait, pull through devicectl
     try:
         result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait,
-                                    bundle_id, ab_prefill, devicectl))
+                                    bundle_id, ab_prefill, cold, duration, sample_interval, devicectl))
     except (dev.NoDevice, dev.DeviceNotFound, dev.UsbmuxdUnavailable) as exc:
         better = None if devicectl is None else phone_only_on_the_mac(devicectl, udid, exc)
         if better is None or better is exc:

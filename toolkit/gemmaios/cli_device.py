@@ -152,8 +152,10 @@ def register(app: typer.Typer, console: Console, fail) -> None:
     @app.command()
     def bench(
         udid: UdidOpt = None,
-        trials: Annotated[int, typer.Option("--trials", min=1, help="passes over the prompt set")] = 3,
-        timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="seconds to wait for the run to finish")] = 1800.0,
+        trials: Annotated[int, typer.Option("--trials", min=0, help="warm passes over the prompt set in one launch "
+                                                                    "(trial 0 is the warm-up; 0: cold launches only)")] = 3,
+        timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="seconds to wait for the run to finish "
+                                                                          "(on top of --duration)")] = 1800.0,
         out: BuildDirOpt = None,
         mount_ddi: Annotated[bool, typer.Option("--mount-ddi", help="mount the developer disk image if it is missing")] = False,
         bundle_id: Annotated[str | None, typer.Option(
@@ -161,6 +163,14 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         ab_prefill: Annotated[bool, typer.Option(
             "--ab-prefill", help="alternate the bundle's prefill function on (even trials) and off (odd trials) in one "
                                  "run; `gemmaios report` prints both medians and their ratio")] = False,
+        cold: Annotated[int, typer.Option(
+            "--cold", min=0, help="cold launches before the warm trials: each its own app launch running one trial, "
+                                  "time to first token counted from process start (model load included)")] = 0,
+        duration: Annotated[int, typer.Option(
+            "--duration", min=0, help="sustained mode: seconds of continuous decode after the trials (e.g. 600), "
+                                      "tok/s sampled over time")] = 0,
+        sample_interval: Annotated[int | None, typer.Option(
+            "--sample-interval", min=1, help="sustained mode: seconds between tok/s samples (default 10)")] = None,
         mac: DeviceMacOpt = None,
     ) -> None:
         """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
@@ -170,7 +180,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         try:
             build_dir = _build_dir(out)
             result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,
-                               ab_prefill=ab_prefill, status_fn=lambda msg: console.print(f"  {msg}"), mac=mac,
+                               ab_prefill=ab_prefill, cold=cold, duration=duration, sample_interval=sample_interval,
+                               status_fn=lambda msg: console.print(f"  {msg}"), mac=mac,
                                ssh_options=_ssh_options() if mac else ())
         except BenchFailed as exc:
             for warning in exc.result.warnings:
@@ -181,6 +192,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             fail(exc)
         for warning in result.warnings:
             console.print(f"[yellow]warning:[/yellow] {warning}")
+        for note in result.notes:
+            console.print(f"note: {note}")
         if result.validation != "ok" and not (result.validation or "").startswith("not validated"):
             console.print(f"[red]the log of run {result.run_id} is not valid:[/red] {result.validation}\n  → {result.transcript}")
             raise typer.Exit(1)

@@ -75,6 +75,16 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         for s in result.runs:
             if s.prefill_ab is not None:
                 console.print(f"{escape(s.label)}: prefill A/B: {escape(s.prefill_ab.line)}")
+            # the bench protocol's figures (cold launches, thermal, energy, sustained), when the run has them
+            lines = []
+            if s.cold and s.cold.ttft_since_launch_s:
+                lines.append(f"cold launches: {s.cold.launches}, time to first token from process start "
+                             f"{s.cold.ttft_since_launch_s.median:.2f} s (median)")
+            for name, part in (("thermal", s.thermal), ("energy", s.energy), ("sustained", s.sustained)):
+                if part is not None:
+                    lines.append(f"{name}: {part.line}")
+            for line in lines:
+                console.print(f"{escape(s.label)}: {escape(line)}")
         console.print("wrote " + ", ".join(str(p) for p in files.values()))
         for s in result.runs:  # why each gate failed, so a damaged log is not only a "FAIL" in a table cell
             for gate in (g for g in s.gates if not g.passed):

@@ -80,9 +80,35 @@ LAUNCH_SETTINGS = (
                   "prefill through `main` only, even when the bundle has a prefill function (A/B in one build)"),
     LaunchSetting("abPrefill", "GEMMAIOS_AB_PREFILL", LAUNCH_ARG_PREFIX + "ab-prefill", "flag",
                   "bench: alternate the prefill function on (even trials) and off (odd trials), one run"),
+    # ---- bench protocol (issue 16): cold launches, sustained decode ---------------------------------
+    LaunchSetting("launchIndex", "GEMMAIOS_LAUNCH_INDEX", LAUNCH_ARG_PREFIX + "launch-index", "int",
+                  "bench: this launch's number in a multi-launch run (0 starts the transcript, later launches "
+                  "append to it; default 0)"),
+    LaunchSetting("launches", "GEMMAIOS_LAUNCHES", LAUNCH_ARG_PREFIX + "launches", "int",
+                  "bench: launches in the run; the last one writes the footer (default 1)"),
+    LaunchSetting("coldLaunch", "GEMMAIOS_COLD_LAUNCH", LAUNCH_ARG_PREFIX + "cold-launch", "flag",
+                  "bench: this launch is one cold trial (time to first token counted from process start, model "
+                  "load included)"),
+    LaunchSetting("firstTrial", "GEMMAIOS_FIRST_TRIAL", LAUNCH_ARG_PREFIX + "first-trial", "int",
+                  "bench: the number of this launch's first trial (trial numbers stay unique across launches; "
+                  "default 0)"),
+    LaunchSetting("duration", "GEMMAIOS_DURATION", LAUNCH_ARG_PREFIX + "duration", "int",
+                  "bench: after the trials, decode continuously for this many seconds (sustained mode; default 0 "
+                  "= off)"),
+    LaunchSetting("sampleInterval", "GEMMAIOS_SAMPLE_INTERVAL", LAUNCH_ARG_PREFIX + "sample-interval", "int",
+                  "bench: sustained mode's seconds between tok/s samples (default 10)"),
 )
 ENV = {s.key: s.env for s in LAUNCH_SETTINGS}
 BENCH_ARG = LAUNCH_ARG_PREFIX + "bench"
+
+# ---- bench protocol records (issue 16) -------------------------------------------------------------
+SUSTAINED_SAMPLE_INTERVAL = 10  # default seconds between sustained tok/s samples
+LAUNCH_KIND_COLD = "cold"  # a launch running one trial, timed from process start
+LAUNCH_KIND_WARM = "warm"  # a launch running its trials back to back in one process
+RECORD_LAUNCH = "launch"  # transcript record opening each launch (kind, thermal and battery at its start)
+RECORD_LAUNCH_END = "launch_end"  # transcript record closing each launch (thermal and battery at its end)
+RECORD_THERMAL = "thermal"  # transcript record: the thermal state changed
+RECORD_SAMPLE = "sample"  # transcript record: one sustained-mode tok/s sample
 
 # ---- decode rule (must match gemmaios.oracle: greedy, exactly N tokens, no EOS stop) -----------
 DECODE_METHOD = "greedy"
@@ -214,6 +240,17 @@ def facts() -> list[Fact]:
              f"{m}.IMAGE_EMBEDS_INPUT"),
         Fact("splicedPleRowKey", SPLICED_PLE_ROW_KEY, "PLE provider: ids >= V gather the row gemmaios.vision.<it> names "
              "(the pad token's)", f"{m}.SPLICED_PLE_ROW_KEY ({m}.ple_row)"),
+        Fact("sustainedSampleInterval", SUSTAINED_SAMPLE_INTERVAL, "bench: default seconds between sustained samples",
+             f"{m}.SUSTAINED_SAMPLE_INTERVAL"),
+        Fact("launchKindCold", LAUNCH_KIND_COLD, "launch record kind: one trial timed from process start",
+             f"{m}.LAUNCH_KIND_COLD"),
+        Fact("launchKindWarm", LAUNCH_KIND_WARM, "launch record kind: trials back to back in one process",
+             f"{m}.LAUNCH_KIND_WARM"),
+        Fact("launchRecord", RECORD_LAUNCH, "transcript record type opening each launch", f"{m}.RECORD_LAUNCH"),
+        Fact("launchEndRecord", RECORD_LAUNCH_END, "transcript record type closing each launch",
+             f"{m}.RECORD_LAUNCH_END"),
+        Fact("thermalRecord", RECORD_THERMAL, "transcript record type: a thermal state change", f"{m}.RECORD_THERMAL"),
+        Fact("sampleRecord", RECORD_SAMPLE, "transcript record type: a sustained tok/s sample", f"{m}.RECORD_SAMPLE"),
         Fact("chunkThresholdVariable", next(iter(ENGINE_ENVIRONMENT)), "engine environment variable set at load",
              f"{m}.ENGINE_ENVIRONMENT"),
         Fact("chunkThresholdValue", next(iter(ENGINE_ENVIRONMENT.values())), "its value", f"{m}.ENGINE_ENVIRONMENT"),

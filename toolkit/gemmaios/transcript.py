@@ -12,11 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .contract import PROMPT_PREFILL_FUNCTION, TRANSCRIPT_SCHEMA
+from .contract import (
+    LAUNCH_KIND_COLD,
+    LAUNCH_KIND_WARM,
+    PROMPT_PREFILL_FUNCTION,
+    RECORD_LAUNCH,
+    RECORD_LAUNCH_END,
+    RECORD_SAMPLE,
+    RECORD_THERMAL,
+    TRANSCRIPT_SCHEMA,
+)
 from .errors import GemmaiosError
 
 SCHEMA = TRANSCRIPT_SCHEMA
 THERMAL_STATES = ("nominal", "fair", "serious", "critical")
+LAUNCH_KINDS = (LAUNCH_KIND_COLD, LAUNCH_KIND_WARM)
+BATTERY_STATES = ("unplugged", "charging", "full", "unknown")
+# prefill over fewer prompt tokens says little about a long prompt's (bench warns, the report notes it)
+SHORT_PREFILL_TOKENS = 256
 
 
 class TranscriptError(GemmaiosError):
@@ -46,6 +59,11 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
                "decode_tokens": (int,), "decode_seconds": _NUM},
     "memory": {"t": _NUM, "phys_footprint_bytes": (int,)},
     "footer": {"completed": (bool,)},
+    # bench protocol (issue 16): each launch of a multi-launch run opens and closes with these
+    RECORD_LAUNCH: {"index": (int,), "kind": (str,), "first_trial": (int,), "trials": (int,)},
+    RECORD_LAUNCH_END: {"index": (int,)},
+    RECORD_THERMAL: {"t": _NUM, "state": (str,)},
+    RECORD_SAMPLE: {"t": _NUM, "interval_s": _NUM, "tokens": (int,), "tok_s": _NUM},
 }
 
 
@@ -67,6 +85,9 @@ class PromptRecord:
     thermal_state: str | None = None
     seconds_since_launch: float | None = None
     prefill_function: str | None = None  # the prefill_C that ran full chunks; None: `main` only (or not recorded)
+    launch: int = 0  # the launch that ran it (multi-launch runs: `bench --cold N`)
+    # cold launches' first prompt: process start → first generated token (model load included)
+    ttft_since_launch_seconds: float | None = None
     line: int = 0
 
     @property
@@ -85,6 +106,10 @@ class Transcript:
     prompts: list[PromptRecord] = field(default_factory=list)
     loads: list[dict[str, Any]] = field(default_factory=list)
     memory: list[dict[str, Any]] = field(default_factory=list)
+    launches: list[dict[str, Any]] = field(default_factory=list)  # `launch` records, in order
+    launch_ends: list[dict[str, Any]] = field(default_factory=list)
+    thermal: list[dict[str, Any]] = field(default_factory=list)  # thermal state changes
+    samples: list[dict[str, Any]] = field(default_factory=list)  # sustained-mode tok/s samples
     footer: dict[str, Any] | None = None
 
     @property
@@ -107,6 +132,30 @@ class Transcript:
     def trials(self) -> list[int]:
         return sorted({p.trial for p in self.prompts})
 
+    def launch_kind(self, launch: int) -> str:
+        """`cold` or `warm`; a transcript without launch records is one warm launch (before issue 16)."""
+        for record in self.launches:
+            if record["index"] == launch:
+                return record["kind"]
+        return LAUNCH_KIND_WARM
+
+    def trial_kind(self, trial: int) -> str:
+        """The kind of the launch that ran `trial`."""
+        launches = {p.launch for p in self.prompts if p.trial == trial}
+        return self.launch_kind(min(launches)) if launches else LAUNCH_KIND_WARM
+
+    def thermal_states(self) -> list[tuple[float | None, str]]:
+        """Every thermal observation in file order, (seconds since its launch or None, state): launch
+        records, prompts, thermal changes, sustained samples, launch ends and the footer."""
+        out: list[tuple[float | None, str]] = []
+        for record in self.records:
+            state = record.get("state") if record.get("type") == RECORD_THERMAL else record.get("thermal_state")
+            if state in THERMAL_STATES:
+                out.append((record.get("t", record.get("seconds_since_launch")), state))
+        return out
+
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)  # every record, in file order
+
 
 def _check_fields(path: Path, lineno: int, record: dict) -> None:
     kind = record.get("type")
@@ -127,11 +176,23 @@ def _check_fields(path: Path, lineno: int, record: dict) -> None:
         if function is not None and (not isinstance(function, str) or not function):
             raise TranscriptError(path, lineno, f"prompt.{PROMPT_PREFILL_FUNCTION} must be a function name or null, "
                                                 f"got {function!r}")
-        state = record.get("thermal_state")
-        if state is not None and state not in THERMAL_STATES:
-            raise TranscriptError(path, lineno, f"prompt.thermal_state {state!r} is not one of {THERMAL_STATES}")
         if record["prefill_seconds"] < 0 or record["decode_seconds"] < 0:
             raise TranscriptError(path, lineno, "negative timing")
+    state = record.get("state") if kind == RECORD_THERMAL else record.get("thermal_state")
+    if (state is not None or kind == RECORD_THERMAL) and state not in THERMAL_STATES:
+        field_name = "state" if kind == RECORD_THERMAL else "thermal_state"
+        raise TranscriptError(path, lineno, f"{kind}.{field_name} {state!r} is not one of {THERMAL_STATES}")
+    battery = record.get("battery_level")
+    if battery is not None and (not isinstance(battery, _NUM) or isinstance(battery, bool) or battery > 1):
+        raise TranscriptError(path, lineno, f"{kind}.battery_level must be a fraction 0–1 (or -1 when unknown), "
+                                            f"got {battery!r}")
+    battery_state = record.get("battery_state")
+    if battery_state is not None and battery_state not in BATTERY_STATES:
+        raise TranscriptError(path, lineno, f"{kind}.battery_state {battery_state!r} is not one of {BATTERY_STATES}")
+    if kind == RECORD_LAUNCH and record["kind"] not in LAUNCH_KINDS:
+        raise TranscriptError(path, lineno, f"launch.kind {record['kind']!r} is not one of {LAUNCH_KINDS}")
+    if kind == RECORD_SAMPLE and (record["interval_s"] <= 0 or record["tokens"] < 0 or record["tok_s"] < 0):
+        raise TranscriptError(path, lineno, "sample: interval_s must be positive, tokens and tok_s non-negative")
 
 
 def read_transcript(path: Path, *, require_complete: bool = False) -> Transcript:
@@ -169,14 +230,34 @@ def read_transcript(path: Path, *, require_complete: bool = False) -> Transcript
             if record["schema"] != SCHEMA:
                 raise TranscriptError(path, lineno, f"schema {record['schema']!r}, expected {SCHEMA!r}")
             transcript = Transcript(path=path, header=record)
+            transcript.records.append(record)
             continue
         if transcript.footer is not None:
             raise TranscriptError(path, lineno, f"{kind} record after the footer")
         if kind == "header":
             raise TranscriptError(path, lineno, "second header")
+        transcript.records.append(record)
         if kind == "prompt":
             known = {k: v for k, v in record.items() if k in PromptRecord.__dataclass_fields__ and k != "line"}
+            launch = known.get("launch", 0)
+            if not isinstance(launch, int) or isinstance(launch, bool) or launch < 0:
+                raise TranscriptError(path, lineno, f"prompt.launch must be a launch index, got {launch!r}")
+            if transcript.launches and launch != transcript.launches[-1]["index"]:
+                raise TranscriptError(path, lineno, f"prompt of launch {launch} inside launch "
+                                                    f"{transcript.launches[-1]['index']}")
             transcript.prompts.append(PromptRecord(**known, line=lineno))
+        elif kind == RECORD_LAUNCH:
+            expected = transcript.launches[-1]["index"] + 1 if transcript.launches else 0
+            if record["index"] != expected:
+                raise TranscriptError(path, lineno, f"launch {record['index']} where launch {expected} was due "
+                                                    "(a launch of a multi-launch run is missing or repeated)")
+            transcript.launches.append(record)
+        elif kind == RECORD_LAUNCH_END:
+            transcript.launch_ends.append(record)
+        elif kind == RECORD_THERMAL:
+            transcript.thermal.append(record)
+        elif kind == RECORD_SAMPLE:
+            transcript.samples.append(record)
         elif kind == "load":
             transcript.loads.append(record)
         elif kind == "memory":

@@ -415,13 +415,18 @@ class DevicectlApp:
 
 
 def wait_for_run(app: DevicectlApp, bundle_id: str, env: dict[str, str], remote_log: str, *, timeout: float,
-                 poll: float, say: Callable[[str], None]) -> tuple[int, str, bytes | None]:
+                 poll: float, say: Callable[[str], None],
+                 done: Callable[[bytes | None], bool] | None = None) -> tuple[int, str, bytes | None]:
     """bench's launch → wait → pull over devicectl: launch with `env`, poll the transcript and the pid
-    until the footer lands, the process is gone, or `timeout` passes (then kill it).
-    Returns (pid, status, the transcript's bytes)."""
+    until `done(transcript)` (default: the run's footer landed), the process is gone, or `timeout`
+    passes (then kill it). Returns (pid, status, the transcript's bytes)."""
     import time
 
     from ..bench import COMPLETED, EXITED, TIMEOUT, _footer
+
+    if done is None:
+        def done(raw: bytes | None) -> bool:
+            return bool(raw) and _footer(raw) is not None
 
     pid = app.launch(bundle_id, env)
     say(f"launched {bundle_id} (pid {pid}) with devicectl on {app.ctl.runner.describe()}")
@@ -430,11 +435,11 @@ def wait_for_run(app: DevicectlApp, bundle_id: str, env: dict[str, str], remote_
     while True:
         time.sleep(poll)
         text = app.read(bundle_id, remote_log)
-        if text and _footer(text):
+        if done(text):
             return pid, COMPLETED, text
         if not app.running(pid):
-            text = app.read(bundle_id, remote_log)  # the footer may have landed just before exit
-            return pid, COMPLETED if text and _footer(text) else EXITED, text
+            text = app.read(bundle_id, remote_log)  # the last record may have landed just before exit
+            return pid, COMPLETED if done(text) else EXITED, text
         if time.monotonic() > deadline:
             app.kill(pid)
             return pid, TIMEOUT, app.read(bundle_id, remote_log)

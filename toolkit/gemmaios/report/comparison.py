@@ -19,6 +19,16 @@ COMPARE_METRICS = [
     ("roofline efficiency %", lambda s: s.roofline.efficiency * 100 if s.roofline and s.roofline.efficiency else None,
      True),
 ]
+# the bench protocol's figures (issue 16): a row only when one of the runs has the figure
+PROTOCOL_METRICS = [
+    ("cold launch TTFT s (median)",
+     lambda s: s.cold.ttft_since_launch_s.median if s.cold and s.cold.ttft_since_launch_s else None, False),
+    ("sustained tok/s (median)", lambda s: s.sustained.median_tok_s if s.sustained else None, True),
+    ("sustained tok/s (last sample)", lambda s: s.sustained.last_tok_s if s.sustained else None, True),
+    ("energy mWh per 1k tokens",
+     lambda s: s.energy.mwh_per_1k_tokens if s.energy and not s.energy.charging else None, False),
+]
+COMPARE_METRICS += PROTOCOL_METRICS
 
 
 @dataclass
@@ -58,6 +68,8 @@ def compare(a: RunSummary, b: RunSummary, *, allow_different: bool = False) -> C
     rows = []
     for name, get, higher in COMPARE_METRICS:
         va, vb = get(a), get(b)
+        if va is None and vb is None and any(name == m[0] for m in PROTOCOL_METRICS):
+            continue
         delta = vb - va if va is not None and vb is not None else None
         pct = delta / va * 100 if delta is not None and va else None
         rows.append(ComparisonRow(name, va, vb, delta, pct, higher))

@@ -18,7 +18,8 @@ def _png(fig) -> str:
 
 
 def plots(s: RunSummary) -> dict[str, str]:
-    """Base64 PNGs: tok/s per trial, footprint over time, decode rate vs context position."""
+    """Base64 PNGs: tok/s per trial, footprint over time, decode rate vs context position, and (bench
+    protocol) sustained tok/s over time with its thermal transitions, cold launches vs warm trials."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,7 +69,44 @@ def plots(s: RunSummary) -> dict[str, str]:
         ax.set_title("decode rate vs context position")
         ax.legend()
         out["decode rate vs context position"] = _png(fig)
+    sustained = s.series.get("sustained") or []
+    if sustained:
+        out["tok/s over time (sustained)"] = _png(_sustained_figure(Figure, sustained,
+                                                                    s.series.get("sustained_thermal") or []))
+    cold_warm = [row for row in s.series.get("cold_warm") or [] if row[1] == "cold"]
+    if cold_warm:
+        fig = Figure(figsize=(6, 3.2))
+        ax = fig.subplots()
+        rows = s.series["cold_warm"]
+        xs = list(range(len(rows)))
+        colors = ["#4c78a8" if kind == "cold" else "#f58518" for _trial, kind, *_rates in rows]
+        ax.bar(xs, [r[3] or 0 for r in rows], color=colors)
+        ax.set_xticks(xs, [f"{trial}\n{kind}" for trial, kind, *_rates in rows])
+        ax.set_xlabel("trial (launch kind)")
+        ax.set_ylabel("decode tok/s")
+        ax.set_title("cold launches vs warm trials")
+        out["cold launches vs warm trials"] = _png(fig)
     return out
+
+
+THERMAL_COLORS = {"nominal": "#2ca02c", "fair": "#bcbd22", "serious": "#ff7f0e", "critical": "#d62728"}
+
+
+def _sustained_figure(Figure, series: list[tuple[float, float, str]], marks: list[tuple[float, str]]):
+    """tok/s per sample over the sustained phase, each thermal transition a labelled vertical line."""
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    ax.plot([p[0] for p in series], [p[1] for p in series], marker=".", color="#4c78a8", label="decode tok/s")
+    for t, state in marks:
+        ax.axvline(t, color=THERMAL_COLORS.get(state, "#777"), linestyle="--")
+        ax.annotate(f"→ {state}", (t, 0), textcoords="offset points", xytext=(3, 3), fontsize=8,
+                    color=THERMAL_COLORS.get(state, "#777"))
+    ax.set_xlabel("t (s since the sustained phase began)")
+    ax.set_ylabel("tok/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title("sustained decode: tok/s over time, thermal transitions")
+    ax.legend()
+    return fig
 
 
 _HTML = """<!doctype html>
@@ -86,10 +124,13 @@ code{background:#f3f3f3;padding:0 .2em}
 {% for s, rows, figs in runs %}
 <section class="run"><h2>{{ s.label }}</h2><p><code>{{ s.path }}</code></p>
 <table>{% for k, v in rows %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
-{% if s.per_trial %}<table><tr><th>trial</th><th>prompts</th><th>prefill tok/s</th><th>decode tok/s</th>
-<th>thermal</th><th></th></tr>{% for t in s.per_trial %}<tr><td>{{ t.trial }}</td><td>{{ t.prompts }}</td>
+{% if s.per_trial %}<table><tr><th>trial</th><th>launch</th><th>prompts</th><th>prefill tok/s</th><th>decode tok/s</th>
+<th>thermal</th><th></th></tr>{% for t in s.per_trial %}<tr><td>{{ t.trial }}</td><td>{{ t.kind }}</td><td>{{ t.prompts }}</td>
 <td>{{ fmt(t.prefill_tok_s) }}</td><td>{{ fmt(t.decode_tok_s) }}</td><td>{{ t.thermal }}</td>
 <td>{{ 'warm-up (excluded)' if t.warmup else '' }}</td></tr>{% endfor %}</table>{% endif %}
+{% if s.prompt_lengths %}<table><tr><th>prompt</th><th>tokens</th><th>prefill tok/s (median, measured trials)</th></tr>
+{% for p in s.prompt_lengths %}<tr><td>{{ p.prompt_id }}</td><td>{{ p.tokens }}</td><td>{{ fmt(p.prefill_tok_s) }}</td>
+</tr>{% endfor %}</table>{% endif %}
 {% if s.notes %}<ul>{% for n in s.notes %}<li class="{{ n.level }}">{{ n.level }}: {{ n.text }}</li>{% endfor %}</ul>{% endif %}
 {% if s.gates %}<table><tr><th>gate</th><th>result</th><th>detail</th></tr>{% for g in s.gates %}<tr><td>{{ g.name }}</td>
 <td class="{{ 'pass' if g.passed else 'fail' }}">{{ 'pass' if g.passed else 'FAIL' }}</td><td>{{ g.detail }}</td></tr>

@@ -19,6 +19,9 @@ def _plain(obj: Any) -> Any:
         data = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name != "series"}
         if isinstance(obj, Score):
             data["label"] = obj.label
+        extra = getattr(obj, "json_extra", None)
+        if callable(extra):
+            data.update({k: _plain(v) for k, v in extra().items()})
         return data
     if isinstance(obj, list | tuple):
         return [_plain(x) for x in obj]

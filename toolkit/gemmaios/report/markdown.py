@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..roofline import GB
 from .build import Report
 from .comparison import Comparison
+from .protocol import prompt_lengths_line
 from .summary import DEFINITIONS, RunSummary, Stat
 
 
@@ -33,11 +34,16 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
         ("prompt set", f"{s.prompt_set.get('name', '?')} · {s.prompt_set.get('count', '?')} prompts · "
                        f"sha256 {str(s.prompt_set.get('sha256', ''))[:12]}"),
         ("trials", f"measured {', '.join(map(str, s.measured_trials)) or '—'}; warm-up excluded "
-                   f"{', '.join(map(str, s.warmup_trials)) or 'none'} (of {s.trials_planned} planned)"),
-        ("prefill tok/s", _stat(s.prefill_tok_s)),
-        ("decode tok/s", _stat(s.decode_tok_s)),
-        ("time to first token s", _stat(s.ttft_s, 3)),
-        ("model load s", f"cold {fmt(s.load_cold_s, 2)}; warm {_stat(s.load_warm_s, 2)}"),
+                   f"{', '.join(map(str, s.warmup_trials)) or 'none'}"
+                   + (f"; cold launches {', '.join(map(str, s.cold_trials))}" if s.cold_trials else "")
+                   + f" (of {s.trials_planned} planned)"),
+        ("prefill tok/s" + (" (warm)" if s.cold else ""), _stat(s.prefill_tok_s)),
+        ("prompt lengths (tokens)", prompt_lengths_line(s.prompt_lengths)),
+        ("decode tok/s" + (" (warm)" if s.cold else ""), _stat(s.decode_tok_s)),
+        ("time to first token s" + (" (warm)" if s.cold else ""), _stat(s.ttft_s, 3)),
+        ("model load s", f"cold {fmt(s.load_cold_s, 2)}; warm {_stat(s.load_warm_s, 2)}"
+                         + (" (cold/warm here: the on-device specialization cache, not the launch kind)"
+                            if s.cold else "")),
         ("peak footprint", _gb(s.peak_footprint_bytes)),
         ("headroom", f"{_gb(s.headroom_bytes)} vs entitled limit {_gb(s.entitled_limit_bytes)}"
                      + (f"; OS-reported available min {_gb(s.min_available_bytes)}" if s.min_available_bytes else "")),
@@ -45,6 +51,19 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
         ("determinism (trials)", f"{s.trial_determinism.label} — {s.trial_determinism.summary}"
          if s.trial_determinism else "—"),
     ]
+    if s.cold:
+        c = s.cold
+        rows += [
+            ("cold launch TTFT s (process start → first token)", _stat(c.ttft_since_launch_s, 3)),
+            ("cold launch engine TTFT s / load s", f"{_stat(c.ttft_s, 3)} / {_stat(c.load_s, 2)}"),
+            ("cold launch prefill / decode tok/s", f"{_stat(c.prefill_tok_s)} / {_stat(c.decode_tok_s)}"),
+        ]
+    if s.thermal:
+        rows.append(("thermal state", s.thermal.line))
+    if s.energy:
+        rows.append((f"energy ({s.energy.method})", s.energy.line))
+    if s.sustained:
+        rows.append(("sustained decode", s.sustained.line))
     rows += [("determinism (runs)", f"{d.label} — {d.summary}") for d in s.determinism]
     if s.prefill_ab is not None:
         rows.append(("prefill A/B", s.prefill_ab.line))
@@ -78,9 +97,16 @@ def render_markdown(report: Report, plots_dir: str | None = None) -> str:
         out.append(f"## {_md_escape(s.label)}\n\n`{s.path}`\n\n| | |\n|---|---|")
         out += [f"| {k} | {_md_escape(v)} |" for k, v in headline_rows(s)]
         if s.per_trial:
-            out.append("\n| trial | prompts | prefill tok/s | decode tok/s | thermal | |\n|---:|---:|---:|---:|---|---|")
-            out += [f"| {t.trial} | {t.prompts} | {fmt(t.prefill_tok_s)} | {fmt(t.decode_tok_s)} | {t.thermal} | "
+            out.append("\n| trial | launch | prompts | prefill tok/s | decode tok/s | thermal | |\n"
+                       "|---:|---|---:|---:|---:|---|---|")
+            out += [f"| {t.trial} | {t.kind} | {t.prompts} | {fmt(t.prefill_tok_s)} | {fmt(t.decode_tok_s)} | {t.thermal} | "
                     f"{'warm-up (excluded)' if t.warmup else ''} |" for t in s.per_trial]
+        if s.prompt_lengths:
+            out.append("\n| prompt | tokens | prefill tok/s (median, measured trials) |\n|---|---:|---:|")
+            out += [f"| {_md_escape(p.prompt_id)} | {p.tokens} | {fmt(p.prefill_tok_s)} |" for p in s.prompt_lengths]
+        if s.series.get("sustained"):
+            out.append("\n| t s (sustained) | tok/s | thermal |\n|---:|---:|---|")
+            out += [f"| {t:.0f} | {rate:.1f} | {state} |" for t, rate, state in s.series["sustained"]]
         if s.notes:
             out.append("\n" + "\n".join(f"- **{n.level}**: {n.text}" for n in s.notes))
         if s.gates:

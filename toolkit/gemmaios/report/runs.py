@@ -4,8 +4,9 @@ build folder's bundle facts and oracle.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..roofline import RooflineError
@@ -25,6 +26,7 @@ class RunData:
     bundle_note: str = ""
     oracle_path: Path | None = None
     build_dir: Path | None = None
+    run_info: dict = field(default_factory=dict)  # `bench`'s run.json next to the transcript (battery capacity)
 
     @property
     def valid(self) -> bool:
@@ -77,7 +79,7 @@ def load_runs(paths: Iterable[Path], *, bundle_dir: Path | None = None,
 
 
 def _load(path: Path, bundle_dir: Path | None, oracle_path: Path | None) -> RunData:
-    run = RunData(path=Path(path), build_dir=find_build_dir(path))
+    run = RunData(path=Path(path), build_dir=find_build_dir(path), run_info=_run_info(Path(path)))
     try:
         run.transcript = read_transcript(path)
     except TranscriptError as exc:
@@ -92,6 +94,16 @@ def _load(path: Path, bundle_dir: Path | None, oracle_path: Path | None) -> RunD
             raise  # asked for by name (--bundle): say so rather than report without it
         run.bundle_note = str(exc).splitlines()[0]
     return run
+
+
+def _run_info(transcript: Path) -> dict:
+    """`bench`'s run.json beside the transcript, when it is there and readable."""
+    path = transcript.parent / "run.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _oracle_in_build(build_dir: Path | None, manifest: dict) -> Path | None:

@@ -13,7 +13,8 @@ from typing import Any
 from ..archs import get_arch
 from ..errors import GemmaiosError
 from ..roofline import GB
-from ..transcript import PromptRecord, Transcript
+from ..transcript import SHORT_PREFILL_TOKENS, PromptRecord, Transcript
+from . import protocol
 from .bandwidth import Roofline, _roofline
 from .runs import RunData
 from .scoring import Score, Scorer
@@ -28,8 +29,21 @@ DEFINITIONS = [
     "first engine call to the first logits.",
     "decode tok/s = Σ decode_tokens / Σ decode_seconds over a trial's prompts: tokens after the first generated "
     "one, timed from the first to the last generated token.",
-    "median / min / max are taken over the measured trials' rates; trial 0 is the warm-up and is excluded "
-    "whenever a later trial exists.",
+    "median / min / max are taken over the measured warm trials' rates; each warm launch's first trial is its "
+    "warm-up and is excluded whenever the launch ran a later one.",
+    "cold launch (`bench --cold N`): its own app launch (the previous process terminated) running one trial; "
+    "cold TTFT = process start → first generated token (launch, model load, prefill). Cold trials are reported "
+    "apart and never mixed into the warm medians.",
+    "thermal: ProcessInfo.thermalState at each launch's start, at every change, with each prompt and sample, and "
+    "at the end; peak = the most severe state seen.",
+    "energy = battery-level drop from the first launch's start to the end of the run; mWh = drop × the battery's "
+    "capacity (IORegistry, read by `bench`) × its voltage (IORegistry, else 3.85 V nominal); without a capacity, "
+    "% of the battery per minute and per 1k generated tokens. Meaningless while charging; the level has 1% "
+    "resolution, so short runs show no drop.",
+    "sustained tok/s = tokens decoded in each fixed interval / the interval, over `--duration` seconds of "
+    "back-to-back generations (the time between generations counts).",
+    "prompt lengths: prefill tok/s is per prompt length — the report lists each prompt's token count next to its "
+    "prefill rate; prompts under 256 tokens say little about long-prompt prefill.",
     "time to first token (TTFT) = the app's ttft_seconds per measured prompt (first engine call to the first generated token: prefill + first sample); median/min/max over prompts.",
     "load: the first `load` record with cold=true is the cold load (on-device specialization / first map); "
     "later loads are warm.",
@@ -61,6 +75,7 @@ class TrialRates:
     decode_tok_s: float | None
     warmup: bool
     thermal: str
+    kind: str = "warm"  # the launch kind that ran it: cold | warm
 
 
 @dataclass
@@ -113,6 +128,13 @@ class RunSummary:
     gates: list[Gate] = field(default_factory=list)
     # a run alternating the prefill function on/off (`bench --ab-prefill`): report.ab.PrefillAB
     prefill_ab: Any = None
+    # the bench protocol (issue 16): report.protocol's ColdLaunches, Thermal, Energy, Sustained, PromptLength
+    cold_trials: list[int] = field(default_factory=list)
+    cold: Any = None
+    thermal: Any = None
+    energy: Any = None
+    sustained: Any = None
+    prompt_lengths: list = field(default_factory=list)
     # plot series (kept out of the JSON)
     series: dict = field(default_factory=dict, repr=False)
 
@@ -127,7 +149,7 @@ def _rate(tokens: int, seconds: float) -> float | None:
     return tokens / seconds if seconds > 0 else None
 
 
-def _trial_rates(prompts: list[PromptRecord], trial: int, warmup: bool) -> TrialRates:
+def _trial_rates(prompts: list[PromptRecord], trial: int, warmup: bool, kind: str = "warm") -> TrialRates:
     states = [p.thermal_state for p in prompts if p.thermal_state]
     worst = max(states, key=("nominal", "fair", "serious", "critical").index) if states else "unknown"
     return TrialRates(
@@ -137,6 +159,7 @@ def _trial_rates(prompts: list[PromptRecord], trial: int, warmup: bool) -> Trial
         decode_tok_s=_rate(sum(p.decode_tokens for p in prompts), sum(p.decode_seconds for p in prompts)),
         warmup=warmup,
         thermal=worst,
+        kind=kind,
     )
 
 
@@ -181,27 +204,33 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
                                      f"{len(t.prompts)} prompt record(s); figures cover what was recorded"))
 
     trials = t.trials
-    warm = [] if include_warmup or len(trials) < 2 else [trials[0]]
-    measured = [n for n in trials if n not in warm]
-    s.warmup_trials, s.measured_trials = warm, measured
-    if len(trials) == 1 and not include_warmup:
-        s.info(f"only trial {trials[0]} was recorded: no warm-up trial could be excluded")
+    cold, warm, measured = protocol.trial_groups(t, include_warmup)
+    s.cold_trials, s.warmup_trials, s.measured_trials = cold, warm, measured
+    if t.launches:
+        s.trials_planned = sum(ln["trials"] for ln in t.launches)
+        planned_launches = h.get("launches")
+        if isinstance(planned_launches, int) and len(t.launches) < planned_launches:
+            s.warn(f"{len(t.launches)} of {planned_launches} planned launches recorded")
+    warm_trials = [n for n in trials if n not in cold]
+    if len(warm_trials) == 1 and not include_warmup:
+        s.info(f"only warm trial {warm_trials[0]} was recorded: no warm-up trial could be excluded")
     expected = h["prompt_set"].get("count")
     for n in trials:
         rows = t.trial(n)
-        s.per_trial.append(_trial_rates(rows, n, n in warm))
+        s.per_trial.append(_trial_rates(rows, n, n in warm, t.trial_kind(n)))
         if expected and len(rows) < expected:
             s.warn(f"trial {n} has {len(rows)} of {expected} prompts")
-    if trials and len(trials) < h["trials"] and t.complete:
-        s.warn(f"{len(trials)} of {h['trials']} planned trials recorded")
+    if trials and len(trials) < s.trials_planned and t.complete:
+        s.warn(f"{len(trials)} of {s.trials_planned} planned trials recorded")
     rows = [p for p in t.prompts if p.trial in measured]
     s.prompts_measured = len(rows)
-    s.prefill_tok_s = Stat.of([r.prefill_tok_s for r in s.per_trial if not r.warmup])
-    s.decode_tok_s = Stat.of([r.decode_tok_s for r in s.per_trial if not r.warmup])
+    s.prefill_tok_s = Stat.of([r.prefill_tok_s for r in s.per_trial if r.trial in measured])
+    s.decode_tok_s = Stat.of([r.decode_tok_s for r in s.per_trial if r.trial in measured])
+    s.cold = protocol.cold_launches(t, cold, Stat.of, _rate)
     s.ttft_s = Stat.of([p.ttft_seconds for p in rows])
 
-    cold = [ld["seconds"] for ld in t.loads if ld["cold"]]
-    s.load_cold_s = cold[0] if cold else None
+    cold_loads = [ld["seconds"] for ld in t.loads if ld["cold"]]
+    s.load_cold_s = cold_loads[0] if cold_loads else None
     s.load_warm_s = Stat.of([ld["seconds"] for ld in t.loads if not ld["cold"]])
 
     from .ab import prefill_ab
@@ -215,6 +244,7 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
                    " (the chunked walk should be bit-identical)")
     _memory(s, t)
     _settled(s, t)
+    _protocol(s, run, t, rows)
     s.roofline = _roofline(s, run, rows, bandwidth_gbps)
     if run.bundle_note:
         s.warn(run.bundle_note)
@@ -225,8 +255,28 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
         "memory": sorted([(m["t"], m["phys_footprint_bytes"]) for m in t.memory]),
         "decode_points": [(p.prefill_tokens + 1 + i, 1.0 / dt) for p in rows
                           for i, dt in enumerate(p.decode_token_seconds) if dt > 0],
+        "sustained": protocol.sustained(t)[1],
+        "sustained_thermal": protocol.sustained_thermal_marks(t),
+        "cold_warm": [(r.trial, r.kind, r.prefill_tok_s, r.decode_tok_s) for r in s.per_trial if not r.warmup],
     }
     return s
+
+
+def _protocol(s: RunSummary, run: RunData, t: Transcript, rows: list[PromptRecord]) -> None:
+    """Cold launches, thermal start/peak/end, energy, the sustained phase and the prompt lengths."""
+    s.thermal = protocol.thermal(t)
+    s.sustained, _series = protocol.sustained(t)
+    s.energy = protocol.energy(t, run.run_info.get("battery"))
+    if s.energy is not None and s.energy.charging:
+        s.warn("the phone was charging during the run: the battery drop is no energy figure (and charging heats "
+               "the phone); bench unplugged for energy")
+    s.prompt_lengths = protocol.prompt_lengths(rows or [p for p in t.prompts if p.trial in s.cold_trials])
+    if s.prompt_lengths and max(p.tokens for p in s.prompt_lengths) < SHORT_PREFILL_TOKENS:
+        s.info(f"prefill was measured on prompts of at most {max(p.tokens for p in s.prompt_lengths)} tokens "
+               f"(< {SHORT_PREFILL_TOKENS}): the rate says little about long prompts; bench a long-prompt "
+               "set too (`gemmaios oracle --prompts long-prefill`, then `gemmaios app` and `gemmaios deploy`)")
+    if s.cold is not None and s.cold.ttft_since_launch_s is None:
+        s.warn("the cold launches recorded no process-start time to first token (an app before the bench protocol)")
 
 
 def _memory(s: RunSummary, t: Transcript) -> None:
@@ -256,12 +306,16 @@ def _memory(s: RunSummary, t: Transcript) -> None:
 
 def _settled(s: RunSummary, t: Transcript) -> None:
     """Settled-device rules: thermal state, battery, and time since unlock."""
-    hot = sorted({p.thermal_state for p in t.prompts if p.thermal_state not in (None, "nominal")},
+    hot = sorted({state for _t, state in t.thermal_states() if state != "nominal"},
                  key=("fair", "serious", "critical").index)
     if hot:
         trials = sorted({p.trial for p in t.prompts if p.thermal_state in hot})
+        parts = [f"trial(s) {', '.join(map(str, trials))}"] if trials else []
+        if any(sm.get("thermal_state") in hot for sm in t.samples):
+            parts.append("the sustained phase")
+        where = "during " + (" and ".join(parts) if parts else "the run")
         throttled = any(state in THROTTLED_STATES for state in hot)
-        s.warn(f"thermal state {'/'.join(hot)} during trial(s) {', '.join(map(str, trials))}"
+        s.warn(f"thermal state {'/'.join(hot)} {where}"
                + (": the device was throttled, figures under-read a settled device" if throttled
                   else ": above nominal, figures may under-read"))
     f = t.footer or {}

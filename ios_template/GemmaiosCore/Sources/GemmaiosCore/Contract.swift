@@ -63,6 +63,30 @@ public enum Contract {
     public static let abPrefillEnv = "GEMMAIOS_AB_PREFILL"
     /// launch argument for GEMMAIOS_AB_PREFILL
     public static let abPrefillArgument = "-gemmaios-ab-prefill"
+    /// environment: bench: this launch's number in a multi-launch run (0 starts the transcript, later launches append to it; default 0) (int)
+    public static let launchIndexEnv = "GEMMAIOS_LAUNCH_INDEX"
+    /// launch argument for GEMMAIOS_LAUNCH_INDEX
+    public static let launchIndexArgument = "-gemmaios-launch-index"
+    /// environment: bench: launches in the run; the last one writes the footer (default 1) (int)
+    public static let launchesEnv = "GEMMAIOS_LAUNCHES"
+    /// launch argument for GEMMAIOS_LAUNCHES
+    public static let launchesArgument = "-gemmaios-launches"
+    /// environment: bench: this launch is one cold trial (time to first token counted from process start, model load included) (flag)
+    public static let coldLaunchEnv = "GEMMAIOS_COLD_LAUNCH"
+    /// launch argument for GEMMAIOS_COLD_LAUNCH
+    public static let coldLaunchArgument = "-gemmaios-cold-launch"
+    /// environment: bench: the number of this launch's first trial (trial numbers stay unique across launches; default 0) (int)
+    public static let firstTrialEnv = "GEMMAIOS_FIRST_TRIAL"
+    /// launch argument for GEMMAIOS_FIRST_TRIAL
+    public static let firstTrialArgument = "-gemmaios-first-trial"
+    /// environment: bench: after the trials, decode continuously for this many seconds (sustained mode; default 0 = off) (int)
+    public static let durationEnv = "GEMMAIOS_DURATION"
+    /// launch argument for GEMMAIOS_DURATION
+    public static let durationArgument = "-gemmaios-duration"
+    /// environment: bench: sustained mode's seconds between tok/s samples (default 10) (int)
+    public static let sampleIntervalEnv = "GEMMAIOS_SAMPLE_INTERVAL"
+    /// launch argument for GEMMAIOS_SAMPLE_INTERVAL
+    public static let sampleIntervalArgument = "-gemmaios-sample-interval"
     /// bench: exactly max_new_tokens per prompt, no EOS stop (the oracle's rule)
     public static let benchStopsAtEOS = false
     /// chat: a reply ends at an EOS id
@@ -95,6 +119,20 @@ public enum Contract {
     public static let imageEmbedsInput = "image_embeds"
     /// PLE provider: ids >= V gather the row gemmaios.vision.<it> names (the pad token's)
     public static let splicedPleRowKey = "pad_token_id"
+    /// bench: default seconds between sustained samples
+    public static let sustainedSampleInterval = 10
+    /// launch record kind: one trial timed from process start
+    public static let launchKindCold = "cold"
+    /// launch record kind: trials back to back in one process
+    public static let launchKindWarm = "warm"
+    /// transcript record type opening each launch
+    public static let launchRecord = "launch"
+    /// transcript record type closing each launch
+    public static let launchEndRecord = "launch_end"
+    /// transcript record type: a thermal state change
+    public static let thermalRecord = "thermal"
+    /// transcript record type: a sustained tok/s sample
+    public static let sampleRecord = "sample"
     /// engine environment variable set at load
     public static let chunkThresholdVariable = "COREAI_CHUNK_THRESHOLD"
     /// its value

@@ -13,6 +13,19 @@ public struct LaunchSettings: Sendable, Equatable {
     public var prefillOff = false
     /// Bench: alternate the prefill function on (even trials) and off (odd trials) in one run.
     public var abPrefill = false
+    /// Multi-launch runs (`gemmaios bench --cold N`): this launch's number; 0 starts the transcript,
+    /// later launches append to it.
+    public var launchIndex = 0
+    /// Launches in the run: the last one writes the footer.
+    public var launches = 1
+    /// This launch is one cold trial, timed from process start (model load included).
+    public var coldLaunch = false
+    /// The number of this launch's first trial (trial numbers stay unique across launches).
+    public var firstTrial = 0
+    /// Sustained mode: after the trials, decode continuously for this many seconds (0: off).
+    public var durationSeconds = 0
+    /// Sustained mode: seconds between tok/s samples.
+    public var sampleIntervalSeconds = Contract.sustainedSampleInterval
 
     public init(arguments: [String], environment: [String: String], defaultTrials: Int) {
         func flag(_ argument: String, _ env: String) -> Bool {
@@ -32,7 +45,27 @@ public struct LaunchSettings: Sendable, Equatable {
         if let text = value(Contract.trialsArgument, Contract.trialsEnv), let n = Int(text), n > 0 { trials = n }
         runId = value(Contract.runIdArgument, Contract.runIdEnv)
         udid = value(Contract.udidArgument, Contract.udidEnv) ?? ""
+        func count(_ argument: String, _ env: String, minimum: Int) -> Int? {
+            value(argument, env).flatMap { Int($0) }.flatMap { $0 >= minimum ? $0 : nil }
+        }
+        coldLaunch = flag(Contract.coldLaunchArgument, Contract.coldLaunchEnv)
+        if coldLaunch { trials = 1 }  // a cold launch is one trial
+        launches = count(Contract.launchesArgument, Contract.launchesEnv, minimum: 1) ?? 1
+        launchIndex = min(count(Contract.launchIndexArgument, Contract.launchIndexEnv, minimum: 0) ?? 0, launches - 1)
+        firstTrial = count(Contract.firstTrialArgument, Contract.firstTrialEnv, minimum: 0) ?? 0
+        durationSeconds = count(Contract.durationArgument, Contract.durationEnv, minimum: 0) ?? 0
+        sampleIntervalSeconds = count(Contract.sampleIntervalArgument, Contract.sampleIntervalEnv, minimum: 1)
+            ?? Contract.sustainedSampleInterval
     }
+
+    /// The launch's kind as the transcript's launch record names it.
+    public var launchKind: String { coldLaunch ? Contract.launchKindCold : Contract.launchKindWarm }
+    /// Later launches of a multi-launch run add to the transcript launch 0 started.
+    public var appendsToTranscript: Bool { launchIndex > 0 }
+    /// Only the run's last launch ends the transcript.
+    public var writesFooter: Bool { launchIndex == launches - 1 }
+    /// The trial numbers this launch runs.
+    public var trialNumbers: Range<Int> { firstTrial..<(firstTrial + trials) }
 
     /// The run id to use: the given one when it can name a file, else nil (make a new one).
     public var usableRunId: String? {

@@ -2,11 +2,14 @@ import Foundation
 
 public enum TranscriptWriterError: Error, LocalizedError, Equatable {
     case afterFooter(String)
+    case nothingToAppendTo(String)
 
     public var errorDescription: String? {
         switch self {
         case .afterFooter(let type):
             return "a \(type) record after the footer (the footer is the last line of a transcript)"
+        case .nothingToAppendTo(let path):
+            return "a later launch of a multi-launch run found no transcript to append to at \(path)"
         }
     }
 }
@@ -23,12 +26,21 @@ public final class TranscriptWriter: @unchecked Sendable {
     private let lock = NSLock()
     private var finished = false
 
-    public init(documents: URL, runId: String) throws {
+    /// `append`: a later launch of a multi-launch run continues the transcript launch 0 started
+    /// (which must exist); otherwise the file starts empty.
+    public init(documents: URL, runId: String, append: Bool = false) throws {
         let folder = PayloadPaths.runs(documents: documents)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         url = PayloadPaths.transcript(documents: documents, runId: runId)
-        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        if append {
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw TranscriptWriterError.nothingToAppendTo(url.path)
+            }
+        } else {
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        }
         handle = try FileHandle(forWritingTo: url)
+        if append { try handle.seekToEnd() }
     }
 
     /// Writes one record; a record whose type is "footer" ends the transcript.

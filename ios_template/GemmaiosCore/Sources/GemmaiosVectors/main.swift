@@ -5,6 +5,8 @@
 //   gemmaios-core-vectors transcript <documents> <run id> <prompt set file> <samples>
 //   gemmaios-core-vectors paths <app bundle> <documents> <bundle name>
 //   gemmaios-core-vectors launch <default trials> [arguments...]   (environment from the process)
+//   gemmaios-core-vectors bench-launch <default trials>              (the bench protocol's settings, environment)
+//   gemmaios-core-vectors sustained <start> <duration> <interval> <finish> <token time>...
 import Foundation
 import GemmaiosCore
 
@@ -111,6 +113,23 @@ do {
             "bench": settings.bench, "trials": settings.trials, "run_id": settings.usableRunId ?? NSNull(),
             "udid": settings.udid, "clear_spec_cache": settings.clearSpecCache,
         ])
+    case "bench-launch":
+        guard let trials = args.first.flatMap(Int.init) else { fail("bench-launch <default trials>") }
+        let s = LaunchSettings(arguments: [], environment: ProcessInfo.processInfo.environment, defaultTrials: trials)
+        printJSON([
+            "kind": s.launchKind, "launch_index": s.launchIndex, "launches": s.launches,
+            "trials": Array(s.trialNumbers), "appends": s.appendsToTranscript, "writes_footer": s.writesFooter,
+            "duration": s.durationSeconds, "sample_interval": s.sampleIntervalSeconds,
+        ])
+    case "sustained":
+        let numbers = args.compactMap(Double.init)
+        guard numbers.count == args.count, numbers.count >= 4 else {
+            fail("sustained <start> <duration> <interval> <finish> <token time>...")
+        }
+        let meter = SustainedMeter(start: numbers[0], duration: numbers[1], interval: numbers[2])
+        for time in numbers.dropFirst(4) where time < meter.end { _ = meter.token(at: time) }
+        _ = meter.finish(at: numbers[3])
+        printJSON(meter.samples.map { ["t": $0.t, "interval_s": $0.intervalSeconds, "tokens": $0.tokens] })
     default:
         fail("unknown command \(command)")
     }
