@@ -28,12 +28,14 @@ from pathlib import Path
 
 from ..runners import Arg, In, Out, ToolchainRunner, runner_for
 from .connect import TRANSPORT_ENV, TRANSPORTS, DeviceInfo, _arch_name
-from .devicectl_errors import AppIdentifierMismatch, DevicectlFailed, UntrustedDeveloper
+from .devicectl_errors import DevicectlFailed
 from .errors import (
+    AppIdentifierMismatch,
     AppInstallFailed,
     AppMissing,
     DeveloperImageNotMounted,
     DeveloperModeOff,
+    DeveloperNotTrusted,
     DeviceDisconnected,
     DeviceError,
     DeviceLocked,
@@ -178,7 +180,7 @@ def devicectl_error(command: Sequence[str], data: dict | None, stderr: str, *, d
     what = " ".join(command[:3])
     app = bundle_id or "the app"
     if "not been explicitly trusted" in text or reason == "Security":
-        return UntrustedDeveloper(f"{device} would not launch {app}: its developer is not trusted on the iPhone ({said})",
+        return DeveloperNotTrusted(f"{device} would not launch {app}: its developer is not trusted on the iPhone ({said})",
                                   hint=TRUST_DEVELOPER_HINT)
     if "mismatchedapplicationidentifierentitlement" in text:
         return AppIdentifierMismatch(f"{device} refused {app}: MismatchedApplicationIdentifierEntitlement ({said})",

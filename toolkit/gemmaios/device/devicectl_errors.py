@@ -1,18 +1,11 @@
-"""Errors only the devicectl transport raises (the shared ones live in device/errors.py)."""
+"""Errors only the devicectl transport raises (the shared ones, e.g. DeveloperNotTrusted and
+AppIdentifierMismatch, live in device/errors.py and are raised by both transports)."""
 
-from .errors import AppInstallFailed, DeviceError, LaunchFailed
+from .errors import DeviceError
 
 
 class DevicectlFailed(DeviceError):
     """`xcrun devicectl` failed in a way no more specific error names."""
-
-
-class UntrustedDeveloper(LaunchFailed):
-    """iOS refused to launch a development-signed app whose developer the user has not trusted yet."""
-
-
-class AppIdentifierMismatch(AppInstallFailed):
-    """An app with the same bundle id, signed with another team's application identifier, is installed."""
 
 
 class PhoneOnlyOnTheMac(DeviceError):
