@@ -98,6 +98,26 @@ MAIN_FUNCTION = "main"
 PREFILL_ROLE = "prefill"  # metadata.json language.function_map role of the prefill_C functions
 PROMPT_PREFILL_FUNCTION = "prefill_function"  # transcript prompt record: the function that prefilled, or null
 
+# ---- image input (E2B/E4B): the vision asset and the id-space splice ----------------------------
+# metadata.json `gemmaios.vision` describes the vision asset (absent: a text-only bundle). The app
+# runs the vision asset once per image, binds its output as `main`'s static `image_embeds` input,
+# rewrites the k-th image soft token of the expanded prompt to id V + k (V: language.vocab_size),
+# and feeds the prompt token by token. The PLE provider gives every id >= V the row of the token
+# id stored under `gemmaios.vision[SPLICED_PLE_ROW_KEY]` (HF: the pad token's per-layer row).
+VISION_METADATA_KEY = "vision"  # metadata.json gemmaios.<it>
+VISION_ASSET_FIELD = "asset"  # gemmaios.vision.<it>: the vision .aimodel (…c after AOT), in the bundle folder
+VISION_PIXELS_INPUT = "pixel_values"  # vision asset: fp16 [1, P, 3*p*p], values in [0,1], padding rows 0
+VISION_POSITIONS_INPUT = "pixel_position_ids"  # vision asset: int32 [1, P, 2] (x, y); padding (-1, -1)
+VISION_OUTPUT = "image_embeds"  # vision asset: fp16 [N, hidden], the first num_soft_tokens rows real
+IMAGE_EMBEDS_INPUT = "image_embeds"  # main: fp16 [N, hidden], static (zeros when the prompt has no image)
+SPLICED_PLE_ROW_KEY = "pad_token_id"  # gemmaios.vision.<it>: the PLE row every id >= V takes
+
+
+def ple_row(token: int, vocab_size: int, pad_token_id: int) -> int:
+    """The PLE table row the provider gathers for a graph token id (ids >= V: spliced image tokens)."""
+    return pad_token_id if token >= vocab_size else token
+
+
 # ---- engine environment the app sets before creating the engine --------------------------------
 # S=1 decode graphs must prefill as one-token steps (the pipelined engine reads it at planning).
 ENGINE_ENVIRONMENT = {"COREAI_CHUNK_THRESHOLD": "1"}
@@ -158,6 +178,20 @@ def facts() -> list[Fact]:
         Fact("promptPrefillFunctionField", PROMPT_PREFILL_FUNCTION,
              "transcript prompt record: the prefill function that ran, or null (main only)",
              f"{m}.PROMPT_PREFILL_FUNCTION"),
+        Fact("visionMetadataKey", VISION_METADATA_KEY, "metadata.json gemmaios.<it>: the vision asset's facts "
+             "(absent: text-only bundle)", f"{m}.VISION_METADATA_KEY"),
+        Fact("visionAssetField", VISION_ASSET_FIELD, "gemmaios.vision.<it>: the vision asset's file in the bundle folder",
+             f"{m}.VISION_ASSET_FIELD"),
+        Fact("visionPixelsInput", VISION_PIXELS_INPUT, "vision asset: fp16 [1,P,3*p*p] patches in [0,1], padding rows 0",
+             f"{m}.VISION_PIXELS_INPUT"),
+        Fact("visionPositionsInput", VISION_POSITIONS_INPUT, "vision asset: int32 [1,P,2] (x,y) per patch, padding (-1,-1)",
+             f"{m}.VISION_POSITIONS_INPUT"),
+        Fact("visionOutput", VISION_OUTPUT, "vision asset output: fp16 [N,hidden], first num_soft_tokens rows real",
+             f"{m}.VISION_OUTPUT"),
+        Fact("imageEmbedsInput", IMAGE_EMBEDS_INPUT, "main: static fp16 [N,hidden]; ids >= V read row id-V (zeros: no image)",
+             f"{m}.IMAGE_EMBEDS_INPUT"),
+        Fact("splicedPleRowKey", SPLICED_PLE_ROW_KEY, "PLE provider: ids >= V gather the row gemmaios.vision.<it> names "
+             "(the pad token's)", f"{m}.SPLICED_PLE_ROW_KEY ({m}.ple_row)"),
         Fact("chunkThresholdVariable", next(iter(ENGINE_ENVIRONMENT)), "engine environment variable set at load",
              f"{m}.ENGINE_ENVIRONMENT"),
         Fact("chunkThresholdValue", next(iter(ENGINE_ENVIRONMENT.values())), "its value", f"{m}.ENGINE_ENVIRONMENT"),
