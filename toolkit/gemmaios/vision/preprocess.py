@@ -83,7 +83,8 @@ class ImageSpec:
         return cls.from_config(config, processor)
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"max_patches": self.max_patches}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"max_patches": self.max_patches,
+                                                                            "patch_dim": self.patch_dim}
 
 
 @dataclass
