@@ -88,6 +88,21 @@ def read_main_asset(bundle_dir: Path) -> str:
     return main
 
 
+def _vision_asset(bundle_dir: Path) -> str | None:
+    """metadata.json gemmaios.vision.asset (None: a text-only bundle)."""
+    try:
+        meta = json.loads((Path(bundle_dir) / c.BUNDLE_METADATA_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    vision = (meta.get("gemmaios") or {}).get(c.VISION_METADATA_KEY)
+    if not vision:
+        return None
+    name = str(vision[c.VISION_ASSET_FIELD])
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise PayloadError(f"gemmaios.vision.asset {name!r} points outside the bundle", hint="re-run `gemmaios convert`")
+    return name
+
+
 def _tree(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -126,6 +141,13 @@ def payload_plan(build_dir: Path, location: str | None = None, *, bundle_dir: Pa
         found = _tree(bundle_dir / part)
         if not found:
             raise PayloadError(f"{bundle_dir / part} is missing (the app reads it)", hint=hint)
+        files += [PayloadFile(p, f"{bundle_rel}/{p.relative_to(bundle_dir).as_posix()}") for p in found]
+    vision = _vision_asset(bundle_dir)
+    if vision is not None:  # the vision asset the app loads next to the decoder (gemmaios.vision.asset)
+        found = _tree(bundle_dir / vision)
+        if not found:
+            raise PayloadError(f"{bundle_dir / vision} is missing (the app reads it for image prompts)",
+                               hint="compile the bundle (`gemmaios compile`) or re-run `gemmaios convert --vision`")
         files += [PayloadFile(p, f"{bundle_rel}/{p.relative_to(bundle_dir).as_posix()}") for p in found]
     if ple in ("provider", "tbl"):
         for name in (c.TABLE_I8_FILE, c.TABLE_SCALE_FILE):

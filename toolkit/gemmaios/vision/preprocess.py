@@ -107,7 +107,6 @@ def image_processor(spec: ImageSpec):
 def preprocess(pixels: np.ndarray, spec: ImageSpec, processor=None) -> PreparedImage:
     """uint8 [H, W, 3] RGB → the padded patch grid (transformers' Gemma 4 image processor)."""
     from PIL import Image
-
     from transformers.models.gemma4.image_processing_pil_gemma4 import get_aspect_ratio_preserving_size
 
     pixels = np.asarray(pixels)

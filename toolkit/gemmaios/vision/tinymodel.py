@@ -176,7 +176,7 @@ def train_tiny_vision(steps: int = 240, qat_fraction: float = 0.2, batch: int = 
                         module.forward = (lambda m: (lambda x: F.linear(x, fake_quant_int4(m.weight), m.bias)))(module)
                         hooked.append(module)
             scale = min(1.0, (step + 1) / 20) * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(step / steps * 3.14159)).item()))
-            for group, peak in zip(optimizer.param_groups, peaks):
+            for group, peak in zip(optimizer.param_groups, peaks, strict=True):
                 group["lr"] = peak * scale
             if text_every and step % text_every == text_every - 1:
                 idx = torch.multinomial(text_weights, 16, replacement=True, generator=draws).tolist()
