@@ -18,7 +18,15 @@ runtime against it), `tinymodel` (the tiny multimodal model, trained and shipped
 """
 
 from .images import BUILTIN_IMAGES, ImageCase
-from .preprocess import IMAGE_PLACEHOLDER, ImageSpec, PreparedImage, VisionError, expand_prompt, preprocess, splice_ids
+from .preprocess import (
+           IMAGE_PLACEHOLDER,
+           ImageSpec,
+           PreparedImage,
+           VisionError,
+           expand_prompt,
+           preprocess,
+           splice_ids,
+)
 
 __all__ = ["BUILTIN_IMAGES", "IMAGE_PLACEHOLDER", "ImageCase", "ImageSpec", "PreparedImage", "VisionError",
            "expand_prompt", "preprocess", "splice_ids"]
