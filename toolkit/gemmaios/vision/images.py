@@ -53,8 +53,8 @@ class ImageCase:
 
     def answer(self) -> str:
         w, h = self.size
-        return (f"The image shows a {self.colour} {self.shape} on a white background. "
-                f"The picture is {orientation(w, h)}, and the {self.shape} is {self.colour}.")
+        return (f"{self.colour.capitalize()} {self.shape}. The image shows a {self.colour} {self.shape} on a white "
+                f"background, and the picture is {orientation(w, h)}.")
 
     def pixels(self) -> np.ndarray:
         return draw(self.colour, self.shape, self.size, self.jitter)

@@ -29,7 +29,7 @@ from .preprocess import ImageSpec, PreparedImage, expand_prompt, image_processor
 
 IMAGE_ORACLE_DIR = "oracle/images"
 IMAGE_ORACLE_FILE = "oracle.json"
-QUESTION = "<image>\nDescribe the image."
+QUESTION = "Describe the image.\n<image>"  # as the tiny model is trained (vision.tinymodel.QUESTION)
 
 
 @dataclass

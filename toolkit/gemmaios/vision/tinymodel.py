@@ -38,7 +38,10 @@ OTHER_TOKENS = {"video_token": "<|video|>", "boa_token": "<start_of_audio>", "eo
 ADDED_TOKENS = [*IMAGE_TOKENS.values(), *OTHER_TOKENS.values()]
 
 PATCH_SIZE, POOLING, SOFT_TOKENS = 8, 3, 70  # 70: the smallest budget transformers' processor accepts
-QUESTION = f"{IMAGE_PLACEHOLDER}\nDescribe the image."
+# The picture ends the user turn and the answer opens with its colour and shape: the last soft
+# tokens (which carry the whole picture: the vision tower attends globally) then lie inside the
+# decoder's sliding window when the first answer token is decided.
+QUESTION = f"Describe the image.\n{IMAGE_PLACEHOLDER}"
 
 
 def vision_config_kwargs() -> dict:
@@ -138,7 +141,7 @@ def _image_examples(spec: ImageSpec, hf_tok, cases: list[ImageCase]):
     return out
 
 
-def train_tiny_vision(steps: int = 240, qat_fraction: float = 0.2, batch: int = 8, text_every: int = 3,
+def train_tiny_vision(steps: int = 360, qat_fraction: float = 0.2, batch: int = 8, text_every: int = 4,
                       progress=None, seed: int = 1234) -> VisionTrainResult:
     """Fine-tune the tiny multimodal model: image batches (every step but each `text_every`-th)
     and text batches from the tiny corpus (so the decoder keeps its text answers)."""
@@ -353,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m gemmaios.vision.tinymodel",
                                      description="fine-tune and ship the tiny multimodal model")
-    parser.add_argument("--steps", type=int, default=240)
+    parser.add_argument("--steps", type=int, default=360)
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
     args = parser.parse_args(argv)
 

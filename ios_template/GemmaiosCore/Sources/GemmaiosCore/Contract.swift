@@ -81,6 +81,20 @@ public enum Contract {
     public static let prefillRole = "prefill"
     /// transcript prompt record: the prefill function that ran, or null (main only)
     public static let promptPrefillFunctionField = "prefill_function"
+    /// metadata.json gemmaios.<it>: the vision asset's facts (absent: text-only bundle)
+    public static let visionMetadataKey = "vision"
+    /// gemmaios.vision.<it>: the vision asset's file in the bundle folder
+    public static let visionAssetField = "asset"
+    /// vision asset: fp16 [1,P,3*p*p] patches in [0,1], padding rows 0
+    public static let visionPixelsInput = "pixel_values"
+    /// vision asset: int32 [1,P,2] (x,y) per patch, padding (-1,-1)
+    public static let visionPositionsInput = "pixel_position_ids"
+    /// vision asset output: fp16 [N,hidden], first num_soft_tokens rows real
+    public static let visionOutput = "image_embeds"
+    /// main: static fp16 [N,hidden]; ids >= V read row id-V (zeros: no image)
+    public static let imageEmbedsInput = "image_embeds"
+    /// PLE provider: ids >= V gather the row gemmaios.vision.<it> names (the pad token's)
+    public static let splicedPleRowKey = "pad_token_id"
     /// engine environment variable set at load
     public static let chunkThresholdVariable = "COREAI_CHUNK_THRESHOLD"
     /// its value
