@@ -217,3 +217,28 @@ def test_cli_flag_reaches_the_build_options():
     options = BuildOptions(model="tiny-vision")
     cli._set_conversion(options, None, "ios", None, None, "0", True)
     assert options.vision is True
+
+
+@pytest.mark.slow
+def test_cli_run_answers_about_a_picture(tmp_path_factory):
+    """`gemmaios run --image` answers what the oracle answers for the same picture."""
+    from typer.testing import CliRunner
+
+    from gemmaios.cli import app
+    from gemmaios.oracle import load_oracle
+    from gemmaios.vision.oracle import IMAGE_ORACLE_FILE
+
+    out = vision_build(tmp_path_factory)
+    oracle = load_oracle(out / IMAGE_ORACLE_DIR / IMAGE_ORACLE_FILE)
+    case = BUILTIN_IMAGES[1]
+    png = out / IMAGE_ORACLE_DIR / f"{case.name}.png"
+    result = CliRunner().invoke(app, ["run", "--out", str(out), "--image", str(png), "-n", "6",
+                                      "--prompt", "Describe the image.\n<image>"])
+    assert result.exit_code == 0, result.output
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(hostrun.find_bundle(out) / "tokenizer"))
+    expected = tok.decode(oracle.prompts[1].generated_ids[:6], skip_special_tokens=True)
+    assert expected.strip() and expected.strip() in result.output
+    text_only = CliRunner().invoke(app, ["run", "--out", str(out), "--image", str(png), "-n", "2", "--prompt", "hi"])
+    assert text_only.exit_code == 0, text_only.output  # no <image>: the picture goes first

@@ -82,6 +82,11 @@ class ImageSpec:
                 break
         return cls.from_config(config, processor)
 
+    @classmethod
+    def from_bundle(cls, facts: dict) -> ImageSpec:
+        """From a bundle's metadata.json `gemmaios.vision` (what the app reads too)."""
+        return cls(**{k: int(facts[k]) for k in cls.__dataclass_fields__})
+
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"max_patches": self.max_patches,
                                                                             "patch_dim": self.patch_dim}
@@ -145,6 +150,20 @@ def expand_prompt(text: str, spec: ImageSpec, tokenizer, num_soft_tokens: int) -
                           hint=f"put {IMAGE_PLACEHOLDER} where the picture goes")
     text = text.replace(IMAGE_PLACEHOLDER, expansion_text(spec, tokenizer, num_soft_tokens))
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def load_image(path) -> np.ndarray:
+    """An image file (PNG, JPEG, ...) as uint8 [H, W, 3] RGB."""
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise VisionError(f"cannot read the image {path} ({exc})", hint="pass a PNG or JPEG file") from exc
 
 
 def splice_ids(ids: Sequence[int], spec: ImageSpec) -> list[int]:
