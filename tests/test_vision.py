@@ -242,3 +242,18 @@ def test_cli_run_answers_about_a_picture(tmp_path_factory):
     assert expected.strip() and expected.strip() in result.output
     text_only = CliRunner().invoke(app, ["run", "--out", str(out), "--image", str(png), "-n", "2", "--prompt", "hi"])
     assert text_only.exit_code == 0, text_only.output  # no <image>: the picture goes first
+
+
+def test_parity_reference_loads_the_multimodal_text_decoder(vision_checkpoint):
+    """The parity gates' HF reference of a multimodal (gemma4) checkpoint runs its trained text decoder
+    (it used to load Gemma4ForCausalLM without the language_model key mapping: random weights)."""
+    from gemmaios.oracle import ReferenceModel
+    from gemmaios.parity import hf_reference
+    from gemmaios.tinycorpus import chat_prompt
+
+    ref = ReferenceModel.load(vision_checkpoint)
+    ids = list(ref.tokenizer(chat_prompt("What is the capital of France?"), add_special_tokens=False)["input_ids"])
+    want, _ = ref.greedy(ids, 12)
+    run = hf_reference(vision_checkpoint, [ids], steps=12)[0]
+    assert run.tokens == want
+    assert "Paris" in ref.tokenizer.decode(want)

@@ -101,7 +101,16 @@ def hf_reference(checkpoint: Checkpoint, prompt_ids: list[list[int]], steps: int
     """Greedy decoding with transformers' Gemma4ForCausalLM in fp32 (eager attention)."""
     from transformers import DynamicCache, Gemma4ForCausalLM
 
-    model = Gemma4ForCausalLM.from_pretrained(checkpoint.path, dtype=torch.float32, attn_implementation="eager")
+    kwargs: dict = {}
+    if checkpoint.config.get("model_type") == "gemma4":
+        # Multimodal release (E2B/E4B): its text decoder, weights model.language_model.* → model.*
+        # (without the mapping transformers would run the text config on randomly initialised weights).
+        from transformers import Gemma4TextConfig
+
+        kwargs["config"] = Gemma4TextConfig.from_dict(checkpoint.text_config)
+        kwargs["key_mapping"] = {r"^model\.language_model\.": "model."}
+    model = Gemma4ForCausalLM.from_pretrained(checkpoint.path, dtype=torch.float32, attn_implementation="eager",
+                                              **kwargs)
     model.eval()
     runs = []
     with torch.no_grad(), small_model_threads(model.config.hidden_size):
