@@ -184,6 +184,10 @@ def test_image_prompts_run_token_exact_under_core_ai(tmp_path_factory):
     assert (bundle / vision[contract.VISION_ASSET_FIELD]).exists()
     assert vision["max_soft_tokens"] == 70 and vision["max_patches"] == 630
     assert [i["name"] for i in details["inputs"]][-1] == contract.IMAGE_EMBEDS_INPUT
+    from gemmaios.payload import vision_memory_bytes
+
+    extra = vision_memory_bytes(bundle)
+    assert extra["image_embeds"] == 70 * 64 * 2 and extra["vision_asset"] > 50_000
     # the text prompts still pass on the same bundle (image_embeds bound to zeros)
     assert details["gates"]["bundle_run"]["exact"] >= 7
     # the oracle's saved tensors: what the Swift preprocessing test reads

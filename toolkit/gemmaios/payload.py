@@ -103,6 +103,23 @@ def _vision_asset(bundle_dir: Path) -> str | None:
     return name
 
 
+def vision_memory_bytes(bundle_dir: Path) -> dict[str, int]:
+    """What image input adds to the app's footprint: the vision asset's file bytes, the static
+    `image_embeds` buffer main binds (N x hidden fp16) and the vision asset's input grid
+    (P x 3p^2 fp16 + P x 2 int32). Empty for text-only bundles.
+
+    TODO(lead, issue 17): the iPhone memory arithmetic (the `unified` helper's) should add these
+    to the decoder + buffers before comparing with the entitled limit.
+    """
+    vision = _vision_asset(bundle_dir)
+    if vision is None:
+        return {}
+    facts = json.loads((Path(bundle_dir) / c.BUNDLE_METADATA_FILE).read_text())["gemmaios"][c.VISION_METADATA_KEY]
+    n, hidden, patches, patch_dim = (int(facts[k]) for k in ("max_soft_tokens", "hidden_size", "max_patches", "patch_dim"))
+    return {"vision_asset": sum(p.stat().st_size for p in _tree(Path(bundle_dir) / vision)),
+            "image_embeds": n * hidden * 2, "vision_inputs": patches * patch_dim * 2 + patches * 2 * 4}
+
+
 def _tree(path: Path) -> list[Path]:
     if path.is_file():
         return [path]

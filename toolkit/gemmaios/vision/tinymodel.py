@@ -112,6 +112,12 @@ def initial_model(config, text_weights: Path, seed: int = 1234):
                 target[: tensor.shape[0]].copy_(tensor)
         generator = torch.Generator().manual_seed(seed)
         vt = model.model.vision_tower
+        # transformers starts the patch position table at all-ones (the same vector for every
+        # position, 10x the patch projection): the features then barely depend on the picture
+        # and the decoder learns to ignore them. Start it small and the projection wider.
+        pe = vt.patch_embedder
+        pe.position_embedding_table.copy_(0.02 * torch.randn(pe.position_embedding_table.shape, generator=generator))
+        pe.input_proj.weight.copy_(0.1 * torch.randn(pe.input_proj.weight.shape, generator=generator))
         vt.std_bias.copy_(0.1 * torch.randn(vt.std_bias.shape, generator=generator))
         vt.std_scale.copy_(1.0 + 0.1 * torch.randn(vt.std_scale.shape, generator=generator))
     return model
