@@ -132,7 +132,7 @@ def test_decode_module_splice_matches_hf(vision_checkpoint, hf_vision_model, hf_
     embeds = torch.zeros(spec.max_soft_tokens, features.shape[1])
     embeds[: features.shape[0]] = features
     model = Gemma4Decode(vision_checkpoint, quant="fp16", dtype=torch.float32, image_tokens=spec.max_soft_tokens).eval()
-    assert model.input_names() == ("input_ids", "position_ids", "ple_tokens", "image_embeds")
+    assert model.input_names() == ("input_ids", "position_ids", "ple_tokens", contract.IMAGE_EMBEDS_INPUT)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:

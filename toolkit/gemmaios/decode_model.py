@@ -452,7 +452,7 @@ class Gemma4Decode(nn.Module):
         base = ("input_ids", "position_ids")
         if self.spec.ple_dim:
             base += ("ple_tokens",) if self.ple == "provider" else ("ple_table", "ple_scale")
-        return base + (("image_embeds",) if self.image_tokens else ())
+        return base + (("image_embeds",) if getattr(self, "image_tokens", 0) else ())
 
     @staticmethod
     def state_names() -> tuple[str, str]:
