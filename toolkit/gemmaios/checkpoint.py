@@ -28,6 +28,8 @@ DOWNLOAD_PATTERNS = [
     "tokenizer_config.json",
     "special_tokens_map.json",
     "chat_template.jinja",
+    "preprocessor_config.json",  # the image processor's patch size and soft-token budget (--vision)
+    "processor_config.json",
 ]
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -120,6 +122,10 @@ def resolve_checkpoint(source: str, *, tiny_dir: Path | None = None, revision: s
     """Turn `tiny`, a local folder or a Hugging Face id into a validated Checkpoint."""
     if source == TINY_ID:
         return load_checkpoint(ensure_tiny_checkpoint(tiny_dir), model_id=TINY_ID)
+    from .vision.tinymodel import TINY_VISION_ID, ensure_tiny_vision_checkpoint
+
+    if source == TINY_VISION_ID:  # the tiny multimodal model (image input), see gemmaios.vision
+        return load_checkpoint(ensure_tiny_vision_checkpoint(), model_id=TINY_VISION_ID)
     check_model_source(source)
     local = Path(source).expanduser()
     if local.is_dir():

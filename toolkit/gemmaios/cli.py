@@ -42,6 +42,10 @@ PrefillChunkOpt = Annotated[str, typer.Option(
     "--prefill-chunk", help="prompt prefill in static chunks: a prefill_C function beside main "
     "(0 = off; 8 | 16, or a ladder such as 16,8)")]
 
+VisionOpt = Annotated[bool, typer.Option(
+    "--vision", help="image input (E2B/E4B): the vision asset beside the decoder, image_embeds on main, "
+    "image prompts in the oracle and the runtime gate (provider PLE, --target ios)")]
+
 QUANTS = ("int4", "int8", "fp16")
 PLE_MODES = ("provider", "tbl")
 TARGETS = ("ios", "mac")
@@ -89,7 +93,7 @@ def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, confi
 
 
 def _set_conversion(options: BuildOptions, max_context: int | None, target: str, kernel: str | None,
-                    head_quant: str | None, prefill_chunk: str = "0") -> None:
+                    head_quant: str | None, prefill_chunk: str = "0", vision: bool = False) -> None:
     """Apply the convert step's own options (shared by `build` and `convert`)."""
     from .convert import resolve_prefill_chunks
 
@@ -98,6 +102,7 @@ def _set_conversion(options: BuildOptions, max_context: int | None, target: str,
     options.head_quant = _head_quant(head_quant)
     # Validated here (named error, exit 2) and stored canonical: "16,8", or "0" when off.
     options.prefill_chunk = ",".join(map(str, resolve_prefill_chunks(prefill_chunk))) or "0"
+    options.vision = bool(vision)
 
 
 def _bundle_steps(ple: str) -> set[str]:
@@ -166,13 +171,14 @@ def build(
     kernel: KernelOpt = None,
     head_quant: HeadQuantOpt = None,
     prefill_chunk: PrefillChunkOpt = "0",
+    vision: VisionOpt = False,
 ) -> None:
     """Checkpoint → Core AI bundle, PLE tables, oracle, AOT .aimodelc and Xcode app, in one build folder."""
     try:
         from .steps import step_names
 
         options = _options(model, arch, quant, ple, mac, config)
-        _set_conversion(options, max_context, target, kernel, head_quant, prefill_chunk)
+        _set_conversion(options, max_context, target, kernel, head_quant, prefill_chunk, vision)
         only = None if not force else set(step_names())
         if target == "mac":
             console.print("[dim]--target mac: building the bundle only (the AOT compile and app steps are "
@@ -424,11 +430,12 @@ def convert(
     kernel: KernelOpt = None,
     head_quant: HeadQuantOpt = None,
     prefill_chunk: PrefillChunkOpt = "0",
+    vision: VisionOpt = False,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated and run by Core AI's runtime against the oracle)."""
     try:
         options = _options(model, "h18p", quant, ple, None, None)
-        _set_conversion(options, max_context, target, kernel, head_quant, prefill_chunk)
+        _set_conversion(options, max_context, target, kernel, head_quant, prefill_chunk, vision)
         _run(options, out, _bundle_steps(ple), force)
     except GemmaiosError as exc:
         _fail(exc)

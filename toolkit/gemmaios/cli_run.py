@@ -44,6 +44,9 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         raw: Annotated[bool, typer.Option("--raw", help="feed the text as is (BOS + text), no chat template")] = False,
         bench: Annotated[bool, typer.Option("--bench", help="run the oracle's prompt set and write <build>/runs/")] = False,
         trials: Annotated[int, typer.Option("--trials", min=1, help="with --bench: passes over the prompt set")] = 1,
+        image: Annotated[Path | None, typer.Option("--image", help="a picture for the prompt (bundles built with "
+                                                    "--vision); `<image>` in the prompt marks its place, else it "
+                                                    "goes first")] = None,
     ) -> None:
         """Run a built bundle through Core AI's runtime on this machine: chat, one prompt, or a host bench.
 
@@ -98,8 +101,9 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                 tok = hostrun.BundleTokenizer(info)
                 console.print(f"[dim]{info.name} loaded by Core AI's runtime in {runner.load_seconds:.2f}s[/dim]")
                 texts = [prompt] if prompt is not None else _stdin_prompts(console)
+                picture = _prepare_image(runner, image) if image is not None else None
                 for text in texts:
-                    _answer(runner, tok, text, tokens, not raw, console)
+                    _answer(runner, tok, text, tokens, not raw, console, picture)
         except GemmaiosError as exc:
             fail(exc)
 
@@ -116,8 +120,29 @@ def _stdin_prompts(console: Console):
             yield line.strip()
 
 
-def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console) -> None:
-    ids = tok.encode(text, chat=chat)
+def _prepare_image(runner, path: Path):
+    """The picture through the bundle's vision asset, once (an EncodedImage every prompt reuses)."""
+    from . import hostrun
+    from .vision.preprocess import ImageSpec, load_image, preprocess
+
+    if not runner.vision:
+        raise hostrun.HostRunError(f"{runner.bundle.name} takes no images", hint="convert with --vision (E2B/E4B)")
+    return runner.encode_image(preprocess(load_image(path), ImageSpec.from_bundle(runner.vision)))
+
+
+def _encode_with_image(tok, runner, text: str, chat: bool, picture) -> list[int]:
+    from .vision.preprocess import IMAGE_PLACEHOLDER, ImageSpec, expand_prompt
+
+    if IMAGE_PLACEHOLDER not in text:
+        text = f"{IMAGE_PLACEHOLDER}\n{text}"
+    rendered = (tok.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                  add_generation_prompt=True) if chat
+                else (tok.tokenizer.bos_token or "") + text)
+    return expand_prompt(rendered, ImageSpec.from_bundle(runner.vision), tok.tokenizer, picture.num_soft_tokens)
+
+
+def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console, picture=None) -> None:
+    ids = tok.encode(text, chat=chat) if picture is None else _encode_with_image(tok, runner, text, chat, picture)
     shown: list[int] = []
     printed = ""
     out = Console(highlight=False)
@@ -132,7 +157,7 @@ def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console) -
         printed = text_now
 
     started = time.perf_counter()
-    gen = runner.generate(ids, tokens, stop_ids=tok.eos_ids, on_token=on_token)
+    gen = runner.generate(ids, tokens, stop_ids=tok.eos_ids, on_token=on_token, image=picture)
     out.print()
     prefill = len(ids) / gen.prefill_seconds if gen.prefill_seconds > 0 else float("nan")
     decode = gen.decode_tokens / gen.decode_seconds if gen.decode_seconds > 0 else float("nan")

@@ -135,14 +135,34 @@ def source_aimodel(bundle_dir: Path) -> str:
     return main
 
 
-def point_metadata_at(bundle_dir: Path, aimodel: str, aimodelc: str, arch: Arch) -> tuple[Path, Path]:
-    """metadata.json → the .aimodelc (for the iPhone); metadata.mac.json → the .aimodel (for a Mac)."""
+def vision_source(bundle_dir: Path) -> str | None:
+    """The bundle's vision `.aimodel` (gemmaios.vision.asset; None for text-only bundles)."""
+    from .contract import VISION_ASSET_FIELD, VISION_METADATA_KEY
+
+    vision = (read_metadata(Path(bundle_dir)).get("gemmaios") or {}).get(VISION_METADATA_KEY)
+    if not vision:
+        return None
+    name = str(vision[VISION_ASSET_FIELD])
+    return name[: -len("c")] if name.endswith(".aimodelc") else name
+
+
+def point_metadata_at(bundle_dir: Path, aimodel: str, aimodelc: str, arch: Arch,
+                      vision: tuple[str, str] | None = None) -> tuple[Path, Path]:
+    """metadata.json → the .aimodelc (for the iPhone); metadata.mac.json → the .aimodel (for a Mac).
+
+    `vision`: (the vision .aimodel, its .aimodelc), pointed at the same way (gemmaios.vision.asset).
+    """
+    from .contract import VISION_ASSET_FIELD, VISION_METADATA_KEY
+
     bundle_dir = Path(bundle_dir)
     meta = read_metadata(bundle_dir)
     mac = json.loads(json.dumps(meta))
     mac["assets"]["main"] = aimodel
     mac.get("user_data", {}).pop("aot_architecture", None)
     meta["assets"]["main"] = aimodelc
+    if vision is not None:
+        mac["gemmaios"][VISION_METADATA_KEY][VISION_ASSET_FIELD] = vision[0]
+        meta["gemmaios"][VISION_METADATA_KEY][VISION_ASSET_FIELD] = vision[1]
     # user_data is [String: String] in Apple's ModelBundle: values stay strings.
     meta["user_data"] = {**meta.get("user_data", {}), "aot_architecture": arch.name}
     write_json_atomic(bundle_dir / MAC_METADATA, mac)
@@ -162,6 +182,7 @@ class CompileResult:
     tool_version: str  # `xcrun coreai-build --version`, when the tool answers it
     seconds: float
     sha256: dict[str, str] = field(default_factory=dict)
+    vision_aimodelc: Path | None = None  # the vision asset's, for bundles with image input
 
 
 def tool_version(runner: ToolchainRunner) -> str:
@@ -179,6 +200,23 @@ def compile_bundle(bundle_dir: Path, arch: Arch | str, runner: ToolchainRunner, 
     bundle_dir = Path(bundle_dir).resolve()
     arch = get_arch(arch) if isinstance(arch, str) else arch
     aimodel = source_aimodel(bundle_dir)
+    vision = vision_source(bundle_dir)
+    vision_pair = None
+    if vision is not None:  # the vision asset first: a failure leaves metadata.json untouched
+        vision_target, _, _ = _compile_asset(bundle_dir, vision, arch, runner, timeout)
+        vision_pair = (vision, vision_target.name)
+    target, info, result = _compile_asset(bundle_dir, aimodel, arch, runner, timeout)
+    metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch, vision_pair)
+    return CompileResult(
+        aimodelc=target, metadata=metadata, mac_metadata=mac_metadata, arch=arch.name, command=result.command,
+        host=result.host, producer=info.producer, tool_version=tool_version(runner), seconds=result.seconds,
+        sha256={k.split("/", 1)[1]: v for k, v in result.sha256.items() if "/" in k},
+        vision_aimodelc=bundle_dir / vision_pair[1] if vision_pair else None,
+    )
+
+
+def _compile_asset(bundle_dir: Path, aimodel: str, arch: Arch, runner: ToolchainRunner, timeout: float | None):
+    """One `xcrun coreai-build compile` of `aimodel` into `bundle_dir` (replacing an older .aimodelc)."""
     target = bundle_dir / aimodelc_name(Path(aimodel).name, arch)
     work = Path(tempfile.mkdtemp(prefix=".compile-", dir=bundle_dir))
     try:
@@ -200,12 +238,7 @@ def compile_bundle(bundle_dir: Path, arch: Arch | str, runner: ToolchainRunner, 
         os.replace(staged, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch)
-    return CompileResult(
-        aimodelc=target, metadata=metadata, mac_metadata=mac_metadata, arch=arch.name, command=result.command,
-        host=result.host, producer=info.producer, tool_version=tool_version(runner), seconds=result.seconds,
-        sha256={k.split("/", 1)[1]: v for k, v in result.sha256.items() if "/" in k},
-    )
+    return target, info, result
 
 
 class CompileStep(Step):
@@ -261,8 +294,15 @@ class CompileStep(Step):
             else:
                 picked_up = check_aimodelc(target, arch)
 
+        vision = vision_source(bundle_dir)
+        vision_target = bundle_dir / aimodelc_name(Path(vision).name, arch) if vision else None
+        if picked_up is not None and vision_target is not None and not vision_target.exists():
+            picked_up = None  # the decoder was compiled elsewhere but not the vision asset: compile both
         if picked_up is not None:
-            metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch)
+            if vision_target is not None:
+                check_aimodelc(vision_target, arch)
+            metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch,
+                                                       (vision, vision_target.name) if vision_target else None)
             pending = (previous.details.get("command") if previous else "") or manual_command(bundle_dir, aimodel, arch)
             reused = previous is not None and previous.status == DONE
             details = {**outcome_details, "command": pending, "producer": picked_up.producer,
@@ -292,6 +332,9 @@ class CompileStep(Step):
 
         _restamp(ctx, "convert", metadata)
         files = sorted(p for p in target.rglob("*") if p.is_file())
+        if vision_target is not None and vision_target.exists():
+            files += sorted(p for p in vision_target.rglob("*") if p.is_file())
+            details["vision_aimodelc"] = str(vision_target.relative_to(ctx.build_dir))
         details.update({
             "aimodelc": str(target.relative_to(ctx.build_dir)),
             "metadata": str(metadata.relative_to(ctx.build_dir)),

@@ -5,7 +5,10 @@ Graph contract (one `main` function):
   inputs   input_ids [1,1] int32 (static), position_ids [1,P] int32 (P dynamic: the
            positions 0..P-1, the last one being this token's), and the per-layer
            embedding input: `ple_tokens [1,1,L,D]` fp16 (provider) or
-           `ple_table [V,L*D]` int8 + `ple_scale [V]` f32 (tbl, gathered in-graph)
+           `ple_table [V,L*D]` int8 + `ple_scale [V]` f32 (tbl, gathered in-graph); with
+           image input (`image_tokens` N > 0) also `image_embeds [N, hidden]` fp16 (static):
+           ids >= V are spliced image soft tokens and take row id - V of it (unscaled, as HF
+           scatters image features), the rest the scaled embedding row
   states   keyCache / valueCache [slots,1,Hc,S,Dc]: every layer that owns a KV cache,
            stacked, heads and head dims padded to the widest layer; S grows with P
   output   logits [1,1,V]
@@ -405,11 +408,14 @@ class Gemma4Decode(nn.Module):
         spec: DecodeSpec | None = None,
         progress: Callable[[int, int], None] | None = None,
         head_quant: str | None = None,
+        image_tokens: int = 0,
     ) -> None:
         super().__init__()
         if ple not in ("provider", "tbl"):
             raise ValueError(f"ple must be provider or tbl, not {ple!r}")
         self.spec = spec or DecodeSpec.from_text_config(checkpoint.text_config)
+        # N rows of the static `image_embeds` input (0: a text-only graph, no such input).
+        self.image_tokens = int(image_tokens)
         self.quant, self.dtype, self.ple = quant, dtype, ple
         spec = self.spec
         reader = WeightReader(checkpoint)
@@ -444,9 +450,9 @@ class Gemma4Decode(nn.Module):
     # -- names the converter and the bundle metadata use -------------------------------
     def input_names(self) -> tuple[str, ...]:
         base = ("input_ids", "position_ids")
-        if not self.spec.ple_dim:
-            return base
-        return base + (("ple_tokens",) if self.ple == "provider" else ("ple_table", "ple_scale"))
+        if self.spec.ple_dim:
+            base += ("ple_tokens",) if self.ple == "provider" else ("ple_table", "ple_scale")
+        return base + (("image_embeds",) if getattr(self, "image_tokens", 0) else ())
 
     @staticmethod
     def state_names() -> tuple[str, str]:
@@ -468,13 +474,12 @@ class Gemma4Decode(nn.Module):
         """
         if input_ids.shape[1] != 1:
             return self.forward_chunk(input_ids, position_ids, *rest)
-        spec = self.spec
+        image_embeds, rest = self._split_image(rest)
         token_ple, key_cache, value_cache = self._token_ple(input_ids, rest)
         length = position_ids.shape[1]
         position = position_ids[:, -1:]  # [1,1]: a slice, not a select, so it lowers with dynamic P
 
-        x = torch.index_select(self.embed, 0, input_ids.reshape(1)).reshape(1, 1, spec.hidden_size)
-        x = x * self.embed_scale
+        x = self._embed(input_ids, image_embeds)
         per_layer = self._per_layer_inputs(x, token_ple)
         for i, layer in enumerate(self.layers):
             layer_input = per_layer[:, :, i, :] if per_layer is not None else None
@@ -490,12 +495,12 @@ class Gemma4Decode(nn.Module):
         """
         spec = self.spec
         rows = input_ids.shape[1]
+        image_embeds, rest = self._split_image(rest)
         token_ple, key_cache, value_cache = self._token_ple(input_ids, rest)
         length = position_ids.shape[1]
         positions = position_ids[:, length - rows :]  # [1,C]
 
-        x = torch.index_select(self.embed, 0, input_ids.reshape(rows)).reshape(1, rows, spec.hidden_size)
-        x = x * self.embed_scale
+        x = self._embed(input_ids, image_embeds)
         per_layer = self._per_layer_inputs(x, token_ple)
         last_owner = max(lay.index for lay in spec.kv_layers)
         for i, layer in enumerate(self.layers):
@@ -509,6 +514,28 @@ class Gemma4Decode(nn.Module):
             layer_input = per_layer[:, :, i, :] if per_layer is not None else None
             x = layer(x, layer_input, positions[:, rows - 1 :], length, key_cache, value_cache)
         return self._logits(x[:, x.shape[1] - 1 :, :])
+
+    def _split_image(self, rest):
+        """(image_embeds or None, the other inputs): image_embeds sits just before the two caches."""
+        if not self.image_tokens:
+            return None, rest
+        return rest[-3], tuple(rest[:-3]) + tuple(rest[-2:])
+
+    def _embed(self, input_ids, image_embeds):
+        """[1,S,hidden]: the scaled embedding row per id; with image input, ids >= V take row id - V
+        of `image_embeds` (the id-space splice; HF puts the projected image features there unscaled)."""
+        spec = self.spec
+        rows = input_ids.shape[1]
+        ids = input_ids.reshape(rows)
+        if image_embeds is None:
+            x = torch.index_select(self.embed, 0, ids).reshape(1, rows, spec.hidden_size)
+            return x * self.embed_scale
+        is_image = ids >= spec.vocab_size
+        text_ids = torch.where(is_image, torch.zeros_like(ids), ids)
+        image_rows = torch.clamp(ids - spec.vocab_size, 0, self.image_tokens - 1)
+        text = torch.index_select(self.embed, 0, text_ids) * self.embed_scale
+        image = torch.index_select(image_embeds.to(self.dtype), 0, image_rows)
+        return torch.where(is_image.unsqueeze(1), image, text).reshape(1, rows, spec.hidden_size)
 
     def _token_ple(self, input_ids, rest):
         """(the per-layer embedding input [1,S,L,D] or None, keyCache, valueCache) from the graph inputs."""
@@ -598,7 +625,29 @@ class PlainGraph(nn.Module):
         return self.decode(input_ids, position_ids, keyCache, valueCache)
 
 
+class ProviderImageGraph(nn.Module):
+    def __init__(self, decode: Gemma4Decode) -> None:
+        super().__init__()
+        self.decode = decode
+
+    def forward(self, input_ids, position_ids, ple_tokens, image_embeds, keyCache, valueCache):  # noqa: N803
+        return self.decode(input_ids, position_ids, ple_tokens, image_embeds, keyCache, valueCache)
+
+
+class PlainImageGraph(nn.Module):
+    def __init__(self, decode: Gemma4Decode) -> None:
+        super().__init__()
+        self.decode = decode
+
+    def forward(self, input_ids, position_ids, image_embeds, keyCache, valueCache):  # noqa: N803
+        return self.decode(input_ids, position_ids, image_embeds, keyCache, valueCache)
+
+
 def export_graph(decode: Gemma4Decode) -> nn.Module:
+    if decode.image_tokens:
+        if decode.spec.ple_dim and decode.ple != "provider":
+            raise ValueError("image input needs the provider PLE mode")
+        return ProviderImageGraph(decode) if decode.spec.ple_dim else PlainImageGraph(decode)
     if not decode.spec.ple_dim:
         return PlainGraph(decode)
     return ProviderGraph(decode) if decode.ple == "provider" else TableGraph(decode)

@@ -90,6 +90,38 @@ def read_main_asset(bundle_dir: Path) -> str:
     return main
 
 
+def _vision_asset(bundle_dir: Path) -> str | None:
+    """metadata.json gemmaios.vision.asset (None: a text-only bundle)."""
+    try:
+        meta = json.loads((Path(bundle_dir) / c.BUNDLE_METADATA_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    vision = (meta.get("gemmaios") or {}).get(c.VISION_METADATA_KEY)
+    if not vision:
+        return None
+    name = str(vision[c.VISION_ASSET_FIELD])
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise PayloadError(f"gemmaios.vision.asset {name!r} points outside the bundle", hint="re-run `gemmaios convert`")
+    return name
+
+
+def vision_memory_bytes(bundle_dir: Path) -> dict[str, int]:
+    """What image input adds to the app's footprint: the vision asset's file bytes, the static
+    `image_embeds` buffer main binds (N x hidden fp16) and the vision asset's input grid
+    (P x 3p^2 fp16 + P x 2 int32). Empty for text-only bundles.
+
+    TODO(lead, issue 17): the iPhone memory arithmetic (the `unified` helper's) should add these
+    to the decoder + buffers before comparing with the entitled limit.
+    """
+    vision = _vision_asset(bundle_dir)
+    if vision is None:
+        return {}
+    facts = json.loads((Path(bundle_dir) / c.BUNDLE_METADATA_FILE).read_text())["gemmaios"][c.VISION_METADATA_KEY]
+    n, hidden, patches, patch_dim = (int(facts[k]) for k in ("max_soft_tokens", "hidden_size", "max_patches", "patch_dim"))
+    return {"vision_asset": sum(p.stat().st_size for p in _tree(Path(bundle_dir) / vision)),
+            "image_embeds": n * hidden * 2, "vision_inputs": patches * patch_dim * 2 + patches * 2 * 4}
+
+
 def _tree(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -128,6 +160,13 @@ def payload_plan(build_dir: Path, location: str | None = None, *, bundle_dir: Pa
         found = _tree(bundle_dir / part)
         if not found:
             raise PayloadError(f"{bundle_dir / part} is missing (the app reads it)", hint=hint)
+        files += [PayloadFile(p, f"{bundle_rel}/{p.relative_to(bundle_dir).as_posix()}") for p in found]
+    vision = _vision_asset(bundle_dir)
+    if vision is not None:  # the vision asset the app loads next to the decoder (gemmaios.vision.asset)
+        found = _tree(bundle_dir / vision)
+        if not found:
+            raise PayloadError(f"{bundle_dir / vision} is missing (the app reads it for image prompts)",
+                               hint="compile the bundle (`gemmaios compile`) or re-run `gemmaios convert --vision`")
         files += [PayloadFile(p, f"{bundle_rel}/{p.relative_to(bundle_dir).as_posix()}") for p in found]
     if ple in ("provider", "tbl"):
         for name in (c.TABLE_I8_FILE, c.TABLE_SCALE_FILE):

@@ -55,6 +55,7 @@ class ConvertResult:
     target: str = "ios"
     kernel: str | None = None  # flash-decode variant on the full layers, None: stock SDPA
     prefill_chunks: tuple[int, ...] = ()  # sizes of the prefill_C functions beside main
+    vision: dict | None = None  # metadata gemmaios.vision: the vision asset and splice facts (None: text only)
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.bundle_dir.rglob("*") if p.is_file())
@@ -95,6 +96,8 @@ def convert_checkpoint(
     bundle_check: Callable[[Path], dict] | None = None,
     prefill_chunks: int | str | tuple | list | None = None,
     prefill_check: Callable[[Path], dict] | None = None,
+    vision: bool = False,
+    image_check: Callable[[Path], dict] | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
@@ -114,15 +117,27 @@ def convert_checkpoint(
     (gemmaios.hostrun.build_prefill_check) proves the saved asset's chunked walk bit-identical
     to its `main`-only walk under Core AI's runtime (`gates.prefill_run`); without it the
     metadata records that this gate did not run.
+    `vision`: image input (E2B/E4B, provider PLE, iPhone): `main` gets the static
+    `image_embeds [N, hidden]` input of the id-space splice and the vision asset
+    (`gemmaios.vision.export`) is written beside the .aimodel; `image_check(staged_bundle_dir)`
+    (gemmaios.vision.gate.build_image_check) runs both under Core AI's runtime against the
+    image oracle (`gates.image_run`).
     """
     flash = resolve_flash_decode(checkpoint, target, kernel)
     head_quant = resolve_head_quant(quant, head_quant)
     chunks = resolve_prefill_chunks(prefill_chunks)
     _check_options(checkpoint, quant, ple, max_context, head_quant)
     _check_prefill(chunks, max_context, flash)
+    image_spec = None
+    if vision:
+        from ..vision.preprocess import ImageSpec
+        from .options import check_vision
+
+        check_vision(checkpoint, ple, target)
+        image_spec = ImageSpec.from_checkpoint(checkpoint.path)
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
-    name = bundle_name(model_key(checkpoint), quant, ple) + kernels.bundle_suffix(flash)
+    name = bundle_name(model_key(checkpoint), quant, ple) + kernels.bundle_suffix(flash) + ("-vision" if vision else "")
     seconds: dict[str, float] = {}
     t0 = time.time()
 
@@ -146,6 +161,7 @@ def convert_checkpoint(
         ple=ple,
         spec=spec,
         progress=(lambda i, n: progress("layers", i, n)) if progress else None,
+        image_tokens=image_spec.max_soft_tokens if image_spec else 0,
     ).eval()
     use_flash_decode(model, flash)
     free_memory()
@@ -184,6 +200,14 @@ def convert_checkpoint(
                 progress("kernel gate", 0, 1)
             gate_report["flash_decode"] = kernel_gate(aimodel, checkpoint.text_config, flash)
 
+        vision_facts = None
+        if image_spec is not None:
+            from ..vision.export import export_vision_asset, vision_asset_name
+
+            if progress:
+                progress("vision asset", 0, 1)
+            vision_facts = export_vision_asset(checkpoint, image_spec, staging / vision_asset_name(name))
+            seconds["vision_export"] = vision_facts.pop("seconds")
         copy_tokenizer(checkpoint.path, staging / "tokenizer")
         gemmaios_section = {
             "source": {"model_id": checkpoint.model_id, "revision": checkpoint.revision},
@@ -221,6 +245,10 @@ def convert_checkpoint(
             ),
             "gates": gate_report,
         }
+        if vision_facts is not None:
+            from ..contract import VISION_METADATA_KEY
+
+            gemmaios_section[VISION_METADATA_KEY] = vision_facts
         if ple == "tbl":
             gemmaios_section["ple_table"] = {
                 "shape": [spec.ple_vocab, spec.num_layers * spec.ple_dim],
@@ -258,6 +286,8 @@ def convert_checkpoint(
                 run_runtime_gate("prefill_run", "chunked prefill gate (Core AI runtime)", prefill_check)
         if bundle_check is not None:
             run_runtime_gate("bundle_run", "bundle run gate (Core AI runtime)", bundle_check)
+        if vision and image_check is not None:
+            run_runtime_gate("image_run", "image prompt gate (Core AI runtime)", image_check)
         final = out_dir / name
         replace_dir(staging, final)
     finally:
@@ -281,6 +311,7 @@ def convert_checkpoint(
         target=target,
         kernel=flash,
         prefill_chunks=chunks,
+        vision=vision_facts,
     )
 
 

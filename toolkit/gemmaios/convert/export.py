@@ -39,6 +39,9 @@ def reference_inputs(model: Gemma4Decode, max_context: int, rows: int = 1) -> tu
             inputs["ple_scale"] = torch.zeros((spec.ple_vocab,), dtype=torch.float32)
             shapes["ple_table"] = None
             shapes["ple_scale"] = None
+    if model.image_tokens:  # static: the soft-token budget's rows (the id-space splice reads them)
+        inputs["image_embeds"] = torch.zeros((model.image_tokens, spec.hidden_size), dtype=torch.float16)
+        shapes["image_embeds"] = None
     key, value = model.new_cache(max(TRACE_CACHE_LEN, 2 * rows + 4))
     inputs["keyCache"], inputs["valueCache"] = key, value
     shapes["keyCache"] = {3: cache_len}

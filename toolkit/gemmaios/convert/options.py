@@ -144,6 +144,22 @@ def _check_prefill(prefill_chunks: tuple[int, ...], max_context: int, flash_deco
         )
 
 
+def check_vision(checkpoint: Checkpoint, ple: str, target: str) -> None:
+    """--vision: a multimodal E2B/E4B checkpoint, the provider PLE mode (iPhone), no Mac kernel build."""
+    if not checkpoint.config.get("vision_config"):
+        raise ConvertError(f"--vision needs a multimodal checkpoint, and {checkpoint.model_id} has no vision tower",
+                           hint="convert a Gemma 4 E2B/E4B checkpoint (model_type gemma4 with vision_config)")
+    if ple != "provider" and checkpoint.text_config.get("hidden_size_per_layer_input"):
+        raise ConvertError(
+            "--vision cannot be combined with --ple tbl: image input is built for the provider PLE mode only "
+            "(an in-graph table gather plus the splice exceeded the iOS per-encode scratch heap)",
+            hint="use --ple provider (the default) with --vision",
+        )
+    if target != "ios":
+        raise ConvertError("--vision is built for --target ios (E2B/E4B on the iPhone)",
+                           hint="drop --target mac, or drop --vision")
+
+
 def _check_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int, head_quant: str) -> None:
     if quant not in QUANTS:
         raise ConvertError(f"unknown --quant {quant!r}", hint=f"choose one of {', '.join(QUANTS)}")

@@ -42,6 +42,8 @@ class ConvertStep(Step):
         chunks = resolve_prefill_chunks(getattr(opts, "prefill_chunk", "0"))
         if chunks:  # absent when off, so builds made before the option keep their fingerprint
             values["prefill_chunks"] = list(chunks)
+        if getattr(opts, "vision", False):  # likewise absent when off
+            values["vision"] = True
         if opts.ple == "tbl" or _has_ple(ctx.checkpoint):
             values["tables"] = ctx.step_fingerprint("tables")
         # The bundle-run gate runs the saved bundle on the oracle's prompts (gemmaios.hostrun).
@@ -111,6 +113,13 @@ class ConvertStep(Step):
             else:
                 ctx.console.print(f"  [dim]{stage}…[/dim]")
 
+        image_check = None
+        if getattr(opts, "vision", False):
+            from ..vision.gate import build_image_check
+            from ..vision.oracle import IMAGE_ORACLE_DIR
+
+            image_check = build_image_check(ctx.path(IMAGE_ORACLE_DIR),
+                                            ctx.path("tables") if _has_ple(ctx.checkpoint) else None)
         result = convert_checkpoint(
             ctx.checkpoint,
             ctx.path("bundle"),
@@ -125,6 +134,8 @@ class ConvertStep(Step):
             bundle_check=check,
             prefill_chunks=chunks,
             prefill_check=prefill_check,
+            vision=getattr(opts, "vision", False),
+            image_check=image_check,
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = {
@@ -139,6 +150,7 @@ class ConvertStep(Step):
             "target": result.target,
             "kernel": result.kernel,
             "prefill_chunks": list(result.prefill_chunks),
+            "vision": result.vision,
             "inputs": result.inputs,
             "outputs": result.outputs,
             "states": result.states,
@@ -154,6 +166,9 @@ class ConvertStep(Step):
         if prefill_run:
             names = "+".join(f"prefill_{c}" for c in result.prefill_chunks)
             note += f"; {names}: {prefill_run.get('short') or prefill_run['summary']}"
+        image_run = result.gates.get("image_run")
+        if image_run:
+            note += "; " + image_run["summary"]
         if result.kernel:
             note += f"; flash-decode {result.kernel} on full layers {result.gates['flash_decode']['full_layers']}"
         elif result.target == "mac":

@@ -34,6 +34,26 @@ class BundleInfo:
         return None
 
     @property
+    def vision(self) -> dict | None:
+        """metadata.json gemmaios.vision (the vision asset and splice facts), None for text-only bundles."""
+        from ..contract import VISION_METADATA_KEY
+
+        return self.facts.get(VISION_METADATA_KEY) or None
+
+    @property
+    def vision_asset(self) -> Path | None:
+        """The vision .aimodel this machine loads (metadata.mac.json / the .aimodel, never the AOT .aimodelc)."""
+        from ..contract import VISION_ASSET_FIELD
+
+        vision = self.vision
+        if not vision:
+            return None
+        name = str(vision[VISION_ASSET_FIELD])
+        if name.endswith(".aimodelc"):
+            name = name[: -len("c")]
+        return self.dir / name
+
+    @property
     def vocab_size(self) -> int:
         return int(self.metadata["language"]["vocab_size"])
 

@@ -30,11 +30,28 @@ class HostGeneration:
         return max(len(self.generated_ids) - 1, 0)
 
 
+@dataclass
+class EncodedImage:
+    """The vision asset's output for one image: image_embeds fp16 [N, hidden], the first
+    `num_soft_tokens` rows real (the rest are the padded grid's and never referenced)."""
+
+    embeds: np.ndarray
+    num_soft_tokens: int
+    seconds: float = 0.0
+
+
 class BundleRunner:
     """Core AI's runtime over one bundle; `generate` / `forced` walk it token by token.
 
     Use as a context manager (or call `close()`): the runtime holds the compiled model.
     `tables_dir`: the build's `tables/` folder, needed by bundles with per-layer embeddings.
+
+    Images (bundles with a vision asset, metadata `gemmaios.vision`): pass `image=` to
+    `generate` / `forced` / `prefill_snapshot` — a `gemmaios.vision.PreparedImage` (the padded
+    patch grid; the runner runs the vision asset) or the `EncodedImage` that `encode_image`
+    returned for it. `prompt_ids` are the expanded prompt's ids, either as HF writes
+    them (image_token_id x n) or already spliced (V + k): the runner splices them. Without
+    `image=`, `image_embeds` is bound to zeros and spliced ids are refused.
     """
 
     def __init__(self, bundle_dir: Path, tables_dir: Path | None = None) -> None:
@@ -45,6 +62,10 @@ class BundleRunner:
         self._prefill: dict[int, Any] = {}  # chunk size -> loaded prefill_C function, largest first
         self._tables = None
         self._static: dict[str, Any] = {}
+        self._vision_function = None
+        self._image: dict[str, Any] = {}  # this walk's image_embeds input (bundles with a vision asset)
+        self._image_rows = 0  # spliced ids V..V+rows-1 are valid in this walk
+        self.vision = self.bundle.vision
         self.load_seconds = 0.0
         ple = self.bundle.ple
         if ple is not None:
@@ -104,12 +125,34 @@ class BundleRunner:
             except Exception as exc:
                 raise HostRunError(f"Core AI's runtime could not prepare `{name}` of {self.bundle.aimodel.name}: "
                                    f"{exc}", hint=_runtime_hint(exc)) from exc
+        if self.vision:
+            self._load_vision()
         if self.bundle.ple == "tbl":
             self._static = {"ple_table": NDArray(np.ascontiguousarray(self._tables.i8)),
                             "ple_scale": NDArray(np.ascontiguousarray(self._tables.scale, dtype=np.float32))}
         self.load_seconds = time.perf_counter() - started
 
+    def _load_vision(self) -> None:
+        from coreai.authoring.asset import AIModelAsset
+
+        path = self.bundle.vision_asset
+        if path is None or not path.exists():
+            raise HostRunError(f"{self.bundle.name} lists a vision asset but {path} is missing",
+                               hint="convert the bundle again with --vision")
+        self._vision_context = AIModelAsset.load(path).executable()
+        try:
+            model = self._loop.run_until_complete(self._vision_context.__aenter__())
+            self._vision_function = model.load_function("main")
+        except Exception as exc:
+            self._vision_context = None
+            raise HostRunError(f"Core AI's runtime could not load the vision asset {path.name}: {exc}",
+                               hint=_runtime_hint(exc)) from exc
+
     def close(self) -> None:
+        if getattr(self, "_vision_context", None) is not None:
+            self._loop.run_until_complete(self._vision_context.__aexit__(None, None, None))
+            self._vision_context = None
+        self._vision_function = None
         if self._context is not None:
             self._loop.run_until_complete(self._context.__aexit__(None, None, None))
             self._context = None
@@ -124,6 +167,91 @@ class BundleRunner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- images ----------------------------------------------------------------------
+
+    def _vision_facts(self) -> dict:
+        if not self.vision:
+            raise HostRunError(f"{self.bundle.name} takes no images (it has no vision asset)",
+                               hint="convert an E2B/E4B multimodal checkpoint with --vision")
+        return self.vision
+
+    def encode_image(self, image) -> EncodedImage:
+        """The vision asset on one prepared image (gemmaios.vision.PreparedImage)."""
+        from coreai.runtime import NDArray
+
+        from .. import contract
+
+        facts = self._vision_facts()
+        want = (int(facts["max_patches"]), int(facts["patch_dim"]))
+        pixels = np.asarray(image.pixel_values, np.float16)
+        positions = np.asarray(image.pixel_position_ids, np.int32)
+        if pixels.shape != want or positions.shape != (want[0], 2):
+            raise HostRunError(f"the image's patch grid is {list(pixels.shape)} / positions {list(positions.shape)}, "
+                               f"the vision asset takes {list(want)} / [{want[0]}, 2]",
+                               hint="prepare the image with gemmaios.vision.preprocess and this bundle's ImageSpec")
+        inputs = {contract.VISION_PIXELS_INPUT: NDArray(np.ascontiguousarray(pixels[None])),
+                  contract.VISION_POSITIONS_INPUT: NDArray(np.ascontiguousarray(positions[None]))}
+        started = time.perf_counter()
+        try:
+            out = self._loop.run_until_complete(self._vision_function(inputs=inputs))
+        except Exception as exc:
+            raise HostRunError(f"Core AI's runtime failed on {self.bundle.name}'s vision asset: {exc}",
+                               hint=_runtime_hint(exc)) from exc
+        return EncodedImage(np.asarray(out[contract.VISION_OUTPUT].numpy(), np.float16), int(image.num_soft_tokens),
+                            time.perf_counter() - started)
+
+    def _bind_image(self, prompt_ids: Sequence[int], image) -> list[int]:
+        """Set this walk's image_embeds input; return the prompt with image soft tokens spliced (V + k)."""
+        from coreai.runtime import NDArray
+
+        from .. import contract
+
+        ids = [int(t) for t in prompt_ids]
+        if not self.vision:
+            if image is not None:
+                self._vision_facts()
+            return ids
+        facts = self.vision
+        rows, hidden = int(facts["max_soft_tokens"]), int(facts["hidden_size"])
+        vocab, image_id = self.bundle.vocab_size, int(facts["image_token_id"])
+        spliced, k = [], 0
+        for t in ids:
+            if t == image_id:
+                t, k = vocab + k, k + 1
+            spliced.append(t)
+        used = max((t - vocab + 1 for t in spliced if t >= vocab), default=0)
+        if image is None:
+            embeds = np.zeros((rows, hidden), np.float16)
+            if used:
+                raise HostRunError(f"the prompt holds {used} image soft tokens but no image was given",
+                                   hint="pass image= (a PreparedImage or its image_embeds)")
+            self._image_rows = 0
+        else:
+            encoded = image if isinstance(image, EncodedImage) else self.encode_image(image)
+            embeds, real = np.asarray(encoded.embeds, np.float16), encoded.num_soft_tokens
+            if embeds.shape != (rows, hidden):
+                raise HostRunError(f"image_embeds has shape {list(embeds.shape)}, {self.bundle.name} takes [{rows}, {hidden}]",
+                                   hint="compute it with this bundle's vision asset (encode_image)")
+            if used > real:
+                raise HostRunError(f"the prompt holds {used} image soft tokens but the image has {real}",
+                                   hint="expand the prompt with the image's own num_soft_tokens")
+            self._image_rows = real
+        self._image = {contract.IMAGE_EMBEDS_INPUT: NDArray(np.ascontiguousarray(embeds))}
+        return spliced
+
+    def _ple(self, tokens: int | list[int]) -> np.ndarray:
+        spliced_row = int(self.vision["pad_token_id"]) if self.vision else None
+        return self._tables.gather(tokens, spliced_row=spliced_row)
+
+    def _check_tokens(self, tokens: Sequence[int]) -> None:
+        vocab = self.bundle.vocab_size
+        limit = vocab + self._image_rows
+        bad = [t for t in tokens if not 0 <= t < limit]
+        if bad:
+            what = f"0..{vocab - 1}" + (f" (and image ids {vocab}..{limit - 1})" if self._image_rows else "")
+            raise HostRunError(f"token id {bad[0]} is outside the bundle's vocabulary {what}",
+                               hint="token ids must come from the bundle's tokenizer")
+
     # -- one walk --------------------------------------------------------------------
 
     def _new_states(self, capacity: int) -> dict:
@@ -136,14 +264,13 @@ class BundleRunner:
     def _step(self, token: int, length: int, states: dict) -> np.ndarray:
         from coreai.runtime import NDArray
 
-        if not 0 <= token < self.bundle.vocab_size:
-            raise HostRunError(f"token id {token} is outside the bundle's vocabulary 0..{self.bundle.vocab_size - 1}",
-                               hint="token ids must come from the bundle's tokenizer")
+        self._check_tokens([token])
         inputs = {"input_ids": NDArray(np.array([[token]], np.int32)),
                   "position_ids": NDArray(np.arange(length, dtype=np.int32)[None, :])}
         if self.bundle.ple == "provider":
-            inputs["ple_tokens"] = NDArray(self._tables.gather(token))
+            inputs["ple_tokens"] = NDArray(self._ple(token))
         inputs.update(self._static)
+        inputs.update(self._image)
         try:
             out = self._loop.run_until_complete(self._function(inputs=inputs, state=states))
         except Exception as exc:
@@ -161,15 +288,13 @@ class BundleRunner:
         from coreai.runtime import NDArray
 
         rows = len(tokens)
-        bad = [t for t in tokens if not 0 <= t < self.bundle.vocab_size]
-        if bad:
-            raise HostRunError(f"token id {bad[0]} is outside the bundle's vocabulary 0..{self.bundle.vocab_size - 1}",
-                               hint="token ids must come from the bundle's tokenizer")
+        self._check_tokens(tokens)
         inputs = {"input_ids": NDArray(np.array([list(tokens)], np.int32)),
                   "position_ids": NDArray(np.arange(length, dtype=np.int32)[None, :])}
         if self.bundle.ple == "provider":
-            inputs["ple_tokens"] = NDArray(self._tables.gather(list(tokens)))
+            inputs["ple_tokens"] = NDArray(self._ple(list(tokens)))
         inputs.update(self._static)
+        inputs.update(self._image)
         try:
             out = self._loop.run_until_complete(self._prefill[rows](inputs=inputs, state=states))
         except Exception as exc:
@@ -207,8 +332,9 @@ class BundleRunner:
         return logits, calls
 
     def prefill_snapshot(self, prompt_ids: Sequence[int], capacity: int, *, chunked: bool,
-                         sizes: Sequence[int] | None = None, last_in_main: bool = True) -> dict:
+                         sizes: Sequence[int] | None = None, last_in_main: bool = True, image=None) -> dict:
         """The prompt's last logits and both KV caches after a prefill walk (for bit-identity checks)."""
+        prompt_ids = self._bind_image(prompt_ids, image)
         states = self._new_states(self._capacity(capacity))
         logits, calls = self.prefill([int(t) for t in prompt_ids], states, chunked=chunked, sizes=sizes,
                                      last_in_main=last_in_main)
@@ -231,6 +357,7 @@ class BundleRunner:
         on_token: Callable[[int], Any] | None = None,
         chunked: bool = False,
         sizes: Sequence[int] | None = None,
+        image=None,
     ) -> HostGeneration:
         """Greedy decode: the prompt one token per call, then up to `max_new_tokens` new tokens.
 
@@ -238,9 +365,12 @@ class BundleRunner:
         `sizes`: only these chunk sizes (the app's engine loads one function, the largest).
         `stop_ids`: stop after generating one of these (empty: exactly N tokens, as the oracle).
         Timing as the app records it: prefill = first call to the first logits, decode = from the
-        first generated token to the last.
+        first generated token to the last. `image`: see the class docstring (the vision asset's
+        time counts into prefill, as the app's first token waits for it).
         """
-        prompt_ids = [int(t) for t in prompt_ids]
+        started_image = time.perf_counter()
+        prompt_ids = self._bind_image(prompt_ids, image)
+        image_seconds = time.perf_counter() - started_image
         if not prompt_ids:
             raise HostRunError("empty prompt", hint="give at least one token (the BOS)")
         if max_new_tokens < 1:
@@ -264,11 +394,13 @@ class BundleRunner:
             now = time.perf_counter()
             token_seconds.append(now - last)
             last = now
-        return HostGeneration(prompt_ids, generated, prefill_seconds=first - started, decode_seconds=last - first,
-                              ttft_seconds=first - started, decode_token_seconds=token_seconds, logits=kept)
+        return HostGeneration(prompt_ids, generated, prefill_seconds=first - started + image_seconds,
+                              decode_seconds=last - first, ttft_seconds=first - started + image_seconds,
+                              decode_token_seconds=token_seconds, logits=kept)
 
-    def forced(self, prompt_ids: Sequence[int], continuation: Sequence[int]) -> np.ndarray:
+    def forced(self, prompt_ids: Sequence[int], continuation: Sequence[int], *, image=None) -> np.ndarray:
         """Teacher forcing: logits [len(continuation), V] predicting each continuation token."""
+        prompt_ids = self._bind_image(prompt_ids, image)
         sequence = [int(t) for t in prompt_ids] + [int(t) for t in continuation]
         states = self._new_states(self._capacity(len(sequence)))
         rows = []

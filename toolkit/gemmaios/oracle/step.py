@@ -33,7 +33,7 @@ class OracleStep(Step):
             "device": device,
             # the reference is whatever this transformers/torch computes
             "tools": _tool_versions(),
-        }
+        } | ({"images": "builtin-images"} if getattr(ctx.options, "vision", False) else {})
 
     def run(self, ctx: BuildContext) -> StepOutcome:
         prompt_set, tokens, top_k, device = self._settings(ctx)
@@ -43,9 +43,20 @@ class OracleStep(Step):
             oracle = run_oracle(ctx.checkpoint, prompt_set, tokens, top_k=top_k, progress=advance,
                                 device=device, out=path)
         eos_hits = sum(p.first_eos is not None for p in oracle.prompts)
+        outputs, note = [path], ""
+        if getattr(ctx.options, "vision", False):  # image prompts: HF's processor + model on the built-in pictures
+            from ..vision.oracle import IMAGE_ORACLE_DIR, run_image_oracle
+
+            image_dir = ctx.path(IMAGE_ORACLE_DIR)
+            with ctx.progress("oracle: built-in image prompts", None) as advance:
+                images = run_image_oracle(ctx.checkpoint.path, image_dir, max_new_tokens=tokens, top_k=top_k,
+                                          progress=advance)
+            outputs += sorted(p for p in image_dir.iterdir() if p.is_file())
+            note = f"; {len(images.prompts)} image prompts, min margin {images.min_margin:.3g}"
         return StepOutcome(
-            outputs=[path],
+            outputs=outputs,
             details={"oracle": ORACLE_FILE, "prompt_set": prompt_set.header(), "max_new_tokens": tokens,
                      "top_k": top_k, "min_margin": oracle.min_margin, "prompts_reaching_eos": eos_hits},
-            message=f"{len(oracle.prompts)} prompts × {tokens} tokens, min top-1/top-2 margin {oracle.min_margin:.3g}",
+            message=f"{len(oracle.prompts)} prompts × {tokens} tokens, min top-1/top-2 margin {oracle.min_margin:.3g}"
+                    + note,
         )

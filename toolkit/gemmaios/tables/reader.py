@@ -39,9 +39,17 @@ class PleTables:
     def vocab(self) -> int:
         return self.i8.shape[0]
 
-    def gather(self, ids: int | Iterable[int]) -> np.ndarray:
-        """fp16 [1, T, L, D] per-layer inputs for token ids (T = 1 for a single id)."""
+    def gather(self, ids: int | Iterable[int], *, spliced_row: int | None = None) -> np.ndarray:
+        """fp16 [1, T, L, D] per-layer inputs for token ids (T = 1 for a single id).
+
+        `spliced_row`: for bundles with image input, ids >= V (spliced image soft tokens) take
+        this row (the pad token's: `gemmaios.contract.ple_row`); without it they are refused.
+        """
         index = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        if spliced_row is not None:
+            from ..contract import ple_row
+
+            index = np.array([ple_row(int(t), self.vocab, spliced_row) for t in index], dtype=np.int64)
         if index.size and (index.min() < 0 or index.max() >= self.vocab):
             raise TablesError(f"token id out of range 0..{self.vocab - 1}: {index[(index < 0) | (index >= self.vocab)][:5]}",
                               hint="ids must come from this model's tokenizer")

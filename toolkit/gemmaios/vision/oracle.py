@@ -1,0 +1,140 @@
+"""The image oracle: HF's processor and Gemma4ForConditionalGeneration in fp32 on the built-in pictures.
+
+Written to a folder (`oracle/images/` in a build):
+
+  oracle.json             schema gemmaios.oracle/1; one prompt per picture, prompt_ids = the
+                          expanded prompt as HF tokenizes it (image_token_id x num_soft_tokens)
+  <name>.png              the source picture (vision.images draws it)
+  <name>.safetensors      what HF's processor made of it, for the Swift preprocessing test and
+                          the runtime gate:
+                            pixel_values        float32 [max_patches, 3*p*p]  (padding rows 0)
+                            pixel_position_ids  int32   [max_patches, 2]      ((x, y); padding -1)
+                            input_ids           int32   [T]  expanded prompt, HF ids
+                            spliced_input_ids   int32   [T]  the same with image soft token k -> V + k
+                            num_soft_tokens     int32   [1]
+                            image_features      float32 [num_soft_tokens, hidden]  HF's image features
+                          metadata: image (the PNG's name), resized_height, resized_width, prompt
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .images import BUILTIN_IMAGES, ImageCase
+from .preprocess import ImageSpec, PreparedImage, expand_prompt, image_processor, preprocess, splice_ids
+
+IMAGE_ORACLE_DIR = "oracle/images"
+IMAGE_ORACLE_FILE = "oracle.json"
+QUESTION = "Describe the image.\n<image>"  # as the tiny model is trained (vision.tinymodel.QUESTION)
+
+
+@dataclass
+class ImageRecord:
+    """One oracle picture's saved tensors."""
+
+    name: str
+    prepared: PreparedImage
+    input_ids: list[int]
+    spliced_input_ids: list[int]
+    image_features: np.ndarray
+
+
+def run_image_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ImageCase, ...] = BUILTIN_IMAGES,
+                     max_new_tokens: int = 32, top_k: int = 5, question: str = QUESTION, progress=None):
+    """Greedy fp32 generations for each picture (written to `out_dir`); returns the Oracle."""
+    import torch
+    from safetensors.numpy import save_file
+    from transformers import AutoTokenizer, Gemma4ForConditionalGeneration
+
+    from ..checkpoint import load_checkpoint
+    from ..oracle.records import Oracle, OraclePrompt, TopK
+    from ..oracle.reference import _tool_versions
+    from ..pipeline import sha256_file
+    from ..tinycorpus import chat_prompt
+    from .encoder import hf_image_features
+
+    checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(checkpoint_dir, model_id=str(checkpoint_dir))
+    spec = ImageSpec.from_checkpoint(checkpoint_dir)
+    tok = AutoTokenizer.from_pretrained(str(checkpoint_dir))
+    model = Gemma4ForConditionalGeneration.from_pretrained(str(checkpoint_dir), dtype=torch.float32).eval()
+    eos = model.generation_config.eos_token_id
+    eos_ids = sorted({eos} if isinstance(eos, int) else set(eos or []))
+    proc = image_processor(spec)
+    records = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # toy-sized: one thread is faster on a shared machine (see oracle.reference)
+    try:
+        for case in cases:
+            pixels = case.pixels()
+            png = out_dir / f"{case.name}.png"
+            png.write_bytes(case.png())
+            prepared = preprocess(pixels, spec, proc)
+            text = chat_prompt(question) if getattr(tok, "chat_template", None) is None else \
+                tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+            ids = expand_prompt(text, spec, tok, prepared.num_soft_tokens)
+            pv = torch.from_numpy(prepared.pixel_values)[None]
+            pos = torch.from_numpy(prepared.pixel_position_ids).long()[None]
+            features = hf_image_features(model, prepared.pixel_values, prepared.pixel_position_ids).numpy()
+            generated, steps = [], []
+            with torch.no_grad():
+                result = model(input_ids=torch.tensor([ids]), pixel_values=pv, image_position_ids=pos, use_cache=True)
+                for _ in range(max_new_tokens):
+                    logits = result.logits[0, -1].float()
+                    top = torch.topk(logits, top_k)
+                    steps.append(TopK([int(i) for i in top.indices], [float(v) for v in top.values]))
+                    generated.append(int(top.indices[0]))
+                    result = model(input_ids=torch.tensor([generated[-1:]]), past_key_values=result.past_key_values,
+                                   use_cache=True)
+            save_file({"pixel_values": prepared.pixel_values.astype(np.float32),
+                       "pixel_position_ids": prepared.pixel_position_ids.astype(np.int32),
+                       "input_ids": np.asarray(ids, np.int32),
+                       "spliced_input_ids": np.asarray(splice_ids(ids, spec), np.int32),
+                       "num_soft_tokens": np.asarray([prepared.num_soft_tokens], np.int32),
+                       "image_features": features.astype(np.float32)},
+                      str(out_dir / f"{case.name}.safetensors"),
+                      metadata={"image": png.name, "resized_height": str(prepared.resized[0]),
+                                "resized_width": str(prepared.resized[1]), "prompt": text})
+            first_eos = next((i for i, t in enumerate(generated) if t in eos_ids), None)
+            records.append(OraclePrompt(case.name, text, ids, generated, steps, first_eos))
+            if progress:
+                progress(1)
+    finally:
+        torch.set_num_threads(before)
+    oracle = Oracle(
+        model={"id": ckpt.model_id, "revision": ckpt.revision, "fingerprint": ckpt.fingerprint(),
+               "model_type": ckpt.config.get("model_type")},
+        tokenizer_sha256=sha256_file(ckpt.tokenizer_path), chat_template=True,
+        prompt_set={"name": "builtin-images", "images": [c.name for c in cases], "image_spec": spec.as_dict()},
+        max_new_tokens=max_new_tokens, top_k=top_k, eos_token_ids=eos_ids, prompts=records, tools=_tool_versions())
+    oracle.save(out_dir / IMAGE_ORACLE_FILE)
+    return oracle
+
+
+def load_image_record(oracle_dir: Path, name: str) -> ImageRecord:
+    from safetensors.numpy import load_file
+
+    from .preprocess import VisionError
+
+    path = Path(oracle_dir) / f"{name}.safetensors"
+    if not path.is_file():
+        raise VisionError(f"the image oracle has no {path.name} in {oracle_dir}",
+                          hint="run the image oracle again (gemmaios.vision.oracle.run_image_oracle)")
+    t = load_file(str(path))
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        meta = fh.metadata() or {}
+    prepared = PreparedImage(t["pixel_values"], t["pixel_position_ids"], int(t["num_soft_tokens"][0]),
+                             (int(meta.get("resized_height", 0)), int(meta.get("resized_width", 0))))
+    return ImageRecord(name, prepared, t["input_ids"].tolist(), t["spliced_input_ids"].tolist(), t["image_features"])
+
+
+def image_oracle_summary(oracle_dir: Path) -> dict:
+    data = json.loads((Path(oracle_dir) / IMAGE_ORACLE_FILE).read_text())
+    return {"prompts": len(data["prompts"]), "images": data["prompt_set"]["images"]}
