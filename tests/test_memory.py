@@ -118,3 +118,39 @@ def test_unknown_limits_and_measured_assets(tmp_path):
     extra = ExtraAsset.from_files("vision encoder", asset, activation_bytes=76)
     assert entitled_memory(get_arch("h18p"), decoder_bytes=900, extra=extra).total_bytes == 2000
     assert entitled_memory(get_arch("h18p"), decoder_bytes=900, extra=extra).as_dict()["fits"] is True
+
+
+def _vision_bundle(root, decoder_bytes: int, vision_bytes: int, activation_bytes: int):
+    """A bundle folder as convert --vision writes it, with sparse asset files of the given sizes."""
+    import json
+
+    from gemmaios import contract as c
+
+    root.mkdir()
+    for name, size in (("d.aimodel", decoder_bytes), ("d.vision.aimodel", vision_bytes)):
+        with open(root / name, "wb") as f:
+            f.truncate(size)
+    facts = {c.VISION_ASSET_FIELD: "d.vision.aimodel", "max_soft_tokens": SOFT_TOKENS, "hidden_size": 2560,
+             "max_patches": SOFT_TOKENS * 9, "patch_dim": 768, "activation_bytes": activation_bytes}
+    (root / c.BUNDLE_METADATA_FILE).write_text(json.dumps({"assets": {"main": "d.aimodel"},
+                                                            "gemmaios": {c.VISION_METADATA_KEY: facts}}))
+    return root
+
+
+def test_build_checks_decoder_plus_vision_encoder_against_the_iphone_limit(tmp_path):
+    from gemmaios.payload import VisionExceedsMemory, check_vision_memory, vision_memory
+
+    arch = get_arch("h18p")
+    fits = _vision_bundle(tmp_path / "e4b", GRAPH_BYTES["e4b"], 339_000_000, 181_000_000)
+    estimate = check_vision_memory(fits, arch)
+    assert estimate.fits and estimate.parts["vision encoder weights"] == 339_000_000
+    assert estimate.parts["vision encoder activations"] == 181_000_000
+    assert estimate.parts["image_embeds"] == SOFT_TOKENS * 2560 * 2
+    assert estimate.total_bytes == GRAPH_BYTES["e4b"] + 339_000_000 + 181_000_000 + SOFT_TOKENS * 2560 * 2 + (
+        SOFT_TOKENS * 9 * 768 * 2 + SOFT_TOKENS * 9 * 2 * 4)
+    too_big = _vision_bundle(tmp_path / "big", 6_000_000_000, 339_000_000, 181_000_000)
+    with pytest.raises(VisionExceedsMemory, match="does not fit an iPhone") as err:
+        check_vision_memory(too_big, arch)
+    assert "E2B" in err.value.hint
+    assert check_vision_memory(too_big, get_arch("h16s")) is None  # a Mac: no entitled-memory ceiling here
+    assert vision_memory(tmp_path / "big", arch).fits is False

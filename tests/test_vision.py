@@ -47,13 +47,13 @@ def hf_tokenizer(vision_checkpoint):
 def vision_build(tmp_path_factory) -> Path:
     # fp16: the tiny model decides the shape token with margins 0.09-0.54 (it learned the colour,
     # not the shape); an int4 bundle flips the 0.134 one (measured: 6/8 exact + 1 near-tie), fp16 runs 8/8.
-    if "int4" not in _BUILD:
+    if "fp16" not in _BUILD:
         out = tmp_path_factory.mktemp("vision-fp16")
         _, reports = run_build(BuildOptions(model="tiny-vision", quant="fp16", vision=True), out, only=BUNDLE_STEPS)
         failed = [r for r in reports if r.status == "failed"]
         assert not failed, failed[0].message
-        _BUILD["int4"] = out
-    return _BUILD["int4"]
+        _BUILD["fp16"] = out
+    return _BUILD["fp16"]
 
 
 # ---- preprocessing and the splice ------------------------------------------------------------

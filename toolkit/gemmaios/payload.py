@@ -23,7 +23,7 @@ from pathlib import Path
 from . import contract as c
 from .archs import Arch
 from .errors import GemmaiosError, NeedsMacOS
-from .memory import MemoryEstimate, entitled_memory, tree_bytes
+from .memory import ExtraAsset, MemoryEstimate, entitled_memory, tree_bytes
 from .pipeline import MANIFEST_NAME
 
 # The prompt set the app step renders, relative to the build folder (the payload's source).
@@ -40,6 +40,10 @@ class UncompiledBundle(NeedsMacOS):
 
 class TablesExceedMemory(GemmaiosError):
     """A tbl bundle's graph plus its owned PLE tables do not fit the architecture's entitled memory."""
+
+
+class VisionExceedsMemory(GemmaiosError):
+    """Decoder + vision encoder + their buffers exceed the iPhone's entitled memory."""
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,9 @@ def _vision_asset(bundle_dir: Path) -> str | None:
 
 def vision_memory_bytes(bundle_dir: Path) -> dict[str, int]:
     """What image input adds to the app's footprint: the vision asset's file bytes, the static
-    `image_embeds` buffer main binds (N x hidden fp16) and the vision asset's input grid
-    (P x 3p^2 fp16 + P x 2 int32). Empty for text-only bundles.
-
-    TODO(lead, issue 17): the iPhone memory arithmetic (the `unified` helper's) should add these
-    to the decoder + buffers before comparing with the entitled limit.
+    `image_embeds` buffer main binds (N x hidden fp16), the vision asset's input grid
+    (P x 3p^2 fp16 + P x 2 int32) and its peak activations (recorded at export; 0 when an older
+    bundle did not record them). Empty for text-only bundles.
     """
     vision = _vision_asset(bundle_dir)
     if vision is None:
@@ -119,7 +121,34 @@ def vision_memory_bytes(bundle_dir: Path) -> dict[str, int]:
     facts = json.loads((Path(bundle_dir) / c.BUNDLE_METADATA_FILE).read_text())["gemmaios"][c.VISION_METADATA_KEY]
     n, hidden, patches, patch_dim = (int(facts[k]) for k in ("max_soft_tokens", "hidden_size", "max_patches", "patch_dim"))
     return {"vision_asset": sum(p.stat().st_size for p in _tree(Path(bundle_dir) / vision)),
-            "image_embeds": n * hidden * 2, "vision_inputs": patches * patch_dim * 2 + patches * 2 * 4}
+            "image_embeds": n * hidden * 2, "vision_inputs": patches * patch_dim * 2 + patches * 2 * 4,
+            "vision_activations": int(facts.get("activation_bytes") or 0)}
+
+
+def vision_memory(bundle_dir: Path, arch: Arch) -> MemoryEstimate | None:
+    """Decoder graph + vision encoder (weights, activations) + its buffers vs `arch`'s entitled
+    limit (gemmaios.memory.entitled_memory); None for a text-only bundle."""
+    extra = vision_memory_bytes(bundle_dir)
+    if not extra:
+        return None
+    main = Path(bundle_dir) / read_main_asset(bundle_dir)
+    encoder = ExtraAsset("vision encoder", extra["vision_asset"], extra["vision_activations"])
+    return entitled_memory(arch, decoder_bytes=tree_bytes(main), extra=encoder,
+                           buffers={"image_embeds": extra["image_embeds"], "vision inputs": extra["vision_inputs"]})
+
+
+def check_vision_memory(bundle_dir: Path, arch: Arch) -> MemoryEstimate | None:
+    """Refuse an image-capable bundle whose decoder + vision encoder + buffers exceed the iPhone's
+    entitled limit; otherwise return the estimate (the app step records it). None: text-only or not iOS."""
+    if arch.platform != "iOS":
+        return None
+    estimate = vision_memory(bundle_dir, arch)
+    if estimate is not None and estimate.fits is False:
+        raise VisionExceedsMemory(
+            f"{Path(bundle_dir).name} with its vision encoder does not fit an iPhone: {estimate.describe()}",
+            hint="convert with a smaller soft-token budget (the image processor's max_soft_tokens) or a smaller "
+                 "model (E2B), or without --vision")
+    return estimate
 
 
 def _tree(path: Path) -> list[Path]:

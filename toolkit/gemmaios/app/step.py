@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import contract as c
 from ..patches import ENGINE_DIRNAME, PatchError, default_cache_dir, load_series
-from ..payload import check_ios_bundle, check_tbl_memory
+from ..payload import check_ios_bundle, check_tbl_memory, check_vision_memory
 from ..pipeline import BuildContext, Step, StepOutcome, sha256_file
 from .render import render_app, template_fingerprint
 from .values import AppSettings, AppTemplateError, PromptSet
@@ -154,6 +154,9 @@ class AppStep(Step):
         warnings = ios_payload_checks(ctx.build_dir, s)
         for warning in warnings:
             ctx.console.print(f"[yellow]  ! {warning}[/yellow]")
+        from ..archs import get_arch
+
+        image_memory = check_vision_memory(Path(ctx.build_dir) / s.bundle_dir, get_arch(s.arch))
         try:
             result = render_app(ctx.build_dir, s)
         except PatchError as exc:
@@ -166,6 +169,9 @@ class AppStep(Step):
         if result.engine.status == "pending":
             message += f"; engine package pending ({result.engine.message}) — run: {result.engine.command}"
         details = {**result.details(ctx.build_dir), "warnings": warnings}
+        if image_memory is not None:  # decoder + vision encoder + buffers vs the entitled limit
+            details["image_memory"] = image_memory.as_dict()
+            message += f"; with images {image_memory.describe()}"
         return StepOutcome(outputs=outputs, details=details, message=message)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .. import contract
+from ..memory import vision_encoder_activation_bytes
 from .encoder import VisionEncoder, load_vision_modules
 from .preprocess import ImageSpec, VisionError
 
@@ -31,6 +32,10 @@ def export_vision_asset(checkpoint, spec: ImageSpec, out: Path, dtype: torch.dty
                           f"from the vision tower's ({tower.config.patch_size} / {tower.config.pooling_kernel_size})",
                           hint="the checkpoint's preprocessor_config.json does not belong to it")
     module = VisionEncoder(tower, embedder, spec.max_soft_tokens, dtype=dtype).eval()
+    # the encoder's peak activations at its static grid, for the iPhone memory arithmetic (payload)
+    activation_bytes = vision_encoder_activation_bytes(
+        module.max_patches, module.hidden, int(tower.config.intermediate_size), module.heads, module.patch_dim,
+        spec.max_soft_tokens, module.text_hidden)
     del tower, embedder
     inputs = module.example_inputs()
     names_in = (contract.VISION_PIXELS_INPUT, contract.VISION_POSITIONS_INPUT)
@@ -80,6 +85,7 @@ def export_vision_asset(checkpoint, spec: ImageSpec, out: Path, dtype: torch.dty
         **spec.as_dict(),
         contract.SPLICED_PLE_ROW_KEY: spec.pad_token_id,
         "hidden_size": module.text_hidden,
+        "activation_bytes": activation_bytes,
         "image_embeds_input": contract.IMAGE_EMBEDS_INPUT,
         "splice": "the k-th image soft token of the expanded prompt becomes id vocab_size + k; ids >= vocab_size take "
                   "row id - vocab_size of image_embeds and the PLE row of pad_token_id",
