@@ -365,12 +365,17 @@ class AppPleTables:
         self.scale = np.memmap(paths[app.c("tableScaleFile")], "<f4", "r", shape=(vocab,))
         self._factor = np.float32(dim ** 0.5)
 
-    def gather(self, tokens):
+    def gather(self, tokens, *, spliced_row: int | None = None):
         """One token → [1,1,L,D]; a prefill chunk's C tokens → [1,C,L,D], one row per slot, as patch 0004
-        has the app's provider fill C consecutive slots."""
+        has the app's provider fill C consecutive slots. Spliced image ids (>= V) take `spliced_row`
+        (the pad token's), the contract's rule the Swift gather follows (PLEShape.tableRow)."""
         import numpy as np
 
         ids = [int(tokens)] if isinstance(tokens, int | np.integer) else [int(t) for t in tokens]
+        if spliced_row is not None:
+            from gemmaios.contract import ple_row
+
+            ids = [ple_row(t, len(self.scale), spliced_row) for t in ids]
         rows = [np.multiply(self.i8[t], self.scale[t] * self._factor, dtype=np.float32) for t in ids]
         return np.stack(rows).astype(np.float16).reshape(1, len(ids), self.num_layers, self.dim)
 
