@@ -54,7 +54,7 @@ def test_tiny_build_end_to_end_then_fully_skipped(tmp_path):
     status = {r.name: r.status for r in reports}
     # no Mac here: compile waits for one, and the iPhone app refuses the un-compiled bundle
     assert status == {"checkpoint": "done", "tables": "done", "convert": "done", "oracle": "done",
-                      "compile": "pending", "app": "pending"}
+                      "compile": "pending", "app": "pending", "sign": "pending"}
     app = next(r for r in reports if r.name == "app")
     assert "not an AOT .aimodelc for h18p" in app.message and "xcrun coreai-build compile" in app.command
     manifest = json.loads((tmp_path / "b" / "build.json").read_text())
@@ -69,7 +69,9 @@ def test_tiny_build_end_to_end_then_fully_skipped(tmp_path):
     _, reports = run_build(allowed, tmp_path / "b")
     status = {r.name: r.status for r in reports}
     assert status == {"checkpoint": "skipped", "tables": "skipped", "convert": "skipped", "oracle": "skipped",
-                      "compile": "pending", "app": "done"}
+                      "compile": "pending", "app": "done", "sign": "pending"}
+    sign = next(r for r in reports if r.name == "sign")  # no Mac here: signing waits for one, naming xcodebuild
+    assert "xcodebuild" in sign.command
     entitlements = list((tmp_path / "b" / "app").rglob("*.entitlements"))
     assert entitlements and "increased-memory-limit" in entitlements[0].read_text()
 
