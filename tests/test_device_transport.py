@@ -14,14 +14,13 @@ import asyncio
 import json
 import os
 import plistlib
-import shutil
 import socket
 import sys
-import tempfile
 import tracemalloc
 from pathlib import Path
 
 import pytest
+import test_device
 from devicebuild import BUNDLE_ID, copy_build, shrink_prompt_set
 from devicesim import DeviceSim, SimApp, SimDevice
 from devicesim.appbuild import package_app
@@ -45,17 +44,7 @@ UNTRUSTED_TEXT = ('The request to open "dev.gemmaios.bench" failed. The request 
                   'trusted by the user").')
 
 
-@pytest.fixture
-def sim(monkeypatch):
-    folder = Path(tempfile.mkdtemp(prefix="gtun", dir="/tmp"))  # UNIX socket paths are short
-    simulator = DeviceSim(folder / "mux.sock").start()
-    simulator.folder = folder
-    monkeypatch.setenv("USBMUXD_SOCKET_ADDRESS", str(folder / "mux.sock"))
-    monkeypatch.setenv(dev.TRANSPORT_ENV, "lockdown")
-    monkeypatch.setenv(dev.PAIR_TIMEOUT_ENV, "0")
-    yield simulator
-    simulator.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+sim = test_device.sim  # the loopback simulator (lockdown transport), one fixture for every device test file
 
 
 def add_device(sim: DeviceSim, **kw) -> SimDevice:

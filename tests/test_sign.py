@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import plistlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,9 +18,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import test_device
 import yaml
 from devicebuild import BUNDLE_ID, copy_build
-from devicesim import DeviceSim, SimDevice
+from devicesim import SimDevice
 from loopback_sshd import STANDIN_BIN, loopback_mac  # noqa: F401 - the fixture
 from rich.console import Console
 from test_runners import CorruptingSSHRunner
@@ -334,17 +334,7 @@ def test_deploy_on_linux_without_a_mac_names_the_xcodebuild_commands(signable, t
     assert "▶ install" not in out
 
 
-@pytest.fixture
-def sim(monkeypatch):
-    folder = Path(tempfile.mkdtemp(prefix="gsim", dir="/tmp"))  # UNIX socket paths are short
-    simulator = DeviceSim(folder / "mux.sock").start()
-    simulator.folder = folder
-    monkeypatch.setenv("USBMUXD_SOCKET_ADDRESS", str(folder / "mux.sock"))
-    monkeypatch.setenv(dev.TRANSPORT_ENV, "lockdown")
-    monkeypatch.setenv(dev.PAIR_TIMEOUT_ENV, "0")
-    yield simulator
-    simulator.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+sim = test_device.sim  # the loopback simulator (lockdown transport), one fixture for every device test file
 
 
 @pytest.mark.slow
