@@ -145,3 +145,13 @@ def test_tiny_unified_converts_for_the_mac(unified_dir, tmp_path):
     assert (out / details["aimodel"] / "main.mlirb").is_file()
     meta = json.loads((out / details["metadata"]).read_text())["gemmaios"]
     assert meta["target"] == "mac" and meta["flash_decode"]["full_layers"] == [5, 11]
+
+
+def test_images_on_the_12b_are_refused_before_building(unified_dir, tmp_path):
+    """`convert --vision` on gemma4_unified names why (bidirectional image blocks) and builds nothing."""
+    out = tmp_path / "build"
+    result = CliRunner().invoke(app, ["convert", "--model", str(unified_dir), "--vision", "--max-context", "64",
+                                      "--out", str(out)])
+    assert result.exit_code != 0
+    assert "bidirectionally" in result.output and "multi-token prefill" in result.output
+    assert not list(out.rglob("*.aimodel"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .checkpoint import require_inputs
 from .pipeline import BuildContext, BuildOptions, Pipeline, Step, StepOutcome, StepReport, write_json_atomic
 from .tiny import TINY_ID
 
@@ -17,10 +18,17 @@ class CheckpointStep(Step):
 
     def inputs(self, ctx: BuildContext) -> dict:
         ckpt = ctx.checkpoint
-        return {"model": ctx.options.model, "revision": ckpt.revision, "checkpoint": ckpt.fingerprint()}
+        key = {"model": ctx.options.model, "revision": ckpt.revision, "checkpoint": ckpt.fingerprint()}
+        if ctx.options.vision:  # checked here, so a text build's record does not stand in for it
+            key["inputs"] = ["text", "image"]
+        return key
 
     def run(self, ctx: BuildContext) -> StepOutcome:
         ckpt = ctx.checkpoint
+        if ctx.options.vision:
+            # before any step loads a multimodal model: a text-only checkpoint, or the 12B's
+            # bidirectional image blocks, stop here with UnsupportedInput saying why
+            require_inputs(ckpt, ["text", "image"])
         record = ctx.path("checkpoint.json")
         write_json_atomic(record, {**ckpt.describe(), "fingerprint": ckpt.fingerprint()})
         outputs = [record]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import kernels
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, require_inputs
 from ..errors import GemmaiosError
 from ..quantize import BLOCK, QUANTS
 
@@ -146,9 +146,8 @@ def _check_prefill(prefill_chunks: tuple[int, ...], max_context: int, flash_deco
 
 def check_vision(checkpoint: Checkpoint, ple: str, target: str) -> None:
     """--vision: a multimodal E2B/E4B checkpoint, the provider PLE mode (iPhone), no Mac kernel build."""
-    if not checkpoint.config.get("vision_config"):
-        raise ConvertError(f"--vision needs a multimodal checkpoint, and {checkpoint.model_id} has no vision tower",
-                           hint="convert a Gemma 4 E2B/E4B checkpoint (model_type gemma4 with vision_config)")
+    # a text-only model, or the 12B's bidirectional image blocks: UnsupportedInput says which and why
+    require_inputs(checkpoint, ["image"])
     if ple != "provider" and checkpoint.text_config.get("hidden_size_per_layer_input"):
         raise ConvertError(
             "--vision cannot be combined with --ple tbl: image input is built for the provider PLE mode only "
