@@ -226,7 +226,9 @@ CASES: dict[str, list[Case]] = {
         C("--out build_ok --bench --trials 0", "--trials"),
         *USAGE_MISTAKES,
     ],
-    "tiny-train": [C("--steps 5", "--steps"), C("--out afile.txt", "afile.txt", "is a file"), *USAGE_MISTAKES],
+    "tiny-train": [C("--steps 5", "--steps"), C("--out afile.txt", "afile.txt", "is a file"),
+                   C("--device cuda", "--device cuda", "--vision"), C("--vision --device tpu", "tpu", "not cpu or cuda"),
+                   *USAGE_MISTAKES],
     "models": USAGE_MISTAKES,
     "archs": USAGE_MISTAKES,
 }

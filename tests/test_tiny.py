@@ -134,3 +134,20 @@ def test_cli_tiny_train_writes_weights_and_record(tmp_path, monkeypatch):
     assert record["training"]["steps"] == 10 and record["training"]["qat_steps"] == 2
     assert record["sha256"][tiny.SHIPPED_WEIGHTS] in result.stdout
     assert "margins" in result.output and record["margins"]["steps"] == 12 * 32
+
+
+def test_cli_tiny_train_vision_writes_the_multimodal_weights_and_record(tmp_path):
+    """`tiny-train --vision`: a short CPU run writes weights the tiny-vision loader accepts, and its record
+    scores the 8 built-in pictures in fp32 and on the int4 grid."""
+    from gemmaios.vision import tinymodel
+
+    out = tmp_path / "v"
+    result = CliRunner().invoke(app, ["tiny-train", "--vision", "--out", str(out), "--steps", "10"])
+    assert result.exit_code == 0, result.output
+    record = tinymodel.shipped_record(out)  # checks the files against the record it wrote
+    assert record["training"]["steps"] == 10 and record["training"]["device"] == "cpu"
+    assert record["training"]["image_variants"] == tinymodel.DEFAULT_VARIANTS
+    assert len(record["image_answers"]) == 8 and record["image_margins_int4_grid"]["steps"] == 8 * 32
+    assert record["sha256"][tinymodel.WEIGHTS] in result.stdout and "answered right" in result.output
+    # ten steps teach nothing: the record says so instead of claiming the pictures are described
+    assert record["image_answers_right"] < 8

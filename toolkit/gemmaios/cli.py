@@ -445,21 +445,53 @@ def convert(
 def tiny_train(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="folder for the weights, tokenizer and record (default: the package's data/tiny)")] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=10, help="training steps (the last fifth are int4 quantization-aware)")] = None,
+    vision: Annotated[bool, typer.Option("--vision", help="retrain the tiny multimodal model (tiny-vision: ~6 min on a GPU, ~3 h on one CPU thread)")] = False,
+    device: Annotated[str, typer.Option("--device", help="with --vision: cpu, or cuda to train on a GPU")] = "cpu",
 ) -> None:
     """Retrain the built-in tiny model on the generated corpus (CPU, minutes) and write its shipped weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .tiny import SHIPPED_DIR
     from .tinytrain import DEFAULT_STEPS, ship, train_tiny
+    from .vision import tinymodel
 
-    target = out or SHIPPED_DIR
+    if device != "cpu" and not vision:
+        _fail(GemmaiosError(f"--device {device} is for --vision: the tiny text model trains on one CPU thread",
+                            hint="drop --device, or add --vision"))
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail(GemmaiosError(f"--device {device}: this machine's torch sees no CUDA GPU",
+                                hint="train with --device cpu (one thread, ~3 h), or on a machine with a GPU"))
+    elif device != "cpu":
+        _fail(GemmaiosError(f"--device {device!r} is not cpu or cuda", hint="use --device cpu or --device cuda"))
+    target = out or (tinymodel.SHIPPED_DIR if vision else SHIPPED_DIR)
     if target.exists() and not target.is_dir():
         _fail(GemmaiosError(f"--out {target} is a file, not a folder", hint="pass a folder for the weights (it is created)"))
-    total = steps or DEFAULT_STEPS
+    total = steps or (tinymodel.DEFAULT_STEPS if vision else DEFAULT_STEPS)
     with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("train", total=total, loss="-")
-        result = train_tiny(total, progress=lambda step, _n, loss: bar.update(task, completed=step, loss=f"{loss:.3f}"))
+
+        def show(step, _n, loss):
+            bar.update(task, completed=step, loss=f"{loss:.3f}")
+
+        if vision:
+            result = tinymodel.train_tiny_vision(total, progress=show, device=device)
+        else:
+            result = train_tiny(total, progress=show)
+    if vision:
+        record = tinymodel.ship(result, target)
+        grid = record["image_margins_int4_grid"]
+        console.print(f"loss {record['training']['first_loss']} → {record['training']['final_loss']} in "
+                      f"{record['training']['seconds']:.0f} s on {device}")
+        console.print(f"image prompts: {record['image_answers_right']}/{len(record['image_answers'])} answered right "
+                      f"(fp32), {grid['answers_right']} on the int4 grid; margins median {record['image_margins']['median']}, "
+                      f"min {record['image_margins']['min']} (int4 grid min {grid['min']})")
+        for name, digest in record["sha256"].items():
+            print(f"{digest}  {target / name}")
+        return
     record = ship(result, target)
     margins = record["margins"]
     console.print(f"loss {record['training']['first_loss']} → {record['training']['final_loss']} "

@@ -45,6 +45,8 @@ PATCH_SIZE, POOLING, SOFT_TOKENS = 8, 3, 70  # 70: the smallest budget transform
 # tokens (which carry the whole picture: the vision tower attends globally) then lie inside the
 # decoder's sliding window when the first answer token is decided.
 QUESTION = f"Describe the image.\n{IMAGE_PLACEHOLDER}"
+# The shipped recipe: 30 jittered copies of every colour x shape x frame, 3500 steps.
+DEFAULT_STEPS, DEFAULT_VARIANTS = 3500, 30
 
 
 def vision_config_kwargs() -> dict:
@@ -172,8 +174,9 @@ def _image_examples(spec: ImageSpec, hf_tok, cases: list[ImageCase]):
     return out
 
 
-def train_tiny_vision(steps: int = 3500, qat_fraction: float = 0.2, batch: int = 8, text_every: int = 4,
-                      progress=None, seed: int = 1234, device: str = "cpu", variants: int = 30) -> VisionTrainResult:
+def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, batch: int = 8, text_every: int = 4,
+                      progress=None, seed: int = 1234, device: str = "cpu",
+                      variants: int = DEFAULT_VARIANTS) -> VisionTrainResult:
     """Fine-tune the tiny multimodal model: image batches (every step but each `text_every`-th)
     and text batches from the tiny corpus (so the decoder keeps its text answers).
 
@@ -407,9 +410,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m gemmaios.vision.tinymodel",
                                      description="fine-tune and ship the tiny multimodal model")
-    parser.add_argument("--steps", type=int, default=3500)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--variants", type=int, default=30, help="jittered training copies of each picture kind")
+    parser.add_argument("--variants", type=int, default=DEFAULT_VARIANTS, help="jittered training copies of each picture kind")
     parser.add_argument("--device", default="cpu", help="cpu (one thread), or cuda to train on a GPU")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
     args = parser.parse_args(argv)
