@@ -130,6 +130,16 @@ def _batch(encoded, indices, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     return input_ids, labels
 
 
+def optimizer_step(model, optimizer, logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Next-token cross-entropy against `labels` (-100: not a target), one clipped step; the loss."""
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return float(loss.detach())
+
+
 def _learning_rate(step: int, steps: int, peak: float = LEARNING_RATE) -> float:
     warmup = min(WARMUP_STEPS, steps // 5)
     if step < warmup:
@@ -180,12 +190,7 @@ def train_tiny(
             indices = torch.multinomial(weights, batch_size or BATCH_SIZE, replacement=True, generator=draws).tolist()
             input_ids, labels = (t.to(device) for t in _batch(encoded, indices, pad_id))
             logits = model(input_ids=input_ids, use_cache=False).logits
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(model, optimizer, logits, labels))
             if progress:
                 progress(step + 1, steps, losses[-1])
         disable_qat(model)

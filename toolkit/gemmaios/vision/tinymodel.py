@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..pipeline import replace_dir, sha256_file, write_json_atomic
 from .images import BUILTIN_IMAGES, ImageCase, training_cases
@@ -185,7 +184,7 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
     every colour x shape x aspect (the built-in oracle images, unjittered, are never trained on)."""
     from ..tiny import SHIPPED_DIR as TEXT_DIR
     from ..tinycorpus import generate_corpus
-    from ..tinytrain import _batch, encode_examples, fixed_threads
+    from ..tinytrain import _batch, encode_examples, fixed_threads, optimizer_step
 
     tok = tokenizer_with_markers(TEXT_DIR / "tokenizer.json")
     hf_tok = hf_tokenizer(tok)
@@ -234,12 +233,7 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
                 labels = labels.to(dev)
                 logits = model(input_ids=input_ids.to(dev), pixel_values=torch.stack([r[2] for r in rows]).to(dev),
                                image_position_ids=torch.stack([r[3] for r in rows]).to(dev), use_cache=False).logits
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(model, optimizer, logits, labels))
             if progress:
                 progress(step + 1, steps, losses[-1])
         int4_grid_off(hooked)
