@@ -236,6 +236,9 @@ def test_deploy_bench_report_runs_and_scores_the_image_prompts(sim, vbuild):
     assert images["good"] == sum(p["verdict"] == EXACT for p in images["prompts"])
     assert {g["name"]: g["passed"] for g in run["gates"]}["image oracle near-tie"] is True
     assert reported.exit_code == 0, reported.output
+    scored = runner.invoke(cli_app, ["score", str(result.transcript), "--build", str(vbuild)])
+    assert scored.exit_code == 0 and "8/8 exact vs fp32 oracle" in scored.output, scored.output
+    assert f"image prompts: {images['good']}/8 exact" in scored.output, scored.output
     markdown = (vbuild / "reports" / "report.md").read_text()
     assert f"| image prompts | {images['label']} — " in markdown
     assert all(f"| {p['id']} | 0 |" in markdown for p in pictures)
