@@ -81,6 +81,18 @@ def keep_prompts(build: Path, ids: list[str], max_new_tokens: int | None = None)
     return data
 
 
+def settings_sources(build: Path) -> dict:
+    import io
+
+    from rich.console import Console
+
+    from gemmaios.app.step import settings_from_build
+    from gemmaios.pipeline import BuildContext
+
+    options = BuildOptions(model="tiny-vision", quant="fp16", vision=True)
+    return settings_from_build(BuildContext(build, options, console=Console(file=io.StringIO()))).prompt_set.image_sources
+
+
 # ---- the prompt set and the payload ---------------------------------------------------------------
 
 def test_an_image_capable_build_benches_every_image_oracle_prompt(tmp_path_factory):
@@ -113,8 +125,12 @@ def test_an_image_capable_build_benches_every_image_oracle_prompt(tmp_path_facto
     assert data["sha256"] != text.prompt_set["sha256"] and data["name"] == "builtin+builtin-images"
     # documents: deploy pushes the pictures with the prompt set
     dests = [dest for _, dest in payload_plan(build).documents_files()]
+    bundled = [dest for _, dest in payload_plan(build, contract.BUNDLED).app_files()]  # or the .app carries them
     for entry in pictures:
         assert f"{contract.PAYLOAD_DIR}/{entry[contract.PROMPT_IMAGE_FIELD]}" in dests
+        assert f"{contract.PAYLOAD_DIR}/{entry[contract.PROMPT_IMAGE_FIELD]}" in bundled
+    # the settings name the pictures' sources relative to the build (a copied build renders the same)
+    assert all(not Path(src).is_absolute() for src in settings_sources(build).values())
 
 
 def test_the_payload_refuses_a_prompt_set_naming_a_missing_or_outside_picture(tmp_path_factory, tmp_path):

@@ -95,7 +95,7 @@ def write_prompt_set(build_dir: Path, prompt_set: PromptSet | None) -> Path:
     from ..vision.bench import write_image_file
 
     for rel, png in sorted(prompt_set.image_sources.items()):
-        write_image_file(Path(png), path.parent / rel)
+        write_image_file(Path(build_dir) / png, path.parent / rel)  # png: relative to the build folder
     _write_atomic(path, json.dumps(prompt_set.as_json(), indent=1, sort_keys=True).encode())
     return path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -53,8 +54,9 @@ def _takes_images(metadata: Path) -> bool:
         return False
 
 
-def _with_image_prompts(text: PromptSet, image_oracle: Path) -> PromptSet:
-    """The text prompts, then one prompt per image-oracle picture (gemmaios.vision.bench)."""
+def _with_image_prompts(text: PromptSet, image_oracle: Path, build_dir: Path) -> PromptSet:
+    """The text prompts, then one prompt per image-oracle picture (gemmaios.vision.bench); the pictures'
+    sources relative to the build folder, so a copied build renders the same settings."""
     from ..vision import bench as image_bench
 
     try:
@@ -63,6 +65,7 @@ def _with_image_prompts(text: PromptSet, image_oracle: Path) -> PromptSet:
     except (GemmaiosError, KeyError, TypeError) as exc:
         raise AppTemplateError(f"cannot add the image prompts from {image_oracle}: {str(exc).splitlines()[0]}",
                                hint="re-run the oracle step with --vision") from exc
+    sources = {rel: os.path.relpath(png, build_dir) for rel, png in sources.items()}
     return PromptSet(name, sha, text.max_new_tokens, [*text.prompts, *prompts], image_sources=sources)
 
 
@@ -108,7 +111,7 @@ def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> App
         prompt_set = _prompt_set_from_oracle(ctx.path(oracle["oracle"]), oracle)
         image_oracle = ctx.path(oracle.get("image_oracle") or IMAGE_ORACLE_DIR)
         if _takes_images(metadata) and (image_oracle / IMAGE_ORACLE_FILE).is_file():
-            prompt_set = _with_image_prompts(prompt_set, image_oracle)
+            prompt_set = _with_image_prompts(prompt_set, image_oracle, Path(ctx.build_dir))
     else:
         prompt_set = _builtin_prompt_set(ctx.checkpoint.tokenizer_path, max_new)
     values = {

@@ -147,6 +147,7 @@ class PromptSet:
     max_new_tokens: int
     prompts: list[dict]  # {"id": str, "prompt_ids": [int]}; image prompts also {"image": payload-relative file}
     # image prompts' picture files (payload-relative, as their `image` field) → the PNG each is written from
+    # (relative to the build folder)
     image_sources: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
