@@ -307,3 +307,36 @@ def test_a_text_only_bundle_refuses_an_image_prompt_as_the_app_does(tmp_path):
     with pytest.raises(BenchImageFailed, match="prompt p has an image, b is text-only"):
         engine_input(App(), tmp_path, bundle, "b", prompt)
     shutil.rmtree(bundle)
+
+
+def test_sustained_mode_runs_an_image_prompt_as_the_trials_do():
+    """BenchRunner.runSustained: each generation of an image prompt gets its picture and expanded ids
+    (BenchImages.engineIds), not the set's placeholder ids."""
+    from types import SimpleNamespace
+
+    from devicesim.benchprotocol import ThermalTracker, sustained_phase
+
+    now = [0.0]
+    calls, written = [], []
+
+    class Runner:
+        def generate(self, ids, n, **kw):
+            calls.append((list(ids), kw.get("image")))
+            now[0] += 0.5
+            return SimpleNamespace(ttft_seconds=0.1, decode_token_seconds=[0.1] * (n - 1))
+
+    app = SimpleNamespace(c=lambda name: {"sampleRecord": contract.RECORD_SAMPLE}[name])
+    settings = SimpleNamespace(duration=2, sample_interval=1, launch_index=0)
+    writer = SimpleNamespace(write=written.append)
+    prompts = {"prompts": [{"id": "t", "prompt_ids": [2, 3]},
+                           {"id": "i", "prompt_ids": [2, 9, 3], contract.PROMPT_IMAGE_FIELD: "images/i.safetensors"}]}
+    picture = object()
+
+    def prepare(prompt):
+        return ([2, 7, 100, 101, 8, 3], picture) if contract.PROMPT_IMAGE_FIELD in prompt else (prompt["prompt_ids"], None)
+
+    done = sustained_phase(app, settings, writer, Runner(), prompts, 3, (), None, None, lambda: now[0],
+                           ThermalTracker("nominal"), lambda: None, prepare)
+    assert done["sustained_generations"] == len(calls) >= 2
+    assert calls[:2] == [([2, 3], None), ([2, 7, 100, 101, 8, 3], picture)]
+    assert written and all(r["type"] == contract.RECORD_SAMPLE for r in written)
