@@ -201,6 +201,12 @@ def test_image_prompts_are_scored_by_id_with_the_margin_rule_and_the_soft_token_
     n = refs[mismatch].prompt_ids.count(Markers.from_facts(oracle.prompt_set["image_spec"]).image)
     assert f"expanded the picture to {n + 1} soft tokens, the oracle's processor to {n}" in verdicts[mismatch].note
     assert score.exact == 5 and score.total == 8 and not score.passed
+    # the prompt set's sha256 is checked against the text oracle's plus the image oracle's
+    text_sha = load_oracle(build / "oracle" / "oracle.json").prompt_set["sha256"]
+    warned = score_image_prompts(run, build / IMAGE_ORACLE_DIR, text_prompt_set_sha256=text_sha).warnings
+    assert len(warned) == 1 and "is not the text oracle's prompts plus the image oracle's" in warned[0]
+    same = read_transcript(_transcript(tmp_path / "same.jsonl", rows, sha=prompt_set(build)["sha256"]))
+    assert score_image_prompts(same, build / IMAGE_ORACLE_DIR, text_prompt_set_sha256=text_sha).warnings == []
     assert all(v.index == 8 + i for i, v in enumerate(score.prompts))  # the transcript's own index
 
 

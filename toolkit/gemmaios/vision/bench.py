@@ -191,8 +191,8 @@ def score_image_prompts(transcript, oracle_dir: Path, *, text_prompt_set_sha256:
     warnings = []
     if text_prompt_set_sha256 is not None:
         recorded = transcript.header.get("prompt_set", {}).get("sha256")
-        name, want = mixed_prompt_set("", text_prompt_set_sha256, oracle_dir)
+        _, want = mixed_prompt_set("", text_prompt_set_sha256, oracle_dir)
         if recorded and recorded != want:
             warnings.append(f"transcript prompt set {transcript.header['prompt_set'].get('name')!r} "
-                            f"({recorded[:12]}) is not the oracles' text{name} set ({want[:12]})")
+                            f"({recorded[:12]}) is not the text oracle's prompts plus the image oracle's ({want[:12]})")
     return OracleScore(judged, margin, oracle.max_new_tokens, warnings)
