@@ -104,6 +104,7 @@ final class BenchRunner: ObservableObject {
                     var line = record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler)
                     line[Contract.promptPrefillFunctionField] = loaded.prefillFunction ?? NSNull()
                     line["prefill_tokens"] = ids.count  // an image prompt's expanded length
+                    if let image = prompt.image { line[Contract.promptImageField] = image }  // scored vs the image oracle
                     line["launch"] = launch
                     if settings.coldLaunch && index == 0, let first = run.tokenTimes.first {
                         // process start → first token: launch, model load and prefill
@@ -168,8 +169,10 @@ final class BenchRunner: ObservableObject {
             status = "sustained · \(Int(DeviceMetrics.secondsSinceProcessStart() - meter.start))/"
                 + "\(settings.durationSeconds) s · \(meter.totalTokens) tokens"
             try await loaded.engine.reset(to: 0)
+            // an image prompt runs as in the trials: its picture through the vision asset, expanded ids
+            let ids = try await BenchImages.engineIds(for: prompt, engine: loaded, payload: AppRuntime.payload)
             let requested = DeviceMetrics.secondsSinceProcessStart()
-            let run = try await Generation.run(engine: loaded.engine, prompt: prompt.promptIds, rule: rule)
+            let run = try await Generation.run(engine: loaded.engine, prompt: ids, rule: rule)
             for time in run.tokenTimes.map({ requested + $0 }) where time < meter.end {
                 try flush(meter.token(at: time))
             }

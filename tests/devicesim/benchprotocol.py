@@ -94,9 +94,10 @@ def process_age() -> float:
 
 
 def sustained_phase(app, settings, writer, runner, prompt_set, max_new, stop_ids, function, sizes, clock, thermal,
-               observe_thermal) -> dict:
+                    observe_thermal, prepare) -> dict:
     """BenchRunner.runSustained: the prompt set over and over for the launch's duration, a tok/s
-    sample per interval; returns the launch_end fields that sum it up."""
+    sample per interval; returns the launch_end fields that sum it up. `prepare(prompt)`: the
+    engine's ids and picture for a prompt (image prompts run as in the trials)."""
     meter = SustainedMeter(clock(), float(settings.duration), float(settings.sample_interval))
     generations = 0
 
@@ -109,9 +110,10 @@ def sustained_phase(app, settings, writer, runner, prompt_set, max_new, stop_ids
 
     while meter.running(clock()):
         prompt = prompt_set["prompts"][generations % len(prompt_set["prompts"])]
+        ids, picture = prepare(prompt)
         requested = clock()
-        gen = runner.generate(prompt["prompt_ids"], max_new, stop_ids=stop_ids, chunked=function is not None,
-                              sizes=sizes)
+        gen = runner.generate(ids, max_new, stop_ids=stop_ids, chunked=function is not None, sizes=sizes,
+                              image=picture)
         times = [requested + gen.ttft_seconds]
         for gap in gen.decode_token_seconds:
             times.append(times[-1] + gap)

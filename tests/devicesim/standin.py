@@ -15,8 +15,9 @@ Bench mode, as `ios_template/Sources/BenchRunner.swift`: open
 memory sampler (the process's own resident size, every `memory_interval` s); load the bundle
 from `<payload>/<bundlesFolder>/<bundleName>` with its PLE tables (size-checked as the app's
 PLE loader does) through Core AI's runtime (`gemmaios.hostrun.BundleRunner`); one warm-up
-token; per trial and prompt one greedy generation under the contract's decode rule; sampler
-stopped; footer last. A failure writes no footer (an error line on stderr, the app's NSLog),
+token; per trial and prompt one greedy generation under the contract's decode rule (an image
+prompt through `benchimages`, as BenchImages.swift: picture, vision asset, expanded ids, and
+`prefill_tokens` = the expanded length); sampler stopped; footer last. A failure writes no footer (an error line on stderr, the app's NSLog),
 and the app stays on screen, as the real one does.
 
 Bench protocol (issue 16), as BenchRunner + GemmaiosCore's BenchProtocol.swift: each launch
@@ -46,6 +47,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .benchimages import engine_input, image_field
 from .benchprotocol import DeviceState, ThermalTracker, process_age, sustained_phase
 
 _DECL = re.compile(r"^\s*(?:public\s+)?static\s+let\s+(\w+)\s*(?::\s*[^=]+)?=\s*(.+?)\s*$")
@@ -477,7 +479,8 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                           "thermal_state": thermal.start, "battery_level": device.battery_level(),
                           "battery_state": device.battery_state, "seconds_since_launch": round(clock(), 3)})
         sampler.start()
-        plan = PrefillPlan(app, root / app.c("bundlesFolder") / cfg["bundleName"], settings)
+        bundle_dir = root / app.c("bundlesFolder") / cfg["bundleName"]
+        plan = PrefillPlan(app, bundle_dir, settings)
         field = app.contract.get("promptPrefillFunctionField")
         stop_ids = () if not app.c("benchStopsAtEOS") else tuple(app.eos_ids)
         runner = function = None
@@ -498,15 +501,16 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                 sizes = [plan.chunk] if function else None
                 for index, prompt in enumerate(prompt_set["prompts"]):
                     sampler.take_peak()
+                    ids, picture = engine_input(app, root, bundle_dir, cfg["bundleName"], prompt)
                     requested = clock()
-                    gen = runner.generate(prompt["prompt_ids"], max_new, stop_ids=stop_ids,
-                                          chunked=function is not None, sizes=sizes)
+                    gen = runner.generate(ids, max_new, stop_ids=stop_ids, chunked=function is not None, sizes=sizes,
+                                          image=picture)
                     footprint = sampler.take_peak()
                     observe_thermal()
                     record = {
                         "type": "prompt", "trial": trial, "index": index, "prompt_id": prompt["id"],
-                        "prompt_ids": gen.prompt_ids, "generated_ids": gen.generated_ids,
-                        "prefill_tokens": len(gen.prompt_ids), "prefill_seconds": round(gen.prefill_seconds, 6),
+                        "prompt_ids": [int(t) for t in prompt["prompt_ids"]], "generated_ids": gen.generated_ids,
+                        "prefill_tokens": len(ids), "prefill_seconds": round(gen.prefill_seconds, 6),
                         "ttft_seconds": round(gen.ttft_seconds, 6), "decode_tokens": gen.decode_tokens,
                         "decode_seconds": round(gen.decode_seconds, 6),
                         "decode_token_seconds": [round(s, 6) for s in gen.decode_token_seconds],
@@ -517,6 +521,8 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                     }
                     if field:
                         record[field] = function
+                    if picture is not None:  # an image prompt: scored against the image oracle
+                        record[image_field(app)] = prompt[image_field(app)]
                     if protocol:
                         record["launch"] = launch
                         if settings.cold_launch and index == 0:
@@ -524,8 +530,11 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                     writer.write(record)
             if settings.duration > 0 and runner is not None:
                 sizes = [plan.chunk] if function else None
+                def prepare(prompt: dict):
+                    return engine_input(app, root, bundle_dir, cfg["bundleName"], prompt)
+
                 sustained = sustained_phase(app, settings, writer, runner, prompt_set, max_new, stop_ids, function, sizes,
-                                       clock, thermal, observe_thermal)
+                                            clock, thermal, observe_thermal, prepare)
         finally:
             if runner is not None:
                 runner.close()

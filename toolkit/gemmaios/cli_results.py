@@ -135,22 +135,10 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                 result = score_against_oracle(run, load_oracle(oracle_file or build_dir / ORACLE_FILE), near_tie_margin=near_tie)
                 if model and result.failures + result.near_ties:
                     explain_divergences(result, run, ReferenceModel.load(model))
-                table = Table(title=f"{transcript.name} vs fp32 oracle")
-                for col in ("trial", "#", "prompt", "verdict", "at", "oracle→run", "margin", "rank", "top-1 after"):
-                    table.add_column(col, no_wrap=col in ("verdict", "margin"), overflow="fold")
-                for p in result.prompts:
-                    style = {"exact": "green", "near-tie": "yellow"}.get(p.verdict, "red")
-                    swap = f"{p.expected}→{p.got}" if p.expected is not None else ""
-                    table.add_row(str(p.trial), str(p.index), p.prompt_id, f"[{style}]{p.verdict}[/]",
-                                  "" if p.divergence is None else str(p.divergence), swap,
-                                  "" if p.margin is None else f"{p.margin:.3g}",
-                                  "" if p.got_rank is None else str(p.got_rank + 1),
-                                  "" if p.after_divergence is None else "{}/{}".format(*p.after_divergence))
-                out.print(table)
-                for warning in result.warnings:
-                    console.print(f"[yellow]warning:[/yellow] {warning}")
+                _print_score(out, console, result, f"{transcript.name} vs fp32 oracle")
                 print(result.summary)
                 passed &= result.passed
+                passed &= _score_images(out, console, run, build_dir, oracle_file, near_tie)
             if against or not (build_dir or oracle_file):
                 det = (compare_runs(run, read_transcript(against), labels=(transcript.name, against.name))
                        if against else compare_trials(run))
@@ -163,3 +151,41 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             fail(exc)
         if not passed:
             raise typer.Exit(1)
+
+
+def _print_score(out: Console, console: Console, result, title: str) -> None:
+    table = Table(title=title)
+    for col in ("trial", "#", "prompt", "verdict", "at", "oracle→run", "margin", "rank", "top-1 after"):
+        table.add_column(col, no_wrap=col in ("verdict", "margin"), overflow="fold")
+    for p in result.prompts:
+        style = {"exact": "green", "near-tie": "yellow"}.get(p.verdict, "red")
+        swap = f"{p.expected}→{p.got}" if p.expected is not None else ""
+        table.add_row(str(p.trial), str(p.index), p.prompt_id, f"[{style}]{p.verdict}[/]",
+                      "" if p.divergence is None else str(p.divergence), swap,
+                      "" if p.margin is None else f"{p.margin:.3g}",
+                      "" if p.got_rank is None else str(p.got_rank + 1),
+                      "" if p.after_divergence is None else "{}/{}".format(*p.after_divergence))
+    out.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _score_images(out: Console, console: Console, run, build_dir: Path | None, oracle_file: Path | None, near_tie: float) -> bool:
+    """A transcript's image prompts against the image oracle (<build>/oracle/images/, or images/ beside
+    --oracle); True when there are none or they pass."""
+    from .oracle import ORACLE_FILE, load_oracle
+    from .vision.bench import image_oracle_path, score_image_prompts
+    from .vision.oracle import IMAGE_ORACLE_DIR
+
+    count = sum(1 for p in run.prompts if p.image)
+    if not count:
+        return True
+    folder = Path(oracle_file).parent / Path(IMAGE_ORACLE_DIR).name if oracle_file else Path(build_dir) / IMAGE_ORACLE_DIR
+    if not image_oracle_path(folder).is_file():
+        console.print(f"[red]{count} image prompt record(s) not scored: no image oracle at {image_oracle_path(folder)}[/red]")
+        return False
+    text_sha = load_oracle(oracle_file or Path(build_dir) / ORACLE_FILE).prompt_set.get("sha256")
+    result = score_image_prompts(run, folder, text_prompt_set_sha256=text_sha, near_tie_margin=near_tie)
+    _print_score(out, console, result, f"{run.path.name} image prompts vs fp32 image oracle")
+    print(f"image prompts: {result.summary}")
+    return result.passed

@@ -40,6 +40,10 @@ BUNDLE_METADATA_FILE = "metadata.json"  # the LanguageBundle's; assets.main → 
 BUNDLE_TOKENIZER_DIR = "tokenizer"
 TABLE_I8_FILE = "embed_per_layer.i8"  # int8 [V, L*D], row-major
 TABLE_SCALE_FILE = "embed_per_layer.scale.f32"  # float32 LE [V]
+# bench image prompts (issue 17): <payload>/images/<name>.safetensors, named by a prompt's `image` field
+PAYLOAD_IMAGES_DIR = "images"
+PROMPT_IMAGE_FIELD = "image"  # prompt set prompt and transcript prompt record: the payload-relative picture file
+BENCH_IMAGE_TENSOR = "image"  # that safetensors file's one tensor: uint8 [H, W, 3] RGB, the oracle's source picture
 
 # ---- Documents (the app's container, read/written over house_arrest) --------------------------
 RUNS_DIR = "gemmaios-runs"  # Documents/gemmaios-runs/<run_id>.jsonl, written by the app
@@ -194,6 +198,12 @@ def facts() -> list[Fact]:
         Fact("tablesFolder", PAYLOAD_TABLES_DIR, "<payload>/<it>/: the PLE table files", f"{m}.PAYLOAD_TABLES_DIR"),
         Fact("promptSetFile", PROMPT_SET_FILE, "<payload>/<it>: the bench prompt set (token ids)",
              f"{m}.PROMPT_SET_FILE"),
+        Fact("imagesFolder", PAYLOAD_IMAGES_DIR, "<payload>/<it>/<name>.safetensors: bench image prompts' pictures",
+             f"{m}.PAYLOAD_IMAGES_DIR"),
+        Fact("promptImageField", PROMPT_IMAGE_FIELD, "prompt-set prompt / transcript prompt record: its picture "
+             "(payload-relative; absent: a text prompt)", f"{m}.PROMPT_IMAGE_FIELD"),
+        Fact("benchImageTensor", BENCH_IMAGE_TENSOR, "the picture file's tensor: uint8 [H, W, 3] RGB",
+             f"{m}.BENCH_IMAGE_TENSOR"),
         Fact("promptSetSchema", PROMPT_SET_SCHEMA, "`schema` of the prompt-set file", f"{m}.PROMPT_SET_SCHEMA"),
         Fact("bundleMetadataFile", BUNDLE_METADATA_FILE, "the bundle's metadata (assets.main → the model asset)",
              f"{m}.BUNDLE_METADATA_FILE"),

@@ -4,7 +4,8 @@ checks an iOS payload must pass.
 `payload_plan(build_dir, location)` lists (local file, destination) pairs for the contract's
 payload folder (`contract.PAYLOAD_DIR`): the bundle's metadata.json, tokenizer/ and the one
 model asset `assets.main` names (never both the .aimodel and the .aimodelc), the PLE tables
-the bundle's mode needs, and the bench prompt set. `bundled`: the .app holds them and deploy
+the bundle's mode needs, the bench prompt set and the pictures its image prompts name
+(`images/<name>.safetensors`, beside the prompt set). `bundled`: the .app holds them and deploy
 pushes none; `documents`: the .app holds none and deploy pushes exactly these to
 `Documents/<PAYLOAD_DIR>/...`.
 
@@ -206,7 +207,37 @@ def payload_plan(build_dir: Path, location: str | None = None, *, bundle_dir: Pa
     if not prompt_set.is_file():
         raise PayloadError(f"the prompt set {prompt_set} is missing", hint="run `gemmaios app` (it renders the prompt set)")
     files.append(PayloadFile(prompt_set, c.PROMPT_SET_FILE))
+    files += [PayloadFile(source, rel) for source, rel in bench_image_files(prompt_set)]
     return PayloadPlan(location, bundle_dir, main, files)
+
+
+def bench_image_files(prompt_set: Path) -> list[tuple[Path, str]]:
+    """(local file, payload-relative path) of every picture the prompt set's image prompts name
+    (`image`, relative to the payload folder; the app step writes them beside the prompt set)."""
+    prompt_set = Path(prompt_set)
+    try:
+        prompts = json.loads(prompt_set.read_text()).get("prompts") or []
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise PayloadError(f"the prompt set {prompt_set} cannot be read: {exc}",
+                           hint="run `gemmaios app` (it renders the prompt set)") from exc
+    out: dict[str, Path] = {}
+    for prompt in prompts:
+        rel = prompt.get(c.PROMPT_IMAGE_FIELD) if isinstance(prompt, dict) else None
+        if rel is None:
+            continue
+        pid = prompt.get("id")
+        parts = Path(str(rel)).parts
+        if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in parts or rel in (
+                c.PROMPT_SET_FILE, c.DEVICE_MANIFEST_FILE) or parts[0] in (c.PAYLOAD_BUNDLES_DIR, c.PAYLOAD_TABLES_DIR):
+            raise PayloadError(f"prompt {pid!r} of {prompt_set} names the image {rel!r}, which is not a picture file "
+                               f"inside the payload (expected {c.PAYLOAD_IMAGES_DIR}/<name>.safetensors)",
+                               hint="re-run `gemmaios app` to render the prompt set again")
+        source = prompt_set.parent / rel
+        if not source.is_file():
+            raise PayloadError(f"prompt {pid!r} of {prompt_set} names the image {rel}, but {source} is missing",
+                               hint="re-run `gemmaios app` (it writes the image prompts' pictures beside the prompt set)")
+        out[rel] = source
+    return [(source, rel) for rel, source in out.items()]
 
 
 # ---- iOS checks -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 from .contract import (
     LAUNCH_KIND_COLD,
     LAUNCH_KIND_WARM,
+    PROMPT_IMAGE_FIELD,
     PROMPT_PREFILL_FUNCTION,
     RECORD_LAUNCH,
     RECORD_LAUNCH_END,
@@ -88,6 +89,9 @@ class PromptRecord:
     launch: int = 0  # the launch that ran it (multi-launch runs: `bench --cold N`)
     # cold launches' first prompt: process start → first generated token (model load included)
     ttft_since_launch_seconds: float | None = None
+    # an image prompt (issue 17): its picture file, payload-relative; prompt_ids then hold the placeholder
+    # once and prefill_tokens counts the expanded ids. Scored against the image oracle, not the text one.
+    image: str | None = None
     line: int = 0
 
     @property
@@ -176,6 +180,10 @@ def _check_fields(path: Path, lineno: int, record: dict) -> None:
         if function is not None and (not isinstance(function, str) or not function):
             raise TranscriptError(path, lineno, f"prompt.{PROMPT_PREFILL_FUNCTION} must be a function name or null, "
                                                 f"got {function!r}")
+        image = record.get(PROMPT_IMAGE_FIELD)
+        if image is not None and (not isinstance(image, str) or not image):
+            raise TranscriptError(path, lineno, f"prompt.{PROMPT_IMAGE_FIELD} must be the picture's payload path, "
+                                                f"got {image!r}")
         if record["prefill_seconds"] < 0 or record["decode_seconds"] < 0:
             raise TranscriptError(path, lineno, "negative timing")
     state = record.get("state") if kind == RECORD_THERMAL else record.get("thermal_state")

@@ -79,11 +79,29 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_prompt_set(build_dir: Path, prompt_set: PromptSet | None) -> Path:
-    """The bench prompt set (token ids) at PROMPT_SET_BUILD_REL: the app reads it from its payload."""
+    """The bench prompt set (token ids) at PROMPT_SET_BUILD_REL: the app reads it from its payload.
+
+    Image prompts' picture files go beside it, at their payload-relative path (`images/<name>.safetensors`),
+    written from the image oracle's PNGs; picture files of an earlier render that the set no longer names
+    are removed.
+    """
     prompt_set = prompt_set or PromptSet("empty", hashlib.sha256(b"[]").hexdigest(), 32, [])
     path = Path(build_dir) / PROMPT_SET_BUILD_REL
+    images = path.parent / c.PAYLOAD_IMAGES_DIR
+    wanted = {path.parent / rel for rel in prompt_set.image_sources}
+    for old in sorted(images.glob("*")) if images.is_dir() else []:
+        if old not in wanted and old.is_file():
+            old.unlink()
+    from ..vision.bench import write_image_file
+
+    for rel, png in sorted(prompt_set.image_sources.items()):
+        write_image_file(Path(build_dir) / png, path.parent / rel)  # png: relative to the build folder
     _write_atomic(path, json.dumps(prompt_set.as_json(), indent=1, sort_keys=True).encode())
     return path
+
+
+def bench_image_files(prompt_set_path: Path, prompt_set: PromptSet | None) -> list[Path]:
+    return [prompt_set_path.parent / rel for rel in sorted(prompt_set.image_sources if prompt_set else {})]
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:
@@ -170,7 +188,7 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
     payload_root = final_dir / c.PAYLOAD_DIR
     files = sorted(p for p in final_dir.rglob("*") if p.is_file() and payload_root not in p.parents)
     return AppResult(final_dir, final_dir / f"{s.app_name}.xcodeproj", files, engine, s.bundle_location,
-                     prompt_set_path, plan)
+                     prompt_set_path, plan, bench_image_files(prompt_set_path, s.prompt_set))
 
 
 def _engine(build_dir: Path, s: AppSettings) -> EngineStatus:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict
 from pathlib import Path
 
 from .. import contract as c
+from ..errors import GemmaiosError
 from ..patches import ENGINE_DIRNAME, PatchError, default_cache_dir, load_series
 from ..payload import check_ios_bundle, check_tbl_memory, check_vision_memory
 from ..pipeline import BuildContext, Step, StepOutcome, sha256_file
+from ..vision.oracle import IMAGE_ORACLE_DIR, IMAGE_ORACLE_FILE
 from .render import render_app, template_fingerprint
 from .values import AppSettings, AppTemplateError, PromptSet
 
@@ -41,6 +44,29 @@ def _prompt_set_from_oracle(path: Path, details: dict) -> PromptSet:
     meta = details.get("prompt_set") or data.get("prompt_set") or {}
     max_new = details.get("max_new_tokens") or data.get("max_new_tokens") or 32
     return PromptSet(str(meta.get("name", "oracle")), str(meta.get("sha256", sha256_file(path))), int(max_new), prompts)
+
+
+def _takes_images(metadata: Path) -> bool:
+    """The bundle has a vision asset (metadata.json gemmaios.vision): its bench runs image prompts too."""
+    try:
+        return bool((json.loads(metadata.read_text()).get("gemmaios") or {}).get(c.VISION_METADATA_KEY))
+    except (OSError, ValueError):
+        return False
+
+
+def _with_image_prompts(text: PromptSet, image_oracle: Path, build_dir: Path) -> PromptSet:
+    """The text prompts, then one prompt per image-oracle picture (gemmaios.vision.bench); the pictures'
+    sources relative to the build folder, so a copied build renders the same settings."""
+    from ..vision import bench as image_bench
+
+    try:
+        prompts, sources = image_bench.image_prompts(image_oracle)
+        name, sha = image_bench.mixed_prompt_set(text.name, text.sha256, image_oracle)
+    except (GemmaiosError, KeyError, TypeError) as exc:
+        raise AppTemplateError(f"cannot add the image prompts from {image_oracle}: {str(exc).splitlines()[0]}",
+                               hint="re-run the oracle step with --vision") from exc
+    sources = {rel: os.path.relpath(png, build_dir) for rel, png in sources.items()}
+    return PromptSet(name, sha, text.max_new_tokens, [*text.prompts, *prompts], image_sources=sources)
 
 
 def _builtin_prompt_set(tokenizer_path: Path, max_new_tokens: int) -> PromptSet:
@@ -83,6 +109,9 @@ def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> App
     max_new = int(oracle.get("max_new_tokens") or ctx.options.oracle_tokens)
     if oracle.get("oracle") and ctx.path(oracle["oracle"]).is_file():
         prompt_set = _prompt_set_from_oracle(ctx.path(oracle["oracle"]), oracle)
+        image_oracle = ctx.path(oracle.get("image_oracle") or IMAGE_ORACLE_DIR)
+        if _takes_images(metadata) and (image_oracle / IMAGE_ORACLE_FILE).is_file():
+            prompt_set = _with_image_prompts(prompt_set, image_oracle, Path(ctx.build_dir))
     else:
         prompt_set = _builtin_prompt_set(ctx.checkpoint.tokenizer_path, max_new)
     values = {
@@ -161,7 +190,7 @@ class AppStep(Step):
             result = render_app(ctx.build_dir, s)
         except PatchError as exc:
             raise AppTemplateError(f"the engine patch stack does not apply: {exc}", hint=exc.hint) from exc
-        outputs = [*result.files, result.prompt_set]
+        outputs = [*result.files, result.prompt_set, *result.bench_images]
         stamp = ctx.path("engine", ENGINE_DIRNAME, ".gemmaios-engine")
         if result.engine.status == "ready" and stamp.is_file():
             outputs = [*outputs, stamp]

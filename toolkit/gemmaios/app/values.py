@@ -145,7 +145,10 @@ class PromptSet:
     name: str
     sha256: str
     max_new_tokens: int
-    prompts: list[dict]  # {"id": str, "prompt_ids": [int]}
+    prompts: list[dict]  # {"id": str, "prompt_ids": [int]}; image prompts also {"image": payload-relative file}
+    # image prompts' picture files (payload-relative, as their `image` field) → the PNG each is written from
+    # (relative to the build folder)
+    image_sources: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {"schema": c.PROMPT_SET_SCHEMA, "name": self.name, "sha256": self.sha256, "max_new_tokens": self.max_new_tokens,
@@ -234,6 +237,7 @@ class AppResult:
     bundle_location: str = c.BUNDLED
     prompt_set: Path | None = None
     payload: PayloadPlan | None = None  # what the .app holds (bundled only)
+    bench_images: list[Path] = field(default_factory=list)  # image prompts' picture files beside the prompt set
 
     def details(self, build_dir: Path) -> dict:
         return {
@@ -242,6 +246,7 @@ class AppResult:
             "engine": asdict(self.engine),
             "bundle_location": self.bundle_location,
             "prompt_set": str(self.prompt_set.relative_to(build_dir)) if self.prompt_set else None,
+            "bench_images": [str(p.relative_to(build_dir)) for p in self.bench_images],
             "app_payload": {dest: str(src.relative_to(build_dir)) for src, dest in self.payload.app_files()}
             if self.payload else {},
         }

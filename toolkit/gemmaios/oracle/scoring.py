@@ -148,16 +148,23 @@ class OracleScore:
 def score_against_oracle(
     runs: GenerationsLike, oracle: Oracle, *, near_tie_margin: float = DEFAULT_NEAR_TIE_MARGIN
 ) -> OracleScore:
-    """Judge each generation against the oracle prompt with the same index."""
+    """Judge each generation against the oracle prompt with the same index.
+
+    A transcript's image prompts (records with `image`) are not judged here: they belong to the
+    image oracle (gemmaios.vision.bench.score_image_prompts), which also checks the prompt set's
+    sha256 of such a mixed set.
+    """
     warnings: list[str] = []
     if isinstance(runs, Transcript):
+        images = any(r.image for r in runs.prompts)
         sha = runs.header.get("prompt_set", {}).get("sha256")
-        if sha and sha != oracle.prompt_set.get("sha256"):
+        if sha and sha != oracle.prompt_set.get("sha256") and not images:
             warnings.append(f"transcript prompt set {runs.header['prompt_set'].get('name')!r} ({sha[:12]}) is not the "
                             f"oracle's {oracle.prompt_set.get('name')!r} ({oracle.prompt_set.get('sha256', '')[:12]})")
         if runs.header.get("max_new_tokens", 0) > oracle.max_new_tokens:
             warnings.append(f"the run generated {runs.header['max_new_tokens']} tokens; only the oracle's "
                             f"{oracle.max_new_tokens} are judged (re-run `gemmaios oracle --tokens` to judge all)")
+        runs = [_from_record(r, f"{runs.path}:{r.line}") for r in runs.prompts if not r.image]
     scores = [_score_one(g, oracle, near_tie_margin) for g in as_generations(runs)]
     return OracleScore(scores, near_tie_margin, oracle.max_new_tokens, warnings)
 

@@ -43,7 +43,7 @@ class OracleStep(Step):
             oracle = run_oracle(ctx.checkpoint, prompt_set, tokens, top_k=top_k, progress=advance,
                                 device=device, out=path)
         eos_hits = sum(p.first_eos is not None for p in oracle.prompts)
-        outputs, note = [path], ""
+        outputs, note, extra = [path], "", {}
         if getattr(ctx.options, "vision", False):  # image prompts: HF's processor + model on the built-in pictures
             from ..vision.oracle import IMAGE_ORACLE_DIR, run_image_oracle
 
@@ -53,10 +53,12 @@ class OracleStep(Step):
                                           progress=advance)
             outputs += sorted(p for p in image_dir.iterdir() if p.is_file())
             note = f"; {len(images.prompts)} image prompts, min margin {images.min_margin:.3g}"
+            extra = {"image_oracle": IMAGE_ORACLE_DIR, "image_prompts": len(images.prompts),
+                     "image_min_margin": images.min_margin}
         return StepOutcome(
             outputs=outputs,
             details={"oracle": ORACLE_FILE, "prompt_set": prompt_set.header(), "max_new_tokens": tokens,
-                     "top_k": top_k, "min_margin": oracle.min_margin, "prompts_reaching_eos": eos_hits},
+                     "top_k": top_k, "min_margin": oracle.min_margin, "prompts_reaching_eos": eos_hits, **extra},
             message=f"{len(oracle.prompts)} prompts × {tokens} tokens, min top-1/top-2 margin {oracle.min_margin:.3g}"
                     + note,
         )

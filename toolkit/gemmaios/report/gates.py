@@ -73,5 +73,11 @@ def apply_gates(s: RunSummary, fail_under: dict[str, float] | None = None,
         else:
             ok = s.oracle.exact if require_oracle == "exact" else s.oracle.passed
             gates.append(Gate(f"oracle {require_oracle}", ok, s.oracle.summary))
+        if s.image_oracle is not None:  # a run with image prompts: they are held to the same rule
+            ok = s.image_oracle.exact if require_oracle == "exact" else s.image_oracle.passed
+            gates.append(Gate(f"image oracle {require_oracle}", ok, s.image_oracle.summary))
+        elif s.image_prompt_records:
+            gates.append(Gate(f"image oracle {require_oracle}", False,
+                              f"{s.image_prompt_records} image prompt record(s) not scored (no image oracle)"))
     s.gates = gates
     return gates

@@ -48,6 +48,7 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
         ("headroom", f"{_gb(s.headroom_bytes)} vs entitled limit {_gb(s.entitled_limit_bytes)}"
                      + (f"; OS-reported available min {_gb(s.min_available_bytes)}" if s.min_available_bytes else "")),
         ("oracle", f"{s.oracle.label} — {s.oracle.summary}" if s.oracle else "—"),
+        *([("image prompts", f"{s.image_oracle.label} — {s.image_oracle.summary}")] if s.image_oracle else []),
         ("determinism (trials)", f"{s.trial_determinism.label} — {s.trial_determinism.summary}"
          if s.trial_determinism else "—"),
     ]
@@ -104,6 +105,12 @@ def render_markdown(report: Report, plots_dir: str | None = None) -> str:
         if s.prompt_lengths:
             out.append("\n| prompt | tokens | prefill tok/s (median, measured trials) |\n|---|---:|---:|")
             out += [f"| {_md_escape(p.prompt_id)} | {p.tokens} | {fmt(p.prefill_tok_s)} |" for p in s.prompt_lengths]
+        if s.image_oracle and s.image_oracle.prompts:
+            out.append("\n| image prompt | trial | verdict | tokens judged | first divergence | oracle margin | note |\n"
+                       "|---|---:|---|---:|---:|---:|---|")
+            out += [f"| {_md_escape(p['prompt_id'])} | {p['trial']} | {p['verdict']} | {p['compared']} | "
+                    f"{'—' if p['divergence'] is None else p['divergence']} | {fmt(p['margin'], 3)} | "
+                    f"{_md_escape(p['note'])} |" for p in s.image_oracle.prompts]
         if s.series.get("sustained"):
             out.append("\n| t s (sustained) | tok/s | thermal |\n|---:|---:|---|")
             out += [f"| {t:.0f} | {rate:.1f} | {state} |" for t, rate, state in s.series["sustained"]]

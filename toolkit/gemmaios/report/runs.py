@@ -25,6 +25,7 @@ class RunData:
     bundle: BundleFacts | None = None
     bundle_note: str = ""
     oracle_path: Path | None = None
+    image_oracle_dir: Path | None = None  # the image oracle (oracle/images/) for a run with image prompts
     build_dir: Path | None = None
     run_info: dict = field(default_factory=dict)  # `bench`'s run.json next to the transcript (battery capacity)
 
@@ -87,6 +88,8 @@ def _load(path: Path, bundle_dir: Path | None, oracle_path: Path | None) -> RunD
         return run
     manifest = _manifest(run.build_dir)
     run.oracle_path = oracle_path or _oracle_in_build(run.build_dir, manifest)
+    if any(p.image for p in run.transcript.prompts):
+        run.image_oracle_dir = _image_oracle(run.oracle_path if oracle_path else None, run.build_dir, manifest)
     try:
         run.bundle, run.bundle_note = _bundle_facts(run.transcript, run.build_dir, manifest, bundle_dir)
     except (ReportError, RooflineError) as exc:
@@ -104,6 +107,16 @@ def _run_info(transcript: Path) -> dict:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _image_oracle(oracle_path: Path | None, build_dir: Path | None, manifest: dict) -> Path | None:
+    """The image oracle's folder: beside an oracle.json given by name (<oracle dir>/images/), else the build's."""
+    from ..vision.oracle import IMAGE_ORACLE_DIR, IMAGE_ORACLE_FILE
+
+    candidates = [Path(oracle_path).parent / Path(IMAGE_ORACLE_DIR).name] if oracle_path else []
+    if build_dir is not None:
+        candidates.append(build_dir / (_step_details(manifest, "oracle").get("image_oracle") or IMAGE_ORACLE_DIR))
+    return next((c for c in candidates if (c / IMAGE_ORACLE_FILE).is_file()), None)
 
 
 def _oracle_in_build(build_dir: Path | None, manifest: dict) -> Path | None:

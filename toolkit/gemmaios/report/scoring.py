@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +20,8 @@ class Score:
     total: int
     passed: bool  # oracle: every prompt exact or diverging only at a near-tie; determinism: all identical
     summary: str
+    # per prompt (image prompts): {prompt_id, trial, index, verdict, compared, divergence, margin, note}
+    prompts: list[dict] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -38,6 +40,8 @@ class Scorer(Protocol):
     def determinism(self, a: Transcript, b: Transcript, labels: tuple[str, str]) -> Score: ...
 
     def trials(self, transcript: Transcript) -> Score | None: ...
+
+    def images(self, transcript: Transcript, image_oracle_dir: Path, text_oracle_path: Path | None) -> Score | None: ...
 
 
 class OracleModuleScorer:
@@ -62,6 +66,21 @@ class OracleModuleScorer:
     def trials(self, transcript: Transcript) -> Score | None:
         s = self.m.compare_trials(transcript)
         return Score("determinism", s.identical, s.total, s.passed, s.summary) if s.total else None
+
+    def images(self, transcript: Transcript, image_oracle_dir: Path, text_oracle_path: Path | None) -> Score | None:
+        """The run's image prompts against the image oracle (gemmaios.vision.bench), same verdicts and
+        margin rule as the text prompts; None when the run has no image prompts."""
+        from ..vision.bench import score_image_prompts
+
+        text_sha = self.m.load_oracle(text_oracle_path).prompt_set.get("sha256") if text_oracle_path else None
+        s = score_image_prompts(transcript, image_oracle_dir, text_prompt_set_sha256=text_sha)
+        if s is None:
+            return None
+        summary = s.summary + "".join(f"; {w}" for w in s.warnings)
+        rows = [{"prompt_id": p.prompt_id, "trial": p.trial, "index": p.index, "verdict": p.verdict,
+                 "compared": p.compared, "divergence": p.divergence, "expected": p.expected, "got": p.got,
+                 "margin": p.margin, "note": p.note} for p in s.prompts]
+        return Score("image oracle", s.exact, s.total, s.passed, summary, rows)
 
 
 def default_scorer() -> Scorer | None:

@@ -120,6 +120,8 @@ class RunSummary:
     # seconds per decoded token ≈ intercept + slope × cached positions (least squares over measured tokens)
     decode_step_fit: dict | None = None
     oracle: Score | None = None
+    image_oracle: Score | None = None  # the run's image prompts vs the image oracle (issue 17)
+    image_prompt_records: int = 0  # prompt records with an image (all trials)
     trial_determinism: Score | None = None
     determinism: list[Score] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
@@ -346,6 +348,15 @@ def _scores(s: RunSummary, run: RunData, scorer: Scorer | None) -> None:
             s.warn(f"oracle scoring failed: {str(exc).splitlines()[0]}")
     else:
         s.info("no oracle.json found for this run (pass --oracle): oracle score not computed")
+    images = s.image_prompt_records = sum(1 for p in run.transcript.prompts if p.image)
+    if images and run.image_oracle_dir is None:
+        s.warn(f"{images} image prompt record(s) but no image oracle (oracle/images/oracle.json in the build, or "
+               "images/ beside --oracle): image prompts not scored")
+    elif images:
+        try:
+            s.image_oracle = scorer.images(run.transcript, run.image_oracle_dir, run.oracle_path)
+        except GemmaiosError as exc:
+            s.warn(f"image oracle scoring failed: {str(exc).splitlines()[0]}")
     s.trial_determinism = scorer.trials(run.transcript)
 
 

@@ -13,6 +13,12 @@ public enum Contract {
     public static let tablesFolder = "tables"
     /// <payload>/<it>: the bench prompt set (token ids)
     public static let promptSetFile = "prompts.json"
+    /// <payload>/<it>/<name>.safetensors: bench image prompts' pictures
+    public static let imagesFolder = "images"
+    /// prompt-set prompt / transcript prompt record: its picture (payload-relative; absent: a text prompt)
+    public static let promptImageField = "image"
+    /// the picture file's tensor: uint8 [H, W, 3] RGB
+    public static let benchImageTensor = "image"
     /// `schema` of the prompt-set file
     public static let promptSetSchema = "gemmaios.prompt-set/1"
     /// the bundle's metadata (assets.main → the model asset)

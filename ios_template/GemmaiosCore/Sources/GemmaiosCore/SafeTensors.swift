@@ -79,8 +79,8 @@ public struct SafeTensorsFile: Sendable {
         }
     }
 
-    /// An `image` tensor uint8 [H, W, 3] as an RGB8 picture (the oracle's source image).
-    public func rgbImage(_ key: String = "image") throws -> RGB8Image {
+    /// The `Contract.benchImageTensor` tensor, uint8 [H, W, 3], as an RGB8 picture (a bench image prompt's file).
+    public func rgbImage(_ key: String = Contract.benchImageTensor) throws -> RGB8Image {
         let t = try tensor(key)
         guard t.dtype == "U8", t.shape.count == 3, t.shape[2] == Contract.imageChannels else {
             throw SafeTensorsError.wrongType(name, key, expected: "U8 [H, W, 3]", actual: "\(t.dtype) \(t.shape)")
