@@ -709,7 +709,7 @@ def test_renaming_a_payload_path_in_the_python_contract_only_fails_the_bench(sim
 
 def test_the_stand_in_reads_every_contract_fact_from_the_generated_swift():
     from devicesim.appbuild import CONTRACT_SWIFT, REPO
-    from devicesim.standin import read_swift_constants
+    from devicesim.compiledapp import read_swift_constants
 
     compiled = read_swift_constants((REPO / "ios_template" / CONTRACT_SWIFT).read_text())["Contract"]
     assert compiled == {fact.swift: fact.value for fact in contract.facts()}
