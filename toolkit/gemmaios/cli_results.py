@@ -132,13 +132,15 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             passed = True
             out = Console()
             if build_dir or oracle_file:
-                result = score_against_oracle(run, load_oracle(oracle_file or build_dir / ORACLE_FILE), near_tie_margin=near_tie)
+                text_oracle = load_oracle(oracle_file or build_dir / ORACLE_FILE)
+                result = score_against_oracle(run, text_oracle, near_tie_margin=near_tie)
                 if model and result.failures + result.near_ties:
                     explain_divergences(result, run, ReferenceModel.load(model))
                 _print_score(out, console, result, f"{transcript.name} vs fp32 oracle")
                 print(result.summary)
                 passed &= result.passed
-                passed &= _score_images(out, console, run, build_dir, oracle_file, near_tie)
+                passed &= _score_images(out, console, run, build_dir, oracle_file, near_tie,
+                                        text_oracle.prompt_set.get("sha256"))
             if against or not (build_dir or oracle_file):
                 det = (compare_runs(run, read_transcript(against), labels=(transcript.name, against.name))
                        if against else compare_trials(run))
@@ -170,21 +172,19 @@ def _print_score(out: Console, console: Console, result, title: str) -> None:
         console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
-def _score_images(out: Console, console: Console, run, build_dir: Path | None, oracle_file: Path | None, near_tie: float) -> bool:
+def _score_images(out: Console, console: Console, run, build_dir: Path | None, oracle_file: Path | None, near_tie: float,
+                  text_sha: str | None) -> bool:
     """A transcript's image prompts against the image oracle (<build>/oracle/images/, or images/ beside
     --oracle); True when there are none or they pass."""
-    from .oracle import ORACLE_FILE, load_oracle
-    from .vision.bench import image_oracle_path, score_image_prompts
-    from .vision.oracle import IMAGE_ORACLE_DIR
+    from .vision.bench import image_oracle_folders, image_oracle_path, score_image_prompts
 
     count = sum(1 for p in run.prompts if p.image)
     if not count:
         return True
-    folder = Path(oracle_file).parent / Path(IMAGE_ORACLE_DIR).name if oracle_file else Path(build_dir) / IMAGE_ORACLE_DIR
+    [folder] = image_oracle_folders(oracle_file, build_dir)  # --build and --oracle are exclusive: one place
     if not image_oracle_path(folder).is_file():
         console.print(f"[red]{count} image prompt record(s) not scored: no image oracle at {image_oracle_path(folder)}[/red]")
         return False
-    text_sha = load_oracle(oracle_file or Path(build_dir) / ORACLE_FILE).prompt_set.get("sha256")
     result = score_image_prompts(run, folder, text_prompt_set_sha256=text_sha, near_tie_margin=near_tie)
     _print_score(out, console, result, f"{run.path.name} image prompts vs fp32 image oracle")
     print(f"image prompts: {result.summary}")

@@ -111,12 +111,11 @@ def _run_info(transcript: Path) -> dict:
 
 def _image_oracle(oracle_path: Path | None, build_dir: Path | None, manifest: dict) -> Path | None:
     """The image oracle's folder: beside an oracle.json given by name (<oracle dir>/images/), else the build's."""
-    from ..vision.oracle import IMAGE_ORACLE_DIR, IMAGE_ORACLE_FILE
+    from ..vision.bench import image_oracle_folders, image_oracle_path
 
-    candidates = [Path(oracle_path).parent / Path(IMAGE_ORACLE_DIR).name] if oracle_path else []
-    if build_dir is not None:
-        candidates.append(build_dir / (_step_details(manifest, "oracle").get("image_oracle") or IMAGE_ORACLE_DIR))
-    return next((c for c in candidates if (c / IMAGE_ORACLE_FILE).is_file()), None)
+    recorded = _step_details(manifest, "oracle").get("image_oracle") if build_dir is not None else None
+    folders = image_oracle_folders(oracle_path, build_dir, recorded)
+    return next((f for f in folders if image_oracle_path(f).is_file()), None)
 
 
 def _oracle_in_build(build_dir: Path | None, manifest: dict) -> Path | None:

@@ -76,6 +76,17 @@ def image_oracle_path(oracle_dir: Path) -> Path:
     return Path(oracle_dir) / IMAGE_ORACLE_FILE
 
 
+def image_oracle_folders(oracle_path: Path | None, build_dir: Path | None, recorded: str | None = None) -> list[Path]:
+    """Where a run's image oracle may be, in order: `images/` beside an oracle.json given by name,
+    then the build's (`recorded`: the oracle step's `image_oracle` detail, default oracle/images)."""
+    from .oracle import IMAGE_ORACLE_DIR
+
+    folders = [Path(oracle_path).parent / Path(IMAGE_ORACLE_DIR).name] if oracle_path else []
+    if build_dir is not None:
+        folders.append(Path(build_dir) / (recorded or IMAGE_ORACLE_DIR))
+    return folders
+
+
 def _oracle_data(oracle_dir: Path) -> dict:
     path = image_oracle_path(oracle_dir)
     try:
