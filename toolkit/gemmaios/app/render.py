@@ -100,10 +100,6 @@ def write_prompt_set(build_dir: Path, prompt_set: PromptSet | None) -> Path:
     return path
 
 
-def bench_image_files(prompt_set_path: Path, prompt_set: PromptSet | None) -> list[Path]:
-    return [prompt_set_path.parent / rel for rel in sorted(prompt_set.image_sources if prompt_set else {})]
-
-
 def _link_or_copy(source: Path, dest: Path) -> None:
     """Stage a payload file: a hard link (GB bundles cost nothing), a copy across file systems."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -148,6 +144,7 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
         _write_atomic(src_dir / "Info.plist", plistlib.dumps(info_plist(s)))
         _write_atomic(src_dir / f"{s.app_name}.entitlements", plistlib.dumps(entitlements(s)))
         prompt_set_path = write_prompt_set(build_dir, s.prompt_set)
+        images = s.prompt_set.image_sources if s.prompt_set else {}  # written beside the prompt set
 
         resources = [
             ("app:Info.plist", "Info.plist", "text.plist.xml"),
@@ -188,7 +185,7 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
     payload_root = final_dir / c.PAYLOAD_DIR
     files = sorted(p for p in final_dir.rglob("*") if p.is_file() and payload_root not in p.parents)
     return AppResult(final_dir, final_dir / f"{s.app_name}.xcodeproj", files, engine, s.bundle_location,
-                     prompt_set_path, plan, bench_image_files(prompt_set_path, s.prompt_set))
+                     prompt_set_path, plan, [prompt_set_path.parent / rel for rel in sorted(images)])
 
 
 def _engine(build_dir: Path, s: AppSettings) -> EngineStatus:
