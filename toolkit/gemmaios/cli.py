@@ -489,15 +489,13 @@ def tiny_train(
         console.print(f"image prompts: {record['image_answers_right']}/{len(record['image_answers'])} answered right "
                       f"(fp32), {grid['answers_right']} on the int4 grid; margins median {record['image_margins']['median']}, "
                       f"min {record['image_margins']['min']} (int4 grid min {grid['min']})")
-        for name, digest in record["sha256"].items():
-            print(f"{digest}  {target / name}")
-        return
-    record = ship(result, target)
-    margins = record["margins"]
-    console.print(f"loss {record['training']['first_loss']} → {record['training']['final_loss']} "
-                  f"in {record['training']['seconds']:.0f} s ({record['training']['qat_steps']} int4-aware steps)")
-    console.print(f"greedy top-1/top-2 margins over {margins['steps']} steps: median {margins['median']}, "
-                  f"min {margins['min']}, {margins['below_near_tie']} below the near-tie threshold 0.1")
+    else:
+        record = ship(result, target)
+        margins = record["margins"]
+        console.print(f"loss {record['training']['first_loss']} → {record['training']['final_loss']} "
+                      f"in {record['training']['seconds']:.0f} s ({record['training']['qat_steps']} int4-aware steps)")
+        console.print(f"greedy top-1/top-2 margins over {margins['steps']} steps: median {margins['median']}, "
+                      f"min {margins['min']}, {margins['below_near_tie']} below the near-tie threshold 0.1")
     for name, digest in record["sha256"].items():
         print(f"{digest}  {target / name}")
 
