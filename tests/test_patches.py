@@ -27,8 +27,6 @@ from gemmaios.patches import (
     reconstruct_preimage,
 )
 
-MIRROR = Path("/work/.mirror/apple+coreai-models/repo")
-
 
 def tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -174,11 +172,9 @@ def test_missing_checkout_names_the_clone_command(tmp_path, series):
     assert series.base in err.value.command and "git clone" in err.value.command
 
 
-@pytest.mark.skipif(not (MIRROR / "HEAD").exists() and not (MIRROR / ".git").exists(),
-                    reason="no local mirror of apple/coreai-models")
-def test_stack_applies_to_the_real_pinned_commit(tmp_path, series):
+def test_stack_applies_to_the_real_pinned_commit(tmp_path, series, pinned_engine):
     dest = tmp_path / "engine"
-    result = prepare_engine_package(dest, series, MIRROR)
+    result = prepare_engine_package(dest, series, pinned_engine.root)
     assert result.applied == [p.name for p in series.patches]
     assert (dest / "Package.swift").is_file()
 
@@ -205,11 +201,9 @@ def test_prefill_patch_adds_the_option_and_routes_full_chunks(series):
 
 
 @pytest.mark.skipif(SWIFTC is None, reason="no Swift toolchain")
-@pytest.mark.skipif(not (MIRROR / "HEAD").exists() and not (MIRROR / ".git").exists(),
-                    reason="no local mirror of apple/coreai-models")
-def test_patched_engine_files_parse_with_swiftc(tmp_path, series):
+def test_patched_engine_files_parse_with_swiftc(tmp_path, series, pinned_engine):
     dest = tmp_path / "engine"
-    prepare_engine_package(dest, series, MIRROR)
+    prepare_engine_package(dest, series, pinned_engine.root)
     touched = sorted(series.touched_files)
     assert any(path.endswith("CoreAIPipelinedEngine.swift") for path in touched)
     for path in touched:

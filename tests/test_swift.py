@@ -33,8 +33,6 @@ from gemmaios.transcript import read_transcript
 
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "ios_template" / "GemmaiosCore"
-MIRROR = Path("/work/.mirror/apple+coreai-models/repo")
-HAVE_MIRROR = (MIRROR / "HEAD").exists() or (MIRROR / ".git").exists()
 
 
 def swift_cache(name: str) -> Path:
@@ -167,12 +165,10 @@ def test_rendered_foundation_files_typecheck_against_the_core(swift_toolchain, c
     run([swift_toolchain.swiftc, "-typecheck", "-I", modules, src / "AppConfig.swift", src / "AppRuntime.swift", shim])
 
 
-@pytest.mark.skipif(not HAVE_MIRROR, reason=f"no checkout of apple/coreai-models at {MIRROR}: "
-                                            "the patched engine cannot be parsed")
-def test_patched_engine_parses_at_the_pinned_commit(swift_toolchain, tmp_path):
+def test_patched_engine_parses_at_the_pinned_commit(swift_toolchain, tmp_path, pinned_engine):
     series = load_series()
     dest = tmp_path / "engine"
-    result = prepare_engine_package(dest, series, MIRROR)
+    result = prepare_engine_package(dest, series, pinned_engine.root)
     assert result.applied == [p.name for p in series.patches]
     files = sorted(p for p in dest.rglob("*.swift"))
     assert len(files) >= 200
@@ -305,17 +301,11 @@ _DECODER_FILES = {
 
 
 @pytest.fixture(scope="module")
-def upstream_decoder(swift_toolchain, tmp_path_factory) -> Path:
+def upstream_decoder(swift_toolchain, tmp_path_factory, pinned_engine) -> Path:
     """A package built from the pinned commit's own Foundation-only bundle files (read from the
-    mirror at test time, never copied into this repository) + a Tokenizers stub."""
-    if not HAVE_MIRROR:
-        pytest.skip(f"no checkout of apple/coreai-models at {MIRROR}: upstream's decoders are not available")
-    base = load_series().base
+    pinned engine at test time, never copied into this repository) + a Tokenizers stub."""
     pkg = tmp_path_factory.mktemp("upstream-decoders")
-
-    def upstream(rel: str) -> str:
-        return subprocess.run(["git", "--git-dir", str(MIRROR), "show", f"{base}:{rel}"], capture_output=True,
-                              text=True, check=True).stdout
+    upstream = pinned_engine.read
 
     for target, files in _DECODER_FILES.items():
         (pkg / "Sources" / target).mkdir(parents=True)
@@ -336,7 +326,7 @@ let package = Package(name: "UpstreamDecoders", targets: [
     .executableTarget(name: "decode-metadata", dependencies: ["CoreAIShared", "UpstreamLanguage"]),
 ])
 """)
-    scratch = swift_cache(f"upstream-decoders-{base[:12]}")
+    scratch = swift_cache(f"upstream-decoders-{load_series().base[:12]}")
     run([swift_toolchain.swift, "build", "--package-path", pkg, "--scratch-path", scratch])
     bin_dir = Path(run([swift_toolchain.swift, "build", "--package-path", pkg, "--scratch-path", scratch,
                         "--show-bin-path"]).strip().splitlines()[-1])
