@@ -1,10 +1,11 @@
-# Two entry points (see README): `make demo` and `make test`. Both create .venv on first use.
+# Entry points (see README): `make demo`, `make test` (the everyday tier, <= 10 min) and
+# `make test-all` (everything, what CI runs, <= 35 min). All create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps clean
+.PHONY: demo test test-all lint system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,14 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/gemmaios build --arch h18p --model tiny
 
+# Every unit, contract, bad-input and Swift test plus one end-to-end path of each kind
+# (one gated build, one simulator deploy -> bench -> report, one `swift test`).
 test: $(STAMP) system-deps
+	$(BIN)/ruff check toolkit tests benchmarks
+	$(BIN)/python -m pytest -q -m "not full"
+
+# Everything: adds the tests marked `full` (more builds, benches and exports end to end).
+test-all: $(STAMP) system-deps
 	$(BIN)/ruff check toolkit tests benchmarks
 	$(BIN)/python -m pytest -q
 

@@ -1,15 +1,14 @@
 """A minimal Core AI LanguageBundle folder, in the layout docs/contracts.md gives for the convert
 step's output: `<name>.aimodel` (a folder, as coreai's save_asset writes it), metadata.json in
 Apple's 0.2 shape with assets.main → the .aimodel, and tokenizer/. The .aimodel holds bytes, not
-a program: the compile tests only move and hash it (the stand-in xcrun does not read it)."""
+a program: the compile tests only move and hash it (the stand-in xcrun does not read it).
+The `bundle` fixture (tests/conftest.py) makes one in the test's folder."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-
-import pytest
 
 NAME = "gemma4_tiny_decode_int4"
 
@@ -30,7 +29,3 @@ def make_bundle(bundle_dir: Path, name: str = NAME) -> Path:
     }, indent=2))
     return bundle_dir
 
-
-@pytest.fixture
-def bundle(tmp_path) -> Path:
-    return make_bundle(tmp_path / "bundle" / NAME)

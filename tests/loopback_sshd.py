@@ -1,6 +1,7 @@
 """A real OpenSSH server on 127.0.0.1 for the SSH runner tests: throwaway host and user keys,
 a non-default port, and the stand-ins `xcrun` and `xcodebuild` (tests/standin_bin) first on the session PATH,
 the way Xcode's `xcrun` is on a real Mac's PATH. The runner under test is plain ssh/rsync/scp.
+The server is the `loopback_mac` fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from gemmaios.runners import SSHRunner
 
 STANDIN_BIN = Path(__file__).parent / "standin_bin"
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -93,9 +96,13 @@ def start_loopback_mac(tmp: Path, extra_env: dict[str, str] | None = None):
     return proc, mac
 
 
-@pytest.fixture(scope="module")
-def loopback_mac(tmp_path_factory):
-    proc, mac = start_loopback_mac(tmp_path_factory.mktemp("sshd"))
-    yield mac
-    proc.terminate()
-    proc.wait(timeout=10)
+class CorruptingSSHRunner(SSHRunner):
+    """Flips one byte of what comes back, as a faulty link or disk would."""
+
+    def _copy(self, sources, dest, *, what):
+        super()._copy(sources, dest, what=what)
+        if what == "fetching the outputs":
+            victim = next(p for p in sorted(Path(dest).rglob("*")) if p.is_file())
+            data = bytearray(victim.read_bytes())
+            data[0] ^= 0xFF
+            victim.write_bytes(bytes(data))

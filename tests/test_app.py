@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import tree_sitter_swift
+from devicebuild import copy_build
 from pbxproj import XcodeProject
 from swift_toolchain import find_swift
 from tree_sitter import Language, Parser
@@ -27,7 +28,7 @@ from gemmaios.app import (
     render_app,
     swift_string,
 )
-from gemmaios.patches import load_series, reconstruct_preimage
+from gemmaios.patches import load_series
 from gemmaios.pipeline import BuildOptions
 from gemmaios.steps import all_steps, run_build
 
@@ -54,19 +55,11 @@ def swift_problems(source: bytes) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def engine_checkout(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("coreai-models")
-    for rel, text in reconstruct_preimage(load_series()).items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_build(tmp_path_factory, engine_checkout):
-    """`gemmaios build --arch h18p --model tiny` (every step of all_steps), engine from a checkout."""
-    out = tmp_path_factory.mktemp("build")
-    # Linux cannot AOT-compile: the iOS app takes the .aimodel only with the explicit override
+def app_build(tiny_build, engine_checkout, tmp_path_factory):
+    """A copy of the session's `gemmaios build --arch h18p --model tiny`, built on with the app step's
+    options (engine from a checkout); Linux cannot AOT-compile, so the iOS app takes the .aimodel only
+    with the explicit override. The steps before app are the copy's, unchanged (skipped)."""
+    out = copy_build(tiny_build.path, tmp_path_factory.mktemp("app") / "build")
     options = BuildOptions(model="tiny", arch="h18p", extra={"app": {
         "engine_source": engine_checkout, "bundle_id": "org.gemmaios.test", "config": out / "none.yaml",
         "allow_uncompiled": True}})
@@ -80,8 +73,8 @@ def test_app_is_the_last_step_before_signing():
     assert isinstance(all_steps()[-2], AppStep)
 
 
-def test_tiny_build_renders_the_project(tiny_build):
-    ctx, reports = tiny_build
+def test_tiny_build_renders_the_project(app_build):
+    ctx, reports = app_build
     assert [r.status for r in reports if r.name == "app"] == ["done"]
     details = ctx.manifest.get("app").details
     project = ctx.build_dir / details["project"]
@@ -90,8 +83,8 @@ def test_tiny_build_renders_the_project(tiny_build):
     assert details["engine"]["applied"] == [p.name for p in load_series().patches]
 
 
-def test_entitlements_and_info_plist(tiny_build):
-    ctx, _ = tiny_build
+def test_entitlements_and_info_plist(app_build):
+    ctx, _ = app_build
     src = ctx.path("app", "GemmaBench", "GemmaBench")
     ent = plistlib.loads((src / "GemmaBench.entitlements").read_bytes())
     assert ent == {INCREASED_MEMORY_KEY: True, EXTENDED_VA_KEY: True}
@@ -100,8 +93,8 @@ def test_entitlements_and_info_plist(tiny_build):
     assert info["CFBundleIdentifier"] == "$(PRODUCT_BUNDLE_IDENTIFIER)"
 
 
-def test_pbxproj_parses_and_every_reference_resolves(tiny_build):
-    ctx, _ = tiny_build
+def test_pbxproj_parses_and_every_reference_resolves(app_build):
+    ctx, _ = app_build
     project_dir = ctx.path("app", "GemmaBench")
     pbx = project_dir / "GemmaBench.xcodeproj" / "project.pbxproj"
     assert check_project(pbx) == []
@@ -137,17 +130,17 @@ def test_pbxproj_parses_and_every_reference_resolves(tiny_build):
 
 
 @pytest.mark.skipif(SWIFTC is not None, reason="a Swift compiler is here: test_swift.py parses with swiftc")
-def test_every_rendered_swift_file_parses_with_tree_sitter_fallback(tiny_build):
+def test_every_rendered_swift_file_parses_with_tree_sitter_fallback(app_build):
     """Fallback where no Swift toolchain can be had (tree-sitter is not Swift's parser)."""
-    ctx, _ = tiny_build
+    ctx, _ = app_build
     files = sorted(ctx.path("app", "GemmaBench", "GemmaBench").glob("*.swift"))
     assert len(files) >= 8
     for path in files:
         assert swift_problems(path.read_bytes()) == [], path.name
 
 
-def test_engine_setup_run_contract(tiny_build):
-    ctx, _ = tiny_build
+def test_engine_setup_run_contract(app_build):
+    ctx, _ = app_build
     src = ctx.path("app", "GemmaBench", "GemmaBench")
     host = (src / "EngineHost.swift").read_text()
     assert host.index("setenv(Contract.chunkThresholdVariable, Contract.chunkThresholdValue, 1)") < host.index(
@@ -259,11 +252,11 @@ def test_check_project_reports_a_dangling_reference(tmp_path):
     assert any("0123456789ABCDEF01234567 does not exist" in p for p in problems)
 
 
-def test_bundled_app_holds_exactly_the_payload(tiny_build):
+def test_bundled_app_holds_exactly_the_payload(app_build):
     from gemmaios import contract
     from gemmaios.payload import payload_plan
 
-    ctx, _ = tiny_build
+    ctx, _ = app_build
     details = ctx.manifest.get("app").details
     assert details["bundle_location"] == "bundled" and details["prompt_set"] == "app/prompts.json"
     project_dir = ctx.path("app", "GemmaBench")
@@ -283,8 +276,8 @@ def test_bundled_app_holds_exactly_the_payload(tiny_build):
     assert re.search(rf"lastKnownFileType = folder; path = {contract.PAYLOAD_DIR};", pbx)
 
 
-def test_uncompiled_bundle_is_refused_for_an_iphone_with_the_compile_command(tiny_build):
-    ctx, _ = tiny_build
+def test_uncompiled_bundle_is_refused_for_an_iphone_with_the_compile_command(app_build):
+    ctx, _ = app_build
     options = BuildOptions(model="tiny", arch="h18p", extra={"app": {"bundle_id": "org.gemmaios.test",
                                                                     "config": ctx.build_dir / "none.yaml"}})
     _, reports = run_build(options, ctx.build_dir, only={"app"}, force={"app"})
@@ -303,10 +296,10 @@ def test_lone_surrogates_are_refused_by_name(tmp_path):
     assert not (tmp_path / "app" / "GemmaBench").exists()
 
 
-def test_a_removed_payload_file_re_renders_the_app(tiny_build):
+def test_a_removed_payload_file_re_renders_the_app(app_build):
     from gemmaios import contract
 
-    ctx, _ = tiny_build
+    ctx, _ = app_build
     options = BuildOptions(model="tiny", arch="h18p", extra={"app": {"bundle_id": "org.gemmaios.test",
                                                                     "config": ctx.build_dir / "none.yaml",
                                                                     "allow_uncompiled": True}})

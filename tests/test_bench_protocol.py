@@ -14,9 +14,10 @@ import json
 from pathlib import Path
 
 import pytest
-import test_device
+from device_helpers import UDID, add_device, deploy, flat, records
+from devicebuild import BUNDLE_ID
 from devicesim import SimApp
-from test_device import BUNDLE_ID, UDID, add_device, deploy, flat, records
+from swift_toolchain import vectors
 from typer.testing import CliRunner
 
 from gemmaios import bench as bench_mod
@@ -25,8 +26,6 @@ from gemmaios.cli import app as cli_app
 from gemmaios.report import build_report, load_runs, plots, render_json, render_markdown
 from gemmaios.report.protocol import NOMINAL_VOLTAGE_V
 from gemmaios.transcript import TranscriptError, read_transcript, write_transcript
-
-sim, build = test_device.sim, test_device.build  # the simulator and the tiny documents build, as fixtures
 
 # ---- launch plan and settings -----------------------------------------------------------------------
 
@@ -346,25 +345,11 @@ def test_a_sustained_run_samples_tok_s_over_time_with_thermal_changes_and_batter
 
 # ---- the Swift core and the stand-in agree -----------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def core_vectors(swift_toolchain) -> Path:
-    """`swift build` of GemmaiosCore as tests/test_swift.py does it; the vectors tool's folder."""
-    import test_swift
-
-    scratch = test_swift.swift_cache("GemmaiosCore")
-    test_swift.run([swift_toolchain.swift, "build", "--package-path", test_swift.CORE, "--scratch-path", scratch])
-    out = test_swift.run([swift_toolchain.swift, "build", "--package-path", test_swift.CORE, "--scratch-path", scratch,
-                          "--show-bin-path"])
-    return Path(out.strip().splitlines()[-1])
-
-
 def _vectors(bin_dir: Path, *args, env: dict | None = None):
-    import test_swift
-
-    return json.loads(test_swift.run([bin_dir / "gemmaios-core-vectors", *map(str, args)], env=env))
+    return json.loads(vectors(bin_dir, *map(str, args), env=env))
 
 
-def test_swift_and_the_stand_in_read_each_launch_bench_sends_alike(core_vectors, tmp_path):
+def test_swift_and_the_stand_in_read_each_launch_bench_sends_alike(core_build, tmp_path):
     from devicesim.standin import CompiledApp, LaunchSettings
 
     executable = tmp_path / "App"  # the stand-in reads the compiled-in Contract from the app's "binary"
@@ -374,7 +359,7 @@ def test_swift_and_the_stand_in_read_each_launch_bench_sends_alike(core_vectors,
     for launch in plan:
         env = bench_mod.launch_environment("r", 4, "U", launch=launch, launches=len(plan), sample_interval=5)
         blank = {v: "" for v in contract.ENV.values()}  # nothing from the test process's own environment
-        swift = _vectors(core_vectors, "bench-launch", 3, env={**blank, **env})
+        swift = _vectors(core_build, "bench-launch", 3, env={**blank, **env})
         standin = LaunchSettings(app, [], env)
         assert swift == {"kind": launch.kind, "launch_index": launch.index, "launches": 3,
                          "trials": list(range(launch.first_trial, launch.first_trial + launch.trials)),
@@ -387,11 +372,11 @@ def test_swift_and_the_stand_in_read_each_launch_bench_sends_alike(core_vectors,
             assert standin.sample_interval == swift["sample_interval"]
 
 
-def test_swift_and_the_stand_in_sample_sustained_tok_s_alike(core_vectors):
+def test_swift_and_the_stand_in_sample_sustained_tok_s_alike(core_build):
     from devicesim.benchprotocol import SustainedMeter
 
     times = [10.05 + 0.07 * i for i in range(40)] + [14.9 + 0.05 * i for i in range(60)]  # a pause, then more
-    swift = _vectors(core_vectors, "sustained", 10, 7, 2, 18, *times)
+    swift = _vectors(core_build, "sustained", 10, 7, 2, 18, *times)
     meter = SustainedMeter(10, 7, 2)
     samples = []
     for t in times:

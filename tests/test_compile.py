@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from devicebuild import copy_build
 from fixture_bundle import NAME, make_bundle
-from loopback_sshd import STANDIN_BIN, loopback_mac  # noqa: F401 - the fixture
+from loopback_sshd import STANDIN_BIN
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -203,7 +204,7 @@ def _ssh_options(mac, tmp_path) -> BuildOptions:
                         extra={"ssh_options": mac.ssh_options, "mac_workdir": str(tmp_path / "remote")})
 
 
-def test_step_compiles_over_ssh_and_records_tool_and_command(loopback_mac, tmp_path):  # noqa: F811
+def test_step_compiles_over_ssh_and_records_tool_and_command(loopback_mac, tmp_path):
     build = tmp_path / "build"
     options = _ssh_options(loopback_mac, tmp_path)
     bundle = seed_convert(build, options)
@@ -237,7 +238,7 @@ def test_step_compiles_over_ssh_and_records_tool_and_command(loopback_mac, tmp_p
     assert ctx.manifest.get("compile").details["host"] == loopback_mac.target
 
 
-def test_failed_remote_compile_fails_the_step_with_the_tool_output(loopback_mac, tmp_path):  # noqa: F811
+def test_failed_remote_compile_fails_the_step_with_the_tool_output(loopback_mac, tmp_path):
     build = tmp_path / "build"
     options = _ssh_options(loopback_mac, tmp_path)
     bundle = seed_convert(build, options)
@@ -250,7 +251,7 @@ def test_failed_remote_compile_fails_the_step_with_the_tool_output(loopback_mac,
     assert not (bundle / f"{NAME}.h18p.aimodelc").exists()
 
 
-def test_cli_compile_of_a_bundle_folder_over_ssh(loopback_mac, tmp_path):  # noqa: F811
+def test_cli_compile_of_a_bundle_folder_over_ssh(loopback_mac, tmp_path):
     bundle = make_bundle(tmp_path / NAME)
     config = tmp_path / "gemmaios.yaml"
     config.write_text(yaml.safe_dump({"mac": loopback_mac.target, "ssh_options": loopback_mac.ssh_options,
@@ -276,10 +277,10 @@ def test_cli_compile_of_a_bundle_folder_over_ssh(loopback_mac, tmp_path):  # noq
 
 
 @not_on_mac
-def test_gemmaios_build_reports_pending_then_completes_with_mac(loopback_mac, tmp_path):  # noqa: F811
-    """`gemmaios build --arch h18p --model tiny`, as a user runs it (a subprocess)."""
-    out = tmp_path / "b"
-    seed_convert(out, BuildOptions(model="tiny", arch="h18p"))  # until convert is a step of build
+def test_gemmaios_build_reports_pending_then_completes_with_mac(loopback_mac, tiny_build, tmp_path):
+    """`gemmaios build --arch h18p --model tiny`, as a user runs it (a subprocess), in a copy of the
+    session's tiny build: the bundle steps are done, compile waits for a Mac, then runs on one."""
+    out = copy_build(tiny_build.path, tmp_path / "b")
     cli = [sys.executable, "-m", "gemmaios.cli", "build", "--model", "tiny", "--arch", "h18p", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "toolkit"), "COLUMNS": "200"}
 

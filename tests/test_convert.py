@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from devicebuild import copy_build
 
 from gemmaios import parity
 from gemmaios.convert import ConvertError, ConvertStep, convert_checkpoint
@@ -152,16 +153,19 @@ def test_rejects_bad_options(tiny_checkpoint, tmp_path):
         convert_checkpoint(tiny_checkpoint, tmp_path, head_quant="int2")
 
 
-def test_build_writes_gated_int4_bundle(tmp_path):
-    """The build's convert step: gates run, int4 storage in the asset, LanguageBundle metadata."""
-    options = BuildOptions(model="tiny", quant="int4", ple="provider", max_context=256)
-    ctx, reports = run_build(options, tmp_path / "build", only=BUNDLE_STEPS)
-    assert [r.status for r in reports] == ["done"] * 4, [r.message for r in reports]
+def test_build_writes_gated_int4_bundle(tiny_build, tmp_path):
+    """The build's convert step: gates run, int4 storage in the asset, LanguageBundle metadata (the
+    session's `gemmaios build --model tiny`, read from a copy)."""
+    assert [tiny_build.statuses[s] for s in ("checkpoint", "tables", "oracle", "convert")] == ["done"] * 4
+    options = BuildOptions(model="tiny", quant="int4", ple="provider")
+    build = copy_build(tiny_build.path, tmp_path / "build")
+    ctx, _ = run_build(options, build, only={"checkpoint"})
     details = json.loads((ctx.build_dir / "build.json").read_text())["steps"]["convert"]["details"]
     assert details["name"] == "gemma4_tiny_decode_int4"
     assert details["bundle_dir"] == "bundle/gemma4_tiny_decode_int4"
     assert details["aimodel"] == "bundle/gemma4_tiny_decode_int4/gemma4_tiny_decode_int4.aimodel"
-    assert (details["quant"], details["ple"], details["max_context"]) == ("int4", "provider", 256)
+    # no --max-context: min(4096, the model's max_position_embeddings)
+    assert (details["quant"], details["ple"], details["max_context"]) == ("int4", "provider", 1024)
     assert details["head_quant"] == "int4"  # the default follows --quant
     gates = details["gates"]
     assert gates["fp32_greedy"]["token_matches"] == 128 and gates["fp32_greedy"]["passed"]
@@ -187,7 +191,7 @@ def test_build_writes_gated_int4_bundle(tmp_path):
     meta = json.loads((bundle / "metadata.json").read_text())
     assert meta["kind"] == "llm" and meta["metadata_version"] == "0.2"
     assert meta["assets"]["main"] == "gemma4_tiny_decode_int4.aimodel"
-    assert meta["language"]["vocab_size"] == 384 and meta["language"]["max_context_length"] == 256
+    assert meta["language"]["vocab_size"] == 384 and meta["language"]["max_context_length"] == 1024
     assert meta["language"]["function_map"] == {"main": ["main"]}
     assert meta["gemmaios"]["quant"] == "int4" and meta["gemmaios"]["ple"] == "provider"
     assert meta["gemmaios"]["head_quant"] == "int4"
@@ -207,7 +211,7 @@ def test_build_writes_gated_int4_bundle(tmp_path):
     asset_size = sum(p.stat().st_size for p in (ctx.build_dir / details["aimodel"]).rglob("*") if p.is_file())
     assert facts.weight_bytes == asset_size - (384 * 64 * 2 - 64 * 2)
     # Unchanged inputs: the second build skips the step; --head-quant is part of the fingerprint.
-    _, again = run_build(options, tmp_path / "build", only=BUNDLE_STEPS)
+    _, again = run_build(options, build, only=BUNDLE_STEPS)
     assert [r.status for r in again] == ["skipped"] * 4
     step = ConvertStep()
     default = fingerprint(step.inputs(ctx))
@@ -218,6 +222,7 @@ def test_build_writes_gated_int4_bundle(tmp_path):
     assert step.inputs(ctx)["head_quant"] == "fp16" and fingerprint(step.inputs(ctx)) != default
 
 
+@pytest.mark.full
 def test_fp16_bundle_keeps_the_tied_head(tiny_checkpoint, tmp_path):
     from coreai.authoring.asset import AIModelAsset
 
@@ -235,6 +240,7 @@ def test_fp16_bundle_keeps_the_tied_head(tiny_checkpoint, tmp_path):
         p.stat().st_size for p in result.aimodel.rglob("*") if p.is_file())
 
 
+@pytest.mark.full
 def test_tbl_bundle_exports_table_inputs(tiny_checkpoint, tmp_path):
     """Built for --target mac: an E4B-shaped model does not need the flash-decode kernel, so the Mac
     bundle is the stock graph (same name, no kernel op)."""

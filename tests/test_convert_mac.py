@@ -21,36 +21,28 @@ from gemmaios.convert import (
     resolve_flash_decode,
 )
 from gemmaios.pipeline import BuildContext, BuildOptions, fingerprint
-from gemmaios.steps import BUNDLE_STEPS, default_build_dir, run_build
-from gemmaios.tiny import generate_tiny_checkpoint
+from gemmaios.steps import default_build_dir
 
 
-@pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("tiny_dense")
-    return {variant: generate_tiny_checkpoint(base / variant, variant) for variant in ("12b", "31b")}
-
-
-def tiny(tiny_dirs, variant):
+def tiny(tiny_dense_dirs, variant):
     # model_id "tiny": random weights, so gate 2 uses the tiny model's logit-error bound.
-    return load_checkpoint(tiny_dirs[variant], model_id="tiny")
+    return load_checkpoint(tiny_dense_dirs[variant], model_id="tiny")
 
 
-def convert_for_mac(tiny_dirs, tmp_path, variant: str, kernel: str | None) -> dict:
-    """12B-shaped through the build (options → convert step → build.json), 31B through the API."""
+def convert_for_mac(tiny_dense_dirs, mac_12b_build, tmp_path, variant: str, kernel: str | None) -> dict:
+    """12B-shaped through the build (options → convert step → build.json: the session's mac_12b_build),
+    31B through the API."""
     if variant == "12b":
-        options = BuildOptions(model=str(tiny_dirs[variant]), quant="int8", max_context=64, target="mac", kernel=kernel)
-        ctx, reports = run_build(options, tmp_path / "build", only=BUNDLE_STEPS)
-        assert [r.status for r in reports] == ["done", "n/a", "done", "done"], [r.message for r in reports]
-        details = json.loads((ctx.build_dir / "build.json").read_text())["steps"]["convert"]["details"]
+        assert kernel is None  # the session's build takes the default kernel
+        details = json.loads((mac_12b_build / "build.json").read_text())["steps"]["convert"]["details"]
         # The bundle-run gate cannot pass a kernel bundle on Linux, and says so instead of passing.
         assert details["gates"]["bundle_run"]["status"] == "not run", details["gates"]["bundle_run"]
-        return details | {"aimodel": ctx.build_dir / details["aimodel"], "metadata": ctx.build_dir / details["metadata"]}
-    result = convert_checkpoint(tiny(tiny_dirs, variant), tmp_path, "int8", "provider", 64, target="mac", kernel=kernel)
+        return details | {"aimodel": mac_12b_build / details["aimodel"], "metadata": mac_12b_build / details["metadata"]}
+    result = convert_checkpoint(tiny(tiny_dense_dirs, variant), tmp_path, "int8", "provider", 64, target="mac", kernel=kernel)
     return vars(result)
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize(
     "variant,kernel,entry,name,global_kv_heads",
     [
@@ -60,13 +52,13 @@ def convert_for_mac(tiny_dirs, tmp_path, variant: str, kernel: str | None) -> di
     ],
 )
 def test_mac_conversion_runs_the_kernel_on_exactly_the_full_layers(
-    tiny_dirs, tmp_path, variant, kernel, entry, name, global_kv_heads
+    tiny_dense_dirs, mac_12b_build, tmp_path, variant, kernel, entry, name, global_kv_heads
 ):
     from coreai.authoring.asset import AIModelAsset, AIProgram
 
-    config = tiny(tiny_dirs, variant).text_config
+    config = tiny(tiny_dense_dirs, variant).text_config
     heads = config["num_attention_heads"]
-    result = convert_for_mac(tiny_dirs, tmp_path, variant, kernel)
+    result = convert_for_mac(tiny_dense_dirs, mac_12b_build, tmp_path, variant, kernel)
 
     assert result["name"] == name
     assert (result["target"], result["kernel"]) == ("mac", kernel or "g8")
@@ -103,14 +95,14 @@ def test_mac_conversion_runs_the_kernel_on_exactly_the_full_layers(
         kernel_gate(result["aimodel"], config, other)
 
 
-def test_12b_31b_for_iphone_are_refused_with_a_pointer_to_the_mac_target(tiny_dirs, tmp_path):
+def test_12b_31b_for_iphone_are_refused_with_a_pointer_to_the_mac_target(tiny_dense_dirs, tmp_path):
     for variant in ("12b", "31b"):
         with pytest.raises(TargetNotSupported, match="--target mac"):
-            convert_checkpoint(tiny(tiny_dirs, variant), tmp_path, "int8", target="ios")
+            convert_checkpoint(tiny(tiny_dense_dirs, variant), tmp_path, "int8", target="ios")
     assert not list(tmp_path.iterdir())  # refused before any work
     # Through the CLI: the convert step fails with that message.
     result = CliRunner().invoke(
-        app, ["convert", "--model", str(tiny_dirs["12b"]), "--target", "ios", "--out", str(tmp_path / "b")]
+        app, ["convert", "--model", str(tiny_dense_dirs["12b"]), "--target", "ios", "--out", str(tmp_path / "b")]
     )
     assert result.exit_code == 1
     record = json.loads((tmp_path / "b" / "build.json").read_text())["steps"]["convert"]
@@ -118,8 +110,8 @@ def test_12b_31b_for_iphone_are_refused_with_a_pointer_to_the_mac_target(tiny_di
     assert "--target mac" in record["message"]
 
 
-def test_target_and_kernel_options_are_checked(tiny_dirs, tiny_checkpoint):
-    ckpt12 = tiny(tiny_dirs, "12b")
+def test_target_and_kernel_options_are_checked(tiny_dense_dirs, tiny_checkpoint):
+    ckpt12 = tiny(tiny_dense_dirs, "12b")
     assert resolve_flash_decode(ckpt12, "mac") == "g8"
     assert resolve_flash_decode(ckpt12, "mac", "simple") == "simple"
     assert resolve_flash_decode(tiny_checkpoint, "mac") is None  # E4B-shaped: the stock graph
@@ -134,8 +126,8 @@ def test_target_and_kernel_options_are_checked(tiny_dirs, tiny_checkpoint):
     assert bad.exit_code == 2 and "--kernel" in bad.output
 
 
-def test_target_and_kernel_change_the_convert_fingerprint_and_build_folder(tiny_dirs, tmp_path):
-    model = str(tiny_dirs["12b"])
+def test_target_and_kernel_change_the_convert_fingerprint_and_build_folder(tiny_dense_dirs, tmp_path):
+    model = str(tiny_dense_dirs["12b"])
     prints, folders = set(), set()
     for target, kernel in (("mac", None), ("mac", "g8"), ("mac", "simple")):
         options = BuildOptions(model=model, quant="int8", target=target, kernel=kernel)

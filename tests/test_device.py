@@ -10,14 +10,28 @@ from __future__ import annotations
 import hashlib
 import json
 import plistlib
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+from device_helpers import (
+    CHUNK,
+    PAYLOAD,
+    TABLE_I8,
+    TABLE_SCALE,
+    UDID,
+    Events,
+    add_device,
+    deploy,
+    deployed,
+    flat,
+    make_build,
+    on_device,
+    payload,
+    records,
+)
 from devicebuild import BUNDLE_ID, copy_build, shrink_prompt_set
-from devicesim import DeviceSim, SimApp, SimDevice
+from devicesim import SimApp
 from devicesim.appbuild import package_app
 from typer.testing import CliRunner
 
@@ -27,81 +41,6 @@ from gemmaios import device as dev
 from gemmaios.archs import arch_for_product_type
 from gemmaios.cli import app as cli_app
 from gemmaios.payload import payload_plan
-from gemmaios.steps import run_build
-
-UDID = "00008150-000A1B2C3D4E5F60"
-CHUNK = 64 << 10
-PAYLOAD = contract.PAYLOAD_DIR
-TABLE_I8 = f"{PAYLOAD}/{contract.PAYLOAD_TABLES_DIR}/{contract.TABLE_I8_FILE}"
-TABLE_SCALE = f"{PAYLOAD}/{contract.PAYLOAD_TABLES_DIR}/{contract.TABLE_SCALE_FILE}"
-
-
-@pytest.fixture
-def sim(monkeypatch):
-    # a short folder: UNIX socket paths are limited to ~100 characters
-    folder = Path(tempfile.mkdtemp(prefix="gsim", dir="/tmp"))
-    simulator = DeviceSim(folder / "mux.sock").start()
-    simulator.folder = folder
-    monkeypatch.setenv("USBMUXD_SOCKET_ADDRESS", str(folder / "mux.sock"))
-    monkeypatch.setenv(dev.TRANSPORT_ENV, "lockdown")
-    monkeypatch.setenv(dev.PAIR_TIMEOUT_ENV, "0")  # an untrusted device fails at once
-    yield simulator
-    simulator.stop()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def add_device(sim: DeviceSim, udid: str = UDID, **kw) -> SimDevice:
-    return sim.add(SimDevice(udid=udid, root=sim.folder / udid, **kw))
-
-
-def make_build(tiny_app_builds: dict, tmp_path: Path, location: str, *, short: bool = True) -> Path:
-    """A copy of the session's tiny build, its .ipa where fastlane exports it (<build>/ipa/)."""
-    build = copy_build(tiny_app_builds[location], tmp_path / f"build-{location}")
-    if short:
-        shrink_prompt_set(build)
-    package_app(build)
-    return build
-
-
-@pytest.fixture
-def build(tiny_app_builds, tmp_path) -> Path:
-    """The documents build (deploy pushes its payload), with a short prompt set."""
-    return make_build(tiny_app_builds, tmp_path, contract.DOCUMENTS)
-
-
-@pytest.fixture
-def bundled_build(tiny_app_builds, tmp_path) -> Path:
-    return make_build(tiny_app_builds, tmp_path, contract.BUNDLED)
-
-
-def deploy(build: Path, **kw) -> dev.DeployResult:
-    """Deploy as a user without a Mac must: the tiny bundle is not AOT-compiled."""
-    return dev.deploy(build, chunk=CHUNK, allow_uncompiled=True, **kw)
-
-
-def payload(build: Path) -> dict[str, bytes]:
-    return {f.rel: f.path.read_bytes() for f in dev.local_files(build)}
-
-
-def on_device(device: SimDevice, rel: str) -> Path:
-    return device.container(BUNDLE_ID) / "Documents" / rel
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-class Events:
-    def __init__(self):
-        self.last: dict[str, tuple[int, int]] = {}
-
-    def __call__(self, label, done, total):
-        self.last[label] = (done, total)
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())  # rich wraps long lines
-
 
 # ---------------------------------------------------------------------------------------- devices
 
@@ -410,10 +349,6 @@ def test_cli_prints_the_preflight_message(sim, build):
 # ---------------------------------------------------------------------------------------- bench
 
 
-def deployed(sim, build, **device_state) -> SimDevice:
-    device = add_device(sim, **device_state)
-    deploy(build, verify=False)
-    return device
 
 
 def test_bench_sends_the_contract_launch_settings_and_pulls_the_log_into_runs(sim, build):
@@ -634,8 +569,8 @@ def direct_runs(tiny_app_builds) -> dict:
     return {"generated": generated, "exact": score.exact, "total": score.total}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("location", [contract.BUNDLED, contract.DOCUMENTS])
+# documents (deploy pushes the whole payload) is make test's simulator deploy -> bench -> report.
+@pytest.mark.parametrize("location", [pytest.param(contract.BUNDLED, marks=pytest.mark.full), contract.DOCUMENTS])
 def test_deploy_bench_score_report_runs_the_bundle_against_the_oracle(sim, tiny_app_builds, tmp_path, direct_runs,
                                                                       location):
     build = make_build(tiny_app_builds, tmp_path, location, short=False)
@@ -770,22 +705,9 @@ def test_the_stand_in_plans_the_prefill_function_as_the_app_does(tmp_path):
 
 # ---------------------------------------------------------------------------------------- prefill A/B
 
-@pytest.fixture(scope="session")
-def prefill_build(tiny_app_builds, tmp_path_factory) -> Path:
-    """The session's documents build converted again with --prefill-chunk 8 (gates on: the trained
-    tiny passes the bundle-run gate and the chunked runtime gate), its app re-rendered."""
-    from devicebuild import tiny_options
-
-    build = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path_factory.mktemp("prefill-app") / "build")
-    options = tiny_options(contract.DOCUMENTS)
-    options.prefill_chunk = "8"
-    _, reports = run_build(options, build, only={"convert", "app"})
-    assert {r.name: r.status for r in reports} == {"convert": "done", "app": "done"}, [r.message for r in reports]
-    return build
-
-
-def test_ab_prefill_bench_alternates_the_prefill_function_and_the_report_gives_the_ratio(sim, prefill_build, tmp_path):
-    build = copy_build(prefill_build, tmp_path / "build")
+@pytest.mark.full
+def test_ab_prefill_bench_alternates_the_prefill_function_and_the_report_gives_the_ratio(sim, prefill_app_build, tmp_path):
+    build = copy_build(prefill_app_build, tmp_path / "build")
     prompts = shrink_prompt_set(build, prompts=2, tokens=20, max_new_tokens=3)
     assert all(len(p["prompt_ids"]) > 9 for p in prompts["prompts"])  # at least one full chunk of 8 + main's last
     package_app(build)

@@ -20,7 +20,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-import test_device
 from devicebuild import BUNDLE_ID, copy_build, shrink_prompt_set
 from devicesim import DeviceSim, SimApp, SimDevice
 from devicesim.appbuild import package_app
@@ -44,7 +43,6 @@ UNTRUSTED_TEXT = ('The request to open "dev.gemmaios.bench" failed. The request 
                   'trusted by the user").')
 
 
-sim = test_device.sim  # the loopback simulator (lockdown transport), one fixture for every device test file
 
 
 def add_device(sim: DeviceSim, **kw) -> SimDevice:

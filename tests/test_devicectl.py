@@ -311,7 +311,7 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_deploy_bench_score_through_devicectl_on_the_loopback_mac(sim, mac_with_phone, tiny_app_builds, tmp_path,
                                                                   monkeypatch):
     """`gemmaios deploy --mac` / `bench --mac` with the transport forced to devicectl: the Mac's devicectl

@@ -13,27 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from devicebuild import copy_build
 from typer.testing import CliRunner
 
 from gemmaios import hostrun
 from gemmaios.oracle import ORACLE_FILE, load_oracle
-from gemmaios.pipeline import BuildOptions
-from gemmaios.steps import BUNDLE_STEPS, run_build
 from gemmaios.transcript import read_transcript
-
-_BUILDS: dict[tuple[str, str], Path] = {}
-
-
-def build(tmp_path_factory, quant: str, ple: str) -> Path:
-    """One gated tiny build per (quant, ple) for the whole session."""
-    key = (quant, ple)
-    if key not in _BUILDS:
-        out = tmp_path_factory.mktemp(f"hostrun-{quant}-{ple}")
-        _, reports = run_build(BuildOptions(model="tiny", quant=quant, ple=ple), out, only=BUNDLE_STEPS)
-        failed = [r for r in reports if r.status == "failed"]
-        assert not failed, failed[0].message
-        _BUILDS[key] = out
-    return _BUILDS[key]
 
 
 def gate_report(build_dir: Path) -> dict:
@@ -41,11 +26,11 @@ def gate_report(build_dir: Path) -> dict:
     return manifest["steps"]["convert"]["details"]["gates"]["bundle_run"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("ple", ["provider", "tbl"])
-@pytest.mark.parametrize("quant", ["fp16", "int8", "int4"])
-def test_every_bundle_runs_token_exact_under_core_ai(tmp_path_factory, quant, ple):
-    out = build(tmp_path_factory, quant, ple)
+# int4/provider is the session's demo build (make test); the other five are a build each (make test-all).
+@pytest.mark.parametrize("quant,ple", [pytest.param(q, p, marks=[] if (q, p) == ("int4", "provider") else pytest.mark.full)
+                                      for p in ("provider", "tbl") for q in ("fp16", "int8", "int4")])
+def test_every_bundle_runs_token_exact_under_core_ai(tiny_bundle_builds, quant, ple):
+    out = tiny_bundle_builds(quant, ple)
     report = gate_report(out)
     oracle = load_oracle(out / ORACLE_FILE)
     assert report["total"] == len(oracle.prompts) == 8
@@ -59,8 +44,8 @@ def test_every_bundle_runs_token_exact_under_core_ai(tmp_path_factory, quant, pl
     assert metadata["gemmaios"]["gates"]["bundle_run"]["summary"] == report["summary"]
 
 
-def test_runner_reproduces_the_gate_and_teacher_forcing_agrees(tmp_path_factory):
-    out = build(tmp_path_factory, "int8", "provider")
+def test_runner_reproduces_the_gate_and_teacher_forcing_agrees(tiny_bundle_builds):
+    out = tiny_bundle_builds("int4", "provider")
     oracle = load_oracle(out / ORACLE_FILE)
     bundle = hostrun.find_bundle(out)
     with hostrun.BundleRunner(bundle, out / "tables") as runner:
@@ -74,14 +59,15 @@ def test_runner_reproduces_the_gate_and_teacher_forcing_agrees(tmp_path_factory)
         assert stopped.generated_ids[-1] in oracle.eos_token_ids or len(stopped.generated_ids) == 64
 
 
-def test_swapped_layers_fail_the_gate(tmp_path_factory, tmp_path):
+@pytest.mark.full
+def test_swapped_layers_fail_the_gate(tiny_bundle_builds, tmp_path):
     """A bundle converted from a checkpoint with two layers' MLPs swapped is caught by the runtime gate."""
     from safetensors.torch import load_file, save_file
 
     from gemmaios.checkpoint import resolve_checkpoint
     from gemmaios.convert import convert_checkpoint
 
-    good = build(tmp_path_factory, "int8", "provider")
+    good = tiny_bundle_builds("int8", "provider")
     broken_dir = tmp_path / "broken"
     shutil.copytree(good / "checkpoint", broken_dir)
     weights = load_file(str(broken_dir / "model.safetensors"))
@@ -98,8 +84,8 @@ def test_swapped_layers_fail_the_gate(tmp_path_factory, tmp_path):
     assert not any((tmp_path / "bundle").glob("gemma4_*")), "a failed gate must leave no bundle behind"
 
 
-def test_wrong_ple_scale_fails_the_gate(tmp_path_factory, tmp_path):
-    out = build(tmp_path_factory, "int8", "provider")
+def test_wrong_ple_scale_fails_the_gate(tiny_bundle_builds, tmp_path):
+    out = tiny_bundle_builds("int4", "provider")
     tables = tmp_path / "tables"
     shutil.copytree(out / "tables", tables)
     scale = np.fromfile(tables / "embed_per_layer.scale.f32", "<f4")
@@ -109,10 +95,11 @@ def test_wrong_ple_scale_fails_the_gate(tmp_path_factory, tmp_path):
     assert "diverged" in str(err.value)
 
 
-def test_host_bench_transcript_is_scored_and_reported(tmp_path_factory):
+@pytest.mark.full
+def test_host_bench_transcript_is_scored_and_reported(tiny_bundle_builds, tmp_path):
     from gemmaios import report as rep
 
-    out = build(tmp_path_factory, "int4", "provider")
+    out = copy_build(tiny_bundle_builds("int4", "provider"), tmp_path / "build")  # the bench writes runs/ into it
     result = hostrun.host_bench(out, trials=2)
     transcript = read_transcript(result.transcript, require_complete=True)
     assert transcript.header["platform"] == hostrun.HOST_PLATFORM
@@ -124,10 +111,10 @@ def test_host_bench_transcript_is_scored_and_reported(tmp_path_factory):
     assert summary.runs[0].decode_tok_s is not None
 
 
-def test_cli_run_answers_a_prompt_and_benches(tmp_path_factory):
+def test_cli_run_answers_a_prompt_and_benches(tiny_bundle_builds, tmp_path):
     from gemmaios.cli import app
 
-    out = build(tmp_path_factory, "int8", "provider")
+    out = copy_build(tiny_bundle_builds("int4", "provider"), tmp_path / "build")  # `run --bench` writes runs/
     runner = CliRunner()
     result = runner.invoke(app, ["run", "--out", str(out), "--prompt", "What is the capital of France?", "-n", "24"])
     assert result.exit_code == 0, result.output
@@ -138,8 +125,8 @@ def test_cli_run_answers_a_prompt_and_benches(tmp_path_factory):
     assert "exact vs fp32 oracle" in bench.output
 
 
-def test_runner_refuses_bad_inputs(tmp_path_factory, tmp_path):
-    out = build(tmp_path_factory, "int8", "provider")
+def test_runner_refuses_bad_inputs(tiny_bundle_builds, tmp_path):
+    out = tiny_bundle_builds("int4", "provider")
     bundle = hostrun.find_bundle(out)
     with pytest.raises(hostrun.HostRunError, match="no PLE tables"):
         hostrun.BundleRunner(bundle, None)
@@ -152,32 +139,22 @@ def test_runner_refuses_bad_inputs(tmp_path_factory, tmp_path):
             runner.generate([2], runner.bundle.max_context + 1)
 
 
-def test_large_bundle_gate_is_skipped_and_says_why(tmp_path_factory, monkeypatch):
-    out = build(tmp_path_factory, "int8", "provider")
+def test_large_bundle_gate_is_skipped_and_says_why(tiny_bundle_builds, monkeypatch):
+    out = tiny_bundle_builds("int4", "provider")
     monkeypatch.setattr(hostrun.errors, "LARGE_BUNDLE_BYTES", 1)
     from gemmaios.checkpoint import resolve_checkpoint
 
     check = hostrun.build_bundle_check(resolve_checkpoint(str(out / "checkpoint")), out / ORACLE_FILE, out / "tables",
-                                       quant="int8", head_quant="int8")
+                                       quant="int4", head_quant="int4")
     result = check(hostrun.find_bundle(out))
     assert result["status"] == "skipped"
     assert "min per token" in result["summary"]
 
 
-@pytest.mark.slow
-def test_kernel_bundle_gate_says_the_runtime_cannot_run_it(tmp_path):
-    """12B-shaped Mac bundles call our Metal kernel: the Linux runtime cannot run it, and the gate says so."""
-    from gemmaios.checkpoint import resolve_checkpoint
-    from gemmaios.convert import convert_checkpoint
-    from gemmaios.oracle import run_oracle
-    from gemmaios.tiny import generate_tiny_checkpoint
-
-    ckpt = resolve_checkpoint(str(generate_tiny_checkpoint(tmp_path / "ckpt", "12b")))
-    run_oracle(ckpt, max_new_tokens=2, out=tmp_path / "oracle.json")
-    check = hostrun.build_bundle_check(ckpt, tmp_path / "oracle.json", None, quant="int8", head_quant="int8",
-                                       flash_decode="g8")
-    result = convert_checkpoint(ckpt, tmp_path / "bundle", "int8", "provider", 256, gates=False, target="mac",
-                                bundle_check=check)
-    gate = result.gates["bundle_run"]
+@pytest.mark.full
+def test_kernel_bundle_gate_says_the_runtime_cannot_run_it(mac_12b_build):
+    """12B-shaped Mac bundles call our Metal kernel: the Linux runtime cannot run it, and the gate says so
+    (the session's tiny 12B Mac build, whose convert step ran the bundle-run gate)."""
+    gate = json.loads((mac_12b_build / "build.json").read_text())["steps"]["convert"]["details"]["gates"]["bundle_run"]
     assert gate["status"] == "not run"
     assert "metal4_kernel" in gate["summary"] and "Mac" in gate["summary"]

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_device
-from devicebuild import BUNDLE_ID, copy_build
+from device_helpers import add_device, deploy, on_device, records
+from devicebuild import copy_build
 from devicesim.appbuild import package_app
-from test_device import add_device, deploy, on_device, records
-from test_vision import vision_build
 from typer.testing import CliRunner
 
 from gemmaios import bench as bench_mod
@@ -28,36 +26,19 @@ from gemmaios.cli import app as cli_app
 from gemmaios.oracle import DIVERGED, EXACT, NEAR_TIE, PROMPT_MISMATCH, load_oracle
 from gemmaios.payload import PayloadError, payload_plan
 from gemmaios.pipeline import BuildOptions
-from gemmaios.steps import run_build
 from gemmaios.transcript import TranscriptError, read_transcript, write_transcript
 from gemmaios.vision import VisionError
 from gemmaios.vision.bench import Markers, expand_placeholder, fold_placeholder, score_image_prompts
 from gemmaios.vision.oracle import IMAGE_ORACLE_DIR, IMAGE_ORACLE_FILE
 from gemmaios.vision.preprocess import load_image
 
-sim = test_device.sim  # the loopback simulator fixture
 PROMPTS = contract.PAYLOAD_DIR + "/" + contract.PROMPT_SET_FILE
-_APP: dict[str, Path] = {}
-
-
-def vision_app_build(tmp_path_factory) -> Path:
-    """test_vision's int4 tiny-vision build with the app rendered for `documents` (once per session)."""
-    if "documents" not in _APP:
-        build = copy_build(vision_build(tmp_path_factory), tmp_path_factory.mktemp("vision-app") / "build")
-        options = BuildOptions(model="tiny-vision", quant="int4", vision=True)
-        options.extra["app"] = {"allow_uncompiled": True, "allow_clone": False, "bundle_location": contract.DOCUMENTS,
-                                "bundle_id": BUNDLE_ID}
-        _, reports = run_build(options, build, only={"checkpoint", "app"})
-        status = {r.name: (r.status, r.message) for r in reports}
-        assert status["app"][0] == "done", status
-        _APP["documents"] = build
-    return _APP["documents"]
 
 
 @pytest.fixture
-def vbuild(tmp_path_factory, tmp_path) -> Path:
+def vbuild(vision_app_build, tmp_path) -> Path:
     """A copy of the session's vision app build, its .ipa where fastlane exports it."""
-    build = copy_build(vision_app_build(tmp_path_factory), tmp_path / "build")
+    build = copy_build(vision_app_build, tmp_path / "build")
     package_app(build)
     return build
 
@@ -95,8 +76,9 @@ def settings_sources(build: Path) -> dict:
 
 # ---- the prompt set and the payload ---------------------------------------------------------------
 
-def test_an_image_capable_build_benches_every_image_oracle_prompt(tmp_path_factory):
-    build = vision_app_build(tmp_path_factory)
+@pytest.mark.full
+def test_an_image_capable_build_benches_every_image_oracle_prompt(vision_app_build):
+    build = vision_app_build
     data = prompt_set(build)
     text = load_oracle(build / "oracle" / "oracle.json")
     images = image_oracle(build)
@@ -133,8 +115,9 @@ def test_an_image_capable_build_benches_every_image_oracle_prompt(tmp_path_facto
     assert all(not Path(src).is_absolute() for src in settings_sources(build).values())
 
 
-def test_the_payload_refuses_a_prompt_set_naming_a_missing_or_outside_picture(tmp_path_factory, tmp_path):
-    build = copy_build(vision_app_build(tmp_path_factory), tmp_path / "build")
+@pytest.mark.full
+def test_the_payload_refuses_a_prompt_set_naming_a_missing_or_outside_picture(vision_app_build, tmp_path):
+    build = copy_build(vision_app_build, tmp_path / "build")
     first = prompt_set(build)["prompts"][-1]
     (build / "app" / first[contract.PROMPT_IMAGE_FIELD]).unlink()
     with pytest.raises(PayloadError, match=f"prompt '{first['id']}' .* names the image "
@@ -173,8 +156,9 @@ def _record(index: int, entry: dict, generated: list[int], prefill: int) -> dict
             "decode_seconds": 0.2, contract.PROMPT_IMAGE_FIELD: entry[contract.PROMPT_IMAGE_FIELD]}
 
 
-def test_image_prompts_are_scored_by_id_with_the_margin_rule_and_the_soft_token_count(tmp_path_factory, tmp_path):
-    build = vision_app_build(tmp_path_factory)
+@pytest.mark.full
+def test_image_prompts_are_scored_by_id_with_the_margin_rule_and_the_soft_token_count(vision_app_build, tmp_path):
+    build = vision_app_build
     entries = {p["id"]: p for p in prompt_set(build)["prompts"] if contract.PROMPT_IMAGE_FIELD in p}
     # The trained tiny model has no near-tie (oracle margins >= 0.999), so a copy of its image
     # oracle gets one: the smallest-margin step's runner-up is lifted to 0.05 below the top-1.
@@ -227,7 +211,7 @@ def test_a_transcript_image_field_must_be_a_path(tmp_path):
 
 # ---- on the simulator -----------------------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_deploy_bench_report_runs_and_scores_the_image_prompts(sim, vbuild):
     """deploy (documents: the pictures pushed) → bench (the stand-in runs the vision asset and the
     expanded prompts through Core AI's runtime) → report (image prompts scored against the image oracle)."""
@@ -275,7 +259,7 @@ def test_deploy_bench_report_runs_and_scores_the_image_prompts(sim, vbuild):
     assert all(f"| {p['id']} | 0 |" in markdown for p in pictures)
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("damage,message", [
     ("missing", "couldn’t be opened because there is no such file"),
     ("not safetensors", "is not a safetensors file"),

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from devicebuild import copy_build
 
 from gemmaios.decode_model import Gemma4Decode
 from gemmaios.oracle import BUILTIN_PROMPTS, run_oracle, score_against_oracle
@@ -48,32 +49,31 @@ def test_quantized_module_decodes_the_oracle_tokens(tiny_checkpoint, quant):
     assert score.exact == 8, score.summary
 
 
-def test_tiny_build_end_to_end_then_fully_skipped(tmp_path):
-    options = BuildOptions(model="tiny")
-    ctx, reports = run_build(options, tmp_path / "b")
-    status = {r.name: r.status for r in reports}
+def test_tiny_build_end_to_end_then_fully_skipped(tiny_build, tmp_path):
+    status = tiny_build.statuses  # the session's `gemmaios build --model tiny`, first run
     # no Mac here: compile waits for one, and the iPhone app refuses the un-compiled bundle
     assert status == {"checkpoint": "done", "tables": "done", "convert": "done", "oracle": "done",
                       "compile": "pending", "app": "pending", "sign": "pending"}
-    app = next(r for r in reports if r.name == "app")
-    assert "not an AOT .aimodelc for h18p" in app.message and "xcrun coreai-build compile" in app.command
-    manifest = json.loads((tmp_path / "b" / "build.json").read_text())
+    assert "not an AOT .aimodelc for h18p" in tiny_build.messages["app"]
+    assert "xcrun coreai-build compile" in tiny_build.commands["app"]
+    build = copy_build(tiny_build.path, tmp_path / "b")
+    manifest = json.loads((build / "build.json").read_text())
     convert = manifest["steps"]["convert"]["details"]
-    bundle = tmp_path / "b" / convert["bundle_dir"]
+    bundle = build / convert["bundle_dir"]
     metadata = json.loads((bundle / "metadata.json").read_text())
     assert metadata["assets"]["main"].endswith(".aimodel")
     assert "xcrun coreai-build compile" in manifest["steps"]["compile"]["details"]["command"]
 
     # `gemmaios app --allow-uncompiled`: the explicit override renders it
     allowed = BuildOptions(model="tiny", extra={"app": {"allow_uncompiled": True}})
-    _, reports = run_build(allowed, tmp_path / "b")
+    _, reports = run_build(allowed, build)
     status = {r.name: r.status for r in reports}
     assert status == {"checkpoint": "skipped", "tables": "skipped", "convert": "skipped", "oracle": "skipped",
                       "compile": "pending", "app": "done", "sign": "pending"}
     sign = next(r for r in reports if r.name == "sign")  # no Mac here: signing waits for one, naming xcodebuild
     assert "xcodebuild" in sign.command
-    entitlements = list((tmp_path / "b" / "app").rglob("*.entitlements"))
+    entitlements = list((build / "app").rglob("*.entitlements"))
     assert entitlements and "increased-memory-limit" in entitlements[0].read_text()
 
-    _, again = run_build(allowed, tmp_path / "b")
+    _, again = run_build(allowed, build)
     assert {r.name: r.status for r in again} == {**status, "app": "skipped"}

@@ -447,7 +447,7 @@ def _decode_attention_stack(variant: str, kernel: str):
     return stack, kv, full, hf.config
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("variant,kernel", [("12b", "g8"), ("31b", "simple")])
 def test_tiny_12b_31b_attention_exports_with_the_kernel_on_exactly_the_full_layers(variant, kernel, tmp_path):
     import torch

@@ -1,8 +1,8 @@
 """Prefill in chunks: `prefill_C` functions beside `main`, bit-identical to `main` under Core AI's runtime.
 
-Builds are shared across the module: one gated `gemmaios convert`-step build (int4, ladder 16,8,
-HF parity gates including the chunked walk), one fp16 ladder bundle and one int4 main-only bundle
-for the size comparison. Every bundle carries both chunk sizes, and the runtime gate walks each
+The builds are the session's (tests/conftest.py): one gated `gemmaios convert`-step build (int4,
+ladder 16,8, HF parity gates including the chunked walk), one fp16 ladder bundle and one int4
+main-only bundle for the size comparison. Every bundle carries both chunk sizes, and the runtime gate walks each
 size alone and the ladder.
 """
 
@@ -27,25 +27,13 @@ from gemmaios.convert import (
 )
 from gemmaios.decode_model import Gemma4Decode
 from gemmaios.oracle import ORACLE_FILE, load_oracle
-from gemmaios.pipeline import BuildOptions
-from gemmaios.steps import BUNDLE_STEPS, run_build
 
 LADDER = "16,8"
 
 
 @pytest.fixture(scope="module")
-def gated_build(tmp_path_factory):
-    """The convert step with --prefill-chunk 16,8 on int4: parity gates (chunked gate 1 too), the
-    bundle-run gate (the trained tiny's oracle) and the runtime prefill gate on the oracle's prompts."""
-    out = tmp_path_factory.mktemp("prefill-build")
-    _, reports = run_build(
-        BuildOptions(model="tiny", quant="int4", prefill_chunk=LADDER, max_context=256), out, only=BUNDLE_STEPS,
-    )
-    failed = [r for r in reports if r.status == "failed"]
-    assert not failed, failed[0].message
-    gates = json.loads((out / "build.json").read_text())["steps"]["convert"]["details"]["gates"]
-    assert gates["bundle_run"]["exact"] == 8, gates["bundle_run"]["summary"]  # a two-function bundle still runs main
-    return out
+def gated_build(prefill_ladder_build):
+    return prefill_ladder_build
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +47,8 @@ def oracle_prompts(gated_build):
 
 
 @pytest.fixture(scope="module")
-def fp16_bundle(tiny_checkpoint, tmp_path_factory, tables_dir, oracle_prompts):
-    check = hostrun.build_prefill_check(None, tables_dir, prompts=oracle_prompts)
-    return convert_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("prefill-fp16"), "fp16", "provider", 256,
-                              gates=False, prefill_chunks=LADDER, prefill_check=check)
-
-
-@pytest.fixture(scope="module")
-def int4_main_only(tiny_checkpoint, tmp_path_factory):
-    return convert_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("prefill-none"), "int4", "provider", 256,
-                              gates=False)
+def fp16_bundle(prefill_ladder_fp16):
+    return prefill_ladder_fp16
 
 
 def bundle_of(build_dir: Path) -> Path:
@@ -148,11 +128,12 @@ def test_eager_chunk_path_matches_the_one_token_path(tiny_checkpoint):
 # ----------------------------------------------------------------------------- the gated build
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_build_records_both_functions_and_all_gates(gated_build, oracle_prompts):
     bundle = bundle_of(gated_build)
     meta = metadata(bundle)
     assert meta["language"]["function_map"] == {"main": ["main"], "prefill": ["prefill_16", "prefill_8"]}
+    assert meta["language"]["max_context_length"] == 256  # the explicit --max-context is honoured
     facts = meta["gemmaios"]
     assert facts["prefill"]["chunks"] == [16, 8]
     fn = facts["prefill"]["functions"]["prefill_16"]
@@ -176,10 +157,10 @@ def test_build_records_both_functions_and_all_gates(gated_build, oracle_prompts)
     assert "prefill_16+prefill_8" in manifest["steps"]["convert"]["message"]
 
 
-@pytest.mark.slow
-def test_weights_are_shared_not_copied(gated_build, int4_main_only):
+@pytest.mark.full
+def test_weights_are_shared_not_copied(gated_build, int4_main_only_256):
     with_prefill = metadata(bundle_of(gated_build))["gemmaios"]["gates"]["asset"]
-    alone = int4_main_only.gates["asset"]
+    alone = int4_main_only_256.gates["asset"]
     # The same Int4 and Float16 element counts as the single-function asset: one copy of the weights.
     assert with_prefill["storage_types"]["Int4"] == alone["storage_types"]["Int4"]
     assert with_prefill["storage_types"]["Float16"] == alone["storage_types"]["Float16"]
@@ -191,12 +172,12 @@ def test_weights_are_shared_not_copied(gated_build, int4_main_only):
           f"(+{added} B; Int4 weights {weights} B stored once)")
 
 
-@pytest.mark.slow
-def test_asset_gate_catches_a_missing_function_and_copied_weights(gated_build, int4_main_only):
-    aimodel = int4_main_only.aimodel
+@pytest.mark.full
+def test_asset_gate_catches_a_missing_function_and_copied_weights(gated_build, int4_main_only_256):
+    aimodel = int4_main_only_256.aimodel
     names = {"inputs": ("input_ids", "position_ids", "ple_tokens"), "states": ("keyCache", "valueCache"),
              "outputs": ("logits",)}
-    model_elements = {"Int4": {"elements": int4_main_only.gates["asset"]["expected_elements"], "offset_allowance": 768}}
+    model_elements = {"Int4": {"elements": int4_main_only_256.gates["asset"]["expected_elements"], "offset_allowance": 768}}
     with pytest.raises(AssetGateFailed, match=r"expected \['main', 'prefill_8'\]"):
         asset_gate(aimodel, names, model_elements, "int4", (8,))
     bundle = bundle_of(gated_build)
@@ -213,7 +194,7 @@ def test_asset_gate_catches_a_missing_function_and_copied_weights(gated_build, i
 # ----------------------------------------------------------------------------- runtime bit-identity
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("chunk", [8, 16])
 def test_int4_and_fp16_chunked_walks_are_bit_identical(gated_build, fp16_bundle, tables_dir, oracle_prompts, chunk):
     for bundle in (bundle_of(gated_build), fp16_bundle.bundle_dir):
@@ -233,7 +214,7 @@ def test_int4_and_fp16_chunked_walks_are_bit_identical(gated_build, fp16_bundle,
     assert fp16_bundle.gates["prefill_run"]["status"] == "passed"
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_a_wrong_chunk_graph_fails_the_runtime_gate(tiny_checkpoint, tmp_path, tables_dir, oracle_prompts, monkeypatch):
     """A prefill graph that ignores the sliding window inside the chunk is caught, and no bundle is left."""
     from gemmaios import decode_model

@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fixture_bundle import bundle  # noqa: F401 - the fixture
-from loopback_sshd import STANDIN_BIN, loopback_mac  # noqa: F401 - the fixture
+from loopback_sshd import STANDIN_BIN, CorruptingSSHRunner
 
 from gemmaios.compile import compile_bundle
 from gemmaios.errors import NeedsMacOS
@@ -42,7 +41,7 @@ def _remote_jobs(mac, root: str) -> list[str]:
 
 
 @pytest.mark.parametrize("transfer", ["rsync", "scp"])
-def test_ssh_runner_copies_in_runs_copies_back_and_cleans_up(loopback_mac, tmp_path, transfer):  # noqa: F811
+def test_ssh_runner_copies_in_runs_copies_back_and_cleans_up(loopback_mac, tmp_path, transfer):
     src = _tree(tmp_path / "model.aimodel")
     dest = tmp_path / "delivered"
     remote = tmp_path / f"remote-{transfer}"
@@ -59,7 +58,7 @@ def test_ssh_runner_copies_in_runs_copies_back_and_cleans_up(loopback_mac, tmp_p
     assert [p.name for p in dest.iterdir()] == ["copy"]  # no staging left behind
 
 
-def test_remote_workdir_tilde_expands_on_the_remote(loopback_mac, tmp_path):  # noqa: F811
+def test_remote_workdir_tilde_expands_on_the_remote(loopback_mac, tmp_path):
     name = f"gemmaios-test-{os.getpid()}"
     with SSHRunner(loopback_mac.target, loopback_mac.ssh_options, f"~/{name}") as runner:
         root = runner.remote_root()
@@ -67,7 +66,7 @@ def test_remote_workdir_tilde_expands_on_the_remote(loopback_mac, tmp_path):  # 
         runner._ssh(f"rmdir {root}")
 
 
-def test_failed_command_reports_exit_and_stderr_and_keeps_old_outputs(loopback_mac, tmp_path):  # noqa: F811
+def test_failed_command_reports_exit_and_stderr_and_keeps_old_outputs(loopback_mac, tmp_path):
     dest = tmp_path / "d"
     dest.mkdir()
     (dest / "out").write_text("previous result")
@@ -80,25 +79,13 @@ def test_failed_command_reports_exit_and_stderr_and_keeps_old_outputs(loopback_m
     assert _remote_jobs(loopback_mac, str(remote)) == []
 
 
-def test_exit_zero_without_the_output_is_an_error(loopback_mac, tmp_path):  # noqa: F811
+def test_exit_zero_without_the_output_is_an_error(loopback_mac, tmp_path):
     with SSHRunner(loopback_mac.target, loopback_mac.ssh_options, str(tmp_path / "r")) as runner:
         with pytest.raises(ToolchainError, match="wrote no result"):
             runner.run(["true", Out("result")], tmp_path / "d")
 
 
-class CorruptingSSHRunner(SSHRunner):
-    """Flips one byte of what comes back, as a faulty link or disk would."""
-
-    def _copy(self, sources, dest, *, what):
-        super()._copy(sources, dest, what=what)
-        if what == "fetching the outputs":
-            victim = next(p for p in sorted(Path(dest).rglob("*")) if p.is_file())
-            data = bytearray(victim.read_bytes())
-            data[0] ^= 0xFF
-            victim.write_bytes(bytes(data))
-
-
-def test_outputs_are_verified_by_hash(loopback_mac, tmp_path):  # noqa: F811
+def test_outputs_are_verified_by_hash(loopback_mac, tmp_path):
     src = _tree(tmp_path / "in")
     dest = tmp_path / "d"
     with CorruptingSSHRunner(loopback_mac.target, loopback_mac.ssh_options, str(tmp_path / "r")) as runner:
@@ -116,7 +103,7 @@ def test_unreachable_mac_says_so(tmp_path):
     runner.close()
 
 
-def test_compile_bundle_over_ssh_and_locally_with_the_stand_in(loopback_mac, tmp_path, monkeypatch, bundle):  # noqa: F811
+def test_compile_bundle_over_ssh_and_locally_with_the_stand_in(loopback_mac, tmp_path, monkeypatch, bundle):
     with SSHRunner(loopback_mac.target, loopback_mac.ssh_options, str(tmp_path / "r")) as runner:
         result = compile_bundle(bundle, "h18p", runner)
     assert result.aimodelc == bundle / "gemma4_tiny_decode_int4.h18p.aimodelc"

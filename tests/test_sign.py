@@ -18,20 +18,18 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import test_device
 import yaml
+from device_helpers import flat
 from devicebuild import BUNDLE_ID, copy_build
 from devicesim import SimDevice
-from loopback_sshd import STANDIN_BIN, loopback_mac  # noqa: F401 - the fixture
+from loopback_sshd import STANDIN_BIN, CorruptingSSHRunner
 from rich.console import Console
-from test_runners import CorruptingSSHRunner
 from typer.testing import CliRunner
 
 from gemmaios import contract
 from gemmaios import device as dev
 from gemmaios.cli import app as cli_app
 from gemmaios.errors import NeedsMacOS
-from gemmaios.patches import load_series, reconstruct_preimage
 from gemmaios.pipeline import DONE, PENDING, BuildContext, BuildOptions, Pipeline
 from gemmaios.runners import SSHRunner, ToolchainError
 from gemmaios.sign import (
@@ -55,20 +53,6 @@ TEAM = "ABCDE12345"
 XCODEBUILD = STANDIN_BIN / "xcodebuild"
 UDID = "00008150-000A1B2C3D4E5F60"
 not_on_mac = pytest.mark.skipif(platform.system() == "Darwin", reason="on macOS the step runs xcodebuild itself")
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
-
-
-@pytest.fixture(scope="module")
-def engine_checkout(tmp_path_factory) -> Path:
-    """The files of apple/coreai-models at the pinned commit that the patches touch (Package.swift among them)."""
-    root = tmp_path_factory.mktemp("coreai-models")
-    for rel, text in reconstruct_preimage(load_series()).items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +183,7 @@ def run_sign(build: Path, *, mac=None, tmp_path=None, team: str | None = TEAM):
     return ctx, report
 
 
-def test_sign_step_over_ssh_brings_back_a_hash_verified_ipa(loopback_mac, signable, tmp_path):  # noqa: F811
+def test_sign_step_over_ssh_brings_back_a_hash_verified_ipa(loopback_mac, signable, tmp_path):
     build = copy_build(signable, tmp_path / "b")
     calls = len(loopback_mac.xcodebuild_calls())
     ctx, report = run_sign(build, mac=loopback_mac, tmp_path=tmp_path)
@@ -227,7 +211,7 @@ def test_sign_step_over_ssh_brings_back_a_hash_verified_ipa(loopback_mac, signab
     assert again.status == "skipped" and len(loopback_mac.xcodebuild_calls()) == calls  # nothing changed: not re-signed
 
 
-def test_a_corrupted_pull_back_is_detected_and_nothing_is_kept(loopback_mac, signable, tmp_path):  # noqa: F811
+def test_a_corrupted_pull_back_is_detected_and_nothing_is_kept(loopback_mac, signable, tmp_path):
     build = copy_build(signable, tmp_path / "b")
     name = project_of(build).name
     with CorruptingSSHRunner(loopback_mac.target, loopback_mac.ssh_options, str(tmp_path / "r")) as runner:
@@ -236,7 +220,7 @@ def test_a_corrupted_pull_back_is_detected_and_nothing_is_kept(loopback_mac, sig
     assert not (build / "sign" / "export").exists()
 
 
-def test_missing_team_id_says_where_to_put_it(loopback_mac, signable, tmp_path):  # noqa: F811
+def test_missing_team_id_says_where_to_put_it(loopback_mac, signable, tmp_path):
     build = copy_build(signable, tmp_path / "b")
     ctx, report = run_sign(build, mac=loopback_mac, tmp_path=tmp_path, team=None)
     # in a build the step waits (the rest of the build is kept); `gemmaios deploy` stops on it up front
@@ -248,7 +232,7 @@ def test_missing_team_id_says_where_to_put_it(loopback_mac, signable, tmp_path):
             sign_app(build, project_of(build).name, BUNDLE_ID, "nope", runner)
 
 
-def test_engine_package_not_ready_is_named_before_xcodebuild_runs(loopback_mac, tiny_app_builds, tmp_path):  # noqa: F811
+def test_engine_package_not_ready_is_named_before_xcodebuild_runs(loopback_mac, tiny_app_builds, tmp_path):
     build = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path / "b")
     calls = len(loopback_mac.xcodebuild_calls())
     _, report = run_sign(build, mac=loopback_mac, tmp_path=tmp_path)
@@ -264,7 +248,7 @@ def test_engine_package_not_ready_is_named_before_xcodebuild_runs(loopback_mac, 
     ("Warning: unable to build chain to self-signed root\nerror: errSecInternalComponent\nCommand CodeSign failed",
      KeychainLocked, "security unlock-keychain"),
 ])
-def test_xcodebuild_failures_become_named_errors_with_the_fix(loopback_mac, signable, tmp_path,  # noqa: F811
+def test_xcodebuild_failures_become_named_errors_with_the_fix(loopback_mac, signable, tmp_path,
                                                              printed, error, fix):
     build = copy_build(signable, tmp_path / "b")
     name = project_of(build).name
@@ -334,13 +318,12 @@ def test_deploy_on_linux_without_a_mac_names_the_xcodebuild_commands(signable, t
     assert "▶ install" not in out
 
 
-sim = test_device.sim  # the loopback simulator (lockdown transport), one fixture for every device test file
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @not_on_mac
 def test_deploy_model_tiny_bench_builds_signs_installs_pushes_benches_and_reports(
-        loopback_mac, sim, engine_checkout, tmp_path, monkeypatch):  # noqa: F811
+        loopback_mac, sim, engine_checkout, tmp_path, monkeypatch):
     """The done-when of issue 16: one `gemmaios deploy --model tiny --bench`, from nothing."""
     from gemmaios import bench as bench_mod
 

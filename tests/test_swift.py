@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SWIFT_RESULTS
+from swift_toolchain import CORE, run, swift_cache, swift_parse, vectors
 
 from gemmaios import contract as c
 from gemmaios.app import AppSettings, PromptSet, render_app
@@ -32,56 +33,9 @@ from gemmaios.tables import gather, write_tables
 from gemmaios.transcript import read_transcript
 
 REPO = Path(__file__).resolve().parents[1]
-CORE = REPO / "ios_template" / "GemmaiosCore"
-
-
-def swift_cache(name: str) -> Path:
-    root = Path(os.environ.get("GEMMAIOS_SWIFT_CACHE") or Path.home() / ".cache" / "gemmaios" / "swiftpm")
-    path = root / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def run(argv: list, *, cwd: Path | None = None, timeout: int = 900, env: dict | None = None) -> str:
-    result = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(map(str, argv[:4]))} … failed ({result.returncode}):\n{output[-6000:]}"
-    return output
-
-
-def swift_parse(toolchain, files: list[Path]) -> None:
-    """`swiftc -parse -wmo` (syntax only, no imports needed; one frontend per call, ~20x faster
-    than a job per file), batched: at most 100 files a call, and never two with one name
-    (swiftc tells private declarations apart by file name)."""
-    assert files
-    batches: list[list[Path]] = []
-    for path in files:
-        batch = next((b for b in batches if len(b) < 100 and all(p.name != path.name for p in b)), None)
-        if batch is None:
-            batch = []
-            batches.append(batch)
-        batch.append(path)
-    for batch in batches:
-        run([toolchain.swiftc, "-parse", "-wmo", *batch])
 
 
 # ---- the core package ---------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def core_build(swift_toolchain) -> Path:
-    """`swift build` of GemmaiosCore (library + vectors tool); returns the products folder."""
-    scratch = swift_cache("GemmaiosCore")
-    run([swift_toolchain.swift, "build", "--package-path", CORE, "--scratch-path", scratch])
-    bin_dir = Path(run([swift_toolchain.swift, "build", "--package-path", CORE, "--scratch-path", scratch,
-                        "--show-bin-path"]).strip().splitlines()[-1])
-    assert (bin_dir / "gemmaios-core-vectors").is_file()
-    return bin_dir
-
-
-def vectors(core_build: Path, *args, env: dict | None = None) -> str:
-    return run([core_build / "gemmaios-core-vectors", *args], env=env)
-
 
 def test_swift_package_tests_pass(swift_toolchain, core_build):
     """`swift test` of the core; its XCTest count is printed in the session summary (CI log)."""

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import SWIFT_RESULTS
 from safetensors.numpy import save_file
-from test_swift import CORE, core_build, run, swift_cache, vectors  # noqa: F401 (core_build: a fixture)
+from swift_toolchain import CORE, run, swift_cache, vectors
 
 from gemmaios import contract as c
 

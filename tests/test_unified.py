@@ -123,7 +123,7 @@ def test_unified_configs_the_text_path_cannot_run_are_refused(unified_dir, tmp_p
         load_checkpoint(tmp_path, model_id="x")
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_tiny_unified_converts_for_the_mac(unified_dir, tmp_path):
     out = tmp_path / "build"
     result = CliRunner().invoke(app, ["convert", "--model", str(unified_dir), "--target", "mac", "--quant", "int8",

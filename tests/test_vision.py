@@ -9,7 +9,6 @@ One build per session (oracle with image prompts, tables, convert with the image
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +17,8 @@ import torch
 from gemmaios import contract, hostrun
 from gemmaios.checkpoint import UnsupportedInput, resolve_checkpoint
 from gemmaios.pipeline import BuildOptions
-from gemmaios.steps import BUNDLE_STEPS, run_build
 from gemmaios.vision import BUILTIN_IMAGES, ImageSpec, VisionError, expand_prompt, preprocess, splice_ids
 from gemmaios.vision.oracle import IMAGE_ORACLE_DIR, load_image_record
-
-_BUILD: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="session")
@@ -42,17 +38,6 @@ def hf_tokenizer(vision_checkpoint):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(vision_checkpoint.path))
-
-
-def vision_build(tmp_path_factory) -> Path:
-    # The default int4 bundle: the tiny model's image answers have oracle margins >= 0.999.
-    if "int4" not in _BUILD:
-        out = tmp_path_factory.mktemp("vision-int4")
-        _, reports = run_build(BuildOptions(model="tiny-vision", quant="int4", vision=True), out, only=BUNDLE_STEPS)
-        failed = [r for r in reports if r.status == "failed"]
-        assert not failed, failed[0].message
-        _BUILD["int4"] = out
-    return _BUILD["int4"]
 
 
 # ---- preprocessing and the splice ------------------------------------------------------------
@@ -167,9 +152,9 @@ def test_tbl_with_vision_is_refused(vision_checkpoint, tmp_path):
 
 # ---- the bundle under Core AI's runtime ----------------------------------------------------
 
-@pytest.mark.slow
-def test_image_prompts_run_token_exact_under_core_ai(tmp_path_factory):
-    out = vision_build(tmp_path_factory)
+@pytest.mark.full
+def test_image_prompts_run_token_exact_under_core_ai(vision_build):
+    out = vision_build
     details = json.loads((out / "build.json").read_text())["steps"]["convert"]["details"]
     report = details["gates"]["image_run"]
     assert report["total"] == len(BUILTIN_IMAGES) == 8
@@ -208,13 +193,13 @@ def test_image_prompts_run_token_exact_under_core_ai(tmp_path_factory):
     assert (out / IMAGE_ORACLE_DIR / f"{BUILTIN_IMAGES[0].name}.png").is_file()
 
 
-@pytest.mark.slow
-def test_wrong_picture_or_missing_image_fails(tmp_path_factory):
+@pytest.mark.full
+def test_wrong_picture_or_missing_image_fails(vision_build):
     """The gate can fail: another picture's embeddings change the answer; spliced ids need an image."""
     from gemmaios.oracle import load_oracle
     from gemmaios.vision.oracle import IMAGE_ORACLE_FILE
 
-    out = vision_build(tmp_path_factory)
+    out = vision_build
     oracle = load_oracle(out / IMAGE_ORACLE_DIR / IMAGE_ORACLE_FILE)
     bundle = hostrun.find_bundle(out)
     first, other = oracle.prompts[0], oracle.prompts[1]
@@ -235,8 +220,8 @@ def test_cli_flag_reaches_the_build_options():
     assert options.vision is True
 
 
-@pytest.mark.slow
-def test_cli_run_answers_about_a_picture(tmp_path_factory):
+@pytest.mark.full
+def test_cli_run_answers_about_a_picture(vision_build):
     """`gemmaios run --image` answers what the oracle answers for the same picture."""
     from typer.testing import CliRunner
 
@@ -244,7 +229,7 @@ def test_cli_run_answers_about_a_picture(tmp_path_factory):
     from gemmaios.oracle import load_oracle
     from gemmaios.vision.oracle import IMAGE_ORACLE_FILE
 
-    out = vision_build(tmp_path_factory)
+    out = vision_build
     oracle = load_oracle(out / IMAGE_ORACLE_DIR / IMAGE_ORACLE_FILE)
     case = BUILTIN_IMAGES[1]
     png = out / IMAGE_ORACLE_DIR / f"{case.name}.png"

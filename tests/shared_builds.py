@@ -1,0 +1,89 @@
+"""Recipes of the session's shared builds (the fixtures in tests/conftest.py make each once).
+
+Every recipe runs the real pipeline with its gates on, and fails the session's users loudly if a
+step fails, so a broken build is reported once, where it is made.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from devicebuild import BUNDLE_ID
+
+from gemmaios import contract
+from gemmaios.pipeline import BuildOptions
+from gemmaios.steps import BUNDLE_STEPS, run_build
+
+
+def built(options: BuildOptions, out: Path, only=BUNDLE_STEPS) -> Path:
+    _, reports = run_build(options, out, only=only)
+    failed = [r for r in reports if r.status == "failed"]
+    assert not failed, failed[0].message
+    return out
+
+
+@dataclass(frozen=True)
+class DemoBuild:
+    path: Path
+    statuses: dict[str, str]  # step → status of the first run
+    messages: dict[str, str]
+    commands: dict[str, str]  # step → the command a pending step names
+
+
+def demo_build(out: Path) -> DemoBuild:
+    """`gemmaios build --model tiny` (every step of the build, defaults throughout)."""
+    _, reports = run_build(BuildOptions(model="tiny"), out)
+    failed = [r for r in reports if r.status == "failed"]
+    assert not failed, failed[0].message
+    return DemoBuild(out, {r.name: r.status for r in reports}, {r.name: r.message for r in reports},
+                     {r.name: r.command for r in reports})
+
+
+def gated_bundle_build(out: Path, quant: str, ple: str) -> Path:
+    """`gemmaios build --model tiny --quant Q --ple P` up to the bundle (every gate)."""
+    return built(BuildOptions(model="tiny", quant=quant, ple=ple), out)
+
+
+def mac_bundle_build(out: Path, checkpoint: Path) -> Path:
+    """A Mac build of a 12B/31B-shaped checkpoint folder (the flash-decode kernel in its full layers)."""
+    _, reports = run_build(BuildOptions(model=str(checkpoint), quant="int8", max_context=64, target="mac"), out,
+                           only=BUNDLE_STEPS)
+    # no PLE tables for a 12B-shaped model: that step is not applicable
+    assert [r.status for r in reports] == ["done", "n/a", "done", "done"], [r.message for r in reports]
+    return out
+
+
+def prefill_ladder_bundle_build(out: Path) -> Path:
+    built(BuildOptions(model="tiny", quant="int4", prefill_chunk="16,8", max_context=256), out)
+    gates = json.loads((out / "build.json").read_text())["steps"]["convert"]["details"]["gates"]
+    assert gates["bundle_run"]["exact"] == 8, gates["bundle_run"]["summary"]  # a two-function bundle still runs main
+    return out
+
+
+def with_prefill_chunk(build: Path) -> Path:
+    """A tiny app build (devicebuild) converted again with --prefill-chunk 8 and its app re-rendered."""
+    from devicebuild import tiny_options
+
+    options = tiny_options(contract.DOCUMENTS)
+    options.prefill_chunk = "8"
+    _, reports = run_build(options, build, only={"convert", "app"})
+    assert {r.name: r.status for r in reports} == {"convert": "done", "app": "done"}, [r.message for r in reports]
+    return build
+
+
+def vision_bundle_build(out: Path) -> Path:
+    # The default int4 bundle: the tiny model's image answers have oracle margins >= 0.999.
+    return built(BuildOptions(model="tiny-vision", quant="int4", vision=True), out)
+
+
+def render_vision_app(build: Path) -> Path:
+    """The app step on a vision build, for the `documents` bundle location."""
+    options = BuildOptions(model="tiny-vision", quant="int4", vision=True)
+    options.extra["app"] = {"allow_uncompiled": True, "allow_clone": False, "bundle_location": contract.DOCUMENTS,
+                            "bundle_id": BUNDLE_ID}
+    _, reports = run_build(options, build, only={"checkpoint", "app"})
+    status = {r.name: (r.status, r.message) for r in reports}
+    assert status["app"][0] == "done", status
+    return build
