@@ -29,7 +29,9 @@ public protocol Tokenizer: Sendable {
     func applyChatTemplate(messages: [Message], tools: [ToolSpec]?, additionalContext: [String: any Sendable]?) throws -> [Int]
 }
 
-public enum AutoTokenizer {
+public struct AutoTokenizer {}
+extension AutoTokenizer {
+    // (the source's `hubApi: HubApi = .shared` parameter is left out: nothing here passes one)
     public static func from(modelFolder: URL) async throws -> any Tokenizer { fatalError() }
     public static func from(pretrained model: String) async throws -> any Tokenizer { fatalError() }
 }
