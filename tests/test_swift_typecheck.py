@@ -409,7 +409,8 @@ def test_rendered_app_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine
     files = non_ui_files(source)
     assert {"AppConfig.swift", "EngineHost.swift", "BenchRunner.swift", "VisionEncoder.swift"} <= {f.name for f in files}
     ok(check_app(swift_toolchain, patched_engine, app_modules, files, tmp_path), f"app ({location}, {ple}, vision={vision})")
-    if vision:
+    if vision:  # the image prompt's picture is in the payload (the Swift is the text render's)
+        assert (source.parent / c.PAYLOAD_DIR / c.PAYLOAD_IMAGES_DIR / "cat.safetensors").is_file()
         SWIFT_RESULTS.append(f"app non-UI files through -emit-sil (Swift {APP_SWIFT_VERSION} mode): "
                              + ", ".join(f.name for f in files) + f" in {len(CONFIGURATIONS)} render configurations")
 
@@ -439,6 +440,7 @@ def test_planted_errors_fail_the_app_check(swift_toolchain, patched_engine, app_
     text = path.read_text()
     assert text.count(old) == 1, (plant, old)
     path.write_text(text.replace(old, new))
+    assert swiftc(swift_toolchain, "-parse", path).returncode == 0  # what test_swift.py's parse check sees
     result = check_app(swift_toolchain, patched_engine, app_modules, non_ui_files(source), tmp_path)
     assert result.returncode != 0, plant
     assert any(message in e for e in errors(result)), (plant, errors(result))
