@@ -1,4 +1,5 @@
 import CoreAI
+import CoreAILanguageModels
 import CoreAIShared
 import CoreGraphics
 import Foundation

@@ -1,0 +1,2 @@
+// Stand-in for Apple's ImageIO: CoreAIShared imports it and calls nothing from it, so it declares nothing.
+import Foundation
