@@ -278,6 +278,28 @@ def loopback_mac(tmp_path_factory):
     proc.wait(timeout=10)
 
 
+# ---- the pinned upstream engine (apple/coreai-models at the base of patches/series) -----------
+
+@pytest.fixture(scope="session")
+def pinned_engine(tmp_path_factory):
+    """The pinned upstream tree (read-only), from $GEMMAIOS_ENGINE_SOURCE, the user cache or the vendor
+    snapshot; skips where none exists, fails under CI=true (the upstream checks must run there)."""
+    import os
+
+    from upstream_engine import materialise, missing_message
+
+    from gemmaios.patches import load_series
+
+    series = load_series()
+    engine = materialise(series, tmp_path_factory.mktemp("pinned-engine"))
+    if engine is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {missing_message(series)}", pytrace=False)
+        pytest.skip(missing_message(series))
+    SWIFT_RESULTS.append(f"upstream engine: {engine.origin}")
+    return engine
+
+
 # ---- the Swift core package ----------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SWIFT_RESULTS
+from fixture_bundle import RENDER_PROMPTS, render_bundle
 from swift_toolchain import CORE, run, swift_cache, swift_parse, vectors
 
 from gemmaios import contract as c
-from gemmaios.app import AppSettings, PromptSet, render_app
-from gemmaios.bundle import write_metadata
+from gemmaios.app import AppSettings, render_app
 from gemmaios.patches import load_series, prepare_engine_package
 from gemmaios.payload import payload_plan
 from gemmaios.tables import gather, write_tables
@@ -62,39 +62,13 @@ def test_template_and_core_sources_parse(swift_toolchain):
     swift_parse(swift_toolchain, files)
 
 
-def _fake_bundle(build: Path, ple: str, *, compiled: bool = True) -> tuple[str, Path]:
-    name = "gemma4_tiny_decode_int4" + ("_tbl" if ple == "tbl" else "")
-    bundle = build / "bundle" / name
-    (bundle / "tokenizer").mkdir(parents=True)
-    (bundle / "tokenizer" / "tokenizer.json").write_text("{}")
-    (bundle / f"{name}.aimodel").mkdir()
-    (bundle / f"{name}.aimodel" / "model.mlirb").write_bytes(b"aimodel")
-    asset = f"{name}.aimodel"
-    if compiled:
-        asset = f"{name}.h18p.aimodelc"
-        (bundle / asset).mkdir()
-        (bundle / asset / "main-h18p.mlirb").write_bytes(b"aimodelc")
-        (bundle / asset / "metadata.json").write_text(json.dumps({"producer": "coreai-build-test"}))
-    write_metadata(bundle, name=name, aimodel=asset, tokenizer="tiny", vocab_size=64, max_context=128,
-                   gemmaios={"quant": "int4", "ple": ple})
-    tables = build / "tables"
-    tables.mkdir(exist_ok=True)
-    (tables / c.TABLE_I8_FILE).write_bytes(bytes(64 * 2 * 4))
-    (tables / c.TABLE_SCALE_FILE).write_bytes(bytes(64 * 4))
-    return name, bundle
-
-
-PROMPTS = PromptSet("vector", "0" * 64, 4, [{"id": "p0", "prompt_ids": [2, 5, 1, 7]},
-                                           {"id": "p1", "prompt_ids": [2, 9]}])
-
-
 @pytest.mark.parametrize("location", c.BUNDLE_LOCATIONS)
 @pytest.mark.parametrize("ple", ["provider", "tbl", "none"])
 def test_rendered_app_parses_in_each_configuration(swift_toolchain, tmp_path, location, ple):
-    name, bundle = _fake_bundle(tmp_path, ple)
+    name, bundle = render_bundle(tmp_path, ple)
     settings = AppSettings(bundle_location=location, ple=ple, ple_layers=2 if ple != "none" else 0,
                            ple_dim=4, vocab_size=64, bundle_name=name, bundle_dir=f"bundle/{name}",
-                           prompt_set=PROMPTS, prepare_engine=False, display_name='Gemma "Ω" \\(x)')
+                           prompt_set=RENDER_PROMPTS, prepare_engine=False, display_name='Gemma "Ω" \\(x)')
     result = render_app(tmp_path, settings)
     files = sorted((result.project_dir / "GemmaBench").glob("*.swift"))
     assert {f.name for f in files} >= {"AppConfig.swift", "BenchRunner.swift", "EngineHost.swift"}
@@ -106,9 +80,9 @@ def test_rendered_app_parses_in_each_configuration(swift_toolchain, tmp_path, lo
 
 def test_rendered_foundation_files_typecheck_against_the_core(swift_toolchain, core_build, tmp_path):
     """AppConfig.swift + AppRuntime.swift use only Foundation and GemmaiosCore: a full type-check."""
-    name, _ = _fake_bundle(tmp_path, "provider")
+    name, _ = render_bundle(tmp_path, "provider")
     result = render_app(tmp_path, AppSettings(ple="provider", ple_layers=2, ple_dim=4, vocab_size=64,
-                                              bundle_name=name, bundle_dir=f"bundle/{name}", prompt_set=PROMPTS,
+                                              bundle_name=name, bundle_dir=f"bundle/{name}", prompt_set=RENDER_PROMPTS,
                                               prepare_engine=False))
     src = result.project_dir / "GemmaBench"
     modules = core_build / "Modules" if (core_build / "Modules").is_dir() else core_build
@@ -134,7 +108,7 @@ def test_patched_engine_parses_at_the_pinned_commit(swift_toolchain, tmp_path, p
 
 def test_swift_transcript_passes_read_transcript(core_build, tmp_path):
     prompts = tmp_path / c.PROMPT_SET_FILE
-    prompts.write_text(json.dumps(PROMPTS.as_json()))
+    prompts.write_text(json.dumps(RENDER_PROMPTS.as_json()))
     docs = tmp_path / "Documents"
     path = Path(vectors(core_build, "transcript", docs, "20260101T000000Z", prompts, 200).strip())
     assert path == docs / c.RUNS_DIR / f"20260101T000000Z{c.TRANSCRIPT_SUFFIX}"
@@ -161,10 +135,10 @@ def test_swift_gather_equals_numpy_bytes(core_build, tiny_checkpoint, tmp_path):
 
 
 def test_swift_resolves_the_paths_payload_plan_fills(core_build, tmp_path):
-    name, bundle = _fake_bundle(tmp_path, "provider")
+    name, bundle = render_bundle(tmp_path, "provider")
     prompts = tmp_path / "app" / c.PROMPT_SET_FILE
     prompts.parent.mkdir()
-    prompts.write_text(json.dumps(PROMPTS.as_json()))
+    prompts.write_text(json.dumps(RENDER_PROMPTS.as_json()))
     app, docs = tmp_path / "Dev" / "App.app", tmp_path / "Dev" / "Documents"
     swift = json.loads(vectors(core_build, "paths", app, docs, name))
     for location, root in ((c.BUNDLED, app), (c.DOCUMENTS, docs)):
@@ -293,7 +267,7 @@ def test_upstream_decoders_read_every_metadata_json_we_write(upstream_decoder, t
     from gemmaios.archs import get_arch
     from gemmaios.compile import point_metadata_at
 
-    name, bundle = _fake_bundle(tmp_path, ple, compiled=False)
+    name, bundle = render_bundle(tmp_path, ple, compiled=False)
     compiled = tmp_path / "compiled" / name
     shutil.copytree(bundle, compiled)
     aimodelc = f"{name}.h18p.aimodelc"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SWIFT_RESULTS
-from test_swift import PROMPTS, _fake_bundle
+from fixture_bundle import RENDER_PROMPTS, render_bundle
 
 from gemmaios import contract as c
 from gemmaios.app import AppSettings, PromptSet, render_app
@@ -380,8 +380,8 @@ def check_app(toolchain, patched_engine: Engine, modules: Path, files: list[Path
 
 def render(tmp_path: Path, location: str, ple: str, *, vision: bool = False) -> Path:
     """The app rendered from values (no model build), as in test_swift's configurations."""
-    name, _ = _fake_bundle(tmp_path, ple)
-    prompts = PROMPTS
+    name, _ = render_bundle(tmp_path, ple)
+    prompts = RENDER_PROMPTS
     if vision:  # an image prompt: the picture file is written into the payload next to the prompt set
         from PIL import Image
 
@@ -389,7 +389,7 @@ def render(tmp_path: Path, location: str, ple: str, *, vision: bool = False) -> 
         png.parent.mkdir()
         Image.new("RGB", (8, 6), (200, 120, 40)).save(png)
         picture = f"{c.PAYLOAD_IMAGES_DIR}/cat.safetensors"
-        prompts = PromptSet("vector+images", "1" * 64, 4, [*PROMPTS.prompts, {"id": "img0", "prompt_ids": [2, 7],
+        prompts = PromptSet("vector+images", "1" * 64, 4, [*RENDER_PROMPTS.prompts, {"id": "img0", "prompt_ids": [2, 7],
                                                                              "image": picture}],
                             image_sources={picture: "pictures/cat.png"})
     settings = AppSettings(bundle_location=location, ple=ple, ple_layers=2 if ple != "none" else 0, ple_dim=4,
