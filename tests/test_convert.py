@@ -223,21 +223,23 @@ def test_build_writes_gated_int4_bundle(tiny_build, tmp_path):
 
 
 @pytest.mark.full
-def test_fp16_bundle_keeps_the_tied_head(tiny_checkpoint, tmp_path):
+def test_fp16_bundle_keeps_the_tied_head(tiny_checkpoint, tiny_bundle_builds):
     from coreai.authoring.asset import AIModelAsset
 
-    result = convert_checkpoint(tiny_checkpoint, tmp_path, "fp16", "provider", 64, gates=False)
-    assert result.head_quant == "fp16"
-    meta = json.loads(result.metadata.read_text())["gemmaios"]
+    build = tiny_bundle_builds("fp16", "provider")  # the session's gated fp16 build
+    details = json.loads((build / "build.json").read_text())["steps"]["convert"]["details"]
+    bundle_dir, aimodel = build / details["bundle_dir"], build / details["aimodel"]
+    assert details["head_quant"] == "fp16"
+    meta = json.loads((bundle_dir / "metadata.json").read_text())["gemmaios"]
     assert meta["head_quant"] == "fp16" and meta["head"]["tied"] and "head_bytes" not in meta["head"]
-    storage = dict(AIModelAsset.load(result.aimodel).summary().storage_types)
+    storage = dict(AIModelAsset.load(aimodel).summary().storage_types)
     assert "Int4" not in storage and "Int8" not in storage
     # One [V, H] table serves gather and head: fp16 storage holds it once, not twice.
     model = Gemma4Decode(tiny_checkpoint, quant="fp16")
     fp16_once = sum(t.numel() for t in [*model.parameters(), *model.buffers()] if t.dtype == torch.float16)
     assert abs(storage["Float16"] - fp16_once) < 384 * 64 / 2
-    assert bundle_facts_from_dir(result.bundle_dir).weight_bytes == sum(
-        p.stat().st_size for p in result.aimodel.rglob("*") if p.is_file())
+    assert bundle_facts_from_dir(bundle_dir).weight_bytes == sum(
+        p.stat().st_size for p in aimodel.rglob("*") if p.is_file())
 
 
 @pytest.mark.full

@@ -84,6 +84,7 @@ def test_swapped_layers_fail_the_gate(tiny_bundle_builds, tmp_path):
     assert not any((tmp_path / "bundle").glob("gemma4_*")), "a failed gate must leave no bundle behind"
 
 
+@pytest.mark.full  # a full runtime gate walk; the gate itself runs in every make-test build
 def test_wrong_ple_scale_fails_the_gate(tiny_bundle_builds, tmp_path):
     out = tiny_bundle_builds("int4", "provider")
     tables = tmp_path / "tables"

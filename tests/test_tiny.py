@@ -136,6 +136,7 @@ def test_cli_tiny_train_writes_weights_and_record(tmp_path, monkeypatch):
     assert "margins" in result.output and record["margins"]["steps"] == 12 * 32
 
 
+@pytest.mark.full  # a multimodal training run (~1 min); test_cli_tiny_train_writes_weights_and_record keeps the CLI in make test
 def test_cli_tiny_train_vision_writes_the_multimodal_weights_and_record(tmp_path):
     """`tiny-train --vision`: a short CPU run writes weights the tiny-vision loader accepts, and its record
     scores the 8 built-in pictures in fp32 and on the int4 grid."""
