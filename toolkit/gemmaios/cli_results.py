@@ -36,7 +36,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         try:
             paths = list(runs or []) + list(compare_runs or [])
             if not paths:
-                raise rep.ReportError("no runs given", hint="gemmaios report <run-dir>... (or --compare A B)")
+                paths = [_latest_run(rep)]
             for p in paths:  # a folder with several transcripts would shift the --compare indices
                 if compare_runs and p in compare_runs and len(rep.transcript_paths(p)) != 1:
                     raise rep.ReportError(f"--compare needs one transcript per side; {p} holds several",
@@ -96,6 +96,21 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             raise typer.Exit(1)
 
 
+
+    def _latest_run(rep) -> Path:
+        """No runs named: the newest run of the only build folder under ./build."""
+        from .buildfolder import BUILD_RUNS, builds_found, latest_run
+
+        found = builds_found()
+        if len(found) != 1:
+            raise rep.ReportError("no runs given" + (f" and {len(found)} build folders under ./build" if found else ""),
+                                  hint="gemmaios report <run-dir>... (or --compare A B)")
+        newest = latest_run(found[0])
+        if newest is None:
+            raise rep.ReportError(f"no runs given, and {found[0]}/{BUILD_RUNS} holds none",
+                                  hint="bench first: `gemmaios run --bench` (this machine) or `gemmaios bench` (iPhone)")
+        console.print(f"[dim]report of {newest}[/dim]")
+        return newest
 
     @app.command()
     def score(

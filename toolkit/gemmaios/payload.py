@@ -35,6 +35,14 @@ class PayloadError(GemmaiosError):
     """The build folder lacks something the app reads (bundle, tables, prompt set)."""
 
 
+def _typed(path: Path) -> str:
+    """A folder as the user would type it: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 class UncompiledBundle(NeedsMacOS):
     """An iOS app would get a bundle whose assets.main is not an AOT .aimodelc for its architecture."""
 
@@ -274,7 +282,8 @@ def check_ios_bundle(bundle_dir: Path, arch: Arch, *, allow_uncompiled: bool = F
     raise UncompiledBundle(
         f"{bundle_dir / c.BUNDLE_METADATA_FILE}: {problem}; an iPhone cannot load it reliably",
         command=command,
-        hint=f"compile it on a Mac: {command} — then re-run `gemmaios build` (or pass --allow-uncompiled)",
+        hint=f"compile it on a Mac: {command} — then re-run `gemmaios build`; or ship it uncompiled: "
+             f"gemmaios app --allow-uncompiled --out {_typed(bundle_dir.parent.parent)}",
     )
 
 

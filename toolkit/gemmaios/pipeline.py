@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__
+from . import __version__, quiet
 from .crash import doing
 from .errors import BuildError, GemmaiosError, NeedsMacOS, StepFailed
 
@@ -299,7 +300,10 @@ class Pipeline:
         for step in self.steps:
             if only is not None and step.name not in only:
                 continue
-            reports.append(self._run_step(step, ctx, force=step.name in force))
+            # third-party warnings and the native runtime's output go to the build's log (quiet.py)
+            with quiet.to_log(ctx.path(quiet.LOG_NAME), f"step {step.name}",
+                              {2 if ctx.console.stderr else 1: [ctx.console]}):
+                reports.append(self._run_step(step, ctx, force=step.name in force))
             if reports[-1].status == FAILED:
                 break
         return reports
@@ -338,7 +342,8 @@ class Pipeline:
                 StepRecord(status=PENDING, fingerprint=fp, inputs=inputs, message=str(exc),
                            details={"command": exc.command}, started=_iso(started), seconds=seconds),
             )
-            ctx.console.print(f"[yellow]⏸ {step.name}: {exc}[/yellow]")
+            # the reason only: the command to run is printed once, in the build's summary
+            ctx.console.print(f"[yellow]⏸ {step.name}: {escape(str(exc).splitlines()[0])}[/yellow]")
             return StepReport(step.name, step.title, PENDING, seconds, str(exc).splitlines()[0], exc.command)
         except GemmaiosError as exc:
             return self._failed(step, ctx, exc, started, fp, inputs)

@@ -196,7 +196,8 @@ class AppStep(Step):
             outputs = [*outputs, stamp]
         message = f"{result.project_dir.relative_to(ctx.build_dir)}"
         if result.engine.status == "pending":
-            message += f"; engine package pending ({result.engine.message}) — run: {result.engine.command}"
+            # the command to fetch it is printed once, under the build's summary (details["engine"])
+            message += f"; engine package pending ({result.engine.message})"
         details = {**result.details(ctx.build_dir), "warnings": warnings}
         if image_memory is not None:  # decoder + vision encoder + buffers vs the entitled limit
             details["image_memory"] = image_memory.as_dict()
