@@ -8,14 +8,16 @@ fix, never a silent rewrite of the folder's manifest.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
 from .errors import BuildFolderMismatch, NoBuildFolder
 from .pipeline import MANIFEST_NAME, BuildOptions, Manifest
 from .registry import DEFAULT_MODEL
+from .tiny import TINY_ID
 
-BUILDS_ROOT = Path("build")  # where `gemmaios build` puts folders by default (steps.default_build_dir)
+BUILDS_ROOT = Path("build")  # where `gemmaios build` puts folders by default (default_build_dir)
 BUILD_RUNS = "runs"  # <build>/runs/<run id>-<udid or host>/: pulled device logs and host benches
 
 # What the folder *is*: changing one of these makes a different bundle, so it needs its own folder.
@@ -27,6 +29,15 @@ IDENTITY_DEFAULTS: dict[str, Any] = {
 FLAGS = {name: "--" + name.replace("_", "-") for name in IDENTITY_DEFAULTS}
 
 _OPTION_FIELDS = {f.name for f in dataclasses.fields(BuildOptions)}
+
+
+def default_build_dir(options: BuildOptions) -> Path:
+    """build/<model>-<arch>-<quant>-<ple> (Mac bundles: <model>-mac-<quant>-<ple>[-<kernel>])."""
+    model = TINY_ID if options.model == TINY_ID else Path(options.model.rstrip("/")).name
+    name = f"{model}-{options.arch}-{options.quant}-{options.ple}"
+    if options.target != "ios":  # Mac bundles (and their kernel variant) get their own folder
+        name = f"{model}-{options.target}-{options.quant}-{options.ple}" + (f"-{options.kernel}" if options.kernel else "")
+    return BUILDS_ROOT / re.sub(r"[^A-Za-z0-9._-]+", "-", name)
 
 
 def is_build_folder(path: Path) -> bool:
@@ -104,8 +115,6 @@ def _same(name: str, built: Any, given: Any) -> bool:
 
 def check_matches(build_dir: Path, options: BuildOptions, given: dict[str, Any]) -> None:
     """BuildFolderMismatch when an option given on the command line contradicts the folder."""
-    from .steps import default_build_dir
-
     for name, value in given.items():
         if value is None or name not in IDENTITY_DEFAULTS:
             continue
@@ -132,8 +141,6 @@ def resolve(out: Path | None, given: dict[str, Any], *, find_only: bool = True) 
 
     `given` holds the identity options as typed (None: not given). With no --out and no --model,
     the only build folder under ./build is used when `find_only` (NoBuildFolder when there are several)."""
-    from .steps import default_build_dir
-
     if out is None and given.get("model") is None and find_only:
         found = builds_found()
         if len(found) > 1:
@@ -158,3 +165,20 @@ def latest_run(build_dir: Path) -> Path | None:
     """The newest run folder of a build (run ids start with a UTC timestamp, so names sort by time)."""
     runs = sorted(p for p in (Path(build_dir) / BUILD_RUNS).glob("*/") if p.is_dir() and not p.name.startswith("."))
     return runs[-1] if runs else None
+
+
+def step_details(build_dir: Path, step: str) -> dict[str, Any]:
+    """What a step recorded in build.json ({} where the folder has no build.json or the step no
+    record). The one reader for the other modules: a damaged build.json is a BuildError naming it,
+    not an empty build."""
+    if not is_build_folder(build_dir):
+        return {}
+    record = Manifest(build_dir).get(step)
+    return dict(record.details or {}) if record is not None else {}
+
+
+def recorded_option(build_dir: Path, name: str) -> Any:
+    """One option the folder was built with (None where build.json records none)."""
+    if not is_build_folder(build_dir):
+        return None
+    return (Manifest(build_dir).data.get("options") or {}).get(name)

@@ -25,7 +25,6 @@ from . import contract as c
 from .archs import Arch
 from .errors import GemmaiosError, NeedsMacOS
 from .memory import ExtraAsset, MemoryEstimate, entitled_memory, tree_bytes
-from .pipeline import MANIFEST_NAME
 
 # The prompt set the app step renders, relative to the build folder (the payload's source).
 PROMPT_SET_BUILD_REL = f"app/{c.PROMPT_SET_FILE}"
@@ -82,11 +81,9 @@ class PayloadPlan:
 
 
 def _details(build_dir: Path, step: str) -> dict:
-    try:
-        manifest = json.loads((Path(build_dir) / MANIFEST_NAME).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return ((manifest.get("steps") or {}).get(step) or {}).get("details") or {}
+    from .buildfolder import step_details
+
+    return step_details(build_dir, step)
 
 
 def read_main_asset(bundle_dir: Path) -> str:

@@ -30,12 +30,13 @@ class BundleFacts:
 
 
 def _manifest(build_dir: Path | None) -> dict:
-    if build_dir is None:
+    """The build's build.json as read by pipeline.Manifest ({} without one; a damaged one is named)."""
+    from ..buildfolder import is_build_folder
+    from ..pipeline import Manifest
+
+    if build_dir is None or not is_build_folder(build_dir):
         return {}
-    try:
-        return json.loads((build_dir / "build.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    return Manifest(build_dir).data
 
 
 def _step_details(manifest: dict, step: str) -> dict:
