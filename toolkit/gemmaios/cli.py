@@ -156,7 +156,8 @@ def print_summary(reports: list[StepReport], build_dir: Path, manifest=None) -> 
     printed: dict[str, str] = {}
     for r in pending:
         if r.command and r.command not in printed:
-            console.print(f"[yellow]{r.name} is pending.[/yellow] On a Mac with Xcode 27 run:")
+            waits = f" ({escape(r.message)}); then" if r.message.startswith("waits for") else "."
+            console.print(f"[yellow]{r.name} is pending{waits}[/yellow] on a Mac with Xcode 27 run:")
             console.print(f"  {r.command}", markup=False, highlight=False)
             printed[r.command] = r.name
         elif r.name == "app":
@@ -170,7 +171,12 @@ def print_summary(reports: list[StepReport], build_dir: Path, manifest=None) -> 
                   "(or pass --mac user@host to let gemmaios run the Mac steps over SSH).", markup=False)
 
 
-def _run(options: BuildOptions, out: Path | None, only: set[str] | None, force: bool) -> None:
+def _print_json(build_dir: Path, reports: list[StepReport], **more) -> None:
+    """A command's result on stdout as JSON (--json): the build folder and each step's report."""
+    print(json.dumps({"build_dir": str(build_dir), "steps": [vars(r) for r in reports], **more}, indent=2))
+
+
+def _run(options: BuildOptions, out: Path | None, only: set[str] | None, force: bool, as_json: bool = False) -> None:
     from .steps import run_build
 
     try:
@@ -180,6 +186,8 @@ def _run(options: BuildOptions, out: Path | None, only: set[str] | None, force: 
         console.print("[yellow]interrupted[/yellow]: finished steps are kept; run the same command again to resume")
         raise typer.Exit(130) from None
     print_summary(reports, ctx.build_dir, ctx.manifest)
+    if as_json:
+        _print_json(ctx.build_dir, reports)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
 
@@ -202,6 +210,7 @@ def build(
     vision: VisionOpt = None,
     allow_uncompiled: AllowUncompiledOpt = None,
     allow_tbl: AllowTblOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Checkpoint → Core AI bundle, PLE tables, oracle, AOT .aimodelc and Xcode app, in one build folder."""
     try:
@@ -216,7 +225,7 @@ def build(
             console.print("[dim]--target mac: building the bundle only (the AOT compile and app steps are "
                           "iPhone-only; the Mac engine loads the .aimodel as is)[/dim]")
             only = _bundle_steps()
-        _run(options, build_dir, only, force)
+        _run(options, build_dir, only, force, as_json)
     except GemmaiosError as exc:
         _fail(exc)
 
@@ -245,7 +254,7 @@ def models(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def doctor(config: ConfigOpt = None, mac: MacOpt = None) -> None:
+def doctor(config: ConfigOpt = None, mac: MacOpt = None, as_json: JsonOpt = False) -> None:
     """What this machine can do (deps, Xcode, remote Mac, usbmuxd, devices) and how to fix what it cannot."""
     from .doctor import MISSING, OK, run_checks
 
@@ -255,10 +264,14 @@ def doctor(config: ConfigOpt = None, mac: MacOpt = None) -> None:
         _fail(exc)
     if mac:
         user.mac = mac
+    checks = run_checks(user)
+    if as_json:
+        print(json.dumps([vars(c) for c in checks], indent=2))
+        return
     table = Table(title="gemmaios doctor")
     for col in ("check", "status", "detail", "what to do"):
         table.add_column(col, overflow="fold")
-    for c in run_checks(user):
+    for c in checks:
         style = "green" if c.status == OK else ("red" if c.status == MISSING else "yellow")
         table.add_row(c.name, f"[{style}]{c.status}[/]", c.detail, c.fix)
     terminal().print(table)
@@ -305,9 +318,8 @@ def app_command(
     if finished:
         console.print(f"Xcode project: {_shown(ctx.build_dir / record.details['xcodeproj'])}", markup=False)
     if as_json:
-        print(json.dumps({"build_dir": str(ctx.build_dir), "steps": [vars(r) for r in reports],
-                          "xcodeproj": str(ctx.build_dir / record.details["xcodeproj"]) if finished else None},
-                         indent=2))
+        _print_json(ctx.build_dir, reports,
+                    xcodeproj=str(ctx.build_dir / record.details["xcodeproj"]) if finished else None)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
 
@@ -324,6 +336,7 @@ def compile_cmd(
     force: ForceOpt = False,
     bundle: Annotated[Path | None, typer.Option(
         "--bundle", help="compile this bundle folder (metadata.json + .aimodel) instead of a build's")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """AOT-compile the bundle for --arch with `xcrun coreai-build compile` (here on a Mac, or over SSH with --mac)."""
     from .compile import (
@@ -341,7 +354,7 @@ def compile_cmd(
             build_dir, options = _build_options(out, mac=mac, config=config, model=model, arch=arch, quant=quant,
                                                 ple=ple)
             options.extra["recompile"] = force  # otherwise an up-to-date .aimodelc is reused
-            _run(options, build_dir, {"compile"}, force)
+            _run(options, build_dir, {"compile"}, force, as_json)
             return
         # a bundle outside any build folder: the options say what to compile it for
         target = get_arch(arch or "h18p")
@@ -382,6 +395,7 @@ def sign(
     config: ConfigOpt = None,
     team_id: TeamIdOpt = None,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Archive and export the rendered app as a development-signed .ipa (xcodebuild; here on a Mac, or over SSH with --mac)."""
     from .app import validate_team_id
@@ -391,7 +405,7 @@ def sign(
         build_dir, options = _build_options(out, mac=mac, config=config, model=model, arch=arch, quant=quant, ple=ple)
         options.extra["sign"] = {"team_id": team_id}
         _remember_app(options, config=config)
-        _run(options, build_dir, {"sign"}, force)
+        _run(options, build_dir, {"sign"}, force, as_json)
     except GemmaiosError as exc:
         _fail(exc)
 
@@ -431,11 +445,12 @@ def tables(
     ple: PleOpt = None,
     config: ConfigOpt = None,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Int8 per-layer embedding table + row scales (+ sidecar) for the app's mmap gather, verified against HF."""
     try:
         build_dir, options = _build_options(out, config=config, model=model, arch=arch, quant=quant, ple=ple)
-        _run(options, build_dir, {"checkpoint", "tables"}, force)
+        _run(options, build_dir, {"checkpoint", "tables"}, force, as_json)
     except GemmaiosError as exc:
         _fail(exc)
 
@@ -477,7 +492,10 @@ def oracle(
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
     path = ctx.path("oracle", "oracle.json")
-    print(json.dumps({"oracle": str(path)}) if as_json else path)
+    if as_json:
+        _print_json(ctx.build_dir, reports, oracle=str(path))
+    else:
+        print(path)
 
 
 @app.command()
@@ -495,13 +513,14 @@ def convert(
     head_quant: HeadQuantOpt = None,
     prefill_chunk: PrefillChunkOpt = None,
     vision: VisionOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated and run by Core AI's runtime against the oracle)."""
     try:
         build_dir, options = _build_options(
             out, config=config, model=model, arch=arch, quant=quant, ple=ple, max_context=max_context,
             target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision)
-        _run(options, build_dir, _bundle_steps(), force)
+        _run(options, build_dir, _bundle_steps(), force, as_json)
     except GemmaiosError as exc:
         _fail(exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 
 from .cli_console import terminal
-from .cli_options import BuildDirOpt
+from .cli_options import BuildDirOpt, JsonOpt
 from .errors import GemmaiosError
 
 
@@ -78,6 +79,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         image: Annotated[Path | None, typer.Option("--image", help="a picture for the prompt (bundles built with "
                                                     "--vision); `<image>` in the prompt marks its place, else it "
                                                     "goes first")] = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """Run a built bundle through Core AI's runtime on this machine: chat, one prompt, or a host bench.
 
@@ -102,7 +104,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             log = (build or bundle_dir) / quiet.LOG_NAME  # the native runtime's loader lines go here
             with CtrlC() as ctrl_c, quiet.to_log(log, "run", {1: [out_console], 2: [console]}):
                 if bench:
-                    _bench(hostrun, build, bundle_dir, trials, console, ctrl_c)
+                    _bench(hostrun, build, bundle_dir, trials, console, out_console if as_json else None, ctrl_c)
                     return
                 tables_dir = tables or (build / "tables" if build else None)
                 with hostrun.BundleRunner(bundle_dir, tables_dir if tables_dir and tables_dir.is_dir() else tables) as runner:
@@ -113,7 +115,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                     for text in texts:
                         if ctrl_c.requested:
                             break
-                        _answer(runner, tok, text, tokens, not raw, console, out_console, picture, ctrl_c)
+                        _answer(runner, tok, text, tokens, not raw, console, out_console, picture, ctrl_c, as_json)
                 if ctrl_c.requested:
                     console.print("[yellow]interrupted[/yellow] (Ctrl-C): stopped at the next token")
                     raise typer.Exit(INTERRUPTED)
@@ -124,13 +126,14 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             fail(exc)
 
 
-def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console, ctrl_c: CtrlC) -> None:
+def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console, json_out: Console | None,
+           ctrl_c: CtrlC) -> None:
     """`run --bench`: the transcript is written only once complete, so Ctrl-C leaves nothing half done."""
     def bar(total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         progress = Progress(TextColumn("  host bench"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=True)
+                            TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
         progress.start()
         task = progress.add_task("bench", total=total)
 
@@ -149,6 +152,10 @@ def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console
         console.print("[yellow]interrupted[/yellow] (Ctrl-C): no transcript written; run the same command "
                       "again for a complete one")
         raise typer.Exit(INTERRUPTED) from None
+    if json_out is not None:  # --json, on stdout (the terminal's: fd 1 is the log meanwhile)
+        json_out.print(json.dumps({"transcript": str(result.transcript), "run_dir": str(result.run_dir),
+                                   "oracle": result.score, "passed": result.passed}, indent=2),
+                       markup=False, highlight=False)
     console.print(f"transcript: {result.transcript}", markup=False)
     console.print(f"oracle: {result.score}", markup=False)
     if result.passed is False:
@@ -193,7 +200,7 @@ def _encode_with_image(tok, runner, text: str, chat: bool, picture) -> list[int]
 
 
 def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console, out: Console, picture=None,
-            ctrl_c: CtrlC | None = None) -> None:
+            ctrl_c: CtrlC | None = None, as_json: bool = False) -> None:
     ids = tok.encode(text, chat=chat) if picture is None else _encode_with_image(tok, runner, text, chat, picture)
     shown: list[int] = []
     printed = ""
@@ -204,16 +211,24 @@ def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console, o
         text_now = tok.decode(shown)
         if text_now.endswith("\ufffd"):  # a UTF-8 sequence split across tokens: wait for the rest
             return
-        out.print(text_now[len(printed):], end="", markup=False)
+        if not as_json:  # --json: one record at the end instead of the streamed text
+            out.print(text_now[len(printed):], end="", markup=False)
         printed = text_now
 
     started = time.perf_counter()
     gen = runner.generate(ids, tokens, stop_ids=tok.eos_ids, on_token=on_token, image=picture,
                           should_stop=ctrl_c.stop if ctrl_c else None)
-    out.print()
-    if ctrl_c and ctrl_c.requested:  # the partial answer is already on screen
-        return
+    interrupted = bool(ctrl_c and ctrl_c.requested)
     prefill = len(ids) / gen.prefill_seconds if gen.prefill_seconds > 0 else float("nan")
     decode = gen.decode_tokens / gen.decode_seconds if gen.decode_seconds > 0 else float("nan")
+    if as_json:
+        out.print(json.dumps({"prompt": text, "text": tok.decode(shown), "prompt_tokens": len(ids),
+                              "new_tokens": len(gen.generated_ids), "prefill_tok_s": round(prefill, 2),
+                              "decode_tok_s": round(decode, 2), "interrupted": interrupted}),
+                  markup=False, highlight=False)
+        return
+    out.print()
+    if interrupted:  # the partial answer is already on screen
+        return
     console.print(f"[dim]{len(ids)} prompt tokens at {prefill:.1f} tok/s, {len(gen.generated_ids)} new at "
                   f"{decode:.1f} tok/s ({time.perf_counter() - started:.2f}s)[/dim]")

@@ -221,7 +221,8 @@ class BuildContext:
     def progress(self, description: str, total: float | None) -> Iterator[Any]:
         """A rich progress bar; yields a callable `advance(n=1)`."""
         columns = [TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=self.console, transient=True) as bar:
+        # no bar in a log (piped): a transient bar there leaves only a blank line
+        with Progress(*columns, console=self.console, transient=True, disable=not self.console.is_terminal) as bar:
             task = bar.add_task(description, total=total)
             yield lambda n=1: bar.advance(task, n)
 
