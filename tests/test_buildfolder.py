@@ -125,7 +125,7 @@ def test_the_pending_steps_each_name_their_own_command_once(tiny_app_builds, tmp
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = [line for line in result.output.splitlines() if line.startswith("  ")]  # the printed commands
     compile_lines = [line for line in lines if "xcrun coreai-build compile" in line]
     assert len(compile_lines) == 1 and compile_lines[0].rstrip().endswith("--expect-frequent-reshapes")
     archive = [line for line in lines if "xcodebuild -project" in line]
