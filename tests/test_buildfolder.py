@@ -223,3 +223,26 @@ def test_ctrl_c_during_a_host_bench_writes_no_transcript(tiny_app_builds, tmp_pa
     assert proc.returncode == 130, (out, err)
     assert "C++ exception" not in err.decode() and "no transcript written" in err.decode(), err
     assert not list(build.glob("runs/*/*.jsonl")), "an interrupted bench left a transcript"
+
+
+@pytest.mark.parametrize(("command", "target", "kept"), [
+    ("bench", "gemmaios.bench.bench", "nothing of this run was pulled into runs/"),
+    ("deploy", "gemmaios.fulldeploy.deploy_all", "finished build steps and pushed files are kept"),
+])
+def test_ctrl_c_during_a_device_bench_or_deploy_says_what_is_kept_and_exits_130(
+        tmp_path, monkeypatch, command, target, kept):
+    """Click alone turns Ctrl-C into "Aborted!" and exit 1; the device commands say how to resume."""
+    import importlib
+
+    module, name = target.rsplit(".", 1)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(module), name, ctrl_c)
+    folder = _folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    result = runner.invoke(app, [command, "--out", str(folder)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted (Ctrl-C)" in result.output and kept in " ".join(result.output.split())

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from . import crash, quiet
 from .archs import get_arch
-from .cli_console import terminal
+from .cli_console import interrupted, terminal
 from .cli_options import (
     AllowTblOpt,
     AllowUncompiledOpt,
@@ -183,8 +183,7 @@ def _run(options: BuildOptions, out: Path | None, only: set[str] | None, force: 
         ctx, reports = run_build(options, out, only=only, force=set(only or []) if force else set(), console=console)
     except KeyboardInterrupt:
         # Finished steps are already in build.json; the interrupted one left no record.
-        console.print("[yellow]interrupted[/yellow]: finished steps are kept; run the same command again to resume")
-        raise typer.Exit(130) from None
+        interrupted(console, "finished steps are kept; run the same command again to resume")
     print_summary(reports, ctx.build_dir, ctx.manifest)
     if as_json:
         _print_json(ctx.build_dir, reports)

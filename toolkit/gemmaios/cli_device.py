@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .cli_console import interrupted
 from .cli_options import (
     AbPrefillOpt,
     AllowTblOpt,
@@ -175,6 +176,9 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
                                     progress=progress)
             finally:
                 close()
+        except KeyboardInterrupt:  # finished steps, installed app and pushed files are kept
+            interrupted(console, "finished build steps and pushed files are kept; run the same `gemmaios deploy` "
+                                 "again to resume (pushes resume, an unfinished bench starts over)")
         except BenchFailed as exc:
             console.print(f"[red]bench failed:[/red] {exc}")
             raise typer.Exit(1) from None
@@ -217,6 +221,8 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
                                ab_prefill=ab_prefill, cold=cold, duration=duration, sample_interval=sample_interval,
                                status_fn=lambda msg: console.print(f"  {msg}"), mac=mac,
                                ssh_options=_ssh_options() if mac else ())
+        except KeyboardInterrupt:
+            interrupted(console, "nothing of this run was pulled into runs/; run the same `gemmaios bench` again")
         except BenchFailed as exc:
             for warning in exc.result.warnings:
                 console.print(f"[yellow]warning:[/yellow] {warning}")

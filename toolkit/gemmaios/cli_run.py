@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .cli_console import terminal
+from .cli_console import INTERRUPTED, interrupted, terminal
 from .cli_options import BuildDirOpt, JsonOpt
 from .errors import GemmaiosError
 
@@ -32,9 +32,6 @@ def _resolve(out: Path | None, bundle: Path | None) -> tuple[Path | None, Path]:
         raise hostrun.HostRunError(f"{out} is not a gemmaios build folder (no build.json)",
                                    hint=f"run `gemmaios build --out {out}` first, or pass --bundle")
     return Path(out), hostrun.find_bundle(Path(out))
-
-
-INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
 
 
 class CtrlC:
@@ -117,8 +114,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                             break
                         _answer(runner, tok, text, tokens, not raw, console, out_console, picture, ctrl_c, as_json)
                 if ctrl_c.requested:
-                    console.print("[yellow]interrupted[/yellow] (Ctrl-C): stopped at the next token")
-                    raise typer.Exit(INTERRUPTED)
+                    interrupted(console, "stopped at the next token")
         except KeyboardInterrupt:  # Ctrl-C at the chat prompt
             console.print()
             raise typer.Exit(INTERRUPTED) from None
@@ -149,9 +145,7 @@ def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console
     try:
         result = hostrun.host_bench(build, bundle_dir, trials=trials, progress_factory=bar)
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow] (Ctrl-C): no transcript written; run the same command "
-                      "again for a complete one")
-        raise typer.Exit(INTERRUPTED) from None
+        interrupted(console, "no transcript written; run the same command again for a complete one")
     if json_out is not None:  # --json, on stdout (the terminal's: fd 1 is the log meanwhile)
         json_out.print(json.dumps({"transcript": str(result.transcript), "run_dir": str(result.run_dir),
                                    "oracle": result.score, "passed": result.passed}, indent=2),
@@ -218,17 +212,17 @@ def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console, o
     started = time.perf_counter()
     gen = runner.generate(ids, tokens, stop_ids=tok.eos_ids, on_token=on_token, image=picture,
                           should_stop=ctrl_c.stop if ctrl_c else None)
-    interrupted = bool(ctrl_c and ctrl_c.requested)
+    stopped = bool(ctrl_c and ctrl_c.requested)
     prefill = len(ids) / gen.prefill_seconds if gen.prefill_seconds > 0 else float("nan")
     decode = gen.decode_tokens / gen.decode_seconds if gen.decode_seconds > 0 else float("nan")
     if as_json:
         out.print(json.dumps({"prompt": text, "text": tok.decode(shown), "prompt_tokens": len(ids),
                               "new_tokens": len(gen.generated_ids), "prefill_tok_s": round(prefill, 2),
-                              "decode_tok_s": round(decode, 2), "interrupted": interrupted}),
+                              "decode_tok_s": round(decode, 2), "interrupted": stopped}),
                   markup=False, highlight=False)
         return
     out.print()
-    if interrupted:  # the partial answer is already on screen
+    if stopped:  # the partial answer is already on screen
         return
     console.print(f"[dim]{len(ids)} prompt tokens at {prefill:.1f} tok/s, {len(gen.generated_ids)} new at "
                   f"{decode:.1f} tok/s ({time.perf_counter() - started:.2f}s)[/dim]")
