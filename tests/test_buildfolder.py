@@ -246,3 +246,20 @@ def test_ctrl_c_during_a_device_bench_or_deploy_says_what_is_kept_and_exits_130(
     result = runner.invoke(app, [command, "--out", str(folder)])
     assert result.exit_code == 130, result.output
     assert "interrupted (Ctrl-C)" in result.output and kept in " ".join(result.output.split())
+
+
+def test_the_readers_of_build_json_name_a_damaged_one_instead_of_reading_an_empty_build(tmp_path):
+    """device/local and payload (through pipeline.recorded_details) and report/bundle read build.json through
+    pipeline.Manifest: before issue 26 each parsed it by hand and took a damaged file for a build with no steps."""
+    from gemmaios.device.local import build_arch, step_details
+    from gemmaios.errors import BuildError
+    from gemmaios.pipeline import recorded_details
+
+    folder = _folder(tmp_path, arch="h17p")
+    assert build_arch(folder) == "h17p" and step_details(folder, "app") == {}
+    assert recorded_details(tmp_path / "not-a-build", "convert") == {}
+    (folder / "build.json").write_text('{"schema": 1, "steps": {"half')
+    for read in (lambda: build_arch(folder), lambda: step_details(folder, "app"),
+                 lambda: recorded_details(folder, "convert")):
+        with pytest.raises(BuildError, match="not valid JSON"):
+            read()

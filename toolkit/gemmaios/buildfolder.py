@@ -165,20 +165,3 @@ def latest_run(build_dir: Path) -> Path | None:
     """The newest run folder of a build (run ids start with a UTC timestamp, so names sort by time)."""
     runs = sorted(p for p in (Path(build_dir) / BUILD_RUNS).glob("*/") if p.is_dir() and not p.name.startswith("."))
     return runs[-1] if runs else None
-
-
-def step_details(build_dir: Path, step: str) -> dict[str, Any]:
-    """What a step recorded in build.json ({} where the folder has no build.json or the step no
-    record). The one reader for the other modules: a damaged build.json is a BuildError naming it,
-    not an empty build."""
-    if not is_build_folder(build_dir):
-        return {}
-    record = Manifest(build_dir).get(step)
-    return dict(record.details or {}) if record is not None else {}
-
-
-def recorded_option(build_dir: Path, name: str) -> Any:
-    """One option the folder was built with (None where build.json records none)."""
-    if not is_build_folder(build_dir):
-        return None
-    return (Manifest(build_dir).data.get("options") or {}).get(name)

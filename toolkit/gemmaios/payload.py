@@ -25,6 +25,7 @@ from . import contract as c
 from .archs import Arch
 from .errors import GemmaiosError, NeedsMacOS
 from .memory import ExtraAsset, MemoryEstimate, entitled_memory, tree_bytes
+from .pipeline import recorded_details
 
 # The prompt set the app step renders, relative to the build folder (the payload's source).
 PROMPT_SET_BUILD_REL = f"app/{c.PROMPT_SET_FILE}"
@@ -81,9 +82,7 @@ class PayloadPlan:
 
 
 def _details(build_dir: Path, step: str) -> dict:
-    from .buildfolder import step_details
-
-    return step_details(build_dir, step)
+    return recorded_details(build_dir, step)
 
 
 def read_main_asset(bundle_dir: Path) -> str:

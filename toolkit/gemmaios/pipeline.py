@@ -145,6 +145,23 @@ class Manifest:
         write_json_atomic(self.path, self.data)
 
 
+def recorded_details(build_dir: Path, step: str) -> dict[str, Any]:
+    """What a step recorded in build.json ({} where the folder has no build.json or the step no record).
+    The one reader for the modules that only look: a damaged build.json is the BuildError Manifest names,
+    not an empty build."""
+    if not (Path(build_dir) / MANIFEST_NAME).is_file():
+        return {}
+    record = Manifest(build_dir).get(step)
+    return dict(record.details or {}) if record is not None else {}
+
+
+def recorded_options(build_dir: Path) -> dict[str, Any]:
+    """The options build.json records ({} where it records none)."""
+    if not (Path(build_dir) / MANIFEST_NAME).is_file():
+        return {}
+    return dict(Manifest(build_dir).data.get("options") or {})
+
+
 @dataclass
 class BuildOptions:
     model: str

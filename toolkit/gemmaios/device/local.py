@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import contract
-from ..buildfolder import recorded_option, step_details
 from ..payload import PayloadPlan, payload_plan
-from ..pipeline import sha256_file, write_json_atomic
+from ..pipeline import recorded_details, recorded_options, sha256_file, write_json_atomic
 from .errors import NothingToDeploy
 
 DEPLOY_RECORD = "deploy.json"  # <build>/deploy.json: what deploy installed, per device (bench reads it)
@@ -41,7 +40,11 @@ class AppPackage:
 
 
 def build_arch(build_dir: Path) -> str | None:
-    return recorded_option(build_dir, "arch")
+    return recorded_options(build_dir).get("arch")
+
+
+def step_details(build_dir: Path, step: str) -> dict:
+    return recorded_details(build_dir, step)
 
 
 def bundle_location(build_dir: Path) -> str:

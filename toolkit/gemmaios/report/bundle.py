@@ -31,10 +31,9 @@ class BundleFacts:
 
 def _manifest(build_dir: Path | None) -> dict:
     """The build's build.json as read by pipeline.Manifest ({} without one; a damaged one is named)."""
-    from ..buildfolder import is_build_folder
-    from ..pipeline import Manifest
+    from ..pipeline import MANIFEST_NAME, Manifest
 
-    if build_dir is None or not is_build_folder(build_dir):
+    if build_dir is None or not (build_dir / MANIFEST_NAME).is_file():
         return {}
     return Manifest(build_dir).data
 
