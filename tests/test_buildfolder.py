@@ -162,8 +162,11 @@ def test_conventions_version_help_bare_and_completion():
     bare = runner.invoke(app, [])
     assert bare.exit_code == 0 and "Usage" in bare.output and "build" in bare.output
     assert runner.invoke(app, ["-h"]).exit_code == 0
-    completion = runner.invoke(app, ["--show-completion", "bash"], prog_name="gemmaios")
-    assert completion.exit_code == 0 and "_gemmaios_completion" in completion.output
+    # a real process: typer reads the shell from its arguments and environment
+    completion = subprocess.run([sys.executable, "-c", "from gemmaios.cli import main; main()", "--show-completion",
+                                 "bash"], env={**os.environ, "PYTHONPATH": str(TOOLKIT), "SHELL": "/bin/bash"},
+                                capture_output=True, text=True, timeout=120)
+    assert completion.returncode == 0 and "_gemmaios_completion" in completion.stdout, completion
 
 
 def test_models_lists_tiny_and_archs_fits_a_terminal():
@@ -263,3 +266,13 @@ def test_the_readers_of_build_json_name_a_damaged_one_instead_of_reading_an_empt
                  lambda: recorded_details(folder, "convert")):
         with pytest.raises(BuildError, match="not valid JSON"):
             read()
+
+
+def test_the_folder_remembers_its_options_but_not_a_one_off_recompile(tmp_path):
+    from gemmaios.buildfolder import stored_options
+
+    folder = _folder(tmp_path, quant="int8", extra={"recompile": True, "app": {"allow_uncompiled": True,
+                                                                               "config": "gemmaios.yaml"}})
+    options = stored_options(folder)
+    assert (options.model, options.quant) == ("tiny", "int8")
+    assert options.extra == {"app": {"allow_uncompiled": True, "config": Path("gemmaios.yaml")}}

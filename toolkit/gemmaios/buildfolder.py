@@ -28,6 +28,7 @@ IDENTITY_DEFAULTS: dict[str, Any] = {
 # The command-line spelling of each identity option, for messages.
 FLAGS = {name: "--" + name.replace("_", "-") for name in IDENTITY_DEFAULTS}
 
+ONE_OFF_EXTRAS = ("recompile",)  # BuildOptions.extra keys that are not remembered
 _OPTION_FIELDS = {f.name for f in dataclasses.fields(BuildOptions)}
 
 
@@ -73,7 +74,8 @@ def stored_options(build_dir: Path) -> BuildOptions | None:
     values = {k: v for k, v in stored.items() if k in _OPTION_FIELDS}
     if values.get("prompts_file"):
         values["prompts_file"] = Path(values["prompts_file"])
-    extra = dict(values.get("extra") or {})
+    # what one command asked for once, not what the folder is (`compile --force` must not recompile forever)
+    extra = {k: v for k, v in (values.get("extra") or {}).items() if k not in ONE_OFF_EXTRAS}
     if isinstance(extra.get("app"), dict):  # JSON wrote the Paths as text
         app = dict(extra["app"])
         for key in ("config", "engine_source"):
