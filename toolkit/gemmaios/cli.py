@@ -156,8 +156,11 @@ def print_summary(reports: list[StepReport], build_dir: Path, manifest=None) -> 
     printed: dict[str, str] = {}
     for r in pending:
         if r.command and r.command not in printed:
-            waits = f" ({escape(r.message)}); then" if r.message.startswith("waits for") else "."
-            console.print(f"[yellow]{r.name} is pending{waits}[/yellow] on a Mac with Xcode 27 run:")
+            if r.message.startswith("waits for"):
+                console.print(f"[yellow]{r.name} is pending[/yellow] ({escape(r.message)}); after it, on a Mac "
+                              "with Xcode 27 run:")
+            else:
+                console.print(f"[yellow]{r.name} is pending.[/yellow] On a Mac with Xcode 27 run:")
             console.print(f"  {r.command}", markup=False, highlight=False)
             printed[r.command] = r.name
         elif r.name == "app":
