@@ -160,7 +160,7 @@ def test_cli_build_bad_arch_models_and_doctor(tmp_path):
 
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0
-    assert {m["key"] for m in json.loads(result.stdout)} == {"e2b", "e4b", "12b", "31b"}
+    assert {m["key"] for m in json.loads(result.stdout)} == {"e2b", "e4b", "12b", "31b", "tiny"}
 
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 0

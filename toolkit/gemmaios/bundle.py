@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from . import __version__
+from .bundlename import bundle_name, model_key  # noqa: F401  (re-exported)
 from .pipeline import write_json_atomic
 
 METADATA_VERSION = "0.2"
@@ -21,11 +22,6 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
     "generation_config.json",
 )
-
-
-def bundle_name(model_key: str, quant: str, ple: str) -> str:
-    """`gemma4_<key>_decode_<quant>` plus `_tbl` for table-as-input bundles (docs/contracts.md)."""
-    return f"gemma4_{model_key}_decode_{quant}" + ("_tbl" if ple == "tbl" else "")
 
 
 def copy_tokenizer(checkpoint_dir: Path, dest: Path) -> list[Path]:

@@ -9,60 +9,69 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import crash
+from . import crash, quiet
 from .archs import get_arch
+from .cli_console import interrupted, terminal
+from .cli_options import (
+    AllowTblOpt,
+    AllowUncompiledOpt,
+    ArchOpt,
+    BundleLocationOpt,
+    ConfigOpt,
+    ForceOpt,
+    HeadQuantOpt,
+    JsonOpt,
+    KernelOpt,
+    MacOpt,
+    MaxContextOpt,
+    ModelOpt,
+    OutOpt,
+    PleOpt,
+    PrefillChunkOpt,
+    QuantOpt,
+    TargetOpt,
+    TeamIdOpt,
+    VisionOpt,
+)
 from .config import load_config
 from .errors import GemmaiosError
 from .pipeline import FAILED, PENDING, BuildOptions, StepReport
-from .registry import DEFAULT_MODEL, MODELS
+from .registry import MODELS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
-
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF id, local checkpoint folder, or `tiny`")]
-ArchOpt = Annotated[str, typer.Option("--arch", help="AOT target architecture (e.g. h18p = iPhone 17 Pro class)")]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="build folder (default: build/<model>-<arch>-...)")]
-QuantOpt = Annotated[str, typer.Option("--quant", help="weight quantization: int4 | int8 | fp16")]
-PleOpt = Annotated[str, typer.Option("--ple", help="per-layer embeddings: provider | tbl")]
-HeadQuantOpt = Annotated[str | None, typer.Option(
-    "--head-quant", help="lm_head storage: int4 | int8 (an untied copy) | fp16 (tied to the embedding); default: --quant")]
-MacOpt = Annotated[str | None, typer.Option("--mac", help="user@host of a Mac with Xcode 27 for Apple-only steps")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config (default: ./gemmaios.yaml)")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="re-run the step(s) even if up to date")]
-TargetOpt = Annotated[str, typer.Option(
-    "--target", help="ios (iPhone) | mac (12B/31B: flash-decode Metal kernel on the full layers)")]
-KernelOpt = Annotated[str | None, typer.Option(
-    "--kernel", help="flash-decode kernel for --target mac builds of 12B/31B: g8 (default) | simple")]
-
-PrefillChunkOpt = Annotated[str, typer.Option(
-    "--prefill-chunk", help="prompt prefill in static chunks: a prefill_C function beside main "
-    "(0 = off; 8 | 16, or a ladder such as 16,8)")]
-
-VisionOpt = Annotated[bool, typer.Option(
-    "--vision", help="image input (E2B/E4B): the vision asset beside the decoder, image_embeds on main, "
-    "image prompts in the oracle and the runtime gate (provider PLE, --target ios)")]
-
-QUANTS = ("int4", "int8", "fp16")
-PLE_MODES = ("provider", "tbl")
-TARGETS = ("ios", "mac")
-KERNELS = ("g8", "simple")
-MIN_CONTEXT = 16  # the converter's floor (convert._check_options); checked here before any work
+app = typer.Typer(add_completion=True, no_args_is_help=False, help=__doc__,
+                  context_settings={"help_option_names": ["--help", "-h"]})
+console = terminal(stderr=True)
 _session: dict[str, str | None] = {"command": None}  # the command being run, for the crash line
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
 
-@app.callback()
+        print(f"gemmaios {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
 def _global_options(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option(
         "--debug", help=f"show the traceback of an unexpected error instead of writing a crash log (or {crash.DEBUG_ENV}=1)")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="also show third-party warnings and the native runtime's output (always in the build's log)")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print gemmaios's version and exit")] = False,
 ) -> None:
     if debug:
         os.environ[crash.DEBUG_ENV] = "1"  # also reaches the step modules and subprocesses
+    if verbose:
+        os.environ[quiet.VERBOSE_ENV] = "1"
     _session["command"] = ctx.invoked_subcommand
+    if ctx.invoked_subcommand is None:  # bare `gemmaios`: the help, and success
+        print(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def _fail(exc: GemmaiosError) -> None:
@@ -72,59 +81,55 @@ def _fail(exc: GemmaiosError) -> None:
     raise typer.Exit(2)
 
 
-def _head_quant(value: str | None) -> str | None:
-    if value is not None and value not in QUANTS:
-        raise typer.BadParameter(f"{value!r}; choose one of {', '.join(QUANTS)}", param_hint="--head-quant")
-    return value
-
-
-def _options(model: str, arch: str, quant: str, ple: str, mac: str | None, config: Path | None) -> BuildOptions:
+def _build_options(out: Path | None, *, mac: str | None = None, config: Path | None = None,
+                   **given) -> tuple[Path, BuildOptions]:
+    """(build folder, options) for a command: the folder's own options (buildfolder.resolve), the
+    given ones checked against them; option mistakes are named before any folder is made."""
+    from .buildfolder import resolve
     from .checkpoint import check_model_source
-
-    get_arch(arch)
-    check_model_source(model)  # before a build folder is made for a model that cannot exist
-    if quant not in QUANTS:
-        raise typer.BadParameter(f"{quant!r}; choose one of {', '.join(QUANTS)}", param_hint="--quant")
-    if ple not in PLE_MODES:
-        raise typer.BadParameter(f"{ple!r}; choose one of {', '.join(PLE_MODES)}", param_hint="--ple")
-    user = load_config(config)
-    return BuildOptions(model=model, arch=arch, quant=quant, ple=ple, mac=mac or user.mac,
-                        extra={"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir})
-
-
-def _set_conversion(options: BuildOptions, max_context: int | None, target: str, kernel: str | None,
-                    head_quant: str | None, prefill_chunk: str = "0", vision: bool = False) -> None:
-    """Apply the convert step's own options (shared by `build` and `convert`)."""
     from .convert import resolve_prefill_chunks
 
-    options.max_context = max_context
-    _set_target(options, target, kernel)
-    options.head_quant = _head_quant(head_quant)
-    # Validated here (named error, exit 2) and stored canonical: "16,8", or "0" when off.
-    options.prefill_chunk = ",".join(map(str, resolve_prefill_chunks(prefill_chunk))) or "0"
-    options.vision = bool(vision)
+    if given.get("arch") is not None:
+        get_arch(given["arch"])
+    if given.get("model") is not None:
+        check_model_source(given["model"])  # before a build folder is made for a model that cannot exist
+    if given.get("prefill_chunk") is not None:  # stored canonical: "16,8", or "0" when off
+        given["prefill_chunk"] = ",".join(map(str, resolve_prefill_chunks(given["prefill_chunk"]))) or "0"
+    user = load_config(config)
+    build_dir, options = resolve(out, given)
+    if given.get("model") is None:
+        check_model_source(options.model)
+    if options.kernel is not None and options.target != "mac":
+        raise typer.BadParameter(f"{options.kernel!r} only applies to --target mac; drop --kernel, or add --target mac",
+                                 param_hint="--kernel")
+    options.mac = mac or user.mac
+    options.extra.update({"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir})
+    return build_dir, options
 
 
-def _bundle_steps(ple: str) -> set[str]:
-    """The steps that produce a gated bundle (steps.BUNDLE_STEPS; the same for both PLE modes)."""
+def _remember_app(options: BuildOptions, **values) -> None:
+    """The app step's options on top of those the folder remembers (a later `build` keeps them)."""
+    options.extra["app"] = {**(options.extra.get("app") or {}), **{k: v for k, v in values.items() if v is not None}}
+
+
+def _bundle_steps() -> set[str]:
+    """The steps that produce a gated bundle (steps.BUNDLE_STEPS)."""
     from .steps import BUNDLE_STEPS
 
     return set(BUNDLE_STEPS)
 
 
-def _set_target(options: BuildOptions, target: str, kernel: str | None) -> None:
-    if target not in TARGETS:
-        raise typer.BadParameter(f"{target!r}; choose one of {', '.join(TARGETS)}", param_hint="--target")
-    if kernel is not None and kernel not in KERNELS:
-        raise typer.BadParameter(f"{kernel!r}; choose one of {', '.join(KERNELS)}", param_hint="--kernel")
-    if kernel is not None and target != "mac":
-        raise typer.BadParameter(f"{kernel!r} only applies to --target mac; drop --kernel, or add --target mac",
-                                 param_hint="--kernel")
-    options.target, options.kernel = target, kernel
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
-def print_summary(reports: list[StepReport], build_dir: Path) -> None:
-    table = Table(title=f"gemmaios build · {build_dir}", show_lines=False)
+def print_summary(reports: list[StepReport], build_dir: Path, manifest=None) -> None:
+    """The steps' table, then what is left to do: each pending step's own command, each command once."""
+    table = Table(title=f"gemmaios build · {_shown(build_dir)}", show_lines=False)
     table.add_column("step")
     table.add_column("status")
     table.add_column("time", justify="right")
@@ -132,85 +137,126 @@ def print_summary(reports: list[StepReport], build_dir: Path) -> None:
     styles = {"done": "green", "skipped": "cyan", PENDING: "yellow", FAILED: "red", "n/a": "dim"}
     for r in reports:
         label = "needs macOS" if r.status == PENDING else r.status
-        table.add_row(r.name, f"[{styles.get(r.status, '')}]{label}[/]", f"{r.seconds:.1f}s", r.message)
+        table.add_row(r.name, f"[{styles.get(r.status, '')}]{label}[/]", f"{r.seconds:.1f}s",
+                      escape(r.message.splitlines()[0] if r.message else ""))  # the hint was printed with the step
     console.print(table)
-    for r in reports:
-        if r.status == PENDING and r.command:
-            console.print(f"[yellow]{r.name} is pending.[/yellow] On a Mac with Xcode 27 run:\n  {r.command}\n"
-                          "then re-run the same `gemmaios build` command to pick up from there "
-                          "(or pass --mac user@host to let gemmaios do it over SSH).")
+    ran_app = any(r.name == "app" for r in reports)
+    app_record = manifest.get("app") if manifest is not None and ran_app else None
+    engine = (app_record.details or {}).get("engine") or {} if app_record and app_record.status != PENDING else {}
+    if engine.get("status") == "pending":  # the app's Swift package: fetched once, on a machine with network
+        console.print(f"[yellow]engine package pending[/yellow] ({escape(str(engine.get('message')))}); "
+                      "on a machine with network run:")
+        console.print(f"  {engine.get('command')}", markup=False, highlight=False)
+        console.print("  (or pass --engine-source PATH), then re-run `gemmaios app`", markup=False)
+    pending = [r for r in reports if r.status == PENDING]
+    if not pending:
+        return
+    # Each pending step with its own command, each command once: the app step waits on the compile's
+    # command (or renders now with --allow-uncompiled), sign has the two xcodebuild commands.
+    printed: dict[str, str] = {}
+    for r in pending:
+        if r.command and r.command not in printed:
+            if r.message.startswith("waits for"):
+                console.print(f"[yellow]{r.name} is pending[/yellow] ({escape(r.message)}); after it, on a Mac "
+                              "with Xcode 27 run:")
+            else:
+                console.print(f"[yellow]{r.name} is pending.[/yellow] On a Mac with Xcode 27 run:")
+            console.print(f"  {r.command}", markup=False, highlight=False)
+            printed[r.command] = r.name
+        elif r.name == "app":
+            console.print(f"[yellow]app is pending[/yellow] until {printed.get(r.command, 'compile')} is done; "
+                          "to render the Xcode project now with the uncompiled bundle run:")
+            console.print(f"  gemmaios app --allow-uncompiled --out {_shown(build_dir)}", markup=False, highlight=False)
+        else:
+            console.print(f"[yellow]{r.name} is pending[/yellow] until {printed.get(r.command, 'the steps before it')} "
+                          "is done")
+    console.print(f"Then re-run `gemmaios build --out {_shown(build_dir)}` to pick up from there "
+                  "(or pass --mac user@host to let gemmaios run the Mac steps over SSH).", markup=False)
 
 
-def _run(options: BuildOptions, out: Path | None, only: set[str] | None, force: bool) -> None:
+def _print_json(build_dir: Path, reports: list[StepReport], **more) -> None:
+    """A command's result on stdout as JSON (--json): the build folder and each step's report."""
+    print(json.dumps({"build_dir": str(build_dir), "steps": [vars(r) for r in reports], **more}, indent=2))
+
+
+def _run(options: BuildOptions, out: Path | None, only: set[str] | None, force: bool, as_json: bool = False) -> None:
     from .steps import run_build
 
     try:
         ctx, reports = run_build(options, out, only=only, force=set(only or []) if force else set(), console=console)
     except KeyboardInterrupt:
         # Finished steps are already in build.json; the interrupted one left no record.
-        console.print("[yellow]interrupted[/yellow]: finished steps are kept; run the same command again to resume")
-        raise typer.Exit(130) from None
-    print_summary(reports, ctx.build_dir)
+        interrupted(console, "finished steps are kept; run the same command again to resume")
+    print_summary(reports, ctx.build_dir, ctx.manifest)
+    if as_json:
+        _print_json(ctx.build_dir, reports)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
 
 
 @app.command()
 def build(
-    model: ModelOpt = DEFAULT_MODEL,
-    arch: ArchOpt = "h18p",
+    model: ModelOpt = None,
+    arch: ArchOpt = None,
     out: OutOpt = None,
-    quant: QuantOpt = "int4",
-    ple: PleOpt = "provider",
+    quant: QuantOpt = None,
+    ple: PleOpt = None,
     mac: MacOpt = None,
     config: ConfigOpt = None,
     force: ForceOpt = False,
-    max_context: Annotated[int | None, typer.Option(
-        "--max-context", min=MIN_CONTEXT, help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
-    target: TargetOpt = "ios",
+    max_context: MaxContextOpt = None,
+    target: TargetOpt = None,
     kernel: KernelOpt = None,
     head_quant: HeadQuantOpt = None,
-    prefill_chunk: PrefillChunkOpt = "0",
-    vision: VisionOpt = False,
+    prefill_chunk: PrefillChunkOpt = None,
+    vision: VisionOpt = None,
+    allow_uncompiled: AllowUncompiledOpt = None,
+    allow_tbl: AllowTblOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Checkpoint → Core AI bundle, PLE tables, oracle, AOT .aimodelc and Xcode app, in one build folder."""
     try:
         from .steps import step_names
 
-        options = _options(model, arch, quant, ple, mac, config)
-        _set_conversion(options, max_context, target, kernel, head_quant, prefill_chunk, vision)
+        build_dir, options = _build_options(
+            out, mac=mac, config=config, model=model, arch=arch, quant=quant, ple=ple, max_context=max_context,
+            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision)
+        _remember_app(options, allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
         only = None if not force else set(step_names())
-        if target == "mac":
+        if options.target == "mac":
             console.print("[dim]--target mac: building the bundle only (the AOT compile and app steps are "
                           "iPhone-only; the Mac engine loads the .aimodel as is)[/dim]")
-            only = _bundle_steps(ple)
-        _run(options, out, only, force)
+            only = _bundle_steps()
+        _run(options, build_dir, only, force, as_json)
     except GemmaiosError as exc:
         _fail(exc)
 
 
 @app.command()
-def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """The Gemma 4 targets gemmaios knows, with their architecture facts."""
+def models(as_json: JsonOpt = False) -> None:
+    """The Gemma 4 targets gemmaios knows (and the built-in `tiny`), with their architecture facts."""
+    from .tiny import tiny_spec
+
+    specs = [*MODELS.values(), tiny_spec()]
     if as_json:
-        print(json.dumps([s.as_dict() for s in MODELS.values()], indent=2))
+        print(json.dumps([s.as_dict() for s in specs], indent=2))
         return
-    table = Table(title="Gemma 4 targets")
+    table = Table(title="Gemma 4 targets (--model KEY or HF id)")
     for col in ("key", "layers", "hidden", "heads/kv", "head dims", "PLE dim", "kv-shared"):
         table.add_column(col, no_wrap=True)
-    for s in MODELS.values():
+    for s in specs:
         kv = s.num_key_value_heads if s.num_key_value_heads is not None else "?"
         table.add_row(s.key, str(s.num_hidden_layers), str(s.hidden_size),
                       f"{s.num_attention_heads}/{kv}", f"{s.head_dim}/{s.global_head_dim}",
                       str(s.hidden_size_per_layer_input or "—"), str(s.num_kv_shared_layers))
-    out = Console()
+    out = terminal()
     out.print(table)
-    for s in MODELS.values():
-        out.print(f"{s.key}: {s.hf_id}  [dim]({s.source})[/dim]")
+    for s in specs:
+        out.print(f"{s.key}: {escape(s.hf_id)}  [dim]({escape(s.source)})[/dim]")
 
 
 @app.command()
-def doctor(config: ConfigOpt = None, mac: MacOpt = None) -> None:
+def doctor(config: ConfigOpt = None, mac: MacOpt = None, as_json: JsonOpt = False) -> None:
     """What this machine can do (deps, Xcode, remote Mac, usbmuxd, devices) and how to fix what it cannot."""
     from .doctor import MISSING, OK, run_checks
 
@@ -220,77 +266,79 @@ def doctor(config: ConfigOpt = None, mac: MacOpt = None) -> None:
         _fail(exc)
     if mac:
         user.mac = mac
+    checks = run_checks(user)
+    if as_json:
+        print(json.dumps([vars(c) for c in checks], indent=2))
+        return
     table = Table(title="gemmaios doctor")
     for col in ("check", "status", "detail", "what to do"):
         table.add_column(col, overflow="fold")
-    for c in run_checks(user):
+    for c in checks:
         style = "green" if c.status == OK else ("red" if c.status == MISSING else "yellow")
         table.add_row(c.name, f"[{style}]{c.status}[/]", c.detail, c.fix)
-    Console().print(table)
+    terminal().print(table)
 
 
 @app.command("app")
 def app_command(
-    model: ModelOpt = DEFAULT_MODEL,
-    arch: ArchOpt = "h18p",
+    model: ModelOpt = None,
+    arch: ArchOpt = None,
     out: OutOpt = None,
-    quant: QuantOpt = "int4",
-    ple: PleOpt = "provider",
+    quant: QuantOpt = None,
+    ple: PleOpt = None,
     config: ConfigOpt = None,
-    team_id: Annotated[str | None, typer.Option("--team-id", help="Apple Developer Team ID (default: config)")] = None,
+    team_id: TeamIdOpt = None,
     bundle_id: Annotated[str | None, typer.Option("--bundle-id", help="e.g. com.example.gemma (default: config)")] = None,
     app_name: Annotated[str | None, typer.Option("--app-name", help="Xcode target name (default: config or GemmaBench)")] = None,
     display_name: Annotated[str | None, typer.Option("--display-name", help="name on the home screen")] = None,
-    bundle_location: Annotated[str | None, typer.Option("--bundle-location", help="bundled | documents")] = None,
+    bundle_location: BundleLocationOpt = None,
     deployment_target: Annotated[str | None, typer.Option("--deployment-target", help="iOS version, >= 27.0")] = None,
     engine_source: Annotated[Path | None, typer.Option("--engine-source", help="a checkout of apple/coreai-models")] = None,
     no_clone: Annotated[bool, typer.Option("--no-clone", help="never git clone coreai-models")] = False,
-    allow_uncompiled: Annotated[bool, typer.Option(
-        "--allow-uncompiled", help="iOS: ship a bundle that is not AOT-compiled for --arch")] = False,
-    allow_tbl: Annotated[bool, typer.Option(
-        "--allow-tbl", help="iOS: ship a --ple tbl bundle past the entitled-memory arithmetic")] = False,
+    allow_uncompiled: AllowUncompiledOpt = None,
+    allow_tbl: AllowTblOpt = None,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Render the Xcode project for the build (app/<AppName>/) and the patched coreai-models package."""
     from .steps import run_build
 
     try:
-        options = _options(model, arch, quant, ple, None, config)
-        options.extra["app"] = {
-            "team_id": team_id, "bundle_id": bundle_id, "app_name": app_name, "display_name": display_name,
-            "bundle_location": bundle_location, "deployment_target": deployment_target,
-            "engine_source": engine_source, "allow_clone": False if no_clone else None, "config": config,
-            "allow_uncompiled": allow_uncompiled or None, "allow_tbl": allow_tbl or None,
-        }
-        ctx, reports = run_build(options, out, only={"checkpoint", "app"}, force={"app"} if force else set(),
+        build_dir, options = _build_options(out, config=config, model=model, arch=arch, quant=quant, ple=ple)
+        _remember_app(options, team_id=team_id, bundle_id=bundle_id, app_name=app_name, display_name=display_name,
+                      bundle_location=bundle_location, deployment_target=deployment_target,
+                      engine_source=engine_source, allow_clone=False if no_clone else None, config=config,
+                      allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
+        ctx, reports = run_build(options, build_dir, only={"checkpoint", "app"}, force={"app"} if force else set(),
                                  console=console)
     except GemmaiosError as exc:
         _fail(exc)
-    print_summary(reports, ctx.build_dir)
+    print_summary(reports, ctx.build_dir, ctx.manifest)
     record = ctx.manifest.get("app")
-    if record and record.details:
-        engine = record.details.get("engine", {})
-        console.print(f"Xcode project: {ctx.build_dir / record.details['xcodeproj']}")
-        if engine.get("status") == "pending":
-            console.print(f"[yellow]engine package pending:[/yellow] {engine.get('message')}\n"
-                          f"  on a machine with network run: {engine.get('command')}\n"
-                          "  (or pass --engine-source PATH), then re-run `gemmaios app`")
+    finished = record is not None and record.status in ("done", "skipped") and reports[-1].name == "app" \
+        and reports[-1].status in ("done", "skipped")  # never the details of an earlier run after a failed step
+    if finished:
+        console.print(f"Xcode project: {_shown(ctx.build_dir / record.details['xcodeproj'])}", markup=False)
+    if as_json:
+        _print_json(ctx.build_dir, reports,
+                    xcodeproj=str(ctx.build_dir / record.details["xcodeproj"]) if finished else None)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
 
 
 @app.command(name="compile")
 def compile_cmd(
-    model: ModelOpt = DEFAULT_MODEL,
-    arch: ArchOpt = "h18p",
+    model: ModelOpt = None,
+    arch: ArchOpt = None,
     out: OutOpt = None,
-    quant: QuantOpt = "int4",
-    ple: PleOpt = "provider",
+    quant: QuantOpt = None,
+    ple: PleOpt = None,
     mac: MacOpt = None,
     config: ConfigOpt = None,
     force: ForceOpt = False,
     bundle: Annotated[Path | None, typer.Option(
         "--bundle", help="compile this bundle folder (metadata.json + .aimodel) instead of a build's")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """AOT-compile the bundle for --arch with `xcrun coreai-build compile` (here on a Mac, or over SSH with --mac)."""
     from .compile import (
@@ -305,12 +353,20 @@ def compile_cmd(
 
     try:
         if bundle is None:
-            options = _options(model, arch, quant, ple, mac, config)
+            build_dir, options = _build_options(out, mac=mac, config=config, model=model, arch=arch, quant=quant,
+                                                ple=ple)
             options.extra["recompile"] = force  # otherwise an up-to-date .aimodelc is reused
-            _run(options, out, {"compile"}, force)
+            _run(options, build_dir, {"compile"}, force, as_json)
             return
-        options = _options(model, arch, quant, ple, mac, config)
-        target = get_arch(arch)
+        # a bundle outside any build folder: the options say what to compile it for
+        target = get_arch(arch or "h18p")
+        user = load_config(config)
+        options = BuildOptions(model=model or "tiny", arch=target.name, mac=mac or user.mac,
+                               extra={"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir})
+        if model is not None:
+            from .checkpoint import check_model_source
+
+            check_model_source(model)
         aimodel = source_aimodel(bundle)
         compiled = bundle / aimodelc_name(Path(aimodel).name, target)
         if compiled.exists() and not force:  # compiled by hand on a Mac and copied back
@@ -332,31 +388,32 @@ def compile_cmd(
 
 @app.command()
 def sign(
-    model: ModelOpt = DEFAULT_MODEL,
-    arch: ArchOpt = "h18p",
+    model: ModelOpt = None,
+    arch: ArchOpt = None,
     out: OutOpt = None,
-    quant: QuantOpt = "int4",
-    ple: PleOpt = "provider",
+    quant: QuantOpt = None,
+    ple: PleOpt = None,
     mac: MacOpt = None,
     config: ConfigOpt = None,
-    team_id: Annotated[str | None, typer.Option("--team-id", help="Apple Developer Team ID (default: config)")] = None,
+    team_id: TeamIdOpt = None,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Archive and export the rendered app as a development-signed .ipa (xcodebuild; here on a Mac, or over SSH with --mac)."""
     from .app import validate_team_id
 
     try:
         validate_team_id(team_id)
-        options = _options(model, arch, quant, ple, mac, config)
+        build_dir, options = _build_options(out, mac=mac, config=config, model=model, arch=arch, quant=quant, ple=ple)
         options.extra["sign"] = {"team_id": team_id}
-        options.extra["app"] = {"config": config}
-        _run(options, out, {"sign"}, force)
+        _remember_app(options, config=config)
+        _run(options, build_dir, {"sign"}, force, as_json)
     except GemmaiosError as exc:
         _fail(exc)
 
 
 @app.command()
-def archs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def archs(as_json: JsonOpt = False) -> None:
     """The AOT architectures --arch accepts, with device, memory and bandwidth facts and their sources."""
     from .archs import ARCHS
 
@@ -364,79 +421,108 @@ def archs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         print(json.dumps([a.as_dict() for a in ARCHS.values()], indent=2))
         return
     table = Table(title="--arch values (xcrun coreai-build compile --architecture)")
-    for col in ("arch", "platform", "devices", "memory", "entitled", "bandwidth", "validated", "source"):
-        table.add_column(col, overflow="fold")
+    for col in ("arch", "platform", "memory", "entitled", "bandwidth", "validated", "devices"):
+        table.add_column(col, no_wrap=col != "devices", overflow="fold")
 
     def gb(v, unit="GB"):
         return f"{v:g} {unit}" if v is not None else "—"
 
     for a in ARCHS.values():
-        table.add_row(a.name, "/".join(a.platforms), ", ".join(a.devices) or "—", gb(a.memory_gb),
-                      gb(a.entitled_limit_gb), gb(a.bandwidth_gbps, "GB/s"), "yes" if a.device_validated else "—",
-                      a.source)
-    Console().print(table)
+        table.add_row(a.name, "/".join(a.platforms), gb(a.memory_gb), gb(a.entitled_limit_gb),
+                      gb(a.bandwidth_gbps, "GB/s"), "yes" if a.device_validated else "—",
+                      ", ".join(a.devices) or "—")
+    out = terminal()
+    out.print(table)
+    out.print("[dim]sources (full records: gemmaios archs --json):[/dim]")
+    for a in ARCHS.values():  # one line each, never wrapped: the table stays a table at 80 columns
+        out.print(f"  {a.name}: {escape(a.source)}", highlight=False)
 
 
 @app.command()
-def tables(model: ModelOpt = DEFAULT_MODEL, out: OutOpt = None, config: ConfigOpt = None, force: ForceOpt = False) -> None:
+def tables(
+    model: ModelOpt = None,
+    arch: ArchOpt = None,
+    out: OutOpt = None,
+    quant: QuantOpt = None,
+    ple: PleOpt = None,
+    config: ConfigOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Int8 per-layer embedding table + row scales (+ sidecar) for the app's mmap gather, verified against HF."""
     try:
-        _run(_options(model, "h18p", "int4", "provider", None, config), out, {"checkpoint", "tables"}, force)
+        build_dir, options = _build_options(out, config=config, model=model, arch=arch, quant=quant, ple=ple)
+        _run(options, build_dir, {"checkpoint", "tables"}, force, as_json)
     except GemmaiosError as exc:
         _fail(exc)
 
 
 @app.command()
 def oracle(
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     out: OutOpt = None,
     prompts: Annotated[Path | None, typer.Option(
         "--prompts", help="prompts YAML, or a packaged set: `long-prefill` (2 prompts of > 512 tokens, for prefill "
-                          "figures) (default: the built-in 8)")] = None,
-    tokens: Annotated[int, typer.Option("--tokens", "-n", min=1, help="new tokens per prompt")] = 32,
+                          "figures) (default: the folder's, else the built-in 8)")] = None,
+    tokens: Annotated[int | None, typer.Option("--tokens", "-n", min=1, help="new tokens per prompt (default: the folder's, else 32)")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=2, help="logits recorded per step")] = 5,
     device: Annotated[str, typer.Option("--device", help="torch device for the fp32 reference")] = "cpu",
-    arch: ArchOpt = "h18p",
-    quant: QuantOpt = "int4",
-    ple: PleOpt = "provider",
+    arch: ArchOpt = None,
+    quant: QuantOpt = None,
+    ple: PleOpt = None,
+    vision: VisionOpt = None,
+    config: ConfigOpt = None,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The fp32 Hugging Face reference (greedy, N tokens per prompt, top-k logits) → <build>/oracle/oracle.json."""
     from .steps import run_build
 
     try:
-        options = _options(model, arch, quant, ple, None, None)
-        options.oracle_tokens, options.prompts_file = tokens, prompts
+        build_dir, options = _build_options(out, config=config, model=model, arch=arch, quant=quant, ple=ple,
+                                            vision=vision)
+        if tokens is not None:
+            options.oracle_tokens = tokens
+        if prompts is not None:
+            options.prompts_file = prompts
         options.extra.update(oracle_top_k=top_k, oracle_device=device)
-        ctx, reports = run_build(options, out, only={"checkpoint", "oracle"},
+        ctx, reports = run_build(options, build_dir, only={"checkpoint", "oracle"},
                                  force={"oracle"} if force else set(), console=console)
     except GemmaiosError as exc:
         _fail(exc)
-    print_summary(reports, ctx.build_dir)
+    print_summary(reports, ctx.build_dir, ctx.manifest)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
-    print(ctx.path("oracle", "oracle.json"))
+    path = ctx.path("oracle", "oracle.json")
+    if as_json:
+        _print_json(ctx.build_dir, reports, oracle=str(path))
+    else:
+        print(path)
 
 
 @app.command()
 def convert(
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
+    arch: ArchOpt = None,
     out: OutOpt = None,
-    quant: QuantOpt = "int4",
-    ple: PleOpt = "provider",
-    max_context: Annotated[int | None, typer.Option("--max-context", min=MIN_CONTEXT, help="longest context the bundle serves (default: 4096, capped at the model's limit)")] = None,
+    quant: QuantOpt = None,
+    ple: PleOpt = None,
+    max_context: MaxContextOpt = None,
+    config: ConfigOpt = None,
     force: ForceOpt = False,
-    target: TargetOpt = "ios",
+    target: TargetOpt = None,
     kernel: KernelOpt = None,
     head_quant: HeadQuantOpt = None,
-    prefill_chunk: PrefillChunkOpt = "0",
-    vision: VisionOpt = False,
+    prefill_chunk: PrefillChunkOpt = None,
+    vision: VisionOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated and run by Core AI's runtime against the oracle)."""
     try:
-        options = _options(model, "h18p", quant, ple, None, None)
-        _set_conversion(options, max_context, target, kernel, head_quant, prefill_chunk, vision)
-        _run(options, out, _bundle_steps(ple), force)
+        build_dir, options = _build_options(
+            out, config=config, model=model, arch=arch, quant=quant, ple=ple, max_context=max_context,
+            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision)
+        _run(options, build_dir, _bundle_steps(), force, as_json)
     except GemmaiosError as exc:
         _fail(exc)
 
@@ -503,8 +589,9 @@ def tiny_train(
 # Commands kept in their own modules; each registers on this app (works under `python -m` too).
 from . import cli_device, cli_results, cli_run  # noqa: E402
 
-for _commands in (cli_results, cli_device, cli_run):
+for _commands in (cli_results, cli_run):
     _commands.register(app, console, _fail)
+cli_device.register(app, console, _fail, _build_options)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,13 +11,36 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .cli_console import interrupted
+from .cli_options import (
+    AbPrefillOpt,
+    AllowTblOpt,
+    AllowUncompiledOpt,
+    ArchOpt,
+    BenchTimeoutOpt,
+    BuildDirOpt,
+    BundleLocationOpt,
+    ColdOpt,
+    ConfigOpt,
+    DeviceMacOpt,
+    DurationOpt,
+    HeadQuantOpt,
+    JsonOpt,
+    KernelOpt,
+    MacOpt,
+    MaxContextOpt,
+    ModelOpt,
+    MountDdiOpt,
+    PleOpt,
+    PrefillChunkOpt,
+    QuantOpt,
+    SampleIntervalOpt,
+    TargetOpt,
+    TeamIdOpt,
+    UdidOpt,
+    VisionOpt,
+)
 from .errors import GemmaiosError
-
-UdidOpt = Annotated[str | None, typer.Option("--udid", help="device UDID (needed when several are attached)")]
-BuildDirOpt = Annotated[Path | None, typer.Option("--out", "-o", help="build folder (default: the only one under ./build)")]
-DeviceMacOpt = Annotated[str | None, typer.Option(
-    "--mac", help="user@host of the Mac the iPhone is attached to: install, launch and copy back with its "
-                  "`xcrun devicectl` (ssh_options from gemmaios.yaml)")]
 
 
 def _ssh_options() -> list[str]:
@@ -25,28 +48,29 @@ def _ssh_options() -> list[str]:
 
     return list(load_config().ssh_options or [])
 
+
 def _build_dir(out: Path | None) -> Path:
+    """An existing build folder: --out, or the only one under ./build (buildfolder.the_only_build)."""
+    from .buildfolder import is_build_folder, the_only_build
     from .pipeline import Manifest
 
     if out is not None:
         if out.is_file():
             raise typer.BadParameter(f"{out} is a file, not a build folder (one with build.json)", param_hint="--out")
-        if not (out / "build.json").is_file():
+        if not is_build_folder(out):
             raise typer.BadParameter(f"{out} has no build.json; run `gemmaios build --out {out}` first", param_hint="--out")
         Manifest(out)  # a damaged build.json is named here, not misread later as an empty build
         return out
-    found = sorted(p.parent for p in Path("build").glob("*/build.json"))
-    if len(found) != 1:
-        listed = ", ".join(str(p) for p in found) or "none"
-        raise typer.BadParameter(f"choose the build folder (found: {listed})", param_hint="--out")
-    Manifest(found[0])
-    return found[0]
+    found = the_only_build()
+    Manifest(found)
+    return found
 
 
-def register(app: typer.Typer, console: Console, fail) -> None:
-    """Add the commands to the CLI's app; `fail` prints a named error and exits 2."""
+def register(app: typer.Typer, console: Console, fail, build_options) -> None:
+    """Add the commands to the CLI's app; `fail` prints a named error and exits 2, `build_options` resolves
+    a build folder and its options (cli._build_options)."""
     @app.command()
-    def devices(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def devices(as_json: JsonOpt = False) -> None:
         """Attached iPhones: UDID, name, model, iOS, architecture class, Developer Mode, free space, battery."""
         from .device import list_devices
         from .device.devicectl import devicectl_for
@@ -83,29 +107,38 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         ipa: Annotated[Path | None, typer.Option("--ipa", exists=True, help="signed .ipa (or .app) to install; "
                                                  "skips signing")] = None,
         out: BuildDirOpt = None,
-        model: Annotated[str | None, typer.Option("--model", "-m", help="build this checkpoint first (HF id, folder "
-                                                  "or `tiny`); default: the build folder's own")] = None,
-        arch: Annotated[str, typer.Option("--arch", help="AOT architecture, with --model")] = "h18p",
-        quant: Annotated[str, typer.Option("--quant", help="int4 | int8 | fp16, with --model")] = "int4",
-        ple: Annotated[str, typer.Option("--ple", help="provider | tbl, with --model")] = "provider",
-        mac: Annotated[str | None, typer.Option("--mac", help="user@host of a Mac with Xcode 27 (compile, sign)")] = None,
-        config: Annotated[Path | None, typer.Option("--config", help="YAML config (default: ./gemmaios.yaml)")] = None,
-        team_id: Annotated[str | None, typer.Option("--team-id", help="Apple Developer Team ID to sign with "
-                                                    "(default: team_id in gemmaios.yaml)")] = None,
-        bundle_location: Annotated[str | None, typer.Option(
-            "--bundle-location", help="with a new build: bundled (the .app carries the model) | documents (pushed)")] = None,
+        model: ModelOpt = None,
+        arch: ArchOpt = None,
+        quant: QuantOpt = None,
+        ple: PleOpt = None,
+        max_context: MaxContextOpt = None,
+        target: TargetOpt = None,
+        kernel: KernelOpt = None,
+        head_quant: HeadQuantOpt = None,
+        prefill_chunk: PrefillChunkOpt = None,
+        vision: VisionOpt = None,
+        mac: MacOpt = None,
+        config: ConfigOpt = None,
+        team_id: TeamIdOpt = None,
+        bundle_location: BundleLocationOpt = None,
         verify: Annotated[bool, typer.Option("--verify/--no-verify", help="read pushed files back and check sha256")] = True,
-        allow_uncompiled: Annotated[bool, typer.Option(
-            "--allow-uncompiled", help="iOS: deploy a bundle that is not AOT-compiled for the build's --arch")] = False,
-        allow_tbl: Annotated[bool, typer.Option(
-            "--allow-tbl", help="iOS: deploy a --ple tbl bundle past the entitled-memory arithmetic")] = False,
+        allow_uncompiled: AllowUncompiledOpt = None,
+        allow_tbl: AllowTblOpt = None,
         run_bench: Annotated[bool, typer.Option("--bench", help="then run the bench and write the report")] = False,
-        trials: Annotated[int, typer.Option("--trials", min=1, help="with --bench: passes over the prompt set")] = 3,
-        timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="with --bench: seconds to wait")] = 1800.0,
-        mount_ddi: Annotated[bool, typer.Option("--mount-ddi", help="with --bench: mount the developer disk image")] = False,
+        trials: Annotated[int, typer.Option("--trials", min=1, rich_help_panel="Bench options",
+                                            help="with --bench: passes over the prompt set")] = 3,
+        timeout: BenchTimeoutOpt = 1800.0,
+        mount_ddi: MountDdiOpt = False,
+        ab_prefill: AbPrefillOpt = False,
+        cold: ColdOpt = 0,
+        duration: DurationOpt = 0,
+        sample_interval: SampleIntervalOpt = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """The whole job: build the missing steps (checkpoint … compile, app), sign the app (xcodebuild, here on a
-        Mac or over SSH with --mac), install it and push the payload it reads; with --bench, bench and report."""
+        Mac or over SSH with --mac), install it and push the payload it reads; with --bench, bench and report.
+
+        With --model (or any build option) the build folder is made or checked like `gemmaios build`'s."""
         from .bench import BenchFailed
         from .device import rich_progress
         from .fulldeploy import DeployRequest, deploy_all
@@ -119,12 +152,12 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             validate_team_id(team_id)  # option mistakes first, before any build
             if bundle_location is not None:
                 validate_choice("bundle location", bundle_location, BUNDLE_LOCATIONS)
+            build_given = {"model": model, "arch": arch, "quant": quant, "ple": ple, "max_context": max_context,
+                           "target": target, "kernel": kernel, "head_quant": head_quant,
+                           "prefill_chunk": prefill_chunk, "vision": vision}
             options = None
-            if model is not None:
-                from .cli import _options
-
-                options = _options(model, arch, quant, ple, mac, config)
-                build_dir = out
+            if any(v is not None for v in build_given.values()):
+                build_dir, options = build_options(out, mac=mac, config=config, **build_given)
             else:
                 build_dir = _build_dir(out)
             from .config import load_config
@@ -133,45 +166,50 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             request = DeployRequest(build_dir, options, udid=udid, ipa=ipa, team_id=team_id, mac=mac or user.mac,
                                     bundle_location=bundle_location, config=config,
                                     config_extra={"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir},
-                                    verify=verify, allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl,
-                                    bench=run_bench, trials=trials, timeout=timeout, mount_ddi=mount_ddi)
+                                    verify=verify, allow_uncompiled=bool(allow_uncompiled), allow_tbl=bool(allow_tbl),
+                                    bench=run_bench, trials=trials, timeout=timeout, mount_ddi=mount_ddi,
+                                    ab_prefill=ab_prefill, cold=cold, duration=duration,
+                                    sample_interval=sample_interval)
             progress, close = rich_progress(console)
             try:
                 result = deploy_all(request, say=lambda line: console.print(escape(line)), console=console,
                                     progress=progress)
             finally:
                 close()
+        except KeyboardInterrupt:  # finished steps, installed app and pushed files are kept
+            interrupted(console, "finished build steps and pushed files are kept; run the same `gemmaios deploy` "
+                                 "again to resume (pushes resume, an unfinished bench starts over)")
         except BenchFailed as exc:
             console.print(f"[red]bench failed:[/red] {exc}")
             raise typer.Exit(1) from None
         except GemmaiosError as exc:
             fail(exc)
+        if as_json:
+            print(json.dumps({"build_dir": str(result.build_dir), "ipa": str(result.ipa) if result.ipa else None,
+                              "bundle_id": result.deploy.bundle_id, "udid": result.deploy.udid,
+                              "bench_run": str(result.bench.run_dir) if result.bench else None,
+                              "report": {k: str(v) for k, v in result.report_files.items()},
+                              "passed": result.report.passed if result.report is not None else None}, indent=2))
         if result.report is not None and not result.report.passed:
             raise typer.Exit(1)
 
     @app.command()
     def bench(
         udid: UdidOpt = None,
-        trials: Annotated[int, typer.Option("--trials", min=0, help="warm passes over the prompt set in one launch "
-                                                                    "(trial 0 is the warm-up; 0: cold launches only)")] = 3,
-        timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="seconds to wait for the run to finish "
-                                                                          "(on top of --duration)")] = 1800.0,
+        trials: Annotated[int, typer.Option("--trials", min=0, rich_help_panel="Bench options",
+                                            help="warm passes over the prompt set in one launch "
+                                                 "(trial 0 is the warm-up; 0: cold launches only)")] = 3,
+        timeout: BenchTimeoutOpt = 1800.0,
         out: BuildDirOpt = None,
-        mount_ddi: Annotated[bool, typer.Option("--mount-ddi", help="mount the developer disk image if it is missing")] = False,
+        mount_ddi: MountDdiOpt = False,
         bundle_id: Annotated[str | None, typer.Option(
             "--bundle-id", help="the installed app to run (default: what `gemmaios deploy` recorded)")] = None,
-        ab_prefill: Annotated[bool, typer.Option(
-            "--ab-prefill", help="alternate the bundle's prefill function on (even trials) and off (odd trials) in one "
-                                 "run; `gemmaios report` prints both medians and their ratio")] = False,
-        cold: Annotated[int, typer.Option(
-            "--cold", min=0, help="cold launches before the warm trials: each its own app launch running one trial, "
-                                  "time to first token counted from process start (model load included)")] = 0,
-        duration: Annotated[int, typer.Option(
-            "--duration", min=0, help="sustained mode: seconds of continuous decode after the trials (e.g. 600), "
-                                      "tok/s sampled over time")] = 0,
-        sample_interval: Annotated[int | None, typer.Option(
-            "--sample-interval", min=1, help="sustained mode: seconds between tok/s samples (default 10)")] = None,
+        ab_prefill: AbPrefillOpt = False,
+        cold: ColdOpt = 0,
+        duration: DurationOpt = 0,
+        sample_interval: SampleIntervalOpt = None,
         mac: DeviceMacOpt = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
         from .bench import BenchFailed
@@ -183,6 +221,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                                ab_prefill=ab_prefill, cold=cold, duration=duration, sample_interval=sample_interval,
                                status_fn=lambda msg: console.print(f"  {msg}"), mac=mac,
                                ssh_options=_ssh_options() if mac else ())
+        except KeyboardInterrupt:
+            interrupted(console, "nothing of this run was pulled into runs/; run the same `gemmaios bench` again")
         except BenchFailed as exc:
             for warning in exc.result.warnings:
                 console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -190,6 +230,11 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             raise typer.Exit(1) from None
         except GemmaiosError as exc:
             fail(exc)
+        if as_json:
+            print(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir),
+                              "transcript": str(result.transcript), "prompts": result.prompts,
+                              "validation": result.validation, "warnings": list(result.warnings),
+                              "notes": list(result.notes)}, indent=2))
         for warning in result.warnings:
             console.print(f"[yellow]warning:[/yellow] {warning}")
         for note in result.notes:

@@ -36,7 +36,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         try:
             paths = list(runs or []) + list(compare_runs or [])
             if not paths:
-                raise rep.ReportError("no runs given", hint="gemmaios report <run-dir>... (or --compare A B)")
+                paths = [_latest_run(rep)]
             for p in paths:  # a folder with several transcripts would shift the --compare indices
                 if compare_runs and p in compare_runs and len(rep.transcript_paths(p)) != 1:
                     raise rep.ReportError(f"--compare needs one transcript per side; {p} holds several",
@@ -97,18 +97,35 @@ def register(app: typer.Typer, console: Console, fail) -> None:
 
 
 
+    def _latest_run(rep) -> Path:
+        """No runs named: the newest run of the only build folder under ./build."""
+        from .buildfolder import BUILD_RUNS, builds_found, latest_run
+
+        found = builds_found()
+        if len(found) != 1:
+            raise rep.ReportError("no runs given" + (f" and {len(found)} build folders under ./build" if found else ""),
+                                  hint="gemmaios report <run-dir>... (or --compare A B)")
+        newest = latest_run(found[0])
+        if newest is None:
+            raise rep.ReportError(f"no runs given, and {found[0]}/{BUILD_RUNS} holds none",
+                                  hint="bench first: `gemmaios run --bench` (this machine) or `gemmaios bench` (iPhone)")
+        console.print(f"[dim]report of {newest}[/dim]")
+        return newest
+
     @app.command()
     def score(
         transcript: Annotated[Path, typer.Argument(help="device transcript (JSON lines)")],
         against: Annotated[Path | None, typer.Option("--against", help="second transcript: run-vs-run determinism")] = None,
-        build_dir: Annotated[Path | None, typer.Option("--build", help="build folder whose oracle/oracle.json to score against")] = None,
-        oracle_file: Annotated[Path | None, typer.Option("--oracle", help="an oracle.json (instead of --build)")] = None,
+        build_dir: Annotated[Path | None, typer.Option(
+            "--out", "-o", "--build", help="build folder whose oracle/oracle.json to score against (--build: the "
+                                           "earlier spelling)")] = None,
+        oracle_file: Annotated[Path | None, typer.Option("--oracle", help="an oracle.json (instead of --out)")] = None,
         near_tie: Annotated[float, typer.Option("--near-tie", min=0.0, help="oracle top-1/top-2 margin below which a flip is a near-tie")] = 0.1,
         model: Annotated[str | None, typer.Option("--model", "-m", help="checkpoint to teacher-force diverged runs through")] = None,
     ) -> None:
         """Score a device transcript: exact match vs the fp32 oracle, and/or token identity vs another run.
 
-        With neither --build/--oracle nor --against, the transcript's trials are compared with its first trial.
+        With neither --out/--oracle nor --against, the transcript's trials are compared with its first trial.
         """
         from .oracle import (
             ORACLE_FILE,
@@ -122,10 +139,10 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         from .transcript import read_transcript
 
         if build_dir and oracle_file:
-            raise typer.BadParameter("give either --build or --oracle, not both (--build reads <build>/oracle/oracle.json)",
-                                     param_hint="--oracle")
+            raise typer.BadParameter("give either --out/--build or --oracle, not both (--out reads "
+                                     "<build>/oracle/oracle.json)", param_hint="--oracle")
         if model and not (build_dir or oracle_file):
-            raise typer.BadParameter("--model explains divergences from the oracle: add --build or --oracle",
+            raise typer.BadParameter("--model explains divergences from the oracle: add --out (the build folder) or --oracle",
                                      param_hint="--model")
         try:
             run = read_transcript(transcript)
@@ -181,7 +198,7 @@ def _score_images(out: Console, console: Console, run, build_dir: Path | None, o
     count = sum(1 for p in run.prompts if p.image)
     if not count:
         return True
-    [folder] = image_oracle_folders(oracle_file, build_dir)  # --build and --oracle are exclusive: one place
+    [folder] = image_oracle_folders(oracle_file, build_dir)  # --out and --oracle are exclusive: one place
     if not image_oracle_path(folder).is_file():
         console.print(f"[red]{count} image prompt record(s) not scored: no image oracle at {image_oracle_path(folder)}[/red]")
         return False

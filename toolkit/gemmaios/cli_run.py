@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -10,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from .cli_console import INTERRUPTED, interrupted, terminal
+from .cli_options import BuildDirOpt, JsonOpt
 from .errors import GemmaiosError
 
 
@@ -21,22 +25,47 @@ def _resolve(out: Path | None, bundle: Path | None) -> tuple[Path | None, Path]:
         build = bundle.parent.parent if (bundle.parent.parent / "build.json").is_file() else None
         return build, bundle
     if out is None:
-        found = sorted(p.parent for p in Path("build").glob("*/build.json"))
-        if len(found) != 1:
-            raise hostrun.HostRunError(
-                "no build folder given" + (f" and {len(found)} found under ./build" if found else ""),
-                hint="pass --out build/<name> (or --bundle <folder>)")
-        out = found[0]
+        from .buildfolder import the_only_build
+
+        out = the_only_build()
     if not (Path(out) / "build.json").is_file():
         raise hostrun.HostRunError(f"{out} is not a gemmaios build folder (no build.json)",
                                    hint=f"run `gemmaios build --out {out}` first, or pass --bundle")
     return Path(out), hostrun.find_bundle(Path(out))
 
 
+class CtrlC:
+    """SIGINT as a request, not an exception: Core AI's runtime is native (Swift/C++) code, and a
+    KeyboardInterrupt raised while it runs aborts the process ("C++ exception handling detected but
+    the Swift runtime was compiled with exceptions disabled", exit 134). The handler only records
+    the request; generation checks it between tokens. While `raise_now` is set (waiting on stdin,
+    pure Python) it raises as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.raise_now = False
+        self._previous = None
+
+    def __call__(self, signum, frame) -> None:
+        self.requested = True
+        if self.raise_now:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def stop(self) -> bool:
+        return self.requested
+
+
 def register(app: typer.Typer, console: Console, fail) -> None:
     @app.command()
     def run(
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="build folder (default: the only one under ./build)")] = None,
+        out: BuildDirOpt = None,
         bundle: Annotated[Path | None, typer.Option("--bundle", help="a bundle folder (default: the build's)")] = None,
         tables: Annotated[Path | None, typer.Option("--tables", help="PLE tables folder (default: <build>/tables)")] = None,
         prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="one prompt; without it, chat on stdin")] = None,
@@ -47,6 +76,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         image: Annotated[Path | None, typer.Option("--image", help="a picture for the prompt (bundles built with "
                                                     "--vision); `<image>` in the prompt marks its place, else it "
                                                     "goes first")] = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """Run a built bundle through Core AI's runtime on this machine: chat, one prompt, or a host bench.
 
@@ -54,7 +84,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         models, not a speed figure for the iPhone. `--bench` writes a transcript that
         `gemmaios score` and `gemmaios report` read like a device run.
         """
-        from . import hostrun
+        from . import hostrun, quiet
 
         try:
             build, bundle_dir = _resolve(out, bundle)
@@ -64,56 +94,78 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                 console.print(f"[yellow]note:[/yellow] {info.name} is {hostrun.asset_weight_bytes(info) / 1e9:.1f} GB; "
                               f"Core AI's CPU runtime needs roughly {step / 60:.0f} min per token on this machine "
                               "(a correctness tool for small models; use a Mac or the phone for speed)")
-            if bench:
-                if build is None:
-                    raise hostrun.HostRunError("--bench needs a build folder (its oracle and runs/)",
-                                               hint="pass --out build/<name>")
-
-                def bar(total: int):
-                    from rich.progress import (
-                        BarColumn,
-                        MofNCompleteColumn,
-                        Progress,
-                        TextColumn,
-                        TimeElapsedColumn,
-                    )
-
-                    progress = Progress(TextColumn("  host bench"), BarColumn(), MofNCompleteColumn(),
-                                        TimeElapsedColumn(), console=console, transient=True)
-                    progress.start()
-                    task = progress.add_task("bench", total=total)
-
-                    def advance(n: int = 1) -> None:
-                        progress.advance(task, n)
-                        if progress.finished:
-                            progress.stop()
-
-                    return advance
-
-                result = hostrun.host_bench(build, bundle_dir, trials=trials, progress_factory=bar)
-                console.print(f"transcript: {result.transcript}")
-                console.print(f"oracle: {result.score}")
-                if result.passed is False:
-                    raise typer.Exit(1)
-                return
-            tables_dir = tables or (build / "tables" if build else None)
-            with hostrun.BundleRunner(bundle_dir, tables_dir if tables_dir and tables_dir.is_dir() else tables) as runner:
-                tok = hostrun.BundleTokenizer(info)
-                console.print(f"[dim]{info.name} loaded by Core AI's runtime in {runner.load_seconds:.2f}s[/dim]")
-                texts = [prompt] if prompt is not None else _stdin_prompts(console)
-                picture = _prepare_image(runner, image) if image is not None else None
-                for text in texts:
-                    _answer(runner, tok, text, tokens, not raw, console, picture)
+            if bench and build is None:
+                raise hostrun.HostRunError("--bench needs a build folder (its oracle and runs/)",
+                                           hint="pass --out build/<name>")
+            out_console = terminal(highlight=False)  # the answer, on stdout
+            log = (build or bundle_dir) / quiet.LOG_NAME  # the native runtime's loader lines go here
+            with CtrlC() as ctrl_c, quiet.to_log(log, "run", {1: [out_console], 2: [console]}):
+                if bench:
+                    _bench(hostrun, build, bundle_dir, trials, console, out_console if as_json else None, ctrl_c)
+                    return
+                tables_dir = tables or (build / "tables" if build else None)
+                with hostrun.BundleRunner(bundle_dir, tables_dir if tables_dir and tables_dir.is_dir() else tables) as runner:
+                    tok = hostrun.BundleTokenizer(info)
+                    console.print(f"[dim]{info.name} loaded by Core AI's runtime in {runner.load_seconds:.2f}s[/dim]")
+                    picture = _prepare_image(runner, image) if image is not None else None
+                    texts = [prompt] if prompt is not None else _stdin_prompts(console, ctrl_c)
+                    for text in texts:
+                        if ctrl_c.requested:
+                            break
+                        _answer(runner, tok, text, tokens, not raw, console, out_console, picture, ctrl_c, as_json)
+                if ctrl_c.requested:
+                    interrupted(console, "stopped at the next token")
+        except KeyboardInterrupt:  # Ctrl-C at the chat prompt
+            console.print()
+            raise typer.Exit(INTERRUPTED) from None
         except GemmaiosError as exc:
             fail(exc)
 
 
-def _stdin_prompts(console: Console):
+def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console, json_out: Console | None,
+           ctrl_c: CtrlC) -> None:
+    """`run --bench`: the transcript is written only once complete, so Ctrl-C leaves nothing half done."""
+    def bar(total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("  host bench"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+        progress.start()
+        task = progress.add_task("bench", total=total)
+
+        def advance(n: int = 1) -> None:
+            progress.advance(task, n)
+            if progress.finished or ctrl_c.requested:
+                progress.stop()
+            if ctrl_c.requested:  # between prompts, in Python: safe to unwind from here
+                raise KeyboardInterrupt
+
+        return advance
+
+    try:
+        result = hostrun.host_bench(build, bundle_dir, trials=trials, progress_factory=bar)
+    except KeyboardInterrupt:
+        interrupted(console, "no transcript written; run the same command again for a complete one")
+    if json_out is not None:  # --json, on stdout (the terminal's: fd 1 is the log meanwhile)
+        json_out.print(json.dumps({"transcript": str(result.transcript), "run_dir": str(result.run_dir),
+                                   "oracle": result.score, "passed": result.passed}, indent=2),
+                       markup=False, highlight=False)
+    console.print(f"transcript: {result.transcript}", markup=False)
+    console.print(f"oracle: {result.score}", markup=False)
+    if result.passed is False:
+        raise typer.Exit(1)
+
+
+def _stdin_prompts(console: Console, ctrl_c: CtrlC):
     interactive = sys.stdin.isatty()
     while True:
         if interactive:
             console.print("[bold]you>[/bold] ", end="")
-        line = sys.stdin.readline()
+        ctrl_c.raise_now = True  # waiting for the user, in Python: Ctrl-C ends the chat at once
+        try:
+            line = sys.stdin.readline()
+        finally:
+            ctrl_c.raise_now = False
         if not line:
             return
         if line.strip():
@@ -141,11 +193,11 @@ def _encode_with_image(tok, runner, text: str, chat: bool, picture) -> list[int]
     return expand_prompt(rendered, ImageSpec.from_bundle(runner.vision), tok.tokenizer, picture.num_soft_tokens)
 
 
-def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console, picture=None) -> None:
+def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console, out: Console, picture=None,
+            ctrl_c: CtrlC | None = None, as_json: bool = False) -> None:
     ids = tok.encode(text, chat=chat) if picture is None else _encode_with_image(tok, runner, text, chat, picture)
     shown: list[int] = []
     printed = ""
-    out = Console(highlight=False)
 
     def on_token(token: int) -> None:
         nonlocal printed
@@ -153,13 +205,24 @@ def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console, p
         text_now = tok.decode(shown)
         if text_now.endswith("\ufffd"):  # a UTF-8 sequence split across tokens: wait for the rest
             return
-        out.print(text_now[len(printed):], end="", markup=False)
+        if not as_json:  # --json: one record at the end instead of the streamed text
+            out.print(text_now[len(printed):], end="", markup=False)
         printed = text_now
 
     started = time.perf_counter()
-    gen = runner.generate(ids, tokens, stop_ids=tok.eos_ids, on_token=on_token, image=picture)
-    out.print()
+    gen = runner.generate(ids, tokens, stop_ids=tok.eos_ids, on_token=on_token, image=picture,
+                          should_stop=ctrl_c.stop if ctrl_c else None)
+    stopped = bool(ctrl_c and ctrl_c.requested)
     prefill = len(ids) / gen.prefill_seconds if gen.prefill_seconds > 0 else float("nan")
     decode = gen.decode_tokens / gen.decode_seconds if gen.decode_seconds > 0 else float("nan")
+    if as_json:
+        out.print(json.dumps({"prompt": text, "text": tok.decode(shown), "prompt_tokens": len(ids),
+                              "new_tokens": len(gen.generated_ids), "prefill_tok_s": round(prefill, 2),
+                              "decode_tok_s": round(decode, 2), "interrupted": stopped}),
+                  markup=False, highlight=False)
+        return
+    out.print()
+    if stopped:  # the partial answer is already on screen
+        return
     console.print(f"[dim]{len(ids)} prompt tokens at {prefill:.1f} tok/s, {len(gen.generated_ids)} new at "
                   f"{decode:.1f} tok/s ({time.perf_counter() - started:.2f}s)[/dim]")

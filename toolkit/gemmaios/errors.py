@@ -37,3 +37,11 @@ class NeedsMacOS(GemmaiosError):
     def __init__(self, message: str, command: str, hint: str = "") -> None:
         super().__init__(message, hint)
         self.command = command
+
+
+class BuildFolderMismatch(BuildError):
+    """An option contradicts what the build folder was built with (its build.json `options`)."""
+
+
+class NoBuildFolder(BuildError):
+    """A command needs a build folder and none (or several) can be found."""

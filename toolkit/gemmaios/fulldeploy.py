@@ -14,7 +14,6 @@ Stages, each announced through `say` as it starts:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,10 @@ class DeployRequest:
     trials: int = 3
     timeout: float = 1800.0
     mount_ddi: bool = False
+    ab_prefill: bool = False  # the bench protocol's options (bench.bench)
+    cold: int = 0
+    duration: int = 0
+    sample_interval: int | None = None
     poll: float = 2.0
 
 
@@ -63,17 +66,14 @@ class FullDeployResult:
 
 
 def options_from_manifest(build_dir: Path) -> BuildOptions:
-    """The options the build folder was built with (build.json's `options`), to resume it as it was."""
-    stored = Manifest(build_dir).data.get("options")
-    if not isinstance(stored, dict) or not stored.get("model"):
+    """The options the build folder was built with (buildfolder.stored_options), to resume it as it was."""
+    from .buildfolder import stored_options
+
+    options = stored_options(build_dir)
+    if options is None:
         raise StepFailed(f"{build_dir}/build.json does not record the options it was built with",
                          hint="pass --model (and --arch) so deploy knows what to build")
-    known = {f.name for f in dataclasses.fields(BuildOptions)}
-    values = {k: v for k, v in stored.items() if k in known}
-    if values.get("prompts_file"):
-        values["prompts_file"] = Path(values["prompts_file"])
-    values["extra"] = dict(values.get("extra") or {})
-    return BuildOptions(**values)
+    return options
 
 
 def _prepare_options(request: DeployRequest, build_dir: Path) -> BuildOptions:
@@ -216,6 +216,8 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
     say(f"▶ bench: {request.trials} trial(s) of the prompt set on {deployed.udid}")
     result.bench = bench_mod.bench(build_dir, deployed.udid, trials=request.trials, timeout=request.timeout,
                                    poll=request.poll, mount_ddi=request.mount_ddi, bundle_id=deployed.bundle_id,
+                                   ab_prefill=request.ab_prefill, cold=request.cold, duration=request.duration,
+                                   sample_interval=request.sample_interval,
                                    status_fn=lambda msg: say(f"  {msg}"), mac=request.mac, ssh_options=ssh_options)
     say(f"✓ bench: run {result.bench.run_id}, {result.bench.prompts} prompt records "
         f"(validation: {result.bench.validation})")

@@ -25,7 +25,7 @@ from . import contract as c
 from .archs import Arch
 from .errors import GemmaiosError, NeedsMacOS
 from .memory import ExtraAsset, MemoryEstimate, entitled_memory, tree_bytes
-from .pipeline import MANIFEST_NAME
+from .pipeline import recorded_details
 
 # The prompt set the app step renders, relative to the build folder (the payload's source).
 PROMPT_SET_BUILD_REL = f"app/{c.PROMPT_SET_FILE}"
@@ -33,6 +33,14 @@ PROMPT_SET_BUILD_REL = f"app/{c.PROMPT_SET_FILE}"
 
 class PayloadError(GemmaiosError):
     """The build folder lacks something the app reads (bundle, tables, prompt set)."""
+
+
+def _typed(path: Path) -> str:
+    """A folder as the user would type it: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class UncompiledBundle(NeedsMacOS):
@@ -74,11 +82,7 @@ class PayloadPlan:
 
 
 def _details(build_dir: Path, step: str) -> dict:
-    try:
-        manifest = json.loads((Path(build_dir) / MANIFEST_NAME).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return ((manifest.get("steps") or {}).get(step) or {}).get("details") or {}
+    return recorded_details(build_dir, step)
 
 
 def read_main_asset(bundle_dir: Path) -> str:
@@ -274,7 +278,8 @@ def check_ios_bundle(bundle_dir: Path, arch: Arch, *, allow_uncompiled: bool = F
     raise UncompiledBundle(
         f"{bundle_dir / c.BUNDLE_METADATA_FILE}: {problem}; an iPhone cannot load it reliably",
         command=command,
-        hint=f"compile it on a Mac: {command} — then re-run `gemmaios build` (or pass --allow-uncompiled)",
+        hint=f"compile it on a Mac: {command} — then re-run `gemmaios build`; or ship it uncompiled: "
+             f"gemmaios app --allow-uncompiled --out {_typed(bundle_dir.parent.parent)}",
     )
 
 

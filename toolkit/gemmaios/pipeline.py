@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__
+from . import __version__, quiet
 from .crash import doing
 from .errors import BuildError, GemmaiosError, NeedsMacOS, StepFailed
 
@@ -144,6 +145,23 @@ class Manifest:
         write_json_atomic(self.path, self.data)
 
 
+def recorded_details(build_dir: Path, step: str) -> dict[str, Any]:
+    """What a step recorded in build.json ({} where the folder has no build.json or the step no record).
+    The one reader for the modules that only look: a damaged build.json is the BuildError Manifest names,
+    not an empty build."""
+    if not (Path(build_dir) / MANIFEST_NAME).is_file():
+        return {}
+    record = Manifest(build_dir).get(step)
+    return dict(record.details or {}) if record is not None else {}
+
+
+def recorded_options(build_dir: Path) -> dict[str, Any]:
+    """The options build.json records ({} where it records none)."""
+    if not (Path(build_dir) / MANIFEST_NAME).is_file():
+        return {}
+    return dict(Manifest(build_dir).data.get("options") or {})
+
+
 @dataclass
 class BuildOptions:
     model: str
@@ -220,7 +238,8 @@ class BuildContext:
     def progress(self, description: str, total: float | None) -> Iterator[Any]:
         """A rich progress bar; yields a callable `advance(n=1)`."""
         columns = [TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=self.console, transient=True) as bar:
+        # no bar in a log (piped): a transient bar there leaves only a blank line
+        with Progress(*columns, console=self.console, transient=True, disable=not self.console.is_terminal) as bar:
             task = bar.add_task(description, total=total)
             yield lambda n=1: bar.advance(task, n)
 
@@ -299,7 +318,10 @@ class Pipeline:
         for step in self.steps:
             if only is not None and step.name not in only:
                 continue
-            reports.append(self._run_step(step, ctx, force=step.name in force))
+            # third-party warnings and the native runtime's output go to the build's log (quiet.py)
+            with quiet.to_log(ctx.path(quiet.LOG_NAME), f"step {step.name}",
+                              {2 if ctx.console.stderr else 1: [ctx.console]}):
+                reports.append(self._run_step(step, ctx, force=step.name in force))
             if reports[-1].status == FAILED:
                 break
         return reports
@@ -338,7 +360,8 @@ class Pipeline:
                 StepRecord(status=PENDING, fingerprint=fp, inputs=inputs, message=str(exc),
                            details={"command": exc.command}, started=_iso(started), seconds=seconds),
             )
-            ctx.console.print(f"[yellow]⏸ {step.name}: {exc}[/yellow]")
+            # the reason only: the command to run is printed once, in the build's summary
+            ctx.console.print(f"[yellow]⏸ {step.name}: {escape(str(exc).splitlines()[0])}[/yellow]")
             return StepReport(step.name, step.title, PENDING, seconds, str(exc).splitlines()[0], exc.command)
         except GemmaiosError as exc:
             return self._failed(step, ctx, exc, started, fp, inputs)

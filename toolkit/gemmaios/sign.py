@@ -291,6 +291,14 @@ def resolve_team_id(options) -> str | None:
     return load_config(config).team_id
 
 
+def _app_name(ctx: BuildContext) -> str:
+    """The Xcode target the app step renders: --app-name, else gemmaios.yaml's app_name, else GemmaBench."""
+    from .config import load_config
+
+    app = ctx.options.extra.get("app") or {}
+    return app.get("app_name") or load_config(app.get("config")).app_name or "GemmaBench"
+
+
 class WaitingForApp(NeedsMacOS):
     """The app step has not finished (on Linux: it waits for the AOT compile), so there is nothing to sign."""
 
@@ -314,10 +322,9 @@ class SignStep(Step):
     def run(self, ctx: BuildContext) -> StepOutcome:
         details = self._app(ctx)
         if details is None:
-            record = ctx.manifest.get("app")
-            command = (record.details or {}).get("command", "") if record else ""
+            # sign's own command (the two xcodebuild runs), for when the app step has finished
             raise WaitingForApp("waits for the app step, which has not finished",
-                                command=command or "gemmaios app",
+                                command=manual_command(ctx.build_dir, _app_name(ctx), resolve_team_id(ctx.options)),
                                 hint="finish the steps before it (see their lines above), then re-run")
         project = ctx.path(details["project"])
         app_name = project.name

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from rich.console import Console
 
+from .buildfolder import default_build_dir
 from .checkpoint import require_inputs
 from .pipeline import BuildContext, BuildOptions, Pipeline, Step, StepOutcome, StepReport, write_json_atomic
-from .tiny import TINY_ID
 
 
 class CheckpointStep(Step):
@@ -57,15 +56,6 @@ BUNDLE_STEPS = frozenset({"checkpoint", "tables", "oracle", "convert"})
 
 def step_names() -> list[str]:
     return [s.name for s in all_steps()]
-
-
-def default_build_dir(options: BuildOptions) -> Path:
-    model = TINY_ID if options.model == TINY_ID else Path(options.model.rstrip("/")).name
-    name = f"{model}-{options.arch}-{options.quant}-{options.ple}"
-    if options.target != "ios":  # Mac bundles (and their kernel variant) get their own folder
-        name = f"{model}-{options.target}-{options.quant}-{options.ple}" + (f"-{options.kernel}" if options.kernel else "")
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
-    return Path("build") / slug
 
 
 def run_build(

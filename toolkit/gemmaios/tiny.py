@@ -389,3 +389,18 @@ def build_tiny_unified_model():
         for i, layer in enumerate(model.model.language_model.layers):
             layer.layer_scalar.fill_(0.75 + 0.05 * (i % 5))
     return model
+
+
+def tiny_spec():
+    """The built-in tiny model as a registry row (`gemmaios models` lists it beside the real targets)."""
+    from .registry import ModelSpec
+
+    kw = tiny_text_config_kwargs()
+    return ModelSpec(
+        key=TINY_ID, hf_id=f"{TINY_ID} (built in: {SHIPPED_DIR.relative_to(Path(__file__).parent.parent)})",
+        num_hidden_layers=kw["num_hidden_layers"], hidden_size=kw["hidden_size"],
+        num_attention_heads=kw["num_attention_heads"], num_key_value_heads=kw["num_key_value_heads"],
+        head_dim=kw["head_dim"], global_head_dim=kw["global_head_dim"], vocab_size=kw["vocab_size"],
+        intermediate_size=kw["intermediate_size"], hidden_size_per_layer_input=kw["hidden_size_per_layer_input"],
+        num_kv_shared_layers=kw["num_kv_shared_layers"], attention_k_eq_v=kw["attention_k_eq_v"],
+        source="E4B's structure at toy size, trained by `gemmaios tiny-train`; builds on a laptop in minutes")

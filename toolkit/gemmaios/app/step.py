@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -79,13 +78,11 @@ def _builtin_prompt_set(tokenizer_path: Path, max_new_tokens: int) -> PromptSet:
 
 
 def bundle_name_for(ctx: BuildContext) -> str:
-    """docs/contracts.md: gemma4_<key>_decode_<quant>[_tbl]."""
-    ckpt = ctx.checkpoint
-    key = "tiny" if ckpt.is_tiny else (ckpt.spec.key if ckpt.spec else re.sub(r"[^a-z0-9]+", "_", ckpt.path.name.lower()))
-    if ckpt.spec and "qat" in ckpt.spec.hf_id:
-        key += "_qat"
-    name = f"gemma4_{key}_decode_{ctx.options.quant}"
-    return name + ("_tbl" if ctx.options.ple == "tbl" else "")
+    """The bundle the convert step names for these options (bundle.bundle_name; an iPhone bundle has no
+    flash-decode kernel), for a build whose convert step left no record."""
+    from ..bundlename import bundle_name, model_key
+
+    return bundle_name(model_key(ctx.checkpoint), ctx.options.quant, ctx.options.ple, vision=ctx.options.vision)
 
 
 def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> AppSettings:
@@ -196,7 +193,8 @@ class AppStep(Step):
             outputs = [*outputs, stamp]
         message = f"{result.project_dir.relative_to(ctx.build_dir)}"
         if result.engine.status == "pending":
-            message += f"; engine package pending ({result.engine.message}) — run: {result.engine.command}"
+            # the command to fetch it is printed once, under the build's summary (details["engine"])
+            message += f"; engine package pending ({result.engine.message})"
         details = {**result.details(ctx.build_dir), "warnings": warnings}
         if image_memory is not None:  # decoder + vision encoder + buffers vs the entitled limit
             details["image_memory"] = image_memory.as_dict()

@@ -137,7 +137,7 @@ def convert_checkpoint(
         image_spec = ImageSpec.from_checkpoint(checkpoint.path)
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
-    name = bundle_name(model_key(checkpoint), quant, ple) + kernels.bundle_suffix(flash) + ("-vision" if vision else "")
+    name = bundle_name(model_key(checkpoint), quant, ple, kernels.bundle_suffix(flash), vision)
     seconds: dict[str, float] = {}
     t0 = time.time()
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from .. import kernels
+from ..bundlename import model_key  # noqa: F401  (re-exported: convert.model_key)
 from ..checkpoint import Checkpoint, require_inputs
 from ..errors import GemmaiosError
 from ..quantize import BLOCK, QUANTS
@@ -39,14 +39,6 @@ class TargetNotSupported(ConvertError):
 
 class KernelGateFailed(AssetGateFailed):
     """The saved .aimodel does not run the flash-decode kernel on exactly the full layers."""
-
-
-def model_key(checkpoint: Checkpoint) -> str:
-    if checkpoint.is_tiny:
-        return "tiny"
-    base = checkpoint.spec.key if checkpoint.spec else Path(checkpoint.model_id.rstrip("/")).name.lower()
-    base = "".join(c if c.isalnum() else "_" for c in base).strip("_")
-    return base + ("_qat" if "qat" in checkpoint.model_id.lower() and "qat" not in base else "")
 
 
 DEFAULT_MAX_CONTEXT = 4096

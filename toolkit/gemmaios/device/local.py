@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import contract
 from ..payload import PayloadPlan, payload_plan
-from ..pipeline import MANIFEST_NAME, sha256_file, write_json_atomic
+from ..pipeline import recorded_details, recorded_options, sha256_file, write_json_atomic
 from .errors import NothingToDeploy
 
 DEPLOY_RECORD = "deploy.json"  # <build>/deploy.json: what deploy installed, per device (bench reads it)
@@ -39,22 +39,12 @@ class AppPackage:
     size: int
 
 
-def _build_manifest(build_dir: Path) -> dict:
-    path = build_dir / MANIFEST_NAME
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {}
-
-
 def build_arch(build_dir: Path) -> str | None:
-    return (_build_manifest(build_dir).get("options") or {}).get("arch")
+    return recorded_options(build_dir).get("arch")
 
 
 def step_details(build_dir: Path, step: str) -> dict:
-    return ((_build_manifest(build_dir).get("steps") or {}).get(step) or {}).get("details") or {}
+    return recorded_details(build_dir, step)
 
 
 def bundle_location(build_dir: Path) -> str:

@@ -358,9 +358,12 @@ class BundleRunner:
         chunked: bool = False,
         sizes: Sequence[int] | None = None,
         image=None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> HostGeneration:
         """Greedy decode: the prompt one token per call, then up to `max_new_tokens` new tokens.
 
+        `should_stop`: asked after each token (after `on_token`); True ends the generation there, with
+        the tokens so far (`gemmaios run` on Ctrl-C: never interrupted inside the native runtime).
         `chunked`: the prompt's full chunks go through the bundle's prefill functions (see `prefill`);
         `sizes`: only these chunk sizes (the app's engine loads one function, the largest).
         `stop_ids`: stop after generating one of these (empty: exactly N tokens, as the oracle).
@@ -388,7 +391,7 @@ class BundleRunner:
                 kept.append(logits)
             if on_token:
                 on_token(token)
-            if len(generated) == max_new_tokens or token in stop_ids:
+            if len(generated) == max_new_tokens or token in stop_ids or (should_stop and should_stop()):
                 break
             logits = self._step(token, len(prompt_ids) + len(generated), states)
             now = time.perf_counter()

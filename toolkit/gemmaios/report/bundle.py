@@ -30,12 +30,12 @@ class BundleFacts:
 
 
 def _manifest(build_dir: Path | None) -> dict:
-    if build_dir is None:
+    """The build's build.json as read by pipeline.Manifest ({} without one; a damaged one is named)."""
+    from ..pipeline import MANIFEST_NAME, Manifest
+
+    if build_dir is None or not (build_dir / MANIFEST_NAME).is_file():
         return {}
-    try:
-        return json.loads((build_dir / "build.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    return Manifest(build_dir).data
 
 
 def _step_details(manifest: dict, step: str) -> dict:
