@@ -31,3 +31,40 @@ def runner_environment(run_id: str, trials: int, udid: str) -> dict[str, str]:
 # What `gemmaios sign --xctest` leaves in the build folder (build-for-testing), and farm uploads.
 XCTEST_DIR = "xctest"
 TEST_PACKAGE_REL = f"{XCTEST_DIR}/{TARGET}.zip"  # the test products (.xctest in the host app) zipped
+
+FOOTER_RECORD = "footer"  # the transcript's last record (transcript.py, bench._footer)
+TIMEOUT_SECONDS = 3600  # the test's wait for the footer
+TEMPLATE = "Tests/BenchTests.swift.j2"
+SOURCE = "BenchTests.swift"
+
+
+def swift_values() -> dict:
+    """What the Swift test template is rendered with (names from this module and the contract)."""
+    return {"test_class": TEST_CLASS, "test_method": TEST_METHOD, "timeout_seconds": TIMEOUT_SECONDS,
+            "runner_prefix": RUNNER_PREFIX, "bench_env": contract.ENV["bench"], "run_id_env": contract.ENV["runId"],
+            "footer_record": FOOTER_RECORD}
+
+
+def test_target_model(app_name: str, bundle_id: str, deployment_target: str, team_id: str | None, oid,
+                      app_target_id: str, core_package: dict) -> dict:
+    """The pbxproj objects of the unit-test bundle hosted in the app (rendered by project.pbxproj.j2)."""
+    ids = {k: oid(f"xctest:{k}") for k in ("target", "sources_phase", "frameworks_phase", "group", "configs",
+                                            "product_ref", "dependency", "proxy", "file", "build_file",
+                                            "core_product", "core_build")}
+    settings = {
+        "BUNDLE_LOADER": "$(TEST_HOST)",
+        "CODE_SIGN_STYLE": "Automatic",
+        "CURRENT_PROJECT_VERSION": "1",
+        "DEVELOPMENT_TEAM": team_id or "",
+        "GENERATE_INFOPLIST_FILE": "YES",
+        "IPHONEOS_DEPLOYMENT_TARGET": deployment_target,
+        "MARKETING_VERSION": "1.0",
+        "PRODUCT_BUNDLE_IDENTIFIER": f"{bundle_id}.{TARGET}",
+        "PRODUCT_NAME": "$(TARGET_NAME)",
+        "SUPPORTED_PLATFORMS": "iphoneos",
+        "TARGETED_DEVICE_FAMILY": "1",
+        "TEST_HOST": f"$(BUILT_PRODUCTS_DIR)/{app_name}.app/$(BUNDLE_EXECUTABLE_FOLDER_PATH)/{app_name}",
+    }
+    configs = [{"id": oid(f"xctest:config:{n}"), "name": n, "settings": settings} for n in ("Debug", "Release")]
+    return {"name": TARGET, "ids": ids, "source": SOURCE, "app_target": app_target_id, "configs": configs,
+            "core_package": core_package, "product": f"{TARGET}.xctest"}
