@@ -172,11 +172,19 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         sample_interval: Annotated[int | None, typer.Option(
             "--sample-interval", min=1, help="sustained mode: seconds between tok/s samples (default 10)")] = None,
         mac: DeviceMacOpt = None,
+        xctest: Annotated[bool, typer.Option(
+            "--xctest", help="run the bench as the app's XCTest: xcodebuild test-without-building on the Mac runner")] = False,
+        destination: Annotated[list[str] | None, typer.Option(
+            "--destination", help="with --xctest: id=<udid> of a phone on the Mac (repeatable: all at once)")] = None,
     ) -> None:
         """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
         from .bench import BenchFailed
         from .bench import bench as run_bench
 
+        if xctest:  # gemmaios.xctestbench: one report over every destination
+            from .cli_xctest import bench_xctest_command
+
+            return bench_xctest_command(console, fail, _build_dir(out), destination or [], trials, mac, timeout)
         try:
             build_dir = _build_dir(out)
             result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,
