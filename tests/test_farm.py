@@ -99,10 +99,12 @@ def test_farm_run_uploads_schedules_follows_fetches_and_reports_two_devices(stan
     record = flow.load_record(farm_build)
     assert record.status == "COMPLETED" and record.result == "PASSED" and len(record.fetched) == 2
     report = json.loads((farm_build / record.report / "report.json").read_text())
-    devices = sorted(r["device"]["name"] if "device" in r else json.dumps(r) for r in report["runs"])
     assert len(report["runs"]) == 2
     text = (farm_build / record.report / "report.md").read_text()
-    assert "Apple iPhone 17 Pro" in text and "Apple iPhone 16 Pro" in text, devices
+    assert "Apple iPhone 17 Pro" in text and "Apple iPhone 16 Pro" in text
+    side = text[text.index("## Devices side by side"):].splitlines()
+    assert "Apple iPhone 17 Pro" in side[2] and "Apple iPhone 16 Pro" in side[2]  # one column per device
+    assert any(line.startswith("| decode") for line in side[4:])
     spec = (farm_build / "farm" / record.name / "testspec.yml").read_text()
     assert "xcodebuild test-without-building" in spec
 

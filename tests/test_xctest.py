@@ -154,6 +154,9 @@ def test_bench_xctest_on_two_destinations_writes_two_transcripts_and_one_report(
     assert len(report["runs"]) == 2
     text = (report_dir / "report.md").read_text()
     assert "iPhone 17 Pro" in text and "iPhone 16 Pro" in text
+    side = text[text.index("## Devices side by side"):].splitlines()
+    assert "iPhone 17 Pro" in side[2] and "iPhone 16 Pro" in side[2]  # one column per device
+    assert any(line.startswith("| decode") for line in side[4:])
 
 
 def test_bench_xctest_without_a_mac_names_the_command(tiny_app_builds, tmp_path, monkeypatch):
