@@ -217,3 +217,25 @@ def test_cost_is_stated_from_devices_and_timeout():
     estimate = flow.CostEstimate(devices=3, job_timeout_minutes=30)
     assert estimate.worst_case_usd == pytest.approx(3 * 30 * 0.17)
     assert "may change" in estimate.describe() and "150 min per job" in estimate.describe()
+    pool = flow.CostEstimate(devices=None, job_timeout_minutes=60)
+    assert pool.worst_case_usd is None and "$10.20 per device in the pool" in pool.describe()
+
+
+def test_a_documents_build_needs_its_payload_and_sends_it_as_extra_data(standin, farm_build, tmp_path):
+    manifest = json.loads((farm_build / "build.json").read_text())
+    manifest["steps"]["app"] = {"details": {"bundle_location": "documents"}}
+    (farm_build / "build.json").write_text(json.dumps(manifest))
+    with_pool(standin)
+    refused = farm_run(farm_build, "--pool", POOL)
+    assert refused.exit_code == 2 and "is a `documents` build" in refused.text and "--payload" in refused.text
+    assert standin.requests == []
+
+    payload = tmp_path / "payload.zip"
+    with zipfile.ZipFile(payload, "w") as z:
+        z.writestr("gemmaios-payload/metadata.json", "{}")
+    result = farm_run(farm_build, "--pool", POOL, "--payload", str(payload))
+    assert result.exit_code == 0, result.output
+    kinds = [p["type"] for op, p in standin.requests if op == "CreateUpload"]
+    assert kinds == ["IOS_APP", "XCTEST_UI_TEST_PACKAGE", "XCTEST_UI_TEST_SPEC", "EXTERNAL_DATA"]
+    schedule = next(p for op, p in standin.requests if op == "ScheduleRun")
+    assert schedule["configuration"]["extraDataPackageArn"] == flow.load_record(farm_build).uploads["payload"]

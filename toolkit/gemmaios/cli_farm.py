@@ -57,8 +57,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         region: RegionOpt = None,
     ) -> None:
         """Upload the .ipa, test package, payload and test spec; schedule; follow; fetch; report."""
+        from . import contract, xctest
         from . import device as dev
-        from . import xctest
         from .farm import flow
         from .farm.service import DeviceFarm
 
@@ -71,10 +71,13 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             if not inputs.test_package.is_file():
                 raise flow.FarmError(f"no test package at {inputs.test_package}",
                                      hint=f"gemmaios sign --build {build} --xctest (build-for-testing), or pass --test-package")
-            count = len(device or []) or None
-            estimate = flow.CostEstimate(count or flow.DEFAULT_CONCURRENCY, job_timeout)
-            console.print(f"[yellow]cost:[/yellow] {escape(estimate.describe())}"
-                          + ("" if count else " (device count taken as 5 until the pool is resolved)"))
+            if payload is None and dev.bundle_location(build) == contract.DOCUMENTS:
+                raise flow.FarmError(f"{build} is a `documents` build: its app carries no model, and Device Farm "
+                                     "delivers one only as extra data",
+                                     hint="pass --payload <zip of the payload> (extracted into the app's sandbox), "
+                                          "or render the app with --bundle-location bundled and re-sign")
+            estimate = flow.CostEstimate(len(device) if device else None, job_timeout)
+            console.print(f"[yellow]cost:[/yellow] {escape(estimate.describe())}")
             if not yes and not typer.confirm("schedule the run?", default=False, err=True):
                 raise typer.Exit(1)
             farm = DeviceFarm(profile, region)

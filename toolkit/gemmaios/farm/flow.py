@@ -55,17 +55,23 @@ class FarmInputs:
 
 @dataclass
 class CostEstimate:
-    devices: int
+    devices: int | None  # None: a pool, whose size Device Farm settles when it schedules
     job_timeout_minutes: int
     price_per_minute: float = PRICE_PER_DEVICE_MINUTE_USD
 
     @property
-    def worst_case_usd(self) -> float:
-        return round(self.devices * self.job_timeout_minutes * self.price_per_minute, 2)
+    def per_device_usd(self) -> float:
+        return round(self.job_timeout_minutes * self.price_per_minute, 2)
+
+    @property
+    def worst_case_usd(self) -> float | None:
+        return None if self.devices is None else round(self.devices * self.per_device_usd, 2)
 
     def describe(self) -> str:
-        return (f"at most ${self.worst_case_usd:.2f}: {self.devices} device(s) × {self.job_timeout_minutes} min job timeout × "
-                f"${self.price_per_minute:.2f} per device minute (Device Farm's metered price on its pricing page; "
+        what = (f"at most ${self.per_device_usd:.2f} per device in the pool" if self.devices is None
+                else f"at most ${self.worst_case_usd:.2f}: {self.devices} device(s)")
+        return (f"{what} ({self.job_timeout_minutes} min job timeout × "
+                f"${self.price_per_minute:.2f} per device minute; Device Farm's metered price on its pricing page, "
                 "it may change, free-trial minutes and unmetered slots cost less, private devices are billed by "
                 f"their own contract). Limits: {JOB_TIMEOUT_LIMIT_MINUTES} min per job, {DEFAULT_CONCURRENCY} devices at once "
                 "by default, 4 GB per upload, us-west-2 only.")
