@@ -204,6 +204,9 @@ def test_testspec_follows_the_documented_schema():
     assert spec["artifacts"] == ["$DEVICEFARM_LOG_DIR"] and spec["ios_test_host"] == "macos_sequoia"
     test = spec["phases"]["test"]["commands"][0]
     assert "TEST_RUNNER_GEMMAIOS_BENCH=1" in test and "TEST_RUNNER_GEMMAIOS_TRIALS=3" in test
+    copy = spec["phases"]["post_test"]["commands"][0]
+    assert '--source "Documents/gemmaios-runs/r1-$DEVICEFARM_DEVICE_UDID.jsonl"' in copy
+    assert "TEST_RUNNER_GEMMAIOS_RUN_ID=r1-$DEVICEFARM_DEVICE_UDID" in test
     good = "version: 0.1\nphases:\n  test:\n    commands:\n      - echo hi\nartifacts:\n  - $DEVICEFARM_LOG_DIR\n"
     validate_testspec(good)
     for bad, problem in [(good.replace("0.1", "'0.1'"), "version"), (good.replace("test:", "run:"), "unknown phase"),

@@ -68,6 +68,11 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                 raise flow.FarmError(f"{build} has no signed .ipa", hint=f"gemmaios sign --build {build} (or pass --ipa)")
             inputs = flow.FarmInputs(ipa=Path(ipa_path), test_package=test_package or build / xctest.TEST_PACKAGE_REL,
                                      bundle_id=dev.read_app_package(Path(ipa_path)).bundle_id, payload=payload)
+            products = build / "sign" / "xctest"
+            if test_package is None and not inputs.test_package.is_file() and products.is_dir():
+                from .xctestbench import package_test_products  # products copied back from a Mac by hand
+
+                package_test_products(build, products)
             if not inputs.test_package.is_file():
                 raise flow.FarmError(f"no test package at {inputs.test_package}",
                                      hint=f"gemmaios sign --build {build} --xctest (build-for-testing), or pass --test-package")

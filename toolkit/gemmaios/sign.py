@@ -1,6 +1,6 @@
 """The `sign` step: the rendered Xcode project → a development-signed `.ipa`, with `xcodebuild`.
 
-Two commands, run by the toolchain runner (this Mac, or a Mac over SSH) in one job so the
+Three commands, run by the toolchain runner (this Mac, or a Mac over SSH) in one job so the
 archive (which holds the bundled payload: GBs for E4B) never crosses the network:
 
     xcodebuild -project <App>/<App>.xcodeproj -scheme <App> -configuration Release
@@ -8,6 +8,15 @@ archive (which holds the bundled payload: GBs for E4B) never crosses the network
         -allowProvisioningUpdates DEVELOPMENT_TEAM=<team>
     xcodebuild -exportArchive -archivePath <App>.xcarchive -exportOptionsPlist ExportOptions.plist
         -exportPath export -allowProvisioningUpdates
+
+and, for the XCTest bench (gemmaios.xctestbench), in the same job:
+
+    xcodebuild -project <App>/<App>.xcodeproj -scheme <App> -configuration Release
+        -destination generic/platform=iOS -derivedDataPath <scratch> build-for-testing
+        -allowProvisioningUpdates DEVELOPMENT_TEAM=<team>
+
+whose Build/Products (the .xctestrun, the host app with its test bundle) come back to
+`<build>/sign/xctest/` and are zipped as the farm's test package.
 
 ExportOptions.plist (plistlib): `method` `debugging` (Xcode 15.3+'s name for a development
 export; Xcode 26 refuses the old alias `development`), `signingStyle` automatic, `teamID`.
@@ -157,7 +166,10 @@ def manual_command(build_dir: Path, app_name: str, team_id: str | None) -> str:
     archive = f"{SIGN_DIR}/{app_name}.xcarchive"
     return (f"cd {shlex.quote(str(shown))} && "
             + shlex.join(archive_argv(f"app/{app_name}/{app_name}.xcodeproj", app_name, archive, team)) + " && "
-            + shlex.join(export_argv(archive, f"{SIGN_DIR}/{EXPORT_OPTIONS}", f"{SIGN_DIR}/{EXPORT_DIR}")))
+            + shlex.join(export_argv(archive, f"{SIGN_DIR}/{EXPORT_OPTIONS}", f"{SIGN_DIR}/{EXPORT_DIR}")) + " && "
+            + shlex.join(xctestbench.build_for_testing_argv(f"app/{app_name}/{app_name}.xcodeproj", app_name,
+                                                             f"{SIGN_DIR}/dd", team)) + " && "
+            + f"cp -R {SIGN_DIR}/dd/Build/Products {SIGN_DIR}/{xctestbench.PRODUCTS_DIR}")
 
 
 # ---- xcodebuild's failures, named ------------------------------------------------------------------

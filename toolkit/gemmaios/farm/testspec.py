@@ -24,11 +24,12 @@ def render_testspec(*, run_name: str, bundle_id: str, trials: int, ios_test_host
 
     source = resources.files("gemmaios").joinpath("data", TEMPLATE).read_text()
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    environment = xctest.runner_environment(f"{run_name}-$DEVICEFARM_DEVICE_UDID", trials, "$DEVICEFARM_DEVICE_UDID")
+    run_id = f"{run_name}-$DEVICEFARM_DEVICE_UDID"  # one transcript per device, named for it
+    environment = xctest.runner_environment(run_id, trials, "$DEVICEFARM_DEVICE_UDID")
     text = env.from_string(source).render(
         run_name=run_name, bundle_id=bundle_id, ios_test_host=ios_test_host, environment=environment,
         test_identifier=xctest.TEST_IDENTIFIER, runs_dir=contract.RUNS_DIR,
-        transcripts_dir=TRANSCRIPTS_DIR)
+        transcripts_dir=TRANSCRIPTS_DIR, transcript=run_id + contract.TRANSCRIPT_SUFFIX)
     validate_testspec(text)
     return text
 
