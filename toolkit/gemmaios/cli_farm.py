@@ -63,6 +63,9 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         from .farm.service import DeviceFarm
 
         try:
+            if ipa is not None and (not ipa.is_file() or ipa.suffix != ".ipa"):
+                raise flow.FarmError(f"--ipa {ipa} is not an .ipa file", hint=f"gemmaios sign --build {build}, then "
+                                     "drop --ipa (the build's is used) or pass the signed .ipa")
             ipa_path = ipa or dev.find_app_package(build)
             if ipa_path is None or Path(ipa_path).suffix != ".ipa":
                 raise flow.FarmError(f"{build} has no signed .ipa", hint=f"gemmaios sign --build {build} (or pass --ipa)")
