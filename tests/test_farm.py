@@ -142,6 +142,10 @@ def test_missing_pool_is_named_with_the_pools_there_are(standin, farm_build):
     assert result.exit_code == 2
     assert "no device pool named 'No such pool'" in result.text and POOL in result.text
     assert "ScheduleRun" not in [op for op, _ in standin.requests]
+    arn = "arn:aws:devicefarm:us-west-2:000000000000:devicepool:no-such-pool"
+    by_arn = farm_run(farm_build, "--pool", arn)
+    assert by_arn.exit_code == 2 and f"no device pool {arn}" in by_arn.text and "list-device-pools" in by_arn.text
+    assert standin.runs == {}
 
 
 def test_failed_run_is_named_and_its_artifacts_are_still_fetched(standin, farm_build):
