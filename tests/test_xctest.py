@@ -116,6 +116,7 @@ def mac_with_phones(sim, tmp_path):
     proc.wait(timeout=10)
 
 
+@pytest.mark.full  # ~25 s: two simulated phones each run the tiny model's bench
 def test_bench_xctest_on_two_destinations_writes_two_transcripts_and_one_report(
         sim, mac_with_phones, tiny_app_builds, tmp_path, monkeypatch):
     from device_helpers import shrink_prompt_set
