@@ -171,3 +171,33 @@ def test_bench_xctest_without_a_mac_names_the_command(tiny_app_builds, tmp_path,
     with pytest.raises(NeedsMacOS) as err:
         bench_xctest(build, [f"id={UDIDS[0]}"], trials=1)
     assert "xcodebuild test-without-building" in err.value.command and "TEST_RUNNER_GEMMAIOS_BENCH=1" in err.value.command
+
+
+@pytest.mark.full  # ~25 s: one simulated phone runs the bench, the other refuses the launch
+def test_bench_xctest_names_a_failed_destination_and_keeps_the_others(
+        sim, mac_with_phones, tiny_app_builds, tmp_path, monkeypatch):
+    from device_helpers import shrink_prompt_set
+    from devicebuild import copy_build
+    from typer.testing import CliRunner
+
+    from gemmaios.cli import app as cli_app
+
+    build = copy_build(tiny_app_builds[contract.BUNDLED], tmp_path / "build")
+    shrink_prompt_set(build)
+    _products(build, tmp_path)
+    refusing = next(d for d in sim.devices if d.udid == UDIDS[1])
+    refusing.refuse_launch = "The request was denied by service delegate (SBMainWorkspace)."
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gemmaios.yaml").write_text(json.dumps({"ssh_options": mac_with_phones.ssh_options,
+                                                         "mac_workdir": str(tmp_path / "remote")}))
+    ran = CliRunner().invoke(cli_app, ["bench", "--out", str(build), "--xctest", "--trials", "1", "--mac",
+                                       mac_with_phones.target, *(f"--destination=id={u}" for u in UDIDS)])
+    said = " ".join(ran.output.split())
+    assert ran.exit_code == 2 and f"did not pass on {UDIDS[1]}" in said and UDIDS[0] not in said.split("did not pass on")[1].split("→")[0]
+    failed = next((build / "runs").glob(f"*-{UDIDS[1]}"))
+    assert "Unable to launch" in (failed / "xcodebuild.log").read_text()
+    assert json.loads((failed / "run.json").read_text())["status"] == "failed"
+    kept = next((build / "runs").glob(f"*-{UDIDS[0]}"))
+    assert len(list(kept.glob("*.jsonl"))) == 1
+    (report_dir,) = (build / "reports").glob("xctest-*")
+    assert len(json.loads((report_dir / "report.json").read_text())["runs"]) == 1
