@@ -90,6 +90,9 @@ def test_farm_run_uploads_schedules_follows_fetches_and_reports_two_devices(stan
     result = farm_run(farm_build, "--pool", POOL)
     assert result.exit_code == 0, result.output
     assert "cost:" in result.text and "$0.17 per device minute" in result.text
+    # followed: one line each time the devices' states change
+    assert "RUNNING (0/2 done)" in result.text and "COMPLETED (2/2 done)" in result.text
+    assert "Apple iPhone 17 Pro: COMPLETED/PASSED" in result.text
     ops = [op for op, _ in standin.requests]
     assert ops.count("CreateUpload") == 3 and "ScheduleRun" in ops and ops[-1] in ("ListArtifacts", "ListJobs")
     assert standin.rejected == []  # every request passed botocore's validator on the service side too

@@ -23,6 +23,38 @@ def _jobs_line(run: dict, jobs: list[dict]) -> str:
     return f"{run.get('status')} ({run.get('completedJobs', 0)}/{run.get('totalJobs', len(jobs))} done) · " + " · ".join(parts)
 
 
+class _Follow:
+    """The progress display while a run is followed: a bar of jobs done (rich), and one line each
+    time a device's state changes."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+        self.task = None
+        self.last = ""
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, run: dict, jobs: list[dict]) -> None:
+        total = run.get("totalJobs") or len(jobs) or 1
+        if self.task is None:
+            self.task = self.progress.add_task("Device Farm", total=total)
+        self.progress.update(self.task, total=total, completed=run.get("completedJobs", 0),
+                             description=f"Device Farm: {run.get('status', '?')}")
+        line = _jobs_line(run, jobs)
+        if line != self.last:
+            self.console.print(escape(line))
+            self.last = line
+
+
 def register(app: typer.Typer, console: Console, fail) -> None:
     farm_app = typer.Typer(no_args_is_help=True, help="Benchmark on AWS Device Farm (needs the `farm` extra: boto3).")
     app.add_typer(farm_app, name="farm")
@@ -93,12 +125,12 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                                  job_timeout_minutes=job_timeout, project=project, ios_test_host=ios_test_host, say=say)
             console.print(f"scheduled [bold]{escape(record.name)}[/bold] ({escape(record.run_arn)})")
             jobs_seen: list[dict] = []
+            with _Follow(console) as show:
+                def update(run: dict, jobs: list[dict]) -> None:
+                    jobs_seen[:] = jobs
+                    show(run, jobs)
 
-            def update(run: dict, jobs: list[dict]) -> None:
-                jobs_seen[:] = jobs
-                console.print(escape(_jobs_line(run, jobs)))
-
-            final = flow.follow(farm, build, record, poll=poll, on_update=update)
+                final = flow.follow(farm, build, record, poll=poll, on_update=update)
             finish(farm, build, record, final, jobs_seen)
         except GemmaiosError as exc:
             fail(exc)
@@ -138,8 +170,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                 if not follow:
                     raise flow.FarmError(f"{record.name} is {state.get('status')}, not complete",
                                          hint=f"gemmaios farm fetch --build {build} --follow")
-                state = flow.follow(farm, build, record, poll=poll,
-                                    on_update=lambda r, j: console.print(escape(_jobs_line(r, j))))
+                with _Follow(console) as show:
+                    state = flow.follow(farm, build, record, poll=poll, on_update=show)
                 jobs = farm.pages("ListJobs", "jobs", arn=record.run_arn)
             finish(farm, build, record, state, jobs)
         except GemmaiosError as exc:
