@@ -101,7 +101,7 @@ def test_pbxproj_parses_and_every_reference_resolves(app_build):
     project = XcodeProject.load(str(pbx))
     sources = {str(f["path"]) for f in project.objects.get_objects_in_section("PBXFileReference")
                if str(f["lastKnownFileType"] or "") == "sourcecode.swift"}
-    assert sources == {p.name for p in (project_dir / "GemmaBench").glob("*.swift")}
+    assert sources == {p.name for p in (project_dir / "GemmaBench").glob("*.swift")} | {"BenchTests.swift"}
     build_files = project.objects.get_objects_in_section("PBXBuildFile")
     assert all(project.objects[str(b["fileRef"])] is not None for b in build_files if "fileRef" in b.get_keys())
     locals_ = {str(p["relativePath"]): p for p in project.objects.get_objects_in_section("XCLocalSwiftPackageReference")}
@@ -122,7 +122,8 @@ def test_pbxproj_parses_and_every_reference_resolves(app_build):
     # SDK frameworks (autolinked); CoreAI is the OS's, ImageIO/PhotosUI/CoreGraphics the chat picker's
     sdk = {"Foundation", "SwiftUI", "UIKit", "Metal", "Darwin", "os", "CoreAI", "CoreGraphics", "ImageIO", "PhotosUI"}
     assert imported - sdk == set(products) - {"CoreAILM"} | {"CoreAILanguageModels"}
-    (target,) = project.objects.get_objects_in_section("PBXNativeTarget")
+    target, tests = sorted(project.objects.get_objects_in_section("PBXNativeTarget"), key=lambda t: str(t["name"]))
+    assert str(target["name"]) == "GemmaBench" and str(tests["name"]) == "GemmaiosBenchTests"
     assert set(products.keys()) == {str(project.objects[str(x)]["productName"]) for x in target["packageProductDependencies"]}
     text = pbx.read_text()
     assert re.search(r"PRODUCT_BUNDLE_IDENTIFIER = org\.gemmaios\.test;", text)

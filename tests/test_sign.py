@@ -199,7 +199,13 @@ def test_sign_step_over_ssh_brings_back_a_hash_verified_ipa(loopback_mac, signab
     assert [a[-3:] for a in argv[:2]] == [["archive", "-allowProvisioningUpdates", f"DEVELOPMENT_TEAM={TEAM}"],
                                          ["-exportPath", argv[1][-2], "-allowProvisioningUpdates"]]
     assert argv[0][argv[0].index("-project") + 1].endswith(f"/in/app/{name}/{name}.xcodeproj")  # sent, then built there
-    assert argv[2] == ["-version"]
+    assert argv[2][argv[2].index("build-for-testing") + 1:] == ["-allowProvisioningUpdates", f"DEVELOPMENT_TEAM={TEAM}"]
+    assert argv[3] == ["-version"]
+    # the XCTest bench's products came back with the .ipa, and the farm's test package was zipped from them
+    (xctestrun,) = (build / "sign" / "xctest").glob("*.xctestrun")
+    assert plistlib.loads(xctestrun.read_bytes())["GemmaiosBenchTests"]["TestHostBundleIdentifier"] == BUNDLE_ID
+    with zipfile.ZipFile(build / "xctest" / "GemmaiosBenchTests.zip") as z:
+        assert f"Release-iphoneos/{name}.app/PlugIns/GemmaiosBenchTests.xctest/Info.plist" in z.namelist()
     assert list((tmp_path / "remote").iterdir()) == []  # the job folder (and the archive) removed on the Mac
     assert plistlib.loads((build / "sign" / "ExportOptions.plist").read_bytes())["teamID"] == TEAM
     assert dev.find_app_package(build) == ipa  # deploy installs this one
@@ -352,7 +358,7 @@ def test_deploy_model_tiny_bench_builds_signs_installs_pushes_benches_and_report
     assert {n: s["status"] for n, s in steps.items()} == {n: DONE for n in step_names()}
     assert steps["compile"]["details"]["host"] == steps["sign"]["details"]["host"] == loopback_mac.target
     assert [c["argv"][:2] for c in loopback_mac.calls()[xcrun_calls:]][0] == ["coreai-build", "compile"]
-    assert len(loopback_mac.xcodebuild_calls()) - xcodebuild_calls == 3  # archive, export, -version
+    assert len(loopback_mac.xcodebuild_calls()) - xcodebuild_calls == 4  # archive, export, build-for-testing, -version
 
     # installed: the signed .ipa the sign step recorded; pushed: the payload, compiled asset included
     record = json.loads((build / "deploy.json").read_text())["devices"][UDID]

@@ -587,9 +587,9 @@ def tiny_train(
 
 
 # Commands kept in their own modules; each registers on this app (works under `python -m` too).
-from . import cli_device, cli_results, cli_run  # noqa: E402
+from . import cli_device, cli_farm, cli_results, cli_run  # noqa: E402
 
-for _commands in (cli_results, cli_run):
+for _commands in (cli_results, cli_run, cli_farm):
     _commands.register(app, console, _fail)
 cli_device.register(app, console, _fail, _build_options)
 

@@ -210,11 +210,19 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
         sample_interval: SampleIntervalOpt = None,
         mac: DeviceMacOpt = None,
         as_json: JsonOpt = False,
+        xctest: Annotated[bool, typer.Option(
+            "--xctest", help="run the bench as the app's XCTest: xcodebuild test-without-building on the Mac runner")] = False,
+        destination: Annotated[list[str] | None, typer.Option(
+            "--destination", help="with --xctest: id=<udid> of a phone on the Mac (repeatable: all at once)")] = None,
     ) -> None:
         """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
         from .bench import BenchFailed
         from .bench import bench as run_bench
 
+        if xctest:  # gemmaios.xctestbench: one report over every destination
+            from .cli_xctest import bench_xctest_command
+
+            return bench_xctest_command(console, fail, _build_dir(out), destination or [], trials, mac, timeout)
         try:
             build_dir = _build_dir(out)
             result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,

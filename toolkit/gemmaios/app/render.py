@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from .. import __version__
+from .. import __version__, xctest
 from .. import contract as c
 from ..patches import (
     ENGINE_DIRNAME,
@@ -164,11 +164,16 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
         up = "../.."
         engine_rel = f"{up}/engine/{ENGINE_DIRNAME}"
         model = _pbxproj_model(s, sources, resources, engine_rel)
+        # The bench's XCTest bundle (gemmaios.xctest): its one source in <project>/<target>/.
+        _write_atomic(staging / model["test"]["name"] / model["test"]["source"],
+                      env.get_template(xctest.TEMPLATE).render(**xctest.swift_values()).encode())
         xcodeproj = staging / f"{s.app_name}.xcodeproj"
         _write_atomic(xcodeproj / "project.pbxproj", env.get_template("project.pbxproj.j2").render(**model).encode())
 
         # A shared scheme, so xcodebuild/fastlane can build without Xcode having opened the project.
-        scheme = env.get_template("scheme.xcscheme.j2").render(target_id=model["ids"]["target"], app_name=s.app_name)
+        scheme = env.get_template("scheme.xcscheme.j2").render(target_id=model["ids"]["target"], app_name=s.app_name,
+                                                      test_target_id=model["test"]["ids"]["target"],
+                                                      test_name=model["test"]["name"])
         _write_atomic(xcodeproj / "xcshareddata" / "xcschemes" / f"{s.app_name}.xcscheme", scheme.encode())
 
         problems = check_project(xcodeproj / "project.pbxproj")

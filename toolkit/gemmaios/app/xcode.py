@@ -142,18 +142,25 @@ def _pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str
     target_cfgs = [
         {"id": oid(f"config:target:{n}"), "name": n, "settings": target_settings} for n in ("Debug", "Release")
     ]
+    from .. import xctest  # the bench's XCTest bundle, hosted in the app
+
+    test = xctest.test_target_model(s.app_name, s.bundle_id, s.deployment_target, s.team_id, oid, ids["target"],
+                                    packages[1])
     return {
+        "test": test,
         "ids": ids,
         "app_name": s.app_name,
         "file_refs": file_refs,
         "build_files": build_files,
         "groups": groups,
-        "configurations": project_cfgs + target_cfgs,
+        "configurations": project_cfgs + target_cfgs + test["configs"],
         "configuration_lists": [
             {"id": ids["project_configs"], "comment": f'Build configuration list for PBXProject "{s.app_name}"',
              "configs": project_cfgs},
             {"id": ids["target_configs"],
              "comment": f'Build configuration list for PBXNativeTarget "{s.app_name}"', "configs": target_cfgs},
+            {"id": test["ids"]["configs"],
+             "comment": f'Build configuration list for PBXNativeTarget "{test["name"]}"', "configs": test["configs"]},
         ],
         "packages": packages,
         "products": products,

@@ -94,6 +94,10 @@ def _md_escape(text: str) -> str:
 def render_markdown(report: Report, plots_dir: str | None = None) -> str:
     out = [f"# gemmaios bench report\n\nGenerated {report.generated_at} by gemmaios {report.toolkit_version}. "
            f"Gates: **{'PASS' if report.passed else 'FAIL'}**.\n"]
+    if len(report.runs) > 1:  # one run per device (bench --xctest, farm): the headline figures in columns
+        from .devices import side_by_side_md
+
+        out.append(side_by_side_md(report.runs))
     for s in report.runs:
         out.append(f"## {_md_escape(s.label)}\n\n`{s.path}`\n\n| | |\n|---|---|")
         out += [f"| {k} | {_md_escape(v)} |" for k, v in headline_rows(s)]

@@ -1,0 +1,70 @@
+"""The XCTest bench: names and settings shared by the generated test target, `bench --xctest`
+and `gemmaios farm` (one source; the Swift test file is rendered from these values).
+
+The test target (`TARGET`) is a unit-test bundle hosted in the app (TEST_HOST), so its one test
+(`TEST_CLASS`/`TEST_METHOD`) runs GemmaiosCore's bench protocol inside the app process and writes
+the same transcript the app's bench mode writes, to Documents/<contract.RUNS_DIR>/ and attached
+to the test's result. `xcodebuild test-without-building` hands the test process every variable
+of its own environment named `TEST_RUNNER_<NAME>` as `<NAME>` (Xcode's documented mechanism), so
+the bench settings travel as `TEST_RUNNER_` + the contract's launch settings.
+"""
+
+from __future__ import annotations
+
+from . import contract
+
+TARGET = "GemmaiosBenchTests"
+TEST_CLASS = "BenchTests"
+TEST_METHOD = "testBench"
+TEST_IDENTIFIER = f"{TARGET}/{TEST_CLASS}/{TEST_METHOD}"  # for -only-testing:
+RUNNER_PREFIX = "TEST_RUNNER_"
+# Where the test also copies the transcript when the farm's host sets it (Device Farm's log folder).
+FARM_LOG_DIR_ENV = "DEVICEFARM_LOG_DIR"
+
+
+def runner_environment(run_id: str, trials: int, udid: str) -> dict[str, str]:
+    """The contract's bench launch settings as `xcodebuild test-without-building` passes them on."""
+    env = {contract.ENV["bench"]: "1", contract.ENV["trials"]: str(trials),
+           contract.ENV["runId"]: run_id, contract.ENV["udid"]: udid}
+    return {RUNNER_PREFIX + k: v for k, v in env.items()}
+
+# What `gemmaios sign --xctest` leaves in the build folder (build-for-testing), and farm uploads.
+XCTEST_DIR = "xctest"
+TEST_PACKAGE_REL = f"{XCTEST_DIR}/{TARGET}.zip"  # the test products (.xctest in the host app) zipped
+
+FOOTER_RECORD = "footer"  # the transcript's last record (transcript.py, bench._footer)
+TIMEOUT_SECONDS = 3600  # the test's wait for the footer
+TEMPLATE = "Tests/BenchTests.swift.j2"
+SOURCE = "BenchTests.swift"
+
+
+def swift_values() -> dict:
+    """What the Swift test template is rendered with (names from this module and the contract)."""
+    return {"test_class": TEST_CLASS, "test_method": TEST_METHOD, "timeout_seconds": TIMEOUT_SECONDS,
+            "runner_prefix": RUNNER_PREFIX, "bench_env": contract.ENV["bench"], "run_id_env": contract.ENV["runId"],
+            "footer_record": FOOTER_RECORD}
+
+
+def test_target_model(app_name: str, bundle_id: str, deployment_target: str, team_id: str | None, oid,
+                      app_target_id: str, core_package: dict) -> dict:
+    """The pbxproj objects of the unit-test bundle hosted in the app (rendered by project.pbxproj.j2)."""
+    ids = {k: oid(f"xctest:{k}") for k in ("target", "sources_phase", "frameworks_phase", "group", "configs",
+                                            "product_ref", "dependency", "proxy", "file", "build_file",
+                                            "core_product", "core_build")}
+    settings = {
+        "BUNDLE_LOADER": "$(TEST_HOST)",
+        "CODE_SIGN_STYLE": "Automatic",
+        "CURRENT_PROJECT_VERSION": "1",
+        "DEVELOPMENT_TEAM": team_id or "",
+        "GENERATE_INFOPLIST_FILE": "YES",
+        "IPHONEOS_DEPLOYMENT_TARGET": deployment_target,
+        "MARKETING_VERSION": "1.0",
+        "PRODUCT_BUNDLE_IDENTIFIER": f"{bundle_id}.{TARGET}",
+        "PRODUCT_NAME": "$(TARGET_NAME)",
+        "SUPPORTED_PLATFORMS": "iphoneos",
+        "TARGETED_DEVICE_FAMILY": "1",
+        "TEST_HOST": f"$(BUILT_PRODUCTS_DIR)/{app_name}.app/$(BUNDLE_EXECUTABLE_FOLDER_PATH)/{app_name}",
+    }
+    configs = [{"id": oid(f"xctest:config:{n}"), "name": n, "settings": settings} for n in ("Debug", "Release")]
+    return {"name": TARGET, "ids": ids, "source": SOURCE, "app_target": app_target_id, "configs": configs,
+            "core_package": core_package, "product": f"{TARGET}.xctest"}
