@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from cli_process import TOOLKIT, gemmaios_process, interrupt_generation
 from devicebuild import copy_build
 from typer.testing import CliRunner
 
@@ -25,7 +26,6 @@ from gemmaios.cli import app
 from gemmaios.pipeline import MANIFEST_SCHEMA
 
 runner = CliRunner()
-TOOLKIT = Path(__file__).resolve().parents[1] / "toolkit"
 
 
 def _folder(tmp_path: Path, name: str = "tiny-h18p-int4-provider", **options) -> Path:
@@ -145,6 +145,9 @@ def test_deploy_accepts_every_build_option_and_every_bench_option():
     build_only = {"force", "out"}  # deploy's --out is the build folder too (BuildDirOpt)
     assert set(_params("build")) - build_only <= set(deploy), set(_params("build")) - set(deploy)
     bench_only = {"udid", "out", "bundle_id", "as_json", "mac"}  # deploy has its own --mac, --udid, --json
+    # `bench --xctest --destination`: xcodebuild test-without-building installs the signed test products on the
+    # Mac's phones itself, a flow of its own after `gemmaios sign`, not deploy's install + push
+    bench_only |= {"xctest", "destination"}
     assert set(_params("bench")) - bench_only <= set(deploy), set(_params("bench")) - set(deploy)
 
 
@@ -180,34 +183,6 @@ def test_models_lists_tiny_and_archs_fits_a_terminal():
 
 # ---- Ctrl-C: a real SIGINT to `gemmaios run` ----------------------------------------------------------
 
-def _gemmaios(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TOOLKIT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-c", "from gemmaios.cli import main; main()", *args], cwd=cwd,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _read_until(proc: subprocess.Popen, ready, seconds: float = 120) -> bytes:
-    """stdout as it comes, until `ready(text)` (non-blocking reads)."""
-    os.set_blocking(proc.stdout.fileno(), False)
-    seen = b""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proc.poll() is None:
-        seen += proc.stdout.read() or b""
-        if ready(seen):
-            return seen
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting; stdout so far {seen!r}, exit {proc.poll()}")
-
-
-def interrupt_generation(build: Path, cwd: Path) -> tuple[int, str, str]:
-    """`gemmaios run -p` interrupted once a few words are out: (exit status, stdout, stderr)."""
-    proc = _gemmaios(["run", "--out", str(build), "-p", "Tell me about the sea.", "-n", "500"], cwd)
-    partial = _read_until(proc, lambda text: len(text.split()) >= 2)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    return proc.returncode, (partial + out).decode(), err.decode()
-
-
 def test_ctrl_c_during_generation_keeps_the_partial_text_and_exits_130(tiny_app_builds, tmp_path):
     build = copy_build(tiny_app_builds["bundled"], tmp_path / "build")
     code, out, err = interrupt_generation(build, tmp_path)
@@ -218,7 +193,7 @@ def test_ctrl_c_during_generation_keeps_the_partial_text_and_exits_130(tiny_app_
 
 def test_ctrl_c_during_a_host_bench_writes_no_transcript(tiny_app_builds, tmp_path):
     build = copy_build(tiny_app_builds["bundled"], tmp_path / "build")
-    proc = _gemmaios(["run", "--out", str(build), "--bench", "--trials", "3"], tmp_path)
+    proc = gemmaios_process(["run", "--out", str(build), "--bench", "--trials", "3"], tmp_path)
     time.sleep(12)  # imports and the load (a few seconds); the bench itself takes a minute
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)

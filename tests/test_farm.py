@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 pytest.importorskip("boto3")
 
 from farm_standin import ACCESS_KEY, SECRET_KEY, FarmStandIn  # noqa: E402
-from test_report import build_folder, records  # noqa: E402
+from transcript_fakes import build_folder, records  # noqa: E402
 
 from gemmaios.cli import app  # noqa: E402
 from gemmaios.farm import flow  # noqa: E402
@@ -233,7 +233,8 @@ def test_cost_is_stated_from_devices_and_timeout():
 
 def test_a_documents_build_needs_its_payload_and_sends_it_as_extra_data(standin, farm_build, tmp_path):
     manifest = json.loads((farm_build / "build.json").read_text())
-    manifest["steps"]["app"] = {"details": {"bundle_location": "documents"}}
+    manifest["steps"]["app"] = {"status": "done", "fingerprint": "app-fp", "inputs": {},  # an app step's record
+                                "details": {"bundle_location": "documents"}}
     (farm_build / "build.json").write_text(json.dumps(manifest))
     with_pool(standin)
     refused = farm_run(farm_build, "--pool", POOL)

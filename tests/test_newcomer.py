@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_buildfolder import TOOLKIT, interrupt_generation
+from cli_process import TOOLKIT, interrupt_generation
 
 DEMO = "build/tiny-h18p-int4-provider"  # where `make demo` builds, under the working folder
 STEPS = [

@@ -11,10 +11,10 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
+from fixture_bundle import RENDER_PROMPTS, render_bundle
 from loopback_sshd import STANDIN_BIN, start_loopback_mac
 from pbxproj import XcodeProject
 from swift_toolchain import run
-from test_swift import PROMPTS, _fake_bundle
 
 from gemmaios import contract, xctest
 from gemmaios.app.render import render_app
@@ -36,9 +36,9 @@ extension XCTestCase { func add(_ attachment: XCTAttachment) {} }
 
 
 def _render(tmp_path):
-    name, _ = _fake_bundle(tmp_path, "provider")
+    name, _ = render_bundle(tmp_path, "provider")
     return render_app(tmp_path, AppSettings(ple="provider", ple_layers=2, ple_dim=4, vocab_size=64, bundle_name=name,
-                                            bundle_dir=f"bundle/{name}", prompt_set=PROMPTS, prepare_engine=False))
+                                            bundle_dir=f"bundle/{name}", prompt_set=RENDER_PROMPTS, prepare_engine=False))
 
 
 def test_test_target_is_hosted_in_the_app_and_every_reference_resolves(tmp_path):
