@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from . import __version__
-from .pipeline import write_json_atomic
+from .files import write_json_atomic
 
 METADATA_VERSION = "0.2"
 TOKENIZER_FILES = (

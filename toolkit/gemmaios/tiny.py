@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import GemmaiosError, RegistryError
-from .pipeline import replace_dir, sha256_file
+from .files import replace_dir, sha256_file
 
 TINY_ID = "tiny"
 TINY_SEED = 1234

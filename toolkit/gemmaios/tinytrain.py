@@ -229,8 +229,7 @@ def greedy_margins(model, tokenizer, prompts: list[str], steps: int = 32) -> lis
 
 def evaluation_prompts() -> list[str]:
     """The oracle's built-in prompts (chat-rendered) and the parity gates' plain prompts."""
-    from .oracle import BUILTIN_PROMPTS
-    from .parity import GATE_PROMPTS
+    from .oracle.prompts import BUILTIN_PROMPTS, GATE_PROMPTS
     from .tinycorpus import BOS, chat_prompt
 
     return [chat_prompt(p.text) for p in BUILTIN_PROMPTS.prompts] + [BOS + p for p in GATE_PROMPTS]
@@ -254,7 +253,7 @@ def ship(result: TrainResult, out_dir) -> dict:
     from importlib import metadata
     from pathlib import Path
 
-    from .pipeline import sha256_file, write_json_atomic
+    from .files import sha256_file, write_json_atomic
     from .tiny import SHIPPED_RECORD, SHIPPED_TOKENIZER, SHIPPED_WEIGHTS, TINY_SEED
 
     out_dir = Path(out_dir)

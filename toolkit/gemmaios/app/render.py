@@ -15,6 +15,7 @@ import jinja2
 
 from .. import __version__
 from .. import contract as c
+from ..files import replace_dir
 from ..patches import (
     ENGINE_DIRNAME,
     EngineSourceUnavailable,
@@ -24,7 +25,7 @@ from ..patches import (
     prepare_engine_package,
 )
 from ..payload import PROMPT_SET_BUILD_REL, payload_plan
-from ..pipeline import replace_dir
+from ..swift_text import swift_string
 from .values import (
     CORE_PACKAGE,
     AppResult,
@@ -33,7 +34,6 @@ from .values import (
     EngineStatus,
     PromptSet,
     pbx_string,
-    swift_string,
 )
 from .xcode import _pbxproj_model, check_project, entitlements, info_plist
 

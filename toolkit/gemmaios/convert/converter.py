@@ -15,7 +15,7 @@ from .. import kernels
 from ..bundle import bundle_name, copy_tokenizer, write_metadata
 from ..checkpoint import Checkpoint
 from ..decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
-from ..pipeline import replace_dir
+from ..files import replace_dir
 from ..quantize import BLOCK, expected_storage_bytes
 from .export import export_program, free_memory, large_blocks_from_mmap, prefill_function_name
 from .gates import (

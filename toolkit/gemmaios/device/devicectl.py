@@ -424,11 +424,11 @@ def wait_for_run(app: DevicectlApp, bundle_id: str, env: dict[str, str], remote_
     passes (then kill it). Returns (pid, status, the transcript's bytes)."""
     import time
 
-    from ..bench import COMPLETED, EXITED, TIMEOUT, _footer
+    from .runs import COMPLETED, EXITED, TIMEOUT, run_footer
 
     if done is None:
         def done(raw: bytes | None) -> bool:
-            return bool(raw) and _footer(raw) is not None
+            return bool(raw) and run_footer(raw) is not None
 
     pid = app.launch(bundle_id, env)
     say(f"launched {bundle_id} (pid {pid}) with devicectl on {app.ctl.runner.describe()}")

@@ -130,7 +130,7 @@ def build_prefill_check(
                 "Core AI's CPU runtime; the chunked-prefill identity was proven on the tiny model")}
         cases = prompts
         if cases is None:
-            from ..oracle import load_oracle
+            from ..oracle.records import load_oracle
 
             oracle = load_oracle(oracle_path)
             cases = [(p.id, p.prompt_ids) for p in oracle.prompts]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import Checkpoint, resolve_checkpoint
-from ..pipeline import sha256_file
+from ..files import sha256_file
 from .prompts import BUILTIN_PROMPTS, Prompt, PromptSet
 from .records import DEFAULT_TOKENS, DEFAULT_TOP_K, Oracle, OracleError, OraclePrompt, TopK
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..pipeline import sha256_file
+from ..files import sha256_file
 from ..registry import MODELS
 from ..roofline import GB, estimate_weight_bytes, ple_row_bytes
 from ..transcript import Transcript

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from ..pipeline import sha256_file
+from ..files import sha256_file
 from .layout import I8_NAME, SCALE_NAME, SIDECAR_NAME, SIDECAR_SCHEMA, TABLES_FORMAT, TablesCorrupt
 from .source import TableSource
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline import write_json_atomic
+from ..files import write_json_atomic
 from .layout import I8_NAME, SCALE_NAME, SIDECAR_NAME, TABLES_FORMAT, InsufficientDiskSpace, TablesCorrupt
 from .quantize import _Slot, quantize_rows
 from .sidecar import _sidecar, check_tables, read_sidecar

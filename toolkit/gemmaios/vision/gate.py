@@ -31,7 +31,8 @@ def image_gate(bundle_dir: Path, oracle_dir: Path, tables_dir: Path | None, *, n
                feature_error_bound: float = FEATURE_ERROR_BOUND, progress: Callable | None = None) -> dict:
     from ..hostrun import BundleRunner
     from ..hostrun.transcripts import _coreai_version
-    from ..oracle import DEFAULT_NEAR_TIE_MARGIN, Generation, load_oracle, score_against_oracle
+    from ..oracle.records import load_oracle
+    from ..oracle.scoring import DEFAULT_NEAR_TIE_MARGIN, Generation, score_against_oracle
 
     oracle = load_oracle(Path(oracle_dir) / IMAGE_ORACLE_FILE)
     rule = DEFAULT_NEAR_TIE_MARGIN if near_tie_margin is None else near_tie_margin

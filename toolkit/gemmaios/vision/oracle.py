@@ -51,9 +51,9 @@ def run_image_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ImageCase
     from transformers import AutoTokenizer, Gemma4ForConditionalGeneration
 
     from ..checkpoint import load_checkpoint
+    from ..files import sha256_file
     from ..oracle.records import Oracle, OraclePrompt, TopK
     from ..oracle.reference import _tool_versions
-    from ..pipeline import sha256_file
     from ..tinycorpus import chat_prompt
     from .encoder import hf_image_features
 

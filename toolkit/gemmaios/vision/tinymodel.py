@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..pipeline import replace_dir, sha256_file, write_json_atomic
+from ..files import replace_dir, sha256_file, write_json_atomic
 from .images import BUILTIN_IMAGES, ImageCase, training_cases
 from .preprocess import IMAGE_PLACEHOLDER, ImageSpec, expand_prompt, image_processor, preprocess
 
