@@ -534,7 +534,7 @@ def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout:
         if better is None or better is exc:
             raise
         raise better from exc
-    except dev._disconnect_types() as exc:
+    except dev.disconnect_types() as exc:
         raise dev.DeviceDisconnected(f"the connection to the device dropped during the bench ({type(exc).__name__})",
                                      hint="reconnect and unlock the iPhone, then run `gemmaios bench` again") from exc
     finally:

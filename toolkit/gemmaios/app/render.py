@@ -35,7 +35,7 @@ from .values import (
     PromptSet,
     pbx_string,
 )
-from .xcode import _pbxproj_model, check_project, entitlements, info_plist
+from .xcode import check_project, entitlements, info_plist, pbxproj_model
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "ios_template"
 
@@ -163,7 +163,7 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
                         ignore=shutil.ignore_patterns(".build", ".swiftpm", "Package.resolved"))
         up = "../.."
         engine_rel = f"{up}/engine/{ENGINE_DIRNAME}"
-        model = _pbxproj_model(s, sources, resources, engine_rel)
+        model = pbxproj_model(s, sources, resources, engine_rel)
         xcodeproj = staging / f"{s.app_name}.xcodeproj"
         _write_atomic(xcodeproj / "project.pbxproj", env.get_template("project.pbxproj.j2").render(**model).encode())
 

@@ -15,7 +15,7 @@ from . import errors
 from .bundle import BundleInfo, asset_weight_bytes, estimate_step_seconds
 from .errors import BundleGateFailed, HostRunError, Progress
 from .runner import BundleRunner
-from .transcripts import _coreai_version
+from .transcripts import coreai_version
 
 
 @dataclass
@@ -92,7 +92,7 @@ def bundle_gate(
                               max_logit_error=worst, logit_error_bound=logit_error_bound,
                               oracle_median_margin=float(np.median(margins)) if margins else float("nan"),
                               seconds=round(time.perf_counter() - started, 2),
-                              runtime=f"coreai-core {_coreai_version()} ({platform.system()} "
+                              runtime=f"coreai-core {coreai_version()} ({platform.system()} "
                                       f"{'system runtime' if platform.system() == 'Darwin' else 'CPU runtime, f16 accumulation'})")
     if score.failures:
         first = score.failures[0]

@@ -29,7 +29,7 @@ class BundleFacts:
     source: str
 
 
-def _manifest(build_dir: Path | None) -> dict:
+def read_build_manifest(build_dir: Path | None) -> dict:
     if build_dir is None:
         return {}
     try:
@@ -38,23 +38,23 @@ def _manifest(build_dir: Path | None) -> dict:
         return {}
 
 
-def _step_details(manifest: dict, step: str) -> dict:
+def step_details(manifest: dict, step: str) -> dict:
     return (manifest.get("steps", {}).get(step) or {}).get("details") or {}
 
 
 _BUNDLE_NAME = re.compile(r"^gemma4_(?P<key>[a-z0-9]+?)(?:_qat)?_decode_(?P<quant>int4|int8|fp16)")
 
 
-def _bundle_facts(t: Transcript, build_dir: Path | None, manifest: dict,
+def bundle_facts(t: Transcript, build_dir: Path | None, manifest: dict,
                   bundle_dir: Path | None) -> tuple[BundleFacts | None, str]:
     """From an explicit bundle folder, else the build's convert output, else the registry."""
     name = t.bundle.get("name", "")
     if bundle_dir is None and build_dir is not None:
-        rel = _step_details(manifest, "convert").get("bundle_dir")
+        rel = step_details(manifest, "convert").get("bundle_dir")
         if rel and (build_dir / rel / "metadata.json").is_file():
             bundle_dir = build_dir / rel
     if bundle_dir is not None:
-        facts = bundle_facts_from_dir(bundle_dir, tables=_step_details(manifest, "tables"))
+        facts = bundle_facts_from_dir(bundle_dir, tables=step_details(manifest, "tables"))
         note = ""
         recorded = t.bundle.get("metadata_sha256")
         if facts.name and name and facts.name != name:

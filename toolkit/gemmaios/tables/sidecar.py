@@ -50,7 +50,7 @@ def check_tables(out_dir: Path, *, hashes: bool = True) -> list[str]:
     return problems
 
 
-def _sidecar(source: TableSource, i8_sha: str, scale_sha: str) -> dict:
+def sidecar_record(source: TableSource, i8_sha: str, scale_sha: str) -> dict:
     rows, cols, layers, dim = source.rows, source.cols, source.num_layers, source.dim
     return {
         "schema": SIDECAR_SCHEMA,

@@ -30,7 +30,7 @@ class ImageGateFailed(GemmaiosError):
 def image_gate(bundle_dir: Path, oracle_dir: Path, tables_dir: Path | None, *, near_tie_margin: float | None = None,
                feature_error_bound: float = FEATURE_ERROR_BOUND, progress: Callable | None = None) -> dict:
     from ..hostrun import BundleRunner
-    from ..hostrun.transcripts import _coreai_version
+    from ..hostrun.transcripts import coreai_version
     from ..oracle.records import load_oracle
     from ..oracle.scoring import DEFAULT_NEAR_TIE_MARGIN, Generation, score_against_oracle
 
@@ -66,7 +66,7 @@ def image_gate(bundle_dir: Path, oracle_dir: Path, tables_dir: Path | None, *, n
         "max_feature_error": max(feature_errors), "feature_error_bound": feature_error_bound,
         "oracle_min_margin": min(margins), "oracle_median_margin": float(np.median(margins)),
         "contexts": [min(lengths), max(lengths)], "seconds": round(time.perf_counter() - started, 2),
-        "runtime": f"coreai-core {_coreai_version()}",
+        "runtime": f"coreai-core {coreai_version()}",
     }
     if score.failures:
         first = score.failures[0]
