@@ -67,9 +67,9 @@ def write_synthetic(path: Path, rows: int, cols: int, chunk_rows: int = 2048) ->
 
 def phase_copy(src: Path, dst: Path | None, chunk_bytes: int) -> dict:
     """Copy the tensor's bytes through a numpy buffer into `dst` (None: read only, no output file)."""
-    from gemmaios.tables import _read_header
+    from gemmaios.tables import read_safetensors_header
 
-    header, data_start = _read_header(src)
+    header, data_start = read_safetensors_header(src)
     begin, end = header[TENSOR]["data_offsets"]
     total = end - begin
     buf = np.empty(chunk_bytes, np.uint8)

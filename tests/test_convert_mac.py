@@ -74,7 +74,7 @@ def test_mac_conversion_runs_the_kernel_on_exactly_the_full_layers(
     ops = dict(re.findall(r"\((\w+), (\d+)\)", str(AIModelAsset.load(result["aimodel"]).summary())))
     assert int(ops["metal4_kernel"]) == 2  # Core AI's own op count agrees
     # The kernel reads the layer's valid keys only: the global KV heads x the dynamic length x 512.
-    text = K._program_text(AIProgram._load_bytecode(result["aimodel"] / "main.mlirb"))
+    text = K.program_text(AIProgram._load_bytecode(result["aimodel"] / "main.mlirb"))
     assert f"tensor<{global_kv_heads}x?x512xf16" in text
     gate = gates["flash_decode"]
     assert gate["passed"] and gate["full_layers"] == [5, 11] and gate["attention"] == summary.as_dict()

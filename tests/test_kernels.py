@@ -206,7 +206,7 @@ def test_generated_kernel_source_is_the_committed_kernel(variant):
     generated = K.generated_kernel_source(variant)
     source = K.load_metal_source()
     assert source.helpers in generated
-    regenerated = K.parse_metal_source(source.helpers.join(K._HELPER_MARKERS) + generated).kernels[spec.entry]
+    regenerated = K.parse_metal_source(source.helpers.join(K.HELPER_MARKERS) + generated).kernels[spec.entry]
     assert regenerated.params == source.kernels[spec.entry].params
     assert regenerated.body.strip() == source.kernels[spec.entry].body.strip()
 

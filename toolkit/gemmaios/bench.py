@@ -37,15 +37,14 @@ from pathlib import Path
 from . import contract
 from . import device as dev
 from .device.devicectl import Devicectl, devicectl_for, phone_only_on_the_mac, wait_for_run
-from .pipeline import write_json_atomic
+from .device.runs import COMPLETED, CRASHED, EXITED, JETSAM, TIMEOUT, launch_ended, run_footer
+from .files import write_json_atomic
 
 RUNS_DIR = "runs"
 DEVICE_RUNS = f"{dev.DOCUMENTS}/{contract.RUNS_DIR}"
 UNLOCK_SETTLE_SECONDS = 300  # a just-unlocked iPhone under-reads ~35% (seed note)
 LOW_BATTERY = 0.3
 AWAKE_MARGIN_SECONDS = 300  # the phone is kept awake for the bench's timeout plus this (preflight, pulls)
-
-COMPLETED, CRASHED, JETSAM, EXITED, TIMEOUT = "completed", "crashed", "jetsam", "exited", "timeout"
 
 
 class BenchFailed(dev.DeviceError):
@@ -140,31 +139,6 @@ def launch_environment(run_id: str, trials: int, udid: str, *, ab_prefill: bool 
         env[contract.ENV["duration"]] = str(launch.duration)
         env[contract.ENV["sampleInterval"]] = str(sample_interval or contract.SUSTAINED_SAMPLE_INTERVAL)
     return env
-
-
-def _launch_ended(raw: bytes, index: int) -> bool:
-    """Whether the transcript holds launch `index`'s launch_end record (a non-final launch is done)."""
-    for line in raw.splitlines():
-        if b'"' + contract.RECORD_LAUNCH_END.encode() + b'"' not in line:
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(record, dict) and record.get("type") == contract.RECORD_LAUNCH_END and record.get("index") == index:
-            return True
-    return False
-
-
-def _footer(raw: bytes) -> dict | None:
-    lines = [ln for ln in raw.splitlines() if ln.strip()]
-    if not lines:
-        return None
-    try:
-        last = json.loads(lines[-1])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return last if isinstance(last, dict) and last.get("type") == "footer" else None
 
 
 async def _read_log(afc, remote: str) -> bytes | None:
@@ -378,7 +352,7 @@ async def _launch(control, bundle_id: str, env: dict[str, str]) -> int:
 def _launch_done(launch: Launch, last: bool) -> Callable[[bytes | None], bool]:
     """When a launch is over: the last one at the run's footer, the others at their launch_end record."""
     def done(raw: bytes | None) -> bool:
-        return bool(raw) and (_footer(raw) is not None if last else _launch_ended(raw, launch.index))
+        return bool(raw) and (run_footer(raw) is not None if last else launch_ended(raw, launch.index))
     return done
 
 
@@ -513,7 +487,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
                                                     report_wait, pid)
             status = kind or EXITED
 
-    footer = _footer(text) if text else None
+    footer = run_footer(text) if text else None
     verdict, thermal, prompts = validate(transcript) if transcript else ("no log was written", [], 0)
     warnings += settled_warnings(info, footer, thermal)
     result = BenchResult(status, run_id, run_dir, info.udid, transcript, reports, warnings, verdict, max(prompts, 0),
@@ -560,7 +534,7 @@ def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout:
         if better is None or better is exc:
             raise
         raise better from exc
-    except dev._disconnect_types() as exc:
+    except dev.disconnect_types() as exc:
         raise dev.DeviceDisconnected(f"the connection to the device dropped during the bench ({type(exc).__name__})",
                                      hint="reconnect and unlock the iPhone, then run `gemmaios bench` again") from exc
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .bundlename import bundle_name, model_key  # noqa: F401  (re-exported)
-from .pipeline import write_json_atomic
+from .files import write_json_atomic
 
 METADATA_VERSION = "0.2"
 TOKENIZER_FILES = (

@@ -105,7 +105,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                                      bundle_id=dev.read_app_package(Path(ipa_path)).bundle_id, payload=payload)
             products = build / "sign" / "xctest"
             if test_package is None and not inputs.test_package.is_file() and products.is_dir():
-                from .xctestbench import package_test_products  # products copied back from a Mac by hand
+                from .xctest import package_test_products  # products copied back from a Mac by hand
 
                 package_test_products(build, products)
             if not inputs.test_package.is_file():

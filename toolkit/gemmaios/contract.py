@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .swift_text import swift_string
+
 CONTRACT_VERSION = 1
 
 # ---- bundle locations ---------------------------------------------------------------------------
@@ -300,8 +302,6 @@ DOCS_END = "<!-- contract:end -->"
 
 
 def _swift_literal(value: object) -> str:
-    from .app import swift_string
-
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

@@ -31,6 +31,10 @@ class StepFailed(GemmaiosError):
     """A pipeline step could not finish; the build stops here and can be resumed."""
 
 
+class AppTemplateError(GemmaiosError):
+    """A value for the app template is invalid, or the template/rendered project is broken."""
+
+
 class NeedsMacOS(GemmaiosError):
     """A step needs Apple's toolchain, which is not reachable from this machine."""
 

@@ -16,13 +16,8 @@ import torch
 
 from .checkpoint import Checkpoint
 from .errors import GemmaiosError
+from .oracle.prompts import GATE_PROMPTS
 
-GATE_PROMPTS = (
-    "The capital of France is",
-    "Write a short poem about the sea.",
-    "Count from one to ten: one, two,",
-    "Explain why the sky is blue:",
-)
 GATE_STEPS = 32
 # For the chunked-prefill gate: the gate prompts run together, longer than the sliding window
 # and several chunks long (tiny: 60+ tokens), so chunks cross window and chunk boundaries.

@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -28,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import __version__, quiet
 from .crash import doing
 from .errors import BuildError, GemmaiosError, NeedsMacOS, StepFailed
+from .files import sha256_file, write_json_atomic
 
 MANIFEST_NAME = "build.json"
 MANIFEST_SCHEMA = 1
@@ -35,46 +33,8 @@ MANIFEST_SCHEMA = 1
 DONE, SKIPPED, PENDING, FAILED, NOT_APPLICABLE = "done", "skipped", "pending", "failed", "n/a"
 
 
-def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fingerprint(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:  # a crash mid-write leaves the old file, not a stray half-written temp file
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def replace_dir(staging: Path, dest: Path) -> None:
-    """Move a finished `staging` folder into place as `dest`, replacing any previous one.
-
-    The old folder is renamed aside first, so at every instant `dest` is either the old
-    complete folder or the new complete one.
-    """
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
-        os.replace(staging, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, dest)
 
 
 @dataclass

@@ -15,8 +15,8 @@ import torch
 BLOCK = 32
 QUANTS = ("int4", "int8", "fp16")
 # Largest positive level per bit width (symmetric absmax: the block's max maps to it).
-_QMAX = {"int4": 7, "int8": 127}
-_QMIN = {"int4": -8, "int8": -128}
+QMAX = {"int4": 7, "int8": 127}
+QMIN = {"int4": -8, "int8": -128}
 # Weight elements quantized per pass (64 MiB of fp32 temporaries each).
 QUANTIZE_CHUNK_ELEMENTS = 1 << 24
 
@@ -49,7 +49,7 @@ def quantize_blockwise(weight: torch.Tensor, quant: str, scale_dtype: torch.dtyp
     `scale_dtype` *before* the levels are computed, so dequantizing with the stored
     scale reproduces exactly the grid the levels were chosen on.
     """
-    if quant not in _QMAX:
+    if quant not in QMAX:
         raise ValueError(f"quantize_blockwise: {quant!r} is not int4 or int8")
     out_features, in_features = weight.shape
     if in_features % BLOCK:
@@ -62,10 +62,10 @@ def quantize_blockwise(weight: torch.Tensor, quant: str, scale_dtype: torch.dtyp
     for start in range(0, out_features, rows):
         stop = min(start + rows, out_features)
         blocks = weight[start:stop].detach().to(torch.float32).reshape(stop - start, in_features // BLOCK, BLOCK)
-        chunk_scale = (blocks.abs().amax(dim=-1) / _QMAX[quant]).to(scale_dtype)
+        chunk_scale = (blocks.abs().amax(dim=-1) / QMAX[quant]).to(scale_dtype)
         # An all-zero block keeps scale 0 in the asset; divide by 1 so its levels are 0.
         safe = torch.where(chunk_scale == 0, torch.ones_like(chunk_scale), chunk_scale).to(torch.float32)
-        chunk = torch.round(blocks / safe.unsqueeze(-1)).clamp_(_QMIN[quant], _QMAX[quant])
+        chunk = torch.round(blocks / safe.unsqueeze(-1)).clamp_(QMIN[quant], QMAX[quant])
         levels[start:stop] = chunk.to(torch.int8).reshape(stop - start, in_features)
         scale[start:stop] = chunk_scale
     return QuantizedWeight(levels, scale, quant)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import GemmaiosError, NeedsMacOS
-from .pipeline import sha256_file
+from .files import sha256_file
 
 
 class ToolchainError(GemmaiosError):

@@ -40,7 +40,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import xctestbench
+from . import xctest
 from .errors import GemmaiosError, NeedsMacOS
 from .pipeline import DONE, SKIPPED, BuildContext, Step, StepOutcome, sha256_file
 from .runners import In, Out, ToolchainError, ToolchainRunner, runner_for_build
@@ -144,11 +144,11 @@ def job_command(app_dir: Path, engine_dir: Path, options_plist: Path, app_name: 
         _line(archive_argv("@P", app_name, "@A", team_id), {"@P": project, "@A": archive}),
         _line(export_argv("@A", "@O", "@E"), {"@A": archive, "@O": '"$3"', "@E": '"$4"'}),
         # the XCTest bench's products ($5: the .xctestrun and the host app with its test bundle)
-        _line(xctestbench.build_for_testing_argv("@P", app_name, "@D", team_id), {"@P": project, "@D": '"$tmp"/dd'}),
+        _line(xctest.build_for_testing_argv("@P", app_name, "@D", team_id), {"@P": project, "@D": '"$tmp"/dd'}),
         'cp -R "$tmp"/dd/Build/Products/. "$5"',
     ])
     return ["/bin/sh", "-c", script, "gemmaios-sign", In(app_dir), In(engine_dir), In(options_plist),
-            Out(EXPORT_DIR, folder=True), Out(xctestbench.PRODUCTS_DIR, folder=True)]
+            Out(EXPORT_DIR, folder=True), Out(xctest.PRODUCTS_DIR, folder=True)]
 
 
 def _line(argv: list[str], shell: dict[str, str]) -> str:
@@ -167,9 +167,9 @@ def manual_command(build_dir: Path, app_name: str, team_id: str | None) -> str:
     return (f"cd {shlex.quote(str(shown))} && "
             + shlex.join(archive_argv(f"app/{app_name}/{app_name}.xcodeproj", app_name, archive, team)) + " && "
             + shlex.join(export_argv(archive, f"{SIGN_DIR}/{EXPORT_OPTIONS}", f"{SIGN_DIR}/{EXPORT_DIR}")) + " && "
-            + shlex.join(xctestbench.build_for_testing_argv(f"app/{app_name}/{app_name}.xcodeproj", app_name,
+            + shlex.join(xctest.build_for_testing_argv(f"app/{app_name}/{app_name}.xcodeproj", app_name,
                                                              f"{SIGN_DIR}/dd", team)) + " && "
-            + f"cp -R {SIGN_DIR}/dd/Build/Products {SIGN_DIR}/{xctestbench.PRODUCTS_DIR}")
+            + f"cp -R {SIGN_DIR}/dd/Build/Products {SIGN_DIR}/{xctest.PRODUCTS_DIR}")
 
 
 # ---- xcodebuild's failures, named ------------------------------------------------------------------
@@ -290,7 +290,7 @@ def sign_app(build_dir: Path, app_name: str, bundle_id: str, team_id: str, runne
         raise BadIpa(f"the export on {runner.describe()} wrote {found or 'nothing'}, not {ipa.name}",
                      hint="check xcodebuild's output above (a newer Xcode may name the .ipa differently)")
     info = check_ipa(ipa, app_name, bundle_id)
-    xctestbench.package_test_products(build_dir, sign_dir / xctestbench.PRODUCTS_DIR)  # the farm's test package
+    xctest.package_test_products(build_dir, sign_dir / xctest.PRODUCTS_DIR)  # the farm's test package
     return SignResult(info, result.command, result.host, result.seconds, tool_version(runner), result.sha256)
 
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import GemmaiosError, RegistryError
-from .pipeline import replace_dir, sha256_file
+from .files import replace_dir, sha256_file
 
 TINY_ID = "tiny"
 TINY_SEED = 1234
@@ -173,7 +173,7 @@ def train_tokenizer(texts: list[str] | None = None):
     return tok
 
 
-def _write_tokenizer(tok, out: Path, tokenizer_file: Path | None = None) -> None:
+def write_tokenizer(tok, out: Path, tokenizer_file: Path | None = None) -> None:
     """tokenizer.json (`tok` saved, or `tokenizer_file` copied byte for byte) and its side files."""
     if tokenizer_file is None:
         tok.save(str(out / "tokenizer.json"))
@@ -299,7 +299,7 @@ def _write_trained_e4b(out: Path, shipped_dir: Path = SHIPPED_DIR) -> dict:
     config.save_pretrained(out)
     GenerationConfig.from_model_config(config).save_pretrained(out)
     shutil.copyfile(Path(shipped_dir) / SHIPPED_WEIGHTS, out / "model.safetensors")
-    _write_tokenizer(None, out, Path(shipped_dir) / SHIPPED_TOKENIZER)
+    write_tokenizer(None, out, Path(shipped_dir) / SHIPPED_TOKENIZER)
     return record
 
 
@@ -323,7 +323,7 @@ def generate_tiny_checkpoint(out_dir: Path, variant: str = "e4b") -> Path:
             model = build_tiny_model(variant)
             model.save_pretrained(tmp, safe_serialization=True)
             # generation_config.json carries a timestamp-free default; keep it for HF parity.
-            _write_tokenizer(train_tokenizer(), tmp)
+            write_tokenizer(train_tokenizer(), tmp)
             marker = {"format": TINY_FORMAT, "seed": TINY_SEED, "note": "random weights, for tests",
                       "weights": "random", "variant": variant}
         (tmp / MARKER_FILE).write_text(json.dumps(marker) + "\n")

@@ -2,8 +2,8 @@
 
 Deterministic (no randomness at all: every family is a fixed product of its tables), so
 the same source always yields the same corpus, tokenizer and training data. It covers the
-oracle's built-in prompts (`gemmaios.oracle.BUILTIN_PROMPTS`, exact texts and one fixed
-answer each) and the parity gates' plain-text prompts (`gemmaios.parity.GATE_PROMPTS`),
+oracle's built-in prompts (`gemmaios.oracle.prompts.BUILTIN_PROMPTS`, exact texts and one fixed
+answer each) and the parity gates' plain-text prompts (`gemmaios.oracle.prompts.GATE_PROMPTS`),
 plus templated families (capitals, arithmetic, counting, translation, poems, summaries,
 explanations) asked in several phrasings, so the model learns the chat format rather than
 eight strings.
@@ -232,7 +232,7 @@ def explanation_examples() -> list[Example]:
 
 def builtin_examples(weight: float = 1.0) -> list[Example]:
     """The oracle's built-in prompts with their fixed answers, and the gates' plain texts."""
-    from .oracle import BUILTIN_PROMPTS
+    from .oracle.prompts import BUILTIN_PROMPTS
 
     out = [chat_example("builtin", p.text, BUILTIN_ANSWERS[p.id], weight) for p in BUILTIN_PROMPTS.prompts]
     out += [plain_example("gate", prompt, text, weight) for prompt, text in GATE_CONTINUATIONS.items()]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .quantize import _QMAX, _QMIN, BLOCK
+from .quantize import BLOCK, QMAX, QMIN
 from .tinycorpus import Example, generate_corpus
 
 DEFAULT_STEPS = 400
@@ -88,13 +88,13 @@ def fake_quant_int4(weight: torch.Tensor) -> torch.Tensor:
     """The q4_0 grid of quantize_blockwise in the forward pass, identity in the backward."""
     out_features, in_features = weight.shape
     blocks = weight.reshape(out_features, in_features // BLOCK, BLOCK)
-    scale = (blocks.detach().abs().amax(dim=-1, keepdim=True) / _QMAX["int4"]).to(torch.float16).to(weight.dtype)
+    scale = (blocks.detach().abs().amax(dim=-1, keepdim=True) / QMAX["int4"]).to(torch.float16).to(weight.dtype)
     safe = torch.where(scale == 0, torch.ones_like(scale), scale)
-    grid = (torch.round(blocks / safe).clamp(_QMIN["int4"], _QMAX["int4"]) * scale).reshape_as(weight)
+    grid = (torch.round(blocks / safe).clamp(QMIN["int4"], QMAX["int4"]) * scale).reshape_as(weight)
     return weight + (grid - weight).detach()
 
 
-def _fake_quant_forward(self, x):
+def fake_quant_forward(self, x):
     return F.linear(x, fake_quant_int4(self.weight), self.bias)
 
 
@@ -108,7 +108,7 @@ def enable_qat(model) -> list[str]:
     names = []
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and module.in_features % BLOCK == 0:
-            module.forward = types.MethodType(_fake_quant_forward, module)
+            module.forward = types.MethodType(fake_quant_forward, module)
             names.append(name)
     return names
 
@@ -119,7 +119,7 @@ def disable_qat(model) -> None:
             del module.forward
 
 
-def _batch(encoded, indices, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(encoded, indices, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows = [encoded[i] for i in indices]
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -188,7 +188,7 @@ def train_tiny(
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(step, steps, learning_rate or LEARNING_RATE)
             indices = torch.multinomial(weights, batch_size or BATCH_SIZE, replacement=True, generator=draws).tolist()
-            input_ids, labels = (t.to(device) for t in _batch(encoded, indices, pad_id))
+            input_ids, labels = (t.to(device) for t in pad_batch(encoded, indices, pad_id))
             logits = model(input_ids=input_ids, use_cache=False).logits
             losses.append(optimizer_step(model, optimizer, logits, labels))
             if progress:
@@ -229,8 +229,7 @@ def greedy_margins(model, tokenizer, prompts: list[str], steps: int = 32) -> lis
 
 def evaluation_prompts() -> list[str]:
     """The oracle's built-in prompts (chat-rendered) and the parity gates' plain prompts."""
-    from .oracle import BUILTIN_PROMPTS
-    from .parity import GATE_PROMPTS
+    from .oracle.prompts import BUILTIN_PROMPTS, GATE_PROMPTS
     from .tinycorpus import BOS, chat_prompt
 
     return [chat_prompt(p.text) for p in BUILTIN_PROMPTS.prompts] + [BOS + p for p in GATE_PROMPTS]
@@ -254,7 +253,7 @@ def ship(result: TrainResult, out_dir) -> dict:
     from importlib import metadata
     from pathlib import Path
 
-    from .pipeline import sha256_file, write_json_atomic
+    from .files import sha256_file, write_json_atomic
     from .tiny import SHIPPED_RECORD, SHIPPED_TOKENIZER, SHIPPED_WEIGHTS, TINY_SEED
 
     out_dir = Path(out_dir)

@@ -11,6 +11,9 @@ the bench settings travel as `TEST_RUNNER_` + the contract's launch settings.
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 from . import contract
 
 TARGET = "GemmaiosBenchTests"
@@ -68,3 +71,27 @@ def test_target_model(app_name: str, bundle_id: str, deployment_target: str, tea
     configs = [{"id": oid(f"xctest:config:{n}"), "name": n, "settings": settings} for n in ("Debug", "Release")]
     return {"name": TARGET, "ids": ids, "source": SOURCE, "app_target": app_target_id, "configs": configs,
             "core_package": core_package, "product": f"{TARGET}.xctest"}
+
+
+# ---- build-for-testing (the sign step): the test products and the farm's test package ------------
+
+PRODUCTS_DIR = "xctest"  # <build>/sign/xctest/: build-for-testing's Build/Products
+DESTINATION = "generic/platform=iOS"
+
+
+def build_for_testing_argv(project: str, scheme: str, derived: str, team_id: str) -> list[str]:
+    return ["xcodebuild", "-project", project, "-scheme", scheme, "-configuration", "Release",
+            "-destination", DESTINATION, "-derivedDataPath", derived, "build-for-testing",
+            "-allowProvisioningUpdates", f"DEVELOPMENT_TEAM={team_id}"]
+
+
+def package_test_products(build_dir: Path, products: Path) -> Path:
+    """The test products zipped as the farm's test package (<build>/xctest/GemmaiosBenchTests.zip)."""
+    out = Path(build_dir) / TEST_PACKAGE_REL
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in products.rglob("*") if p.is_file()):
+            archive.write(path, path.relative_to(products).as_posix())
+    tmp.replace(out)
+    return out

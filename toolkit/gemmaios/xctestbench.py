@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,34 +21,14 @@ from pathlib import Path
 
 from . import contract, xctest
 from .errors import GemmaiosError
-from .pipeline import write_json_atomic
+from .files import write_json_atomic
 from .runners import In, Out, runner_for
 
-PRODUCTS_DIR = "xctest"  # <build>/sign/xctest/: build-for-testing's Build/Products
 RUNS_OUT = "xctest-runs"
-DESTINATION = "generic/platform=iOS"
 
 
 class XCTestBenchError(GemmaiosError):
     """The XCTest bench could not run, or a destination's test did not pass (its log was still pulled)."""
-
-
-def build_for_testing_argv(project: str, scheme: str, derived: str, team_id: str) -> list[str]:
-    return ["xcodebuild", "-project", project, "-scheme", scheme, "-configuration", "Release",
-            "-destination", DESTINATION, "-derivedDataPath", derived, "build-for-testing",
-            "-allowProvisioningUpdates", f"DEVELOPMENT_TEAM={team_id}"]
-
-
-def package_test_products(build_dir: Path, products: Path) -> Path:
-    """The test products zipped as the farm's test package (<build>/xctest/GemmaiosBenchTests.zip)."""
-    out = Path(build_dir) / xctest.TEST_PACKAGE_REL
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(p for p in products.rglob("*") if p.is_file()):
-            archive.write(path, path.relative_to(products).as_posix())
-    tmp.replace(out)
-    return out
 
 
 def find_xctestrun(products: Path) -> Path:
@@ -99,7 +78,7 @@ def job_command(products: Path, xctestrun: str, udids: Sequence[str], run_id: st
 
 
 def manual_command(build_dir: Path, udids: Sequence[str], run_id: str, trials: int) -> str:
-    products = Path(build_dir) / "sign" / PRODUCTS_DIR
+    products = Path(build_dir) / "sign" / xctest.PRODUCTS_DIR
     env = " ".join(f"{k}={v}" for k, v in xctest.runner_environment(run_id, trials, "<udid>").items())
     one = shlex.join(test_argv(f"{products}/<scheme>.xctestrun", "<udid>", "<udid>/bench.xcresult"))
     return f"for each of {', '.join(udids)}: {env} {one}"
@@ -130,7 +109,7 @@ def bench_xctest(build_dir: Path, udids: Sequence[str], *, trials: int = 3, mac:
         raise XCTestBenchError("no destination given", hint="pass --destination id=<udid> (repeatable)")
     if len(set(udids)) != len(udids):
         raise XCTestBenchError(f"a destination is named twice: {udids}", hint="name each phone once")
-    products = build_dir / "sign" / PRODUCTS_DIR
+    products = build_dir / "sign" / xctest.PRODUCTS_DIR
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     command = manual_command(build_dir, udids, run_id, trials)
     runner = runner_for(mac, ssh_options, workdir, pending_command=command,

@@ -8,6 +8,7 @@ apple/coreai-models checkout (see patches.py) and is reported pending when there
 """
 
 
+from ..swift_text import swift_string
 from .render import TEMPLATE_DIR, render_app, template_fingerprint, write_prompt_set
 from .step import (
     BUILTIN_PROMPTS,
@@ -32,7 +33,6 @@ from .values import (
     PromptSet,
     object_id,
     pbx_string,
-    swift_string,
     validate_app_name,
     validate_bundle_id,
     validate_choice,

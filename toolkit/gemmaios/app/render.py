@@ -15,6 +15,7 @@ import jinja2
 
 from .. import __version__, xctest
 from .. import contract as c
+from ..files import replace_dir
 from ..patches import (
     ENGINE_DIRNAME,
     EngineSourceUnavailable,
@@ -24,7 +25,7 @@ from ..patches import (
     prepare_engine_package,
 )
 from ..payload import PROMPT_SET_BUILD_REL, payload_plan
-from ..pipeline import replace_dir
+from ..swift_text import swift_string
 from .values import (
     CORE_PACKAGE,
     AppResult,
@@ -33,9 +34,8 @@ from .values import (
     EngineStatus,
     PromptSet,
     pbx_string,
-    swift_string,
 )
-from .xcode import _pbxproj_model, check_project, entitlements, info_plist
+from .xcode import check_project, entitlements, info_plist, pbxproj_model
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "ios_template"
 
@@ -163,7 +163,7 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
                         ignore=shutil.ignore_patterns(".build", ".swiftpm", "Package.resolved"))
         up = "../.."
         engine_rel = f"{up}/engine/{ENGINE_DIRNAME}"
-        model = _pbxproj_model(s, sources, resources, engine_rel)
+        model = pbxproj_model(s, sources, resources, engine_rel)
         # The bench's XCTest bundle (gemmaios.xctest): its one source in <project>/<target>/.
         _write_atomic(staging / model["test"]["name"] / model["test"]["source"],
                       env.get_template(xctest.TEMPLATE).render(**xctest.swift_values()).encode())

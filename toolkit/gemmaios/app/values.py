@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import contract as c
-from ..errors import GemmaiosError
+from ..errors import AppTemplateError
 from ..payload import PayloadPlan
+from ..swift_text import require_valid_unicode
 
 ENGINE_PRODUCT = "CoreAILM"
 # Every module the app imports is linked explicitly (not only reached through CoreAILM).
@@ -26,10 +27,6 @@ EXTENDED_VA_KEY = "com.apple.developer.kernel.extended-virtual-addressing"
 PLE_MODES = ("provider", "tbl", "none")
 BUNDLE_LOCATIONS = c.BUNDLE_LOCATIONS
 MIN_DEPLOYMENT = (27, 0)  # coreai-models' Package.swift: .iOS("27.0")
-
-
-class AppTemplateError(GemmaiosError):
-    """A value for the app template is invalid, or the template/rendered project is broken."""
 
 
 # ---- validation / escaping ------------------------------------------------------------------
@@ -86,39 +83,6 @@ def validate_choice(what: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise AppTemplateError(f"{what} {value!r} is not one of {', '.join(choices)}", hint=f"use one of: {', '.join(choices)}")
     return value
-
-
-def _no_lone_surrogates(what: str, text: str) -> str:
-    """Python text can hold lone surrogates (undecodable bytes via surrogateescape); neither
-    Swift nor a plist can: refuse them by name instead of emitting something that breaks."""
-    bad = next((ch for ch in text if 0xD800 <= ord(ch) <= 0xDFFF), None)
-    if bad is not None:
-        raise AppTemplateError(f"{what} {text!r} is not valid Unicode (lone surrogate U+{ord(bad):04X})",
-                               hint="use valid UTF-8 text (an undecodable file name or byte string got in)")
-    return text
-
-
-def swift_string(value: Any) -> str:
-    """A Swift string literal for any text: escapes, no interpolation, no raw control chars."""
-    out = ['"']
-    for ch in _no_lone_surrogates("text", str(value)):
-        code = ord(ch)
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif code < 0x20 or code == 0x7F or code in (0x2028, 0x2029):
-            out.append(f"\\u{{{code:X}}}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 _PBX_BARE_RE = re.compile(r"[A-Za-z0-9_$/:.-]+")
@@ -196,7 +160,7 @@ class AppSettings:
         validate_choice("PLE mode", self.ple, PLE_MODES)
         for name in ("display_name", "model_id", "quant", "arch", "metadata_sha256"):
             if isinstance(getattr(self, name), str):
-                _no_lone_surrogates(name.replace("_", " "), getattr(self, name))
+                require_valid_unicode(name.replace("_", " "), getattr(self, name))
         if self.display_name is not None and (
             not self.display_name.strip() or len(self.display_name) > 64
             or any(ord(c) < 0x20 or ord(c) == 0x7F for c in self.display_name)

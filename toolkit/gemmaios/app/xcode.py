@@ -49,7 +49,7 @@ def entitlements(s: AppSettings) -> dict:
 
 
 
-def _pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str, str, str]],
+def pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str, str, str]],
                    engine_relpath: str) -> dict:
     """The objects of project.pbxproj; every id derives from the app name and a stable key."""
     ns = s.app_name

@@ -15,7 +15,7 @@ from .. import kernels
 from ..bundle import bundle_name, copy_tokenizer, write_metadata
 from ..checkpoint import Checkpoint
 from ..decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
-from ..pipeline import replace_dir
+from ..files import replace_dir
 from ..quantize import BLOCK, expected_storage_bytes
 from .export import export_program, free_memory, large_blocks_from_mmap, prefill_function_name
 from .gates import (
@@ -28,8 +28,8 @@ from .gates import (
 )
 from .options import (
     Progress,
-    _check_options,
-    _check_prefill,
+    check_convert_options,
+    check_prefill_chunks,
     model_key,
     resolve_flash_decode,
     resolve_head_quant,
@@ -126,8 +126,8 @@ def convert_checkpoint(
     flash = resolve_flash_decode(checkpoint, target, kernel)
     head_quant = resolve_head_quant(quant, head_quant)
     chunks = resolve_prefill_chunks(prefill_chunks)
-    _check_options(checkpoint, quant, ple, max_context, head_quant)
-    _check_prefill(chunks, max_context, flash)
+    check_convert_options(checkpoint, quant, ple, max_context, head_quant)
+    check_prefill_chunks(chunks, max_context, flash)
     image_spec = None
     if vision:
         from ..vision.preprocess import ImageSpec

@@ -102,7 +102,7 @@ def run_parity_gates(
     return report
 
 
-def _parse_specs(pairs) -> list[dict]:
+def parse_io_specs(pairs) -> list[dict]:
     """[('name', 'NDArray (Float16, 1 × ? × 4)')] → [{'name', 'dtype', 'shape'}] (None = dynamic)."""
     specs = []
     for name, text in pairs:
@@ -165,9 +165,9 @@ def asset_gate(
     if summary is None:
         raise AssetGateFailed(f"{aimodel} has no source program", hint="the save was interrupted; convert again")
     functions = list(summary.function_names)
-    inputs = _parse_specs(summary.function_inputs("main")) if "main" in functions else []
-    outputs = _parse_specs(summary.function_outputs("main")) if "main" in functions else []
-    states = _parse_specs(summary.function_states("main")) if "main" in functions else []
+    inputs = parse_io_specs(summary.function_inputs("main")) if "main" in functions else []
+    outputs = parse_io_specs(summary.function_outputs("main")) if "main" in functions else []
+    states = parse_io_specs(summary.function_states("main")) if "main" in functions else []
     storage = {name: count for name, count in (_parse_pair(s) for s in summary.storage_types)}
     problems = []
     expected_functions = ["main"] + [prefill_function_name(c) for c in prefill_chunks]
@@ -189,9 +189,9 @@ def asset_gate(
         if fname not in functions:
             continue
         got = {
-            "inputs": _parse_specs(summary.function_inputs(fname)),
-            "outputs": _parse_specs(summary.function_outputs(fname)),
-            "states": _parse_specs(summary.function_states(fname)),
+            "inputs": parse_io_specs(summary.function_inputs(fname)),
+            "outputs": parse_io_specs(summary.function_outputs(fname)),
+            "states": parse_io_specs(summary.function_states(fname)),
         }
         prefill_io[fname] = {"chunk": chunk, **got}
         # main's I/O with the token dimension C instead of 1 on input_ids and ple_tokens.

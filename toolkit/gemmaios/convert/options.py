@@ -120,7 +120,7 @@ def resolve_head_quant(quant: str, head_quant: str | None) -> str:
     return head_quant or quant
 
 
-def _check_prefill(prefill_chunks: tuple[int, ...], max_context: int, flash_decode: str | None) -> None:
+def check_prefill_chunks(prefill_chunks: tuple[int, ...], max_context: int, flash_decode: str | None) -> None:
     if not prefill_chunks:
         return
     if flash_decode is not None:
@@ -151,7 +151,7 @@ def check_vision(checkpoint: Checkpoint, ple: str, target: str) -> None:
                            hint="drop --target mac, or drop --vision")
 
 
-def _check_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int, head_quant: str) -> None:
+def check_convert_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int, head_quant: str) -> None:
     if quant not in QUANTS:
         raise ConvertError(f"unknown --quant {quant!r}", hint=f"choose one of {', '.join(QUANTS)}")
     if head_quant not in QUANTS:

@@ -11,9 +11,9 @@ from .connect import (
     TRANSPORT_ENV,
     TUNNELD_COMMAND,
     DeviceInfo,
-    _describe,
-    _ios_major,
+    describe_device,
     developer_services,
+    ios_major,
     open_device,
 )
 from .errors import (
@@ -117,9 +117,9 @@ async def mount_developer_image(client, rsd=None) -> None:
 
 async def run_preflight(client, *, arch: str | None = None, need_bytes: int = 0, bench: bool = False,
                         mount: bool = False) -> Preflight:
-    info = await _describe(client, client.udid or "?")
+    info = await describe_device(client, client.udid or "?")
     report = Preflight(info)
-    if _ios_major(info.ios_version) < MIN_IOS_MAJOR:
+    if ios_major(info.ios_version) < MIN_IOS_MAJOR:
         raise IOSTooOld(f"{info.name or info.udid} runs iOS {info.ios_version}; Core AI needs iOS {MIN_IOS_MAJOR} or later",
                         hint=f"update the iPhone (Settings → General → Software Update) to iOS {MIN_IOS_MAJOR}+")
     if info.developer_mode is False:

@@ -64,18 +64,18 @@ class DeviceInfo:
 
 
 
-def _arch_name(product_type: str | None) -> str | None:
+def arch_name_for_product(product_type: str | None) -> str | None:
     arch = arch_for_product_type(product_type) if product_type else None
     return arch.name if arch else None
 
-def _ios_major(version: str | None) -> int:
+def ios_major(version: str | None) -> int:
     try:
         return int((version or "0").split(".")[0])
     except ValueError:
         return 0
 
 
-async def _mux_devices():
+async def mux_devices():
     from pymobiledevice3 import usbmux
     from pymobiledevice3.exceptions import ConnectionFailedToUsbmuxdError
 
@@ -90,7 +90,7 @@ async def _mux_devices():
 
 
 async def _select(udid: str | None):
-    attached = await _mux_devices()
+    attached = await mux_devices()
     devices = [d for d in attached if d.is_usb] or attached  # prefer the cable over Wi-Fi sync
     if udid:
         match = [d for d in devices if d.matches_udid(udid)]
@@ -167,12 +167,12 @@ async def _close(client) -> None:
             await client.close()
 
 
-async def _describe(client, serial: str, connection: str = "USB") -> DeviceInfo:
+async def describe_device(client, serial: str, connection: str = "USB") -> DeviceInfo:
     values = client.all_values
     product_type = values.get("ProductType")
     info = DeviceInfo(udid=values.get("UniqueDeviceID") or serial, name=values.get("DeviceName"),
                       product_type=product_type, ios_version=values.get("ProductVersion"),
-                      arch=_arch_name(product_type),
+                      arch=arch_name_for_product(product_type),
                       connection=connection, paired=bool(client.paired))
     if not client.paired:
         info.problem = "not trusted: unlock the iPhone and tap Trust"
@@ -202,7 +202,7 @@ async def _list_devices() -> list[DeviceInfo]:
 
     result = []
     attached = {}
-    for mux in await _mux_devices():  # a device on both USB and Wi-Fi is listed twice: keep the cable
+    for mux in await mux_devices():  # a device on both USB and Wi-Fi is listed twice: keep the cable
         if mux.serial not in attached or mux.is_usb:
             attached[mux.serial] = mux
     for mux in attached.values():
@@ -212,7 +212,7 @@ async def _list_devices() -> list[DeviceInfo]:
             result.append(DeviceInfo(udid=mux.serial, connection=mux.connection_type, problem=str(exc).splitlines()[0]))
             continue
         try:
-            result.append(await _describe(client, mux.serial, mux.connection_type))
+            result.append(await describe_device(client, mux.serial, mux.connection_type))
         finally:
             await client.close()
     return result
@@ -227,7 +227,7 @@ def developer_transport(ios_version: str | None) -> str:
                           hint=f"unset {TRANSPORT_ENV} or set it to auto")
     if setting not in ("auto", "devicectl"):  # devicectl: pymobiledevice3 still does preflight and crash reports
         return setting
-    return "tunnel" if _ios_major(ios_version) >= 17 else "lockdown"
+    return "tunnel" if ios_major(ios_version) >= 17 else "lockdown"
 
 
 def tunneld_address() -> tuple[str, int]:
@@ -412,7 +412,7 @@ async def open_device(udid: str | None, *, awake_seconds: float | None = None):
 _DISCONNECTS: tuple[type[BaseException], ...] = (ConnectionError, asyncio.IncompleteReadError, EOFError)
 
 
-def _disconnect_types() -> tuple[type[BaseException], ...]:
+def disconnect_types() -> tuple[type[BaseException], ...]:
     from pymobiledevice3.exceptions import ConnectionTerminatedError, MuxException
 
     return (*_DISCONNECTS, ConnectionTerminatedError, MuxException)
@@ -422,7 +422,7 @@ def quiet_disconnects() -> None:
     """After an unplug, AFC leaves a future holding the same ConnectionTerminatedError we already
     report; keep asyncio from printing it a second time as "never retrieved"."""
     loop = asyncio.get_running_loop()
-    disconnects = _disconnect_types()
+    disconnects = disconnect_types()
 
     def handler(loop, context):
         if isinstance(context.get("exception"), disconnects) and "never retrieved" in context.get("message", ""):

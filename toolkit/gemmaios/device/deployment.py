@@ -19,7 +19,7 @@ from .. import contract
 from ..archs import get_arch
 from ..payload import PayloadPlan, check_ios_bundle, check_tbl_memory
 from .checks import check_space, run_preflight
-from .connect import _disconnect_types, open_device, quiet_disconnects
+from .connect import disconnect_types, open_device, quiet_disconnects
 from .devicectl import Devicectl, devicectl_for, phone_only_on_the_mac
 from .errors import (
     AppMissing,
@@ -44,7 +44,7 @@ from .transfer import (
     CHUNK_BYTES,
     ProgressFn,
     PushReport,
-    _empty_manifest,
+    empty_manifest,
     prune_files,
     push_files,
     read_device_manifest,
@@ -100,7 +100,7 @@ async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str
             await asyncio.to_thread(control.select, client.udid)
         report = await run_preflight(client, arch=arch)
         installed = bool((await installed_apps(client, [bundle_id])).get(bundle_id))
-        manifest = _empty_manifest()
+        manifest = empty_manifest()
         if installed:
             async with await HouseArrestService.create(client, bundle_id, documents_only=True) as afc:
                 manifest = await read_device_manifest(afc)
@@ -151,7 +151,7 @@ def deploy(build_dir: Path, udid: str | None = None, ipa: Path | None = None, *,
         if better is None or better is exc:
             raise
         raise better from exc
-    except _disconnect_types() as exc:
+    except disconnect_types() as exc:
         raise DeviceDisconnected(
             f"the connection to the device dropped during deploy ({type(exc).__name__}: {exc})",
             hint="reconnect and unlock the iPhone, then run the same `gemmaios deploy` again: finished files are "

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..runners import Arg, In, Out, ToolchainRunner, runner_for
-from .connect import TRANSPORT_ENV, TRANSPORTS, DeviceInfo, _arch_name
+from .connect import TRANSPORT_ENV, TRANSPORTS, DeviceInfo, arch_name_for_product
 from .devicectl_errors import DevicectlFailed
 from .errors import (
     AppIdentifierMismatch,
@@ -94,10 +94,10 @@ def device_transport(*, mac: str | None = None, platform: str | None = None,
 def _usbmuxd_sees_a_phone() -> bool:
     import asyncio
 
-    from .connect import _mux_devices
+    from .connect import mux_devices
 
     try:
-        return bool(asyncio.run(_mux_devices()))
+        return bool(asyncio.run(mux_devices()))
     except DeviceError:
         return False
 
@@ -257,7 +257,7 @@ def parse_devices(data: dict) -> list[DeviceInfo]:
         transport = pick(("connection", "transportType"), ("connectionProperties", "transportType"))
         product = pick(("hardware", "productType"), ("hardwareProperties", "productType"))
         info = DeviceInfo(udid=udid, name=pick(("state", "name"), ("deviceProperties", "name")),
-                          product_type=product, ios_version=str(version) if version else None, arch=_arch_name(product),
+                          product_type=product, ios_version=str(version) if version else None, arch=arch_name_for_product(product),
                           developer_mode={"enabled": True, "disabled": False}.get(mode),
                           connection={"wired": "USB", "localNetwork": "Network"}.get(transport, transport or "?"),
                           paired=pairing == "paired")
@@ -424,11 +424,11 @@ def wait_for_run(app: DevicectlApp, bundle_id: str, env: dict[str, str], remote_
     passes (then kill it). Returns (pid, status, the transcript's bytes)."""
     import time
 
-    from ..bench import COMPLETED, EXITED, TIMEOUT, _footer
+    from .runs import COMPLETED, EXITED, TIMEOUT, run_footer
 
     if done is None:
         def done(raw: bytes | None) -> bool:
-            return bool(raw) and _footer(raw) is not None
+            return bool(raw) and run_footer(raw) is not None
 
     pid = app.launch(bundle_id, env)
     say(f"launched {bundle_id} (pid {pid}) with devicectl on {app.ctl.runner.describe()}")

@@ -21,7 +21,7 @@ RESUME_CHECK_BYTES = 1 << 20
 ProgressFn = Callable[[str, int, int], None]  # (label, done, total)
 
 
-def _empty_manifest() -> dict:
+def empty_manifest() -> dict:
     return {"schema": contract.DEVICE_MANIFEST_SCHEMA, "app": {}, "files": {}, "partial": {}}
 
 
@@ -32,11 +32,11 @@ async def read_device_manifest(afc) -> dict:
         raw = await afc.get_file_contents(f"{DOCUMENTS}/{contract.DEVICE_MANIFEST_FILE}")
         data = json.loads(raw)
     except AfcFileNotFoundError:
-        return _empty_manifest()
+        return empty_manifest()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return _empty_manifest()  # damaged: every file gets re-checked and re-sent
+        return empty_manifest()  # damaged: every file gets re-checked and re-sent
     if data.get("schema") != contract.DEVICE_MANIFEST_SCHEMA:
-        return _empty_manifest()
+        return empty_manifest()
     for key in ("app", "files", "partial"):
         data.setdefault(key, {})
     return data

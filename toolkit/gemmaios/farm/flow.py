@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..pipeline import write_json_atomic
+from ..files import write_json_atomic
 from .errors import (
     DevicePoolNotFound,
     FarmDeviceNotFound,

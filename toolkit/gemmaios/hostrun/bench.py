@@ -39,7 +39,8 @@ class BundleTokenizer:
         self.eos_ids = sorted(eos)
 
     def encode(self, text: str, chat: bool = True) -> list[int]:
-        from ..oracle import Prompt, encode_prompt
+        from ..oracle.prompts import Prompt
+        from ..oracle.reference import encode_prompt
 
         return encode_prompt(self.tokenizer, Prompt("prompt", text), chat, where=self.tokenizer.name_or_path)
 
@@ -68,8 +69,9 @@ def host_bench(
     The transcript has the app's format (platform `host-runtime`), so `gemmaios score` and
     `gemmaios report` read it unchanged; it is scored against the oracle here too.
     """
-    from ..oracle import ORACLE_FILE, load_oracle, score_against_oracle
-    from ..pipeline import write_json_atomic
+    from ..files import write_json_atomic
+    from ..oracle.records import ORACLE_FILE, load_oracle
+    from ..oracle.scoring import score_against_oracle
     from ..transcript import read_transcript, write_transcript
 
     build_dir = Path(build_dir)

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipeline import sha256_file
+from ..files import sha256_file
 from .errors import CPU_SECONDS_PER_GB, HostRunError
 
 

@@ -15,7 +15,7 @@ from . import errors
 from .bundle import BundleInfo, asset_weight_bytes, estimate_step_seconds
 from .errors import BundleGateFailed, HostRunError, Progress
 from .runner import BundleRunner
-from .transcripts import _coreai_version
+from .transcripts import coreai_version
 
 
 @dataclass
@@ -60,7 +60,7 @@ def bundle_gate(
     teacher-forced logits along the same tokens, for the logit-error figure. Raises
     BundleGateFailed at the first clear divergence or when the logit error exceeds the bound.
     """
-    from ..oracle import DEFAULT_NEAR_TIE_MARGIN, Generation, score_against_oracle
+    from ..oracle.scoring import DEFAULT_NEAR_TIE_MARGIN, Generation, score_against_oracle
 
     margin_rule = DEFAULT_NEAR_TIE_MARGIN if near_tie_margin is None else near_tie_margin
     started = time.perf_counter()
@@ -92,7 +92,7 @@ def bundle_gate(
                               max_logit_error=worst, logit_error_bound=logit_error_bound,
                               oracle_median_margin=float(np.median(margins)) if margins else float("nan"),
                               seconds=round(time.perf_counter() - started, 2),
-                              runtime=f"coreai-core {_coreai_version()} ({platform.system()} "
+                              runtime=f"coreai-core {coreai_version()} ({platform.system()} "
                                       f"{'system runtime' if platform.system() == 'Darwin' else 'CPU runtime, f16 accumulation'})")
     if score.failures:
         first = score.failures[0]
@@ -127,7 +127,7 @@ def torch_reference(checkpoint, quant: str, head_quant: str | None, flash_decode
     use_flash_decode(model, flash_decode)
     ple = None
     if model.spec.ple_dim:
-        from ..tables import PleTables
+        from ..tables.reader import PleTables
 
         tables = PleTables(Path(tables_dir))
         ple = lambda token: torch.from_numpy(tables.gather(token)).float()  # noqa: E731
@@ -157,7 +157,7 @@ def build_bundle_check(
     """
 
     def check(staged: Path) -> dict:
-        from ..oracle import load_oracle
+        from ..oracle.records import load_oracle
 
         info = BundleInfo.load(staged)
         size = asset_weight_bytes(info)

@@ -14,7 +14,7 @@ from . import errors
 from .bundle import BundleInfo, asset_weight_bytes, estimate_step_seconds
 from .errors import HostRunError, Progress
 from .runner import BundleRunner
-from .transcripts import _coreai_version
+from .transcripts import coreai_version
 
 
 class PrefillGateFailed(GemmaiosError):
@@ -106,7 +106,7 @@ def prefill_gate(
     short = f"{len(cases)}/{len(cases)} prompts bit-identical to main under Core AI's runtime"
     return {"status": "passed", "summary": summary, "short": short, "chunks": chunks, "walks": rows, "prompt_count": len(cases),
             "long_prompts": len({r["prompt"] for r in windowed}), "seconds": round(time.perf_counter() - started, 2),
-            "runtime": f"coreai-core {_coreai_version()} ({platform.system()})"}
+            "runtime": f"coreai-core {coreai_version()} ({platform.system()})"}
 
 
 def build_prefill_check(
@@ -130,7 +130,7 @@ def build_prefill_check(
                 "Core AI's CPU runtime; the chunked-prefill identity was proven on the tiny model")}
         cases = prompts
         if cases is None:
-            from ..oracle import load_oracle
+            from ..oracle.records import load_oracle
 
             oracle = load_oracle(oracle_path)
             cases = [(p.id, p.prompt_ids) for p in oracle.prompts]

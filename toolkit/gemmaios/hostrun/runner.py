@@ -79,7 +79,8 @@ class BundleRunner:
             raise
 
     def _open_tables(self, tables_dir: Path | None, ple: str) -> None:
-        from ..tables import PleTables, TablesError
+        from ..tables.layout import TablesError
+        from ..tables.reader import PleTables
 
         if tables_dir is None or not Path(tables_dir).is_dir():
             raise HostRunError(f"{self.bundle.name} takes per-layer embeddings ({ple}) and no PLE tables were given"

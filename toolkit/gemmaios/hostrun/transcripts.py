@@ -17,10 +17,10 @@ from .runner import BundleRunner
 def host_device() -> dict:
     """The transcript's `device` object for a host run (no phone: arch is unset)."""
     return {"product_type": platform.machine(), "name": socket.gethostname(), "os_version": platform.platform(),
-            "arch": None, "udid": "", "runtime": "coreai-core " + _coreai_version()}
+            "arch": None, "udid": "", "runtime": "coreai-core " + coreai_version()}
 
 
-def _coreai_version() -> str:
+def coreai_version() -> str:
     from importlib import metadata
 
     try:

@@ -86,11 +86,11 @@ from .model import (
 from .placement import (
     AttentionSummary,
     KernelPlacementError,
-    _program_text,
     asset_attention_summary,
     attention_summary,
     bundle_suffix,
     check_full_layers_use_kernel,
+    program_text,
 )
 from .source import (
     KERNEL_SOURCE,
@@ -113,7 +113,7 @@ from .spec import (
     KernelSpec,
 )
 from .wiring import (
-    _HELPER_MARKERS,
+    HELPER_MARKERS,
     flash_decode_kernel,
     flash_decode_kernels,
     full_attention_sdpa,
@@ -139,8 +139,8 @@ __all__ = [
     "SIMD_WIDTH",
     "STOCK_SDPA_MAX_QUERY_ELEMENTS",
     "SplitState",
-    "_HELPER_MARKERS",
-    "_program_text",
+    "HELPER_MARKERS",
+    "program_text",
     "asset_attention_summary",
     "attention_summary",
     "bundle_suffix",

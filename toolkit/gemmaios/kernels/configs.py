@@ -11,7 +11,7 @@ from typing import Any
 STOCK_SDPA_MAX_QUERY_ELEMENTS = 8 * 512
 
 
-def _text_config_dict(config: Any) -> dict:
+def text_config_dict(config: Any) -> dict:
     """A Gemma 4 text config as a dict: from a transformers config, a config.json dict or a ModelSpec."""
     if isinstance(config, dict):
         return config.get("text_config", config)
@@ -24,7 +24,7 @@ def _text_config_dict(config: Any) -> dict:
 
 def full_attention_layers(config: Any) -> list[int]:
     """Indices of the full (global) attention layers of a Gemma 4 text config (object or config.json dict)."""
-    cfg = _text_config_dict(config)
+    cfg = text_config_dict(config)
     layer_types = cfg.get("layer_types")
     if not layer_types:
         n = int(cfg["num_hidden_layers"])
@@ -34,7 +34,7 @@ def full_attention_layers(config: Any) -> list[int]:
     return [i for i, t in enumerate(layer_types) if t == "full_attention"]
 
 
-def _full_head_dim(cfg: dict) -> int:
+def full_head_dim(cfg: dict) -> int:
     if cfg.get("global_head_dim"):
         return int(cfg["global_head_dim"])
     for override in (cfg.get("per_layer_config") or {}).values():
@@ -49,7 +49,7 @@ def needs_flash_decode(config: Any) -> bool:
     That is 12B (16 x 512) and 31B (32 x 512), and their tiny stand-ins; not E2B/E4B (8 x 512)
     or the tiny E4B-shaped model.
     """
-    cfg = _text_config_dict(config)
+    cfg = text_config_dict(config)
     if not full_attention_layers(cfg):
         return False
-    return int(cfg["num_attention_heads"]) * _full_head_dim(cfg) > STOCK_SDPA_MAX_QUERY_ELEMENTS
+    return int(cfg["num_attention_heads"]) * full_head_dim(cfg) > STOCK_SDPA_MAX_QUERY_ELEMENTS

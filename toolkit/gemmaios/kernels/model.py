@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spec import DEFAULT_VARIANT, MAX_HEAD_DIM, SIMD_WIDTH, KernelInputError, _spec
+from .spec import DEFAULT_VARIANT, MAX_HEAD_DIM, SIMD_WIDTH, KernelInputError, kernel_spec
 
 NEG_BIG = np.float32(-1.0e30)  # the kernels' FD_NEG_BIG: a finite "-inf" (fast math has no inf)
 
@@ -129,7 +129,7 @@ def flash_decode_model(
 ) -> np.ndarray:
     """What the Metal kernel computes: q [H, D], k/v [Hkv, T, D] fp16 -> out [H, D] fp16 (scale 1.0)."""
     q, k, v = (np.asarray(x, dtype=np.float16) for x in (q, k, v))
-    return merge_splits(scan_splits(q, k, v, _spec(variant).splits))
+    return merge_splits(scan_splits(q, k, v, kernel_spec(variant).splits))
 
 
 def _softmax_weights(q64: np.ndarray, k64: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -150,7 +150,7 @@ def naive_sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float = 1.0) 
 def error_bound(q: np.ndarray, k: np.ndarray, v: np.ndarray, variant: str = DEFAULT_VARIANT) -> np.ndarray:
     """Per-element bound [H, D] on |flash_decode_model - naive_sdpa| (see the module docstring)."""
     n_heads, n_kv_heads, kv_len, head_dim = _check_shapes(np.asarray(q), np.asarray(k), np.asarray(v))
-    splits = _spec(variant).splits
+    splits = kernel_spec(variant).splits
     block = -(-kv_len // splits)
     depth = head_dim // SIMD_WIDTH + 5
     q64 = np.asarray(q, np.float64).reshape(n_kv_heads, n_heads // n_kv_heads, -1)

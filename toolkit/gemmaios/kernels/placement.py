@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GemmaiosError
-from .configs import _full_head_dim, _text_config_dict, full_attention_layers
-from .spec import DEFAULT_VARIANT, KERNEL_SPECS, KernelSourceError, _spec
+from .configs import full_attention_layers, full_head_dim, text_config_dict
+from .spec import DEFAULT_VARIANT, KERNEL_SPECS, KernelSourceError, kernel_spec
 
 _METAL_OP_RE = re.compile(
     r'coreai\.metal4_kernel kernel_args\([^)]*\).*?\{kernel_name = "(?P<name>\w+)".*?\}\s*:\s*\(tensor<(?P<q>[0-9x]+)x(?P<dt>\w+?)[,>]'
@@ -58,10 +58,10 @@ def check_full_layers_use_kernel(
 ) -> None:
     """Raise unless the (single decode function) program runs ``kernel`` once per full layer and
     no stock SDPA with the full layers' head dim is left."""
-    cfg = _text_config_dict(config)
+    cfg = text_config_dict(config)
     n_full = len(full_attention_layers(cfg))
-    head_dim = _full_head_dim(cfg)
-    expected = {"entry": _spec(kernel).entry, "query_shape": [int(cfg["num_attention_heads"]), head_dim]}
+    head_dim = full_head_dim(cfg)
+    expected = {"entry": kernel_spec(kernel).entry, "query_shape": [int(cfg["num_attention_heads"]), head_dim]}
     problems = []
     if summary.kernels != [expected] * n_full:
         problems.append(f"expected {n_full} x {expected}, found {summary.kernels}")
@@ -80,7 +80,7 @@ def bundle_suffix(kernel: str | None) -> str:
     """Bundle-name suffix of a flash-decode build, as the shipped bundles name it: _msdpa / _msdpa_g8."""
     if kernel is None:
         return ""
-    return "_msdpa" + ("" if _spec(kernel).splits == 1 else f"_g{_spec(kernel).splits}")
+    return "_msdpa" + ("" if kernel_spec(kernel).splits == 1 else f"_g{kernel_spec(kernel).splits}")
 
 
 def asset_attention_summary(aimodel: Path) -> AttentionSummary:
@@ -93,10 +93,10 @@ def asset_attention_summary(aimodel: Path) -> AttentionSummary:
             f"{aimodel} holds no program bytecode (*.mlirb)",
             hint="pass the .aimodel folder written by convert",
         )
-    return attention_summary("\n".join(_program_text(AIProgram._load_bytecode(f)) for f in files))
+    return attention_summary("\n".join(program_text(AIProgram._load_bytecode(f)) for f in files))
 
 
-def _program_text(program: Any) -> str:
+def program_text(program: Any) -> str:
     """An AIProgram's MLIR text with weight constants elided: a 31B asset printed in full is tens of
     GB of hex. Falls back to ``str`` where coreai's module internals differ."""
     module = getattr(getattr(program, "_module", None), "_mlir_module", None)

@@ -50,7 +50,7 @@ KERNEL_SPECS: dict[str, KernelSpec] = {
 DEFAULT_VARIANT = "g8"
 
 
-def _spec(variant: str) -> KernelSpec:
+def kernel_spec(variant: str) -> KernelSpec:
     try:
         return KERNEL_SPECS[variant]
     except KeyError:

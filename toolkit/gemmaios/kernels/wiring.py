@@ -14,7 +14,7 @@ from .spec import (
     SIMD_WIDTH,
     KernelInputError,
     KernelSourceError,
-    _spec,
+    kernel_spec,
 )
 
 
@@ -41,7 +41,7 @@ def flash_decode_kernel(variant: str = DEFAULT_VARIANT):
     from coreai.authoring.metal import TensorMeta
     from coreai_torch import TorchMetalKernel
 
-    spec = _spec(variant)
+    spec = kernel_spec(variant)
     source = load_metal_source()
     metal_kernel = check_kernel_source(source, spec)
 
@@ -76,7 +76,7 @@ def flash_decode_kernel(variant: str = DEFAULT_VARIANT):
     generated = kernel.template_kernel_src(
         spec.entry, metas[: len(spec.input_names)], metas[len(spec.input_names) :]
     )
-    generated_kernel = parse_metal_source(source.helpers.join(_HELPER_MARKERS) + generated, source.path)
+    generated_kernel = parse_metal_source(source.helpers.join(HELPER_MARKERS) + generated, source.path)
     regenerated = generated_kernel.kernels.get(spec.entry)
     if regenerated is None or (regenerated.params, regenerated.body.strip()) != (
         metal_kernel.params,
@@ -91,12 +91,12 @@ def flash_decode_kernel(variant: str = DEFAULT_VARIANT):
     return kernel
 
 
-_HELPER_MARKERS = ("// gemmaios:helpers:begin\n", "// gemmaios:helpers:end\n")
+HELPER_MARKERS = ("// gemmaios:helpers:begin\n", "// gemmaios:helpers:end\n")
 
 
 def generated_kernel_source(variant: str = DEFAULT_VARIANT) -> str:
     """The complete Metal source Core AI embeds in a converted program for this variant."""
-    spec = _spec(variant)
+    spec = kernel_spec(variant)
     kernel = flash_decode_kernel(variant)
     key = tuple((rank, "half") for rank in spec.input_ranks + spec.result_ranks)
     return kernel.kernel_cache[key][1]
@@ -129,7 +129,7 @@ def full_attention_sdpa(q, k, v, *, kernel: str = DEFAULT_VARIANT, scale: float 
     """
     import torch
 
-    spec = _spec(kernel)
+    spec = kernel_spec(kernel)
     head_dim = q.shape[-1]
     n_heads = q.numel() // head_dim
     if (

@@ -55,6 +55,15 @@ BUILTIN_PROMPTS = PromptSet(
     ),
 )
 
+# The parity gates' plain-text prompts (no chat turn; `gemmaios.parity` runs them, the tiny model
+# is trained on them).
+GATE_PROMPTS = (
+    "The capital of France is",
+    "Write a short poem about the sea.",
+    "Count from one to ten: one, two,",
+    "Explain why the sky is blue:",
+)
+
 # Prompt sets shipped with gemmaios, named instead of a path (`--prompts long-prefill`): a name
 # is looked up here only when no file of that name exists.
 PACKAGED_PROMPT_SETS = {

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GemmaiosError
-from ..pipeline import write_json_atomic
+from ..files import write_json_atomic
 
 ORACLE_SCHEMA = "gemmaios.oracle/1"
 ORACLE_FILE = "oracle/oracle.json"

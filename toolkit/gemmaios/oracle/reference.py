@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import Checkpoint, resolve_checkpoint
-from ..pipeline import sha256_file
+from ..files import sha256_file
 from .prompts import BUILTIN_PROMPTS, Prompt, PromptSet
 from .records import DEFAULT_TOKENS, DEFAULT_TOP_K, Oracle, OracleError, OraclePrompt, TopK
 
@@ -164,7 +164,7 @@ def _missing_text_weights(model: Any, ckpt: Checkpoint) -> list[str]:
     return missing
 
 
-def _tool_versions() -> dict[str, str]:
+def tool_versions() -> dict[str, str]:
     from importlib import metadata
 
     return {dist: metadata.version(dist) for dist in ("torch", "transformers")}
@@ -204,7 +204,7 @@ def run_oracle(
         eos_token_ids=ref.eos_token_ids,
         prompts=records,
         device=ref.device,
-        tools=_tool_versions(),
+        tools=tool_versions(),
     )
     if out is not None:
         oracle.save(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..pipeline import BuildContext, Step, StepOutcome
 from .prompts import PromptSet, load_prompt_set
 from .records import DEFAULT_TOP_K, ORACLE_FILE, ORACLE_SCHEMA
-from .reference import _tool_versions, check_torch_device, run_oracle
+from .reference import check_torch_device, run_oracle, tool_versions
 
 
 class OracleStep(Step):
@@ -32,7 +32,7 @@ class OracleStep(Step):
             "top_k": top_k,
             "device": device,
             # the reference is whatever this transformers/torch computes
-            "tools": _tool_versions(),
+            "tools": tool_versions(),
         } | ({"images": "builtin-images"} if getattr(ctx.options, "vision", False) else {})
 
     def run(self, ctx: BuildContext) -> StepOutcome:

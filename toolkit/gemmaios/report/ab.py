@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..transcript import PromptRecord, Transcript
-from .summary import Stat, _rate
+from .stats import Stat, rate
 
 
 @dataclass
@@ -57,8 +57,8 @@ def _setting(prompts: list[PromptRecord], function: str | None, include_warmup: 
     rates_p, rates_d = [], []
     for t in measured:
         rows = [p for p in prompts if p.trial == t]
-        rates_p.append(_rate(sum(p.prefill_tokens for p in rows), sum(p.prefill_seconds for p in rows)))
-        rates_d.append(_rate(sum(p.decode_tokens for p in rows), sum(p.decode_seconds for p in rows)))
+        rates_p.append(rate(sum(p.prefill_tokens for p in rows), sum(p.prefill_seconds for p in rows)))
+        rates_d.append(rate(sum(p.decode_tokens for p in rows), sum(p.decode_seconds for p in rows)))
     peaks = [p.peak_phys_footprint_bytes for p in prompts if p.peak_phys_footprint_bytes is not None]
     return SettingRates(function, measured, warm, Stat.of(rates_p), Stat.of(rates_d), max(peaks) if peaks else None)
 

@@ -5,17 +5,14 @@ bandwidth.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..archs import get_arch
 from ..errors import GemmaiosError
 from ..roofline import bytes_per_decoded_token, roofline_tok_s
 from ..transcript import PromptRecord
 from .runs import RunData
-
-if TYPE_CHECKING:
-    from .summary import RunSummary
 
 
 @dataclass
@@ -62,18 +59,21 @@ def _bandwidth(arch_name: str | None, override: float | None) -> tuple[float | N
                       "pass --bandwidth GBPS")
 
 
-def _roofline(s: RunSummary, run: RunData, rows: list[PromptRecord], override: float | None) -> Roofline | None:
+def run_roofline(run: RunData, rows: list[PromptRecord], override: float | None, *, arch: str | None,
+                 decode_median: float | None, info: Callable[[str], None]) -> Roofline | None:
+    """The run's roofline from its bundle facts and its device's architecture; what it cannot compute or
+    had to assume goes to `info`."""
     if run.bundle is None:
-        s.info("bandwidth model not computed: " + (run.bundle_note or "no bundle facts"))
+        info("bandwidth model not computed: " + (run.bundle_note or "no bundle facts"))
         return None
     b = run.bundle
     ctx = _mean_decode_context(rows)
     total = bytes_per_decoded_token(b.weight_bytes, b.kv_bytes_per_position, ctx, b.ple_row_bytes)
-    bw, kind, note = _bandwidth(s.device.get("arch"), override)
+    bw, kind, note = _bandwidth(arch, override)
     roof = roofline_tok_s(total, bw) if bw else None
-    eff = s.decode_tok_s.median / roof if roof and s.decode_tok_s else None
+    eff = decode_median / roof if roof and decode_median is not None else None
     if note:
-        s.info(note)
+        info(note)
     return Roofline(weight_bytes=b.weight_bytes, kv_bytes=b.kv_bytes_per_position * ctx, ple_row_bytes=b.ple_row_bytes,
                     context=ctx, bytes_per_token=total, bandwidth_gbps=bw, bandwidth_kind=kind, roofline_tok_s=roof,
                     efficiency=eff, source=b.source, note=note)

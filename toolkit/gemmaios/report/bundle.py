@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..pipeline import sha256_file
+from ..files import sha256_file
 from ..registry import MODELS
 from ..roofline import GB, estimate_weight_bytes, ple_row_bytes
 from ..transcript import Transcript
@@ -29,7 +29,7 @@ class BundleFacts:
     source: str
 
 
-def _manifest(build_dir: Path | None) -> dict:
+def read_build_manifest(build_dir: Path | None) -> dict:
     """The build's build.json as read by pipeline.Manifest ({} without one; a damaged one is named)."""
     from ..pipeline import MANIFEST_NAME, Manifest
 
@@ -38,23 +38,23 @@ def _manifest(build_dir: Path | None) -> dict:
     return Manifest(build_dir).data
 
 
-def _step_details(manifest: dict, step: str) -> dict:
+def step_details(manifest: dict, step: str) -> dict:
     return (manifest.get("steps", {}).get(step) or {}).get("details") or {}
 
 
 _BUNDLE_NAME = re.compile(r"^gemma4_(?P<key>[a-z0-9]+?)(?:_qat)?_decode_(?P<quant>int4|int8|fp16)")
 
 
-def _bundle_facts(t: Transcript, build_dir: Path | None, manifest: dict,
+def bundle_facts(t: Transcript, build_dir: Path | None, manifest: dict,
                   bundle_dir: Path | None) -> tuple[BundleFacts | None, str]:
     """From an explicit bundle folder, else the build's convert output, else the registry."""
     name = t.bundle.get("name", "")
     if bundle_dir is None and build_dir is not None:
-        rel = _step_details(manifest, "convert").get("bundle_dir")
+        rel = step_details(manifest, "convert").get("bundle_dir")
         if rel and (build_dir / rel / "metadata.json").is_file():
             bundle_dir = build_dir / rel
     if bundle_dir is not None:
-        facts = bundle_facts_from_dir(bundle_dir, tables=_step_details(manifest, "tables"))
+        facts = bundle_facts_from_dir(bundle_dir, tables=step_details(manifest, "tables"))
         note = ""
         recorded = t.bundle.get("metadata_sha256")
         if facts.name and name and facts.name != name:

@@ -91,12 +91,23 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def side_by_side_md(runs: list[RunSummary]) -> str:
+    """Several runs (one per device: `bench --xctest`, `farm`) side by side: one column per run, the
+    headline figures as rows, in the order `headline_rows` gives them."""
+    rows = [dict(headline_rows(s)) for s in runs]
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    head = "| | " + " | ".join(_md_escape(s.label) for s in runs) + " |"
+    lines = ["## Devices side by side\n", head, "|---|" + "---:|" * len(runs)]
+    lines += [f"| {k} | " + " | ".join(_md_escape(r.get(k, "—")) for r in rows) + " |" for k in keys]
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(report: Report, plots_dir: str | None = None) -> str:
     out = [f"# gemmaios bench report\n\nGenerated {report.generated_at} by gemmaios {report.toolkit_version}. "
            f"Gates: **{'PASS' if report.passed else 'FAIL'}**.\n"]
     if len(report.runs) > 1:  # one run per device (bench --xctest, farm): the headline figures in columns
-        from .devices import side_by_side_md
-
         out.append(side_by_side_md(report.runs))
     for s in report.runs:
         out.append(f"## {_md_escape(s.label)}\n\n`{s.path}`\n\n| | |\n|---|---|")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..roofline import RooflineError
 from ..transcript import Transcript, TranscriptError, read_transcript
-from .bundle import BundleFacts, _bundle_facts, _manifest, _step_details
+from .bundle import BundleFacts, bundle_facts, read_build_manifest, step_details
 from .errors import ReportError
 
 
@@ -86,12 +86,12 @@ def _load(path: Path, bundle_dir: Path | None, oracle_path: Path | None) -> RunD
     except TranscriptError as exc:
         run.error = exc
         return run
-    manifest = _manifest(run.build_dir)
+    manifest = read_build_manifest(run.build_dir)
     run.oracle_path = oracle_path or _oracle_in_build(run.build_dir, manifest)
     if any(p.image for p in run.transcript.prompts):
         run.image_oracle_dir = _image_oracle(run.oracle_path if oracle_path else None, run.build_dir, manifest)
     try:
-        run.bundle, run.bundle_note = _bundle_facts(run.transcript, run.build_dir, manifest, bundle_dir)
+        run.bundle, run.bundle_note = bundle_facts(run.transcript, run.build_dir, manifest, bundle_dir)
     except (ReportError, RooflineError) as exc:
         if bundle_dir is not None:
             raise  # asked for by name (--bundle): say so rather than report without it
@@ -113,7 +113,7 @@ def _image_oracle(oracle_path: Path | None, build_dir: Path | None, manifest: di
     """The image oracle's folder: beside an oracle.json given by name (<oracle dir>/images/), else the build's."""
     from ..vision.bench import image_oracle_folders, image_oracle_path
 
-    recorded = _step_details(manifest, "oracle").get("image_oracle") if build_dir is not None else None
+    recorded = step_details(manifest, "oracle").get("image_oracle") if build_dir is not None else None
     folders = image_oracle_folders(oracle_path, build_dir, recorded)
     return next((f for f in folders if image_oracle_path(f).is_file()), None)
 
@@ -121,6 +121,6 @@ def _image_oracle(oracle_path: Path | None, build_dir: Path | None, manifest: di
 def _oracle_in_build(build_dir: Path | None, manifest: dict) -> Path | None:
     if build_dir is None:
         return None
-    rel = _step_details(manifest, "oracle").get("oracle") or "oracle/oracle.json"
+    rel = step_details(manifest, "oracle").get("oracle") or "oracle/oracle.json"
     candidate = build_dir / rel
     return candidate if candidate.is_file() else None

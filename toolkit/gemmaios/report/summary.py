@@ -5,7 +5,6 @@ the same way every time (see DEFINITIONS).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,9 +14,10 @@ from ..errors import GemmaiosError
 from ..roofline import GB
 from ..transcript import SHORT_PREFILL_TOKENS, PromptRecord, Transcript
 from . import protocol
-from .bandwidth import Roofline, _roofline
+from .bandwidth import Roofline, run_roofline
 from .runs import RunData
 from .scoring import Score, Scorer
+from .stats import Stat, rate
 
 # Settled-device rules (seed 002: "bench a settled device (a just-unlocked iPhone under-reads ~35%)").
 SETTLE_SECONDS = 300.0  # a run that starts sooner than this after unlock is not settled
@@ -52,19 +52,6 @@ DEFINITIONS = [
     "roofline tok/s = memory bandwidth / bytes streamed per decoded token (weights + KV at the mean decode "
     "context + one PLE row); efficiency = measured decode median / roofline.",
 ]
-
-
-@dataclass
-class Stat:
-    median: float
-    min: float
-    max: float
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Stat | None:
-        values = [v for v in values if v is not None]
-        return cls(statistics.median(values), min(values), max(values), len(values)) if values else None
 
 
 @dataclass
@@ -147,18 +134,14 @@ class RunSummary:
         self.notes.append(Note("info", text))
 
 
-def _rate(tokens: int, seconds: float) -> float | None:
-    return tokens / seconds if seconds > 0 else None
-
-
 def _trial_rates(prompts: list[PromptRecord], trial: int, warmup: bool, kind: str = "warm") -> TrialRates:
     states = [p.thermal_state for p in prompts if p.thermal_state]
     worst = max(states, key=("nominal", "fair", "serious", "critical").index) if states else "unknown"
     return TrialRates(
         trial=trial,
         prompts=len(prompts),
-        prefill_tok_s=_rate(sum(p.prefill_tokens for p in prompts), sum(p.prefill_seconds for p in prompts)),
-        decode_tok_s=_rate(sum(p.decode_tokens for p in prompts), sum(p.decode_seconds for p in prompts)),
+        prefill_tok_s=rate(sum(p.prefill_tokens for p in prompts), sum(p.prefill_seconds for p in prompts)),
+        decode_tok_s=rate(sum(p.decode_tokens for p in prompts), sum(p.decode_seconds for p in prompts)),
         warmup=warmup,
         thermal=worst,
         kind=kind,
@@ -228,7 +211,7 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
     s.prompts_measured = len(rows)
     s.prefill_tok_s = Stat.of([r.prefill_tok_s for r in s.per_trial if r.trial in measured])
     s.decode_tok_s = Stat.of([r.decode_tok_s for r in s.per_trial if r.trial in measured])
-    s.cold = protocol.cold_launches(t, cold, Stat.of, _rate)
+    s.cold = protocol.cold_launches(t, cold, Stat.of, rate)
     s.ttft_s = Stat.of([p.ttft_seconds for p in rows])
 
     cold_loads = [ld["seconds"] for ld in t.loads if ld["cold"]]
@@ -247,7 +230,8 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
     _memory(s, t)
     _settled(s, t)
     _protocol(s, run, t, rows)
-    s.roofline = _roofline(s, run, rows, bandwidth_gbps)
+    s.roofline = run_roofline(run, rows, bandwidth_gbps, arch=s.device.get("arch"),
+                              decode_median=s.decode_tok_s.median if s.decode_tok_s else None, info=s.info)
     if run.bundle_note:
         s.warn(run.bundle_note)
     _scores(s, run, scorer)

@@ -50,9 +50,9 @@ from .reader import PleTables, gather, load_tables
 from .sidecar import check_tables, read_sidecar
 from .source import (
     TableSource,
-    _read_header,
     not_applicable_reason,
     open_table_source,
+    read_safetensors_header,
     table_source,
     table_tensor_name,
 )
@@ -88,7 +88,7 @@ __all__ = [
     "TablesResult",
     "TablesStep",
     "VerifyReport",
-    "_read_header",
+    "read_safetensors_header",
     "check_disk_space",
     "check_tables",
     "compare_to_reference",

@@ -5,22 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from .layout import TablesError
-from .source import _DTYPES
+from .source import SAFETENSORS_DTYPES
 
 
-class _Slot:
+class ChunkSlot:
     """Reusable buffers for one chunk in flight: fresh multi-MB numpy arrays per chunk would be
     served by new mmaps, and the page faults and zeroing cost as much as the arithmetic."""
 
     def __init__(self, rows: int, cols: int, dtype: str) -> None:
-        int_view = _DTYPES[dtype][0]
+        int_view = SAFETENSORS_DTYPES[dtype][0]
         self.raw = np.empty((rows, cols), int_view)
         self.masked = np.empty((rows, cols), int_view)
         self.values = np.empty((rows, cols), np.float32)
         self.i8 = np.empty((rows, cols), np.int8)
 
 
-def quantize_rows(raw: np.ndarray, dtype: str, slot: _Slot | None = None) -> tuple[np.ndarray, np.ndarray]:
+def quantize_rows(raw: np.ndarray, dtype: str, slot: ChunkSlot | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric absmax int8 per row of raw safetensors words ([rows, cols] of the dtype's integer view).
 
     The absolute maximum is taken on the sign-cleared bit patterns (same order as |x| for
@@ -28,8 +28,8 @@ def quantize_rows(raw: np.ndarray, dtype: str, slot: _Slot | None = None) -> tup
     Returns (i8 [rows, cols], scale f32 [rows]); with `slot`, i8 is a view of its buffer.
     """
     rows = raw.shape[0]
-    slot = slot or _Slot(rows, raw.shape[1], dtype)
-    _, float_view, mask, inf_bits = _DTYPES[dtype]
+    slot = slot or ChunkSlot(rows, raw.shape[1], dtype)
+    _, float_view, mask, inf_bits = SAFETENSORS_DTYPES[dtype]
     masked, values, i8 = slot.masked[:rows], slot.values[:rows], slot.i8[:rows]
     abs_bits = np.bitwise_and(raw, mask, out=masked).max(axis=1)
     if (bad := np.flatnonzero(abs_bits >= inf_bits)).size:

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from ..pipeline import sha256_file
+from ..files import sha256_file
 from .layout import I8_NAME, SCALE_NAME, SIDECAR_NAME, SIDECAR_SCHEMA, TABLES_FORMAT, TablesCorrupt
 from .source import TableSource
 
@@ -50,7 +50,7 @@ def check_tables(out_dir: Path, *, hashes: bool = True) -> list[str]:
     return problems
 
 
-def _sidecar(source: TableSource, i8_sha: str, scale_sha: str) -> dict:
+def sidecar_record(source: TableSource, i8_sha: str, scale_sha: str) -> dict:
     rows, cols, layers, dim = source.rows, source.cols, source.num_layers, source.dim
     return {
         "schema": SIDECAR_SCHEMA,

@@ -17,7 +17,7 @@ from ..errors import CheckpointError
 from .layout import TABLE_TENSOR, TablesError, TablesNotApplicable
 
 # safetensors dtype → (raw integer view, float view, bit mask that clears the sign, +inf bits)
-_DTYPES: dict[str, tuple[str, str, int, int]] = {
+SAFETENSORS_DTYPES: dict[str, tuple[str, str, int, int]] = {
     "BF16": ("<u2", "", 0x7FFF, 0x7F80),
     "F16": ("<u2", "<f2", 0x7FFF, 0x7C00),
     "F32": ("<u4", "<f4", 0x7FFFFFFF, 0x7F800000),
@@ -39,7 +39,7 @@ class TableSource:
 
     @property
     def itemsize(self) -> int:
-        return np.dtype(_DTYPES[self.dtype][0]).itemsize
+        return np.dtype(SAFETENSORS_DTYPES[self.dtype][0]).itemsize
 
     @property
     def nbytes(self) -> int:
@@ -71,7 +71,7 @@ def not_applicable_reason(checkpoint) -> str | None:
             "no PLE table to write")
 
 
-def _read_header(path: Path) -> tuple[dict, int]:
+def read_safetensors_header(path: Path) -> tuple[dict, int]:
     with open(path, "rb") as fh:
         raw = fh.read(8)
         if len(raw) < 8:
@@ -97,7 +97,7 @@ def open_table_source(file: Path, tensor: str, *, num_layers: int, dim: int) -> 
             dtype, shape = meta.get_dtype(), list(meta.get_shape())
     except SafetensorError as exc:
         raise CheckpointError(f"{file} is not a readable safetensors file ({exc})", hint="re-download it") from exc
-    if dtype not in _DTYPES:
+    if dtype not in SAFETENSORS_DTYPES:
         raise TablesError(f"{tensor} in {file.name} is {dtype}; the table writer reads BF16, F16 or F32",
                           hint="convert the checkpoint to bf16 safetensors first")
     if len(shape) != 2 or shape[1] != num_layers * dim:
@@ -105,7 +105,7 @@ def open_table_source(file: Path, tensor: str, *, num_layers: int, dim: int) -> 
             f"{tensor} has shape {shape}, expected [V, {num_layers} layers × {dim}] = [V, {num_layers * dim}]",
             hint="config.json (num_hidden_layers, hidden_size_per_layer_input) does not match the weights",
         )
-    header, data_start = _read_header(file)
+    header, data_start = read_safetensors_header(file)
     begin, end = header[tensor]["data_offsets"]
     source = TableSource(file=file, tensor=tensor, dtype=dtype, rows=shape[0], cols=shape[1],
                          data_offset=data_start + begin, num_layers=num_layers, dim=dim)
@@ -126,7 +126,7 @@ def table_source(checkpoint) -> TableSource:
                              num_layers=int(cfg["num_hidden_layers"]), dim=int(cfg["hidden_size_per_layer_input"]))
 
 
-def _read_rows(fd: int, source: TableSource, start: int, out: np.ndarray) -> np.ndarray:
+def read_rows(fd: int, source: TableSource, start: int, out: np.ndarray) -> np.ndarray:
     got = os.preadv(fd, [memoryview(out).cast("B")], source.data_offset + start * source.cols * source.itemsize)
     if got != out.nbytes:
         raise CheckpointError(f"{source.file} ended early reading rows {start}..{start + len(out)}",

@@ -9,7 +9,7 @@ from .layout import TABLES_DIR, TABLES_FORMAT
 from .sidecar import read_sidecar
 from .source import not_applicable_reason, table_source, table_tensor_name
 from .verify import DEFAULT_SAMPLE, verify_tables
-from .writer import _human, write_tables_from_source
+from .writer import human_size, write_tables_from_source
 
 
 class TablesStep(Step):
@@ -36,7 +36,7 @@ class TablesStep(Step):
         rel = {key: f"{TABLES_DIR}/{path.name}" for key, path in
                (("i8", result.i8), ("scale", result.scale), ("sidecar", result.sidecar))}
         how = "reused intact files" if result.reused else (
-            f"{_human(source.nbytes)} in {result.seconds:.1f}s, {source.nbytes / max(result.seconds, 1e-9) / 1e9:.2f} GB/s")
+            f"{human_size(source.nbytes)} in {result.seconds:.1f}s, {source.nbytes / max(result.seconds, 1e-9) / 1e9:.2f} GB/s")
         if result.rewrite_reason not in ("", "no tables yet"):
             how += f"; rewritten because {result.rewrite_reason}"
         # Hashed while writing, or re-verified when reused: the manifest need not read 2.8 GB again.

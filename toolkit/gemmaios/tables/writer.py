@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline import write_json_atomic
+from ..files import write_json_atomic
 from .layout import I8_NAME, SCALE_NAME, SIDECAR_NAME, TABLES_FORMAT, InsufficientDiskSpace, TablesCorrupt
-from .quantize import _Slot, quantize_rows
-from .sidecar import _sidecar, check_tables, read_sidecar
-from .source import TableSource, _read_rows, table_source
+from .quantize import ChunkSlot, quantize_rows
+from .sidecar import check_tables, read_sidecar, sidecar_record
+from .source import TableSource, read_rows, table_source
 from .verify import VerifyReport
 
 # ~1.5 MB of input per work item: the f32 intermediates of one item stay in L2/L3 cache,
@@ -48,7 +48,7 @@ def _paths(out_dir: Path) -> tuple[Path, Path, Path]:
     return out_dir / I8_NAME, out_dir / SCALE_NAME, out_dir / SIDECAR_NAME
 
 
-def _human(n: float) -> str:
+def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
@@ -64,7 +64,7 @@ def check_disk_space(out_dir: Path, needed: int) -> None:
     free = shutil.disk_usage(probe).free
     if free < needed:
         raise InsufficientDiskSpace(
-            f"the per-layer tables need {_human(needed)} in {out_dir}, only {_human(free)} is free",
+            f"the per-layer tables need {human_size(needed)} in {out_dir}, only {human_size(free)} is free",
             hint="free some space, or build into a folder on a larger disk with --out",
         )
 
@@ -123,7 +123,7 @@ def write_tables_from_source(
     starts = range(0, source.rows, rows_per_chunk)
     workers = workers or min(4, os.cpu_count() or 1)
     window = 2 * workers  # chunks in flight; one more slot than that, so none is reused before it is hashed
-    slots = [_Slot(rows_per_chunk, source.cols, source.dtype) for _ in range(min(window + 1, len(starts)))]
+    slots = [ChunkSlot(rows_per_chunk, source.cols, source.dtype) for _ in range(min(window + 1, len(starts)))]
     scales = np.empty(source.rows, "<f4")
     i8_tmp, scale_tmp = out_dir / f".{I8_NAME}.tmp", out_dir / f".{SCALE_NAME}.tmp"
     digest = hashlib.sha256()
@@ -134,7 +134,7 @@ def write_tables_from_source(
         # Workers read, quantize and write their chunk at its offset; this thread only hashes in order.
         start = starts[index]
         slot = slots[index % len(slots)]
-        raw = _read_rows(fd, source, start, slot.raw[: min(rows_per_chunk, source.rows - start)])
+        raw = read_rows(fd, source, start, slot.raw[: min(rows_per_chunk, source.rows - start)])
         q, s = quantize_rows(raw, source.dtype, slot)
         view = memoryview(q).cast("B")
         done = 0
@@ -162,7 +162,7 @@ def write_tables_from_source(
         os.close(out_fd)
         out_fd = -1
         scale_tmp.write_bytes(scales.tobytes())
-        sidecar = _sidecar(source, digest.hexdigest(), hashlib.sha256(scales.tobytes()).hexdigest())
+        sidecar = sidecar_record(source, digest.hexdigest(), hashlib.sha256(scales.tobytes()).hexdigest())
         sidecar_path.unlink(missing_ok=True)
         os.replace(i8_tmp, i8_path)
         os.replace(scale_tmp, scale_path)

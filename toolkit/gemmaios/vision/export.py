@@ -23,7 +23,7 @@ def export_vision_asset(checkpoint, spec: ImageSpec, out: Path, dtype: torch.dty
     import coreai_torch
 
     from ..convert.export import free_memory
-    from ..convert.gates import _parse_specs
+    from ..convert.gates import parse_io_specs
 
     started = time.time()
     tower, embedder = load_vision_modules(checkpoint)
@@ -68,8 +68,8 @@ def export_vision_asset(checkpoint, spec: ImageSpec, out: Path, dtype: torch.dty
     from coreai.authoring.asset import AIModelAsset
 
     summary = AIModelAsset.load(out).summary(include_statistics=False)
-    io_in = _parse_specs(summary.function_inputs("main"))
-    io_out = _parse_specs(summary.function_outputs("main"))
+    io_in = parse_io_specs(summary.function_inputs("main"))
+    io_out = parse_io_specs(summary.function_outputs("main"))
     want_in = [[1, spec.max_patches, spec.patch_dim], [1, spec.max_patches, 2]]
     if [i["name"] for i in io_in] != list(names_in) or [i["shape"] for i in io_in] != want_in:
         raise VisionError(f"{out.name}: inputs {io_in}, expected {list(names_in)} with shapes {want_in}",

@@ -30,8 +30,9 @@ class ImageGateFailed(GemmaiosError):
 def image_gate(bundle_dir: Path, oracle_dir: Path, tables_dir: Path | None, *, near_tie_margin: float | None = None,
                feature_error_bound: float = FEATURE_ERROR_BOUND, progress: Callable | None = None) -> dict:
     from ..hostrun import BundleRunner
-    from ..hostrun.transcripts import _coreai_version
-    from ..oracle import DEFAULT_NEAR_TIE_MARGIN, Generation, load_oracle, score_against_oracle
+    from ..hostrun.transcripts import coreai_version
+    from ..oracle.records import load_oracle
+    from ..oracle.scoring import DEFAULT_NEAR_TIE_MARGIN, Generation, score_against_oracle
 
     oracle = load_oracle(Path(oracle_dir) / IMAGE_ORACLE_FILE)
     rule = DEFAULT_NEAR_TIE_MARGIN if near_tie_margin is None else near_tie_margin
@@ -65,7 +66,7 @@ def image_gate(bundle_dir: Path, oracle_dir: Path, tables_dir: Path | None, *, n
         "max_feature_error": max(feature_errors), "feature_error_bound": feature_error_bound,
         "oracle_min_margin": min(margins), "oracle_median_margin": float(np.median(margins)),
         "contexts": [min(lengths), max(lengths)], "seconds": round(time.perf_counter() - started, 2),
-        "runtime": f"coreai-core {_coreai_version()}",
+        "runtime": f"coreai-core {coreai_version()}",
     }
     if score.failures:
         first = score.failures[0]

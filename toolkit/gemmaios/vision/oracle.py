@@ -51,9 +51,9 @@ def run_image_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ImageCase
     from transformers import AutoTokenizer, Gemma4ForConditionalGeneration
 
     from ..checkpoint import load_checkpoint
+    from ..files import sha256_file
     from ..oracle.records import Oracle, OraclePrompt, TopK
-    from ..oracle.reference import _tool_versions
-    from ..pipeline import sha256_file
+    from ..oracle.reference import tool_versions
     from ..tinycorpus import chat_prompt
     from .encoder import hf_image_features
 
@@ -111,7 +111,7 @@ def run_image_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ImageCase
                "model_type": ckpt.config.get("model_type")},
         tokenizer_sha256=sha256_file(ckpt.tokenizer_path), chat_template=True,
         prompt_set={"name": "builtin-images", "images": [c.name for c in cases], "image_spec": spec.as_dict()},
-        max_new_tokens=max_new_tokens, top_k=top_k, eos_token_ids=eos_ids, prompts=records, tools=_tool_versions())
+        max_new_tokens=max_new_tokens, top_k=top_k, eos_token_ids=eos_ids, prompts=records, tools=tool_versions())
     oracle.save(out_dir / IMAGE_ORACLE_FILE)
     return oracle
 

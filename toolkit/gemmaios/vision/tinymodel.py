@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..pipeline import replace_dir, sha256_file, write_json_atomic
+from ..files import replace_dir, sha256_file, write_json_atomic
 from .images import BUILTIN_IMAGES, ImageCase, training_cases
 from .preprocess import IMAGE_PLACEHOLDER, ImageSpec, expand_prompt, image_processor, preprocess
 
@@ -132,12 +132,12 @@ def int4_grid_on(model) -> list:
     tower and projector stay fp16 in the bundle, so they are left alone); returns the hooked modules."""
     import types
 
-    from ..tinytrain import BLOCK, _fake_quant_forward
+    from ..tinytrain import BLOCK, fake_quant_forward
 
     modules = [m for m in [*model.model.language_model.modules(), model.lm_head]
                if isinstance(m, torch.nn.Linear) and m.in_features % BLOCK == 0]
     for module in modules:
-        module.forward = types.MethodType(_fake_quant_forward, module)
+        module.forward = types.MethodType(fake_quant_forward, module)
     return modules
 
 
@@ -184,7 +184,7 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
     every colour x shape x aspect (the built-in oracle images, unjittered, are never trained on)."""
     from ..tiny import SHIPPED_DIR as TEXT_DIR
     from ..tinycorpus import generate_corpus
-    from ..tinytrain import _batch, encode_examples, fixed_threads, optimizer_step
+    from ..tinytrain import encode_examples, fixed_threads, optimizer_step, pad_batch
 
     tok = tokenizer_with_markers(TEXT_DIR / "tokenizer.json")
     hf_tok = hf_tokenizer(tok)
@@ -218,7 +218,7 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
                 group["lr"] = peak * scale
             if text_every and step % text_every == text_every - 1:
                 idx = torch.multinomial(text_weights, 16, replacement=True, generator=draws).tolist()
-                input_ids, labels = _batch(text_encoded, idx, pad)
+                input_ids, labels = pad_batch(text_encoded, idx, pad)
                 labels = labels.to(dev)
                 logits = model(input_ids=input_ids.to(dev), use_cache=False).logits
             else:
@@ -346,7 +346,7 @@ def shipped_record(shipped_dir: Path = SHIPPED_DIR) -> dict:
 
 def generate_tiny_vision_checkpoint(out_dir: Path, shipped_dir: Path = SHIPPED_DIR) -> Path:
     """The checkpoint folder: config.json, preprocessor_config.json, weights, tokenizer files."""
-    from ..tiny import _write_tokenizer
+    from ..tiny import write_tokenizer
 
     record = shipped_record(shipped_dir)
     out_dir = Path(out_dir)
@@ -363,7 +363,7 @@ def generate_tiny_vision_checkpoint(out_dir: Path, shipped_dir: Path = SHIPPED_D
         GenerationConfig.from_model_config(config.text_config).save_pretrained(tmp)
         write_json_atomic(tmp / "preprocessor_config.json", processor_config())
         shutil.copyfile(Path(shipped_dir) / WEIGHTS, tmp / "model.safetensors")
-        _write_tokenizer(None, tmp, Path(shipped_dir) / TOKENIZER)
+        write_tokenizer(None, tmp, Path(shipped_dir) / TOKENIZER)
         tc = json.loads((tmp / "tokenizer_config.json").read_text())
         tc["extra_special_tokens"] = {**IMAGE_TOKENS, **OTHER_TOKENS}
         write_json_atomic(tmp / "tokenizer_config.json", tc)
