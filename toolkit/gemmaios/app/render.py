@@ -15,7 +15,7 @@ import jinja2
 
 from .. import __version__, xctest
 from .. import contract as c
-from ..files import replace_dir
+from ..files import replace_dir, write_bytes_atomic
 from ..patches import (
     ENGINE_DIRNAME,
     EngineSourceUnavailable,
@@ -66,18 +66,6 @@ def template_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:  # no stray half-written temp file
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_prompt_set(build_dir: Path, prompt_set: PromptSet | None) -> Path:
     """The bench prompt set (token ids) at PROMPT_SET_BUILD_REL: the app reads it from its payload.
 
@@ -96,7 +84,7 @@ def write_prompt_set(build_dir: Path, prompt_set: PromptSet | None) -> Path:
 
     for rel, png in sorted(prompt_set.image_sources.items()):
         write_image_file(Path(build_dir) / png, path.parent / rel)  # png: relative to the build folder
-    _write_atomic(path, json.dumps(prompt_set.as_json(), indent=1, sort_keys=True).encode())
+    write_bytes_atomic(path, json.dumps(prompt_set.as_json(), indent=1, sort_keys=True).encode())
     return path
 
 
@@ -138,11 +126,11 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
                 name, text = path.name, path.read_text()
             else:
                 continue
-            _write_atomic(src_dir / name, text.encode())
+            write_bytes_atomic(src_dir / name, text.encode())
             sources.append(name)
 
-        _write_atomic(src_dir / "Info.plist", plistlib.dumps(info_plist(s)))
-        _write_atomic(src_dir / f"{s.app_name}.entitlements", plistlib.dumps(entitlements(s)))
+        write_bytes_atomic(src_dir / "Info.plist", plistlib.dumps(info_plist(s)))
+        write_bytes_atomic(src_dir / f"{s.app_name}.entitlements", plistlib.dumps(entitlements(s)))
         prompt_set_path = write_prompt_set(build_dir, s.prompt_set)
         images = s.prompt_set.image_sources if s.prompt_set else {}  # written beside the prompt set
 
@@ -165,16 +153,16 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
         engine_rel = f"{up}/engine/{ENGINE_DIRNAME}"
         model = pbxproj_model(s, sources, resources, engine_rel)
         # The bench's XCTest bundle (gemmaios.xctest): its one source in <project>/<target>/.
-        _write_atomic(staging / model["test"]["name"] / model["test"]["source"],
+        write_bytes_atomic(staging / model["test"]["name"] / model["test"]["source"],
                       env.get_template(xctest.TEMPLATE).render(**xctest.swift_values()).encode())
         xcodeproj = staging / f"{s.app_name}.xcodeproj"
-        _write_atomic(xcodeproj / "project.pbxproj", env.get_template("project.pbxproj.j2").render(**model).encode())
+        write_bytes_atomic(xcodeproj / "project.pbxproj", env.get_template("project.pbxproj.j2").render(**model).encode())
 
         # A shared scheme, so xcodebuild/fastlane can build without Xcode having opened the project.
         scheme = env.get_template("scheme.xcscheme.j2").render(target_id=model["ids"]["target"], app_name=s.app_name,
                                                       test_target_id=model["test"]["ids"]["target"],
                                                       test_name=model["test"]["name"])
-        _write_atomic(xcodeproj / "xcshareddata" / "xcschemes" / f"{s.app_name}.xcscheme", scheme.encode())
+        write_bytes_atomic(xcodeproj / "xcshareddata" / "xcschemes" / f"{s.app_name}.xcscheme", scheme.encode())
 
         problems = check_project(xcodeproj / "project.pbxproj")
         if problems:
