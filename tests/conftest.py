@@ -40,8 +40,13 @@ def pytest_sessionstart(session):
 
 def pytest_configure(config):
     """Count torch.export.export calls (every conversion and asset export goes through it), so the
-    summary shows how many a run makes: a new one is seen the day it is added."""
+    summary shows how many a run makes: a new one is seen the day it is added. Under pytest-xdist
+    each worker computes with one torch thread (two workers share the machine's two cores)."""
+    import torch
     import torch.export
+
+    if hasattr(config, "workerinput"):
+        torch.set_num_threads(1)
 
     if getattr(torch.export.export, "_gemmaios_counted", False):
         return
@@ -53,6 +58,19 @@ def pytest_configure(config):
 
     counted._gemmaios_counted = True
     torch.export.export = counted
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):  # an xdist worker: hand its counts to the controller
+        session.config.workeroutput["gemmaios"] = {"exports": _SESSION["exports"], "swift": list(SWIFT_RESULTS)}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The controller adds up what each xdist worker counted (exports, Swift lines)."""
+    counted = getattr(node, "workeroutput", {}).get("gemmaios") or {}
+    _SESSION["exports"] += counted.get("exports", 0)
+    SWIFT_RESULTS.extend(line for line in counted.get("swift", []) if line not in SWIFT_RESULTS)
 
 
 def pytest_terminal_summary(terminalreporter):
