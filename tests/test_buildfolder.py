@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -165,9 +166,11 @@ def test_conventions_version_help_bare_and_completion():
     bare = runner.invoke(app, [])
     assert bare.exit_code == 0 and "Usage" in bare.output and "build" in bare.output
     assert runner.invoke(app, ["-h"]).exit_code == 0
-    # a real process: typer reads the shell from its arguments and environment
-    completion = subprocess.run([sys.executable, "-c", "from gemmaios.cli import main; main()", "--show-completion",
-                                 "bash"], env={**os.environ, "PYTHONPATH": str(TOOLKIT), "SHELL": "/bin/bash"},
+    # a real process started from bash, as a user's would be: typer detects the shell from its parent
+    # processes (under `make` the test's own parent is sh, which typer does not support)
+    command = shlex.join([sys.executable, "-c", "from gemmaios.cli import main; main()", "--show-completion"])
+    # (a second command keeps bash as the parent instead of exec-ing python in its place)
+    completion = subprocess.run(["bash", "-c", f"{command}; exit $?"], env={**os.environ, "PYTHONPATH": str(TOOLKIT)},
                                 capture_output=True, text=True, timeout=120)
     assert completion.returncode == 0 and "_gemmaios_completion" in completion.stdout, completion
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import gemmaios
-from gemmaios import cli, crash, pipeline, tables
+from gemmaios import cli, crash, files, tables
 
 TOOLKIT = str(Path(gemmaios.__file__).resolve().parents[1])
 # `gemmaios <args>` in a fresh interpreter, with `gemmaios models` made to crash.
@@ -168,7 +168,7 @@ def test_a_crash_while_writing_the_manifest_keeps_the_old_one(tmp_path, tiny_che
         raise RuntimeError("injected crash mid-write")
 
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline.json, "dump", dump_half_then_crash)
+        patch.setattr(files.json, "dump", dump_half_then_crash)  # the manifest's writer (gemmaios.files)
         code, output = run_main([*argv, "--force"], capsys)
     assert code == crash.CRASH_EXIT, output
     assert (out / "build.json").read_bytes() == before

@@ -267,10 +267,13 @@ def test_deploy_refuses_an_e4b_tbl_bundle_for_an_iphone_with_the_memory_arithmet
     _sparse(out / "tables" / contract.TABLE_SCALE_FILE, 262144 * 4)
     (out / "app").mkdir()
     (out / "app" / contract.PROMPT_SET_FILE).write_text("{}")
+    def record(details: dict) -> dict:  # a step record as the pipeline writes it, reduced to what deploy reads
+        return {"status": "done", "fingerprint": "fp", "inputs": {}, "details": details}
+
     (out / "build.json").write_text(json.dumps({"schema": 1, "options": {"arch": "h18p"}, "steps": {
-        "convert": {"details": {"bundle_dir": f"bundle/{name}", "ple": "tbl"}},
-        "tables": {"details": {"i8": f"tables/{contract.TABLE_I8_FILE}"}},
-        "app": {"details": {"bundle_location": contract.DOCUMENTS}}}}))
+        "convert": record({"bundle_dir": f"bundle/{name}", "ple": "tbl"}),
+        "tables": record({"i8": f"tables/{contract.TABLE_I8_FILE}"}),
+        "app": record({"bundle_location": contract.DOCUMENTS})}}))
     with pytest.raises(TablesExceedMemory) as err:
         dev.deploy(out, allow_uncompiled=True)
     assert "does not fit an iPhone" in str(err.value) and "graph 3.90 GB + owned PLE tables 2.82 GB" in str(err.value)

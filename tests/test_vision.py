@@ -212,12 +212,18 @@ def test_wrong_picture_or_missing_image_fails(vision_build):
             runner.generate(first.prompt_ids, 2)
 
 
-def test_cli_flag_reaches_the_build_options():
+def test_cli_flag_reaches_the_build_options(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
     from gemmaios import cli
 
-    options = BuildOptions(model="tiny-vision")
-    cli._set_conversion(options, None, "ios", None, None, "0", True)
-    assert options.vision is True
+    ran: list[BuildOptions] = []
+    monkeypatch.setattr(cli, "_run", lambda options, *args, **kwargs: ran.append(options))  # the steps themselves: not here
+    for command in ("build", "convert"):
+        result = CliRunner().invoke(cli.app, [command, "--model", "tiny-vision", "--vision", "--out",
+                                              str(tmp_path / command)])
+        assert result.exit_code == 0, result.output
+    assert [o.vision for o in ran] == [True, True] and {o.model for o in ran} == {"tiny-vision"}
 
 
 @pytest.mark.full

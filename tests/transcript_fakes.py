@@ -82,6 +82,7 @@ def build_folder(tmp_path: Path, name: str = "build", weight_bytes: int | None =
     bundle.mkdir(parents=True)
     (bundle / "metadata.json").write_text(bundle_metadata(weight_bytes))
     (build / "build.json").write_text(json.dumps({"schema": 1, "steps": {
-        "convert": {"details": {"bundle_dir": "bundle/gemma4_e4b_qat_decode_int4"}},
-        "tables": {"details": {"shape": [262144, 10752]}}}}))
+        "convert": {"status": "done", "fingerprint": "fp", "inputs": {},
+                    "details": {"bundle_dir": "bundle/gemma4_e4b_qat_decode_int4"}},
+        "tables": {"status": "done", "fingerprint": "fp", "inputs": {}, "details": {"shape": [262144, 10752]}}}}))
     return build

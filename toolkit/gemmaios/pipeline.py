@@ -98,7 +98,14 @@ class Manifest:
 
     def get(self, name: str) -> StepRecord | None:
         raw = self.steps.get(name)
-        return StepRecord(**raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return StepRecord(**raw)
+        except TypeError as exc:  # a record written by hand or by another tool: named, not a crash
+            raise BuildError(f"{self.path}: the {name} step's record is damaged ({exc})",
+                             hint=f"re-run the step with --force (gemmaios {name} --force --out {self.path.parent}), "
+                                  "or build into a new folder") from None
 
     def set_meta(self, key: str, value: Any) -> None:
         self.data[key] = value

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from ..files import replace_dir, sha256_file, write_json_atomic
+from ..tiny import TINY_VISION_ID  # noqa: F401  (one home for the built-in names: gemmaios.tiny)
 from .images import BUILTIN_IMAGES, ImageCase, training_cases
 from .preprocess import IMAGE_PLACEHOLDER, ImageSpec, expand_prompt, image_processor, preprocess
 
-TINY_VISION_ID = "tiny-vision"
 TINY_VISION_FORMAT = 1
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "tiny-vision"
 WEIGHTS, TOKENIZER, RECORD = "model.safetensors", "tokenizer.json", "trained.json"
