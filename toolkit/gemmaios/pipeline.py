@@ -104,7 +104,7 @@ class Manifest:
             return StepRecord(**raw)
         except TypeError as exc:  # a record written by hand or by another tool: named, not a crash
             raise BuildError(f"{self.path}: the {name} step's record is damaged ({exc})",
-                             hint=f"re-run the step with --force (gemmaios {name} --force --out {self.path.parent}), "
+                             hint=f"rebuild its steps (gemmaios build --force --out {self.path.parent}), "
                                   "or build into a new folder") from None
 
     def set_meta(self, key: str, value: Any) -> None:
