@@ -17,10 +17,16 @@ from gemmaios.pipeline import BuildOptions
 from gemmaios.steps import BUNDLE_STEPS, run_build
 
 
-def built(options: BuildOptions, out: Path, only=BUNDLE_STEPS) -> Path:
+def run_without_failures(options: BuildOptions, out: Path, only=None) -> list:
+    """The step reports of `run_build`, none of them failed."""
     _, reports = run_build(options, out, only=only)
     failed = [r for r in reports if r.status == "failed"]
     assert not failed, failed[0].message
+    return reports
+
+
+def built(options: BuildOptions, out: Path, only=BUNDLE_STEPS) -> Path:
+    run_without_failures(options, out, only)
     return out
 
 
@@ -34,9 +40,7 @@ class DemoBuild:
 
 def demo_build(out: Path) -> DemoBuild:
     """`gemmaios build --model tiny` (every step of the build, defaults throughout)."""
-    _, reports = run_build(BuildOptions(model="tiny"), out)
-    failed = [r for r in reports if r.status == "failed"]
-    assert not failed, failed[0].message
+    reports = run_without_failures(BuildOptions(model="tiny"), out)
     return DemoBuild(out, {r.name: r.status for r in reports}, {r.name: r.message for r in reports},
                      {r.name: r.command for r in reports})
 
