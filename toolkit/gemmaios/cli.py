@@ -14,7 +14,7 @@ from rich.table import Table
 
 from . import crash, quiet
 from .archs import get_arch
-from .cli_console import interrupted, terminal
+from .cli_console import exit_process, interrupted, terminal
 from .cli_options import (
     AllowTblOpt,
     AllowUncompiledOpt,
@@ -595,7 +595,21 @@ cli_device.register(app, console, _fail, _build_options)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The `gemmaios` entry point: named errors print message + hint, anything else a crash log (see crash.py)."""
+    """The `gemmaios` entry point: named errors print message + hint, anything else a crash log (see crash.py).
+
+    Run as the program (no `argv`), the process ends through cli_console.exit_process, which keeps
+    Core AI's native threads from aborting it at interpreter shutdown."""
+    if argv is not None:  # called from Python (tests, scripts): exit as a function does, by SystemExit
+        _main(argv)
+        return
+    try:
+        _main(None)
+    except SystemExit as exc:
+        exit_process(exc.code)
+    exit_process(0)
+
+
+def _main(argv: list[str] | None) -> None:
     _session["command"] = None
     try:
         app(args=argv, prog_name="gemmaios")
