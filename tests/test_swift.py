@@ -167,6 +167,23 @@ def test_swift_reads_the_launch_environment_bench_sends(core_build):
     assert got["bench"] is True and got["trials"] == 7 and got["run_id"] is None
 
 
+def test_swift_kv_guard_equals_the_contract_rule(core_build):
+    """One engine's prompts in order: the binding only grows, and only an iOS binding above 1024 warns."""
+    walk = [(20, 32), (600, 32), (100, 32), (1000, 32), (1500, 256), (40, 32), (9000, 32)]
+    args = [f"{p}:{n}" for p, n in walk]
+    for platform in ("iOS", "macOS"):
+        got = json.loads(vectors(core_build, "kv-guard", platform, 4096, *args))
+        want, bound = [], c.KV_INITIAL_CAPACITY
+        for p, n in walk:
+            bound = c.kv_bound_capacity(p + n, 4096, bound)
+            want.append({"capacity": bound, "warning": c.kv_fault_warning(bound, platform)})
+        assert got == want
+    assert [g["capacity"] for g in got] == [256, 1024, 1024, 2048, 2048, 2048, 4096]
+    ios = json.loads(vectors(core_build, "kv-guard", "iOS", 4096, *args))
+    assert [g["warning"] is not None for g in ios] == [False, False, False, True, True, True, True]
+    assert c.KV_FAULT_ISSUE in ios[3]["warning"] and ios[3]["warning"].startswith(c.KV_FAULT_WARNING)
+
+
 # ---- upstream's own metadata decoders --------------------------------------------------------------
 
 _TOKENIZERS_STUB = """\

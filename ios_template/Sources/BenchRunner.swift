@@ -93,6 +93,12 @@ final class BenchRunner: ObservableObject {
                     try await loaded.engine.reset(to: 0)  // no prefix reuse between prompts
                     _ = sampler.takePeak()
                     let ids = try await BenchImages.engineIds(for: prompt, engine: loaded, payload: AppRuntime.payload)
+                    let kvCapacity = loaded.bindKV(promptTokens: ids.count, maxNewTokens: rule.maxNewTokens)
+                    let kvWarning = loaded.kvWarning(capacity: kvCapacity)
+                    if let kvWarning {
+                        status += " · \(kvWarning.name)"
+                        NSLog("gemmaios: %@", kvWarning.message)
+                    }
                     let requested = DeviceMetrics.secondsSinceProcessStart()
                     let run = try await Generation.run(engine: loaded.engine, prompt: ids, rule: rule)
                     if firstTrial.count < promptSet.prompts.count {
@@ -104,6 +110,8 @@ final class BenchRunner: ObservableObject {
                     var line = record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler)
                     line[Contract.promptPrefillFunctionField] = loaded.prefillFunction ?? NSNull()
                     line["prefill_tokens"] = ids.count  // an image prompt's expanded length
+                    line[Contract.promptKVCapacityField] = kvCapacity
+                    line[Contract.promptWarningsField] = kvWarning.map { [$0.name] } ?? []
                     if let image = prompt.image { line[Contract.promptImageField] = image }  // scored vs the image oracle
                     line["launch"] = launch
                     if settings.coldLaunch && index == 0, let first = run.tokenTimes.first {
@@ -171,6 +179,7 @@ final class BenchRunner: ObservableObject {
             try await loaded.engine.reset(to: 0)
             // an image prompt runs as in the trials: its picture through the vision asset, expanded ids
             let ids = try await BenchImages.engineIds(for: prompt, engine: loaded, payload: AppRuntime.payload)
+            _ = loaded.bindKV(promptTokens: ids.count, maxNewTokens: rule.maxNewTokens)  // keeps the mirror true
             let requested = DeviceMetrics.secondsSinceProcessStart()
             let run = try await Generation.run(engine: loaded.engine, prompt: ids, rule: rule)
             for time in run.tokenTimes.map({ requested + $0 }) where time < meter.end {

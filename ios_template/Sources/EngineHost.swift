@@ -29,6 +29,9 @@ final class LoadedEngine: @unchecked Sendable {
     let prefillFunction: String?
     /// Image-capable bundles: the vision asset that fills `image_embeds` (nil: text only).
     let vision: VisionEncoder?
+    /// The KV capacity the engine has bound so far (the pinned engine's growth rule, mirrored:
+    /// it only grows while this engine lives). Guarded for apple/coreai-models#124 (KVGuard).
+    private(set) var kv: KVCapacity
     private let keepAlive: [AnyObject]
 
     init(
@@ -41,7 +44,19 @@ final class LoadedEngine: @unchecked Sendable {
         self.coldSpecialization = cold
         self.prefillFunction = prefillFunction
         self.vision = vision
+        self.kv = KVCapacity(maxContext: bundle.maxContextLength)
         self.keepAlive = keepAlive
+    }
+
+    /// Records a generate of `promptTokens` + `maxNewTokens` (call it before the generate) and
+    /// returns the KV capacity it runs at.
+    func bindKV(promptTokens: Int, maxNewTokens: Int) -> Int {
+        kv.bind(promptTokens: promptTokens, maxNewTokens: maxNewTokens)
+    }
+
+    /// The #124 warning for that capacity on this platform, or nil.
+    func kvWarning(capacity: Int) -> KVGuard.Warning? {
+        KVGuard.warning(capacity: capacity, platform: KVGuard.currentPlatform)
     }
 }
 

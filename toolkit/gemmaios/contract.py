@@ -150,6 +150,43 @@ def ple_row(token: int, vocab_size: int, pad_token_id: int) -> int:
     return pad_token_id if token >= vocab_size else token
 
 
+# ---- KV capacity and the iOS guard (issue 27; apple/coreai-models#124) ---------------------------
+# The pinned engine's growing KV cache (GrowingKVCache, the pipelined engine) starts at 256
+# positions and doubles until it holds prompt + new tokens (capped at the bundle's
+# max_context_length); it never shrinks while the engine lives (reset(to:) keeps the buffers).
+# On iPhone 17 Pro / iOS 27 beta an on-device-compiled pipelined decode bundle whose KV state is
+# bound at 2048 or 4096 positions decodes garbage from the first token; <= 1024 is token-exact
+# (macOS is correct at every size). Until a phone says otherwise, an iOS binding above
+# IOS_KV_SAFE_CAPACITY carries the named warning below in the app, the transcript and the report.
+KV_INITIAL_CAPACITY = 256
+IOS_KV_SAFE_CAPACITY = 1024
+KV_FAULT_ISSUE = "apple/coreai-models#124"
+KV_FAULT_WARNING = "ios-kv-capacity-above-1024"  # the warning's name (app status, transcript, report)
+PROMPT_KV_CAPACITY = "kv_capacity"  # transcript prompt record: KV positions the engine had bound for it
+PROMPT_WARNINGS = "warnings"  # transcript prompt record: named warnings that applied to it
+KV_GUARD_METADATA_KEY = "kv_guard"  # metadata.json gemmaios.<it>: what an iOS build allows (convert)
+
+
+def kv_bound_capacity(needed: int, max_context: int, current: int = KV_INITIAL_CAPACITY) -> int:
+    """The KV capacity the pinned engine binds for `needed` positions (prompt + new tokens),
+    growing from `current` (its allocation so far): the engine asks for min(needed, max_context)
+    and GrowingKVCache doubles until that fits (no cap of its own on a dynamic sequence dim)."""
+    target = min(needed, max_context)
+    capacity = max(current, 1)
+    while capacity < target:
+        capacity *= 2
+    return capacity
+
+
+def kv_fault_warning(capacity: int, platform: str) -> str | None:
+    """The #124 warning's text when an iOS engine binds its KV above the safe capacity, else None."""
+    if platform != "iOS" or capacity <= IOS_KV_SAFE_CAPACITY:
+        return None
+    return (f"{KV_FAULT_WARNING}: the KV cache is bound at {capacity} positions; on iOS 27 beta an on-device "
+            f"compiled pipelined bundle decodes wrong tokens at 2048 or 4096 ({KV_FAULT_ISSUE}); "
+            f"stay within {IOS_KV_SAFE_CAPACITY} tokens of context until a phone run shows it fixed")
+
+
 # ---- engine environment the app sets before creating the engine --------------------------------
 # S=1 decode graphs must prefill as one-token steps (the pipelined engine reads it at planning).
 ENGINE_ENVIRONMENT = {"COREAI_CHUNK_THRESHOLD": "1"}
@@ -263,6 +300,19 @@ def facts() -> list[Fact]:
              f"{m}.RECORD_LAUNCH_END"),
         Fact("thermalRecord", RECORD_THERMAL, "transcript record type: a thermal state change", f"{m}.RECORD_THERMAL"),
         Fact("sampleRecord", RECORD_SAMPLE, "transcript record type: a sustained tok/s sample", f"{m}.RECORD_SAMPLE"),
+        Fact("kvInitialCapacity", KV_INITIAL_CAPACITY, "KV positions the pinned engine allocates first (it doubles "
+             "from there up to max_context, never shrinking)", f"{m}.KV_INITIAL_CAPACITY ({m}.kv_bound_capacity)"),
+        Fact("iosKVSafeCapacity", IOS_KV_SAFE_CAPACITY, "iOS: largest KV binding known token-exact on a phone "
+             "(apple/coreai-models#124)", f"{m}.IOS_KV_SAFE_CAPACITY"),
+        Fact("kvFaultIssue", KV_FAULT_ISSUE, "the upstream issue the iOS KV warning cites", f"{m}.KV_FAULT_ISSUE"),
+        Fact("kvFaultWarning", KV_FAULT_WARNING, "name of the warning an iOS KV binding above the safe capacity "
+             "carries", f"{m}.KV_FAULT_WARNING ({m}.kv_fault_warning)"),
+        Fact("promptKVCapacityField", PROMPT_KV_CAPACITY, "transcript prompt record: KV positions bound for it",
+             f"{m}.PROMPT_KV_CAPACITY"),
+        Fact("promptWarningsField", PROMPT_WARNINGS, "transcript prompt record: named warnings that applied",
+             f"{m}.PROMPT_WARNINGS"),
+        Fact("kvGuardMetadataKey", KV_GUARD_METADATA_KEY, "metadata.json gemmaios.<it>: the context an iOS build "
+             "allows and why", f"{m}.KV_GUARD_METADATA_KEY"),
         Fact("chunkThresholdVariable", next(iter(ENGINE_ENVIRONMENT)), "engine environment variable set at load",
              f"{m}.ENGINE_ENVIRONMENT"),
         Fact("chunkThresholdValue", next(iter(ENGINE_ENVIRONMENT.values())), "its value", f"{m}.ENGINE_ENVIRONMENT"),

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from .. import __version__
+from ..contract import PROMPT_KV_CAPACITY, PROMPT_WARNINGS
 from .errors import HOST_PLATFORM, Progress
 from .runner import BundleRunner
 
@@ -68,6 +69,7 @@ def transcript_records(
                 "decode_seconds": round(gen.decode_seconds, 6),
                 "decode_token_seconds": [round(s, 6) for s in gen.decode_token_seconds],
                 "peak_phys_footprint_bytes": rss, "seconds_since_launch": round(time.perf_counter() - t0, 3),
+                PROMPT_KV_CAPACITY: gen.kv_capacity, PROMPT_WARNINGS: [],  # the host binds what it needs
             })
             if progress:
                 progress(1)

@@ -139,6 +139,20 @@ public enum Contract {
     public static let thermalRecord = "thermal"
     /// transcript record type: a sustained tok/s sample
     public static let sampleRecord = "sample"
+    /// KV positions the pinned engine allocates first (it doubles from there up to max_context, never shrinking)
+    public static let kvInitialCapacity = 256
+    /// iOS: largest KV binding known token-exact on a phone (apple/coreai-models#124)
+    public static let iosKVSafeCapacity = 1024
+    /// the upstream issue the iOS KV warning cites
+    public static let kvFaultIssue = "apple/coreai-models#124"
+    /// name of the warning an iOS KV binding above the safe capacity carries
+    public static let kvFaultWarning = "ios-kv-capacity-above-1024"
+    /// transcript prompt record: KV positions bound for it
+    public static let promptKVCapacityField = "kv_capacity"
+    /// transcript prompt record: named warnings that applied
+    public static let promptWarningsField = "warnings"
+    /// metadata.json gemmaios.<it>: the context an iOS build allows and why
+    public static let kvGuardMetadataKey = "kv_guard"
     /// engine environment variable set at load
     public static let chunkThresholdVariable = "COREAI_CHUNK_THRESHOLD"
     /// its value
