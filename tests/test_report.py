@@ -455,3 +455,26 @@ def test_prefill_ab_medians_ratio_gates_and_a_token_difference(tmp_path):
     assert plain.prefill_ab is None
     gate = apply_gates(plain, parse_fail_under("decode_ratio=0.97"))[-1]
     assert not gate.passed and "not a `bench --ab-prefill` run" in gate.detail
+
+
+def test_kv_by_context_beside_the_weights(tmp_path, run_path):
+    """Issue 27: KV read per token and KV memory at 1k/4k/8k/32k next to the weights, in the report."""
+    # a loose E4B run: registry facts, the per-layer K/V dims (20 sliding layers 2x256, 4 full 2x512)
+    loose = load_run(write_transcript(tmp_path / "loose" / "r.jsonl", records()))
+    r = summarise(loose, bandwidth_gbps=60.0).roofline
+    assert [c.context for c in r.by_context] == [1024, 4096, 8192, 32768]
+    per_position_read = 20 * 2 * 2 * 256 * 2 + 4 * 2 * 2 * 512 * 2  # 57,344 B
+    for c in r.by_context:
+        assert c.capacity == c.context
+        assert c.kv_read_bytes == per_position_read * c.context
+        assert c.kv_state_bytes == 2 * 24 * 2 * 512 * 2 * c.capacity
+        assert c.weight_bytes == loose.bundle.weight_bytes
+        assert r.context_roofline(c) == pytest.approx(60e9 / (c.weight_bytes + c.kv_read_bytes + c.ple_row_bytes))
+    assert "cache-owning layers' own K/V rows" in r.by_context_note
+    md = render_markdown(build_report([loose]))
+    assert "| 32768 | 32768 | 1879.0 MB | 3221.2 MB |" in md
+    # a bundle the registry does not name: the padded state row is the (upper-bound) read
+    run = load_run(run_path)
+    r = summarise(run).roofline
+    assert [c.kv_read_bytes for c in r.by_context] == [98_304 * n for n in (1024, 4096, 8192, 32768)]
+    assert "upper bound" in r.by_context_note

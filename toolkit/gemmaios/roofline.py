@@ -219,14 +219,20 @@ def kv_read_bytes(layers: list[KVLayer], context: int, window: int | None = None
 
 
 def context_rows(spec: ModelSpec, quant: str = "int4", head_quant: str | None = None,
-                 contexts: tuple[int, ...] = REPORT_CONTEXTS) -> list[ContextRow]:
+                 contexts: tuple[int, ...] = REPORT_CONTEXTS, weight_bytes: int | None = None) -> list[ContextRow]:
     """KV bytes read per token and KV memory for `spec` at each context, beside its weights, from the
-    registry's dimensions (the real config's: checked against config.json when a checkpoint is read)."""
+    registry's dimensions (the real config's: checked against config.json when a checkpoint is read).
+    `weight_bytes`: a bundle's measured weights instead of the estimate."""
+    est = estimate_weight_bytes(spec, quant, head_quant)
+    return layer_context_rows(kv_layers_of(spec), spec.sliding_window,
+                              est.total_bytes if weight_bytes is None else weight_bytes, est.ple_row_bytes, contexts)
+
+
+def layer_context_rows(layers: list[KVLayer], window: int | None, weight_bytes: int, ple_row_bytes: int,
+                       contexts: tuple[int, ...] = REPORT_CONTEXTS) -> list[ContextRow]:
     from .contract import kv_bound_capacity
     from .memory import kv_cache_bytes
 
-    est = estimate_weight_bytes(spec, quant, head_quant)
-    layers = kv_layers_of(spec)
     heads = max(lay.kv_heads for lay in layers)
     dim = max(lay.head_dim for lay in layers)
     rows = []
@@ -234,9 +240,9 @@ def context_rows(spec: ModelSpec, quant: str = "int4", head_quant: str | None = 
         capacity = kv_bound_capacity(ctx, ctx)
         rows.append(ContextRow(
             context=ctx, capacity=capacity, kv_read_bytes=kv_read_bytes(layers, ctx),
-            kv_read_window_bytes=kv_read_bytes(layers, ctx, spec.sliding_window) if spec.sliding_window else None,
-            kv_state_bytes=kv_cache_bytes(len(layers), heads, dim, capacity), weight_bytes=est.total_bytes,
-            ple_row_bytes=est.ple_row_bytes))
+            kv_read_window_bytes=kv_read_bytes(layers, ctx, window) if window else None,
+            kv_state_bytes=kv_cache_bytes(len(layers), heads, dim, capacity), weight_bytes=weight_bytes,
+            ple_row_bytes=ple_row_bytes))
     return rows
 
 

@@ -120,6 +120,14 @@ def render_markdown(report: Report, plots_dir: str | None = None) -> str:
         if s.prompt_lengths:
             out.append("\n| prompt | tokens | prefill tok/s (median, measured trials) |\n|---|---:|---:|")
             out += [f"| {_md_escape(p.prompt_id)} | {p.tokens} | {fmt(p.prefill_tok_s)} |" for p in s.prompt_lengths]
+        if s.roofline and s.roofline.by_context:
+            r = s.roofline
+            out.append("\n| context | KV bound | KV read / token | KV memory | weights / token | bytes / token | KV share "
+                       "| roofline tok/s |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+            out += [f"| {c.context} | {c.capacity} | {c.kv_read_bytes / 1e6:.1f} MB | {c.kv_state_bytes / 1e6:.1f} MB | "
+                    f"{c.weight_bytes / GB:.3f} GB | {c.bytes_per_token / GB:.3f} GB | {c.kv_share:.1%} | "
+                    f"{fmt(r.context_roofline(c))} |" for c in r.by_context]
+            out.append(f"\nKV by context: {_md_escape(r.by_context_note)}.")
         if s.image_oracle and s.image_oracle.prompts:
             out.append("\n| image prompt | trial | verdict | tokens judged | first divergence | oracle margin | note |\n"
                        "|---|---:|---|---:|---:|---:|---|")
