@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from transcript_fakes import BUNDLE, PROMPT_SET, TRIALS, build_folder, footer, header, records
+from transcript_fakes import BUNDLE, PROMPT_SET, TRIALS, build_folder, footer, header, prompt, records
 from typer.testing import CliRunner
 
 from gemmaios import archs
@@ -478,3 +478,65 @@ def test_kv_by_context_beside_the_weights(tmp_path, run_path):
     r = summarise(run).roofline
     assert [c.kv_read_bytes for c in r.by_context] == [98_304 * n for n in (1024, 4096, 8192, 32768)]
     assert "upper bound" in r.by_context_note
+
+
+def _probe_run(tmp_path, platform: str):
+    """An iPhone-shaped probe run: four prompts, one trial, scored by the real oracle library. The KV
+    bindings follow the engine's rule in order (256, 1024, 2048, then 2048 again: it never shrinks)."""
+    oracle = pytest.importorskip("gemmaios.oracle")
+    from gemmaios.contract import KV_FAULT_WARNING, kv_bound_capacity, kv_fault_warning
+
+    lengths = (20, 900, 1500, 30)
+    good = list(range(100, 132))
+    bad = [7] * 32  # wrong from the first token, as #124 reports
+    prompts = [oracle.OraclePrompt(id=f"p{i}", text="x", prompt_ids=list(range(2, 2 + n)) if n < 1000 else
+                                   [2 + (k % 50) for k in range(n)], generated_ids=good,
+                                   top_k=[oracle.TopK([t, 1], [5.0, 1.0]) for t in good]) for i, n in enumerate(lengths)]
+    set_ = {"name": "long-context", "sha256": "b" * 64, "count": len(prompts)}
+    o = oracle.Oracle(model={"id": "test"}, tokenizer_sha256="0", chat_template=False, prompt_set=set_,
+                      max_new_tokens=32, top_k=2, eos_token_ids=[1], prompts=prompts)
+    build = build_folder(tmp_path)
+    o.save(build / "oracle" / "oracle.json")
+    recs = records(trials={}, prompt_set=set_, platform=platform)
+    recs[0]["trials"] = 1
+    footer_rec = recs.pop()
+    bound = 256
+    for i, n in enumerate(lengths):
+        bound = kv_bound_capacity(n + 32, 4096, bound)
+        rec = prompt(0, i, (n, 1.0, 31, 2.0, 1.1), generated=good if bound <= 1024 else bad)
+        rec["prompt_ids"] = prompts[i].prompt_ids
+        rec["kv_capacity"] = bound
+        rec["warnings"] = [KV_FAULT_WARNING] if kv_fault_warning(bound, platform) else []
+        recs.append(rec)
+    recs.append(footer_rec)
+    path = write_transcript(build / "runs" / platform / "r.jsonl", recs)
+    from gemmaios.report import default_scorer
+
+    return build_report(load_runs([path]), scorer=default_scorer()).runs[0]
+
+
+def test_probe_buckets_name_124_when_only_bindings_above_1024_break(tmp_path):
+    from gemmaios.contract import KV_FAULT_ISSUE, KV_FAULT_WARNING
+
+    s = _probe_run(tmp_path, "iOS")
+    probe = s.context_probe
+    assert [(b.label, b.prompts, b.exact, b.capacities) for b in probe.buckets] == [
+        ("≤ 1024", 3, 2, [256, 1024, 2048]), ("1025–2048", 1, 0, [2048])]
+    assert probe.within_safe == (2, 2) and probe.above_safe == (0, 2) and probe.fault_signature
+    warnings = [n.text for n in s.notes if n.level == "warning"]
+    assert any(t.startswith(KV_FAULT_WARNING) and "2048" in t and KV_FAULT_ISSUE in t for t in warnings)
+    assert any("signature of " + KV_FAULT_ISSUE in t for t in warnings)
+    from gemmaios.report import default_scorer
+
+    md = render_markdown(build_report(load_runs([Path(s.path)]), scorer=default_scorer()))
+    assert "| ≤ 1024 | 3 | 2 | 2 | 256/1024/2048 |" in md and f"**warning**: {KV_FAULT_WARNING}" in md
+
+
+def test_probe_on_the_host_runtime_has_buckets_but_no_ios_warning(tmp_path):
+    s = _probe_run(tmp_path, "host-runtime")
+    assert s.context_probe.fault_signature  # the agreement pattern is there ...
+    assert not [n for n in s.notes if "#124" in n.text]  # ... but only iOS runs are guarded
+    from gemmaios.report import default_scorer
+
+    md = render_markdown(build_report(load_runs([Path(s.path)]), scorer=default_scorer()))
+    assert "| 1025–2048 | 1 | 0 | 0 | 2048 |" in md and "oracle by context" in md

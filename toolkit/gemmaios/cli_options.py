@@ -48,7 +48,10 @@ KernelOpt = Annotated[Kernel | None, typer.Option(
     help="flash-decode kernel for --target mac builds of 12B/31B (default g8)")]
 MaxContextOpt = Annotated[int | None, typer.Option(
     "--max-context", min=MIN_CONTEXT, rich_help_panel=BUILD,
-    help="longest context the bundle serves (default: 4096, capped at the model's limit)")]
+    help="longest context the bundle serves (default: 4096, capped at the model's limit). On iOS the engine's KV "
+         "grows by doubling from 256, and above 1024 positions an on-device compiled bundle decodes wrong tokens on "
+         "iOS 27 beta (apple/coreai-models#124): 1024 is the known-good choice there, longer contexts carry a "
+         "warning in the app and the report; E4B's KV holds 96 KiB per position (0.4 GB at 4096)")]
 PrefillChunkOpt = Annotated[str | None, typer.Option(
     "--prefill-chunk", rich_help_panel=BUILD,
     help="prompt prefill in static chunks: a prefill_C function beside main (0 = off, the default; 8 | 16, "

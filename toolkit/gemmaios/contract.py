@@ -178,6 +178,15 @@ def kv_bound_capacity(needed: int, max_context: int, current: int = KV_INITIAL_C
     return capacity
 
 
+def kv_guard(max_context: int) -> dict:
+    """What an iOS build records under metadata.json gemmaios[KV_GUARD_METADATA_KEY]: the context it
+    allows, the largest KV binding that context can reach, and whether that stays known-good."""
+    largest = kv_bound_capacity(max_context, max_context)
+    return {"allowed_context": max_context, "largest_kv_capacity": largest,
+            "safe_kv_capacity": IOS_KV_SAFE_CAPACITY, "within_safe": largest <= IOS_KV_SAFE_CAPACITY,
+            "issue": KV_FAULT_ISSUE, "warning": KV_FAULT_WARNING}
+
+
 def kv_fault_warning(capacity: int, platform: str) -> str | None:
     """The #124 warning's text when an iOS engine binds its KV above the safe capacity, else None."""
     if platform != "iOS" or capacity <= IOS_KV_SAFE_CAPACITY:

@@ -124,6 +124,8 @@ class RunSummary:
     energy: Any = None
     sustained: Any = None
     prompt_lengths: list = field(default_factory=list)
+    # issue 27: oracle agreement by context bucket (report.context.ContextProbe), when a prompt ran long
+    context_probe: Any = None
     # plot series (kept out of the JSON)
     series: dict = field(default_factory=dict, repr=False)
 
@@ -235,6 +237,11 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
     if run.bundle_note:
         s.warn(run.bundle_note)
     _scores(s, run, scorer)
+    from .context import context_probe, kv_guard_notes
+
+    s.context_probe = context_probe(t, s.oracle.prompts if s.oracle else [], measured or trials)
+    for level, text in kv_guard_notes(t, s.platform, s.context_probe):
+        s.notes.append(Note(level, text))
     s.decode_step_fit = decode_step_fit(rows)
     s.series = {
         "trials": [(r.trial, r.prefill_tok_s, r.decode_tok_s, r.warmup) for r in s.per_trial],
