@@ -480,9 +480,11 @@ def test_kv_by_context_beside_the_weights(tmp_path, run_path):
     assert "upper bound" in r.by_context_note
 
 
-def _probe_run(tmp_path, platform: str):
-    """An iPhone-shaped probe run: four prompts, one trial, scored by the real oracle library. The KV
-    bindings follow the engine's rule in order (256, 1024, 2048, then 2048 again: it never shrinks)."""
+def _probe_run(tmp_path, platform: str, ab_kv: bool = False):
+    """An iPhone-shaped probe run: four prompts, one trial (two with `ab_kv`: the KV cache from 256, then 384),
+    scored by the real oracle library. The KV bindings follow the engine's rule in order (doubling: 256,
+    1024, 2048, then 2048 again, it never shrinks; from 384: 384, 1536, 1536, 1536). The phone stands in
+    for #124 as reported: a binding of 2048 or 4096 decodes garbage, any other is exact."""
     oracle = pytest.importorskip("gemmaios.oracle")
     from gemmaios.contract import KV_FAULT_WARNING, kv_bound_capacity, kv_fault_warning
 
@@ -498,16 +500,20 @@ def _probe_run(tmp_path, platform: str):
     build = build_folder(tmp_path)
     o.save(build / "oracle" / "oracle.json")
     recs = records(trials={}, prompt_set=set_, platform=platform)
-    recs[0]["trials"] = 1
+    settings = ["from-256", "from-384"] if ab_kv else [None]
+    recs[0]["trials"] = len(settings)
     footer_rec = recs.pop()
-    bound = 256
-    for i, n in enumerate(lengths):
-        bound = kv_bound_capacity(n + 32, 4096, bound)
-        rec = prompt(0, i, (n, 1.0, 31, 2.0, 1.1), generated=good if bound <= 1024 else bad)
-        rec["prompt_ids"] = prompts[i].prompt_ids
-        rec["kv_capacity"] = bound
-        rec["warnings"] = [KV_FAULT_WARNING] if kv_fault_warning(bound, platform) else []
-        recs.append(rec)
+    for trial, growth in enumerate(settings):
+        bound = 384 if growth == "from-384" else 256
+        for i, n in enumerate(lengths):
+            bound = kv_bound_capacity(n + 32, 3072 if growth == "from-384" else 4096, bound)
+            rec = prompt(trial, i, (n, 1.0, 31, 2.0, 1.1), generated=bad if bound in (2048, 4096) else good)
+            rec["prompt_ids"] = prompts[i].prompt_ids
+            rec["kv_capacity"] = bound
+            rec["warnings"] = [KV_FAULT_WARNING] if kv_fault_warning(bound, platform) else []
+            if growth:
+                rec["kv_growth"] = growth
+            recs.append(rec)
     recs.append(footer_rec)
     path = write_transcript(build / "runs" / platform / "r.jsonl", recs)
     from gemmaios.report import default_scorer
@@ -519,7 +525,7 @@ def test_probe_buckets_name_124_when_only_bindings_above_1024_break(tmp_path):
     from gemmaios.contract import KV_FAULT_ISSUE, KV_FAULT_WARNING
 
     s = _probe_run(tmp_path, "iOS")
-    probe = s.context_probe
+    [probe] = s.context_probes
     assert [(b.label, b.prompts, b.exact, b.capacities) for b in probe.buckets] == [
         ("≤ 1024", 3, 2, [256, 1024, 2048]), ("1025–2048", 1, 0, [2048])]
     assert probe.within_safe == (2, 2) and probe.above_safe == (0, 2) and probe.fault_signature
@@ -529,14 +535,33 @@ def test_probe_buckets_name_124_when_only_bindings_above_1024_break(tmp_path):
     from gemmaios.report import default_scorer
 
     md = render_markdown(build_report(load_runs([Path(s.path)]), scorer=default_scorer()))
-    assert "| ≤ 1024 | 3 | 2 | 2 | 256/1024/2048 |" in md and f"**warning**: {KV_FAULT_WARNING}" in md
+    assert "| — | ≤ 1024 | 3 | 2 | 2 | 256/1024/2048 |" in md and f"**warning**: {KV_FAULT_WARNING}" in md
 
 
 def test_probe_on_the_host_runtime_has_buckets_but_no_ios_warning(tmp_path):
     s = _probe_run(tmp_path, "host-runtime")
-    assert s.context_probe.fault_signature  # the agreement pattern is there ...
+    assert s.context_probes[0].fault_signature  # the agreement pattern is there ...
     assert not [n for n in s.notes if "#124" in n.text]  # ... but only iOS runs are guarded
     from gemmaios.report import default_scorer
 
     md = render_markdown(build_report(load_runs([Path(s.path)]), scorer=default_scorer()))
-    assert "| 1025–2048 | 1 | 0 | 0 | 2048 |" in md and "oracle by context" in md
+    assert "| — | 1025–2048 | 1 | 0 | 0 | 2048 |" in md and "oracle by context" in md
+
+
+def test_ab_kv_run_gives_each_growth_its_own_buckets(tmp_path):
+    """`bench --ab-kv`: the KV cache grown from 256 breaks where it binds 2048; grown from 384 it never binds
+    2048/4096, so on a phone where #124 follows the bound size it holds, and the report says so per setting."""
+    from gemmaios.contract import KV_GROWTH_ALT, KV_GROWTH_DOUBLING
+
+    s = _probe_run(tmp_path, "iOS", ab_kv=True)
+    upstream, alternate = s.context_probes
+    assert (upstream.growth, alternate.growth) == (KV_GROWTH_DOUBLING, KV_GROWTH_ALT)
+    assert upstream.fault_signature and upstream.above_safe == (0, 2)
+    assert not alternate.fault_signature and alternate.above_safe == (3, 3)  # 932 tokens already bind 1536
+    assert [c for b in alternate.buckets for c in b.capacities] == [384, 1536, 1536]
+    texts = [n.text for n in s.notes]
+    assert any("grown from 256" in t and "signature of apple/coreai-models#124" in t for t in texts)
+    assert any("grown from 384 held" in t and "bindings 1536" in t for t in texts)
+    md = render_markdown(build_report(load_runs([Path(s.path)]), scorer=__import__("gemmaios.report").report
+                                      .default_scorer()))
+    assert "| from-384 | 1025–2048 | 1 | 1 | 1 | 1536 |" in md and "| from-256 | 1025–2048 | 1 | 0 | 0 | 2048 |" in md

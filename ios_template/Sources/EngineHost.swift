@@ -36,7 +36,7 @@ final class LoadedEngine: @unchecked Sendable {
 
     init(
         engine: any InferenceEngine, bundle: LanguageBundle, loadSeconds: Double, cold: Bool,
-        prefillFunction: String?, vision: VisionEncoder? = nil, keepAlive: [AnyObject]
+        prefillFunction: String?, vision: VisionEncoder? = nil, kv: KVCapacity, keepAlive: [AnyObject]
     ) {
         self.engine = engine
         self.bundle = bundle
@@ -44,7 +44,7 @@ final class LoadedEngine: @unchecked Sendable {
         self.coldSpecialization = cold
         self.prefillFunction = prefillFunction
         self.vision = vision
-        self.kv = KVCapacity(maxContext: bundle.maxContextLength)
+        self.kv = kv
         self.keepAlive = keepAlive
     }
 
@@ -129,21 +129,28 @@ enum EngineHost {
             staticBuffers.merge(vision?.engineBuffers ?? [:]) { _, image in image }
         }
 
+        // apple/coreai-models#124's candidate workaround (A/B: odd trials): the KV cache starts at 384,
+        // so its doubling never binds 2048 or 4096; the context is capped at the largest such size.
+        let kv = settings.kv384(forTrial: trial)
+            ? KVCapacity.alternate(bundleMaxContext: bundle.maxContextLength)
+            : KVCapacity(maxContext: bundle.maxContextLength)
         let config = ModelConfig(
             name: bundle.name,
             tokenizer: bundle.tokenizer,
             vocabSize: bundle.vocabSize,
-            maxContextLength: bundle.maxContextLength,
+            maxContextLength: kv.maxContext,
             source: ModelSource(hfModelId: bundle.tokenizer, modelDefinition: .pyTorch),
             serializedModel: [bundle.modelAssetPath],
             function: bundle.language.functionMap?.name(for: Contract.mainFunction) ?? Contract.mainFunction)
         var options = EngineOptions(
             variant: "coreai-pipelined",
+            kvCacheSize: kv.engineKVCacheSize,
             staticInputBuffers: staticBuffers,
             perTokenInputProvider: provider)
         // Full chunks of C prompt tokens through the bundle's prefill_C (patch 0004); the
         // prompt's last token, and every token when this is nil, through `main`.
         options.prefillFunction = prefillFunction
+
         let engine = try await EngineFactory.createEngine(
             config: try JSONEncoder().encode(config),
             modelURL: try bundle.requireModelURL(for: ModelBundle.ComponentKey.main),
@@ -162,7 +169,7 @@ enum EngineHost {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return LoadedEngine(
             engine: engine, bundle: bundle, loadSeconds: seconds, cold: cold, prefillFunction: prefillFunction,
-            vision: vision, keepAlive: keepAlive)
+            vision: vision, kv: kv, keepAlive: keepAlive)
     }
 }
 

@@ -95,6 +95,13 @@ AbPrefillOpt = Annotated[bool, typer.Option(
     "--ab-prefill", rich_help_panel=BENCH,
     help="alternate the bundle's prefill function on (even trials) and off (odd trials) in one run; "
          "`gemmaios report` prints both medians and their ratio")]
+AbKvOpt = Annotated[bool, typer.Option(
+    "--ab-kv", rich_help_panel=BENCH,
+    help="alternate the KV cache's start in one run: 256 as upstream (even trials) and 384 (odd trials: its "
+         "doubling binds 768, 1536, 3072 and never 2048 or 4096, the candidate workaround for "
+         "apple/coreai-models#124; context capped at 3072 of 4096); bench the "
+         "long-context probe (`gemmaios oracle --prompts long-context`) and `gemmaios report` gives each setting's "
+         "oracle agreement by context")]
 ColdOpt = Annotated[int, typer.Option(
     "--cold", min=0, rich_help_panel=BENCH,
     help="cold launches before the warm trials: each its own app launch running one trial, time to first "

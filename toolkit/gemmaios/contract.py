@@ -86,6 +86,12 @@ LAUNCH_SETTINGS = (
                   "prefill through `main` only, even when the bundle has a prefill function (A/B in one build)"),
     LaunchSetting("abPrefill", "GEMMAIOS_AB_PREFILL", LAUNCH_ARG_PREFIX + "ab-prefill", "flag",
                   "bench: alternate the prefill function on (even trials) and off (odd trials), one run"),
+    # ---- long contexts (issue 27, apple/coreai-models#124) -------------------------------------------
+    LaunchSetting("kv384", "GEMMAIOS_KV_384", LAUNCH_ARG_PREFIX + "kv-384", "flag",
+                  "start the KV cache at 384 positions so it never binds 2048 or 4096 (context capped at the largest "
+                  "384·2^k within the bundle's)"),
+    LaunchSetting("abKV", "GEMMAIOS_AB_KV", LAUNCH_ARG_PREFIX + "ab-kv", "flag",
+                  "bench: alternate the KV cache's start, 256 (even trials) and 384 (odd trials), one run"),
     # ---- bench protocol (issue 16): cold launches, sustained decode ---------------------------------
     LaunchSetting("launchIndex", "GEMMAIOS_LAUNCH_INDEX", LAUNCH_ARG_PREFIX + "launch-index", "int",
                   "bench: this launch's number in a multi-launch run (0 starts the transcript, later launches "
@@ -163,14 +169,32 @@ IOS_KV_SAFE_CAPACITY = 1024
 KV_FAULT_ISSUE = "apple/coreai-models#124"
 KV_FAULT_WARNING = "ios-kv-capacity-above-1024"  # the warning's name (app status, transcript, report)
 PROMPT_KV_CAPACITY = "kv_capacity"  # transcript prompt record: KV positions the engine had bound for it
+# The candidate workaround, with no engine patch: start the growing KV cache at 384 positions
+# (EngineOptions.kvCacheSize) so its doubling binds 384, 768, 1536, 3072, 6144, … — never 2048 or 4096 —
+# and cap the context at the largest such size within the bundle's (3072 of 4096). Unverified on a phone:
+# `bench --ab-kv` alternates it with upstream's start (256) trial by trial, so the first phone run
+# measures both and says whether #124 follows the bound size or the context length.
+KV_ALT_INITIAL_CAPACITY = 384
+KV_GROWTH_DOUBLING, KV_GROWTH_ALT = "from-256", "from-384"  # the kv_growth values: the KV cache's first size
+PROMPT_KV_GROWTH = "kv_growth"  # transcript prompt/load record: KV_GROWTH_DOUBLING (upstream) or KV_GROWTH_ALT
 PROMPT_WARNINGS = "warnings"  # transcript prompt record: named warnings that applied to it
 KV_GUARD_METADATA_KEY = "kv_guard"  # metadata.json gemmaios.<it>: what an iOS build allows (convert)
 
 
+def kv_alt_max_context(max_context: int) -> int:
+    """The context the 384-start allows within a bundle's: the largest 384·2^k not above it (3072 of 4096),
+    so the doubling never binds past the graph's own limit."""
+    capacity = KV_ALT_INITIAL_CAPACITY
+    while capacity * 2 <= max_context:
+        capacity *= 2
+    return min(capacity, max_context)
+
+
 def kv_bound_capacity(needed: int, max_context: int, current: int = KV_INITIAL_CAPACITY) -> int:
     """The KV capacity the pinned engine binds for `needed` positions (prompt + new tokens),
-    growing from `current` (its allocation so far): the engine asks for min(needed, max_context)
-    and GrowingKVCache doubles until that fits (no cap of its own on a dynamic sequence dim)."""
+    growing from `current` (its allocation so far; the first is EngineOptions.kvCacheSize, default
+    256): the engine asks for min(needed, max_context) and GrowingKVCache doubles until that fits
+    (no cap of its own on a dynamic sequence dim)."""
     target = min(needed, max_context)
     capacity = max(current, 1)
     while capacity < target:
@@ -318,6 +342,13 @@ def facts() -> list[Fact]:
              "carries", f"{m}.KV_FAULT_WARNING ({m}.kv_fault_warning)"),
         Fact("promptKVCapacityField", PROMPT_KV_CAPACITY, "transcript prompt record: KV positions bound for it",
              f"{m}.PROMPT_KV_CAPACITY"),
+        Fact("kvAlternateInitialCapacity", KV_ALT_INITIAL_CAPACITY, "the candidate #124 workaround's first KV "
+             "size (EngineOptions.kvCacheSize): doubling from it never binds 2048 or 4096",
+             f"{m}.KV_ALT_INITIAL_CAPACITY ({m}.kv_alt_max_context)"),
+        Fact("kvGrowthDoubling", KV_GROWTH_DOUBLING, "kv_growth value: upstream's start (256)", f"{m}.KV_GROWTH_DOUBLING"),
+        Fact("kvGrowthAlternate", KV_GROWTH_ALT, "kv_growth value: the 384 start", f"{m}.KV_GROWTH_ALT"),
+        Fact("promptKVGrowthField", PROMPT_KV_GROWTH, "transcript prompt and load records: how the KV cache grew",
+             f"{m}.PROMPT_KV_GROWTH"),
         Fact("promptWarningsField", PROMPT_WARNINGS, "transcript prompt record: named warnings that applied",
              f"{m}.PROMPT_WARNINGS"),
         Fact("kvGuardMetadataKey", KV_GUARD_METADATA_KEY, "metadata.json gemmaios.<it>: the context an iOS build "

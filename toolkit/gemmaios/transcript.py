@@ -96,6 +96,7 @@ class PromptRecord:
     # engine's growth; a host run records the states it allocated) and the named warnings that
     # applied (contract.KV_FAULT_WARNING: an iOS binding above 1024, apple/coreai-models#124)
     kv_capacity: int | None = None
+    kv_growth: str | None = None  # the KV cache's start: "from-256" (upstream) or "from-384" (`bench --ab-kv`)
     warnings: list[str] = field(default_factory=list)
     line: int = 0
 

@@ -36,6 +36,7 @@ class ContextBucket:
 @dataclass
 class ContextProbe:
     buckets: list[ContextBucket]
+    growth: str | None = None  # the KV growth these prompts ran under (None: not recorded)
     # by KV binding: prompts (held, total) at bindings within the safe capacity and above it
     within_safe: tuple[int, int] = (0, 0)
     above_safe: tuple[int, int] = (0, 0)
@@ -43,7 +44,8 @@ class ContextProbe:
 
     @property
     def line(self) -> str:
-        return " · ".join(b.line for b in self.buckets)
+        return (f"[KV cache grown {self.growth.replace('-', ' ')}] " if self.growth else "") + " · ".join(
+            b.line for b in self.buckets)
 
 
 def _bucket_label(context: int) -> str:
@@ -55,15 +57,21 @@ def _bucket_label(context: int) -> str:
     return f"> {BUCKETS[-1]}"
 
 
-def context_probe(t: Transcript, verdicts: list[dict], trials: list[int]) -> ContextProbe | None:
-    """Agreement by context bucket over the `trials` prompts (None when no prompt passes 1024 tokens
-    of context and none recorded a KV binding above the safe capacity: nothing long to show)."""
+def context_probes(t: Transcript, verdicts: list[dict], trials: list[int]) -> list[ContextProbe]:
+    """Agreement by context bucket over the `trials` prompts, one probe per KV growth setting the run
+    used (`bench --ab-kv` alternates two); empty when no prompt passes 1024 tokens of context and none
+    recorded a KV binding above the safe capacity (nothing long to show)."""
     by_key = {(v["trial"], v["index"]): v["verdict"] for v in verdicts}
     rows = [p for p in t.prompts if p.trial in trials and not p.image and (p.trial, p.index) in by_key]
     longest = max((p.prefill_tokens + len(p.generated_ids) for p in rows), default=0)
     widest = max((p.kv_capacity or 0 for p in rows), default=0)
     if longest <= IOS_KV_SAFE_CAPACITY and widest <= IOS_KV_SAFE_CAPACITY:
-        return None
+        return []
+    growths = sorted({p.kv_growth for p in rows}, key=lambda g: (g is not None, g or ""))
+    return [_probe([p for p in rows if p.kv_growth == g], by_key, g) for g in growths]
+
+
+def _probe(rows: list, by_key: dict, growth: str | None) -> ContextProbe:
     order = [*(_bucket_label(u) for u in BUCKETS), f"> {BUCKETS[-1]}"]
     groups: dict[str, ContextBucket] = {}
     within, above = [0, 0], [0, 0]
@@ -80,14 +88,14 @@ def context_probe(t: Transcript, verdicts: list[dict], trials: list[int]) -> Con
             side = within if p.kv_capacity <= IOS_KV_SAFE_CAPACITY else above
             side[0] += verdict in HELD
             side[1] += 1
-    probe = ContextProbe([groups[k] for k in order if k in groups], tuple(within), tuple(above))
+    probe = ContextProbe([groups[k] for k in order if k in groups], growth, tuple(within), tuple(above))
     probe.fault_signature = bool(within[1]) and within[0] == within[1] and above[1] > 0 and above[0] < above[1]
     return probe
 
 
-def kv_guard_notes(t: Transcript, platform: str, probe: ContextProbe | None) -> list[tuple[str, str]]:
-    """(level, text) notes: the #124 warning for iOS bindings above the safe capacity, and what the
-    probe's agreement says about it."""
+def kv_guard_notes(t: Transcript, platform: str, probes: list[ContextProbe]) -> list[tuple[str, str]]:
+    """(level, text) notes: the #124 warning for iOS bindings above the safe capacity, and what each
+    probe's agreement says about it (per KV growth setting)."""
     if platform != "iOS":
         return []
     above = sorted({p.kv_capacity for p in t.prompts if p.kv_capacity and p.kv_capacity > IOS_KV_SAFE_CAPACITY})
@@ -99,14 +107,17 @@ def kv_guard_notes(t: Transcript, platform: str, probe: ContextProbe | None) -> 
                                  f"{'/'.join(map(str, above)) or 'above ' + str(IOS_KV_SAFE_CAPACITY)} positions; on "
                                  f"iOS 27 beta an on-device compiled pipelined bundle decodes wrong tokens at 2048 or "
                                  f"4096 ({KV_FAULT_ISSUE}); their tokens are suspect until a phone run shows them exact"))
-    if probe and probe.fault_signature:
+    for probe in probes:
+        setting = f" with the KV cache grown {probe.growth.replace('-', ' ')}" if probe.growth else ""
         w, a = probe.within_safe, probe.above_safe
-        notes.append(("warning", f"agreement with the fp32 oracle breaks above a {IOS_KV_SAFE_CAPACITY}-position KV "
-                                 f"binding ({a[0]}/{a[1]} held) while the bindings within it hold ({w[0]}/{w[1]}): "
-                                 f"the signature of {KV_FAULT_ISSUE}; keep --max-context {IOS_KV_SAFE_CAPACITY} on iOS"))
-    elif probe and probe.above_safe[1] and probe.above_safe[0] == probe.above_safe[1]:
-        notes.append(("info", f"every prompt bound above {IOS_KV_SAFE_CAPACITY} KV positions held against the fp32 "
-                              f"oracle ({probe.above_safe[0]}/{probe.above_safe[1]}) on "
-                              f"{t.header.get('device', {}).get('os_version') or 'this OS'}: {KV_FAULT_ISSUE} did "
-                              "not show here (confirm over more prompts before lifting the guard)"))
+        if probe.fault_signature:
+            notes.append(("warning", f"agreement with the fp32 oracle breaks above a {IOS_KV_SAFE_CAPACITY}-position KV "
+                                     f"binding{setting} ({a[0]}/{a[1]} held) while the bindings within it hold "
+                                     f"({w[0]}/{w[1]}): the signature of {KV_FAULT_ISSUE}"))
+        elif a[1] and a[0] == a[1]:
+            sizes = sorted({c for b in probe.buckets for c in b.capacities if c > IOS_KV_SAFE_CAPACITY})
+            notes.append(("info", f"every prompt bound above {IOS_KV_SAFE_CAPACITY} KV positions{setting} held against "
+                                  f"the fp32 oracle ({a[0]}/{a[1]}, bindings {'/'.join(map(str, sizes))}) on "
+                                  f"{t.header.get('device', {}).get('os_version') or 'this OS'}: {KV_FAULT_ISSUE} did "
+                                  "not show there (confirm over more prompts before lifting the guard)"))
     return notes

@@ -65,8 +65,7 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
         rows.append((f"energy ({s.energy.method})", s.energy.line))
     if s.sustained:
         rows.append(("sustained decode", s.sustained.line))
-    if s.context_probe is not None:
-        rows.append(("oracle by context", s.context_probe.line))
+    rows += [("oracle by context", p.line) for p in s.context_probes]
     rows += [("determinism (runs)", f"{d.label} — {d.summary}") for d in s.determinism]
     if s.prefill_ab is not None:
         rows.append(("prefill A/B", s.prefill_ab.line))
@@ -122,11 +121,11 @@ def render_markdown(report: Report, plots_dir: str | None = None) -> str:
         if s.prompt_lengths:
             out.append("\n| prompt | tokens | prefill tok/s (median, measured trials) |\n|---|---:|---:|")
             out += [f"| {_md_escape(p.prompt_id)} | {p.tokens} | {fmt(p.prefill_tok_s)} |" for p in s.prompt_lengths]
-        if s.context_probe is not None:
-            out.append("\n| context (prompt + generated) | prompts | exact | within the margin rule | KV bound |\n"
-                       "|---|---:|---:|---:|---|")
-            out += [f"| {b.label} | {b.prompts} | {b.exact} | {b.held} | "
-                    f"{'/'.join(map(str, b.capacities)) or '—'} |" for b in s.context_probe.buckets]
+        if s.context_probes:
+            out.append("\n| KV growth | context (prompt + generated) | prompts | exact | within the margin rule "
+                       "| KV bound |\n|---|---|---:|---:|---:|---|")
+            out += [f"| {p.growth or '—'} | {b.label} | {b.prompts} | {b.exact} | {b.held} | "
+                    f"{'/'.join(map(str, b.capacities)) or '—'} |" for p in s.context_probes for b in p.buckets]
         if s.roofline and s.roofline.by_context:
             r = s.roofline
             out.append("\n| context | KV bound | KV read / token | KV memory | weights / token | bytes / token | KV share "

@@ -1,16 +1,36 @@
 /// The KV capacity the pinned engine binds, mirrored (`gemmaios.contract.kv_bound_capacity`):
-/// the pipelined engine's GrowingKVCache starts at `Contract.kvInitialCapacity` positions and,
-/// before each generate, doubles until it holds min(prompt + new tokens, maxContext). It never
-/// shrinks while the engine lives (`reset(to:)` keeps the buffers), so one long prompt leaves
-/// every later prompt of that engine at the grown binding.
+/// the pipelined engine's GrowingKVCache starts at `EngineOptions.kvCacheSize` positions (default
+/// `Contract.kvInitialCapacity`) and, before each generate, doubles until it holds
+/// min(prompt + new tokens, maxContext). It never shrinks while the engine lives (`reset(to:)`
+/// keeps the buffers), so one long prompt leaves every later prompt of that engine at the grown
+/// binding.
 public struct KVCapacity: Sendable, Equatable {
     public let maxContext: Int
+    public let initial: Int
     public private(set) var bound: Int
 
     public init(maxContext: Int, initial: Int = Contract.kvInitialCapacity) {
         self.maxContext = maxContext
-        self.bound = max(initial, 1)
+        self.initial = max(initial, 1)
+        self.bound = self.initial
     }
+
+    /// The candidate #124 workaround (`bench --ab-kv`): the engine starts at
+    /// `Contract.kvAlternateInitialCapacity`, so it binds 384, 768, 1536, 3072, … and never 2048 or
+    /// 4096; the context it serves is capped at the largest such size within the bundle's.
+    public static func alternate(bundleMaxContext: Int) -> KVCapacity {
+        var capacity = Contract.kvAlternateInitialCapacity
+        while capacity * 2 <= bundleMaxContext { capacity *= 2 }
+        return KVCapacity(maxContext: min(capacity, bundleMaxContext), initial: Contract.kvAlternateInitialCapacity)
+    }
+
+    /// `Contract.kvGrowthDoubling` (upstream's start) or `Contract.kvGrowthAlternate` (the 384 start).
+    public var growth: String {
+        initial == Contract.kvAlternateInitialCapacity ? Contract.kvGrowthAlternate : Contract.kvGrowthDoubling
+    }
+
+    /// `EngineOptions.kvCacheSize` for this start (nil: the engine's default).
+    public var engineKVCacheSize: Int? { initial == Contract.kvInitialCapacity ? nil : initial }
 
     /// The capacity `needed` positions would bind, from `current`.
     public static func grown(from current: Int, needed: Int, maxContext: Int) -> Int {

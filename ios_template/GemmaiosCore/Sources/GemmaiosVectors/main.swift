@@ -7,7 +7,8 @@
 //   gemmaios-core-vectors launch <default trials> [arguments...]   (environment from the process)
 //   gemmaios-core-vectors bench-launch <default trials>              (the bench protocol's settings, environment)
 //   gemmaios-core-vectors sustained <start> <duration> <interval> <finish> <token time>...
-//   gemmaios-core-vectors kv-guard <platform> <max context> <prompt tokens>:<new tokens>...  (one engine, in order)
+//   gemmaios-core-vectors kv-guard <platform> <max context> <prompt tokens>:<new tokens>...  (one engine, in order;
+//                         environment KV_384=1: the 384 start, the #124 candidate workaround)
 import Foundation
 import GemmaiosCore
 
@@ -135,14 +136,16 @@ do {
         guard args.count >= 2, let maxContext = Int(args[1]) else {
             fail("kv-guard <platform> <max context> <prompt tokens>:<new tokens>...")
         }
-        var kv = KVCapacity(maxContext: maxContext)
+        var kv = ProcessInfo.processInfo.environment["KV_384"] == "1"
+            ? KVCapacity.alternate(bundleMaxContext: maxContext) : KVCapacity(maxContext: maxContext)
         var out: [[String: Any]] = []
         for pair in args[2...] {
             let parts = pair.split(separator: ":").compactMap { Int($0) }
             guard parts.count == 2 else { fail("not <prompt tokens>:<new tokens>: \(pair)") }
             let capacity = kv.bind(promptTokens: parts[0], maxNewTokens: parts[1])
             let warning = KVGuard.warning(capacity: capacity, platform: args[0])
-            out.append(["capacity": capacity, "warning": warning?.message ?? NSNull()])
+            out.append(["capacity": capacity, "warning": warning?.message ?? NSNull(), "growth": kv.growth,
+                        "max_context": kv.maxContext])
         }
         printJSON(out)
     default:
