@@ -473,6 +473,8 @@ def test_kv_by_context_beside_the_weights(tmp_path, run_path):
     assert "cache-owning layers' own K/V rows" in r.by_context_note
     md = render_markdown(build_report([loose]))
     assert "| 32768 | 32768 | 1879.0 MB | 3221.2 MB |" in md
+    html = render_html(build_report([loose], bandwidth_gbps=60.0))
+    assert "<td>32768</td><td>32768</td>\n<td>1879.0 MB</td><td>3221.2 MB</td>" in html
     # a bundle the registry does not name: the padded state row is the (upper-bound) read
     run = load_run(run_path)
     r = summarise(run).roofline
@@ -546,6 +548,8 @@ def test_probe_on_the_host_runtime_has_buckets_but_no_ios_warning(tmp_path):
 
     md = render_markdown(build_report(load_runs([Path(s.path)]), scorer=default_scorer()))
     assert "| — | 1025–2048 | 1 | 0 | 0 | 2048 |" in md and "oracle by context" in md
+    html = render_html(build_report(load_runs([Path(s.path)]), scorer=default_scorer()))
+    assert "<td>1025–2048</td><td>1</td><td>0</td><td>0</td>\n<td>2048</td>" in html
 
 
 def test_ab_kv_run_gives_each_growth_its_own_buckets(tmp_path):
