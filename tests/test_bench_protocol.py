@@ -343,6 +343,32 @@ def test_a_sustained_run_samples_tok_s_over_time_with_thermal_changes_and_batter
     assert "energy (battery % (no capacity))" in render_markdown(report)
 
 
+def test_ab_kv_alternates_the_kv_start_and_records_each_binding(sim, build):
+    """Issue 27: `bench --ab-kv` on the simulated iPhone: even trials grow the KV cache from 256 (upstream),
+    odd trials from 384 (the #124 candidate: never 2048/4096, context capped at the largest 384·2^k); a switch
+    reloads the engine, and every prompt record carries the binding the engine had for it."""
+    with pytest.raises(bench_mod.BenchSettingsError, match="--ab-kv"):
+        bench_mod.bench(build, trials=1, ab_kv=True)
+    device = _deployed(sim, build)
+    result = bench_mod.bench(build, trials=2, ab_kv=True, timeout=240, poll=0.1)
+    assert result.status == bench_mod.COMPLETED and result.validation == "ok"
+    assert device.launches[-1]["environment"][contract.ENV["abKV"]] == "1"
+    t = read_transcript(result.transcript, require_complete=True)
+    assert t.header["ab_kv"] is True
+    assert [ld[contract.PROMPT_KV_GROWTH] for ld in t.loads] == [contract.KV_GROWTH_DOUBLING, contract.KV_GROWTH_ALT]
+    bundle_context = json.loads(next((build / "bundle").glob("*/metadata.json")).read_text())["language"][
+        "max_context_length"]
+    max_new = t.header["max_new_tokens"]
+    for trial, growth, start, context in ((0, contract.KV_GROWTH_DOUBLING, 256, bundle_context),
+                                          (1, contract.KV_GROWTH_ALT, 384, contract.kv_alt_max_context(bundle_context))):
+        rows, bound = t.trial(trial), start
+        assert rows and all(p.kv_growth == growth for p in rows)
+        for p in rows:  # in order: the binding only grows while the engine lives
+            bound = contract.kv_bound_capacity(p.prefill_tokens + max_new, context, bound)
+            assert p.kv_capacity == bound and p.warnings == []
+    assert {p.kv_capacity for p in t.trial(1)} <= {384, 768}
+
+
 # ---- the Swift core and the stand-in agree -----------------------------------------------------------
 
 def _vectors(bin_dir: Path, *args, env: dict | None = None):

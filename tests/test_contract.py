@@ -207,3 +207,14 @@ def test_app_command_offers_the_overrides():
     result = CliRunner().invoke(cli_app, ["app", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "--allow-uncompiled" in result.output and "--allow-tbl" in result.output
+
+
+def test_kv_guard_records_what_an_ios_context_allows():
+    """Issue 27 (apple/coreai-models#124): the default 4096 can bind 4096 KV positions; 1024 stays known-good."""
+    assert c.kv_guard(4096) == {"allowed_context": 4096, "largest_kv_capacity": 4096, "safe_kv_capacity": 1024,
+                                "within_safe": False, "issue": "apple/coreai-models#124",
+                                "warning": c.KV_FAULT_WARNING}
+    assert c.kv_guard(1024)["within_safe"] and c.kv_guard(1000)["largest_kv_capacity"] == 1024
+    assert not c.kv_guard(1025)["within_safe"] and c.kv_guard(1025)["largest_kv_capacity"] == 2048
+    assert c.kv_fault_warning(1024, "iOS") is None and c.kv_fault_warning(4096, "macOS") is None
+    assert c.KV_FAULT_ISSUE in c.kv_fault_warning(2048, "iOS")

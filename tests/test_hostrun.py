@@ -159,3 +159,27 @@ def test_kernel_bundle_gate_says_the_runtime_cannot_run_it(mac_12b_build):
     gate = json.loads((mac_12b_build / "build.json").read_text())["steps"]["convert"]["details"]["gates"]["bundle_run"]
     assert gate["status"] == "not run"
     assert "metal4_kernel" in gate["summary"] and "Mac" in gate["summary"]
+
+
+@pytest.mark.full
+def test_long_context_probe_runs_as_far_as_the_context_allows(tiny_bundle_builds, tmp_path):
+    """Issue 27: the packaged probe on the tiny int4 bundle under Core AI's runtime. Its context is 1024 and
+    its tokenizer makes the first ledger prompt 1.5k tokens: the controls run (one single-turn, one two-turn
+    rendered by the chat template), the ledger is left out and named, each record carries the KV binding."""
+    from gemmaios.oracle import load_prompt_set, run_oracle
+    from gemmaios.oracle.prompts import PromptSet
+    from gemmaios.transcript import read_transcript
+
+    out = copy_build(tiny_bundle_builds("int4", "provider"), tmp_path / "build")
+    probe = load_prompt_set(Path("long-context"))
+    subset = PromptSet(probe.name, probe.prompts[:3], probe.chat_template)  # the controls and the first ledger
+    oracle = run_oracle(out / "checkpoint", subset, out=out / ORACLE_FILE)
+    assert len(oracle.prompts[2].prompt_ids) + oracle.max_new_tokens > 1024
+    result = hostrun.host_bench(out, trials=1)
+    assert result.skipped == [f"ledger-0.6k ({len(oracle.prompts[2].prompt_ids)} + 32 tokens)"]
+    transcript = read_transcript(result.transcript, require_complete=True)
+    assert [(p.index, p.prompt_id) for p in transcript.prompts] == [(0, "short-capital"), (1, "short-followup")]
+    for p, ref in zip(transcript.prompts, oracle.prompts, strict=False):
+        assert p.prompt_ids == ref.prompt_ids and p.kv_capacity == len(ref.prompt_ids) + 32 and p.warnings == []
+    assert transcript.prompts[0].generated_ids == oracle.prompts[0].generated_ids  # the single turn, token-exact
+    assert json.loads((result.run_dir / "run.json").read_text())["skipped_prompts"] == result.skipped

@@ -154,3 +154,71 @@ def test_build_checks_decoder_plus_vision_encoder_against_the_iphone_limit(tmp_p
     assert "E2B" in err.value.hint
     assert check_vision_memory(too_big, get_arch("h16s")) is None  # a Mac: no entitled-memory ceiling here
     assert vision_memory(tmp_path / "big", arch).fits is False
+
+
+# ---- KV by context (issue 27): E4B at 1k, 4k, 8k, 32k -------------------------------------------------
+
+def e4b_decode_spec():
+    """E4B's decode spec from transformers' own Gemma4TextConfig built on the registry's dimensions
+    (layer types, per-layer head dims and KV sharing come from HF's config logic, not from ours)."""
+    from transformers import Gemma4TextConfig
+
+    from gemmaios.decode_model import DecodeSpec
+
+    spec = MODELS["e4b"]
+    cfg = Gemma4TextConfig(
+        vocab_size=spec.vocab_size, vocab_size_per_layer_input=spec.vocab_size, hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size, num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads, num_key_value_heads=spec.num_key_value_heads,
+        head_dim=spec.head_dim, global_head_dim=spec.global_head_dim,
+        hidden_size_per_layer_input=spec.hidden_size_per_layer_input, num_kv_shared_layers=spec.num_kv_shared_layers,
+        sliding_window=spec.sliding_window)
+    return DecodeSpec.from_text_config(cfg.to_dict())
+
+
+def test_e4b_kv_layers_match_transformers_config():
+    from gemmaios.roofline import kv_layers_of
+
+    decode = e4b_decode_spec()
+    ours = kv_layers_of(MODELS["e4b"])
+    assert [(lay.kv_heads, lay.head_dim, lay.layer_type == "sliding_attention") for lay in decode.kv_layers] == [
+        (lay.kv_heads, lay.head_dim, lay.sliding) for lay in ours]
+    assert len(ours) == 24 and sum(not lay.sliding for lay in ours) == 4  # full attention every 6th
+    assert decode.cache_shape(1024) == (24, 1, 2, 1024, 512)
+
+
+def test_e4b_kv_by_context():
+    from gemmaios.memory import kv_cache_bytes_for
+    from gemmaios.roofline import context_rows, estimate_weight_bytes
+
+    decode = e4b_decode_spec()
+    rows = {r.context: r for r in context_rows(MODELS["e4b"], "int4")}
+    assert sorted(rows) == [1024, 4096, 8192, 32768]
+    weights = estimate_weight_bytes(MODELS["e4b"], "int4").total_bytes
+    for ctx, r in rows.items():
+        assert r.capacity == ctx  # the engine's doubling from 256 lands on these exactly
+        # memory: the unified padded state the engine binds, as convert's graph declares it
+        assert r.kv_state_bytes == kv_cache_bytes_for(decode, ctx)
+        # read: each cache-owning layer's own K and V rows, fp16
+        assert r.kv_read_bytes == sum(2 * lay.kv_heads * lay.head_dim * 2 * ctx for lay in decode.kv_layers)
+        assert r.kv_read_window_bytes == sum(
+            2 * lay.kv_heads * lay.head_dim * 2 * (min(ctx, 512) if lay.layer_type == "sliding_attention" else ctx)
+            for lay in decode.kv_layers)
+        assert r.weight_bytes == weights and r.bytes_per_token == weights + r.kv_read_bytes + r.ple_row_bytes
+    # the figures the report gives (fp16 KV): 56 KiB read and 96 KiB held per position
+    assert rows[1024].kv_read_bytes == 58_720_256 and rows[1024].kv_state_bytes == 100_663_296
+    assert rows[32768].kv_read_bytes == 1_879_048_192 and rows[32768].kv_state_bytes == 3_221_225_472
+    assert rows[4096].kv_state_bytes == kv_cache_bytes(24, 2, 512, 4096)
+    # the KV share of a token's traffic grows from ~2% at 1k to ~42% at 32k
+    assert rows[1024].kv_share < 0.03 and 0.4 < rows[32768].kv_share < 0.45
+
+
+def test_capacity_follows_the_engine_doubling():
+    from gemmaios.contract import kv_bound_capacity
+    from gemmaios.roofline import context_rows
+
+    assert [kv_bound_capacity(n, 4096) for n in (1, 256, 257, 1024, 1025, 3000, 4096, 9000)] == [
+        256, 256, 512, 1024, 2048, 4096, 4096, 4096]
+    assert kv_bound_capacity(10, 4096, current=2048) == 2048  # never shrinks while the engine lives
+    row = context_rows(MODELS["e4b"], contexts=(1500,))[0]
+    assert row.capacity == 2048 and row.kv_state_bytes == 2 * 24 * 2 * 2048 * 512 * 2

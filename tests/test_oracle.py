@@ -33,6 +33,7 @@ from gemmaios.oracle import (
     score_against_oracle,
     teacher_forced,
 )
+from gemmaios.oracle.prompts import Prompt, PromptSet
 from gemmaios.pipeline import DONE, FAILED, SKIPPED, BuildOptions, sha256_file
 from gemmaios.steps import run_build
 from gemmaios.transcript import SCHEMA, TranscriptError, read_transcript, write_transcript
@@ -430,4 +431,45 @@ def test_the_packaged_long_prefill_set_is_opt_in_and_over_512_tokens(tiny_checkp
     assert load_prompt_set(tmp_path / "long-prefill").prompts[0].text == "hello"
     with pytest.raises(PromptSetError) as err:
         load_prompt_set(Path("no-such-set"))
-    assert "long-prefill" in err.value.hint and set(PACKAGED_PROMPT_SETS) == {"long-prefill"}
+    assert "long-prefill" in err.value.hint and set(PACKAGED_PROMPT_SETS) == {"long-prefill", "long-context"}
+
+
+def test_the_long_context_probe_crosses_1k_2k_4k_short_to_long(tiny_checkpoint):
+    """Issue 27: the packaged probe, counted with a real tokenizer; multi-turn prompts render the whole
+    conversation with the checkpoint's own chat template (one <bos>, its framing, the generation prompt)."""
+    from transformers import AutoTokenizer
+
+    from gemmaios.oracle.reference import encode_prompt
+
+    probe = load_prompt_set(Path("long-context"))
+    assert probe.name == "long-context" and probe.chat_template
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint.path)
+    lengths = [len(encode_prompt(tok, p, True)) for p in probe.prompts]
+    assert lengths == sorted(lengths), lengths  # short to long: the engine's KV binding only grows
+    assert lengths[0] < 64 and any(n > 4096 for n in lengths)
+    assert any(1024 < n <= 2048 for n in lengths) and any(2048 < n <= 4096 for n in lengths)
+    multi = [p for p in probe.prompts if p.history]
+    assert {p.id for p in multi} == {"short-followup", "chat-2.5k"}
+    for p in multi:
+        messages = [{"role": r, "content": c} for r, c in p.history] + [{"role": "user", "content": p.text}]
+        want = tok(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+                   add_special_tokens=False)["input_ids"]
+        ids = encode_prompt(tok, p, True)
+        assert ids == want and ids.count(tok.bos_token_id) == 1
+        rendered = tok.decode(ids)
+        assert all(content in rendered for _, content in p.history)
+    # a history changes the identity of the set; a set without one keeps its sha256
+    flat = PromptSet("x", tuple(Prompt(p.id, p.text) for p in probe.prompts))
+    assert flat.sha256 != PromptSet("x", probe.prompts).sha256
+    assert load_prompt_set(None).sha256 == PromptSet("builtin", load_prompt_set(None).prompts).sha256
+
+
+def test_prompt_history_is_validated(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("prompts:\n  - id: a\n    text: hi\n    history: [{role: robot, text: x}]\n")
+    with pytest.raises(PromptSetError, match=r"history\[0\]"):
+        load_prompt_set(bad)
+    bad.write_text("chat_template: false\nprompts:\n  - id: a\n    text: hi\n"
+                   "    history: [{role: user, text: x}]\n")
+    with pytest.raises(PromptSetError, match="needs `chat_template: true`"):
+        load_prompt_set(bad)

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from transcript_fakes import BUNDLE, PROMPT_SET, TRIALS, build_folder, footer, header, records
+from transcript_fakes import BUNDLE, PROMPT_SET, TRIALS, build_folder, footer, header, prompt, records
 from typer.testing import CliRunner
 
 from gemmaios import archs
@@ -455,3 +455,117 @@ def test_prefill_ab_medians_ratio_gates_and_a_token_difference(tmp_path):
     assert plain.prefill_ab is None
     gate = apply_gates(plain, parse_fail_under("decode_ratio=0.97"))[-1]
     assert not gate.passed and "not a `bench --ab-prefill` run" in gate.detail
+
+
+def test_kv_by_context_beside_the_weights(tmp_path, run_path):
+    """Issue 27: KV read per token and KV memory at 1k/4k/8k/32k next to the weights, in the report."""
+    # a loose E4B run: registry facts, the per-layer K/V dims (20 sliding layers 2x256, 4 full 2x512)
+    loose = load_run(write_transcript(tmp_path / "loose" / "r.jsonl", records()))
+    r = summarise(loose, bandwidth_gbps=60.0).roofline
+    assert [c.context for c in r.by_context] == [1024, 4096, 8192, 32768]
+    per_position_read = 20 * 2 * 2 * 256 * 2 + 4 * 2 * 2 * 512 * 2  # 57,344 B
+    for c in r.by_context:
+        assert c.capacity == c.context
+        assert c.kv_read_bytes == per_position_read * c.context
+        assert c.kv_state_bytes == 2 * 24 * 2 * 512 * 2 * c.capacity
+        assert c.weight_bytes == loose.bundle.weight_bytes
+        assert r.context_roofline(c) == pytest.approx(60e9 / (c.weight_bytes + c.kv_read_bytes + c.ple_row_bytes))
+    assert "cache-owning layers' own K/V rows" in r.by_context_note
+    md = render_markdown(build_report([loose]))
+    assert "| 32768 | 32768 | 1879.0 MB | 3221.2 MB |" in md
+    html = render_html(build_report([loose], bandwidth_gbps=60.0))
+    assert "<td>32768</td><td>32768</td>\n<td>1879.0 MB</td><td>3221.2 MB</td>" in html
+    # a bundle the registry does not name: the padded state row is the (upper-bound) read
+    run = load_run(run_path)
+    r = summarise(run).roofline
+    assert [c.kv_read_bytes for c in r.by_context] == [98_304 * n for n in (1024, 4096, 8192, 32768)]
+    assert "upper bound" in r.by_context_note
+
+
+def _probe_run(tmp_path, platform: str, ab_kv: bool = False):
+    """An iPhone-shaped probe run: four prompts, one trial (two with `ab_kv`: the KV cache from 256, then 384),
+    scored by the real oracle library. The KV bindings follow the engine's rule in order (doubling: 256,
+    1024, 2048, then 2048 again, it never shrinks; from 384: 384, 1536, 1536, 1536). The phone stands in
+    for #124 as reported: a binding of 2048 or 4096 decodes garbage, any other is exact."""
+    oracle = pytest.importorskip("gemmaios.oracle")
+    from gemmaios.contract import KV_FAULT_WARNING, kv_bound_capacity, kv_fault_warning
+
+    lengths = (20, 900, 1500, 30)
+    good = list(range(100, 132))
+    bad = [7] * 32  # wrong from the first token, as #124 reports
+    prompts = [oracle.OraclePrompt(id=f"p{i}", text="x", prompt_ids=list(range(2, 2 + n)) if n < 1000 else
+                                   [2 + (k % 50) for k in range(n)], generated_ids=good,
+                                   top_k=[oracle.TopK([t, 1], [5.0, 1.0]) for t in good]) for i, n in enumerate(lengths)]
+    set_ = {"name": "long-context", "sha256": "b" * 64, "count": len(prompts)}
+    o = oracle.Oracle(model={"id": "test"}, tokenizer_sha256="0", chat_template=False, prompt_set=set_,
+                      max_new_tokens=32, top_k=2, eos_token_ids=[1], prompts=prompts)
+    build = build_folder(tmp_path)
+    o.save(build / "oracle" / "oracle.json")
+    recs = records(trials={}, prompt_set=set_, platform=platform)
+    settings = ["from-256", "from-384"] if ab_kv else [None]
+    recs[0]["trials"] = len(settings)
+    footer_rec = recs.pop()
+    for trial, growth in enumerate(settings):
+        bound = 384 if growth == "from-384" else 256
+        for i, n in enumerate(lengths):
+            bound = kv_bound_capacity(n + 32, 3072 if growth == "from-384" else 4096, bound)
+            rec = prompt(trial, i, (n, 1.0, 31, 2.0, 1.1), generated=bad if bound in (2048, 4096) else good)
+            rec["prompt_ids"] = prompts[i].prompt_ids
+            rec["kv_capacity"] = bound
+            rec["warnings"] = [KV_FAULT_WARNING] if kv_fault_warning(bound, platform) else []
+            if growth:
+                rec["kv_growth"] = growth
+            recs.append(rec)
+    recs.append(footer_rec)
+    path = write_transcript(build / "runs" / platform / "r.jsonl", recs)
+    from gemmaios.report import default_scorer
+
+    return build_report(load_runs([path]), scorer=default_scorer()).runs[0]
+
+
+def test_probe_buckets_name_124_when_only_bindings_above_1024_break(tmp_path):
+    from gemmaios.contract import KV_FAULT_ISSUE, KV_FAULT_WARNING
+
+    s = _probe_run(tmp_path, "iOS")
+    [probe] = s.context_probes
+    assert [(b.label, b.prompts, b.exact, b.capacities) for b in probe.buckets] == [
+        ("≤ 1024", 3, 2, [256, 1024, 2048]), ("1025–2048", 1, 0, [2048])]
+    assert probe.within_safe == (2, 2) and probe.above_safe == (0, 2) and probe.fault_signature
+    warnings = [n.text for n in s.notes if n.level == "warning"]
+    assert any(t.startswith(KV_FAULT_WARNING) and "2048" in t and KV_FAULT_ISSUE in t for t in warnings)
+    assert any("signature of " + KV_FAULT_ISSUE in t for t in warnings)
+    from gemmaios.report import default_scorer
+
+    md = render_markdown(build_report(load_runs([Path(s.path)]), scorer=default_scorer()))
+    assert "| — | ≤ 1024 | 3 | 2 | 2 | 256/1024/2048 |" in md and f"**warning**: {KV_FAULT_WARNING}" in md
+
+
+def test_probe_on_the_host_runtime_has_buckets_but_no_ios_warning(tmp_path):
+    s = _probe_run(tmp_path, "host-runtime")
+    assert s.context_probes[0].fault_signature  # the agreement pattern is there ...
+    assert not [n for n in s.notes if "#124" in n.text]  # ... but only iOS runs are guarded
+    from gemmaios.report import default_scorer
+
+    md = render_markdown(build_report(load_runs([Path(s.path)]), scorer=default_scorer()))
+    assert "| — | 1025–2048 | 1 | 0 | 0 | 2048 |" in md and "oracle by context" in md
+    html = render_html(build_report(load_runs([Path(s.path)]), scorer=default_scorer()))
+    assert "<td>1025–2048</td><td>1</td><td>0</td><td>0</td>\n<td>2048</td>" in html
+
+
+def test_ab_kv_run_gives_each_growth_its_own_buckets(tmp_path):
+    """`bench --ab-kv`: the KV cache grown from 256 breaks where it binds 2048; grown from 384 it never binds
+    2048/4096, so on a phone where #124 follows the bound size it holds, and the report says so per setting."""
+    from gemmaios.contract import KV_GROWTH_ALT, KV_GROWTH_DOUBLING
+
+    s = _probe_run(tmp_path, "iOS", ab_kv=True)
+    upstream, alternate = s.context_probes
+    assert (upstream.growth, alternate.growth) == (KV_GROWTH_DOUBLING, KV_GROWTH_ALT)
+    assert upstream.fault_signature and upstream.above_safe == (0, 2)
+    assert not alternate.fault_signature and alternate.above_safe == (3, 3)  # 932 tokens already bind 1536
+    assert [c for b in alternate.buckets for c in b.capacities] == [384, 1536, 1536]
+    texts = [n.text for n in s.notes]
+    assert any("grown from 256" in t and "signature of apple/coreai-models#124" in t for t in texts)
+    assert any("grown from 384 held" in t and "bindings 1536" in t for t in texts)
+    md = render_markdown(build_report(load_runs([Path(s.path)]), scorer=__import__("gemmaios.report").report
+                                      .default_scorer()))
+    assert "| from-384 | 1025–2048 | 1 | 1 | 1 | 1536 |" in md and "| from-256 | 1025–2048 | 1 | 0 | 0 | 2048 |" in md

@@ -167,6 +167,34 @@ def test_swift_reads_the_launch_environment_bench_sends(core_build):
     assert got["bench"] is True and got["trials"] == 7 and got["run_id"] is None
 
 
+def test_swift_kv_guard_equals_the_contract_rule(core_build):
+    """One engine's prompts in order: the binding only grows, and only an iOS binding above 1024 warns."""
+    walk = [(20, 32), (600, 32), (100, 32), (1000, 32), (1500, 256), (40, 32), (9000, 32)]
+    args = [f"{p}:{n}" for p, n in walk]
+    for platform in ("iOS", "macOS"):
+        got = json.loads(vectors(core_build, "kv-guard", platform, 4096, *args))
+        want, bound = [], c.KV_INITIAL_CAPACITY
+        for p, n in walk:
+            bound = c.kv_bound_capacity(p + n, 4096, bound)
+            want.append({"capacity": bound, "warning": c.kv_fault_warning(bound, platform),
+                         "growth": c.KV_GROWTH_DOUBLING, "max_context": 4096})
+        assert got == want
+    assert [g["capacity"] for g in got] == [256, 1024, 1024, 2048, 2048, 2048, 4096]
+    ios = json.loads(vectors(core_build, "kv-guard", "iOS", 4096, *args))
+    assert [g["warning"] is not None for g in ios] == [False, False, False, True, True, True, True]
+    assert c.KV_FAULT_ISSUE in ios[3]["warning"] and ios[3]["warning"].startswith(c.KV_FAULT_WARNING)
+    # the candidate workaround: the KV cache starts at 384, never binds 2048 or 4096, serves 3072 of 4096
+    for max_context in (4096, 8192):
+        alt = json.loads(vectors(core_build, "kv-guard", "iOS", max_context, *args, env={"KV_384": "1"}))
+        cap, want, bound = c.kv_alt_max_context(max_context), [], c.KV_ALT_INITIAL_CAPACITY
+        for p, n in walk:
+            bound = c.kv_bound_capacity(p + n, cap, bound)
+            want.append({"capacity": bound, "warning": c.kv_fault_warning(bound, "iOS"),
+                         "growth": c.KV_GROWTH_ALT, "max_context": cap})
+        assert alt == want
+    assert [g["capacity"] for g in alt] == [384, 768, 768, 1536, 3072, 3072, 6144]  # max context 8192 → 6144
+
+
 # ---- upstream's own metadata decoders --------------------------------------------------------------
 
 _TOKENIZERS_STUB = """\

@@ -70,18 +70,23 @@ final class BenchRunner: ObservableObject {
             let plan = try EngineHost.prefillPlan(settings: settings)
             var loaded: LoadedEngine? = nil
 
-            var firstTrial: [[Int32]] = []
+            var firstTrial: [Int: [Int32]] = [:]  // by prompt index (prompts past the context never run)
             var divergent = 0
+            var pastContext: Set<String> = []  // prompts longer than the bundle's context: left out, named
             for trial in settings.trialNumbers {
                 // A/B mode: the prefill setting changes between trials. One engine at a time
                 // (two would hold two KV caches), so a switch reloads; each load is recorded.
-                if loaded == nil || loaded?.prefillFunction != plan.function(forTrial: trial) {
+                let kvGrowth = settings.kv384(forTrial: trial) ? Contract.kvGrowthAlternate : Contract.kvGrowthDoubling
+                if loaded == nil || loaded?.prefillFunction != plan.function(forTrial: trial)
+                    || loaded?.kv.growth != kvGrowth
+                {
                     loaded = nil
                     status = "loading \(AppConfig.bundleName)"
                     let engine = try await EngineHost.load(settings: settings, trial: trial)
                     try writer.write([
                         "type": "load", "seconds": engine.loadSeconds, "cold": engine.coldSpecialization,
                         Contract.promptPrefillFunctionField: engine.prefillFunction ?? NSNull(), "launch": launch,
+                        Contract.promptKVGrowthField: engine.kv.growth,
                     ])
                     loaded = engine
                 }
@@ -93,17 +98,32 @@ final class BenchRunner: ObservableObject {
                     try await loaded.engine.reset(to: 0)  // no prefix reuse between prompts
                     _ = sampler.takePeak()
                     let ids = try await BenchImages.engineIds(for: prompt, engine: loaded, payload: AppRuntime.payload)
+                    guard ids.count + rule.maxNewTokens <= loaded.kv.maxContext else {
+                        pastContext.insert(prompt.id)
+                        NSLog("gemmaios: prompt %@ (%d + %d tokens) is past the engine's context of %d: left out",
+                              prompt.id, ids.count, rule.maxNewTokens, loaded.kv.maxContext)
+                        continue
+                    }
+                    let kvCapacity = loaded.bindKV(promptTokens: ids.count, maxNewTokens: rule.maxNewTokens)
+                    let kvWarning = loaded.kvWarning(capacity: kvCapacity)
+                    if let kvWarning {
+                        status += " · \(kvWarning.name)"
+                        NSLog("gemmaios: %@", kvWarning.message)
+                    }
                     let requested = DeviceMetrics.secondsSinceProcessStart()
                     let run = try await Generation.run(engine: loaded.engine, prompt: ids, rule: rule)
-                    if firstTrial.count < promptSet.prompts.count {
-                        firstTrial.append(run.tokenIds)
-                    } else if TokenComparison.firstDivergence(firstTrial[index], run.tokenIds) != nil {
-                        divergent += 1
+                    if let first = firstTrial[index] {
+                        if TokenComparison.firstDivergence(first, run.tokenIds) != nil { divergent += 1 }
+                    } else {
+                        firstTrial[index] = run.tokenIds
                     }
                     thermal.observe(DeviceMetrics.thermalState())
                     var line = record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler)
                     line[Contract.promptPrefillFunctionField] = loaded.prefillFunction ?? NSNull()
                     line["prefill_tokens"] = ids.count  // an image prompt's expanded length
+                    line[Contract.promptKVCapacityField] = kvCapacity
+                    line[Contract.promptKVGrowthField] = loaded.kv.growth
+                    line[Contract.promptWarningsField] = kvWarning.map { [$0.name] } ?? []
                     if let image = prompt.image { line[Contract.promptImageField] = image }  // scored vs the image oracle
                     line["launch"] = launch
                     if settings.coldLaunch && index == 0, let first = run.tokenTimes.first {
@@ -136,6 +156,7 @@ final class BenchRunner: ObservableObject {
                 try writer.write(footer)
             }
             status = "done: \(writer.url.lastPathComponent)" + (divergent > 0 ? " (\(divergent) non-deterministic)" : "")
+                + (pastContext.isEmpty ? "" : " · left out past the context: \(pastContext.sorted().joined(separator: ", "))")
                 + (settings.writesFooter ? "" : " · launch \(launch + 1)/\(settings.launches)")
         } catch {
             sampler.stop()
@@ -171,6 +192,7 @@ final class BenchRunner: ObservableObject {
             try await loaded.engine.reset(to: 0)
             // an image prompt runs as in the trials: its picture through the vision asset, expanded ids
             let ids = try await BenchImages.engineIds(for: prompt, engine: loaded, payload: AppRuntime.payload)
+            _ = loaded.bindKV(promptTokens: ids.count, maxNewTokens: rule.maxNewTokens)  // keeps the mirror true
             let requested = DeviceMetrics.secondsSinceProcessStart()
             let run = try await Generation.run(engine: loaded.engine, prompt: ids, rule: rule)
             for time in run.tokenTimes.map({ requested + $0 }) where time < meter.end {
@@ -200,7 +222,7 @@ final class BenchRunner: ObservableObject {
             "app": ["version": AppConfig.appVersion, "toolkit_version": AppConfig.toolkitVersion],
             "prompt_set": ["name": promptSet.name, "sha256": promptSet.sha256, "count": promptSet.prompts.count],
             "trials": settings.trials, "max_new_tokens": promptSet.maxNewTokens, "platform": "iOS",
-            "ab_prefill": settings.abPrefill, "launches": settings.launches,
+            "ab_prefill": settings.abPrefill, "ab_kv": settings.abKV, "launches": settings.launches,
             "duration_s": settings.durationSeconds, "sample_interval_s": settings.sampleIntervalSeconds,
         ]
     }

@@ -29,11 +29,14 @@ final class LoadedEngine: @unchecked Sendable {
     let prefillFunction: String?
     /// Image-capable bundles: the vision asset that fills `image_embeds` (nil: text only).
     let vision: VisionEncoder?
+    /// The KV capacity the engine has bound so far (the pinned engine's growth rule, mirrored:
+    /// it only grows while this engine lives). Guarded for apple/coreai-models#124 (KVGuard).
+    private(set) var kv: KVCapacity
     private let keepAlive: [AnyObject]
 
     init(
         engine: any InferenceEngine, bundle: LanguageBundle, loadSeconds: Double, cold: Bool,
-        prefillFunction: String?, vision: VisionEncoder? = nil, keepAlive: [AnyObject]
+        prefillFunction: String?, vision: VisionEncoder? = nil, kv: KVCapacity, keepAlive: [AnyObject]
     ) {
         self.engine = engine
         self.bundle = bundle
@@ -41,7 +44,19 @@ final class LoadedEngine: @unchecked Sendable {
         self.coldSpecialization = cold
         self.prefillFunction = prefillFunction
         self.vision = vision
+        self.kv = kv
         self.keepAlive = keepAlive
+    }
+
+    /// Records a generate of `promptTokens` + `maxNewTokens` (call it before the generate) and
+    /// returns the KV capacity it runs at.
+    func bindKV(promptTokens: Int, maxNewTokens: Int) -> Int {
+        kv.bind(promptTokens: promptTokens, maxNewTokens: maxNewTokens)
+    }
+
+    /// The #124 warning for that capacity on this platform, or nil.
+    func kvWarning(capacity: Int) -> KVGuard.Warning? {
+        KVGuard.warning(capacity: capacity, platform: KVGuard.currentPlatform)
     }
 }
 
@@ -114,21 +129,28 @@ enum EngineHost {
             staticBuffers.merge(vision?.engineBuffers ?? [:]) { _, image in image }
         }
 
+        // apple/coreai-models#124's candidate workaround (A/B: odd trials): the KV cache starts at 384,
+        // so its doubling never binds 2048 or 4096; the context is capped at the largest such size.
+        let kv = settings.kv384(forTrial: trial)
+            ? KVCapacity.alternate(bundleMaxContext: bundle.maxContextLength)
+            : KVCapacity(maxContext: bundle.maxContextLength)
         let config = ModelConfig(
             name: bundle.name,
             tokenizer: bundle.tokenizer,
             vocabSize: bundle.vocabSize,
-            maxContextLength: bundle.maxContextLength,
+            maxContextLength: kv.maxContext,
             source: ModelSource(hfModelId: bundle.tokenizer, modelDefinition: .pyTorch),
             serializedModel: [bundle.modelAssetPath],
             function: bundle.language.functionMap?.name(for: Contract.mainFunction) ?? Contract.mainFunction)
         var options = EngineOptions(
             variant: "coreai-pipelined",
+            kvCacheSize: kv.engineKVCacheSize,
             staticInputBuffers: staticBuffers,
             perTokenInputProvider: provider)
         // Full chunks of C prompt tokens through the bundle's prefill_C (patch 0004); the
         // prompt's last token, and every token when this is nil, through `main`.
         options.prefillFunction = prefillFunction
+
         let engine = try await EngineFactory.createEngine(
             config: try JSONEncoder().encode(config),
             modelURL: try bundle.requireModelURL(for: ModelBundle.ComponentKey.main),
@@ -147,7 +169,7 @@ enum EngineHost {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return LoadedEngine(
             engine: engine, bundle: bundle, loadSeconds: seconds, cold: cold, prefillFunction: prefillFunction,
-            vision: vision, keepAlive: keepAlive)
+            vision: vision, kv: kv, keepAlive: keepAlive)
     }
 }
 

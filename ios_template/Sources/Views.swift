@@ -98,6 +98,10 @@ final class ChatModel: ObservableObject {
                                               promptIds: vision.config.withPlaceholder(ids))
                 self.picture = nil
             }
+            // apple/coreai-models#124: an iOS KV binding above 1024 positions decodes wrong tokens
+            let kvWarning = loaded.kvWarning(
+                capacity: loaded.bindKV(promptTokens: ids.count, maxNewTokens: Contract.chatMaxNewTokens))
+            if let kvWarning { transcript += "⚠︎ \(kvWarning.message)\n" }
             let run = try await Generation.run(
                 engine: loaded.engine, prompt: ids, rule: .chat(eosTokenIds: AppConfig.eosTokenIds))
             let reply = run.tokenIds.filter { !AppConfig.eosTokenIds.contains($0) }.map(Int.init)

@@ -46,6 +46,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gemmaios.contract import kv_alt_max_context, kv_bound_capacity
+
 from .benchimages import engine_input, image_field
 from .benchprotocol import DeviceState, ThermalTracker, process_age, sustained_phase
 from .compiledapp import CompiledApp
@@ -75,6 +77,9 @@ class LaunchSettings:
         # older apps (before issue 18) compile no such names: both switches then stay off
         self.prefill_off = "prefillOffArgument" in app.contract and flag("prefillOff")
         self.ab_prefill = "abPrefillArgument" in app.contract and flag("abPrefill")
+        # issue 27: the KV cache started at 384 (the #124 candidate), or alternating with 256 (older apps: 256)
+        self.kv_384 = "kv384Argument" in app.contract and flag("kv384")
+        self.ab_kv = "abKVArgument" in app.contract and flag("abKV")
         self.trials = int(app.config.get("defaultTrials", 1))
         text = value("trials")
         if text and text.isdigit() and int(text) > 0:
@@ -386,13 +391,19 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
         bundle_dir = root / app.c("bundlesFolder") / cfg["bundleName"]
         plan = PrefillPlan(app, bundle_dir, settings)
         field = app.contract.get("promptPrefillFunctionField")
+        kv_field = app.contract.get("promptKVCapacityField")  # apps before issue 27 record no KV binding
+        bundle_context = int(json.loads((bundle_dir / app.c("bundleMetadataFile")).read_text())["language"]
+                             ["max_context_length"])
+        engine_context = bundle_context
         stop_ids = () if not app.c("benchStopsAtEOS") else tuple(app.eos_ids)
-        runner = function = None
+        runner = function = kv_growth = None
         sustained: dict = {}
         try:
             for trial in settings.trial_numbers:
                 # A/B: a switch reloads (one engine at a time, as the app), and each load is recorded
-                if runner is None or function != plan.function_for_trial(trial):
+                alt = (settings.ab_kv and trial % 2 == 1) or (settings.kv_384 and not settings.ab_kv)
+                growth = app.c("kvGrowthAlternate") if alt else app.contract.get("kvGrowthDoubling")
+                if runner is None or function != plan.function_for_trial(trial) or growth != kv_growth:
                     if runner is not None:
                         runner.close()
                         runner = None
@@ -401,11 +412,21 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                     load = {"type": "load", "seconds": round(load_seconds, 4), "cold": cold, "launch": launch}
                     if field:
                         load[field] = function
+                    if kv_field:
+                        load[app.c("promptKVGrowthField")] = growth
                     writer.write(load)
+                    # a new engine starts small: at 256, or at 384 capped at the largest 384·2^k in the bundle's
+                    kv_growth = growth
+                    kv_bound = int(app.c("kvAlternateInitialCapacity") if alt else app.contract.get("kvInitialCapacity", 256))
+                    engine_context = kv_alt_max_context(bundle_context) if alt else bundle_context
                 sizes = [plan.chunk] if function else None
                 for index, prompt in enumerate(prompt_set["prompts"]):
                     sampler.take_peak()
                     ids, picture = engine_input(app, root, bundle_dir, cfg["bundleName"], prompt)
+                    if kv_field and len(ids) + max_new > engine_context:
+                        continue  # past the bundle's context: the app leaves it out (and names it)
+                    if kv_field:  # the app's mirror of the engine's KV growth (GemmaiosCore KVCapacity)
+                        kv_bound = kv_bound_capacity(len(ids) + max_new, engine_context, kv_bound)
                     requested = clock()
                     gen = runner.generate(ids, max_new, stop_ids=stop_ids, chunked=function is not None, sizes=sizes,
                                           image=picture)
@@ -425,6 +446,11 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                     }
                     if field:
                         record[field] = function
+                    if kv_field:
+                        warned = kv_bound > int(app.c("iosKVSafeCapacity"))  # the app runs on iOS
+                        record[kv_field] = kv_bound
+                        record[app.c("promptKVGrowthField")] = kv_growth
+                        record[app.c("promptWarningsField")] = [app.c("kvFaultWarning")] if warned else []
                     if picture is not None:  # an image prompt: scored against the image oracle
                         record[image_field(app)] = prompt[image_field(app)]
                     if protocol:
@@ -477,7 +503,7 @@ def _write_header(writer, app, settings, facts, run_id, prompt_set, max_new) -> 
         "prompt_set": {"name": prompt_set["name"], "sha256": prompt_set["sha256"],
                        "count": len(prompt_set["prompts"])},
         "trials": settings.trials, "max_new_tokens": max_new, "platform": "iOS",
-        "ab_prefill": settings.ab_prefill,
+        "ab_prefill": settings.ab_prefill, "ab_kv": settings.ab_kv,
     }
     if "launchRecord" in app.contract:
         header.update({"launches": settings.launches, "duration_s": settings.duration,

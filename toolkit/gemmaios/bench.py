@@ -120,7 +120,7 @@ def launch_plan(trials: int, *, cold: int = 0, duration: int = 0) -> list[Launch
 
 def launch_environment(run_id: str, trials: int, udid: str, *, ab_prefill: bool = False,
                        launch: Launch | None = None, launches: int = 1,
-                       sample_interval: int | None = None) -> dict[str, str]:
+                       sample_interval: int | None = None, ab_kv: bool = False) -> dict[str, str]:
     """Exactly the contract's bench launch settings (names from gemmaios.contract.ENV); `ab_prefill`
     makes the app alternate its prefill function on (even trials) and off (odd trials). `launch`
     (one of `launch_plan`'s) adds the multi-launch and sustained settings when they differ from
@@ -129,6 +129,8 @@ def launch_environment(run_id: str, trials: int, udid: str, *, ab_prefill: bool 
            contract.ENV["runId"]: run_id, contract.ENV["udid"]: udid}
     if ab_prefill:
         env[contract.ENV["abPrefill"]] = "1"
+    if ab_kv:  # issue 27: the KV cache starting at 256 (even trials) and at 384 (odd trials: never 2048/4096)
+        env[contract.ENV["abKV"]] = "1"
     if launch is not None and launches > 1:
         env[contract.ENV["launchIndex"]] = str(launch.index)
         env[contract.ENV["launches"]] = str(launches)
@@ -395,7 +397,8 @@ async def _run_launch(control, client, bundle_id: str, env: dict[str, str], remo
 async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float, poll: float, mount_ddi: bool,
                  status_fn: Callable[[str], None] | None, report_wait: float, bundle_id: str | None,
                  ab_prefill: bool = False, cold: int = 0, duration: int = 0,
-                 sample_interval: int | None = None, devicectl: Devicectl | None = None) -> BenchResult:
+                 sample_interval: int | None = None, devicectl: Devicectl | None = None,
+                 ab_kv: bool = False) -> BenchResult:
     from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
     from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
     from pymobiledevice3.services.house_arrest import HouseArrestService
@@ -447,7 +450,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
 
         def environment(launch: Launch) -> dict[str, str]:
             env = launch_environment(run_id, trials, info.udid, ab_prefill=ab_prefill, launch=launch,
-                                     launches=len(plan), sample_interval=sample_interval)
+                                     launches=len(plan), sample_interval=sample_interval, ab_kv=ab_kv)
             environments.append(env)
             return env
 
@@ -505,11 +508,14 @@ def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout:
           mount_ddi: bool = False, status_fn: Callable[[str], None] | None = None,
           report_wait: float = 15.0, bundle_id: str | None = None, ab_prefill: bool = False,
           cold: int = 0, duration: int = 0, sample_interval: int | None = None,
-          mac: str | None = None, ssh_options: Sequence[str] = ()) -> BenchResult:
+          mac: str | None = None, ssh_options: Sequence[str] = (), ab_kv: bool = False) -> BenchResult:
     """Launch the bench, wait for it, pull its log into runs/. Raises BenchFailed when it did not finish.
 
     `ab_prefill`: one run alternates the bundle's prefill function on and off trial by trial
     (`gemmaios report` then prints both medians and their ratio); needs at least 2 trials.
+    `ab_kv`: one run alternates the KV cache's start, 256 (upstream) and 384 (doubling from it never binds
+    2048 or 4096: the candidate workaround for apple/coreai-models#124), trial by trial; the report splits
+    oracle agreement by setting.
     `cold`: that many cold launches (one trial each, its own process) before the warm trials.
     `duration`: seconds of sustained decode after the trials, sampled every `sample_interval` s.
     `timeout` bounds the whole run on top of the sustained phase."""
@@ -522,13 +528,17 @@ def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout:
         raise BenchSettingsError(f"--sample-interval {sample_interval} is longer than --duration {duration}: "
                                  "no full sample would be taken", hint="use an interval well below the duration")
     launch_plan(trials, cold=cold, duration=duration)  # refuses an empty run before touching the phone
+    if ab_kv and trials < 2:
+        raise BenchSettingsError(f"--ab-kv alternates the KV growth per trial, and {trials} trial runs only one "
+                                 "setting", hint="pass --trials 2 or more (one per setting at least)")
     if ab_prefill and trials < 2:
         raise BenchSettingsError(f"--ab-prefill alternates the prefill setting per trial, and {trials} trial "
                                  "runs only one setting", hint="pass --trials 4 or more (2 per setting at least)")
     devicectl = devicectl_for(mac, ssh_options)  # on macOS / with --mac: launch, wait, pull through devicectl
     try:
         result = asyncio.run(_bench(build_dir, udid, trials, timeout, poll, mount_ddi, status_fn, report_wait,
-                                    bundle_id, ab_prefill, cold, duration, sample_interval, devicectl))
+                                    bundle_id, ab_prefill, cold, duration, sample_interval, devicectl,
+                                    ab_kv=ab_kv))
     except (dev.NoDevice, dev.DeviceNotFound, dev.UsbmuxdUnavailable) as exc:
         better = None if devicectl is None else phone_only_on_the_mac(devicectl, udid, exc)
         if better is None or better is exc:

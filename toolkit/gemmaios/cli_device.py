@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .cli_console import interrupted
 from .cli_options import (
+    AbKvOpt,
     AbPrefillOpt,
     AllowTblOpt,
     AllowUncompiledOpt,
@@ -205,6 +206,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
         bundle_id: Annotated[str | None, typer.Option(
             "--bundle-id", help="the installed app to run (default: what `gemmaios deploy` recorded)")] = None,
         ab_prefill: AbPrefillOpt = False,
+        ab_kv: AbKvOpt = False,
         cold: ColdOpt = 0,
         duration: DurationOpt = 0,
         sample_interval: SampleIntervalOpt = None,
@@ -228,7 +230,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
             result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,
                                ab_prefill=ab_prefill, cold=cold, duration=duration, sample_interval=sample_interval,
                                status_fn=lambda msg: console.print(f"  {msg}"), mac=mac,
-                               ssh_options=_ssh_options() if mac else ())
+                               ssh_options=_ssh_options() if mac else (), ab_kv=ab_kv)
         except KeyboardInterrupt:
             interrupted(console, "nothing of this run was pulled into runs/; run the same `gemmaios bench` again")
         except BenchFailed as exc:

@@ -48,7 +48,10 @@ KernelOpt = Annotated[Kernel | None, typer.Option(
     help="flash-decode kernel for --target mac builds of 12B/31B (default g8)")]
 MaxContextOpt = Annotated[int | None, typer.Option(
     "--max-context", min=MIN_CONTEXT, rich_help_panel=BUILD,
-    help="longest context the bundle serves (default: 4096, capped at the model's limit)")]
+    help="longest context the bundle serves (default: 4096, capped at the model's limit). On iOS the engine's KV "
+         "grows by doubling from 256, and above 1024 positions an on-device compiled bundle decodes wrong tokens on "
+         "iOS 27 beta (apple/coreai-models#124): 1024 is the known-good choice there, longer contexts carry a "
+         "warning in the app and the report; E4B's KV holds 96 KiB per position (0.4 GB at 4096)")]
 PrefillChunkOpt = Annotated[str | None, typer.Option(
     "--prefill-chunk", rich_help_panel=BUILD,
     help="prompt prefill in static chunks: a prefill_C function beside main (0 = off, the default; 8 | 16, "
@@ -92,6 +95,13 @@ AbPrefillOpt = Annotated[bool, typer.Option(
     "--ab-prefill", rich_help_panel=BENCH,
     help="alternate the bundle's prefill function on (even trials) and off (odd trials) in one run; "
          "`gemmaios report` prints both medians and their ratio")]
+AbKvOpt = Annotated[bool, typer.Option(
+    "--ab-kv", rich_help_panel=BENCH,
+    help="alternate the KV cache's start in one run: 256 as upstream (even trials) and 384 (odd trials: its "
+         "doubling binds 768, 1536, 3072 and never 2048 or 4096, the candidate workaround for "
+         "apple/coreai-models#124; context capped at 3072 of 4096); bench the "
+         "long-context probe (`gemmaios oracle --prompts long-context`) and `gemmaios report` gives each setting's "
+         "oracle agreement by context")]
 ColdOpt = Annotated[int, typer.Option(
     "--cold", min=0, rich_help_panel=BENCH,
     help="cold launches before the warm trials: each its own app launch running one trial, time to first "

@@ -148,9 +148,12 @@ def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console
         interrupted(console, "no transcript written; run the same command again for a complete one")
     if json_out is not None:  # --json, on stdout (the terminal's: fd 1 is the log meanwhile)
         json_out.print(json.dumps({"transcript": str(result.transcript), "run_dir": str(result.run_dir),
-                                   "oracle": result.score, "passed": result.passed}, indent=2),
+                                   "oracle": result.score, "passed": result.passed, "skipped": result.skipped},
+                                  indent=2),
                        markup=False, highlight=False)
     console.print(f"transcript: {result.transcript}", markup=False)
+    if result.skipped:
+        console.print(f"left out (past the bundle's context): {', '.join(result.skipped)}", markup=False)
     console.print(f"oracle: {result.score}", markup=False)
     if result.passed is False:
         raise typer.Exit(1)

@@ -86,6 +86,12 @@ LAUNCH_SETTINGS = (
                   "prefill through `main` only, even when the bundle has a prefill function (A/B in one build)"),
     LaunchSetting("abPrefill", "GEMMAIOS_AB_PREFILL", LAUNCH_ARG_PREFIX + "ab-prefill", "flag",
                   "bench: alternate the prefill function on (even trials) and off (odd trials), one run"),
+    # ---- long contexts (issue 27, apple/coreai-models#124) -------------------------------------------
+    LaunchSetting("kv384", "GEMMAIOS_KV_384", LAUNCH_ARG_PREFIX + "kv-384", "flag",
+                  "start the KV cache at 384 positions so it never binds 2048 or 4096 (context capped at the largest "
+                  "384·2^k within the bundle's)"),
+    LaunchSetting("abKV", "GEMMAIOS_AB_KV", LAUNCH_ARG_PREFIX + "ab-kv", "flag",
+                  "bench: alternate the KV cache's start, 256 (even trials) and 384 (odd trials), one run"),
     # ---- bench protocol (issue 16): cold launches, sustained decode ---------------------------------
     LaunchSetting("launchIndex", "GEMMAIOS_LAUNCH_INDEX", LAUNCH_ARG_PREFIX + "launch-index", "int",
                   "bench: this launch's number in a multi-launch run (0 starts the transcript, later launches "
@@ -148,6 +154,70 @@ SPLICED_PLE_ROW_KEY = "pad_token_id"  # gemmaios.vision.<it>: the PLE row every 
 def ple_row(token: int, vocab_size: int, pad_token_id: int) -> int:
     """The PLE table row the provider gathers for a graph token id (ids >= V: spliced image tokens)."""
     return pad_token_id if token >= vocab_size else token
+
+
+# ---- KV capacity and the iOS guard (issue 27; apple/coreai-models#124) ---------------------------
+# The pinned engine's growing KV cache (GrowingKVCache, the pipelined engine) starts at 256
+# positions and doubles until it holds prompt + new tokens (capped at the bundle's
+# max_context_length); it never shrinks while the engine lives (reset(to:) keeps the buffers).
+# On iPhone 17 Pro / iOS 27 beta an on-device-compiled pipelined decode bundle whose KV state is
+# bound at 2048 or 4096 positions decodes garbage from the first token; <= 1024 is token-exact
+# (macOS is correct at every size). Until a phone says otherwise, an iOS binding above
+# IOS_KV_SAFE_CAPACITY carries the named warning below in the app, the transcript and the report.
+KV_INITIAL_CAPACITY = 256
+IOS_KV_SAFE_CAPACITY = 1024
+KV_FAULT_ISSUE = "apple/coreai-models#124"
+KV_FAULT_WARNING = "ios-kv-capacity-above-1024"  # the warning's name (app status, transcript, report)
+PROMPT_KV_CAPACITY = "kv_capacity"  # transcript prompt record: KV positions the engine had bound for it
+# The candidate workaround, with no engine patch: start the growing KV cache at 384 positions
+# (EngineOptions.kvCacheSize) so its doubling binds 384, 768, 1536, 3072, 6144, … — never 2048 or 4096 —
+# and cap the context at the largest such size within the bundle's (3072 of 4096). Unverified on a phone:
+# `bench --ab-kv` alternates it with upstream's start (256) trial by trial, so the first phone run
+# measures both and says whether #124 follows the bound size or the context length.
+KV_ALT_INITIAL_CAPACITY = 384
+KV_GROWTH_DOUBLING, KV_GROWTH_ALT = "from-256", "from-384"  # the kv_growth values: the KV cache's first size
+PROMPT_KV_GROWTH = "kv_growth"  # transcript prompt/load record: KV_GROWTH_DOUBLING (upstream) or KV_GROWTH_ALT
+PROMPT_WARNINGS = "warnings"  # transcript prompt record: named warnings that applied to it
+KV_GUARD_METADATA_KEY = "kv_guard"  # metadata.json gemmaios.<it>: what an iOS build allows (convert)
+
+
+def kv_alt_max_context(max_context: int) -> int:
+    """The context the 384-start allows within a bundle's: the largest 384·2^k not above it (3072 of 4096),
+    so the doubling never binds past the graph's own limit."""
+    capacity = KV_ALT_INITIAL_CAPACITY
+    while capacity * 2 <= max_context:
+        capacity *= 2
+    return min(capacity, max_context)
+
+
+def kv_bound_capacity(needed: int, max_context: int, current: int = KV_INITIAL_CAPACITY) -> int:
+    """The KV capacity the pinned engine binds for `needed` positions (prompt + new tokens),
+    growing from `current` (its allocation so far; the first is EngineOptions.kvCacheSize, default
+    256): the engine asks for min(needed, max_context) and GrowingKVCache doubles until that fits
+    (no cap of its own on a dynamic sequence dim)."""
+    target = min(needed, max_context)
+    capacity = max(current, 1)
+    while capacity < target:
+        capacity *= 2
+    return capacity
+
+
+def kv_guard(max_context: int) -> dict:
+    """What an iOS build records under metadata.json gemmaios[KV_GUARD_METADATA_KEY]: the context it
+    allows, the largest KV binding that context can reach, and whether that stays known-good."""
+    largest = kv_bound_capacity(max_context, max_context)
+    return {"allowed_context": max_context, "largest_kv_capacity": largest,
+            "safe_kv_capacity": IOS_KV_SAFE_CAPACITY, "within_safe": largest <= IOS_KV_SAFE_CAPACITY,
+            "issue": KV_FAULT_ISSUE, "warning": KV_FAULT_WARNING}
+
+
+def kv_fault_warning(capacity: int, platform: str) -> str | None:
+    """The #124 warning's text when an iOS engine binds its KV above the safe capacity, else None."""
+    if platform != "iOS" or capacity <= IOS_KV_SAFE_CAPACITY:
+        return None
+    return (f"{KV_FAULT_WARNING}: the KV cache is bound at {capacity} positions; on iOS 27 beta an on-device "
+            f"compiled pipelined bundle decodes wrong tokens at 2048 or 4096 ({KV_FAULT_ISSUE}); "
+            f"stay within {IOS_KV_SAFE_CAPACITY} tokens of context until a phone run shows it fixed")
 
 
 # ---- engine environment the app sets before creating the engine --------------------------------
@@ -263,6 +333,26 @@ def facts() -> list[Fact]:
              f"{m}.RECORD_LAUNCH_END"),
         Fact("thermalRecord", RECORD_THERMAL, "transcript record type: a thermal state change", f"{m}.RECORD_THERMAL"),
         Fact("sampleRecord", RECORD_SAMPLE, "transcript record type: a sustained tok/s sample", f"{m}.RECORD_SAMPLE"),
+        Fact("kvInitialCapacity", KV_INITIAL_CAPACITY, "KV positions the pinned engine allocates first (it doubles "
+             "from there up to max_context, never shrinking)", f"{m}.KV_INITIAL_CAPACITY ({m}.kv_bound_capacity)"),
+        Fact("iosKVSafeCapacity", IOS_KV_SAFE_CAPACITY, "iOS: largest KV binding known token-exact on a phone "
+             "(apple/coreai-models#124)", f"{m}.IOS_KV_SAFE_CAPACITY"),
+        Fact("kvFaultIssue", KV_FAULT_ISSUE, "the upstream issue the iOS KV warning cites", f"{m}.KV_FAULT_ISSUE"),
+        Fact("kvFaultWarning", KV_FAULT_WARNING, "name of the warning an iOS KV binding above the safe capacity "
+             "carries", f"{m}.KV_FAULT_WARNING ({m}.kv_fault_warning)"),
+        Fact("promptKVCapacityField", PROMPT_KV_CAPACITY, "transcript prompt record: KV positions bound for it",
+             f"{m}.PROMPT_KV_CAPACITY"),
+        Fact("kvAlternateInitialCapacity", KV_ALT_INITIAL_CAPACITY, "the candidate #124 workaround's first KV "
+             "size (EngineOptions.kvCacheSize): doubling from it never binds 2048 or 4096",
+             f"{m}.KV_ALT_INITIAL_CAPACITY ({m}.kv_alt_max_context)"),
+        Fact("kvGrowthDoubling", KV_GROWTH_DOUBLING, "kv_growth value: upstream's start (256)", f"{m}.KV_GROWTH_DOUBLING"),
+        Fact("kvGrowthAlternate", KV_GROWTH_ALT, "kv_growth value: the 384 start", f"{m}.KV_GROWTH_ALT"),
+        Fact("promptKVGrowthField", PROMPT_KV_GROWTH, "transcript prompt and load records: how the KV cache grew",
+             f"{m}.PROMPT_KV_GROWTH"),
+        Fact("promptWarningsField", PROMPT_WARNINGS, "transcript prompt record: named warnings that applied",
+             f"{m}.PROMPT_WARNINGS"),
+        Fact("kvGuardMetadataKey", KV_GUARD_METADATA_KEY, "metadata.json gemmaios.<it>: the context an iOS build "
+             "allows and why", f"{m}.KV_GUARD_METADATA_KEY"),
         Fact("chunkThresholdVariable", next(iter(ENGINE_ENVIRONMENT)), "engine environment variable set at load",
              f"{m}.ENGINE_ENVIRONMENT"),
         Fact("chunkThresholdValue", next(iter(ENGINE_ENVIRONMENT.values())), "its value", f"{m}.ENGINE_ENVIRONMENT"),

@@ -27,6 +27,7 @@ class ModelSpec:
     num_kv_shared_layers: int
     num_global_key_value_heads: int | None = None
     attention_k_eq_v: bool | None = None
+    sliding_window: int | None = None  # keys a sliding layer attends to (None: not asserted)
     final_logit_softcapping: float = 30.0
     source: str = ""
 
@@ -74,6 +75,7 @@ MODELS: dict[str, ModelSpec] = {
             intermediate_size=10240,
             hidden_size_per_layer_input=256,
             num_kv_shared_layers=18,
+            sliding_window=512,
             source="seed 002 (E4B Core AI model card)",
         ),
         ModelSpec(

@@ -154,3 +154,107 @@ def estimate_weight_bytes(spec: ModelSpec, quant: str = "int4", head_quant: str 
             "norm weights left out (a few KB per layer)",
         ],
     )
+
+
+# ---- by context (issue 27): what the KV cache costs as the conversation grows --------------------
+
+REPORT_CONTEXTS = (1024, 4096, 8192, 32768)
+
+
+@dataclass(frozen=True)
+class KVLayer:
+    """One cache-owning layer as the decode graph reads it: its own K/V heads and head dim."""
+
+    kv_heads: int
+    head_dim: int
+    sliding: bool
+
+
+def kv_layers_of(spec: ModelSpec, full_attention_every: int = 6) -> list[KVLayer]:
+    """The cache-owning layers of a registry model (the first `kv_slots`; KV-shared layers read theirs),
+    with the same full-attention pattern `estimate_weight_bytes` uses (every 6th and the last)."""
+    n = spec.num_hidden_layers
+    out = []
+    for i in range(spec.kv_slots):
+        full = _layer_is_full(i, n, full_attention_every)
+        heads = (spec.num_global_key_value_heads or spec.num_key_value_heads) if full else spec.num_key_value_heads
+        if heads is None:
+            raise RooflineError(f"registry entry {spec.key!r} does not record num_key_value_heads",
+                                hint="compute the KV arithmetic from a converted bundle instead")
+        out.append(KVLayer(heads, spec.global_head_dim if full else spec.head_dim, not full))
+    return out
+
+
+@dataclass(frozen=True)
+class ContextRow:
+    """Decode costs at one context length: the KV cache beside the weights."""
+
+    context: int  # positions in the cache when the token is decoded
+    capacity: int  # positions the pinned engine binds for it (doubling from 256: contract.kv_bound_capacity)
+    kv_read_bytes: int  # K+V bytes the decode graph reads for one token at this context
+    kv_read_window_bytes: int | None  # the same if sliding layers read only their window (None: no window known)
+    kv_state_bytes: int  # KV memory held: the unified padded key + value state at `capacity`
+    weight_bytes: int  # weights streamed per token
+    ple_row_bytes: int
+
+    @property
+    def bytes_per_token(self) -> int:
+        return self.weight_bytes + self.kv_read_bytes + self.ple_row_bytes
+
+    @property
+    def kv_share(self) -> float:
+        """Fraction of the bytes per token that is KV."""
+        return self.kv_read_bytes / self.bytes_per_token
+
+
+def kv_read_bytes(layers: list[KVLayer], context: int, window: int | None = None, dtype_bytes: int = 2) -> int:
+    """K+V bytes one decode step reads at `context` cached positions: each cache-owning layer reads its
+    own heads × head dim of rows 0..context-1 (KV-shared layers reuse a read slot's rows; counted once).
+    With `window`, sliding layers read only their last `window` rows (our graph reads them all and masks)."""
+    total = 0
+    for lay in layers:
+        rows = min(context, window) if (window and lay.sliding) else context
+        total += 2 * lay.kv_heads * lay.head_dim * dtype_bytes * rows
+    return total
+
+
+def context_rows(spec: ModelSpec, quant: str = "int4", head_quant: str | None = None,
+                 contexts: tuple[int, ...] = REPORT_CONTEXTS, weight_bytes: int | None = None) -> list[ContextRow]:
+    """KV bytes read per token and KV memory for `spec` at each context, beside its weights, from the
+    registry's dimensions (the real config's: checked against config.json when a checkpoint is read).
+    `weight_bytes`: a bundle's measured weights instead of the estimate."""
+    est = estimate_weight_bytes(spec, quant, head_quant)
+    return layer_context_rows(kv_layers_of(spec), spec.sliding_window,
+                              est.total_bytes if weight_bytes is None else weight_bytes, est.ple_row_bytes, contexts)
+
+
+def layer_context_rows(layers: list[KVLayer], window: int | None, weight_bytes: int, ple_row_bytes: int,
+                       contexts: tuple[int, ...] = REPORT_CONTEXTS) -> list[ContextRow]:
+    from .contract import kv_bound_capacity
+    from .memory import kv_cache_bytes
+
+    heads = max(lay.kv_heads for lay in layers)
+    dim = max(lay.head_dim for lay in layers)
+    rows = []
+    for ctx in contexts:
+        capacity = kv_bound_capacity(ctx, ctx)
+        rows.append(ContextRow(
+            context=ctx, capacity=capacity, kv_read_bytes=kv_read_bytes(layers, ctx),
+            kv_read_window_bytes=kv_read_bytes(layers, ctx, window) if window else None,
+            kv_state_bytes=kv_cache_bytes(len(layers), heads, dim, capacity), weight_bytes=weight_bytes,
+            ple_row_bytes=ple_row_bytes))
+    return rows
+
+
+def bundle_context_rows(weight_bytes: int, kv_bytes_per_position: int, ple_row_bytes: int,
+                        contexts: tuple[int, ...] = REPORT_CONTEXTS) -> list[ContextRow]:
+    """The same rows from a bundle's facts alone (its KV state specs): reads are taken as the padded
+    state row per position, an upper bound on what the graph reads (it reads each layer's own heads/dims)."""
+    from .contract import kv_bound_capacity
+
+    out = []
+    for ctx in contexts:
+        capacity = kv_bound_capacity(ctx, ctx)
+        out.append(ContextRow(ctx, capacity, kv_bytes_per_position * ctx, None, kv_bytes_per_position * capacity,
+                              weight_bytes, ple_row_bytes))
+    return out

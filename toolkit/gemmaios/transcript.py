@@ -92,6 +92,12 @@ class PromptRecord:
     # an image prompt (issue 17): its picture file, payload-relative; prompt_ids then hold the placeholder
     # once and prefill_tokens counts the expanded ids. Scored against the image oracle, not the text one.
     image: str | None = None
+    # issue 27: the KV positions the engine had bound for this prompt (the app mirrors the pinned
+    # engine's growth; a host run records the states it allocated) and the named warnings that
+    # applied (contract.KV_FAULT_WARNING: an iOS binding above 1024, apple/coreai-models#124)
+    kv_capacity: int | None = None
+    kv_growth: str | None = None  # the KV cache's start: "from-256" (upstream) or "from-384" (`bench --ab-kv`)
+    warnings: list[str] = field(default_factory=list)
     line: int = 0
 
     @property
@@ -253,6 +259,12 @@ def read_transcript(path: Path, *, require_complete: bool = False) -> Transcript
             if transcript.launches and launch != transcript.launches[-1]["index"]:
                 raise TranscriptError(path, lineno, f"prompt of launch {launch} inside launch "
                                                     f"{transcript.launches[-1]['index']}")
+            capacity, warnings = known.get("kv_capacity"), known.get("warnings", [])
+            if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1):
+                raise TranscriptError(path, lineno, f"prompt.kv_capacity must be a positive position count, got "
+                                                    f"{capacity!r}")
+            if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+                raise TranscriptError(path, lineno, f"prompt.warnings must be a list of warning names, got {warnings!r}")
             transcript.prompts.append(PromptRecord(**known, line=lineno))
         elif kind == RECORD_LAUNCH:
             expected = transcript.launches[-1]["index"] + 1 if transcript.launches else 0

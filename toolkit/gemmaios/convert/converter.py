@@ -14,6 +14,7 @@ import torch
 from .. import kernels
 from ..bundle import bundle_name, copy_tokenizer, write_metadata
 from ..checkpoint import Checkpoint
+from ..contract import KV_GUARD_METADATA_KEY, kv_guard
 from ..decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
 from ..files import replace_dir
 from ..quantize import BLOCK, expected_storage_bytes
@@ -218,6 +219,8 @@ def convert_checkpoint(
             "ple": ple,
             "max_context": max_context,
             "target": target,
+            # issue 27: the context an iOS build allows, and the KV binding known token-exact on a phone
+            KV_GUARD_METADATA_KEY: kv_guard(max_context) if target == "ios" else None,
             "flash_decode": (
                 {
                     "kernel": flash,

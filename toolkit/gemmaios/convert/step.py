@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import __version__, hostrun
 from ..checkpoint import Checkpoint
+from ..contract import IOS_KV_SAFE_CAPACITY, KV_FAULT_ISSUE, KV_FAULT_WARNING, KV_GUARD_METADATA_KEY, kv_guard
 from ..decode_model import DecodeSpec
 from ..oracle import ORACLE_FILE
 from ..pipeline import BuildContext, Step, StepOutcome
@@ -148,6 +149,7 @@ class ConvertStep(Step):
             "ple": result.ple,
             "max_context": result.max_context,
             "target": result.target,
+            KV_GUARD_METADATA_KEY: kv_guard(result.max_context) if result.target == "ios" else None,
             "kernel": result.kernel,
             "prefill_chunks": list(result.prefill_chunks),
             "vision": result.vision,
@@ -173,4 +175,9 @@ class ConvertStep(Step):
             note += f"; flash-decode {result.kernel} on full layers {result.gates['flash_decode']['full_layers']}"
         elif result.target == "mac":
             note += "; stock attention (this model does not need the flash-decode kernel)"
+        guard = details[KV_GUARD_METADATA_KEY]
+        if guard and not guard["within_safe"]:
+            note += (f"; {KV_FAULT_WARNING}: context {guard['allowed_context']} lets the KV bind up to "
+                     f"{guard['largest_kv_capacity']} positions, which decode wrong tokens on iOS 27 beta "
+                     f"({KV_FAULT_ISSUE}); --max-context {IOS_KV_SAFE_CAPACITY} stays within the known-good size")
         return StepOutcome(outputs=result.files(), details=details, message=f"{result.name} ({note})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ class HostBenchResult:
     transcript: Path
     score: str | None
     passed: bool | None
+    skipped: list[str] = field(default_factory=list)  # oracle prompts past the bundle's context (not run)
 
 
 def host_bench(
@@ -80,11 +81,21 @@ def host_bench(
         raise HostRunError(f"--trials must be at least 1, got {trials}", hint="pass --trials 1 or more")
     oracle = load_oracle(build_dir / ORACLE_FILE)
     tokens = max_new_tokens or oracle.max_new_tokens
-    prompts = [(p.id, p.prompt_ids) for p in oracle.prompts]
     run_id = run_id_now()
     run_dir = build_dir / "runs" / f"{run_id}-host"
     tables = build_dir / "tables"
     with BundleRunner(bundle_dir, tables if tables.is_dir() else None) as runner:
+        # A prompt whose context (prompt + new tokens) passes the bundle's cannot run: it is left out
+        # and named (the long-context probe on a short-context build), the others keep their indexes.
+        fits = [(i, p.id, p.prompt_ids) for i, p in enumerate(oracle.prompts)
+                if len(p.prompt_ids) + tokens <= runner.bundle.max_context]
+        skipped = [f"{p.id} ({len(p.prompt_ids)} + {tokens} tokens)" for p in oracle.prompts
+                   if len(p.prompt_ids) + tokens > runner.bundle.max_context]
+        if not fits:
+            raise HostRunError(f"no oracle prompt fits {runner.bundle.name}'s context of {runner.bundle.max_context} "
+                               f"tokens with {tokens} new ones", hint="convert with a larger --max-context, or re-run "
+                               "`gemmaios oracle` with shorter prompts or fewer --tokens")
+        prompts = fits
         advance = progress_factory(trials * len(prompts)) if progress_factory else None
         records = transcript_records(runner, prompts, prompt_set=oracle.prompt_set, max_new_tokens=tokens,
                                      trials=trials, run_id=run_id, progress=advance)
@@ -95,7 +106,8 @@ def host_bench(
     score = score_against_oracle(read_transcript(transcript, require_complete=True), oracle)
     write_json_atomic(run_dir / "run.json", {"status": "completed", "run_id": run_id, "platform": HOST_PLATFORM,
                                              "bundle": str(bundle_dir), "trials": trials, "transcript": transcript.name,
-                                             "oracle": score.summary, "device": host_device()})
-    return HostBenchResult(run_dir, transcript, score.summary, score.passed)
+                                             "oracle": score.summary, "device": host_device(),
+                                             "skipped_prompts": skipped})
+    return HostBenchResult(run_dir, transcript, score.summary, score.passed, skipped)
 
 

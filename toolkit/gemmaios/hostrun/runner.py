@@ -24,6 +24,7 @@ class HostGeneration:
     ttft_seconds: float
     decode_token_seconds: list[float] = field(default_factory=list)
     logits: list[np.ndarray] = field(default_factory=list)  # per generated token, float32 [V] (keep_logits)
+    kv_capacity: int = 0  # positions of the KV states this walk bound (prompt + max_new_tokens here)
 
     @property
     def decode_tokens(self) -> int:
@@ -379,7 +380,8 @@ class BundleRunner:
             raise HostRunError("empty prompt", hint="give at least one token (the BOS)")
         if max_new_tokens < 1:
             raise HostRunError(f"max_new_tokens must be at least 1, got {max_new_tokens}", hint="ask for 1 or more tokens")
-        states = self._new_states(self._capacity(len(prompt_ids) + max_new_tokens))
+        capacity = self._capacity(len(prompt_ids) + max_new_tokens)
+        states = self._new_states(capacity)
         started = time.perf_counter()
         logits, _ = self.prefill(prompt_ids, states, chunked=chunked, sizes=sizes if chunked else None)
         first = time.perf_counter()
@@ -400,7 +402,7 @@ class BundleRunner:
             last = now
         return HostGeneration(prompt_ids, generated, prefill_seconds=first - started + image_seconds,
                               decode_seconds=last - first, ttft_seconds=first - started + image_seconds,
-                              decode_token_seconds=token_seconds, logits=kept)
+                              decode_token_seconds=token_seconds, logits=kept, kv_capacity=capacity)
 
     def forced(self, prompt_ids: Sequence[int], continuation: Sequence[int], *, image=None) -> np.ndarray:
         """Teacher forcing: logits [len(continuation), V] predicting each continuation token."""

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from .. import __version__
+from ..contract import PROMPT_KV_CAPACITY, PROMPT_WARNINGS
 from .errors import HOST_PLATFORM, Progress
 from .runner import BundleRunner
 
@@ -37,7 +38,7 @@ def _rss_bytes() -> int:
 
 def transcript_records(
     runner: BundleRunner,
-    prompts: Sequence[tuple[str, list[int]]],
+    prompts: Sequence[tuple[str, list[int]]] | Sequence[tuple[int, str, list[int]]],
     *,
     prompt_set: dict,
     max_new_tokens: int,
@@ -45,7 +46,11 @@ def transcript_records(
     run_id: str,
     progress: Progress | None = None,
 ) -> list[dict]:
-    """Run every prompt `trials` times and return the transcript records (header … footer)."""
+    """Run every prompt `trials` times and return the transcript records (header … footer).
+
+    `prompts`: (id, ids) pairs, indexed in order, or (index, id, ids) triples keeping the oracle's
+    indexes when some of its prompts are left out (those past the bundle's context)."""
+    indexed = [p if len(p) == 3 else (i, *p) for i, p in enumerate(prompts)]
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     records: list[dict] = [{
@@ -56,7 +61,7 @@ def transcript_records(
         "platform": HOST_PLATFORM, "decode": {"stop_at_eos": False},
     }, {"type": "load", "seconds": round(runner.load_seconds, 4), "cold": True}]
     for trial in range(trials):
-        for index, (prompt_id, ids) in enumerate(prompts):
+        for index, prompt_id, ids in indexed:
             gen = runner.generate(ids, max_new_tokens)
             rss = _rss_bytes()
             records.append({"type": "memory", "t": round(time.perf_counter() - t0, 3), "phys_footprint_bytes": rss})
@@ -68,6 +73,7 @@ def transcript_records(
                 "decode_seconds": round(gen.decode_seconds, 6),
                 "decode_token_seconds": [round(s, 6) for s in gen.decode_token_seconds],
                 "peak_phys_footprint_bytes": rss, "seconds_since_launch": round(time.perf_counter() - t0, 3),
+                PROMPT_KV_CAPACITY: gen.kv_capacity, PROMPT_WARNINGS: [],  # the host binds what it needs
             })
             if progress:
                 progress(1)

@@ -18,10 +18,21 @@ class PromptSetError(GemmaiosError):
     """A prompts YAML file is unreadable or does not describe a prompt set."""
 
 
+ROLES = ("system", "user", "assistant")
+
+
 @dataclass(frozen=True)
 class Prompt:
     id: str
-    text: str
+    text: str  # the (last) user message
+    # a multi-turn prompt (issue 27): the conversation before `text`, as (role, content) pairs with
+    # roles from ROLES; rendered whole by the checkpoint's own chat template, so it follows whatever
+    # framing the tokenizer has. Empty: a single user turn.
+    history: tuple[tuple[str, str], ...] = ()
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages the template renders: the history, then `text` as the user turn."""
+        return [{"role": r, "content": c} for r, c in self.history] + [{"role": "user", "content": self.text}]
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,9 @@ class PromptSet:
     @property
     def sha256(self) -> str:
         """Identity of what is decoded (texts, ids, template flag); the name is only a label."""
-        canonical = {"chat_template": self.chat_template, "prompts": [[p.id, p.text] for p in self.prompts]}
+        canonical = {"chat_template": self.chat_template,
+                     "prompts": [[p.id, p.text, *([[list(t) for t in p.history]] if p.history else [])]
+                                 for p in self.prompts]}
         return hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def header(self) -> dict[str, Any]:
@@ -70,6 +83,9 @@ PACKAGED_PROMPT_SETS = {
     # two prompts of well over 512 tokens: prefill figures (issue 18). The built-in 8 stay what the
     # tiny model is trained on and the oracle gate checks; this set is opt-in.
     "long-prefill": Path(__file__).resolve().parents[1] / "data" / "prompts" / "long-prefill.yaml",
+    # the long-context probe (issue 27): prompts past 1k, 2k and 4k tokens, single- and multi-turn,
+    # short to long (the engine's KV binding only grows); the report groups agreement by context
+    "long-context": Path(__file__).resolve().parents[1] / "data" / "prompts" / "long-context.yaml",
 }
 
 _PROMPT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -85,6 +101,11 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
       - id: capital-france
         text: What is the capital of France?
       - Explain why the sky is blue.   # a bare string gets the id p<index>
+      - id: follow-up                  # multi-turn: the conversation so far, then `text`
+        history:
+          - {role: user, text: What is the capital of Italy?}
+          - {role: assistant, text: The capital of Italy is Rome.}
+        text: And what about Spain?
     ```
     """
     if path is None:
@@ -122,14 +143,23 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
     for i, item in enumerate(items):
         if isinstance(item, str):
             item = {"id": f"p{i}", "text": item}
-        if not isinstance(item, dict) or set(item) - {"id", "text"} or "text" not in item:
-            raise bad(f"prompts[{i}] must be a string or a mapping with `text` (and optional `id`), got {item!r}")
+        if not isinstance(item, dict) or set(item) - {"id", "text", "history"} or "text" not in item:
+            raise bad(f"prompts[{i}] must be a string or a mapping with `text` (and optional `id`, `history`), "
+                      f"got {str(item)[:200]!r}")
         text, pid = item["text"], item.get("id", f"p{i}")
         if not isinstance(text, str) or not text.strip():
             raise bad(f"prompts[{i}].text must be a non-empty string")
         if not isinstance(pid, str) or not _PROMPT_ID.match(pid):
             raise bad(f"prompts[{i}].id {pid!r} must be letters, digits, '.', '_' or '-'")
-        prompts.append(Prompt(pid, text))
+        history = []
+        for j, turn in enumerate(item.get("history") or []):
+            if (not isinstance(turn, dict) or set(turn) != {"role", "text"} or turn["role"] not in ROLES
+                    or not isinstance(turn["text"], str) or not turn["text"].strip()):
+                raise bad(f"prompts[{i}].history[{j}] must be {{role: {'|'.join(ROLES)}, text: <non-empty>}}")
+            history.append((turn["role"], turn["text"]))
+        if history and not chat:
+            raise bad(f"prompts[{i}] has a `history`, which needs `chat_template: true`")
+        prompts.append(Prompt(pid, text, tuple(history)))
     seen: set[str] = set()
     for p in prompts:
         if p.id in seen:

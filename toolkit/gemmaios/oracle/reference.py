@@ -32,8 +32,7 @@ def encode_prompt(tok: Any, prompt: Prompt, chat_template: bool, *, where: str =
                 f"the tokenizer of {where} has no chat template",
                 hint="use a prompts file with `chat_template: false`, or add chat_template.jinja to the checkpoint",
             )
-        text = tok.apply_chat_template([{"role": "user", "content": prompt.text}], tokenize=False,
-                                       add_generation_prompt=True)
+        text = tok.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
         return list(tok(text, add_special_tokens=False)["input_ids"])
     return list(tok(prompt.text, add_special_tokens=True)["input_ids"])
 

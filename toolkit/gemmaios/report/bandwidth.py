@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..archs import get_arch
 from ..errors import GemmaiosError
-from ..roofline import bytes_per_decoded_token, roofline_tok_s
+from ..registry import MODELS
+from ..roofline import (
+    ContextRow,
+    bundle_context_rows,
+    bytes_per_decoded_token,
+    kv_layers_of,
+    layer_context_rows,
+    roofline_tok_s,
+)
 from ..transcript import PromptRecord
 from .runs import RunData
 
@@ -28,6 +36,12 @@ class Roofline:
     efficiency: float | None  # measured decode median / roofline
     source: str
     note: str = ""
+    # issue 27: the KV cache beside the weights at 1k, 4k, 8k and 32k (roofline.REPORT_CONTEXTS)
+    by_context: list[ContextRow] = field(default_factory=list)
+    by_context_note: str = ""
+
+    def context_roofline(self, row: ContextRow) -> float | None:
+        return roofline_tok_s(row.bytes_per_token, self.bandwidth_gbps) if self.bandwidth_gbps else None
 
 
 def _mean_decode_context(prompts: list[PromptRecord]) -> float:
@@ -74,6 +88,15 @@ def run_roofline(run: RunData, rows: list[PromptRecord], override: float | None,
     eff = decode_median / roof if roof and decode_median is not None else None
     if note:
         info(note)
+    spec = MODELS.get(b.model_key) if b.model_key else None
+    if spec is not None:
+        by_context = layer_context_rows(kv_layers_of(spec), spec.sliding_window, b.weight_bytes, b.ple_row_bytes)
+        context_note = (f"KV read = each of {spec.key}'s {spec.kv_slots} cache-owning layers' own K/V rows (fp16); "
+                        "KV memory = the engine's unified padded state at the capacity it binds")
+    else:
+        by_context = bundle_context_rows(b.weight_bytes, b.kv_bytes_per_position, b.ple_row_bytes)
+        context_note = ("not a registry model: KV read is the padded state row per position, an upper bound "
+                        "(the graph reads each layer's own heads and dims)")
     return Roofline(weight_bytes=b.weight_bytes, kv_bytes=b.kv_bytes_per_position * ctx, ple_row_bytes=b.ple_row_bytes,
                     context=ctx, bytes_per_token=total, bandwidth_gbps=bw, bandwidth_kind=kind, roofline_tok_s=roof,
-                    efficiency=eff, source=b.source, note=note)
+                    efficiency=eff, source=b.source, note=note, by_context=by_context, by_context_note=context_note)

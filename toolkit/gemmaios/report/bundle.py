@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import sha256_file
-from ..registry import MODELS
+from ..registry import MODELS, find_model
 from ..roofline import GB, estimate_weight_bytes, ple_row_bytes
 from ..transcript import Transcript
 from .errors import ReportError
@@ -27,6 +27,7 @@ class BundleFacts:
     kv_bytes_per_position: int
     ple_row_bytes: int
     source: str
+    model_key: str | None = None  # the registry model it was converted from, when known (per-layer KV dims)
 
 
 def read_build_manifest(build_dir: Path | None) -> dict:
@@ -70,7 +71,8 @@ def bundle_facts(t: Transcript, build_dir: Path | None, manifest: dict,
     # The bundle name does not say how the head is stored; convert's default follows --quant.
     est = estimate_weight_bytes(spec, quant=match["quant"], head_quant=match["quant"])
     return BundleFacts(name, est.total_bytes, est.kv_bytes_per_position, est.ple_row_bytes,
-                       source=f"estimated from registry {spec.key!r} ({'; '.join(est.assumptions)})"), ""
+                       source=f"estimated from registry {spec.key!r} ({'; '.join(est.assumptions)})",
+                       model_key=spec.key), ""
 
 
 def _asset_bytes(path: Path) -> int:
@@ -142,6 +144,8 @@ def bundle_facts_from_dir(bundle_dir: Path, tables: dict | None = None) -> Bundl
                           hint="re-convert with this gemmaios, or pass --bundle of a bundle that records them")
     shape = (ours.get("ple_table") or {}).get("shape") or (tables or {}).get("shape")
     ple = ple_row_bytes(1, int(shape[1])) if shape else 0
+    model = find_model(str((ours.get("source") or {}).get("model_id") or ""))
     return BundleFacts(name, weight_bytes, kv, ple,
                        source=f"bundle {bundle_dir.name}: weights = {weight_src}; KV from the state specs; "
-                              f"PLE row {'from table shape' if shape else 'none recorded'}")
+                              f"PLE row {'from table shape' if shape else 'none recorded'}",
+                       model_key=model.key if model else None)

@@ -131,6 +131,17 @@ code{background:#f3f3f3;padding:0 .2em}
 {% if s.prompt_lengths %}<table><tr><th>prompt</th><th>tokens</th><th>prefill tok/s (median, measured trials)</th></tr>
 {% for p in s.prompt_lengths %}<tr><td>{{ p.prompt_id }}</td><td>{{ p.tokens }}</td><td>{{ fmt(p.prefill_tok_s) }}</td>
 </tr>{% endfor %}</table>{% endif %}
+{% if s.context_probes %}<table><tr><th>KV growth</th><th>context (prompt + generated)</th><th>prompts</th><th>exact</th>
+<th>within the margin rule</th><th>KV bound</th></tr>{% for p in s.context_probes %}{% for b in p.buckets %}<tr>
+<td>{{ p.growth or '—' }}</td><td>{{ b.label }}</td><td>{{ b.prompts }}</td><td>{{ b.exact }}</td><td>{{ b.held }}</td>
+<td>{{ b.capacities | join('/') or '—' }}</td></tr>{% endfor %}{% endfor %}</table>{% endif %}
+{% if s.roofline and s.roofline.by_context %}<table><tr><th>context</th><th>KV bound</th><th>KV read / token</th>
+<th>KV memory</th><th>weights / token</th><th>bytes / token</th><th>KV share</th><th>roofline tok/s</th></tr>
+{% for c in s.roofline.by_context %}<tr><td>{{ c.context }}</td><td>{{ c.capacity }}</td>
+<td>{{ '%.1f' % (c.kv_read_bytes / 1e6) }} MB</td><td>{{ '%.1f' % (c.kv_state_bytes / 1e6) }} MB</td>
+<td>{{ '%.3f' % (c.weight_bytes / 1e9) }} GB</td><td>{{ '%.3f' % (c.bytes_per_token / 1e9) }} GB</td>
+<td>{{ '%.1f' % (c.kv_share * 100) }}%</td><td>{{ fmt(s.roofline.context_roofline(c)) }}</td></tr>{% endfor %}</table>
+<p>KV by context: {{ s.roofline.by_context_note }}.</p>{% endif %}
 {% if s.notes %}<ul>{% for n in s.notes %}<li class="{{ n.level }}">{{ n.level }}: {{ n.text }}</li>{% endfor %}</ul>{% endif %}
 {% if s.gates %}<table><tr><th>gate</th><th>result</th><th>detail</th></tr>{% for g in s.gates %}<tr><td>{{ g.name }}</td>
 <td class="{{ 'pass' if g.passed else 'fail' }}">{{ 'pass' if g.passed else 'FAIL' }}</td><td>{{ g.detail }}</td></tr>

@@ -65,6 +65,7 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
         rows.append((f"energy ({s.energy.method})", s.energy.line))
     if s.sustained:
         rows.append(("sustained decode", s.sustained.line))
+    rows += [("oracle by context", p.line) for p in s.context_probes]
     rows += [("determinism (runs)", f"{d.label} — {d.summary}") for d in s.determinism]
     if s.prefill_ab is not None:
         rows.append(("prefill A/B", s.prefill_ab.line))
@@ -120,6 +121,19 @@ def render_markdown(report: Report, plots_dir: str | None = None) -> str:
         if s.prompt_lengths:
             out.append("\n| prompt | tokens | prefill tok/s (median, measured trials) |\n|---|---:|---:|")
             out += [f"| {_md_escape(p.prompt_id)} | {p.tokens} | {fmt(p.prefill_tok_s)} |" for p in s.prompt_lengths]
+        if s.context_probes:
+            out.append("\n| KV growth | context (prompt + generated) | prompts | exact | within the margin rule "
+                       "| KV bound |\n|---|---|---:|---:|---:|---|")
+            out += [f"| {p.growth or '—'} | {b.label} | {b.prompts} | {b.exact} | {b.held} | "
+                    f"{'/'.join(map(str, b.capacities)) or '—'} |" for p in s.context_probes for b in p.buckets]
+        if s.roofline and s.roofline.by_context:
+            r = s.roofline
+            out.append("\n| context | KV bound | KV read / token | KV memory | weights / token | bytes / token | KV share "
+                       "| roofline tok/s |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+            out += [f"| {c.context} | {c.capacity} | {c.kv_read_bytes / 1e6:.1f} MB | {c.kv_state_bytes / 1e6:.1f} MB | "
+                    f"{c.weight_bytes / GB:.3f} GB | {c.bytes_per_token / GB:.3f} GB | {c.kv_share:.1%} | "
+                    f"{fmt(r.context_roofline(c))} |" for c in r.by_context]
+            out.append(f"\nKV by context: {_md_escape(r.by_context_note)}.")
         if s.image_oracle and s.image_oracle.prompts:
             out.append("\n| image prompt | trial | verdict | tokens judged | first divergence | oracle margin | note |\n"
                        "|---|---:|---|---:|---:|---:|---|")

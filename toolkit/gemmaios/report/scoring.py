@@ -57,7 +57,9 @@ class OracleModuleScorer:
 
     def oracle(self, transcript: Transcript, oracle_path: Path) -> Score:
         s = self.m.score_against_oracle(transcript, self.m.load_oracle(oracle_path))
-        return Score("oracle", s.exact, s.total, s.passed, s.summary)
+        rows = [{"prompt_id": p.prompt_id, "trial": p.trial, "index": p.index, "verdict": p.verdict,
+                 "compared": p.compared, "divergence": p.divergence, "margin": p.margin} for p in s.prompts]
+        return Score("oracle", s.exact, s.total, s.passed, s.summary, rows)
 
     def determinism(self, a: Transcript, b: Transcript, labels: tuple[str, str]) -> Score:
         s = self.m.compare_runs(a, b, labels=labels)

@@ -124,6 +124,9 @@ class RunSummary:
     energy: Any = None
     sustained: Any = None
     prompt_lengths: list = field(default_factory=list)
+    # issue 27: oracle agreement by context bucket (report.context.ContextProbe, one per KV growth setting),
+    # when a prompt ran long
+    context_probes: list = field(default_factory=list)
     # plot series (kept out of the JSON)
     series: dict = field(default_factory=dict, repr=False)
 
@@ -205,6 +208,9 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
         s.per_trial.append(_trial_rates(rows, n, n in warm, t.trial_kind(n)))
         if expected and len(rows) < expected:
             s.warn(f"trial {n} has {len(rows)} of {expected} prompts")
+    left_out = run.run_info.get("skipped_prompts") or []
+    if left_out:  # a host bench of a prompt set longer than the bundle's context (the long-context probe)
+        s.info(f"{len(left_out)} prompt(s) left out, past the bundle's context: {', '.join(map(str, left_out))}")
     if trials and len(trials) < s.trials_planned and t.complete:
         s.warn(f"{len(trials)} of {s.trials_planned} planned trials recorded")
     rows = [p for p in t.prompts if p.trial in measured]
@@ -235,6 +241,11 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
     if run.bundle_note:
         s.warn(run.bundle_note)
     _scores(s, run, scorer)
+    from .context import context_probes, kv_guard_notes
+
+    s.context_probes = context_probes(t, s.oracle.prompts if s.oracle else [], trials)  # warm-up trials too
+    for level, text in kv_guard_notes(t, s.platform, s.context_probes):
+        s.notes.append(Note(level, text))
     s.decode_step_fit = decode_step_fit(rows)
     s.series = {
         "trials": [(r.trial, r.prefill_tok_s, r.decode_tok_s, r.warmup) for r in s.per_trial],

@@ -69,6 +69,14 @@ public enum Contract {
     public static let abPrefillEnv = "GEMMAIOS_AB_PREFILL"
     /// launch argument for GEMMAIOS_AB_PREFILL
     public static let abPrefillArgument = "-gemmaios-ab-prefill"
+    /// environment: start the KV cache at 384 positions so it never binds 2048 or 4096 (context capped at the largest 384·2^k within the bundle's) (flag)
+    public static let kv384Env = "GEMMAIOS_KV_384"
+    /// launch argument for GEMMAIOS_KV_384
+    public static let kv384Argument = "-gemmaios-kv-384"
+    /// environment: bench: alternate the KV cache's start, 256 (even trials) and 384 (odd trials), one run (flag)
+    public static let abKVEnv = "GEMMAIOS_AB_KV"
+    /// launch argument for GEMMAIOS_AB_KV
+    public static let abKVArgument = "-gemmaios-ab-kv"
     /// environment: bench: this launch's number in a multi-launch run (0 starts the transcript, later launches append to it; default 0) (int)
     public static let launchIndexEnv = "GEMMAIOS_LAUNCH_INDEX"
     /// launch argument for GEMMAIOS_LAUNCH_INDEX
@@ -139,6 +147,28 @@ public enum Contract {
     public static let thermalRecord = "thermal"
     /// transcript record type: a sustained tok/s sample
     public static let sampleRecord = "sample"
+    /// KV positions the pinned engine allocates first (it doubles from there up to max_context, never shrinking)
+    public static let kvInitialCapacity = 256
+    /// iOS: largest KV binding known token-exact on a phone (apple/coreai-models#124)
+    public static let iosKVSafeCapacity = 1024
+    /// the upstream issue the iOS KV warning cites
+    public static let kvFaultIssue = "apple/coreai-models#124"
+    /// name of the warning an iOS KV binding above the safe capacity carries
+    public static let kvFaultWarning = "ios-kv-capacity-above-1024"
+    /// transcript prompt record: KV positions bound for it
+    public static let promptKVCapacityField = "kv_capacity"
+    /// the candidate #124 workaround's first KV size (EngineOptions.kvCacheSize): doubling from it never binds 2048 or 4096
+    public static let kvAlternateInitialCapacity = 384
+    /// kv_growth value: upstream's start (256)
+    public static let kvGrowthDoubling = "from-256"
+    /// kv_growth value: the 384 start
+    public static let kvGrowthAlternate = "from-384"
+    /// transcript prompt and load records: how the KV cache grew
+    public static let promptKVGrowthField = "kv_growth"
+    /// transcript prompt record: named warnings that applied
+    public static let promptWarningsField = "warnings"
+    /// metadata.json gemmaios.<it>: the context an iOS build allows and why
+    public static let kvGuardMetadataKey = "kv_guard"
     /// engine environment variable set at load
     public static let chunkThresholdVariable = "COREAI_CHUNK_THRESHOLD"
     /// its value

@@ -13,6 +13,10 @@ public struct LaunchSettings: Sendable, Equatable {
     public var prefillOff = false
     /// Bench: alternate the prefill function on (even trials) and off (odd trials) in one run.
     public var abPrefill = false
+    /// Start the KV cache at `Contract.kvAlternateInitialCapacity` (never binds 2048 or 4096; #124).
+    public var kv384 = false
+    /// Bench: alternate the KV cache's start, 256 (even trials) and 384 (odd trials), in one run.
+    public var abKV = false
     /// Multi-launch runs (`gemmaios bench --cold N`): this launch's number; 0 starts the transcript,
     /// later launches append to it.
     public var launchIndex = 0
@@ -42,6 +46,8 @@ public struct LaunchSettings: Sendable, Equatable {
         clearSpecCache = flag(Contract.clearSpecCacheArgument, Contract.clearSpecCacheEnv)
         prefillOff = flag(Contract.prefillOffArgument, Contract.prefillOffEnv)
         abPrefill = flag(Contract.abPrefillArgument, Contract.abPrefillEnv)
+        kv384 = flag(Contract.kv384Argument, Contract.kv384Env)
+        abKV = flag(Contract.abKVArgument, Contract.abKVEnv)
         if let text = value(Contract.trialsArgument, Contract.trialsEnv), let n = Int(text), n > 0 { trials = n }
         runId = value(Contract.runIdArgument, Contract.runIdEnv)
         udid = value(Contract.udidArgument, Contract.udidEnv) ?? ""
@@ -64,6 +70,8 @@ public struct LaunchSettings: Sendable, Equatable {
     public var appendsToTranscript: Bool { launchIndex > 0 }
     /// Only the run's last launch ends the transcript.
     public var writesFooter: Bool { launchIndex == launches - 1 }
+    /// Whether `trial` starts the KV cache at 384 (A/B: odd trials; else `kv384`).
+    public func kv384(forTrial trial: Int) -> Bool { abKV ? trial % 2 == 1 : kv384 }
     /// The trial numbers this launch runs.
     public var trialNumbers: Range<Int> { firstTrial..<(firstTrial + trials) }
 

@@ -7,6 +7,8 @@
 //   gemmaios-core-vectors launch <default trials> [arguments...]   (environment from the process)
 //   gemmaios-core-vectors bench-launch <default trials>              (the bench protocol's settings, environment)
 //   gemmaios-core-vectors sustained <start> <duration> <interval> <finish> <token time>...
+//   gemmaios-core-vectors kv-guard <platform> <max context> <prompt tokens>:<new tokens>...  (one engine, in order;
+//                         environment KV_384=1: the 384 start, the #124 candidate workaround)
 import Foundation
 import GemmaiosCore
 
@@ -130,6 +132,22 @@ do {
         for time in numbers.dropFirst(4) where time < meter.end { _ = meter.token(at: time) }
         _ = meter.finish(at: numbers[3])
         printJSON(meter.samples.map { ["t": $0.t, "interval_s": $0.intervalSeconds, "tokens": $0.tokens] })
+    case "kv-guard":
+        guard args.count >= 2, let maxContext = Int(args[1]) else {
+            fail("kv-guard <platform> <max context> <prompt tokens>:<new tokens>...")
+        }
+        var kv = ProcessInfo.processInfo.environment["KV_384"] == "1"
+            ? KVCapacity.alternate(bundleMaxContext: maxContext) : KVCapacity(maxContext: maxContext)
+        var out: [[String: Any]] = []
+        for pair in args[2...] {
+            let parts = pair.split(separator: ":").compactMap { Int($0) }
+            guard parts.count == 2 else { fail("not <prompt tokens>:<new tokens>: \(pair)") }
+            let capacity = kv.bind(promptTokens: parts[0], maxNewTokens: parts[1])
+            let warning = KVGuard.warning(capacity: capacity, platform: args[0])
+            out.append(["capacity": capacity, "warning": warning?.message ?? NSNull(), "growth": kv.growth,
+                        "max_context": kv.maxContext])
+        }
+        printJSON(out)
     default:
         fail("unknown command \(command)")
     }

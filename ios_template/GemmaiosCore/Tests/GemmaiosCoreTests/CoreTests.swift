@@ -342,3 +342,38 @@ final class PrefillPlanTests: XCTestCase {
         }
     }
 }
+
+final class KVGuardTests: XCTestCase {
+    func testBindingOnlyGrowsAndWarnsOnIOSAbove1024() {
+        var kv = KVCapacity(maxContext: 4096)
+        XCTAssertEqual(kv.growth, Contract.kvGrowthDoubling)
+        XCTAssertNil(kv.engineKVCacheSize)
+        XCTAssertEqual(kv.bind(promptTokens: 20, maxNewTokens: 32), 256)
+        XCTAssertEqual(kv.bind(promptTokens: 1000, maxNewTokens: 32), 2048)
+        XCTAssertEqual(kv.bind(promptTokens: 20, maxNewTokens: 32), 2048)  // reset(to:) keeps the buffers
+        XCTAssertEqual(kv.bind(promptTokens: 9000, maxNewTokens: 32), 4096)  // the engine asks for its max
+        XCTAssertNil(KVGuard.warning(capacity: 1024, platform: "iOS"))
+        XCTAssertNil(KVGuard.warning(capacity: 4096, platform: "macOS"))
+        let warning = KVGuard.warning(capacity: 2048, platform: "iOS")
+        XCTAssertEqual(warning?.name, Contract.kvFaultWarning)
+        XCTAssertTrue(warning?.message.contains(Contract.kvFaultIssue) ?? false)
+    }
+
+    func testThe384StartNeverBinds2048Or4096() {
+        var kv = KVCapacity.alternate(bundleMaxContext: 4096)
+        XCTAssertEqual(kv.maxContext, 3072)
+        XCTAssertEqual(kv.engineKVCacheSize, Contract.kvAlternateInitialCapacity)
+        XCTAssertEqual(kv.growth, Contract.kvGrowthAlternate)
+        let bound = [10, 700, 1500, 2800, 3000].map { kv.bind(promptTokens: $0, maxNewTokens: 32) }
+        XCTAssertEqual(bound, [384, 768, 1536, 3072, 3072])
+        XCTAssertEqual(KVCapacity.alternate(bundleMaxContext: 1024).maxContext, 768)
+    }
+
+    func testABKVAlternatesTheStartPerTrial() {
+        let ab = LaunchSettings(arguments: [Contract.abKVArgument], environment: [:], defaultTrials: 4)
+        XCTAssertEqual((0..<4).map { ab.kv384(forTrial: $0) }, [false, true, false, true])
+        let on = LaunchSettings(arguments: [], environment: [Contract.kv384Env: "1"], defaultTrials: 1)
+        XCTAssertTrue(on.kv384(forTrial: 0))
+        XCTAssertFalse(LaunchSettings(arguments: [], environment: [:], defaultTrials: 1).kv384(forTrial: 1))
+    }
+}
