@@ -17,7 +17,7 @@ A recipe is a YAML file (packaged ones in gemmaios/data/recipes/, or a user's pa
       - match: "layers.*.self_attn.[qkv]_proj"
         bits: 4
         awq: true                             # activation-aware scales folded into input_layernorm
-    awq: {alpha: 0.5}                         # AWQ exponent (importance ** alpha); default 0.5
+    awq: {alpha: search}                      # AWQ exponent (importance ** alpha): a number, or searched
     floors: {kl: 0.05, top1: 0.9}             # the gates' per-recipe floors (mean KL vs fp32, top-1)
 
 Names are the checkpoint's without the `model.language_model.` prefix and `.weight`:
@@ -41,7 +41,6 @@ from .quantize import BITS, MODES, STORED_BITS, storage_type, tensor_storage_byt
 
 RECIPES_DIR = Path(__file__).resolve().parent / "data" / "recipes"
 KEPT = "kept"
-DEFAULT_AWQ_ALPHA = 0.5
 HEAD = "lm_head"
 # Tensors whose input comes straight from an RMSNorm with a weight: AWQ scales fold into it.
 AWQ_FOLDABLE = {
@@ -95,7 +94,7 @@ class Recipe:
     default: TensorQuant
     rules: tuple[tuple[str, TensorQuant], ...] = ()
     description: str = ""
-    awq_alpha: float = DEFAULT_AWQ_ALPHA
+    awq_alpha: float | None = None  # None: searched per norm (gemmaios.calibrate)
     floors: dict = field(default_factory=dict)
     source: str = ""
 
@@ -112,7 +111,7 @@ class Recipe:
             "description": self.description,
             "default": self.default.as_dict(),
             "tensors": [{"match": p, **tq.as_dict()} for p, tq in self.rules],
-            "awq": {"alpha": self.awq_alpha},
+            "awq": {"alpha": "search" if self.awq_alpha is None else self.awq_alpha},
             "floors": dict(self.floors),
         }
 
@@ -201,9 +200,10 @@ def parse_recipe(data: dict, source: str = "") -> Recipe:
     bad = set(floors) - {"kl", "top1"}
     if bad:
         raise RecipeError(f"{where}: unknown floor(s) {', '.join(sorted(bad))}", hint="floors take kl and top1")
-    alpha = float((data.get("awq") or {}).get("alpha", DEFAULT_AWQ_ALPHA))
-    if not 0.0 <= alpha <= 1.0:
-        raise RecipeError(f"{where}: awq alpha {alpha} is outside 0..1", hint="0.5 is the usual choice")
+    alpha = (data.get("awq") or {}).get("alpha", "search")
+    alpha = None if alpha == "search" else float(alpha)
+    if alpha is not None and not 0.0 <= alpha <= 1.0:
+        raise RecipeError(f"{where}: awq alpha {alpha} is outside 0..1", hint="0.5 is usual; `search` tries 0..1")
     return Recipe(str(data["name"]), default, tuple(rules), str(data.get("description") or ""), alpha,
                   floors, source)
 
@@ -239,3 +239,29 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 def bytes_per_token(plan: dict[str, TensorQuant], shapes: dict[str, tuple[int, int]]) -> int:
     """Weight bytes a decoded token reads under `plan` (every planned matrix once; a dense model)."""
     return sum(plan[name].storage_bytes(shape) for name, shape in shapes.items())
+
+
+def kl_top1(reference, candidate) -> dict:
+    """Per-token KL(reference || candidate) of softmaxed logits [T, V] and top-1 agreement (numpy or torch)."""
+    import numpy as np
+
+    ref = np.asarray(reference, dtype=np.float64)
+    got = np.asarray(candidate, dtype=np.float64)
+    ref_lp = ref - ref.max(-1, keepdims=True)
+    ref_lp -= np.log(np.exp(ref_lp).sum(-1, keepdims=True))
+    got_lp = got - got.max(-1, keepdims=True)
+    got_lp -= np.log(np.exp(got_lp).sum(-1, keepdims=True))
+    kl = (np.exp(ref_lp) * (ref_lp - got_lp)).sum(-1)
+    agree = ref.argmax(-1) == got.argmax(-1)
+    return {"kl_mean": float(kl.mean()), "kl_max": float(kl.max()), "top1": float(agree.mean()),
+            "tokens": int(kl.shape[0])}
+
+
+def judge_floors(recipe: Recipe, kl_mean: float, top1: float) -> tuple[bool, str]:
+    """(passed, the rule as text) for a recipe's floors: mean KL <= floors.kl, top-1 >= floors.top1."""
+    kl_floor, top1_floor = recipe.floors.get("kl"), recipe.floors.get("top1")
+    rule = " and ".join(
+        ([f"mean KL <= {kl_floor}"] if kl_floor is not None else []) + ([f"top-1 >= {top1_floor}"] if top1_floor is not None else [])
+    ) or "no floors set (reported only)"
+    passed = (kl_floor is None or kl_mean <= kl_floor) and (top1_floor is None or top1 >= top1_floor)
+    return passed, rule
