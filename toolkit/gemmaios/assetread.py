@@ -106,6 +106,8 @@ def stored_weights(aimodel: Path) -> list[StoredWeight]:
         if line.lstrip().startswith("coreai.graph") or line.lstrip().startswith("func"):
             consts = {}  # SSA names are per function
         m = _CONST.match(line)
+        if m and not _TYPE.match(m["type"].strip()):
+            continue  # not a plain tensor constant (e.g. a shape constant): never a shift-scale operand
         if m:
             shape, elem, bits = _parse_type(m["type"])
             if m["res"]:
@@ -117,7 +119,10 @@ def stored_weights(aimodel: Path) -> list[StoredWeight]:
                 value = _unpack(bytes.fromhex(m["dense"].strip().strip('"')[2:]), shape, elem, bits)
             else:
                 key = None
-                value = _splat(m["dense"], shape, elem, bits)
+                try:
+                    value = _splat(m["dense"], shape, elem, bits)
+                except ValueError:  # a constant this reader does not decode: never a weight's operand
+                    value = None
             consts[m.group(1)] = (key, value, shape, elem, bits)
             continue
         b = _BSS.match(line)
@@ -127,6 +132,8 @@ def stored_weights(aimodel: Path) -> list[StoredWeight]:
         if any(a not in consts for a in args[:4]) or len(args) < 4:
             continue
         key, levels, shape, elem, bits = consts[args[0]]
+        if levels is None or any(consts[a][1] is None for a in args[1:4]):
+            continue
         if key is not None and key in seen:
             continue
         seen.add(key)

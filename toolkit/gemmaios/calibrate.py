@@ -28,6 +28,7 @@ from .checkpoint import Checkpoint
 from .recipe import Recipe, awq_norm_for
 
 CALIBRATION_NEW_TOKENS = 8  # greedy tokens decoded after each prompt (their activations count too)
+CALIBRATION_CHUNKS = (16, 8)
 SAMPLE_ROWS = 256  # activation rows kept per AWQ-foldable linear for the alpha search
 ALPHA_GRID = tuple(i / 10 for i in range(11))
 
@@ -87,7 +88,8 @@ def calibrate(checkpoint: Checkpoint, prompts_file: Path | None = None, *, model
     table = PleRows(checkpoint, model.spec, exact=True) if model.spec.ple_dim else None
     try:
         for prompt in ids:
-            decode_steps(model, prompt, new_tokens, table)
+            # the prompt in chunks of 16/8 rows through the module's chunk path (same per-row math)
+            decode_steps(model, prompt, new_tokens, table, chunks=CALIBRATION_CHUNKS)
     finally:
         for h in hooks:
             h.remove()

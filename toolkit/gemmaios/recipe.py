@@ -265,3 +265,51 @@ def judge_floors(recipe: Recipe, kl_mean: float, top1: float) -> tuple[bool, str
     ) or "no floors set (reported only)"
     passed = (kl_floor is None or kl_mean <= kl_floor) and (top1_floor is None or top1 >= top1_floor)
     return passed, rule
+
+
+_LINEAR_SUFFIXES = ("_proj", "_projection", "per_layer_input_gate")
+
+
+def checkpoint_linear_shapes(checkpoint) -> dict[str, tuple[int, int]]:
+    """[out, in] of every weight a recipe can name, read from the safetensors headers (no weights loaded).
+
+    `lm_head` is the embedding table's shape (Gemma 4 ties them; the head is an untied copy)."""
+    from safetensors import safe_open
+
+    prefix = checkpoint.weight_prefix
+    shapes: dict[str, tuple[int, int]] = {}
+    for path in checkpoint.weight_files:
+        with safe_open(str(path), "pt") as handle:
+            for key in handle.keys():
+                if not key.startswith(prefix) or not key.endswith(".weight"):
+                    continue
+                name = key[len(prefix):-len(".weight")]
+                shape = tuple(handle.get_slice(key).get_shape())
+                if name == "embed_tokens":
+                    shapes[HEAD] = shape
+                elif len(shape) == 2 and name.rsplit(".", 1)[-1].endswith(_LINEAR_SUFFIXES) \
+                        and "embed" not in name.rsplit(".", 1)[-1]:
+                    shapes[name] = shape
+    return shapes
+
+
+def recipe_tag(recipe: Recipe) -> str:
+    """The bundle name's quant part for a recipe build: `mixed_<name>` (letters, digits, _)."""
+    import re
+
+    return "mixed_" + re.sub(r"[^A-Za-z0-9]+", "_", recipe.name).strip("_").lower()
+
+
+def plan_summary(plan: dict[str, TensorQuant], shapes: dict[str, tuple[int, int]]) -> dict:
+    """Per storage label: tensors, weights and asset bytes; the totals and bits per weight."""
+    groups: dict[str, dict] = {}
+    for name, tq in plan.items():
+        g = groups.setdefault(tq.label, {"storage": tq.storage, "stored_bits": tq.stored_bits, "tensors": 0,
+                                         "weights": 0, "bytes": 0})
+        g["tensors"] += 1
+        g["weights"] += shapes[name][0] * shapes[name][1]
+        g["bytes"] += tq.storage_bytes(shapes[name])
+    weights = sum(g["weights"] for g in groups.values())
+    total = sum(g["bytes"] for g in groups.values())
+    return {"by_label": groups, "weights": weights, "bytes": total,
+            "bits_per_weight": round(8 * total / weights, 3) if weights else None}
