@@ -20,6 +20,7 @@ from .cli_options import (
     AllowUncompiledOpt,
     ArchOpt,
     BundleLocationOpt,
+    CalibrationOpt,
     ConfigOpt,
     ForceOpt,
     HeadQuantOpt,
@@ -32,6 +33,7 @@ from .cli_options import (
     PleOpt,
     PrefillChunkOpt,
     QuantOpt,
+    RecipeOpt,
     TargetOpt,
     TeamIdOpt,
     VisionOpt,
@@ -95,6 +97,15 @@ def _build_options(out: Path | None, *, mac: str | None = None, config: Path | N
         check_model_source(given["model"])  # before a build folder is made for a model that cannot exist
     if given.get("prefill_chunk") is not None:  # stored canonical: "16,8", or "0" when off
         given["prefill_chunk"] = ",".join(map(str, resolve_prefill_chunks(given["prefill_chunk"]))) or "0"
+    if given.get("recipe") is not None:  # a bad recipe is named before any folder is made
+        from .recipe import load_recipe
+
+        load_recipe(given["recipe"])
+        path = Path(given["recipe"]).expanduser()
+        if path.is_file():  # remembered absolute: later commands may run elsewhere
+            given["recipe"] = str(path.resolve())
+    if given.get("calibration") is not None:
+        given["calibration"] = str(Path(given["calibration"]).expanduser().resolve())
     user = load_config(config)
     build_dir, options = resolve(out, given)
     if given.get("model") is None:
@@ -210,6 +221,8 @@ def build(
     head_quant: HeadQuantOpt = None,
     prefill_chunk: PrefillChunkOpt = None,
     vision: VisionOpt = None,
+    recipe: RecipeOpt = None,
+    calibration: CalibrationOpt = None,
     allow_uncompiled: AllowUncompiledOpt = None,
     allow_tbl: AllowTblOpt = None,
     as_json: JsonOpt = False,
@@ -220,7 +233,8 @@ def build(
 
         build_dir, options = _build_options(
             out, mac=mac, config=config, model=model, arch=arch, quant=quant, ple=ple, max_context=max_context,
-            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision)
+            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision,
+            recipe=recipe, calibration=calibration)
         _remember_app(options, allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
         only = None if not force else set(step_names())
         if options.target == "mac":
@@ -515,13 +529,16 @@ def convert(
     head_quant: HeadQuantOpt = None,
     prefill_chunk: PrefillChunkOpt = None,
     vision: VisionOpt = None,
+    recipe: RecipeOpt = None,
+    calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated and run by Core AI's runtime against the oracle)."""
     try:
         build_dir, options = _build_options(
             out, config=config, model=model, arch=arch, quant=quant, ple=ple, max_context=max_context,
-            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision)
+            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision,
+            recipe=recipe, calibration=calibration)
         _run(options, build_dir, _bundle_steps(), force, as_json)
     except GemmaiosError as exc:
         _fail(exc)

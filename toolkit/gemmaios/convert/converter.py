@@ -29,7 +29,7 @@ from .gates import (
     levels_gate,
     run_parity_gates,
 )
-from .mixed import prepare_recipe, recipe_metadata, recipe_scheme
+from .mixed import PreparedRecipe, prepare_recipe, recipe_metadata, recipe_scheme
 from .options import (
     Progress,
     check_convert_options,
@@ -111,6 +111,7 @@ def convert_checkpoint(
     image_check: Callable[[Path], dict] | None = None,
     recipe: Recipe | None = None,
     calibration_prompts: Path | None = None,
+    prepared_recipe: PreparedRecipe | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
@@ -156,7 +157,9 @@ def convert_checkpoint(
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
-    prepared = prepare_recipe(checkpoint, recipe, calibration_prompts, progress) if recipe is not None else None
+    prepared = prepared_recipe
+    if recipe is not None and prepared is None:
+        prepared = prepare_recipe(checkpoint, recipe, calibration_prompts, progress)
     if prepared is not None:
         quant = recipe_tag(recipe)
         seconds["calibrate"] = prepared.seconds
