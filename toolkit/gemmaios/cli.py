@@ -270,6 +270,92 @@ def models(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def recipes(as_json: JsonOpt = False) -> None:
+    """The packaged mixed-bit quantization recipes (--recipe NAME), with their plans and floors."""
+    from .recipe import load_recipe, packaged_recipes
+
+    try:
+        found = [load_recipe(n) for n in packaged_recipes()]
+    except GemmaiosError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in found], indent=2))
+        return
+    out = terminal()
+    for r in found:
+        out.print(f"[bold]{escape(r.name)}[/bold]: {escape(r.description)}")
+        out.print(f"  default {r.default.label} ({r.default.storage}); floors {escape(json.dumps(r.floors))}")
+        for pattern, tq in r.rules:
+            out.print(f"  {escape(pattern)} → {tq.label} ({tq.storage})")
+
+
+@app.command()
+def sensitivity(
+    model: ModelOpt = None,
+    bits: Annotated[str, typer.Option("--bits", help="candidate bit widths, comma-separated (2, 3, 4, 8)")] = "2,4,8",
+    group: Annotated[int, typer.Option("--group", min=8, help="group size of every candidate")] = 64,
+    mode: Annotated[str, typer.Option("--mode", help="symmetric | affine")] = "affine",
+    only: Annotated[str | None, typer.Option("--only", help="measure only the weights matching this pattern "
+                                             "(checkpoint names, e.g. 'layers.*.mlp.*')")] = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="calibration prompts file (default: the packaged "
+                                                 "chat prompts)")] = None,
+    budget_bits: Annotated[float | None, typer.Option("--budget-bits", min=1.0, help="propose a plan of at most this "
+                                                       "many bits per weight (levels + scales)")] = None,
+    write_recipe: Annotated[Path | None, typer.Option("--write-recipe", help="write the proposed plan as a recipe "
+                                                      "YAML (use it with --recipe)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-tensor KL divergence vs the fp32 model for each candidate bit width; a plan for a byte budget."""
+    import yaml
+
+    from .checkpoint import resolve_checkpoint
+    from .sensitivity import SensitivityError, parse_candidates, plan_recipe, propose_plan, tensor_sensitivity
+
+    try:
+        if mode not in ("symmetric", "affine"):
+            raise typer.BadParameter(f"{mode!r} is not symmetric or affine", param_hint="--mode")
+        if write_recipe is not None and budget_bits is None:
+            raise typer.BadParameter("a recipe is written from a plan: add --budget-bits", param_hint="--write-recipe")
+        candidates = parse_candidates(bits, group, mode)
+        checkpoint = resolve_checkpoint(model or "tiny")
+        with console.status("") as status:
+            report = tensor_sensitivity(
+                checkpoint, candidates, only=only, prompts_file=prompts,
+                progress=lambda done, total: status.update(f"sensitivity {done}/{total} (tensor × width)"))
+        result = report.as_dict()
+        if budget_bits is not None:
+            weights = sum(o * i for o, i in report.shapes.values())
+            plan, spent = propose_plan(report, int(budget_bits * weights / 8))
+            result["plan"] = {"budget_bits": budget_bits, "bytes": spent,
+                              "bits_per_weight": round(8 * spent / weights, 3),
+                              "tensors": {n: t.label for n, t in plan.items()}}
+            if write_recipe is not None:
+                recipe = plan_recipe(plan, write_recipe.stem, f"sensitivity plan for {checkpoint.model_id} at "
+                                     f"{budget_bits} bits/weight ({', '.join(c.label for c in candidates)})")
+                write_recipe.write_text(yaml.safe_dump(recipe, sort_keys=False))
+                result["plan"]["recipe"] = str(write_recipe)
+    except (GemmaiosError, SensitivityError) as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out = terminal()
+    table = Table(title=f"KL vs fp32 per tensor ({report.tokens} teacher-forced tokens; most sensitive first)")
+    table.add_column("tensor", no_wrap=True)
+    for c in candidates:
+        table.add_column(c.label, justify="right")
+    for name, _ in report.ranking():
+        table.add_row(name, *(f"{report.kl[name][c.label]:.2e}" if c.label in report.kl[name] else "—"
+                              for c in candidates))
+    out.print(table)
+    if "plan" in result:
+        p = result["plan"]
+        out.print(f"plan: {p['bits_per_weight']} bits/weight, {p['bytes'] / 1e6:.2f} MB of the measured weights")
+        if "recipe" in p:
+            out.print(f"recipe written: {escape(p['recipe'])} (build with --recipe {escape(p['recipe'])})")
+
+
+@app.command()
 def doctor(config: ConfigOpt = None, mac: MacOpt = None, as_json: JsonOpt = False) -> None:
     """What this machine can do (deps, Xcode, remote Mac, usbmuxd, devices) and how to fix what it cannot."""
     from .doctor import MISSING, OK, run_checks
