@@ -16,7 +16,6 @@ from gemmaios.checkpoint import PreQuantizedCheckpoint, load_checkpoint
 from gemmaios.quantize import STORED_BITS, quantize_groups
 from gemmaios.recipe import RecipeError, TensorQuant, load_recipe, packaged_recipes, parse_recipe
 
-
 # ---- the format ---------------------------------------------------------------------------------
 
 def test_the_31b_recipe_is_the_seeds_plan_in_core_ai_storage():
