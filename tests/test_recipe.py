@@ -33,6 +33,24 @@ def test_the_31b_recipe_is_the_seeds_plan_in_core_ai_storage():
         assert parse_recipe(recipe.as_dict()).fingerprint() == recipe.fingerprint()  # as_dict round-trips
 
 
+def test_the_31b_plan_reads_about_the_seeds_18_gb_a_token_and_the_iphone_plan_less_than_int4():
+    """Arithmetic on Core AI's storage at the registry's full-size dimensions (benchmarks/recipe_bytes.py):
+    the seed's plan with its kept o_proj and 3-bit-in-4-bit down_proj lands near the seed's own 18 GB."""
+    from gemmaios.recipe import recipe_estimate, registry_linear_shapes
+    from gemmaios.registry import MODELS
+    from gemmaios.roofline import estimate_weight_bytes
+
+    spec = MODELS["31b"]
+    est = recipe_estimate(load_recipe("gemma4-31b-q2-mixed"), registry_linear_shapes(spec), spec.vocab_size,
+                          spec.hidden_size)
+    assert 16.2e9 <= est["bytes_per_token"] <= 19.8e9  # the seed: ~18 GB (MLX packs 3 bits; Core AI stores 4)
+    assert est["by_label"]["fp16"]["tensors"] == 60 and est["by_label"]["aff2g64"]["tensors"] == 120
+    assert est["asset_weight_bytes"] == est["bytes_per_token"] - spec.hidden_size * 2 + spec.vocab_size * spec.hidden_size * 2
+    e4b = MODELS["e4b"]
+    mixed = recipe_estimate(load_recipe("iphone-mixed"), registry_linear_shapes(e4b), e4b.vocab_size, e4b.hidden_size)
+    assert mixed["bytes_per_token"] < 0.9 * estimate_weight_bytes(e4b, "int4").total_bytes
+
+
 @pytest.mark.parametrize(("data", "says"), [
     ({"name": "x", "default": {"bits": 5}}, "bits 5 is not one of 2, 3, 4, 8 or kept"),
     ({"name": "x", "default": {"group": 48}}, "group 48 is not a power of two"),

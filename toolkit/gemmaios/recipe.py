@@ -313,3 +313,47 @@ def plan_summary(plan: dict[str, TensorQuant], shapes: dict[str, tuple[int, int]
     total = sum(g["bytes"] for g in groups.values())
     return {"by_label": groups, "weights": weights, "bytes": total,
             "bits_per_weight": round(8 * total / weights, 3) if weights else None}
+
+
+def registry_linear_shapes(spec, full_attention_every: int = 6) -> dict[str, tuple[int, int]]:
+    """[out, in] of every weight a recipe names for a registry model (gemmaios.registry.ModelSpec),
+    from its dimensions alone, by the same layer rules as roofline.estimate_weight_bytes."""
+    h, n = spec.hidden_size, spec.num_hidden_layers
+    if spec.num_key_value_heads is None or spec.intermediate_size is None:
+        raise RecipeError(f"registry entry {spec.key!r} does not record its KV heads or MLP width",
+                          hint="estimate from a converted bundle, or a checkpoint folder, instead")
+    first_shared = n - spec.num_kv_shared_layers
+    shapes: dict[str, tuple[int, int]] = {HEAD: (spec.vocab_size, h)}
+    for i in range(n):
+        full = (i + 1) % full_attention_every == 0 or i == n - 1
+        hd = spec.global_head_dim if full else spec.head_dim
+        kv = (spec.num_global_key_value_heads or spec.num_key_value_heads) if full else spec.num_key_value_heads
+        p = f"layers.{i}."
+        shapes[p + "self_attn.q_proj"] = (spec.num_attention_heads * hd, h)
+        shapes[p + "self_attn.o_proj"] = (h, spec.num_attention_heads * hd)
+        if i < first_shared:
+            shapes[p + "self_attn.k_proj"] = (kv * hd, h)
+            if not (full and spec.attention_k_eq_v):
+                shapes[p + "self_attn.v_proj"] = (kv * hd, h)
+        shapes[p + "mlp.gate_proj"] = (spec.intermediate_size, h)
+        shapes[p + "mlp.up_proj"] = (spec.intermediate_size, h)
+        shapes[p + "mlp.down_proj"] = (h, spec.intermediate_size)
+        if spec.hidden_size_per_layer_input:
+            shapes[p + "per_layer_input_gate"] = (spec.hidden_size_per_layer_input, h)
+            shapes[p + "per_layer_projection"] = (h, spec.hidden_size_per_layer_input)
+    if spec.hidden_size_per_layer_input:
+        shapes["per_layer_model_projection"] = (n * spec.hidden_size_per_layer_input, h)
+    return shapes
+
+
+def recipe_estimate(recipe: Recipe, shapes: dict[str, tuple[int, int]], embedding_rows: int, hidden: int) -> dict:
+    """Asset weight bytes and bytes per decoded token of `recipe` over `shapes` (lm_head included):
+    the asset also stores the fp16 embedding table (the gather reads one row of it a token)."""
+    plan = recipe.plan(shapes)
+    summary = plan_summary(plan, shapes)
+    table = embedding_rows * hidden * 2
+    head_kept = plan[HEAD].kept
+    per_token = summary["bytes"] + hidden * 2
+    asset = summary["bytes"] + (0 if head_kept else table)
+    return {"asset_weight_bytes": asset, "bytes_per_token": per_token,
+            "bits_per_weight": summary["bits_per_weight"], "by_label": summary["by_label"]}
