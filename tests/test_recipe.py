@@ -291,3 +291,43 @@ def test_the_tiny_mixed_recipe_converts_reads_back_and_runs_within_its_floors(ti
     assert meta["recipe"]["tensors"]["layers.4.self_attn.o_proj"] == "fp16"
     assert meta["weight_bytes"] == meta["recipe"]["bytes_per_token"] == details["recipe"]["bytes_per_token"]
     assert bundle_facts_from_dir(bundle).weight_bytes == meta["recipe"]["bytes_per_token"]  # the roofline's bytes
+
+
+# ---- the CLI and the build folder ----------------------------------------------------------------
+
+def test_cli_lists_recipes_and_names_a_bad_one_before_making_a_folder(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gemmaios.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["recipes", "--json"])
+    assert listed.exit_code == 0
+    assert {r["name"] for r in json.loads(listed.output)} == set(packaged_recipes())
+    monkeypatch.chdir(tmp_path)
+    bad = runner.invoke(app, ["build", "--model", "tiny", "--recipe", "nope"])
+    assert bad.exit_code == 2 and "no packaged recipe named 'nope'" in " ".join(bad.output.split())
+    assert not (tmp_path / "build").exists()
+    widths = runner.invoke(app, ["sensitivity", "--model", "tiny", "--bits", "5"])
+    assert widths.exit_code == 2 and "each width must be 2, 3, 4 or 8" in " ".join(widths.output.split())
+
+
+def test_the_folder_remembers_its_recipe_and_refuses_another(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gemmaios.buildfolder import default_build_dir, stored_options
+    from gemmaios.cli import app
+    from gemmaios.pipeline import MANIFEST_SCHEMA, BuildOptions
+
+    folder = tmp_path / "build" / "tiny-h18p-tiny-mixed-248-provider"
+    assert default_build_dir(BuildOptions(model="tiny", recipe="tiny-mixed-248")).name == folder.name
+    folder.mkdir(parents=True)
+    recorded = {"model": "tiny", "arch": "h18p", "quant": "int4", "ple": "provider", "recipe": "tiny-mixed-248",
+                "extra": {}}
+    (folder / "build.json").write_text(json.dumps({"schema": MANIFEST_SCHEMA, "steps": {}, "options": recorded}))
+    assert stored_options(folder).recipe == "tiny-mixed-248"
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["convert", "--recipe", "iphone-mixed"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, output
+    assert "was built with --recipe tiny-mixed-248; this command asks for --recipe iphone-mixed" in output
