@@ -331,7 +331,8 @@ def sensitivity(
                               "tensors": {n: t.label for n, t in plan.items()}}
             if write_recipe is not None:
                 recipe = plan_recipe(plan, write_recipe.stem, f"sensitivity plan for {checkpoint.model_id} at "
-                                     f"{budget_bits} bits/weight ({', '.join(c.label for c in candidates)})")
+                                     f"{budget_bits} bits/weight ({', '.join(c.label for c in candidates)})",
+                                     default=max(candidates, key=lambda c: c.bits))
                 write_recipe.write_text(yaml.safe_dump(recipe, sort_keys=False))
                 result["plan"]["recipe"] = str(write_recipe)
     except (GemmaiosError, SensitivityError) as exc:

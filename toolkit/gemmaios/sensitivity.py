@@ -164,12 +164,17 @@ def propose_plan(report: SensitivityReport, budget_bytes: int) -> tuple[dict[str
     return {n: options[n][choice[n]][0] for n in options}, spent
 
 
-def plan_recipe(plan: dict[str, TensorQuant], name: str, description: str) -> dict:
-    """A recipe (gemmaios.recipe format) naming each tensor of the plan."""
+def plan_recipe(plan: dict[str, TensorQuant], name: str, description: str,
+                default: TensorQuant | None = None) -> dict:
+    """A recipe (gemmaios.recipe format) naming each tensor of the plan; `default` for the weights
+    the run did not measure (e.g. outside --only): the widest candidate is the safe choice."""
     tensors = []
     for tensor, tq in sorted(plan.items()):
         entry = {"match": tensor, "bits": KEPT if tq.kept else tq.bits}
         if not tq.kept:
             entry.update(group=tq.group, mode=tq.mode)
         tensors.append(entry)
-    return {"name": name, "description": description, "tensors": tensors}
+    recipe = {"name": name, "description": description, "tensors": tensors}
+    if default is not None:
+        recipe["default"] = {"bits": default.bits, "group": default.group, "mode": default.mode}
+    return recipe
