@@ -199,8 +199,8 @@ def test_the_awq_fold_is_exact_in_fp32_and_moves_real_scales(tiny_checkpoint):
 
 def _fragile_copy(checkpoint, out: Path) -> Path:
     """The checkpoint with layers.3.mlp.down_proj made fragile and the model's function unchanged:
-    input column 5 of down_proj × 1000 and output row 5 of up_proj / 1000 (gelu(gate)·up is linear in
-    up), so every group holding column 5 of down_proj quantizes to its outlier."""
+    one input column of down_proj in each group of 32 × 1000 and the matching output rows of up_proj
+    / 1000 (gelu(gate)·up is linear in up), so every group quantizes to its outlier alone."""
     from safetensors.torch import load_file, save_file
 
     shutil.copytree(checkpoint.path, out)
@@ -208,8 +208,9 @@ def _fragile_copy(checkpoint, out: Path) -> Path:
     weights = load_file(str(shard))
     prefix = checkpoint.weight_prefix + "layers.3.mlp."
     down, up = weights[prefix + "down_proj.weight"].clone(), weights[prefix + "up_proj.weight"].clone()
-    down[:, 5] *= 1000.0
-    up[5, :] /= 1000.0
+    for column in range(5, down.shape[1], 32):
+        down[:, column] *= 1000.0
+        up[column, :] /= 1000.0
     weights[prefix + "down_proj.weight"], weights[prefix + "up_proj.weight"] = down, up
     save_file(weights, str(out / shard.name), metadata={"format": "pt"})
     return out
@@ -222,11 +223,12 @@ def test_sensitivity_ranks_a_deliberately_fragile_tensor_first_and_plans_a_budge
     fragile = load_checkpoint(_fragile_copy(tiny_checkpoint, tmp_path / "fragile"), model_id="tiny")
     prompts = tmp_path / "two.yaml"
     prompts.write_text("name: two\nprompts:\n  - What is the capital of France?\n  - Count from one to ten.\n")
-    report = tensor_sensitivity(fragile, parse_candidates("4,8", 32, "symmetric"), only="layers.[34].*",
-                                prompts_file=prompts)
+    # every weight of the model, streamed layer by layer
+    report = tensor_sensitivity(fragile, parse_candidates("4,8", 32, "symmetric"), prompts_file=prompts)
+    assert len(report.kl) == 90  # all but the 12 per_layer_projection (8 input columns: no group of 32)
     ranking = report.ranking()
     assert ranking[0][0] == "layers.3.mlp.down_proj", ranking[:3]
-    assert ranking[0][1] > 10 * ranking[1][1]
+    assert ranking[0][1] > 3 * ranking[1][1]
     assert all(report.kl[n]["sym8g32"] < report.kl[n]["sym4g32"] for n in report.kl)  # 8 bits beat 4 everywhere
     weights = sum(o * i for o, i in report.shapes.values())
     plan, spent = propose_plan(report, int(5 * weights / 8))  # room to widen a few tensors beyond 4.5 bits

@@ -632,7 +632,19 @@ class Gemma4Decode(nn.Module):
             logits = (torch.tanh(logits.float() / cap) * cap).to(self.dtype)
         return logits
 
-    # -- eager helpers (parity gates) --------------------------------------------------
+    # -- eager helpers (parity gates, the streamed sensitivity walk) ---------------------
+    def embed_rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[1,S,hidden] scaled embedding rows of text ids."""
+        return self._embed(input_ids, None)
+
+    def per_layer_inputs(self, x: torch.Tensor, token_ple: torch.Tensor | None) -> torch.Tensor | None:
+        """[1,S,L,D] per-layer inputs from the embedded rows and the PLE rows (None without PLE)."""
+        return self._per_layer_inputs(x, token_ple)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm, head and softcap of hidden rows."""
+        return self._logits(x)
+
     def new_cache(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
         shape = self.spec.cache_shape(capacity)
         return torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype)

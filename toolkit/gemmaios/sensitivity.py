@@ -1,14 +1,14 @@
 """Per-tensor sensitivity: KL divergence against the fp32 model when one weight alone is quantized.
 
 For each weight a recipe can name (or those matching `only`) and each candidate storage (bits,
-group, mode), the weight alone is replaced by its quantize-dequantize round trip in the fp32 decode
-module, and the calibration prompts are run teacher-forced along the fp32 model's greedy tokens:
-the mean KL(fp32 || candidate) per token is that tensor's sensitivity at that width. A plan for a
-byte budget then starts every tensor at the cheapest width and buys, by best KL saved per byte,
-wider storage until the budget is spent (`propose_plan`), and is written out as a recipe.
+group, mode), the weight alone is replaced by its quantize-dequantize round trip and the
+calibration prompts are run through the model: the mean KL(fp32 || candidate) over every prompt
+position is that tensor's sensitivity at that width. A plan for a byte budget then starts every
+tensor at the cheapest width and buys, by best KL saved per byte, wider storage until the budget
+is spent (`propose_plan`), and is written out as a recipe.
 
-Memory: the fp32 module is held whole (E4B: ~32 GB in fp32; run it where that fits). A layer-
-streaming pass is not implemented yet.
+Memory: the checkpoint is streamed one decoder layer at a time (`tensor_sensitivity`); what is
+held is one layer in fp32 plus, per prompt, each variant's hidden rows and KV cache.
 """
 
 from __future__ import annotations
@@ -67,65 +67,6 @@ def parse_candidates(bits: str, group: int, mode: str) -> list[TensorQuant]:
     return [TensorQuant(b, group, mode) for b in widths]
 
 
-def tensor_sensitivity(
-    checkpoint: Checkpoint,
-    candidates: list[TensorQuant],
-    *,
-    only: str | None = None,
-    prompts_file: Path | None = None,
-    steps: int = SENSITIVITY_STEPS,
-    progress: Callable[[int, int], None] | None = None,
-) -> SensitivityReport:
-    """KL vs fp32 of the module with one weight at a time quantized to each candidate."""
-    from .calibrate import CALIBRATION_CHUNKS, calibration_prompts
-    from .decode_model import Gemma4Decode
-    from .parity import PleRows, decode_steps
-
-    started = time.time()
-    ids, header = calibration_prompts(checkpoint, prompts_file)
-    model = Gemma4Decode(checkpoint, quant="fp16", dtype=torch.float32).eval()
-    table = PleRows(checkpoint, model.spec, exact=True) if model.spec.ple_dim else None
-    linears = dict(model.checkpoint_linears())
-    head = None
-    if "lm_head" not in linears:  # the fp32 module ties the head to the table: a Linear view to perturb it
-        from .decode_model import Linear
-
-        head = Linear(model.embed.detach().clone(), "fp16", torch.float32)
-        model.lm_head = head
-        linears["lm_head"] = head
-    names = [n for n in linears if only is None or fnmatch.fnmatchcase(n, only)]
-    if not names:
-        raise SensitivityError(f"no weight matches --only {only!r}",
-                               hint="patterns use checkpoint names, e.g. 'layers.*.mlp.*' or lm_head")
-    refs = [decode_steps(model, p, steps, table, chunks=CALIBRATION_CHUNKS) for p in ids]
-    ref_logits = torch.cat([r[1] for r in refs]).numpy()
-    kl: dict[str, dict[str, float]] = {}
-    top1: dict[str, dict[str, float]] = {}
-    total = len(names) * len(candidates)
-    done = 0
-    for name in names:
-        lin = linears[name]
-        original = lin.weight.data.clone()
-        kl[name], top1[name] = {}, {}
-        for cand in candidates:
-            if original.shape[1] % cand.group:
-                continue
-            lin.weight.data = quantize_groups(original, cand.bits, cand.group, cand.mode).dequantize(torch.float32)
-            got = torch.cat([decode_steps(model, p, steps, table, forced=r[0], chunks=CALIBRATION_CHUNKS)[1]
-                             for p, r in zip(ids, refs, strict=True)]).numpy()
-            stats = kl_top1(ref_logits, got)
-            kl[name][cand.label], top1[name][cand.label] = stats["kl_mean"], stats["top1"]
-            done += 1
-            if progress:
-                progress(done, total)
-        lin.weight.data = original
-        if not kl[name]:  # no candidate's group divides its input dimension: it stays fp16
-            del kl[name], top1[name]
-    shapes = {n: tuple(linears[n].shape) for n in kl}
-    return SensitivityReport(candidates, shapes, kl, top1, int(ref_logits.shape[0]), round(time.time() - started, 2),
-                             header)
-
-
 def propose_plan(report: SensitivityReport, budget_bytes: int) -> tuple[dict[str, TensorQuant], int]:
     """Per tensor a candidate (or kept fp16 where the budget allows and no candidate fits), within the budget.
 
@@ -178,3 +119,154 @@ def plan_recipe(plan: dict[str, TensorQuant], name: str, description: str,
     if default is not None:
         recipe["default"] = {"bits": default.bits, "group": default.group, "mode": default.mode}
     return recipe
+
+
+@dataclass
+class _State:
+    """One variant's walk through the layers for one prompt: hidden rows, per-layer inputs, caches."""
+
+    x: torch.Tensor
+    per_layer: torch.Tensor | None
+    key: torch.Tensor
+    value: torch.Tensor
+
+    def clone(self) -> _State:
+        return _State(self.x.clone(), self.per_layer, self.key.clone(), self.value.clone())
+
+
+def tensor_sensitivity(
+    checkpoint: Checkpoint,
+    candidates: list[TensorQuant],
+    *,
+    only: str | None = None,
+    prompts_file: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SensitivityReport:
+    """KL vs fp32 of the model with one weight at a time quantized to each candidate, streaming the
+    checkpoint one decoder layer at a time.
+
+    Each prompt is walked through the layers as a whole (the module's chunk path: causal attention
+    within the prompt) by the fp32 model and, beside it, by one variant per (weight, candidate): a
+    variant starts as a copy of the fp32 walk at its weight's layer, runs that layer with the weight
+    quantized, and continues through the later (fp32) layers. Only one layer's weights are held at a
+    time; the memory is the variants' hidden rows and KV caches (per prompt), not the model. KL is
+    taken at every prompt position against the fp32 walk's logits.
+    """
+    import dataclasses
+
+    from .calibrate import calibration_prompts
+    from .decode_model import DecoderLayer, DecodeSpec, Gemma4Decode, Linear, WeightReader, checkpoint_name
+    from .parity import PleRows, small_model_threads
+
+    started = time.time()
+    ids, header = calibration_prompts(checkpoint, prompts_file)
+    spec = DecodeSpec.from_text_config(checkpoint.text_config)
+    shell = Gemma4Decode(checkpoint, quant="fp16", dtype=torch.float32, spec=dataclasses.replace(spec, layers=[]))
+    shell.spec = spec  # embedding, per-layer projection, final norm and head; no decoder layer held
+    if shell.lm_head is None:
+        shell.lm_head = Linear(shell.embed.detach().clone(), "fp16", torch.float32)
+    ple = PleRows(checkpoint, spec, exact=True) if spec.ple_dim else None
+    reader = WeightReader(checkpoint)
+
+    def wanted(name: str) -> bool:
+        return only is None or fnmatch.fnmatchcase(name, only)
+
+    def fits(shape, cand: TensorQuant) -> bool:
+        return shape[1] % cand.group == 0
+
+    def variants_of(name: str, weight: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        return [(c.label, quantize_groups(weight, c.bits, c.group, c.mode).dequantize(torch.float32))
+                for c in candidates if fits(weight.shape, c)]
+
+    shapes: dict[str, tuple[int, int]] = {}
+    layer_names: list[list[str]] = []  # the measured weights of each layer, in order
+    for lay in spec.layers:
+        layer = DecoderLayer(spec, lay, reader, "fp16", torch.float32)
+        names = [checkpoint_name(f"layers.{lay.index}.{n}") for n, m in layer.named_modules() if isinstance(m, Linear)]
+        for n, m in layer.named_modules():
+            if isinstance(m, Linear):
+                shapes[checkpoint_name(f"layers.{lay.index}.{n}")] = tuple(m.shape)
+        layer_names.append([n for n in names if wanted(n)])
+        del layer
+        reader.close()
+    top = [n for n in ("per_layer_model_projection", "lm_head") if wanted(n)
+           and (n != "per_layer_model_projection" or spec.ple_dim)]
+    shapes["lm_head"] = (spec.vocab_size, spec.hidden_size)
+    if spec.ple_dim:
+        shapes["per_layer_model_projection"] = tuple(shell.per_layer_model_projection.shape)
+    measured = [n for names in layer_names for n in names] + top
+    if not measured:
+        raise SensitivityError(f"no weight matches --only {only!r}",
+                               hint="patterns use checkpoint names, e.g. 'layers.*.mlp.*' or lm_head")
+    total = sum(sum(1 for c in candidates if fits(shapes[n], c)) for n in measured)
+    kl: dict[str, dict[str, float]] = {n: {} for n in measured}
+    top1: dict[str, dict[str, float]] = {n: {} for n in measured}
+    sums: dict[tuple[str, str], list] = {}
+    done = 0
+    tokens = 0
+    with torch.no_grad(), small_model_threads(spec.hidden_size):
+        for prompt in ids:
+            rows = len(prompt)
+            tokens += rows
+            positions = torch.arange(rows, dtype=torch.int32).unsqueeze(0)
+            x0 = shell.embed_rows(torch.tensor([prompt], dtype=torch.int32))
+            token_ple = torch.cat([ple(t) for t in prompt], dim=1) if ple is not None else None
+            key, value = shell.new_cache(rows + 1)
+            base = _State(x0, shell.per_layer_inputs(x0, token_ple), key, value)
+            variants: dict[tuple[str, str], _State] = {}
+            if "per_layer_model_projection" in top:
+                proj = shell.per_layer_model_projection
+                original = proj.weight.data
+                for label, w in variants_of("per_layer_model_projection", original):
+                    proj.weight.data = w
+                    state = base.clone()
+                    state.per_layer = shell.per_layer_inputs(x0, token_ple)
+                    variants["per_layer_model_projection", label] = state
+                proj.weight.data = original
+            for lay, names in zip(spec.layers, layer_names, strict=True):
+                layer = DecoderLayer(spec, lay, reader, "fp16", torch.float32)
+                reader.close()
+                modules = {checkpoint_name(f"layers.{lay.index}.{n}"): m for n, m in layer.named_modules()
+                           if isinstance(m, Linear)}
+
+                def step(state: _State, layer=layer, index=lay.index, positions=positions, rows=rows) -> None:
+                    per = state.per_layer[:, :, index, :] if state.per_layer is not None else None
+                    state.x = layer.forward_chunk(state.x, per, positions, rows, state.key, state.value)
+
+                for name in names:  # this layer's variants start from the fp32 walk's input here
+                    lin = modules[name]
+                    original = lin.weight.data
+                    for label, w in variants_of(name, original):
+                        lin.weight.data = w
+                        state = base.clone()
+                        step(state)
+                        variants[name, label] = state
+                    lin.weight.data = original
+                for key_, state in variants.items():
+                    if key_[0] not in names:
+                        step(state)
+                step(base)
+                del layer
+            ref = shell.logits(base.x)[0].numpy()
+            finals = {k: shell.logits(s.x)[0].numpy() for k, s in variants.items()}
+            if "lm_head" in top:
+                head = shell.lm_head
+                original = head.weight.data
+                for label, w in variants_of("lm_head", original):
+                    head.weight.data = w
+                    finals["lm_head", label] = shell.logits(base.x)[0].numpy()
+                head.weight.data = original
+            for k, got in finals.items():
+                stats = kl_top1(ref, got)
+                sums.setdefault(k, []).append((stats["kl_mean"] * rows, stats["top1"] * rows))
+                if len(sums[k]) == len(ids):
+                    done += 1
+                    if progress:
+                        progress(done, total)
+    for (name, label), parts in sums.items():
+        kl[name][label] = sum(p[0] for p in parts) / tokens
+        top1[name][label] = sum(p[1] for p in parts) / tokens
+    for name in [n for n in kl if not kl[n]]:  # no candidate's group divides its input dimension
+        del kl[name], top1[name]
+    return SensitivityReport(candidates, {n: shapes[n] for n in kl}, kl, top1, tokens,
+                             round(time.time() - started, 2), header)
