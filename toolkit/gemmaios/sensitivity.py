@@ -164,7 +164,7 @@ def tensor_sensitivity(
     shell = Gemma4Decode(checkpoint, quant="fp16", dtype=torch.float32, spec=dataclasses.replace(spec, layers=[]))
     shell.spec = spec  # embedding, per-layer projection, final norm and head; no decoder layer held
     if shell.lm_head is None:
-        shell.lm_head = Linear(shell.embed.detach().clone(), "fp16", torch.float32)
+        shell.lm_head = Linear(shell.embed.detach(), "fp16", torch.float32)  # the same storage, no copy
     ple = PleRows(checkpoint, spec, exact=True) if spec.ple_dim else None
     reader = WeightReader(checkpoint)
 
