@@ -333,3 +333,23 @@ def test_the_folder_remembers_its_recipe_and_refuses_another(tmp_path, monkeypat
     output = " ".join(result.output.split())
     assert result.exit_code == 2, output
     assert "was built with --recipe tiny-mixed-248; this command asks for --recipe iphone-mixed" in output
+
+
+@pytest.mark.full
+def test_the_31b_seed_plan_converts_for_the_mac_on_the_31b_shaped_tiny(tiny_dense_dirs, tmp_path):
+    """The seed's plan (AWQ q/k/v, 2-bit gate/up, 3-bit down, kept o_proj) on the 31B's structure (k_eq_v full
+    layers, the flash-decode kernel): the kernel gate passes and 3-bit levels are read back from UInt4 containers.
+    Random weights: the KL floors are not judged here (gates off); the full-size figures are arithmetic
+    (test_the_31b_plan_reads_about_the_seeds_18_gb_a_token...)."""
+    from gemmaios.convert import convert_checkpoint
+
+    checkpoint = load_checkpoint(tiny_dense_dirs["31b"], model_id="tiny")
+    result = convert_checkpoint(checkpoint, tmp_path, "int4", "provider", 64, gates=False, target="mac",
+                                recipe=load_recipe("gemma4-31b-q2-mixed"))
+    assert result.name.endswith("_decode_mixed_gemma4_31b_q2_mixed_msdpa_g8")
+    assert result.gates["flash_decode"]["passed"]
+    stored = result.gates["asset"]["levels_read_back"]["by_storage"]
+    assert stored["UInt4"]["bits_in_recipe"] == [3, 4] and stored["UInt2"]["bits_in_recipe"] == [2]
+    assert set(stored) == {"UInt2", "UInt4"}  # o_proj kept in fp16, nothing symmetric
+    assert result.recipe["awq"]["norms"] == checkpoint.text_config["num_hidden_layers"]  # one input_layernorm each
+    assert result.recipe["tensors"]["layers.0.self_attn.o_proj"] == "fp16"
