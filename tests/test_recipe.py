@@ -353,3 +353,12 @@ def test_the_31b_seed_plan_converts_for_the_mac_on_the_31b_shaped_tiny(tiny_dens
     assert set(stored) == {"UInt2", "UInt4"}  # o_proj kept in fp16, nothing symmetric
     assert result.recipe["awq"]["norms"] == checkpoint.text_config["num_hidden_layers"]  # one input_layernorm each
     assert result.recipe["tensors"]["layers.0.self_attn.o_proj"] == "fp16"
+
+
+def test_head_quant_and_a_recipe_are_one_choice_too_many(tiny_checkpoint, tmp_path):
+    from gemmaios.convert import ConvertError, convert_checkpoint
+
+    with pytest.raises(ConvertError, match="--head-quant cannot be combined with --recipe") as caught:
+        convert_checkpoint(tiny_checkpoint, tmp_path, "int4", head_quant="int8", recipe=load_recipe("tiny-mixed-248"))
+    assert "lm_head" in caught.value.hint
+    assert not list(tmp_path.iterdir())  # refused before any work

@@ -31,6 +31,7 @@ from .gates import (
 )
 from .mixed import PreparedRecipe, prepare_recipe, recipe_metadata, recipe_scheme
 from .options import (
+    ConvertError,
     Progress,
     check_convert_options,
     check_prefill_chunks,
@@ -143,6 +144,9 @@ def convert_checkpoint(
     the bytes a token reads and what the asset stores per storage type (read back).
     """
     flash = resolve_flash_decode(checkpoint, target, kernel)
+    if recipe is not None and head_quant is not None:
+        raise ConvertError("--head-quant cannot be combined with --recipe: the recipe decides the head's storage",
+                           hint="drop --head-quant and name the head in the recipe, e.g. `- {match: lm_head, bits: 8}`")
     head_quant = resolve_head_quant(quant, head_quant)
     chunks = resolve_prefill_chunks(prefill_chunks)
     check_convert_options(checkpoint, quant, ple, max_context, head_quant)
