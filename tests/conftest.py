@@ -184,6 +184,15 @@ def bundle(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_mixed_build(tmp_path_factory) -> Path:
+    """`gemmaios build --model tiny --recipe tiny-mixed-248` up to the bundle (~3 min): 2/4/8-bit, symmetric and
+    affine, kept tensors; parity gates by KL/top-1, levels read back, the runtime gate by KL/top-1."""
+    from shared_builds import recipe_bundle_build
+
+    return recipe_bundle_build(tmp_path_factory.mktemp("tiny-mixed") / "build", "tiny-mixed-248")
+
+
+@pytest.fixture(scope="session")
 def prefill_ladder_build(tmp_path_factory) -> Path:
     """The convert step with --prefill-chunk 16,8 on int4 (--max-context 256): parity gates (chunked gate 1
     too), the bundle-run gate (the trained tiny's oracle) and the runtime prefill gate on the oracle's prompts."""

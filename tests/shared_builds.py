@@ -91,3 +91,8 @@ def render_vision_app(build: Path) -> Path:
     status = {r.name: (r.status, r.message) for r in reports}
     assert status["app"][0] == "done", status
     return build
+
+
+def recipe_bundle_build(out: Path, recipe: str) -> Path:
+    """`gemmaios build --model tiny --recipe R` up to the bundle (every gate, the runtime gate by KL/top-1)."""
+    return built(BuildOptions(model="tiny", recipe=recipe), out)

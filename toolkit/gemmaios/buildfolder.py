@@ -24,6 +24,7 @@ BUILD_RUNS = "runs"  # <build>/runs/<run id>-<udid or host>/: pulled device logs
 IDENTITY_DEFAULTS: dict[str, Any] = {
     "model": DEFAULT_MODEL, "arch": "h18p", "quant": "int4", "ple": "provider", "vision": False,
     "prefill_chunk": "0", "max_context": None, "target": "ios", "kernel": None, "head_quant": None,
+    "recipe": None, "calibration": None,
 }
 # The command-line spelling of each identity option, for messages.
 FLAGS = {name: "--" + name.replace("_", "-") for name in IDENTITY_DEFAULTS}
@@ -35,9 +36,12 @@ _OPTION_FIELDS = {f.name for f in dataclasses.fields(BuildOptions)}
 def default_build_dir(options: BuildOptions) -> Path:
     """build/<model>-<arch>-<quant>-<ple> (Mac bundles: <model>-mac-<quant>-<ple>[-<kernel>])."""
     model = TINY_ID if options.model == TINY_ID else Path(options.model.rstrip("/")).name
-    name = f"{model}-{options.arch}-{options.quant}-{options.ple}"
+    quant = options.quant
+    if getattr(options, "recipe", None):  # a recipe build is named after the recipe (its file's stem)
+        quant = Path(str(options.recipe)).stem
+    name = f"{model}-{options.arch}-{quant}-{options.ple}"
     if options.target != "ios":  # Mac bundles (and their kernel variant) get their own folder
-        name = f"{model}-{options.target}-{options.quant}-{options.ple}" + (f"-{options.kernel}" if options.kernel else "")
+        name = f"{model}-{options.target}-{quant}-{options.ple}" + (f"-{options.kernel}" if options.kernel else "")
     return BUILDS_ROOT / re.sub(r"[^A-Za-z0-9._-]+", "-", name)
 
 

@@ -42,6 +42,38 @@ class UnsupportedInput(CheckpointError):
         self.kind = kind
 
 
+class PreQuantizedCheckpoint(CheckpointError):
+    """The checkpoint's weights are already quantized (config `quantization_config`)."""
+
+
+def check_not_prequantized(config: dict, path: Path | str) -> None:
+    """Refuse a checkpoint whose config declares a quantization method (PreQuantizedCheckpoint).
+
+    `quant_method: "gemma"` marks Google's mobile mixed-bit QAT checkpoints (wNa8o8: int weights
+    *and* int8 activations and outputs). Their accuracy depends on that int8 activation path,
+    which Core AI's GPU graph does not run (it computes in fp16): others measured about half the
+    GSM8K accuracy lost with fp16 activations. Until that path is modelled and gated, gemmaios
+    converts only unquantized (bf16/fp32) checkpoints and quantizes them itself (--quant/--recipe).
+    """
+    configs = [config] + [config[k] for k in ("text_config",) if isinstance(config.get(k), dict)]
+    for cfg in configs:
+        qc = cfg.get("quantization_config")
+        if not isinstance(qc, dict):
+            continue
+        method = str(qc.get("quant_method") or "unknown")
+        if method == "gemma":
+            raise PreQuantizedCheckpoint(
+                f"{path} is a pre-quantized Gemma checkpoint (quantization_config.quant_method \"gemma\": mixed-bit "
+                "weights trained with int8 activations, wNa8o8); Core AI runs activations in fp16, which others "
+                "measured to lose about half its GSM8K accuracy, and gemmaios does not model its int8 activation path",
+                hint="convert the unquantized checkpoint (e.g. google/gemma-4-E4B-it) and choose the weights' "
+                     "storage with --quant or --recipe (`gemmaios recipes`)")
+        raise PreQuantizedCheckpoint(
+            f"{path} is already quantized (quantization_config.quant_method {method!r}); gemmaios quantizes "
+            "from unquantized weights and cannot read this storage",
+            hint="convert the unquantized checkpoint and choose the storage with --quant or --recipe")
+
+
 @dataclass
 class Checkpoint:
     """A validated checkpoint folder and the facts later steps need."""
@@ -221,6 +253,7 @@ def load_checkpoint(path: Path, *, model_id: str, revision: str | None = None) -
             f"{path} holds a {model_type!r} model, not Gemma 4 (model_type gemma4 or gemma4_text)",
             hint="gemmaios converts Gemma 4 checkpoints only; see `gemmaios models`",
         )
+    check_not_prequantized(config, path)
     text_config = config.get("text_config", config) if model_type == "gemma4" else config
     if model_type == "gemma4_unified":
         text_config = unified_text_config(config, path)

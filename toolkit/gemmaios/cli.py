@@ -20,6 +20,7 @@ from .cli_options import (
     AllowUncompiledOpt,
     ArchOpt,
     BundleLocationOpt,
+    CalibrationOpt,
     ConfigOpt,
     ForceOpt,
     HeadQuantOpt,
@@ -32,6 +33,7 @@ from .cli_options import (
     PleOpt,
     PrefillChunkOpt,
     QuantOpt,
+    RecipeOpt,
     TargetOpt,
     TeamIdOpt,
     VisionOpt,
@@ -95,6 +97,15 @@ def _build_options(out: Path | None, *, mac: str | None = None, config: Path | N
         check_model_source(given["model"])  # before a build folder is made for a model that cannot exist
     if given.get("prefill_chunk") is not None:  # stored canonical: "16,8", or "0" when off
         given["prefill_chunk"] = ",".join(map(str, resolve_prefill_chunks(given["prefill_chunk"]))) or "0"
+    if given.get("recipe") is not None:  # a bad recipe is named before any folder is made
+        from .recipe import load_recipe
+
+        load_recipe(given["recipe"])
+        path = Path(given["recipe"]).expanduser()
+        if path.is_file():  # remembered absolute: later commands may run elsewhere
+            given["recipe"] = str(path.resolve())
+    if given.get("calibration") is not None:
+        given["calibration"] = str(Path(given["calibration"]).expanduser().resolve())
     user = load_config(config)
     build_dir, options = resolve(out, given)
     if given.get("model") is None:
@@ -210,6 +221,8 @@ def build(
     head_quant: HeadQuantOpt = None,
     prefill_chunk: PrefillChunkOpt = None,
     vision: VisionOpt = None,
+    recipe: RecipeOpt = None,
+    calibration: CalibrationOpt = None,
     allow_uncompiled: AllowUncompiledOpt = None,
     allow_tbl: AllowTblOpt = None,
     as_json: JsonOpt = False,
@@ -220,7 +233,8 @@ def build(
 
         build_dir, options = _build_options(
             out, mac=mac, config=config, model=model, arch=arch, quant=quant, ple=ple, max_context=max_context,
-            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision)
+            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision,
+            recipe=recipe, calibration=calibration)
         _remember_app(options, allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
         only = None if not force else set(step_names())
         if options.target == "mac":
@@ -253,6 +267,93 @@ def models(as_json: JsonOpt = False) -> None:
     out.print(table)
     for s in specs:
         out.print(f"{s.key}: {escape(s.hf_id)}  [dim]({escape(s.source)})[/dim]")
+
+
+@app.command()
+def recipes(as_json: JsonOpt = False) -> None:
+    """The packaged mixed-bit quantization recipes (--recipe NAME), with their plans and floors."""
+    from .recipe import load_recipe, packaged_recipes
+
+    try:
+        found = [load_recipe(n) for n in packaged_recipes()]
+    except GemmaiosError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in found], indent=2))
+        return
+    out = terminal()
+    for r in found:
+        out.print(f"[bold]{escape(r.name)}[/bold]: {escape(r.description)}")
+        out.print(f"  default {r.default.label} ({r.default.storage}); floors {escape(json.dumps(r.floors))}")
+        for pattern, tq in r.rules:
+            out.print(f"  {escape(pattern)} → {tq.label} ({tq.storage})")
+
+
+@app.command()
+def sensitivity(
+    model: ModelOpt = None,
+    bits: Annotated[str, typer.Option("--bits", help="candidate bit widths, comma-separated (2, 3, 4, 8)")] = "2,4,8",
+    group: Annotated[int, typer.Option("--group", min=8, help="group size of every candidate")] = 64,
+    mode: Annotated[str, typer.Option("--mode", help="symmetric | affine")] = "affine",
+    only: Annotated[str | None, typer.Option("--only", help="measure only the weights matching this pattern "
+                                             "(checkpoint names, e.g. 'layers.*.mlp.*')")] = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="calibration prompts file (default: the packaged "
+                                                 "chat prompts)")] = None,
+    budget_bits: Annotated[float | None, typer.Option("--budget-bits", min=1.0, help="propose a plan of at most this "
+                                                       "many bits per weight (levels + scales)")] = None,
+    write_recipe: Annotated[Path | None, typer.Option("--write-recipe", help="write the proposed plan as a recipe "
+                                                      "YAML (use it with --recipe)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-tensor KL divergence vs the fp32 model for each candidate bit width; a plan for a byte budget."""
+    import yaml
+
+    from .checkpoint import resolve_checkpoint
+    from .sensitivity import SensitivityError, parse_candidates, plan_recipe, propose_plan, tensor_sensitivity
+
+    try:
+        if mode not in ("symmetric", "affine"):
+            raise typer.BadParameter(f"{mode!r} is not symmetric or affine", param_hint="--mode")
+        if write_recipe is not None and budget_bits is None:
+            raise typer.BadParameter("a recipe is written from a plan: add --budget-bits", param_hint="--write-recipe")
+        candidates = parse_candidates(bits, group, mode)
+        checkpoint = resolve_checkpoint(model or "tiny")
+        with console.status("") as status:
+            report = tensor_sensitivity(
+                checkpoint, candidates, only=only, prompts_file=prompts,
+                progress=lambda done, total: status.update(f"sensitivity {done}/{total} (tensor × width)"))
+        result = report.as_dict()
+        if budget_bits is not None:
+            weights = sum(o * i for o, i in report.shapes.values())
+            plan, spent = propose_plan(report, int(budget_bits * weights / 8))
+            result["plan"] = {"budget_bits": budget_bits, "bytes": spent,
+                              "bits_per_weight": round(8 * spent / weights, 3),
+                              "tensors": {n: t.label for n, t in plan.items()}}
+            if write_recipe is not None:
+                recipe = plan_recipe(plan, write_recipe.stem, f"sensitivity plan for {checkpoint.model_id} at "
+                                     f"{budget_bits} bits/weight ({', '.join(c.label for c in candidates)})",
+                                     default=max(candidates, key=lambda c: c.bits))
+                write_recipe.write_text(yaml.safe_dump(recipe, sort_keys=False))
+                result["plan"]["recipe"] = str(write_recipe)
+    except (GemmaiosError, SensitivityError) as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out = terminal()
+    table = Table(title=f"KL vs fp32 per tensor ({report.tokens} teacher-forced tokens; most sensitive first)")
+    table.add_column("tensor", no_wrap=True)
+    for c in candidates:
+        table.add_column(c.label, justify="right")
+    for name, _ in report.ranking():
+        table.add_row(name, *(f"{report.kl[name][c.label]:.2e}" if c.label in report.kl[name] else "—"
+                              for c in candidates))
+    out.print(table)
+    if "plan" in result:
+        p = result["plan"]
+        out.print(f"plan: {p['bits_per_weight']} bits/weight, {p['bytes'] / 1e6:.2f} MB of the measured weights")
+        if "recipe" in p:
+            out.print(f"recipe written: {escape(p['recipe'])} (build with --recipe {escape(p['recipe'])})")
 
 
 @app.command()
@@ -515,13 +616,16 @@ def convert(
     head_quant: HeadQuantOpt = None,
     prefill_chunk: PrefillChunkOpt = None,
     vision: VisionOpt = None,
+    recipe: RecipeOpt = None,
+    calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated and run by Core AI's runtime against the oracle)."""
     try:
         build_dir, options = _build_options(
             out, config=config, model=model, arch=arch, quant=quant, ple=ple, max_context=max_context,
-            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision)
+            target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision,
+            recipe=recipe, calibration=calibration)
         _run(options, build_dir, _bundle_steps(), force, as_json)
     except GemmaiosError as exc:
         _fail(exc)

@@ -21,6 +21,7 @@ from .cli_options import (
     BenchTimeoutOpt,
     BuildDirOpt,
     BundleLocationOpt,
+    CalibrationOpt,
     ColdOpt,
     ConfigOpt,
     DeviceMacOpt,
@@ -35,6 +36,7 @@ from .cli_options import (
     PleOpt,
     PrefillChunkOpt,
     QuantOpt,
+    RecipeOpt,
     SampleIntervalOpt,
     TargetOpt,
     TeamIdOpt,
@@ -118,6 +120,8 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
         head_quant: HeadQuantOpt = None,
         prefill_chunk: PrefillChunkOpt = None,
         vision: VisionOpt = None,
+        recipe: RecipeOpt = None,
+        calibration: CalibrationOpt = None,
         mac: MacOpt = None,
         config: ConfigOpt = None,
         team_id: TeamIdOpt = None,
@@ -155,7 +159,8 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
                 validate_choice("bundle location", bundle_location, BUNDLE_LOCATIONS)
             build_given = {"model": model, "arch": arch, "quant": quant, "ple": ple, "max_context": max_context,
                            "target": target, "kernel": kernel, "head_quant": head_quant,
-                           "prefill_chunk": prefill_chunk, "vision": vision}
+                           "prefill_chunk": prefill_chunk, "vision": vision, "recipe": recipe,
+                           "calibration": calibration}
             options = None
             if any(v is not None for v in build_given.values()):
                 build_dir, options = build_options(out, mac=mac, config=config, **build_given)

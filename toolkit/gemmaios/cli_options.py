@@ -56,6 +56,12 @@ PrefillChunkOpt = Annotated[str | None, typer.Option(
     "--prefill-chunk", rich_help_panel=BUILD,
     help="prompt prefill in static chunks: a prefill_C function beside main (0 = off, the default; 8 | 16, "
          "or a ladder such as 16,8)")]
+RecipeOpt = Annotated[str | None, typer.Option(
+    "--recipe", rich_help_panel=BUILD, metavar="NAME|YAML",
+    help="mixed-bit quantization recipe instead of --quant: a packaged one (`gemmaios recipes`) or a YAML file")]
+CalibrationOpt = Annotated[str | None, typer.Option(
+    "--calibration", rich_help_panel=BUILD, metavar="PROMPTS",
+    help="prompts file (oracle prompts format) for the recipe's AWQ calibration (default: the packaged chat prompts)")]
 VisionOpt = Annotated[bool | None, typer.Option(
     "--vision", rich_help_panel=BUILD,
     help="image input (E2B/E4B): the vision asset beside the decoder, image_embeds on main, image prompts in "

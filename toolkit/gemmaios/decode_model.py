@@ -32,7 +32,8 @@ from torch import nn
 
 from . import kernels
 from .checkpoint import Checkpoint
-from .quantize import BLOCK, QuantizedWeight, quantize_blockwise
+from .quantize import BLOCK, QuantizedWeight, level_dtype, quantize_groups
+from .recipe import HEAD, Recipe, TensorQuant, awq_norm_for
 
 KEY_CACHE, VALUE_CACHE = "keyCache", "valueCache"
 SLIDING, FULL = "sliding_attention", "full_attention"
@@ -187,24 +188,35 @@ class WeightReader:
 
 
 class Linear(nn.Module):
-    """y = x W^T with W float, or dequantized in-graph from per-block-32 int4/int8 levels.
+    """y = x W^T with W float, or dequantized in-graph from per-group quantized levels.
 
-    The quantized form calls coreai-torch's `constexpr_blockwise_shift_scale`, which the
-    converter keeps as int4/int8 constants plus fp16 scales in the asset; in eager torch
-    the same op dequantizes, so parity gates run the exact grid the asset stores.
+    `quant`: "int4"/"int8" (symmetric per block of 32), "fp16"/"float" (kept), or a recipe's
+    TensorQuant (2/3/4/8 bits, any group, symmetric or affine). The quantized form calls
+    coreai-torch's `constexpr_blockwise_shift_scale` (affine: its minval mode, scale * q + min),
+    which the converter keeps as packed Int2/Int4/Int8 (UInt* for affine) constants plus fp16
+    scales in the asset; in eager torch the same op dequantizes, so the gates run the exact
+    grid the asset stores.
     """
 
-    def __init__(self, weight: torch.Tensor, quant: str, dtype: torch.dtype) -> None:
+    def __init__(self, weight: torch.Tensor, quant, dtype: torch.dtype) -> None:
         super().__init__()
-        self.quant = quant
         self.shape = tuple(weight.shape)
-        if quant in ("int4", "int8") and weight.shape[1] % BLOCK == 0:
+        self.tensor_quant = None
+        if isinstance(quant, str) and quant in ("int4", "int8"):
+            quant = TensorQuant(4 if quant == "int4" else 8, BLOCK, "symmetric")
+            label = "int4" if quant.bits == 4 else "int8"
+        else:
+            label = None
+        if isinstance(quant, TensorQuant) and not quant.kept and weight.shape[1] % quant.group == 0:
             import coreai_torch._compression.custom_layers  # noqa: F401  (registers the op)
 
-            qw = quantize_blockwise(weight, quant, scale_dtype=torch.float16)
+            qw = quantize_groups(weight, quant.bits, quant.group, quant.mode, scale_dtype=torch.float16)
             self.register_buffer("levels", qw.q)
             self.register_buffer("scale", qw.scale.to(dtype))
-            self.level_dtype = torch.int4 if quant == "int4" else torch.int8
+            self.register_buffer("offset", None if qw.offset is None else qw.offset.to(dtype))
+            self.level_dtype = level_dtype(quant.bits, quant.mode)
+            self.tensor_quant = quant
+            self.quant = label or quant.label
         else:
             self.quant = "float"
             self.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
@@ -213,12 +225,21 @@ class Linear(nn.Module):
     def quantized(self) -> bool:
         return self.quant != "float"
 
+    @property
+    def storage(self) -> str:
+        """The asset's storage type of this weight's levels (Int2..UInt8), or Float16."""
+        return self.tensor_quant.storage if self.quantized else "Float16"
+
     def quantized_weight(self) -> QuantizedWeight:
-        return QuantizedWeight(self.levels, self.scale, self.quant)
+        tq = self.tensor_quant
+        return QuantizedWeight(self.levels, self.scale, self.quant, group=tq.group, offset=self.offset, nbits=tq.bits)
 
     def dense_weight(self) -> torch.Tensor:
         if not self.quantized:
             return self.weight
+        if self.offset is not None:
+            return torch.ops.coreai.constexpr_blockwise_shift_scale(self.levels, self.scale, minval=self.offset,
+                                                                   input_dtype=self.level_dtype)
         return torch.ops.coreai.constexpr_blockwise_shift_scale(self.levels, self.scale, input_dtype=self.level_dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -255,17 +276,27 @@ class DecoderLayer(nn.Module):
     # for the stock matmul/softmax attention; set by use_flash_decode().
     flash_decode: str | None = None
 
-    def __init__(self, spec: DecodeSpec, layer: LayerSpec, reader: WeightReader, quant: str, dtype: torch.dtype):
+    def __init__(self, spec: DecodeSpec, layer: LayerSpec, reader: WeightReader, quant: str, dtype: torch.dtype,
+                 recipe: Recipe | None = None, awq: dict[str, torch.Tensor] | None = None):
         super().__init__()
         self.spec, self.layer = spec, layer
         p = f"layers.{layer.index}."
         eps = spec.rms_eps
+        awq = awq or {}
 
         def lin(name: str) -> Linear:
-            return Linear(reader.get(p + name + ".weight"), quant, dtype)
+            weight = reader.get(p + name + ".weight")
+            norm_name = awq_norm_for(p + name)
+            if norm_name is not None and p + norm_name in awq:
+                # AWQ fold: the norm's output feeds this weight's columns; W·diag(s), norm / s.
+                weight = weight.to(torch.float32) * awq[p + norm_name].to(torch.float32)
+            return Linear(weight, recipe.for_tensor(p + name) if recipe is not None else quant, dtype)
 
         def norm(name: str) -> RMSNorm:
-            return RMSNorm(reader.get(p + name + ".weight"), eps)
+            weight = reader.get(p + name + ".weight")
+            if p + name in awq:
+                weight = weight.to(torch.float32) / awq[p + name].to(torch.float32)
+            return RMSNorm(weight, eps)
 
         self.q_proj = lin("self_attn.q_proj")
         self.q_norm = norm("self_attn.q_norm")
@@ -395,6 +426,18 @@ class DecoderLayer(nn.Module):
         return self._finish(residual, attn, per_layer_input)
 
 
+_CHECKPOINT_GROUP = {"q_proj": "self_attn.", "k_proj": "self_attn.", "v_proj": "self_attn.", "o_proj": "self_attn.",
+                     "gate_proj": "mlp.", "up_proj": "mlp.", "down_proj": "mlp."}
+
+
+def checkpoint_name(module_name: str) -> str:
+    """A Linear's module name (`layers.3.q_proj`) as the checkpoint names its weight (`layers.3.self_attn.q_proj`)."""
+    parts = module_name.split(".")
+    if len(parts) == 3 and parts[0] == "layers" and parts[2] in _CHECKPOINT_GROUP:
+        return f"layers.{parts[1]}.{_CHECKPOINT_GROUP[parts[2]]}{parts[2]}"
+    return module_name
+
+
 class Gemma4Decode(nn.Module):
     """The decode graph; `forward` signature depends on the PLE mode (see module doc)."""
 
@@ -409,6 +452,8 @@ class Gemma4Decode(nn.Module):
         progress: Callable[[int, int], None] | None = None,
         head_quant: str | None = None,
         image_tokens: int = 0,
+        recipe: Recipe | None = None,
+        awq: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if ple not in ("provider", "tbl"):
@@ -427,18 +472,28 @@ class Gemma4Decode(nn.Module):
         self.embed = nn.Parameter(table.to(dtype), requires_grad=False)
         head_quant = head_quant or quant
         self.lm_head = None
-        if head_quant in ("int4", "int8") and spec.hidden_size % BLOCK == 0:
+        # `recipe`: a mixed-bit plan (gemmaios.recipe) deciding each weight's storage instead of `quant`;
+        # `awq`: AWQ scales per norm ("layers.N.input_layernorm" → [hidden]), folded exactly in fp32.
+        self.recipe = recipe
+        if recipe is not None:
+            head = recipe.for_tensor(HEAD)
+            if not head.kept and spec.hidden_size % head.group == 0:
+                self.lm_head = Linear(table, head, dtype)
+                head_quant = self.lm_head.quant
+        elif head_quant in ("int4", "int8") and spec.hidden_size % BLOCK == 0:
             self.lm_head = Linear(table, head_quant, dtype)
         self.head_quant = head_quant if self.lm_head is not None else "fp16"
         del table
         self.embed_scale = float(torch.tensor(spec.hidden_size**0.5, dtype=dtype))
         if spec.ple_dim:
-            self.per_layer_model_projection = Linear(reader.get("per_layer_model_projection.weight"), quant, dtype)
+            self.per_layer_model_projection = Linear(
+                reader.get("per_layer_model_projection.weight"),
+                recipe.for_tensor("per_layer_model_projection") if recipe is not None else quant, dtype)
             self.per_layer_projection_norm = RMSNorm(reader.get("per_layer_projection_norm.weight"), spec.rms_eps)
         self.layers = nn.ModuleList()
         reader.close()
         for lay in spec.layers:
-            self.layers.append(DecoderLayer(spec, lay, reader, quant, dtype))
+            self.layers.append(DecoderLayer(spec, lay, reader, quant, dtype, recipe, awq))
             # Unmap the shard after each layer: pages read through a live mapping count
             # as resident memory for as long as the mapping exists.
             reader.close()
@@ -464,6 +519,10 @@ class Gemma4Decode(nn.Module):
 
     def linears(self) -> list[tuple[str, Linear]]:
         return [(n, m) for n, m in self.named_modules() if isinstance(m, Linear)]
+
+    def checkpoint_linears(self) -> list[tuple[str, Linear]]:
+        """linears() named as the checkpoint (and recipes) name them: `layers.N.self_attn.q_proj`, `lm_head`."""
+        return [(checkpoint_name(n), m) for n, m in self.linears()]
 
     # -- the graph ---------------------------------------------------------------------
     def forward(self, input_ids, position_ids, *rest):
@@ -573,7 +632,19 @@ class Gemma4Decode(nn.Module):
             logits = (torch.tanh(logits.float() / cap) * cap).to(self.dtype)
         return logits
 
-    # -- eager helpers (parity gates) --------------------------------------------------
+    # -- eager helpers (parity gates, the streamed sensitivity walk) ---------------------
+    def embed_rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[1,S,hidden] scaled embedding rows of text ids."""
+        return self._embed(input_ids, None)
+
+    def per_layer_inputs(self, x: torch.Tensor, token_ple: torch.Tensor | None) -> torch.Tensor | None:
+        """[1,S,L,D] per-layer inputs from the embedded rows and the PLE rows (None without PLE)."""
+        return self._per_layer_inputs(x, token_ple)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm, head and softcap of hidden rows."""
+        return self._logits(x)
+
     def new_cache(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
         shape = self.spec.cache_shape(capacity)
         return torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype)

@@ -297,3 +297,29 @@ def quantized_parity_gate(
         )
     report.passed = True
     return report
+
+
+def recipe_parity_gate(model, references: list[ReferenceRun], recipe, ple=None) -> dict:
+    """Gate 2 for a mixed-bit recipe: teacher-forced on transformers' fp32 tokens, the module's mean
+    KL(fp32 || module) per token and top-1 agreement, judged against the recipe's floors."""
+    from .recipe import judge_floors, kl_top1
+
+    refs, gots = [], []
+    for ref in references:
+        _, logits = decode_steps(model, ref.prompt_ids, len(ref.tokens), ple, forced=ref.tokens)
+        refs.append(ref.logits.numpy())
+        gots.append(logits.numpy())
+    import numpy as np
+
+    stats = kl_top1(np.concatenate(refs), np.concatenate(gots))
+    passed, rule = judge_floors(recipe, stats["kl_mean"], stats["top1"])
+    report = {"gate": f"recipe {recipe.name} teacher-forced vs transformers fp32", "prompts": len(references),
+              "steps": len(references[0].tokens), **stats, "bound": rule, "passed": passed}
+    if not passed:
+        raise ParityGateFailed(
+            f"recipe {recipe.name}: mean KL {stats['kl_mean']:.4f} nats/token and top-1 {stats['top1']:.1%} vs "
+            f"transformers' fp32 fail its floors ({rule})",
+            gate="recipe_teacher_forced", prompt=0, position=0,
+            hint="this checkpoint does not tolerate the recipe: give the fragile tensors more bits "
+                 "(`gemmaios sensitivity` ranks them), or loosen the recipe's floors if that loss is acceptable")
+    return report

@@ -141,6 +141,8 @@ class BuildOptions:
     kernel: str | None = None  # flash-decode variant for mac builds of 12B/31B (None: g8)
     vision: bool = False  # --vision: image input (vision asset + image_embeds on main; E2B/E4B, provider, ios)
     prefill_chunk: str = "0"  # --prefill-chunk: "0" off, "8", "16" or a ladder "16,8" (convert.resolve_prefill_chunks)
+    recipe: str | None = None  # --recipe: a mixed-bit recipe (packaged name or YAML path; gemmaios.recipe) over --quant
+    calibration: str | None = None  # --calibration: prompts file for the recipe's AWQ scales (None: packaged chat prompts)
     mac: str | None = None
     oracle_tokens: int = 32
     prompts_file: Path | None = None

@@ -82,7 +82,12 @@ def bundle_name_for(ctx: BuildContext) -> str:
     flash-decode kernel), for a build whose convert step left no record."""
     from ..bundlename import bundle_name, model_key
 
-    return bundle_name(model_key(ctx.checkpoint), ctx.options.quant, ctx.options.ple, vision=ctx.options.vision)
+    quant = ctx.options.quant
+    if getattr(ctx.options, "recipe", None):  # a recipe build: `..._decode_mixed_<recipe>`
+        from ..recipe import load_recipe, recipe_tag
+
+        quant = recipe_tag(load_recipe(ctx.options.recipe))
+    return bundle_name(model_key(ctx.checkpoint), quant, ctx.options.ple, vision=ctx.options.vision)
 
 
 def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> AppSettings:

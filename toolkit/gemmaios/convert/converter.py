@@ -18,16 +18,21 @@ from ..contract import KV_GUARD_METADATA_KEY, kv_guard
 from ..decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
 from ..files import replace_dir
 from ..quantize import BLOCK, expected_storage_bytes
+from ..recipe import Recipe, recipe_tag
 from .export import export_program, free_memory, large_blocks_from_mmap, prefill_function_name
 from .gates import (
     asset_gate,
+    asset_readback_fits,
     expected_float16_elements,
     expected_quantized_elements,
     gates_fit_in_memory,
     kernel_gate,
+    levels_gate,
     run_parity_gates,
 )
+from .mixed import PreparedRecipe, prepare_recipe, recipe_metadata, recipe_scheme
 from .options import (
+    ConvertError,
     Progress,
     check_convert_options,
     check_prefill_chunks,
@@ -57,12 +62,13 @@ class ConvertResult:
     kernel: str | None = None  # flash-decode variant on the full layers, None: stock SDPA
     prefill_chunks: tuple[int, ...] = ()  # sizes of the prefill_C functions beside main
     vision: dict | None = None  # metadata gemmaios.vision: the vision asset and splice facts (None: text only)
+    recipe: dict | None = None  # metadata gemmaios.recipe: the mixed-bit plan, its bytes and AWQ fold (None: --quant)
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.bundle_dir.rglob("*") if p.is_file())
 
 
-def head_facts(spec: DecodeSpec, head_quant: str) -> dict:
+def head_facts(spec: DecodeSpec, head_quant: str, recipe_head: dict | None = None) -> dict:
     """How the bundle stores the embedding and the lm_head (for size and bandwidth models).
 
     Per decoded token the gather reads one fp16 embedding row; the head reads its whole
@@ -75,6 +81,12 @@ def head_facts(spec: DecodeSpec, head_quant: str) -> dict:
         "embedding_dtype": "float16",
         "embedding_bytes": shape[0] * shape[1] * 2,
     }
+    if recipe_head is not None:  # a mixed-bit recipe's head (gemmaios.recipe label, e.g. aff4g64)
+        facts["tied"] = recipe_head["tied"]
+        if not recipe_head["tied"]:
+            facts["scheme"] = f"recipe {recipe_head['label']} (untied copy)"
+            facts["head_bytes"] = recipe_head["bytes"]
+        return facts
     if head_quant != "fp16":
         facts["scheme"] = f"linear symmetric absmax, per block of {BLOCK} input columns (untied copy)"
         facts["head_bytes"] = expected_storage_bytes([tuple(shape)], head_quant)
@@ -99,6 +111,9 @@ def convert_checkpoint(
     prefill_check: Callable[[Path], dict] | None = None,
     vision: bool = False,
     image_check: Callable[[Path], dict] | None = None,
+    recipe: Recipe | None = None,
+    calibration_prompts: Path | None = None,
+    prepared_recipe: PreparedRecipe | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
@@ -123,8 +138,16 @@ def convert_checkpoint(
     (`gemmaios.vision.export`) is written beside the .aimodel; `image_check(staged_bundle_dir)`
     (gemmaios.vision.gate.build_image_check) runs both under Core AI's runtime against the
     image oracle (`gates.image_run`).
+    `recipe`: a mixed-bit plan (gemmaios.recipe) deciding each weight's storage instead of `quant`
+    (the bundle is named `..._decode_mixed_<recipe>`); AWQ tensors get scales calibrated on
+    `calibration_prompts` (None: the packaged chat prompts), folded into their norms. Gate 2
+    then reports KL and top-1 against the recipe's floors, and the metadata records the plan,
+    the bytes a token reads and what the asset stores per storage type (read back).
     """
     flash = resolve_flash_decode(checkpoint, target, kernel)
+    if recipe is not None and head_quant is not None:
+        raise ConvertError("--head-quant cannot be combined with --recipe: the recipe decides the head's storage",
+                           hint="drop --head-quant and name the head in the recipe, e.g. `- {match: lm_head, bits: 8}`")
     head_quant = resolve_head_quant(quant, head_quant)
     chunks = resolve_prefill_chunks(prefill_chunks)
     check_convert_options(checkpoint, quant, ple, max_context, head_quant)
@@ -138,15 +161,23 @@ def convert_checkpoint(
         image_spec = ImageSpec.from_checkpoint(checkpoint.path)
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
-    name = bundle_name(model_key(checkpoint), quant, ple, kernels.bundle_suffix(flash), vision)
     seconds: dict[str, float] = {}
+    prepared = prepared_recipe
+    if recipe is not None and prepared is None:
+        prepared = prepare_recipe(checkpoint, recipe, calibration_prompts, progress)
+    if prepared is not None:
+        quant = recipe_tag(recipe)
+        seconds["calibrate"] = prepared.seconds
+    awq = prepared.awq if prepared else None
+    name = bundle_name(model_key(checkpoint), quant, ple, kernels.bundle_suffix(flash), vision)
     t0 = time.time()
 
     gate_report: dict = {}
     run_gates, why_not = (True, "") if gates else ((False, "skipped: disabled") if gates is False else gates_fit_in_memory(checkpoint))
     if run_gates:
         gate_report.update(
-            run_parity_gates(checkpoint, quant, progress, flash, head_quant=head_quant, prefill_chunks=chunks)
+            run_parity_gates(checkpoint, quant, progress, flash, head_quant=head_quant, prefill_chunks=chunks,
+                             recipe=recipe, awq=awq)
         )
     else:
         gate_report["parity"] = why_not
@@ -163,11 +194,21 @@ def convert_checkpoint(
         spec=spec,
         progress=(lambda i, n: progress("layers", i, n)) if progress else None,
         image_tokens=image_spec.max_soft_tokens if image_spec else 0,
+        recipe=recipe,
+        awq=awq,
     ).eval()
+    if recipe is not None:
+        head_quant = model.head_quant
     use_flash_decode(model, flash)
     free_memory()
     q_elements = expected_quantized_elements(model)
     float_elements = expected_float16_elements(model)
+    expected_levels = None
+    recipe_facts = None
+    if recipe is not None:
+        recipe_facts = recipe_metadata(recipe, model, prepared)
+        if asset_readback_fits(model):
+            expected_levels = {n: lin.quantized_weight() for n, lin in model.checkpoint_linears() if lin.quantized}
     names = {"inputs": model.input_names(), "states": model.state_names(), "outputs": model.output_names()}
     seconds["load_quantize"] = round(time.time() - t1, 2)
 
@@ -195,6 +236,12 @@ def convert_checkpoint(
             progress("asset gate", 0, 1)
         asset = asset_gate(aimodel, names, q_elements, quant, chunks, float_elements)
         io = {k: asset.pop(k) for k in ("inputs", "outputs", "states", "prefill")}
+        if expected_levels is not None:
+            asset["levels_read_back"] = levels_gate(aimodel, expected_levels)
+        elif recipe is not None:
+            asset["levels_read_back"] = {"status": "not run", "summary": (
+                "not run: the asset is too large to print its constants on this machine; the storage types "
+                "and element counts above are checked")}
         gate_report["asset"] = asset
         if flash is not None:
             if progress:
@@ -213,9 +260,10 @@ def convert_checkpoint(
         gemmaios_section = {
             "source": {"model_id": checkpoint.model_id, "revision": checkpoint.revision},
             "quant": quant,
-            "quant_scheme": None if quant == "fp16" else f"linear symmetric absmax, per block of {BLOCK} input columns",
+            "quant_scheme": (recipe_scheme(recipe) if recipe is not None else
+                             None if quant == "fp16" else f"linear symmetric absmax, per block of {BLOCK} input columns"),
             "head_quant": head_quant,
-            "head": head_facts(spec, head_quant),
+            "head": head_facts(spec, head_quant, recipe_facts["head"] if recipe_facts else None),
             "ple": ple,
             "max_context": max_context,
             "target": target,
@@ -248,6 +296,10 @@ def convert_checkpoint(
             ),
             "gates": gate_report,
         }
+        if recipe_facts is not None:
+            gemmaios_section["recipe"] = recipe_facts
+            # The roofline's weight bytes per decoded token (report.bundle reads `weight_bytes`).
+            gemmaios_section["weight_bytes"] = recipe_facts["bytes_per_token"]
         if vision_facts is not None:
             from ..contract import VISION_METADATA_KEY
 
@@ -315,6 +367,7 @@ def convert_checkpoint(
         kernel=flash,
         prefill_chunks=chunks,
         vision=vision_facts,
+        recipe=recipe_facts,
     )
 
 

@@ -10,7 +10,6 @@ import torch
 from .. import kernels
 from ..checkpoint import Checkpoint
 from ..decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
-from ..quantize import BLOCK
 from ..tiny import tiny_weights
 from .export import prefill_function_name
 from .options import GATE_MEMORY_SHARE, AssetGateFailed, KernelGateFailed, Progress, resolve_head_quant
@@ -55,8 +54,13 @@ def run_parity_gates(
     flash_decode: str | None = None,
     head_quant: str | None = None,
     prefill_chunks: tuple[int, ...] = (),
+    recipe=None,
+    awq: dict | None = None,
 ) -> dict:
     """Gates 1 and 2 (see gemmaios.parity); raises ParityGateFailed on failure.
+
+    With a mixed-bit `recipe` (and its AWQ scales `awq`), gate 2 runs the recipe's weights and is
+    judged by mean KL divergence and top-1 agreement against the recipe's floors (parity.recipe_parity_gate).
 
     With `prefill_chunks`, gate 1 runs again with the prompts prefilled in chunks (the module's
     `prefill_C` path), on the gate prompts plus one longer than the sliding window and several
@@ -86,9 +90,18 @@ def run_parity_gates(
         chunked["prompt_tokens"] = [len(r.prompt_ids) for r in refs + long_refs]
     del fp32
     gc.collect()
-    quantized = Gemma4Decode(checkpoint, quant=quant, head_quant=head_quant, dtype=torch.float32, spec=spec).eval()
+    quantized = Gemma4Decode(checkpoint, quant=quant, head_quant=head_quant, dtype=torch.float32, spec=spec,
+                             recipe=recipe, awq=awq).eval()
     use_flash_decode(quantized, flash_decode)
     table = parity.PleRows(checkpoint, spec, exact=False) if spec.ple_dim else None
+    if recipe is not None:
+        gate2 = parity.recipe_parity_gate(quantized, refs, recipe, table)
+        del quantized
+        gc.collect()
+        report = {"fp32_greedy": gate1.as_dict(), "quantized": gate2 | {"quant": quant, "recipe": recipe.name}}
+        if chunked is not None:
+            report["fp32_greedy_chunked"] = chunked
+        return report
     bound = min(quant, quantized.head_quant, key=_PRECISION_ORDER.index)
     # A random-weight tiny variant gets the logit-error bound; the trained tiny model its own top-1 floors.
     weights = tiny_weights(checkpoint.path)
@@ -117,22 +130,86 @@ _STORAGE_TYPE = {"int4": "Int4", "int8": "Int8"}
 
 
 def expected_quantized_elements(model: Gemma4Decode) -> dict[str, dict[str, int]]:
-    """The int4/int8 levels of every quantized weight (lm_head included), by storage type:
-    {"Int4": {"elements": Σ out*in, "offset_allowance": max out*in/32}}.
+    """The levels of every quantized weight (lm_head included), by storage type (Int2..UInt8):
+    {"Int4": {"elements": Σ out*in, "offset_allowance": Σ over distinct scale shapes of out*in/group}}.
 
-    The converter also emits an all-zero zero-point constant of each weight's scale shape
-    (out × in/32) in the weight's type; equal ones are merged, and on tiny at most one
-    per type survived (measured: +192 int4 elements for the int4 linears, +768 for an int4
-    head alone). The largest one is allowed on top: 1/32 of one matrix, which matters only
-    when the head is the type's sole matrix (fp16 weights, --head-quant int4/int8).
+    The converter also emits a zero-point constant of each weight's scale shape (out × in/group)
+    in the weight's type (all zero; affine weights' `minval` mode gets the type's q_min, 0 for
+    UInt); equal ones are merged, and on tiny at most one per type and shape survived (measured:
+    +192 int4 elements for the int4 linears, +768 for an int4 head alone). One per distinct scale
+    shape is allowed on top, which matters only when the head is the type's sole matrix.
     """
     counts: dict[str, dict[str, int]] = {}
+    shapes: dict[str, set] = {}
     for _, lin in model.linears():
         if lin.quantized:
-            entry = counts.setdefault(_STORAGE_TYPE[lin.quant], {"elements": 0, "offset_allowance": 0})
+            group = lin.tensor_quant.group
+            entry = counts.setdefault(lin.storage, {"elements": 0, "offset_allowance": 0})
             entry["elements"] += lin.shape[0] * lin.shape[1]
-            entry["offset_allowance"] = max(entry["offset_allowance"], lin.shape[0] * lin.shape[1] // BLOCK)
+            scale_shape = (lin.shape[0], lin.shape[1] // group)
+            if scale_shape not in shapes.setdefault(lin.storage, set()):
+                shapes[lin.storage].add(scale_shape)
+                entry["offset_allowance"] += scale_shape[0] * scale_shape[1]
     return counts
+
+
+# Printing a program with its resources costs a few times its size in text: only small assets.
+READBACK_MAX_WEIGHT_BYTES = 64 << 20
+
+
+def asset_readback_fits(model: Gemma4Decode) -> bool:
+    stored = sum(lin.quantized_weight().storage_bytes() if lin.quantized else lin.shape[0] * lin.shape[1] * 2
+                 for _, lin in model.linears())
+    return stored <= READBACK_MAX_WEIGHT_BYTES
+
+
+def levels_gate(aimodel: Path, expected: dict) -> dict:
+    """Each quantized weight's levels, scales and offsets read back from the saved asset equal the quantizer's.
+
+    `expected`: name → QuantizedWeight. Every one must match exactly one stored weight (same storage
+    type, levels, fp16 scales and, for affine grids, fp16 minimums); AssetGateFailed names the first
+    that does not.
+    """
+    import numpy as np
+
+    from ..assetread import stored_weights
+    from ..quantize import storage_type
+
+    stored = stored_weights(aimodel)
+    unused = list(range(len(stored)))
+    per_type: dict[str, dict] = {}
+    for name, qw in expected.items():
+        want_type = storage_type(qw.bits, qw.mode)
+        levels = qw.q.numpy().astype(np.int16)
+        scale = qw.scale.to(torch.float16).numpy()
+        offset = None if qw.offset is None else qw.offset.to(torch.float16).numpy()
+        hit = None
+        for i in unused:
+            s = stored[i]
+            if s.storage != want_type or s.shape != levels.shape or not np.array_equal(s.levels, levels):
+                continue
+            if not np.array_equal(s.scale, scale) or np.any(s.zero_point != 0):
+                continue
+            if not np.array_equal(s.minval, np.zeros_like(scale) if offset is None else offset):
+                continue
+            hit = i
+            break
+        if hit is None:
+            raise AssetGateFailed(
+                f"{aimodel.name}: the asset holds no {want_type} constant equal to {name}'s levels, scales and offsets "
+                f"({qw.bits}-bit {qw.mode}, groups of {qw.group})",
+                hint="the converter stored these weights differently from gemmaios.quantize; report it")
+        unused.remove(hit)
+        entry = per_type.setdefault(want_type, {"tensors": 0, "bits_in_recipe": set(), "packed_bytes": 0})
+        entry["tensors"] += 1
+        entry["bits_in_recipe"].add(qw.bits)
+        entry["packed_bytes"] += stored[hit].packed_bytes
+    for entry in per_type.values():
+        entry["bits_in_recipe"] = sorted(entry["bits_in_recipe"])
+    counts = ", ".join(f"{k}: {v['tensors']}" for k, v in sorted(per_type.items()))
+    return {"status": "passed", "tensors": len(expected), "by_storage": per_type,
+            "summary": f"{len(expected)} quantized weights read back from the asset equal the quantizer's "
+                       f"levels, scales and offsets ({counts})"}
 
 
 def expected_float16_elements(model: Gemma4Decode) -> int:
@@ -222,7 +299,7 @@ def asset_gate(
     for type_name, want in expected_q_elements.items():
         expected, allowance = want["elements"], want["offset_allowance"]
         got = storage.get(type_name, 0)
-        bits = 4 if type_name == "Int4" else 8
+        bits = int("".join(ch for ch in type_name if ch.isdigit()))
         ratio = got / expected if expected else 0.0
         checks[type_name] = {
             "expected_elements": expected,

@@ -10,7 +10,9 @@ from ..contract import IOS_KV_SAFE_CAPACITY, KV_FAULT_ISSUE, KV_FAULT_WARNING, K
 from ..decode_model import DecodeSpec
 from ..oracle import ORACLE_FILE
 from ..pipeline import BuildContext, Step, StepOutcome
+from ..recipe import load_recipe
 from .converter import convert_checkpoint
+from .mixed import prepare_recipe
 from .options import (
     ConvertError,
     resolve_flash_decode,
@@ -22,6 +24,26 @@ from .options import (
 
 def _has_ple(checkpoint: Checkpoint) -> bool:
     return bool(checkpoint.text_config.get("hidden_size_per_layer_input"))
+
+
+def _calibration_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _calibration_identity(value: str | None) -> str:
+    """The calibration prompt set's sha256 (what the AWQ scales depend on)."""
+    from ..oracle.prompts import load_prompt_set
+
+    return load_prompt_set(_calibration_path(value)).sha256
+
+
+def _recipe_details(facts: dict | None) -> dict | None:
+    """The manifest's short record of a recipe build (metadata.json has the per-tensor plan)."""
+    if not facts:
+        return None
+    return {"name": facts["name"], "fingerprint": facts["fingerprint"], "floors": facts["floors"],
+            "bytes_per_token": facts["bytes_per_token"], "bits_per_weight": facts["summary"]["bits_per_weight"],
+            "by_label": facts["summary"]["by_label"], "awq": facts["awq"]}
 
 
 class ConvertStep(Step):
@@ -45,6 +67,11 @@ class ConvertStep(Step):
             values["prefill_chunks"] = list(chunks)
         if getattr(opts, "vision", False):  # likewise absent when off
             values["vision"] = True
+        if getattr(opts, "recipe", None):  # likewise: a mixed-bit recipe decides the weights' storage
+            recipe = load_recipe(opts.recipe)
+            values["recipe"] = {"name": recipe.name, "fingerprint": recipe.fingerprint()}
+            if recipe.uses_awq:
+                values["calibration"] = _calibration_identity(getattr(opts, "calibration", None))
         if opts.ple == "tbl" or _has_ple(ctx.checkpoint):
             values["tables"] = ctx.step_fingerprint("tables")
         # The bundle-run gate runs the saved bundle on the oracle's prompts (gemmaios.hostrun).
@@ -86,6 +113,11 @@ class ConvertStep(Step):
                 gate_bar.pop("advance")
 
         flash = resolve_flash_decode(ctx.checkpoint, opts.target, opts.kernel)
+        recipe = prepared = None
+        if getattr(opts, "recipe", None):
+            recipe = load_recipe(opts.recipe)
+            prepared = prepare_recipe(ctx.checkpoint, recipe, _calibration_path(getattr(opts, "calibration", None)),
+                                      lambda stage, done, total: ctx.console.print(f"  [dim]{stage}…[/dim]"))
         check = hostrun.build_bundle_check(
             ctx.checkpoint,
             ctx.path(ORACLE_FILE),
@@ -94,6 +126,8 @@ class ConvertStep(Step):
             head_quant=resolve_head_quant(opts.quant, opts.head_quant),
             flash_decode=flash,
             progress=gate_progress,
+            recipe=recipe,
+            awq=prepared.awq if prepared else None,
         )
         chunks = resolve_prefill_chunks(opts.prefill_chunk)
         prefill_check = None
@@ -137,6 +171,8 @@ class ConvertStep(Step):
             prefill_check=prefill_check,
             vision=getattr(opts, "vision", False),
             image_check=image_check,
+            recipe=recipe,
+            prepared_recipe=prepared,
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = {
@@ -153,6 +189,7 @@ class ConvertStep(Step):
             "kernel": result.kernel,
             "prefill_chunks": list(result.prefill_chunks),
             "vision": result.vision,
+            "recipe": _recipe_details(result.recipe),
             "inputs": result.inputs,
             "outputs": result.outputs,
             "states": result.states,

@@ -112,18 +112,21 @@ def bundle_gate(
     return report
 
 
-def torch_reference(checkpoint, quant: str, head_quant: str | None, flash_decode: str | None, tables_dir: Path | None):
+def torch_reference(checkpoint, quant: str, head_quant: str | None, flash_decode: str | None, tables_dir: Path | None,
+                    recipe=None, awq: dict | None = None):
     """The bundle's own weights in eager fp32 (gemmaios.decode_model), teacher-forced along given tokens.
 
     Returns `reference(prompt_ids, tokens) -> logits [len(tokens), V]`, with the per-layer inputs
     from the same tables the runtime gets: the difference is then the runtime's arithmetic alone.
+    `recipe`/`awq`: a mixed-bit build's plan and AWQ scales (quant "fp16" with neither: the fp32 model).
     """
     import torch
 
     from ..decode_model import Gemma4Decode, use_flash_decode
     from ..parity import decode_steps
 
-    model = Gemma4Decode(checkpoint, quant=quant, head_quant=head_quant, dtype=torch.float32).eval()
+    model = Gemma4Decode(checkpoint, quant=quant, head_quant=head_quant, dtype=torch.float32,
+                         recipe=recipe, awq=awq).eval()
     use_flash_decode(model, flash_decode)
     ple = None
     if model.spec.ple_dim:
@@ -148,6 +151,8 @@ def build_bundle_check(
     head_quant: str | None,
     flash_decode: str | None = None,
     progress: Progress | None = None,
+    recipe=None,
+    awq: dict | None = None,
 ) -> Callable[[Path], dict]:
     """The convert step's gate: run the staged bundle through Core AI's runtime (see bundle_gate).
 
@@ -167,6 +172,12 @@ def build_bundle_check(
                 f"skipped: a {size / 1e9:.1f} GB bundle takes ~{minutes:.0f} min per token on Core AI's CPU runtime; "
                 f"run it on a Mac with `gemmaios run --bundle <bundle>`")}
         oracle = load_oracle(oracle_path)
+        if recipe is not None:
+            return recipe_bundle_gate(staged, oracle, tables_dir, recipe,
+                                      reference=torch_reference(checkpoint, quant, head_quant, None, tables_dir,
+                                                                recipe=recipe, awq=awq),
+                                      fp32=torch_reference(checkpoint, "fp16", "fp16", None, tables_dir),
+                                      progress=progress)
         reference = torch_reference(checkpoint, quant, head_quant, flash_decode, tables_dir)
         try:
             return bundle_gate(staged, oracle, tables_dir, reference=reference, progress=progress).as_dict()
@@ -180,3 +191,56 @@ def build_bundle_check(
     return check
 
 
+
+
+def recipe_bundle_gate(
+    bundle_dir: Path,
+    oracle,
+    tables_dir: Path | None,
+    recipe,
+    *,
+    reference: Callable[[list[int], list[int]], np.ndarray],
+    fp32: Callable[[list[int], list[int]], np.ndarray],
+    logit_error_bound: float = LOGIT_ERROR_BOUND,
+    progress: Progress | None = None,
+) -> dict:
+    """The runtime gate of a mixed-bit recipe bundle: teacher-forced along the fp32 oracle's tokens.
+
+    A recipe changes the model on purpose, so its greedy text is not held to the fp32 oracle's
+    token for token; instead, under Core AI's runtime, its mean KL(fp32 || bundle) per token and its
+    top-1 agreement with the oracle's tokens must meet the recipe's floors, and its logits must
+    match the recipe's own weights run in eager fp32 (`reference`) within the logit-error bound:
+    the asset computes what the recipe's module does. BundleGateFailed on either.
+    """
+    from ..recipe import judge_floors, kl_top1
+
+    started = time.perf_counter()
+    ours, refs, errors = [], [], []
+    with BundleRunner(bundle_dir, tables_dir) as runner:
+        name = runner.bundle.name
+        for prompt in oracle.prompts:
+            got = runner.forced(prompt.prompt_ids, prompt.generated_ids)
+            ours.append(got)
+            refs.append(fp32(prompt.prompt_ids, prompt.generated_ids))
+            errors.append(float(np.max(np.abs(got - reference(prompt.prompt_ids, prompt.generated_ids)))))
+            if progress:
+                progress(1)
+    stats = kl_top1(np.concatenate(refs), np.concatenate(ours))
+    passed, rule = judge_floors(recipe, stats["kl_mean"], stats["top1"])
+    worst = max(errors)
+    summary = (f"recipe {recipe.name} under Core AI's runtime vs fp32 ({stats['tokens']} teacher-forced tokens): "
+               f"mean KL {stats['kl_mean']:.4f}, top-1 {stats['top1']:.1%} ({rule}); max |Δlogit| vs the "
+               f"recipe's torch module {worst:.3g}")
+    report = {"status": "passed" if passed and worst <= logit_error_bound else "failed", "summary": summary,
+              **stats, "floors": rule, "max_logit_error": worst, "logit_error_bound": logit_error_bound,
+              "prompts": len(oracle.prompts), "seconds": round(time.perf_counter() - started, 2),
+              "runtime": f"coreai-core {coreai_version()} ({platform.system()})"}
+    if not passed:
+        raise BundleGateFailed(f"{name}: {summary}", prompt=None, position=None,
+                               hint="give the fragile tensors more bits (`gemmaios sensitivity` ranks them), "
+                                    "or loosen the recipe's floors if that loss is acceptable")
+    if worst > logit_error_bound:
+        raise BundleGateFailed(f"{name}: logits under Core AI's runtime differ from the recipe's torch module by "
+                               f"{worst:.3g} (bound {logit_error_bound}) — {summary}", prompt=None, position=None,
+                               hint="the saved graph does not compute what the module does; convert again and report it")
+    return report
