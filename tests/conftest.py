@@ -42,9 +42,11 @@ def pytest_configure(config):
     """Count torch.export.export calls (every conversion and asset export goes through it), so the
     summary shows how many a run makes: a new one is seen the day it is added. Under pytest-xdist
     each worker computes with one torch thread (two workers share the machine's two cores)."""
+    import hf_unified
     import torch
     import torch.export
 
+    hf_unified.import_torchvision()  # before transformers looks for it (see hf_unified: CPU torch, CUDA wheel)
     if hasattr(config, "workerinput"):
         torch.set_num_threads(1)
 

@@ -357,6 +357,13 @@ def ensure_tiny_checkpoint(cache_dir: Path | None = None) -> Path:
 TINY_UNIFIED = "12b-unified"
 
 
+# The multimodal ids inside the toy vocabulary (the 12B's, 255999..258884, are past its 384 rows:
+# BOI/EOI/BOA/EOA are looked up as text): the last rows of the BPE vocabulary, merges no prompt of
+# the tests spells.
+TINY_UNIFIED_TOKEN_IDS = dict(boi_token_id=377, eoi_token_id=378, image_token_id=379, audio_token_id=380,
+                              video_token_id=381, boa_token_id=382, eoa_token_index=383)
+
+
 def tiny_unified_config_kwargs() -> dict:
     """Gemma4UnifiedConfig arguments: the 12B-shaped text config (no PLE fields: the unified text
     config has none) plus toy vision (4-px patches, 3x3 merge) and audio embedders."""
@@ -369,6 +376,7 @@ def tiny_unified_config_kwargs() -> dict:
                            mm_posemb_size=64, initializer_range=0.08),
         audio_config=dict(audio_embed_dim=16, initializer_range=0.08),
         tie_word_embeddings=True,
+        **TINY_UNIFIED_TOKEN_IDS,
     )
 
 
