@@ -36,7 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios.checkpoint", "gemmaios.tiny", "gemmaios.tinycorpus", "gemmaios.tinytrain",
         "gemmaios.decode_model", "gemmaios.hf_text", "gemmaios.parity", "gemmaios.quantize", "gemmaios.bundle",
         "gemmaios.kernels", "gemmaios.convert.converter", "gemmaios.convert.export", "gemmaios.convert.gates",
-        "gemmaios.convert.options", "gemmaios.oracle.determinism", "gemmaios.oracle.records",
+        "gemmaios.convert.options", "gemmaios.convert.multimodal", "gemmaios.oracle.determinism", "gemmaios.oracle.records",
         "gemmaios.oracle.reference", "gemmaios.oracle.scoring", "gemmaios.tables.layout",
         "gemmaios.tables.quantize", "gemmaios.tables.reader", "gemmaios.tables.sidecar", "gemmaios.tables.source",
         "gemmaios.tables.verify", "gemmaios.tables.writer", "gemmaios.vision", "gemmaios.hostrun",

@@ -117,6 +117,20 @@ class UnifiedSpec:
             stop_token_ids=stops,
         )
 
+    @classmethod
+    def from_checkpoint(cls, path) -> UnifiedSpec:
+        """From a checkpoint folder: config.json, and processor_config.json / preprocessor_config.json if present."""
+        import json
+        from pathlib import Path
+
+        path = Path(path)
+        processor: dict = {}
+        for name in ("processor_config.json", "preprocessor_config.json"):
+            if (path / name).is_file():
+                processor = json.loads((path / name).read_text())
+                break
+        return cls.from_config(json.loads((path / "config.json").read_text()), processor)
+
     def metadata(self) -> dict:
         """The multimodal block of the bundle's metadata.json (`gemmaios.multimodal`)."""
         return {
