@@ -40,6 +40,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios.oracle.reference", "gemmaios.oracle.scoring", "gemmaios.tables.layout",
         "gemmaios.tables.quantize", "gemmaios.tables.reader", "gemmaios.tables.sidecar", "gemmaios.tables.source",
         "gemmaios.tables.verify", "gemmaios.tables.writer", "gemmaios.vision", "gemmaios.hostrun",
+        "gemmaios.hostrun.multimodal",
         "gemmaios.unified_inputs", "gemmaios.unified_embedders",
     ),
     # the build: the pipeline and its steps, the toolchain boundary, the app and its payload

@@ -106,11 +106,12 @@ def hf_logits(hf, spec, ids, images, clips, continuation):
         return hf(**kwargs).logits[0, len(ids) - 1 : -1].float()
 
 
-def our_logits(unified, spec, ids, images, clips, continuation):
-    """Client-side inputs → embedders → prefill_multimodal → main per continuation token."""
+def our_logits(unified, spec, ids, images, clips, continuation, quant="fp16"):
+    """Client-side inputs → embedders → prefill_multimodal → main per continuation token (eager fp32,
+    the decoder's weights at `quant`)."""
     vision = VisionEmbedder(unified, dtype=torch.float32).eval()
     audio = AudioEmbedder(unified, dtype=torch.float32).eval()
-    decode = Gemma4Decode(unified, quant="fp16", dtype=torch.float32).eval()
+    decode = Gemma4Decode(unified, quant=quant, dtype=torch.float32).eval()
     types = mm_token_type_ids(ids, spec)
     with torch.no_grad():
         rows = []  # in prompt order: images and clips interleave as their placeholders do

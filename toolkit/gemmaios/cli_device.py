@@ -17,6 +17,7 @@ from .cli_options import (
     AllowTblOpt,
     AllowUncompiledOpt,
     ArchOpt,
+    AudioOpt,
     BenchTimeoutOpt,
     BuildDirOpt,
     BundleLocationOpt,
@@ -117,6 +118,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
         head_quant: HeadQuantOpt = None,
         prefill_chunk: PrefillChunkOpt = None,
         vision: VisionOpt = None,
+        audio: AudioOpt = None,
         mac: MacOpt = None,
         config: ConfigOpt = None,
         team_id: TeamIdOpt = None,
@@ -154,7 +156,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
                 validate_choice("bundle location", bundle_location, BUNDLE_LOCATIONS)
             build_given = {"model": model, "arch": arch, "quant": quant, "ple": ple, "max_context": max_context,
                            "target": target, "kernel": kernel, "head_quant": head_quant,
-                           "prefill_chunk": prefill_chunk, "vision": vision}
+                           "prefill_chunk": prefill_chunk, "vision": vision, "audio": audio}
             options = None
             if any(v is not None for v in build_given.values()):
                 build_dir, options = build_options(out, mac=mac, config=config, **build_given)

@@ -296,6 +296,7 @@ def convert_checkpoint(
             vocab_size=spec.vocab_size,
             max_context=max_context,
             prefill_functions=[prefill_function_name(c) for c in chunks],
+            roles={fname: [fname] for fname in extra_names},
         )
         write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
 

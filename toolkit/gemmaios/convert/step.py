@@ -44,6 +44,8 @@ class ConvertStep(Step):
             values["prefill_chunks"] = list(chunks)
         if getattr(opts, "vision", False):  # likewise absent when off
             values["vision"] = True
+        if getattr(opts, "audio", False):
+            values["audio"] = True
         if opts.ple == "tbl" or _has_ple(ctx.checkpoint):
             values["tables"] = ctx.step_fingerprint("tables")
         # The bundle-run gate runs the saved bundle on the oracle's prompts (gemmaios.hostrun).
@@ -114,7 +116,7 @@ class ConvertStep(Step):
                 ctx.console.print(f"  [dim]{stage}…[/dim]")
 
         image_check = None
-        if getattr(opts, "vision", False):
+        if getattr(opts, "vision", False) and ctx.checkpoint.model_type != "gemma4_unified":
             from ..vision.gate import build_image_check
             from ..vision.oracle import IMAGE_ORACLE_DIR
 
@@ -136,6 +138,7 @@ class ConvertStep(Step):
             prefill_check=prefill_check,
             vision=getattr(opts, "vision", False),
             image_check=image_check,
+            audio=getattr(opts, "audio", False),
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = {
@@ -151,6 +154,7 @@ class ConvertStep(Step):
             "kernel": result.kernel,
             "prefill_chunks": list(result.prefill_chunks),
             "vision": result.vision,
+            "multimodal": result.multimodal,
             "inputs": result.inputs,
             "outputs": result.outputs,
             "states": result.states,
