@@ -244,6 +244,14 @@ def mac_12b_build(tiny_dense_dirs, tmp_path_factory) -> Path:
     return mac_bundle_build(tmp_path_factory.mktemp("mac-12b") / "build", tiny_dense_dirs["12b"])
 
 
+@pytest.fixture(scope="session")
+def unified_mm_bundle(tmp_path_factory) -> Path:
+    """The tiny gemma4_unified's four-function Mac bundle (shared_builds.unified_mm_bundle_build; ~3 min)."""
+    from shared_builds import unified_mm_bundle_build
+
+    return unified_mm_bundle_build(tmp_path_factory.mktemp("unified-mm"))
+
+
 # ---- the loopback device simulator and the loopback SSH "Mac" -----------------------------------
 
 @pytest.fixture

@@ -106,9 +106,9 @@ def hf_logits(hf, spec, ids, images, clips, continuation):
         return hf(**kwargs).logits[0, len(ids) - 1 : -1].float()
 
 
-def our_logits(unified, spec, ids, images, clips, continuation, quant="fp16"):
+def our_logits(unified, spec, ids, images, clips, continuation, quant="fp16", masks=attention_masks):
     """Client-side inputs → embedders → prefill_multimodal → main per continuation token (eager fp32,
-    the decoder's weights at `quant`)."""
+    the decoder's weights at `quant`; `masks(types, window)`: the mask builder, HF's rule by default)."""
     vision = VisionEmbedder(unified, dtype=torch.float32).eval()
     audio = AudioEmbedder(unified, dtype=torch.float32).eval()
     decode = Gemma4Decode(unified, quant=quant, dtype=torch.float32).eval()
@@ -127,7 +127,7 @@ def our_logits(unified, spec, ids, images, clips, continuation, quant="fp16"):
         mask = multimodal_mask(types)
         mm = torch.from_numpy(scatter_embeddings(mask, rows, spec.hidden_size))[None]
         s = len(ids)
-        sliding, global_ = attention_masks(types, spec.sliding_window)
+        sliding, global_ = masks(types, spec.sliding_window)
         key, value = decode.new_cache(s + len(continuation) + 1)
         logits = [decode.forward_multimodal(
             torch.from_numpy(graph_input_ids(ids, spec))[None], mm, torch.from_numpy(mask)[None],
