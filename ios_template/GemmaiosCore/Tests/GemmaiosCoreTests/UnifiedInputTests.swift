@@ -35,14 +35,14 @@ final class UnifiedInputTests: XCTestCase {
         let tokens = UnifiedTokenIds(imageTokenId: try id("image_token_id"), videoTokenId: try id("video_token_id"),
                                      audioTokenId: try id("audio_token_id"), boiTokenId: try id("boi_token_id"),
                                      eoiTokenId: try id("eoi_token_id"), boaTokenId: try id("boa_token_id"),
-                                     eoaTokenId: try id("eoa_token_id"), padTokenId: try id("pad_token_id"))
+                                     eoaTokenId: try id("eoa_token_id"), padTokenId: try id(Contract.splicedPleRowKey))
         var worst: Float = 0, differing = 0, compared = 0
         let images = try XCTUnwrap(index["images"] as? [[String: Any]])
         for item in images {
             let file = try SafeTensorsFile(url: root.appendingPathComponent(try XCTUnwrap(item["file"] as? String)))
             let budget = try XCTUnwrap(item["max_soft_tokens"] as? Int)
             let out = try UnifiedImage.prepare(try file.rgbImage(), maxSoftTokens: budget, padTo: budget)
-            let expected = try file.floats("pixel_values")
+            let expected = try file.floats(Contract.visionPixelsInput)
             XCTAssertEqual(expected.count, out.pixelValues.count)
             for (a, b) in zip(out.pixelValues, expected) {
                 let d = abs(a - b)
