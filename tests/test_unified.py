@@ -60,7 +60,7 @@ def test_gemma4_unified_loads_its_text_decoder(unified):
     assert unified.weight_prefix == "model.language_model."
     tc = unified.text_config
     # mapped onto what the converter reads: no per-layer embeddings (Gemma4TextConfig's default is 256)
-    assert (tc["model_type"], tc["hidden_size_per_layer_input"], tc["vocab_size_per_layer_input"]) == ("gemma4_text", 0, 384)
+    assert (tc["model_type"], tc["hidden_size_per_layer_input"], tc["vocab_size_per_layer_input"]) == ("gemma4_text", 0, 392)
     spec = DecodeSpec.from_text_config(tc)
     assert spec.ple_dim == 0 and spec.num_layers == 12 and spec.num_heads == 16
     full = [lay for lay in spec.layers if lay.layer_type == "full_attention"]

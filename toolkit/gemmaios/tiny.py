@@ -357,11 +357,12 @@ def ensure_tiny_checkpoint(cache_dir: Path | None = None) -> Path:
 TINY_UNIFIED = "12b-unified"
 
 
-# The multimodal ids inside the toy vocabulary (the 12B's, 255999..258884, are past its 384 rows:
-# BOI/EOI/BOA/EOA are looked up as text): the last rows of the BPE vocabulary, merges no prompt of
-# the tests spells.
-TINY_UNIFIED_TOKEN_IDS = dict(boi_token_id=377, eoi_token_id=378, image_token_id=379, audio_token_id=380,
-                              video_token_id=381, boa_token_id=382, eoa_token_index=383)
+# The multimodal ids get rows of their own past the BPE vocabulary (the 12B's, 255999..258884, are
+# past the toy table; BOI/EOI/BOA/EOA are looked up as text), so no tokenized text ever spells one.
+TINY_UNIFIED_MARKER_ROWS = 8
+TINY_UNIFIED_TOKEN_IDS = dict(boi_token_id=TINY_VOCAB, eoi_token_id=TINY_VOCAB + 1, image_token_id=TINY_VOCAB + 2,
+                              audio_token_id=TINY_VOCAB + 3, video_token_id=TINY_VOCAB + 4, boa_token_id=TINY_VOCAB + 5,
+                              eoa_token_index=TINY_VOCAB + 6)
 
 
 def tiny_unified_config_kwargs() -> dict:
@@ -370,6 +371,7 @@ def tiny_unified_config_kwargs() -> dict:
     text = {k: v for k, v in tiny_12b_text_config_kwargs().items()
             if k not in ("hidden_size_per_layer_input", "vocab_size_per_layer_input")}
     text["use_bidirectional_attention"] = "vision"  # as the 12B ships: image blocks attend both ways
+    text["vocab_size"] = TINY_VOCAB + TINY_UNIFIED_MARKER_ROWS
     return dict(
         text_config=text,
         vision_config=dict(patch_size=4, pooling_kernel_size=3, mm_embed_dim=32, output_proj_dims=32,

@@ -131,6 +131,20 @@ class UnifiedSpec:
                 break
         return cls.from_config(json.loads((path / "config.json").read_text()), processor)
 
+    @classmethod
+    def from_bundle(cls, facts: dict) -> UnifiedSpec:
+        """From a bundle's metadata.json `gemmaios.multimodal` (what the app reads too)."""
+        return cls(patch_size=int(facts["patch_size"]), pooling_kernel_size=int(facts["pooling_kernel_size"]),
+                   max_soft_tokens=int(facts["max_soft_tokens"]),
+                   audio_samples_per_token=int(facts["audio_samples_per_token"]),
+                   sampling_rate=int(facts["sampling_rate"]), hidden_size=int(facts["hidden_size"]),
+                   sliding_window=int(facts["sliding_window"]), image_token_id=int(facts["image_token_id"]),
+                   video_token_id=int(facts["video_token_id"]), audio_token_id=int(facts["audio_token_id"]),
+                   boi_token_id=int(facts["boi_token_id"]), eoi_token_id=int(facts["eoi_token_id"]),
+                   boa_token_id=int(facts["boa_token_id"]), eoa_token_id=int(facts["eoa_token_id"]),
+                   pad_token_id=int(facts["pad_token_id"]), vocab_size=int(facts.get("vocab_size", 0)),
+                   stop_token_ids=tuple(int(t) for t in facts["stop_token_ids"]))
+
     def metadata(self) -> dict:
         """The multimodal block of the bundle's metadata.json (`gemmaios.multimodal`)."""
         return {
@@ -141,7 +155,7 @@ class UnifiedSpec:
             "patch_size": self.patch_size, "pooling_kernel_size": self.pooling_kernel_size,
             "patch_dim": self.patch_dim, "max_soft_tokens": self.max_soft_tokens,
             "audio_samples_per_token": self.audio_samples_per_token, "sampling_rate": self.sampling_rate,
-            "sliding_window": self.sliding_window, "hidden_size": self.hidden_size,
+            "sliding_window": self.sliding_window, "hidden_size": self.hidden_size, "vocab_size": self.vocab_size,
         }
 
 
@@ -233,6 +247,49 @@ def frame_audio(waveform: np.ndarray, spec: UnifiedSpec) -> np.ndarray:
     n = spec.audio_samples_per_token
     wave = np.pad(wave, (0, (-wave.size) % n))
     return wave.reshape(-1, n)
+
+
+def load_wav(path, spec: UnifiedSpec) -> np.ndarray:
+    """A PCM WAV file (8/16/32-bit) at `spec.sampling_rate` as float32 mono samples in [-1, 1] (channels averaged)."""
+    import wave
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        with wave.open(str(path), "rb") as handle:
+            rate, width, channels = handle.getframerate(), handle.getsampwidth(), handle.getnchannels()
+            raw = handle.readframes(handle.getnframes())
+    except (OSError, EOFError, wave.Error) as exc:
+        raise MultimodalInputError(f"cannot read the audio file {path} ({exc})", hint="pass a PCM .wav file") from exc
+    if rate != spec.sampling_rate:
+        raise MultimodalInputError(f"{path} is sampled at {rate} Hz; the model takes {spec.sampling_rate} Hz",
+                                   hint=f"resample it first, e.g. ffmpeg -i {path} -ar {spec.sampling_rate} -ac 1 out.wav")
+    kinds = {1: (np.uint8, 128.0, 128.0), 2: (np.int16, 0.0, 32768.0), 4: (np.int32, 0.0, 2147483648.0)}
+    if width not in kinds:
+        raise MultimodalInputError(f"{path} has {8 * width}-bit samples", hint="use 8-, 16- or 32-bit PCM")
+    dtype, offset, scale = kinds[width]
+    samples = (np.frombuffer(raw, dtype=dtype).astype(np.float32) - offset) / scale
+    return samples.reshape(-1, channels).mean(axis=1)
+
+
+IMAGE_MARKER, AUDIO_MARKER = "<image>", "<audio>"  # where a prompt's text puts a picture / a clip
+
+
+def encode_prompt(text: str, tokenize, spec: UnifiedSpec, image_tokens: Sequence[int] = (),
+                  audio_tokens: Sequence[int] = ()) -> list[int]:
+    """A rendered prompt whose `<image>` / `<audio>` markers stand for the items, in order → HF's expanded
+    ids: the text between markers through `tokenize(str) -> ids`, each marker as its placeholder id."""
+    import re
+
+    ids: list[int] = []
+    for piece in re.split(f"({re.escape(IMAGE_MARKER)}|{re.escape(AUDIO_MARKER)})", text):
+        if piece == IMAGE_MARKER:
+            ids.append(spec.image_token_id)
+        elif piece == AUDIO_MARKER:
+            ids.append(spec.audio_token_id)
+        elif piece:
+            ids += [int(t) for t in tokenize(piece)]
+    return expand_placeholders(ids, spec, image_tokens, audio_tokens)
 
 
 # ---- prompts ---------------------------------------------------------------------------------------
