@@ -114,3 +114,42 @@ def test_a_mixed_prompt_runs_under_core_ai_with_hfs_masks(runner, spec, unified_
     print(f"\nruntime vs eager int4: HF masks {err_right:.3f}, causal-only masks {err_causal:.3f}")
     assert err_right < 2.5  # the random-weight model's f16 noise under the runtime (text main: 1.46 at 71 tokens)
     assert err_right < err_causal
+
+
+def test_gemmaios_run_takes_a_picture_and_a_clip(unified_mm_bundle, tmp_path):
+    """`gemmaios run --bundle <12B mm> --image x.png --audio y.wav --raw`: the CLI's prompt is the markers' expansion
+    and its greedy tokens are the runner's on the same inputs."""
+    import wave
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from gemmaios.cli import app
+    from gemmaios.hostrun.bench import BundleTokenizer
+    from gemmaios.hostrun.bundle import BundleInfo
+    from gemmaios.unified_inputs import encode_prompt, load_wav
+
+    picture = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(picture).save(tmp_path / "pic.png")
+    with wave.open(str(tmp_path / "clip.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.sin(np.arange(100) / 5) * 8000).astype(np.int16).tobytes())
+    bundle_spec = UnifiedSpec.from_bundle(json.loads((unified_mm_bundle / "metadata.json").read_text())["gemmaios"]["multimodal"])
+    result = CliRunner().invoke(app, ["run", "--bundle", str(unified_mm_bundle), "--prompt", "the sea", "--raw",
+                                      "--image", str(tmp_path / "pic.png"), "--audio", str(tmp_path / "clip.wav"),
+                                      "-n", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.strip().splitlines()[-1])
+    image = prepare_image(picture, bundle_spec)
+    frames = frame_audio(load_wav(tmp_path / "clip.wav", bundle_spec), bundle_spec)
+    assert len(frames) == 7  # 100 samples in 16-sample frames
+    tok = BundleTokenizer(BundleInfo.load(unified_mm_bundle))
+    ids = encode_prompt((tok.tokenizer.bos_token or "") + "<audio>\n<image>\nthe sea",
+                        lambda t: tok.tokenizer(t, add_special_tokens=False)["input_ids"], bundle_spec,
+                        [image.num_soft_tokens], [len(frames)])
+    assert record["prompt_tokens"] == len(ids)
+    with MultimodalRunner(unified_mm_bundle) as again:
+        want = again.generate_multimodal(bundle_spec, ids, [image], [frames], 3).generated_ids
+    assert record["generated_ids"] == want and 1 <= record["new_tokens"] == len(want) <= 3
