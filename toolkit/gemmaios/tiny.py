@@ -323,6 +323,8 @@ def generate_tiny_checkpoint(out_dir: Path, variant: str = "e4b") -> Path:
         else:
             model = build_tiny_model(variant)
             model.save_pretrained(tmp, safe_serialization=True)
+            if variant == TINY_UNIFIED:  # the smallest image budget HF accepts: prompts stay short
+                (tmp / "processor_config.json").write_text(json.dumps(TINY_UNIFIED_PROCESSOR) + "\n")
             # generation_config.json carries a timestamp-free default; keep it for HF parity.
             write_tokenizer(train_tokenizer(), tmp)
             marker = {"format": TINY_FORMAT, "seed": TINY_SEED, "note": "random weights, for tests",
@@ -363,6 +365,9 @@ TINY_UNIFIED_MARKER_ROWS = 8
 TINY_UNIFIED_TOKEN_IDS = dict(boi_token_id=TINY_VOCAB, eoi_token_id=TINY_VOCAB + 1, image_token_id=TINY_VOCAB + 2,
                               audio_token_id=TINY_VOCAB + 3, video_token_id=TINY_VOCAB + 4, boa_token_id=TINY_VOCAB + 5,
                               eoa_token_index=TINY_VOCAB + 6)
+
+
+TINY_UNIFIED_PROCESSOR = {"image_processor": {"max_soft_tokens": 70}}
 
 
 def tiny_unified_config_kwargs() -> dict:
