@@ -146,7 +146,7 @@ def test_gemmaios_run_takes_a_picture_and_a_clip(unified_mm_bundle, tmp_path):
     frames = frame_audio(load_wav(tmp_path / "clip.wav", bundle_spec), bundle_spec)
     assert len(frames) == 7  # 100 samples in 16-sample frames
     tok = BundleTokenizer(BundleInfo.load(unified_mm_bundle))
-    ids = encode_prompt((tok.tokenizer.bos_token or "") + "<audio>\n<image>\nthe sea",
+    ids = encode_prompt((tok.tokenizer.bos_token or "") + "<image>\n<audio>\nthe sea",
                         lambda t: tok.tokenizer(t, add_special_tokens=False)["input_ids"], bundle_spec,
                         [image.num_soft_tokens], [len(frames)])
     assert record["prompt_tokens"] == len(ids)
