@@ -42,9 +42,11 @@ def pytest_configure(config):
     """Count torch.export.export calls (every conversion and asset export goes through it), so the
     summary shows how many a run makes: a new one is seen the day it is added. Under pytest-xdist
     each worker computes with one torch thread (two workers share the machine's two cores)."""
+    import hf_unified
     import torch
     import torch.export
 
+    hf_unified.import_torchvision()  # before transformers looks for it (see hf_unified: CPU torch, CUDA wheel)
     if hasattr(config, "workerinput"):
         torch.set_num_threads(1)
 
@@ -249,6 +251,14 @@ def mac_12b_build(tiny_dense_dirs, tmp_path_factory) -> Path:
     from shared_builds import mac_bundle_build
 
     return mac_bundle_build(tmp_path_factory.mktemp("mac-12b") / "build", tiny_dense_dirs["12b"])
+
+
+@pytest.fixture(scope="session")
+def unified_mm_bundle(tmp_path_factory) -> Path:
+    """The tiny gemma4_unified's four-function Mac bundle (shared_builds.unified_mm_bundle_build; ~3 min)."""
+    from shared_builds import unified_mm_bundle_build
+
+    return unified_mm_bundle_build(tmp_path_factory.mktemp("unified-mm"))
 
 
 # ---- the loopback device simulator and the loopback SSH "Mac" -----------------------------------

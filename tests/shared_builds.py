@@ -96,3 +96,19 @@ def render_vision_app(build: Path) -> Path:
 def recipe_bundle_build(out: Path, recipe: str) -> Path:
     """`gemmaios build --model tiny --recipe R` up to the bundle (every gate, the runtime gate by KL/top-1)."""
     return built(BuildOptions(model="tiny", recipe=recipe), out)
+
+
+def unified_mm_bundle_build(out: Path) -> Path:
+    """The 12B as its seed ships it, at toy size: `convert --model <tiny 12b-unified> --target mac --kernel stock
+    --vision --audio --quant int4 --max-context 256` (main, prefill_multimodal, embed_vision, embed_audio in one
+    asset). Through convert_checkpoint, without the text parity gates: they are mac_12b_build's (same decoder
+    code), and a random-weight model cannot pass the oracle's token-exact bundle-run gate under Core AI's f16
+    runtime; tests/test_unified_bundle.py runs the functions themselves. Returns the bundle folder."""
+    from gemmaios.checkpoint import load_checkpoint
+    from gemmaios.convert import convert_checkpoint
+    from gemmaios.tiny import TINY_UNIFIED, generate_tiny_checkpoint
+
+    checkpoint = load_checkpoint(generate_tiny_checkpoint(out / "12b_unified", TINY_UNIFIED), model_id="tiny")
+    result = convert_checkpoint(checkpoint, out / "bundle", quant="int4", max_context=256, target="mac",
+                                kernel="stock", vision=True, audio=True, gates=False)
+    return result.bundle_dir

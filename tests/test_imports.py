@@ -36,11 +36,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios.checkpoint", "gemmaios.tiny", "gemmaios.tinycorpus", "gemmaios.tinytrain",
         "gemmaios.decode_model", "gemmaios.hf_text", "gemmaios.parity", "gemmaios.quantize", "gemmaios.bundle",
         "gemmaios.kernels", "gemmaios.convert.converter", "gemmaios.convert.export", "gemmaios.convert.gates",
-        "gemmaios.convert.options", "gemmaios.oracle.determinism", "gemmaios.oracle.records",
+        "gemmaios.convert.options", "gemmaios.convert.multimodal", "gemmaios.oracle.determinism", "gemmaios.oracle.records",
         "gemmaios.oracle.reference", "gemmaios.oracle.scoring", "gemmaios.tables.layout",
         "gemmaios.tables.quantize", "gemmaios.tables.reader", "gemmaios.tables.sidecar", "gemmaios.tables.source",
         "gemmaios.tables.verify", "gemmaios.tables.writer", "gemmaios.vision", "gemmaios.hostrun",
         "gemmaios.recipe", "gemmaios.calibrate", "gemmaios.assetread", "gemmaios.sensitivity", "gemmaios.convert.mixed",
+        "gemmaios.hostrun.multimodal",
+        "gemmaios.unified_inputs", "gemmaios.unified_embedders",
     ),
     # the build: the pipeline and its steps, the toolchain boundary, the app and its payload
     "steps": (

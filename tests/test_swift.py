@@ -314,6 +314,32 @@ def test_upstream_decoders_read_every_metadata_json_we_write(upstream_decoder, t
         assert Path(d["embedded_tokenizer"]) == folder / c.BUNDLE_TOKENIZER_DIR
 
 
+def test_upstream_decoders_read_the_12b_multimodal_metadata(upstream_decoder, tmp_path):
+    """The seed's 12B bundle: upstream's text path still finds `main` beside the multimodal roles and
+    our `gemmaios.multimodal` block (issue 29)."""
+    from transformers import Gemma4UnifiedConfig
+
+    from gemmaios.bundle import write_metadata
+    from gemmaios.convert.multimodal import multimodal_metadata
+    from gemmaios.tiny import tiny_unified_config_kwargs
+    from gemmaios.unified_inputs import UnifiedSpec
+
+    name, bundle = render_bundle(tmp_path, "provider", compiled=False)
+    spec = UnifiedSpec.from_config(Gemma4UnifiedConfig(**tiny_unified_config_kwargs()).to_dict())
+    roles = {f: [f] for f in ("prefill_multimodal", "embed_vision", "embed_audio")}
+    write_metadata(bundle, name=name, aimodel=f"{name}.aimodel", tokenizer="tiny", vocab_size=64, max_context=128,
+                   gemmaios={"quant": "int4", "multimodal": multimodal_metadata(spec, {f: {} for f in roles})},
+                   roles=roles)
+    decoded = json.loads(run([upstream_decoder, bundle]))
+    assert len(decoded) == 1
+    d = decoded[0]
+    assert d["name"] == name and d["function"] == c.MAIN_FUNCTION and d["vocab_size"] == 64
+    assert Path(d["main_url"]) == bundle / f"{name}.aimodel"
+    written = json.loads((bundle / "metadata.json").read_text())
+    assert written["language"]["function_map"]["embed_audio"] == ["embed_audio"]
+    assert written["gemmaios"]["multimodal"]["image_token_id"] == spec.image_token_id
+
+
 def test_swift_string_literals_mean_the_python_text(swift_toolchain, tmp_path):
     """Every escape `swift_string` emits compiles, and the program sees exactly the Python text."""
     from gemmaios.app import swift_string

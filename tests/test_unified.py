@@ -60,7 +60,7 @@ def test_gemma4_unified_loads_its_text_decoder(unified):
     assert unified.weight_prefix == "model.language_model."
     tc = unified.text_config
     # mapped onto what the converter reads: no per-layer embeddings (Gemma4TextConfig's default is 256)
-    assert (tc["model_type"], tc["hidden_size_per_layer_input"], tc["vocab_size_per_layer_input"]) == ("gemma4_text", 0, 384)
+    assert (tc["model_type"], tc["hidden_size_per_layer_input"], tc["vocab_size_per_layer_input"]) == ("gemma4_text", 0, 392)
     spec = DecodeSpec.from_text_config(tc)
     assert spec.ple_dim == 0 and spec.num_layers == 12 and spec.num_heads == 16
     full = [lay for lay in spec.layers if lay.layer_type == "full_attention"]
@@ -91,21 +91,25 @@ def test_our_decoder_matches_hf_gemma4_unified_on_text(unified, flash):
     assert want.std() > 0.3  # real logits, not a degenerate model
 
 
-def test_out_of_scope_inputs_are_refused_by_name_only_when_asked(unified, tiny_checkpoint):
-    require_inputs(unified, ["text"])  # the text path: no error
-    assert supported_inputs(unified) == ("text",)
-    with pytest.raises(UnsupportedInput, match="audio input is out of scope") as audio:
-        require_inputs(unified, ["text", "audio"])
-    assert audio.value.kind == "audio" and audio.value.hint
-    with pytest.raises(UnsupportedInput, match="bidirectionally") as image:
-        require_inputs(unified, ["image"])
-    assert image.value.kind == "image" and "multi-token prefill" in str(image.value)
+def test_out_of_scope_inputs_are_refused_by_name_only_when_asked(unified, unified_dir, tiny_checkpoint, tmp_path):
+    require_inputs(unified, ["text", "image", "audio"])  # the 12B's multimodal bundle takes all three
+    assert supported_inputs(unified) == ("text", "image", "audio")
     with pytest.raises(UnsupportedInput, match="no vision encoder"):
         require_inputs(tiny_checkpoint, ["image"])
     with pytest.raises(UnsupportedInput, match="audio"):
         require_inputs(tiny_checkpoint, ["audio"])
     with pytest.raises(UnsupportedInput, match="unknown input kind"):
         require_inputs(unified, ["video"])
+    for f in unified_dir.iterdir():  # a unified config without its audio embedder
+        shutil.copy(f, tmp_path / f.name)
+    config = json.loads((unified_dir / "config.json").read_text())
+    config["audio_config"] = None
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    no_audio = load_checkpoint(tmp_path, model_id="x")
+    assert supported_inputs(no_audio) == ("text", "image")
+    with pytest.raises(UnsupportedInput, match="no audio_config") as audio:
+        require_inputs(no_audio, ["audio"])
+    assert audio.value.kind == "audio" and audio.value.hint
 
 
 def test_unified_configs_the_text_path_cannot_run_are_refused(unified_dir, tmp_path):
@@ -147,11 +151,22 @@ def test_tiny_unified_converts_for_the_mac(unified_dir, tmp_path):
     assert meta["target"] == "mac" and meta["flash_decode"]["full_layers"] == [5, 11]
 
 
-def test_images_on_the_12b_are_refused_before_building(unified_dir, tmp_path):
-    """`convert --vision` on gemma4_unified names why (bidirectional image blocks) and builds nothing."""
+@pytest.mark.parametrize("flags, says", [
+    (["--vision"], "add --target mac"),  # the 12B's multimodal bundle is the Mac one
+    (["--audio", "--target", "mac", "--kernel", "nope"], "--kernel"),
+])
+def test_multimodal_12b_options_are_refused_before_building(unified_dir, tmp_path, flags, says):
+    """`convert --vision/--audio` on gemma4_unified without --target mac names the fix and builds nothing."""
     out = tmp_path / "build"
-    result = CliRunner().invoke(app, ["convert", "--model", str(unified_dir), "--vision", "--max-context", "64",
+    result = CliRunner().invoke(app, ["convert", "--model", str(unified_dir), *flags, "--max-context", "64",
                                       "--out", str(out)])
     assert result.exit_code != 0
-    assert "bidirectionally" in result.output and "multi-token prefill" in result.output
+    assert says in result.output
     assert not list(out.rglob("*.aimodel"))
+
+
+def test_audio_on_a_text_model_is_refused(tiny_checkpoint, tmp_path):
+    from gemmaios.convert.options import ConvertError, check_unified_multimodal
+
+    with pytest.raises(ConvertError, match="--audio needs a gemma4_unified"):
+        check_unified_multimodal(tiny_checkpoint, vision=False, audio=True, target="ios")

@@ -22,7 +22,7 @@ BUILD_RUNS = "runs"  # <build>/runs/<run id>-<udid or host>/: pulled device logs
 
 # What the folder *is*: changing one of these makes a different bundle, so it needs its own folder.
 IDENTITY_DEFAULTS: dict[str, Any] = {
-    "model": DEFAULT_MODEL, "arch": "h18p", "quant": "int4", "ple": "provider", "vision": False,
+    "model": DEFAULT_MODEL, "arch": "h18p", "quant": "int4", "ple": "provider", "vision": False, "audio": False,
     "prefill_chunk": "0", "max_context": None, "target": "ios", "kernel": None, "head_quant": None,
     "recipe": None, "calibration": None,
 }

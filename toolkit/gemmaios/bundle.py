@@ -45,13 +45,17 @@ def write_metadata(
     max_context: int,
     gemmaios: dict,
     prefill_functions: list[str] | tuple[str, ...] = (),
+    roles: dict[str, list[str]] | None = None,
 ) -> Path:
     """`prefill_functions`: the asset's `prefill_C` functions, listed under the `prefill` role of
     `function_map` (upstream's FunctionMap decodes any role to a list of names; the stock engine
-    reads only `main`)."""
+    reads only `main`). `roles`: further roles, each its functions (the 12B's `prefill_multimodal`,
+    `embed_vision`, `embed_audio`)."""
     function_map = {"main": ["main"]}
     if prefill_functions:
         function_map["prefill"] = list(prefill_functions)
+    for role, names in (roles or {}).items():
+        function_map[role] = list(names)
     metadata = {
         "metadata_version": METADATA_VERSION,
         "kind": "llm",

@@ -19,9 +19,11 @@ def model_key(checkpoint) -> str:
     return base + ("_qat" if "qat" in checkpoint.model_id.lower() and "qat" not in base else "")
 
 
-def bundle_name(model_key: str, quant: str, ple: str, kernel_suffix: str = "", vision: bool = False) -> str:
+def bundle_name(model_key: str, quant: str, ple: str, kernel_suffix: str = "", vision: bool = False,
+                multimodal: bool = False) -> str:
     """`gemma4_<key>_decode_<quant>`, `_tbl` for table-as-input bundles, the flash-decode kernel's suffix
-    (kernels.bundle_suffix) and `-vision` for image input (docs/contracts.md). The one derivation:
-    the convert step names the bundle with it, the app step falls back on it."""
+    (kernels.bundle_suffix) and `-vision` for image input (docs/contracts.md), `-mm` for the 12B's
+    multi-function multimodal asset (gemma4_unified). The one derivation: the convert step names the
+    bundle with it, the app step falls back on it."""
     return (f"gemma4_{model_key}_decode_{quant}" + ("_tbl" if ple == "tbl" else "") + kernel_suffix
-            + ("-vision" if vision else ""))
+            + ("-vision" if vision else "") + ("-mm" if multimodal else ""))

@@ -369,9 +369,13 @@ def unified_text_config(config: dict, path: Path | str = "the checkpoint") -> di
 
 def supported_inputs(checkpoint: Checkpoint) -> tuple[str, ...]:
     """The input kinds gemmaios builds for this checkpoint: text always; images for the
-    encoder-based multimodal release (E2B/E4B, model_type gemma4) when its vision tower is present."""
+    encoder-based multimodal release (E2B/E4B, model_type gemma4) when its vision tower is present;
+    images and audio for gemma4_unified (the 12B) when its embedders are configured."""
     if checkpoint.model_type == "gemma4" and isinstance(checkpoint.config.get("vision_config"), dict):
         return ("text", "image")
+    if checkpoint.model_type == "gemma4_unified":  # the 12B's multi-function Mac bundle (convert.multimodal)
+        return ("text",) + tuple(kind for kind, key in (("image", "vision_config"), ("audio", "audio_config"))
+                                 if isinstance(checkpoint.config.get(key), dict))
     return ("text",)
 
 
@@ -380,29 +384,28 @@ def require_inputs(checkpoint: Checkpoint, kinds: tuple[str, ...] | list[str]) -
 
     Called only where a request asks for more than text (an image or audio prompt, an image
     asset in the build): loading and converting the text path never raises this.
-    Out of scope: audio (every model), and images on `gemma4_unified` (the 12B), whose image
-    blocks attend bidirectionally: reproducing that needs a multi-token prefill function and
-    engine work, while our engine feeds one token at a time (65/71 argmaxes change on the tiny model).
+    Out of scope: audio on the encoder-based releases (E2B/E4B: their conformer audio tower). The
+    12B as it ships (`gemma4_unified`) takes images and audio through its multi-function Mac bundle
+    (`prefill_multimodal`, `embed_vision`, `embed_audio`: gemmaios.convert.multimodal).
     """
     for kind in kinds:
         if kind not in INPUT_KINDS:
             raise UnsupportedInput(f"unknown input kind {kind!r}", kind=kind, hint=f"known: {', '.join(INPUT_KINDS)}")
         if kind in supported_inputs(checkpoint):
             continue
+        if checkpoint.model_type == "gemma4_unified":
+            raise UnsupportedInput(
+                f"{checkpoint.model_id} (gemma4_unified) has no {'vision' if kind == 'image' else 'audio'}_config in "
+                f"config.json, so it cannot take {kind} input",
+                kind=kind,
+                hint="use the released checkpoint's config.json (google/gemma-4-12B-it has both embedders)",
+            )
         if kind == "audio":
             raise UnsupportedInput(
                 f"audio input is out of scope: gemmaios builds the text path{' and images' if checkpoint.model_type == 'gemma4' else ''} "
                 f"of {checkpoint.model_id}, not its audio embedder",
                 kind="audio",
                 hint="send text (or, for E2B/E4B, image) prompts; README lists what is out of scope (audio, 12B images)",
-            )
-        if checkpoint.model_type == "gemma4_unified":
-            raise UnsupportedInput(
-                f"image input for {checkpoint.model_id} (gemma4_unified, the 12B) is out of scope: its image blocks attend "
-                "bidirectionally (use_bidirectional_attention='vision'), which needs a multi-token prefill function and "
-                "engine work; a token-by-token engine would change the answers",
-                kind="image",
-                hint="use E2B/E4B (google/gemma-4-E4B-it…) for image prompts, or text prompts with the 12B",
             )
         raise UnsupportedInput(
             f"{checkpoint.model_id} has no vision encoder (model_type {checkpoint.model_type}), so it cannot take images",

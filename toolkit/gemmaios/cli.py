@@ -19,6 +19,7 @@ from .cli_options import (
     AllowTblOpt,
     AllowUncompiledOpt,
     ArchOpt,
+    AudioOpt,
     BundleLocationOpt,
     CalibrationOpt,
     ConfigOpt,
@@ -223,6 +224,7 @@ def build(
     vision: VisionOpt = None,
     recipe: RecipeOpt = None,
     calibration: CalibrationOpt = None,
+    audio: AudioOpt = None,
     allow_uncompiled: AllowUncompiledOpt = None,
     allow_tbl: AllowTblOpt = None,
     as_json: JsonOpt = False,
@@ -234,7 +236,7 @@ def build(
         build_dir, options = _build_options(
             out, mac=mac, config=config, model=model, arch=arch, quant=quant, ple=ple, max_context=max_context,
             target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision,
-            recipe=recipe, calibration=calibration)
+            recipe=recipe, calibration=calibration, audio=audio)
         _remember_app(options, allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
         only = None if not force else set(step_names())
         if options.target == "mac":
@@ -618,6 +620,7 @@ def convert(
     vision: VisionOpt = None,
     recipe: RecipeOpt = None,
     calibration: CalibrationOpt = None,
+    audio: AudioOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Checkpoint → Core AI LanguageBundle (parity-gated and run by Core AI's runtime against the oracle)."""
@@ -625,7 +628,7 @@ def convert(
         build_dir, options = _build_options(
             out, config=config, model=model, arch=arch, quant=quant, ple=ple, max_context=max_context,
             target=target, kernel=kernel, head_quant=head_quant, prefill_chunk=prefill_chunk, vision=vision,
-            recipe=recipe, calibration=calibration)
+            recipe=recipe, calibration=calibration, audio=audio)
         _run(options, build_dir, _bundle_steps(), force, as_json)
     except GemmaiosError as exc:
         _fail(exc)

@@ -18,6 +18,7 @@ from .cli_options import (
     AllowTblOpt,
     AllowUncompiledOpt,
     ArchOpt,
+    AudioOpt,
     BenchTimeoutOpt,
     BuildDirOpt,
     BundleLocationOpt,
@@ -122,6 +123,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
         vision: VisionOpt = None,
         recipe: RecipeOpt = None,
         calibration: CalibrationOpt = None,
+        audio: AudioOpt = None,
         mac: MacOpt = None,
         config: ConfigOpt = None,
         team_id: TeamIdOpt = None,
@@ -160,7 +162,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
             build_given = {"model": model, "arch": arch, "quant": quant, "ple": ple, "max_context": max_context,
                            "target": target, "kernel": kernel, "head_quant": head_quant,
                            "prefill_chunk": prefill_chunk, "vision": vision, "recipe": recipe,
-                           "calibration": calibration}
+                           "calibration": calibration, "audio": audio}
             options = None
             if any(v is not None for v in build_given.values()):
                 build_dir, options = build_options(out, mac=mac, config=config, **build_given)

@@ -16,7 +16,7 @@ import typer
 Quant = Literal["int4", "int8", "fp16"]
 PleMode = Literal["provider", "tbl"]
 Target = Literal["ios", "mac"]
-Kernel = Literal["g8", "simple"]
+Kernel = Literal["g8", "simple", "stock"]
 QUANTS, PLE_MODES, TARGETS, KERNELS = (t.__args__ for t in (Quant, PleMode, Target, Kernel))
 BUNDLE_LOCATIONS = ("bundled", "documents")  # contract.BUNDLE_LOCATIONS; validated by app.validate_choice
 MIN_CONTEXT = 16  # the converter's floor (convert._check_options); checked here before any work
@@ -45,7 +45,8 @@ TargetOpt = Annotated[Target | None, typer.Option(
     help="ios (iPhone, the default) | mac (12B/31B: flash-decode Metal kernel on the full layers)")]
 KernelOpt = Annotated[Kernel | None, typer.Option(
     "--kernel", rich_help_panel=BUILD,
-    help="flash-decode kernel for --target mac builds of 12B/31B (default g8)")]
+    help="flash-decode kernel for --target mac builds of 12B/31B (default g8; stock: none, the graph Core AI's "
+         "Linux runtime can run)")]
 MaxContextOpt = Annotated[int | None, typer.Option(
     "--max-context", min=MIN_CONTEXT, rich_help_panel=BUILD,
     help="longest context the bundle serves (default: 4096, capped at the model's limit). On iOS the engine's KV "
@@ -65,7 +66,12 @@ CalibrationOpt = Annotated[str | None, typer.Option(
 VisionOpt = Annotated[bool | None, typer.Option(
     "--vision", rich_help_panel=BUILD,
     help="image input (E2B/E4B): the vision asset beside the decoder, image_embeds on main, image prompts in "
-         "the oracle and the runtime gate (provider PLE, --target ios)")]
+         "the oracle and the runtime gate (provider PLE, --target ios); on the 12B as it ships (gemma4_unified, "
+         "--target mac): embed_vision and prefill_multimodal beside main in its one asset")]
+AudioOpt = Annotated[bool | None, typer.Option(
+    "--audio", rich_help_panel=BUILD,
+    help="audio input on the 12B as it ships (gemma4_unified, --target mac): embed_audio and prefill_multimodal "
+         "beside main in its one asset")]
 
 # ---- where, with what ------------------------------------------------------------------------
 OutOpt = Annotated[Path | None, typer.Option(

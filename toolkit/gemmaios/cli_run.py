@@ -76,6 +76,9 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         image: Annotated[Path | None, typer.Option("--image", help="a picture for the prompt (bundles built with "
                                                     "--vision); `<image>` in the prompt marks its place, else it "
                                                     "goes first")] = None,
+        audio: Annotated[Path | None, typer.Option("--audio", help="a 16 kHz PCM .wav clip for the prompt (the 12B's "
+                                                    "multimodal bundle, --audio); `<audio>` in the prompt marks its "
+                                                    "place, else it goes first")] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Run a built bundle through Core AI's runtime on this machine: chat, one prompt, or a host bench.
@@ -103,6 +106,13 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                 if bench:
                     _bench(hostrun, build, bundle_dir, trials, console, out_console if as_json else None, ctrl_c)
                     return
+                if info.facts.get("multimodal"):
+                    _run_multimodal(bundle_dir, info, prompt, image, audio, tokens, not raw, console, out_console,
+                                    as_json)
+                    return
+                if audio is not None:
+                    raise hostrun.HostRunError(f"{info.name} takes no audio",
+                                               hint="convert the 12B (gemma4_unified) with --target mac --audio")
                 tables_dir = tables or (build / "tables" if build else None)
                 with hostrun.BundleRunner(bundle_dir, tables_dir if tables_dir and tables_dir.is_dir() else tables) as runner:
                     tok = hostrun.BundleTokenizer(info)
@@ -183,6 +193,52 @@ def _prepare_image(runner, path: Path):
     if not runner.vision:
         raise hostrun.HostRunError(f"{runner.bundle.name} takes no images", hint="convert with --vision (E2B/E4B)")
     return runner.encode_image(preprocess(load_image(path), ImageSpec.from_bundle(runner.vision)))
+
+
+def _run_multimodal(bundle_dir: Path, info, prompt: str | None, image: Path | None, audio: Path | None, tokens: int,
+                    chat: bool, console: Console, out: Console, as_json: bool) -> None:
+    """The 12B's multimodal bundle: the embedders, one prefill_multimodal call, then main (hostrun.multimodal)."""
+    from . import hostrun
+    from .hostrun.multimodal import MultimodalRunner
+    from .unified_inputs import (
+        AUDIO_MARKER,
+        IMAGE_MARKER,
+        UnifiedSpec,
+        encode_prompt,
+        frame_audio,
+        load_wav,
+        prepare_image,
+    )
+    from .vision.preprocess import load_image
+
+    if prompt is None:
+        raise hostrun.HostRunError(f"{info.name} runs one prompt at a time", hint="pass --prompt (and --image / --audio)")
+    spec = UnifiedSpec.from_bundle(info.facts["multimodal"])
+    images = [prepare_image(load_image(image), spec)] if image is not None else []
+    clips = [frame_audio(load_wav(audio, spec), spec)] if audio is not None else []
+    text = prompt
+    for marker, items in ((AUDIO_MARKER, clips), (IMAGE_MARKER, images)):
+        if items and marker not in text:
+            text = f"{marker}\n{text}"
+    tok = hostrun.BundleTokenizer(info)
+    rendered = (tok.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                  add_generation_prompt=True) if chat
+                else (tok.tokenizer.bos_token or "") + text)
+    ids = encode_prompt(rendered, lambda piece: tok.tokenizer(piece, add_special_tokens=False)["input_ids"], spec,
+                        [im.num_soft_tokens for im in images], [len(c) for c in clips])
+    with MultimodalRunner(bundle_dir) as runner:
+        console.print(f"[dim]{info.name} loaded by Core AI's runtime in {runner.load_seconds:.2f}s[/dim]")
+        gen = runner.generate_multimodal(spec, ids, images, clips, tokens)
+    answer = tok.decode([t for t in gen.generated_ids if t not in spec.stop_token_ids])
+    if as_json:
+        out.print(json.dumps({"prompt": prompt, "text": answer, "prompt_tokens": len(ids),
+                              "new_tokens": len(gen.generated_ids), "generated_ids": gen.generated_ids}),
+                  markup=False, highlight=False)
+        return
+    out.print(answer, markup=False)
+    console.print(f"[dim]{len(ids)} prompt tokens ({len(images)} picture, {len(clips)} clip) in one prefill_multimodal "
+                  f"call ({gen.prefill_seconds:.2f}s, embedders {gen.embed_seconds:.2f}s), {len(gen.generated_ids)} new "
+                  f"tokens ({gen.decode_seconds:.2f}s)[/dim]")
 
 
 def _encode_with_image(tok, runner, text: str, chat: bool, picture) -> list[int]:

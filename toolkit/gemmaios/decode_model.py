@@ -383,12 +383,16 @@ class DecoderLayer(nn.Module):
             x = residual + h
         return x * self.layer_scalar
 
-    def forward_chunk(self, x, per_layer_input, positions, length, key_cache, value_cache):
+    def forward_chunk(self, x, per_layer_input, positions, length, key_cache, value_cache, attend=None):
         """C consecutive tokens at positions length-C..length-1 (a prefill chunk).
 
         Writes C K/V rows and attends causally inside the chunk, each query row with its own
         sliding-window mask. Per row this is the decode path's math (same ops, same order), so
         a chunk leaves the caches and last-row logits that C decode calls would.
+
+        `attend` (bool [1,1,C,length], True = attend), when given, replaces the built-in
+        causal/sliding mask entirely (`prefill_multimodal`: the caller's masks carry the window
+        and the bidirectional image blocks).
         """
         spec, lay = self.spec, self.layer
         d, kvh, heads = lay.head_dim, lay.kv_heads, spec.num_heads
@@ -414,11 +418,14 @@ class DecoderLayer(nn.Module):
         qg = q.transpose(1, 2).reshape(1, kvh, groups * rows, d)
         scores = torch.matmul(qg, keys.transpose(-1, -2)).float()  # [1,kvh,G*C,P]
         scores = scores.reshape(1, kvh, groups, rows, length)
-        key_pos = torch.arange(length, dtype=torch.int32)
-        query_pos = torch.arange(rows, dtype=torch.int32).unsqueeze(1) + (length - rows)  # [C,1]
-        hidden = key_pos > query_pos  # the chunk's own future
-        if lay.layer_type == SLIDING:
-            hidden = hidden | (key_pos <= query_pos - spec.sliding_window)
+        if attend is not None:
+            hidden = torch.logical_not(attend.reshape(1, 1, 1, rows, length))
+        else:
+            key_pos = torch.arange(length, dtype=torch.int32)
+            query_pos = torch.arange(rows, dtype=torch.int32).unsqueeze(1) + (length - rows)  # [C,1]
+            hidden = key_pos > query_pos  # the chunk's own future
+            if lay.layer_type == SLIDING:
+                hidden = hidden | (key_pos <= query_pos - spec.sliding_window)
         scores = scores.masked_fill(hidden, float("-inf")).reshape(1, kvh, groups * rows, length)
         probs = torch.softmax(scores, dim=-1).to(values.dtype)
         attn = torch.matmul(probs, values)  # [1,kvh,G*C,d]
@@ -574,6 +581,24 @@ class Gemma4Decode(nn.Module):
             x = layer(x, layer_input, positions[:, rows - 1 :], length, key_cache, value_cache)
         return self._logits(x[:, x.shape[1] - 1 :, :])
 
+    def forward_multimodal(self, input_ids, mm_embeds, mm_mask, position_ids, mask_sliding, mask_global,
+                           key_cache, value_cache):
+        """`prefill_multimodal`: S prompt rows at positions P-S..P-1 with caller-built masks; last-row logits.
+
+        input_ids [1,S] (multimodal rows hold any valid id: they are overwritten), mm_embeds [1,S,hidden]
+        (the embedders' rows where mm_mask is set, unscaled as HF scatters them), mm_mask [1,S] bool,
+        mask_sliding / mask_global [1,1,S,P] bool (True = attend) for the sliding and full layers.
+        Every layer runs all S rows (a bidirectional block's rows need each other)."""
+        rows = input_ids.shape[1]
+        length = position_ids.shape[1]
+        positions = position_ids[:, length - rows :]
+        text = torch.index_select(self.embed, 0, input_ids.reshape(rows)).reshape(1, rows, -1) * self.embed_scale
+        x = torch.where(mm_mask.reshape(1, rows, 1), mm_embeds.to(self.dtype), text)
+        for layer in self.layers:
+            attend = mask_sliding if layer.layer.layer_type == SLIDING else mask_global
+            x = layer.forward_chunk(x, None, positions, length, key_cache, value_cache, attend=attend)
+        return self._logits(x[:, rows - 1 :, :])
+
     def _split_image(self, rest):
         """(image_embeds or None, the other inputs): image_embeds sits just before the two caches."""
         if not self.image_tokens:
@@ -712,6 +737,22 @@ class PlainImageGraph(nn.Module):
 
     def forward(self, input_ids, position_ids, image_embeds, keyCache, valueCache):  # noqa: N803
         return self.decode(input_ids, position_ids, image_embeds, keyCache, valueCache)
+
+
+class MultimodalPrefillGraph(nn.Module):
+    """`prefill_multimodal` (gemma4_unified, no per-layer embeddings): the same decode module's weights."""
+
+    def __init__(self, decode: Gemma4Decode) -> None:
+        super().__init__()
+        self.decode = decode
+
+    def forward(self, input_ids, mm_embeds, mm_mask, position_ids, mask_sliding, mask_global,  # noqa: PLR0913
+                keyCache, valueCache):  # noqa: N803
+        return self.decode.forward_multimodal(input_ids, mm_embeds, mm_mask, position_ids, mask_sliding, mask_global,
+                                              keyCache, valueCache)
+
+
+MULTIMODAL_PREFILL_INPUTS = ("input_ids", "mm_embeds", "mm_mask", "position_ids", "mask_sliding", "mask_global")
 
 
 def export_graph(decode: Gemma4Decode) -> nn.Module:

@@ -140,6 +140,7 @@ class BuildOptions:
     target: str = "ios"  # ios (iPhone) | mac
     kernel: str | None = None  # flash-decode variant for mac builds of 12B/31B (None: g8)
     vision: bool = False  # --vision: image input (vision asset + image_embeds on main; E2B/E4B, provider, ios)
+    audio: bool = False  # --audio: audio input (gemma4_unified's embed_audio + prefill_multimodal, mac)
     prefill_chunk: str = "0"  # --prefill-chunk: "0" off, "8", "16" or a ladder "16,8" (convert.resolve_prefill_chunks)
     recipe: str | None = None  # --recipe: a mixed-bit recipe (packaged name or YAML path; gemmaios.recipe) over --quant
     calibration: str | None = None  # --calibration: prompts file for the recipe's AWQ scales (None: packaged chat prompts)

@@ -18,16 +18,21 @@ class CheckpointStep(Step):
     def inputs(self, ctx: BuildContext) -> dict:
         ckpt = ctx.checkpoint
         key = {"model": ctx.options.model, "revision": ckpt.revision, "checkpoint": ckpt.fingerprint()}
-        if ctx.options.vision:  # checked here, so a text build's record does not stand in for it
-            key["inputs"] = ["text", "image"]
+        kinds = _input_kinds(ctx.options)
+        if len(kinds) > 1:  # checked here, so a text build's record does not stand in for it
+            key["inputs"] = kinds
         return key
 
     def run(self, ctx: BuildContext) -> StepOutcome:
         ckpt = ctx.checkpoint
-        if ctx.options.vision:
-            # before any step loads a multimodal model: a text-only checkpoint, or the 12B's
-            # bidirectional image blocks, stop here with UnsupportedInput saying why
-            require_inputs(ckpt, ["text", "image"])
+        kinds = _input_kinds(ctx.options)
+        if len(kinds) > 1:
+            # before any step loads a multimodal model: a checkpoint without that input stops here
+            # with UnsupportedInput saying why; the 12B's multi-function bundle is Mac-only
+            require_inputs(ckpt, kinds)
+            from .convert.options import check_unified_multimodal
+
+            check_unified_multimodal(ckpt, ctx.options.vision, getattr(ctx.options, "audio", False), ctx.options.target)
         record = ctx.path("checkpoint.json")
         write_json_atomic(record, {**ckpt.describe(), "fingerprint": ckpt.fingerprint()})
         outputs = [record]
@@ -35,6 +40,10 @@ class CheckpointStep(Step):
             outputs += [ckpt.path / "config.json", ckpt.tokenizer_path, *ckpt.weight_files]
         layers = ckpt.text_config.get("num_hidden_layers")
         return StepOutcome(outputs=outputs, message=f"{ckpt.model_id} ({layers} layers)")
+
+
+def _input_kinds(options: BuildOptions) -> list[str]:
+    return ["text"] + (["image"] if options.vision else []) + (["audio"] if getattr(options, "audio", False) else [])
 
 
 def all_steps() -> list[Step]:

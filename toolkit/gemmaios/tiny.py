@@ -323,6 +323,8 @@ def generate_tiny_checkpoint(out_dir: Path, variant: str = "e4b") -> Path:
         else:
             model = build_tiny_model(variant)
             model.save_pretrained(tmp, safe_serialization=True)
+            if variant == TINY_UNIFIED:  # the smallest image budget HF accepts: prompts stay short
+                (tmp / "processor_config.json").write_text(json.dumps(TINY_UNIFIED_PROCESSOR) + "\n")
             # generation_config.json carries a timestamp-free default; keep it for HF parity.
             write_tokenizer(train_tokenizer(), tmp)
             marker = {"format": TINY_FORMAT, "seed": TINY_SEED, "note": "random weights, for tests",
@@ -357,18 +359,31 @@ def ensure_tiny_checkpoint(cache_dir: Path | None = None) -> Path:
 TINY_UNIFIED = "12b-unified"
 
 
+# The multimodal ids get rows of their own past the BPE vocabulary (the 12B's, 255999..258884, are
+# past the toy table; BOI/EOI/BOA/EOA are looked up as text), so no tokenized text ever spells one.
+TINY_UNIFIED_MARKER_ROWS = 8
+TINY_UNIFIED_TOKEN_IDS = dict(boi_token_id=TINY_VOCAB, eoi_token_id=TINY_VOCAB + 1, image_token_id=TINY_VOCAB + 2,
+                              audio_token_id=TINY_VOCAB + 3, video_token_id=TINY_VOCAB + 4, boa_token_id=TINY_VOCAB + 5,
+                              eoa_token_index=TINY_VOCAB + 6)
+
+
+TINY_UNIFIED_PROCESSOR = {"image_processor": {"max_soft_tokens": 70}}
+
+
 def tiny_unified_config_kwargs() -> dict:
     """Gemma4UnifiedConfig arguments: the 12B-shaped text config (no PLE fields: the unified text
     config has none) plus toy vision (4-px patches, 3x3 merge) and audio embedders."""
     text = {k: v for k, v in tiny_12b_text_config_kwargs().items()
             if k not in ("hidden_size_per_layer_input", "vocab_size_per_layer_input")}
     text["use_bidirectional_attention"] = "vision"  # as the 12B ships: image blocks attend both ways
+    text["vocab_size"] = TINY_VOCAB + TINY_UNIFIED_MARKER_ROWS
     return dict(
         text_config=text,
         vision_config=dict(patch_size=4, pooling_kernel_size=3, mm_embed_dim=32, output_proj_dims=32,
                            mm_posemb_size=64, initializer_range=0.08),
         audio_config=dict(audio_embed_dim=16, initializer_range=0.08),
         tie_word_embeddings=True,
+        **TINY_UNIFIED_TOKEN_IDS,
     )
 
 

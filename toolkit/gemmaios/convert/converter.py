@@ -63,6 +63,7 @@ class ConvertResult:
     prefill_chunks: tuple[int, ...] = ()  # sizes of the prefill_C functions beside main
     vision: dict | None = None  # metadata gemmaios.vision: the vision asset and splice facts (None: text only)
     recipe: dict | None = None  # metadata gemmaios.recipe: the mixed-bit plan, its bytes and AWQ fold (None: --quant)
+    multimodal: dict | None = None  # metadata gemmaios.multimodal: the 12B's functions and constants (None: none)
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.bundle_dir.rglob("*") if p.is_file())
@@ -114,6 +115,8 @@ def convert_checkpoint(
     recipe: Recipe | None = None,
     calibration_prompts: Path | None = None,
     prepared_recipe: PreparedRecipe | None = None,
+    audio: bool = False,
+    multimodal_check: Callable[[Path], dict] | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
@@ -143,6 +146,9 @@ def convert_checkpoint(
     `calibration_prompts` (None: the packaged chat prompts), folded into their norms. Gate 2
     then reports KL and top-1 against the recipe's floors, and the metadata records the plan,
     the bytes a token reads and what the asset stores per storage type (read back).
+    On gemma4_unified (the 12B as it ships) `vision` / `audio` instead add `prefill_multimodal`
+    and `embed_vision` / `embed_audio` to the one asset (gemmaios.convert.multimodal; Mac only);
+    `multimodal_check(staged_bundle_dir)` runs them under Core AI's runtime (`gates.multimodal_run`).
     """
     flash = resolve_flash_decode(checkpoint, target, kernel)
     if recipe is not None and head_quant is not None:
@@ -152,8 +158,15 @@ def convert_checkpoint(
     chunks = resolve_prefill_chunks(prefill_chunks)
     check_convert_options(checkpoint, quant, ple, max_context, head_quant)
     check_prefill_chunks(chunks, max_context, flash)
-    image_spec = None
-    if vision:
+    image_spec = mm_spec = None
+    from .options import check_unified_multimodal
+
+    check_unified_multimodal(checkpoint, vision, audio, target)
+    if checkpoint.model_type == "gemma4_unified" and (vision or audio):
+        from ..unified_inputs import UnifiedSpec
+
+        mm_spec = UnifiedSpec.from_checkpoint(checkpoint.path)
+    elif vision:
         from ..vision.preprocess import ImageSpec
         from .options import check_vision
 
@@ -169,7 +182,8 @@ def convert_checkpoint(
         quant = recipe_tag(recipe)
         seconds["calibrate"] = prepared.seconds
     awq = prepared.awq if prepared else None
-    name = bundle_name(model_key(checkpoint), quant, ple, kernels.bundle_suffix(flash), vision)
+    name = bundle_name(model_key(checkpoint), quant, ple, kernels.bundle_suffix(flash), image_spec is not None,
+                       multimodal=mm_spec is not None)
     t0 = time.time()
 
     gate_report: dict = {}
@@ -210,6 +224,14 @@ def convert_checkpoint(
         if asset_readback_fits(model):
             expected_levels = {n: lin.quantized_weight() for n, lin in model.checkpoint_linears() if lin.quantized}
     names = {"inputs": model.input_names(), "states": model.state_names(), "outputs": model.output_names()}
+    extra = []
+    if mm_spec is not None:
+        from .multimodal import embedder_float16_elements, multimodal_functions
+
+        extra = multimodal_functions(model, checkpoint, mm_spec, max_context, vision, audio)
+        float_elements += embedder_float16_elements(extra)
+    extra_names = {f.name: {"inputs": f.input_names, "outputs": f.output_names, "states": f.state_names}
+                   for f in extra}
     seconds["load_quantize"] = round(time.time() - t1, 2)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -218,8 +240,8 @@ def convert_checkpoint(
         t2 = time.time()
         if progress:
             progress("export", 0, 1)
-        program = export_program(model, max_context, flash, chunks)
-        del model
+        program = export_program(model, max_context, flash, chunks, extra)
+        del model, extra  # the multimodal wrappers hold the decode module too
         free_memory()
         seconds["export"] = round(time.time() - t2, 2)
         t3 = time.time()
@@ -234,7 +256,7 @@ def convert_checkpoint(
         seconds["save"] = round(time.time() - t3, 2)
         if progress:
             progress("asset gate", 0, 1)
-        asset = asset_gate(aimodel, names, q_elements, quant, chunks, float_elements)
+        asset = asset_gate(aimodel, names, q_elements, quant, chunks, float_elements, extra_functions=extra_names)
         io = {k: asset.pop(k) for k in ("inputs", "outputs", "states", "prefill")}
         if expected_levels is not None:
             asset["levels_read_back"] = levels_gate(aimodel, expected_levels)
@@ -242,6 +264,7 @@ def convert_checkpoint(
             asset["levels_read_back"] = {"status": "not run", "summary": (
                 "not run: the asset is too large to print its constants on this machine; the storage types "
                 "and element counts above are checked")}
+        extra_io = {name: io["prefill"].pop(name) for name in extra_names}
         gate_report["asset"] = asset
         if flash is not None:
             if progress:
@@ -304,6 +327,16 @@ def convert_checkpoint(
             from ..contract import VISION_METADATA_KEY
 
             gemmaios_section[VISION_METADATA_KEY] = vision_facts
+        multimodal_facts = None
+        if mm_spec is not None:
+            from .multimodal import multimodal_metadata
+
+            multimodal_facts = multimodal_metadata(mm_spec, extra_io)
+            gemmaios_section["multimodal"] = multimodal_facts
+            if flash is None and target == "mac":
+                gemmaios_section["flash_decode_note"] = (
+                    "stock graph (--kernel stock): no flash-decode kernel, so Core AI's Linux runtime can run and "
+                    "gate it; a 12B on a Mac needs the kernel build")
         if ple == "tbl":
             gemmaios_section["ple_table"] = {
                 "shape": [spec.ple_vocab, spec.num_layers * spec.ple_dim],
@@ -318,6 +351,7 @@ def convert_checkpoint(
             vocab_size=spec.vocab_size,
             max_context=max_context,
             prefill_functions=[prefill_function_name(c) for c in chunks],
+            roles={fname: [fname] for fname in extra_names},
         )
         write_metadata(staging, **metadata_fields, gemmaios=gemmaios_section)
 
@@ -341,8 +375,10 @@ def convert_checkpoint(
                 run_runtime_gate("prefill_run", "chunked prefill gate (Core AI runtime)", prefill_check)
         if bundle_check is not None:
             run_runtime_gate("bundle_run", "bundle run gate (Core AI runtime)", bundle_check)
-        if vision and image_check is not None:
+        if image_spec is not None and image_check is not None:
             run_runtime_gate("image_run", "image prompt gate (Core AI runtime)", image_check)
+        if mm_spec is not None and multimodal_check is not None:
+            run_runtime_gate("multimodal_run", "multimodal prompt gate (Core AI runtime)", multimodal_check)
         final = out_dir / name
         replace_dir(staging, final)
     finally:
@@ -368,6 +404,7 @@ def convert_checkpoint(
         prefill_chunks=chunks,
         vision=vision_facts,
         recipe=recipe_facts,
+        multimodal=multimodal_facts,
     )
 
 

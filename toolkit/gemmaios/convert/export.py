@@ -54,14 +54,17 @@ def prefill_function_name(chunk: int) -> str:
 
 
 def export_program(
-    model: Gemma4Decode, max_context: int, flash_decode: str | None = None, prefill_chunks: tuple[int, ...] = ()
+    model: Gemma4Decode, max_context: int, flash_decode: str | None = None, prefill_chunks: tuple[int, ...] = (),
+    extra_functions: list | None = None,
 ):
     """torch.export → coreai-torch decompositions → TorchConverter → AIProgram.
 
     `flash_decode`: the kernel variant the model's full layers call (see use_flash_decode); its
     Metal lowering is registered with the converter. `prefill_chunks`: a `prefill_C` function
     per chunk size beside `main`, traced from the same module (the converter stores each
-    weight once for all functions; the asset gate checks it).
+    weight once for all functions; the asset gate checks it). `extra_functions`: further entry
+    points (gemmaios.convert.multimodal.FunctionExport: `prefill_multimodal` on the same module,
+    the embedders), traced after the decoder's own.
     """
     import coreai_torch
 
@@ -93,15 +96,33 @@ def export_program(
     converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
     if flash_decode is not None:
         kernels.register_flash_decode_kernels(converter, (flash_decode,))
+    extra = list(extra_functions or ())
+    decoder_extras = [f for f in extra if any(m is model for m in f.module.modules())]
     for index, (entry, rows) in enumerate(functions):
         converter.add_pytorch_module(
             graph,
-            export_fn=export_fn_for(rows, last=index == len(functions) - 1),
+            export_fn=export_fn_for(rows, last=index == len(functions) - 1 and not decoder_extras),
             input_names=model.input_names(),
             output_names=model.output_names(),
             state_names=model.state_names(),
             entrypoint_name=entry,
         )
+    for fn in extra:
+        last = bool(decoder_extras) and fn is decoder_extras[-1]
+
+        def export_extra(module, fn=fn, last=last):
+            with torch.no_grad():
+                exported = torch.export.export(module, args=(), kwargs=fn.inputs, dynamic_shapes=fn.shapes)
+            decomposed = exported.run_decompositions(coreai_torch.get_decomp_table())
+            del exported
+            if last:
+                release_levels(model)
+            free_memory()
+            return decomposed
+
+        converter.add_pytorch_module(fn.module, export_fn=export_extra, input_names=fn.input_names,
+                                     output_names=fn.output_names, state_names=fn.state_names or None,
+                                     entrypoint_name=fn.name)
     # The converter now holds what it needs (int4 levels re-packed two per byte in its
     # exported program); return the packing's freed temporaries before it builds the
     # MLIR constants.

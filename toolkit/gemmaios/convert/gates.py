@@ -226,6 +226,7 @@ def asset_gate(
     quant: str,
     prefill_chunks: tuple[int, ...] = (),
     float16_elements: int | None = None,
+    extra_functions: dict[str, dict] | None = None,
 ) -> dict:
     """Gate 3: the saved asset's summary has main, the I/O and states, and the right storage.
 
@@ -235,6 +236,9 @@ def asset_gate(
     states and output except `input_ids [1,C]` (and `ple_tokens [1,C,L,D]`). The storage
     check is the same single-model expectation: a function that copied the weights would
     double the Int4/Int8 counts and fail it, so passing proves the weights are shared.
+    `extra_functions`: {name: {"inputs": (...), "outputs": (...), "states": (...)}}, further
+    entry points (the 12B's `prefill_multimodal`, `embed_vision`, `embed_audio`) whose I/O names
+    must be these; `float16_elements` then counts their fp16 weights too (the embedders').
     """
     from coreai.authoring.asset import AIModelAsset
 
@@ -247,7 +251,8 @@ def asset_gate(
     states = parse_io_specs(summary.function_states("main")) if "main" in functions else []
     storage = {name: count for name, count in (_parse_pair(s) for s in summary.storage_types)}
     problems = []
-    expected_functions = ["main"] + [prefill_function_name(c) for c in prefill_chunks]
+    extra_functions = dict(extra_functions or {})
+    expected_functions = ["main"] + [prefill_function_name(c) for c in prefill_chunks] + list(extra_functions)
     if sorted(functions) != sorted(expected_functions):
         problems.append(f"functions {functions}, expected {expected_functions}")
     for kind, got in (("inputs", inputs), ("states", states), ("outputs", outputs)):
@@ -279,8 +284,20 @@ def asset_gate(
         for kind, want in (("inputs", want_inputs), ("states", states), ("outputs", outputs)):
             if got[kind] != want:
                 problems.append(f"{fname} {kind} {got[kind]}, expected {want}")
+    for fname, want_names in extra_functions.items():
+        if fname not in functions:
+            continue
+        got = {
+            "inputs": parse_io_specs(summary.function_inputs(fname)),
+            "outputs": parse_io_specs(summary.function_outputs(fname)),
+            "states": parse_io_specs(summary.function_states(fname)),
+        }
+        prefill_io[fname] = got
+        for kind in ("inputs", "outputs", "states"):
+            if [i["name"] for i in got[kind]] != list(want_names.get(kind, ())):
+                problems.append(f"{fname} {kind} {[i['name'] for i in got[kind]]}, expected {list(want_names.get(kind, ()))}")
     report: dict = {"functions": functions, "storage_types": storage}
-    if prefill_chunks:
+    if prefill_chunks or extra_functions:
         shared = {
             "functions": len(functions),
             "rule": "stored Int4/Int8 elements within 2% of ONE copy of the quantized weights, and stored "

@@ -60,9 +60,10 @@ def resolve_flash_decode(checkpoint: Checkpoint, target: str, kernel: str | None
     """
     if target not in TARGETS:
         raise ConvertError(f"unknown --target {target!r}", hint="choose ios (iPhone, default) or mac")
-    if kernel is not None and kernel not in kernels.KERNEL_SPECS:
+    if kernel is not None and kernel not in kernels.KERNEL_SPECS and kernel != STOCK_KERNEL:
         raise ConvertError(
-            f"unknown --kernel {kernel!r}", hint=f"choose one of {', '.join(sorted(kernels.KERNEL_SPECS))}"
+            f"unknown --kernel {kernel!r}",
+            hint=f"choose one of {', '.join(sorted(kernels.KERNEL_SPECS))}, or {STOCK_KERNEL} (no kernel)",
         )
     needed = kernels.needs_flash_decode(checkpoint.text_config)
     if needed and target == "ios":
@@ -75,9 +76,32 @@ def resolve_flash_decode(checkpoint: Checkpoint, target: str, kernel: str | None
         )
     if kernel is not None and target != "mac":
         raise ConvertError("--kernel only applies to --target mac", hint="drop --kernel, or add --target mac")
+    if kernel == STOCK_KERNEL:
+        return None
     if not needed:
         return None
     return kernel or kernels.DEFAULT_VARIANT
+
+
+# `--kernel stock`: a Mac build without the flash-decode kernel (the stock graph Core AI's Linux
+# runtime can run: the gated tiny multimodal build; the 12B's decode query overflows it on a Mac).
+STOCK_KERNEL = "stock"
+
+
+def check_unified_multimodal(checkpoint: Checkpoint, vision: bool, audio: bool, target: str) -> None:
+    """--vision / --audio on gemma4_unified (the 12B as it ships): its multi-function Mac asset."""
+    if checkpoint.model_type != "gemma4_unified":
+        if audio:
+            raise ConvertError(f"--audio needs a gemma4_unified checkpoint (the 12B), and {checkpoint.model_id} is "
+                               f"{checkpoint.model_type}", hint="drop --audio")
+        return
+    if target != "mac":
+        raise ConvertError("--vision / --audio on gemma4_unified (the 12B) build the Mac bundle",
+                           hint="add --target mac")
+    missing = [k for k, on in (("vision_config", vision), ("audio_config", audio)) if on and not checkpoint.config.get(k)]
+    if missing:
+        raise ConvertError(f"{checkpoint.model_id} has no {missing[0]} in config.json",
+                           hint="drop the flag for the modality it lacks")
 
 
 # Chunk sizes a `prefill_C` function may have: static shapes the phone's GPU compiles once.

@@ -72,6 +72,8 @@ class ConvertStep(Step):
             values["recipe"] = {"name": recipe.name, "fingerprint": recipe.fingerprint()}
             if recipe.uses_awq:
                 values["calibration"] = _calibration_identity(getattr(opts, "calibration", None))
+        if getattr(opts, "audio", False):
+            values["audio"] = True
         if opts.ple == "tbl" or _has_ple(ctx.checkpoint):
             values["tables"] = ctx.step_fingerprint("tables")
         # The bundle-run gate runs the saved bundle on the oracle's prompts (gemmaios.hostrun).
@@ -149,7 +151,7 @@ class ConvertStep(Step):
                 ctx.console.print(f"  [dim]{stage}…[/dim]")
 
         image_check = None
-        if getattr(opts, "vision", False):
+        if getattr(opts, "vision", False) and ctx.checkpoint.model_type != "gemma4_unified":
             from ..vision.gate import build_image_check
             from ..vision.oracle import IMAGE_ORACLE_DIR
 
@@ -173,6 +175,7 @@ class ConvertStep(Step):
             image_check=image_check,
             recipe=recipe,
             prepared_recipe=prepared,
+            audio=getattr(opts, "audio", False),
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = {
@@ -190,6 +193,7 @@ class ConvertStep(Step):
             "prefill_chunks": list(result.prefill_chunks),
             "vision": result.vision,
             "recipe": _recipe_details(result.recipe),
+            "multimodal": result.multimodal,
             "inputs": result.inputs,
             "outputs": result.outputs,
             "states": result.states,

@@ -110,6 +110,7 @@ class BundleRunner:
             self._context = None
             raise HostRunError(f"Core AI's runtime could not load {self.bundle.aimodel.name}: {exc}",
                                hint=_runtime_hint(exc)) from exc
+        self._model = model  # the loaded asset: further functions load from it (hostrun.multimodal)
         if "main" not in model.function_names:
             raise HostRunError(f"{self.bundle.aimodel.name} has no `main` function ({model.function_names})",
                                hint="convert the bundle again")
@@ -159,6 +160,7 @@ class BundleRunner:
             self._loop.run_until_complete(self._context.__aexit__(None, None, None))
             self._context = None
         self._function = None
+        self._model = None
         self._prefill = {}
         if not self._loop.is_closed():
             self._loop.close()
