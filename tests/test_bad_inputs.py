@@ -235,6 +235,10 @@ CASES: dict[str, list[Case]] = {
     "tiny-train": [C("--steps 5", "--steps"), C("--out afile.txt", "afile.txt", "is a file"),
                    C("--device cuda", "--device cuda", "--vision"), C("--vision --device tpu", "tpu", "not cpu or cuda"),
                    *USAGE_MISTAKES],
+    "recipes": USAGE_MISTAKES,
+    "sensitivity": [C("--bits 5", "5"), C("--bits two", "two"), C("--mode sideways", "sideways", "--mode"),
+                    C("--write-recipe plan.yaml", "--budget-bits"), C("--group 4", "--group"),
+                    C("--prompts nothing.txt", "nothing.txt"), *MODEL_MISTAKES, *USAGE_MISTAKES],
     "models": USAGE_MISTAKES,
     "archs": USAGE_MISTAKES,
 }

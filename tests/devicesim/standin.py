@@ -392,9 +392,7 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
         plan = PrefillPlan(app, bundle_dir, settings)
         field = app.contract.get("promptPrefillFunctionField")
         kv_field = app.contract.get("promptKVCapacityField")  # apps before issue 27 record no KV binding
-        bundle_context = int(json.loads((bundle_dir / app.c("bundleMetadataFile")).read_text())["language"]
-                             ["max_context_length"])
-        engine_context = bundle_context
+        bundle_context = engine_context = 0  # read once the engine has loaded the bundle (load_engine checks it)
         stop_ids = () if not app.c("benchStopsAtEOS") else tuple(app.eos_ids)
         runner = function = kv_growth = None
         sustained: dict = {}
@@ -418,6 +416,8 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                     # a new engine starts small: at 256, or at 384 capped at the largest 384·2^k in the bundle's
                     kv_growth = growth
                     kv_bound = int(app.c("kvAlternateInitialCapacity") if alt else app.contract.get("kvInitialCapacity", 256))
+                    bundle_context = int(json.loads((bundle_dir / app.c("bundleMetadataFile")).read_text())
+                                         ["language"]["max_context_length"])
                     engine_context = kv_alt_max_context(bundle_context) if alt else bundle_context
                 sizes = [plan.chunk] if function else None
                 for index, prompt in enumerate(prompt_set["prompts"]):

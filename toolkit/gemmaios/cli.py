@@ -299,8 +299,9 @@ def sensitivity(
     mode: Annotated[str, typer.Option("--mode", help="symmetric | affine")] = "affine",
     only: Annotated[str | None, typer.Option("--only", help="measure only the weights matching this pattern "
                                              "(checkpoint names, e.g. 'layers.*.mlp.*')")] = None,
-    prompts: Annotated[Path | None, typer.Option("--prompts", help="calibration prompts file (default: the packaged "
-                                                 "chat prompts)")] = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", exists=True, dir_okay=False,
+                                                 help="calibration prompts file (default: the packaged chat "
+                                                      "prompts)")] = None,
     budget_bits: Annotated[float | None, typer.Option("--budget-bits", min=1.0, help="propose a plan of at most this "
                                                        "many bits per weight (levels + scales)")] = None,
     write_recipe: Annotated[Path | None, typer.Option("--write-recipe", help="write the proposed plan as a recipe "
@@ -319,7 +320,9 @@ def sensitivity(
         if write_recipe is not None and budget_bits is None:
             raise typer.BadParameter("a recipe is written from a plan: add --budget-bits", param_hint="--write-recipe")
         candidates = parse_candidates(bits, group, mode)
-        checkpoint = resolve_checkpoint(model or "tiny")
+        from .registry import DEFAULT_MODEL
+
+        checkpoint = resolve_checkpoint(DEFAULT_MODEL if model is None else model)  # ModelOpt's default: E4B
         with console.status("") as status:
             report = tensor_sensitivity(
                 checkpoint, candidates, only=only, prompts_file=prompts,

@@ -137,6 +137,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
         timeout: BenchTimeoutOpt = 1800.0,
         mount_ddi: MountDdiOpt = False,
         ab_prefill: AbPrefillOpt = False,
+        ab_kv: AbKvOpt = False,
         cold: ColdOpt = 0,
         duration: DurationOpt = 0,
         sample_interval: SampleIntervalOpt = None,
@@ -176,7 +177,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
                                     config_extra={"ssh_options": user.ssh_options, "mac_workdir": user.mac_workdir},
                                     verify=verify, allow_uncompiled=bool(allow_uncompiled), allow_tbl=bool(allow_tbl),
                                     bench=run_bench, trials=trials, timeout=timeout, mount_ddi=mount_ddi,
-                                    ab_prefill=ab_prefill, cold=cold, duration=duration,
+                                    ab_prefill=ab_prefill, ab_kv=ab_kv, cold=cold, duration=duration,
                                     sample_interval=sample_interval)
             progress, close = rich_progress(console)
             try:

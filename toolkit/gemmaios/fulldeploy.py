@@ -48,6 +48,7 @@ class DeployRequest:
     timeout: float = 1800.0
     mount_ddi: bool = False
     ab_prefill: bool = False  # the bench protocol's options (bench.bench)
+    ab_kv: bool = False
     cold: int = 0
     duration: int = 0
     sample_interval: int | None = None
@@ -216,8 +217,8 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
     say(f"▶ bench: {request.trials} trial(s) of the prompt set on {deployed.udid}")
     result.bench = bench_mod.bench(build_dir, deployed.udid, trials=request.trials, timeout=request.timeout,
                                    poll=request.poll, mount_ddi=request.mount_ddi, bundle_id=deployed.bundle_id,
-                                   ab_prefill=request.ab_prefill, cold=request.cold, duration=request.duration,
-                                   sample_interval=request.sample_interval,
+                                   ab_prefill=request.ab_prefill, ab_kv=request.ab_kv, cold=request.cold,
+                                   duration=request.duration, sample_interval=request.sample_interval,
                                    status_fn=lambda msg: say(f"  {msg}"), mac=request.mac, ssh_options=ssh_options)
     say(f"✓ bench: run {result.bench.run_id}, {result.bench.prompts} prompt records "
         f"(validation: {result.bench.validation})")
