@@ -267,13 +267,22 @@ def test_deploy_refuses_an_e4b_tbl_bundle_for_an_iphone_with_the_memory_arithmet
     _sparse(out / "tables" / contract.TABLE_SCALE_FILE, 262144 * 4)
     (out / "app").mkdir()
     (out / "app" / contract.PROMPT_SET_FILE).write_text("{}")
-    def record(details: dict) -> dict:  # a step record as the pipeline writes it, reduced to what deploy reads
-        return {"status": "done", "fingerprint": "fp", "inputs": {}, "details": details}
+    from gemmaios.pipeline import Manifest, StepRecord
+    from gemmaios.steprecords import AppDetails, ConvertDetails, EngineDetails, TablesDetails
 
-    (out / "build.json").write_text(json.dumps({"schema": 1, "options": {"arch": "h18p"}, "steps": {
-        "convert": record({"bundle_dir": f"bundle/{name}", "ple": "tbl"}),
-        "tables": record({"i8": f"tables/{contract.TABLE_I8_FILE}"}),
-        "app": record({"bundle_location": contract.DOCUMENTS})}}))
+    manifest = Manifest(out)  # the records the pipeline would write, with what deploy reads
+    manifest.set_meta("options", {"arch": "h18p"})
+    for step, details in (
+        ("convert", ConvertDetails(bundle_dir=f"bundle/{name}", name=name, aimodel=f"bundle/{name}/{name}.aimodel",
+                                   metadata=f"bundle/{name}/metadata.json", quant="int4", head_quant="int4",
+                                   ple="tbl", max_context=4096)),
+        ("tables", TablesDetails(i8=f"tables/{contract.TABLE_I8_FILE}", scale=f"tables/{contract.TABLE_SCALE_FILE}",
+                                 sidecar="tables/embed_per_layer.json", shape=[262144, 42 * 256], num_layers=42,
+                                 dim=256, embed_scale=16.0, source_tensor="embed_tokens_per_layer.weight")),
+        ("app", AppDetails(project="app/GemmaBench", xcodeproj="app/GemmaBench/GemmaBench.xcodeproj",
+                           engine=EngineDetails("ready", "engine/coreai-models"), bundle_location=contract.DOCUMENTS)),
+    ):
+        manifest.record(step, StepRecord(status="done", fingerprint="fp", inputs={}, details=details))
     with pytest.raises(TablesExceedMemory) as err:
         dev.deploy(out, allow_uncompiled=True)
     assert "does not fit an iPhone" in str(err.value) and "graph 3.90 GB + owned PLE tables 2.82 GB" in str(err.value)

@@ -66,7 +66,7 @@ def signable(tiny_app_builds, tmp_path_factory, engine_checkout) -> Path:
 
     [report] = Pipeline([AppStep()]).run(ctx)
     assert report.status == DONE, report.message
-    assert ctx.manifest.get("app").details["engine"]["status"] == "ready"
+    assert ctx.manifest.get("app").details.engine.status == "ready"
     return build
 
 
@@ -191,10 +191,10 @@ def test_sign_step_over_ssh_brings_back_a_hash_verified_ipa(loopback_mac, signab
     record = ctx.manifest.get("sign")
     d = record.details
     name = project_of(build).name
-    ipa = build / d["ipa"]
-    assert d["ipa"] == f"sign/export/{name}.ipa" and d["bundle_id"] == BUNDLE_ID and d["host"] == loopback_mac.target
-    assert record.outputs[d["ipa"]]["sha256"] == d["ipa_sha256"] == check_ipa(ipa, name, BUNDLE_ID).sha256
-    assert d["tool_version"].startswith("Xcode 0.0 (gemmaios test stand-in")
+    ipa = build / d.ipa
+    assert d.ipa == f"sign/export/{name}.ipa" and d.bundle_id == BUNDLE_ID and d.host == loopback_mac.target
+    assert record.outputs[d.ipa]["sha256"] == d.ipa_sha256 == check_ipa(ipa, name, BUNDLE_ID).sha256
+    assert d.tool_version.startswith("Xcode 0.0 (gemmaios test stand-in")
     argv = [c["argv"] for c in loopback_mac.xcodebuild_calls()[calls:]]
     assert [a[-3:] for a in argv[:2]] == [["archive", "-allowProvisioningUpdates", f"DEVELOPMENT_TEAM={TEAM}"],
                                          ["-exportPath", argv[1][-2], "-allowProvisioningUpdates"]]
@@ -286,7 +286,7 @@ def test_without_a_mac_the_step_waits_with_the_exact_commands_then_picks_the_ipa
                    env={**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"})
     ctx, report = run_sign(build, tmp_path=tmp_path)
     assert report.status == DONE and report.message == f"picked up {name}.ipa"
-    assert ctx.manifest.get("sign").details["picked_up"] is True
+    assert ctx.manifest.get("sign").details.picked_up is True
 
     (build / "sign" / "export" / f"{name}.ipa").write_bytes(b"not a zip")
     with pytest.raises(BadIpa, match="is not an .ipa"):

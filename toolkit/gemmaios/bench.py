@@ -36,11 +36,11 @@ from pathlib import Path
 
 from . import contract
 from . import device as dev
+from .buildlayout import BUILD_RUNS_DIR
 from .device.devicectl import Devicectl, devicectl_for, phone_only_on_the_mac, wait_for_run
 from .device.runs import COMPLETED, CRASHED, EXITED, JETSAM, TIMEOUT, launch_ended, run_footer
 from .files import write_json_atomic
 
-RUNS_DIR = "runs"
 DEVICE_RUNS = f"{dev.DOCUMENTS}/{contract.RUNS_DIR}"
 UNLOCK_SETTLE_SECONDS = 300  # a just-unlocked iPhone under-reads ~35% (seed note)
 LOW_BATTERY = 0.3
@@ -89,7 +89,7 @@ def deployed_bundle_id(build_dir: Path, udid: str | None = None) -> str | None:
     path = dev.find_app_package(build_dir)
     if path:
         return dev.read_app_package(path).bundle_id
-    return dev.step_details(build_dir, "app").get("bundle_id")
+    return dev.signed_bundle_id(build_dir)
 
 
 @dataclass(frozen=True)
@@ -433,7 +433,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         executable = manifest["app"].get("executable") or (record.get("package") or {}).get("executable") or ""
         started = datetime.now(UTC)
         run_id = _run_id(started)
-        run_dir = Path(build_dir) / RUNS_DIR / f"{run_id}-{info.udid}"
+        run_dir = Path(build_dir) / BUILD_RUNS_DIR / f"{run_id}-{info.udid}"
         remote_log = f"{DEVICE_RUNS}/{run_id}{contract.TRANSCRIPT_SUFFIX}"
         plan = launch_plan(trials, cold=cold, duration=duration)
         environments: list[dict[str, str]] = []

@@ -141,12 +141,12 @@ def print_summary(reports: list[StepReport], build_dir: Path, manifest=None) -> 
                       escape(r.message.splitlines()[0] if r.message else ""))  # the hint was printed with the step
     console.print(table)
     ran_app = any(r.name == "app" for r in reports)
-    app_record = manifest.get("app") if manifest is not None and ran_app else None
-    engine = (app_record.details or {}).get("engine") or {} if app_record and app_record.status != PENDING else {}
-    if engine.get("status") == "pending":  # the app's Swift package: fetched once, on a machine with network
-        console.print(f"[yellow]engine package pending[/yellow] ({escape(str(engine.get('message')))}); "
+    app = manifest.details("app") if manifest is not None and ran_app else None
+    engine = app.engine if app is not None else None
+    if engine is not None and engine.status == "pending":  # the app's Swift package: fetched once, with network
+        console.print(f"[yellow]engine package pending[/yellow] ({escape(engine.message)}); "
                       "on a machine with network run:")
-        console.print(f"  {engine.get('command')}", markup=False, highlight=False)
+        console.print(f"  {engine.command}", markup=False, highlight=False)
         console.print("  (or pass --engine-source PATH), then re-run `gemmaios app`", markup=False)
     pending = [r for r in reports if r.status == PENDING]
     if not pending:
@@ -314,14 +314,13 @@ def app_command(
     except GemmaiosError as exc:
         _fail(exc)
     print_summary(reports, ctx.build_dir, ctx.manifest)
-    record = ctx.manifest.get("app")
-    finished = record is not None and record.status in ("done", "skipped") and reports[-1].name == "app" \
+    app = ctx.manifest.details("app")
+    finished = app is not None and reports[-1].name == "app" \
         and reports[-1].status in ("done", "skipped")  # never the details of an earlier run after a failed step
     if finished:
-        console.print(f"Xcode project: {_shown(ctx.build_dir / record.details['xcodeproj'])}", markup=False)
+        console.print(f"Xcode project: {_shown(ctx.build_dir / app.xcodeproj)}", markup=False)
     if as_json:
-        _print_json(ctx.build_dir, reports,
-                    xcodeproj=str(ctx.build_dir / record.details["xcodeproj"]) if finished else None)
+        _print_json(ctx.build_dir, reports, xcodeproj=str(ctx.build_dir / app.xcodeproj) if finished else None)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
 

@@ -99,7 +99,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
 
     def _latest_run(rep) -> Path:
         """No runs named: the newest run of the only build folder under ./build."""
-        from .buildfolder import BUILD_RUNS, builds_found, latest_run
+        from .buildfolder import builds_found, latest_run
+        from .buildlayout import BUILD_RUNS_DIR
 
         found = builds_found()
         if len(found) != 1:
@@ -107,7 +108,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                                   hint="gemmaios report <run-dir>... (or --compare A B)")
         newest = latest_run(found[0])
         if newest is None:
-            raise rep.ReportError(f"no runs given, and {found[0]}/{BUILD_RUNS} holds none",
+            raise rep.ReportError(f"no runs given, and {found[0]}/{BUILD_RUNS_DIR} holds none",
                                   hint="bench first: `gemmaios run --bench` (this machine) or `gemmaios bench` (iPhone)")
         console.print(f"[dim]report of {newest}[/dim]")
         return newest

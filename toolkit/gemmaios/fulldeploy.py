@@ -160,9 +160,8 @@ def build_for_deploy(request: DeployRequest, build_dir: Path, console: Console,
     _check_steps(reports, request, ctx.build_dir, say)
     if request.ipa is not None:
         return reports, Path(request.ipa)
-    record = ctx.manifest.get("sign")
-    ipa = record.details.get("ipa") if record is not None and record.status in ("done", "skipped") else None
-    return reports, ctx.path(ipa) if ipa else None
+    sign = ctx.manifest.details("sign")
+    return reports, ctx.path(sign.ipa) if sign is not None else None
 
 
 def deploy_summary(result) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .buildfolder import default_build_dir
+from .buildlayout import CHECKPOINT_RECORD
 from .checkpoint import require_inputs
 from .pipeline import BuildContext, BuildOptions, Pipeline, Step, StepOutcome, StepReport, write_json_atomic
 
@@ -28,7 +29,7 @@ class CheckpointStep(Step):
             # before any step loads a multimodal model: a text-only checkpoint, or the 12B's
             # bidirectional image blocks, stop here with UnsupportedInput saying why
             require_inputs(ckpt, ["text", "image"])
-        record = ctx.path("checkpoint.json")
+        record = ctx.path(CHECKPOINT_RECORD)
         write_json_atomic(record, {**ckpt.describe(), "fingerprint": ckpt.fingerprint()})
         outputs = [record]
         if ckpt.is_tiny:

@@ -20,11 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import contract, xctest
+from .buildlayout import XCTEST_RUNS_DIR
 from .errors import GemmaiosError
 from .files import write_json_atomic
 from .runners import In, Out, runner_for
-
-RUNS_OUT = "xctest-runs"
 
 
 class XCTestBenchError(GemmaiosError):
@@ -74,7 +73,7 @@ def job_command(products: Path, xctestrun: str, udids: Sequence[str], run_id: st
                                  "--domain-identifier", bundle_id, "--source", f"Documents/{contract.RUNS_DIR}/{name}",
                                  "--destination", f"{udid}/{name}"]) + f" > {q}/copy.log 2>&1 || true")
     lines.append("exit 0")
-    return ["/bin/sh", "-c", "\n".join(lines), "gemmaios-xctest", In(products), Out(RUNS_OUT, folder=True)]
+    return ["/bin/sh", "-c", "\n".join(lines), "gemmaios-xctest", In(products), Out(XCTEST_RUNS_DIR, folder=True)]
 
 
 def manual_command(build_dir: Path, udids: Sequence[str], run_id: str, trials: int) -> str:
@@ -116,7 +115,7 @@ def bench_xctest(build_dir: Path, udids: Sequence[str], *, trials: int = 3, mac:
                         resume="copy each <udid>/ folder's transcript into build/runs/ and run `gemmaios report`")
     xctestrun = find_xctestrun(products)
     bundle_id = host_bundle_id(xctestrun)
-    staging = build_dir / RUNS_OUT
+    staging = build_dir / XCTEST_RUNS_DIR
     try:
         status_fn(f"xcodebuild test-without-building on {len(udids)} destination(s) on {runner.describe()}")
         runner.run(job_command(products, xctestrun.name, udids, run_id, trials, bundle_id),

@@ -78,7 +78,7 @@ from .local import (
     local_files,
     read_app_package,
     read_deploy_record,
-    step_details,
+    signed_bundle_id,
     write_deploy_record,
 )
 from .progress import rich_progress
@@ -172,7 +172,7 @@ __all__ = [
     "read_device_manifest",
     "rich_progress",
     "run_preflight",
-    "step_details",
+    "signed_bundle_id",
     "tunnel_provider",
     "tunneld_address",
     "write_deploy_record",
