@@ -532,6 +532,7 @@ def tiny_train(
     steps: Annotated[int | None, typer.Option("--steps", min=10, help="training steps (the last fifth are int4 quantization-aware)")] = None,
     vision: Annotated[bool, typer.Option("--vision", help="retrain the tiny multimodal model (tiny-vision: ~6 min on a GPU, ~3 h on one CPU thread)")] = False,
     device: Annotated[str, typer.Option("--device", help="with --vision: cpu, or cuda to train on a GPU")] = "cpu",
+    as_json: JsonOpt = False,
 ) -> None:
     """Retrain the built-in tiny model on the generated corpus (CPU, minutes) and write its shipped weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -566,8 +567,11 @@ def tiny_train(
             result = tinymodel.train_tiny_vision(total, progress=show, device=device)
         else:
             result = train_tiny(total, progress=show)
+    record = tinymodel.ship(result, target) if vision else ship(result, target)
+    if as_json:  # the record ship() wrote beside the weights (training facts, margins, sha256s)
+        print(json.dumps({"out": str(target), "device": device, **record}, indent=2))
+        return
     if vision:
-        record = tinymodel.ship(result, target)
         grid = record["image_margins_int4_grid"]
         console.print(f"loss {record['training']['first_loss']} → {record['training']['final_loss']} in "
                       f"{record['training']['seconds']:.0f} s on {device}")
@@ -575,7 +579,6 @@ def tiny_train(
                       f"(fp32), {grid['answers_right']} on the int4 grid; margins median {record['image_margins']['median']}, "
                       f"min {record['image_margins']['min']} (int4 grid min {grid['min']})")
     else:
-        record = ship(result, target)
         margins = record["margins"]
         console.print(f"loss {record['training']['first_loss']} → {record['training']['final_loss']} "
                       f"in {record['training']['seconds']:.0f} s ({record['training']['qat_steps']} int4-aware steps)")
