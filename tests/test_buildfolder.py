@@ -207,7 +207,7 @@ def test_ctrl_c_during_a_host_bench_writes_no_transcript(tiny_app_builds, tmp_pa
 
 
 @pytest.mark.parametrize(("command", "target", "kept"), [
-    ("bench", "gemmaios.bench.bench", "nothing of this run was pulled into runs/"),
+    ("bench", "gemmaios.devicebench.bench", "nothing of this run was pulled into runs/"),
     ("deploy", "gemmaios.fulldeploy.deploy_all", "finished build steps and pushed files are kept"),
 ])
 def test_ctrl_c_during_a_device_bench_or_deploy_says_what_is_kept_and_exits_130(

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from gemmaios import contract as c
 from gemmaios import tables, transcript
 from gemmaios.archs import get_arch
-from gemmaios.bundle import write_metadata
+from gemmaios.bundlemetadata import write_metadata
 from gemmaios.cli import app as cli_app
 from gemmaios.decode_model import Gemma4Decode
 from gemmaios.oracle import Oracle

@@ -35,9 +35,9 @@ from devicesim import SimApp
 from devicesim.appbuild import package_app
 from typer.testing import CliRunner
 
-from gemmaios import bench as bench_mod
 from gemmaios import contract
 from gemmaios import device as dev
+from gemmaios import devicebench as bench_mod
 from gemmaios.archs import arch_for_product_type
 from gemmaios.cli import app as cli_app
 from gemmaios.payload import payload_plan

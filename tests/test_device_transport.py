@@ -25,9 +25,9 @@ from devicesim import DeviceSim, SimApp, SimDevice
 from devicesim.appbuild import package_app
 from typer.testing import CliRunner
 
-from gemmaios import bench as bench_mod
 from gemmaios import contract
 from gemmaios import device as dev
+from gemmaios import devicebench as bench_mod
 from gemmaios.cli import app as cli_app
 
 UDID = "00008150-000A1B2C3D4E5F61"

@@ -22,9 +22,9 @@ from devicebuild import BUNDLE_ID
 from devicesim import DeviceSim, SimApp, SimDevice
 from loopback_sshd import STANDIN_BIN, start_loopback_mac
 
-from gemmaios import bench as bench_mod
 from gemmaios import contract
 from gemmaios import device as dev
+from gemmaios import devicebench as bench_mod
 from gemmaios.device import devicectl as dctl
 from gemmaios.device.devicectl_errors import DevicectlFailed
 from gemmaios.device.errors import AppIdentifierMismatch, DeveloperNotTrusted

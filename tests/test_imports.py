@@ -34,7 +34,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # tables, kernels, images, the host runtime (its `run --bench` included)
     "model": (
         "gemmaios.checkpoint", "gemmaios.tiny", "gemmaios.tinycorpus", "gemmaios.tinytrain",
-        "gemmaios.decode_model", "gemmaios.hf_text", "gemmaios.parity", "gemmaios.quantize", "gemmaios.bundle",
+        "gemmaios.decode_model", "gemmaios.hf_text", "gemmaios.parity", "gemmaios.quantize", "gemmaios.bundlemetadata",
         "gemmaios.kernels", "gemmaios.convert.converter", "gemmaios.convert.export", "gemmaios.convert.gates",
         "gemmaios.convert.options", "gemmaios.oracle.determinism", "gemmaios.oracle.records",
         "gemmaios.oracle.reference", "gemmaios.oracle.scoring", "gemmaios.tables.layout",
@@ -45,11 +45,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "steps": (
         "gemmaios.pipeline", "gemmaios.steps", "gemmaios.compile", "gemmaios.sign", "gemmaios.runners",
         "gemmaios.patches", "gemmaios.payload", "gemmaios.app", "gemmaios.convert", "gemmaios.oracle",
-        "gemmaios.tables", "gemmaios.vision.bench", "gemmaios.buildfolder",
+        "gemmaios.tables", "gemmaios.vision.imagebench", "gemmaios.buildfolder",
     ),
     # after the build: the phone, benches and what is made of their logs
     "device/results": (
-        "gemmaios.device", "gemmaios.bench", "gemmaios.fulldeploy", "gemmaios.report", "gemmaios.doctor",
+        "gemmaios.device", "gemmaios.devicebench", "gemmaios.fulldeploy", "gemmaios.report", "gemmaios.doctor",
         "gemmaios.xctestbench", "gemmaios.farm",
     ),
     "cli": ("gemmaios.cli", "gemmaios.cli_device", "gemmaios.cli_results", "gemmaios.cli_run", "gemmaios.cli_options",

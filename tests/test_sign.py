@@ -331,7 +331,7 @@ def test_deploy_on_linux_without_a_mac_names_the_xcodebuild_commands(signable, t
 def test_deploy_model_tiny_bench_builds_signs_installs_pushes_benches_and_reports(
         loopback_mac, sim, engine_checkout, tmp_path, monkeypatch):
     """The done-when of issue 16: one `gemmaios deploy --model tiny --bench`, from nothing."""
-    from gemmaios import bench as bench_mod
+    from gemmaios import devicebench as bench_mod
 
     device = sim.add(SimDevice(udid=UDID, root=sim.folder / UDID))
     monkeypatch.chdir(tmp_path)

@@ -218,7 +218,7 @@ def _score_images(out: Console, console: Console, run, build_dir: Path | None, o
                   text_sha: str | None, *, quiet: bool = False):
     """A transcript's image prompts against the image oracle (<build>/oracle/images/, or images/ beside
     --oracle): None when there are none, the OracleScore, or what stopped them being scored (text)."""
-    from .vision.bench import image_oracle_folders, image_oracle_path, score_image_prompts
+    from .vision.imagebench import image_oracle_folders, image_oracle_path, score_image_prompts
 
     count = sum(1 for p in run.prompts if p.image)
     if not count:

@@ -8,7 +8,7 @@ Stages, each announced through `say` as it starts:
    configured stops here with the exact command (NeedsMacOS); a failed step stops with its error.
    With `--ipa` the user brings the signed app, and the sign step is not run.
 2. install + push: `gemmaios.device.deploy` with the signed .ipa the sign step recorded.
-3. bench (`--bench`): `gemmaios.bench.bench` on the same device, same app.
+3. bench (`--bench`): `gemmaios.devicebench.bench` on the same device, same app.
 4. report: `gemmaios report`'s code path (load_runs → build_report → write_report) on that run.
 """
 
@@ -181,7 +181,7 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
                progress=None) -> FullDeployResult:
     """Build what is missing, sign, install, push; with `request.bench`, bench and report. Each stage is
     announced with `say` before it runs."""
-    from . import bench as bench_mod
+    from . import devicebench as bench_mod
     from . import report as rep
     from .device import deploy as device_deploy
     from .device import find_app_package

@@ -80,7 +80,7 @@ def write_prompt_set(build_dir: Path, prompt_set: PromptSet | None) -> Path:
     for old in sorted(images.glob("*")) if images.is_dir() else []:
         if old not in wanted and old.is_file():
             old.unlink()
-    from ..vision.bench import write_image_file
+    from ..vision.imagebench import write_image_file
 
     for rel, png in sorted(prompt_set.image_sources.items()):
         write_image_file(Path(build_dir) / png, path.parent / rel)  # png: relative to the build folder

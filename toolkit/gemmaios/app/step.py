@@ -51,9 +51,9 @@ def _takes_images(metadata: Path) -> bool:
 
 
 def _with_image_prompts(text: PromptSet, image_oracle: Path, build_dir: Path) -> PromptSet:
-    """The text prompts, then one prompt per image-oracle picture (gemmaios.vision.bench); the pictures'
+    """The text prompts, then one prompt per image-oracle picture (gemmaios.vision.imagebench); the pictures'
     sources relative to the build folder, so a copied build renders the same settings."""
-    from ..vision import bench as image_bench
+    from ..vision import imagebench as image_bench
 
     try:
         prompts, sources = image_bench.image_prompts(image_oracle)
@@ -75,7 +75,7 @@ def _builtin_prompt_set(tokenizer_path: Path, max_new_tokens: int) -> PromptSet:
 
 
 def bundle_name_for(ctx: BuildContext) -> str:
-    """The bundle the convert step names for these options (bundle.bundle_name; an iPhone bundle has no
+    """The bundle the convert step names for these options (bundlename.bundle_name; an iPhone bundle has no
     flash-decode kernel), for a build whose convert step left no record."""
     from ..bundlename import bundle_name, model_key
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from .. import kernels
-from ..bundle import bundle_name, copy_tokenizer, write_metadata
+from ..bundlemetadata import copy_tokenizer, write_metadata
+from ..bundlename import bundle_name
 from ..checkpoint import Checkpoint
 from ..decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
 from ..files import replace_dir

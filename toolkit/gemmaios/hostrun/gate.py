@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import errors
-from .bundle import BundleInfo, asset_weight_bytes, estimate_step_seconds
+from .bundleinfo import BundleInfo, asset_weight_bytes, estimate_step_seconds
 from .errors import BundleGateFailed, HostRunError, Progress
 from .runner import BundleRunner
 from .transcripts import coreai_version

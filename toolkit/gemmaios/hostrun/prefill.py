@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import GemmaiosError
 from . import errors
-from .bundle import BundleInfo, asset_weight_bytes, estimate_step_seconds
+from .bundleinfo import BundleInfo, asset_weight_bytes, estimate_step_seconds
 from .errors import HostRunError, Progress
 from .runner import BundleRunner
 from .transcripts import coreai_version

@@ -14,7 +14,7 @@ from ..pipeline import finished_details
 from ..roofline import RooflineError
 from ..steprecords import OracleDetails
 from ..transcript import Transcript, TranscriptError, read_transcript
-from .bundle import BundleFacts, bundle_facts
+from .bundlefacts import BundleFacts, bundle_facts
 from .errors import ReportError
 
 
@@ -114,7 +114,7 @@ def _run_info(transcript: Path) -> dict:
 
 def _image_oracle(oracle_path: Path | None, build_dir: Path | None, oracle: OracleDetails | None) -> Path | None:
     """The image oracle's folder: beside an oracle.json given by name (<oracle dir>/images/), else the build's."""
-    from ..vision.bench import image_oracle_folders, image_oracle_path
+    from ..vision.imagebench import image_oracle_folders, image_oracle_path
 
     recorded = oracle.image_oracle if oracle is not None else None
     folders = image_oracle_folders(oracle_path, build_dir, recorded)

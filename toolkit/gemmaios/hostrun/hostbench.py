@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundle import BundleInfo, find_bundle
+from .bundleinfo import BundleInfo, find_bundle
 from .errors import HOST_PLATFORM, HostRunError
 from .runner import BundleRunner
 from .transcripts import host_device, run_id_now, transcript_records
