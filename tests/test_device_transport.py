@@ -463,7 +463,7 @@ def test_only_crash_reports_count_as_crashes():
 
 @pytest.fixture
 def build(tiny_app_builds, tmp_path) -> Path:
-    out = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path / "build")
+    out = copy_build(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS], tmp_path / "build")
     shrink_prompt_set(out)
     package_app(out)
     return out

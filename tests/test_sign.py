@@ -58,7 +58,7 @@ not_on_mac = pytest.mark.skipif(platform.system() == "Darwin", reason="on macOS 
 @pytest.fixture(scope="module")
 def signable(tiny_app_builds, tmp_path_factory, engine_checkout) -> Path:
     """The session's tiny documents build with its engine package prepared (the project resolves)."""
-    build = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path_factory.mktemp("signable") / "build")
+    build = copy_build(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS], tmp_path_factory.mktemp("signable") / "build")
     options = _options(build)
     options.extra["app"] = {**options.extra["app"], "engine_source": engine_checkout}
     ctx = BuildContext(build, options, console=Console(file=io.StringIO()))
@@ -161,7 +161,7 @@ def test_standin_xcodebuild_checks_its_arguments(signable, tmp_path):
 
 def test_standin_refuses_a_project_whose_engine_package_is_missing(tiny_app_builds, tmp_path):
     """The session build has no engine package (no network, no checkout): real Xcode cannot resolve it."""
-    project = project_of(tiny_app_builds[contract.DOCUMENTS])
+    project = project_of(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS])
     done = run_standin("-project", project / f"{project.name}.xcodeproj", "-scheme", project.name, "-configuration",
                        "Release", "-destination", "generic/platform=iOS", "-archivePath", tmp_path / "a.xcarchive",
                        "archive", "-allowProvisioningUpdates", f"DEVELOPMENT_TEAM={TEAM}")
@@ -239,7 +239,7 @@ def test_missing_team_id_says_where_to_put_it(loopback_mac, signable, tmp_path):
 
 
 def test_engine_package_not_ready_is_named_before_xcodebuild_runs(loopback_mac, tiny_app_builds, tmp_path):
-    build = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path / "b")
+    build = copy_build(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS], tmp_path / "b")
     calls = len(loopback_mac.xcodebuild_calls())
     _, report = run_sign(build, mac=loopback_mac, tmp_path=tmp_path)
     assert report.status == PENDING and "engine package is pending" in report.message
@@ -363,7 +363,7 @@ def test_deploy_model_tiny_bench_builds_signs_installs_pushes_benches_and_report
     # installed: the signed .ipa the sign step recorded; pushed: the payload, compiled asset included
     record = json.loads((build / "deploy.json").read_text())["devices"][UDID]
     assert record["package"]["sha256"] == steps["sign"]["details"]["ipa_sha256"]
-    assert device.installs and record["bundle_location"] == contract.DOCUMENTS
+    assert device.installs and record["bundle_location"] == contract.PUSHED_TO_DOCUMENTS
     aimodelc = Path(steps["compile"]["details"]["aimodelc"]).name
     assert any(aimodelc in rel for rel in record["payload"]) and len(record["payload"]) >= 5
     # benched and reported: the app ran the bundle, scored token-exact against the fp32 oracle

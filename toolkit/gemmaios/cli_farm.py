@@ -111,7 +111,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             if not inputs.test_package.is_file():
                 raise flow.FarmError(f"no test package at {inputs.test_package}",
                                      hint=f"gemmaios sign --build {build} --xctest (build-for-testing), or pass --test-package")
-            if payload is None and dev.bundle_location(build) == contract.DOCUMENTS:
+            if payload is None and dev.bundle_location(build) == contract.PUSHED_TO_DOCUMENTS:
                 raise flow.FarmError(f"{build} is a `documents` build: its app carries no model, and Device Farm "
                                      "delivers one only as extra data",
                                      hint="pass --payload <zip of the payload> (extracted into the app's sandbox), "

@@ -2,7 +2,7 @@
 
 Launch: DVT process control (`ProcessControl.launch`) with exactly the contract's launch
 settings (`gemmaios.contract.ENV`: bench flag, trials, run id, and the device's UDID, which an
-app cannot read itself). The app writes `Documents/<contract.RUNS_DIR>/<run_id>.jsonl`; we poll
+app cannot read itself). The app writes `Documents/<contract.APP_RUNS_DIR>/<run_id>.jsonl`; we poll
 it over house_arrest/AFC until the footer appears, the process is gone, or the timeout
 passes. A process gone without a footer is classified from the device's crash reports (a
 JetsamEvent that killed the pid we launched → jetsam kill; a crash report, bug_type 309, of
@@ -41,7 +41,7 @@ from .device.devicectl import Devicectl, devicectl_for, phone_only_on_the_mac, w
 from .device.runs import COMPLETED, CRASHED, EXITED, JETSAM, TIMEOUT, launch_ended, run_footer
 from .files import write_json_atomic
 
-DEVICE_RUNS = f"{dev.DOCUMENTS}/{contract.RUNS_DIR}"
+DEVICE_RUNS = f"{dev.AFC_DOCUMENTS}/{contract.APP_RUNS_DIR}"
 UNLOCK_SETTLE_SECONDS = 300  # a just-unlocked iPhone under-reads ~35% (seed note)
 LOW_BATTERY = 0.3
 AWAKE_MARGIN_SECONDS = 300  # the phone is kept awake for the bench's timeout plus this (preflight, pulls)

@@ -77,7 +77,7 @@ class PayloadPlan:
 
     def documents_files(self) -> list[tuple[Path, str]]:
         """(local file, path inside Documents): the payload for `documents`, else nothing."""
-        if self.location != c.DOCUMENTS:
+        if self.location != c.PUSHED_TO_DOCUMENTS:
             return []
         return [(f.source, f"{c.PAYLOAD_DIR}/{f.dest}") for f in self.files]
 

@@ -70,7 +70,7 @@ def job_command(products: Path, xctestrun: str, udids: Sequence[str], run_id: st
         q = shlex.quote(udid)
         lines.append(shlex.join(["xcrun", "devicectl", "device", "copy", "from", "--device", udid,
                                  "--json-output", f"{udid}/copy.json", "--domain-type", "appDataContainer",
-                                 "--domain-identifier", bundle_id, "--source", f"Documents/{contract.RUNS_DIR}/{name}",
+                                 "--domain-identifier", bundle_id, "--source", f"Documents/{contract.APP_RUNS_DIR}/{name}",
                                  "--destination", f"{udid}/{name}"]) + f" > {q}/copy.log 2>&1 || true")
     lines.append("exit 0")
     return ["/bin/sh", "-c", "\n".join(lines), "gemmaios-xctest", In(products), Out(XCTEST_RUNS_DIR, folder=True)]

@@ -83,8 +83,8 @@ from .local import (
 )
 from .progress import rich_progress
 from .transfer import (
+    AFC_DOCUMENTS,
     CHUNK_BYTES,
-    DOCUMENTS,
     RESUME_CHECK_BYTES,
     ProgressFn,
     PushReport,
@@ -105,7 +105,7 @@ __all__ = [
     "DDI_COMMAND",
     "DEPLOY_RECORD",
     "DEPLOY_RECORD_SCHEMA",
-    "DOCUMENTS",
+    "AFC_DOCUMENTS",
     "DeployResult",
     "DeveloperImageNotMounted",
     "DeveloperModeOff",
