@@ -186,7 +186,7 @@ def test_runner_refuses_bad_inputs(tiny_bundle_builds, tmp_path):
 
 def test_large_bundle_gate_is_skipped_and_says_why(tiny_bundle_builds, monkeypatch):
     out = tiny_bundle_builds("int4", "provider")
-    monkeypatch.setattr(hostrun.errors, "LARGE_BUNDLE_BYTES", 1)
+    monkeypatch.setattr(hostrun.hostfacts, "LARGE_BUNDLE_BYTES", 1)
     from gemmaios.checkpoint import resolve_checkpoint
 
     check = hostrun.build_bundle_check(resolve_checkpoint(str(out / "checkpoint")), out / ORACLE_FILE, out / "tables",

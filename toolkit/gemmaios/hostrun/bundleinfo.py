@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..buildlayout import BUNDLES_DIR
 from ..files import sha256_file
-from .errors import CPU_SECONDS_PER_GB, HostRunError
+from .errors import HostRunError
+from .hostfacts import CPU_SECONDS_PER_GB
 
 
 @dataclass

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .bundleinfo import BundleInfo, find_bundle
-from .errors import HOST_PLATFORM, HostRunError
+from .errors import HostRunError
+from .hostfacts import HOST_PLATFORM
 from .runner import BundleRunner
 from .transcripts import host_device, run_id_now, transcript_records
 

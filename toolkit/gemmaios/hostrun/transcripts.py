@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from .. import __version__
-from .errors import HOST_PLATFORM, Progress
+from .hostfacts import HOST_PLATFORM, Progress
 from .runner import BundleRunner
 
 
