@@ -147,3 +147,8 @@ def test_the_bundle_name_and_the_build_paths_are_spelled_in_one_place():
     literal = re.compile(rf"""^(?!PAYLOAD_)[A-Z_]+ = f?["']({layout})["']""", re.MULTILINE)
     defined = {name: literal.findall(text) for name, text in _sources().items() if name != "buildlayout.py"}
     assert {name: found for name, found in defined.items() if found} == {}
+    # nor joined onto a build folder by hand (`build_dir / "runs"`, `ctx.path("oracle", "oracle.json")`)
+    first = "|".join(re.escape(v.split("/")[0]) for k, v in vars(buildlayout).items() if k.isupper())
+    joined = re.compile(rf"""(?:build_dir\)?|build|ctx)\s*(?:/|\.path\()\s*["']({first})["']""")
+    by_hand = {name: joined.findall(text) for name, text in _sources().items()}
+    assert {name: found for name, found in by_hand.items() if found} == {}

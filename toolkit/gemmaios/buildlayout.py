@@ -25,3 +25,5 @@ XCTEST_RUNS_DIR = "xctest-runs"  # xctest-runs/<run id>/: transcripts from `xcod
 DEPLOY_RECORD = "deploy.json"  # what deploy installed, per device (bench reads it)
 FARM_DIR = "farm"  # farm/: AWS Device Farm uploads and results
 CACHE_DIR = ".gemmaios-cache"  # hashes of the payload files, by size and mtime
+REPORTS_DIR = "reports"  # reports/: `gemmaios report`'s Markdown/HTML/JSON (xctest-<run id>/ for XCTest benches)
+SIGNED_PRODUCTS = f"{SIGN_DIR}/xctest"  # sign/xctest/: build-for-testing's Build/Products (xctest.PRODUCTS_DIR)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from . import crash, quiet
 from .archs import get_arch
+from .buildlayout import ORACLE_FILE
 from .cli_console import interrupted, terminal
 from .cli_options import (
     AllowTblOpt,
@@ -492,7 +493,7 @@ def oracle(
     print_summary(reports, ctx.build_dir, ctx.manifest)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
-    path = ctx.path("oracle", "oracle.json")
+    path = ctx.path(ORACLE_FILE)
     if as_json:
         _print_json(ctx.build_dir, reports, oracle=str(path))
     else:

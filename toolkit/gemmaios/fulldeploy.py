@@ -21,6 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .buildlayout import MANIFEST_NAME
 from .errors import NeedsMacOS, StepFailed
 from .pipeline import FAILED, PENDING, BuildOptions, Manifest, StepReport
 
@@ -189,7 +190,7 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
 
     console = console or Console(stderr=True)
     build_dir = Path(request.build_dir) if request.build_dir else default_build_dir(request.options)
-    if request.options is None and not (build_dir / "build.json").is_file():
+    if request.options is None and not (build_dir / MANIFEST_NAME).is_file():
         raise StepFailed(f"{build_dir} is not a build folder (no build.json)",
                          hint="pass --model tiny (or a checkpoint) to build one, or --out an existing build")
 

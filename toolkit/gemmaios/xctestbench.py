@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import contract, xctest
-from .buildlayout import XCTEST_RUNS_DIR
+from .buildlayout import BUILD_RUNS_DIR, REPORTS_DIR, SIGNED_PRODUCTS, XCTEST_RUNS_DIR
 from .errors import GemmaiosError
 from .files import write_json_atomic
 from .runners import In, Out, runner_for
@@ -77,7 +77,7 @@ def job_command(products: Path, xctestrun: str, udids: Sequence[str], run_id: st
 
 
 def manual_command(build_dir: Path, udids: Sequence[str], run_id: str, trials: int) -> str:
-    products = Path(build_dir) / "sign" / xctest.PRODUCTS_DIR
+    products = Path(build_dir) / SIGNED_PRODUCTS
     env = " ".join(f"{k}={v}" for k, v in xctest.runner_environment(run_id, trials, "<udid>").items())
     one = shlex.join(test_argv(f"{products}/<scheme>.xctestrun", "<udid>", "<udid>/bench.xcresult"))
     return f"for each of {', '.join(udids)}: {env} {one}"
@@ -108,7 +108,7 @@ def bench_xctest(build_dir: Path, udids: Sequence[str], *, trials: int = 3, mac:
         raise XCTestBenchError("no destination given", hint="pass --destination id=<udid> (repeatable)")
     if len(set(udids)) != len(udids):
         raise XCTestBenchError(f"a destination is named twice: {udids}", hint="name each phone once")
-    products = build_dir / "sign" / xctest.PRODUCTS_DIR
+    products = build_dir / SIGNED_PRODUCTS
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     command = manual_command(build_dir, udids, run_id, trials)
     runner = runner_for(mac, ssh_options, workdir, pending_command=command,
@@ -125,7 +125,7 @@ def bench_xctest(build_dir: Path, udids: Sequence[str], *, trials: int = 3, mac:
     result = XCTestBenchResult(run_id)
     for udid in udids:
         got = staging / udid
-        run_dir = build_dir / "runs" / f"{run_id}-{udid}"
+        run_dir = build_dir / BUILD_RUNS_DIR / f"{run_id}-{udid}"
         run_dir.mkdir(parents=True, exist_ok=True)
         for item in got.iterdir() if got.is_dir() else []:
             shutil.move(str(item), run_dir / item.name)
@@ -144,7 +144,7 @@ def bench_xctest(build_dir: Path, udids: Sequence[str], *, trials: int = 3, mac:
     if pulled:
         from . import report as rep
 
-        result.report_dir = build_dir / "reports" / f"xctest-{run_id}"
+        result.report_dir = build_dir / REPORTS_DIR / f"xctest-{run_id}"
         rep.write_report(rep.build_report(rep.load_runs(pulled)), result.report_dir)
     failed = [d for d in result.destinations if d.status != "completed"]
     if failed:

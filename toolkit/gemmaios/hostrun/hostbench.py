@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..buildlayout import BUILD_RUNS_DIR, TABLES_DIR
 from .bundleinfo import BundleInfo, find_bundle
 from .errors import HostRunError
 from .hostfacts import HOST_PLATFORM
@@ -83,8 +84,8 @@ def host_bench(
     tokens = max_new_tokens or oracle.max_new_tokens
     prompts = [(p.id, p.prompt_ids) for p in oracle.prompts]
     run_id = run_id_now()
-    run_dir = build_dir / "runs" / f"{run_id}-host"
-    tables = build_dir / "tables"
+    run_dir = build_dir / BUILD_RUNS_DIR / f"{run_id}-host"
+    tables = build_dir / TABLES_DIR
     with BundleRunner(bundle_dir, tables if tables.is_dir() else None) as runner:
         advance = progress_factory(trials * len(prompts)) if progress_factory else None
         records = transcript_records(runner, prompts, prompt_set=oracle.prompt_set, max_new_tokens=tokens,
