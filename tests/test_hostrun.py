@@ -161,9 +161,12 @@ def _assert_host_report(runner, app, out: Path) -> None:
     assert "prefill tok/s =" in definitions and "peak footprint =" in definitions
     data = json.loads((reports / "report.json").read_text())
     assert not any("thermalState" in d for d in data["definitions"])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     fig = figures(summary)["tok/s per trial"]
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
     [ax] = fig.axes
     legend = ax.get_legend().get_window_extent(renderer)
     bars = [patch.get_window_extent(renderer) for patch in ax.patches]

@@ -14,7 +14,7 @@ from ..bundlename import model_key_of
 from ..files import sha256_file
 from ..pipeline import finished_details
 from ..registry import MODELS
-from ..roofline import GB, estimate_weight_bytes, ple_row_bytes
+from ..roofline import estimate_weight_bytes, ple_row_bytes, size_text
 from ..transcript import Transcript
 from .errors import ReportError
 
@@ -117,7 +117,7 @@ def bundle_facts_from_dir(bundle_dir: Path, table_shape: list[int] | None = None
         untied = _untied_embedding_bytes(ours)
         if untied:
             weight_bytes -= untied
-            weight_src += (f" less the fp16 embedding table ({untied / GB:.3f} GB net; head_quant "
+            weight_src += (f" less the fp16 embedding table ({size_text(untied)} net; head_quant "
                            f"{ours.get('head_quant')}: the untied head is read whole, the embedding one row per token)")
     kv = 0
     states = ours.get("states") or []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..roofline import GB
+from ..roofline import size_text
 from .build import Report
 from .comparison import Comparison
 from .protocol import prompt_lengths_line
@@ -14,13 +14,7 @@ def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
 
 
 def _gb(value: float | None) -> str:
-    """A byte count in the unit that shows it (a tiny model's weights are not `0.000 GB`)."""
-    if value is None:
-        return "—"
-    for unit, size in (("GB", GB), ("MB", 1e6), ("KB", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.2f} {unit}"
-    return f"{value:.0f} B"
+    return "—" if value is None else size_text(value)
 
 
 def _trials_line(s: RunSummary) -> str:
