@@ -87,20 +87,20 @@ def main() -> None:
         build = make_build(root, args.mib)
         print(f"payload {args.mib} MiB, chunk {dev.CHUNK_BYTES >> 20} MiB, loopback simulator")
         timed("hash the payload (first time)", lambda: dev.local_files(build), args.mib)
-        timed("first deploy, no read-back", lambda: dev.deploy(build, verify=False), args.mib)
+        timed("first deploy, no read-back", lambda: dev.deploy(build, verify=False, allow_uncompiled=True), args.mib)
         shutil.rmtree(device.container("dev.gemmaios.bench") / "Documents")
         (device.container("dev.gemmaios.bench") / "Documents").mkdir()
-        timed("first deploy, sha256 read-back", lambda: dev.deploy(build), args.mib)
-        timed("re-deploy, all identical (skipped)", lambda: dev.deploy(build))
+        timed("first deploy, sha256 read-back", lambda: dev.deploy(build, allow_uncompiled=True), args.mib)
+        timed("re-deploy, all identical (skipped)", lambda: dev.deploy(build, allow_uncompiled=True))
         weights = next(build.rglob("weights.bin"))
         data = weights.read_bytes()
         weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the weights changed: their file goes again
         device.unplug_after_bytes = len(data) // 2
         try:
-            dev.deploy(build, verify=False)
+            dev.deploy(build, verify=False, allow_uncompiled=True)
         except dev.DeviceDisconnected:
             pass
-        result = timed("resume after an unplug half-way", lambda: dev.deploy(build, verify=False))
+        result = timed("resume after an unplug half-way", lambda: dev.deploy(build, verify=False, allow_uncompiled=True))
         print(f"  resumed at {result.push.resumed} bytes, sent {result.push.bytes_sent / (1 << 20):.1f} MiB")
         sim.stop()
     finally:
