@@ -292,7 +292,7 @@ def build(tiny_app_builds, tmp_path) -> Path:
 
     from gemmaios import contract
 
-    return make_build(tiny_app_builds, tmp_path, contract.DOCUMENTS)
+    return make_build(tiny_app_builds, tmp_path, contract.PUSHED_TO_DOCUMENTS)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gemmaios import contract as c
 from gemmaios.app import PromptSet
-from gemmaios.bundle import write_metadata
+from gemmaios.bundlemetadata import write_metadata
 
 NAME = "gemma4_tiny_decode_int4"
 

@@ -70,7 +70,7 @@ def with_prefill_chunk(build: Path) -> Path:
     """A tiny app build (devicebuild) converted again with --prefill-chunk 8 and its app re-rendered."""
     from devicebuild import tiny_options
 
-    options = tiny_options(contract.DOCUMENTS)
+    options = tiny_options(contract.PUSHED_TO_DOCUMENTS)
     options.prefill_chunk = "8"
     _, reports = run_build(options, build, only={"convert", "app"})
     assert {r.name: r.status for r in reports} == {"convert": "done", "app": "done"}, [r.message for r in reports]
@@ -85,7 +85,7 @@ def vision_bundle_build(out: Path) -> Path:
 def render_vision_app(build: Path) -> Path:
     """The app step on a vision build, for the `documents` bundle location."""
     options = BuildOptions(model="tiny-vision", quant="int4", vision=True)
-    options.extra["app"] = {"allow_uncompiled": True, "allow_clone": False, "bundle_location": contract.DOCUMENTS,
+    options.extra["app"] = {"allow_uncompiled": True, "allow_clone": False, "bundle_location": contract.PUSHED_TO_DOCUMENTS,
                             "bundle_id": BUNDLE_ID}
     _, reports = run_build(options, build, only={"checkpoint", "app"})
     status = {r.name: (r.status, r.message) for r in reports}

@@ -77,10 +77,10 @@ def test_tiny_build_renders_the_project(app_build):
     ctx, reports = app_build
     assert [r.status for r in reports if r.name == "app"] == ["done"]
     details = ctx.manifest.get("app").details
-    project = ctx.build_dir / details["project"]
+    project = ctx.build_dir / details.project
     assert (project / "GemmaBench.xcodeproj" / "project.pbxproj").is_file()
-    assert details["engine"]["status"] == "ready"
-    assert details["engine"]["applied"] == [p.name for p in load_series().patches]
+    assert details.engine.status == "ready"
+    assert details.engine.applied == [p.name for p in load_series().patches]
 
 
 def test_entitlements_and_info_plist(app_build):
@@ -259,12 +259,12 @@ def test_bundled_app_holds_exactly_the_payload(app_build):
 
     ctx, _ = app_build
     details = ctx.manifest.get("app").details
-    assert details["bundle_location"] == "bundled" and details["prompt_set"] == "app/prompts.json"
+    assert details.bundle_location == "bundled" and details.prompt_set == "app/prompts.json"
     project_dir = ctx.path("app", "GemmaBench")
     staged = sorted(p.relative_to(project_dir).as_posix() for p in (project_dir / contract.PAYLOAD_DIR).rglob("*")
                     if p.is_file())
     plan = payload_plan(ctx.build_dir, "bundled")
-    assert staged == sorted(dest for _, dest in plan.app_files()) == sorted(details["app_payload"])
+    assert staged == sorted(dest for _, dest in plan.app_files()) == sorted(details.app_payload)
     assert plan.documents_files() == []  # deploy pushes none of it
     assert f"{contract.PAYLOAD_DIR}/{contract.PROMPT_SET_FILE}" in staged
     assert any(p.endswith(contract.TABLE_I8_FILE) for p in staged)

@@ -20,8 +20,8 @@ from devicesim import SimApp
 from swift_toolchain import vectors
 from typer.testing import CliRunner
 
-from gemmaios import bench as bench_mod
 from gemmaios import contract
+from gemmaios import devicebench as bench_mod
 from gemmaios.cli import app as cli_app
 from gemmaios.report import build_report, load_runs, plots, render_json, render_markdown
 from gemmaios.report.protocol import NOMINAL_VOLTAGE_V

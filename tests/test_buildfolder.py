@@ -207,7 +207,7 @@ def test_ctrl_c_during_a_host_bench_writes_no_transcript(tiny_app_builds, tmp_pa
 
 
 @pytest.mark.parametrize(("command", "target", "kept"), [
-    ("bench", "gemmaios.bench.bench", "nothing of this run was pulled into runs/"),
+    ("bench", "gemmaios.devicebench.bench", "nothing of this run was pulled into runs/"),
     ("deploy", "gemmaios.fulldeploy.deploy_all", "finished build steps and pushed files are kept"),
 ])
 def test_ctrl_c_during_a_device_bench_or_deploy_says_what_is_kept_and_exits_130(
@@ -230,24 +230,25 @@ def test_ctrl_c_during_a_device_bench_or_deploy_says_what_is_kept_and_exits_130(
 
 
 def test_the_readers_of_build_json_name_a_damaged_one_instead_of_reading_an_empty_build(tmp_path):
-    """device/local and payload (through pipeline.recorded_details) and report/bundle read build.json through
-    pipeline.Manifest: before issue 26 each parsed it by hand and took a damaged file for a build with no steps."""
-    from gemmaios.device.local import build_arch, step_details
+    """device/local, payload and report read build.json through pipeline.finished_details (typed records,
+    steprecords): before issue 26 each parsed it by hand and took a damaged file for a build with no steps."""
+    from gemmaios.device.local import build_arch, bundle_location, signed_bundle_id
     from gemmaios.errors import BuildError
-    from gemmaios.pipeline import recorded_details
+    from gemmaios.payload import payload_plan
+    from gemmaios.pipeline import finished_details
 
     folder = _folder(tmp_path, arch="h17p")
-    assert build_arch(folder) == "h17p" and step_details(folder, "app") == {}
-    assert recorded_details(tmp_path / "not-a-build", "convert") == {}
-    (folder / "build.json").write_text('{"schema": 1, "steps": {"half')
-    for read in (lambda: build_arch(folder), lambda: step_details(folder, "app"),
-                 lambda: recorded_details(folder, "convert")):
+    assert build_arch(folder) == "h17p" and bundle_location(folder) == "bundled" and signed_bundle_id(folder) is None
+    assert finished_details(tmp_path / "not-a-build", "convert") is None
+    (folder / "build.json").write_text('{"schema": 2, "steps": {"half')
+    for read in (lambda: build_arch(folder), lambda: bundle_location(folder), lambda: payload_plan(folder),
+                 lambda: finished_details(folder, "convert")):
         with pytest.raises(BuildError, match="not valid JSON"):
             read()
     # valid JSON whose step record lacks the pipeline's fields (written by hand or by another tool)
     (folder / "build.json").write_text(json.dumps({"schema": MANIFEST_SCHEMA, "steps": {"app": {"details": {}}}}))
     with pytest.raises(BuildError, match="the app step's record is damaged") as err:
-        step_details(folder, "app")
+        bundle_location(folder)
     assert "gemmaios build --force --out" in err.value.hint  # a command that exists for every step
 
 

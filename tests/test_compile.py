@@ -44,6 +44,7 @@ from gemmaios.pipeline import (
     outputs_intact,
     sha256_file,
 )
+from gemmaios.steprecords import ConvertDetails
 
 H18P = get_arch("h18p")
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,9 @@ def seed_convert(build_dir: Path, options: BuildOptions) -> Path:
         if p.is_file():
             outputs[str(p.relative_to(ctx.build_dir))] = {
                 "sha256": sha256_file(p), "size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
-    details = {"bundle_dir": rel, "name": NAME, "aimodel": f"{rel}/{NAME}.aimodel", "quant": "int4"}
+    details = ConvertDetails(bundle_dir=rel, name=NAME, aimodel=f"{rel}/{NAME}.aimodel",
+                             metadata=f"{rel}/metadata.json", quant="int4", head_quant="int4", ple="provider",
+                             max_context=64)
     ctx.manifest.record("convert", StepRecord(status=DONE, fingerprint="convert-fp-" + outputs[
         f"{rel}/{NAME}.aimodel/main.mlirb"]["sha256"][:8], inputs={}, outputs=outputs, details=details))
     return bundle
@@ -158,7 +161,7 @@ def test_pending_without_a_mac_then_resume_from_the_printed_command(tmp_path):
     assert report.status == PENDING
     assert report.command == manual_command(bundle, f"{NAME}.aimodel", H18P)
     assert "--platform iOS --preferred-compute gpu --architecture h18p --expect-frequent-reshapes" in report.command
-    assert ctx.manifest.get("compile").details["command"] == report.command
+    assert ctx.manifest.get("compile").details.command == report.command
     assert main_asset(bundle) == f"{NAME}.aimodel"  # untouched
 
     # The user runs exactly that command on a Mac (here: the stand-in on PATH) and copies the result back.
@@ -170,8 +173,8 @@ def test_pending_without_a_mac_then_resume_from_the_printed_command(tmp_path):
     ctx, report = run_compile(build, options)
     assert report.status == DONE
     record = ctx.manifest.get("compile")
-    assert record.details["picked_up"] is True
-    assert record.details["aimodelc"] == f"bundle/{NAME}/{NAME}.h18p.aimodelc"
+    assert record.details.picked_up is True
+    assert record.details.aimodelc == f"bundle/{NAME}/{NAME}.h18p.aimodelc"
     assert record.tools["coreai-build"] == "coreai-build-0.0-gemmaios-test-stand-in"
     assert main_asset(bundle) == target.name and main_asset(bundle, "metadata.mac.json") == f"{NAME}.aimodel"
     # convert's record of metadata.json was re-stamped: the next build does not re-convert.
@@ -214,12 +217,12 @@ def test_step_compiles_over_ssh_and_records_tool_and_command(loopback_mac, tmp_p
     assert report.status == DONE, report.message
     record = ctx.manifest.get("compile")
     d = record.details
-    assert d["host"] == loopback_mac.target and d["picked_up"] is False
-    assert d["command"].startswith(f"xcrun coreai-build compile {tmp_path}/remote/job-")
-    assert d["command"].endswith("--platform iOS --preferred-compute gpu --architecture h18p "
+    assert d.host == loopback_mac.target and d.picked_up is False
+    assert d.command.startswith(f"xcrun coreai-build compile {tmp_path}/remote/job-")
+    assert d.command.endswith("--platform iOS --preferred-compute gpu --architecture h18p "
                                  "--expect-frequent-reshapes")
-    assert d["tool_version"].startswith("coreai-build-0.0-gemmaios-test-stand-in")
-    assert record.tools["coreai-build"] == d["tool_version"]
+    assert d.tool_version.startswith("coreai-build-0.0-gemmaios-test-stand-in")
+    assert record.tools["coreai-build"] == d.tool_version
     assert main_asset(bundle) == f"{NAME}.h18p.aimodelc"
     assert f"bundle/{NAME}/{NAME}.h18p.aimodelc/main-h18p.mlirb" in record.outputs
     argv = [c["argv"] for c in loopback_mac.calls()[calls_before:]]
@@ -235,7 +238,7 @@ def test_step_compiles_over_ssh_and_records_tool_and_command(loopback_mac, tmp_p
     assert report.status == DONE and report.message.startswith("reused")
     assert len(loopback_mac.calls()) == calls_before
     assert main_asset(bundle) == f"{NAME}.h18p.aimodelc"
-    assert ctx.manifest.get("compile").details["host"] == loopback_mac.target
+    assert ctx.manifest.get("compile").details.host == loopback_mac.target
 
 
 def test_failed_remote_compile_fails_the_step_with_the_tool_output(loopback_mac, tmp_path):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from gemmaios import contract as c
 from gemmaios import tables, transcript
 from gemmaios.archs import get_arch
-from gemmaios.bundle import write_metadata
+from gemmaios.bundlemetadata import write_metadata
 from gemmaios.cli import app as cli_app
 from gemmaios.decode_model import Gemma4Decode
 from gemmaios.oracle import Oracle
@@ -131,7 +131,7 @@ def _bundle(build: Path, *, ple: str = "provider", compiled: str | None = "h18p"
 def test_payload_is_what_the_app_reads_and_lands_in_one_place(tmp_path, ple):
     bundle = _bundle(tmp_path, ple=ple)
     bundled = payload_plan(tmp_path, c.BUNDLED, bundle_dir=bundle, ple=ple)
-    documents = payload_plan(tmp_path, c.DOCUMENTS, bundle_dir=bundle, ple=ple)
+    documents = payload_plan(tmp_path, c.PUSHED_TO_DOCUMENTS, bundle_dir=bundle, ple=ple)
     assert bundled.documents_files() == [] and documents.app_files() == []
     assert [d for _, d in bundled.app_files()] == [d for _, d in documents.documents_files()]
     dests = sorted(d for _, d in bundled.app_files())
@@ -145,7 +145,7 @@ def test_payload_is_what_the_app_reads_and_lands_in_one_place(tmp_path, ple):
 
 def test_uncompiled_payload_carries_the_aimodel_only(tmp_path):
     bundle = _bundle(tmp_path, compiled=None)
-    dests = [d for _, d in payload_plan(tmp_path, c.DOCUMENTS, bundle_dir=bundle).documents_files()]
+    dests = [d for _, d in payload_plan(tmp_path, c.PUSHED_TO_DOCUMENTS, bundle_dir=bundle).documents_files()]
     assert f"{c.PAYLOAD_DIR}/bundle/b/b.aimodel/weights.bin" in dests
     assert not any("aimodelc" in d for d in dests)
 
@@ -154,12 +154,12 @@ def test_payload_plan_names_what_is_missing(tmp_path):
     bundle = _bundle(tmp_path)
     (tmp_path / "tables" / c.TABLE_SCALE_FILE).unlink()
     with pytest.raises(PayloadError, match=c.TABLE_SCALE_FILE):
-        payload_plan(tmp_path, c.DOCUMENTS, bundle_dir=bundle, ple="provider")
+        payload_plan(tmp_path, c.PUSHED_TO_DOCUMENTS, bundle_dir=bundle, ple="provider")
     (tmp_path / "app" / c.PROMPT_SET_FILE).unlink()
     with pytest.raises(PayloadError, match="prompt set"):
-        payload_plan(tmp_path, c.DOCUMENTS, bundle_dir=bundle, ple="none")
+        payload_plan(tmp_path, c.PUSHED_TO_DOCUMENTS, bundle_dir=bundle, ple="none")
     with pytest.raises(PayloadError, match="no converted bundle"):
-        payload_plan(tmp_path / "empty", c.DOCUMENTS)
+        payload_plan(tmp_path / "empty", c.PUSHED_TO_DOCUMENTS)
     with pytest.raises(PayloadError, match="bundle location"):
         payload_plan(tmp_path, "cloud", bundle_dir=bundle)
 

@@ -35,9 +35,9 @@ from devicesim import SimApp
 from devicesim.appbuild import package_app
 from typer.testing import CliRunner
 
-from gemmaios import bench as bench_mod
 from gemmaios import contract
 from gemmaios import device as dev
+from gemmaios import devicebench as bench_mod
 from gemmaios.archs import arch_for_product_type
 from gemmaios.cli import app as cli_app
 from gemmaios.payload import payload_plan
@@ -81,8 +81,8 @@ def test_deploy_pushes_exactly_the_payload_plan_and_records_the_install(sim, bui
     device = add_device(sim)
     events = Events()
     result = deploy(build, progress=events)
-    assert result.installed and device.installs == [BUNDLE_ID] and result.location == contract.DOCUMENTS
-    plan = payload_plan(build, contract.DOCUMENTS).documents_files()
+    assert result.installed and device.installs == [BUNDLE_ID] and result.location == contract.PUSHED_TO_DOCUMENTS
+    plan = payload_plan(build, contract.PUSHED_TO_DOCUMENTS).documents_files()
     expected = payload(build)
     assert sorted(expected) == sorted(dest for _, dest in plan) and sorted(result.push.pushed) == sorted(expected)
     assert all(rel.startswith(f"{PAYLOAD}/") for rel in expected)
@@ -95,13 +95,13 @@ def test_deploy_pushes_exactly_the_payload_plan_and_records_the_install(sim, bui
     assert landed == set(expected) | {contract.DEVICE_MANIFEST_FILE}
     assert events.last[f"install {BUNDLE_ID}"] == (100, 100)
     manifest = json.loads(on_device(device, contract.DEVICE_MANIFEST_FILE).read_text())
-    assert manifest["partial"] == {} and manifest["bundle_location"] == contract.DOCUMENTS
+    assert manifest["partial"] == {} and manifest["bundle_location"] == contract.PUSHED_TO_DOCUMENTS
     assert {rel: m["sha256"] for rel, m in manifest["files"].items()} == {
         rel: hashlib.sha256(data).hexdigest() for rel, data in expected.items()}
     assert manifest["app"]["bundle_id"] == BUNDLE_ID
     record = json.loads((build / dev.DEPLOY_RECORD).read_text())["devices"][UDID]
     ipa = build / "ipa" / "GemmaBench.ipa"
-    assert record["bundle_id"] == BUNDLE_ID and record["bundle_location"] == contract.DOCUMENTS
+    assert record["bundle_id"] == BUNDLE_ID and record["bundle_location"] == contract.PUSHED_TO_DOCUMENTS
     assert record["package"] == {"path": "ipa/GemmaBench.ipa", "sha256": hashlib.sha256(ipa.read_bytes()).hexdigest(),
                                  "version": "0.1.0", "executable": "GemmaBench"}
     assert record["payload"] == {rel: m["sha256"] for rel, m in manifest["files"].items()}
@@ -213,10 +213,10 @@ def test_a_corrupted_transfer_is_caught_by_the_read_back_and_re_sent(sim, build)
 def test_files_dropped_from_the_payload_are_removed_from_the_device_but_app_files_are_kept(sim, build):
     device = add_device(sim)
     deploy(build)
-    app_log = on_device(device, f"{contract.RUNS_DIR}/old.jsonl")
+    app_log = on_device(device, f"{contract.APP_RUNS_DIR}/old.jsonl")
     app_log.parent.mkdir(parents=True)
     app_log.write_text("{}\n")
-    bundle = payload_plan(build, contract.DOCUMENTS).bundle_dir
+    bundle = payload_plan(build, contract.PUSHED_TO_DOCUMENTS).bundle_dir
     dropped = bundle / contract.BUNDLE_TOKENIZER_DIR / "special_tokens_map.json"
     dropped.unlink()
     rel = f"{PAYLOAD}/{contract.PAYLOAD_BUNDLES_DIR}/{bundle.name}/{contract.BUNDLE_TOKENIZER_DIR}/{dropped.name}"
@@ -267,13 +267,22 @@ def test_deploy_refuses_an_e4b_tbl_bundle_for_an_iphone_with_the_memory_arithmet
     _sparse(out / "tables" / contract.TABLE_SCALE_FILE, 262144 * 4)
     (out / "app").mkdir()
     (out / "app" / contract.PROMPT_SET_FILE).write_text("{}")
-    def record(details: dict) -> dict:  # a step record as the pipeline writes it, reduced to what deploy reads
-        return {"status": "done", "fingerprint": "fp", "inputs": {}, "details": details}
+    from gemmaios.pipeline import Manifest, StepRecord
+    from gemmaios.steprecords import AppDetails, ConvertDetails, EngineDetails, TablesDetails
 
-    (out / "build.json").write_text(json.dumps({"schema": 1, "options": {"arch": "h18p"}, "steps": {
-        "convert": record({"bundle_dir": f"bundle/{name}", "ple": "tbl"}),
-        "tables": record({"i8": f"tables/{contract.TABLE_I8_FILE}"}),
-        "app": record({"bundle_location": contract.DOCUMENTS})}}))
+    manifest = Manifest(out)  # the records the pipeline would write, with what deploy reads
+    manifest.set_meta("options", {"arch": "h18p"})
+    for step, details in (
+        ("convert", ConvertDetails(bundle_dir=f"bundle/{name}", name=name, aimodel=f"bundle/{name}/{name}.aimodel",
+                                   metadata=f"bundle/{name}/metadata.json", quant="int4", head_quant="int4",
+                                   ple="tbl", max_context=4096)),
+        ("tables", TablesDetails(i8=f"tables/{contract.TABLE_I8_FILE}", scale=f"tables/{contract.TABLE_SCALE_FILE}",
+                                 sidecar="tables/embed_per_layer.json", shape=[262144, 42 * 256], num_layers=42,
+                                 dim=256, embed_scale=16.0, source_tensor="embed_tokens_per_layer.weight")),
+        ("app", AppDetails(project="app/GemmaBench", xcodeproj="app/GemmaBench/GemmaBench.xcodeproj",
+                           engine=EngineDetails("ready", "engine/coreai-models"), bundle_location=contract.PUSHED_TO_DOCUMENTS)),
+    ):
+        manifest.record(step, StepRecord(status="done", fingerprint="fp", inputs={}, details=details))
     with pytest.raises(TablesExceedMemory) as err:
         dev.deploy(out, allow_uncompiled=True)
     assert "does not fit an iPhone" in str(err.value) and "graph 3.90 GB + owned PLE tables 2.82 GB" in str(err.value)
@@ -366,7 +375,7 @@ def test_bench_sends_the_contract_launch_settings_and_pulls_the_log_into_runs(si
     assert result.run_dir == build / "runs" / f"{run_id}-{UDID}"
     log = result.transcript
     assert log == result.run_dir / f"{run_id}{contract.TRANSCRIPT_SUFFIX}"
-    assert log.read_bytes() == on_device(device, f"{contract.RUNS_DIR}/{run_id}{contract.TRANSCRIPT_SUFFIX}").read_bytes()
+    assert log.read_bytes() == on_device(device, f"{contract.APP_RUNS_DIR}/{run_id}{contract.TRANSCRIPT_SUFFIX}").read_bytes()
     lines = records(log)
     assert lines[0]["type"] == "header" and lines[-1]["type"] == "footer"
     assert lines[0]["device"]["udid"] == UDID and lines[0]["trials"] == 2
@@ -573,7 +582,7 @@ def direct_runs(tiny_app_builds) -> dict:
 
 
 # documents (deploy pushes the whole payload) is make test's simulator deploy -> bench -> report.
-@pytest.mark.parametrize("location", [pytest.param(contract.BUNDLED, marks=pytest.mark.full), contract.DOCUMENTS])
+@pytest.mark.parametrize("location", [pytest.param(contract.BUNDLED, marks=pytest.mark.full), contract.PUSHED_TO_DOCUMENTS])
 def test_deploy_bench_score_report_runs_the_bundle_against_the_oracle(sim, tiny_app_builds, tmp_path, direct_runs,
                                                                       location):
     build = make_build(tiny_app_builds, tmp_path, location, short=False)
@@ -621,7 +630,7 @@ MOVABLE = {
 def test_a_pushed_file_moved_on_the_device_fails_the_bench(sim, build, what):
     device = deployed(sim, build)
     rel, message = MOVABLE[what]
-    bundle = payload_plan(build, contract.DOCUMENTS).bundle_dir.name
+    bundle = payload_plan(build, contract.PUSHED_TO_DOCUMENTS).bundle_dir.name
     rel = rel.format(bundle=f"{PAYLOAD}/{contract.PAYLOAD_BUNDLES_DIR}/{bundle}")
     moved = on_device(device, rel)
     moved.rename(moved.with_name("moved-" + moved.name))

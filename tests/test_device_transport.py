@@ -25,9 +25,9 @@ from devicesim import DeviceSim, SimApp, SimDevice
 from devicesim.appbuild import package_app
 from typer.testing import CliRunner
 
-from gemmaios import bench as bench_mod
 from gemmaios import contract
 from gemmaios import device as dev
+from gemmaios import devicebench as bench_mod
 from gemmaios.cli import app as cli_app
 
 UDID = "00008150-000A1B2C3D4E5F61"
@@ -463,7 +463,7 @@ def test_only_crash_reports_count_as_crashes():
 
 @pytest.fixture
 def build(tiny_app_builds, tmp_path) -> Path:
-    out = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path / "build")
+    out = copy_build(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS], tmp_path / "build")
     shrink_prompt_set(out)
     package_app(out)
     return out

@@ -22,9 +22,9 @@ from devicebuild import BUNDLE_ID
 from devicesim import DeviceSim, SimApp, SimDevice
 from loopback_sshd import STANDIN_BIN, start_loopback_mac
 
-from gemmaios import bench as bench_mod
 from gemmaios import contract
 from gemmaios import device as dev
+from gemmaios import devicebench as bench_mod
 from gemmaios.device import devicectl as dctl
 from gemmaios.device.devicectl_errors import DevicectlFailed
 from gemmaios.device.errors import AppIdentifierMismatch, DeveloperNotTrusted
@@ -325,7 +325,7 @@ def test_deploy_bench_score_through_devicectl_on_the_loopback_mac(sim, mac_with_
     from gemmaios.cli import app as cli_app
 
     mac = mac_with_phone
-    build = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path / "build")
+    build = copy_build(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS], tmp_path / "build")
     package_app(build)
     device = add_device(sim)
     monkeypatch.setenv(dev.TRANSPORT_ENV, "devicectl")
@@ -360,7 +360,7 @@ def test_deploy_bench_score_through_devicectl_on_the_loopback_mac(sim, mac_with_
 
     run_dir = build / "runs" / f"{run_id}-{UDID}"
     transcript = run_dir / f"{run_id}{contract.TRANSCRIPT_SUFFIX}"
-    on_phone = device.container(BUNDLE_ID) / "Documents" / contract.RUNS_DIR / transcript.name
+    on_phone = device.container(BUNDLE_ID) / "Documents" / contract.APP_RUNS_DIR / transcript.name
     assert transcript.read_bytes() == on_phone.read_bytes()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
 

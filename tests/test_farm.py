@@ -232,10 +232,12 @@ def test_cost_is_stated_from_devices_and_timeout():
 
 
 def test_a_documents_build_needs_its_payload_and_sends_it_as_extra_data(standin, farm_build, tmp_path):
-    manifest = json.loads((farm_build / "build.json").read_text())
-    manifest["steps"]["app"] = {"status": "done", "fingerprint": "app-fp", "inputs": {},  # an app step's record
-                                "details": {"bundle_location": "documents"}}
-    (farm_build / "build.json").write_text(json.dumps(manifest))
+    from gemmaios.pipeline import Manifest, StepRecord
+    from gemmaios.steprecords import AppDetails, EngineDetails
+
+    app = AppDetails(project="app/GemmaBench", xcodeproj="app/GemmaBench/GemmaBench.xcodeproj",  # an app step's record
+                     engine=EngineDetails("ready", "engine/coreai-models"), bundle_location="documents")
+    Manifest(farm_build).record("app", StepRecord(status="done", fingerprint="app-fp", inputs={}, details=app))
     with_pool(standin)
     refused = farm_run(farm_build, "--pool", POOL)
     assert refused.exit_code == 2 and "is a `documents` build" in refused.text and "--payload" in refused.text

@@ -124,6 +124,53 @@ def test_cli_run_answers_a_prompt_and_benches(tiny_bundle_builds, tmp_path):
     bench = runner.invoke(app, ["run", "--out", str(out), "--bench"])
     assert bench.exit_code == 0, bench.output
     assert "exact vs fp32 oracle" in bench.output
+    _assert_host_report(runner, app, out)
+
+
+def _assert_host_report(runner, app, out: Path) -> None:
+    """`gemmaios report` of the host bench just run (issue 26): the numbers shown are right or absent; no
+    iPhone-only row or definition; the legend of the tok/s plot beside the bars, not over them."""
+    from gemmaios import report as rep
+    from gemmaios.buildfolder import latest_run
+    from gemmaios.report.html_page import figures
+
+    reports = out / "host-report"
+    made = runner.invoke(app, ["report", str(latest_run(out)), "--out", str(reports)])
+    assert made.exit_code == 0, made.output
+    markdown = (reports / "report.md").read_text()
+    headline = markdown.split("| trial |")[0]
+    rows = {k.strip(): v.strip(" |") for k, v in (line.strip("| ").split(" | ", 1) for line in headline.splitlines()
+                                                  if line.startswith("| ") and not line.startswith("| |"))}
+    assert "None" not in markdown and "0.000 GB" not in markdown and "0.00 GB" not in markdown
+    run = rep.load_run(latest_run(out))
+    summary = rep.summarise(run)
+    n = len(summary.measured_trials)
+    assert n == summary.decode_tok_s.n == summary.prefill_tok_s.n >= 1
+    assert rows["trials"].startswith(f"{n} measured (trial")  # the count beside `n=`, not a trial number
+    assert f"n={n})" in rows["decode tok/s"]
+    assert " · arch" not in rows["device"] and "host-runtime" in rows["device"]
+    assert "headroom" not in rows  # no entitled limit off the iPhone: no `— vs —` row
+    assert "thermal" not in markdown.split("## Definitions")[0]  # no column of `unknown`
+    weights = run.bundle.weight_bytes  # the tiny bundle's, read from the build folder
+    assert 1e3 <= weights < 1e9
+    shown = f"{weights / 1e6:.2f} MB" if weights >= 1e6 else f"{weights / 1e3:.2f} KB"
+    assert f"weights {shown}" in rows["bytes / decoded token"]
+    definitions = markdown.split("## Definitions")[1]
+    for iphone_only in ("cold launch", "ProcessInfo.thermalState", "battery-level", "sustained tok/s", "headroom ="):
+        assert iphone_only not in definitions
+    assert "prefill tok/s =" in definitions and "peak footprint =" in definitions
+    data = json.loads((reports / "report.json").read_text())
+    assert not any("thermalState" in d for d in data["definitions"])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figures(summary)["tok/s per trial"]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    [ax] = fig.axes
+    legend = ax.get_legend().get_window_extent(renderer)
+    bars = [patch.get_window_extent(renderer) for patch in ax.patches]
+    assert bars and not any(legend.overlaps(bar) for bar in bars)
 
 
 def test_runner_refuses_bad_inputs(tiny_bundle_builds, tmp_path):
@@ -142,7 +189,7 @@ def test_runner_refuses_bad_inputs(tiny_bundle_builds, tmp_path):
 
 def test_large_bundle_gate_is_skipped_and_says_why(tiny_bundle_builds, monkeypatch):
     out = tiny_bundle_builds("int4", "provider")
-    monkeypatch.setattr(hostrun.errors, "LARGE_BUNDLE_BYTES", 1)
+    monkeypatch.setattr(hostrun.hostfacts, "LARGE_BUNDLE_BYTES", 1)
     from gemmaios.checkpoint import resolve_checkpoint
 
     check = hostrun.build_bundle_check(resolve_checkpoint(str(out / "checkpoint")), out / ORACLE_FILE, out / "tables",

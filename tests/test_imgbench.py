@@ -20,15 +20,15 @@ from devicebuild import copy_build
 from devicesim.appbuild import package_app
 from typer.testing import CliRunner
 
-from gemmaios import bench as bench_mod
 from gemmaios import contract
+from gemmaios import devicebench as bench_mod
 from gemmaios.cli import app as cli_app
 from gemmaios.oracle import DIVERGED, EXACT, NEAR_TIE, PROMPT_MISMATCH, load_oracle
 from gemmaios.payload import PayloadError, payload_plan
 from gemmaios.pipeline import BuildOptions
 from gemmaios.transcript import TranscriptError, read_transcript, write_transcript
 from gemmaios.vision import VisionError
-from gemmaios.vision.bench import Markers, expand_placeholder, fold_placeholder, score_image_prompts
+from gemmaios.vision.imagebench import Markers, expand_placeholder, fold_placeholder, score_image_prompts
 from gemmaios.vision.oracle import IMAGE_ORACLE_DIR, IMAGE_ORACLE_FILE
 from gemmaios.vision.preprocess import load_image
 

@@ -28,13 +28,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios", "gemmaios.errors", "gemmaios.files", "gemmaios.swift_text", "gemmaios.archs",
         "gemmaios.registry", "gemmaios.contract", "gemmaios.config", "gemmaios.crash", "gemmaios.roofline",
         "gemmaios.memory", "gemmaios.transcript", "gemmaios.oracle.prompts", "gemmaios.bundlename",
-        "gemmaios.quiet", "gemmaios.xctest",
+        "gemmaios.quiet", "gemmaios.xctest", "gemmaios.buildlayout", "gemmaios.steprecords",
     ),
     # the model: checkpoints, the decode module, its conversion and gates, the reference oracle,
     # tables, kernels, images, the host runtime (its `run --bench` included)
     "model": (
         "gemmaios.checkpoint", "gemmaios.tiny", "gemmaios.tinycorpus", "gemmaios.tinytrain",
-        "gemmaios.decode_model", "gemmaios.hf_text", "gemmaios.parity", "gemmaios.quantize", "gemmaios.bundle",
+        "gemmaios.decode_model", "gemmaios.hf_text", "gemmaios.parity", "gemmaios.quantize", "gemmaios.bundlemetadata",
         "gemmaios.kernels", "gemmaios.convert.converter", "gemmaios.convert.export", "gemmaios.convert.gates",
         "gemmaios.convert.options", "gemmaios.convert.multimodal", "gemmaios.oracle.determinism", "gemmaios.oracle.records",
         "gemmaios.oracle.reference", "gemmaios.oracle.scoring", "gemmaios.tables.layout",
@@ -48,11 +48,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "steps": (
         "gemmaios.pipeline", "gemmaios.steps", "gemmaios.compile", "gemmaios.sign", "gemmaios.runners",
         "gemmaios.patches", "gemmaios.payload", "gemmaios.app", "gemmaios.convert", "gemmaios.oracle",
-        "gemmaios.tables", "gemmaios.vision.bench", "gemmaios.buildfolder",
+        "gemmaios.tables", "gemmaios.vision.imagebench", "gemmaios.buildfolder",
     ),
     # after the build: the phone, benches and what is made of their logs
     "device/results": (
-        "gemmaios.device", "gemmaios.bench", "gemmaios.fulldeploy", "gemmaios.report", "gemmaios.doctor",
+        "gemmaios.device", "gemmaios.devicebench", "gemmaios.fulldeploy", "gemmaios.report", "gemmaios.doctor",
         "gemmaios.xctestbench", "gemmaios.farm",
     ),
     "cli": ("gemmaios.cli", "gemmaios.cli_device", "gemmaios.cli_results", "gemmaios.cli_run", "gemmaios.cli_options",

@@ -366,11 +366,25 @@ def test_cli_oracle_and_score(tmp_path, oracle):
     result = runner.invoke(app, ["score", str(good), "--against", str(good)])
     assert result.exit_code == 0 and "16/16 token-identical" in result.stdout
 
+    as_json = runner.invoke(app, ["score", str(good), "--build", str(build), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    scored = json.loads(as_json.stdout)  # stdout is the one JSON object, no table beside it
+    assert scored["passed"] is True and scored["transcript"] == str(good) and scored["determinism"] is None
+    assert (scored["oracle"]["exact"], scored["oracle"]["total"], scored["oracle"]["hard_divergences"]) == (16, 16, 0)
+    assert {p["verdict"] for p in scored["oracle"]["prompts"]} == {"exact"} and len(scored["oracle"]["prompts"]) == 16
+    det = json.loads(runner.invoke(app, ["score", str(good), "--against", str(good), "--json"]).stdout)["determinism"]
+    assert (det["identical"], det["total"], det["passed"]) == (16, 16, True)
+
     hard_p, hard_k, _ = _step_with_margin(oracle, lambda s: max(s, key=lambda x: x[2]))
     runs[hard_p][1][hard_k] = oracle.prompts[hard_p].top_k[hard_k].ids[1]
     bad = write_transcript(tmp_path / "bad.jsonl", transcript_records([runs]))
     result = runner.invoke(app, ["score", str(bad), "--oracle", str(build / "oracle/oracle.json")])
     assert result.exit_code == 1 and "7/8 exact" in result.stdout and "1 hard divergence" in result.stdout
+    as_json = runner.invoke(app, ["score", str(bad), "--oracle", str(build / "oracle/oracle.json"), "--json"])
+    scored = json.loads(as_json.stdout)
+    assert as_json.exit_code == 1 and scored["passed"] is False and scored["oracle"]["exact"] == 7
+    [diverged] = [p for p in scored["oracle"]["prompts"] if p["verdict"] != "exact"]
+    assert (diverged["index"], diverged["divergence"]) == (hard_p, hard_k)
     explained = runner.invoke(app, ["score", str(bad), "--build", str(build), "--model", str(build / "checkpoint")])
     assert explained.exit_code == 1 and "then took the oracle's top-1 at" in explained.stdout
 

@@ -264,7 +264,7 @@ def test_the_tiny_mixed_recipe_converts_reads_back_and_runs_within_its_floors(ti
     from gemmaios.assetread import stored_weights
     from gemmaios.checkpoint import resolve_checkpoint
     from gemmaios.decode_model import Gemma4Decode
-    from gemmaios.report.bundle import bundle_facts_from_dir
+    from gemmaios.report.bundlefacts import bundle_facts_from_dir
 
     manifest = json.loads((tiny_mixed_build / "build.json").read_text())
     assert manifest["options"]["recipe"] == "tiny-mixed-248"

@@ -116,6 +116,13 @@ def test_registry_estimate_when_no_bundle_files(tmp_path):
     run = load_run(path)
     est = estimate_weight_bytes(MODELS["e4b"], "int4", head_quant="int4")  # convert's default head
     assert run.bundle.weight_bytes == est.total_bytes and "registry" in run.bundle.source
+    # the quant is the one the run recorded (bundle.quant), the model the one bundlename made the name from
+    int8 = {**BUNDLE, "name": "gemma4_e4b_qat_decode_int8", "quant": "int8"}
+    run = load_run(write_transcript(tmp_path / "loose8" / "r.jsonl", records(bundle=int8)))
+    assert run.bundle.weight_bytes == estimate_weight_bytes(MODELS["e4b"], "int8", head_quant="int8").total_bytes
+    unrecorded = {k: v for k, v in BUNDLE.items() if k != "quant"}
+    run = load_run(write_transcript(tmp_path / "noquant" / "r.jsonl", records(bundle=unrecorded)))
+    assert run.bundle is None and "records no quantization" in run.bundle_note and "--bundle" in run.bundle_note
 
 
 def test_e4b_estimate_matches_the_hf_module_count():

@@ -58,7 +58,7 @@ not_on_mac = pytest.mark.skipif(platform.system() == "Darwin", reason="on macOS 
 @pytest.fixture(scope="module")
 def signable(tiny_app_builds, tmp_path_factory, engine_checkout) -> Path:
     """The session's tiny documents build with its engine package prepared (the project resolves)."""
-    build = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path_factory.mktemp("signable") / "build")
+    build = copy_build(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS], tmp_path_factory.mktemp("signable") / "build")
     options = _options(build)
     options.extra["app"] = {**options.extra["app"], "engine_source": engine_checkout}
     ctx = BuildContext(build, options, console=Console(file=io.StringIO()))
@@ -66,7 +66,7 @@ def signable(tiny_app_builds, tmp_path_factory, engine_checkout) -> Path:
 
     [report] = Pipeline([AppStep()]).run(ctx)
     assert report.status == DONE, report.message
-    assert ctx.manifest.get("app").details["engine"]["status"] == "ready"
+    assert ctx.manifest.get("app").details.engine.status == "ready"
     return build
 
 
@@ -161,7 +161,7 @@ def test_standin_xcodebuild_checks_its_arguments(signable, tmp_path):
 
 def test_standin_refuses_a_project_whose_engine_package_is_missing(tiny_app_builds, tmp_path):
     """The session build has no engine package (no network, no checkout): real Xcode cannot resolve it."""
-    project = project_of(tiny_app_builds[contract.DOCUMENTS])
+    project = project_of(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS])
     done = run_standin("-project", project / f"{project.name}.xcodeproj", "-scheme", project.name, "-configuration",
                        "Release", "-destination", "generic/platform=iOS", "-archivePath", tmp_path / "a.xcarchive",
                        "archive", "-allowProvisioningUpdates", f"DEVELOPMENT_TEAM={TEAM}")
@@ -191,10 +191,10 @@ def test_sign_step_over_ssh_brings_back_a_hash_verified_ipa(loopback_mac, signab
     record = ctx.manifest.get("sign")
     d = record.details
     name = project_of(build).name
-    ipa = build / d["ipa"]
-    assert d["ipa"] == f"sign/export/{name}.ipa" and d["bundle_id"] == BUNDLE_ID and d["host"] == loopback_mac.target
-    assert record.outputs[d["ipa"]]["sha256"] == d["ipa_sha256"] == check_ipa(ipa, name, BUNDLE_ID).sha256
-    assert d["tool_version"].startswith("Xcode 0.0 (gemmaios test stand-in")
+    ipa = build / d.ipa
+    assert d.ipa == f"sign/export/{name}.ipa" and d.bundle_id == BUNDLE_ID and d.host == loopback_mac.target
+    assert record.outputs[d.ipa]["sha256"] == d.ipa_sha256 == check_ipa(ipa, name, BUNDLE_ID).sha256
+    assert d.tool_version.startswith("Xcode 0.0 (gemmaios test stand-in")
     argv = [c["argv"] for c in loopback_mac.xcodebuild_calls()[calls:]]
     assert [a[-3:] for a in argv[:2]] == [["archive", "-allowProvisioningUpdates", f"DEVELOPMENT_TEAM={TEAM}"],
                                          ["-exportPath", argv[1][-2], "-allowProvisioningUpdates"]]
@@ -239,7 +239,7 @@ def test_missing_team_id_says_where_to_put_it(loopback_mac, signable, tmp_path):
 
 
 def test_engine_package_not_ready_is_named_before_xcodebuild_runs(loopback_mac, tiny_app_builds, tmp_path):
-    build = copy_build(tiny_app_builds[contract.DOCUMENTS], tmp_path / "b")
+    build = copy_build(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS], tmp_path / "b")
     calls = len(loopback_mac.xcodebuild_calls())
     _, report = run_sign(build, mac=loopback_mac, tmp_path=tmp_path)
     assert report.status == PENDING and "engine package is pending" in report.message
@@ -286,7 +286,7 @@ def test_without_a_mac_the_step_waits_with_the_exact_commands_then_picks_the_ipa
                    env={**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"})
     ctx, report = run_sign(build, tmp_path=tmp_path)
     assert report.status == DONE and report.message == f"picked up {name}.ipa"
-    assert ctx.manifest.get("sign").details["picked_up"] is True
+    assert ctx.manifest.get("sign").details.picked_up is True
 
     (build / "sign" / "export" / f"{name}.ipa").write_bytes(b"not a zip")
     with pytest.raises(BadIpa, match="is not an .ipa"):
@@ -331,7 +331,7 @@ def test_deploy_on_linux_without_a_mac_names_the_xcodebuild_commands(signable, t
 def test_deploy_model_tiny_bench_builds_signs_installs_pushes_benches_and_reports(
         loopback_mac, sim, engine_checkout, tmp_path, monkeypatch):
     """The done-when of issue 16: one `gemmaios deploy --model tiny --bench`, from nothing."""
-    from gemmaios import bench as bench_mod
+    from gemmaios import devicebench as bench_mod
 
     device = sim.add(SimDevice(udid=UDID, root=sim.folder / UDID))
     monkeypatch.chdir(tmp_path)
@@ -363,7 +363,7 @@ def test_deploy_model_tiny_bench_builds_signs_installs_pushes_benches_and_report
     # installed: the signed .ipa the sign step recorded; pushed: the payload, compiled asset included
     record = json.loads((build / "deploy.json").read_text())["devices"][UDID]
     assert record["package"]["sha256"] == steps["sign"]["details"]["ipa_sha256"]
-    assert device.installs and record["bundle_location"] == contract.DOCUMENTS
+    assert device.installs and record["bundle_location"] == contract.PUSHED_TO_DOCUMENTS
     aimodelc = Path(steps["compile"]["details"]["aimodelc"]).name
     assert any(aimodelc in rel for rel in record["payload"]) and len(record["payload"]) >= 5
     # benched and reported: the app ran the bundle, scored token-exact against the fp32 oracle

@@ -111,7 +111,7 @@ def test_swift_transcript_passes_read_transcript(core_build, tmp_path):
     prompts.write_text(json.dumps(RENDER_PROMPTS.as_json()))
     docs = tmp_path / "Documents"
     path = Path(vectors(core_build, "transcript", docs, "20260101T000000Z", prompts, 200).strip())
-    assert path == docs / c.RUNS_DIR / f"20260101T000000Z{c.TRANSCRIPT_SUFFIX}"
+    assert path == docs / c.APP_RUNS_DIR / f"20260101T000000Z{c.TRANSCRIPT_SUFFIX}"
     transcript = read_transcript(path)
     assert transcript.header["schema"] == c.TRANSCRIPT_SCHEMA
     assert transcript.complete
@@ -141,7 +141,7 @@ def test_swift_resolves_the_paths_payload_plan_fills(core_build, tmp_path):
     prompts.write_text(json.dumps(RENDER_PROMPTS.as_json()))
     app, docs = tmp_path / "Dev" / "App.app", tmp_path / "Dev" / "Documents"
     swift = json.loads(vectors(core_build, "paths", app, docs, name))
-    for location, root in ((c.BUNDLED, app), (c.DOCUMENTS, docs)):
+    for location, root in ((c.BUNDLED, app), (c.PUSHED_TO_DOCUMENTS, docs)):
         plan = payload_plan(tmp_path, location, bundle_dir=bundle, ple="provider", tables_dir=tmp_path / "tables",
                             prompt_set=prompts)
         placed = dict(plan.app_files() if location == c.BUNDLED else plan.documents_files())
@@ -153,7 +153,7 @@ def test_swift_resolves_the_paths_payload_plan_fills(core_build, tmp_path):
         main = json.loads((bundle / c.BUNDLE_METADATA_FILE).read_text())["assets"]["main"]
         assert any(str(p).startswith(str(Path(reads["bundle"]) / main) + "/") for p in wanted)
         assert not any(p.name.endswith(".aimodel") or ".aimodel/" in str(p) for p in wanted)
-    assert swift["transcript"] == str(docs / c.RUNS_DIR / f"RUN{c.TRANSCRIPT_SUFFIX}")
+    assert swift["transcript"] == str(docs / c.APP_RUNS_DIR / f"RUN{c.TRANSCRIPT_SUFFIX}")
 
 
 def test_swift_reads_the_launch_environment_bench_sends(core_build):
@@ -319,7 +319,7 @@ def test_upstream_decoders_read_the_12b_multimodal_metadata(upstream_decoder, tm
     our `gemmaios.multimodal` block (issue 29)."""
     from transformers import Gemma4UnifiedConfig
 
-    from gemmaios.bundle import write_metadata
+    from gemmaios.bundlemetadata import write_metadata
     from gemmaios.convert.multimodal import multimodal_metadata
     from gemmaios.tiny import tiny_unified_config_kwargs
     from gemmaios.unified_inputs import UnifiedSpec

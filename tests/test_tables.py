@@ -199,16 +199,16 @@ def test_pipeline_step_records_details_and_skips_on_rerun(tmp_path):
     assert [(r.name, r.status) for r in reports] == [("checkpoint", DONE), ("tables", DONE)]
     record = ctx.manifest.get("tables")
     details = record.details
-    assert {details[k] for k in ("i8", "scale", "sidecar")} == {
+    assert {details.i8, details.scale, details.sidecar} == {
         "tables/embed_per_layer.i8", "tables/embed_per_layer.scale.f32", "tables/embed_per_layer.json"}
-    assert details["shape"] == [384, 96] and details["verification"]["ok"]
-    assert 0 in details["verification"]["ids"] and 383 in details["verification"]["ids"]
-    assert set(record.outputs) == {details["i8"], details["scale"], details["sidecar"]}
+    assert details.shape == [384, 96] and details.verification["ok"]
+    assert 0 in details.verification["ids"] and 383 in details.verification["ids"]
+    assert set(record.outputs) == {details.i8, details.scale, details.sidecar}
 
     _, again = run_build(BuildOptions(model="tiny"), build, only={"checkpoint", "tables"})
     assert [r.status for r in again] == [SKIPPED, SKIPPED]
 
-    with open(build / details["i8"], "r+b") as fh:  # damaged after a finished build
+    with open(build / details.i8, "r+b") as fh:  # damaged after a finished build
         fh.truncate(10)
     _, third = run_build(BuildOptions(model="tiny"), build, only={"checkpoint", "tables"})
     assert third[1].status == DONE and check_tables(build / "tables") == []

@@ -136,6 +136,19 @@ def test_cli_tiny_train_writes_weights_and_record(tmp_path, monkeypatch):
     assert "margins" in result.output and record["margins"]["steps"] == 12 * 32
 
 
+def test_cli_tiny_train_json_prints_the_record_it_wrote(tmp_path, monkeypatch):
+    import gemmaios.tinytrain as tinytrain
+
+    monkeypatch.setattr(tinytrain, "BATCH_SIZE", 4)
+    result = CliRunner().invoke(app, ["tiny-train", "--out", str(tmp_path / "w"), "--steps", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)  # stdout is the one JSON object (no sha256 lines, no loss line)
+    record = tiny.shipped_record(tmp_path / "w")  # checks the files against the record it wrote
+    assert printed == {"out": str(tmp_path / "w"), "device": "cpu", **record}
+    assert printed["training"]["steps"] == 10 and printed["sha256"][tiny.SHIPPED_WEIGHTS] == sha256_file(
+        tmp_path / "w" / tiny.SHIPPED_WEIGHTS)
+
+
 @pytest.mark.full  # a multimodal training run (~1 min); test_cli_tiny_train_writes_weights_and_record keeps the CLI in make test
 def test_cli_tiny_train_vision_writes_the_multimodal_weights_and_record(tmp_path):
     """`tiny-train --vision`: a short CPU run writes weights the tiny-vision loader accepts, and its record

@@ -125,8 +125,8 @@ def test_gemmaios_run_takes_a_picture_and_a_clip(unified_mm_bundle, tmp_path):
     from typer.testing import CliRunner
 
     from gemmaios.cli import app
-    from gemmaios.hostrun.bench import BundleTokenizer
-    from gemmaios.hostrun.bundle import BundleInfo
+    from gemmaios.hostrun.bundleinfo import BundleInfo
+    from gemmaios.hostrun.hostbench import BundleTokenizer
     from gemmaios.unified_inputs import encode_prompt, load_wav
 
     picture = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)

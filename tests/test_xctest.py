@@ -147,7 +147,7 @@ def test_bench_xctest_on_two_destinations_writes_two_transcripts_and_one_report(
         udid = run_dir.name[-len(UDIDS[0]):]
         assert header["device"]["udid"] == udid  # the contract's setting arrived through TEST_RUNNER_
         on_phone = {d.udid: d for d in sim.devices}[udid].container(json.loads((run_dir / "run.json").read_text())["bundle_id"])
-        assert (on_phone / "Documents" / contract.RUNS_DIR / transcript.name).read_bytes() == transcript.read_bytes()
+        assert (on_phone / "Documents" / contract.APP_RUNS_DIR / transcript.name).read_bytes() == transcript.read_bytes()
         assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
     assert names == {"iPhone 17 Pro", "iPhone 16 Pro"}
     (report_dir,) = (build / "reports").glob("xctest-*")

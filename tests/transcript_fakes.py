@@ -81,8 +81,18 @@ def build_folder(tmp_path: Path, name: str = "build", weight_bytes: int | None =
     bundle = build / "bundle" / "gemma4_e4b_qat_decode_int4"
     bundle.mkdir(parents=True)
     (bundle / "metadata.json").write_text(bundle_metadata(weight_bytes))
-    (build / "build.json").write_text(json.dumps({"schema": 1, "steps": {
-        "convert": {"status": "done", "fingerprint": "fp", "inputs": {},
-                    "details": {"bundle_dir": "bundle/gemma4_e4b_qat_decode_int4"}},
-        "tables": {"status": "done", "fingerprint": "fp", "inputs": {}, "details": {"shape": [262144, 10752]}}}}))
+    from gemmaios.pipeline import Manifest, StepRecord
+    from gemmaios.steprecords import ConvertDetails, TablesDetails
+
+    name, rel = "gemma4_e4b_qat_decode_int4", "bundle/gemma4_e4b_qat_decode_int4"
+    manifest = Manifest(build)
+    for step, details in (
+        ("convert", ConvertDetails(bundle_dir=rel, name=name, aimodel=f"{rel}/{name}.aimodel",
+                                   metadata=f"{rel}/metadata.json", quant="int4", head_quant="int4",
+                                   ple="provider", max_context=4096)),
+        ("tables", TablesDetails(i8="tables/embed_per_layer.i8", scale="tables/embed_per_layer.scale.f32",
+                                 sidecar="tables/embed_per_layer.json", shape=[262144, 10752], num_layers=42,
+                                 dim=256, embed_scale=16.0, source_tensor="embed_tokens_per_layer.weight")),
+    ):
+        manifest.record(step, StepRecord(status="done", fingerprint="fp", inputs={}, details=details))
     return build

@@ -12,13 +12,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .buildlayout import BUILD_RUNS_DIR
 from .errors import BuildFolderMismatch, NoBuildFolder
 from .pipeline import MANIFEST_NAME, BuildOptions, Manifest
 from .registry import DEFAULT_MODEL
 from .tiny import TINY_ID
 
 BUILDS_ROOT = Path("build")  # where `gemmaios build` puts folders by default (default_build_dir)
-BUILD_RUNS = "runs"  # <build>/runs/<run id>-<udid or host>/: pulled device logs and host benches
 
 # What the folder *is*: changing one of these makes a different bundle, so it needs its own folder.
 IDENTITY_DEFAULTS: dict[str, Any] = {
@@ -106,7 +106,7 @@ def _built_value(build_dir: Path, options: BuildOptions, name: str) -> Any:
     if value is None:
         record = Manifest(build_dir).get("convert")
         if record is not None and record.status == "done":
-            return (record.details or {}).get(name)
+            return getattr(record.details, name, None)
     return value
 
 
@@ -169,5 +169,5 @@ def resolve(out: Path | None, given: dict[str, Any], *, find_only: bool = True) 
 
 def latest_run(build_dir: Path) -> Path | None:
     """The newest run folder of a build (run ids start with a UTC timestamp, so names sort by time)."""
-    runs = sorted(p for p in (Path(build_dir) / BUILD_RUNS).glob("*/") if p.is_dir() and not p.name.startswith("."))
+    runs = sorted(p for p in (Path(build_dir) / BUILD_RUNS_DIR).glob("*/") if p.is_dir() and not p.name.startswith("."))
     return runs[-1] if runs else None

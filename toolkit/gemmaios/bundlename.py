@@ -25,5 +25,18 @@ def bundle_name(model_key: str, quant: str, ple: str, kernel_suffix: str = "", v
     (kernels.bundle_suffix) and `-vision` for image input (docs/contracts.md), `-mm` for the 12B's
     multi-function multimodal asset (gemma4_unified). The one derivation: the convert step names the
     bundle with it, the app step falls back on it."""
-    return (f"gemma4_{model_key}_decode_{quant}" + ("_tbl" if ple == "tbl" else "") + kernel_suffix
+    return (f"{BUNDLE_PREFIX}{model_key}{DECODE_MARK}{quant}" + ("_tbl" if ple == "tbl" else "") + kernel_suffix
             + ("-vision" if vision else "") + ("-mm" if multimodal else ""))
+
+
+BUNDLE_PREFIX, DECODE_MARK, QAT_SUFFIX = "gemma4_", "_decode_", "_qat"
+
+
+def model_key_of(name: str) -> str | None:
+    """The registry key a bundle name was made from (`model_key`'s result, `_qat` dropped), or None for a
+    name `bundle_name` did not make. The quant is not read back from the name: runs record it
+    (the transcript header's bundle.quant)."""
+    if not name.startswith(BUNDLE_PREFIX) or DECODE_MARK not in name:
+        return None
+    key = name[len(BUNDLE_PREFIX):name.index(DECODE_MARK)]
+    return key.removesuffix(QAT_SUFFIX) or None

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from . import crash, quiet
 from .archs import get_arch
+from .buildlayout import ORACLE_FILE
 from .cli_console import exit_process, interrupted, terminal
 from .cli_options import (
     AllowTblOpt,
@@ -153,12 +154,12 @@ def print_summary(reports: list[StepReport], build_dir: Path, manifest=None) -> 
                       escape(r.message.splitlines()[0] if r.message else ""))  # the hint was printed with the step
     console.print(table)
     ran_app = any(r.name == "app" for r in reports)
-    app_record = manifest.get("app") if manifest is not None and ran_app else None
-    engine = (app_record.details or {}).get("engine") or {} if app_record and app_record.status != PENDING else {}
-    if engine.get("status") == "pending":  # the app's Swift package: fetched once, on a machine with network
-        console.print(f"[yellow]engine package pending[/yellow] ({escape(str(engine.get('message')))}); "
+    app = manifest.details("app") if manifest is not None and ran_app else None
+    engine = app.engine if app is not None else None
+    if engine is not None and engine.status == "pending":  # the app's Swift package: fetched once, with network
+        console.print(f"[yellow]engine package pending[/yellow] ({escape(engine.message)}); "
                       "on a machine with network run:")
-        console.print(f"  {engine.get('command')}", markup=False, highlight=False)
+        console.print(f"  {engine.command}", markup=False, highlight=False)
         console.print("  (or pass --engine-source PATH), then re-run `gemmaios app`", markup=False)
     pending = [r for r in reports if r.status == PENDING]
     if not pending:
@@ -420,14 +421,13 @@ def app_command(
     except GemmaiosError as exc:
         _fail(exc)
     print_summary(reports, ctx.build_dir, ctx.manifest)
-    record = ctx.manifest.get("app")
-    finished = record is not None and record.status in ("done", "skipped") and reports[-1].name == "app" \
+    app = ctx.manifest.details("app")
+    finished = app is not None and reports[-1].name == "app" \
         and reports[-1].status in ("done", "skipped")  # never the details of an earlier run after a failed step
     if finished:
-        console.print(f"Xcode project: {_shown(ctx.build_dir / record.details['xcodeproj'])}", markup=False)
+        console.print(f"Xcode project: {_shown(ctx.build_dir / app.xcodeproj)}", markup=False)
     if as_json:
-        _print_json(ctx.build_dir, reports,
-                    xcodeproj=str(ctx.build_dir / record.details["xcodeproj"]) if finished else None)
+        _print_json(ctx.build_dir, reports, xcodeproj=str(ctx.build_dir / app.xcodeproj) if finished else None)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
 
@@ -599,7 +599,7 @@ def oracle(
     print_summary(reports, ctx.build_dir, ctx.manifest)
     if any(r.status == FAILED for r in reports):
         raise typer.Exit(1)
-    path = ctx.path("oracle", "oracle.json")
+    path = ctx.path(ORACLE_FILE)
     if as_json:
         _print_json(ctx.build_dir, reports, oracle=str(path))
     else:
@@ -643,6 +643,7 @@ def tiny_train(
     steps: Annotated[int | None, typer.Option("--steps", min=10, help="training steps (the last fifth are int4 quantization-aware)")] = None,
     vision: Annotated[bool, typer.Option("--vision", help="retrain the tiny multimodal model (tiny-vision: ~6 min on a GPU, ~3 h on one CPU thread)")] = False,
     device: Annotated[str, typer.Option("--device", help="with --vision: cpu, or cuda to train on a GPU")] = "cpu",
+    as_json: JsonOpt = False,
 ) -> None:
     """Retrain the built-in tiny model on the generated corpus (CPU, minutes) and write its shipped weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -677,8 +678,11 @@ def tiny_train(
             result = tinymodel.train_tiny_vision(total, progress=show, device=device)
         else:
             result = train_tiny(total, progress=show)
+    record = tinymodel.ship(result, target) if vision else ship(result, target)
+    if as_json:  # the record ship() wrote beside the weights (training facts, margins, sha256s)
+        print(json.dumps({"out": str(target), "device": device, **record}, indent=2))
+        return
     if vision:
-        record = tinymodel.ship(result, target)
         grid = record["image_margins_int4_grid"]
         console.print(f"loss {record['training']['first_loss']} → {record['training']['final_loss']} in "
                       f"{record['training']['seconds']:.0f} s on {device}")
@@ -686,7 +690,6 @@ def tiny_train(
                       f"(fp32), {grid['answers_right']} on the int4 grid; margins median {record['image_margins']['median']}, "
                       f"min {record['image_margins']['min']} (int4 grid min {grid['min']})")
     else:
-        record = ship(result, target)
         margins = record["margins"]
         console.print(f"loss {record['training']['first_loss']} → {record['training']['final_loss']} "
                       f"in {record['training']['seconds']:.0f} s ({record['training']['qat_steps']} int4-aware steps)")

@@ -1,4 +1,4 @@
-"""`gemmaios devices`, `deploy` and `bench`: the iPhone side of the CLI (gemmaios.device, gemmaios.bench)."""
+"""`gemmaios devices`, `deploy` and `bench`: the iPhone side of the CLI (gemmaios.device, gemmaios.devicebench)."""
 
 from __future__ import annotations
 
@@ -147,8 +147,8 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
         Mac or over SSH with --mac), install it and push the payload it reads; with --bench, bench and report.
 
         With --model (or any build option) the build folder is made or checked like `gemmaios build`'s."""
-        from .bench import BenchFailed
         from .device import rich_progress
+        from .devicebench import BenchFailed
         from .fulldeploy import DeployRequest, deploy_all
 
         try:
@@ -226,8 +226,8 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
             "--destination", help="with --xctest: id=<udid> of a phone on the Mac (repeatable: all at once)")] = None,
     ) -> None:
         """Run the app's bench mode on the device and pull its log into <build>/runs/<timestamp>-<udid>/."""
-        from .bench import BenchFailed
-        from .bench import bench as run_bench
+        from .devicebench import BenchFailed
+        from .devicebench import bench as run_bench
 
         if xctest:  # gemmaios.xctestbench: one report over every destination
             from .cli_xctest import bench_xctest_command

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .buildlayout import SIGNED_PRODUCTS
 from .errors import GemmaiosError
 
 BuildOpt = Annotated[Path, typer.Option("--build", "-b", help="build folder (its .ipa, test package and farm records)")]
@@ -103,7 +104,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                 raise flow.FarmError(f"{build} has no signed .ipa", hint=f"gemmaios sign --build {build} (or pass --ipa)")
             inputs = flow.FarmInputs(ipa=Path(ipa_path), test_package=test_package or build / xctest.TEST_PACKAGE_REL,
                                      bundle_id=dev.read_app_package(Path(ipa_path)).bundle_id, payload=payload)
-            products = build / "sign" / "xctest"
+            products = build / SIGNED_PRODUCTS
             if test_package is None and not inputs.test_package.is_file() and products.is_dir():
                 from .xctest import package_test_products  # products copied back from a Mac by hand
 
@@ -111,7 +112,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             if not inputs.test_package.is_file():
                 raise flow.FarmError(f"no test package at {inputs.test_package}",
                                      hint=f"gemmaios sign --build {build} --xctest (build-for-testing), or pass --test-package")
-            if payload is None and dev.bundle_location(build) == contract.DOCUMENTS:
+            if payload is None and dev.bundle_location(build) == contract.PUSHED_TO_DOCUMENTS:
                 raise flow.FarmError(f"{build} is a `documents` build: its app carries no model, and Device Farm "
                                      "delivers one only as extra data",
                                      hint="pass --payload <zip of the payload> (extracted into the app's sandbox), "

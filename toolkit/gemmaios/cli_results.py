@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .cli_options import JsonOpt
 from .errors import GemmaiosError
 
 
@@ -99,7 +102,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
 
     def _latest_run(rep) -> Path:
         """No runs named: the newest run of the only build folder under ./build."""
-        from .buildfolder import BUILD_RUNS, builds_found, latest_run
+        from .buildfolder import builds_found, latest_run
+        from .buildlayout import BUILD_RUNS_DIR
 
         found = builds_found()
         if len(found) != 1:
@@ -107,7 +111,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                                   hint="gemmaios report <run-dir>... (or --compare A B)")
         newest = latest_run(found[0])
         if newest is None:
-            raise rep.ReportError(f"no runs given, and {found[0]}/{BUILD_RUNS} holds none",
+            raise rep.ReportError(f"no runs given, and {found[0]}/{BUILD_RUNS_DIR} holds none",
                                   hint="bench first: `gemmaios run --bench` (this machine) or `gemmaios bench` (iPhone)")
         console.print(f"[dim]report of {newest}[/dim]")
         return newest
@@ -122,6 +126,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         oracle_file: Annotated[Path | None, typer.Option("--oracle", help="an oracle.json (instead of --out)")] = None,
         near_tie: Annotated[float, typer.Option("--near-tie", min=0.0, help="oracle top-1/top-2 margin below which a flip is a near-tie")] = 0.1,
         model: Annotated[str | None, typer.Option("--model", "-m", help="checkpoint to teacher-force diverged runs through")] = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """Score a device transcript: exact match vs the fp32 oracle, and/or token identity vs another run.
 
@@ -147,27 +152,39 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         try:
             run = read_transcript(transcript)
             passed = True
-            out = Console()
+            out = Console(quiet=as_json)  # --json: no tables; stdout carries the one JSON object
+            result = {"transcript": str(transcript), "oracle": None, "images": None, "determinism": None}
             if build_dir or oracle_file:
                 text_oracle = load_oracle(oracle_file or build_dir / ORACLE_FILE)
-                result = score_against_oracle(run, text_oracle, near_tie_margin=near_tie)
-                if model and result.failures + result.near_ties:
-                    explain_divergences(result, run, ReferenceModel.load(model))
-                _print_score(out, console, result, f"{transcript.name} vs fp32 oracle")
-                print(result.summary)
-                passed &= result.passed
-                passed &= _score_images(out, console, run, build_dir, oracle_file, near_tie,
-                                        text_oracle.prompt_set.get("sha256"))
+                score = score_against_oracle(run, text_oracle, near_tie_margin=near_tie)
+                if model and score.failures + score.near_ties:
+                    explain_divergences(score, run, ReferenceModel.load(model))
+                _print_score(out, console, score, f"{transcript.name} vs fp32 oracle")
+                if not as_json:
+                    print(score.summary)
+                result["oracle"] = _score_json(score)
+                passed &= score.passed
+                images = _score_images(out, console, run, build_dir, oracle_file, near_tie,
+                                       text_oracle.prompt_set.get("sha256"), quiet=as_json)
+                if images is not None:
+                    result["images"] = _score_json(images) if not isinstance(images, str) else {"error": images}
+                    passed &= not isinstance(images, str) and images.passed
             if against or not (build_dir or oracle_file):
                 det = (compare_runs(run, read_transcript(against), labels=(transcript.name, against.name))
                        if against else compare_trials(run))
                 if not det.total:
                     console.print(f"[yellow]{transcript.name} has a single trial: nothing to compare it with[/yellow]")
                 else:
-                    print(det.summary)
+                    if not as_json:
+                        print(det.summary)
+                    result["determinism"] = {
+                        "summary": det.summary, "passed": det.passed, "identical": det.identical, "total": det.total,
+                        "labels": list(det.labels), "pairs": [asdict(p) for p in det.pairs]}
                     passed &= det.passed
         except GemmaiosError as exc:
             fail(exc)
+        if as_json:
+            print(json.dumps({**result, "passed": passed}, indent=2))
         if not passed:
             raise typer.Exit(1)
 
@@ -189,20 +206,30 @@ def _print_score(out: Console, console: Console, result, title: str) -> None:
         console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
+def _score_json(score) -> dict:
+    """An OracleScore as --json prints it: the counts, the verdict and every prompt's score."""
+    return {"summary": score.summary, "passed": score.passed, "exact": score.exact, "total": score.total,
+            "near_ties": len(score.near_ties), "hard_divergences": len(score.failures),
+            "max_new_tokens": score.max_new_tokens, "near_tie_margin": score.near_tie_margin,
+            "warnings": list(score.warnings), "prompts": [asdict(p) for p in score.prompts]}
+
+
 def _score_images(out: Console, console: Console, run, build_dir: Path | None, oracle_file: Path | None, near_tie: float,
-                  text_sha: str | None) -> bool:
+                  text_sha: str | None, *, quiet: bool = False):
     """A transcript's image prompts against the image oracle (<build>/oracle/images/, or images/ beside
-    --oracle); True when there are none or they pass."""
-    from .vision.bench import image_oracle_folders, image_oracle_path, score_image_prompts
+    --oracle): None when there are none, the OracleScore, or what stopped them being scored (text)."""
+    from .vision.imagebench import image_oracle_folders, image_oracle_path, score_image_prompts
 
     count = sum(1 for p in run.prompts if p.image)
     if not count:
-        return True
+        return None
     [folder] = image_oracle_folders(oracle_file, build_dir)  # --out and --oracle are exclusive: one place
     if not image_oracle_path(folder).is_file():
-        console.print(f"[red]{count} image prompt record(s) not scored: no image oracle at {image_oracle_path(folder)}[/red]")
-        return False
+        missing = f"{count} image prompt record(s) not scored: no image oracle at {image_oracle_path(folder)}"
+        console.print(f"[red]{escape(missing)}[/red]")
+        return missing
     result = score_image_prompts(run, folder, text_prompt_set_sha256=text_sha, near_tie_margin=near_tie)
     _print_score(out, console, result, f"{run.path.name} image prompts vs fp32 image oracle")
-    print(f"image prompts: {result.summary}")
-    return result.passed
+    if not quiet:
+        print(f"image prompts: {result.summary}")
+    return result

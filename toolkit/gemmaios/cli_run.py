@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from .buildlayout import MANIFEST_NAME, TABLES_DIR
 from .cli_console import INTERRUPTED, interrupted, terminal
 from .cli_options import BuildDirOpt, JsonOpt
 from .errors import GemmaiosError
@@ -22,13 +23,13 @@ def _resolve(out: Path | None, bundle: Path | None) -> tuple[Path | None, Path]:
     from . import hostrun
 
     if bundle is not None:
-        build = bundle.parent.parent if (bundle.parent.parent / "build.json").is_file() else None
+        build = bundle.parent.parent if (bundle.parent.parent / MANIFEST_NAME).is_file() else None
         return build, bundle
     if out is None:
         from .buildfolder import the_only_build
 
         out = the_only_build()
-    if not (Path(out) / "build.json").is_file():
+    if not (Path(out) / MANIFEST_NAME).is_file():
         raise hostrun.HostRunError(f"{out} is not a gemmaios build folder (no build.json)",
                                    hint=f"run `gemmaios build --out {out}` first, or pass --bundle")
     return Path(out), hostrun.find_bundle(Path(out))
@@ -113,7 +114,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                 if audio is not None:
                     raise hostrun.HostRunError(f"{info.name} takes no audio",
                                                hint="convert the 12B (gemma4_unified) with --target mac --audio")
-                tables_dir = tables or (build / "tables" if build else None)
+                tables_dir = tables or (build / TABLES_DIR if build else None)
                 with hostrun.BundleRunner(bundle_dir, tables_dir if tables_dir and tables_dir.is_dir() else tables) as runner:
                     tok = hostrun.BundleTokenizer(info)
                     console.print(f"[dim]{info.name} loaded by Core AI's runtime in {runner.load_seconds:.2f}s[/dim]")

@@ -37,6 +37,7 @@ from .pipeline import (
     write_json_atomic,
 )
 from .runners import In, Out, ToolchainError, ToolchainRunner, hash_tree, runner_for_build
+from .steprecords import CompileDetails
 
 METADATA = "metadata.json"
 MAC_METADATA = "metadata.mac.json"
@@ -250,18 +251,16 @@ class CompileStep(Step):
         if record is None or record.status not in (DONE, SKIPPED):
             raise StepFailed(f"step 'convert' has not finished in {ctx.build_dir}", hint="run `gemmaios convert` first")
         details = record.details
-        if not details.get("bundle_dir") or not details.get("aimodel"):
-            raise StepFailed("convert's record in build.json lacks bundle_dir/aimodel", hint="re-run `gemmaios convert`")
-        bundle_rel = Path(details["bundle_dir"])
+        bundle_rel = Path(details.bundle_dir)
         bundle_dir = ctx.path(str(bundle_rel))
-        aimodel_rel = Path(details["aimodel"])  # relative to the build folder (contracts.md)
+        aimodel_rel = Path(details.aimodel)  # relative to the build folder (contracts.md)
         if not aimodel_rel.is_relative_to(bundle_rel):  # tolerate a path relative to the bundle
             aimodel_rel = bundle_rel / aimodel_rel
         aimodel = str(aimodel_rel.relative_to(bundle_rel))
         prefix = str(aimodel_rel)
         hashes = {rel: meta["sha256"] for rel, meta in record.outputs.items()
                   if rel == prefix or rel.startswith(prefix + "/")}
-        return bundle_dir, details.get("name", Path(aimodel).stem), aimodel, hashes
+        return bundle_dir, details.name, aimodel, hashes
 
     def inputs(self, ctx: BuildContext) -> dict:
         bundle_dir, name, aimodel, hashes = self._convert(ctx)
@@ -282,12 +281,11 @@ class CompileStep(Step):
         target = bundle_dir / aimodelc_name(Path(aimodel).name, arch)
         previous = ctx.manifest.get(self.name)
 
-        outcome_details = {"arch": arch.name, "platform": arch.platform, "source_sha256": source_digest}
         picked_up = None
         recompile = bool((ctx.options.extra or {}).get("recompile"))  # `gemmaios compile --force`
         if target.exists() and not recompile:
             ours_stale = (previous is not None and previous.status == DONE
-                          and previous.details.get("source_sha256") != source_digest)
+                          and previous.details.source_sha256 != source_digest)
             if ours_stale:  # compiled by us from an older .aimodel: never reuse it
                 ctx.console.print(f"  {target.name} was compiled from an older {aimodel}; removing it")
                 shutil.rmtree(target)
@@ -303,12 +301,13 @@ class CompileStep(Step):
                 check_aimodelc(vision_target, arch)
             metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch,
                                                        (vision, vision_target.name) if vision_target else None)
-            pending = (previous.details.get("command") if previous else "") or manual_command(bundle_dir, aimodel, arch)
+            earlier = previous.details if previous is not None else None  # pending: its command; done: its record
+            pending = (earlier.command if earlier is not None else "") or manual_command(bundle_dir, aimodel, arch)
             reused = previous is not None and previous.status == DONE
-            details = {**outcome_details, "command": pending, "producer": picked_up.producer,
-                       "tool_version": previous.details.get("tool_version", "") if reused else "",
-                       "host": previous.details.get("host", "") if reused else "picked up (compiled elsewhere)",
-                       "picked_up": not reused or previous.details.get("picked_up", False)}
+            made = dict(command=pending, producer=picked_up.producer,
+                        tool_version=earlier.tool_version if reused else "",
+                        host=earlier.host if reused else "picked up (compiled elsewhere)",
+                        picked_up=not reused or earlier.picked_up)
             message = f"{'reused' if reused else 'picked up'} {target.name} ({picked_up.producer})"
         else:
             command = manual_command(bundle_dir, aimodel, arch)
@@ -325,22 +324,21 @@ class CompileStep(Step):
             finally:
                 runner.close()
             metadata, mac_metadata = result.metadata, result.mac_metadata
-            details = {**outcome_details, "command": result.command, "manual_command": command, "host": result.host,
-                       "producer": result.producer, "tool_version": result.tool_version, "picked_up": False,
-                       "compile_seconds": result.seconds}
+            made = dict(command=result.command, manual_command=command, host=result.host, producer=result.producer,
+                        tool_version=result.tool_version, picked_up=False, compile_seconds=result.seconds)
             message = f"{target.name} on {result.host} ({result.producer})"
 
         _restamp(ctx, "convert", metadata)
         files = sorted(p for p in target.rglob("*") if p.is_file())
+        vision_rel = None
         if vision_target is not None and vision_target.exists():
             files += sorted(p for p in vision_target.rglob("*") if p.is_file())
-            details["vision_aimodelc"] = str(vision_target.relative_to(ctx.build_dir))
-        details.update({
-            "aimodelc": str(target.relative_to(ctx.build_dir)),
-            "metadata": str(metadata.relative_to(ctx.build_dir)),
-            "metadata_mac": str(mac_metadata.relative_to(ctx.build_dir)),
-        })
-        tools = {"coreai-build": details["tool_version"] or details["producer"]}
+            vision_rel = str(vision_target.relative_to(ctx.build_dir))
+        details = CompileDetails(
+            arch=arch.name, platform=arch.platform, source_sha256=source_digest,
+            aimodelc=str(target.relative_to(ctx.build_dir)), metadata=str(metadata.relative_to(ctx.build_dir)),
+            metadata_mac=str(mac_metadata.relative_to(ctx.build_dir)), vision_aimodelc=vision_rel, **made)
+        tools = {"coreai-build": details.tool_version or details.producer}
         return StepOutcome(outputs=[*files, metadata, mac_metadata], details=details, message=message, tools=tools)
 
 

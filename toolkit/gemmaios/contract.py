@@ -30,8 +30,8 @@ CONTRACT_VERSION = 1
 
 # ---- bundle locations ---------------------------------------------------------------------------
 BUNDLED = "bundled"  # the .app holds the payload; deploy pushes none of it
-DOCUMENTS = "documents"  # the .app holds none; deploy pushes the payload into Documents
-BUNDLE_LOCATIONS = (BUNDLED, DOCUMENTS)
+PUSHED_TO_DOCUMENTS = "documents"  # the .app holds none; deploy pushes the payload into Documents
+BUNDLE_LOCATIONS = (BUNDLED, PUSHED_TO_DOCUMENTS)
 
 # ---- the payload folder (same layout in the .app and in Documents) -----------------------------
 PAYLOAD_DIR = "gemmaios-payload"
@@ -48,7 +48,7 @@ PROMPT_IMAGE_FIELD = "image"  # prompt set prompt and transcript prompt record: 
 BENCH_IMAGE_TENSOR = "image"  # that safetensors file's one tensor: uint8 [H, W, 3] RGB, the oracle's source picture
 
 # ---- Documents (the app's container, read/written over house_arrest) --------------------------
-RUNS_DIR = "gemmaios-runs"  # Documents/gemmaios-runs/<run_id>.jsonl, written by the app
+APP_RUNS_DIR = "gemmaios-runs"  # Documents/gemmaios-runs/<run_id>.jsonl: the app's transcripts
 TRANSCRIPT_SUFFIX = ".jsonl"
 DEVICE_MANIFEST_FILE = "gemmaios-manifest.json"  # Documents/gemmaios-manifest.json, the toolkit's only
 DEVICE_MANIFEST_SCHEMA = "gemmaios.device-manifest/1"
@@ -282,7 +282,7 @@ def facts() -> list[Fact]:
         Fact("bundleTokenizerFolder", BUNDLE_TOKENIZER_DIR, "the bundle's tokenizer folder", f"{m}.BUNDLE_TOKENIZER_DIR"),
         Fact("tableI8File", TABLE_I8_FILE, "int8 [V, L*D] PLE table", f"{m}.TABLE_I8_FILE (tables.I8_NAME)"),
         Fact("tableScaleFile", TABLE_SCALE_FILE, "float32 [V] PLE row scales", f"{m}.TABLE_SCALE_FILE (tables.SCALE_NAME)"),
-        Fact("runsFolder", RUNS_DIR, "Documents/<it>/<run_id>.jsonl: bench transcripts", f"{m}.RUNS_DIR"),
+        Fact("runsFolder", APP_RUNS_DIR, "Documents/<it>/<run_id>.jsonl: bench transcripts", f"{m}.APP_RUNS_DIR"),
         Fact("transcriptSuffix", TRANSCRIPT_SUFFIX, "transcript file suffix", f"{m}.TRANSCRIPT_SUFFIX"),
         Fact("deviceManifestFile", DEVICE_MANIFEST_FILE, "Documents/<it>: deploy's record (the app never writes it)",
              f"{m}.DEVICE_MANIFEST_FILE"),

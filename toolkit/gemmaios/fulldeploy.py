@@ -8,7 +8,7 @@ Stages, each announced through `say` as it starts:
    configured stops here with the exact command (NeedsMacOS); a failed step stops with its error.
    With `--ipa` the user brings the signed app, and the sign step is not run.
 2. install + push: `gemmaios.device.deploy` with the signed .ipa the sign step recorded.
-3. bench (`--bench`): `gemmaios.bench.bench` on the same device, same app.
+3. bench (`--bench`): `gemmaios.devicebench.bench` on the same device, same app.
 4. report: `gemmaios report`'s code path (load_runs → build_report → write_report) on that run.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .buildlayout import MANIFEST_NAME
 from .errors import NeedsMacOS, StepFailed
 from .pipeline import FAILED, PENDING, BuildOptions, Manifest, StepReport
 
@@ -161,9 +162,8 @@ def build_for_deploy(request: DeployRequest, build_dir: Path, console: Console,
     _check_steps(reports, request, ctx.build_dir, say)
     if request.ipa is not None:
         return reports, Path(request.ipa)
-    record = ctx.manifest.get("sign")
-    ipa = record.details.get("ipa") if record is not None and record.status in ("done", "skipped") else None
-    return reports, ctx.path(ipa) if ipa else None
+    sign = ctx.manifest.details("sign")
+    return reports, ctx.path(sign.ipa) if sign is not None else None
 
 
 def deploy_summary(result) -> str:
@@ -183,7 +183,7 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
                progress=None) -> FullDeployResult:
     """Build what is missing, sign, install, push; with `request.bench`, bench and report. Each stage is
     announced with `say` before it runs."""
-    from . import bench as bench_mod
+    from . import devicebench as bench_mod
     from . import report as rep
     from .device import deploy as device_deploy
     from .device import find_app_package
@@ -191,7 +191,7 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
 
     console = console or Console(stderr=True)
     build_dir = Path(request.build_dir) if request.build_dir else default_build_dir(request.options)
-    if request.options is None and not (build_dir / "build.json").is_file():
+    if request.options is None and not (build_dir / MANIFEST_NAME).is_file():
         raise StepFailed(f"{build_dir} is not a build folder (no build.json)",
                          hint="pass --model tiny (or a checkpoint) to build one, or --out an existing build")
 

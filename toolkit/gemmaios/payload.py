@@ -23,12 +23,13 @@ from pathlib import Path
 
 from . import contract as c
 from .archs import Arch
+from .buildlayout import APP_DIR, TABLES_DIR
 from .errors import GemmaiosError, NeedsMacOS
 from .memory import ExtraAsset, MemoryEstimate, entitled_memory, tree_bytes
-from .pipeline import recorded_details
+from .pipeline import finished_details
 
 # The prompt set the app step renders, relative to the build folder (the payload's source).
-PROMPT_SET_BUILD_REL = f"app/{c.PROMPT_SET_FILE}"
+PROMPT_SET_BUILD_REL = f"{APP_DIR}/{c.PROMPT_SET_FILE}"
 
 
 class PayloadError(GemmaiosError):
@@ -76,13 +77,9 @@ class PayloadPlan:
 
     def documents_files(self) -> list[tuple[Path, str]]:
         """(local file, path inside Documents): the payload for `documents`, else nothing."""
-        if self.location != c.DOCUMENTS:
+        if self.location != c.PUSHED_TO_DOCUMENTS:
             return []
         return [(f.source, f"{c.PAYLOAD_DIR}/{f.dest}") for f in self.files]
-
-
-def _details(build_dir: Path, step: str) -> dict:
-    return recorded_details(build_dir, step)
 
 
 def read_main_asset(bundle_dir: Path) -> str:
@@ -171,19 +168,19 @@ def payload_plan(build_dir: Path, location: str | None = None, *, bundle_dir: Pa
     `i8`, the app step's `bundle_location`; the prompt set is `PROMPT_SET_BUILD_REL`.
     """
     build_dir = Path(build_dir)
-    convert, tables, app = (_details(build_dir, n) for n in ("convert", "tables", "app"))
-    location = location or app.get("bundle_location") or c.BUNDLED
+    convert, tables, app = (finished_details(build_dir, n) for n in ("convert", "tables", "app"))
+    location = location or (app.bundle_location if app is not None else c.BUNDLED)
     if location not in c.BUNDLE_LOCATIONS:
         raise PayloadError(f"bundle location {location!r} is not one of {', '.join(c.BUNDLE_LOCATIONS)}",
                            hint="use --bundle-location bundled or documents")
     if bundle_dir is None:
-        if not convert.get("bundle_dir"):
+        if convert is None:
             raise PayloadError(f"{build_dir} has no converted bundle", hint="run `gemmaios build` first")
-        bundle_dir = build_dir / convert["bundle_dir"]
+        bundle_dir = build_dir / convert.bundle_dir
     bundle_dir = Path(bundle_dir)
-    ple = ple or convert.get("ple") or "none"
+    ple = ple or (convert.ple if convert is not None else "none")
     if tables_dir is None:
-        tables_dir = build_dir / (Path(tables["i8"]).parent if tables.get("i8") else "tables")
+        tables_dir = build_dir / (tables.tables_dir if tables is not None else TABLES_DIR)
     prompt_set = Path(prompt_set) if prompt_set else build_dir / PROMPT_SET_BUILD_REL
 
     main = read_main_asset(bundle_dir)

@@ -23,12 +23,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__, quiet
+from .buildlayout import MANIFEST_NAME, TINY_CHECKPOINT_DIR
 from .crash import doing
 from .errors import BuildError, GemmaiosError, NeedsMacOS, StepFailed
 from .files import sha256_file, write_json_atomic
+from .steprecords import PendingDetails, StepDetails, details_from_json
 
-MANIFEST_NAME = "build.json"
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # steprecords' docstring tells the history
+READS_SCHEMAS = (1, 2)  # schema 1 is migrated on read (steprecords.details_from_json)
 
 DONE, SKIPPED, PENDING, FAILED, NOT_APPLICABLE = "done", "skipped", "pending", "failed", "n/a"
 
@@ -51,7 +53,7 @@ class StepRecord:
     inputs: dict[str, Any]
     outputs: dict[str, dict] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
+    details: StepDetails | None = None  # the step's typed record (steprecords), None where it keeps none
     message: str = ""
     started: str = ""
     seconds: float = 0.0
@@ -79,19 +81,28 @@ class Manifest:
                     f"{self.path} is not a gemmaios manifest (a JSON object with `schema` and `steps`)",
                     hint="is this the right --out folder? Delete build.json to rebuild every step there",
                 )
-            if loaded.get("schema") != MANIFEST_SCHEMA:
+            schema = loaded.get("schema")
+            if isinstance(schema, int) and not isinstance(schema, bool) and schema > MANIFEST_SCHEMA:
                 raise BuildError(
-                    f"{self.path} has schema {loaded.get('schema')}, this gemmaios writes {MANIFEST_SCHEMA}",
+                    f"{self.path} has schema {schema}, written by a newer gemmaios (this one, {__version__}, "
+                    f"reads schemas {', '.join(map(str, READS_SCHEMAS))})",
+                    hint="upgrade gemmaios (pip install -U gemmaios), or build into a fresh --out folder",
+                )
+            if schema not in READS_SCHEMAS:
+                raise BuildError(
+                    f"{self.path} has schema {schema!r}, this gemmaios reads schemas "
+                    f"{', '.join(map(str, READS_SCHEMAS))}",
                     hint="use a fresh --out folder, or delete build.json to rebuild",
                 )
             self.data = loaded
+            self.data["schema"] = MANIFEST_SCHEMA  # an older schema's records are parsed as this one's
 
     @property
     def steps(self) -> dict[str, dict]:
         return self.data["steps"]
 
     def record(self, name: str, record: StepRecord) -> None:
-        self.steps[name] = asdict(record)
+        self.steps[name] = asdict(record)  # nested: the typed details become their JSON object
         self.data["toolkit_version"] = __version__
         self.data["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
         write_json_atomic(self.path, self.data)
@@ -100,26 +111,33 @@ class Manifest:
         raw = self.steps.get(name)
         if not raw:
             return None
+        fix = f"rebuild its steps (gemmaios build --force --out {self.path.parent}), or build into a new folder"
+        if not isinstance(raw, dict):
+            raise BuildError(f"{self.path}: the {name} step's record is damaged (not an object)", hint=fix)
         try:
-            return StepRecord(**raw)
+            record = StepRecord(**{**raw, "details": None})
         except TypeError as exc:  # a record written by hand or by another tool: named, not a crash
-            raise BuildError(f"{self.path}: the {name} step's record is damaged ({exc})",
-                             hint=f"rebuild its steps (gemmaios build --force --out {self.path.parent}), "
-                                  "or build into a new folder") from None
+            raise BuildError(f"{self.path}: the {name} step's record is damaged ({exc})", hint=fix) from None
+        record.details = details_from_json(name, record.status, raw.get("details"), where=str(self.path), fix=fix)
+        return record
+
+    def details(self, name: str) -> StepDetails | None:
+        """The typed record of a finished (done or skipped) step; None when it has not finished."""
+        record = self.get(name)
+        return record.details if record is not None and record.status in (DONE, SKIPPED) else None
 
     def set_meta(self, key: str, value: Any) -> None:
         self.data[key] = value
         write_json_atomic(self.path, self.data)
 
 
-def recorded_details(build_dir: Path, step: str) -> dict[str, Any]:
-    """What a step recorded in build.json ({} where the folder has no build.json or the step no record).
-    The one reader for the modules that only look: a damaged build.json is the BuildError Manifest names,
-    not an empty build."""
-    if not (Path(build_dir) / MANIFEST_NAME).is_file():
-        return {}
-    record = Manifest(build_dir).get(step)
-    return dict(record.details or {}) if record is not None else {}
+def finished_details(build_dir: Path | None, step: str) -> StepDetails | None:
+    """The typed record of a finished step in a build folder (None where the folder has no build.json or
+    the step has not finished). The reader for the modules that only look: a damaged build.json is the
+    BuildError Manifest names, not an empty build."""
+    if build_dir is None or not (Path(build_dir) / MANIFEST_NAME).is_file():
+        return None
+    return Manifest(build_dir).details(step)
 
 
 def recorded_options(build_dir: Path) -> dict[str, Any]:
@@ -156,7 +174,7 @@ class StepOutcome:
 
     status: str = DONE
     outputs: list[Path] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+    details: StepDetails | None = None  # the step's typed record (steprecords)
     message: str = ""
     tools: dict[str, str] = field(default_factory=dict)
     # sha256 the step already computed for some outputs (multi-GB tables), so the manifest
@@ -186,7 +204,7 @@ class BuildContext:
         if self._checkpoint is None:
             from .checkpoint import resolve_checkpoint
 
-            tiny_dir = self.build_dir / "checkpoint" if self.options.model == "tiny" else None
+            tiny_dir = self.build_dir / TINY_CHECKPOINT_DIR if self.options.model == "tiny" else None
             self._checkpoint = resolve_checkpoint(self.options.model, tiny_dir=tiny_dir)
         return self._checkpoint
 
@@ -328,7 +346,7 @@ class Pipeline:
             ctx.manifest.record(
                 step.name,
                 StepRecord(status=PENDING, fingerprint=fp, inputs=inputs, message=str(exc),
-                           details={"command": exc.command}, started=_iso(started), seconds=seconds),
+                           details=PendingDetails(exc.command or ""), started=_iso(started), seconds=seconds),
             )
             # the reason only: the command to run is printed once, in the build's summary
             ctx.console.print(f"[yellow]⏸ {step.name}: {escape(str(exc).splitlines()[0])}[/yellow]")

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .buildlayout import LOG_NAME  # noqa: F401  (re-exported: quiet.LOG_NAME)
+
 VERBOSE_ENV = "GEMMAIOS_VERBOSE"
-LOG_NAME = "gemmaios.log"  # in the build folder
 
 
 def verbose() -> bool:

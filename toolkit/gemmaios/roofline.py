@@ -13,6 +13,15 @@ from .errors import GemmaiosError
 from .registry import ModelSpec
 
 GB = 1e9
+
+
+def size_text(n: float) -> str:
+    """A byte count in the unit that shows it (1 GB = 1e9 bytes): a tiny bundle's weights read `494.47 KB`,
+    not `0.000 GB`."""
+    for unit, size in (("GB", GB), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f} B"
 QUANT_BLOCK = 32
 # Storage bits per weight: int4/int8 levels per block of 32 plus one fp16 scale per block.
 BITS_PER_WEIGHT = {"int4": 4 + 16 / QUANT_BLOCK, "int8": 8 + 16 / QUANT_BLOCK, "fp16": 16.0}

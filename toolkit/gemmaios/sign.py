@@ -41,15 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import xctest
+from .buildlayout import APP_DIR, ENGINE_DIR, SIGN_DIR
 from .errors import GemmaiosError, NeedsMacOS
-from .pipeline import DONE, SKIPPED, BuildContext, Step, StepOutcome, sha256_file
+from .pipeline import BuildContext, Step, StepOutcome, sha256_file
 from .runners import In, Out, ToolchainError, ToolchainRunner, runner_for_build
+from .steprecords import AppDetails, SignDetails
 
 CONFIGURATION = "Release"  # a Debug engine measures ~3x slower (app/xcode.py)
 DESTINATION = "generic/platform=iOS"
 EXPORT_METHOD = "debugging"  # development signing; `development` is the deprecated alias Xcode 26 rejects
 SIGNING_STYLE = "automatic"
-SIGN_DIR = "sign"  # <build>/sign/: ExportOptions.plist and export/<App>.ipa
 EXPORT_DIR = "export"
 EXPORT_OPTIONS = "ExportOptions.plist"
 TEAM_ID_RE = re.compile(r"[A-Z0-9]{10}")
@@ -271,7 +272,7 @@ def sign_app(build_dir: Path, app_name: str, bundle_id: str, team_id: str, runne
     build_dir = Path(build_dir).resolve()
     if not TEAM_ID_RE.fullmatch(team_id or ""):
         raise MissingTeamId(f"no valid Apple Developer Team ID to sign with (got {team_id!r})", hint=WHERE_TEAM_GOES)
-    app_dir, engine_dir = build_dir / "app", build_dir / "engine"
+    app_dir, engine_dir = build_dir / APP_DIR, build_dir / ENGINE_DIR
     if not (app_dir / app_name / f"{app_name}.xcodeproj" / "project.pbxproj").is_file():
         raise SigningError(f"{app_dir / app_name} holds no rendered {app_name}.xcodeproj",
                            hint="run `gemmaios app` (or `gemmaios build`) first")
@@ -327,9 +328,8 @@ class SignStep(Step):
     def applicable(self, ctx: BuildContext) -> str | None:
         return "Mac builds have no iOS app" if ctx.options.target != "ios" else None
 
-    def _app(self, ctx: BuildContext) -> dict | None:
-        record = ctx.manifest.get("app")
-        return record.details if record is not None and record.status in (DONE, SKIPPED) else None
+    def _app(self, ctx: BuildContext) -> AppDetails | None:
+        return ctx.manifest.details("app")
 
     def inputs(self, ctx: BuildContext) -> dict:
         return {"app": ctx.step_fingerprint("app") if self._app(ctx) is not None else None,
@@ -343,9 +343,9 @@ class SignStep(Step):
             raise WaitingForApp("waits for the app step, which has not finished",
                                 command=manual_command(ctx.build_dir, _app_name(ctx), resolve_team_id(ctx.options)),
                                 hint="finish the steps before it (see their lines above), then re-run")
-        project = ctx.path(details["project"])
+        project = ctx.path(details.project)
         app_name = project.name
-        bundle_id = _bundle_id(ctx.path(details["xcodeproj"], "project.pbxproj"))
+        bundle_id = _bundle_id(ctx.path(details.xcodeproj, "project.pbxproj"))
         team_id = resolve_team_id(ctx.options)
         command = manual_command(ctx.build_dir, app_name, team_id)
         ipa_path = ctx.path(SIGN_DIR, EXPORT_DIR, f"{app_name}.ipa")
@@ -359,16 +359,16 @@ class SignStep(Step):
             picked = _pick_up(ipa_path, project, app_name, bundle_id)
             if picked is None:
                 raise
-            return self._outcome(ctx, picked, {"command": command, "host": "picked up (signed elsewhere)",
-                                               "picked_up": True}, f"picked up {ipa_path.name}")
-        if details.get("engine", {}).get("status") != "ready":
-            engine = details.get("engine", {})
+            return self._outcome(ctx, picked, dict(command=command, host="picked up (signed elsewhere)",
+                                                   picked_up=True), f"picked up {ipa_path.name}")
+        if details.engine.status != "ready":
+            engine = details.engine
             runner.close()
-            raise EngineNotReady(f"the project's engine package is {engine.get('status', 'missing')} "
-                                 f"({engine.get('message', '')}); Xcode cannot resolve it",
-                                 hint=f"run: {engine.get('command') or 'gemmaios app'} — then re-run "
+            raise EngineNotReady(f"the project's engine package is {engine.status} "
+                                 f"({engine.message}); Xcode cannot resolve it",
+                                 hint=f"run: {engine.command or 'gemmaios app'} — then re-run "
                                       "(or pass --engine-source PATH to a coreai-models checkout)",
-                                 command=engine.get("command") or "gemmaios app")
+                                 command=engine.command or "gemmaios app")
         if not team_id:
             runner.close()
             raise MissingTeamId("no Apple Developer Team ID to sign the app with", hint=WHERE_TEAM_GOES,
@@ -379,20 +379,18 @@ class SignStep(Step):
                 result = sign_app(ctx.build_dir, app_name, bundle_id, team_id, runner)
         finally:
             runner.close()
-        return self._outcome(ctx, result.ipa, {"command": result.command, "manual_command": command,
-                                               "host": result.host, "picked_up": False,
-                                               "sign_seconds": result.seconds, "team_id": team_id,
-                                               "tool_version": result.tool_version},
+        return self._outcome(ctx, result.ipa, dict(command=result.command, manual_command=command,
+                                                   host=result.host, picked_up=False, sign_seconds=result.seconds,
+                                                   team_id=team_id, tool_version=result.tool_version),
                              f"{app_name}.ipa on {result.host}")
 
-    def _outcome(self, ctx: BuildContext, ipa: IpaInfo, details: dict, message: str) -> StepOutcome:
-        rel = str(ipa.path.resolve().relative_to(ctx.build_dir))
-        details = {**details, "ipa": rel, "ipa_sha256": ipa.sha256, "bundle_id": ipa.bundle_id,
-                   "executable": ipa.executable, "version": ipa.version, "method": EXPORT_METHOD,
-                   "export_options": f"{SIGN_DIR}/{EXPORT_OPTIONS}"}
+    def _outcome(self, ctx: BuildContext, ipa: IpaInfo, how: dict, message: str) -> StepOutcome:
+        details = SignDetails(ipa=str(ipa.path.resolve().relative_to(ctx.build_dir)), ipa_sha256=ipa.sha256,
+                              bundle_id=ipa.bundle_id, executable=ipa.executable, version=ipa.version,
+                              method=EXPORT_METHOD, export_options=f"{SIGN_DIR}/{EXPORT_OPTIONS}", **how)
         outputs = [ipa.path] + ([ctx.path(SIGN_DIR, EXPORT_OPTIONS)] if ctx.path(SIGN_DIR, EXPORT_OPTIONS).is_file() else [])
         return StepOutcome(outputs=outputs, details=details, message=message, known_sha256={ipa.path: ipa.sha256},
-                           tools={"xcodebuild": details.get("tool_version") or details["host"]})
+                           tools={"xcodebuild": details.tool_version or details.host})
 
 
 def _bundle_id(pbxproj: Path) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .buildfolder import default_build_dir
+from .buildlayout import CHECKPOINT_RECORD
 from .checkpoint import require_inputs
 from .pipeline import BuildContext, BuildOptions, Pipeline, Step, StepOutcome, StepReport, write_json_atomic
 
@@ -33,7 +34,7 @@ class CheckpointStep(Step):
             from .convert.options import check_unified_multimodal
 
             check_unified_multimodal(ckpt, ctx.options.vision, getattr(ctx.options, "audio", False), ctx.options.target)
-        record = ctx.path("checkpoint.json")
+        record = ctx.path(CHECKPOINT_RECORD)
         write_json_atomic(record, {**ckpt.describe(), "fingerprint": ckpt.fingerprint()})
         outputs = [record]
         if ckpt.is_tiny:

@@ -3,7 +3,7 @@ and `gemmaios farm` (one source; the Swift test file is rendered from these valu
 
 The test target (`TARGET`) is a unit-test bundle hosted in the app (TEST_HOST), so its one test
 (`TEST_CLASS`/`TEST_METHOD`) runs GemmaiosCore's bench protocol inside the app process and writes
-the same transcript the app's bench mode writes, to Documents/<contract.RUNS_DIR>/ and attached
+the same transcript the app's bench mode writes, to Documents/<contract.APP_RUNS_DIR>/ and attached
 to the test's result. `xcodebuild test-without-building` hands the test process every variable
 of its own environment named `TEST_RUNNER_<NAME>` as `<NAME>` (Xcode's documented mechanism), so
 the bench settings travel as `TEST_RUNNER_` + the contract's launch settings.

@@ -20,11 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import contract, xctest
+from .buildlayout import BUILD_RUNS_DIR, REPORTS_DIR, SIGNED_PRODUCTS, XCTEST_RUNS_DIR
 from .errors import GemmaiosError
 from .files import write_json_atomic
 from .runners import In, Out, runner_for
-
-RUNS_OUT = "xctest-runs"
 
 
 class XCTestBenchError(GemmaiosError):
@@ -71,14 +70,14 @@ def job_command(products: Path, xctestrun: str, udids: Sequence[str], run_id: st
         q = shlex.quote(udid)
         lines.append(shlex.join(["xcrun", "devicectl", "device", "copy", "from", "--device", udid,
                                  "--json-output", f"{udid}/copy.json", "--domain-type", "appDataContainer",
-                                 "--domain-identifier", bundle_id, "--source", f"Documents/{contract.RUNS_DIR}/{name}",
+                                 "--domain-identifier", bundle_id, "--source", f"Documents/{contract.APP_RUNS_DIR}/{name}",
                                  "--destination", f"{udid}/{name}"]) + f" > {q}/copy.log 2>&1 || true")
     lines.append("exit 0")
-    return ["/bin/sh", "-c", "\n".join(lines), "gemmaios-xctest", In(products), Out(RUNS_OUT, folder=True)]
+    return ["/bin/sh", "-c", "\n".join(lines), "gemmaios-xctest", In(products), Out(XCTEST_RUNS_DIR, folder=True)]
 
 
 def manual_command(build_dir: Path, udids: Sequence[str], run_id: str, trials: int) -> str:
-    products = Path(build_dir) / "sign" / xctest.PRODUCTS_DIR
+    products = Path(build_dir) / SIGNED_PRODUCTS
     env = " ".join(f"{k}={v}" for k, v in xctest.runner_environment(run_id, trials, "<udid>").items())
     one = shlex.join(test_argv(f"{products}/<scheme>.xctestrun", "<udid>", "<udid>/bench.xcresult"))
     return f"for each of {', '.join(udids)}: {env} {one}"
@@ -109,14 +108,14 @@ def bench_xctest(build_dir: Path, udids: Sequence[str], *, trials: int = 3, mac:
         raise XCTestBenchError("no destination given", hint="pass --destination id=<udid> (repeatable)")
     if len(set(udids)) != len(udids):
         raise XCTestBenchError(f"a destination is named twice: {udids}", hint="name each phone once")
-    products = build_dir / "sign" / xctest.PRODUCTS_DIR
+    products = build_dir / SIGNED_PRODUCTS
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     command = manual_command(build_dir, udids, run_id, trials)
     runner = runner_for(mac, ssh_options, workdir, pending_command=command,
                         resume="copy each <udid>/ folder's transcript into build/runs/ and run `gemmaios report`")
     xctestrun = find_xctestrun(products)
     bundle_id = host_bundle_id(xctestrun)
-    staging = build_dir / RUNS_OUT
+    staging = build_dir / XCTEST_RUNS_DIR
     try:
         status_fn(f"xcodebuild test-without-building on {len(udids)} destination(s) on {runner.describe()}")
         runner.run(job_command(products, xctestrun.name, udids, run_id, trials, bundle_id),
@@ -126,7 +125,7 @@ def bench_xctest(build_dir: Path, udids: Sequence[str], *, trials: int = 3, mac:
     result = XCTestBenchResult(run_id)
     for udid in udids:
         got = staging / udid
-        run_dir = build_dir / "runs" / f"{run_id}-{udid}"
+        run_dir = build_dir / BUILD_RUNS_DIR / f"{run_id}-{udid}"
         run_dir.mkdir(parents=True, exist_ok=True)
         for item in got.iterdir() if got.is_dir() else []:
             shutil.move(str(item), run_dir / item.name)
@@ -145,7 +144,7 @@ def bench_xctest(build_dir: Path, udids: Sequence[str], *, trials: int = 3, mac:
     if pulled:
         from . import report as rep
 
-        result.report_dir = build_dir / "reports" / f"xctest-{run_id}"
+        result.report_dir = build_dir / REPORTS_DIR / f"xctest-{run_id}"
         rep.write_report(rep.build_report(rep.load_runs(pulled)), result.report_dir)
     failed = [d for d in result.destinations if d.status != "completed"]
     if failed:

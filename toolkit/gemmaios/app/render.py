@@ -15,6 +15,7 @@ import jinja2
 
 from .. import __version__, xctest
 from .. import contract as c
+from ..buildlayout import APP_DIR
 from ..files import replace_dir, write_bytes_atomic
 from ..patches import (
     ENGINE_DIRNAME,
@@ -80,7 +81,7 @@ def write_prompt_set(build_dir: Path, prompt_set: PromptSet | None) -> Path:
     for old in sorted(images.glob("*")) if images.is_dir() else []:
         if old not in wanted and old.is_file():
             old.unlink()
-    from ..vision.bench import write_image_file
+    from ..vision.imagebench import write_image_file
 
     for rel, png in sorted(prompt_set.image_sources.items()):
         write_image_file(Path(build_dir) / png, path.parent / rel)  # png: relative to the build folder
@@ -102,7 +103,7 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
     build_dir = Path(build_dir).resolve()
     s = settings.validated()
     env = _jinja_env()
-    final_dir = build_dir / "app" / s.app_name
+    final_dir = build_dir / APP_DIR / s.app_name
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{s.app_name}.", dir=final_dir.parent))
     try:

@@ -9,10 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import contract as c
+from ..buildlayout import APP_DIR, BUNDLES_DIR, ENGINE_DIR, TABLES_DIR
 from ..errors import GemmaiosError
 from ..patches import ENGINE_DIRNAME, PatchError, default_cache_dir, load_series
 from ..payload import check_ios_bundle, check_tbl_memory, check_vision_memory
 from ..pipeline import BuildContext, Step, StepOutcome, sha256_file
+from ..steprecords import OracleDetails
 from ..vision.oracle import IMAGE_ORACLE_DIR, IMAGE_ORACLE_FILE
 from .render import render_app, template_fingerprint
 from .values import AppSettings, AppTemplateError, PromptSet
@@ -27,12 +29,7 @@ BUILTIN_PROMPTS = [
 ]
 
 
-def _details(ctx: BuildContext, step: str) -> dict:
-    record = ctx.manifest.get(step)
-    return record.details if record is not None and record.status in ("done", "skipped") else {}
-
-
-def _prompt_set_from_oracle(path: Path, details: dict) -> PromptSet:
+def _prompt_set_from_oracle(path: Path, details: OracleDetails) -> PromptSet:
     """The oracle's prompts as token ids (fields: prompts[].id, prompts[].prompt_ids)."""
     try:
         data = json.loads(path.read_text())
@@ -40,8 +37,8 @@ def _prompt_set_from_oracle(path: Path, details: dict) -> PromptSet:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise AppTemplateError(f"cannot read the prompt set from {path}: {exc!r}",
                                hint="the app expects prompts[].id and prompts[].prompt_ids; re-run the oracle step") from exc
-    meta = details.get("prompt_set") or data.get("prompt_set") or {}
-    max_new = details.get("max_new_tokens") or data.get("max_new_tokens") or 32
+    meta = details.prompt_set or data.get("prompt_set") or {}
+    max_new = details.max_new_tokens or data.get("max_new_tokens") or 32
     return PromptSet(str(meta.get("name", "oracle")), str(meta.get("sha256", sha256_file(path))), int(max_new), prompts)
 
 
@@ -54,9 +51,9 @@ def _takes_images(metadata: Path) -> bool:
 
 
 def _with_image_prompts(text: PromptSet, image_oracle: Path, build_dir: Path) -> PromptSet:
-    """The text prompts, then one prompt per image-oracle picture (gemmaios.vision.bench); the pictures'
+    """The text prompts, then one prompt per image-oracle picture (gemmaios.vision.imagebench); the pictures'
     sources relative to the build folder, so a copied build renders the same settings."""
-    from ..vision import bench as image_bench
+    from ..vision import imagebench as image_bench
 
     try:
         prompts, sources = image_bench.image_prompts(image_oracle)
@@ -78,7 +75,7 @@ def _builtin_prompt_set(tokenizer_path: Path, max_new_tokens: int) -> PromptSet:
 
 
 def bundle_name_for(ctx: BuildContext) -> str:
-    """The bundle the convert step names for these options (bundle.bundle_name; an iPhone bundle has no
+    """The bundle the convert step names for these options (bundlename.bundle_name; an iPhone bundle has no
     flash-decode kernel), for a build whose convert step left no record."""
     from ..bundlename import bundle_name, model_key
 
@@ -97,21 +94,21 @@ def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> App
     overrides = dict(overrides or {})
     user = load_config(overrides.pop("config", None))
     tc = ctx.checkpoint.text_config
-    convert, tables, compile_, oracle = (_details(ctx, n) for n in ("convert", "tables", "compile", "oracle"))
-    name = convert.get("name") or bundle_name_for(ctx)
-    bundle_dir = convert.get("bundle_dir") or f"bundle/{name}"
+    convert, tables, compile_, oracle = (ctx.manifest.details(n) for n in ("convert", "tables", "compile", "oracle"))
+    name = convert.name if convert else bundle_name_for(ctx)
+    bundle_dir = convert.bundle_dir if convert else f"{BUNDLES_DIR}/{name}"
     metadata = ctx.path(bundle_dir, "metadata.json")
     has_ple = bool(tc.get("hidden_size_per_layer_input"))
-    ple = (convert.get("ple") or ctx.options.ple) if has_ple else "none"
+    ple = (convert.ple if convert else ctx.options.ple) if has_ple else "none"
     layers, dim = int(tc.get("num_hidden_layers", 0)), int(tc.get("hidden_size_per_layer_input") or 0)
     vocab = int(tc.get("vocab_size_per_layer_input") or tc.get("vocab_size") or 0)
-    if tables.get("shape"):
-        vocab = int(tables["shape"][0])
+    if tables is not None:
+        vocab = int(tables.shape[0])
     eos = tc.get("eos_token_id", [])
-    max_new = int(oracle.get("max_new_tokens") or ctx.options.oracle_tokens)
-    if oracle.get("oracle") and ctx.path(oracle["oracle"]).is_file():
-        prompt_set = _prompt_set_from_oracle(ctx.path(oracle["oracle"]), oracle)
-        image_oracle = ctx.path(oracle.get("image_oracle") or IMAGE_ORACLE_DIR)
+    max_new = int(oracle.max_new_tokens if oracle else ctx.options.oracle_tokens)
+    if oracle is not None and ctx.path(oracle.oracle).is_file():
+        prompt_set = _prompt_set_from_oracle(ctx.path(oracle.oracle), oracle)
+        image_oracle = ctx.path(oracle.image_oracle or IMAGE_ORACLE_DIR)
         if _takes_images(metadata) and (image_oracle / IMAGE_ORACLE_FILE).is_file():
             prompt_set = _with_image_prompts(prompt_set, image_oracle, Path(ctx.build_dir))
     else:
@@ -124,13 +121,13 @@ def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> App
         "bundle_name": name,
         "bundle_dir": bundle_dir,
         "metadata_sha256": sha256_file(metadata) if metadata.is_file() else "",
-        "quant": convert.get("quant") or ctx.options.quant,
-        "arch": compile_.get("arch") or ctx.options.arch,
+        "quant": convert.quant if convert else ctx.options.quant,
+        "arch": compile_.arch if compile_ else ctx.options.arch,
         "ple": ple,
         "ple_layers": layers if has_ple else 0,
         "ple_dim": dim,
         "vocab_size": vocab,
-        "tables_dir": str(Path(tables["i8"]).parent) if tables.get("i8") else "tables",
+        "tables_dir": tables.tables_dir if tables else TABLES_DIR,
         "warmup_token_id": int(tc.get("bos_token_id") or 2),
         "bos_token_id": int(tc.get("bos_token_id") or 2),
         "stop_token_ids": [int(t) for t in (eos if isinstance(eos, list) else [eos])],
@@ -167,16 +164,16 @@ class AppStep(Step):
             "upstream": {n: ctx.step_fingerprint(n) for n in ("checkpoint", "tables", "convert", "oracle", "compile")},
             # a checkout appearing later (clone on another machine, --engine-source) re-runs the step
             "engine_available": bool(s.engine_source) or (cache / ".git").exists(),
-            "engine_ready": (ctx.path("engine", ENGINE_DIRNAME, ".gemmaios-engine")).is_file(),
+            "engine_ready": (ctx.path(ENGINE_DIR, ENGINE_DIRNAME, ".gemmaios-engine")).is_file(),
             # the staged payload is not hashed as an output (GBs): a missing file re-runs the step
             "payload_staged": self._payload_staged(ctx, s),
         }
 
     @staticmethod
     def _payload_staged(ctx: BuildContext, s: AppSettings) -> bool:
-        record = ctx.manifest.get("app")
-        staged = (record.details or {}).get("app_payload", {}) if record is not None else {}
-        project = ctx.path("app", s.app_name)
+        record = ctx.manifest.details("app")
+        staged = record.app_payload if record is not None else {}
+        project = ctx.path(APP_DIR, s.app_name)
         return all((project / dest).is_file() for dest in staged)
 
     def run(self, ctx: BuildContext) -> StepOutcome:
@@ -193,16 +190,16 @@ class AppStep(Step):
         except PatchError as exc:
             raise AppTemplateError(f"the engine patch stack does not apply: {exc}", hint=exc.hint) from exc
         outputs = [*result.files, result.prompt_set, *result.bench_images]
-        stamp = ctx.path("engine", ENGINE_DIRNAME, ".gemmaios-engine")
+        stamp = ctx.path(ENGINE_DIR, ENGINE_DIRNAME, ".gemmaios-engine")
         if result.engine.status == "ready" and stamp.is_file():
             outputs = [*outputs, stamp]
         message = f"{result.project_dir.relative_to(ctx.build_dir)}"
         if result.engine.status == "pending":
-            # the command to fetch it is printed once, under the build's summary (details["engine"])
+            # the command to fetch it is printed once, under the build's summary (AppDetails.engine)
             message += f"; engine package pending ({result.engine.message})"
-        details = {**result.details(ctx.build_dir), "warnings": warnings}
+        details = result.details(ctx.build_dir, warnings)
         if image_memory is not None:  # decoder + vision encoder + buffers vs the entitled limit
-            details["image_memory"] = image_memory.as_dict()
+            details.image_memory = image_memory.as_dict()
             message += f"; with images {image_memory.describe()}"
         return StepOutcome(outputs=outputs, details=details, message=message)
 

@@ -11,6 +11,7 @@ from typing import Any
 from .. import contract as c
 from ..errors import AppTemplateError
 from ..payload import PayloadPlan
+from ..steprecords import AppDetails, EngineDetails
 from ..swift_text import require_valid_unicode
 
 ENGINE_PRODUCT = "CoreAILM"
@@ -203,16 +204,18 @@ class AppResult:
     payload: PayloadPlan | None = None  # what the .app holds (bundled only)
     bench_images: list[Path] = field(default_factory=list)  # image prompts' picture files beside the prompt set
 
-    def details(self, build_dir: Path) -> dict:
-        return {
-            "project": str(self.project_dir.relative_to(build_dir)),
-            "xcodeproj": str(self.xcodeproj.relative_to(build_dir)),
-            "engine": asdict(self.engine),
-            "bundle_location": self.bundle_location,
-            "prompt_set": str(self.prompt_set.relative_to(build_dir)) if self.prompt_set else None,
-            "bench_images": [str(p.relative_to(build_dir)) for p in self.bench_images],
-            "app_payload": {dest: str(src.relative_to(build_dir)) for src, dest in self.payload.app_files()}
+    def details(self, build_dir: Path, warnings: list[str] | None = None) -> AppDetails:
+        """The app step's record in build.json (steprecords.AppDetails)."""
+        return AppDetails(
+            project=str(self.project_dir.relative_to(build_dir)),
+            xcodeproj=str(self.xcodeproj.relative_to(build_dir)),
+            engine=EngineDetails(**asdict(self.engine)),
+            bundle_location=self.bundle_location,
+            prompt_set=str(self.prompt_set.relative_to(build_dir)) if self.prompt_set else None,
+            bench_images=[str(p.relative_to(build_dir)) for p in self.bench_images],
+            app_payload={dest: str(src.relative_to(build_dir)) for src, dest in self.payload.app_files()}
             if self.payload else {},
-        }
+            warnings=list(warnings or []),
+        )
 
 

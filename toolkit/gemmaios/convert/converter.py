@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from .. import kernels
-from ..bundle import bundle_name, copy_tokenizer, write_metadata
+from ..bundlemetadata import copy_tokenizer, write_metadata
+from ..bundlename import bundle_name
 from ..checkpoint import Checkpoint
 from ..contract import KV_GUARD_METADATA_KEY, kv_guard
 from ..decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
@@ -321,7 +322,7 @@ def convert_checkpoint(
         }
         if recipe_facts is not None:
             gemmaios_section["recipe"] = recipe_facts
-            # The roofline's weight bytes per decoded token (report.bundle reads `weight_bytes`).
+            # The roofline's weight bytes per decoded token (report.bundlefacts reads `weight_bytes`).
             gemmaios_section["weight_bytes"] = recipe_facts["bytes_per_token"]
         if vision_facts is not None:
             from ..contract import VISION_METADATA_KEY

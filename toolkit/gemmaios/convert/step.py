@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import __version__, hostrun
+from ..buildlayout import BUNDLES_DIR, TABLES_DIR
 from ..checkpoint import Checkpoint
-from ..contract import IOS_KV_SAFE_CAPACITY, KV_FAULT_ISSUE, KV_FAULT_WARNING, KV_GUARD_METADATA_KEY, kv_guard
+from ..contract import IOS_KV_SAFE_CAPACITY, KV_FAULT_ISSUE, KV_FAULT_WARNING, kv_guard
 from ..decode_model import DecodeSpec
 from ..oracle import ORACLE_FILE
 from ..pipeline import BuildContext, Step, StepOutcome
 from ..recipe import load_recipe
+from ..steprecords import ConvertDetails, details_to_json
 from .converter import convert_checkpoint
 from .mixed import prepare_recipe
 from .options import (
@@ -85,13 +87,12 @@ class ConvertStep(Step):
         tables = None
         if opts.ple == "tbl":
             ctx.step_outputs("tables")  # raises a clear error when the tables step has not finished
-            record = ctx.manifest.get("tables")
-            tables = dict(record.details) if record else {}
+            tables = ctx.manifest.details("tables")
             spec = DecodeSpec.from_text_config(ctx.checkpoint.text_config)
             want = [spec.ple_vocab, spec.num_layers * spec.ple_dim]
-            if tables.get("shape") and list(tables["shape"]) != want:
+            if tables is not None and list(tables.shape) != want:
                 raise ConvertError(
-                    f"the tables step wrote a PLE table of shape {tables['shape']}, this checkpoint needs {want}",
+                    f"the tables step wrote a PLE table of shape {tables.shape}, this checkpoint needs {want}",
                     hint="re-run the tables step (`gemmaios build --force`)",
                 )
         ctx.step_outputs("oracle")  # the bundle-run gate judges the bundle against it
@@ -123,7 +124,7 @@ class ConvertStep(Step):
         check = hostrun.build_bundle_check(
             ctx.checkpoint,
             ctx.path(ORACLE_FILE),
-            ctx.path("tables") if _has_ple(ctx.checkpoint) else None,
+            ctx.path(TABLES_DIR) if _has_ple(ctx.checkpoint) else None,
             quant=opts.quant,
             head_quant=resolve_head_quant(opts.quant, opts.head_quant),
             flash_decode=flash,
@@ -135,7 +136,7 @@ class ConvertStep(Step):
         prefill_check = None
         if chunks:
             prefill_check = hostrun.build_prefill_check(
-                ctx.path(ORACLE_FILE), ctx.path("tables") if _has_ple(ctx.checkpoint) else None
+                ctx.path(ORACLE_FILE), ctx.path(TABLES_DIR) if _has_ple(ctx.checkpoint) else None
             )
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -156,15 +157,15 @@ class ConvertStep(Step):
             from ..vision.oracle import IMAGE_ORACLE_DIR
 
             image_check = build_image_check(ctx.path(IMAGE_ORACLE_DIR),
-                                            ctx.path("tables") if _has_ple(ctx.checkpoint) else None)
+                                            ctx.path(TABLES_DIR) if _has_ple(ctx.checkpoint) else None)
         result = convert_checkpoint(
             ctx.checkpoint,
-            ctx.path("bundle"),
+            ctx.path(BUNDLES_DIR),
             opts.quant,
             opts.ple,
             resolve_max_context(ctx.checkpoint, opts.max_context),
             progress=progress,
-            tables=tables,
+            tables=details_to_json(tables) if tables is not None else None,
             target=opts.target,
             kernel=opts.kernel,
             head_quant=opts.head_quant,
@@ -178,28 +179,15 @@ class ConvertStep(Step):
             audio=getattr(opts, "audio", False),
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
-        details = {
-            "bundle_dir": rel(result.bundle_dir),
-            "name": result.name,
-            "aimodel": rel(result.aimodel),
-            "metadata": rel(result.metadata),
-            "quant": result.quant,
-            "head_quant": result.head_quant,
-            "ple": result.ple,
-            "max_context": result.max_context,
-            "target": result.target,
-            KV_GUARD_METADATA_KEY: kv_guard(result.max_context) if result.target == "ios" else None,
-            "kernel": result.kernel,
-            "prefill_chunks": list(result.prefill_chunks),
-            "vision": result.vision,
-            "recipe": _recipe_details(result.recipe),
-            "multimodal": result.multimodal,
-            "inputs": result.inputs,
-            "outputs": result.outputs,
-            "states": result.states,
-            "gates": result.gates,
-            "seconds": result.seconds,
-        }
+        details = ConvertDetails(
+            bundle_dir=rel(result.bundle_dir), name=result.name, aimodel=rel(result.aimodel),
+            metadata=rel(result.metadata), quant=result.quant, head_quant=result.head_quant, ple=result.ple,
+            max_context=result.max_context, target=result.target, kernel=result.kernel,
+            prefill_chunks=list(result.prefill_chunks), vision=result.vision,
+            kv_guard=kv_guard(result.max_context) if result.target == "ios" else None,
+            recipe=_recipe_details(result.recipe), multimodal=result.multimodal, inputs=result.inputs,
+            outputs=result.outputs, states=result.states, gates=result.gates, seconds=result.seconds,
+        )
         g1 = result.gates.get("fp32_greedy")
         note = f"{g1['token_matches']}/{g1['prompts'] * g1['steps']} fp32 greedy" if g1 else "parity gates skipped"
         run_gate = result.gates.get("bundle_run")
@@ -216,7 +204,7 @@ class ConvertStep(Step):
             note += f"; flash-decode {result.kernel} on full layers {result.gates['flash_decode']['full_layers']}"
         elif result.target == "mac":
             note += "; stock attention (this model does not need the flash-decode kernel)"
-        guard = details[KV_GUARD_METADATA_KEY]
+        guard = details.kv_guard
         if guard and not guard["within_safe"]:
             note += (f"; {KV_FAULT_WARNING}: context {guard['allowed_context']} lets the KV bind up to "
                      f"{guard['largest_kv_capacity']} positions, which decode wrong tokens on iOS 27 beta "

@@ -78,13 +78,13 @@ from .local import (
     local_files,
     read_app_package,
     read_deploy_record,
-    step_details,
+    signed_bundle_id,
     write_deploy_record,
 )
 from .progress import rich_progress
 from .transfer import (
+    AFC_DOCUMENTS,
     CHUNK_BYTES,
-    DOCUMENTS,
     RESUME_CHECK_BYTES,
     ProgressFn,
     PushReport,
@@ -105,7 +105,7 @@ __all__ = [
     "DDI_COMMAND",
     "DEPLOY_RECORD",
     "DEPLOY_RECORD_SCHEMA",
-    "DOCUMENTS",
+    "AFC_DOCUMENTS",
     "DeployResult",
     "DeveloperImageNotMounted",
     "DeveloperModeOff",
@@ -172,7 +172,7 @@ __all__ = [
     "read_device_manifest",
     "rich_progress",
     "run_preflight",
-    "step_details",
+    "signed_bundle_id",
     "tunnel_provider",
     "tunneld_address",
     "write_deploy_record",

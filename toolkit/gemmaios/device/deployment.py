@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import contract
 from ..archs import get_arch
 from ..payload import PayloadPlan, check_ios_bundle, check_tbl_memory
+from ..pipeline import finished_details
 from .checks import check_space, run_preflight
 from .connect import disconnect_types, open_device, quiet_disconnects
 from .devicectl import Devicectl, devicectl_for, phone_only_on_the_mac
@@ -37,7 +38,7 @@ from .local import (
     find_app_package,
     local_files,
     read_app_package,
-    step_details,
+    signed_bundle_id,
     write_deploy_record,
 )
 from .transfer import (
@@ -71,7 +72,8 @@ def ios_checks(build_dir: Path, plan: PayloadPlan, arch: str | None, *, allow_un
     if not arch:
         return []
     target = get_arch(arch)
-    ple = step_details(build_dir, "convert").get("ple") or "none"
+    convert = finished_details(build_dir, "convert")
+    ple = convert.ple if convert is not None else "none"
     tables = [f.source for f in plan.files if f.dest.startswith(contract.PAYLOAD_TABLES_DIR + "/")]
     found = [check_ios_bundle(plan.bundle_dir, target, allow_uncompiled=allow_uncompiled),
              check_tbl_memory(plan.bundle_dir, tables, target, ple, allow_tbl=allow_tbl)]
@@ -89,7 +91,7 @@ async def _deploy(build_dir: Path, udid: str | None, ipa: Path | None, arch: str
     warnings = ios_checks(build_dir, plan, arch, allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
     app_path = Path(ipa) if ipa else find_app_package(build_dir)
     package = read_app_package(app_path) if app_path else None
-    bundle_id = package.bundle_id if package else step_details(build_dir, "app").get("bundle_id")
+    bundle_id = package.bundle_id if package else signed_bundle_id(build_dir)
     if not bundle_id:
         raise NothingToDeploy(f"{build_dir} has no signed app to install",
                               hint="build it on a Mac (`fastlane ios dev_build` writes <build>/ipa/) "

@@ -12,13 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import contract
+from ..buildlayout import CACHE_DIR, DEPLOY_RECORD, FASTLANE_IPA_DIR
 from ..payload import PayloadPlan, payload_plan
-from ..pipeline import recorded_details, recorded_options, sha256_file, write_json_atomic
+from ..pipeline import finished_details, recorded_options, sha256_file, write_json_atomic
 from .errors import NothingToDeploy
 
-DEPLOY_RECORD = "deploy.json"  # <build>/deploy.json: what deploy installed, per device (bench reads it)
 DEPLOY_RECORD_SCHEMA = "gemmaios.deploy-record/1"
-FASTLANE_IPA_DIR = "ipa"  # `fastlane ios dev_build` exports <build>/ipa/<App>.ipa
 
 
 @dataclass
@@ -43,13 +42,16 @@ def build_arch(build_dir: Path) -> str | None:
     return recorded_options(build_dir).get("arch")
 
 
-def step_details(build_dir: Path, step: str) -> dict:
-    return recorded_details(build_dir, step)
+def signed_bundle_id(build_dir: Path) -> str | None:
+    """The bundle id the sign step recorded for the build's .ipa (None before it has signed one)."""
+    sign = finished_details(build_dir, "sign")
+    return sign.bundle_id if sign is not None else None
 
 
 def bundle_location(build_dir: Path) -> str:
     """Where the rendered app reads its payload (the app step's choice; `bundled` by default)."""
-    return step_details(Path(build_dir), "app").get("bundle_location") or contract.BUNDLED
+    app = finished_details(Path(build_dir), "app")
+    return app.bundle_location if app is not None else contract.BUNDLED
 
 
 def deploy_plan(build_dir: Path, location: str | None = None) -> PayloadPlan:
@@ -58,7 +60,7 @@ def deploy_plan(build_dir: Path, location: str | None = None) -> PayloadPlan:
 
 
 def _hash_cache_path(build_dir: Path) -> Path:
-    return build_dir / ".gemmaios-cache" / "hashes.json"
+    return build_dir / CACHE_DIR / "hashes.json"
 
 
 def local_files(build_dir: Path, plan: PayloadPlan | None = None) -> list[LocalFile]:
@@ -115,14 +117,12 @@ def read_app_package(path: Path) -> AppPackage:
 
 
 def find_app_package(build_dir: Path) -> Path | None:
-    """The signed app for the build, if any: the sign step's .ipa, the app step's record, fastlane's
-    `ipa/*.ipa` (newest), then `app/**/*.ipa`, then an `.app` xcodebuild left under `app/`."""
+    """The signed app for the build, if any: the sign step's .ipa, fastlane's `ipa/*.ipa` (newest),
+    then `app/**/*.ipa`, then an `.app` xcodebuild left under `app/`."""
     build_dir = Path(build_dir)
-    for step in ("sign", "app"):
-        details = step_details(build_dir, step)
-        for key in ("ipa", "app_path"):
-            if details.get(key) and (build_dir / details[key]).exists():
-                return build_dir / details[key]
+    sign = finished_details(build_dir, "sign")
+    if sign is not None and (build_dir / sign.ipa).exists():
+        return build_dir / sign.ipa
     fastlane = sorted((build_dir / FASTLANE_IPA_DIR).glob("*.ipa"), key=lambda p: (p.stat().st_mtime_ns, p.name))
     if fastlane:
         return fastlane[-1]

@@ -1,5 +1,5 @@
 """A bench run on the phone as the device code follows it: how it ended, and whether its
-transcript (bytes pulled so far) holds a launch's end or the run's footer. Shared by `gemmaios.bench`
+transcript (bytes pulled so far) holds a launch's end or the run's footer. Shared by `gemmaios.devicebench`
 (pymobiledevice3) and `gemmaios.device.devicectl` (Apple's tool)."""
 
 from __future__ import annotations

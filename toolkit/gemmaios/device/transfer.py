@@ -14,7 +14,7 @@ from .. import contract
 from .errors import DeviceError
 from .local import LocalFile
 
-DOCUMENTS = "/Documents"  # house_arrest's documents-only view of the app container
+AFC_DOCUMENTS = "/Documents"  # house_arrest's documents-only view of the app container
 CHUNK_BYTES = 4 << 20
 RESUME_CHECK_BYTES = 1 << 20
 
@@ -29,7 +29,7 @@ async def read_device_manifest(afc) -> dict:
     from pymobiledevice3.exceptions import AfcFileNotFoundError
 
     try:
-        raw = await afc.get_file_contents(f"{DOCUMENTS}/{contract.DEVICE_MANIFEST_FILE}")
+        raw = await afc.get_file_contents(f"{AFC_DOCUMENTS}/{contract.DEVICE_MANIFEST_FILE}")
         data = json.loads(raw)
     except AfcFileNotFoundError:
         return empty_manifest()
@@ -48,7 +48,7 @@ async def write_device_manifest(afc, manifest: dict) -> None:
 
     manifest["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
 
-    final = f"{DOCUMENTS}/{contract.DEVICE_MANIFEST_FILE}"
+    final = f"{AFC_DOCUMENTS}/{contract.DEVICE_MANIFEST_FILE}"
     await afc.set_file_contents(final + ".tmp", json.dumps(manifest, indent=1, sort_keys=True).encode())
     try:
         await afc.rename(final + ".tmp", final)
@@ -148,7 +148,7 @@ async def prune_files(afc, keep: set[str], manifest: dict) -> list[str]:
         if rel in keep:
             continue
         with contextlib.suppress(AfcFileNotFoundError):
-            await afc.rm_single(f"{DOCUMENTS}/{rel}")
+            await afc.rm_single(f"{AFC_DOCUMENTS}/{rel}")
         manifest["files"].pop(rel, None)
         manifest["partial"].pop(rel, None)
         removed.append(rel)
@@ -162,7 +162,7 @@ async def push_files(afc, files: list[LocalFile], manifest: dict, *, chunk: int 
     """Push `files` under Documents/, skipping identical ones and resuming partial ones."""
     report = PushReport()
     for local in files:
-        remote = f"{DOCUMENTS}/{local.rel}"
+        remote = f"{AFC_DOCUMENTS}/{local.rel}"
         remote_size = await _remote_size(afc, remote)
         done = manifest["files"].get(local.rel)
         if done and done.get("sha256") == local.sha256 and done.get("size") == local.size == remote_size:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..buildlayout import FARM_DIR
 from ..files import write_json_atomic
 from .errors import (
     DevicePoolNotFound,
@@ -31,7 +32,6 @@ from .errors import (
 from .service import DeviceFarm
 from .testspec import render_testspec
 
-FARM_DIR = "farm"
 RECORD = "farm.json"
 LAST = "last"
 PROJECT_NAME = "gemmaios"

@@ -28,7 +28,7 @@ def render_testspec(*, run_name: str, bundle_id: str, trials: int, ios_test_host
     environment = xctest.runner_environment(run_id, trials, "$DEVICEFARM_DEVICE_UDID")
     text = env.from_string(source).render(
         run_name=run_name, bundle_id=bundle_id, ios_test_host=ios_test_host, environment=environment,
-        test_identifier=xctest.TEST_IDENTIFIER, runs_dir=contract.RUNS_DIR,
+        test_identifier=xctest.TEST_IDENTIFIER, runs_dir=contract.APP_RUNS_DIR,
         transcripts_dir=TRANSCRIPTS_DIR, transcript=run_id + contract.TRANSCRIPT_SUFFIX)
     validate_testspec(text)
     return text

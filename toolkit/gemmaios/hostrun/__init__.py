@@ -21,17 +21,11 @@ Layout: `errors` (constants, named errors), `bundle` (metadata facts), `runner` 
 tokenization, host bench), `prefill` (the chunked-prefill gate).
 """
 
-from .bench import BundleTokenizer, HostBenchResult, host_bench
-from .bundle import BundleInfo, asset_weight_bytes, estimate_step_seconds, find_bundle
-from .errors import (
-    CPU_SECONDS_PER_GB,
-    HOST_PLATFORM,
-    LARGE_BUNDLE_BYTES,
-    BundleGateFailed,
-    HostRunError,
-    Progress,
-)
+from .bundleinfo import BundleInfo, asset_weight_bytes, estimate_step_seconds, find_bundle
+from .errors import BundleGateFailed, HostRunError
 from .gate import LOGIT_ERROR_BOUND, BundleGateReport, build_bundle_check, bundle_gate, torch_reference
+from .hostbench import BundleTokenizer, HostBenchResult, host_bench
+from .hostfacts import CPU_SECONDS_PER_GB, HOST_PLATFORM, LARGE_BUNDLE_BYTES, Progress
 from .prefill import PrefillGateFailed, build_prefill_check, long_prefill_prompt, prefill_gate
 from .runner import BundleRunner, EncodedImage, HostGeneration
 from .transcripts import host_device, run_id_now, transcript_records

@@ -1,19 +1,8 @@
-"""The host runner's constants and named errors."""
+"""The host runner's named errors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from ..errors import GemmaiosError
-
-HOST_PLATFORM = "host-runtime"
-# Above this many weight bytes a CPU decode step takes minutes, not milliseconds.
-LARGE_BUNDLE_BYTES = 512 << 20
-# Measured: tiny bundles ~0.05-0.09 s per step; synthetic E4B int4 ~420 s per step on 2 cores.
-CPU_SECONDS_PER_GB = 420 / 3.95
-
-Progress = Callable[[int], Any]
 
 
 class HostRunError(GemmaiosError):

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GemmaiosError
-from . import errors
-from .bundle import BundleInfo, asset_weight_bytes, estimate_step_seconds
-from .errors import HostRunError, Progress
+from . import hostfacts
+from .bundleinfo import BundleInfo, asset_weight_bytes, estimate_step_seconds
+from .errors import HostRunError
+from .hostfacts import Progress
 from .runner import BundleRunner
 from .transcripts import coreai_version
 
@@ -124,7 +125,7 @@ def build_prefill_check(
     def check(staged: Path) -> dict:
         info = BundleInfo.load(staged)
         size = asset_weight_bytes(info)
-        if size > errors.LARGE_BUNDLE_BYTES:
+        if size > hostfacts.LARGE_BUNDLE_BYTES:
             return {"status": "skipped", "summary": (
                 f"skipped: a {size / 1e9:.1f} GB bundle takes ~{estimate_step_seconds(info) / 60:.0f} min per token on "
                 "Core AI's CPU runtime; the chunked-prefill identity was proven on the tiny model")}

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import BundleInfo
+from .bundleinfo import BundleInfo
 from .errors import HostRunError
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from .. import __version__
 from ..contract import PROMPT_KV_CAPACITY, PROMPT_WARNINGS
-from .errors import HOST_PLATFORM, Progress
+from .hostfacts import HOST_PLATFORM, Progress
 from .runner import BundleRunner
 
 

@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..buildlayout import ORACLE_FILE  # noqa: F401  (re-exported: oracle.ORACLE_FILE)
 from ..errors import GemmaiosError
 from ..files import write_json_atomic
 
 ORACLE_SCHEMA = "gemmaios.oracle/1"
-ORACLE_FILE = "oracle/oracle.json"
 DEFAULT_TOP_K = 5
 DEFAULT_TOKENS = 32
 

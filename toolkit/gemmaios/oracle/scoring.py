@@ -151,7 +151,7 @@ def score_against_oracle(
     """Judge each generation against the oracle prompt with the same index.
 
     A transcript's image prompts (records with `image`) are not judged here: they belong to the
-    image oracle (gemmaios.vision.bench.score_image_prompts), which also checks the prompt set's
+    image oracle (gemmaios.vision.imagebench.score_image_prompts), which also checks the prompt set's
     sha256 of such a mixed set.
     """
     warnings: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..pipeline import BuildContext, Step, StepOutcome
+from ..steprecords import OracleDetails
 from .prompts import PromptSet, load_prompt_set
 from .records import DEFAULT_TOP_K, ORACLE_FILE, ORACLE_SCHEMA
 from .reference import check_torch_device, run_oracle, tool_versions
@@ -43,7 +44,9 @@ class OracleStep(Step):
             oracle = run_oracle(ctx.checkpoint, prompt_set, tokens, top_k=top_k, progress=advance,
                                 device=device, out=path)
         eos_hits = sum(p.first_eos is not None for p in oracle.prompts)
-        outputs, note, extra = [path], "", {}
+        outputs, note = [path], ""
+        details = OracleDetails(oracle=ORACLE_FILE, prompt_set=prompt_set.header(), max_new_tokens=tokens,
+                                top_k=top_k, min_margin=oracle.min_margin, prompts_reaching_eos=eos_hits)
         if _image_oracle(ctx):  # image prompts: HF's processor + model on the built-in pictures
             from ..vision.oracle import IMAGE_ORACLE_DIR, run_image_oracle
 
@@ -53,12 +56,11 @@ class OracleStep(Step):
                                           progress=advance)
             outputs += sorted(p for p in image_dir.iterdir() if p.is_file())
             note = f"; {len(images.prompts)} image prompts, min margin {images.min_margin:.3g}"
-            extra = {"image_oracle": IMAGE_ORACLE_DIR, "image_prompts": len(images.prompts),
-                     "image_min_margin": images.min_margin}
+            details.image_oracle, details.image_prompts = IMAGE_ORACLE_DIR, len(images.prompts)
+            details.image_min_margin = images.min_margin
         return StepOutcome(
             outputs=outputs,
-            details={"oracle": ORACLE_FILE, "prompt_set": prompt_set.header(), "max_new_tokens": tokens,
-                     "top_k": top_k, "min_margin": oracle.min_margin, "prompts_reaching_eos": eos_hits, **extra},
+            details=details,
             message=f"{len(oracle.prompts)} prompts × {tokens} tokens, min top-1/top-2 margin {oracle.min_margin:.3g}"
                     + note,
         )

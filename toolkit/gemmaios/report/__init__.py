@@ -33,7 +33,7 @@ Layout, one concern per module (every public name is re-exported here, so
 
 from .bandwidth import Roofline
 from .build import Report, build_report
-from .bundle import BundleFacts, bundle_facts_from_dir
+from .bundlefacts import BundleFacts, bundle_facts_from_dir
 from .comparison import COMPARE_METRICS, Comparison, ComparisonRow, compare
 from .errors import IncomparableRuns, ReportError
 from .gates import GATE_KEYS, apply_gates, parse_fail_under

@@ -7,8 +7,8 @@ import io
 
 from ..roofline import GB
 from .build import Report
-from .markdown import fmt, headline_rows
-from .summary import DEFINITIONS, RunSummary
+from .markdown import fmt, headline_rows, thermal_known
+from .summary import RunSummary, definitions_for
 
 
 def _png(fig) -> str:
@@ -17,15 +17,26 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _legend(ax) -> None:
+    """The legend beside the axes, never over the bars or points it labels (a one-trial run's two bars
+    fill the plot, so matplotlib's `best` spot is on top of one of them)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
+
+
 def plots(s: RunSummary) -> dict[str, str]:
-    """Base64 PNGs: tok/s per trial, footprint over time, decode rate vs context position, and (bench
+    """Base64 PNGs of `figures`."""
+    return {title: _png(fig) for title, fig in figures(s).items()}
+
+
+def figures(s: RunSummary) -> dict:
+    """The matplotlib figures: tok/s per trial, footprint over time, decode rate vs context position, and (bench
     protocol) sustained tok/s over time with its thermal transitions, cold launches vs warm trials."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    out: dict[str, str] = {}
+    out: dict = {}
     trials = s.series.get("trials") or []
     if trials:
         fig = Figure(figsize=(6, 3.2))
@@ -41,8 +52,8 @@ def plots(s: RunSummary) -> dict[str, str]:
         ax.set_xlabel("trial")
         ax.set_ylabel("tok/s")
         ax.set_title("tok/s per trial")
-        ax.legend()
-        out["tok/s per trial"] = _png(fig)
+        _legend(ax)
+        out["tok/s per trial"] = fig
     memory = s.series.get("memory") or []
     if memory:
         fig = Figure(figsize=(6, 3.2))
@@ -54,8 +65,8 @@ def plots(s: RunSummary) -> dict[str, str]:
         ax.set_ylabel("GB")
         ax.set_ylim(bottom=0)
         ax.set_title("footprint over time")
-        ax.legend()
-        out["footprint over time"] = _png(fig)
+        _legend(ax)
+        out["footprint over time"] = fig
     points = s.series.get("decode_points") or []
     if points:
         fig = Figure(figsize=(6, 3.2))
@@ -67,12 +78,11 @@ def plots(s: RunSummary) -> dict[str, str]:
         ax.set_ylabel("decode tok/s")
         ax.set_ylim(bottom=0)
         ax.set_title("decode rate vs context position")
-        ax.legend()
-        out["decode rate vs context position"] = _png(fig)
+        _legend(ax)
+        out["decode rate vs context position"] = fig
     sustained = s.series.get("sustained") or []
     if sustained:
-        out["tok/s over time (sustained)"] = _png(_sustained_figure(Figure, sustained,
-                                                                    s.series.get("sustained_thermal") or []))
+        out["tok/s over time (sustained)"] = _sustained_figure(Figure, sustained, s.series.get("sustained_thermal") or [])
     cold_warm = [row for row in s.series.get("cold_warm") or [] if row[1] == "cold"]
     if cold_warm:
         fig = Figure(figsize=(6, 3.2))
@@ -85,7 +95,7 @@ def plots(s: RunSummary) -> dict[str, str]:
         ax.set_xlabel("trial (launch kind)")
         ax.set_ylabel("decode tok/s")
         ax.set_title("cold launches vs warm trials")
-        out["cold launches vs warm trials"] = _png(fig)
+        out["cold launches vs warm trials"] = fig
     return out
 
 
@@ -105,7 +115,7 @@ def _sustained_figure(Figure, series: list[tuple[float, float, str]], marks: lis
     ax.set_ylabel("tok/s")
     ax.set_ylim(bottom=0)
     ax.set_title("sustained decode: tok/s over time, thermal transitions")
-    ax.legend()
+    _legend(ax)
     return fig
 
 
@@ -125,8 +135,9 @@ code{background:#f3f3f3;padding:0 .2em}
 <section class="run"><h2>{{ s.label }}</h2><p><code>{{ s.path }}</code></p>
 <table>{% for k, v in rows %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
 {% if s.per_trial %}<table><tr><th>trial</th><th>launch</th><th>prompts</th><th>prefill tok/s</th><th>decode tok/s</th>
-<th>thermal</th><th></th></tr>{% for t in s.per_trial %}<tr><td>{{ t.trial }}</td><td>{{ t.kind }}</td><td>{{ t.prompts }}</td>
-<td>{{ fmt(t.prefill_tok_s) }}</td><td>{{ fmt(t.decode_tok_s) }}</td><td>{{ t.thermal }}</td>
+{% if thermal_known(s) %}<th>thermal</th>{% endif %}<th></th></tr>{% for t in s.per_trial %}<tr><td>{{ t.trial }}</td>
+<td>{{ t.kind }}</td><td>{{ t.prompts }}</td><td>{{ fmt(t.prefill_tok_s) }}</td><td>{{ fmt(t.decode_tok_s) }}</td>
+{% if thermal_known(s) %}<td>{{ t.thermal }}</td>{% endif %}
 <td>{{ 'warm-up (excluded)' if t.warmup else '' }}</td></tr>{% endfor %}</table>{% endif %}
 {% if s.prompt_lengths %}<table><tr><th>prompt</th><th>tokens</th><th>prefill tok/s (median, measured trials)</th></tr>
 {% for p in s.prompt_lengths %}<tr><td>{{ p.prompt_id }}</td><td>{{ p.tokens }}</td><td>{{ fmt(p.prefill_tok_s) }}</td>
@@ -165,4 +176,5 @@ def render_html(report: Report) -> str:
     env = jinja2.Environment(autoescape=True)
     template = env.from_string(_HTML)
     runs = [(s, headline_rows(s), plots(s) if s.valid else {}) for s in report.runs]
-    return template.render(report=report, runs=runs, c=report.comparison, definitions=DEFINITIONS, fmt=fmt)
+    return template.render(report=report, runs=runs, c=report.comparison, definitions=definitions_for(report.runs),
+                           fmt=fmt, thermal_known=thermal_known)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .build import Report
 from .scoring import Score
-from .summary import DEFINITIONS
+from .summary import definitions_for
 
 
 def _plain(obj: Any) -> Any:
@@ -35,7 +35,7 @@ def _plain(obj: Any) -> Any:
 def render_json(report: Report) -> str:
     data = _plain(report)
     data["passed"] = report.passed
-    data["definitions"] = DEFINITIONS
+    data["definitions"] = definitions_for(report.runs)
     data["schema"] = "gemmaios.report/1"
     return json.dumps(data, indent=2, sort_keys=True)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..roofline import GB
+from ..roofline import size_text
 from .build import Report
 from .comparison import Comparison
 from .protocol import prompt_lengths_line
-from .summary import DEFINITIONS, RunSummary, Stat
+from .summary import RunSummary, Stat, definitions_for
 
 
 def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
@@ -14,7 +14,23 @@ def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
 
 
 def _gb(value: float | None) -> str:
-    return "—" if value is None else f"{value / GB:.2f} GB"
+    return "—" if value is None else size_text(value)
+
+
+def _trials_line(s: RunSummary) -> str:
+    """How many trials the medians are over (the `n` of their lines), which, and what was left out."""
+    measured = s.measured_trials
+    line = (f"{len(measured)} measured (trial{'s' if len(measured) != 1 else ''} {', '.join(map(str, measured))})"
+            if measured else "none measured")
+    line += f"; warm-up excluded: {', '.join(map(str, s.warmup_trials)) or 'none'}"
+    if s.cold_trials:
+        line += f"; cold launches {', '.join(map(str, s.cold_trials))}"
+    return line + f"; {s.trials_planned} planned"
+
+
+def thermal_known(s: RunSummary) -> bool:
+    """Whether the run recorded thermal states (an iPhone bench does; a host run does not)."""
+    return any(t.thermal not in ("", "unknown") for t in s.per_trial)
 
 
 def _stat(st: Stat | None, digits: int = 1) -> str:
@@ -29,14 +45,11 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
     rows = [
         ("status", "complete" if s.complete else "INCOMPLETE (no footer: crash, jetsam kill or timeout)"),
         ("device", f"{dev.get('name', '?')} · {dev.get('product_type', '?')} · {s.platform} {dev.get('os_version', '')}"
-                   f" · arch {dev.get('arch', '?')}"),
+                   + (f" · arch {dev['arch']}" if dev.get("arch") else "")),
         ("bundle", f"{s.bundle.get('name', '?')} ({s.bundle.get('quant', '?')}, PLE {s.bundle.get('ple', '?')})"),
         ("prompt set", f"{s.prompt_set.get('name', '?')} · {s.prompt_set.get('count', '?')} prompts · "
                        f"sha256 {str(s.prompt_set.get('sha256', ''))[:12]}"),
-        ("trials", f"measured {', '.join(map(str, s.measured_trials)) or '—'}; warm-up excluded "
-                   f"{', '.join(map(str, s.warmup_trials)) or 'none'}"
-                   + (f"; cold launches {', '.join(map(str, s.cold_trials))}" if s.cold_trials else "")
-                   + f" (of {s.trials_planned} planned)"),
+        ("trials", _trials_line(s)),
         ("prefill tok/s" + (" (warm)" if s.cold else ""), _stat(s.prefill_tok_s)),
         ("prompt lengths (tokens)", prompt_lengths_line(s.prompt_lengths)),
         ("decode tok/s" + (" (warm)" if s.cold else ""), _stat(s.decode_tok_s)),
@@ -45,8 +58,10 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
                          + (" (cold/warm here: the on-device specialization cache, not the launch kind)"
                             if s.cold else "")),
         ("peak footprint", _gb(s.peak_footprint_bytes)),
-        ("headroom", f"{_gb(s.headroom_bytes)} vs entitled limit {_gb(s.entitled_limit_bytes)}"
-                     + (f"; OS-reported available min {_gb(s.min_available_bytes)}" if s.min_available_bytes else "")),
+        # an entitled limit is an iPhone's: a host run has no headroom row rather than `— vs —`
+        *([("headroom", f"{_gb(s.headroom_bytes)} vs entitled limit {_gb(s.entitled_limit_bytes)}"
+                        + (f"; OS-reported available min {_gb(s.min_available_bytes)}" if s.min_available_bytes else ""))]
+          if s.entitled_limit_bytes is not None else []),
         ("oracle", f"{s.oracle.label} — {s.oracle.summary}" if s.oracle else "—"),
         *([("image prompts", f"{s.image_oracle.label} — {s.image_oracle.summary}")] if s.image_oracle else []),
         ("determinism (trials)", f"{s.trial_determinism.label} — {s.trial_determinism.summary}"
@@ -77,9 +92,9 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
     r = s.roofline
     if r:
         rows += [
-            ("bytes / decoded token", f"{r.bytes_per_token / GB:.3f} GB = weights {r.weight_bytes / GB:.3f} GB + KV "
-                                      f"{r.kv_bytes / 1e6:.1f} MB (mean context {r.context:.0f}) + PLE row "
-                                      f"{r.ple_row_bytes} B"),
+            ("bytes / decoded token", f"{_gb(r.bytes_per_token)} = weights {_gb(r.weight_bytes)} + KV "
+                                      f"{_gb(r.kv_bytes)} (mean context {r.context:.0f}) + PLE row "
+                                      f"{_gb(r.ple_row_bytes)}"),
             ("roofline", f"{fmt(r.roofline_tok_s)} tok/s at {fmt(r.bandwidth_gbps)} GB/s ({r.bandwidth_kind}); efficiency "
                          f"{fmt(r.efficiency * 100 if r.efficiency is not None else None)}%" if r.bandwidth_gbps
              else r.note),
@@ -114,10 +129,12 @@ def render_markdown(report: Report, plots_dir: str | None = None) -> str:
         out.append(f"## {_md_escape(s.label)}\n\n`{s.path}`\n\n| | |\n|---|---|")
         out += [f"| {k} | {_md_escape(v)} |" for k, v in headline_rows(s)]
         if s.per_trial:
-            out.append("\n| trial | launch | prompts | prefill tok/s | decode tok/s | thermal | |\n"
-                       "|---:|---|---:|---:|---:|---|---|")
-            out += [f"| {t.trial} | {t.kind} | {t.prompts} | {fmt(t.prefill_tok_s)} | {fmt(t.decode_tok_s)} | {t.thermal} | "
-                    f"{'warm-up (excluded)' if t.warmup else ''} |" for t in s.per_trial]
+            thermal = thermal_known(s)  # a host run records none: no column of `unknown`
+            out.append("\n| trial | launch | prompts | prefill tok/s | decode tok/s |" + (" thermal |" if thermal else "")
+                       + " |\n|---:|---|---:|---:|---:|" + ("---|" if thermal else "") + "---|")
+            out += [f"| {t.trial} | {t.kind} | {t.prompts} | {fmt(t.prefill_tok_s)} | {fmt(t.decode_tok_s)} | "
+                    + (f"{t.thermal} | " if thermal else "")
+                    + f"{'warm-up (excluded)' if t.warmup else ''} |" for t in s.per_trial]
         if s.prompt_lengths:
             out.append("\n| prompt | tokens | prefill tok/s (median, measured trials) |\n|---|---:|---:|")
             out += [f"| {_md_escape(p.prompt_id)} | {p.tokens} | {fmt(p.prefill_tok_s)} |" for p in s.prompt_lengths]
@@ -130,8 +147,8 @@ def render_markdown(report: Report, plots_dir: str | None = None) -> str:
             r = s.roofline
             out.append("\n| context | KV bound | KV read / token | KV memory | weights / token | bytes / token | KV share "
                        "| roofline tok/s |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
-            out += [f"| {c.context} | {c.capacity} | {c.kv_read_bytes / 1e6:.1f} MB | {c.kv_state_bytes / 1e6:.1f} MB | "
-                    f"{c.weight_bytes / GB:.3f} GB | {c.bytes_per_token / GB:.3f} GB | {c.kv_share:.1%} | "
+            out += [f"| {c.context} | {c.capacity} | {size_text(c.kv_read_bytes)} | {size_text(c.kv_state_bytes)} | "
+                    f"{size_text(c.weight_bytes)} | {size_text(c.bytes_per_token)} | {c.kv_share:.1%} | "
                     f"{fmt(r.context_roofline(c))} |" for c in r.by_context]
             out.append(f"\nKV by context: {_md_escape(r.by_context_note)}.")
         if s.image_oracle and s.image_oracle.prompts:
@@ -151,7 +168,7 @@ def render_markdown(report: Report, plots_dir: str | None = None) -> str:
         out.append("")
     if report.comparison:
         out.append(_comparison_md(report.comparison))
-    out.append("## Definitions\n\n" + "\n".join(f"- {d}" for d in DEFINITIONS) + "\n")
+    out.append("## Definitions\n\n" + "\n".join(f"- {d}" for d in definitions_for(report.runs)) + "\n")
     return "\n".join(out)
 
 

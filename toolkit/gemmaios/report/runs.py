@@ -9,9 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..buildlayout import MANIFEST_NAME, ORACLE_FILE
+from ..pipeline import finished_details
 from ..roofline import RooflineError
+from ..steprecords import OracleDetails
 from ..transcript import Transcript, TranscriptError, read_transcript
-from .bundle import BundleFacts, bundle_facts, read_build_manifest, step_details
+from .bundlefacts import BundleFacts, bundle_facts
 from .errors import ReportError
 
 
@@ -58,7 +61,7 @@ def transcript_paths(path: Path) -> list[Path]:
 def find_build_dir(path: Path) -> Path | None:
     """The build folder a run folder lives in (build/<slug>/runs/<stamp>/), if any."""
     for parent in list(Path(path).resolve().parents)[:4]:
-        if (parent / "build.json").is_file():
+        if (parent / MANIFEST_NAME).is_file():
             return parent
     return None
 
@@ -86,12 +89,12 @@ def _load(path: Path, bundle_dir: Path | None, oracle_path: Path | None) -> RunD
     except TranscriptError as exc:
         run.error = exc
         return run
-    manifest = read_build_manifest(run.build_dir)
-    run.oracle_path = oracle_path or _oracle_in_build(run.build_dir, manifest)
+    oracle = finished_details(run.build_dir, "oracle")  # a damaged build.json is named here
+    run.oracle_path = oracle_path or _oracle_in_build(run.build_dir, oracle)
     if any(p.image for p in run.transcript.prompts):
-        run.image_oracle_dir = _image_oracle(run.oracle_path if oracle_path else None, run.build_dir, manifest)
+        run.image_oracle_dir = _image_oracle(run.oracle_path if oracle_path else None, run.build_dir, oracle)
     try:
-        run.bundle, run.bundle_note = bundle_facts(run.transcript, run.build_dir, manifest, bundle_dir)
+        run.bundle, run.bundle_note = bundle_facts(run.transcript, run.build_dir, bundle_dir)
     except (ReportError, RooflineError) as exc:
         if bundle_dir is not None:
             raise  # asked for by name (--bundle): say so rather than report without it
@@ -109,18 +112,18 @@ def _run_info(transcript: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _image_oracle(oracle_path: Path | None, build_dir: Path | None, manifest: dict) -> Path | None:
+def _image_oracle(oracle_path: Path | None, build_dir: Path | None, oracle: OracleDetails | None) -> Path | None:
     """The image oracle's folder: beside an oracle.json given by name (<oracle dir>/images/), else the build's."""
-    from ..vision.bench import image_oracle_folders, image_oracle_path
+    from ..vision.imagebench import image_oracle_folders, image_oracle_path
 
-    recorded = step_details(manifest, "oracle").get("image_oracle") if build_dir is not None else None
+    recorded = oracle.image_oracle if oracle is not None else None
     folders = image_oracle_folders(oracle_path, build_dir, recorded)
     return next((f for f in folders if image_oracle_path(f).is_file()), None)
 
 
-def _oracle_in_build(build_dir: Path | None, manifest: dict) -> Path | None:
+def _oracle_in_build(build_dir: Path | None, oracle: OracleDetails | None) -> Path | None:
     if build_dir is None:
         return None
-    rel = step_details(manifest, "oracle").get("oracle") or "oracle/oracle.json"
+    rel = oracle.oracle if oracle is not None else ORACLE_FILE
     candidate = build_dir / rel
     return candidate if candidate.is_file() else None

@@ -70,9 +70,9 @@ class OracleModuleScorer:
         return Score("determinism", s.identical, s.total, s.passed, s.summary) if s.total else None
 
     def images(self, transcript: Transcript, image_oracle_dir: Path, text_oracle_path: Path | None) -> Score | None:
-        """The run's image prompts against the image oracle (gemmaios.vision.bench), same verdicts and
+        """The run's image prompts against the image oracle (gemmaios.vision.imagebench), same verdicts and
         margin rule as the text prompts; None when the run has no image prompts."""
-        from ..vision.bench import score_image_prompts
+        from ..vision.imagebench import score_image_prompts
 
         text_sha = self.m.load_oracle(text_oracle_path).prompt_set.get("sha256") if text_oracle_path else None
         s = score_image_prompts(transcript, image_oracle_dir, text_prompt_set_sha256=text_sha)

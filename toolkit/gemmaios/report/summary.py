@@ -24,34 +24,50 @@ SETTLE_SECONDS = 300.0  # a run that starts sooner than this after unlock is not
 LOW_BATTERY = 0.20
 THROTTLED_STATES = ("serious", "critical")
 
-DEFINITIONS = [
-    "prefill tok/s = Σ prefill_tokens / Σ prefill_seconds over a trial's prompts: prompt tokens, timed from the "
-    "first engine call to the first logits.",
-    "decode tok/s = Σ decode_tokens / Σ decode_seconds over a trial's prompts: tokens after the first generated "
-    "one, timed from the first to the last generated token.",
-    "median / min / max are taken over the measured warm trials' rates; each warm launch's first trial is its "
-    "warm-up and is excluded whenever the launch ran a later one.",
-    "cold launch (`bench --cold N`): its own app launch (the previous process terminated) running one trial; "
-    "cold TTFT = process start → first generated token (launch, model load, prefill). Cold trials are reported "
-    "apart and never mixed into the warm medians.",
-    "thermal: ProcessInfo.thermalState at each launch's start, at every change, with each prompt and sample, and "
-    "at the end; peak = the most severe state seen.",
-    "energy = battery-level drop from the first launch's start to the end of the run; mWh = drop × the battery's "
-    "capacity (IORegistry, read by `bench`) × its voltage (IORegistry, else 3.85 V nominal); without a capacity, "
-    "% of the battery per minute and per 1k generated tokens. Meaningless while charging; the level has 1% "
-    "resolution, so short runs show no drop.",
-    "sustained tok/s = tokens decoded in each fixed interval / the interval, over `--duration` seconds of "
-    "back-to-back generations (the time between generations counts).",
-    "prompt lengths: prefill tok/s is per prompt length — the report lists each prompt's token count next to its "
-    "prefill rate; prompts under 256 tokens say little about long-prompt prefill.",
-    "time to first token (TTFT) = the app's ttft_seconds per measured prompt (first engine call to the first generated token: prefill + first sample); median/min/max over prompts.",
-    "load: the first `load` record with cold=true is the cold load (on-device specialization / first map); "
-    "later loads are warm.",
-    "peak footprint = the largest phys_footprint over prompt records and memory samples; headroom = the "
-    "architecture's entitled limit − peak (1 GB = 1e9 bytes).",
-    "roofline tok/s = memory bandwidth / bytes streamed per decoded token (weights + KV at the mean decode "
-    "context + one PLE row); efficiency = measured decode median / roofline.",
-]
+# What each figure means, keyed by the figure; a report lists those its runs show (definitions_for).
+DEFINITION_TEXTS: dict[str, str] = {
+    "prefill": "prefill tok/s = Σ prefill_tokens / Σ prefill_seconds over a trial's prompts: prompt tokens, timed "
+               "from the first engine call to the first logits.",
+    "decode": "decode tok/s = Σ decode_tokens / Σ decode_seconds over a trial's prompts: tokens after the first "
+              "generated one, timed from the first to the last generated token.",
+    "trials": "median / min / max are taken over the measured warm trials' rates (n = how many); each warm launch's "
+              "first trial is its warm-up and is excluded whenever the launch ran a later one.",
+    "cold": "cold launch (`bench --cold N`): its own app launch (the previous process terminated) running one trial; "
+            "cold TTFT = process start → first generated token (launch, model load, prefill). Cold trials are "
+            "reported apart and never mixed into the warm medians.",
+    "thermal": "thermal: ProcessInfo.thermalState at each launch's start, at every change, with each prompt and "
+               "sample, and at the end; peak = the most severe state seen.",
+    "energy": "energy = battery-level drop from the first launch's start to the end of the run; mWh = drop × the "
+              "battery's capacity (IORegistry, read by `bench`) × its voltage (IORegistry, else 3.85 V nominal); "
+              "without a capacity, % of the battery per minute and per 1k generated tokens. Meaningless while "
+              "charging; the level has 1% resolution, so short runs show no drop.",
+    "sustained": "sustained tok/s = tokens decoded in each fixed interval / the interval, over `--duration` seconds "
+                 "of back-to-back generations (the time between generations counts).",
+    "prompt_lengths": "prompt lengths: prefill tok/s is per prompt length — the report lists each prompt's token "
+                      "count next to its prefill rate; prompts under 256 tokens say little about long-prompt prefill.",
+    "ttft": "time to first token (TTFT) = ttft_seconds per measured prompt as the app (or `gemmaios run --bench`) "
+            "records it: first engine call to the first generated token (prefill + first sample); median/min/max "
+            "over prompts.",
+    "load": "load: the first `load` record with cold=true is the cold load (on-device specialization / first map); "
+            "later loads are warm.",
+    "footprint": "peak footprint = the largest phys_footprint over prompt records and memory samples "
+                 "(1 GB = 1e9 bytes).",
+    "headroom": "headroom = the architecture's entitled limit − peak footprint.",
+    "roofline": "roofline tok/s = memory bandwidth / bytes streamed per decoded token (weights + KV at the mean "
+                "decode context + one PLE row); efficiency = measured decode median / roofline.",
+}
+DEFINITIONS = list(DEFINITION_TEXTS.values())  # every definition (a report shows definitions_for its runs)
+
+
+def definitions_for(runs: list[RunSummary]) -> list[str]:
+    """The definitions of the figures these runs show: an iPhone bench's cold launches, thermal states, energy,
+    sustained phase and headroom are defined only where a run has them (a host run has none)."""
+    shown = {"prefill", "decode", "trials", "prompt_lengths", "ttft", "load", "footprint"}
+    for s in runs:
+        shown |= {key for key, present in (
+            ("cold", s.cold), ("thermal", s.thermal), ("energy", s.energy), ("sustained", s.sustained),
+            ("headroom", s.headroom_bytes is not None), ("roofline", s.roofline)) if present}
+    return [text for key, text in DEFINITION_TEXTS.items() if key in shown]
 
 
 @dataclass

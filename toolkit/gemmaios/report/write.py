@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..buildlayout import REPORTS_DIR
 from .build import Report
 from .errors import ReportError
 from .html_page import render_html
@@ -41,5 +42,5 @@ def default_out_dir(runs: list[RunData]) -> Path:
     """build/<slug>/reports/ for runs inside a build folder, else ./gemmaios-report/."""
     builds = {r.build_dir for r in runs}
     if len(builds) == 1 and (only := builds.pop()) is not None:
-        return only / "reports"
+        return only / REPORTS_DIR
     return Path("gemmaios-report")

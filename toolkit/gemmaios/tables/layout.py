@@ -5,10 +5,10 @@ errors.
 from __future__ import annotations
 
 from .. import contract
+from ..buildlayout import TABLES_DIR  # noqa: F401  (re-exported: tables.TABLES_DIR)
 from ..errors import GemmaiosError
 
 TABLE_TENSOR = "embed_tokens_per_layer.weight"
-TABLES_DIR = "tables"
 I8_NAME = contract.TABLE_I8_FILE
 SCALE_NAME = contract.TABLE_SCALE_FILE
 SIDECAR_NAME = "embed_per_layer.json"

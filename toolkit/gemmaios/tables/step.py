@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..pipeline import BuildContext, Step, StepOutcome
+from ..steprecords import TablesDetails
 from .layout import TABLES_DIR, TABLES_FORMAT
 from .sidecar import read_sidecar
 from .source import not_applicable_reason, table_source, table_tensor_name
@@ -33,8 +34,6 @@ class TablesStep(Step):
         with ctx.progress(f"int8 table {source.rows}×{source.cols}", total=source.rows) as advance:
             result = write_tables_from_source(source, out_dir, progress=advance)
         report = verify_tables(ctx.checkpoint, out_dir)
-        rel = {key: f"{TABLES_DIR}/{path.name}" for key, path in
-               (("i8", result.i8), ("scale", result.scale), ("sidecar", result.sidecar))}
         how = "reused intact files" if result.reused else (
             f"{human_size(source.nbytes)} in {result.seconds:.1f}s, {source.nbytes / max(result.seconds, 1e-9) / 1e9:.2f} GB/s")
         if result.rewrite_reason not in ("", "no tables yet"):
@@ -44,9 +43,11 @@ class TablesStep(Step):
         return StepOutcome(
             outputs=[result.i8, result.scale, result.sidecar],
             known_sha256={result.i8: files["i8"]["sha256"], result.scale: files["scale"]["sha256"]},
-            details={**rel, "shape": [source.rows, source.cols], "num_layers": source.num_layers,
-                     "dim": source.dim, "embed_scale": math.sqrt(source.dim), "source_tensor": source.tensor,
-                     "verification": report.as_dict()},
+            details=TablesDetails(
+                i8=f"{TABLES_DIR}/{result.i8.name}", scale=f"{TABLES_DIR}/{result.scale.name}",
+                sidecar=f"{TABLES_DIR}/{result.sidecar.name}", shape=[source.rows, source.cols],
+                num_layers=source.num_layers, dim=source.dim, embed_scale=math.sqrt(source.dim),
+                source_tensor=source.tensor, verification=report.as_dict()),
             message=(f"{source.rows}×{source.cols} int8 ({how}); {len(report.ids)} ids match HF within the "
                      f"int8 bound (max {report.max_bound_ratio:.3f}× bound)"),
         )

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..buildlayout import IMAGE_ORACLE_DIR  # noqa: F401  (re-exported)
 from .images import BUILTIN_IMAGES, ImageCase
 from .preprocess import ImageSpec, PreparedImage, expand_prompt, image_processor, preprocess, splice_ids
 
-IMAGE_ORACLE_DIR = "oracle/images"
 IMAGE_ORACLE_FILE = "oracle.json"
 QUESTION = "Describe the image.\n<image>"  # as the tiny model is trained (vision.tinymodel.QUESTION)
 

@@ -6,8 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..buildlayout import BUNDLES_DIR
 from ..files import sha256_file
-from .errors import CPU_SECONDS_PER_GB, HostRunError
+from .errors import HostRunError
+from .hostfacts import CPU_SECONDS_PER_GB
 
 
 @dataclass
@@ -120,7 +122,7 @@ class BundleInfo:
 
 def find_bundle(build_dir: Path) -> Path:
     """The bundle folder of a build (`<build>/bundle/<name>/`)."""
-    root = Path(build_dir) / "bundle"
+    root = Path(build_dir) / BUNDLES_DIR
     found = sorted(p for p in root.glob("*") if p.is_dir() and (p / "metadata.json").is_file()) if root.is_dir() else []
     if not found:
         raise HostRunError(f"{build_dir} holds no bundle (looked in {root})",

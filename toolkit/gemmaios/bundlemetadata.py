@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 from . import __version__
-from .bundlename import bundle_name, model_key  # noqa: F401  (re-exported)
 from .files import write_json_atomic
 
 METADATA_VERSION = "0.2"

@@ -2,7 +2,7 @@
 
 Launch: DVT process control (`ProcessControl.launch`) with exactly the contract's launch
 settings (`gemmaios.contract.ENV`: bench flag, trials, run id, and the device's UDID, which an
-app cannot read itself). The app writes `Documents/<contract.RUNS_DIR>/<run_id>.jsonl`; we poll
+app cannot read itself). The app writes `Documents/<contract.APP_RUNS_DIR>/<run_id>.jsonl`; we poll
 it over house_arrest/AFC until the footer appears, the process is gone, or the timeout
 passes. A process gone without a footer is classified from the device's crash reports (a
 JetsamEvent that killed the pid we launched → jetsam kill; a crash report, bug_type 309, of
@@ -36,12 +36,12 @@ from pathlib import Path
 
 from . import contract
 from . import device as dev
+from .buildlayout import BUILD_RUNS_DIR
 from .device.devicectl import Devicectl, devicectl_for, phone_only_on_the_mac, wait_for_run
 from .device.runs import COMPLETED, CRASHED, EXITED, JETSAM, TIMEOUT, launch_ended, run_footer
 from .files import write_json_atomic
 
-RUNS_DIR = "runs"
-DEVICE_RUNS = f"{dev.DOCUMENTS}/{contract.RUNS_DIR}"
+DEVICE_RUNS = f"{dev.AFC_DOCUMENTS}/{contract.APP_RUNS_DIR}"
 UNLOCK_SETTLE_SECONDS = 300  # a just-unlocked iPhone under-reads ~35% (seed note)
 LOW_BATTERY = 0.3
 AWAKE_MARGIN_SECONDS = 300  # the phone is kept awake for the bench's timeout plus this (preflight, pulls)
@@ -89,7 +89,7 @@ def deployed_bundle_id(build_dir: Path, udid: str | None = None) -> str | None:
     path = dev.find_app_package(build_dir)
     if path:
         return dev.read_app_package(path).bundle_id
-    return dev.step_details(build_dir, "app").get("bundle_id")
+    return dev.signed_bundle_id(build_dir)
 
 
 @dataclass(frozen=True)
@@ -436,7 +436,7 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
         executable = manifest["app"].get("executable") or (record.get("package") or {}).get("executable") or ""
         started = datetime.now(UTC)
         run_id = _run_id(started)
-        run_dir = Path(build_dir) / RUNS_DIR / f"{run_id}-{info.udid}"
+        run_dir = Path(build_dir) / BUILD_RUNS_DIR / f"{run_id}-{info.udid}"
         remote_log = f"{DEVICE_RUNS}/{run_id}{contract.TRANSCRIPT_SUFFIX}"
         plan = launch_plan(trials, cold=cold, duration=duration)
         environments: list[dict[str, str]] = []

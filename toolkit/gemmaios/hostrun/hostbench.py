@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bundle import BundleInfo, find_bundle
-from .errors import HOST_PLATFORM, HostRunError
+from ..buildlayout import BUILD_RUNS_DIR, TABLES_DIR
+from .bundleinfo import BundleInfo, find_bundle
+from .errors import HostRunError
+from .hostfacts import HOST_PLATFORM
 from .runner import BundleRunner
 from .transcripts import host_device, run_id_now, transcript_records
 
@@ -82,8 +84,8 @@ def host_bench(
     oracle = load_oracle(build_dir / ORACLE_FILE)
     tokens = max_new_tokens or oracle.max_new_tokens
     run_id = run_id_now()
-    run_dir = build_dir / "runs" / f"{run_id}-host"
-    tables = build_dir / "tables"
+    run_dir = build_dir / BUILD_RUNS_DIR / f"{run_id}-host"
+    tables = build_dir / TABLES_DIR
     with BundleRunner(bundle_dir, tables if tables.is_dir() else None) as runner:
         # A prompt whose context (prompt + new tokens) passes the bundle's cannot run: it is left out
         # and named (the long-context probe on a short-context build), the others keep their indexes.

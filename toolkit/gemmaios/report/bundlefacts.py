@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..bundlename import model_key_of
 from ..files import sha256_file
+from ..pipeline import finished_details
 from ..registry import MODELS, find_model
-from ..roofline import GB, estimate_weight_bytes, ple_row_bytes
+from ..roofline import estimate_weight_bytes, ple_row_bytes, size_text
 from ..transcript import Transcript
 from .errors import ReportError
 
@@ -30,32 +31,17 @@ class BundleFacts:
     model_key: str | None = None  # the registry model it was converted from, when known (per-layer KV dims)
 
 
-def read_build_manifest(build_dir: Path | None) -> dict:
-    """The build's build.json as read by pipeline.Manifest ({} without one; a damaged one is named)."""
-    from ..pipeline import MANIFEST_NAME, Manifest
-
-    if build_dir is None or not (build_dir / MANIFEST_NAME).is_file():
-        return {}
-    return Manifest(build_dir).data
-
-
-def step_details(manifest: dict, step: str) -> dict:
-    return (manifest.get("steps", {}).get(step) or {}).get("details") or {}
-
-
-_BUNDLE_NAME = re.compile(r"^gemma4_(?P<key>[a-z0-9]+?)(?:_qat)?_decode_(?P<quant>int4|int8|fp16)")
-
-
-def bundle_facts(t: Transcript, build_dir: Path | None, manifest: dict,
-                  bundle_dir: Path | None) -> tuple[BundleFacts | None, str]:
-    """From an explicit bundle folder, else the build's convert output, else the registry."""
+def bundle_facts(t: Transcript, build_dir: Path | None,
+                 bundle_dir: Path | None) -> tuple[BundleFacts | None, str]:
+    """From an explicit bundle folder, else the build's convert output, else the registry (the model the
+    bundle name was made from, bundlename.model_key_of, and the quant the run recorded)."""
     name = t.bundle.get("name", "")
-    if bundle_dir is None and build_dir is not None:
-        rel = step_details(manifest, "convert").get("bundle_dir")
-        if rel and (build_dir / rel / "metadata.json").is_file():
-            bundle_dir = build_dir / rel
+    convert = finished_details(build_dir, "convert")
+    if bundle_dir is None and convert is not None and (build_dir / convert.bundle_dir / "metadata.json").is_file():
+        bundle_dir = build_dir / convert.bundle_dir
     if bundle_dir is not None:
-        facts = bundle_facts_from_dir(bundle_dir, tables=step_details(manifest, "tables"))
+        tables = finished_details(build_dir, "tables") if build_dir is not None else None
+        facts = bundle_facts_from_dir(bundle_dir, table_shape=tables.shape if tables is not None else None)
         note = ""
         recorded = t.bundle.get("metadata_sha256")
         if facts.name and name and facts.name != name:
@@ -64,12 +50,15 @@ def bundle_facts(t: Transcript, build_dir: Path | None, manifest: dict,
             note = (f"the run's bundle metadata sha256 {recorded[:12]} differs from {bundle_dir}/metadata.json: "
                     "the roofline uses that folder's facts, which may not be what ran")
         return facts, note
-    match = _BUNDLE_NAME.match(name)
-    spec = MODELS.get(match["key"]) if match else None
+    key = model_key_of(name)
+    spec = MODELS.get(key) if key else None
     if spec is None:
         return None, f"no bundle files and {name!r} is not a registry model: pass --bundle for the roofline"
-    # The bundle name does not say how the head is stored; convert's default follows --quant.
-    est = estimate_weight_bytes(spec, quant=match["quant"], head_quant=match["quant"])
+    quant = t.bundle.get("quant")
+    if quant not in ("int4", "int8", "fp16"):
+        return None, f"the run records no quantization for {name!r} (bundle.quant): pass --bundle for the roofline"
+    # The run does not say how the head is stored; convert's default follows --quant.
+    est = estimate_weight_bytes(spec, quant=quant, head_quant=quant)
     return BundleFacts(name, est.total_bytes, est.kv_bytes_per_position, est.ple_row_bytes,
                        source=f"estimated from registry {spec.key!r} ({'; '.join(est.assumptions)})",
                        model_key=spec.key), ""
@@ -103,14 +92,14 @@ def _untied_embedding_bytes(ours: dict) -> int:
     return int(head.get("embedding_bytes") or int(shape[0]) * row) - row
 
 
-def bundle_facts_from_dir(bundle_dir: Path, tables: dict | None = None) -> BundleFacts:
+def bundle_facts_from_dir(bundle_dir: Path, table_shape: list[int] | None = None) -> BundleFacts:
     """Bandwidth facts of a converted bundle folder.
 
     Reads what convert records in `metadata.json` → `gemmaios`: weights = `weight_bytes`
     when recorded, else the size of the `.aimodel` asset (less the fp16 embedding table but one
     row when `head_quant` is int4/int8: that head is an untied copy); KV bytes per position = the state
     specs (`states`: each {shape, dtype}, the sequence dim dynamic = None) summed over K and
-    V; PLE row = `ple_table.shape` [V, L*D] (tbl bundles) or the tables step's `shape`.
+    V; PLE row = `ple_table.shape` [V, L*D] (tbl bundles) or `table_shape` (the tables step's record).
     """
     bundle_dir = Path(bundle_dir)
     meta_path = bundle_dir / "metadata.json"
@@ -130,7 +119,7 @@ def bundle_facts_from_dir(bundle_dir: Path, tables: dict | None = None) -> Bundl
         untied = _untied_embedding_bytes(ours)
         if untied:
             weight_bytes -= untied
-            weight_src += (f" less the fp16 embedding table ({untied / GB:.3f} GB net; head_quant "
+            weight_src += (f" less the fp16 embedding table ({size_text(untied)} net; head_quant "
                            f"{ours.get('head_quant')}: the untied head is read whole, the embedding one row per token)")
     kv = 0
     states = ours.get("states") or []
@@ -142,7 +131,7 @@ def bundle_facts_from_dir(bundle_dir: Path, tables: dict | None = None) -> Bundl
     if not kv:
         raise ReportError(f"{meta_path} records no KV state specs (gemmaios.states with one dynamic dim)",
                           hint="re-convert with this gemmaios, or pass --bundle of a bundle that records them")
-    shape = (ours.get("ple_table") or {}).get("shape") or (tables or {}).get("shape")
+    shape = (ours.get("ple_table") or {}).get("shape") or table_shape
     ple = ple_row_bytes(1, int(shape[1])) if shape else 0
     model = find_model(str((ours.get("source") or {}).get("model_id") or ""))
     return BundleFacts(name, weight_bytes, kv, ple,
