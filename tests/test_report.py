@@ -479,9 +479,9 @@ def test_kv_by_context_beside_the_weights(tmp_path, run_path):
         assert r.context_roofline(c) == pytest.approx(60e9 / (c.weight_bytes + c.kv_read_bytes + c.ple_row_bytes))
     assert "cache-owning layers' own K/V rows" in r.by_context_note
     md = render_markdown(build_report([loose]))
-    assert "| 32768 | 32768 | 1879.0 MB | 3221.2 MB |" in md
+    assert "| 32768 | 32768 | 1.88 GB | 3.22 GB |" in md  # roofline.size_text: a unit that shows the figure
     html = render_html(build_report([loose], bandwidth_gbps=60.0))
-    assert "<td>32768</td><td>32768</td>\n<td>1879.0 MB</td><td>3221.2 MB</td>" in html
+    assert "<td>32768</td><td>32768</td>\n<td>1.88 GB</td><td>3.22 GB</td>" in html
     # a bundle the registry does not name: the padded state row is the (upper-bound) read
     run = load_run(run_path)
     r = summarise(run).roofline

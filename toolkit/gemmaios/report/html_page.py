@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
-from ..roofline import GB
+from ..roofline import GB, size_text
 from .build import Report
 from .markdown import fmt, headline_rows, thermal_known
 from .summary import RunSummary, definitions_for
@@ -149,8 +149,8 @@ code{background:#f3f3f3;padding:0 .2em}
 {% if s.roofline and s.roofline.by_context %}<table><tr><th>context</th><th>KV bound</th><th>KV read / token</th>
 <th>KV memory</th><th>weights / token</th><th>bytes / token</th><th>KV share</th><th>roofline tok/s</th></tr>
 {% for c in s.roofline.by_context %}<tr><td>{{ c.context }}</td><td>{{ c.capacity }}</td>
-<td>{{ '%.1f' % (c.kv_read_bytes / 1e6) }} MB</td><td>{{ '%.1f' % (c.kv_state_bytes / 1e6) }} MB</td>
-<td>{{ '%.3f' % (c.weight_bytes / 1e9) }} GB</td><td>{{ '%.3f' % (c.bytes_per_token / 1e9) }} GB</td>
+<td>{{ size_text(c.kv_read_bytes) }}</td><td>{{ size_text(c.kv_state_bytes) }}</td>
+<td>{{ size_text(c.weight_bytes) }}</td><td>{{ size_text(c.bytes_per_token) }}</td>
 <td>{{ '%.1f' % (c.kv_share * 100) }}%</td><td>{{ fmt(s.roofline.context_roofline(c)) }}</td></tr>{% endfor %}</table>
 <p>KV by context: {{ s.roofline.by_context_note }}.</p>{% endif %}
 {% if s.notes %}<ul>{% for n in s.notes %}<li class="{{ n.level }}">{{ n.level }}: {{ n.text }}</li>{% endfor %}</ul>{% endif %}
@@ -177,4 +177,4 @@ def render_html(report: Report) -> str:
     template = env.from_string(_HTML)
     runs = [(s, headline_rows(s), plots(s) if s.valid else {}) for s in report.runs]
     return template.render(report=report, runs=runs, c=report.comparison, definitions=definitions_for(report.runs),
-                           fmt=fmt, thermal_known=thermal_known)
+                           fmt=fmt, thermal_known=thermal_known, size_text=size_text)
