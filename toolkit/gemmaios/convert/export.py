@@ -73,25 +73,24 @@ def export_program(
     graph = export_graph(model).eval()
     functions = [("main", 1)] + [(prefill_function_name(c), c) for c in prefill_chunks]
 
+    def traced(module, inputs: dict, shapes, last: bool):
+        with torch.no_grad():
+            exported = torch.export.export(module, args=(), kwargs=inputs, dynamic_shapes=shapes)
+        decomposed = exported.run_decompositions(coreai_torch.get_decomp_table())
+        del exported
+        if last:
+            # The program's state_dict now holds the int8 levels; drop ours (and the traced
+            # program's, collected here) so that when coreai-torch replaces each with its
+            # int4 re-packing the int8 copy is freed then, not after all are packed
+            # (E4B: ~4.6 GB of int8 levels next to 2.3 GB of packed int4 otherwise).
+            # Every function is traced first: each export reads the levels.
+            release_levels(model)
+        free_memory()
+        return decomposed
+
     def export_fn_for(rows: int, last: bool):
         inputs, shapes = reference_inputs(model, max_context, rows)
-
-        def export_fn(module):
-            with torch.no_grad():
-                exported = torch.export.export(module, args=(), kwargs=inputs, dynamic_shapes=shapes)
-            decomposed = exported.run_decompositions(coreai_torch.get_decomp_table())
-            del exported
-            if last:
-                # The program's state_dict now holds the int8 levels; drop ours (and the traced
-                # program's, collected here) so that when coreai-torch replaces each with its
-                # int4 re-packing the int8 copy is freed then, not after all are packed
-                # (E4B: ~4.6 GB of int8 levels next to 2.3 GB of packed int4 otherwise).
-                # Every function is traced first: each export reads the levels.
-                release_levels(model)
-            free_memory()
-            return decomposed
-
-        return export_fn
+        return lambda module: traced(module, inputs, shapes, last)
 
     converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
     if flash_decode is not None:
@@ -111,14 +110,7 @@ def export_program(
         last = bool(decoder_extras) and fn is decoder_extras[-1]
 
         def export_extra(module, fn=fn, last=last):
-            with torch.no_grad():
-                exported = torch.export.export(module, args=(), kwargs=fn.inputs, dynamic_shapes=fn.shapes)
-            decomposed = exported.run_decompositions(coreai_torch.get_decomp_table())
-            del exported
-            if last:
-                release_levels(model)
-            free_memory()
-            return decomposed
+            return traced(module, fn.inputs, fn.shapes, last)
 
         converter.add_pytorch_module(fn.module, export_fn=export_extra, input_names=fn.input_names,
                                      output_names=fn.output_names, state_names=fn.state_names or None,

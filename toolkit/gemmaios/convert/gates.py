@@ -266,15 +266,17 @@ def asset_gate(
         if s["shape"][3] is not None:
             problems.append(f"state {s['name']} has a static sequence dim {s['shape']}")
     prefill_io: dict = {}
+
+    def function_io(fname: str) -> dict:
+        return {"inputs": parse_io_specs(summary.function_inputs(fname)),
+                "outputs": parse_io_specs(summary.function_outputs(fname)),
+                "states": parse_io_specs(summary.function_states(fname))}
+
     for chunk in prefill_chunks:
         fname = prefill_function_name(chunk)
         if fname not in functions:
             continue
-        got = {
-            "inputs": parse_io_specs(summary.function_inputs(fname)),
-            "outputs": parse_io_specs(summary.function_outputs(fname)),
-            "states": parse_io_specs(summary.function_states(fname)),
-        }
+        got = function_io(fname)
         prefill_io[fname] = {"chunk": chunk, **got}
         # main's I/O with the token dimension C instead of 1 on input_ids and ple_tokens.
         want_inputs = [
@@ -287,11 +289,7 @@ def asset_gate(
     for fname, want_names in extra_functions.items():
         if fname not in functions:
             continue
-        got = {
-            "inputs": parse_io_specs(summary.function_inputs(fname)),
-            "outputs": parse_io_specs(summary.function_outputs(fname)),
-            "states": parse_io_specs(summary.function_states(fname)),
-        }
+        got = function_io(fname)
         prefill_io[fname] = got
         for kind in ("inputs", "outputs", "states"):
             if [i["name"] for i in got[kind]] != list(want_names.get(kind, ())):
