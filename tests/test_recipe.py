@@ -314,6 +314,24 @@ def test_cli_lists_recipes_and_names_a_bad_one_before_making_a_folder(tmp_path, 
     assert widths.exit_code == 2 and "each width must be 2, 3, 4 or 8" in " ".join(widths.output.split())
 
 
+def test_cli_sensitivity_plans_a_budget_and_writes_a_recipe_that_loads(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gemmaios.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["sensitivity", "--model", "tiny", "--bits", "4,8", "--group", "32",
+                                      "--mode", "symmetric", "--only", "layers.0.mlp.*", "--budget-bits", "6",
+                                      "--write-recipe", "plan.yaml", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    plan = report["plan"]
+    assert set(plan["tensors"]) == {f"layers.0.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")}
+    assert 4 < plan["bits_per_weight"] <= 6  # 4-bit levels plus fp16 scales per 32, some tensors promoted to 8
+    recipe = load_recipe(str(tmp_path / "plan.yaml"))
+    assert recipe.name == "plan" and plan["recipe"] == "plan.yaml"
+
+
 def test_the_folder_remembers_its_recipe_and_refuses_another(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

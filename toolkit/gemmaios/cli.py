@@ -310,10 +310,8 @@ def sensitivity(
     as_json: JsonOpt = False,
 ) -> None:
     """Per-tensor KL divergence vs the fp32 model for each candidate bit width; a plan for a byte budget."""
-    import yaml
-
     from .checkpoint import resolve_checkpoint
-    from .sensitivity import SensitivityError, parse_candidates, plan_recipe, propose_plan, tensor_sensitivity
+    from .sensitivity import SensitivityError, parse_candidates, plan_for_budget, tensor_sensitivity
 
     try:
         if mode not in ("symmetric", "affine"):
@@ -330,17 +328,7 @@ def sensitivity(
                 progress=lambda done, total: status.update(f"sensitivity {done}/{total} (tensor × width)"))
         result = report.as_dict()
         if budget_bits is not None:
-            weights = sum(o * i for o, i in report.shapes.values())
-            plan, spent = propose_plan(report, int(budget_bits * weights / 8))
-            result["plan"] = {"budget_bits": budget_bits, "bytes": spent,
-                              "bits_per_weight": round(8 * spent / weights, 3),
-                              "tensors": {n: t.label for n, t in plan.items()}}
-            if write_recipe is not None:
-                recipe = plan_recipe(plan, write_recipe.stem, f"sensitivity plan for {checkpoint.model_id} at "
-                                     f"{budget_bits} bits/weight ({', '.join(c.label for c in candidates)})",
-                                     default=max(candidates, key=lambda c: c.bits))
-                write_recipe.write_text(yaml.safe_dump(recipe, sort_keys=False))
-                result["plan"]["recipe"] = str(write_recipe)
+            result["plan"] = plan_for_budget(report, budget_bits, candidates, checkpoint.model_id, write_recipe)
     except (GemmaiosError, SensitivityError) as exc:
         _fail(exc)
     if as_json:

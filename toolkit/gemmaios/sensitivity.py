@@ -121,6 +121,25 @@ def plan_recipe(plan: dict[str, TensorQuant], name: str, description: str,
     return recipe
 
 
+def plan_for_budget(report: SensitivityReport, budget_bits: float, candidates: list[TensorQuant], model_id: str,
+                    write_recipe: Path | None = None) -> dict:
+    """`sensitivity --budget-bits`: the plan (propose_plan) for that many bits per measured weight, as the
+    command reports it; with `write_recipe`, also written there as a recipe YAML for `--recipe`."""
+    import yaml
+
+    weights = sum(o * i for o, i in report.shapes.values())
+    plan, spent = propose_plan(report, int(budget_bits * weights / 8))
+    result = {"budget_bits": budget_bits, "bytes": spent, "bits_per_weight": round(8 * spent / weights, 3),
+              "tensors": {n: t.label for n, t in plan.items()}}
+    if write_recipe is not None:
+        recipe = plan_recipe(plan, write_recipe.stem, f"sensitivity plan for {model_id} at {budget_bits} bits/weight "
+                             f"({', '.join(c.label for c in candidates)})",
+                             default=max(candidates, key=lambda c: c.bits))
+        write_recipe.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        result["recipe"] = str(write_recipe)
+    return result
+
+
 @dataclass
 class _State:
     """One variant's walk through the layers for one prompt: hidden rows, per-layer inputs, caches."""
