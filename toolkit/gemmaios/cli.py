@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -297,7 +297,7 @@ def sensitivity(
     model: ModelOpt = None,
     bits: Annotated[str, typer.Option("--bits", help="candidate bit widths, comma-separated (2, 3, 4, 8)")] = "2,4,8",
     group: Annotated[int, typer.Option("--group", min=8, help="group size of every candidate")] = 64,
-    mode: Annotated[str, typer.Option("--mode", help="symmetric | affine")] = "affine",
+    mode: Annotated[Literal["symmetric", "affine"], typer.Option("--mode", help="the candidates' level grid")] = "affine",
     only: Annotated[str | None, typer.Option("--only", help="measure only the weights matching this pattern "
                                              "(checkpoint names, e.g. 'layers.*.mlp.*')")] = None,
     prompts: Annotated[Path | None, typer.Option("--prompts", exists=True, dir_okay=False,
@@ -314,8 +314,6 @@ def sensitivity(
     from .sensitivity import SensitivityError, parse_candidates, plan_for_budget, tensor_sensitivity
 
     try:
-        if mode not in ("symmetric", "affine"):
-            raise typer.BadParameter(f"{mode!r} is not symmetric or affine", param_hint="--mode")
         if write_recipe is not None and budget_bits is None:
             raise typer.BadParameter("a recipe is written from a plan: add --budget-bits", param_hint="--write-recipe")
         candidates = parse_candidates(bits, group, mode)
