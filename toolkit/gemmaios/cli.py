@@ -311,6 +311,7 @@ def sensitivity(
 ) -> None:
     """Per-tensor KL divergence vs the fp32 model for each candidate bit width; a plan for a byte budget."""
     from .checkpoint import resolve_checkpoint
+    from .roofline import size_text
     from .sensitivity import SensitivityError, parse_candidates, plan_for_budget, tensor_sensitivity
 
     try:
@@ -343,7 +344,7 @@ def sensitivity(
     out.print(table)
     if "plan" in result:
         p = result["plan"]
-        out.print(f"plan: {p['bits_per_weight']} bits/weight, {p['bytes'] / 1e6:.2f} MB of the measured weights")
+        out.print(f"plan: {p['bits_per_weight']} bits/weight, {size_text(p['bytes'])} of the measured weights")
         if "recipe" in p:
             out.print(f"recipe written: {escape(p['recipe'])} (build with --recipe {escape(p['recipe'])})")
 
