@@ -95,7 +95,7 @@ def test_corpus_conversations_build_on_earlier_turns():
     assert any("<|think|>" in t for t in texts) and any("<|turn>system\nYou are" in t for t in texts)
     prompts = conversation_prompts()
     assert len(prompts) == len(CHAT_CONVERSATION) == 6
-    assert all(later.startswith(earlier.removesuffix("<|turn>model\n")) for earlier, later in zip(prompts, prompts[1:]))
+    assert all(later.startswith(earlier.removesuffix("<|turn>model\n")) for earlier, later in zip(prompts, prompts[1:], strict=False))
     assert "Madrid" in prompts[2] and "Katze" in prompts[4]
 
 

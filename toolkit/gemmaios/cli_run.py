@@ -14,6 +14,7 @@ from rich.console import Console
 
 from .cli_console import INTERRUPTED, interrupted, terminal
 from .cli_options import BuildDirOpt, JsonOpt
+from .contract import CHAT_MAX_NEW_TOKENS
 from .errors import GemmaiosError
 
 
@@ -135,7 +136,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             fail(exc)
 
 
-DEFAULT_REPLY_TOKENS = 512  # the cap on one reply; --tokens changes it, a reply cut there says so
+DEFAULT_REPLY_TOKENS = CHAT_MAX_NEW_TOKENS  # the cap on one reply (the app's too); --tokens changes it
 CHAT_COMMANDS = {"/reset": "forget the conversation", "/exit": "end the chat (as does Ctrl-D)"}
 
 
@@ -151,7 +152,7 @@ def _chat(hostrun, runner, tok, texts, tokens: int, system: str | None, think: b
     if budget < tokens:
         console.print(f"[yellow]note:[/yellow] --tokens {tokens} is more than the bundle's context of {context}; "
                       f"replies stop at {budget} tokens")
-    if sys.stdin.isatty() and texts is not None and not isinstance(texts, list):
+    if sys.stdin.isatty() and not isinstance(texts, list):  # chatting on a terminal
         console.print(f"[dim]chat with {runner.bundle.name} ({context}-token context): "
                       + ", ".join(f"{c} {what}" for c, what in CHAT_COMMANDS.items()) + "[/dim]")
     for text in texts:
@@ -191,9 +192,9 @@ def _chat_turn(session, text: str, console: Console, out: Console, ctrl_c: CtrlC
                     console.print()
                 state["open"] = where
             piece = text_now[len(printed[where]):]
-            if where == "thought":
-                console.print(f"[dim]{piece}[/dim]", end="", markup=True, highlight=False) if piece else None
-            else:
+            if where == "thought" and piece:
+                console.print(piece, end="", style="dim", markup=False, highlight=False)
+            elif piece:
                 out.print(piece, end="", markup=False)
         printed[where] = text_now
 

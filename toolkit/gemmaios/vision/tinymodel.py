@@ -28,15 +28,16 @@ from ..tiny import TINY_VISION_ID  # noqa: F401  (one home for the built-in name
 from .images import BUILTIN_IMAGES, ImageCase, training_cases
 from .preprocess import IMAGE_PLACEHOLDER, ImageSpec, expand_prompt, image_processor, preprocess
 
-TINY_VISION_FORMAT = 1
+TINY_VISION_FORMAT = 2  # 2: Gemma 4's framing and marker names
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "tiny-vision"
 WEIGHTS, TOKENIZER, RECORD = "model.safetensors", "tokenizer.json", "trained.json"
 MARKER_FILE = "gemmaios_tiny.json"
 
-# Marker tokens appended to the tiny text vocabulary (384): ids 384..390, so V = 391.
-IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
-OTHER_TOKENS = {"video_token": "<|video|>", "boa_token": "<start_of_audio>", "eoa_token": "<end_of_audio>",
-                "audio_token": "<audio_soft_token>"}
+# Gemma 4's marker tokens, appended to the tiny text vocabulary (384): ids 384..390, so V = 391
+# (Gemma 4's own ids for them lie above 255k).
+IMAGE_TOKENS = {"boi_token": "<|image>", "eoi_token": "<image|>", "image_token": "<|image|>"}
+OTHER_TOKENS = {"video_token": "<|video|>", "boa_token": "<|audio>", "eoa_token": "<audio|>",
+                "audio_token": "<|audio|>"}
 ADDED_TOKENS = [*IMAGE_TOKENS.values(), *OTHER_TOKENS.values()]
 
 PATCH_SIZE, POOLING, SOFT_TOKENS = 8, 3, 70  # 70: the smallest budget transformers' processor accepts
