@@ -146,3 +146,156 @@ def test_reply_router_keeps_the_reasoning_apart():
     assert route_reply([9, 101, 10], 100, 101).answer == [9, 101, 10]  # a stray closer is text
     assert route_reply([9, 100, 10], None, None).answer == [9, 100, 10]  # no channel tokens: all answer
     assert thought_text("thought\nThe capital of Italy is Rome.\n") == "The capital of Italy is Rome."
+
+
+# ---- the trained tiny model under Core AI's runtime ----------------------------------------------
+
+CHAT_TOKENS = 48  # the reply cap of the end-to-end chat (every trained reply ends well before it)
+
+
+def _key(messages: list[dict]) -> str:
+    """A message list as the Swift vectors look renderings up (roles and contents joined)."""
+    return "\x1e".join(f"{m['role']}\x1f{m['content']}" for m in messages)
+
+
+@pytest.fixture(scope="module")
+def six_turn_chat(tiny_build, tiny_checkpoint):
+    """The 6-turn conversation (tinycorpus.CHAT_CONVERSATION) through `ChatSession` on the demo build's
+    int4 bundle, with every rendering it asked for, and HF `generate` on each turn's full history."""
+    import torch
+    from transformers import AutoTokenizer, Gemma4ForCausalLM
+
+    from gemmaios import hostrun
+    from gemmaios.hostrun.chat import ChatSession
+
+    out = tiny_build.path
+    bundle = hostrun.find_bundle(out)
+    tok = hostrun.BundleTokenizer(hostrun.BundleInfo.load(bundle))
+    hf_tok = AutoTokenizer.from_pretrained(tiny_checkpoint.path)
+    model = Gemma4ForCausalLM.from_pretrained(tiny_checkpoint.path, dtype=torch.float32).eval()
+    record = {"turns": [], "render": {}, "fed_per_call": []}
+    with hostrun.BundleRunner(bundle, out / "tables") as runner:
+        session = ChatSession(runner, tok, max_new_tokens=CHAT_TOKENS)
+        render, prefill = session.render, runner.prefill
+
+        def recording_render(messages):
+            ids = render(messages)
+            record["render"][_key(messages)] = ids
+            return ids
+
+        def counting_prefill(ids, states, **kwargs):
+            record["fed_per_call"].append(len(ids))
+            return prefill(ids, states, **kwargs)
+
+        session.render = recording_render
+        runner.prefill = counting_prefill
+        messages: list[dict] = []
+        for question in CHAT_CONVERSATION:
+            cached_before = list(session.conversation.cached)
+            turn = session.ask(question)
+            messages.append({"role": "user", "content": question})
+            ids = hf_tok.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
+            with torch.no_grad():
+                hf = model.generate(torch.tensor([ids]), max_new_tokens=CHAT_TOKENS, do_sample=False,
+                                    eos_token_id=tok.eos_ids, pad_token_id=0)[0, len(ids):].tolist()
+            record["turns"].append({"question": question, "turn": turn, "template_ids": ids, "hf": hf,
+                                    "cached_before": cached_before, "cached_after_prefill": turn.kept + turn.prefilled})
+            messages.append({"role": "assistant", "content": turn.text})
+        record["final_cached"] = list(session.conversation.cached)
+        record["hf_tokenizer"] = hf_tok
+        record["eos"] = tok.eos_ids
+    return record
+
+
+def test_six_turn_chat_equals_hf_generate_and_prefills_only_new_tokens(six_turn_chat):
+    turns = six_turn_chat["turns"]
+    assert len(turns) == 6
+    for i, t in enumerate(turns):
+        turn = t["turn"]
+        # the ids in the cache are HF's apply_chat_template of the whole conversation, one <bos>
+        assert turn.kept + turn.prefilled == len(t["template_ids"])
+        assert t["template_ids"].count(2) == 1
+        # the reply is HF generate's on the full templated history, token for token
+        assert turn.generated_ids == t["hf"], (i, turn.generated_ids, t["hf"])
+        assert turn.generated_ids[-1] in six_turn_chat["eos"] and not turn.cut  # a whole reply, ended by <turn|>
+        assert turn.dropped == 0 and turn.rolled_back == 0
+        if i == 0:
+            assert turn.kept == 0 and turn.prefilled == len(t["template_ids"])
+        else:
+            # only the new tokens: everything the cache held (the history and the last reply) is kept
+            assert t["template_ids"][: len(t["cached_before"])] == t["cached_before"]
+            assert turn.kept == len(t["cached_before"])
+            assert turn.prefilled == len(t["template_ids"]) - len(t["cached_before"])
+            assert turn.fed == t["template_ids"][turn.kept:]
+            assert turn.prefilled < 40 < turn.kept  # a turn's worth, not the history
+    # the runtime was fed exactly that, once per turn
+    assert six_turn_chat["fed_per_call"] == [t["turn"].prefilled for t in turns]
+    answers = [t["turn"].answer for t in turns]
+    assert "Madrid" in answers[1] and "Katze" in answers[3] and "eight" in answers[5]  # follow-ups understood
+
+
+def test_the_swift_conversation_matches_on_the_same_chat(six_turn_chat, swift_toolchain, tmp_path):
+    """GemmaiosCore's Conversation replays the chat from its renderings and plans what gemmaios.chat
+    planned, turn by turn (`swift test`, ConversationTests.testMatchesTheToolkitsConversations)."""
+    import json
+    import re
+
+    from swift_toolchain import CORE, run, swift_cache
+
+    from gemmaios.chat import route_reply
+
+    steps = []
+    eos = set(six_turn_chat["eos"])
+    for t in six_turn_chat["turns"]:
+        turn = t["turn"]
+        steps.append({"op": "ask", "text": t["question"], "budget": CHAT_TOKENS, "context": 4096,
+                      "expect": {"target": t["template_ids"], "keep": turn.kept, "feed": turn.fed,
+                                 "dropped": turn.dropped, "rolled_back": turn.rolled_back}})
+        reply = turn.generated_ids[:-1] if turn.generated_ids[-1] in eos else turn.generated_ids
+        routed = route_reply(reply, 100, 101)
+        steps.append({"op": "reply", "text": turn.text, "generated": turn.generated_ids, "reply_ids": reply,
+                      "channel_start": 100, "channel_end": 101, "thought": routed.thought, "answer": routed.answer})
+    scenarios = [{"name": "six-turn tiny chat", "system": None, "render": six_turn_chat["render"], "steps": steps,
+                  "cached": six_turn_chat["final_cached"]}]
+    scenarios.append(_context_limit_scenario(six_turn_chat))
+    path = tmp_path / "chat-vectors.json"
+    path.write_text(json.dumps({"scenarios": scenarios}))
+    output = run([swift_toolchain.swift, "test", "--package-path", CORE, "--scratch-path", swift_cache("GemmaiosCore"),
+                  "--filter", "ConversationTests"], env={"GEMMAIOS_CHAT_VECTORS": str(path)})
+    assert "Test Case 'ConversationTests.testMatchesTheToolkitsConversations' passed" in output, output[-4000:]
+    assert re.search(r"Executed \d+ tests, with 0 failures", output)
+
+
+def _context_limit_scenario(chat) -> dict:
+    """The same questions and replies under a small context: gemmaios.chat drops the oldest exchanges
+    (its plan, from the real renderings, is what Swift must reproduce), and a reset."""
+    table = dict(chat["render"])
+    conv = Conversation()
+    steps = []
+
+    def render(messages):
+        key = _key(messages)
+        if key not in table:  # a dropped-history rendering the live chat never asked for
+            table[key] = chat["hf_tokenizer"].apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
+        return table[key]
+
+    for t in chat["turns"]:
+        turn = t["turn"]
+        before = len(conv.cached)
+        try:
+            plan = conv.prepare(t["question"], render, budget=CHAT_TOKENS, context=160)
+            conv.prefilled(plan)
+            expect = {"target": plan.target, "keep": plan.plan.keep, "feed": plan.plan.feed, "dropped": plan.dropped,
+                      "rolled_back": plan.plan.rolled_back(before)}
+        except ContextFull as exc:  # pragma: no cover - the questions are short
+            raise AssertionError(exc) from exc
+        steps.append({"op": "ask", "text": t["question"], "budget": CHAT_TOKENS, "context": 160, "expect": expect})
+        reply = turn.generated_ids[:-1]
+        routed = route_reply(reply, 100, 101)
+        steps.append({"op": "reply", "text": turn.text, "generated": turn.generated_ids, "reply_ids": reply,
+                      "channel_start": 100, "channel_end": 101, "thought": routed.thought, "answer": routed.answer})
+        conv.replied(turn.text, turn.generated_ids[:-1])
+    dropped = [s["expect"]["dropped"] for s in steps if s["op"] == "ask"]
+    assert sum(dropped) > 0 and max(s["expect"]["rolled_back"] for s in steps if s["op"] == "ask") > 0
+    return {"name": "context limit 160", "system": None, "render": table, "steps": steps, "cached": conv.cached}
+
