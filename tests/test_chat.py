@@ -299,3 +299,25 @@ def _context_limit_scenario(chat) -> dict:
     assert sum(dropped) > 0 and max(s["expect"]["rolled_back"] for s in steps if s["op"] == "ask") > 0
     return {"name": "context limit 160", "system": None, "render": table, "steps": steps, "cached": conv.cached}
 
+
+
+def test_cli_chat_keeps_the_conversation_resets_and_exits(tiny_build, tmp_path):
+    from devicebuild import copy_build
+    from typer.testing import CliRunner
+
+    from gemmaios.cli import app
+
+    out = copy_build(tiny_build.path, tmp_path / "build")
+    lines = ["What is the capital of Italy?", "And what about Spain?", "/reset", "And what about Spain?", "/exit",
+             "What is two plus two?"]
+    result = CliRunner().invoke(app, ["run", "--out", str(out)], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    assert "Rome" in result.output and "Madrid" in result.output
+    assert result.output.count("kept from earlier turns") == 4
+    assert "(0 kept from earlier turns)" in result.output.split("conversation forgotten")[1]  # a new conversation
+    assert "Two plus two" not in result.output  # /exit ended the chat
+    cut = CliRunner().invoke(app, ["run", "--out", str(out), "-p", "What is the capital of France?", "-n", "4"])
+    assert cut.exit_code == 0, cut.output
+    assert "reply cut at 4 tokens (--tokens sets the cap)" in cut.output
+    whole = CliRunner().invoke(app, ["run", "--out", str(out), "-p", "What is the capital of France?"])
+    assert "Paris" in whole.output and "reply cut" not in whole.output

@@ -582,6 +582,9 @@ def tiny_train(
                       f"in {record['training']['seconds']:.0f} s ({record['training']['qat_steps']} int4-aware steps)")
         console.print(f"greedy top-1/top-2 margins over {margins['steps']} steps: median {margins['median']}, "
                       f"min {margins['min']}, {margins['below_near_tie']} below the near-tie threshold 0.1")
+        chat = record["conversation_margins"]
+        console.print(f"the 6-turn chat, each turn on its history: median {chat['median']}, min {chat['min']}, "
+                      f"{chat['below_near_tie']} below 0.1")
     for name, digest in record["sha256"].items():
         print(f"{digest}  {target / name}")
 

@@ -158,6 +158,7 @@ class VisionTrainResult:
     seed: int = 1234
     device: str = "cpu"
     variants: int = 3
+    threads: int = 1  # CPU intra-op threads (they decide float summation order, so the bytes)
 
 
 def _image_examples(spec: ImageSpec, hf_tok, cases: list[ImageCase]):
@@ -176,7 +177,7 @@ def _image_examples(spec: ImageSpec, hf_tok, cases: list[ImageCase]):
 
 def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, batch: int = 8, text_every: int = 4,
                       progress=None, seed: int = 1234, device: str = "cpu",
-                      variants: int = DEFAULT_VARIANTS) -> VisionTrainResult:
+                      variants: int = DEFAULT_VARIANTS, threads: int = 1) -> VisionTrainResult:
     """Fine-tune the tiny multimodal model: image batches (every step but each `text_every`-th)
     and text batches from the tiny corpus (so the decoder keeps its text answers).
 
@@ -198,7 +199,7 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
     pad = tok.token_to_id("<pad>")
     qat_start = steps - int(round(steps * qat_fraction))
     started, losses = time.perf_counter(), []
-    with fixed_threads(1):
+    with fixed_threads(threads):
         dev = torch.device(device)
         model = initial_model(config, TEXT_DIR / "model.safetensors", seed).to(dev)
         model.config._attn_implementation = "sdpa"
@@ -239,7 +240,8 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
                 progress(step + 1, steps, losses[-1])
         int4_grid_off(hooked)
     model.to("cpu").eval()
-    return VisionTrainResult(model, tok, losses, time.perf_counter() - started, steps, steps - qat_start, seed, device, variants)
+    return VisionTrainResult(model, tok, losses, time.perf_counter() - started, steps, steps - qat_start, seed, device,
+                             variants, threads)
 
 
 def image_margins(model, tok, cases=BUILTIN_IMAGES, steps: int = 32, *, int4_grid: bool = False) -> list[dict]:
@@ -301,6 +303,7 @@ def ship(result: VisionTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
         "bytes": {n: (out_dir / n).stat().st_size for n in (WEIGHTS, TOKENIZER)},
         "training": {"steps": result.steps, "qat_steps": result.qat_steps, "seconds": round(result.seconds, 1),
                      "seed": result.seed, "device": result.device, "image_variants": result.variants,
+                     **({"threads": result.threads} if result.device == "cpu" else {}),
                      "first_loss": round(result.losses[0], 4),
                      "final_loss": round(sum(result.losses[-20:]) / min(20, len(result.losses)), 4),
                      "tools": {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}},
@@ -408,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--variants", type=int, default=DEFAULT_VARIANTS, help="jittered training copies of each picture kind")
-    parser.add_argument("--device", default="cpu", help="cpu (one thread), or cuda to train on a GPU")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (recorded: they change the bytes)")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
     args = parser.parse_args(argv)
 
@@ -417,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step}/{total} loss {loss:.4f}", flush=True)
 
     result = train_tiny_vision(steps=args.steps, progress=show, seed=args.seed, device=args.device,
-                               variants=args.variants)
+                               variants=args.variants, threads=args.threads)
     record = ship(result, args.out)
     print(json.dumps({k: record[k] for k in ("training", "image_margins", "image_margins_int4_grid", "text_margins",
                                              "image_answers")}, indent=1))
