@@ -321,3 +321,26 @@ def test_cli_chat_keeps_the_conversation_resets_and_exits(tiny_build, tmp_path):
     assert "reply cut at 4 tokens (--tokens sets the cap)" in cut.output
     whole = CliRunner().invoke(app, ["run", "--out", str(out), "-p", "What is the capital of France?"])
     assert "Paris" in whole.output and "reply cut" not in whole.output
+
+
+def test_cli_think_shows_the_reasoning_apart_and_the_history_drops_it(tiny_build, tmp_path):
+    import json
+
+    from devicebuild import copy_build
+    from typer.testing import CliRunner
+
+    from gemmaios.cli import app
+
+    out = copy_build(tiny_build.path, tmp_path / "build")
+    result = CliRunner().invoke(app, ["run", "--out", str(out), "--think", "--json"],
+                                input="What is the capital of Italy?\nAnd what about Spain?\n")
+    assert result.exit_code == 0, result.output
+    turns = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(turns) == 2
+    first, second = turns
+    assert first["thought"] and "Rome" in first["text"]
+    assert "<|channel>" not in first["text"] and "thought" not in first["text"]
+    assert "Madrid" in second["text"]
+    # the second turn kept the history up to the first reply's start: its reasoning was rolled back
+    # (the template drops it) and the answer prefilled again
+    assert second["rolled_back_tokens"] > 0

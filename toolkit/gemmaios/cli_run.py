@@ -206,6 +206,7 @@ def _chat_turn(session, text: str, console: Console, out: Console, ctrl_c: CtrlC
     if as_json:
         out.print(json.dumps({"prompt": text, "text": turn.answer, "thought": turn.thought,
                               "prefilled_tokens": turn.prefilled, "reused_tokens": turn.kept,
+                              "rolled_back_tokens": turn.rolled_back,
                               "new_tokens": len(turn.generated_ids), "cut": turn.cut, "dropped_turns": turn.dropped,
                               "interrupted": turn.stopped}), markup=False, highlight=False)
         return
