@@ -93,7 +93,7 @@ final class ChatModel: ObservableObject {
             let render: ([ChatMessage]) throws -> [Int] = { messages in
                 let ids = try tokenizer.applyChatTemplate(
                     messages: messages.map { $0.dictionary as [String: any Sendable] }, tools: nil,
-                    additionalContext: thinking ? ["enable_thinking": true] : nil)
+                    additionalContext: thinking ? [Contract.chatThinkingArgument: true] : nil)
                 return ChatPrompt.withSingleBOS(ids, bos: Int(AppConfig.bosTokenId))
             }
             let turn = try conversation.prepare(
@@ -114,8 +114,8 @@ final class ChatModel: ObservableObject {
             let generated = run.tokenIds.map(Int.init)
             let ended = run.tokenIds.last.map { AppConfig.eosTokenIds.contains($0) } ?? false
             let reply = ended ? Array(generated.dropLast()) : generated
-            var router = ReplyRouter(channelStart: tokenizer.convertTokenToId("<|channel>"),
-                                     channelEnd: tokenizer.convertTokenToId("<channel|>"))
+            var router = ReplyRouter(channelStart: tokenizer.convertTokenToId(Contract.chatChannelStart),
+                                     channelEnd: tokenizer.convertTokenToId(Contract.chatChannelEnd))
             for token in reply { _ = router.route(token) }
             conversation.replied(tokenizer.decode(tokens: reply, skipSpecialTokens: false),
                                  fedIds: Array(generated.dropLast()))

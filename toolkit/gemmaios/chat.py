@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .contract import CHAT_THOUGHT_NAME
 from .errors import GemmaiosError
 
 Render = Callable[[list[dict]], list[int]]  # messages -> the template's ids (generation prompt included)
@@ -152,7 +153,7 @@ def route_reply(ids: Sequence[int], channel_start: int | None, channel_end: int 
     return router.reply
 
 
-THOUGHT_CHANNEL_NAME = "thought\n"  # the line that opens Gemma 4's reasoning channel
+THOUGHT_CHANNEL_NAME = CHAT_THOUGHT_NAME  # the line that opens Gemma 4's reasoning channel
 
 
 def thought_text(decoded: str) -> str:

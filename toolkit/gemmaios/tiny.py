@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .contract import CHAT_CHANNEL_END, CHAT_CHANNEL_START
 from .errors import GemmaiosError, RegistryError
 from .files import replace_dir, sha256_file
 
@@ -53,7 +54,7 @@ SPECIAL_TOKEN_IDS = {
 }
 SPECIAL_TOKENS = list(SPECIAL_TOKEN_IDS)
 TURN_START, TURN_END = "<|turn>", "<turn|>"
-CHANNEL_START, CHANNEL_END, THINK = "<|channel>", "<channel|>", "<|think|>"
+CHANNEL_START, CHANNEL_END, THINK = CHAT_CHANNEL_START, CHAT_CHANNEL_END, "<|think|>"
 # What ends a reply: <eos> and <turn|> (Gemma 4's generation_config says the same).
 EOS_TOKEN_IDS = [SPECIAL_TOKEN_IDS["<eos>"], SPECIAL_TOKEN_IDS[TURN_END]]
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..chat import Conversation, ReplyRouter, TurnPlan, thought_text
+from ..contract import CHAT_CHANNEL_END, CHAT_CHANNEL_START, CHAT_THINKING_ARGUMENT
 from .runner import BundleRunner
 
 FIRST_CAPACITY = 256  # the caches' first size; doubled as the conversation grows
@@ -55,12 +56,12 @@ class ChatSession:
         self._states: dict | None = None
         self._capacity = 0
         hf = tok.tokenizer
-        self.channel_start = _token_id(hf, "<|channel>")
-        self.channel_end = _token_id(hf, "<channel|>")
+        self.channel_start = _token_id(hf, CHAT_CHANNEL_START)
+        self.channel_end = _token_id(hf, CHAT_CHANNEL_END)
 
     def render(self, messages: list[dict]) -> list[int]:
         """The checkpoint's chat template on the whole conversation, generation prompt included."""
-        kwargs = {"enable_thinking": True} if self.thinking else {}
+        kwargs = {CHAT_THINKING_ARGUMENT: True} if self.thinking else {}
         ids = self.tok.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, **kwargs)
         return [int(t) for t in (ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)]
 

@@ -149,7 +149,7 @@ public struct ReplyRouter: Sendable {
     /// The reasoning channel's text as shown: its `thought` name line removed, trimmed.
     public static func thoughtText(_ decoded: String) -> String {
         var text = Substring(decoded)
-        if text.hasPrefix("thought\n") { text = text.dropFirst("thought\n".count) }
+        if text.hasPrefix(Contract.chatThoughtName) { text = text.dropFirst(Contract.chatThoughtName.count) }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
