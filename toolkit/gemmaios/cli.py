@@ -555,7 +555,9 @@ def tiny_train(
     target = out or (tinymodel.SHIPPED_DIR if vision else SHIPPED_DIR)
     if target.exists() and not target.is_dir():
         _fail(GemmaiosError(f"--out {target} is a file, not a folder", hint="pass a folder for the weights (it is created)"))
-    total = steps or (tinymodel.DEFAULT_STEPS if vision else DEFAULT_STEPS)
+    tower = tinymodel.SHIPPED_DIR / tinymodel.TOWER_INIT  # the vision tower fine-tuned from here
+    tower = tower if vision and tower.is_file() else None
+    total = steps or ((tinymodel.WARM_STEPS if tower else tinymodel.DEFAULT_STEPS) if vision else DEFAULT_STEPS)
     with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("train", total=total, loss="-")
@@ -564,7 +566,7 @@ def tiny_train(
             bar.update(task, completed=step, loss=f"{loss:.3f}")
 
         if vision:
-            result = tinymodel.train_tiny_vision(total, progress=show, device=device)
+            result = tinymodel.train_tiny_vision(total, progress=show, device=device, tower_init=tower)
         else:
             result = train_tiny(total, progress=show)
     if vision:
