@@ -344,3 +344,32 @@ def test_cli_think_shows_the_reasoning_apart_and_the_history_drops_it(tiny_build
     # the second turn kept the history up to the first reply's start: its reasoning was rolled back
     # (the template drops it) and the answer prefilled again
     assert second["rolled_back_tokens"] > 0
+
+
+def test_a_gemma_4_checkpoint_without_a_chat_template_gets_ours(tiny_checkpoint, tmp_path):
+    """Some Gemma 4 tokenizer releases ship no chat template: the bundle's tokenizer/ gets Gemma 4's
+    framing as gemmaios writes it (the source recorded), and the oracle renders with it too."""
+    import json
+    import shutil
+
+    from gemmaios.bundle import copy_tokenizer
+    from gemmaios.checkpoint import CHAT_TEMPLATE_FALLBACK, checkpoint_chat_template, load_checkpoint
+    from gemmaios.oracle.prompts import Prompt
+    from gemmaios.oracle.reference import ReferenceModel
+
+    own, source = checkpoint_chat_template(tiny_checkpoint.path, "gemma4_text")
+    assert (own.strip(), source) == (CHAT_TEMPLATE.strip(), "checkpoint")  # the tiny checkpoint ships it
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_checkpoint.path, bare)
+    (bare / "chat_template.jinja").unlink()
+    config = json.loads((bare / "tokenizer_config.json").read_text())
+    del config["chat_template"]
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    ckpt = load_checkpoint(bare, model_id="bare-gemma4")
+    assert ckpt.chat_template() == (CHAT_TEMPLATE, CHAT_TEMPLATE_FALLBACK)
+    assert checkpoint_chat_template(bare, "llama") == (None, "none")  # only Gemma 4 gets Gemma 4's framing
+    copy_tokenizer(bare, tmp_path / "tokenizer", CHAT_TEMPLATE)
+    assert (tmp_path / "tokenizer" / "chat_template.jinja").read_text() == CHAT_TEMPLATE
+    reference = ReferenceModel.load(ckpt)
+    ids = reference.encode(Prompt("p", "What is the capital of France?"), True)
+    assert ids == ReferenceModel.load(tiny_checkpoint).encode(Prompt("p", "What is the capital of France?"), True)
