@@ -531,7 +531,7 @@ def convert(
 def tiny_train(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="folder for the weights, tokenizer and record (default: the package's data/tiny)")] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=10, help="training steps (the last fifth are int4 quantization-aware)")] = None,
-    vision: Annotated[bool, typer.Option("--vision", help="retrain the tiny multimodal model (tiny-vision: ~6 min on a GPU, ~3 h on one CPU thread)")] = False,
+    vision: Annotated[bool, typer.Option("--vision", help="retrain the tiny multimodal model (tiny-vision: its vision tower fine-tuned, ~30 min on 2 CPU threads)")] = False,
     device: Annotated[str, typer.Option("--device", help="with --vision: cpu, or cuda to train on a GPU")] = "cpu",
 ) -> None:
     """Retrain the built-in tiny model on the generated corpus (CPU, minutes) and write its shipped weights."""
@@ -549,7 +549,7 @@ def tiny_train(
 
         if not torch.cuda.is_available():
             _fail(GemmaiosError(f"--device {device}: this machine's torch sees no CUDA GPU",
-                                hint="train with --device cpu (one thread, ~3 h), or on a machine with a GPU"))
+                                hint="train with --device cpu, or on a machine with a GPU"))
     elif device != "cpu":
         _fail(GemmaiosError(f"--device {device!r} is not cpu or cuda", hint="use --device cpu or --device cuda"))
     target = out or (tinymodel.SHIPPED_DIR if vision else SHIPPED_DIR)

@@ -6,8 +6,9 @@ weights (`gemmaios/data/tiny`), its vocabulary extended by the image/audio marke
 It is fine-tuned to describe the project's own pictures (`vision.images`: colour, shape and
 frame; 30 jittered copies of each kind, so it generalises to the unjittered oracle pictures it
 never sees) while text examples keep the decoder's text answers; the last fifth fake-quantizes
-the decoder's linears and head on the int4 grid, as tinytrain does. 3500 steps take ~6 min on
-a GPU (`--device cuda`, how the shipped weights were made) or ~3 h on one CPU thread. The
+the decoder's linears and head on the int4 grid, as tinytrain does. From a seeded tower 3500
+steps take ~6 min on a GPU (`--device cuda`) or ~3 h on one CPU thread; the shipped weights
+fine-tune the format-1 model's tower (`tower_init.safetensors`) for WARM_STEPS on 2 CPU threads. The
 result ships in `gemmaios/data/tiny-vision` (sha256s, training facts and margins, plain fp32
 and on the int4 grid, recorded in trained.json).
 """
@@ -52,7 +53,8 @@ PATCH_SIZE, POOLING, SOFT_TOKENS = 8, 3, 70  # 70: the smallest budget transform
 QUESTION = f"Describe the image.\n{IMAGE_PLACEHOLDER}"
 # The recipe: 30 jittered copies of every colour x shape x frame, 3500 steps from a seeded tower,
 # WARM_STEPS from the shipped tower_init (how the shipped weights are made).
-DEFAULT_STEPS, DEFAULT_VARIANTS, WARM_STEPS = 3500, 30, 1000
+DEFAULT_STEPS, DEFAULT_VARIANTS, WARM_STEPS = 3500, 30, 240
+VISION_THREADS = 2  # the shipped weights' CPU threads (they decide float summation order, so the bytes)
 
 
 def vision_config_kwargs() -> dict:
@@ -192,7 +194,7 @@ def _image_examples(spec: ImageSpec, hf_tok, cases: list[ImageCase]):
 
 def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, batch: int = 8, text_every: int = 4,
                       progress=None, seed: int = 1234, device: str = "cpu",
-                      variants: int = DEFAULT_VARIANTS, threads: int = 1,
+                      variants: int = DEFAULT_VARIANTS, threads: int = VISION_THREADS,
                       tower_init: Path | None = None) -> VisionTrainResult:
     """Fine-tune the tiny multimodal model: image batches (every step but each `text_every`-th)
     and text batches from the tiny corpus (so the decoder keeps its text answers).
@@ -433,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--variants", type=int, default=DEFAULT_VARIANTS, help="jittered training copies of each picture kind")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (recorded: they change the bytes)")
+    parser.add_argument("--threads", type=int, default=VISION_THREADS, help="CPU threads (recorded: they change the bytes)")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
     args = parser.parse_args(argv)
 
