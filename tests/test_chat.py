@@ -332,18 +332,21 @@ def test_cli_think_shows_the_reasoning_apart_and_the_history_drops_it(tiny_build
     from gemmaios.cli import app
 
     out = copy_build(tiny_build.path, tmp_path / "build")
-    result = CliRunner().invoke(app, ["run", "--out", str(out), "--think", "--json"],
-                                input="What is the capital of Italy?\nAnd what about Spain?\n")
+    # the tiny model thinks on the built-in prompts and the capitals it was taught to think on
+    questions = "Count from one to ten.\nWhat is the capital of France?\n"
+    result = CliRunner().invoke(app, ["run", "--out", str(out), "--think", "--json"], input=questions)
     assert result.exit_code == 0, result.output
     turns = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(turns) == 2
     first, second = turns
-    assert first["thought"] and "Rome" in first["text"]
-    assert "<|channel>" not in first["text"] and "thought" not in first["text"]
-    assert "Madrid" in second["text"]
-    # the second turn kept the history up to the first reply's start: its reasoning was rolled back
-    # (the template drops it) and the answer prefilled again
-    assert second["rolled_back_tokens"] > 0
+    assert first["thought"] == "This is a simple request, so a short answer will do."
+    assert first["text"].startswith("One, two, three") and "<|channel>" not in first["text"]
+    assert second["thought"] == "The capital of France is Paris." and "Paris" in second["text"]
+    # the second turn kept the history up to the first reply's start: the reply was rolled back
+    # (the template drops its reasoning) and its answer prefilled again
+    assert second["rolled_back_tokens"] == first["new_tokens"] - 1 and second["reused_tokens"] > 0
+    shown = CliRunner().invoke(app, ["run", "--out", str(out), "--think"], input=questions)
+    assert "thinking: This is a simple request" in shown.output  # the name line is not shown
 
 
 def test_a_gemma_4_checkpoint_without_a_chat_template_gets_ours(tiny_checkpoint, tmp_path):

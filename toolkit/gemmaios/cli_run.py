@@ -181,7 +181,9 @@ def _chat_turn(session, text: str, console: Console, out: Console, ctrl_c: CtrlC
         if where == "thought":
             from .chat import THOUGHT_CHANNEL_NAME
 
-            text_now = text_now.removeprefix(THOUGHT_CHANNEL_NAME.strip()).lstrip("\n")
+            if THOUGHT_CHANNEL_NAME.startswith(text_now):  # the channel's name line, still arriving
+                return
+            text_now = text_now.removeprefix(THOUGHT_CHANNEL_NAME)
         if text_now.endswith("\ufffd"):  # a UTF-8 sequence split across tokens: wait for the rest
             return
         if not as_json:
