@@ -34,7 +34,7 @@ def oracle(tiny_checkpoint):
 def test_corpus_is_deterministic_and_covers_the_oracle_and_gate_prompts():
     corpus = tinycorpus.generate_corpus()
     assert corpus == tinycorpus.generate_corpus()
-    assert tinycorpus.tokenizer_texts(corpus) == tinycorpus.tokenizer_texts()
+    assert tinycorpus.tokenizer_texts(corpus + tinycorpus.generate_conversations()) == tinycorpus.tokenizer_texts()
     by_prompt = {ex.prompt: ex for ex in corpus}
     assert len(by_prompt) == len(corpus)  # one answer per question
     for p in BUILTIN_PROMPTS.prompts:
@@ -125,7 +125,7 @@ def test_multi_turn_system_and_thinking_prompts_have_real_margins(tiny_checkpoin
     framed = greedy_margins(model, tok, evaluation_prompts()[-4:])
     assert min(m for r in framed for m in r.margins) > 1.0  # measured 1.37 (a thinking prompt), median 9
     thinking = [r.text for r in framed[2:]]
-    assert all(t.startswith("<|channel>thought\n") and "<channel|>" in t for t in thinking), thinking
+    assert all(t.startswith("<|channel>thought\nThis is a simple request") for t in thinking), thinking
     # the follow-ups are answered from the history
     assert "Madrid" in conversation[1].text and "Katze" in conversation[3].text
 
