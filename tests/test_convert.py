@@ -191,7 +191,7 @@ def test_build_writes_gated_int4_bundle(tiny_build, tmp_path):
     meta = json.loads((bundle / "metadata.json").read_text())
     assert meta["kind"] == "llm" and meta["metadata_version"] == "0.2"
     assert meta["assets"]["main"] == "gemma4_tiny_decode_int4.aimodel"
-    assert meta["language"]["vocab_size"] == 384 and meta["language"]["max_context_length"] == 1024
+    assert meta["language"]["vocab_size"] == 384 and meta["language"]["max_context_length"] == 4096  # min(4096, 8192)
     assert meta["language"]["function_map"] == {"main": ["main"]}
     assert meta["gemmaios"]["quant"] == "int4" and meta["gemmaios"]["ple"] == "provider"
     assert meta["gemmaios"]["head_quant"] == "int4"

@@ -12,7 +12,7 @@ from gemmaios.errors import CheckpointError, RegistryError
 from gemmaios.pipeline import FAILED, SKIPPED, BuildOptions, sha256_file
 from gemmaios.registry import MODELS, check_against_config, get_model, verify_checkpoint_config
 from gemmaios.steps import run_build
-from gemmaios.tiny import SPECIAL_TOKENS, generate_tiny_checkpoint
+from gemmaios.tiny import SPECIAL_TOKEN_IDS, SPECIAL_TOKENS, generate_tiny_checkpoint
 
 runner = CliRunner()
 
@@ -46,10 +46,14 @@ def test_tiny_tokenizer_has_gemma_special_tokens(tiny_checkpoint):
 
     tok = Tokenizer.from_file(str(tiny_checkpoint.tokenizer_path))
     ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
-    assert None not in ids.values()
+    # Gemma 4's special tokens at Gemma 4's own ids (<bos> 2, <eos> 1, <|turn> 105, <turn|> 106, ...)
+    assert ids == SPECIAL_TOKEN_IDS
+    assert (ids["<bos>"], ids["<eos>"], ids["<|turn>"], ids["<turn|>"]) == (2, 1, 105, 106)
+    assert (ids["<|channel>"], ids["<channel|>"], ids["<|think|>"]) == (100, 101, 98)
     cfg = tiny_checkpoint.text_config
     assert ids["<bos>"] == cfg["bos_token_id"] and ids["<pad>"] == cfg["pad_token_id"]
-    assert cfg["eos_token_id"] == [ids["<eos>"], ids["<end_of_turn>"]]
+    assert cfg["eos_token_id"] == [ids["<eos>"], ids["<turn|>"]]
+    assert tok.get_vocab_size() == cfg["vocab_size"] == max(tok.get_vocab().values()) + 1
     encoded = tok.encode("The capital of France is Paris.")
     assert encoded.ids[0] == ids["<bos>"] and len(encoded.ids) > 3
     assert tok.decode(encoded.ids) == "The capital of France is Paris."

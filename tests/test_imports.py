@@ -29,6 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios.registry", "gemmaios.contract", "gemmaios.config", "gemmaios.crash", "gemmaios.roofline",
         "gemmaios.memory", "gemmaios.transcript", "gemmaios.oracle.prompts", "gemmaios.bundlename",
         "gemmaios.quiet", "gemmaios.xctest", "gemmaios.buildlayout", "gemmaios.steprecords",
+        "gemmaios.chat",
     ),
     # the model: checkpoints, the decode module, its conversion and gates, the reference oracle,
     # tables, kernels, images, the host runtime (its `run --bench` included)

@@ -95,11 +95,11 @@ def test_oracle_file_records_the_reference(oracle_path, oracle, tiny_checkpoint)
     assert raw["tokenizer_sha256"] == sha256_file(tiny_checkpoint.tokenizer_path)
     assert raw["chat_template"] is True and raw["dtype"] == "float32"
     assert raw["prompt_set"] == BUILTIN_PROMPTS.header() and len(BUILTIN_PROMPTS.prompts) == 8
-    assert oracle.eos_token_ids == [1, 6]
+    assert oracle.eos_token_ids == [1, 106]  # <eos>, <turn|>
     for prompt, p in zip(BUILTIN_PROMPTS.prompts, oracle.prompts, strict=True):
         assert (p.id, p.text) == (prompt.id, prompt.text)
-        # rendered user turn: <bos><start_of_turn>user\n ... <end_of_turn>\n<start_of_turn>model\n
-        assert p.prompt_ids[:2] == [2, 5] and p.prompt_ids.count(5) == 2 and 6 in p.prompt_ids
+        # rendered user turn (Gemma 4): <bos><|turn>user\n ... <turn|>\n<|turn>model\n
+        assert p.prompt_ids[:2] == [2, 105] and p.prompt_ids.count(105) == 2 and p.prompt_ids.count(106) == 1
         assert len(p.generated_ids) == N and len(p.top_k) == N
         for token, step in zip(p.generated_ids, p.top_k, strict=True):
             assert step.ids[0] == token and len(step.ids) == 5

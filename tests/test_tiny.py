@@ -34,7 +34,7 @@ def oracle(tiny_checkpoint):
 def test_corpus_is_deterministic_and_covers_the_oracle_and_gate_prompts():
     corpus = tinycorpus.generate_corpus()
     assert corpus == tinycorpus.generate_corpus()
-    assert tinycorpus.tokenizer_texts(corpus) == tinycorpus.tokenizer_texts()
+    assert tinycorpus.tokenizer_texts(corpus + tinycorpus.generate_conversations()) == tinycorpus.tokenizer_texts()
     by_prompt = {ex.prompt: ex for ex in corpus}
     assert len(by_prompt) == len(corpus)  # one answer per question
     for p in BUILTIN_PROMPTS.prompts:
@@ -100,6 +100,36 @@ def test_trained_model_has_real_margins_and_its_trained_answers(oracle):
         assert tinycorpus.BUILTIN_ANSWERS[pid].startswith(answer), (pid, answer)
 
 
+def test_multi_turn_system_and_thinking_prompts_have_real_margins(tiny_checkpoint):
+    """fp32 greedy over each turn of the 6-turn chat (its history answered as trained), and the
+    built-ins under a system turn and with thinking on: the record's answers, with real margins."""
+    from transformers import Gemma4ForCausalLM
+
+    from gemmaios.tinytrain import (
+        conversation_evaluation_prompts,
+        evaluation_prompts,
+        greedy_margins,
+        margin_summary,
+    )
+
+    record = tiny.shipped_record()
+    model = Gemma4ForCausalLM.from_pretrained(tiny_checkpoint.path, dtype=torch.float32).eval()
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_checkpoint.tokenizer_path))
+    conversation = greedy_margins(model, tok, conversation_evaluation_prompts())
+    assert {r.prompt: r.text for r in conversation} == record["conversation_answers"]
+    summary = margin_summary(conversation)
+    assert summary == record["conversation_margins"]
+    assert summary["min"] > MIN_MARGIN_FLOOR and summary["median"] > MEDIAN_MARGIN_FLOOR
+    framed = greedy_margins(model, tok, evaluation_prompts()[-4:])
+    assert min(m for r in framed for m in r.margins) > 1.0  # measured 1.37 (a thinking prompt), median 9
+    thinking = [r.text for r in framed[2:]]
+    assert all(t.startswith("<|channel>thought\nThis is a simple request") for t in thinking), thinking
+    # the follow-ups are answered from the history
+    assert "Madrid" in conversation[1].text and "Katze" in conversation[3].text
+
+
 def test_random_variants_keep_random_weights(tmp_path):
     path = tiny.generate_tiny_checkpoint(tmp_path / "12b", variant="12b")
     assert tiny.tiny_weights(path) == "random"
@@ -133,7 +163,9 @@ def test_cli_tiny_train_writes_weights_and_record(tmp_path, monkeypatch):
     record = tiny.shipped_record(tmp_path / "w")  # checks the files against the record it wrote
     assert record["training"]["steps"] == 10 and record["training"]["qat_steps"] == 2
     assert record["sha256"][tiny.SHIPPED_WEIGHTS] in result.stdout
-    assert "margins" in result.output and record["margins"]["steps"] == 12 * 32
+    # the built-in 8 and the 4 gate prompts, 2 under a system turn, 2 thinking; the 6-turn chat
+    assert "margins" in result.output and record["margins"]["steps"] == 16 * 32
+    assert record["conversation_margins"]["steps"] == 6 * 32
 
 
 def test_cli_tiny_train_json_prints_the_record_it_wrote(tmp_path, monkeypatch):

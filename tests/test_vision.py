@@ -108,7 +108,7 @@ def test_decode_module_splice_matches_hf(vision_checkpoint, hf_vision_model, hf_
     spec = ImageSpec.from_checkpoint(vision_checkpoint.path)
     case = BUILTIN_IMAGES[1]
     prepared = preprocess(case.pixels(), spec)
-    ids = expand_prompt("<bos><start_of_turn>user\n<image>\nDescribe the image.<end_of_turn>\n<start_of_turn>model\n",
+    ids = expand_prompt("<bos><|turn>user\n<image>\nDescribe the image.<turn|>\n<|turn>model\n",
                         spec, hf_tokenizer, prepared.num_soft_tokens)
     with torch.no_grad():
         hf = hf_vision_model(input_ids=torch.tensor([ids]), pixel_values=torch.from_numpy(prepared.pixel_values)[None],

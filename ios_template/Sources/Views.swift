@@ -30,8 +30,22 @@ final class ChatModel: ObservableObject {
     @Published var busy = false
     /// The picture the next message carries (image-capable bundles), upright, sRGB.
     @Published var picture: CGImage?
+    /// Thinking on: the chat template's `enable_thinking`; the reasoning is shown apart.
+    @Published var thinking = false
+    /// The most tokens one reply may take (the toolkit's contract, as `gemmaios run`); a reply cut there says so.
+    let maxReplyTokens = Contract.chatMaxNewTokens
     private var loaded: LoadedEngine?
     private var tokenizer: (any Tokenizer)?
+    /// The conversation (GemmaiosCore): its messages and the ids the engine's KV cache holds.
+    private var conversation = Conversation()
+
+    /// Forget the conversation: the next message starts a new one.
+    func newChat() async {
+        conversation.reset()
+        transcript = ""
+        if let loaded { try? await loaded.engine.reset(to: 0) }
+        status = "new conversation"
+    }
 
     /// A picked photo → an upright CGImage (EXIF orientation applied). Photos over 4096 px on
     /// the long side are downsampled by ImageIO first (a 48 MP photo would need ~150 MB as RGB
@@ -69,50 +83,101 @@ final class ChatModel: ObservableObject {
                 status = String(format: "loaded in %.1f s", engine.loadSeconds)
             }
             guard let loaded, let tokenizer else { return }
-            // The oracle's prompt: the chat template (generation prompt added) with exactly one
-            // <bos> first; without a template, <bos> + the text's own tokens.
-            // With a picture the user turn is [image, text] (the template places the image
-            // token; GemmaiosCore inserts it after <bos> when a template does not).
-            let content: any Sendable
-            if picture == nil {
-                content = text
-            } else {
-                content = [["type": "image"], ["type": "text", "text": text]] as [[String: String]]
-            }
-            let body: [Int]
-            if let templated = try? tokenizer.applyChatTemplate(messages: [["role": "user", "content": content]]) {
-                body = templated
-            } else {
-                body = tokenizer.encode(text: text, addSpecialTokens: false)
-            }
-            var ids = ChatPrompt.withSingleBOS(body, bos: Int(AppConfig.bosTokenId)).map { Int32($0) }
-            transcript += "\n› \(text)\(picture == nil ? "" : " [picture]")\n"
-            try await loaded.engine.reset(to: 0)
             if let picture {
-                guard let vision = loaded.vision else {
-                    throw VisionEncoderError.noVisionAsset("\(AppConfig.bundleName) is text-only")
-                }
-                // HF's preprocessing + placeholder expansion + the id splice, then the vision asset
-                // fills image_embeds; the prompt's soft tokens are ids V..V+N-1
-                ids = try await vision.encode(try PictureDecoding.rgb8(picture),
-                                              promptIds: vision.config.withPlaceholder(ids))
-                self.picture = nil
+                try await sendPicture(text, picture: picture, loaded: loaded, tokenizer: tokenizer)
+                return
             }
+            // The whole conversation through the chat template (one <bos> first), every turn; the
+            // engine keeps the KV cache of what it already holds and prefills only the rest.
+            let thinking = self.thinking
+            let render: ([ChatMessage]) throws -> [Int] = { messages in
+                let ids = try tokenizer.applyChatTemplate(
+                    messages: messages.map { $0.dictionary as [String: any Sendable] }, tools: nil,
+                    additionalContext: thinking ? [Contract.chatThinkingArgument: true] : nil)
+                return ChatPrompt.withSingleBOS(ids, bos: Int(AppConfig.bosTokenId))
+            }
+            let turn = try conversation.prepare(
+                text, budget: maxReplyTokens, context: loaded.bundle.maxContextLength, render: render)
+            if turn.dropped > 0 {
+                transcript += "\n[the context was full: the oldest \(turn.dropped) exchange(s) were dropped]\n"
+            }
+            if turn.plan.keep < conversation.cached.count {
+                // The template no longer renders what the cache holds past `keep` (a reply's
+                // reasoning channel, or dropped exchanges): roll the cache back to it.
+                try await loaded.engine.reset(to: turn.plan.keep)
+            }
+            conversation.prefilled(turn)
+            transcript += "\n› \(text)\n"
             // apple/coreai-models#124: an iOS KV binding above 1024 positions decodes wrong tokens
             let kvWarning = loaded.kvWarning(
-                capacity: loaded.bindKV(promptTokens: ids.count, maxNewTokens: Contract.chatMaxNewTokens))
+                capacity: loaded.bindKV(promptTokens: turn.target.count, maxNewTokens: maxReplyTokens))
             if let kvWarning { transcript += "⚠︎ \(kvWarning.message)\n" }
             let run = try await Generation.run(
-                engine: loaded.engine, prompt: ids, rule: .chat(eosTokenIds: AppConfig.eosTokenIds))
-            let reply = run.tokenIds.filter { !AppConfig.eosTokenIds.contains($0) }.map(Int.init)
-            transcript += tokenizer.decode(tokens: reply) + "\n"
+                engine: loaded.engine, prompt: turn.target.map { Int32($0) },
+                rule: .chat(eosTokenIds: AppConfig.eosTokenIds))
+            let generated = run.tokenIds.map(Int.init)
+            let ended = run.tokenIds.last.map { AppConfig.eosTokenIds.contains($0) } ?? false
+            let reply = ended ? Array(generated.dropLast()) : generated
+            var router = ReplyRouter(channelStart: tokenizer.convertTokenToId(Contract.chatChannelStart),
+                                     channelEnd: tokenizer.convertTokenToId(Contract.chatChannelEnd))
+            for token in reply { _ = router.route(token) }
+            conversation.replied(tokenizer.decode(tokens: reply, skipSpecialTokens: false),
+                                 fedIds: Array(generated.dropLast()))
+            if !router.thought.isEmpty {
+                transcript += "(thinking: " + ReplyRouter.thoughtText(tokenizer.decode(tokens: router.thought)) + ")\n"
+            }
+            transcript += tokenizer.decode(tokens: router.answer, skipSpecialTokens: true)
+                .trimmingCharacters(in: .whitespacesAndNewlines) + "\n"
+            if !ended && generated.count == maxReplyTokens {
+                transcript += "[reply cut at \(maxReplyTokens) tokens]\n"
+            }
             if let first = run.tokenTimes.first, let last = run.tokenTimes.last, run.tokenIds.count > 1 {
-                status = String(format: "prefill %.1f tok/s · decode %.1f tok/s",
-                                Double(ids.count) / max(first, 1e-9),
+                status = String(format: "%d new prompt tokens (%d kept) · prefill %.1f tok/s · decode %.1f tok/s",
+                                turn.plan.feed.count, turn.plan.keep, Double(turn.plan.feed.count) / max(first, 1e-9),
                                 Double(run.tokenIds.count - 1) / max(last - first, 1e-9))
             }
         } catch {
             status = "error: \(error.localizedDescription)"
+        }
+    }
+
+    /// A message with a picture is answered on its own (the vision prompt is one user turn), and
+    /// starts a new conversation.
+    private func sendPicture(_ text: String, picture: CGImage, loaded: LoadedEngine, tokenizer: any Tokenizer) async throws {
+        // The oracle's prompt: the chat template (generation prompt added) with exactly one
+        // <bos> first. The user turn is [image, text] (the template places the image token;
+        // GemmaiosCore inserts it after <bos> when a template does not).
+        let content = [["type": "image"], ["type": "text", "text": text]] as [[String: String]]
+        let body: [Int]
+        if let templated = try? tokenizer.applyChatTemplate(messages: [["role": "user", "content": content]]) {
+            body = templated
+        } else {
+            body = tokenizer.encode(text: text, addSpecialTokens: false)
+        }
+        var ids = ChatPrompt.withSingleBOS(body, bos: Int(AppConfig.bosTokenId)).map { Int32($0) }
+        transcript += "\n› \(text) [picture]\n"
+        conversation.reset()
+        try await loaded.engine.reset(to: 0)
+        guard let vision = loaded.vision else {
+            throw VisionEncoderError.noVisionAsset("\(AppConfig.bundleName) is text-only")
+        }
+        // HF's preprocessing + placeholder expansion + the id splice, then the vision asset
+        // fills image_embeds; the prompt's soft tokens are ids V..V+N-1
+        ids = try await vision.encode(try PictureDecoding.rgb8(picture), promptIds: vision.config.withPlaceholder(ids))
+        self.picture = nil
+        if let kvWarning = loaded.kvWarning(
+            capacity: loaded.bindKV(promptTokens: ids.count, maxNewTokens: maxReplyTokens)) {
+            transcript += "⚠︎ \(kvWarning.message)\n"
+        }
+        let run = try await Generation.run(
+            engine: loaded.engine, prompt: ids, rule: .chat(eosTokenIds: AppConfig.eosTokenIds))
+        let reply = run.tokenIds.filter { !AppConfig.eosTokenIds.contains($0) }.map(Int.init)
+        transcript += tokenizer.decode(tokens: reply) + "\n"
+        try await loaded.engine.reset(to: 0)  // the next text message starts a new conversation
+        if let first = run.tokenTimes.first, let last = run.tokenTimes.last, run.tokenIds.count > 1 {
+            status = String(format: "prefill %.1f tok/s · decode %.1f tok/s",
+                            Double(ids.count) / max(first, 1e-9),
+                            Double(run.tokenIds.count - 1) / max(last - first, 1e-9))
         }
     }
 }
@@ -143,6 +208,8 @@ struct ChatView: View {
                 .onChange(of: model.picture == nil) { _, sent in
                     if sent { pickedPhoto = nil }  // so the same photo can be picked again
                 }
+                Toggle("Think", isOn: $model.thinking).toggleStyle(.button).disabled(model.busy)
+                Button("New") { Task { await model.newChat() } }.disabled(model.busy)
                 TextField("Message", text: $draft).textFieldStyle(.roundedBorder)
                 Button("Send") {
                     let text = draft

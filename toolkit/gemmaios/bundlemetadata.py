@@ -23,7 +23,9 @@ TOKENIZER_FILES = (
 )
 
 
-def copy_tokenizer(checkpoint_dir: Path, dest: Path) -> list[Path]:
+def copy_tokenizer(checkpoint_dir: Path, dest: Path, chat_template: str | None = None) -> list[Path]:
+    """The checkpoint's tokenizer files into the bundle's tokenizer/; `chat_template` (the template a
+    Gemma 4 checkpoint without one gets) is written as chat_template.jinja when given."""
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in TOKENIZER_FILES:
@@ -31,6 +33,9 @@ def copy_tokenizer(checkpoint_dir: Path, dest: Path) -> list[Path]:
         if src.is_file():
             shutil.copyfile(src, dest / name)
             copied.append(dest / name)
+    if chat_template is not None:
+        (dest / "chat_template.jinja").write_text(chat_template)
+        copied.append(dest / "chat_template.jinja")
     return copied
 
 

@@ -130,6 +130,13 @@ class Checkpoint:
             digest.update(self.tokenizer_path.read_bytes())
         return digest.hexdigest()
 
+    def chat_template(self) -> tuple[str | None, str]:
+        """(template, source): the checkpoint's own chat template (`chat_template.jinja`, or
+        `chat_template` in tokenizer_config.json), source "checkpoint"; for a Gemma 4 checkpoint
+        that ships none, Gemma 4's framing as gemmaios writes it (`gemmaios.tiny.CHAT_TEMPLATE`),
+        source CHAT_TEMPLATE_FALLBACK; otherwise (None, "none")."""
+        return checkpoint_chat_template(self.path, self.model_type)
+
     def describe(self) -> dict:
         return {
             "model_id": self.model_id,
@@ -140,6 +147,28 @@ class Checkpoint:
             "weight_files": [p.name for p in self.weight_files],
             "weight_prefix": self.weight_prefix,
         }
+
+
+CHAT_TEMPLATE_FALLBACK = "gemmaios-gemma4"  # the source named when a Gemma 4 checkpoint ships no chat template
+
+
+def checkpoint_chat_template(path: Path, model_type: str) -> tuple[str | None, str]:
+    """See Checkpoint.chat_template."""
+    jinja = Path(path) / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(), "checkpoint"
+    try:
+        config = json.loads((Path(path) / "tokenizer_config.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        config = {}
+    own = config.get("chat_template") if isinstance(config, dict) else None
+    if isinstance(own, str) and own.strip():
+        return own, "checkpoint"
+    if str(model_type).startswith("gemma4"):
+        from .tiny import CHAT_TEMPLATE
+
+        return CHAT_TEMPLATE, CHAT_TEMPLATE_FALLBACK
+    return None, "none"
 
 
 def _safetensors_header(path: Path) -> bytes:

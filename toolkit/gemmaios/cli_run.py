@@ -15,6 +15,7 @@ from rich.console import Console
 from .buildlayout import MANIFEST_NAME, TABLES_DIR
 from .cli_console import INTERRUPTED, interrupted, terminal
 from .cli_options import BuildDirOpt, JsonOpt
+from .contract import CHAT_MAX_NEW_TOKENS
 from .errors import GemmaiosError
 
 
@@ -69,8 +70,13 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         out: BuildDirOpt = None,
         bundle: Annotated[Path | None, typer.Option("--bundle", help="a bundle folder (default: the build's)")] = None,
         tables: Annotated[Path | None, typer.Option("--tables", help="PLE tables folder (default: <build>/tables)")] = None,
-        prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="one prompt; without it, chat on stdin")] = None,
-        tokens: Annotated[int, typer.Option("--tokens", "-n", min=1, help="most new tokens per answer")] = 64,
+        prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="one prompt; without it, chat on stdin "
+                                                    "(the conversation is kept; /reset forgets it, /exit ends)")] = None,
+        tokens: Annotated[int, typer.Option("--tokens", "-n", min=1, help="most new tokens per reply (a reply cut "
+                                            "there says so)")] = DEFAULT_REPLY_TOKENS,
+        system: Annotated[str | None, typer.Option("--system", help="a system instruction opening the chat")] = None,
+        think: Annotated[bool, typer.Option("--think", help="thinking on (the template's enable_thinking): the "
+                                            "reasoning is shown apart from the answer")] = False,
         raw: Annotated[bool, typer.Option("--raw", help="feed the text as is (BOS + text), no chat template")] = False,
         bench: Annotated[bool, typer.Option("--bench", help="run the oracle's prompt set and write <build>/runs/")] = False,
         trials: Annotated[int, typer.Option("--trials", min=1, help="with --bench: passes over the prompt set")] = 1,
@@ -120,10 +126,18 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                     console.print(f"[dim]{info.name} loaded by Core AI's runtime in {runner.load_seconds:.2f}s[/dim]")
                     picture = _prepare_image(runner, image) if image is not None else None
                     texts = [prompt] if prompt is not None else _stdin_prompts(console, ctrl_c)
-                    for text in texts:
-                        if ctrl_c.requested:
-                            break
-                        _answer(runner, tok, text, tokens, not raw, console, out_console, picture, ctrl_c, as_json)
+                    if raw or picture is not None:  # one message at a time: no conversation is kept
+                        if prompt is None:
+                            console.print("[dim]" + ("--raw" if raw else "--image") + ": each line is answered "
+                                          "on its own (no conversation is kept)[/dim]")
+                        for text in texts:
+                            if ctrl_c.requested:
+                                break
+                            _answer(runner, tok, text, tokens, not raw, console, out_console, picture, ctrl_c,
+                                    as_json)
+                    else:
+                        _chat(hostrun, runner, tok, texts, tokens, system, think, console, out_console, ctrl_c,
+                              as_json)
                 if ctrl_c.requested:
                     interrupted(console, "stopped at the next token")
         except KeyboardInterrupt:  # Ctrl-C at the chat prompt
@@ -131,6 +145,98 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             raise typer.Exit(INTERRUPTED) from None
         except GemmaiosError as exc:
             fail(exc)
+
+
+DEFAULT_REPLY_TOKENS = CHAT_MAX_NEW_TOKENS  # the cap on one reply (the app's too); --tokens changes it
+CHAT_COMMANDS = {"/reset": "forget the conversation", "/exit": "end the chat (as does Ctrl-D)"}
+
+
+def _chat(hostrun, runner, tok, texts, tokens: int, system: str | None, think: bool, console: Console,
+          out: Console, ctrl_c: CtrlC, as_json: bool) -> None:
+    """The conversation: each turn prefills only its new tokens on top of the kept KV cache."""
+    from .chat import ContextFull
+    from .hostrun.chat import ChatSession
+
+    context = runner.bundle.max_context
+    budget = min(tokens, context - 1)
+    session = ChatSession(runner, tok, system=system, thinking=think, max_new_tokens=budget)
+    if budget < tokens:
+        console.print(f"[yellow]note:[/yellow] --tokens {tokens} is more than the bundle's context of {context}; "
+                      f"replies stop at {budget} tokens")
+    if sys.stdin.isatty() and not isinstance(texts, list):  # chatting on a terminal
+        console.print(f"[dim]chat with {runner.bundle.name} ({context}-token context): "
+                      + ", ".join(f"{c} {what}" for c, what in CHAT_COMMANDS.items()) + "[/dim]")
+    for text in texts:
+        if ctrl_c.requested:
+            break
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            session.reset()
+            console.print("[dim]conversation forgotten: the next message starts a new one[/dim]")
+            continue
+        _chat_turn(session, text, console, out, ctrl_c, as_json, ContextFull)
+
+
+def _chat_turn(session, text: str, console: Console, out: Console, ctrl_c: CtrlC, as_json: bool, context_full) -> None:
+    tok = session.tok
+    shown = {"thought": [], "answer": []}
+    printed = {"thought": "", "answer": ""}
+    state = {"open": None}
+
+    def on_token(token: int, where: str) -> None:
+        if where not in shown:
+            return
+        shown[where].append(token)
+        text_now = tok.decode(shown[where])
+        if where == "thought":
+            from .chat import THOUGHT_CHANNEL_NAME
+
+            if THOUGHT_CHANNEL_NAME.startswith(text_now):  # the channel's name line, still arriving
+                return
+            text_now = text_now.removeprefix(THOUGHT_CHANNEL_NAME)
+        if text_now.endswith("\ufffd"):  # a UTF-8 sequence split across tokens: wait for the rest
+            return
+        if not as_json:
+            if state["open"] != where:
+                if where == "thought":
+                    console.print("[dim]thinking:[/dim] ", end="")
+                elif state["open"] == "thought":
+                    console.print()
+                state["open"] = where
+            piece = text_now[len(printed[where]):]
+            if where == "thought" and piece:
+                console.print(piece, end="", style="dim", markup=False, highlight=False)
+            elif piece:
+                out.print(piece, end="", markup=False)
+        printed[where] = text_now
+
+    try:
+        turn = session.ask(text, on_token=on_token, should_stop=ctrl_c.stop)
+    except context_full as exc:
+        console.print(f"[yellow]not sent:[/yellow] {exc.args[0]} ({exc.hint})")
+        return
+    if as_json:
+        out.print(json.dumps({"prompt": text, "text": turn.answer, "thought": turn.thought,
+                              "prefilled_tokens": turn.prefilled, "reused_tokens": turn.kept,
+                              "rolled_back_tokens": turn.rolled_back,
+                              "new_tokens": len(turn.generated_ids), "cut": turn.cut, "dropped_turns": turn.dropped,
+                              "interrupted": turn.stopped}), markup=False, highlight=False)
+        return
+    out.print()
+    if turn.dropped:
+        console.print(f"[yellow]note:[/yellow] the context of {session.context} tokens was full: the oldest "
+                      f"{turn.dropped} exchange(s) were dropped and the conversation read again "
+                      f"({turn.prefilled} tokens)")
+    if turn.stopped:
+        return
+    if turn.cut:
+        console.print(f"[yellow]note:[/yellow] reply cut at {len(turn.generated_ids)} tokens "
+                      "(--tokens sets the cap)")
+    prefill = turn.prefilled / turn.prefill_seconds if turn.prefill_seconds > 0 else float("nan")
+    decode = (len(turn.generated_ids) - 1) / turn.decode_seconds if turn.decode_seconds > 0 else float("nan")
+    console.print(f"[dim]{turn.prefilled} new prompt tokens ({turn.kept} kept from earlier turns) at "
+                  f"{prefill:.1f} tok/s, {len(turn.generated_ids)} new at {decode:.1f} tok/s[/dim]")
 
 
 def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console, json_out: Console | None,
@@ -284,5 +390,7 @@ def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console, o
     out.print()
     if stopped:  # the partial answer is already on screen
         return
+    if len(gen.generated_ids) == tokens and gen.generated_ids[-1] not in tok.eos_ids:
+        console.print(f"[yellow]note:[/yellow] reply cut at {tokens} tokens (--tokens sets the cap)")
     console.print(f"[dim]{len(ids)} prompt tokens at {prefill:.1f} tok/s, {len(gen.generated_ids)} new at "
                   f"{decode:.1f} tok/s ({time.perf_counter() - started:.2f}s)[/dim]")

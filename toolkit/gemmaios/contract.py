@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .swift_text import swift_string
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 
 # ---- bundle locations ---------------------------------------------------------------------------
 BUNDLED = "bundled"  # the .app holds the payload; deploy pushes none of it
@@ -127,6 +127,11 @@ DECODE_METHOD = "greedy"
 BENCH_STOP_AT_EOS = False  # the bench decodes exactly the prompt set's max_new_tokens
 CHAT_STOP_AT_EOS = True  # interactive chat ends a reply at an EOS id
 CHAT_MAX_NEW_TOKENS = 256
+# ---- chat framing (Gemma 4): the reasoning channel a reply may open, routed apart from the answer --
+CHAT_CHANNEL_START = "<|channel>"
+CHAT_CHANNEL_END = "<channel|>"
+CHAT_THOUGHT_NAME = "thought\n"  # the line that opens the reasoning channel (not shown)
+CHAT_THINKING_ARGUMENT = "enable_thinking"  # the chat template's switch for thinking
 
 # ---- graph I/O the app binds (convert's decode graph) -------------------------------------------
 PLE_TOKENS_INPUT = "ple_tokens"  # provider: fp16 [1,1,L,D] per token
@@ -299,6 +304,11 @@ def facts() -> list[Fact]:
              f"{m}.BENCH_STOP_AT_EOS (oracle decode.stop_at_eos)"),
         Fact("chatStopsAtEOS", CHAT_STOP_AT_EOS, "chat: a reply ends at an EOS id", f"{m}.CHAT_STOP_AT_EOS"),
         Fact("chatMaxNewTokens", CHAT_MAX_NEW_TOKENS, "chat: reply length cap", f"{m}.CHAT_MAX_NEW_TOKENS"),
+        Fact("chatChannelStart", CHAT_CHANNEL_START, "chat: opens a reply's reasoning channel", f"{m}.CHAT_CHANNEL_START"),
+        Fact("chatChannelEnd", CHAT_CHANNEL_END, "chat: closes it; the answer follows", f"{m}.CHAT_CHANNEL_END"),
+        Fact("chatThoughtName", CHAT_THOUGHT_NAME, "chat: the channel's first line (not shown)", f"{m}.CHAT_THOUGHT_NAME"),
+        Fact("chatThinkingArgument", CHAT_THINKING_ARGUMENT, "chat template argument that turns thinking on",
+             f"{m}.CHAT_THINKING_ARGUMENT"),
         Fact("pleTokensInput", PLE_TOKENS_INPUT, "provider bundles: fp16 [1,1,L,D] per token", f"{m}.PLE_TOKENS_INPUT"),
         Fact("pleTableInput", PLE_TABLE_INPUT, "tbl bundles: int8 [V, L*D]", f"{m}.PLE_TABLE_INPUT"),
         Fact("pleScaleInput", PLE_SCALE_INPUT, "tbl bundles: float32 [V]", f"{m}.PLE_SCALE_INPUT"),

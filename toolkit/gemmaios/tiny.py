@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .contract import CHAT_CHANNEL_END, CHAT_CHANNEL_START
 from .errors import GemmaiosError, RegistryError
 from .files import replace_dir, sha256_file
 
@@ -27,7 +28,9 @@ TINY_SEED = 1234
 TINY_VOCAB = 384
 # Bump when anything below changes: cached tiny checkpoints are regenerated on mismatch.
 # 2: the e4b variant ships trained weights and a tokenizer trained on the generated corpus.
-TINY_FORMAT = 2
+# 3: Gemma 4's framing (special tokens at Gemma 4's ids, its chat template), multi-turn corpus,
+#    max_position_embeddings 8192.
+TINY_FORMAT = 3
 MARKER_FILE = "gemmaios_tiny.json"
 # The trained e4b weights and tokenizer in the package, with their record (sha256s, training facts).
 SHIPPED_DIR = Path(__file__).parent / "data" / "tiny"
@@ -39,7 +42,21 @@ SHIPPED_RECORD = "trained.json"
 class TinyWeightsError(GemmaiosError):
     """The trained tiny weights shipped in the package are missing or do not match their record."""
 
-SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"]
+# Gemma 4's special tokens at Gemma 4's own ids (all below the tiny vocabulary's 384): control
+# tokens, tool framing, the thinking switch, the reasoning channel and the turn markers. The
+# other ids hold the byte-level BPE pieces. (Gemma 4's image/audio markers sit above 255k: the
+# tiny vision model appends its own at 384+.)
+SPECIAL_TOKEN_IDS = {
+    "<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4,
+    "<|tool>": 46, "<tool|>": 47, "<|tool_call>": 48, "<tool_call|>": 49,
+    "<|tool_response>": 50, "<tool_response|>": 51, '<|"|>': 52,
+    "<|think|>": 98, "<|channel>": 100, "<channel|>": 101, "<|turn>": 105, "<turn|>": 106,
+}
+SPECIAL_TOKENS = list(SPECIAL_TOKEN_IDS)
+TURN_START, TURN_END = "<|turn>", "<turn|>"
+CHANNEL_START, CHANNEL_END, THINK = CHAT_CHANNEL_START, CHAT_CHANNEL_END, "<|think|>"
+# What ends a reply: <eos> and <turn|> (Gemma 4's generation_config says the same).
+EOS_TOKEN_IDS = [SPECIAL_TOKEN_IDS["<eos>"], SPECIAL_TOKEN_IDS[TURN_END]]
 
 # A small, varied English text: enough for BPE merges that make the prompts tokenise into
 # several tokens each, and deterministic because it is part of the source.
@@ -58,12 +75,75 @@ Please summarise the story in one sentence. Translate hello into French: bonjour
 An iPhone has a fast GPU and a limited amount of memory for each app.
 """
 
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n"
-    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
+# Gemma 4's chat framing, written here to render exactly as Gemma 4's official template
+# (google/gemma-4-E4B-it chat_template.jinja) does for system, user and model turns, images,
+# audio, and thinking on (`enable_thinking=True`: a system turn opening with <|think|>) or off;
+# earlier model turns lose their reasoning channel (`strip_thinking`), and the generation prompt
+# is the bare `<|turn>model\n` of the E-series (E2B/E4B) template. Tool declarations, calls and
+# responses need the checkpoint's own template: this one stops with a message. It is also what
+# a Gemma 4 checkpoint that ships no chat template gets (recorded in the build).
+CHAT_TEMPLATE = """{%- macro strip_thinking(text) -%}
+    {%- set ns = namespace(result='') -%}
+    {%- for part in text.split('<channel|>') -%}
+        {%- if '<|channel>' in part -%}
+            {%- set ns.result = ns.result + part.split('<|channel>')[0] -%}
+        {%- else -%}
+            {%- set ns.result = ns.result + part -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{- ns.result | trim -}}
+{%- endmacro -%}
+{%- if tools -%}
+    {{- raise_exception("tool declarations need the checkpoint's own Gemma 4 chat template") -}}
+{%- endif -%}
+{%- set loop_messages = messages -%}
+{{- bos_token -}}
+{%- if (enable_thinking is defined and enable_thinking) or messages[0]['role'] in ['system', 'developer'] -%}
+    {{- '<|turn>system\n' -}}
+    {%- if enable_thinking is defined and enable_thinking -%}
+        {{- '<|think|>' -}}
+    {%- endif -%}
+    {%- if messages[0]['role'] in ['system', 'developer'] -%}
+        {{- messages[0]['content'] | trim -}}
+        {%- set loop_messages = messages[1:] -%}
+    {%- endif -%}
+    {{- '<turn|>\n' -}}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if message['tool_calls'] or message['tool_responses'] or message['role'] == 'tool' -%}
+        {{- raise_exception("tool turns need the checkpoint's own Gemma 4 chat template") -}}
+    {%- endif -%}
+    {%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}
+    {{- '<|turn>' + role + '\n' -}}
+    {%- if message['content'] is string -%}
+        {%- if role == 'model' -%}
+            {{- strip_thinking(message['content']) -}}
+        {%- else -%}
+            {{- message['content'] | trim -}}
+        {%- endif -%}
+    {%- elif message['content'] is sequence -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'text' -%}
+                {%- if role == 'model' -%}
+                    {{- strip_thinking(item['text']) -}}
+                {%- else -%}
+                    {{- item['text'] | trim -}}
+                {%- endif -%}
+            {%- elif item['type'] == 'image' -%}
+                {{- '\n\n<|image|>\n\n' -}}
+            {%- elif item['type'] == 'audio' -%}
+                {{- '<|audio|>' -}}
+            {%- elif item['type'] == 'video' -%}
+                {{- '\n\n<|video|>\n\n' -}}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{- '<turn|>\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{- '<|turn>model\n' -}}
+{%- endif -%}
+"""
 
 
 def tiny_text_config_kwargs() -> dict:
@@ -81,12 +161,13 @@ def tiny_text_config_kwargs() -> dict:
         hidden_size_per_layer_input=8,
         num_kv_shared_layers=4,  # layers 8..11 read the caches of layers 7 (sliding) and 5 (full)
         sliding_window=8,  # small, so 32-token tests cross the window
-        max_position_embeddings=1024,
+        # Long enough for prompts past 4k tokens (the long-context probe); only rope positions.
+        max_position_embeddings=8192,
         final_logit_softcapping=30.0,
         tie_word_embeddings=True,
         attention_k_eq_v=False,
         pad_token_id=0,
-        eos_token_id=[1, 6],
+        eos_token_id=list(EOS_TOKEN_IDS),
         bos_token_id=2,
         initializer_range=0.08,
     )
@@ -114,7 +195,7 @@ def _tiny_dense_text_config_kwargs(num_attention_heads: int, num_global_key_valu
         final_logit_softcapping=30.0,
         tie_word_embeddings=True,
         pad_token_id=0,
-        eos_token_id=[1, 6],
+        eos_token_id=list(EOS_TOKEN_IDS),
         bos_token_id=2,
         initializer_range=0.08,
     )
@@ -167,11 +248,33 @@ def train_tokenizer(texts: list[str] | None = None):
     if texts is None:
         texts = [line for line in _CORPUS.splitlines() if line.strip()]
     tok.train_from_iterator(texts, trainer=trainer)
+    tok = _special_tokens_at_gemma4_ids(tok)
     bos = tok.token_to_id("<bos>")
     tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos)]
     )
     return tok
+
+
+def _special_tokens_at_gemma4_ids(tok):
+    """The trained tokenizer renumbered: each special token at its Gemma 4 id (SPECIAL_TOKEN_IDS),
+    the learned pieces, in their trained order, on the ids left over. Merges name pieces by text,
+    so they are unchanged."""
+    from tokenizers import Tokenizer
+
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    if len(vocab) > TINY_VOCAB:
+        raise ValueError(f"the trained vocabulary has {len(vocab)} pieces, more than {TINY_VOCAB}")
+    free = iter(i for i in range(len(vocab)) if i not in set(SPECIAL_TOKEN_IDS.values()))
+    renumbered = {}
+    for piece, _ in sorted(vocab.items(), key=lambda kv: kv[1]):
+        renumbered[piece] = SPECIAL_TOKEN_IDS[piece] if piece in SPECIAL_TOKEN_IDS else next(free)
+    data["model"]["vocab"] = renumbered
+    for added in data["added_tokens"]:
+        added["id"] = renumbered[added["content"]]
+    data["added_tokens"].sort(key=lambda a: a["id"])
+    return Tokenizer.from_str(json.dumps(data))
 
 
 def write_tokenizer(tok, out: Path, tokenizer_file: Path | None = None) -> None:
@@ -188,7 +291,7 @@ def write_tokenizer(tok, out: Path, tokenizer_file: Path | None = None) -> None:
                 "eos_token": "<eos>",
                 "pad_token": "<pad>",
                 "unk_token": "<unk>",
-                "model_max_length": 1024,
+                "model_max_length": 8192,
                 "add_bos_token": True,
                 "chat_template": CHAT_TEMPLATE,
             },

@@ -1,4 +1,10 @@
-"""The tiny model's training corpus: chat turns and plain texts, generated from templates.
+"""The tiny model's training corpus: chat turns, conversations and plain texts, from templates.
+
+Everything is framed as Gemma 4 frames it (`gemmaios.tiny.CHAT_TEMPLATE`, rendered here by
+`render`, which the tests hold to HF's `apply_chat_template` of the same messages): single
+user turns, turns under a system instruction, turns with thinking on (a reasoning channel
+before the answer), and multi-turn conversations whose follow-ups only make sense with the
+earlier turns ("And what about Spain?"), so a chat that keeps its history has real margins.
 
 Deterministic (no randomness at all: every family is a fixed product of its tables), so
 the same source always yields the same corpus, tokenizer and training data. It covers the
@@ -15,9 +21,11 @@ prompts run past 32 tokens, and every example is followed by its end marker and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-BOS, EOS, START, END = "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"
+BOS, EOS = "<bos>", "<eos>"
+START, END = "<|turn>", "<turn|>"  # Gemma 4's turn markers
+CHANNEL, CHANNEL_END, THINK = "<|channel>", "<channel|>", "<|think|>"
 # Tokens trained after every example's end: longer than a full oracle decode.
 TRAILING_EOS = 40
 
@@ -25,25 +33,90 @@ TRAILING_EOS = 40
 @dataclass(frozen=True)
 class Example:
     """One training text. `prompt` is what the model is given (not trained on), `target`
-    what it must continue with; `weight` is how often it is drawn relative to the others."""
+    what it must continue with; `weight` is how often it is drawn relative to the others.
+    A conversation has earlier turns: `history` holds (given, trained) pairs of text that
+    come before `prompt`, the trained parts being the model's earlier replies."""
 
     family: str
     prompt: str
     target: str
     weight: float = 1.0
+    history: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def text(self) -> str:
-        return self.prompt + self.target
+        return "".join(given + trained for given, trained in self.history) + self.prompt + self.target
+
+    @property
+    def segments(self) -> list[tuple[str, bool]]:
+        """The text in order, each piece marked trained (True) or given (False)."""
+        out = []
+        for given, trained in self.history:
+            out += [(given, False), (trained, True)]
+        return [*out, (self.prompt, False), (self.target, True)]
 
 
-def chat_prompt(question: str) -> str:
+def strip_thinking(text: str) -> str:
+    """A model reply as Gemma 4's template keeps it in the history: reasoning channels dropped, trimmed."""
+    parts = []
+    for part in text.split(CHANNEL_END):
+        parts.append(part.split(CHANNEL)[0] if CHANNEL in part else part)
+    return "".join(parts).strip()
+
+
+def render(messages: list[dict], *, add_generation_prompt: bool = True, enable_thinking: bool = False) -> str:
+    """`messages` as the tiny CHAT_TEMPLATE (Gemma 4's framing) renders them (text content only)."""
+    out = BOS
+    loop = list(messages)
+    if enable_thinking or (loop and loop[0]["role"] in ("system", "developer")):
+        out += f"{START}system\n" + (THINK if enable_thinking else "")
+        if loop and loop[0]["role"] in ("system", "developer"):
+            out += loop.pop(0)["content"].strip()
+        out += f"{END}\n"
+    for message in loop:
+        role = "model" if message["role"] == "assistant" else message["role"]
+        content = strip_thinking(message["content"]) if role == "model" else message["content"].strip()
+        out += f"{START}{role}\n{content}{END}\n"
+    return out + (f"{START}model\n" if add_generation_prompt else "")
+
+
+def chat_prompt(question: str, *, system: str | None = None, thinking: bool = False) -> str:
     """A user turn as the tiny CHAT_TEMPLATE renders it with add_generation_prompt=True."""
-    return f"{BOS}{START}user\n{question.strip()}{END}\n{START}model\n"
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    return render(messages, enable_thinking=thinking)
 
 
-def chat_example(family: str, question: str, answer: str, weight: float = 1.0) -> Example:
-    return Example(family, chat_prompt(question), f"{answer.strip()}{END}\n" + EOS * TRAILING_EOS, weight)
+def thought_reply(thought: str, answer: str) -> str:
+    """A reply with thinking on: the reasoning channel, then the answer."""
+    return f"{CHANNEL}thought\n{thought.strip()}\n{CHANNEL_END}{answer.strip()}"
+
+
+def chat_example(family: str, question: str, answer: str, weight: float = 1.0, *, system: str | None = None,
+                 thought: str | None = None) -> Example:
+    reply = thought_reply(thought, answer) if thought is not None else answer.strip()
+    return Example(family, chat_prompt(question, system=system, thinking=thought is not None),
+                   f"{reply}{END}\n" + EOS * TRAILING_EOS, weight)
+
+
+def conversation_example(family: str, turns: list[tuple[str, str]], weight: float = 1.0, *,
+                         system: str | None = None, thought: str | None = None) -> Example:
+    """A multi-turn conversation of (question, answer) turns: every reply is trained, each after
+    the history as the template renders it (the last reply may think first, with `thought`:
+    earlier replies carry no reasoning in the history, as the template drops it)."""
+    messages = [{"role": "system", "content": system}] if system else []
+    history, rendered = [], ""
+    thinking = thought is not None
+    for question, answer in turns[:-1]:
+        messages.append({"role": "user", "content": question})
+        full = render(messages, enable_thinking=thinking)
+        history.append((full[len(rendered):], f"{answer.strip()}{END}"))
+        messages.append({"role": "assistant", "content": answer})
+        rendered = render(messages, add_generation_prompt=False, enable_thinking=thinking)[: -len("\n")]
+    question, answer = turns[-1]
+    messages.append({"role": "user", "content": question})
+    full = render(messages, enable_thinking=thinking)
+    reply = thought_reply(thought, answer) if thinking else answer.strip()
+    return Example(family, full[len(rendered):], f"{reply}{END}\n" + EOS * TRAILING_EOS, weight, tuple(history))
 
 
 def plain_example(family: str, prompt: str, continuation: str, weight: float = 1.0) -> Example:
@@ -251,8 +324,8 @@ FAMILIES = {
 }
 
 
-def generate_corpus(builtin_weight: float = 12.0, family_weight: float = 20.0) -> list[Example]:
-    """Every training example, in a fixed order; a question asked twice keeps its first answer
+def single_turn_corpus(builtin_weight: float = 12.0, family_weight: float = 20.0) -> list[Example]:
+    """Every single-turn example, in a fixed order; a question asked twice keeps its first answer
     (the built-in prompts come first, so their answers win). Each built-in example is drawn
     with `builtin_weight`; each family as a whole with `family_weight`, however many
     examples it has."""
@@ -269,12 +342,203 @@ def generate_corpus(builtin_weight: float = 12.0, family_weight: float = 20.0) -
     return unique
 
 
+# ----------------------------------------------------------------------------- framing variants
+
+SYSTEM_PROMPTS = ("You are a helpful assistant.", "Answer briefly and clearly.", "You are a friendly tutor.")
+SIMPLE_THOUGHT = "This is a simple request, so a short answer will do."
+
+
+def _question_and_answer(ex: Example) -> tuple[str, str]:
+    """The user question and the answer of a single-turn chat example."""
+    question = ex.prompt.split(f"{START}user\n", 1)[1].split(END, 1)[0]
+    return question, ex.target.split(END, 1)[0]
+
+
+def _thought(question: str) -> str:
+    """A short, checkable thought for a question: the facts it rests on where the family has some."""
+    for country, city, _ in CAPITALS:
+        if question in {q.format(country=country) for q in CAPITAL_QUESTIONS}:
+            return f"The capital of {country} is {city}."
+    for a in range(11):
+        for b in range(11):
+            if question in {q.format(a=NUMBERS[a], b=NUMBERS[b]) for q in ADD_QUESTIONS}:
+                return f"{a} + {b} = {a + b}."
+    return SIMPLE_THOUGHT
+
+
+def variant_examples(single: list[Example], system_weight: float = 20.0, thinking_weight: float = 24.0) -> list[Example]:
+    """Every chat example again, under a system instruction (every other one) and with thinking on
+    (every third one), so the model answers the same whatever the system turn says."""
+    chats = [ex for ex in single if f"{START}user\n" in ex.prompt]
+    out = []
+    for i, ex in enumerate(chats):
+        question, answer = _question_and_answer(ex)
+        if i % 2 == 0:
+            out.append(chat_example("system", question, answer, system=SYSTEM_PROMPTS[i % len(SYSTEM_PROMPTS)]))
+        if i % 3 == 0 or ex.family == "builtin":
+            out.append(chat_example("thinking", question, answer, thought=_thought(question)))
+    counts = {f: sum(ex.family == f for ex in out) for f in ("system", "thinking")}
+    weights = {"system": system_weight, "thinking": thinking_weight}
+    return [replace(ex, weight=weights[ex.family] / counts[ex.family]) for ex in out]
+
+
+# ----------------------------------------------------------------------------- conversations
+
+CAPITAL_FOLLOW_UPS = ("And what about {country}?", "What about {country}?", "And {country}?")
+TRANSLATE_FOLLOW_UPS = ("And into {language}?", "What about in {language}?")
+ADD_FOLLOW_UPS = ("And {a} plus {b}?", "What about {a} plus {b}?")
+CONVERSATIONS = 480
+
+
+def _turn_pool(answers: dict[str, str]) -> list[tuple[str, str, tuple]]:
+    """Fresh questions for conversations, interleaved across families: (question, answer, state),
+    `state` saying what a follow-up can build on."""
+    from .oracle.prompts import BUILTIN_PROMPTS
+
+    families: list[list[tuple[str, str, tuple]]] = [
+        [(p.text, answers[p.text], ("builtin",)) for p in BUILTIN_PROMPTS.prompts],
+        [(q.format(country=c), answers[q.format(country=c)], ("capital", i))
+         for i, (c, _, _) in enumerate(CAPITALS) for q in CAPITAL_QUESTIONS[:2]],
+        [(ADD_QUESTIONS[0].format(a=NUMBERS[a], b=NUMBERS[b]), answers[ADD_QUESTIONS[0].format(a=NUMBERS[a], b=NUMBERS[b])],
+          ("add", a, b)) for a in range(11) for b in range(0, 11, 3)],
+        [(TRANSLATE_QUESTIONS[0].format(word=w[0], language=lang), answers[TRANSLATE_QUESTIONS[0].format(word=w[0], language=lang)],
+          ("translate", wi, li)) for wi, w in enumerate(TRANSLATIONS) for li, lang in enumerate(LANGUAGES)],
+        [(q, a, ("plain",)) for q, a in answers.items()
+         if q.startswith(("Write a short poem", "Count from", "Explain in two", "Summarise in one"))],
+    ]
+    pool = []
+    for i in range(max(len(f) for f in families)):
+        pool += [f[i % len(f)] for f in families]
+    return pool
+
+
+def _follow_up(state: tuple, k: int, answers: dict[str, str]) -> tuple[str, str, tuple] | None:
+    """A question that needs the previous turn to be understood, with its answer and state."""
+    if state[0] == "capital":
+        other = (state[1] + 1 + k % (len(CAPITALS) - 1)) % len(CAPITALS)
+        country = CAPITALS[other][0]
+        return (CAPITAL_FOLLOW_UPS[k % len(CAPITAL_FOLLOW_UPS)].format(country=country),
+                answers[CAPITAL_QUESTIONS[0].format(country=country)], ("capital", other))
+    if state[0] == "translate":
+        language = (state[2] + 1 + k % 2) % len(LANGUAGES)
+        word = TRANSLATIONS[state[1]][0]
+        return (TRANSLATE_FOLLOW_UPS[k % len(TRANSLATE_FOLLOW_UPS)].format(language=LANGUAGES[language]),
+                answers[TRANSLATE_QUESTIONS[0].format(word=word, language=LANGUAGES[language])],
+                ("translate", state[1], language))
+    if state[0] == "add":
+        b = (state[2] + 1 + k) % 11
+        return (ADD_FOLLOW_UPS[k % len(ADD_FOLLOW_UPS)].format(a=NUMBERS[state[1]], b=NUMBERS[b]),
+                answers[ADD_QUESTIONS[0].format(a=NUMBERS[state[1]], b=NUMBERS[b])], ("add", state[1], b))
+    return None
+
+
+def conversation_turns(n: int, answers: dict[str, str]) -> list[tuple[str, str]]:
+    """The n-th generated conversation: 2 to 6 user turns, fresh questions and follow-ups."""
+    pool = _turn_pool(answers)
+    turns, state = [], None
+    for t in range(2 + n % 5):
+        follow = _follow_up(state, n + t, answers) if state is not None and (n + t) % 3 != 0 else None
+        question, answer, state = follow or pool[(n * 7 + t * 11) % len(pool)]
+        turns.append((question, answer))
+    return turns
+
+
+def conversation_corpus(single: list[Example], count: int = CONVERSATIONS) -> list[Example]:
+    """Multi-turn conversations built from the single-turn answers (one in four under a system
+    instruction, one in five thinking before its last reply), drawn alike."""
+    answers = dict(_question_and_answer(ex) for ex in single if f"{START}user\n" in ex.prompt)
+    out = []
+    for n in range(count):
+        turns = conversation_turns(n, answers)
+        system = SYSTEM_PROMPTS[n % len(SYSTEM_PROMPTS)] if n % 4 == 1 else None
+        thought = _thought(turns[-1][0]) if n % 5 == 3 else None
+        out.append(conversation_example("conversation", turns, 1.0, system=system, thought=thought))
+    return out
+
+
+# The 6-turn conversation the chat tests hold `gemmaios run` to (questions only: the replies are
+# whatever the model answers). Never trained as a whole: each turn and follow-up kind is. (The tiny
+# model is not reliable on arithmetic follow-ups late in a long history, nor on a new word after
+# another's translation: measured, they copy the earlier answer, so the conversation avoids them.)
+CHAT_CONVERSATION = (
+    "What is the capital of Italy?",
+    "And what about Spain?",
+    "Translate 'cat' into French.",
+    "And into German?",
+    "What is the capital of Japan?",
+    "And Norway?",
+)
+
+
+def single_turn_answers() -> dict[str, str]:
+    """Question -> the trained answer, for every single-turn chat question of the corpus."""
+    return dict(_question_and_answer(ex) for ex in single_turn_corpus() if f"{START}user\n" in ex.prompt)
+
+
+def conversation_prompts(questions=CHAT_CONVERSATION, *, system: str | None = None) -> list[str]:
+    """Each turn's rendered prompt, the earlier turns answered as trained (what a chat that keeps
+    its history feeds the model when it answers as trained)."""
+    answers = single_turn_answers()
+    follow_state: tuple | None = None
+    messages = [{"role": "system", "content": system}] if system else []
+    prompts = []
+    for question in questions:
+        messages.append({"role": "user", "content": question})
+        prompts.append(render(messages))
+        answer = answers.get(question)
+        if answer is None:  # a follow-up: the answer of the question it stands for
+            answer = _follow_up_answer(question, follow_state, answers)
+        follow_state = _state_of(question) or follow_state
+        messages.append({"role": "assistant", "content": answer})
+    return prompts
+
+
+def _state_of(question: str) -> tuple | None:
+    for i, (country, _, _) in enumerate(CAPITALS):
+        if country in question:
+            return ("capital", i)
+    for wi, w in enumerate(TRANSLATIONS):
+        if f"'{w[0]}'" in question:
+            return ("translate", wi, 0)
+    for a in range(11):
+        if question.startswith(f"What is {NUMBERS[a]} plus"):
+            return ("add", a, 0)
+    return None
+
+
+def _follow_up_answer(question: str, state: tuple | None, answers: dict[str, str]) -> str:
+    if state and state[0] == "capital":
+        for country, _, _ in CAPITALS:
+            if country in question:
+                return answers[CAPITAL_QUESTIONS[0].format(country=country)]
+    if state and state[0] == "translate":
+        for language in LANGUAGES:
+            if language in question:
+                return answers[TRANSLATE_QUESTIONS[0].format(word=TRANSLATIONS[state[1]][0], language=language)]
+    if state and state[0] == "add":
+        for b in range(11):
+            if question.endswith(f"{NUMBERS[b]}?"):
+                return answers[ADD_QUESTIONS[0].format(a=NUMBERS[state[1]], b=NUMBERS[b])]
+    raise ValueError(f"no trained answer for {question!r}")
+
+
+def generate_corpus() -> list[Example]:
+    """The single-turn examples (plain, under a system instruction, thinking): what training draws
+    its single-turn batches from. `generate_conversations` gives the multi-turn ones."""
+    single = single_turn_corpus()
+    return single + variant_examples(single)
+
+
+def generate_conversations() -> list[Example]:
+    return conversation_corpus(single_turn_corpus())
+
+
 def tokenizer_texts(examples: list[Example] | None = None) -> list[str]:
     """The texts the tokenizer's BPE merges are learned from (no special tokens)."""
     from .tiny import SPECIAL_TOKENS
 
     texts = []
-    for ex in examples if examples is not None else generate_corpus():
+    for ex in examples if examples is not None else generate_corpus() + generate_conversations():
         text = ex.text
         for special in SPECIAL_TOKENS:
             text = text.replace(special, "\n")

@@ -27,11 +27,15 @@ import torch
 import torch.nn.functional as F
 
 from .quantize import BLOCK, QMAX, QMIN
-from .tinycorpus import Example, generate_corpus
+from .tinycorpus import Example, generate_conversations, generate_corpus
 
-DEFAULT_STEPS = 400
+DEFAULT_STEPS = 900
 DEFAULT_QAT_FRACTION = 0.2
 BATCH_SIZE = 32
+# Every CONVERSATION_EVERY-th step trains a batch of CONVERSATION_BATCH multi-turn conversations
+# (about as many tokens as a batch of single turns) instead.
+CONVERSATION_EVERY = 3
+CONVERSATION_BATCH = 6
 LEARNING_RATE = 4e-3
 WARMUP_STEPS = 60
 # Target tokens trained per example: the answer, its end marker, then <eos> up to this many
@@ -67,20 +71,30 @@ def fixed_threads(threads: int = TRAIN_THREADS):
         torch.set_num_threads(before)
 
 
-def encode_examples(tokenizer, examples: list[Example]) -> list[tuple[list[int], int]]:
-    """(token ids, index of the first target token) per example, trailing <eos> trimmed."""
+def encode_examples(tokenizer, examples: list[Example]) -> list[tuple[list[int], list[bool]]]:
+    """(token ids, trained-or-not per token) per example, trailing <eos> trimmed: the model's
+    replies are trained, what it is given (user turns, system turns, turn openers) is not."""
     eos = tokenizer.token_to_id("<eos>")
     encoded = []
     for ex in examples:
-        prompt = tokenizer.encode(ex.prompt, add_special_tokens=False).ids
-        ids = tokenizer.encode(ex.text, add_special_tokens=False).ids
-        if ids[: len(prompt)] != prompt:
-            raise ValueError(f"prompt tokens change when the target follows: {ex.prompt!r}")
+        ids: list[int] = []
+        trained: list[bool] = []
+        text = ""
+        last_start = 0
+        for piece, is_target in ex.segments:
+            before = ids
+            text += piece
+            ids = tokenizer.encode(text, add_special_tokens=False).ids
+            if ids[: len(before)] != before:
+                raise ValueError(f"tokens change when the next piece follows: {text[-80:]!r}")
+            trained += [is_target] * (len(ids) - len(before))
+            if is_target:
+                last_start = len(before)
         content = len(ids)
         while ids[content - 1] == eos:
             content -= 1
-        keep = max(content + MIN_TRAILING_EOS, len(prompt) + MIN_TARGET_TOKENS)
-        encoded.append((ids[:keep], len(prompt)))
+        keep = max(content + MIN_TRAILING_EOS, last_start + MIN_TARGET_TOKENS)
+        encoded.append((ids[:keep], trained[:keep]))
     return encoded
 
 
@@ -124,9 +138,9 @@ def pad_batch(encoded, indices, pad_id: int) -> tuple[torch.Tensor, torch.Tensor
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for r, (ids, start) in enumerate(rows):
+    for r, (ids, trained) in enumerate(rows):
         input_ids[r, : len(ids)] = torch.tensor(ids)
-        labels[r, start : len(ids)] = torch.tensor(ids[start:])
+        labels[r, : len(ids)] = torch.where(torch.tensor(trained), torch.tensor(ids), -100)
     return input_ids, labels
 
 
@@ -164,9 +178,12 @@ def train_tiny(
 
     seed = TINY_SEED if seed is None else seed
     examples = generate_corpus()
-    tokenizer = train_tokenizer(tokenizer_texts(examples))
+    conversations = generate_conversations()
+    tokenizer = train_tokenizer(tokenizer_texts(examples + conversations))
     encoded = encode_examples(tokenizer, examples)
+    encoded_conversations = encode_examples(tokenizer, conversations)
     weights = torch.tensor([ex.weight for ex in examples], dtype=torch.float64)
+    conversation_weights = torch.tensor([ex.weight for ex in conversations], dtype=torch.float64)
     pad_id = tokenizer.token_to_id("<pad>")
     qat_start = steps - int(round(steps * qat_fraction))
     started = time.perf_counter()
@@ -187,8 +204,14 @@ def train_tiny(
                 enable_qat(model)
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(step, steps, learning_rate or LEARNING_RATE)
-            indices = torch.multinomial(weights, batch_size or BATCH_SIZE, replacement=True, generator=draws).tolist()
-            input_ids, labels = (t.to(device) for t in pad_batch(encoded, indices, pad_id))
+            if step % CONVERSATION_EVERY == CONVERSATION_EVERY - 1:
+                indices = torch.multinomial(conversation_weights, CONVERSATION_BATCH, replacement=True,
+                                            generator=draws).tolist()
+                batch = pad_batch(encoded_conversations, indices, pad_id)
+            else:
+                indices = torch.multinomial(weights, batch_size or BATCH_SIZE, replacement=True, generator=draws).tolist()
+                batch = pad_batch(encoded, indices, pad_id)
+            input_ids, labels = (t.to(device) for t in batch)
             logits = model(input_ids=input_ids, use_cache=False).logits
             losses.append(optimizer_step(model, optimizer, logits, labels))
             if progress:
@@ -228,11 +251,22 @@ def greedy_margins(model, tokenizer, prompts: list[str], steps: int = 32) -> lis
 
 
 def evaluation_prompts() -> list[str]:
-    """The oracle's built-in prompts (chat-rendered) and the parity gates' plain prompts."""
+    """The oracle's built-in prompts (chat-rendered) and the parity gates' plain prompts, two of
+    the built-ins under a system instruction and two with thinking on."""
     from .oracle.prompts import BUILTIN_PROMPTS, GATE_PROMPTS
-    from .tinycorpus import BOS, chat_prompt
+    from .tinycorpus import BOS, SYSTEM_PROMPTS, chat_prompt
 
-    return [chat_prompt(p.text) for p in BUILTIN_PROMPTS.prompts] + [BOS + p for p in GATE_PROMPTS]
+    builtin = [p.text for p in BUILTIN_PROMPTS.prompts]
+    return ([chat_prompt(q) for q in builtin] + [BOS + p for p in GATE_PROMPTS]
+            + [chat_prompt(q, system=SYSTEM_PROMPTS[0]) for q in builtin[:2]]
+            + [chat_prompt(q, thinking=True) for q in builtin[2:4]])
+
+
+def conversation_evaluation_prompts() -> list[str]:
+    """Every turn of the chat tests' 6-turn conversation, the earlier turns answered as trained."""
+    from .tinycorpus import conversation_prompts
+
+    return conversation_prompts()
 
 
 def margin_summary(runs: list[PromptMargins]) -> dict:
@@ -259,6 +293,7 @@ def ship(result: TrainResult, out_dir) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = greedy_margins(result.model, result.tokenizer, evaluation_prompts())
+    conversation = greedy_margins(result.model, result.tokenizer, conversation_evaluation_prompts())
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         result.model.save_pretrained(tmp, safe_serialization=True)
         result.tokenizer.save(str(Path(tmp) / SHIPPED_TOKENIZER))
@@ -277,6 +312,9 @@ def ship(result: TrainResult, out_dir) -> dict:
         # and the parity gates' prompts.
         "margins": margin_summary(runs),
         "answers": {run.prompt: run.text for run in runs},
+        # The same over each turn of the 6-turn conversation (tinycorpus.CHAT_CONVERSATION).
+        "conversation_margins": margin_summary(conversation),
+        "conversation_answers": {run.prompt: run.text for run in conversation},
     }
     write_json_atomic(out_dir / SHIPPED_RECORD, record)
     return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import time
@@ -14,7 +15,7 @@ import torch
 from .. import kernels
 from ..bundlemetadata import copy_tokenizer, write_metadata
 from ..bundlename import bundle_name
-from ..checkpoint import Checkpoint
+from ..checkpoint import CHAT_TEMPLATE_FALLBACK, Checkpoint
 from ..contract import KV_GUARD_METADATA_KEY, kv_guard
 from ..decode_model import DecodeSpec, Gemma4Decode, use_flash_decode
 from ..files import replace_dir
@@ -280,8 +281,14 @@ def convert_checkpoint(
                 progress("vision asset", 0, 1)
             vision_facts = export_vision_asset(checkpoint, image_spec, staging / vision_asset_name(name))
             seconds["vision_export"] = vision_facts.pop("seconds")
-        copy_tokenizer(checkpoint.path, staging / "tokenizer")
+        template, template_source = checkpoint.chat_template()
+        copy_tokenizer(checkpoint.path, staging / "tokenizer",
+                       template if template_source == CHAT_TEMPLATE_FALLBACK else None)
         gemmaios_section = {
+            # Whose chat template the bundle's tokenizer/ carries: the checkpoint's, or Gemma 4's
+            # framing as gemmaios writes it for a Gemma 4 checkpoint that ships none.
+            "chat_template": {"source": template_source,
+                              "sha256": hashlib.sha256(template.encode()).hexdigest() if template else None},
             "source": {"model_id": checkpoint.model_id, "revision": checkpoint.revision},
             "quant": quant,
             "quant_scheme": (recipe_scheme(recipe) if recipe is not None else

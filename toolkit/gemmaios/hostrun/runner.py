@@ -307,7 +307,8 @@ class BundleRunner:
         return np.asarray(out["logits"].numpy(), dtype=np.float32).reshape(-1)
 
     def prefill(self, prompt_ids: Sequence[int], states: dict, *, chunked: bool = True,
-                sizes: Sequence[int] | None = None, last_in_main: bool = True) -> tuple[np.ndarray, list[int]]:
+                sizes: Sequence[int] | None = None, last_in_main: bool = True,
+                start: int = 0) -> tuple[np.ndarray, list[int]]:
         """Feed the prompt into `states`; return the last position's logits and the calls' sizes.
 
         `chunked`: full chunks through the prefill functions (largest first, as many as fit),
@@ -315,7 +316,8 @@ class BundleRunner:
         0004: the prompt's last token always goes through `main`, whose step samples the first
         new token; `last_in_main=False` also lets a chunk end the prompt, to check the chunk's
         own logits). False (or a bundle without prefill functions): `main` only. `sizes`: use
-        only these of the bundle's chunk sizes.
+        only these of the bundle's chunk sizes. `start`: the cache already holds that many
+        positions (a chat's earlier turns); the prompt goes on from there.
         """
         reserve = 1 if last_in_main else 0
         usable = [c for c in self._prefill if chunked and (sizes is None or c in sizes)]
@@ -328,12 +330,32 @@ class BundleRunner:
         while pos < total:
             rows = next((c for c in usable if total - pos - reserve >= c), 1)
             if rows == 1:
-                logits = self._step(int(prompt_ids[pos]), pos + 1, states)
+                logits = self._step(int(prompt_ids[pos]), start + pos + 1, states)
             else:
-                logits = self._chunk([int(t) for t in prompt_ids[pos : pos + rows]], pos + rows, states)
+                logits = self._chunk([int(t) for t in prompt_ids[pos : pos + rows]], start + pos + rows, states)
             calls.append(rows)
             pos += rows
         return logits, calls
+
+    def new_states(self, capacity: int) -> dict:
+        """Empty KV caches for `capacity` positions (at most the bundle's context)."""
+        return self._new_states(self._capacity(capacity))
+
+    def grow_states(self, states: dict, capacity: int) -> dict:
+        """Larger caches holding what `states` hold (their first positions), as the engine grows its KV."""
+        from coreai.runtime import NDArray
+
+        grown = self.new_states(capacity)
+        for name in ("keyCache", "valueCache"):
+            old = np.array(states[name].numpy())
+            new = np.array(grown[name].numpy())
+            new[:, :, :, : old.shape[3]] = old
+            grown[name] = NDArray(np.ascontiguousarray(new))
+        return grown
+
+    def step(self, token: int, length: int, states: dict) -> np.ndarray:
+        """One `main` call: `token` at position length-1; its logits."""
+        return self._step(int(token), length, states)
 
     def prefill_snapshot(self, prompt_ids: Sequence[int], capacity: int, *, chunked: bool,
                          sizes: Sequence[int] | None = None, last_in_main: bool = True, image=None) -> dict:

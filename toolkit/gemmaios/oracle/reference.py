@@ -79,6 +79,9 @@ class ReferenceModel:
             # names (model.language_model.*) mapped onto the causal LM's (model.*).
             model = load_hf_text_decoder(ckpt, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(ckpt.path)
+            template, _ = ckpt.chat_template()
+            if not getattr(tokenizer, "chat_template", None) and template:
+                tokenizer.chat_template = template  # Gemma 4 without one: the framing the bundle gets too
         except (OSError, ValueError, RuntimeError) as exc:
             raise OracleError(
                 f"transformers could not load the Gemma 4 text decoder from {ckpt.path}: {exc}",

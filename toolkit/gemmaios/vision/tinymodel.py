@@ -6,8 +6,9 @@ weights (`gemmaios/data/tiny`), its vocabulary extended by the image/audio marke
 It is fine-tuned to describe the project's own pictures (`vision.images`: colour, shape and
 frame; 30 jittered copies of each kind, so it generalises to the unjittered oracle pictures it
 never sees) while text examples keep the decoder's text answers; the last fifth fake-quantizes
-the decoder's linears and head on the int4 grid, as tinytrain does. 3500 steps take ~6 min on
-a GPU (`--device cuda`, how the shipped weights were made) or ~3 h on one CPU thread. The
+the decoder's linears and head on the int4 grid, as tinytrain does. From a seeded tower 3500
+steps take ~6 min on a GPU (`--device cuda`) or ~3 h on one CPU thread; the shipped weights
+fine-tune the format-1 model's tower (`tower_init.safetensors`) for WARM_STEPS on 2 CPU threads. The
 result ships in `gemmaios/data/tiny-vision` (sha256s, training facts and margins, plain fp32
 and on the int4 grid, recorded in trained.json).
 """
@@ -28,15 +29,21 @@ from ..tiny import TINY_VISION_ID  # noqa: F401  (one home for the built-in name
 from .images import BUILTIN_IMAGES, ImageCase, training_cases
 from .preprocess import IMAGE_PLACEHOLDER, ImageSpec, expand_prompt, image_processor, preprocess
 
-TINY_VISION_FORMAT = 1
+TINY_VISION_FORMAT = 2  # 2: Gemma 4's framing and marker names
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "tiny-vision"
 WEIGHTS, TOKENIZER, RECORD = "model.safetensors", "tokenizer.json", "trained.json"
+# The vision tower and projector training starts from (fine-tuned, not from scratch): those of the
+# format-1 tiny-vision model (3500 steps on a GPU, model.safetensors sha256 3c845a09…), kept so a
+# retrain on a CPU reproduces the shipped bytes. Without it (`--init-tower none`) the tower starts
+# from the seeded initialisation and needs DEFAULT_STEPS.
+TOWER_INIT = "tower_init.safetensors"
 MARKER_FILE = "gemmaios_tiny.json"
 
-# Marker tokens appended to the tiny text vocabulary (384): ids 384..390, so V = 391.
-IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
-OTHER_TOKENS = {"video_token": "<|video|>", "boa_token": "<start_of_audio>", "eoa_token": "<end_of_audio>",
-                "audio_token": "<audio_soft_token>"}
+# Gemma 4's marker tokens, appended to the tiny text vocabulary (384): ids 384..390, so V = 391
+# (Gemma 4's own ids for them lie above 255k).
+IMAGE_TOKENS = {"boi_token": "<|image>", "eoi_token": "<image|>", "image_token": "<|image|>"}
+OTHER_TOKENS = {"video_token": "<|video|>", "boa_token": "<|audio>", "eoa_token": "<audio|>",
+                "audio_token": "<|audio|>"}
 ADDED_TOKENS = [*IMAGE_TOKENS.values(), *OTHER_TOKENS.values()]
 
 PATCH_SIZE, POOLING, SOFT_TOKENS = 8, 3, 70  # 70: the smallest budget transformers' processor accepts
@@ -44,8 +51,10 @@ PATCH_SIZE, POOLING, SOFT_TOKENS = 8, 3, 70  # 70: the smallest budget transform
 # tokens (which carry the whole picture: the vision tower attends globally) then lie inside the
 # decoder's sliding window when the first answer token is decided.
 QUESTION = f"Describe the image.\n{IMAGE_PLACEHOLDER}"
-# The shipped recipe: 30 jittered copies of every colour x shape x frame, 3500 steps.
-DEFAULT_STEPS, DEFAULT_VARIANTS = 3500, 30
+# The recipe: 30 jittered copies of every colour x shape x frame, 3500 steps from a seeded tower,
+# WARM_STEPS from the shipped tower_init (how the shipped weights are made).
+DEFAULT_STEPS, DEFAULT_VARIANTS, WARM_STEPS = 3500, 30, 240
+VISION_THREADS = 2  # the shipped weights' CPU threads (they decide float summation order, so the bytes)
 
 
 def vision_config_kwargs() -> dict:
@@ -94,9 +103,10 @@ def model_config(tok):
                         audio_token_id=ids["audio_token_id"], tie_word_embeddings=True)
 
 
-def initial_model(config, text_weights: Path, seed: int = 1234):
+def initial_model(config, text_weights: Path, seed: int = 1234, tower_init: Path | None = None):
     """Seeded init; the text decoder's tensors from the trained tiny weights (new vocab rows: the
-    seeded init's), the vision tower's standardize buffers set off the identity."""
+    seeded init's), the vision tower's standardize buffers set off the identity; with `tower_init`,
+    the vision tower and projector from that file."""
     from safetensors.torch import load_file
     from transformers import Gemma4ForConditionalGeneration
 
@@ -124,6 +134,13 @@ def initial_model(config, text_weights: Path, seed: int = 1234):
         pe.input_proj.weight.copy_(0.1 * torch.randn(pe.input_proj.weight.shape, generator=generator))
         vt.std_bias.copy_(0.1 * torch.randn(vt.std_bias.shape, generator=generator))
         vt.std_scale.copy_(1.0 + 0.1 * torch.randn(vt.std_scale.shape, generator=generator))
+        if tower_init is not None:
+            full = model.state_dict()
+            loaded = load_file(str(tower_init))
+            for name, tensor in loaded.items():
+                if name not in full or full[name].shape != tensor.shape or name.startswith("model.language_model."):
+                    raise ValueError(f"{tower_init}: {name} {tuple(tensor.shape)} is not a tensor of the tiny vision tower")
+                full[name].copy_(tensor)
     return model
 
 
@@ -157,6 +174,8 @@ class VisionTrainResult:
     seed: int = 1234
     device: str = "cpu"
     variants: int = 3
+    threads: int = 1  # CPU intra-op threads (they decide float summation order, so the bytes)
+    tower_init: Path | None = None  # where the vision tower started (None: the seeded initialisation)
 
 
 def _image_examples(spec: ImageSpec, hf_tok, cases: list[ImageCase]):
@@ -175,7 +194,8 @@ def _image_examples(spec: ImageSpec, hf_tok, cases: list[ImageCase]):
 
 def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, batch: int = 8, text_every: int = 4,
                       progress=None, seed: int = 1234, device: str = "cpu",
-                      variants: int = DEFAULT_VARIANTS) -> VisionTrainResult:
+                      variants: int = DEFAULT_VARIANTS, threads: int = VISION_THREADS,
+                      tower_init: Path | None = None) -> VisionTrainResult:
     """Fine-tune the tiny multimodal model: image batches (every step but each `text_every`-th)
     and text batches from the tiny corpus (so the decoder keeps its text answers).
 
@@ -197,9 +217,9 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
     pad = tok.token_to_id("<pad>")
     qat_start = steps - int(round(steps * qat_fraction))
     started, losses = time.perf_counter(), []
-    with fixed_threads(1):
+    with fixed_threads(threads):
         dev = torch.device(device)
-        model = initial_model(config, TEXT_DIR / "model.safetensors", seed).to(dev)
+        model = initial_model(config, TEXT_DIR / "model.safetensors", seed, tower_init).to(dev)
         model.config._attn_implementation = "sdpa"
         model.train()
         lm = model.model.language_model
@@ -238,7 +258,8 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
                 progress(step + 1, steps, losses[-1])
         int4_grid_off(hooked)
     model.to("cpu").eval()
-    return VisionTrainResult(model, tok, losses, time.perf_counter() - started, steps, steps - qat_start, seed, device, variants)
+    return VisionTrainResult(model, tok, losses, time.perf_counter() - started, steps, steps - qat_start, seed, device,
+                             variants, threads, tower_init)
 
 
 def image_margins(model, tok, cases=BUILTIN_IMAGES, steps: int = 32, *, int4_grid: bool = False) -> list[dict]:
@@ -300,6 +321,9 @@ def ship(result: VisionTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
         "bytes": {n: (out_dir / n).stat().st_size for n in (WEIGHTS, TOKENIZER)},
         "training": {"steps": result.steps, "qat_steps": result.qat_steps, "seconds": round(result.seconds, 1),
                      "seed": result.seed, "device": result.device, "image_variants": result.variants,
+                     **({"threads": result.threads} if result.device == "cpu" else {}),
+                     "tower_init": ({"file": Path(result.tower_init).name, "sha256": sha256_file(result.tower_init)}
+                                    if result.tower_init else None),
                      "first_loss": round(result.losses[0], 4),
                      "final_loss": round(sum(result.losses[-20:]) / min(20, len(result.losses)), 4),
                      "tools": {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}},
@@ -404,10 +428,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m gemmaios.vision.tinymodel",
                                      description="fine-tune and ship the tiny multimodal model")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"default {WARM_STEPS} from the shipped tower_init, {DEFAULT_STEPS} with --init-tower none")
+    parser.add_argument("--init-tower", default=str(SHIPPED_DIR / TOWER_INIT),
+                        help="safetensors of the vision tower and projector to start from, or `none`")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--variants", type=int, default=DEFAULT_VARIANTS, help="jittered training copies of each picture kind")
-    parser.add_argument("--device", default="cpu", help="cpu (one thread), or cuda to train on a GPU")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
+    parser.add_argument("--threads", type=int, default=VISION_THREADS, help="CPU threads (recorded: they change the bytes)")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
     args = parser.parse_args(argv)
 
@@ -415,8 +443,10 @@ def main(argv: list[str] | None = None) -> int:
         if step % 10 == 0 or step == total:
             print(f"step {step}/{total} loss {loss:.4f}", flush=True)
 
-    result = train_tiny_vision(steps=args.steps, progress=show, seed=args.seed, device=args.device,
-                               variants=args.variants)
+    tower = None if args.init_tower == "none" else Path(args.init_tower)
+    steps = args.steps or (WARM_STEPS if tower else DEFAULT_STEPS)
+    result = train_tiny_vision(steps=steps, progress=show, seed=args.seed, device=args.device,
+                               variants=args.variants, threads=args.threads, tower_init=tower)
     record = ship(result, args.out)
     print(json.dumps({k: record[k] for k in ("training", "image_margins", "image_margins_int4_grid", "text_margins",
                                              "image_answers")}, indent=1))

@@ -4,7 +4,7 @@
 /// Every fact the app shares with the gemmaios toolkit (deploy, bench, the simulator).
 public enum Contract {
     /// contract version (bump on any change the other side must follow)
-    public static let version = 1
+    public static let version = 2
     /// payload root: <App>.app/<it> (bundled) or Documents/<it> (documents)
     public static let payloadFolder = "gemmaios-payload"
     /// <payload>/<it>/<bundle name>/: the LanguageBundle
@@ -107,6 +107,14 @@ public enum Contract {
     public static let chatStopsAtEOS = true
     /// chat: reply length cap
     public static let chatMaxNewTokens = 256
+    /// chat: opens a reply's reasoning channel
+    public static let chatChannelStart = "<|channel>"
+    /// chat: closes it; the answer follows
+    public static let chatChannelEnd = "<channel|>"
+    /// chat: the channel's first line (not shown)
+    public static let chatThoughtName = "thought\n"
+    /// chat template argument that turns thinking on
+    public static let chatThinkingArgument = "enable_thinking"
     /// provider bundles: fp16 [1,1,L,D] per token
     public static let pleTokensInput = "ple_tokens"
     /// tbl bundles: int8 [V, L*D]
