@@ -355,7 +355,7 @@ def test_a_gemma_4_checkpoint_without_a_chat_template_gets_ours(tiny_checkpoint,
     import json
     import shutil
 
-    from gemmaios.bundle import copy_tokenizer
+    from gemmaios.bundlemetadata import copy_tokenizer
     from gemmaios.checkpoint import CHAT_TEMPLATE_FALLBACK, checkpoint_chat_template, load_checkpoint
     from gemmaios.oracle.prompts import Prompt
     from gemmaios.oracle.reference import ReferenceModel
