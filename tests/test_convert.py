@@ -165,7 +165,7 @@ def test_build_writes_gated_int4_bundle(tiny_build, tmp_path):
     assert details["bundle_dir"] == "bundle/gemma4_tiny_decode_int4"
     assert details["aimodel"] == "bundle/gemma4_tiny_decode_int4/gemma4_tiny_decode_int4.aimodel"
     # no --max-context: min(4096, the model's max_position_embeddings)
-    assert (details["quant"], details["ple"], details["max_context"]) == ("int4", "provider", 1024)
+    assert (details["quant"], details["ple"], details["max_context"]) == ("int4", "provider", 4096)
     assert details["head_quant"] == "int4"  # the default follows --quant
     gates = details["gates"]
     assert gates["fp32_greedy"]["token_matches"] == 128 and gates["fp32_greedy"]["passed"]
