@@ -14,9 +14,14 @@ summary; docs/audio.md states them.
 from __future__ import annotations
 
 import inspect
+import json
+import re
 
 import numpy as np
 import pytest
+from conftest import SWIFT_RESULTS
+from safetensors.numpy import save_file
+from swift_toolchain import CORE, run, swift_cache
 
 from gemmaios import contract as c
 from gemmaios.audio import clips
@@ -110,3 +115,76 @@ def test_wav_round_trip(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEnot really")
     with pytest.raises(clips.AudioClipError, match="not a PCM WAV file"):
         clips.read_wav(tmp_path / "bad.wav")
+
+
+def vector_cases() -> list[tuple[str, np.ndarray, int, int | None]]:
+    """(name, samples, rate, static pad) for the Swift comparison: the built-in clips (speech at
+    espeak-ng's 22.05 kHz), clips recorded at 44.1 and 48 kHz, and two static pads (the contract's
+    30 s grid for the speech, and a clip longer than 30 s cut by it)."""
+    out = [(x.name, x.samples, x.rate, None) for x in clips.builtin_clips()]
+    speech = out[-1]
+    out += [
+        ("chirp-48k", clips.chirp(30.0, 23_000.0, 0.9, rate=48_000, amplitude=0.6), 48_000, None),
+        ("noise-44k1", clips.white_noise(0.55, seed=1, rate=44_100, amplitude=0.2), 44_100, None),
+        ("tone-44k1", clips.tone(5_500.0, 0.4, rate=44_100, amplitude=0.9), 44_100, None),
+        ("speech-static-30s", speech[1], speech[2], c.AUDIO_MAX_SAMPLES),
+        ("noise-31s-static", clips.white_noise(31.0, seed=2, amplitude=0.05), c.AUDIO_SAMPLE_RATE, c.AUDIO_MAX_SAMPLES),
+    ]
+    return out
+
+
+@pytest.fixture(scope="module")
+def audio_vectors(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audio-vectors")
+    e = hf_extractor()
+    save_file({"window": e.window.astype(np.float32), "mel_filters": np.ascontiguousarray(e.mel_filters, np.float64)},
+              str(root / "extractor.safetensors"))
+    cases = []
+    for name, samples, rate, pad_to in vector_cases():
+        tensors = {}
+        if rate != c.AUDIO_SAMPLE_RATE:
+            tensors["source"] = samples
+            samples = scipy_resample(samples, rate)
+        features, mask = hf_features(e, samples, pad_to)
+        tensors.update(waveform=samples, input_features=features.astype(np.float32),
+                       input_features_mask=mask.astype(np.uint8))
+        save_file(tensors, str(root / f"{name}.safetensors"))
+        case = {"name": name, "file": f"{name}.safetensors", "frames": int(mask.size), "real_frames": int(mask.sum())}
+        if rate != c.AUDIO_SAMPLE_RATE:
+            case["source_rate"] = rate
+        if pad_to:
+            case["pad_to"] = pad_to
+        cases.append(case)
+    (root / "cases.json").write_text(json.dumps({"clips": cases}, indent=1))
+    return root, cases
+
+
+def test_vectors_cover_rates_masks_and_static_pads(audio_vectors):
+    _, cases = audio_vectors
+    assert {x.get("source_rate") for x in cases} >= {None, clips.ESPEAK_RATE, 44_100, 48_000}
+    assert any(x["real_frames"] < x["frames"] for x in cases)  # padded frames the mask drops
+    assert any(x["real_frames"] == 0 for x in cases)  # a clip shorter than half a window
+    static = [x for x in cases if x.get("pad_to")]
+    assert static and all(x["frames"] == c.audio_mel_frames(c.AUDIO_MAX_SAMPLES) for x in static)
+
+
+def test_swift_log_mel_matches_hf(swift_toolchain, audio_vectors):
+    folder, cases = audio_vectors
+    output = run([swift_toolchain.swift, "test", "--package-path", CORE, "--scratch-path", swift_cache("GemmaiosCore"),
+                  "--filter", "AudioInputTests"], env={"GEMMAIOS_AUDIO_VECTORS": str(folder)})
+    assert "Test Case 'AudioInputTests.testMatchesHuggingFace' passed" in output, output[-4000:]
+    assert re.search(r"Executed \d+ tests, with 0 failures", output)
+    per_clip = re.findall(r"gemmaios-audio-clip: (\S+) .*?max abs error (\S+)", output)
+    assert [name for name, _ in per_clip] == [x["name"] for x in cases]
+    line = re.search(r"gemmaios-audio-vectors: (\d+) clips, (\d+) frames, (\d+) features, max abs error (\S+) \((\S+)\), "
+                     r"tolerance (\S+); (\d+) resampled, max abs sample error (\S+), tolerance (\S+); "
+                     r"resampled\+features max abs error (\S+)", output)
+    assert line, output[-3000:]
+    assert int(line.group(1)) == len(cases)
+    assert int(line.group(7)) == sum("source_rate" in x for x in cases)
+    assert float(line.group(4)) <= float(line.group(6)) and float(line.group(8)) <= float(line.group(9))
+    assert float(line.group(10)) <= float(line.group(6))
+    SWIFT_RESULTS.append(f"Swift log-mel vs HF Gemma4AudioFeatureExtractor: {line.group(1)} clips, {line.group(3)} "
+                         f"features, max abs error {line.group(4)} ({line.group(5)}; tolerance {line.group(6)}), masks "
+                         f"exact; resampler vs scipy resample_poly on {line.group(7)} clips: max abs error "
+                         f"{line.group(8)} (tolerance {line.group(9)}); resampled+features {line.group(10)}")
