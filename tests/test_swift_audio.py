@@ -8,7 +8,7 @@ clips (`gemmaios.audio.clips`: tones, a chirp, silence, seeded noise, espeak-ng 
 gets; `swift test --filter AudioInputTests` compares the Swift features (masks exactly, values
 within LogMelTolerance), the Swift resampler against scipy, and the chained path (Swift resampler
 then Swift features) against HF on scipy's samples. Measured errors are printed in the Swift
-summary; docs/audio.md states them.
+summary; docs/app.md states them.
 """
 
 from __future__ import annotations

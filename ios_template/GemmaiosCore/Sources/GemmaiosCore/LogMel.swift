@@ -15,7 +15,7 @@ import Foundation
 // features of the others are 0 and the mask says which are which.
 //
 // HF's numpy rfft runs in Float32 and this FFT in Float64: on the project's clips the features
-// agree within 4.8e-7 (one Float32 ulp); the test's bound is 1e-4 (LogMelTolerance, docs/audio.md).
+// agree within 4.8e-7 (one Float32 ulp); the test's bound is 1e-4 (LogMelTolerance, docs/app.md).
 
 public enum AudioInputError: Error, LocalizedError, Equatable {
     case badSampleRate(Int)

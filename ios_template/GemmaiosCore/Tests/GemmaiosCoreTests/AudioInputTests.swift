@@ -5,7 +5,7 @@ import XCTest
 
 /// How close the Swift front end must come to Hugging Face and scipy (natural-log mel units for
 /// features, sample units in [-1, 1] for the resampler). Measured on the 12 vector clips
-/// (tests/test_swift_audio.py, docs/audio.md): features max abs error 4.8e-7, one Float32 ulp at
+/// (tests/test_swift_audio.py, docs/app.md): features max abs error 4.8e-7, one Float32 ulp at
 /// |feature| in [4, 8) (HF's numpy rfft runs in Float32, ours in Float64; the Float32 window
 /// product is the same operation on both sides); masks and frame counts exact. The bound, 1e-4,
 /// leaves room for HF's Float32 FFT rounding in a near-floor bin of a louder clip (its error is
