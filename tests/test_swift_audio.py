@@ -45,16 +45,6 @@ def hf_features(extractor, samples: np.ndarray, pad_to: int | None = None) -> tu
     return out["input_features"][0], out["input_features_mask"][0]
 
 
-def scipy_resample(samples: np.ndarray, rate: int) -> np.ndarray:
-    """scipy's resample_poly to 16 kHz in float64 (its defaults: Kaiser beta 5, 10 zero crossings)."""
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(rate, c.AUDIO_SAMPLE_RATE)
-    return resample_poly(np.asarray(samples, np.float64), c.AUDIO_SAMPLE_RATE // g, rate // g).astype(np.float32)
-
-
 def test_contract_facts_are_hfs_extractor_defaults():
     from transformers.audio_utils import mel_filter_bank, window_function
     from transformers.models.gemma4.feature_extraction_gemma4 import Gemma4AudioFeatureExtractor
@@ -117,6 +107,21 @@ def test_wav_round_trip(tmp_path):
         clips.read_wav(tmp_path / "bad.wav")
 
 
+def test_resample_keeps_a_tone_and_drops_what_16k_cannot_hold():
+    for rate in (44_100, 48_000, clips.ESPEAK_RATE):
+        low = clips.resample(clips.Clip("low", clips.tone(1_000.0, 0.5, rate=rate), rate))
+        assert low.rate == c.AUDIO_SAMPLE_RATE and low.samples.dtype == np.float32
+        assert len(low.samples) == -(-round(0.5 * rate) * c.AUDIO_SAMPLE_RATE // rate)
+        expected = clips.tone(1_000.0, 0.5)
+        assert np.abs(low.samples[200:-200] - expected[200:-200]).max() < 2e-3  # the same tone, edges aside
+        high = clips.resample(clips.Clip("high", clips.tone(10_000.0, 0.5, rate=rate), rate))
+        assert np.abs(high.samples[200:-200]).max() < 2e-3  # 10 kHz: filtered out (< -48 dB), not aliased to 6 kHz
+    same = clips.Clip("same", clips.silence(0.1), c.AUDIO_SAMPLE_RATE)
+    assert clips.resample(same) is same
+    with pytest.raises(clips.AudioClipError, match="cannot resample"):
+        clips.resample(clips.Clip("bad", clips.silence(0.1), 0))
+
+
 def vector_cases() -> list[tuple[str, np.ndarray, int, int | None]]:
     """(name, samples, rate, static pad) for the Swift comparison: the built-in clips (speech at
     espeak-ng's 22.05 kHz), clips recorded at 44.1 and 48 kHz, and two static pads (the contract's
@@ -144,7 +149,7 @@ def audio_vectors(tmp_path_factory):
         tensors = {}
         if rate != c.AUDIO_SAMPLE_RATE:
             tensors["source"] = samples
-            samples = scipy_resample(samples, rate)
+            samples = clips.resample(clips.Clip(name, samples, rate)).samples  # scipy's resample_poly
         features, mask = hf_features(e, samples, pad_to)
         tensors.update(waveform=samples, input_features=features.astype(np.float32),
                        input_features_mask=mask.astype(np.uint8))
