@@ -18,6 +18,8 @@ from tree_sitter import Language, Parser
 from gemmaios.app import (
     EXTENDED_VA_KEY,
     INCREASED_MEMORY_KEY,
+    MICROPHONE_USAGE,
+    MICROPHONE_USAGE_KEY,
     AppSettings,
     AppStep,
     AppTemplateError,
@@ -241,6 +243,17 @@ def test_fastlane_files_are_valid_ruby():
         check = subprocess.run([ruby, "-c", str(REPO / "fastlane" / name)], capture_output=True, text=True)
         assert check.returncode == 0 and "Syntax OK" in check.stdout, check.stderr
     assert "gemmaios" in (REPO / "fastlane" / "Fastfile").read_text()
+
+
+def test_info_plist_states_why_the_app_uses_the_microphone(tmp_path):
+    """iOS ends an app that opens the microphone without NSMicrophoneUsageDescription; the chat records
+    (AudioInput.swift's AVAudioRecorder), so the rendered Info.plist carries the purpose string."""
+    result = render_app(tmp_path, AppSettings(ple="none", prepare_engine=False, bundle_location="documents"))
+    info = plistlib.loads((result.project_dir / "GemmaBench" / "Info.plist").read_bytes())
+    assert MICROPHONE_USAGE_KEY == "NSMicrophoneUsageDescription"
+    assert info[MICROPHONE_USAGE_KEY] == MICROPHONE_USAGE and "on-device" in MICROPHONE_USAGE
+    swift = (result.project_dir / "GemmaBench" / "AudioInput.swift").read_text()
+    assert "AVAudioApplication.requestRecordPermission()" in swift and "AVAudioRecorder(" in swift
 
 
 def test_check_project_reports_a_dangling_reference(tmp_path):

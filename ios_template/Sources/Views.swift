@@ -4,6 +4,7 @@ import ImageIO
 import PhotosUI
 import SwiftUI
 import Tokenizers
+import UniformTypeIdentifiers
 
 /// Bench mode: starts by itself, shows progress, leaves the transcript in Documents.
 struct BenchView: View {
@@ -30,6 +31,10 @@ final class ChatModel: ObservableObject {
     @Published var busy = false
     /// The picture the next message carries (image-capable bundles), upright, sRGB.
     @Published var picture: CGImage?
+    /// The clip the next message carries (AudioInput.swift: 16 kHz samples, log-mel features + mask).
+    @Published var clip: AttachedClip?
+    @Published var recording = false
+    private let microphone = MicrophoneRecorder()
     private var loaded: LoadedEngine?
     private var tokenizer: (any Tokenizer)?
 
@@ -57,6 +62,39 @@ final class ChatModel: ObservableObject {
         }
     }
 
+    /// A picked audio file (fileImporter: a security-scoped URL) → 16 kHz → features.
+    func attachAudio(_ result: Result<URL, Error>) async {
+        do {
+            let url = try result.get()
+            let scoped = url.startAccessingSecurityScopedResource()
+            defer { if scoped { url.stopAccessingSecurityScopedResource() } }
+            let attached = AttachedClip(try AudioFileDecoding.clip(contentsOf: url))
+            clip = attached
+            status = attached.summary + " attached"
+        } catch {
+            status = "error: \(error.localizedDescription)"
+        }
+    }
+
+    /// Starts a microphone recording, or stops it and attaches the clip.
+    func toggleRecording() async {
+        do {
+            if recording {
+                recording = false
+                let attached = AttachedClip(try microphone.stop())
+                clip = attached
+                status = attached.summary + " recorded"
+            } else {
+                try await microphone.start()
+                recording = true
+                status = String(format: "recording (at most %.0f s)…", MicrophoneRecorder.maxSeconds)
+            }
+        } catch {
+            recording = microphone.isRecording
+            status = "error: \(error.localizedDescription)"
+        }
+    }
+
     func send(_ text: String) async {
         busy = true
         defer { busy = false }
@@ -69,6 +107,9 @@ final class ChatModel: ObservableObject {
                 status = String(format: "loaded in %.1f s", engine.loadSeconds)
             }
             guard let loaded, let tokenizer else { return }
+            if clip != nil {  // the audio asset and its splice attach here, like the picture's below
+                throw AttachedClip.noAudioAsset(bundleName: AppConfig.bundleName, takesPictures: loaded.vision != nil)
+            }
             // The oracle's prompt: the chat template (generation prompt added) with exactly one
             // <bos> first; without a template, <bos> + the text's own tokens.
             // With a picture the user turn is [image, text] (the template places the image
@@ -121,6 +162,7 @@ struct ChatView: View {
     @StateObject private var model = ChatModel()
     @State private var draft = ""
     @State private var pickedPhoto: PhotosPickerItem?
+    @State private var pickingAudio = false
 
     var body: some View {
         VStack(spacing: 8) {
@@ -132,7 +174,22 @@ struct ChatView: View {
             if let picture = model.picture {
                 Image(decorative: picture, scale: 1).resizable().scaledToFit().frame(maxHeight: 96)
             }
+            if let clip = model.clip {
+                HStack {
+                    Text(clip.summary).font(.caption.monospaced())
+                    Button("Remove") { model.clip = nil }.disabled(model.busy)
+                }
+            }
             HStack {
+                Button { pickingAudio = true } label: { Image(systemName: "waveform") }
+                    .disabled(model.busy || model.recording)
+                    .fileImporter(isPresented: $pickingAudio, allowedContentTypes: [.audio]) { result in
+                        Task { await model.attachAudio(result) }
+                    }
+                Button { Task { await model.toggleRecording() } } label: {
+                    Image(systemName: model.recording ? "stop.circle" : "mic")
+                }
+                .disabled(model.busy)
                 PhotosPicker(selection: $pickedPhoto, matching: .images) {
                     Image(systemName: "photo")
                 }
