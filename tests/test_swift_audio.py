@@ -193,3 +193,62 @@ def test_swift_log_mel_matches_hf(swift_toolchain, audio_vectors):
                          f"features, max abs error {line.group(4)} ({line.group(5)}; tolerance {line.group(6)}), masks "
                          f"exact; resampler vs scipy resample_poly on {line.group(7)} clips: max abs error "
                          f"{line.group(8)} (tolerance {line.group(9)}); resampled+features {line.group(10)}")
+
+
+# ---- the app's reader (GemmaiosCore AudioClip) against the toolkit's (clips.read_wav + clips.resample) ----
+
+def write_pcm16(path, channels: np.ndarray, rate: int):
+    """A 16-bit PCM WAV of `channels` [C, N] (values already on the int16 grid / 32768)."""
+    import wave
+
+    ints = np.rint(channels * 32768).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(channels.shape[0])
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(np.ascontiguousarray(ints.T).tobytes())
+
+
+@pytest.fixture(scope="module")
+def reader_vectors(tmp_path_factory):
+    """WAV files the toolkit reads (`read_wav`, `resample`, HF's extractor on the result), and the
+    same PCM as the Float32 channels the app's float reader hands AudioClip."""
+    root = tmp_path_factory.mktemp("audio-reader-vectors")
+    e = hf_extractor()
+
+    def grid(x):  # on the 16-bit grid, as a WAV holds it
+        return np.clip(np.rint(np.asarray(x, np.float64) * 32768), -32768, 32767) / 32768
+
+    stereo = np.stack([grid(clips.chirp(80.0, 12_000.0, 1.3, rate=44_100, amplitude=0.5)),
+                       grid(clips.white_noise(1.3, seed=3, rate=44_100, amplitude=0.2))])
+    long = grid(clips.white_noise(32.0, seed=4, rate=48_000, amplitude=0.1))[None, :]
+    cases = []
+    for name, channels, rate in (("stereo-44k1", stereo, 44_100), ("mono-48k-32s", long, 48_000)):
+        path = root / f"{name}.wav"
+        write_pcm16(path, channels, rate)
+        clip = clips.resample(clips.read_wav(path))  # the toolkit's path: the whole file, then the cut
+        waveform = clip.samples[: c.AUDIO_MAX_SAMPLES]
+        features, mask = hf_features(e, waveform)
+        save_file({"channels": channels.astype(np.float32), "waveform": waveform,
+                   "input_features": features.astype(np.float32), "input_features_mask": mask.astype(np.uint8)},
+                  str(root / f"{name}.safetensors"))
+        cases.append({"name": name, "file": f"{name}.safetensors", "rate": rate, "channels": int(channels.shape[0]),
+                      "truncated": len(clip.samples) > c.AUDIO_MAX_SAMPLES})
+    (root / "cases.json").write_text(json.dumps({"clips": cases}, indent=1))
+    return root, cases
+
+
+def test_swift_audio_clip_reads_what_the_toolkit_reads(swift_toolchain, reader_vectors):
+    folder, cases = reader_vectors
+    assert [x["truncated"] for x in cases] == [False, True]
+    output = run([swift_toolchain.swift, "test", "--package-path", CORE, "--scratch-path", swift_cache("GemmaiosCore"),
+                  "--filter", "AudioClipTests"], env={"GEMMAIOS_AUDIO_CLIP_VECTORS": str(folder)})
+    assert "Test Case 'AudioClipTests.testMatchesTheToolkitsReader' passed" in output, output[-4000:]
+    assert re.search(r"Executed \d+ tests, with 0 failures", output)
+    lines = re.findall(r"gemmaios-audio-reader: (\S+) .*?(\d+) of (\d+) frames read.*?max abs sample error (\S+), "
+                       r"features (\S+)", output)
+    assert [x[0] for x in lines] == [x["name"] for x in cases], output[-3000:]
+    long = lines[1]
+    assert int(long[1]) < int(long[2])  # the 32 s clip was read only up to the frames the cut needs
+    SWIFT_RESULTS.append("Swift AudioClip vs the toolkit's read_wav + resample + HF features: " + "; ".join(
+        f"{n}: {read} of {total} frames read, max abs sample error {s}, features {f}" for n, read, total, s, f in lines))

@@ -66,6 +66,45 @@ final class AudioClipTests: XCTestCase {
         XCTAssertTrue(told.truncated)  // the reader stopped early: the clip says so
     }
 
+    /// The toolkit's reader on the same files (tests/test_swift_audio.py writes them): a stereo
+    /// 44.1 kHz WAV (`clips.read_wav` averages the channels, `clips.resample` brings it to 16 kHz)
+    /// and a 32 s 48 kHz clip that this side reads only up to `sourceFramesNeeded` while the
+    /// toolkit resamples it whole; HF's features of the toolkit's samples. `channels` [C, N] holds
+    /// the 16-bit PCM as the Float32 values a float reader gives (int / 32768).
+    func testMatchesTheToolkitsReader() throws {
+        guard let folder = ProcessInfo.processInfo.environment["GEMMAIOS_AUDIO_CLIP_VECTORS"], !folder.isEmpty else {
+            throw XCTSkip("GEMMAIOS_AUDIO_CLIP_VECTORS is not set (tests/test_swift_audio.py sets it)")
+        }
+        let root = URL(fileURLWithPath: folder, isDirectory: true)
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("cases.json"))) as? [String: Any]
+        let cases = try XCTUnwrap(index?["clips"] as? [[String: Any]])
+        XCTAssertFalse(cases.isEmpty)
+        for item in cases {
+            let name = try XCTUnwrap(item["name"] as? String)
+            let rate = try XCTUnwrap(item["rate"] as? Int), count = try XCTUnwrap(item["channels"] as? Int)
+            let file = try SafeTensorsFile(url: root.appendingPathComponent(try XCTUnwrap(item["file"] as? String)))
+            let interleavedByChannel = try file.floats("channels")
+            let frames = interleavedByChannel.count / count
+            let needed = try AudioClip.sourceFramesNeeded(sampleRate: rate)
+            let read = min(frames, needed)  // what AudioFileDecoding reads
+            let channels = (0..<count).map { c in Array(interleavedByChannel[(c * frames)..<(c * frames + read)]) }
+            let clip = try AudioClip(channels: channels, sampleRate: rate, truncated: frames > read)
+            let expected = try file.floats("waveform")
+            XCTAssertEqual(clip.samples.count, expected.count, "\(name): samples")
+            XCTAssertEqual(clip.truncated, item["truncated"] as? Bool, "\(name): truncated")
+            let sampleError = zip(clip.samples, expected).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThanOrEqual(sampleError, LogMelTolerance.resampled, name)
+            let features = clip.features()
+            XCTAssertEqual(features.mask, try file.ints("input_features_mask").map { $0 != 0 }, "\(name): mask")
+            let hf = try file.floats("input_features")
+            XCTAssertEqual(features.values.count, hf.count, "\(name): features")
+            let featureError = zip(features.values, hf).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThanOrEqual(featureError, LogMelTolerance.features, name)
+            print("gemmaios-audio-reader: \(name) \(count) channel(s) at \(rate) Hz, \(read) of \(frames) frames read, "
+                  + "\(clip.samples.count) samples: max abs sample error \(sampleError), features \(featureError)")
+        }
+    }
+
     func testBadInputIsANamedError() {
         XCTAssertThrowsError(try AudioClip(channels: [], sampleRate: 48000)) {
             XCTAssertEqual($0 as? AudioClipError, .noChannels)
