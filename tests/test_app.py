@@ -121,8 +121,10 @@ def test_pbxproj_parses_and_every_reference_resolves(app_build):
                         "GemmaiosCore": locals_["GemmaiosCore"].get_id(), "Tokenizers": remote.get_id()}
     imported = set(re.findall(r"^import (\w+)", "\n".join(
         p.read_text() for p in (project_dir / "GemmaBench").glob("*.swift")), re.M))
-    # SDK frameworks (autolinked); CoreAI is the OS's, ImageIO/PhotosUI/CoreGraphics the chat picker's
-    sdk = {"Foundation", "SwiftUI", "UIKit", "Metal", "Darwin", "os", "CoreAI", "CoreGraphics", "ImageIO", "PhotosUI"}
+    # SDK frameworks (autolinked); CoreAI is the OS's, ImageIO/PhotosUI/CoreGraphics the chat picker's,
+    # AVFoundation/UniformTypeIdentifiers its audio input's
+    sdk = {"Foundation", "SwiftUI", "UIKit", "Metal", "Darwin", "os", "CoreAI", "CoreGraphics", "ImageIO", "PhotosUI",
+           "AVFoundation", "UniformTypeIdentifiers"}
     assert imported - sdk == set(products) - {"CoreAILM"} | {"CoreAILanguageModels"}
     target, tests = sorted(project.objects.get_objects_in_section("PBXNativeTarget"), key=lambda t: str(t["name"]))
     assert str(target["name"]) == "GemmaBench" and str(tests["name"]) == "GemmaiosBenchTests"
