@@ -18,6 +18,8 @@ from tree_sitter import Language, Parser
 from gemmaios.app import (
     EXTENDED_VA_KEY,
     INCREASED_MEMORY_KEY,
+    MICROPHONE_USAGE,
+    MICROPHONE_USAGE_KEY,
     AppSettings,
     AppStep,
     AppTemplateError,
@@ -119,8 +121,10 @@ def test_pbxproj_parses_and_every_reference_resolves(app_build):
                         "GemmaiosCore": locals_["GemmaiosCore"].get_id(), "Tokenizers": remote.get_id()}
     imported = set(re.findall(r"^import (\w+)", "\n".join(
         p.read_text() for p in (project_dir / "GemmaBench").glob("*.swift")), re.M))
-    # SDK frameworks (autolinked); CoreAI is the OS's, ImageIO/PhotosUI/CoreGraphics the chat picker's
-    sdk = {"Foundation", "SwiftUI", "UIKit", "Metal", "Darwin", "os", "CoreAI", "CoreGraphics", "ImageIO", "PhotosUI"}
+    # SDK frameworks (autolinked); CoreAI is the OS's, ImageIO/PhotosUI/CoreGraphics the chat picker's,
+    # AVFoundation/UniformTypeIdentifiers its audio input's
+    sdk = {"Foundation", "SwiftUI", "UIKit", "Metal", "Darwin", "os", "CoreAI", "CoreGraphics", "ImageIO", "PhotosUI",
+           "AVFoundation", "UniformTypeIdentifiers"}
     assert imported - sdk == set(products) - {"CoreAILM"} | {"CoreAILanguageModels"}
     target, tests = sorted(project.objects.get_objects_in_section("PBXNativeTarget"), key=lambda t: str(t["name"]))
     assert str(target["name"]) == "GemmaBench" and str(tests["name"]) == "GemmaiosBenchTests"
@@ -241,6 +245,17 @@ def test_fastlane_files_are_valid_ruby():
         check = subprocess.run([ruby, "-c", str(REPO / "fastlane" / name)], capture_output=True, text=True)
         assert check.returncode == 0 and "Syntax OK" in check.stdout, check.stderr
     assert "gemmaios" in (REPO / "fastlane" / "Fastfile").read_text()
+
+
+def test_info_plist_states_why_the_app_uses_the_microphone(tmp_path):
+    """iOS ends an app that opens the microphone without NSMicrophoneUsageDescription; the chat records
+    (AudioInput.swift's AVAudioRecorder), so the rendered Info.plist carries the purpose string."""
+    result = render_app(tmp_path, AppSettings(ple="none", prepare_engine=False, bundle_location="documents"))
+    info = plistlib.loads((result.project_dir / "GemmaBench" / "Info.plist").read_bytes())
+    assert MICROPHONE_USAGE_KEY == "NSMicrophoneUsageDescription"
+    assert info[MICROPHONE_USAGE_KEY] == MICROPHONE_USAGE and "on-device" in MICROPHONE_USAGE
+    swift = (result.project_dir / "GemmaBench" / "AudioInput.swift").read_text()
+    assert "AVAudioApplication.requestRecordPermission()" in swift and "AVAudioRecorder(" in swift
 
 
 def test_check_project_reports_a_dangling_reference(tmp_path):

@@ -407,7 +407,8 @@ def test_rendered_app_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine
                                                   ple, vision):
     source = render(tmp_path, location, ple, vision=vision)
     files = non_ui_files(source)
-    assert {"AppConfig.swift", "EngineHost.swift", "BenchRunner.swift", "VisionEncoder.swift"} <= {f.name for f in files}
+    assert {"AppConfig.swift", "EngineHost.swift", "BenchRunner.swift", "VisionEncoder.swift",
+            "AudioInput.swift"} <= {f.name for f in files}
     ok(check_app(swift_toolchain, patched_engine, app_modules, files, tmp_path), f"app ({location}, {ple}, vision={vision})")
     if vision:  # the image prompt's picture is in the payload (the Swift is the text render's)
         assert (source.parent / c.PAYLOAD_DIR / c.PAYLOAD_IMAGES_DIR / "cat.safetensors").is_file()
@@ -418,7 +419,7 @@ def test_rendered_app_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine
 # Planted errors that parse (each a one-line edit of a rendered file): each must fail the app check, and
 # the compiler must name the problem.
 @pytest.mark.parametrize("plant", ["wrong label", "wrong member", "wrong type", "missing import", "missing try",
-                                   "uninitialised stored property"])
+                                   "uninitialised stored property", "wrong audio label", "audio non-optional"])
 def test_planted_errors_fail_the_app_check(swift_toolchain, patched_engine, app_modules, tmp_path, plant):
     source = render(tmp_path, c.BUNDLED, "provider")
     edits = {
@@ -434,6 +435,12 @@ def test_planted_errors_fail_the_app_check(swift_toolchain, patched_engine, app_
                         "call can throw but is not marked with 'try'"),
         "uninitialised stored property": ("VisionEncoder.swift", "        embeds = buffer\n", "",
                                           "return from initializer without initializing all stored properties"),
+        # AVFoundation's audio stubs (AudioInput.swift): a label and an optional as Apple declares them
+        "wrong audio label": ("AudioInput.swift", "try file.read(into: buffer, frameCount:", "try file.read(into: buffer, frames:",
+                              "incorrect argument label in call"),
+        "audio non-optional": ("AudioInput.swift", "guard let data = buffer.floatChannelData else",
+                               "guard let data = buffer.floatChannelData[0] else",
+                               "value of optional type 'UnsafePointer<UnsafeMutablePointer<Float>>?' must be unwrapped"),
     }
     name, old, new, message = edits[plant]
     path = source / name

@@ -4,6 +4,7 @@ import ImageIO
 import PhotosUI
 import SwiftUI
 import Tokenizers
+import UniformTypeIdentifiers
 
 /// Bench mode: starts by itself, shows progress, leaves the transcript in Documents.
 struct BenchView: View {
@@ -34,6 +35,10 @@ final class ChatModel: ObservableObject {
     @Published var thinking = false
     /// The most tokens one reply may take (the toolkit's contract, as `gemmaios run`); a reply cut there says so.
     let maxReplyTokens = Contract.chatMaxNewTokens
+    /// The clip the next message carries (AudioInput.swift: 16 kHz samples, log-mel features + mask).
+    @Published var clip: AttachedClip?
+    @Published var recording = false
+    private let microphone = MicrophoneRecorder()
     private var loaded: LoadedEngine?
     private var tokenizer: (any Tokenizer)?
     /// The conversation (GemmaiosCore): its messages and the ids the engine's KV cache holds.
@@ -71,6 +76,39 @@ final class ChatModel: ObservableObject {
         }
     }
 
+    /// A picked audio file (fileImporter: a security-scoped URL) → 16 kHz → features.
+    func attachAudio(_ result: Result<URL, Error>) async {
+        do {
+            let url = try result.get()
+            let scoped = url.startAccessingSecurityScopedResource()
+            defer { if scoped { url.stopAccessingSecurityScopedResource() } }
+            let attached = AttachedClip(try AudioFileDecoding.clip(contentsOf: url))
+            clip = attached
+            status = attached.summary + " attached"
+        } catch {
+            status = "error: \(error.localizedDescription)"
+        }
+    }
+
+    /// Starts a microphone recording, or stops it and attaches the clip.
+    func toggleRecording() async {
+        do {
+            if recording {
+                recording = false
+                let attached = AttachedClip(try microphone.stop())
+                clip = attached
+                status = attached.summary + " recorded"
+            } else {
+                try await microphone.start()
+                recording = true
+                status = String(format: "recording (at most %.0f s)…", MicrophoneRecorder.maxSeconds)
+            }
+        } catch {
+            recording = microphone.isRecording
+            status = "error: \(error.localizedDescription)"
+        }
+    }
+
     func send(_ text: String) async {
         busy = true
         defer { busy = false }
@@ -83,6 +121,9 @@ final class ChatModel: ObservableObject {
                 status = String(format: "loaded in %.1f s", engine.loadSeconds)
             }
             guard let loaded, let tokenizer else { return }
+            if clip != nil {  // the audio asset and its splice attach here, like the picture's below
+                throw AttachedClip.noAudioAsset(bundleName: AppConfig.bundleName, takesPictures: loaded.vision != nil)
+            }
             if let picture {
                 try await sendPicture(text, picture: picture, loaded: loaded, tokenizer: tokenizer)
                 return
@@ -186,6 +227,7 @@ struct ChatView: View {
     @StateObject private var model = ChatModel()
     @State private var draft = ""
     @State private var pickedPhoto: PhotosPickerItem?
+    @State private var pickingAudio = false
 
     var body: some View {
         VStack(spacing: 8) {
@@ -197,7 +239,22 @@ struct ChatView: View {
             if let picture = model.picture {
                 Image(decorative: picture, scale: 1).resizable().scaledToFit().frame(maxHeight: 96)
             }
+            if let clip = model.clip {
+                HStack {
+                    Text(clip.summary).font(.caption.monospaced())
+                    Button("Remove") { model.clip = nil }.disabled(model.busy)
+                }
+            }
             HStack {
+                Button { pickingAudio = true } label: { Image(systemName: "waveform") }
+                    .disabled(model.busy || model.recording)
+                    .fileImporter(isPresented: $pickingAudio, allowedContentTypes: [.audio]) { result in
+                        Task { await model.attachAudio(result) }
+                    }
+                Button { Task { await model.toggleRecording() } } label: {
+                    Image(systemName: model.recording ? "stop.circle" : "mic")
+                }
+                .disabled(model.busy)
                 PhotosPicker(selection: $pickedPhoto, matching: .images) {
                     Image(systemName: "photo")
                 }

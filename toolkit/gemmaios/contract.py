@@ -252,6 +252,49 @@ def image_max_patches(max_soft_tokens: int = IMAGE_MAX_SOFT_TOKENS) -> int:
     return max_soft_tokens * IMAGE_POOLING_KERNEL**2
 
 
+# ---- audio input (issue 28): the app's log-mel front end = HF's Gemma 4 audio feature extractor ---
+# transformers 5.x `Gemma4AudioFeatureExtractor` defaults (tests/test_swift_audio.py checks each
+# against HF): 16 kHz mono float PCM; a clip longer than AUDIO_MAX_SAMPLES is cut, then zero-padded
+# to a multiple of AUDIO_PAD_MULTIPLE samples; semicausal framing (frame_length // 2 zeros in
+# front), frames of AUDIO_FRAME_LENGTH samples every AUDIO_HOP_LENGTH; periodic Hann window; |rfft|
+# over AUDIO_FFT_LENGTH points (magnitude, not power); AUDIO_MEL_BINS triangular HTK-mel filters
+# from AUDIO_MIN_FREQUENCY to AUDIO_MAX_FREQUENCY (no area norm); log(mel + AUDIO_MEL_FLOOR); no
+# preemphasis, dither or per-bin normalisation. Frame i is real when its whole window is audio
+# (sample i*hop + frame_length//2 lies inside the clip); features of the other frames are 0.
+AUDIO_SAMPLE_RATE = 16_000
+AUDIO_MEL_BINS = 128
+AUDIO_FRAME_LENGTH = 320  # 20 ms
+AUDIO_HOP_LENGTH = 160  # 10 ms
+AUDIO_FFT_LENGTH = 512
+AUDIO_MIN_FREQUENCY = 0.0
+AUDIO_MAX_FREQUENCY = 8000.0
+AUDIO_MEL_FLOOR = 0.001
+AUDIO_MAX_SAMPLES = 480_000  # 30 s: HF's truncation (max_length)
+AUDIO_PAD_MULTIPLE = 128  # HF's pad_to_multiple_of
+
+
+def audio_padded_samples(num_samples: int) -> int:
+    """The samples HF's extractor frames for a clip: cut at AUDIO_MAX_SAMPLES, padded up to a multiple
+    of AUDIO_PAD_MULTIPLE (a static pad: pass AUDIO_MAX_SAMPLES or the asset's clip length)."""
+    n = min(num_samples, AUDIO_MAX_SAMPLES)
+    return -(-n // AUDIO_PAD_MULTIPLE) * AUDIO_PAD_MULTIPLE
+
+
+def audio_mel_frames(padded_samples: int) -> int:
+    """Mel frames over `padded_samples` (semicausal: frame_length // 2 zeros in front, windows of
+    frame_length + 1 samples every hop, the last sample unused without preemphasis)."""
+    return max(0, (padded_samples + AUDIO_FRAME_LENGTH // 2 - (AUDIO_FRAME_LENGTH + 1)) // AUDIO_HOP_LENGTH + 1)
+
+
+def audio_real_frames(num_samples: int, frames: int) -> int:
+    """How many of the first `frames` frames are real audio for a clip of `num_samples` (the mask's
+    ones: frame i needs sample i*hop + frame_length//2 inside the clip, after the cut)."""
+    n = min(num_samples, AUDIO_MAX_SAMPLES)
+    if n <= AUDIO_FRAME_LENGTH // 2:
+        return 0
+    return min(frames, (n - AUDIO_FRAME_LENGTH // 2 - 1) // AUDIO_HOP_LENGTH + 1)
+
+
 # ---- the facts, for Swift and the docs -----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -381,6 +424,22 @@ def facts() -> list[Fact]:
         Fact("imagePadPosition", IMAGE_PAD_POSITION, "image: pixel_position_ids of padding patches",
              f"{m}.IMAGE_PAD_POSITION"),
     ]
+    items += [  # audio input (issue 28): the log-mel front end
+        Fact("audioSampleRate", AUDIO_SAMPLE_RATE, "audio: the feature extractor's sample rate (Hz, mono)",
+             f"{m}.AUDIO_SAMPLE_RATE"),
+        Fact("audioMelBins", AUDIO_MEL_BINS, "audio: mel filters (features per frame)", f"{m}.AUDIO_MEL_BINS"),
+        Fact("audioFrameLength", AUDIO_FRAME_LENGTH, "audio: samples per frame (periodic Hann window)",
+             f"{m}.AUDIO_FRAME_LENGTH"),
+        Fact("audioHopLength", AUDIO_HOP_LENGTH, "audio: samples between frame starts", f"{m}.AUDIO_HOP_LENGTH"),
+        Fact("audioFFTLength", AUDIO_FFT_LENGTH, "audio: rfft points (frames zero-padded to it)", f"{m}.AUDIO_FFT_LENGTH"),
+        Fact("audioMinFrequency", AUDIO_MIN_FREQUENCY, "audio: lowest mel filter edge (Hz)", f"{m}.AUDIO_MIN_FREQUENCY"),
+        Fact("audioMaxFrequency", AUDIO_MAX_FREQUENCY, "audio: highest mel filter edge (Hz)", f"{m}.AUDIO_MAX_FREQUENCY"),
+        Fact("audioMelFloor", AUDIO_MEL_FLOOR, "audio: features = log(mel + it)", f"{m}.AUDIO_MEL_FLOOR"),
+        Fact("audioMaxSamples", AUDIO_MAX_SAMPLES, "audio: a clip is cut to this many samples (30 s)",
+             f"{m}.AUDIO_MAX_SAMPLES"),
+        Fact("audioPadMultiple", AUDIO_PAD_MULTIPLE, "audio: clips are zero-padded to a multiple of it (samples)",
+             f"{m}.AUDIO_PAD_MULTIPLE"),
+    ]
     return items
 
 
@@ -406,6 +465,8 @@ def _swift_literal(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        return repr(value)  # a Swift Double literal ("0.001", "8000.0")
     if isinstance(value, list):
         return "[" + ", ".join(_swift_literal(v) for v in value) + "]"
     return swift_string(value)

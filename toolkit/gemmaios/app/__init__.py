@@ -24,6 +24,8 @@ from .values import (
     ENGINE_PRODUCTS,
     EXTENDED_VA_KEY,
     INCREASED_MEMORY_KEY,
+    MICROPHONE_USAGE,
+    MICROPHONE_USAGE_KEY,
     MIN_DEPLOYMENT,
     PLE_MODES,
     AppResult,
@@ -43,7 +45,7 @@ from .xcode import check_project, entitlements, info_plist
 
 __all__ = [
     "BUILTIN_PROMPTS", "BUNDLE_LOCATIONS", "CORE_PACKAGE", "ENGINE_PRODUCT", "ENGINE_PRODUCTS", "EXTENDED_VA_KEY",
-    "INCREASED_MEMORY_KEY", "MIN_DEPLOYMENT", "PLE_MODES", "TEMPLATE_DIR", "AppResult", "AppSettings", "AppStep",
+    "INCREASED_MEMORY_KEY", "MICROPHONE_USAGE", "MICROPHONE_USAGE_KEY", "MIN_DEPLOYMENT", "PLE_MODES", "TEMPLATE_DIR", "AppResult", "AppSettings", "AppStep",
     "AppTemplateError", "EngineStatus", "PromptSet", "bundle_name_for", "check_project", "entitlements",
     "info_plist", "ios_payload_checks", "object_id", "pbx_string", "render_app", "settings_from_build",
     "swift_string", "template_fingerprint", "validate_app_name", "validate_bundle_id", "validate_choice",

@@ -25,6 +25,11 @@ TRANSFORMERS_PRODUCT = "Tokenizers"
 INCREASED_MEMORY_KEY = "com.apple.developer.kernel.increased-memory-limit"
 # Large models need both (the zoo's apps carry both): more address space, and more memory.
 EXTENDED_VA_KEY = "com.apple.developer.kernel.extended-virtual-addressing"
+# Info.plist: iOS stops an app that touches the microphone without this purpose string (the chat's
+# record button, ios_template/Sources/AudioInput.swift); the text is what the permission alert shows.
+MICROPHONE_USAGE_KEY = "NSMicrophoneUsageDescription"
+MICROPHONE_USAGE = ("Records a spoken message for the on-device Gemma model. The recording stays on this "
+                    "device and is deleted once it is turned into the model's input.")
 PLE_MODES = ("provider", "tbl", "none")
 BUNDLE_LOCATIONS = c.BUNDLE_LOCATIONS
 MIN_DEPLOYMENT = (27, 0)  # coreai-models' Package.swift: .iOS("27.0")

@@ -13,6 +13,8 @@ from .values import (
     ENGINE_PRODUCTS,
     EXTENDED_VA_KEY,
     INCREASED_MEMORY_KEY,
+    MICROPHONE_USAGE,
+    MICROPHONE_USAGE_KEY,
     TRANSFORMERS_MIN_VERSION,
     TRANSFORMERS_PRODUCT,
     TRANSFORMERS_URL,
@@ -40,6 +42,8 @@ def info_plist(s: AppSettings) -> dict:
         "UILaunchScreen": {},
         "UIRequiredDeviceCapabilities": ["arm64", "metal"],
         "UISupportedInterfaceOrientations": ["UIInterfaceOrientationPortrait"],
+        # the chat's audio input records with the microphone (AudioInput.swift)
+        MICROPHONE_USAGE_KEY: MICROPHONE_USAGE,
     }
 
 

@@ -195,4 +195,24 @@ public enum Contract {
     public static let imageRescaleDivisor = 255
     /// image: pixel_position_ids of padding patches
     public static let imagePadPosition = -1
+    /// audio: the feature extractor's sample rate (Hz, mono)
+    public static let audioSampleRate = 16000
+    /// audio: mel filters (features per frame)
+    public static let audioMelBins = 128
+    /// audio: samples per frame (periodic Hann window)
+    public static let audioFrameLength = 320
+    /// audio: samples between frame starts
+    public static let audioHopLength = 160
+    /// audio: rfft points (frames zero-padded to it)
+    public static let audioFFTLength = 512
+    /// audio: lowest mel filter edge (Hz)
+    public static let audioMinFrequency = 0.0
+    /// audio: highest mel filter edge (Hz)
+    public static let audioMaxFrequency = 8000.0
+    /// audio: features = log(mel + it)
+    public static let audioMelFloor = 0.001
+    /// audio: a clip is cut to this many samples (30 s)
+    public static let audioMaxSamples = 480000
+    /// audio: clips are zero-padded to a multiple of it (samples)
+    public static let audioPadMultiple = 128
 }

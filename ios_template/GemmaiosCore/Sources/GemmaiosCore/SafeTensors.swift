@@ -66,6 +66,14 @@ public struct SafeTensorsFile: Sendable {
         }
     }
 
+    public func doubles(_ key: String) throws -> [Double] {
+        let t = try tensor(key)
+        guard t.dtype == "F64" else { throw SafeTensorsError.wrongType(name, key, expected: "F64", actual: t.dtype) }
+        return t.bytes.withUnsafeBytes { raw in
+            (0..<(t.bytes.count / 8)).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self))) }
+        }
+    }
+
     /// Integer tensors (I64, I32, U8) widened to Int64.
     public func ints(_ key: String) throws -> [Int64] {
         let t = try tensor(key)
