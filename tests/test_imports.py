@@ -39,7 +39,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios.convert.options", "gemmaios.convert.multimodal", "gemmaios.oracle.determinism", "gemmaios.oracle.records",
         "gemmaios.oracle.reference", "gemmaios.oracle.scoring", "gemmaios.tables.layout",
         "gemmaios.tables.quantize", "gemmaios.tables.reader", "gemmaios.tables.sidecar", "gemmaios.tables.source",
-        "gemmaios.tables.verify", "gemmaios.tables.writer", "gemmaios.vision", "gemmaios.hostrun",
+        "gemmaios.tables.verify", "gemmaios.tables.writer", "gemmaios.vision", "gemmaios.audio", "gemmaios.hostrun",
         "gemmaios.recipe", "gemmaios.calibrate", "gemmaios.assetread", "gemmaios.sensitivity", "gemmaios.convert.mixed",
         "gemmaios.hostrun.multimodal",
         "gemmaios.unified_inputs", "gemmaios.unified_embedders",

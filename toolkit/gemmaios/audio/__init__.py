@@ -1,0 +1,14 @@
+"""Audio input for Gemma 4 E2B/E4B: the project's clips, HF's log-mel features, the tiny model that hears.
+
+Modules: `clipset` (spoken words via espeak-ng, tones, silence, noise at 16 kHz; WAV I/O;
+clip banks for machines without espeak-ng), `preprocess` (transformers' Gemma 4 feature
+extractor padded to a static maximum clip length, the frame mask, the soft-token count and
+the `boa + audio x n + eoa` expansion), `tinymodel` (the tiny E-series model with an audio
+tower, its training script and shipped record).
+"""
+
+from .clipset import BUILTIN_CLIPS, AudioError, ClipCase, EspeakMissing
+from .preprocess import AUDIO_PLACEHOLDER, AudioSpec, PreparedAudio, expand_prompt, prepare
+
+__all__ = ["AUDIO_PLACEHOLDER", "BUILTIN_CLIPS", "AudioError", "AudioSpec", "ClipCase", "EspeakMissing",
+           "PreparedAudio", "expand_prompt", "prepare"]
