@@ -112,3 +112,18 @@ def unified_mm_bundle_build(out: Path) -> Path:
     result = convert_checkpoint(checkpoint, out / "bundle", quant="int4", max_context=256, target="mac",
                                 kernel="stock", vision=True, audio=True, gates=False)
     return result.bundle_dir
+
+
+def seeded_audio_checkpoint(out: Path):
+    """The tiny config with an audio tower: the trained tiny decoder and a seeded (untrained) audio
+    tower, written as an HF checkpoint folder and loaded as gemmaios.checkpoint.Checkpoint."""
+    from gemmaios.audio import tinymodel as tm
+    from gemmaios.checkpoint import load_checkpoint
+    from gemmaios.tiny import SHIPPED_DIR as TEXT_DIR
+
+    tok = tm.tokenizer_with_markers(TEXT_DIR / "tokenizer.json")
+    tm.initial_model(tm.model_config(tok), TEXT_DIR / "model.safetensors").save_pretrained(out / "raw")
+    tok.save(str(out / "tokenizer.json"))
+    path = tm.write_checkpoint(out / "tiny-audio-seeded", out / "raw" / "model.safetensors", out / "tokenizer.json",
+                               {"weights": "seeded"})
+    return load_checkpoint(path, model_id="tiny")

@@ -35,7 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "model": (
         "gemmaios.checkpoint", "gemmaios.tiny", "gemmaios.tinycorpus", "gemmaios.tinytrain",
         "gemmaios.decode_model", "gemmaios.hf_text", "gemmaios.parity", "gemmaios.quantize", "gemmaios.bundlemetadata",
-        "gemmaios.kernels", "gemmaios.convert.converter", "gemmaios.convert.export", "gemmaios.convert.gates",
+        "gemmaios.kernels", "gemmaios.convert.converter", "gemmaios.convert.export", "gemmaios.convert.gates", "gemmaios.convert.assets",
         "gemmaios.convert.options", "gemmaios.convert.multimodal", "gemmaios.oracle.determinism", "gemmaios.oracle.records",
         "gemmaios.oracle.reference", "gemmaios.oracle.scoring", "gemmaios.tables.layout",
         "gemmaios.tables.quantize", "gemmaios.tables.reader", "gemmaios.tables.sidecar", "gemmaios.tables.source",
