@@ -198,6 +198,14 @@ def audio_asset(audio_checkpoint, tmp_path_factory):
     return path, export_audio_asset(audio_checkpoint, spec, path)
 
 
+@pytest.fixture(scope="session")
+def audio_bundle(tmp_path_factory):
+    """`convert --audio` of a seeded audio checkpoint (fp16) with its tables: (bundle, tables, checkpoint)."""
+    from shared_builds import seeded_audio_bundle
+
+    return seeded_audio_bundle(tmp_path_factory.mktemp("audio-bundle"))
+
+
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     """A minimal LanguageBundle folder (bytes, not a program: see tests/fixture_bundle.py)."""

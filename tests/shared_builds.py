@@ -127,3 +127,15 @@ def seeded_audio_checkpoint(out: Path):
     path = tm.write_checkpoint(out / "tiny-audio-seeded", out / "raw" / "model.safetensors", out / "tokenizer.json",
                                {"weights": "seeded"})
     return load_checkpoint(path, model_id="tiny")
+
+
+def seeded_audio_bundle(out: Path) -> tuple[Path, Path, object]:
+    """convert --audio (fp16, so the splice is measured against HF without int4's error) of the
+    seeded audio checkpoint, with its PLE tables: (bundle dir, tables dir, checkpoint)."""
+    from gemmaios.convert.converter import convert_checkpoint
+    from gemmaios.tables.writer import write_tables
+
+    checkpoint = seeded_audio_checkpoint(out / "checkpoint")
+    result = convert_checkpoint(checkpoint, out / "bundles", "fp16", "provider", 128, audio=True, gates=False)
+    write_tables(checkpoint, out / "tables")
+    return result.bundle_dir, out / "tables", checkpoint

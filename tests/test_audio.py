@@ -227,3 +227,114 @@ def test_audio_asset_under_core_ai(audio_checkpoint, audio_asset, hf_audio_model
         errors.append(float(np.max(np.abs(got[: prepared.num_soft_tokens].astype(np.float32) - want))))
     # measured 1.0e-3..2.4e-3 on features of magnitude ~0.33 (fp16 CPU runtime vs fp32 HF)
     assert max(errors) < 0.01, errors
+
+
+def test_decode_module_audio_splice_matches_hf(audio_checkpoint, hf_audio_model):
+    """Our S=1 decode module, fed token by token with the audio rows in the soft-token input
+    (ids V + k, pad PLE row), against HF's logits on the same clip (fp32)."""
+    from transformers import AutoTokenizer
+
+    from gemmaios import contract
+    from gemmaios.audio.encoder import hf_audio_features
+    from gemmaios.audio.preprocess import AudioSpec, splice_ids
+    from gemmaios.audio.tinymodel import QUESTION, processor_config
+    from gemmaios.decode_model import Gemma4Decode
+    from gemmaios.tinycorpus import chat_prompt
+
+    spec = AudioSpec.from_config(audio_checkpoint.config, processor_config())
+    hf_tok = AutoTokenizer.from_pretrained(str(audio_checkpoint.path))
+    prepared = prepare(BUILTIN_CLIPS[2].samples(), spec)
+    ids = expand_prompt(chat_prompt(QUESTION), spec, hf_tok, prepared.num_soft_tokens)
+    features = torch.from_numpy(prepared.input_features)[None]
+    mask = torch.from_numpy(prepared.input_features_mask)[None]
+    with torch.no_grad():
+        hf = hf_audio_model(input_ids=torch.tensor([ids]), input_features=features, input_features_mask=mask).logits[0]
+    rows = hf_audio_features(hf_audio_model, prepared.input_features, prepared.input_features_mask)
+    embeds = torch.zeros(spec.max_soft_tokens, rows.shape[1])
+    embeds[: rows.shape[0]] = rows
+    model = Gemma4Decode(audio_checkpoint, quant="fp16", dtype=torch.float32, image_tokens=spec.max_soft_tokens).eval()
+    assert model.input_names()[-1] == contract.AUDIO_EMBEDS_INPUT
+    per_layer = hf_audio_model.model.language_model.embed_tokens_per_layer
+    layers, dim = model.spec.num_layers, model.spec.ple_dim
+    spliced = splice_ids(ids, spec)
+    assert spliced.count(spec.vocab_size) == 1 and max(spliced) == spec.vocab_size + prepared.num_soft_tokens - 1
+    key, value = model.new_cache(len(ids))
+    worst = 0.0
+    with torch.no_grad():
+        for i, token in enumerate(spliced):
+            row = contract.ple_row(token, spec.vocab_size, spec.pad_token_id)
+            ple = per_layer(torch.tensor([[row]])).reshape(1, 1, layers, dim).float()
+            logits = model(torch.tensor([[token]], dtype=torch.int32), torch.arange(i + 1, dtype=torch.int32)[None],
+                           ple, embeds, key, value)[0, 0]
+            worst = max(worst, float(torch.max(torch.abs(logits - hf[i]))))
+    assert len(ids) > 3 * 8  # the walk crosses the sliding window (8)
+    assert worst < 1e-3, worst  # fp32 throughout: only summation order differs
+    # and the clip matters: other rows give other logits at the answer's first token
+    with torch.no_grad():
+        other = hf_audio_model(input_ids=torch.tensor([ids]), input_features=torch.zeros_like(features),
+                               input_features_mask=mask).logits[0]
+    assert float(torch.max(torch.abs(other[-1] - hf[-1]))) > 1e-3
+    with pytest.raises(AudioError, match="more than 50 audio soft tokens"):
+        splice_ids([spec.audio_token_id] * 51, spec)
+
+
+@pytest.mark.full
+def test_audio_bundle_splice_under_core_ai(audio_bundle, hf_audio_model):
+    """`convert --audio` on E-series: the audio asset beside the decoder, metadata gemmaios.audio,
+    and under Core AI's runtime the spliced walk's logits follow HF's fp32 ones on the same clip."""
+    from transformers import AutoTokenizer
+
+    from gemmaios import contract
+    from gemmaios.audio.preprocess import AudioSpec
+    from gemmaios.audio.tinymodel import QUESTION
+    from gemmaios.hostrun import BundleRunner, HostRunError
+    from gemmaios.tinycorpus import chat_prompt
+
+    bundle_dir, tables, checkpoint = audio_bundle
+    assert bundle_dir.name.endswith("-audio")
+    meta = json.loads((bundle_dir / "metadata.json").read_text())["gemmaios"]
+    facts = meta[contract.AUDIO_METADATA_KEY]
+    assert (bundle_dir / facts[contract.AUDIO_ASSET_FIELD]).exists()
+    assert facts["embeds_rows"] == facts["max_soft_tokens"] == 50 and facts[contract.SPLICED_PLE_ROW_KEY] == 0
+    assert [i["shape"] for i in meta["inputs"] if i["name"] == contract.AUDIO_EMBEDS_INPUT] == [[50, 64]]
+    spec = AudioSpec.from_bundle(facts)
+    assert spec == AudioSpec.from_checkpoint(checkpoint.path)
+    hf_tok = AutoTokenizer.from_pretrained(str(checkpoint.path))
+    prepared = prepare(BUILTIN_CLIPS[0].samples(), spec)
+    ids = expand_prompt(chat_prompt(QUESTION), spec, hf_tok, prepared.num_soft_tokens)
+    continuation = hf_tok("One. The clip", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        hf = hf_audio_model(input_ids=torch.tensor([ids + continuation]),
+                            input_features=torch.from_numpy(prepared.input_features)[None],
+                            input_features_mask=torch.from_numpy(prepared.input_features_mask)[None]).logits[0]
+    want = hf[len(ids) - 1 : len(ids) - 1 + len(continuation)].numpy()
+    with BundleRunner(bundle_dir, tables) as runner:
+        got = runner.forced(ids, continuation, image=prepared)
+        silent = runner.forced(ids, continuation, image=prepare(BUILTIN_CLIPS[6].samples(), spec))
+        with pytest.raises(HostRunError, match="no image was given"):
+            runner.forced(ids, continuation)
+    assert got.shape == want.shape
+    err = float(np.max(np.abs(got - want)))
+    assert err < 0.1, err  # fp16 CPU runtime vs fp32 HF (measured ~1e-2)
+    assert float(np.max(np.abs(silent - got))) > 10 * err  # the clip, not the prompt, moved them
+
+
+@pytest.mark.full
+def test_cli_run_hears_a_clip(audio_bundle, tmp_path):
+    from typer.testing import CliRunner
+
+    from gemmaios.cli import app
+
+    bundle_dir, tables, _ = audio_bundle
+    wav = tmp_path / "clip.wav"
+    wav.write_bytes(clipset.wav_bytes(BUILTIN_CLIPS[4].samples()))
+    result = CliRunner().invoke(app, ["run", "--bundle", str(bundle_dir), "--tables", str(tables), "--audio", str(wav),
+                                      "--prompt", "What do you hear?", "-n", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.strip().splitlines()[-1])
+    assert record["new_tokens"] == 4 and record["prompt_tokens"] > 20  # 20 soft tokens of a 0.8 s clip + the turn
+    long = tmp_path / "long.wav"
+    long.write_bytes(clipset.wav_bytes(np.zeros(3 * SAMPLE_RATE, np.float32)))
+    result = CliRunner().invoke(app, ["run", "--bundle", str(bundle_dir), "--tables", str(tables), "--audio", str(long),
+                                      "--prompt", "hi"])
+    assert result.exit_code != 0 and "at most 2 s" in result.output

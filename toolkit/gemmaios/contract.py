@@ -161,6 +161,11 @@ AUDIO_ASSET_FIELD = "asset"  # gemmaios.audio.<it>: the audio .aimodel (…c aft
 AUDIO_FEATURES_INPUT = "input_features"  # audio asset: fp16 [1, F, 128] log-mel, padding rows 0
 AUDIO_MASK_INPUT = "input_features_mask"  # audio asset: int32 [1, F], 1 for a real frame
 AUDIO_OUTPUT = "audio_embeds"  # audio asset: fp16 [T, hidden], T = F after two stride-2 convolutions
+# The splice: audio soft tokens take the image tokens' id space and `main` input. The k-th audio
+# soft token of a prompt becomes id V + k, and the audio asset's output is bound as `main`'s static
+# soft-token rows (a prompt holds one clip or one picture; the rows are max(image, audio) tokens).
+# The PLE provider gives them the pad row (ple_row), as HF does for every multimodal position.
+AUDIO_EMBEDS_INPUT = IMAGE_EMBEDS_INPUT
 
 
 def ple_row(token: int, vocab_size: int, pad_token_id: int) -> int:
@@ -344,6 +349,8 @@ def facts() -> list[Fact]:
              f"{m}.AUDIO_MASK_INPUT"),
         Fact("audioOutput", AUDIO_OUTPUT, "audio asset output: fp16 [T,hidden], first num_soft_tokens rows real",
              f"{m}.AUDIO_OUTPUT"),
+        Fact("audioEmbedsInput", AUDIO_EMBEDS_INPUT, "main: the audio asset's rows bind here; the k-th audio soft "
+             "token becomes id V+k and takes the pad PLE row, as image tokens do", f"{m}.AUDIO_EMBEDS_INPUT"),
         Fact("sustainedSampleInterval", SUSTAINED_SAMPLE_INTERVAL, "bench: default seconds between sustained samples",
              f"{m}.SUSTAINED_SAMPLE_INTERVAL"),
         Fact("launchKindCold", LAUNCH_KIND_COLD, "launch record kind: one trial timed from process start",

@@ -84,7 +84,8 @@ def bundle_name_for(ctx: BuildContext) -> str:
         from ..recipe import load_recipe, recipe_tag
 
         quant = recipe_tag(load_recipe(ctx.options.recipe))
-    return bundle_name(model_key(ctx.checkpoint), quant, ctx.options.ple, vision=ctx.options.vision)
+    audio = bool(getattr(ctx.options, "audio", False)) and ctx.checkpoint.model_type != "gemma4_unified"
+    return bundle_name(model_key(ctx.checkpoint), quant, ctx.options.ple, vision=ctx.options.vision, audio=audio)
 
 
 def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> AppSettings:

@@ -65,6 +65,15 @@ def export_audio_asset(checkpoint, spec: AudioSpec, out: Path, dtype: torch.dtyp
     }
 
 
+def audio_asset_facts(facts: dict, embeds_rows: int) -> dict:
+    """The asset's facts plus the splice's (metadata.json gemmaios.audio)."""
+    return {**facts, contract.SPLICED_PLE_ROW_KEY: facts["pad_token_id"], "embeds_rows": int(embeds_rows),
+            "embeds_input": contract.AUDIO_EMBEDS_INPUT,
+            "splice": "the k-th audio soft token of the expanded prompt becomes id vocab_size + k; ids >= vocab_size "
+                      "take row id - vocab_size of the soft-token input (bound with this asset's output) and the "
+                      "PLE row of pad_token_id"}
+
+
 def run_audio_asset(path: Path, input_features, input_features_mask):
     """The audio asset under Core AI's runtime on one prepared clip: audio_embeds fp16 [T, hidden]."""
     import asyncio

@@ -4,17 +4,20 @@
 20 ms frames every 10 ms) padded to a static `max_samples` (the longest clip the audio asset
 takes), with the frame mask; the soft-token count is the mask after the encoder's two
 stride-2 subsampling convolutions (`Gemma4Processor.replace_audio_token`'s arithmetic).
-`expand_prompt` puts `boa + audio x n + eoa` where the prompt says `<audio>`.
+`expand_prompt` puts `boa + audio x n + eoa` where the prompt says `<audio>`; `splice_ids`
+rewrites the k-th audio soft token to id `V + k`, as images are (contract.AUDIO_EMBEDS_INPUT).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .clipset import MAX_SAMPLES, SAMPLE_RATE, AudioError
 
+DEFAULT_MAX_SECONDS = 30.0  # HF's feature extractor truncates at 480 000 samples (750 soft tokens)
 AUDIO_PLACEHOLDER = "<audio>"  # where a prompt text puts the clip (replaced by the expansion)
 
 
@@ -62,6 +65,33 @@ class AudioSpec:
             vocab_size=int(text["vocab_size"]),
             pad_token_id=int(text.get("pad_token_id") or 0),
         )
+
+    @classmethod
+    def from_checkpoint(cls, path) -> AudioSpec:
+        """From config.json, the feature extractor's settings (preprocessor_config.json or the
+        `feature_extractor` block of processor_config.json) and the longest clip: the tiny
+        checkpoints' marker names it (`max_audio_seconds`), else HF's 30 s (750 soft tokens)."""
+        import json
+        from pathlib import Path
+
+        path = Path(path)
+        config = json.loads((path / "config.json").read_text())
+        processor: dict = {}
+        for name in ("preprocessor_config.json", "processor_config.json"):
+            if (path / name).is_file():
+                processor = json.loads((path / name).read_text())
+                break
+        seconds = DEFAULT_MAX_SECONDS
+        marker = path / "gemmaios_tiny.json"
+        if marker.is_file():
+            seconds = float(json.loads(marker.read_text()).get("max_audio_seconds") or seconds)
+        rate = int(processor.get("feature_extractor", processor).get("sampling_rate") or SAMPLE_RATE)
+        return cls.from_config(config, processor, int(round(seconds * rate)))
+
+    @classmethod
+    def from_bundle(cls, facts: dict) -> AudioSpec:
+        """From a bundle's metadata.json `gemmaios.audio` (what the app reads too)."""
+        return cls(**{k: int(facts[k]) for k in cls.__dataclass_fields__})
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__} | {
@@ -137,3 +167,21 @@ def expand_prompt(text: str, spec: AudioSpec, tokenizer, num_soft_tokens: int) -
                          hint=f"put {AUDIO_PLACEHOLDER} where the clip goes")
     text = text.replace(AUDIO_PLACEHOLDER, expansion_text(spec, tokenizer, num_soft_tokens))
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def splice_ids(ids: Sequence[int], spec: AudioSpec) -> list[int]:
+    """HF ids → graph ids: the k-th audio soft token becomes V + k (k < the asset's rows).
+
+    The same id space and the same static rows of `main` as images (contract.AUDIO_EMBEDS_INPUT):
+    a prompt holds one clip or one picture, and the rows are bound with that encoder's output."""
+    out, k = [], 0
+    for t in ids:
+        if int(t) == spec.audio_token_id:
+            if k >= spec.max_soft_tokens:
+                raise AudioError(f"the prompt has more than {spec.max_soft_tokens} audio soft tokens",
+                                 hint="one clip per prompt, expanded with its own num_soft_tokens")
+            out.append(spec.vocab_size + k)
+            k += 1
+        else:
+            out.append(int(t))
+    return out

@@ -355,7 +355,8 @@ def write_checkpoint(out_dir: Path, weights: Path, tokenizer_file: Path, extra_m
         tc = json.loads((tmp / "tokenizer_config.json").read_text())
         tc["extra_special_tokens"] = {**IMAGE_TOKENS, **OTHER_TOKENS}
         write_json_atomic(tmp / "tokenizer_config.json", tc)
-        marker = {"format": TINY_AUDIO_FORMAT, "variant": "e4b-audio", **(extra_marker or {})}
+        marker = {"format": TINY_AUDIO_FORMAT, "variant": "e4b-audio", "max_audio_seconds": MAX_SAMPLES / 16000,
+                  **(extra_marker or {})}
         (tmp / MARKER_FILE).write_text(json.dumps(marker) + "\n")
         replace_dir(tmp, out_dir)
     finally:

@@ -173,6 +173,15 @@ def convert_checkpoint(
 
         check_vision(checkpoint, ple, target)
         image_spec = ImageSpec.from_checkpoint(checkpoint.path)
+    audio_spec = None
+    if audio and checkpoint.model_type != "gemma4_unified":  # E2B/E4B: the audio asset beside the decoder
+        from ..audio.preprocess import AudioSpec
+        from .options import check_audio
+
+        check_audio(checkpoint, ple, target)
+        audio_spec = AudioSpec.from_checkpoint(checkpoint.path)
+    # main's static soft-token rows: one picture or one clip per prompt (contract.AUDIO_EMBEDS_INPUT)
+    soft_rows = max(image_spec.max_soft_tokens if image_spec else 0, audio_spec.max_soft_tokens if audio_spec else 0)
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
@@ -184,7 +193,7 @@ def convert_checkpoint(
         seconds["calibrate"] = prepared.seconds
     awq = prepared.awq if prepared else None
     name = bundle_name(model_key(checkpoint), quant, ple, kernels.bundle_suffix(flash), image_spec is not None,
-                       multimodal=mm_spec is not None)
+                       multimodal=mm_spec is not None, audio=audio_spec is not None)
     t0 = time.time()
 
     gate_report: dict = {}
@@ -208,7 +217,7 @@ def convert_checkpoint(
         ple=ple,
         spec=spec,
         progress=(lambda i, n: progress("layers", i, n)) if progress else None,
-        image_tokens=image_spec.max_soft_tokens if image_spec else 0,
+        image_tokens=soft_rows,
         recipe=recipe,
         awq=awq,
     ).eval()
@@ -280,6 +289,16 @@ def convert_checkpoint(
                 progress("vision asset", 0, 1)
             vision_facts = export_vision_asset(checkpoint, image_spec, staging / vision_asset_name(name))
             seconds["vision_export"] = vision_facts.pop("seconds")
+            vision_facts["embeds_rows"] = soft_rows
+        audio_facts = None
+        if audio_spec is not None:
+            from ..audio.export import audio_asset_facts, audio_asset_name, export_audio_asset
+
+            if progress:
+                progress("audio asset", 0, 1)
+            audio_facts = audio_asset_facts(export_audio_asset(checkpoint, audio_spec, staging / audio_asset_name(name)),
+                                            soft_rows)
+            seconds["audio_export"] = audio_facts.pop("seconds")
         copy_tokenizer(checkpoint.path, staging / "tokenizer")
         gemmaios_section = {
             "source": {"model_id": checkpoint.model_id, "revision": checkpoint.revision},
@@ -328,6 +347,10 @@ def convert_checkpoint(
             from ..contract import VISION_METADATA_KEY
 
             gemmaios_section[VISION_METADATA_KEY] = vision_facts
+        if audio_facts is not None:
+            from ..contract import AUDIO_METADATA_KEY
+
+            gemmaios_section[AUDIO_METADATA_KEY] = audio_facts
         multimodal_facts = None
         if mm_spec is not None:
             from .multimodal import multimodal_metadata

@@ -143,6 +143,8 @@ public enum Contract {
     public static let audioMaskInput = "input_features_mask"
     /// audio asset output: fp16 [T,hidden], first num_soft_tokens rows real
     public static let audioOutput = "audio_embeds"
+    /// main: the audio asset's rows bind here; the k-th audio soft token becomes id V+k and takes the pad PLE row, as image tokens do
+    public static let audioEmbedsInput = "image_embeds"
     /// bench: default seconds between sustained samples
     public static let sustainedSampleInterval = 10
     /// launch record kind: one trial timed from process start
