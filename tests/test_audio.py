@@ -338,3 +338,32 @@ def test_cli_run_hears_a_clip(audio_bundle, tmp_path):
     result = CliRunner().invoke(app, ["run", "--bundle", str(bundle_dir), "--tables", str(tables), "--audio", str(long),
                                       "--prompt", "hi"])
     assert result.exit_code != 0 and "at most 2 s" in result.output
+
+
+def test_audio_oracle_saves_hf_features_and_tokens(audio_checkpoint, hf_audio_model, tmp_path):
+    """The oracle's files: the clip as a .wav, HF's features of exactly those samples, the expanded and
+    spliced prompt, HF's soft tokens and greedy tokens."""
+    from gemmaios.audio.oracle import AUDIO_ORACLE_FILE, load_audio_record, run_audio_oracle
+    from gemmaios.audio.preprocess import AudioSpec, splice_ids
+    from gemmaios.oracle.records import load_oracle
+
+    cases = (BUILTIN_CLIPS[0], BUILTIN_CLIPS[4])
+    oracle = run_audio_oracle(audio_checkpoint.path, tmp_path, cases=cases, max_new_tokens=4)
+    assert [p.id for p in load_oracle(tmp_path / AUDIO_ORACLE_FILE).prompts] == [c.name for c in cases]
+    spec = AudioSpec.from_checkpoint(audio_checkpoint.path)
+    for case, prompt in zip(cases, oracle.prompts, strict=True):
+        record = load_audio_record(tmp_path, case.name)
+        samples = clipset.read_wav(tmp_path / f"{case.name}.wav")
+        np.testing.assert_array_equal(samples, record.samples)
+        fresh = prepare(samples, spec)
+        np.testing.assert_array_equal(fresh.input_features, record.prepared.input_features)
+        np.testing.assert_array_equal(fresh.input_features_mask, record.prepared.input_features_mask)
+        assert record.input_ids == prompt.prompt_ids and record.spliced_input_ids == splice_ids(prompt.prompt_ids, spec)
+        assert record.input_ids.count(spec.audio_token_id) == record.prepared.num_soft_tokens == len(record.audio_features)
+        with torch.no_grad():
+            out = hf_audio_model(input_ids=torch.tensor([prompt.prompt_ids]),
+                                 input_features=torch.from_numpy(record.prepared.input_features)[None],
+                                 input_features_mask=torch.from_numpy(record.prepared.input_features_mask)[None])
+        assert int(out.logits[0, -1].argmax()) == prompt.generated_ids[0]
+    with pytest.raises(AudioError, match="no nope.safetensors"):
+        load_audio_record(tmp_path, "nope")

@@ -61,6 +61,9 @@ class OracleDetails:
     image_oracle: str | None = None  # oracle/images/ (vision builds)
     image_prompts: int = 0
     image_min_margin: float | None = None
+    audio_oracle: str | None = None  # oracle/audio/ (E2B/E4B --audio builds)
+    audio_prompts: int = 0
+    audio_min_margin: float | None = None
 
 
 @dataclass

@@ -118,6 +118,7 @@ def convert_checkpoint(
     prepared_recipe: PreparedRecipe | None = None,
     audio: bool = False,
     multimodal_check: Callable[[Path], dict] | None = None,
+    audio_check: Callable[[Path], dict] | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
@@ -141,7 +142,10 @@ def convert_checkpoint(
     `image_embeds [N, hidden]` input of the id-space splice and the vision asset
     (`gemmaios.vision.export`) is written beside the .aimodel; `image_check(staged_bundle_dir)`
     (gemmaios.vision.gate.build_image_check) runs both under Core AI's runtime against the
-    image oracle (`gates.image_run`).
+    image oracle (`gates.image_run`). `audio` on E2B/E4B (model_type gemma4 with an audio tower):
+    the audio asset (`gemmaios.audio.export`) beside the .aimodel, its soft tokens spliced into the
+    same rows; `audio_check(staged_bundle_dir)` (gemmaios.audio.gate.build_audio_check) runs both
+    against the audio oracle (`gates.audio_run`).
     `recipe`: a mixed-bit plan (gemmaios.recipe) deciding each weight's storage instead of `quant`
     (the bundle is named `..._decode_mixed_<recipe>`); AWQ tensors get scales calibrated on
     `calibration_prompts` (None: the packaged chat prompts), folded into their norms. Gate 2
@@ -401,6 +405,8 @@ def convert_checkpoint(
             run_runtime_gate("bundle_run", "bundle run gate (Core AI runtime)", bundle_check)
         if image_spec is not None and image_check is not None:
             run_runtime_gate("image_run", "image prompt gate (Core AI runtime)", image_check)
+        if audio_spec is not None and audio_check is not None:
+            run_runtime_gate("audio_run", "audio prompt gate (Core AI runtime)", audio_check)
         if mm_spec is not None and multimodal_check is not None:
             run_runtime_gate("multimodal_run", "multimodal prompt gate (Core AI runtime)", multimodal_check)
         final = out_dir / name
