@@ -367,3 +367,28 @@ def test_audio_oracle_saves_hf_features_and_tokens(audio_checkpoint, hf_audio_mo
         assert int(out.logits[0, -1].argmax()) == prompt.generated_ids[0]
     with pytest.raises(AudioError, match="no nope.safetensors"):
         load_audio_record(tmp_path, "nope")
+
+
+@needs_espeak
+def test_clip_bank_feeds_a_machine_without_espeak(tmp_path, monkeypatch):
+    """`python -m gemmaios.audio.clipset --out` writes every spoken clip the trainer and the shipped
+    record need; without espeak-ng the trainer's CLI stops before training when the bank lacks one."""
+    from gemmaios.audio import tinymodel
+
+    assert clipset.main(["--variants", "1", "--out", str(tmp_path / "bank.npz")]) == 0
+    bank = clipset.load_bank(tmp_path / "bank.npz")
+    words = [c.name for c in [*clipset.training_cases(1), *BUILTIN_CLIPS] if c.kind == "word"]
+    assert sorted(bank) == sorted(words)
+    np.testing.assert_allclose(bank["word-seven"], ClipCase("word-seven", "word", "seven").samples(), atol=1e-4)
+    monkeypatch.setattr(clipset.shutil, "which", lambda name: None)
+    trained = []
+    monkeypatch.setattr(tinymodel, "train_tiny_audio", lambda **kw: trained.append(kw))
+    out = tmp_path / "out"
+    assert tinymodel.main(["--variants", "2", "--clips", str(tmp_path / "bank.npz"), "--out", str(out)]) == 1
+    assert not trained  # stopped before any training: the bank has one variant, 2 were asked
+    keys = ("training", "clip_margins", "clip_margins_int4_grid", "text_margins", "clip_answers")
+    monkeypatch.setattr(tinymodel, "ship", lambda result, out: dict.fromkeys(keys, 0))
+    assert tinymodel.main(["--variants", "1", "--clips", str(tmp_path / "bank.npz"), "--out", str(out)]) == 0
+    assert set(trained[0]["speech"]) == {c.name for c in clipset.training_cases(1) if c.kind == "word"} | {
+        c.name for c in BUILTIN_CLIPS if c.kind == "word"}
+    assert sorted(clipset.load_bank(out / tinymodel.CLIPS)) == sorted(c.name for c in BUILTIN_CLIPS if c.kind == "word")

@@ -388,12 +388,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         speech = load_bank(args.clips) if args.clips else None
-        if args.clips and not (Path(args.out) / CLIPS).is_file():  # the built-in spoken clips travel in the bank
-            builtin = {c.name: speech[c.name] for c in BUILTIN_CLIPS if c.name in speech}
-            if len(builtin) == sum(c.kind == "word" for c in BUILTIN_CLIPS):
-                from .clipset import save_bank
+        # Before any training: every clip must be at hand (the bank's, else espeak-ng's), so a long
+        # GPU run cannot end in EspeakMissing when it ships.
+        if not (Path(args.out) / CLIPS).is_file():  # the built-in spoken clips, recorded once with the model
+            from .clipset import save_bank
 
-                save_bank(builtin, Path(args.out) / CLIPS)
+            words = [c for c in BUILTIN_CLIPS if c.kind == "word"]
+            builtin = {c.name: speech[c.name] for c in words if speech and c.name in speech}
+            missing = [c for c in words if c.name not in builtin]
+            save_bank({**builtin, **speech_bank(missing)}, Path(args.out) / CLIPS)
+        wanted = [c for c in training_cases(args.variants) if c.kind == "word"]
+        speech = {**(speech or {}), **speech_bank([c for c in wanted if not speech or c.name not in speech])}
 
         def show(step, total, loss):
             if step % 10 == 0 or step == total:
