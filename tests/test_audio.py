@@ -287,7 +287,7 @@ def test_audio_bundle_splice_under_core_ai(audio_bundle, hf_audio_model):
     from gemmaios import contract
     from gemmaios.audio.preprocess import AudioSpec
     from gemmaios.audio.tinymodel import QUESTION
-    from gemmaios.hostrun import BundleRunner, HostRunError
+    from gemmaios.hostrun import LOGIT_ERROR_BOUND, BundleRunner, HostRunError
     from gemmaios.tinycorpus import chat_prompt
 
     bundle_dir, tables, checkpoint = audio_bundle
@@ -315,7 +315,9 @@ def test_audio_bundle_splice_under_core_ai(audio_bundle, hf_audio_model):
             runner.forced(ids, continuation)
     assert got.shape == want.shape
     err = float(np.max(np.abs(got - want)))
-    assert err < 0.1, err  # fp16 CPU runtime vs fp32 HF (measured ~1e-2)
+    # fp16 CPU runtime vs fp32 HF: measured 0.04-0.11 over the 8 built-in clips (logits ~10), 0.064 on this
+    # one; the text bundle gate's bound (hostrun.LOGIT_ERROR_BOUND) holds
+    assert err < LOGIT_ERROR_BOUND, err
     assert float(np.max(np.abs(silent - got))) > 10 * err  # the clip, not the prompt, moved them
 
 
