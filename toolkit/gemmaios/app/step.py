@@ -199,9 +199,9 @@ class AppStep(Step):
             # the command to fetch it is printed once, under the build's summary (AppDetails.engine)
             message += f"; engine package pending ({result.engine.message})"
         details = result.details(ctx.build_dir, warnings)
-        if image_memory is not None:  # decoder + vision encoder + buffers vs the entitled limit
+        if image_memory is not None:  # decoder + its encoders (vision, audio) + buffers vs the entitled limit
             details.image_memory = image_memory.as_dict()
-            message += f"; with images {image_memory.describe()}"
+            message += f"; with its encoders {image_memory.describe()}"
         return StepOutcome(outputs=outputs, details=details, message=message)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .. import contract
+from ..memory import audio_encoder_activation_bytes
 from .clipset import AudioError
 from .encoder import AudioEncoder, load_audio_modules
 from .preprocess import AudioSpec
@@ -24,6 +25,10 @@ def export_audio_asset(checkpoint, spec: AudioSpec, out: Path, dtype: torch.dtyp
     started = time.time()
     tower, embedder = load_audio_modules(checkpoint)
     module = AudioEncoder(tower, embedder, spec.max_frames, dtype=dtype).eval()
+    # the encoder's peak activations at its static frame count, for the iPhone memory arithmetic (payload)
+    activation_bytes = audio_encoder_activation_bytes(
+        spec.max_frames, module.max_soft_tokens, module.hidden, module.heads,
+        tuple(tower.config.subsampling_conv_channels), module.text_hidden, spec.feature_size)
     del tower, embedder
     if module.max_soft_tokens != spec.max_soft_tokens:
         raise AudioError(f"the audio tower makes {module.max_soft_tokens} soft tokens of {spec.max_frames} frames, the "
@@ -56,6 +61,7 @@ def export_audio_asset(checkpoint, spec: AudioSpec, out: Path, dtype: torch.dtyp
         **spec.as_dict(),
         "max_seconds": spec.max_seconds,
         "hidden_size": module.text_hidden,
+        "activation_bytes": activation_bytes,
         "expansion": "boa_token_id, audio_token_id x num_soft_tokens, eoa_token_id (one clip per prompt)",
         "preprocessing": "transformers' Gemma4AudioFeatureExtractor (16 kHz mono, 20 ms frames every 10 ms, 128 HTK "
                          "mel bins to 8 kHz, log(mel + 1e-3)) padded to max_samples; mask 1 for frames that end inside "
