@@ -110,6 +110,7 @@ class CompileDetails:
     manual_command: str = ""
     compile_seconds: float | None = None
     vision_aimodelc: str | None = None
+    audio_aimodelc: str | None = None  # E2B/E4B --audio builds: the audio asset's .aimodelc
 
 
 @dataclass
