@@ -8,6 +8,7 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v ruby >/dev/null 2>&1 || need+=(ruby)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)  # speaks the audio clips (gemmaios.audio.clipset)
 command -v g++ >/dev/null 2>&1 || need+=(g++)  # runs the Metal kernel source on the CPU (tests/msl_host)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)  # speech clips for the audio front end (gemmaios.audio.clips)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

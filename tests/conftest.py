@@ -177,6 +177,35 @@ def vision_app_build(vision_build, tmp_path_factory):
     return render_vision_app(copy_build(vision_build, tmp_path_factory.mktemp("vision-app") / "build"))
 
 
+@pytest.fixture(scope="session")
+def audio_checkpoint(tmp_path_factory):
+    """A tiny E-series checkpoint with an audio tower (gemmaios.audio.tinymodel's config; seeded
+    audio tower on the trained tiny decoder until trained tiny-audio weights ship)."""
+    from shared_builds import seeded_audio_checkpoint
+
+    return seeded_audio_checkpoint(tmp_path_factory.mktemp("audio-ckpt"))
+
+
+@pytest.fixture(scope="session")
+def audio_asset(audio_checkpoint, tmp_path_factory):
+    """The audio asset of audio_checkpoint (fp16, 2 s static frames), exported once: (path, facts)."""
+    from gemmaios.audio.export import export_audio_asset
+    from gemmaios.audio.preprocess import AudioSpec
+    from gemmaios.audio.tinymodel import processor_config
+
+    spec = AudioSpec.from_config(audio_checkpoint.config, processor_config())
+    path = tmp_path_factory.mktemp("audio-asset") / "tiny.audio.aimodel"
+    return path, export_audio_asset(audio_checkpoint, spec, path)
+
+
+@pytest.fixture(scope="session")
+def audio_bundle(tmp_path_factory):
+    """`convert --audio` of a seeded audio checkpoint (fp16) with its tables: (bundle, tables, checkpoint)."""
+    from shared_builds import seeded_audio_bundle
+
+    return seeded_audio_bundle(tmp_path_factory.mktemp("audio-bundle"))
+
+
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     """A minimal LanguageBundle folder (bytes, not a program: see tests/fixture_bundle.py)."""

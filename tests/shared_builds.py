@@ -112,3 +112,30 @@ def unified_mm_bundle_build(out: Path) -> Path:
     result = convert_checkpoint(checkpoint, out / "bundle", quant="int4", max_context=256, target="mac",
                                 kernel="stock", vision=True, audio=True, gates=False)
     return result.bundle_dir
+
+
+def seeded_audio_checkpoint(out: Path):
+    """The tiny config with an audio tower: the trained tiny decoder and a seeded (untrained) audio
+    tower, written as an HF checkpoint folder and loaded as gemmaios.checkpoint.Checkpoint."""
+    from gemmaios.audio import tinymodel as tm
+    from gemmaios.checkpoint import load_checkpoint
+    from gemmaios.tiny import SHIPPED_DIR as TEXT_DIR
+
+    tok = tm.tokenizer_with_markers(TEXT_DIR / "tokenizer.json")
+    tm.initial_model(tm.model_config(tok), TEXT_DIR / "model.safetensors").save_pretrained(out / "raw")
+    tok.save(str(out / "tokenizer.json"))
+    path = tm.write_checkpoint(out / "tiny-audio-seeded", out / "raw" / "model.safetensors", out / "tokenizer.json",
+                               {"weights": "seeded"})
+    return load_checkpoint(path, model_id="tiny")
+
+
+def seeded_audio_bundle(out: Path) -> tuple[Path, Path, object]:
+    """convert --audio (fp16, so the splice is measured against HF without int4's error) of the
+    seeded audio checkpoint, with its PLE tables: (bundle dir, tables dir, checkpoint)."""
+    from gemmaios.convert.converter import convert_checkpoint
+    from gemmaios.tables.writer import write_tables
+
+    checkpoint = seeded_audio_checkpoint(out / "checkpoint")
+    result = convert_checkpoint(checkpoint, out / "bundles", "fp16", "provider", 128, audio=True, gates=False)
+    write_tables(checkpoint, out / "tables")
+    return result.bundle_dir, out / "tables", checkpoint

@@ -313,3 +313,24 @@ def test_gemmaios_build_reports_pending_then_completes_with_mac(loopback_mac, ti
                             env=env, cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert [c["argv"][1] for c in loopback_mac.calls()[calls:]] == ["compile", "--version"]
+
+
+def test_encoder_assets_are_pointed_at_like_the_decoder(tmp_path):
+    """An E2B/E4B bundle with --vision --audio: both encoder assets' .aimodelc on the iPhone side,
+    their .aimodel in metadata.mac.json; audio_source/vision_source name the assets to compile."""
+    from gemmaios import contract as c
+    from gemmaios.compile import audio_source, vision_source
+
+    bundle = make_bundle(tmp_path / NAME)
+    meta = json.loads((bundle / "metadata.json").read_text())
+    meta.setdefault("gemmaios", {})[c.VISION_METADATA_KEY] = {c.VISION_ASSET_FIELD: f"{NAME}.vision.aimodel"}
+    meta["gemmaios"][c.AUDIO_METADATA_KEY] = {c.AUDIO_ASSET_FIELD: f"{NAME}.audio.aimodel"}
+    (bundle / "metadata.json").write_text(json.dumps(meta))
+    assert audio_source(bundle) == f"{NAME}.audio.aimodel" and vision_source(bundle) == f"{NAME}.vision.aimodel"
+    point_metadata_at(bundle, f"{NAME}.aimodel", f"{NAME}.h18p.aimodelc", H18P,
+                      (f"{NAME}.vision.aimodel", f"{NAME}.vision.h18p.aimodelc"),
+                      (f"{NAME}.audio.aimodel", f"{NAME}.audio.h18p.aimodelc"))
+    ios, mac = (json.loads((bundle / n).read_text())["gemmaios"] for n in ("metadata.json", "metadata.mac.json"))
+    assert ios[c.AUDIO_METADATA_KEY][c.AUDIO_ASSET_FIELD] == f"{NAME}.audio.h18p.aimodelc"
+    assert mac[c.AUDIO_METADATA_KEY][c.AUDIO_ASSET_FIELD] == f"{NAME}.audio.aimodel"
+    assert ios[c.VISION_METADATA_KEY][c.VISION_ASSET_FIELD] == f"{NAME}.vision.h18p.aimodelc"

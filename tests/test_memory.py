@@ -222,3 +222,46 @@ def test_capacity_follows_the_engine_doubling():
     assert kv_bound_capacity(10, 4096, current=2048) == 2048  # never shrinks while the engine lives
     row = context_rows(MODELS["e4b"], contexts=(1500,))[0]
     assert row.capacity == 2048 and row.kv_state_bytes == 2 * 24 * 2 * 2048 * 512 * 2
+
+
+def test_build_checks_decoder_plus_audio_encoder_against_the_iphone_limit(tmp_path):
+    """E2B/E4B --audio (and --vision --audio): the audio encoder's weights and activations and its inputs
+    join the sum; the soft-token rows main binds are counted once, at the larger budget."""
+    import json
+
+    from gemmaios import contract as c
+    from gemmaios.memory import audio_encoder_activation_bytes
+    from gemmaios.payload import VisionExceedsMemory, check_vision_memory
+
+    arch = get_arch("h18p")
+    # 30 s at 16 kHz: 2999 frames, 750 soft tokens; a 12-layer width-1024 Conformer (E2B/E4B's)
+    activations = audio_encoder_activation_bytes(2999, 750, 1024, 8, (128, 32), 2560)
+    assert activations == (2999 * 128 + 750 * 2560 + 750 * 1024 + 128 * 1500 * 64 + 32 * 750 * 32) * 2  # subsampling peaks
+
+    def audio_bundle(root, decoder_bytes, vision: bool):
+        _vision_bundle(root, decoder_bytes, 339_000_000, 181_000_000) if vision else root.mkdir()
+        with open(root / "d.audio.aimodel", "wb") as f:
+            f.truncate(610_000_000)
+        if not vision:
+            with open(root / "d.aimodel", "wb") as f:
+                f.truncate(decoder_bytes)
+        meta = json.loads((root / c.BUNDLE_METADATA_FILE).read_text()) if vision else {"assets": {"main": "d.aimodel"},
+                                                                                       "gemmaios": {}}
+        meta["gemmaios"][c.AUDIO_METADATA_KEY] = {c.AUDIO_ASSET_FIELD: "d.audio.aimodel", "max_frames": 2999,
+                                                  "feature_size": 128, "hidden_size": 2560, "max_soft_tokens": 750,
+                                                  "embeds_rows": 750, "activation_bytes": activations}
+        (root / c.BUNDLE_METADATA_FILE).write_text(json.dumps(meta))
+        return root
+
+    alone = check_vision_memory(audio_bundle(tmp_path / "a", GRAPH_BYTES["e4b"], False), arch)
+    assert alone.fits and alone.parts["audio encoder weights"] == 610_000_000
+    assert alone.parts["audio encoder activations"] == activations and "vision encoder weights" not in alone.parts
+    assert alone.parts["image_embeds"] == 750 * 2560 * 2 and alone.parts["audio inputs"] == 2999 * 128 * 2 + 2999 * 4
+    both = check_vision_memory(audio_bundle(tmp_path / "b", GRAPH_BYTES["e4b"], True), arch)
+    assert both.parts["vision encoder weights"] == 339_000_000 and both.parts["audio encoder weights"] == 610_000_000
+    assert both.parts["image_embeds"] == 750 * 2560 * 2  # one picture or one clip: the larger budget, once
+    assert both.total_bytes == alone.total_bytes + 339_000_000 + 181_000_000 + SOFT_TOKENS * 9 * 768 * 2 + (
+        SOFT_TOKENS * 9 * 2 * 4)
+    with pytest.raises(VisionExceedsMemory, match="with its vision and audio encoders does not fit") as err:
+        check_vision_memory(audio_bundle(tmp_path / "c", 6_000_000_000, True), arch)
+    assert "--audio" in err.value.hint

@@ -165,8 +165,12 @@ def test_multimodal_12b_options_are_refused_before_building(unified_dir, tmp_pat
     assert not list(out.rglob("*.aimodel"))
 
 
-def test_audio_on_a_text_model_is_refused(tiny_checkpoint, tmp_path):
-    from gemmaios.convert.options import ConvertError, check_unified_multimodal
+def test_audio_on_a_model_without_an_audio_tower_is_refused(tiny_checkpoint, tmp_path):
+    from gemmaios.checkpoint import resolve_checkpoint
+    from gemmaios.convert.options import check_audio, check_unified_multimodal
 
-    with pytest.raises(ConvertError, match="--audio needs a gemma4_unified"):
-        check_unified_multimodal(tiny_checkpoint, vision=False, audio=True, target="ios")
+    check_unified_multimodal(tiny_checkpoint, vision=False, audio=True, target="ios")  # not the 12B's question
+    for checkpoint in (tiny_checkpoint, resolve_checkpoint("tiny-vision")):  # text only; images but no audio
+        with pytest.raises(UnsupportedInput, match="has no audio tower") as err:
+            check_audio(checkpoint, "provider", "ios")
+        assert err.value.kind == "audio" and "audio_config" in str(err.value)

@@ -15,6 +15,7 @@ TINY_CHECKPOINT_DIR = "checkpoint"  # a tiny build's own checkpoint (gemmaios.ti
 TABLES_DIR = "tables"  # the int8 per-layer embedding table, its scales and sidecar
 ORACLE_FILE = "oracle/oracle.json"  # the fp32 reference generations
 IMAGE_ORACLE_DIR = "oracle/images"  # the image prompts' reference (vision builds)
+AUDIO_ORACLE_DIR = "oracle/audio"  # the audio prompts' reference (E2B/E4B --audio builds)
 BUNDLES_DIR = "bundle"  # bundle/<bundle name>/: the converted LanguageBundle
 APP_DIR = "app"  # app/<App name>/: the rendered Xcode project
 ENGINE_DIR = "engine"  # engine/coreai-models/: the patched engine package the project references

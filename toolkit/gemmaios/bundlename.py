@@ -20,13 +20,14 @@ def model_key(checkpoint) -> str:
 
 
 def bundle_name(model_key: str, quant: str, ple: str, kernel_suffix: str = "", vision: bool = False,
-                multimodal: bool = False) -> str:
+                multimodal: bool = False, audio: bool = False) -> str:
     """`gemma4_<key>_decode_<quant>`, `_tbl` for table-as-input bundles, the flash-decode kernel's suffix
-    (kernels.bundle_suffix) and `-vision` for image input (docs/contracts.md), `-mm` for the 12B's
+    (kernels.bundle_suffix) and `-vision` for image input (docs/contracts.md), `-audio` for E2B/E4B's
+    audio asset, `-mm` for the 12B's
     multi-function multimodal asset (gemma4_unified). The one derivation: the convert step names the
     bundle with it, the app step falls back on it."""
     return (f"{BUNDLE_PREFIX}{model_key}{DECODE_MARK}{quant}" + ("_tbl" if ple == "tbl" else "") + kernel_suffix
-            + ("-vision" if vision else "") + ("-mm" if multimodal else ""))
+            + ("-vision" if vision else "") + ("-audio" if audio else "") + ("-mm" if multimodal else ""))
 
 
 BUNDLE_PREFIX, DECODE_MARK, QAT_SUFFIX = "gemma4_", "_decode_", "_qat"

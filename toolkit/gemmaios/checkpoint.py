@@ -399,9 +399,12 @@ def unified_text_config(config: dict, path: Path | str = "the checkpoint") -> di
 def supported_inputs(checkpoint: Checkpoint) -> tuple[str, ...]:
     """The input kinds gemmaios builds for this checkpoint: text always; images for the
     encoder-based multimodal release (E2B/E4B, model_type gemma4) when its vision tower is present;
-    images and audio for gemma4_unified (the 12B) when its embedders are configured."""
-    if checkpoint.model_type == "gemma4" and isinstance(checkpoint.config.get("vision_config"), dict):
-        return ("text", "image")
+    images and audio for gemma4_unified (the 12B) when its embedders are configured; on the
+    encoder-based release (E2B/E4B, model_type gemma4) images when its vision tower is present
+    and audio when its Conformer audio tower is."""
+    if checkpoint.model_type == "gemma4":  # E2B/E4B: the vision asset, the audio asset (issue 28)
+        return ("text",) + tuple(kind for kind, key in (("image", "vision_config"), ("audio", "audio_config"))
+                                 if isinstance(checkpoint.config.get(key), dict))
     if checkpoint.model_type == "gemma4_unified":  # the 12B's multi-function Mac bundle (convert.multimodal)
         return ("text",) + tuple(kind for kind, key in (("image", "vision_config"), ("audio", "audio_config"))
                                  if isinstance(checkpoint.config.get(key), dict))
@@ -413,7 +416,7 @@ def require_inputs(checkpoint: Checkpoint, kinds: tuple[str, ...] | list[str]) -
 
     Called only where a request asks for more than text (an image or audio prompt, an image
     asset in the build): loading and converting the text path never raises this.
-    Out of scope: audio on the encoder-based releases (E2B/E4B: their conformer audio tower). The
+    E2B/E4B take audio through their Conformer audio tower's asset (gemmaios.audio). The
     12B as it ships (`gemma4_unified`) takes images and audio through its multi-function Mac bundle
     (`prefill_multimodal`, `embed_vision`, `embed_audio`: gemmaios.convert.multimodal).
     """
@@ -431,10 +434,11 @@ def require_inputs(checkpoint: Checkpoint, kinds: tuple[str, ...] | list[str]) -
             )
         if kind == "audio":
             raise UnsupportedInput(
-                f"audio input is out of scope: gemmaios builds the text path{' and images' if checkpoint.model_type == 'gemma4' else ''} "
-                f"of {checkpoint.model_id}, not its audio embedder",
+                f"{checkpoint.model_id} has no audio tower (model_type {checkpoint.model_type}, no audio_config in "
+                "config.json), so it cannot take audio",
                 kind="audio",
-                hint="send text (or, for E2B/E4B, image) prompts; README lists what is out of scope (audio, 12B images)",
+                hint="use a release with an audio encoder (model_type gemma4 with audio_config, e.g. "
+                     "google/gemma-4-E4B-it), or send text prompts",
             )
         raise UnsupportedInput(
             f"{checkpoint.model_id} has no vision encoder (model_type {checkpoint.model_type}), so it cannot take images",

@@ -70,8 +70,9 @@ VisionOpt = Annotated[bool | None, typer.Option(
          "--target mac): embed_vision and prefill_multimodal beside main in its one asset")]
 AudioOpt = Annotated[bool | None, typer.Option(
     "--audio", rich_help_panel=BUILD,
-    help="audio input on the 12B as it ships (gemma4_unified, --target mac): embed_audio and prefill_multimodal "
-         "beside main in its one asset")]
+    help="audio input (E2B/E4B with an audio tower): the audio asset beside the decoder, its soft tokens spliced "
+         "into image_embeds' id space (provider PLE, --target ios); on the 12B as it ships (gemma4_unified, --target "
+         "mac): embed_audio and prefill_multimodal beside main in its one asset")]
 
 # ---- where, with what ------------------------------------------------------------------------
 OutOpt = Annotated[Path | None, typer.Option(

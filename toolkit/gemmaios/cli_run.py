@@ -83,8 +83,9 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         image: Annotated[Path | None, typer.Option("--image", help="a picture for the prompt (bundles built with "
                                                     "--vision); `<image>` in the prompt marks its place, else it "
                                                     "goes first")] = None,
-        audio: Annotated[Path | None, typer.Option("--audio", help="a 16 kHz PCM .wav clip for the prompt (the 12B's "
-                                                    "multimodal bundle, --audio); `<audio>` in the prompt marks its "
+        audio: Annotated[Path | None, typer.Option("--audio", help="a PCM .wav clip for the prompt (bundles built "
+                                                    "with --audio: E2B/E4B's audio asset, or the 12B's multimodal "
+                                                    "bundle); `<audio>` in the prompt marks its "
                                                     "place, else it goes first")] = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -117,14 +118,20 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                     _run_multimodal(bundle_dir, info, prompt, image, audio, tokens, not raw, console, out_console,
                                     as_json)
                     return
-                if audio is not None:
+                if audio is not None and not info.audio:
                     raise hostrun.HostRunError(f"{info.name} takes no audio",
-                                               hint="convert the 12B (gemma4_unified) with --target mac --audio")
+                                               hint="convert an E2B/E4B checkpoint that has an audio tower with --audio "
+                                                    "(or the 12B, gemma4_unified, with --target mac --audio)")
+                if audio is not None and image is not None:
+                    raise hostrun.HostRunError("a prompt takes one picture or one clip on E2B/E4B bundles",
+                                               hint="pass --image or --audio")
                 tables_dir = tables or (build / TABLES_DIR if build else None)
                 with hostrun.BundleRunner(bundle_dir, tables_dir if tables_dir and tables_dir.is_dir() else tables) as runner:
                     tok = hostrun.BundleTokenizer(info)
                     console.print(f"[dim]{info.name} loaded by Core AI's runtime in {runner.load_seconds:.2f}s[/dim]")
                     picture = _prepare_image(runner, image) if image is not None else None
+                    if audio is not None:
+                        picture = _prepare_audio(runner, audio)
                     texts = [prompt] if prompt is not None else _stdin_prompts(console, ctrl_c)
                     if raw or picture is not None:  # one message at a time: no conversation is kept
                         if prompt is None:
@@ -302,6 +309,14 @@ def _prepare_image(runner, path: Path):
     return runner.encode_image(preprocess(load_image(path), ImageSpec.from_bundle(runner.vision)))
 
 
+def _prepare_audio(runner, path: Path):
+    """The clip through the bundle's audio asset, once (an EncodedAudio every prompt reuses)."""
+    from .audio.clipset import read_wav
+    from .audio.preprocess import AudioSpec, prepare
+
+    return runner.encode_audio(prepare(read_wav(path), AudioSpec.from_bundle(runner.audio)))
+
+
 def _run_multimodal(bundle_dir: Path, info, prompt: str | None, image: Path | None, audio: Path | None, tokens: int,
                     chat: bool, console: Console, out: Console, as_json: bool) -> None:
     """The 12B's multimodal bundle: the embedders, one prefill_multimodal call, then main (hostrun.multimodal)."""
@@ -349,14 +364,27 @@ def _run_multimodal(bundle_dir: Path, info, prompt: str | None, image: Path | No
 
 
 def _encode_with_image(tok, runner, text: str, chat: bool, picture) -> list[int]:
-    from .vision.preprocess import IMAGE_PLACEHOLDER, ImageSpec, expand_prompt
+    """The prompt with its picture's (or clip's: an EncodedAudio) soft tokens expanded, HF ids."""
+    from .hostrun import EncodedAudio
 
-    if IMAGE_PLACEHOLDER not in text:
-        text = f"{IMAGE_PLACEHOLDER}\n{text}"
+    if isinstance(picture, EncodedAudio):
+        from .audio.preprocess import AUDIO_PLACEHOLDER as placeholder
+        from .audio.preprocess import AudioSpec
+        from .audio.preprocess import expand_prompt as expand
+
+        spec = AudioSpec.from_bundle(runner.audio)
+    else:
+        from .vision.preprocess import IMAGE_PLACEHOLDER as placeholder
+        from .vision.preprocess import ImageSpec
+        from .vision.preprocess import expand_prompt as expand
+
+        spec = ImageSpec.from_bundle(runner.vision)
+    if placeholder not in text:
+        text = f"{placeholder}\n{text}"
     rendered = (tok.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                                   add_generation_prompt=True) if chat
                 else (tok.tokenizer.bos_token or "") + text)
-    return expand_prompt(rendered, ImageSpec.from_bundle(runner.vision), tok.tokenizer, picture.num_soft_tokens)
+    return expand(rendered, spec, tok.tokenizer, picture.num_soft_tokens)
 
 
 def _answer(runner, tok, text: str, tokens: int, chat: bool, console: Console, out: Console, picture=None,

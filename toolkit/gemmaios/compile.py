@@ -140,20 +140,32 @@ def vision_source(bundle_dir: Path) -> str | None:
     """The bundle's vision `.aimodel` (gemmaios.vision.asset; None for text-only bundles)."""
     from .contract import VISION_ASSET_FIELD, VISION_METADATA_KEY
 
-    vision = (read_metadata(Path(bundle_dir)).get("gemmaios") or {}).get(VISION_METADATA_KEY)
-    if not vision:
+    return _encoder_source(bundle_dir, VISION_METADATA_KEY, VISION_ASSET_FIELD)
+
+
+def audio_source(bundle_dir: Path) -> str | None:
+    """The bundle's audio `.aimodel` (gemmaios.audio.asset; None without E2B/E4B audio input)."""
+    from .contract import AUDIO_ASSET_FIELD, AUDIO_METADATA_KEY
+
+    return _encoder_source(bundle_dir, AUDIO_METADATA_KEY, AUDIO_ASSET_FIELD)
+
+
+def _encoder_source(bundle_dir: Path, key: str, field: str) -> str | None:
+    facts = (read_metadata(Path(bundle_dir)).get("gemmaios") or {}).get(key)
+    if not facts:
         return None
-    name = str(vision[VISION_ASSET_FIELD])
+    name = str(facts[field])
     return name[: -len("c")] if name.endswith(".aimodelc") else name
 
 
 def point_metadata_at(bundle_dir: Path, aimodel: str, aimodelc: str, arch: Arch,
-                      vision: tuple[str, str] | None = None) -> tuple[Path, Path]:
+                      vision: tuple[str, str] | None = None, audio: tuple[str, str] | None = None) -> tuple[Path, Path]:
     """metadata.json → the .aimodelc (for the iPhone); metadata.mac.json → the .aimodel (for a Mac).
 
-    `vision`: (the vision .aimodel, its .aimodelc), pointed at the same way (gemmaios.vision.asset).
+    `vision`: (the vision .aimodel, its .aimodelc), pointed at the same way (gemmaios.vision.asset);
+    `audio` likewise (gemmaios.audio.asset).
     """
-    from .contract import VISION_ASSET_FIELD, VISION_METADATA_KEY
+    from .contract import AUDIO_ASSET_FIELD, AUDIO_METADATA_KEY, VISION_ASSET_FIELD, VISION_METADATA_KEY
 
     bundle_dir = Path(bundle_dir)
     meta = read_metadata(bundle_dir)
@@ -164,6 +176,9 @@ def point_metadata_at(bundle_dir: Path, aimodel: str, aimodelc: str, arch: Arch,
     if vision is not None:
         mac["gemmaios"][VISION_METADATA_KEY][VISION_ASSET_FIELD] = vision[0]
         meta["gemmaios"][VISION_METADATA_KEY][VISION_ASSET_FIELD] = vision[1]
+    if audio is not None:
+        mac["gemmaios"][AUDIO_METADATA_KEY][AUDIO_ASSET_FIELD] = audio[0]
+        meta["gemmaios"][AUDIO_METADATA_KEY][AUDIO_ASSET_FIELD] = audio[1]
     # user_data is [String: String] in Apple's ModelBundle: values stay strings.
     meta["user_data"] = {**meta.get("user_data", {}), "aot_architecture": arch.name}
     write_json_atomic(bundle_dir / MAC_METADATA, mac)
@@ -184,6 +199,7 @@ class CompileResult:
     seconds: float
     sha256: dict[str, str] = field(default_factory=dict)
     vision_aimodelc: Path | None = None  # the vision asset's, for bundles with image input
+    audio_aimodelc: Path | None = None  # the audio asset's, for E2B/E4B bundles with audio input
 
 
 def tool_version(runner: ToolchainRunner) -> str:
@@ -206,13 +222,19 @@ def compile_bundle(bundle_dir: Path, arch: Arch | str, runner: ToolchainRunner, 
     if vision is not None:  # the vision asset first: a failure leaves metadata.json untouched
         vision_target, _, _ = _compile_asset(bundle_dir, vision, arch, runner, timeout)
         vision_pair = (vision, vision_target.name)
+    audio = audio_source(bundle_dir)
+    audio_pair = None
+    if audio is not None:  # likewise before the decoder
+        audio_target, _, _ = _compile_asset(bundle_dir, audio, arch, runner, timeout)
+        audio_pair = (audio, audio_target.name)
     target, info, result = _compile_asset(bundle_dir, aimodel, arch, runner, timeout)
-    metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch, vision_pair)
+    metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch, vision_pair, audio_pair)
     return CompileResult(
         aimodelc=target, metadata=metadata, mac_metadata=mac_metadata, arch=arch.name, command=result.command,
         host=result.host, producer=info.producer, tool_version=tool_version(runner), seconds=result.seconds,
         sha256={k.split("/", 1)[1]: v for k, v in result.sha256.items() if "/" in k},
         vision_aimodelc=bundle_dir / vision_pair[1] if vision_pair else None,
+        audio_aimodelc=bundle_dir / audio_pair[1] if audio_pair else None,
     )
 
 
@@ -294,13 +316,17 @@ class CompileStep(Step):
 
         vision = vision_source(bundle_dir)
         vision_target = bundle_dir / aimodelc_name(Path(vision).name, arch) if vision else None
-        if picked_up is not None and vision_target is not None and not vision_target.exists():
-            picked_up = None  # the decoder was compiled elsewhere but not the vision asset: compile both
+        audio = audio_source(bundle_dir)
+        audio_target = bundle_dir / aimodelc_name(Path(audio).name, arch) if audio else None
+        if picked_up is not None and any(t is not None and not t.exists() for t in (vision_target, audio_target)):
+            picked_up = None  # the decoder was compiled elsewhere but not an encoder asset: compile them all
         if picked_up is not None:
-            if vision_target is not None:
-                check_aimodelc(vision_target, arch)
+            for encoder_target in (vision_target, audio_target):
+                if encoder_target is not None:
+                    check_aimodelc(encoder_target, arch)
             metadata, mac_metadata = point_metadata_at(bundle_dir, aimodel, target.name, arch,
-                                                       (vision, vision_target.name) if vision_target else None)
+                                                       (vision, vision_target.name) if vision_target else None,
+                                                       (audio, audio_target.name) if audio_target else None)
             earlier = previous.details if previous is not None else None  # pending: its command; done: its record
             pending = (earlier.command if earlier is not None else "") or manual_command(bundle_dir, aimodel, arch)
             reused = previous is not None and previous.status == DONE
@@ -334,10 +360,15 @@ class CompileStep(Step):
         if vision_target is not None and vision_target.exists():
             files += sorted(p for p in vision_target.rglob("*") if p.is_file())
             vision_rel = str(vision_target.relative_to(ctx.build_dir))
+        audio_rel = None
+        if audio_target is not None and audio_target.exists():
+            files += sorted(p for p in audio_target.rglob("*") if p.is_file())
+            audio_rel = str(audio_target.relative_to(ctx.build_dir))
         details = CompileDetails(
             arch=arch.name, platform=arch.platform, source_sha256=source_digest,
             aimodelc=str(target.relative_to(ctx.build_dir)), metadata=str(metadata.relative_to(ctx.build_dir)),
-            metadata_mac=str(mac_metadata.relative_to(ctx.build_dir)), vision_aimodelc=vision_rel, **made)
+            metadata_mac=str(mac_metadata.relative_to(ctx.build_dir)), vision_aimodelc=vision_rel,
+            audio_aimodelc=audio_rel, **made)
         tools = {"coreai-build": details.tool_version or details.producer}
         return StepOutcome(outputs=[*files, metadata, mac_metadata], details=details, message=message, tools=tools)
 

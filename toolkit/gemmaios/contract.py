@@ -156,6 +156,23 @@ IMAGE_EMBEDS_INPUT = "image_embeds"  # main: fp16 [N, hidden], static (zeros whe
 SPLICED_PLE_ROW_KEY = "pad_token_id"  # gemmaios.vision.<it>: the PLE row every id >= V takes
 
 
+# ---- audio input (E2B/E4B, issue 28): the audio asset -------------------------------------------
+# metadata.json `gemmaios.audio` describes the audio asset (absent: the bundle takes no audio). The
+# app computes HF's log-mel features (128 bins, 16 kHz), pads them to the asset's static frame
+# count with a 0/1 frame mask, and runs the asset once per clip; its first num_soft_tokens rows
+# are the clip's soft tokens in HF's order.
+AUDIO_METADATA_KEY = "audio"  # metadata.json gemmaios.<it>
+AUDIO_ASSET_FIELD = "asset"  # gemmaios.audio.<it>: the audio .aimodel (…c after AOT), in the bundle folder
+AUDIO_FEATURES_INPUT = "input_features"  # audio asset: fp16 [1, F, 128] log-mel, padding rows 0
+AUDIO_MASK_INPUT = "input_features_mask"  # audio asset: int32 [1, F], 1 for a real frame
+AUDIO_OUTPUT = "audio_embeds"  # audio asset: fp16 [T, hidden], T = F after two stride-2 convolutions
+# The splice: audio soft tokens take the image tokens' id space and `main` input. The k-th audio
+# soft token of a prompt becomes id V + k, and the audio asset's output is bound as `main`'s static
+# soft-token rows (a prompt holds one clip or one picture; the rows are max(image, audio) tokens).
+# The PLE provider gives them the pad row (ple_row), as HF does for every multimodal position.
+AUDIO_EMBEDS_INPUT = IMAGE_EMBEDS_INPUT
+
+
 def ple_row(token: int, vocab_size: int, pad_token_id: int) -> int:
     """The PLE table row the provider gathers for a graph token id (ids >= V: spliced image tokens)."""
     return pad_token_id if token >= vocab_size else token
@@ -375,6 +392,18 @@ def facts() -> list[Fact]:
              f"{m}.IMAGE_EMBEDS_INPUT"),
         Fact("splicedPleRowKey", SPLICED_PLE_ROW_KEY, "PLE provider: ids >= V gather the row gemmaios.vision.<it> names "
              "(the pad token's)", f"{m}.SPLICED_PLE_ROW_KEY ({m}.ple_row)"),
+        Fact("audioMetadataKey", AUDIO_METADATA_KEY, "metadata.json gemmaios.<it>: the audio asset's facts "
+             "(absent: the bundle takes no audio)", f"{m}.AUDIO_METADATA_KEY"),
+        Fact("audioAssetField", AUDIO_ASSET_FIELD, "gemmaios.audio.<it>: the audio asset's file in the bundle folder",
+             f"{m}.AUDIO_ASSET_FIELD"),
+        Fact("audioFeaturesInput", AUDIO_FEATURES_INPUT, "audio asset: fp16 [1,F,128] log-mel features, padding rows 0",
+             f"{m}.AUDIO_FEATURES_INPUT"),
+        Fact("audioMaskInput", AUDIO_MASK_INPUT, "audio asset: int32 [1,F] frame mask, 1 for a real frame",
+             f"{m}.AUDIO_MASK_INPUT"),
+        Fact("audioOutput", AUDIO_OUTPUT, "audio asset output: fp16 [T,hidden], first num_soft_tokens rows real",
+             f"{m}.AUDIO_OUTPUT"),
+        Fact("audioEmbedsInput", AUDIO_EMBEDS_INPUT, "main: the audio asset's rows bind here; the k-th audio soft "
+             "token becomes id V+k and takes the pad PLE row, as image tokens do", f"{m}.AUDIO_EMBEDS_INPUT"),
         Fact("sustainedSampleInterval", SUSTAINED_SAMPLE_INTERVAL, "bench: default seconds between sustained samples",
              f"{m}.SUSTAINED_SAMPLE_INTERVAL"),
         Fact("launchKindCold", LAUNCH_KIND_COLD, "launch record kind: one trial timed from process start",

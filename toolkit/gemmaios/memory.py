@@ -88,6 +88,7 @@ def entitled_memory(
     kv_bytes: int | None = None,
     buffers: dict[str, int] | None = None,
     extra: ExtraAsset | None = None,
+    extras: tuple[ExtraAsset, ...] = (),
 ) -> MemoryEstimate:
     """The memory an iPhone app holds for a build, against `arch`'s entitled limit.
 
@@ -96,16 +97,17 @@ def entitled_memory(
     kv_bytes: the KV state at the bundle's max context (`kv_cache_bytes`); None when unknown,
         and the estimate then says it is left out.
     buffers: other static inputs by name, e.g. {"image_embeds": image_embeds_bytes(280, 2560)}.
-    extra: one asset beside the decoder, e.g. the vision encoder (weights + activations).
+    extra: one asset beside the decoder, e.g. the vision encoder (weights + activations);
+        `extras`: more of them (E2B/E4B with --vision and --audio: both encoders).
     """
     parts = {"graph": int(decoder_bytes), "owned PLE tables": int(table_bytes)}
     if kv_bytes is not None:
         parts["KV cache"] = int(kv_bytes)
     for name, size in (buffers or {}).items():
         parts[name] = int(size)
-    if extra is not None:
-        parts[f"{extra.name} weights"] = int(extra.weight_bytes)
-        parts[f"{extra.name} activations"] = int(extra.activation_bytes)
+    for asset in ([extra] if extra is not None else []) + list(extras):
+        parts[f"{asset.name} weights"] = int(asset.weight_bytes)
+        parts[f"{asset.name} activations"] = int(asset.activation_bytes)
     limit = int(arch.entitled_limit_gb * GB) if arch.entitled_limit_gb else None
     note = "before the KV cache and activations" if kv_bytes is None else ""
     return MemoryEstimate(arch.name, parts, limit, note)
@@ -127,6 +129,26 @@ def kv_cache_bytes_for(spec, max_context: int, dtype_bytes: int = FP16_BYTES) ->
 def image_embeds_bytes(soft_tokens: int, hidden_size: int, dtype_bytes: int = FP16_BYTES) -> int:
     """The decoder's static `image_embeds [N, hidden]` input, N = the soft-token budget."""
     return soft_tokens * hidden_size * dtype_bytes
+
+
+def audio_encoder_activation_bytes(frames: int, tokens: int, hidden_size: int, num_heads: int,
+                                   sub_channels: tuple[int, int], out_hidden: int, feature_size: int = 128,
+                                   dtype_bytes: int = FP16_BYTES) -> int:
+    """Peak activations of the Conformer audio encoder run once over its static frame count.
+
+    The input features [frames, feature_size] and the output [tokens, out_hidden] are live
+    throughout, and the residual stream [tokens, hidden]; then the largest of the subsampling
+    phase (the first convolution's [C0, frames/2, feature_size/2] map and the second's
+    [C1, tokens, feature_size/4]), the attention phase (normed x, q, k, v, output, and the
+    [heads, T, T] scores, counted at fp32 as the module computes them) and the feed-forward phase
+    (normed x and the [T, 4*hidden] expansion, before and after its activation). An upper bound.
+    """
+    half = (frames + 1) // 2
+    live = frames * feature_size + tokens * out_hidden + tokens * hidden_size
+    sub = sub_channels[0] * half * (feature_size // 2) + sub_channels[1] * tokens * (feature_size // 4)
+    attention = 5 * tokens * hidden_size + 2 * num_heads * tokens * tokens
+    ffw = tokens * hidden_size + 2 * tokens * 4 * hidden_size
+    return (live + max(sub, attention, ffw)) * dtype_bytes
 
 
 def vision_encoder_activation_bytes(patches: int, hidden_size: int, intermediate_size: int, num_heads: int,

@@ -53,7 +53,7 @@ class TablesExceedMemory(GemmaiosError):
 
 
 class VisionExceedsMemory(GemmaiosError):
-    """Decoder + vision encoder + their buffers exceed the iPhone's entitled memory."""
+    """Decoder + its encoders (vision, audio) + their buffers exceed the iPhone's entitled memory."""
 
 
 @dataclass(frozen=True)
@@ -98,16 +98,29 @@ def read_main_asset(bundle_dir: Path) -> str:
 
 def _vision_asset(bundle_dir: Path) -> str | None:
     """metadata.json gemmaios.vision.asset (None: a text-only bundle)."""
+    return _encoder_asset(bundle_dir, c.VISION_METADATA_KEY, c.VISION_ASSET_FIELD)
+
+
+def _audio_asset(bundle_dir: Path) -> str | None:
+    """metadata.json gemmaios.audio.asset (None: a bundle without E2B/E4B audio input)."""
+    return _encoder_asset(bundle_dir, c.AUDIO_METADATA_KEY, c.AUDIO_ASSET_FIELD)
+
+
+def _encoder_facts(bundle_dir: Path, key: str) -> dict | None:
     try:
         meta = json.loads((Path(bundle_dir) / c.BUNDLE_METADATA_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    vision = (meta.get("gemmaios") or {}).get(c.VISION_METADATA_KEY)
-    if not vision:
+    return (meta.get("gemmaios") or {}).get(key) or None
+
+
+def _encoder_asset(bundle_dir: Path, key: str, field: str) -> str | None:
+    facts = _encoder_facts(bundle_dir, key)
+    if not facts:
         return None
-    name = str(vision[c.VISION_ASSET_FIELD])
+    name = str(facts[field])
     if Path(name).is_absolute() or ".." in Path(name).parts:
-        raise PayloadError(f"gemmaios.vision.asset {name!r} points outside the bundle", hint="re-run `gemmaios convert`")
+        raise PayloadError(f"gemmaios.{key}.{field} {name!r} points outside the bundle", hint="re-run `gemmaios convert`")
     return name
 
 
@@ -120,36 +133,61 @@ def vision_memory_bytes(bundle_dir: Path) -> dict[str, int]:
     vision = _vision_asset(bundle_dir)
     if vision is None:
         return {}
-    facts = json.loads((Path(bundle_dir) / c.BUNDLE_METADATA_FILE).read_text())["gemmaios"][c.VISION_METADATA_KEY]
-    n, hidden, patches, patch_dim = (int(facts[k]) for k in ("max_soft_tokens", "hidden_size", "max_patches", "patch_dim"))
+    facts = _encoder_facts(bundle_dir, c.VISION_METADATA_KEY)
+    hidden, patches, patch_dim = (int(facts[k]) for k in ("hidden_size", "max_patches", "patch_dim"))
+    n = int(facts.get("embeds_rows") or facts["max_soft_tokens"])
     return {"vision_asset": sum(p.stat().st_size for p in _tree(Path(bundle_dir) / vision)),
             "image_embeds": n * hidden * 2, "vision_inputs": patches * patch_dim * 2 + patches * 2 * 4,
             "vision_activations": int(facts.get("activation_bytes") or 0)}
 
 
+def audio_memory_bytes(bundle_dir: Path) -> dict[str, int]:
+    """What E2B/E4B audio input adds: the audio asset's file bytes, the soft-token rows main binds
+    (shared with images: `image_embeds`), the asset's inputs (F x 128 fp16 features + F int32
+    mask) and its peak activations (recorded at export). Empty without an audio asset."""
+    audio = _audio_asset(bundle_dir)
+    if audio is None:
+        return {}
+    facts = _encoder_facts(bundle_dir, c.AUDIO_METADATA_KEY)
+    frames, bins, hidden = (int(facts[k]) for k in ("max_frames", "feature_size", "hidden_size"))
+    n = int(facts.get("embeds_rows") or facts["max_soft_tokens"])
+    return {"audio_asset": sum(p.stat().st_size for p in _tree(Path(bundle_dir) / audio)),
+            "image_embeds": n * hidden * 2, "audio_inputs": frames * bins * 2 + frames * 4,
+            "audio_activations": int(facts.get("activation_bytes") or 0)}
+
+
 def vision_memory(bundle_dir: Path, arch: Arch) -> MemoryEstimate | None:
-    """Decoder graph + vision encoder (weights, activations) + its buffers vs `arch`'s entitled
-    limit (gemmaios.memory.entitled_memory); None for a text-only bundle."""
-    extra = vision_memory_bytes(bundle_dir)
-    if not extra:
+    """Decoder graph + its encoders (vision and/or audio: weights, activations) + their buffers vs
+    `arch`'s entitled limit (gemmaios.memory.entitled_memory); None for a text-only bundle."""
+    vision, audio = vision_memory_bytes(bundle_dir), audio_memory_bytes(bundle_dir)
+    if not vision and not audio:
         return None
     main = Path(bundle_dir) / read_main_asset(bundle_dir)
-    encoder = ExtraAsset("vision encoder", extra["vision_asset"], extra["vision_activations"])
-    return entitled_memory(arch, decoder_bytes=tree_bytes(main), extra=encoder,
-                           buffers={"image_embeds": extra["image_embeds"], "vision inputs": extra["vision_inputs"]})
+    extras, buffers = [], {"image_embeds": max(vision.get("image_embeds", 0), audio.get("image_embeds", 0))}
+    if vision:
+        extras.append(ExtraAsset("vision encoder", vision["vision_asset"], vision["vision_activations"]))
+        buffers["vision inputs"] = vision["vision_inputs"]
+    if audio:
+        extras.append(ExtraAsset("audio encoder", audio["audio_asset"], audio["audio_activations"]))
+        buffers["audio inputs"] = audio["audio_inputs"]
+    return entitled_memory(arch, decoder_bytes=tree_bytes(main), extras=tuple(extras), buffers=buffers)
 
 
 def check_vision_memory(bundle_dir: Path, arch: Arch) -> MemoryEstimate | None:
-    """Refuse an image-capable bundle whose decoder + vision encoder + buffers exceed the iPhone's
-    entitled limit; otherwise return the estimate (the app step records it). None: text-only or not iOS."""
+    """Refuse a bundle with image or audio input whose decoder + encoders + buffers exceed the
+    iPhone's entitled limit; otherwise return the estimate (the app step records it). None:
+    text-only or not iOS."""
     if arch.platform != "iOS":
         return None
     estimate = vision_memory(bundle_dir, arch)
     if estimate is not None and estimate.fits is False:
+        what = " and ".join(n for n, on in (("vision", _vision_asset(bundle_dir)), ("audio", _audio_asset(bundle_dir)))
+                            if on)
         raise VisionExceedsMemory(
-            f"{Path(bundle_dir).name} with its vision encoder does not fit an iPhone: {estimate.describe()}",
-            hint="convert with a smaller soft-token budget (the image processor's max_soft_tokens) or a smaller "
-                 "model (E2B), or without --vision")
+            f"{Path(bundle_dir).name} with its {what} encoder{'s' if ' and ' in what else ''} does not fit an iPhone: "
+            f"{estimate.describe()}",
+            hint="convert with a smaller soft-token budget (the image processor's max_soft_tokens, a shorter longest "
+                 "clip) or a smaller model (E2B), or without --vision / --audio")
     return estimate
 
 
@@ -198,6 +236,13 @@ def payload_plan(build_dir: Path, location: str | None = None, *, bundle_dir: Pa
         if not found:
             raise PayloadError(f"{bundle_dir / vision} is missing (the app reads it for image prompts)",
                                hint="compile the bundle (`gemmaios compile`) or re-run `gemmaios convert --vision`")
+        files += [PayloadFile(p, f"{bundle_rel}/{p.relative_to(bundle_dir).as_posix()}") for p in found]
+    audio = _audio_asset(bundle_dir)
+    if audio is not None:  # the audio asset the app loads next to the decoder (gemmaios.audio.asset)
+        found = _tree(bundle_dir / audio)
+        if not found:
+            raise PayloadError(f"{bundle_dir / audio} is missing (the app reads it for audio prompts)",
+                               hint="compile the bundle (`gemmaios compile`) or re-run `gemmaios convert --audio`")
         files += [PayloadFile(p, f"{bundle_rel}/{p.relative_to(bundle_dir).as_posix()}") for p in found]
     if ple in ("provider", "tbl"):
         for name in (c.TABLE_I8_FILE, c.TABLE_SCALE_FILE):

@@ -61,6 +61,9 @@ class OracleDetails:
     image_oracle: str | None = None  # oracle/images/ (vision builds)
     image_prompts: int = 0
     image_min_margin: float | None = None
+    audio_oracle: str | None = None  # oracle/audio/ (E2B/E4B --audio builds)
+    audio_prompts: int = 0
+    audio_min_margin: float | None = None
 
 
 @dataclass
@@ -107,6 +110,7 @@ class CompileDetails:
     manual_command: str = ""
     compile_seconds: float | None = None
     vision_aimodelc: str | None = None
+    audio_aimodelc: str | None = None  # E2B/E4B --audio builds: the audio asset's .aimodelc
 
 
 @dataclass

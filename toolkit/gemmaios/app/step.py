@@ -84,7 +84,8 @@ def bundle_name_for(ctx: BuildContext) -> str:
         from ..recipe import load_recipe, recipe_tag
 
         quant = recipe_tag(load_recipe(ctx.options.recipe))
-    return bundle_name(model_key(ctx.checkpoint), quant, ctx.options.ple, vision=ctx.options.vision)
+    audio = bool(getattr(ctx.options, "audio", False)) and ctx.checkpoint.model_type != "gemma4_unified"
+    return bundle_name(model_key(ctx.checkpoint), quant, ctx.options.ple, vision=ctx.options.vision, audio=audio)
 
 
 def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> AppSettings:
@@ -198,9 +199,9 @@ class AppStep(Step):
             # the command to fetch it is printed once, under the build's summary (AppDetails.engine)
             message += f"; engine package pending ({result.engine.message})"
         details = result.details(ctx.build_dir, warnings)
-        if image_memory is not None:  # decoder + vision encoder + buffers vs the entitled limit
+        if image_memory is not None:  # decoder + its encoders (vision, audio) + buffers vs the entitled limit
             details.image_memory = image_memory.as_dict()
-            message += f"; with images {image_memory.describe()}"
+            message += f"; with its encoders {image_memory.describe()}"
         return StepOutcome(outputs=outputs, details=details, message=message)
 
 

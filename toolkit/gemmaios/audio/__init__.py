@@ -1,7 +1,17 @@
-"""Audio input for Gemma 4 E2B/E4B (issue 28).
+"""Audio input for Gemma 4 E2B/E4B: the project's clips, HF's log-mel features, the tiny model that hears.
 
-Modules: `clips` (the project's own test clips: tones, a chirp, silence, seeded noise, speech
-synthesised by espeak-ng; 16-bit WAV read/write). The log-mel front end's facts are in
-`gemmaios.contract` (AUDIO_*); the app's copy of HF's feature extractor is GemmaiosCore's
-LogMel.swift, checked against HF by tests/test_swift_audio.py.
+Modules: `clips` (the Swift front end's test clips: tones, a chirp, silence, seeded noise, speech
+synthesised by espeak-ng; 16-bit WAV read/write; the app's resampling), `clipset` (the model's
+clips: spoken words via espeak-ng, tones, silence, noise at 16 kHz; clip banks for machines without
+espeak-ng), `preprocess` (transformers' Gemma 4 feature extractor padded to a static maximum clip
+length, the frame mask, the soft-token count and the `boa + audio x n + eoa` expansion),
+`tinymodel` (the tiny E-series model with an audio tower, its training script and shipped record).
+The log-mel front end's facts are in `gemmaios.contract` (AUDIO_*); the app's copy of HF's feature
+extractor is GemmaiosCore's LogMel.swift, checked against HF by tests/test_swift_audio.py.
 """
+
+from .clipset import BUILTIN_CLIPS, AudioError, ClipCase, EspeakMissing
+from .preprocess import AUDIO_PLACEHOLDER, AudioSpec, PreparedAudio, expand_prompt, prepare
+
+__all__ = ["AUDIO_PLACEHOLDER", "BUILTIN_CLIPS", "AudioError", "AudioSpec", "ClipCase", "EspeakMissing",
+           "PreparedAudio", "expand_prompt", "prepare"]

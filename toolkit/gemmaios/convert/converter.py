@@ -119,6 +119,7 @@ def convert_checkpoint(
     prepared_recipe: PreparedRecipe | None = None,
     audio: bool = False,
     multimodal_check: Callable[[Path], dict] | None = None,
+    audio_check: Callable[[Path], dict] | None = None,
 ) -> ConvertResult:
     """Write `out_dir/<bundle name>/` (the .aimodel, metadata.json, tokenizer/).
 
@@ -142,7 +143,10 @@ def convert_checkpoint(
     `image_embeds [N, hidden]` input of the id-space splice and the vision asset
     (`gemmaios.vision.export`) is written beside the .aimodel; `image_check(staged_bundle_dir)`
     (gemmaios.vision.gate.build_image_check) runs both under Core AI's runtime against the
-    image oracle (`gates.image_run`).
+    image oracle (`gates.image_run`). `audio` on E2B/E4B (model_type gemma4 with an audio tower):
+    the audio asset (`gemmaios.audio.export`) beside the .aimodel, its soft tokens spliced into the
+    same rows; `audio_check(staged_bundle_dir)` (gemmaios.audio.gate.build_audio_check) runs both
+    against the audio oracle (`gates.audio_run`).
     `recipe`: a mixed-bit plan (gemmaios.recipe) deciding each weight's storage instead of `quant`
     (the bundle is named `..._decode_mixed_<recipe>`); AWQ tensors get scales calibrated on
     `calibration_prompts` (None: the packaged chat prompts), folded into their norms. Gate 2
@@ -174,6 +178,15 @@ def convert_checkpoint(
 
         check_vision(checkpoint, ple, target)
         image_spec = ImageSpec.from_checkpoint(checkpoint.path)
+    audio_spec = None
+    if audio and checkpoint.model_type != "gemma4_unified":  # E2B/E4B: the audio asset beside the decoder
+        from ..audio.preprocess import AudioSpec
+        from .options import check_audio
+
+        check_audio(checkpoint, ple, target)
+        audio_spec = AudioSpec.from_checkpoint(checkpoint.path)
+    # main's static soft-token rows: one picture or one clip per prompt (contract.AUDIO_EMBEDS_INPUT)
+    soft_rows = max(image_spec.max_soft_tokens if image_spec else 0, audio_spec.max_soft_tokens if audio_spec else 0)
     large_blocks_from_mmap()
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
@@ -185,7 +198,7 @@ def convert_checkpoint(
         seconds["calibrate"] = prepared.seconds
     awq = prepared.awq if prepared else None
     name = bundle_name(model_key(checkpoint), quant, ple, kernels.bundle_suffix(flash), image_spec is not None,
-                       multimodal=mm_spec is not None)
+                       multimodal=mm_spec is not None, audio=audio_spec is not None)
     t0 = time.time()
 
     gate_report: dict = {}
@@ -209,7 +222,7 @@ def convert_checkpoint(
         ple=ple,
         spec=spec,
         progress=(lambda i, n: progress("layers", i, n)) if progress else None,
-        image_tokens=image_spec.max_soft_tokens if image_spec else 0,
+        image_tokens=soft_rows,
         recipe=recipe,
         awq=awq,
     ).eval()
@@ -281,6 +294,16 @@ def convert_checkpoint(
                 progress("vision asset", 0, 1)
             vision_facts = export_vision_asset(checkpoint, image_spec, staging / vision_asset_name(name))
             seconds["vision_export"] = vision_facts.pop("seconds")
+            vision_facts["embeds_rows"] = soft_rows
+        audio_facts = None
+        if audio_spec is not None:
+            from ..audio.export import audio_asset_facts, audio_asset_name, export_audio_asset
+
+            if progress:
+                progress("audio asset", 0, 1)
+            audio_facts = audio_asset_facts(export_audio_asset(checkpoint, audio_spec, staging / audio_asset_name(name)),
+                                            soft_rows)
+            seconds["audio_export"] = audio_facts.pop("seconds")
         template, template_source = checkpoint.chat_template()
         copy_tokenizer(checkpoint.path, staging / "tokenizer",
                        template if template_source == CHAT_TEMPLATE_FALLBACK else None)
@@ -335,6 +358,10 @@ def convert_checkpoint(
             from ..contract import VISION_METADATA_KEY
 
             gemmaios_section[VISION_METADATA_KEY] = vision_facts
+        if audio_facts is not None:
+            from ..contract import AUDIO_METADATA_KEY
+
+            gemmaios_section[AUDIO_METADATA_KEY] = audio_facts
         multimodal_facts = None
         if mm_spec is not None:
             from .multimodal import multimodal_metadata
@@ -385,6 +412,8 @@ def convert_checkpoint(
             run_runtime_gate("bundle_run", "bundle run gate (Core AI runtime)", bundle_check)
         if image_spec is not None and image_check is not None:
             run_runtime_gate("image_run", "image prompt gate (Core AI runtime)", image_check)
+        if audio_spec is not None and audio_check is not None:
+            run_runtime_gate("audio_run", "audio prompt gate (Core AI runtime)", audio_check)
         if mm_spec is not None and multimodal_check is not None:
             run_runtime_gate("multimodal_run", "multimodal prompt gate (Core AI runtime)", multimodal_check)
         final = out_dir / name

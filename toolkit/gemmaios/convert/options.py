@@ -91,10 +91,7 @@ STOCK_KERNEL = "stock"
 def check_unified_multimodal(checkpoint: Checkpoint, vision: bool, audio: bool, target: str) -> None:
     """--vision / --audio on gemma4_unified (the 12B as it ships): its multi-function Mac asset."""
     if checkpoint.model_type != "gemma4_unified":
-        if audio:
-            raise ConvertError(f"--audio needs a gemma4_unified checkpoint (the 12B), and {checkpoint.model_id} is "
-                               f"{checkpoint.model_type}", hint="drop --audio")
-        return
+        return  # E2B/E4B: check_audio
     if target != "mac":
         raise ConvertError("--vision / --audio on gemma4_unified (the 12B) build the Mac bundle",
                            hint="add --target mac")
@@ -173,6 +170,19 @@ def check_vision(checkpoint: Checkpoint, ple: str, target: str) -> None:
     if target != "ios":
         raise ConvertError("--vision is built for --target ios (E2B/E4B on the iPhone)",
                            hint="drop --target mac, or drop --vision")
+
+
+def check_audio(checkpoint: Checkpoint, ple: str, target: str) -> None:
+    """--audio on E2B/E4B: a checkpoint with its Conformer audio tower, the provider PLE mode, iPhone
+    (the audio asset beside the decoder; the splice is the images' id space)."""
+    require_inputs(checkpoint, ["audio"])  # UnsupportedInput names a checkpoint without an audio tower
+    if ple != "provider" and checkpoint.text_config.get("hidden_size_per_layer_input"):
+        raise ConvertError("--audio cannot be combined with --ple tbl: audio soft tokens are spliced like image "
+                           "tokens, which is built for the provider PLE mode only",
+                           hint="use --ple provider (the default) with --audio")
+    if target != "ios":
+        raise ConvertError("--audio on E2B/E4B is built for --target ios (the iPhone)",
+                           hint="drop --target mac, or drop --audio")
 
 
 def check_convert_options(checkpoint: Checkpoint, quant: str, ple: str, max_context: int, head_quant: str) -> None:

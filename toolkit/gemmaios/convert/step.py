@@ -158,6 +158,13 @@ class ConvertStep(Step):
 
             image_check = build_image_check(ctx.path(IMAGE_ORACLE_DIR),
                                             ctx.path(TABLES_DIR) if _has_ple(ctx.checkpoint) else None)
+        audio_check = None
+        if getattr(opts, "audio", False) and ctx.checkpoint.model_type != "gemma4_unified":
+            from ..audio.gate import build_audio_check
+            from ..audio.oracle import AUDIO_ORACLE_DIR
+
+            audio_check = build_audio_check(ctx.path(AUDIO_ORACLE_DIR),
+                                            ctx.path(TABLES_DIR) if _has_ple(ctx.checkpoint) else None)
         result = convert_checkpoint(
             ctx.checkpoint,
             ctx.path(BUNDLES_DIR),
@@ -177,6 +184,7 @@ class ConvertStep(Step):
             recipe=recipe,
             prepared_recipe=prepared,
             audio=getattr(opts, "audio", False),
+            audio_check=audio_check,
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = ConvertDetails(
@@ -197,9 +205,9 @@ class ConvertStep(Step):
         if prefill_run:
             names = "+".join(f"prefill_{c}" for c in result.prefill_chunks)
             note += f"; {names}: {prefill_run.get('short') or prefill_run['summary']}"
-        image_run = result.gates.get("image_run")
-        if image_run:
-            note += "; " + image_run["summary"]
+        for media_run in (result.gates.get("image_run"), result.gates.get("audio_run")):
+            if media_run:
+                note += "; " + media_run["summary"]
         if result.kernel:
             note += f"; flash-decode {result.kernel} on full layers {result.gates['flash_decode']['full_layers']}"
         elif result.target == "mac":

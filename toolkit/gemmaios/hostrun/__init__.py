@@ -27,12 +27,12 @@ from .gate import LOGIT_ERROR_BOUND, BundleGateReport, build_bundle_check, bundl
 from .hostbench import BundleTokenizer, HostBenchResult, host_bench
 from .hostfacts import CPU_SECONDS_PER_GB, HOST_PLATFORM, LARGE_BUNDLE_BYTES, Progress
 from .prefill import PrefillGateFailed, build_prefill_check, long_prefill_prompt, prefill_gate
-from .runner import BundleRunner, EncodedImage, HostGeneration
+from .runner import BundleRunner, EncodedAudio, EncodedImage, HostGeneration
 from .transcripts import host_device, run_id_now, transcript_records
 
 __all__ = [
     "CPU_SECONDS_PER_GB", "HOST_PLATFORM", "LARGE_BUNDLE_BYTES", "LOGIT_ERROR_BOUND", "BundleGateFailed",
-    "BundleGateReport", "BundleInfo", "BundleRunner", "BundleTokenizer", "EncodedImage", "HostBenchResult", "HostGeneration",
+    "BundleGateReport", "BundleInfo", "BundleRunner", "BundleTokenizer", "EncodedAudio", "EncodedImage", "HostBenchResult", "HostGeneration",
     "HostRunError", "PrefillGateFailed", "Progress", "asset_weight_bytes", "build_bundle_check",
     "build_prefill_check", "bundle_gate", "estimate_step_seconds", "find_bundle", "host_bench", "host_device",
     "long_prefill_prompt", "prefill_gate", "run_id_now", "torch_reference", "transcript_records",

@@ -47,10 +47,26 @@ class BundleInfo:
         """The vision .aimodel this machine loads (metadata.mac.json / the .aimodel, never the AOT .aimodelc)."""
         from ..contract import VISION_ASSET_FIELD
 
-        vision = self.vision
-        if not vision:
+        return self._asset(self.vision, VISION_ASSET_FIELD)
+
+    @property
+    def audio(self) -> dict | None:
+        """metadata.json gemmaios.audio (E2B/E4B's audio asset and splice facts), None without audio input."""
+        from ..contract import AUDIO_METADATA_KEY
+
+        return self.facts.get(AUDIO_METADATA_KEY) or None
+
+    @property
+    def audio_asset(self) -> Path | None:
+        """The audio .aimodel this machine loads (never the AOT .aimodelc)."""
+        from ..contract import AUDIO_ASSET_FIELD
+
+        return self._asset(self.audio, AUDIO_ASSET_FIELD)
+
+    def _asset(self, facts: dict | None, field: str) -> Path | None:
+        if not facts:
             return None
-        name = str(vision[VISION_ASSET_FIELD])
+        name = str(facts[field])
         if name.endswith(".aimodelc"):
             name = name[: -len("c")]
         return self.dir / name

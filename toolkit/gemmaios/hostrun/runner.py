@@ -41,6 +41,12 @@ class EncodedImage:
     seconds: float = 0.0
 
 
+@dataclass
+class EncodedAudio(EncodedImage):
+    """The audio asset's output for one clip: audio_embeds fp16 [T, hidden], the first
+    `num_soft_tokens` rows real; bound as main's soft-token rows like an image's."""
+
+
 class BundleRunner:
     """Core AI's runtime over one bundle; `generate` / `forced` walk it token by token.
 
@@ -64,6 +70,8 @@ class BundleRunner:
         self._tables = None
         self._static: dict[str, Any] = {}
         self._vision_function = None
+        self._audio_function = None
+        self.audio = self.bundle.audio
         self._image: dict[str, Any] = {}  # this walk's image_embeds input (bundles with a vision asset)
         self._image_rows = 0  # spliced ids V..V+rows-1 are valid in this walk
         self.vision = self.bundle.vision
@@ -130,6 +138,8 @@ class BundleRunner:
                                    f"{exc}", hint=_runtime_hint(exc)) from exc
         if self.vision:
             self._load_vision()
+        if self.audio:
+            self._load_audio()
         if self.bundle.ple == "tbl":
             self._static = {"ple_table": NDArray(np.ascontiguousarray(self._tables.i8)),
                             "ple_scale": NDArray(np.ascontiguousarray(self._tables.scale, dtype=np.float32))}
@@ -151,7 +161,27 @@ class BundleRunner:
             raise HostRunError(f"Core AI's runtime could not load the vision asset {path.name}: {exc}",
                                hint=_runtime_hint(exc)) from exc
 
+    def _load_audio(self) -> None:
+        from coreai.authoring.asset import AIModelAsset
+
+        path = self.bundle.audio_asset
+        if path is None or not path.exists():
+            raise HostRunError(f"{self.bundle.name} lists an audio asset but {path} is missing",
+                               hint="convert the bundle again with --audio")
+        self._audio_context = AIModelAsset.load(path).executable()
+        try:
+            model = self._loop.run_until_complete(self._audio_context.__aenter__())
+            self._audio_function = model.load_function("main")
+        except Exception as exc:
+            self._audio_context = None
+            raise HostRunError(f"Core AI's runtime could not load the audio asset {path.name}: {exc}",
+                               hint=_runtime_hint(exc)) from exc
+
     def close(self) -> None:
+        if getattr(self, "_audio_context", None) is not None:
+            self._loop.run_until_complete(self._audio_context.__aexit__(None, None, None))
+            self._audio_context = None
+        self._audio_function = None
         if getattr(self, "_vision_context", None) is not None:
             self._loop.run_until_complete(self._vision_context.__aexit__(None, None, None))
             self._vision_context = None
@@ -204,20 +234,55 @@ class BundleRunner:
         return EncodedImage(np.asarray(out[contract.VISION_OUTPUT].numpy(), np.float16), int(image.num_soft_tokens),
                             time.perf_counter() - started)
 
+    def encode_audio(self, clip) -> EncodedAudio:
+        """The audio asset on one prepared clip (gemmaios.audio.PreparedAudio)."""
+        from coreai.runtime import NDArray
+
+        from .. import contract
+
+        if not self.audio:
+            raise HostRunError(f"{self.bundle.name} takes no audio (it has no audio asset)",
+                               hint="convert an E2B/E4B checkpoint that has an audio tower with --audio")
+        facts = self.audio
+        want = (int(facts["max_frames"]), int(facts["feature_size"]))
+        features = np.asarray(clip.input_features, np.float16)
+        mask = np.asarray(clip.input_features_mask, np.int32)
+        if features.shape != want or mask.shape != (want[0],):
+            raise HostRunError(f"the clip's features are {list(features.shape)} / mask {list(mask.shape)}, the audio "
+                               f"asset takes {list(want)} / [{want[0]}]",
+                               hint="prepare the clip with gemmaios.audio.prepare and this bundle's AudioSpec")
+        inputs = {contract.AUDIO_FEATURES_INPUT: NDArray(np.ascontiguousarray(features[None])),
+                  contract.AUDIO_MASK_INPUT: NDArray(np.ascontiguousarray(mask[None]))}
+        started = time.perf_counter()
+        try:
+            out = self._loop.run_until_complete(self._audio_function(inputs=inputs))
+        except Exception as exc:
+            raise HostRunError(f"Core AI's runtime failed on {self.bundle.name}'s audio asset: {exc}",
+                               hint=_runtime_hint(exc)) from exc
+        return EncodedAudio(np.asarray(out[contract.AUDIO_OUTPUT].numpy(), np.float16), int(clip.num_soft_tokens),
+                            time.perf_counter() - started)
+
     def _bind_image(self, prompt_ids: Sequence[int], image) -> list[int]:
-        """Set this walk's image_embeds input; return the prompt with image soft tokens spliced (V + k)."""
+        """Set this walk's soft-token input (image_embeds); return the prompt with the soft tokens
+        spliced (V + k). `image`: a picture (PreparedImage / EncodedImage) or a clip (PreparedAudio /
+        EncodedAudio): both take the same id space and rows (contract.AUDIO_EMBEDS_INPUT)."""
         from coreai.runtime import NDArray
 
         from .. import contract
 
         ids = [int(t) for t in prompt_ids]
-        if not self.vision:
+        is_audio = isinstance(image, EncodedAudio) or hasattr(image, "input_features")
+        if is_audio and not self.audio:
+            self.encode_audio(image)  # raises: no audio asset
+        if not self.vision and not self.audio:
             if image is not None:
                 self._vision_facts()
             return ids
-        facts = self.vision
-        rows, hidden = int(facts["max_soft_tokens"]), int(facts["hidden_size"])
-        vocab, image_id = self.bundle.vocab_size, int(facts["image_token_id"])
+        facts = self.audio if (is_audio or not self.vision) else self.vision
+        rows = int(facts.get("embeds_rows") or facts["max_soft_tokens"])
+        hidden = int(facts["hidden_size"])
+        vocab = self.bundle.vocab_size
+        image_id = int(facts["audio_token_id"] if facts is self.audio else facts["image_token_id"])
         spliced, k = [], 0
         for t in ids:
             if t == image_id:
@@ -231,8 +296,13 @@ class BundleRunner:
                                    hint="pass image= (a PreparedImage or its image_embeds)")
             self._image_rows = 0
         else:
-            encoded = image if isinstance(image, EncodedImage) else self.encode_image(image)
+            if is_audio:
+                encoded = image if isinstance(image, EncodedAudio) else self.encode_audio(image)
+            else:
+                encoded = image if isinstance(image, EncodedImage) else self.encode_image(image)
             embeds, real = np.asarray(encoded.embeds, np.float16), encoded.num_soft_tokens
+            if embeds.ndim == 2 and embeds.shape[0] < rows:  # the other encoder's budget is larger: zero rows
+                embeds = np.concatenate([embeds, np.zeros((rows - embeds.shape[0], embeds.shape[1]), np.float16)])
             if embeds.shape != (rows, hidden):
                 raise HostRunError(f"image_embeds has shape {list(embeds.shape)}, {self.bundle.name} takes [{rows}, {hidden}]",
                                    hint="compute it with this bundle's vision asset (encode_image)")
@@ -244,7 +314,8 @@ class BundleRunner:
         return spliced
 
     def _ple(self, tokens: int | list[int]) -> np.ndarray:
-        spliced_row = int(self.vision["pad_token_id"]) if self.vision else None
+        facts = self.vision or self.audio
+        spliced_row = int(facts["pad_token_id"]) if facts else None
         return self._tables.gather(tokens, spliced_row=spliced_row)
 
     def _check_tokens(self, tokens: Sequence[int]) -> None:

@@ -34,7 +34,8 @@ class OracleStep(Step):
             "device": device,
             # the reference is whatever this transformers/torch computes
             "tools": tool_versions(),
-        } | ({"images": "builtin-images"} if _image_oracle(ctx) else {})
+        } | ({"images": "builtin-images"} if _image_oracle(ctx) else {}) | (
+            {"clips": "builtin-clips"} if _audio_oracle(ctx) else {})
 
     def run(self, ctx: BuildContext) -> StepOutcome:
         prompt_set, tokens, top_k, device = self._settings(ctx)
@@ -58,6 +59,17 @@ class OracleStep(Step):
             note = f"; {len(images.prompts)} image prompts, min margin {images.min_margin:.3g}"
             details.image_oracle, details.image_prompts = IMAGE_ORACLE_DIR, len(images.prompts)
             details.image_min_margin = images.min_margin
+        if _audio_oracle(ctx):  # clip prompts: HF's feature extractor + model on the built-in clips
+            from ..audio.oracle import AUDIO_ORACLE_DIR, run_audio_oracle
+
+            audio_dir = ctx.path(AUDIO_ORACLE_DIR)
+            with ctx.progress("oracle: built-in audio prompts", None) as advance:
+                clips = run_audio_oracle(ctx.checkpoint.path, audio_dir, max_new_tokens=tokens, top_k=top_k,
+                                         progress=advance)
+            outputs += sorted(p for p in audio_dir.iterdir() if p.is_file())
+            note += f"; {len(clips.prompts)} audio prompts, min margin {clips.min_margin:.3g}"
+            details.audio_oracle, details.audio_prompts = AUDIO_ORACLE_DIR, len(clips.prompts)
+            details.audio_min_margin = clips.min_margin
         return StepOutcome(
             outputs=outputs,
             details=details,
@@ -70,3 +82,8 @@ def _image_oracle(ctx) -> bool:
     """The built-in image prompts (E2B/E4B's vision asset). The 12B's multimodal bundle (gemma4_unified)
     is gated against HF by its own tests (tests/test_unified_bundle.py), not yet by a build step."""
     return bool(getattr(ctx.options, "vision", False)) and ctx.checkpoint.model_type != "gemma4_unified"
+
+
+def _audio_oracle(ctx) -> bool:
+    """The built-in clip prompts (E2B/E4B's audio asset; the 12B's audio is its own bundle's)."""
+    return bool(getattr(ctx.options, "audio", False)) and ctx.checkpoint.model_type != "gemma4_unified"

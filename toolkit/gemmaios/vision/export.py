@@ -19,11 +19,7 @@ def vision_asset_name(bundle_name: str) -> str:
 
 def export_vision_asset(checkpoint, spec: ImageSpec, out: Path, dtype: torch.dtype = torch.float16) -> dict:
     """Write the vision asset to `out` and return its facts for metadata.json `gemmaios.vision`."""
-    import coreai.runtime as rt
-    import coreai_torch
-
-    from ..convert.export import free_memory
-    from ..convert.gates import parse_io_specs
+    from ..convert.assets import export_static_asset
 
     started = time.time()
     tower, embedder = load_vision_modules(checkpoint)
@@ -48,28 +44,8 @@ def export_vision_asset(checkpoint, spec: ImageSpec, out: Path, dtype: torch.dty
         def forward(self, pixel_values, pixel_position_ids):
             return self.encoder(pixel_values, pixel_position_ids)
 
-    def export_fn(graph):
-        with torch.no_grad():
-            exported = torch.export.export(graph, args=(), kwargs=inputs)
-        return exported.run_decompositions(coreai_torch.get_decomp_table())
-
-    converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
-    converter.add_pytorch_module(Graph(module).eval(), export_fn=export_fn, input_names=names_in,
-                                 output_names=(contract.VISION_OUTPUT,), state_names=(), entrypoint_name="main")
-    program = converter.to_coreai()
-    converter.clear()
-    optimize = getattr(program, "optimize", None)
-    if callable(optimize):
-        optimize()
     out = Path(out)
-    program.save_asset(out, rt.AIModelAssetMetadata())
-    del program
-    free_memory()
-    from coreai.authoring.asset import AIModelAsset
-
-    summary = AIModelAsset.load(out).summary(include_statistics=False)
-    io_in = parse_io_specs(summary.function_inputs("main"))
-    io_out = parse_io_specs(summary.function_outputs("main"))
+    io_in, io_out = export_static_asset(Graph(module), inputs, names_in, (contract.VISION_OUTPUT,), out)
     want_in = [[1, spec.max_patches, spec.patch_dim], [1, spec.max_patches, 2]]
     if [i["name"] for i in io_in] != list(names_in) or [i["shape"] for i in io_in] != want_in:
         raise VisionError(f"{out.name}: inputs {io_in}, expected {list(names_in)} with shapes {want_in}",

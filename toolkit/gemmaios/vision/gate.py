@@ -1,4 +1,5 @@
-"""The image gate: a vision bundle's two assets under Core AI's runtime against the image oracle.
+"""The image gate: a vision bundle's two assets under Core AI's runtime against the image oracle
+(`soft_token_gate`, which the audio gate shares).
 
 Per oracle picture: the saved preprocessed tensors go through the vision asset (its real rows
 compared with HF's image features), then the expanded prompt, spliced, through `main` with
@@ -29,35 +30,55 @@ class ImageGateFailed(GemmaiosError):
 
 def image_gate(bundle_dir: Path, oracle_dir: Path, tables_dir: Path | None, *, near_tie_margin: float | None = None,
                feature_error_bound: float = FEATURE_ERROR_BOUND, progress: Callable | None = None) -> dict:
+    oracle_dir = Path(oracle_dir)
+
+    def encode(runner, prompt_id: str):
+        record = load_image_record(oracle_dir, prompt_id)
+        return runner.encode_image(record.prepared), record.image_features
+
+    return soft_token_gate(bundle_dir, oracle_dir / IMAGE_ORACLE_FILE, tables_dir, encode, kind="image",
+                           error=ImageGateFailed, near_tie_margin=near_tie_margin,
+                           feature_error_bound=feature_error_bound, progress=progress,
+                           hint="the vision asset, the splice or the PLE rows of image tokens compute something "
+                                "other than HF; see gemmaios.vision")
+
+
+def soft_token_gate(bundle_dir: Path, oracle_file: Path, tables_dir: Path | None, encode: Callable, *, kind: str,
+                    error: type[GemmaiosError], hint: str, near_tie_margin: float | None = None,
+                    feature_error_bound: float = FEATURE_ERROR_BOUND, progress: Callable | None = None) -> dict:
+    """A bundle's encoder asset + `main` under Core AI's runtime against an encoder oracle (images,
+    audio clips): per oracle prompt, `encode(runner, prompt_id)` → (the asset's output, HF's
+    features), its real rows compared, then the prompt spliced and decoded greedily for the
+    oracle's N tokens, scored with the oracle's rule (exact, or a flip at a near-tie)."""
     from ..hostrun import BundleRunner
     from ..hostrun.transcripts import coreai_version
     from ..oracle.records import load_oracle
     from ..oracle.scoring import DEFAULT_NEAR_TIE_MARGIN, Generation, score_against_oracle
 
-    oracle = load_oracle(Path(oracle_dir) / IMAGE_ORACLE_FILE)
+    oracle = load_oracle(Path(oracle_file))
     rule = DEFAULT_NEAR_TIE_MARGIN if near_tie_margin is None else near_tie_margin
     started = time.perf_counter()
     generations, feature_errors, lengths = [], [], []
     with BundleRunner(bundle_dir, tables_dir) as runner:
         name = runner.bundle.name
         for index, prompt in enumerate(oracle.prompts):
-            record = load_image_record(oracle_dir, prompt.id)
-            encoded = runner.encode_image(record.prepared)
+            encoded, features = encode(runner, prompt.id)
             n = encoded.num_soft_tokens
-            feature_errors.append(float(np.max(np.abs(encoded.embeds[:n].astype(np.float32) - record.image_features))))
+            feature_errors.append(float(np.max(np.abs(encoded.embeds[:n].astype(np.float32) - features))))
             gen = runner.generate(prompt.prompt_ids, oracle.max_new_tokens, image=encoded)
             lengths.append(len(prompt.prompt_ids) + oracle.max_new_tokens)
             generations.append(Generation(tuple(prompt.prompt_ids), tuple(gen.generated_ids), index=index,
-                                          prompt_id=prompt.id, where=f"image prompt {prompt.id}"))
+                                          prompt_id=prompt.id, where=f"{kind} prompt {prompt.id}"))
             if progress:
                 progress(1)
     score = score_against_oracle(generations, oracle, near_tie_margin=rule)
     margins = [m for p in oracle.prompts for m in p.margins if math.isfinite(m)]
-    summary = (f"{score.exact}/{score.total} image prompts exact vs the fp32 HF oracle under Core AI's runtime "
+    asset = "vision" if kind == "image" else kind
+    summary = (f"{score.exact}/{score.total} {kind} prompts exact vs the fp32 HF oracle under Core AI's runtime "
                f"({oracle.max_new_tokens} tokens, contexts {min(lengths)}-{max(lengths)})")
     if score.near_ties:
         summary += f", {len(score.near_ties)} near-tie flip(s)"
-    summary += f"; vision asset max |Δ| vs HF features {max(feature_errors):.3g}"
+    summary += f"; {asset} asset max |Δ| vs HF features {max(feature_errors):.3g}"
     report = {
         "status": "passed", "summary": summary, "exact": score.exact, "total": score.total,
         "verdicts": [{"prompt": s.prompt_id, "verdict": s.verdict, "divergence": s.divergence, "margin": s.margin,
@@ -70,13 +91,11 @@ def image_gate(bundle_dir: Path, oracle_dir: Path, tables_dir: Path | None, *, n
     }
     if score.failures:
         first = score.failures[0]
-        raise ImageGateFailed(f"{name}: image prompt {first.prompt_id!r} diverged at token {first.divergence}: oracle "
-                              f"{first.expected}, bundle {first.got} (oracle margin {first.margin}) — {summary}",
-                              hint="the vision asset, the splice or the PLE rows of image tokens compute something "
-                                   "other than HF; see gemmaios.vision")
+        raise error(f"{name}: {kind} prompt {first.prompt_id!r} diverged at token {first.divergence}: oracle "
+                    f"{first.expected}, bundle {first.got} (oracle margin {first.margin}) — {summary}", hint=hint)
     if max(feature_errors) > feature_error_bound:
-        raise ImageGateFailed(f"{name}: the vision asset's features differ from HF's by {max(feature_errors):.3g} "
-                              f"(bound {feature_error_bound}) — {summary}", hint="convert again and report it")
+        raise error(f"{name}: the {asset} asset's features differ from HF's by {max(feature_errors):.3g} "
+                    f"(bound {feature_error_bound}) — {summary}", hint="convert again and report it")
     return report
 
 

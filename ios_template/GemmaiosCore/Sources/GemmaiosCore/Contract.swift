@@ -141,6 +141,18 @@ public enum Contract {
     public static let imageEmbedsInput = "image_embeds"
     /// PLE provider: ids >= V gather the row gemmaios.vision.<it> names (the pad token's)
     public static let splicedPleRowKey = "pad_token_id"
+    /// metadata.json gemmaios.<it>: the audio asset's facts (absent: the bundle takes no audio)
+    public static let audioMetadataKey = "audio"
+    /// gemmaios.audio.<it>: the audio asset's file in the bundle folder
+    public static let audioAssetField = "asset"
+    /// audio asset: fp16 [1,F,128] log-mel features, padding rows 0
+    public static let audioFeaturesInput = "input_features"
+    /// audio asset: int32 [1,F] frame mask, 1 for a real frame
+    public static let audioMaskInput = "input_features_mask"
+    /// audio asset output: fp16 [T,hidden], first num_soft_tokens rows real
+    public static let audioOutput = "audio_embeds"
+    /// main: the audio asset's rows bind here; the k-th audio soft token becomes id V+k and takes the pad PLE row, as image tokens do
+    public static let audioEmbedsInput = "image_embeds"
     /// bench: default seconds between sustained samples
     public static let sustainedSampleInterval = 10
     /// launch record kind: one trial timed from process start

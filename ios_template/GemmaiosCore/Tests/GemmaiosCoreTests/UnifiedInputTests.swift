@@ -56,7 +56,7 @@ final class UnifiedInputTests: XCTestCase {
         XCTAssertLessThanOrEqual(worst, UnifiedImageTolerance.pixelValues)
         let audio = try SafeTensorsFile(url: root.appendingPathComponent("audio.safetensors"))
         let frames = try UnifiedAudio.frames(try audio.floats("waveform"), samplesPerToken: try XCTUnwrap(index["samples_per_token"] as? Int))
-        XCTAssertEqual(frames.values, try audio.floats("input_features"))
+        XCTAssertEqual(frames.values, try audio.floats(Contract.audioFeaturesInput))
         let prompts = try XCTUnwrap(index["prompts"] as? [[String: Any]])
         for item in prompts {
             let name = try XCTUnwrap(item["name"] as? String)

@@ -1,0 +1,144 @@
+"""The audio oracle: HF's feature extractor and Gemma4ForConditionalGeneration in fp32 on the built-in clips.
+
+Written to a folder (`oracle/audio/` in a build):
+
+  oracle.json             schema gemmaios.oracle/1; one prompt per clip, prompt_ids = the expanded
+                          prompt as HF tokenizes it (audio_token_id x num_soft_tokens)
+  <name>.wav              the clip (16-bit PCM, 16 kHz; audio.clipset makes it)
+  <name>.safetensors      what HF's feature extractor made of it, for the Swift log-mel test and the
+                          runtime gate:
+                            samples              float32 [N]            the clip as the extractor got it
+                            input_features       float32 [max_frames, 128]  (padding rows 0)
+                            input_features_mask  int32   [max_frames]   1 for a real frame
+                            input_ids            int32   [T]  expanded prompt, HF ids
+                            spliced_input_ids    int32   [T]  the same with audio soft token k -> V + k
+                            num_soft_tokens      int32   [1]
+                            audio_features       float32 [num_soft_tokens, hidden]  HF's audio soft tokens
+                          metadata: wav (the clip's file name), prompt
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..buildlayout import AUDIO_ORACLE_DIR  # noqa: F401  (re-exported)
+from .clipset import BUILTIN_CLIPS, AudioError, ClipCase, wav_bytes
+from .preprocess import AudioSpec, PreparedAudio, expand_prompt, feature_extractor, prepare, splice_ids
+
+AUDIO_ORACLE_FILE = "oracle.json"
+QUESTION = "What do you hear?\n<audio>"  # as the tiny model is trained (audio.tinymodel.QUESTION)
+
+
+@dataclass
+class AudioRecord:
+    """One oracle clip's saved tensors."""
+
+    name: str
+    samples: np.ndarray
+    prepared: PreparedAudio
+    input_ids: list[int]
+    spliced_input_ids: list[int]
+    audio_features: np.ndarray
+
+
+def run_audio_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ClipCase, ...] = BUILTIN_CLIPS,
+                     max_new_tokens: int = 32, top_k: int = 5, question: str = QUESTION,
+                     speech: dict | None = None, progress=None):
+    """Greedy fp32 generations for each clip (written to `out_dir`); returns the Oracle.
+
+    `speech`: name -> samples of the spoken clips (default: the tiny model's recorded ones when the
+    package ships them, else espeak-ng speaks them)."""
+    import torch
+    from safetensors.numpy import save_file
+    from transformers import AutoTokenizer, Gemma4ForConditionalGeneration
+
+    from ..checkpoint import load_checkpoint
+    from ..files import sha256_file
+    from ..oracle.records import Oracle, OraclePrompt, TopK
+    from ..oracle.reference import tool_versions
+    from ..tinycorpus import chat_prompt
+    from .encoder import hf_audio_features
+    from .tinymodel import builtin_speech
+
+    checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(checkpoint_dir, model_id=str(checkpoint_dir))
+    spec = AudioSpec.from_checkpoint(checkpoint_dir)
+    tok = AutoTokenizer.from_pretrained(str(checkpoint_dir))
+    model = Gemma4ForConditionalGeneration.from_pretrained(str(checkpoint_dir), dtype=torch.float32).eval()
+    eos = model.generation_config.eos_token_id
+    eos_ids = sorted({eos} if isinstance(eos, int) else set(eos or []))
+    extractor = feature_extractor(spec)
+    speech = builtin_speech() if speech is None else speech
+    records = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # toy-sized: one thread is faster on a shared machine (see oracle.reference)
+    try:
+        for case in cases:
+            samples = case.samples(speech)
+            wav = out_dir / f"{case.name}.wav"
+            wav.write_bytes(wav_bytes(samples))
+            samples = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16) / np.float32(32768.0)  # as the .wav holds it
+            samples = samples.astype(np.float32)
+            prepared = prepare(samples, spec, extractor)
+            text = chat_prompt(question) if getattr(tok, "chat_template", None) is None else \
+                tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+            ids = expand_prompt(text, spec, tok, prepared.num_soft_tokens)
+            features = torch.from_numpy(prepared.input_features)[None]
+            mask = torch.from_numpy(prepared.input_features_mask)[None]
+            soft = hf_audio_features(model, prepared.input_features, prepared.input_features_mask).numpy()
+            generated, steps = [], []
+            with torch.no_grad():
+                result = model(input_ids=torch.tensor([ids]), input_features=features, input_features_mask=mask,
+                               use_cache=True)
+                for _ in range(max_new_tokens):
+                    logits = result.logits[0, -1].float()
+                    top = torch.topk(logits, top_k)
+                    steps.append(TopK([int(i) for i in top.indices], [float(v) for v in top.values]))
+                    generated.append(int(top.indices[0]))
+                    result = model(input_ids=torch.tensor([generated[-1:]]), past_key_values=result.past_key_values,
+                                   use_cache=True)
+            save_file({"samples": samples,
+                       "input_features": prepared.input_features.astype(np.float32),
+                       "input_features_mask": prepared.input_features_mask.astype(np.int32),
+                       "input_ids": np.asarray(ids, np.int32),
+                       "spliced_input_ids": np.asarray(splice_ids(ids, spec), np.int32),
+                       "num_soft_tokens": np.asarray([prepared.num_soft_tokens], np.int32),
+                       "audio_features": soft.astype(np.float32)},
+                      str(out_dir / f"{case.name}.safetensors"), metadata={"wav": wav.name, "prompt": text})
+            first_eos = next((i for i, t in enumerate(generated) if t in eos_ids), None)
+            records.append(OraclePrompt(case.name, text, ids, generated, steps, first_eos))
+            if progress:
+                progress(1)
+    finally:
+        torch.set_num_threads(before)
+    oracle = Oracle(
+        model={"id": ckpt.model_id, "revision": ckpt.revision, "fingerprint": ckpt.fingerprint(),
+               "model_type": ckpt.config.get("model_type")},
+        tokenizer_sha256=sha256_file(ckpt.tokenizer_path), chat_template=True,
+        prompt_set={"name": "builtin-clips", "clips": [c.name for c in cases], "audio_spec": spec.as_dict()},
+        max_new_tokens=max_new_tokens, top_k=top_k, eos_token_ids=eos_ids, prompts=records, tools=tool_versions())
+    oracle.save(out_dir / AUDIO_ORACLE_FILE)
+    return oracle
+
+
+def load_audio_record(oracle_dir: Path, name: str) -> AudioRecord:
+    from safetensors.numpy import load_file
+
+    path = Path(oracle_dir) / f"{name}.safetensors"
+    if not path.is_file():
+        raise AudioError(f"the audio oracle has no {path.name} in {oracle_dir}",
+                         hint="run the audio oracle again (gemmaios.audio.oracle.run_audio_oracle)")
+    t = load_file(str(path))
+    prepared = PreparedAudio(t["input_features"], t["input_features_mask"].astype(bool), int(t["num_soft_tokens"][0]))
+    return AudioRecord(name, t["samples"], prepared, t["input_ids"].tolist(), t["spliced_input_ids"].tolist(),
+                       t["audio_features"])
+
+
+def audio_oracle_summary(oracle_dir: Path) -> dict:
+    data = json.loads((Path(oracle_dir) / AUDIO_ORACLE_FILE).read_text())
+    return {"prompts": len(data["prompts"]), "clips": data["prompt_set"]["clips"]}
