@@ -42,7 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios.tables.verify", "gemmaios.tables.writer", "gemmaios.vision", "gemmaios.hostrun",
         "gemmaios.recipe", "gemmaios.calibrate", "gemmaios.assetread", "gemmaios.sensitivity", "gemmaios.convert.mixed",
         "gemmaios.hostrun.multimodal",
-        "gemmaios.unified_inputs", "gemmaios.unified_embedders",
+        "gemmaios.unified_inputs", "gemmaios.unified_embedders", "gemmaios.unified",
     ),
     # the build: the pipeline and its steps, the toolchain boundary, the app and its payload
     "steps": (
