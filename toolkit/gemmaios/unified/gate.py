@@ -9,8 +9,9 @@ gemma4_unified checkpoint (`gates.multimodal_run` in metadata.json and the manif
                 token-by-token walk: the same logits bit for bit
   prompts       the eight gate prompts (3 image, 3 audio, 2 mixed; gemmaios.unified.tinymodel.GATE_PROMPTS)
                 greedy through embedders → prefill_multimodal → main, against HF's
-                Gemma4UnifiedForConditionalGeneration in fp32: token-exact, or a flip where HF's own
-                top-1/top-2 margin is a near-tie (the oracle's rule). Not run (and said so) on a
+                Gemma4UnifiedForConditionalGeneration in fp32: the bundle's tokens must be HF's greedy
+                path (HF's argmax at every step, one teacher-forced HF forward per prompt), or leave
+                it only where HF's own top-1/top-2 margin is a near-tie (the oracle's rule). Not run (and said so) on a
                 random-weight tiny checkpoint (its f16 argmaxes are noise) or where the fp32 reference
                 does not fit in memory.
 
@@ -28,13 +29,13 @@ import numpy as np
 from ..checkpoint import Checkpoint
 from ..errors import GemmaiosError
 from ..unified_inputs import UnifiedSpec, frame_audio, prepare_image
-from .tinymodel import GATE_PROMPTS, GatePrompt, gate_inputs, hf_greedy
+from ..vision.images import BUILTIN_IMAGES
+from .tinymodel import GATE_PROMPTS, MAX_NEW_TOKENS, GatePrompt, gate_inputs, hf_path_check
 from .tones import BUILTIN_TONES
 
 # The embedders run in fp16 under the runtime; eager fp32 is the reference. Measured on the tiny
 # unified model: < 0.02 on rows of magnitude ~1 (tests/test_unified_bundle.py).
 FEATURE_ERROR_BOUND = 0.05
-MAX_NEW_TOKENS = 24
 GATE_VERSION = 1  # in the convert step's fingerprint: a change re-runs the gate on the next build
 
 
@@ -89,8 +90,7 @@ def multimodal_gate(bundle_dir: Path, checkpoint: Checkpoint, *, prompts: tuple[
         errors = {}
         with torch.no_grad():
             if "embed_vision" in runner.functions:
-                image = prepare_image(prompts[0].image.pixels() if prompts[0].image else
-                                      np.full((48, 64, 3), 128, np.uint8), spec)
+                image = prepare_image(BUILTIN_IMAGES[0].pixels(), spec)
                 want = VisionEmbedder(checkpoint, torch.float32)(torch.from_numpy(image.pixel_values)[None],
                                                                  torch.from_numpy(image.position_ids)[None].int())[0]
                 errors["embed_vision"] = float(np.abs(runner.embed_image(image) - want.numpy()).max())
@@ -131,15 +131,16 @@ def multimodal_gate(bundle_dir: Path, checkpoint: Checkpoint, *, prompts: tuple[
                         (prompt.tone and "embed_audio" not in runner.functions):
                     continue
                 inputs = gate_inputs(prompt, spec, tokenize, render)
-                want, margins = hf_greedy(hf, spec, inputs, MAX_NEW_TOKENS)
-                got = runner.generate_multimodal(spec, inputs.ids, inputs.images, inputs.clips, len(want)).generated_ids
-                at = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b),
-                          None if len(want) == len(got) else min(len(want), len(got)))
-                margin = margins[at] if at is not None and at < len(margins) else None
-                verdict = "exact" if at is None else ("near-tie" if margin is not None and margin < rule else "diverged")
+                got = runner.generate_multimodal(spec, inputs.ids, inputs.images, inputs.clips,
+                                                 MAX_NEW_TOKENS).generated_ids
+                check = hf_path_check(hf, spec, inputs, list(got))
+                at = check.divergence
+                margin = round(check.margins[at], 4) if at is not None else None
+                verdict = "exact" if at is None else ("near-tie" if margin < rule else "diverged")
                 verdicts.append({"prompt": prompt.name, "verdict": verdict, "divergence": at, "margin": margin,
-                                 "hf_min_margin": round(min(margins), 4), "expected": want, "got": got,
-                                 "tokens": len(ids := inputs.ids), "context": len(ids) + len(want)})
+                                 "hf_min_margin": round(min(check.margins), 4),
+                                 "expected": check.hf_tokens[: (at + 1) if at is not None else None], "got": got,
+                                 "tokens": len(inputs.ids), "context": len(inputs.ids) + len(got)})
                 if progress:
                     progress(1)
             del hf

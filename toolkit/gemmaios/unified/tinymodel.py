@@ -70,6 +70,8 @@ QUESTIONS = {
     "audio+image": f"Describe the sound and the image.\n{AUDIO_MARKER}\n{IMAGE_MARKER}",
 }
 TRAILING_EOS = 6
+# Greedy tokens the gates decode: the longest answer (a mixed one) is 40 tokens with its <end_of_turn>.
+MAX_NEW_TOKENS = 48
 
 
 def image_answer(case: ImageCase) -> str:
@@ -167,7 +169,7 @@ def hf_inputs(spec: UnifiedSpec, rows: list[list[int]], images: list[PreparedIma
     return kwargs
 
 
-def hf_greedy(model, spec: UnifiedSpec, prompt: Prepared, max_new_tokens: int = 24) -> tuple[list[int], list[float]]:
+def hf_greedy(model, spec: UnifiedSpec, prompt: Prepared, max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[list[int], list[float]]:
     """HF's greedy tokens after `prompt` (one full forward per token, no cache: the fp32 oracle) and each
     step's top-1/top-2 margin; stops after a stop token."""
     tokens, margins = [], []
@@ -182,6 +184,30 @@ def hf_greedy(model, spec: UnifiedSpec, prompt: Prepared, max_new_tokens: int = 
             if tokens[-1] in spec.stop_token_ids:
                 break
     return tokens, margins
+
+
+@dataclass
+class PathCheck:
+    """HF fp32 along a candidate continuation (one forward over prompt + continuation)."""
+
+    hf_tokens: list[int]  # HF's argmax at each step of the continuation
+    margins: list[float]  # HF's top-1/top-2 margin at each step
+    divergence: int | None  # first step where the candidate is not HF's argmax (None: it is HF's greedy path)
+
+
+def hf_path_check(model, spec: UnifiedSpec, prompt: Prepared, continuation: list[int]) -> PathCheck:
+    """Is `continuation` HF's greedy continuation of `prompt`? Greedy is decided step by step, so the
+    candidate is HF's greedy path exactly when it is HF's argmax at every step, which one teacher-forced
+    forward says (the first step where it is not is where HF's greedy would diverge, with HF's margin there)."""
+    kwargs = hf_inputs(spec, [prompt.ids + continuation], prompt.images, prompt.clips, spec.pad_token_id)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        rows = model(**{k: v.to(device) for k, v in kwargs.items()}, use_cache=False).logits[0].float()
+    rows = rows[len(prompt.ids) - 1 : len(prompt.ids) - 1 + len(continuation)].cpu()
+    top = torch.topk(rows, 2, dim=-1).values
+    hf_tokens = rows.argmax(-1).tolist()
+    at = next((i for i, (a, b) in enumerate(zip(hf_tokens, continuation, strict=True)) if a != b), None)
+    return PathCheck(hf_tokens, (top[:, 0] - top[:, 1]).tolist(), at)
 
 
 def initial_model(config, seed: int = TINY_SEED):
