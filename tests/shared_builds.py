@@ -99,16 +99,26 @@ def recipe_bundle_build(out: Path, recipe: str) -> Path:
 
 
 def unified_mm_bundle_build(out: Path) -> Path:
-    """The 12B as its seed ships it, at toy size: `convert --model <tiny 12b-unified> --target mac --kernel stock
-    --vision --audio --quant int4 --max-context 256` (main, prefill_multimodal, embed_vision, embed_audio in one
-    asset). Through convert_checkpoint, without the text parity gates: they are mac_12b_build's (same decoder
-    code), and a random-weight model cannot pass the oracle's token-exact bundle-run gate under Core AI's f16
-    runtime; tests/test_unified_bundle.py runs the functions themselves. Returns the bundle folder."""
+    """The 12B as its seed ships it, at toy size (main, prefill_multimodal, embed_vision, embed_audio in one asset):
+    `build --model <tiny 12b-unified> --target mac --kernel stock --vision --audio --quant int4 --max-context 256`.
+
+    With the trained tiny unified model in the package (gemmaios/data/tiny-unified) it is the real pipeline,
+    every gate on: the oracle, the text parity and bundle-run gates, and the multimodal gate under Core AI's
+    runtime (build.json: convert's gates.multimodal_run). Without it (random weights, whose greedy tokens under
+    the f16 runtime are noise) it is convert_checkpoint without the text gates; tests/test_unified_bundle.py runs
+    the functions themselves. The build folder is `out` (the checkpoint at out/12b_unified). Returns the bundle."""
     from gemmaios.checkpoint import load_checkpoint
     from gemmaios.convert import convert_checkpoint
-    from gemmaios.tiny import TINY_UNIFIED, generate_tiny_checkpoint
+    from gemmaios.tiny import TINY_UNIFIED, generate_tiny_checkpoint, tiny_unified_trained
 
-    checkpoint = load_checkpoint(generate_tiny_checkpoint(out / "12b_unified", TINY_UNIFIED), model_id="tiny")
+    path = generate_tiny_checkpoint(out / "12b_unified", TINY_UNIFIED)
+    if tiny_unified_trained():
+        options = BuildOptions(model=str(path), quant="int4", max_context=256, target="mac", kernel="stock",
+                               vision=True, audio=True)
+        ctx, reports = run_build(options, out, only=BUNDLE_STEPS)
+        assert [r.status for r in reports] == ["done", "n/a", "done", "done"], [r.message for r in reports]
+        return out / ctx.manifest.steps["convert"]["details"]["bundle_dir"]
+    checkpoint = load_checkpoint(path, model_id="tiny")
     result = convert_checkpoint(checkpoint, out / "bundle", quant="int4", max_context=256, target="mac",
                                 kernel="stock", vision=True, audio=True, gates=False)
     return result.bundle_dir

@@ -43,8 +43,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios.tables.verify", "gemmaios.tables.writer", "gemmaios.vision", "gemmaios.audio", "gemmaios.hostrun",
         "gemmaios.recipe", "gemmaios.calibrate", "gemmaios.assetread", "gemmaios.sensitivity", "gemmaios.convert.mixed",
         "gemmaios.hostrun.multimodal",
-        "gemmaios.unified_inputs", "gemmaios.unified_embedders",
-        "gemmaios.audio", "gemmaios.audio.clips",  # issue 28: the audio package; clips = the project's test clips
+        "gemmaios.unified_inputs", "gemmaios.unified_embedders", "gemmaios.unified",
+        "gemmaios.audio.clips",  # issue 28: the project's test clips for the Swift front end
     ),
     # the build: the pipeline and its steps, the toolchain boundary, the app and its payload
     "steps": (

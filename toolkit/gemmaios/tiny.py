@@ -423,6 +423,10 @@ def generate_tiny_checkpoint(out_dir: Path, variant: str = "e4b") -> Path:
             record = _write_trained_e4b(tmp)
             marker = {"format": TINY_FORMAT, "weights": "trained",
                       "weights_sha256": record["sha256"][SHIPPED_WEIGHTS]}
+        elif variant == TINY_UNIFIED and tiny_unified_trained():
+            record = _write_trained_unified(tmp)
+            marker = {"format": TINY_FORMAT, "weights": "trained", "variant": variant,
+                      "weights_sha256": record["sha256"][SHIPPED_WEIGHTS]}
         else:
             model = build_tiny_model(variant)
             model.save_pretrained(tmp, safe_serialization=True)
@@ -523,3 +527,62 @@ def tiny_spec():
         intermediate_size=kw["intermediate_size"], hidden_size_per_layer_input=kw["hidden_size_per_layer_input"],
         num_kv_shared_layers=kw["num_kv_shared_layers"], attention_k_eq_v=kw["attention_k_eq_v"],
         source="E4B's structure at toy size, trained by `gemmaios tiny-train`; builds on a laptop in minutes")
+
+
+# The trained tiny unified model's home (`python -m gemmaios.unified.tinymodel` writes it; made on a
+# GPU by the integrator). Present: `generate_tiny_checkpoint(..., TINY_UNIFIED)` writes its weights
+# and tokenizer (the e4b's corpus tokenizer); absent: the seeded random weights above.
+TINY_UNIFIED_SHIPPED_DIR = Path(__file__).parent / "data" / "tiny-unified"
+TINY_UNIFIED_RETRAIN = "python -m gemmaios.unified.tinymodel --device cuda"
+
+
+def tiny_unified_trained(shipped_dir: Path | None = None) -> bool:
+    """Whether the trained tiny unified model is in the package (its record; the files are checked on use)."""
+    return (Path(shipped_dir or TINY_UNIFIED_SHIPPED_DIR) / SHIPPED_RECORD).is_file()
+
+
+def tiny_unified_record(shipped_dir: Path | None = None) -> dict:
+    """The trained tiny unified model's trained.json, after checking its files against the sha256s in it."""
+    shipped_dir = shipped_dir or TINY_UNIFIED_SHIPPED_DIR
+    record_path = Path(shipped_dir) / SHIPPED_RECORD
+    hint = f"reinstall gemmaios, or train it again with `{TINY_UNIFIED_RETRAIN}`"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TinyWeightsError(f"cannot read the tiny unified model's training record {record_path} ({exc})",
+                               hint=hint) from exc
+    for name in (SHIPPED_WEIGHTS, SHIPPED_TOKENIZER):
+        path = Path(shipped_dir) / name
+        if not path.is_file():
+            raise TinyWeightsError(f"the trained tiny unified model's {name} is missing from {shipped_dir}", hint=hint)
+        got, want = sha256_file(path), record.get("sha256", {}).get(name)
+        if got != want:
+            raise TinyWeightsError(f"{path} has sha256 {got[:16]}..., but {SHIPPED_RECORD} records {str(want)[:16]}...",
+                                   hint=hint)
+    return record
+
+
+def tiny_unified_config():
+    """The tiny unified model's Gemma4UnifiedConfig, as its checkpoint's config.json carries it."""
+    import torch
+    from transformers import Gemma4UnifiedConfig
+
+    config = Gemma4UnifiedConfig(**tiny_unified_config_kwargs())
+    config.architectures = ["Gemma4UnifiedForConditionalGeneration"]
+    config.dtype = torch.float32
+    return config
+
+
+def _write_trained_unified(out: Path, shipped_dir: Path | None = None) -> dict:
+    """config.json, generation_config.json, processor_config.json, the trained weights and tokenizer."""
+    from transformers import GenerationConfig
+
+    shipped_dir = shipped_dir or TINY_UNIFIED_SHIPPED_DIR
+    record = tiny_unified_record(shipped_dir)
+    config = tiny_unified_config()
+    config.save_pretrained(out)
+    GenerationConfig.from_model_config(config).save_pretrained(out)
+    (out / "processor_config.json").write_text(json.dumps(TINY_UNIFIED_PROCESSOR) + "\n")
+    shutil.copyfile(Path(shipped_dir) / SHIPPED_WEIGHTS, out / "model.safetensors")
+    write_tokenizer(None, out, Path(shipped_dir) / SHIPPED_TOKENIZER)
+    return record

@@ -48,6 +48,13 @@ def _recipe_details(facts: dict | None) -> dict | None:
             "by_label": facts["summary"]["by_label"], "awq": facts["awq"]}
 
 
+def _multimodal_gated(ctx: BuildContext) -> bool:
+    """A gemma4_unified build with --vision/--audio: its four-function bundle runs the multimodal gate."""
+    opts = ctx.options
+    return ctx.checkpoint.model_type == "gemma4_unified" and bool(getattr(opts, "vision", False) or
+                                                                  getattr(opts, "audio", False))
+
+
 class ConvertStep(Step):
     name = "convert"
     title = "decode graph → Core AI LanguageBundle (parity-gated)"
@@ -76,6 +83,10 @@ class ConvertStep(Step):
                 values["calibration"] = _calibration_identity(getattr(opts, "calibration", None))
         if getattr(opts, "audio", False):
             values["audio"] = True
+        if _multimodal_gated(ctx):  # the 12B's multimodal gate (absent elsewhere: other fingerprints unchanged)
+            from ..unified.gate import GATE_VERSION
+
+            values["multimodal_gate"] = GATE_VERSION
         if opts.ple == "tbl" or _has_ple(ctx.checkpoint):
             values["tables"] = ctx.step_fingerprint("tables")
         # The bundle-run gate runs the saved bundle on the oracle's prompts (gemmaios.hostrun).
@@ -165,6 +176,27 @@ class ConvertStep(Step):
 
             audio_check = build_audio_check(ctx.path(AUDIO_ORACLE_DIR),
                                             ctx.path(TABLES_DIR) if _has_ple(ctx.checkpoint) else None)
+        multimodal_check = None
+        if _multimodal_gated(ctx):
+            from ..unified.gate import GATE_PROMPTS, build_multimodal_check
+
+            mm_bar: dict = {}
+
+            def mm_progress(n: int = 1) -> None:
+                if "advance" not in mm_bar:  # the runtime checks, then one tick per gate prompt
+                    mm_bar["cm"] = ctx.progress("multimodal gate (Core AI runtime)", total=1 + len(GATE_PROMPTS))
+                    mm_bar["advance"] = mm_bar["cm"].__enter__()
+                mm_bar["advance"](n)
+
+            def checked(bundle_dir: Path) -> dict:
+                try:
+                    return build_multimodal_check(ctx.checkpoint, mm_progress)(bundle_dir)
+                finally:
+                    if "cm" in mm_bar:
+                        mm_bar.pop("cm").__exit__(None, None, None)
+                        mm_bar.pop("advance")
+
+            multimodal_check = checked
         result = convert_checkpoint(
             ctx.checkpoint,
             ctx.path(BUNDLES_DIR),
@@ -185,6 +217,7 @@ class ConvertStep(Step):
             prepared_recipe=prepared,
             audio=getattr(opts, "audio", False),
             audio_check=audio_check,
+            multimodal_check=multimodal_check,
         )
         rel = lambda p: str(Path(p).relative_to(ctx.build_dir))  # noqa: E731
         details = ConvertDetails(
@@ -205,7 +238,8 @@ class ConvertStep(Step):
         if prefill_run:
             names = "+".join(f"prefill_{c}" for c in result.prefill_chunks)
             note += f"; {names}: {prefill_run.get('short') or prefill_run['summary']}"
-        for media_run in (result.gates.get("image_run"), result.gates.get("audio_run")):
+        for media_run in (result.gates.get("image_run"), result.gates.get("audio_run"),
+                          result.gates.get("multimodal_run")):
             if media_run:
                 note += "; " + media_run["summary"]
         if result.kernel:

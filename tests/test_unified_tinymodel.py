@@ -1,0 +1,111 @@
+"""The tiny unified model's training kit (gemmaios.unified): its sounds, its gate prompts, and the loader
+that ships the trained weights into the 12b-unified checkpoint when they are in the package.
+
+Training itself is proven by a run (`python -m gemmaios.unified.tinymodel`, see its docstring); the
+trained model's gates (8/8 token-exact under Core AI's runtime) are in tests/test_unified_bundle.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gemmaios import tiny
+from gemmaios.unified.tinymodel import GATE_PROMPTS, gate_inputs, spec_of, text_tokenizer, tokenize_with
+from gemmaios.unified.tones import BUILTIN_TONES, LENGTHS, PITCHES, ToneCase, training_tones
+
+
+def dominant_hz(samples: np.ndarray, rate: int = 16_000) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])
+
+
+@pytest.mark.parametrize("case", BUILTIN_TONES, ids=[c.name for c in BUILTIN_TONES])
+def test_each_tone_sounds_at_its_pitch_for_its_length(case):
+    samples = case.samples(16)
+    lo, hi = LENGTHS[case.length]
+    assert lo * 16 <= len(samples) <= hi * 16 and len(samples) % 16 == 0
+    # the FFT bin is 16000 / len(samples) wide: 30-60 Hz here
+    assert abs(dominant_hz(samples) - PITCHES[case.pitch]) <= 16_000 / len(samples)
+    assert np.array_equal(samples, case.samples(16))  # the same case, the same samples
+    assert case.answer() == f"A {case.pitch} tone, {case.length}."
+
+
+def test_training_tones_are_jittered_copies_never_the_gate_ones():
+    tones = training_tones(4)
+    assert len(tones) == len(PITCHES) * len(LENGTHS) * 4
+    assert all(t.jitter > 0 for t in tones)
+    a, b = ToneCase("x", "high", "long", 1).samples(16), ToneCase("x", "high", "long", 2).samples(16)
+    assert not np.array_equal(a[: min(len(a), len(b))], b[: min(len(a), len(b))])
+    longs = [len(t.samples(640)) // 640 for t in tones if t.length == "long"]  # the 12B's token width
+    assert min(longs) >= LENGTHS["long"][0] and max(longs) <= LENGTHS["long"][1]
+
+
+def test_the_eight_gate_prompts_cover_image_audio_and_mixed():
+    kinds = [p.layout for p in GATE_PROMPTS]
+    assert len(GATE_PROMPTS) == 8
+    assert (kinds.count("image"), kinds.count("audio"), kinds.count("image+audio") + kinds.count("audio+image")) == (3, 3, 2)
+    spec = spec_of(tiny.tiny_unified_config())
+    tokenize = tokenize_with(text_tokenizer())
+    for prompt in GATE_PROMPTS:
+        inputs = gate_inputs(prompt, spec, tokenize)
+        ids = np.asarray(inputs.ids)
+        assert len(inputs.images) == ("image" in prompt.layout) and len(inputs.clips) == ("audio" in prompt.layout)
+        if inputs.images:  # one bidirectional block, longer than the sliding window
+            assert (ids == spec.image_token_id).sum() == inputs.images[0].num_soft_tokens > spec.sliding_window
+        if inputs.clips:
+            assert (ids == spec.audio_token_id).sum() == len(inputs.clips[0])
+        assert ids.max() < spec.vocab_size and ids[0] == 2  # <bos>
+    mixed = GATE_PROMPTS[-1]
+    assert mixed.answer() == f"{mixed.tone.answer()} A {mixed.image.colour} {mixed.image.shape} in a tall picture."
+
+
+def fake_shipped(folder, tokenizer_bytes=None):
+    """A shipped folder as `ship` writes it (weights, tokenizer, trained.json with their sha256s), with the
+    seeded random weights standing in for trained ones."""
+    from gemmaios.files import sha256_file
+
+    folder.mkdir()
+    tiny.build_tiny_unified_model().save_pretrained(folder, safe_serialization=True)
+    (folder / "config.json").unlink()
+    (folder / "tokenizer.json").write_bytes(tokenizer_bytes or (tiny.SHIPPED_DIR / "tokenizer.json").read_bytes())
+    names = ("model.safetensors", "tokenizer.json")
+    (folder / "trained.json").write_text(json.dumps({"sha256": {n: sha256_file(folder / n) for n in names}}))
+    return folder
+
+
+def test_the_checkpoint_takes_the_trained_weights_when_they_are_shipped(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import Gemma4UnifiedForConditionalGeneration
+
+    absent = tmp_path / "absent"
+    monkeypatch.setattr(tiny, "TINY_UNIFIED_SHIPPED_DIR", absent)
+    random = tiny.generate_tiny_checkpoint(tmp_path / "random", tiny.TINY_UNIFIED)
+    assert tiny.tiny_weights(random) == "random" and not tiny.tiny_unified_trained()
+
+    shipped = fake_shipped(tmp_path / "shipped")
+    monkeypatch.setattr(tiny, "TINY_UNIFIED_SHIPPED_DIR", shipped)
+    path = tiny.generate_tiny_checkpoint(tmp_path / "trained", tiny.TINY_UNIFIED)
+    marker = json.loads((path / tiny.MARKER_FILE).read_text())
+    assert tiny.tiny_weights(path) == "trained" and marker["variant"] == tiny.TINY_UNIFIED
+    assert (path / "tokenizer.json").read_bytes() == (tiny.SHIPPED_DIR / "tokenizer.json").read_bytes()
+    assert json.loads((path / "processor_config.json").read_text()) == tiny.TINY_UNIFIED_PROCESSOR
+    assert (path / "model.safetensors").read_bytes() == (shipped / "model.safetensors").read_bytes()
+    model, info = Gemma4UnifiedForConditionalGeneration.from_pretrained(path, dtype=torch.float32,
+                                                                         output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]  # HF reads every tensor of the shipped file
+    want = load_file(str(shipped / "model.safetensors"))["model.embed_audio.embedding_projection.weight"]
+    assert torch.equal(model.model.embed_audio.embedding_projection.weight, want)
+
+
+def test_a_shipped_file_that_does_not_match_its_record_is_named(tmp_path, monkeypatch):
+    shipped = fake_shipped(tmp_path / "shipped")
+    (shipped / "tokenizer.json").write_text("{}")
+    monkeypatch.setattr(tiny, "TINY_UNIFIED_SHIPPED_DIR", shipped)
+    with pytest.raises(tiny.TinyWeightsError) as err:
+        tiny.generate_tiny_checkpoint(tmp_path / "trained", tiny.TINY_UNIFIED)
+    assert "tokenizer.json" in str(err.value) and "gemmaios.unified.tinymodel" in err.value.hint
+    assert not (tmp_path / "trained").exists()
