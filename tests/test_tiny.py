@@ -197,3 +197,36 @@ def test_cli_tiny_train_vision_writes_the_multimodal_weights_and_record(tmp_path
     assert record["sha256"][tinymodel.WEIGHTS] in result.stdout and "answered right" in result.output
     # ten steps teach nothing: the record says so instead of claiming the pictures are described
     assert record["image_answers_right"] < 8
+
+
+@pytest.mark.full  # measures 8 pictures twice and 16 text prompts (~1 min, ~2 min on a busy machine)
+def test_record_only_remeasures_the_shipped_tiny_vision_weights(tmp_path):
+    """`python -m gemmaios.vision.tinymodel --record-only`: the shipped weights were trained on a GPU
+    whose run stopped while measuring; their record was written here from the weights and the run's
+    log. Re-recording a copy gives the shipped record's sha256s and margins, and a log that does not
+    show the stated steps is refused."""
+    import json
+    import shutil
+
+    from gemmaios.vision import tinymodel
+
+    shipped = json.loads((tinymodel.SHIPPED_DIR / tinymodel.RECORD).read_text())
+    copy = tmp_path / "w"
+    copy.mkdir()
+    for name in (tinymodel.WEIGHTS, tinymodel.TOKENIZER):
+        shutil.copyfile(tinymodel.SHIPPED_DIR / name, copy / name)
+    steps = shipped["training"]["steps"]
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"step {s}/{steps} loss {1.0 / s:.4f}\n" for s in range(10, steps + 1, 10)))
+    short = tmp_path / "short.log"
+    short.write_text(f"step 10/{steps} loss 0.5\n")
+    with pytest.raises(ValueError, match="does not show a finished run"):
+        tinymodel.record_weights_trained_elsewhere(copy, short, steps, device="cuda", tools={})
+    tower = tinymodel.SHIPPED_DIR / tinymodel.TOWER_INIT
+    record = tinymodel.record_weights_trained_elsewhere(copy, log, steps, device="cuda",
+                                                        tools=shipped["training"]["tools"], tower_init=tower)
+    assert record["sha256"] == shipped["sha256"] and tinymodel.shipped_record(copy)["sha256"] == shipped["sha256"]
+    for key in ("image_margins", "image_margins_int4_grid", "text_margins", "image_answers", "image_answers_right"):
+        assert record[key] == shipped[key], key
+    assert record["training"]["logged_final_loss"] == {"step": steps, "loss": round(1.0 / steps, 4)}
+    assert "seconds" not in record["training"]  # the run elsewhere did not report it

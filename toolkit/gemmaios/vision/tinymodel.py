@@ -8,14 +8,16 @@ frame; 30 jittered copies of each kind, so it generalises to the unjittered orac
 never sees) while text examples keep the decoder's text answers; the last fifth fake-quantizes
 the decoder's linears and head on the int4 grid, as tinytrain does. From a seeded tower 3500
 steps take ~6 min on a GPU (`--device cuda`) or ~3 h on one CPU thread; the shipped weights
-fine-tune the format-1 model's tower (`tower_init.safetensors`) for WARM_STEPS on 2 CPU threads. The
-result ships in `gemmaios/data/tiny-vision` (sha256s, training facts and margins, plain fp32
-and on the int4 grid, recorded in trained.json).
+fine-tune the format-1 model's tower (`tower_init.safetensors`) for WARM_STEPS on a GPU (minutes; 240 steps on
+2 CPU threads took ~35 min and answer only 5 of the 8 pictures right). The result ships in `gemmaios/data/tiny-vision` (sha256s, training facts and
+margins, plain fp32 and on the int4 grid, recorded in trained.json); `--record-only` writes that
+record for weights a run elsewhere left behind (a GPU run stopped while measuring margins).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -34,7 +36,7 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "tiny-vision"
 WEIGHTS, TOKENIZER, RECORD = "model.safetensors", "tokenizer.json", "trained.json"
 # The vision tower and projector training starts from (fine-tuned, not from scratch): those of the
 # format-1 tiny-vision model (3500 steps on a GPU, model.safetensors sha256 3c845a09…), kept so a
-# retrain on a CPU reproduces the shipped bytes. Without it (`--init-tower none`) the tower starts
+# retrain from the same start is comparable. Without it (`--init-tower none`) the tower starts
 # from the seeded initialisation and needs DEFAULT_STEPS.
 TOWER_INIT = "tower_init.safetensors"
 MARKER_FILE = "gemmaios_tiny.json"
@@ -52,9 +54,9 @@ PATCH_SIZE, POOLING, SOFT_TOKENS = 8, 3, 70  # 70: the smallest budget transform
 # decoder's sliding window when the first answer token is decided.
 QUESTION = f"Describe the image.\n{IMAGE_PLACEHOLDER}"
 # The recipe: 30 jittered copies of every colour x shape x frame, 3500 steps from a seeded tower,
-# WARM_STEPS from the shipped tower_init (how the shipped weights are made).
-DEFAULT_STEPS, DEFAULT_VARIANTS, WARM_STEPS = 3500, 30, 240
-VISION_THREADS = 2  # the shipped weights' CPU threads (they decide float summation order, so the bytes)
+# WARM_STEPS from the shipped tower_init (how the shipped weights were made, on a GPU).
+DEFAULT_STEPS, DEFAULT_VARIANTS, WARM_STEPS = 3500, 30, 1500
+VISION_THREADS = 2  # CPU threads of a CPU retrain (they decide float summation order, so the bytes)
 
 
 def vision_config_kwargs() -> dict:
@@ -302,8 +304,6 @@ def ship(result: VisionTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
     """Write the weights, tokenizer and trained.json (sha256s, training facts, margins)."""
     from importlib import metadata
 
-    from ..tinytrain import evaluation_prompts, greedy_margins, margin_summary
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -311,22 +311,35 @@ def ship(result: VisionTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
         result.tokenizer.save(str(Path(tmp) / TOKENIZER))
         for name in (WEIGHTS, TOKENIZER):
             shutil.move(str(Path(tmp) / name), out_dir / name)
-    images = image_margins(result.model, result.tokenizer)
-    images_int4 = image_margins(result.model, result.tokenizer, int4_grid=True)
-    text_runs = greedy_margins(_TextView(result.model), result.tokenizer, evaluation_prompts())
+    training = {"steps": result.steps, "qat_steps": result.qat_steps, "seconds": round(result.seconds, 1),
+                "seed": result.seed, "device": result.device, "image_variants": result.variants,
+                **({"threads": result.threads} if result.device == "cpu" else {}),
+                "tower_init": _tower_init_fact(result.tower_init),
+                "first_loss": round(result.losses[0], 4),
+                "final_loss": round(sum(result.losses[-20:]) / min(20, len(result.losses)), 4),
+                "tools": {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}}
+    return record_trained(result.model, result.tokenizer, out_dir, training)
+
+
+def _tower_init_fact(tower_init: Path | None) -> dict | None:
+    return {"file": Path(tower_init).name, "sha256": sha256_file(tower_init)} if tower_init else None
+
+
+def record_trained(model, tokenizer, out_dir: Path, training: dict) -> dict:
+    """Measure the margins of the weights in `out_dir` (fp32 and on the int4 grid, on this
+    machine's CPU) and write trained.json beside them; returns the record."""
+    from ..tinytrain import evaluation_prompts, fixed_threads, greedy_margins, margin_summary
+
+    with fixed_threads(VISION_THREADS):  # the same float summation order wherever it is measured
+        images = image_margins(model, tokenizer)
+        images_int4 = image_margins(model, tokenizer, int4_grid=True)
+    text_runs = greedy_margins(_TextView(model), tokenizer, evaluation_prompts())
     all_image = sorted(m for r in images for m in r["margins"])
     all_int4 = sorted(m for r in images_int4 for m in r["margins"])
     record = {
         "sha256": {n: sha256_file(out_dir / n) for n in (WEIGHTS, TOKENIZER)},
         "bytes": {n: (out_dir / n).stat().st_size for n in (WEIGHTS, TOKENIZER)},
-        "training": {"steps": result.steps, "qat_steps": result.qat_steps, "seconds": round(result.seconds, 1),
-                     "seed": result.seed, "device": result.device, "image_variants": result.variants,
-                     **({"threads": result.threads} if result.device == "cpu" else {}),
-                     "tower_init": ({"file": Path(result.tower_init).name, "sha256": sha256_file(result.tower_init)}
-                                    if result.tower_init else None),
-                     "first_loss": round(result.losses[0], 4),
-                     "final_loss": round(sum(result.losses[-20:]) / min(20, len(result.losses)), 4),
-                     "tools": {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}},
+        "training": training,
         "image_margins": {"steps": len(all_image), "median": round(all_image[len(all_image) // 2], 4),
                           "min": round(all_image[0], 4), "below_near_tie": sum(m < 0.1 for m in all_image)},
         "image_margins_int4_grid": {
@@ -340,6 +353,46 @@ def ship(result: VisionTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
     }
     write_json_atomic(out_dir / RECORD, record)
     return record
+
+
+def logged_losses(log: Path) -> list[tuple[int, float]]:
+    """(step, loss) of a training log's `step N/T loss X` lines (every 10th step is printed)."""
+    found = []
+    for line in Path(log).read_text().splitlines():
+        match = re.match(r"step (\d+)/\d+ loss ([0-9.]+)$", line.strip())
+        if match:
+            found.append((int(match.group(1)), float(match.group(2))))
+    return found
+
+
+def record_weights_trained_elsewhere(weights_dir: Path, log: Path, steps: int, *, device: str, tools: dict,
+                                     seed: int = 1234, qat_fraction: float = 0.2,
+                                     tower_init: Path | None = None, variants: int = DEFAULT_VARIANTS) -> dict:
+    """trained.json for weights a run elsewhere wrote (e.g. a GPU run stopped while measuring):
+    its training facts from the arguments and its log, the margins measured here."""
+    from importlib import metadata
+
+    from tokenizers import Tokenizer
+    from transformers import Gemma4ForConditionalGeneration
+
+    weights_dir = Path(weights_dir)
+    losses = logged_losses(log)
+    if not losses or losses[-1][0] != steps:
+        raise ValueError(f"{log} does not show a finished run of {steps} steps (last logged: "
+                         f"{losses[-1][0] if losses else 'none'})")
+    tok = Tokenizer.from_file(str(weights_dir / TOKENIZER))
+    config = model_config(tok)
+    with tempfile.TemporaryDirectory() as tmp:
+        config.save_pretrained(tmp)
+        shutil.copyfile(weights_dir / WEIGHTS, Path(tmp) / WEIGHTS)
+        model = Gemma4ForConditionalGeneration.from_pretrained(tmp, dtype=torch.float32).eval()
+    training = {"steps": steps, "qat_steps": int(round(steps * qat_fraction)), "seed": seed, "device": device,
+                "image_variants": variants, "tower_init": _tower_init_fact(tower_init),
+                "logged_first_loss": {"step": losses[0][0], "loss": losses[0][1]},
+                "logged_final_loss": {"step": losses[-1][0], "loss": losses[-1][1]},
+                "tools": tools,
+                "margins_measured_with": {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}}
+    return record_trained(model, tok, weights_dir, training)
 
 
 class _TextView:
@@ -437,14 +490,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
     parser.add_argument("--threads", type=int, default=VISION_THREADS, help="CPU threads (recorded: they change the bytes)")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
+    parser.add_argument("--record-only", type=Path, metavar="DIR",
+                        help="train nothing: write trained.json for the weights a run elsewhere left in DIR "
+                             "(with --training-log, --steps, --trained-on and --tools of that run)")
+    parser.add_argument("--training-log", type=Path, help="that run's output (its `step N/T loss X` lines)")
+    parser.add_argument("--trained-on", default="cuda", help="that run's --device")
+    parser.add_argument("--tools", default=None, help="that run's versions, e.g. torch=2.11.0,transformers=5.17.0")
     args = parser.parse_args(argv)
+    tower = None if args.init_tower == "none" else Path(args.init_tower)
+    steps = args.steps or (WARM_STEPS if tower else DEFAULT_STEPS)
+    if args.record_only:
+        if not args.training_log or not args.tools:
+            parser.error("--record-only needs --training-log and --tools")
+        tools = dict(item.split("=", 1) for item in args.tools.split(","))
+        record = record_weights_trained_elsewhere(args.record_only, args.training_log, steps, device=args.trained_on,
+                                                  tools=tools, seed=args.seed, tower_init=tower, variants=args.variants)
+        print(json.dumps({k: record[k] for k in ("training", "image_margins", "image_margins_int4_grid",
+                                                 "text_margins", "image_answers")}, indent=1))
+        return 0
 
     def show(step, total, loss):
         if step % 10 == 0 or step == total:
             print(f"step {step}/{total} loss {loss:.4f}", flush=True)
 
-    tower = None if args.init_tower == "none" else Path(args.init_tower)
-    steps = args.steps or (WARM_STEPS if tower else DEFAULT_STEPS)
     result = train_tiny_vision(steps=steps, progress=show, seed=args.seed, device=args.device,
                                variants=args.variants, threads=args.threads, tower_init=tower)
     record = ship(result, args.out)
