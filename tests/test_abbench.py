@@ -35,6 +35,7 @@ def host_pair(tiny_build, tiny_mixed_build, tmp_path) -> tuple[Path, Path]:
     return copy_build(tiny_build.path, tmp_path / "int4"), copy_build(tiny_mixed_build, tmp_path / "mixed")
 
 
+@pytest.mark.full  # ~3-4 min on 2 shared cores: 2 x 2 trials of 8 prompts x 32 tokens, then 2 x 256 forced tokens
 def test_run_bench_ab_compares_int4_and_a_recipe_build_on_the_host(host_pair):
     """`gemmaios run --bench --ab` (abbench.host_ab): both bundles take turns (A B, B A) on the oracle's prompts; each side's
     transcript lands in its own build; the table's bytes per token are each bundle's metadata; the teacher-forced
@@ -87,38 +88,31 @@ def test_run_bench_ab_compares_int4_and_a_recipe_build_on_the_host(host_pair):
 # ---- the phone (the loopback simulator and its app stand-in) ------------------------------------------------
 
 MIXED_BUNDLE_ID = "dev.gemmaios.bench.mixed"
+OTHER_BUNDLE_ID = "dev.gemmaios.bench.other"
 
 
-@pytest.fixture
-def device_pair(build, tiny_mixed_build, tmp_path) -> tuple[Path, Path]:
-    """A: the session's int8 app build (documents, short prompt set, .ipa); B: the mixed-recipe build with its app
-    rendered under another bundle id, the same short prompt set, its .ipa."""
+def _app_under(build: Path, options, bundle_id: str) -> Path:
+    """`build` with its app rendered under `bundle_id` (documents), the short prompt set, and its .ipa."""
     from devicebuild import shrink_prompt_set
     from devicesim.appbuild import package_app
 
-    from gemmaios.pipeline import BuildOptions
     from gemmaios.steps import run_build
 
-    mixed = copy_build(tiny_mixed_build, tmp_path / "mixed")
-    options = BuildOptions(model="tiny", recipe="tiny-mixed-248")
     options.extra["app"] = {"allow_uncompiled": True, "allow_clone": False, "bundle_location": "documents",
-                            "bundle_id": MIXED_BUNDLE_ID}
-    _, reports = run_build(options, mixed, only={"checkpoint", "app"})
+                            "bundle_id": bundle_id}
+    _, reports = run_build(options, build, only={"checkpoint", "app"})
     assert {r.name: r.status for r in reports}["app"] == "done"
-    shrink_prompt_set(mixed)
-    package_app(mixed)
-    return build, mixed
+    shrink_prompt_set(build)
+    package_app(build)
+    return build
 
 
-def test_bench_ab_runs_both_apps_in_turns_on_the_simulated_iphone(sim, device_pair):
-    """`bench --ab` (abbench.device_ab): each build's app, deployed under its own bundle id, runs in ABBA order; the
-    table has each app's own footprint and tok/s and each bundle's bytes per token."""
+def _bench_ab(sim, a: Path, b: Path):
     from device_helpers import UDID, add_device, deploy
 
     from gemmaios import devicebench
     from gemmaios.abbench import device_ab
 
-    a, b = device_pair
     add_device(sim)
     deploy(a, verify=False)
     deploy(b, verify=False)
@@ -128,20 +122,50 @@ def test_bench_ab_runs_both_apps_in_turns_on_the_simulated_iphone(sim, device_pa
     started = sorted((json.loads((r.run_dir / "run.json").read_text())["started_at"], r.run_id, side)
                      for side in ("a", "b") for r in results[side])
     assert [side for _, _, side in started] == ["a", "b", "b", "a"]
-    for side, build, bundle_id in (("a", a, "dev.gemmaios.bench"), ("b", b, MIXED_BUNDLE_ID)):
-        for r in results[side]:
-            assert json.loads((r.run_dir / "run.json").read_text())["bundle_id"] == bundle_id
-            assert read_transcript(r.transcript).bundle["name"] == _bundle(build).name
     figures = report.as_dict()["figures"]
     for side in ("a", "b"):
         assert figures[side]["decode_tok_s"]["n"] == 2  # one measured warm trial per run, two runs a side
         assert figures[side]["peak_footprint_bytes"] > 0  # each app's own process
-    assert report.a.storage == "int8" and report.b.storage == "recipe tiny-mixed-248"
-    assert report.b.weight_bytes_per_token == json.loads(
-        (_bundle(b) / "metadata.json").read_text())["gemmaios"]["recipe"]["bytes_per_token"]
     assert (results["a"][0].run_dir / AB_MD).is_file()
     rows = {row.metric: row for row in report.rows}
     assert rows["peak memory footprint"].a != "—" and rows["decode tok/s (median)"].change.endswith("%")
+    return report, results
+
+
+def test_bench_ab_runs_two_apps_in_turns_on_the_simulated_iphone(sim, build, tiny_app_builds, tmp_path):
+    """`bench --ab` (abbench.device_ab) with the session's int8 build twice, the second app under another bundle
+    id: both apps run in ABBA order, each its own run and footprint; the same bundle decodes the same tokens, so
+    the A vs B agreement is complete."""
+    from devicebuild import tiny_options
+
+    other = _app_under(copy_build(tiny_app_builds["documents"], tmp_path / "other"), tiny_options("documents"),
+                       OTHER_BUNDLE_ID)
+    report, results = _bench_ab(sim, build, other)
+    for side, bundle_id in (("a", "dev.gemmaios.bench"), ("b", OTHER_BUNDLE_ID)):
+        for r in results[side]:
+            assert json.loads((r.run_dir / "run.json").read_text())["bundle_id"] == bundle_id
+    agree = report.figures["tokens_a_vs_b"]
+    assert agree["identical"] == agree["pairs"] == 4  # 2 trials x 2 prompts of the short set
+    assert report.a.weight_bytes_per_token == report.b.weight_bytes_per_token
+
+
+@pytest.mark.full  # the mixed build is made for it (~3 min)
+def test_bench_ab_int8_against_the_mixed_recipe_on_the_simulated_iphone(sim, build, tiny_mixed_build, tmp_path):
+    """The issue's case on the phone: the int8 app against the tiny-mixed-248 app (another bundle id); each run is
+    its build's bundle and the table has each bundle's bytes per token."""
+    from gemmaios.pipeline import BuildOptions
+
+    mixed = _app_under(copy_build(tiny_mixed_build, tmp_path / "mixed"),
+                       BuildOptions(model="tiny", recipe="tiny-mixed-248"), MIXED_BUNDLE_ID)
+    report, results = _bench_ab(sim, build, mixed)
+    for side, folder, bundle_id in (("a", build, "dev.gemmaios.bench"), ("b", mixed, MIXED_BUNDLE_ID)):
+        for r in results[side]:
+            assert json.loads((r.run_dir / "run.json").read_text())["bundle_id"] == bundle_id
+            assert read_transcript(r.transcript).bundle["name"] == _bundle(folder).name
+    assert report.a.storage == "int8" and report.b.storage == "recipe tiny-mixed-248"
+    assert report.b.weight_bytes_per_token == json.loads(
+        (_bundle(mixed) / "metadata.json").read_text())["gemmaios"]["recipe"]["bytes_per_token"]
+    assert report.b.weight_bytes_per_token < report.a.weight_bytes_per_token
 
 
 def test_bench_ab_refuses_two_apps_under_one_bundle_id_or_two_prompt_sets(build, bundled_build, tiny_app_builds,
