@@ -82,6 +82,11 @@ def _is_build(path: Path, flag: str, other: Path | None) -> None:
                     "build/M-recipe`) and pass that folder")
 
 
+def check_other(b: Path, flag: str = "--ab") -> None:
+    """Refuse (AbBuildsError) a B that is not a build folder, before the first build exists (deploy --model)."""
+    _is_build(Path(b), flag, None)
+
+
 def ab_side(side: str, build: Path, flag: str = "--out") -> AbSide:
     """A build folder's side of an A/B, refused (AbBuildsError) when it is not a build with a bundle."""
     from .pipeline import Manifest, finished_details
@@ -108,7 +113,7 @@ def ab_side(side: str, build: Path, flag: str = "--out") -> AbSide:
                   checkpoint.get("checkpoint"), checkpoint.get("model"))
 
 
-def _checkpoint(build: Path) -> tuple[str | None, str | None]:
+def recorded_checkpoint(build: Path) -> tuple[str | None, str | None]:
     """(fingerprint, model) the checkpoint step recorded."""
     from .pipeline import Manifest
 
@@ -122,7 +127,7 @@ def check_folders(a: Path, b: Path, flag: str = "--ab") -> None:
     a, b = Path(a), Path(b)
     _is_build(a, "--out", None)
     _is_build(b, flag, a)
-    (fp_a, model_a), (fp_b, model_b) = _checkpoint(a), _checkpoint(b)
+    (fp_a, model_a), (fp_b, model_b) = recorded_checkpoint(a), recorded_checkpoint(b)
     if fp_a is None or fp_b is None:
         raise _fail(f"{a if fp_a is None else b} records no checkpoint fingerprint: cannot tell that both builds are "
                     "of one model", f"run `gemmaios build --out {a if fp_a is None else b}` so its checkpoint step "

@@ -72,7 +72,7 @@ def _build_dir(out: Path | None) -> Path:
 
 
 def _check_ab(ab: Path | None, ab_kv: bool, ab_prefill: bool, build_dir: Path | None, *, bench: bool = True,
-              bundle_id: str | None = None, xctest: bool = False) -> None:
+              bundle_id: str | None = None, deploying: bool = False) -> None:
     """`--ab`'s option mistakes, before any build or device work: one A/B at a time, each build its own app."""
     if ab is None:
         return
@@ -83,10 +83,13 @@ def _check_ab(ab: Path | None, ab_kv: bool, ab_prefill: bool, build_dir: Path | 
                                  "setting within one: run one A/B at a time", param_hint="--ab")
     if bundle_id is not None:
         raise typer.BadParameter("--ab runs each build's deployed app; --bundle-id names one app", param_hint="--ab")
-    from .abbench import check_folders
+    from .abbench import check_folders, check_other, recorded_checkpoint
 
-    if build_dir is not None:
+    if build_dir is not None and (Path(build_dir) / "build.json").is_file() and (
+            not deploying or recorded_checkpoint(Path(build_dir))[0]):
         check_folders(Path(build_dir), ab)
+    else:  # deploy making its build: the pair is checked once the build is done, before the bench
+        check_other(ab)
 
 
 def register(app: typer.Typer, console: Console, fail, build_options) -> None:
@@ -178,7 +181,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
             from .app import BUNDLE_LOCATIONS, validate_choice, validate_team_id
 
             validate_team_id(team_id)  # option mistakes first, before any build
-            _check_ab(ab, ab_kv, ab_prefill, out, bench=run_bench)
+            _check_ab(ab, ab_kv, ab_prefill, None, bench=run_bench)
             if bundle_location is not None:
                 validate_choice("bundle location", bundle_location, BUNDLE_LOCATIONS)
             build_given = {"model": model, "arch": arch, "quant": quant, "ple": ple, "max_context": max_context,
@@ -190,6 +193,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
                 build_dir, options = build_options(out, mac=mac, config=config, **build_given)
             else:
                 build_dir = _build_dir(out)
+            _check_ab(ab, ab_kv, ab_prefill, build_dir, bench=run_bench, deploying=True)  # the pair, before any work on the phone
             from .config import load_config
 
             user = load_config(config)
@@ -284,7 +288,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
             return bench_xctest_command(console, fail, _build_dir(out), destination or [], trials, mac, timeout)
         try:
             build_dir = _build_dir(out)
-            _check_ab(ab, ab_kv, ab_prefill, build_dir, bundle_id=bundle_id, xctest=xctest)
+            _check_ab(ab, ab_kv, ab_prefill, build_dir, bundle_id=bundle_id)
             if ab is not None:
                 return _ab_bench(build_dir, ab, run_bench, udid=udid, trials=trials, timeout=timeout,
                                  mount_ddi=mount_ddi, cold=cold, duration=duration, sample_interval=sample_interval,
