@@ -204,6 +204,10 @@ def test_deploy_bench_ab_int8_against_the_mixed_recipe_on_the_simulated_iphone(s
         (_bundle(mixed) / "metadata.json").read_text())["gemmaios"]["recipe"]["bytes_per_token"]
     assert builds["b"]["weight_bytes_per_token"] < builds["a"]["weight_bytes_per_token"]
     assert "weight bytes / decoded token" in ran.output
+    # the short prompt set is not the oracle's: no oracle figure rather than 0/n
+    table = {row["metric"]: row for row in report["table"]}
+    assert table["oracle: prompts token-exact"]["a"] == table["oracle: prompts token-exact"]["b"] == "—"
+    assert any("not the oracle's" in note for note in report["notes"])
 
 
 def test_bench_ab_refuses_two_apps_under_one_bundle_id_or_two_prompt_sets(build, bundled_build, tiny_app_builds,

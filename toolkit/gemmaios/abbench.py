@@ -229,7 +229,7 @@ def _stat(values: list[float]) -> dict | None:
 def _side_figures(paths: list[Path], oracle_path: Path) -> dict[str, Any]:
     from . import report as rep
 
-    prefill, decode, peaks, good, total, notes = [], [], [], 0, 0, []
+    prefill, decode, peaks, good, total, notes, unscored = [], [], [], 0, 0, [], []
     for path in paths:
         s = rep.summarise(rep.load_run(path, oracle_path=oracle_path), scorer=rep.default_scorer())
         if not s.valid:
@@ -239,12 +239,31 @@ def _side_figures(paths: list[Path], oracle_path: Path) -> dict[str, Any]:
         decode += [t.decode_tok_s for t in measured]
         if s.peak_footprint_bytes:
             peaks.append(s.peak_footprint_bytes)
-        if s.oracle is not None:
-            good, total = good + s.oracle.good, total + s.oracle.total
+        scored = _oracle_exact(path, oracle_path)
+        if isinstance(scored, str):
+            unscored.append(scored)
+        else:
+            good, total = good + scored[0], total + scored[1]
         notes += [n.text for n in s.notes if n.level in ("warning", "error")]
     return {"prefill_tok_s": _stat(prefill), "decode_tok_s": _stat(decode),
             "peak_footprint_bytes": max(peaks) if peaks else None,
-            "oracle_exact": {"good": good, "total": total} if total else None, "notes": notes}
+            "oracle_exact": {"good": good, "total": total} if total and not unscored else None,
+            "notes": notes + unscored[:1]}
+
+
+def _oracle_exact(path: Path, oracle_path: Path) -> tuple[int, int] | str:
+    """(prompts token-exact, prompts) of a transcript against the fp32 oracle, or why it cannot be scored: a run
+    whose prompts are not the oracle's (another prompt set on the phone) gets no figure rather than 0/n."""
+    from .oracle import NO_ORACLE, PROMPT_MISMATCH, load_oracle, score_against_oracle
+    from .transcript import read_transcript
+
+    if not Path(oracle_path).is_file():
+        return f"no fp32 oracle at {oracle_path}: prompts not scored"
+    score = score_against_oracle(read_transcript(path), load_oracle(oracle_path))
+    if any(p.verdict in (PROMPT_MISMATCH, NO_ORACLE) for p in score.prompts):
+        return (f"the bench's prompts are not the oracle's ({oracle_path}): no oracle figure (run the oracle's "
+                "prompt set for one)")
+    return score.exact, score.total
 
 
 def _token_agreement(path_a: Path, path_b: Path) -> dict | None:
