@@ -120,6 +120,16 @@ TRANSCRIPT_MISTAKES = [  # the first argument of `score` / the runs of `report`
 
 USAGE_MISTAKES = [C("--no-such-option", "--no-such-option"), C("surplus-argument", "surplus-argument")]
 
+AB_MISTAKES = [  # `--ab OTHER` (issue 31), after `--out build_tiny` (a build of the tiny checkpoint, no bundle)
+    C("--ab build_tiny", "--ab build_tiny", "same build folder"),
+    C("--ab missing_dir", "missing_dir", "does not exist"),
+    C("--ab afile.txt", "afile.txt", "is a file"),
+    C("--ab adir", "adir", "build.json"),
+    C("--ab build_other_model", "build_other_model", "different models"),
+    C("--ab build_tiny_again", "build_tiny", "no converted bundle"),
+    C("--ab build_ok", "build_ok", "checkpoint fingerprint"),
+]
+
 # One entry per CLI command. A new command gets a row here, e.g.
 #     "run": [C("missing_dir", "missing_dir", "does not exist"), C("bundle_badmeta", "metadata.json"),
 #             *USAGE_MISTAKES],
@@ -204,7 +214,9 @@ CASES: dict[str, list[Case]] = {
                C("--model {tiny} --team-id X", "X", "team"), C("--model {tiny} --config bad.yaml", "bad.yaml"),
                C("--model {tiny} --bundle-location nowhere", "nowhere", "bundled, documents"),
                C("--out build_ok --trials 0", "--trials"),
-               C("--out build_ok --ipa afile.txt --team-id ABCDE12345", "--ipa", "--team-id")],
+               C("--out build_ok --ipa afile.txt --team-id ABCDE12345", "--ipa", "--team-id"),
+               *[C(f"--out build_tiny --bench {c.args}", *c.mentions) for c in AB_MISTAKES[:5]],
+               C("--out build_tiny --ab build_tiny_again", "--ab", "--bench")],
     "sign": [C("--model /nonexistent/gemma", "/nonexistent/gemma"), C("--model {tiny} --team-id X", "X", "team"),
              C("--model {tiny} --out afile.txt", "afile.txt"), C("--model {tiny} --config bad.yaml", "bad.yaml")],
     "farm": [C("run --build missing_dir --pool P --yes", "missing_dir", "no signed .ipa"),
@@ -214,7 +226,11 @@ CASES: dict[str, list[Case]] = {
              C("fetch --build adir", "adir", "no recorded farm run"), *USAGE_MISTAKES],
     "bench": [*BUILD_DIR_MISTAKES, C("--out build_ok --xctest", "--destination"),
               C("--out build_ok --trials 0", "--trials"),
-              C("--out build_ok --timeout -5", "--timeout"), C("--out build_ok --timeout 0", "--timeout")],
+              C("--out build_ok --timeout -5", "--timeout"), C("--out build_ok --timeout 0", "--timeout"),
+              *[C(f"--out build_tiny {c.args}", *c.mentions) for c in AB_MISTAKES],
+              C("--out build_tiny --ab build_tiny_again --ab-kv", "--ab-kv", "one A/B at a time"),
+              C("--out build_tiny --ab build_tiny_again --bundle-id a.b", "--bundle-id"),
+              C("--out build_tiny --ab build_tiny_again --xctest", "--xctest")],
     "doctor": [*CONFIG_MISTAKES, *USAGE_MISTAKES],
     "devices": [*USAGE_MISTAKES, C("", "/nonexistent/usbmuxd", "usbmuxd", env=NO_USBMUXD),
                 C("--json", "/nonexistent/usbmuxd", env=NO_USBMUXD)],
@@ -230,6 +246,9 @@ CASES: dict[str, list[Case]] = {
         C("--out build_ok", "build_ok", "no bundle"),
         C("--out build_ok --tokens 0", "--tokens"),
         C("--out build_ok --bench --trials 0", "--trials"),
+        *[C(f"--out build_tiny --bench --trials 2 {c.args}", *c.mentions) for c in AB_MISTAKES[:5]],
+        C("--out build_tiny --bench --trials 1 --ab build_tiny_again", "--trials", "turns"),
+        C("--out build_tiny --ab build_tiny_again", "--ab", "--bench"),
         *USAGE_MISTAKES,
     ],
     "tiny-train": [C("--steps 5", "--steps"), C("--out afile.txt", "afile.txt", "is a file"),
@@ -282,6 +301,12 @@ def _prompt() -> dict:
             "decode_tokens": 3, "decode_seconds": 0.25, "thermal_state": "nominal"}
 
 
+def _checkpoint_manifest(fingerprint: str, model: str) -> str:
+    """A build.json whose checkpoint step names a model (no bundle yet): the `--ab` cases' build folders."""
+    return json.dumps({"schema": 1, "steps": {"checkpoint": {"status": "done",
+                                                             "inputs": {"checkpoint": fingerprint, "model": model}}}})
+
+
 def _config(model_type: str = "gemma4_text") -> str:
     return json.dumps({"model_type": model_type, "num_hidden_layers": 2})
 
@@ -307,6 +332,9 @@ def workspace(tmp_path) -> Path:
         "bundle_badmeta/metadata.json": "{", "bundle_listmeta/metadata.json": "[]",
         "bundle_noasset/metadata.json": json.dumps({"kind": "llm", "assets": {"main": "model.aimodel"}}),
         "oracle.json": "{}",
+        "build_tiny/build.json": _checkpoint_manifest("a" * 64, "tiny"),
+        "build_tiny_again/build.json": _checkpoint_manifest("a" * 64, "tiny"),
+        "build_other_model/build.json": _checkpoint_manifest("b" * 64, "google/gemma-4-E2B-it"),
     }
     for name, text in files.items():
         path = root / name

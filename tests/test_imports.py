@@ -55,7 +55,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # after the build: the phone, benches and what is made of their logs
     "device/results": (
         "gemmaios.device", "gemmaios.devicebench", "gemmaios.fulldeploy", "gemmaios.report", "gemmaios.doctor",
-        "gemmaios.xctestbench", "gemmaios.farm",
+        "gemmaios.xctestbench", "gemmaios.farm", "gemmaios.abbench",
     ),
     "cli": ("gemmaios.cli", "gemmaios.cli_device", "gemmaios.cli_results", "gemmaios.cli_run", "gemmaios.cli_options",
             "gemmaios.cli_console", "gemmaios.cli_farm", "gemmaios.cli_xctest"),

@@ -14,6 +14,7 @@ from rich.table import Table
 from .cli_console import interrupted
 from .cli_options import (
     AbKvOpt,
+    AbOpt,
     AbPrefillOpt,
     AllowTblOpt,
     AllowUncompiledOpt,
@@ -68,6 +69,27 @@ def _build_dir(out: Path | None) -> Path:
     found = the_only_build()
     Manifest(found)
     return found
+
+
+def _check_ab(ab: Path | None, ab_kv: bool, ab_prefill: bool, build_dir: Path | None, *, bench: bool = True,
+              bundle_id: str | None = None, deploying: bool = False) -> None:
+    """`--ab`'s option mistakes, before any build or device work: one A/B at a time, each build its own app."""
+    if ab is None:
+        return
+    if not bench:
+        raise typer.BadParameter("--ab compares two builds' benches; add --bench", param_hint="--ab")
+    if ab_kv or ab_prefill:
+        raise typer.BadParameter(f"--ab compares two builds; {'--ab-kv' if ab_kv else '--ab-prefill'} alternates a "
+                                 "setting within one: run one A/B at a time", param_hint="--ab")
+    if bundle_id is not None:
+        raise typer.BadParameter("--ab runs each build's deployed app; --bundle-id names one app", param_hint="--ab")
+    from .abbench import check_folders, check_other, recorded_checkpoint
+
+    if build_dir is not None and (Path(build_dir) / "build.json").is_file() and (
+            not deploying or recorded_checkpoint(Path(build_dir))[0]):
+        check_folders(Path(build_dir), ab)
+    else:  # deploy making its build: the pair is checked once the build is done, before the bench
+        check_other(ab)
 
 
 def register(app: typer.Typer, console: Console, fail, build_options) -> None:
@@ -138,6 +160,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
         mount_ddi: MountDdiOpt = False,
         ab_prefill: AbPrefillOpt = False,
         ab_kv: AbKvOpt = False,
+        ab: AbOpt = None,
         cold: ColdOpt = 0,
         duration: DurationOpt = 0,
         sample_interval: SampleIntervalOpt = None,
@@ -158,6 +181,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
             from .app import BUNDLE_LOCATIONS, validate_choice, validate_team_id
 
             validate_team_id(team_id)  # option mistakes first, before any build
+            _check_ab(ab, ab_kv, ab_prefill, None, bench=run_bench)
             if bundle_location is not None:
                 validate_choice("bundle location", bundle_location, BUNDLE_LOCATIONS)
             build_given = {"model": model, "arch": arch, "quant": quant, "ple": ple, "max_context": max_context,
@@ -169,6 +193,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
                 build_dir, options = build_options(out, mac=mac, config=config, **build_given)
             else:
                 build_dir = _build_dir(out)
+            _check_ab(ab, ab_kv, ab_prefill, build_dir, bench=run_bench, deploying=True)  # the pair, before any work on the phone
             from .config import load_config
 
             user = load_config(config)
@@ -178,7 +203,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
                                     verify=verify, allow_uncompiled=bool(allow_uncompiled), allow_tbl=bool(allow_tbl),
                                     bench=run_bench, trials=trials, timeout=timeout, mount_ddi=mount_ddi,
                                     ab_prefill=ab_prefill, ab_kv=ab_kv, cold=cold, duration=duration,
-                                    sample_interval=sample_interval)
+                                    sample_interval=sample_interval, ab=ab)
             progress, close = rich_progress(console)
             try:
                 result = deploy_all(request, say=lambda line: console.print(escape(line)), console=console,
@@ -198,9 +223,33 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
                               "bundle_id": result.deploy.bundle_id, "udid": result.deploy.udid,
                               "bench_run": str(result.bench.run_dir) if result.bench else None,
                               "report": {k: str(v) for k, v in result.report_files.items()},
-                              "passed": result.report.passed if result.report is not None else None}, indent=2))
+                              "passed": result.report.passed if result.report is not None else None,
+                              "ab": result.ab.as_dict() if result.ab is not None else None}, indent=2))
+        if result.ab is not None:
+            from .cli_run import ab_table
+
+            console.print(ab_table(result.ab))
         if result.report is not None and not result.report.passed:
             raise typer.Exit(1)
+
+    def _ab_bench(build_dir: Path, other: Path, run_bench, *, udid, trials, mac, as_json, **options) -> None:
+        from .abbench import device_ab
+        from .cli_run import ab_table
+
+        report, results = device_ab(build_dir, other, run_bench, udid=udid, trials=trials,
+                                    say=lambda msg: console.print(f"  {escape(msg)}"),
+                                    status_fn=lambda msg: console.print(f"  {escape(msg)}"), mac=mac,
+                                    ssh_options=_ssh_options() if mac else (), **options)
+        if as_json:
+            print(json.dumps(report.as_dict(), indent=2))
+        for side in ("a", "b"):
+            for result in results[side]:
+                for warning in result.warnings:
+                    console.print(f"[yellow]warning:[/yellow] {side.upper()} {escape(warning)}")
+        console.print(ab_table(report))
+        for note in report.notes:
+            console.print(f"note: {escape(note)}")
+        console.print(f"wrote {escape(str(results['a'][0].run_dir))}/ab.md")
 
     @app.command()
     def bench(
@@ -215,6 +264,7 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
             "--bundle-id", help="the installed app to run (default: what `gemmaios deploy` recorded)")] = None,
         ab_prefill: AbPrefillOpt = False,
         ab_kv: AbKvOpt = False,
+        ab: AbOpt = None,
         cold: ColdOpt = 0,
         duration: DurationOpt = 0,
         sample_interval: SampleIntervalOpt = None,
@@ -229,12 +279,20 @@ def register(app: typer.Typer, console: Console, fail, build_options) -> None:
         from .devicebench import BenchFailed
         from .devicebench import bench as run_bench
 
+        if xctest and ab is not None:
+            fail(GemmaiosError("--ab benches each build's deployed app in turn; --xctest runs one build's test bundle",
+                               hint="drop --xctest (or --ab)"))
         if xctest:  # gemmaios.xctestbench: one report over every destination
             from .cli_xctest import bench_xctest_command
 
             return bench_xctest_command(console, fail, _build_dir(out), destination or [], trials, mac, timeout)
         try:
             build_dir = _build_dir(out)
+            _check_ab(ab, ab_kv, ab_prefill, build_dir, bundle_id=bundle_id)
+            if ab is not None:
+                return _ab_bench(build_dir, ab, run_bench, udid=udid, trials=trials, timeout=timeout,
+                                 mount_ddi=mount_ddi, cold=cold, duration=duration, sample_interval=sample_interval,
+                                 mac=mac, as_json=as_json)
             result = run_bench(build_dir, udid, trials=trials, timeout=timeout, mount_ddi=mount_ddi, bundle_id=bundle_id,
                                ab_prefill=ab_prefill, cold=cold, duration=duration, sample_interval=sample_interval,
                                status_fn=lambda msg: console.print(f"  {msg}"), mac=mac,

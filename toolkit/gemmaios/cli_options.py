@@ -124,3 +124,8 @@ DurationOpt = Annotated[int, typer.Option(
     help="sustained mode: seconds of continuous decode after the trials (e.g. 600), tok/s sampled over time")]
 SampleIntervalOpt = Annotated[int | None, typer.Option(
     "--sample-interval", min=1, rich_help_panel=BENCH, help="sustained mode: seconds between tok/s samples (default 10)")]
+AbOpt = Annotated[Path | None, typer.Option(
+    "--ab", rich_help_panel=BENCH, metavar="OTHER_BUILD",
+    help="A/B against another build folder of the same model (e.g. uniform int4 vs a --recipe build): the two take "
+         "turns in ABBA order on the same prompts and decoding, and ab.md / ab.json beside the run compare tok/s, "
+         "memory, bytes per token and agreement")]

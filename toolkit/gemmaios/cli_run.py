@@ -11,10 +11,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from .buildlayout import MANIFEST_NAME, TABLES_DIR
 from .cli_console import INTERRUPTED, interrupted, terminal
-from .cli_options import BuildDirOpt, JsonOpt
+from .cli_options import AbOpt, BuildDirOpt, JsonOpt
 from .contract import CHAT_MAX_NEW_TOKENS
 from .errors import GemmaiosError
 
@@ -80,6 +81,7 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         raw: Annotated[bool, typer.Option("--raw", help="feed the text as is (BOS + text), no chat template")] = False,
         bench: Annotated[bool, typer.Option("--bench", help="run the oracle's prompt set and write <build>/runs/")] = False,
         trials: Annotated[int, typer.Option("--trials", min=1, help="with --bench: passes over the prompt set")] = 1,
+        ab: AbOpt = None,
         image: Annotated[Path | None, typer.Option("--image", help="a picture for the prompt (bundles built with "
                                                     "--vision); `<image>` in the prompt marks its place, else it "
                                                     "goes first")] = None,
@@ -98,6 +100,19 @@ def register(app: typer.Typer, console: Console, fail) -> None:
         from . import hostrun, quiet
 
         try:
+            if ab is not None:  # --ab's mistakes first, before any bundle is read
+                if not bench:
+                    raise typer.BadParameter("--ab compares two builds' benches; add --bench", param_hint="--ab")
+                if bundle is not None:
+                    raise typer.BadParameter("--ab runs each build's own bundle; drop --bundle", param_hint="--ab")
+                if trials < 2:
+                    raise typer.BadParameter(f"--ab takes turns trial by trial (A then B, then B then A), and {trials} "
+                                             "trial would always run A first; pass --trials 2 or more",
+                                             param_hint="--trials")
+                from .abbench import check_folders
+                from .buildfolder import the_only_build
+
+                check_folders(out if out is not None else the_only_build(), ab)
             build, bundle_dir = _resolve(out, bundle)
             info = hostrun.BundleInfo.load(bundle_dir)
             step = hostrun.estimate_step_seconds(info)
@@ -111,6 +126,9 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             out_console = terminal(highlight=False)  # the answer, on stdout
             log = (build or bundle_dir) / quiet.LOG_NAME  # the native runtime's loader lines go here
             with CtrlC() as ctrl_c, quiet.to_log(log, "run", {1: [out_console], 2: [console]}):
+                if bench and ab is not None:
+                    _ab_bench(build, ab, trials, console, out_console if as_json else None, ctrl_c)
+                    return
                 if bench:
                     _bench(hostrun, build, bundle_dir, trials, console, out_console if as_json else None, ctrl_c)
                     return
@@ -240,19 +258,20 @@ def _chat_turn(session, text: str, console: Console, out: Console, ctrl_c: CtrlC
     if turn.cut:
         console.print(f"[yellow]note:[/yellow] reply cut at {len(turn.generated_ids)} tokens "
                       "(--tokens sets the cap)")
-    prefill = turn.prefilled / turn.prefill_seconds if turn.prefill_seconds > 0 else float("nan")
-    decode = (len(turn.generated_ids) - 1) / turn.decode_seconds if turn.decode_seconds > 0 else float("nan")
-    console.print(f"[dim]{turn.prefilled} new prompt tokens ({turn.kept} kept from earlier turns) at "
-                  f"{prefill:.1f} tok/s, {len(turn.generated_ids)} new at {decode:.1f} tok/s[/dim]")
+    def at(tokens: int, seconds: float) -> str:  # a rate only where one was measured
+        return f" at {tokens / seconds:.1f} tok/s" if seconds > 0 and tokens > 0 else ""
+
+    console.print(f"[dim]{turn.prefilled} new prompt tokens ({turn.kept} kept from earlier turns)"
+                  f"{at(turn.prefilled, turn.prefill_seconds)}, {len(turn.generated_ids)} new"
+                  f"{at(len(turn.generated_ids) - 1, turn.decode_seconds)}[/dim]")
 
 
-def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console, json_out: Console | None,
-           ctrl_c: CtrlC) -> None:
-    """`run --bench`: the transcript is written only once complete, so Ctrl-C leaves nothing half done."""
+def _progress(console: Console, ctrl_c: CtrlC, label: str = "host bench"):
+    """A progress bar factory for the host benches: Ctrl-C is acted on between prompts (Python, safe to unwind)."""
     def bar(total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        progress = Progress(TextColumn("  host bench"), BarColumn(), MofNCompleteColumn(),
+        progress = Progress(TextColumn(f"  {label}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
         progress.start()
         task = progress.add_task("bench", total=total)
@@ -261,13 +280,50 @@ def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console
             progress.advance(task, n)
             if progress.finished or ctrl_c.requested:
                 progress.stop()
-            if ctrl_c.requested:  # between prompts, in Python: safe to unwind from here
+            if ctrl_c.requested:
                 raise KeyboardInterrupt
 
         return advance
 
+    return bar
+
+
+def ab_table(report) -> Table:
+    """The A/B comparison as a terminal table (`run --bench --ab`, `bench --ab`, `deploy --bench --ab`)."""
+    table = Table(title=f"A/B ({report.where}): turns {' '.join(report.order)}")
+    table.add_column("metric", overflow="fold")
+    for col in (f"A: {report.a.build.name} ({report.a.storage})", f"B: {report.b.build.name} ({report.b.storage})",
+                "B vs A"):
+        table.add_column(col, overflow="fold", justify="right")
+    for row in report.rows:
+        table.add_row(row.metric, row.a, row.b, row.change)
+    return table
+
+
+def _ab_bench(build: Path, other: Path, trials: int, console: Console, json_out: Console | None,
+              ctrl_c: CtrlC) -> None:
+    """`run --bench --ab OTHER`: transcripts are written only once both sides are complete."""
+    from .abbench import AB_MD, host_ab
+
     try:
-        result = hostrun.host_bench(build, bundle_dir, trials=trials, progress_factory=bar)
+        report = host_ab(build, other, trials=trials, progress_factory=_progress(console, ctrl_c, "host A/B bench"))
+    except KeyboardInterrupt:
+        interrupted(console, "no transcript written; run the same command again for a complete one")
+    if json_out is not None:
+        json_out.print(json.dumps(report.as_dict(), indent=2), markup=False, highlight=False)
+    console.print(ab_table(report))
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
+    console.print(f"wrote {report.transcripts['a'][0].parent / AB_MD}", markup=False)
+    for side in ("a", "b"):
+        console.print(f"transcript {side.upper()}: {report.transcripts[side][0]}", markup=False)
+
+
+def _bench(hostrun, build: Path, bundle_dir: Path, trials: int, console: Console, json_out: Console | None,
+           ctrl_c: CtrlC) -> None:
+    """`run --bench`: the transcript is written only once complete, so Ctrl-C leaves nothing half done."""
+    try:
+        result = hostrun.host_bench(build, bundle_dir, trials=trials, progress_factory=_progress(console, ctrl_c))
     except KeyboardInterrupt:
         interrupted(console, "no transcript written; run the same command again for a complete one")
     if json_out is not None:  # --json, on stdout (the terminal's: fd 1 is the log meanwhile)

@@ -49,3 +49,8 @@ class BuildFolderMismatch(BuildError):
 
 class NoBuildFolder(BuildError):
     """A command needs a build folder and none (or several) can be found."""
+
+
+class AbBuildsError(GemmaiosError):
+    """Two build folders cannot be A/B benched against each other (`--ab`): not a build, the same folder twice,
+    builds of different models or prompt sets, or two apps that install under one bundle id."""

@@ -53,6 +53,7 @@ class DeployRequest:
     cold: int = 0
     duration: int = 0
     sample_interval: int | None = None
+    ab: Path | None = None  # `--ab OTHER`: bench this build and OTHER's deployed app in turns (gemmaios.abbench)
     poll: float = 2.0
 
 
@@ -65,6 +66,7 @@ class FullDeployResult:
     bench: Any = None  # bench.BenchResult
     report: Any = None  # report.Report
     report_files: dict[str, Path] = field(default_factory=dict)
+    ab: Any = None  # abbench.AbReport (`--ab`)
 
 
 def options_from_manifest(build_dir: Path) -> BuildOptions:
@@ -212,6 +214,19 @@ def deploy_all(request: DeployRequest, *, say: Say, console: Console | None = No
         say(f"  warning: {warning}")
     result = FullDeployResult(build_dir, steps, ipa, deployed)
     if not request.bench:
+        return result
+
+    if request.ab is not None:
+        from .abbench import device_ab
+
+        say(f"▶ bench A/B: this build and {request.ab}, {request.trials} trial(s) a turn on {deployed.udid}")
+        result.ab, runs = device_ab(build_dir, request.ab, bench_mod.bench, udid=deployed.udid, trials=request.trials,
+                                    say=lambda msg: say(f"  {msg}"), timeout=request.timeout, poll=request.poll,
+                                    mount_ddi=request.mount_ddi, cold=request.cold, duration=request.duration,
+                                    sample_interval=request.sample_interval, status_fn=lambda msg: say(f"  {msg}"),
+                                    mac=request.mac, ssh_options=ssh_options)
+        result.bench = runs["a"][0]
+        say(f"✓ bench A/B: wrote {result.bench.run_dir}/ab.md")
         return result
 
     say(f"▶ bench: {request.trials} trial(s) of the prompt set on {deployed.udid}")

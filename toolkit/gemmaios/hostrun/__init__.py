@@ -24,7 +24,15 @@ tokenization, host bench), `prefill` (the chunked-prefill gate).
 from .bundleinfo import BundleInfo, asset_weight_bytes, estimate_step_seconds, find_bundle
 from .errors import BundleGateFailed, HostRunError
 from .gate import LOGIT_ERROR_BOUND, BundleGateReport, build_bundle_check, bundle_gate, torch_reference
-from .hostbench import BundleTokenizer, HostBenchResult, host_bench
+from .hostbench import (
+    AB_SIDES,
+    BundleTokenizer,
+    HostAbResult,
+    HostBenchResult,
+    ab_order,
+    host_ab_bench,
+    host_bench,
+)
 from .hostfacts import CPU_SECONDS_PER_GB, HOST_PLATFORM, LARGE_BUNDLE_BYTES, Progress
 from .prefill import PrefillGateFailed, build_prefill_check, long_prefill_prompt, prefill_gate
 from .runner import BundleRunner, EncodedAudio, EncodedImage, HostGeneration
@@ -32,8 +40,9 @@ from .transcripts import host_device, run_id_now, transcript_records
 
 __all__ = [
     "CPU_SECONDS_PER_GB", "HOST_PLATFORM", "LARGE_BUNDLE_BYTES", "LOGIT_ERROR_BOUND", "BundleGateFailed",
-    "BundleGateReport", "BundleInfo", "BundleRunner", "BundleTokenizer", "EncodedAudio", "EncodedImage", "HostBenchResult", "HostGeneration",
-    "HostRunError", "PrefillGateFailed", "Progress", "asset_weight_bytes", "build_bundle_check",
+    "AB_SIDES", "BundleGateReport", "BundleInfo", "BundleRunner", "BundleTokenizer", "EncodedAudio", "EncodedImage",
+    "HostAbResult", "HostBenchResult", "HostGeneration", "HostRunError", "PrefillGateFailed", "Progress", "ab_order",
+    "asset_weight_bytes", "build_bundle_check", "host_ab_bench",
     "build_prefill_check", "bundle_gate", "estimate_step_seconds", "find_bundle", "host_bench", "host_device",
     "long_prefill_prompt", "prefill_gate", "run_id_now", "torch_reference", "transcript_records",
 ]
