@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from .. import __version__, hostrun
@@ -180,21 +181,17 @@ class ConvertStep(Step):
         if _multimodal_gated(ctx):
             from ..unified.gate import GATE_PROMPTS, build_multimodal_check
 
-            mm_bar: dict = {}
-
-            def mm_progress(n: int = 1) -> None:
-                if "advance" not in mm_bar:  # the runtime checks, then one tick per gate prompt
-                    mm_bar["cm"] = ctx.progress("multimodal gate (Core AI runtime)", total=1 + len(GATE_PROMPTS))
-                    mm_bar["advance"] = mm_bar["cm"].__enter__()
-                mm_bar["advance"](n)
-
             def checked(bundle_dir: Path) -> dict:
-                try:
+                with contextlib.ExitStack() as stack:
+                    bar: list = []
+
+                    def mm_progress(n: int = 1) -> None:
+                        if not bar:  # opened at the first tick: the runtime checks, then one per gate prompt
+                            bar.append(stack.enter_context(
+                                ctx.progress("multimodal gate (Core AI runtime)", total=1 + len(GATE_PROMPTS))))
+                        bar[0](n)
+
                     return build_multimodal_check(ctx.checkpoint, mm_progress)(bundle_dir)
-                finally:
-                    if "cm" in mm_bar:
-                        mm_bar.pop("cm").__exit__(None, None, None)
-                        mm_bar.pop("advance")
 
             multimodal_check = checked
         result = convert_checkpoint(
