@@ -201,9 +201,9 @@ def test_cli_tiny_train_vision_writes_the_multimodal_weights_and_record(tmp_path
 
 @pytest.mark.full  # measures 8 pictures twice and 16 text prompts (~1 min, ~2 min on a busy machine)
 def test_record_only_remeasures_the_shipped_tiny_vision_weights(tmp_path):
-    """`python -m gemmaios.vision.tinymodel --record-only`: the shipped weights were trained on a GPU
-    whose run stopped while measuring; their record was written here from the weights and the run's
-    log. Re-recording a copy gives the shipped record's sha256s and margins, and a log that does not
+    """`python -m gemmaios.vision.tinymodel --record-only` writes trained.json for weights a run elsewhere
+    left (a GPU run stopped while measuring margins), from the weights and the run's log. Recording a
+    copy of the shipped weights gives the shipped record's sha256s and margins, and a log that does not
     show the stated steps is refused."""
     import json
     import shutil
