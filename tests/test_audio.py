@@ -442,3 +442,15 @@ def test_record_only_records_weights_trained_elsewhere(tiny_parts, tmp_path, cap
         assert got["text"] == run["text"] and abs(got["min_margin"] - run["min_margin"]) < 1e-3
     assert record["clip_margins_int4_grid"]["steps"] == 16 and record["text_margins"]["steps"] == 16
 
+
+def test_shipped_tiny_audio_weights_match_their_record():
+    """The weights in data/tiny-audio are those its trained.json was measured on (sha256s), with
+    the built-in spoken clips the oracle reads, and the record states how they were trained."""
+    from gemmaios.audio import tinymodel as tm
+
+    record = tm.shipped_record()
+    assert set(record["sha256"]) == {tm.WEIGHTS, tm.TOKENIZER, tm.CLIPS}
+    assert sorted(tm.builtin_speech()) == sorted(c.name for c in BUILTIN_CLIPS if c.kind == "word")
+    training = record["training"]
+    assert training["steps"] > 0 and training["qat_steps"] == tm.qat_steps(training["steps"])
+    assert set(record["clip_answers"]) == {c.name for c in BUILTIN_CLIPS}
