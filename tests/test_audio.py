@@ -394,3 +394,63 @@ def test_clip_bank_feeds_a_machine_without_espeak(tmp_path, monkeypatch):
     assert set(trained[0]["speech"]) == {c.name for c in clipset.training_cases(1) if c.kind == "word"} | {
         c.name for c in BUILTIN_CLIPS if c.kind == "word"}
     assert sorted(clipset.load_bank(out / tinymodel.CLIPS)) == sorted(c.name for c in BUILTIN_CLIPS if c.kind == "word")
+
+
+def test_record_only_records_weights_trained_elsewhere(tiny_parts, tmp_path, capsys, monkeypatch):
+    """`--record-only DIR --training-log LOG`: weights written by a (here 2-step CPU) run are
+    recorded with the facts the command line and log state (no invented seconds), the margins
+    measured here on the weights as loaded from DIR; a log of another or unfinished run is refused.
+    (The measurement is ship()'s; here on 2 clips and 2 text prompts, 8 steps each, to stay cheap.)"""
+    import functools
+
+    from gemmaios import tinytrain
+
+    tm = tiny_parts[0]
+    measure = functools.partial(tm.clip_margins, cases=BUILTIN_CLIPS[:2], steps=8)
+    monkeypatch.setattr(tm, "clip_margins", measure)
+    prompts = tinytrain.evaluation_prompts()[:2]
+    monkeypatch.setattr(tinytrain, "evaluation_prompts", lambda: prompts)
+    monkeypatch.setattr(tinytrain, "greedy_margins", functools.partial(tinytrain.greedy_margins, steps=8))
+    words = [c for c in [*clipset.training_cases(1), *BUILTIN_CLIPS] if c.kind == "word"]
+    bank = {c.name: ClipCase(c.name, "tone", "low", c.variant).samples() for c in words}  # no espeak needed
+    result = tm.train_tiny_audio(steps=2, variants=1, text_every=0, batch=2, speech=bank)
+    out = tmp_path / "w"
+    tm.ensure_builtin_clips(out, bank)
+    tm.write_weights(result.model, result.tokenizer, out)
+    log = tmp_path / "train.log"
+    log.write_text("noise\n" + "".join(f"step {i + 1}/2 loss {loss:.4f}\n" for i, loss in enumerate(result.losses)))
+    args = ["--record-only", str(out), "--training-log", str(log), "--device", "cuda", "--variants", "1",
+            "--trained-tools", "torch=2.11.0,transformers=5.17.0"]
+    assert tm.main([*args, "--steps", "3"]) == 1  # the log is a 2-step run
+    (tmp_path / "short.log").write_text(log.read_text().splitlines()[1] + "\n")
+    assert tm.main([*args[:3], str(tmp_path / "short.log"), *args[4:], "--steps", "2"]) == 1  # unfinished
+    assert "not a finished 2-step run" in capsys.readouterr().out and not (out / tm.RECORD).exists()
+    assert tm.main([*args, "--steps", "2"]) == 0
+    record = tm.shipped_record(out)  # the sha256s match the files
+    training = record["training"]
+    assert {k: training[k] for k in ("steps", "qat_steps", "seed", "device", "clip_variants", "tools")} == {
+        "steps": 2, "qat_steps": 0, "seed": 1234, "device": "cuda", "clip_variants": 1,
+        "tools": {"torch": "2.11.0", "transformers": "5.17.0"}}
+    assert training["first_logged_loss"] == {"step": 1, "loss": round(result.losses[0], 4)}
+    assert training["final_logged_loss"] == {"step": 2, "loss": round(result.losses[1], 4)}
+    assert "seconds" not in training and training["measured_on"] == {"device": "cpu", "tools": tm.tool_versions()}
+    # the margins are the trained model's, measured on the weights as written
+    want = measure(result.model, result.tokenizer, speech=clipset.load_bank(out / tm.CLIPS))
+    assert set(record["clip_answers"]) == {r["clip"] for r in want}
+    for run in want:
+        got = record["clip_answers"][run["clip"]]
+        assert got["text"] == run["text"] and abs(got["min_margin"] - run["min_margin"]) < 1e-3
+    assert record["clip_margins_int4_grid"]["steps"] == 16 and record["text_margins"]["steps"] == 16
+
+
+def test_shipped_tiny_audio_weights_match_their_record():
+    """The weights in data/tiny-audio are those its trained.json was measured on (sha256s), with
+    the built-in spoken clips the oracle reads, and the record states how they were trained."""
+    from gemmaios.audio import tinymodel as tm
+
+    record = tm.shipped_record()
+    assert set(record["sha256"]) == {tm.WEIGHTS, tm.TOKENIZER, tm.CLIPS}
+    assert sorted(tm.builtin_speech()) == sorted(c.name for c in BUILTIN_CLIPS if c.kind == "word")
+    training = record["training"]
+    assert training["steps"] > 0 and training["qat_steps"] == tm.qat_steps(training["steps"])
+    assert set(record["clip_answers"]) == {c.name for c in BUILTIN_CLIPS}

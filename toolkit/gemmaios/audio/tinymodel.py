@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -41,7 +42,7 @@ from ..vision.tinymodel import (
     int4_grid_on,
     tokenizer_with_markers,
 )
-from .clipset import BUILTIN_CLIPS, MAX_SAMPLES, ClipCase, load_bank, speech_bank, training_cases
+from .clipset import BUILTIN_CLIPS, MAX_SAMPLES, AudioError, ClipCase, load_bank, speech_bank, training_cases
 from .preprocess import AUDIO_PLACEHOLDER, AudioSpec, expand_prompt, feature_extractor, prepare
 
 TINY_AUDIO_FORMAT = 1
@@ -51,7 +52,7 @@ MARKER_FILE = "gemmaios_tiny.json"
 
 # The clip ends the user turn and the answer opens with what it holds (as for tiny-vision).
 QUESTION = f"What do you hear?\n{AUDIO_PLACEHOLDER}"
-DEFAULT_STEPS, DEFAULT_VARIANTS = 4000, 30
+DEFAULT_STEPS, DEFAULT_VARIANTS, DEFAULT_QAT_FRACTION = 4000, 30, 0.2
 
 
 def audio_config_kwargs() -> dict:
@@ -160,7 +161,7 @@ def audio_batch(rows: list[AudioExample], pad: int):
     return input_ids, labels, torch.stack([r.features for r in rows]), torch.stack([r.mask for r in rows])
 
 
-def train_tiny_audio(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, batch: int = 8, text_every: int = 4,
+def train_tiny_audio(steps: int = DEFAULT_STEPS, qat_fraction: float = DEFAULT_QAT_FRACTION, batch: int = 8, text_every: int = 4,
                      progress=None, seed: int = 1234, device: str = "cpu", variants: int = DEFAULT_VARIANTS,
                      speech: dict | None = None, threads: int = 1) -> AudioTrainResult:
     """Fine-tune the tiny model that hears: clip batches (every step but each `text_every`-th)
@@ -186,7 +187,7 @@ def train_tiny_audio(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, batc
     text_encoded = encode_examples(tok, corpus)
     text_weights = torch.tensor([ex.weight for ex in corpus], dtype=torch.float64)
     pad = tok.token_to_id("<pad>")
-    qat_start = steps - int(round(steps * qat_fraction))
+    qat_start = steps - qat_steps(steps, qat_fraction)
     started, losses = time.perf_counter(), []
     with fixed_threads(threads):
         dev = torch.device(device)
@@ -275,37 +276,43 @@ def builtin_speech(shipped_dir: Path = SHIPPED_DIR) -> dict | None:
     return load_bank(path) if path.is_file() else None
 
 
-def ship(result: AudioTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
-    """Write the weights, tokenizer, the built-in spoken clips and trained.json (sha256s,
-    training facts, margins fp32 and on the int4 grid, text margins)."""
-    from importlib import metadata
+def qat_steps(steps: int, qat_fraction: float = DEFAULT_QAT_FRACTION) -> int:
+    """How many of `steps` train on the int4 grid (the last ones)."""
+    return int(round(steps * qat_fraction))
 
-    from ..tinytrain import evaluation_prompts, greedy_margins, margin_summary
+
+def write_weights(model, tokenizer, out_dir: Path = SHIPPED_DIR) -> Path:
+    """Write the weights and tokenizer, and the built-in spoken clips unless already there."""
     from .clipset import save_bank
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    speech = builtin_speech(out_dir) or speech_bank(BUILTIN_CLIPS)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        result.model.save_pretrained(tmp, safe_serialization=True)
-        result.tokenizer.save(str(Path(tmp) / TOKENIZER))
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save(str(Path(tmp) / TOKENIZER))
         for name in (WEIGHTS, TOKENIZER):
             shutil.move(str(Path(tmp) / name), out_dir / name)
     if not (out_dir / CLIPS).is_file():
-        save_bank(speech, out_dir / CLIPS)
+        save_bank(builtin_speech(out_dir) or speech_bank(BUILTIN_CLIPS), out_dir / CLIPS)
+    return out_dir
+
+
+def record_trained(out_dir: Path, model, tokenizer, training: dict) -> dict:
+    """Measure (on this machine, fp32) the clip margins fp32 and on the int4 grid and the text
+    margins of the weights in `out_dir`, and write trained.json: sha256s, `training` (the
+    training facts), the margins."""
+    from ..tinytrain import evaluation_prompts, greedy_margins, margin_summary
+
+    out_dir = Path(out_dir)
     speech = load_bank(out_dir / CLIPS)  # what the oracle will read: 16-bit samples
-    clips = clip_margins(result.model, result.tokenizer, speech=speech)
-    clips_int4 = clip_margins(result.model, result.tokenizer, speech=speech, int4_grid=True)
-    text_runs = greedy_margins(result.model, result.tokenizer, evaluation_prompts())
+    clips = clip_margins(model, tokenizer, speech=speech)
+    clips_int4 = clip_margins(model, tokenizer, speech=speech, int4_grid=True)
+    text_runs = greedy_margins(model, tokenizer, evaluation_prompts())
     names = (WEIGHTS, TOKENIZER, CLIPS)
     record = {
         "sha256": {n: sha256_file(out_dir / n) for n in names},
         "bytes": {n: (out_dir / n).stat().st_size for n in names},
-        "training": {"steps": result.steps, "qat_steps": result.qat_steps, "seconds": round(result.seconds, 1),
-                     "seed": result.seed, "device": result.device, "clip_variants": result.variants,
-                     "first_loss": round(result.losses[0], 4),
-                     "final_loss": round(float(np.mean(result.losses[-20:])), 4),
-                     "tools": {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}},
+        "training": training,
         "clip_margins": _summary(clips),
         "clip_margins_int4_grid": _summary(clips_int4),
         "text_margins": margin_summary(text_runs),
@@ -315,6 +322,98 @@ def ship(result: AudioTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
     }
     write_json_atomic(out_dir / RECORD, record)
     return record
+
+
+def tool_versions() -> dict:
+    from importlib import metadata
+
+    return {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}
+
+
+def ship(result: AudioTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
+    """Write the weights, tokenizer, the built-in spoken clips and trained.json (sha256s,
+    training facts, margins fp32 and on the int4 grid, text margins)."""
+    write_weights(result.model, result.tokenizer, out_dir)
+    training = {"steps": result.steps, "qat_steps": result.qat_steps, "seconds": round(result.seconds, 1),
+                "seed": result.seed, "device": result.device, "clip_variants": result.variants,
+                "first_loss": round(result.losses[0], 4),
+                "final_loss": round(float(np.mean(result.losses[-20:])), 4), "tools": tool_versions()}
+    return record_trained(out_dir, result.model, result.tokenizer, training)
+
+
+_LOSS_LINE = re.compile(r"^step (\d+)/(\d+) loss ([0-9.eE+-]+|nan|inf)\s*$")
+
+
+def logged_losses(log: Path, steps: int) -> list[tuple[int, float]]:
+    """The `step N/T loss X` lines the trainer printed: (N, X) in order; T must be `steps` and
+    the last line step `steps` (a run that ended early is not recorded as finished)."""
+    found = []
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise AudioError(f"cannot read the training log {log} ({exc})",
+                         hint="pass the log the trainer printed (`step N/T loss X` lines)") from exc
+    for line in lines:
+        match = _LOSS_LINE.match(line.strip())
+        if match:
+            if int(match[2]) != steps:
+                raise AudioError(f"{log} is a {match[2]}-step run, not {steps}", hint=f"pass --steps {match[2]}")
+            found.append((int(match[1]), float(match[3])))
+    if not found or found[-1][0] != steps:
+        last = f"its last logged step is {found[-1][0]}" if found else "it has no `step N/T loss X` line"
+        raise AudioError(f"{log} is not a finished {steps}-step run: {last}",
+                         hint="record only weights whose training finished")
+    return found
+
+
+def load_trained(weights_dir: Path):
+    """(model, tokenizer) from a folder with the trainer's weights and tokenizer, loaded as the
+    oracle loads them (a checkpoint folder through `from_pretrained`), fp32 on the CPU."""
+    from tokenizers import Tokenizer
+    from transformers import Gemma4ForConditionalGeneration
+
+    weights_dir = Path(weights_dir)
+    for name in (WEIGHTS, TOKENIZER):
+        if not (weights_dir / name).is_file():
+            raise AudioError(f"{weights_dir} has no {name}", hint="pass the folder the trainer wrote (--out)")
+    with tempfile.TemporaryDirectory(prefix="tiny-audio-record-") as tmp:
+        path = write_checkpoint(Path(tmp) / "ckpt", weights_dir / WEIGHTS, weights_dir / TOKENIZER)
+        model = Gemma4ForConditionalGeneration.from_pretrained(str(path), dtype=torch.float32).eval()
+    return model, Tokenizer.from_file(str(weights_dir / TOKENIZER))
+
+
+def record_only(weights_dir: Path, log: Path, steps: int, device: str, *, seed: int = 1234,
+                variants: int = DEFAULT_VARIANTS, trained_tools: dict | None = None,
+                speech: dict | None = None) -> dict:
+    """trained.json for weights trained elsewhere (e.g. on a GPU whose run ended before its record):
+    the facts the command line and the training log state, the margins measured here. The
+    built-in spoken clips are written from `speech` (a clip bank) where the folder lacks them."""
+    losses = logged_losses(log, steps)
+    model, tok = load_trained(weights_dir)
+    ensure_builtin_clips(weights_dir, speech)
+    training = {"steps": steps, "qat_steps": qat_steps(steps), "seed": seed, "device": device,
+                "clip_variants": variants, "first_logged_loss": {"step": losses[0][0], "loss": losses[0][1]},
+                "final_logged_loss": {"step": losses[-1][0], "loss": losses[-1][1]},
+                "log_sha256": sha256_file(Path(log))}
+    if trained_tools:
+        training["tools"] = dict(trained_tools)
+    training["recorded"] = ("by --record-only: steps, seed, variants, device and tools as given on its command "
+                            "line, losses from the training log, seconds unknown; margins measured on measured_on")
+    training["measured_on"] = {"device": "cpu", "tools": tool_versions()}
+    return record_trained(weights_dir, model, tok, training)
+
+
+def ensure_builtin_clips(out_dir: Path, speech: dict | None) -> None:
+    """The built-in spoken clips, recorded once with the model: from the bank where it has them,
+    else espeak-ng."""
+    from .clipset import save_bank
+
+    if (Path(out_dir) / CLIPS).is_file():
+        return
+    words = [c for c in BUILTIN_CLIPS if c.kind == "word"]
+    builtin = {c.name: speech[c.name] for c in words if speech and c.name in speech}
+    missing = [c for c in words if c.name not in builtin]
+    save_bank({**builtin, **speech_bank(missing)}, Path(out_dir) / CLIPS)
 
 
 def shipped_record(shipped_dir: Path = SHIPPED_DIR) -> dict:
@@ -371,6 +470,22 @@ def generate_tiny_audio_checkpoint(out_dir: Path, shipped_dir: Path = SHIPPED_DI
                             {"weights": "trained", "weights_sha256": record["sha256"][WEIGHTS]})
 
 
+def train_and_ship(args, speech: dict | None) -> dict:
+    # Before any training: every clip must be at hand (the bank's, else espeak-ng's), so a long
+    # GPU run cannot end in EspeakMissing when it ships.
+    ensure_builtin_clips(args.out, speech)
+    wanted = [c for c in training_cases(args.variants) if c.kind == "word"]
+    speech = {**(speech or {}), **speech_bank([c for c in wanted if not speech or c.name not in speech])}
+
+    def show(step, total, loss):
+        if step % 10 == 0 or step == total:
+            print(f"step {step}/{total} loss {loss:.4f}", flush=True)
+
+    result = train_tiny_audio(steps=args.steps, progress=show, seed=args.seed, device=args.device,
+                              variants=args.variants, speech=speech)
+    return ship(result, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -383,30 +498,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=Path, default=None,
                         help="a spoken-clip bank (.npz from `python -m gemmaios.audio.clipset`); default: espeak-ng")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
+    parser.add_argument("--record-only", type=Path, default=None, metavar="DIR",
+                        help="train nothing: write DIR/trained.json for the weights and tokenizer in DIR trained "
+                             "elsewhere (--steps, --seed, --variants, --device: how they were trained; margins "
+                             "measured here)")
+    parser.add_argument("--training-log", type=Path, default=None,
+                        help="with --record-only: the log the training run printed (its `step N/T loss X` lines)")
+    parser.add_argument("--trained-tools", default=None, metavar="NAME=VERSION,...",
+                        help="with --record-only: the training machine's package versions, e.g. "
+                             "torch=2.11.0,transformers=5.17.0 (left out of the record when not given)")
     args = parser.parse_args(argv)
-    from .clipset import AudioError
-
+    if args.record_only is not None and args.training_log is None:
+        parser.error("--record-only needs --training-log")
     try:
         speech = load_bank(args.clips) if args.clips else None
-        # Before any training: every clip must be at hand (the bank's, else espeak-ng's), so a long
-        # GPU run cannot end in EspeakMissing when it ships.
-        if not (Path(args.out) / CLIPS).is_file():  # the built-in spoken clips, recorded once with the model
-            from .clipset import save_bank
-
-            words = [c for c in BUILTIN_CLIPS if c.kind == "word"]
-            builtin = {c.name: speech[c.name] for c in words if speech and c.name in speech}
-            missing = [c for c in words if c.name not in builtin]
-            save_bank({**builtin, **speech_bank(missing)}, Path(args.out) / CLIPS)
-        wanted = [c for c in training_cases(args.variants) if c.kind == "word"]
-        speech = {**(speech or {}), **speech_bank([c for c in wanted if not speech or c.name not in speech])}
-
-        def show(step, total, loss):
-            if step % 10 == 0 or step == total:
-                print(f"step {step}/{total} loss {loss:.4f}", flush=True)
-
-        result = train_tiny_audio(steps=args.steps, progress=show, seed=args.seed, device=args.device,
-                                  variants=args.variants, speech=speech)
-        record = ship(result, args.out)
+        if args.record_only is not None:
+            tools = dict(pair.split("=", 1) for pair in args.trained_tools.split(",")) if args.trained_tools else None
+            record = record_only(args.record_only, args.training_log, args.steps, args.device, seed=args.seed,
+                                 variants=args.variants, trained_tools=tools, speech=speech)
+        else:
+            record = train_and_ship(args, speech)
     except AudioError as exc:
         print(f"error: {exc}")
         return 1
