@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .buildlayout import MANIFEST_NAME
 from .cli_console import interrupted
 from .cli_options import (
     AbKvOpt,
@@ -85,7 +86,7 @@ def _check_ab(ab: Path | None, ab_kv: bool, ab_prefill: bool, build_dir: Path | 
         raise typer.BadParameter("--ab runs each build's deployed app; --bundle-id names one app", param_hint="--ab")
     from .abbench import check_folders, check_other, recorded_checkpoint
 
-    if build_dir is not None and (Path(build_dir) / "build.json").is_file() and (
+    if build_dir is not None and (Path(build_dir) / MANIFEST_NAME).is_file() and (
             not deploying or recorded_checkpoint(Path(build_dir))[0]):
         check_folders(Path(build_dir), ab)
     else:  # deploy making its build: the pair is checked once the build is done, before the bench

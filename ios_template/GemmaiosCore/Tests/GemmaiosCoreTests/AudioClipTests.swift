@@ -95,8 +95,8 @@ final class AudioClipTests: XCTestCase {
             let sampleError = zip(clip.samples, expected).map { abs($0 - $1) }.max() ?? .infinity
             XCTAssertLessThanOrEqual(sampleError, LogMelTolerance.resampled, name)
             let features = clip.features()
-            XCTAssertEqual(features.mask, try file.ints("input_features_mask").map { $0 != 0 }, "\(name): mask")
-            let hf = try file.floats("input_features")
+            XCTAssertEqual(features.mask, try file.ints(Contract.audioMaskInput).map { $0 != 0 }, "\(name): mask")
+            let hf = try file.floats(Contract.audioFeaturesInput)
             XCTAssertEqual(features.values.count, hf.count, "\(name): features")
             let featureError = zip(features.values, hf).map { abs($0 - $1) }.max() ?? .infinity
             XCTAssertLessThanOrEqual(featureError, LogMelTolerance.features, name)

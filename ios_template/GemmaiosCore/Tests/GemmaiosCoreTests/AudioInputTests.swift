@@ -97,7 +97,7 @@ final class AudioInputTests: XCTestCase {
     /// Against Hugging Face's extractor and scipy's resample_poly: GEMMAIOS_AUDIO_VECTORS names
     /// the folder tests/test_swift_audio.py writes: cases.json; extractor.safetensors (HF's
     /// window and mel_filters); per clip <name>.safetensors with `waveform` (16 kHz Float32),
-    /// HF's `input_features` [F, 128] and `input_features_mask` [F] (u8), and for clips recorded
+    /// HF's log-mel features [F, 128] and their frame mask [F] (u8), and for clips recorded
     /// at another rate its `source` and scipy's `waveform` of it.
     func testMatchesHuggingFace() throws {
         guard let folder = ProcessInfo.processInfo.environment["GEMMAIOS_AUDIO_VECTORS"], !folder.isEmpty else {
@@ -122,8 +122,8 @@ final class AudioInputTests: XCTestCase {
             let name = try XCTUnwrap(item["name"] as? String)
             let file = try SafeTensorsFile(url: root.appendingPathComponent(try XCTUnwrap(item["file"] as? String)))
             let waveform = try file.floats("waveform")
-            let expected = try file.floats("input_features")
-            let mask = try file.ints("input_features_mask").map { $0 != 0 }
+            let expected = try file.floats(Contract.audioFeaturesInput)
+            let mask = try file.ints(Contract.audioMaskInput).map { $0 != 0 }
             let out: LogMelFeatures
             if let padTo = item["pad_to"] as? Int {
                 out = try extractor.features(waveform, paddedTo: padTo)
