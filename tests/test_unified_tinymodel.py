@@ -109,3 +109,83 @@ def test_a_shipped_file_that_does_not_match_its_record_is_named(tmp_path, monkey
         tiny.generate_tiny_checkpoint(tmp_path / "trained", tiny.TINY_UNIFIED)
     assert "tokenizer.json" in str(err.value) and "gemmaios.unified.tinymodel" in err.value.hint
     assert not (tmp_path / "trained").exists()
+
+
+# ---- recording weights trained elsewhere (`--record-only`) ------------------------------------------
+
+TRAINING_LOG = """step 15/120 mixed loss 5.5453
+step 30/120 audio loss 3.4760
+step 45/120 image loss 2.7925
+step 60/120 text loss 4.1296
+step 75/120 mixed loss 0.8610
+step 90/120 audio loss 0.0312
+step 105/120 image loss 0.5021
+step 120/120 text loss 1.2500
+Writing model shards: 100%
+"""
+
+
+def test_losses_come_from_the_logs_progress_lines_of_a_finished_run():
+    from gemmaios.errors import TrainingRecordError
+    from gemmaios.unified.tinymodel import losses_from_log
+
+    got = losses_from_log(TRAINING_LOG, 120, "run.log")
+    assert got["first_loss"] == {"mixed": 5.5453, "audio": 3.476, "image": 2.7925, "text": 4.1296}
+    assert got["final_loss"] == {"mixed": 0.861, "audio": 0.0312, "image": 0.5021, "text": 1.25}
+    assert got["loss_steps"]["final"] == {"mixed": 75, "audio": 90, "image": 105, "text": 120}
+    assert got["loss_steps"]["first"]["mixed"] == 15 and got["loss_source"] == "run.log: one logged step every 15"
+    with pytest.raises(TrainingRecordError, match="did not finish"):
+        losses_from_log(TRAINING_LOG.replace("step 120/120 text loss 1.2500\n", ""), 120)
+    with pytest.raises(TrainingRecordError, match="not 1500"):
+        losses_from_log(TRAINING_LOG, 1500)
+    with pytest.raises(TrainingRecordError, match="no `step"):
+        losses_from_log("Killed\n", 120)
+
+
+def test_record_only_measures_the_folders_weights_and_states_only_what_the_run_says(tmp_path, monkeypatch):
+    """The record-only path loads the folder's weights as the checkpoint will (every tensor), hands them to
+    the same measurement as `ship`, and writes trained.json with the log's losses, the stated settings and
+    tools, this machine's tools for the margins, and no training seconds (not known here)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from gemmaios.unified import tinymodel
+
+    folder = fake_shipped(tmp_path / "trained")
+    (folder / "trained.json").unlink()
+    (tmp_path / "run.log").write_text(TRAINING_LOG)
+    seen = {}
+
+    def gates(model, tok, *, int4_grid=False):  # the measurement itself is the trained run's (see the docstring)
+        seen["model"] = model
+        return [{"prompt": p.name, "text": "x", "expected": p.answer(), "right": False, "min_margin": 0.5,
+                 "margins": [0.5]} for p in tinymodel.GATE_PROMPTS]
+
+    monkeypatch.setattr(tinymodel, "gate_margins", gates)
+    monkeypatch.setattr(tinymodel, "text_margins", lambda model, tok: {"steps": 1})
+    assert tinymodel.main(["--record-only", str(folder), "--training-log", str(tmp_path / "run.log"), "--steps", "120",
+                           "--device", "cuda", "--trained-with", "torch=2.11.0",
+                           "--trained-with", "transformers=5.17.0"]) == 0
+    saved = load_file(str(folder / "model.safetensors"))
+    assert torch.equal(seen["model"].model.embed_audio.embedding_projection.weight,
+                       saved["model.embed_audio.embedding_projection.weight"])
+    assert seen["model"].lm_head.weight.data_ptr() == seen["model"].model.language_model.embed_tokens.weight.data_ptr()
+    record = tiny.tiny_unified_record(folder)  # its sha256s match the files
+    training = record["training"]
+    assert (training["steps"], training["qat_steps"], training["device"], training["seed"]) == (120, 24, "cuda", tiny.TINY_SEED)
+    assert training["tools"] == {"torch": "2.11.0", "transformers": "5.17.0"} and "seconds" not in training
+    assert training["first_loss"]["mixed"] == 5.5453 and training["final_loss"]["text"] == 1.25
+    assert record["margins_measured"]["device"] == "cpu" and "torch" in record["margins_measured"]["tools"]
+    assert record["gate_margins"]["answers_right"] == 0 and record["text_margins"] == {"steps": 1}
+
+
+def test_record_only_refuses_a_log_without_the_tools_or_a_folder_without_weights(tmp_path, capsys):
+    from gemmaios.unified import tinymodel
+
+    (tmp_path / "run.log").write_text(TRAINING_LOG)
+    args = ["--record-only", str(tmp_path), "--training-log", str(tmp_path / "run.log"), "--steps", "120"]
+    with pytest.raises(SystemExit):
+        tinymodel.main(args)  # no --trained-with
+    assert "--trained-with" in capsys.readouterr().err
+    assert tinymodel.main([*args, "--trained-with", "torch=2.11.0"]) == 1
+    assert "has no model.safetensors" in capsys.readouterr().out and not (tmp_path / "trained.json").exists()

@@ -35,6 +35,10 @@ class AppTemplateError(GemmaiosError):
     """A value for the app template is invalid, or the template/rendered project is broken."""
 
 
+class TrainingRecordError(GemmaiosError):
+    """Weights trained elsewhere cannot be recorded: their folder or their training log is not a whole run."""
+
+
 class NeedsMacOS(GemmaiosError):
     """A step needs Apple's toolchain, which is not reachable from this machine."""
 

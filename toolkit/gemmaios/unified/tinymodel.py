@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import TrainingRecordError
 from ..files import sha256_file, write_json_atomic
 from ..tiny import (
     SHIPPED_DIR as TEXT_DIR,
@@ -402,34 +404,39 @@ def _summary(runs: list[dict]) -> dict:
             "below_near_tie": sum(m < 0.1 for m in all_m), "answers_right": sum(r["right"] for r in runs)}
 
 
-def ship(result: UnifiedTrainResult, out_dir: Path = TINY_UNIFIED_SHIPPED_DIR) -> dict:
-    """Write the weights, tokenizer and trained.json (sha256s, training facts, margins); returns the record."""
-    from importlib import metadata
-
+def save_weights(model, tokenizer, out_dir: Path) -> None:
+    """Write the weights and the tokenizer into `out_dir` (each file moved in whole)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        result.model.save_pretrained(tmp, safe_serialization=True)
-        result.tokenizer.save(str(Path(tmp) / SHIPPED_TOKENIZER))
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save(str(Path(tmp) / SHIPPED_TOKENIZER))
         for name in (SHIPPED_WEIGHTS, SHIPPED_TOKENIZER):
             shutil.move(str(Path(tmp) / name), out_dir / name)
+
+
+def tool_versions() -> dict[str, str]:
+    """This machine's torch, transformers and tokenizers versions."""
+    from importlib import metadata
+
+    return {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}
+
+
+def record_trained(model, tokenizer, out_dir: Path, training: dict) -> dict:
+    """Measure the margins of the weights in `out_dir` (`model`, `tokenizer`: what they load as) here, on
+    the CPU, and write trained.json beside them: sha256s, `training` (what the training run states), where
+    and with what the margins were measured, the margins; returns the record."""
+    out_dir = Path(out_dir)
+    model = model.to("cpu").eval()
     with torch.no_grad():
-        gates = gate_margins(result.model, result.tokenizer)
-        gates_int4 = gate_margins(result.model, result.tokenizer, int4_grid=True)
-        text = text_margins(result.model, result.tokenizer)
-
-    def tail(values: list[float]) -> float | None:
-        return round(sum(values[-20:]) / min(20, len(values)), 4) if values else None
-
+        gates = gate_margins(model, tokenizer)
+        gates_int4 = gate_margins(model, tokenizer, int4_grid=True)
+        text = text_margins(model, tokenizer)
     record = {
         "sha256": {n: sha256_file(out_dir / n) for n in (SHIPPED_WEIGHTS, SHIPPED_TOKENIZER)},
         "bytes": {n: (out_dir / n).stat().st_size for n in (SHIPPED_WEIGHTS, SHIPPED_TOKENIZER)},
-        "training": {"steps": result.steps, "qat_steps": result.qat_steps, "batch": result.batch,
-                     "seconds": round(result.seconds, 1), "seed": result.seed, "device": result.device,
-                     "variants": result.variants,
-                     "first_loss": {k: round(v[0], 4) for k, v in result.losses.items() if v},
-                     "final_loss": {k: tail(v) for k, v in result.losses.items() if v},
-                     "tools": {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}},
+        "training": training,
+        "margins_measured": {"device": "cpu", "tools": tool_versions()},
         "gate_margins": _summary(gates),
         "gate_margins_int4_grid": _summary(gates_int4),
         "text_margins": text,
@@ -440,8 +447,87 @@ def ship(result: UnifiedTrainResult, out_dir: Path = TINY_UNIFIED_SHIPPED_DIR) -
     return record
 
 
+def ship(result: UnifiedTrainResult, out_dir: Path = TINY_UNIFIED_SHIPPED_DIR) -> dict:
+    """Write the weights, tokenizer and trained.json (sha256s, training facts, margins); returns the record."""
+
+    def tail(values: list[float]) -> float:
+        return round(sum(values[-20:]) / min(20, len(values)), 4)
+
+    save_weights(result.model, result.tokenizer, out_dir)
+    training = {"steps": result.steps, "qat_steps": result.qat_steps, "batch": result.batch,
+                "seconds": round(result.seconds, 1), "seed": result.seed, "device": result.device,
+                "variants": result.variants,
+                "first_loss": {k: round(v[0], 4) for k, v in result.losses.items() if v},
+                "final_loss": {k: tail(v) for k, v in result.losses.items() if v},
+                "tools": tool_versions()}
+    return record_trained(result.model, result.tokenizer, out_dir, training)
+
+
+PROGRESS_LINE = re.compile(r"^step (\d+)/(\d+) (\w+) loss ([0-9.eE+-]+)\s*$")
+
+
+def losses_from_log(text: str, steps: int, source: str = "the training log") -> dict:
+    """The first and final logged loss of each kind, from `main`'s progress lines (`step N/T kind loss X`,
+    one every T/100 steps): {"first_loss", "final_loss", "loss_steps", "loss_source"}. The log must be a
+    run of `steps` steps that reached its last one."""
+    hint = "pass the log the training run printed (its `step N/T kind loss X` lines) and its --steps"
+    lines = [m.groups() for m in map(PROGRESS_LINE.match, text.splitlines()) if m]
+    if not lines:
+        raise TrainingRecordError(f"{source} has no `step N/T kind loss X` lines", hint=hint)
+    totals = {int(t) for _, t, _, _ in lines}
+    if totals != {steps}:
+        raise TrainingRecordError(f"{source} is of a run of {sorted(totals)} steps, not {steps}", hint=hint)
+    if int(lines[-1][0]) != steps:
+        raise TrainingRecordError(f"{source} stops at step {lines[-1][0]} of {steps}: the run did not finish",
+                               hint="record weights of a finished run only")
+    first: dict[str, tuple[int, float]] = {}
+    final: dict[str, tuple[int, float]] = {}
+    for step, _, kind, loss in lines:
+        first.setdefault(kind, (int(step), float(loss)))
+        final[kind] = (int(step), float(loss))
+    every = int(lines[1][0]) - int(lines[0][0]) if len(lines) > 1 else steps
+    return {"first_loss": {k: round(v[1], 4) for k, v in first.items()},
+            "final_loss": {k: round(v[1], 4) for k, v in final.items()},
+            "loss_steps": {"first": {k: v[0] for k, v in first.items()}, "final": {k: v[0] for k, v in final.items()}},
+            "loss_source": f"{source}: one logged step every {every}"}
+
+
+def record_only(folder: Path, training_log: Path, *, steps: int, device: str, trained_with: dict[str, str],
+                batch: int = DEFAULT_BATCH, seed: int = TINY_SEED, variants: int = DEFAULT_VARIANTS,
+                qat_fraction: float = QAT_FRACTION) -> dict:
+    """Record weights trained elsewhere (`main` run with these settings on `device`, with the tools
+    `trained_with`, its progress in `training_log`): load `folder`'s weights and tokenizer, measure their
+    margins here and write trained.json beside them. The training's seconds are not known here, so they
+    are not recorded."""
+    from tokenizers import Tokenizer
+    from transformers import Gemma4UnifiedForConditionalGeneration
+
+    folder = Path(folder)
+    for name in (SHIPPED_WEIGHTS, SHIPPED_TOKENIZER):
+        if not (folder / name).is_file():
+            raise TrainingRecordError(f"{folder} has no {name}", hint="pass the folder the training run wrote (--out)")
+    training = {"steps": steps, "qat_steps": int(round(steps * qat_fraction)), "batch": batch, "seed": seed,
+                "device": device, "variants": variants,
+                **losses_from_log(Path(training_log).read_text(), steps, Path(training_log).name),
+                "tools": dict(trained_with)}
+    # transformers' loader, as the checkpoint reads them (it maps the saved names onto the model's)
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny_unified_config().save_pretrained(tmp)
+        (Path(tmp) / SHIPPED_WEIGHTS).symlink_to((folder / SHIPPED_WEIGHTS).resolve())
+        model, info = Gemma4UnifiedForConditionalGeneration.from_pretrained(tmp, dtype=torch.float32,
+                                                                             output_loading_info=True)
+    if info["missing_keys"] or info["unexpected_keys"]:
+        raise TrainingRecordError(f"{folder / SHIPPED_WEIGHTS} is not the tiny unified model's (missing "
+                                  f"{sorted(info['missing_keys'])[:3]}, unexpected {sorted(info['unexpected_keys'])[:3]})",
+                                  hint="pass the folder the training run wrote (--out)")
+    model.config._attn_implementation = "sdpa"
+    return record_trained(model, Tokenizer.from_file(str(folder / SHIPPED_TOKENIZER)), folder, training)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
+
+    from ..errors import GemmaiosError
 
     parser = argparse.ArgumentParser(prog="python -m gemmaios.unified.tinymodel",
                                      description="train and ship the tiny unified (12B-shaped, image + audio) model")
@@ -450,20 +536,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=TINY_SEED)
     parser.add_argument("--variants", type=int, default=DEFAULT_VARIANTS,
                         help="jittered training copies of each picture kind and each tone kind")
-    parser.add_argument("--device", default="cpu", help="cpu (one thread), or cuda to train on a GPU")
+    parser.add_argument("--device", default="cpu", help="cpu (one thread), or cuda to train on a GPU "
+                        "(with --record-only: the device the weights were trained on)")
     parser.add_argument("--out", type=Path, default=TINY_UNIFIED_SHIPPED_DIR)
+    parser.add_argument("--record-only", type=Path, metavar="DIR",
+                        help="do not train: record the weights a training run wrote to DIR (model.safetensors, "
+                             "tokenizer.json), measuring their margins here and writing DIR/trained.json; "
+                             "--steps, --batch, --seed, --variants and --device state that run's settings")
+    parser.add_argument("--training-log", type=Path, metavar="LOG",
+                        help="with --record-only: the training run's output (its first and final losses)")
+    parser.add_argument("--trained-with", action="append", default=[], metavar="PACKAGE=VERSION",
+                        help="with --record-only: a tool version of the training run (repeat: torch=2.11.0, ...)")
     args = parser.parse_args(argv)
-    every = max(1, args.steps // 100)
+    if args.record_only:
+        if not args.training_log:
+            parser.error("--record-only needs --training-log LOG (the training run's output)")
+        tools = dict(t.partition("=")[::2] for t in args.trained_with)
+        if not tools or not all(tools.values()):
+            parser.error("--record-only needs --trained-with PACKAGE=VERSION for the training run's torch and "
+                         "transformers (e.g. --trained-with torch=2.11.0 --trained-with transformers=5.17.0)")
+        try:
+            record = record_only(args.record_only, args.training_log, steps=args.steps, device=args.device,
+                                 trained_with=tools, batch=args.batch, seed=args.seed, variants=args.variants)
+        except GemmaiosError as err:
+            print(f"error: {err}")
+            return 1
+    else:
+        every = max(1, args.steps // 100)
 
-    def show(step, total, kind, loss):
-        if step % every == 0 or step == total:
-            print(f"step {step}/{total} {kind} loss {loss:.4f}", flush=True)
+        def show(step, total, kind, loss):
+            if step % every == 0 or step == total:
+                print(f"step {step}/{total} {kind} loss {loss:.4f}", flush=True)
 
-    result = train_tiny_unified(steps=args.steps, batch=args.batch, device=args.device, seed=args.seed,
-                                variants=args.variants, progress=show)
-    record = ship(result, args.out)
-    print(json.dumps({k: record[k] for k in ("training", "gate_margins", "gate_margins_int4_grid", "text_margins",
-                                             "gate_answers")}, indent=1))
+        result = train_tiny_unified(steps=args.steps, batch=args.batch, device=args.device, seed=args.seed,
+                                    variants=args.variants, progress=show)
+        record = ship(result, args.out)
+    print(json.dumps({k: record[k] for k in ("training", "margins_measured", "gate_margins", "gate_margins_int4_grid",
+                                             "text_margins", "gate_answers")}, indent=1))
     return 0
 
 
