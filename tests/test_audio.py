@@ -420,7 +420,7 @@ def test_record_only_records_weights_trained_elsewhere(tiny_parts, tmp_path, cap
     log = tmp_path / "train.log"
     log.write_text("noise\n" + "".join(f"step {i + 1}/2 loss {loss:.4f}\n" for i, loss in enumerate(result.losses)))
     args = ["--record-only", str(out), "--training-log", str(log), "--device", "cuda", "--variants", "1",
-            "--trained-tools", "torch=2.11.0,transformers=5.17.0"]
+            "--trained-with", "torch=2.11.0", "--trained-with", "transformers=5.17.0"]
     assert tm.main([*args, "--steps", "3"]) == 1  # the log is a 2-step run
     (tmp_path / "short.log").write_text(log.read_text().splitlines()[1] + "\n")
     assert tm.main([*args[:3], str(tmp_path / "short.log"), *args[4:], "--steps", "2"]) == 1  # unfinished

@@ -71,6 +71,16 @@ def fixed_threads(threads: int = TRAIN_THREADS):
         torch.set_num_threads(before)
 
 
+def trained_with(pairs: list[str]) -> dict[str, str]:
+    """`--trained-with torch=2.11.0 --trained-with transformers=5.17.0` (the trainers' --record-only):
+    the training run's package versions; a pair without a version is refused."""
+    versions = dict(pair.partition("=")[::2] for pair in pairs)
+    bad = [name for name, version in versions.items() if not name or not version]
+    if bad:
+        raise ValueError(f"--trained-with takes PACKAGE=VERSION, got {', '.join(repr(b) for b in bad)}")
+    return versions
+
+
 def encode_examples(tokenizer, examples: list[Example]) -> list[tuple[list[int], list[bool]]]:
     """(token ids, trained-or-not per token) per example, trailing <eos> trimmed: the model's
     replies are trained, what it is given (user turns, system turns, turn openers) is not."""

@@ -489,6 +489,8 @@ def train_and_ship(args, speech: dict | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from ..tinytrain import trained_with
+
     parser = argparse.ArgumentParser(prog="python -m gemmaios.audio.tinymodel",
                                      description="fine-tune and ship the tiny model that hears")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
@@ -504,16 +506,19 @@ def main(argv: list[str] | None = None) -> int:
                              "measured here)")
     parser.add_argument("--training-log", type=Path, default=None,
                         help="with --record-only: the log the training run printed (its `step N/T loss X` lines)")
-    parser.add_argument("--trained-tools", default=None, metavar="NAME=VERSION,...",
-                        help="with --record-only: the training machine's package versions, e.g. "
-                             "torch=2.11.0,transformers=5.17.0 (left out of the record when not given)")
+    parser.add_argument("--trained-with", action="append", default=[], metavar="PACKAGE=VERSION",
+                        help="with --record-only: a tool version of the training run (repeat: torch=2.11.0, ...; "
+                             "left out of the record when not given)")
     args = parser.parse_args(argv)
     if args.record_only is not None and args.training_log is None:
         parser.error("--record-only needs --training-log")
     try:
         speech = load_bank(args.clips) if args.clips else None
         if args.record_only is not None:
-            tools = dict(pair.split("=", 1) for pair in args.trained_tools.split(",")) if args.trained_tools else None
+            try:
+                tools = trained_with(args.trained_with) or None
+            except ValueError as exc:
+                parser.error(str(exc))
             record = record_only(args.record_only, args.training_log, args.steps, args.device, seed=args.seed,
                                  variants=args.variants, trained_tools=tools, speech=speech)
         else:

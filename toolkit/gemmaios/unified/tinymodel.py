@@ -528,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from ..errors import GemmaiosError
+    from ..tinytrain import trained_with
 
     parser = argparse.ArgumentParser(prog="python -m gemmaios.unified.tinymodel",
                                      description="train and ship the tiny unified (12B-shaped, image + audio) model")
@@ -551,8 +552,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.record_only:
         if not args.training_log:
             parser.error("--record-only needs --training-log LOG (the training run's output)")
-        tools = dict(t.partition("=")[::2] for t in args.trained_with)
-        if not tools or not all(tools.values()):
+        try:
+            tools = trained_with(args.trained_with)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if not tools:
             parser.error("--record-only needs --trained-with PACKAGE=VERSION for the training run's torch and "
                          "transformers (e.g. --trained-with torch=2.11.0 --trained-with transformers=5.17.0)")
         try:

@@ -481,6 +481,8 @@ def ensure_tiny_vision_checkpoint(cache_dir: Path | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from ..tinytrain import trained_with
+
     parser = argparse.ArgumentParser(prog="python -m gemmaios.vision.tinymodel",
                                      description="fine-tune and ship the tiny multimodal model")
     parser.add_argument("--steps", type=int, default=None,
@@ -489,23 +491,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="safetensors of the vision tower and projector to start from, or `none`")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--variants", type=int, default=DEFAULT_VARIANTS, help="jittered training copies of each picture kind")
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU (with --record-only: the device "
+                                                        "the weights were trained on)")
     parser.add_argument("--threads", type=int, default=VISION_THREADS, help="CPU threads (recorded: they change the bytes)")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
     parser.add_argument("--record-only", type=Path, metavar="DIR",
                         help="train nothing: write trained.json for the weights a run elsewhere left in DIR "
-                             "(with --training-log, --steps, --trained-on and --tools of that run)")
+                             "(the training command's --steps, --device, ... plus --training-log and --trained-with)")
     parser.add_argument("--training-log", type=Path, help="that run's output (its `step N/T loss X` lines)")
-    parser.add_argument("--trained-on", default="cuda", help="that run's --device")
-    parser.add_argument("--tools", default=None, help="that run's versions, e.g. torch=2.11.0,transformers=5.17.0")
+    parser.add_argument("--trained-with", action="append", default=[], metavar="PACKAGE=VERSION",
+                        help="with --record-only: a tool version of the training run (repeat: torch=2.11.0, ...)")
     args = parser.parse_args(argv)
     tower = None if args.init_tower == "none" else Path(args.init_tower)
     steps = args.steps or (WARM_STEPS if tower else DEFAULT_STEPS)
     if args.record_only:
-        if not args.training_log or not args.tools:
-            parser.error("--record-only needs --training-log and --tools")
-        tools = dict(item.split("=", 1) for item in args.tools.split(","))
-        record = record_weights_trained_elsewhere(args.record_only, args.training_log, steps, device=args.trained_on,
+        if not args.training_log or not args.trained_with:
+            parser.error("--record-only needs --training-log and --trained-with PACKAGE=VERSION")
+        try:
+            tools = trained_with(args.trained_with)
+        except ValueError as exc:
+            parser.error(str(exc))
+        record = record_weights_trained_elsewhere(args.record_only, args.training_log, steps, device=args.device,
                                                   tools=tools, seed=args.seed, tower_init=tower, variants=args.variants)
         print(json.dumps({k: record[k] for k in ("training", "image_margins", "image_margins_int4_grid",
                                                  "text_margins", "image_answers")}, indent=1))
