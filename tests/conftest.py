@@ -161,11 +161,11 @@ def tiny_bundle_builds(tmp_path_factory, tiny_build):
 
 @pytest.fixture(scope="session")
 def vision_build(tmp_path_factory):
-    """The default int4 tiny-vision build with --vision (oracle with image prompts, tables, convert with
+    """The int8 tiny-vision build (shared_builds.vision_bundle_build says why not int4) with --vision (oracle with image prompts, tables, convert with
     the image gate)."""
     from shared_builds import vision_bundle_build
 
-    return vision_bundle_build(tmp_path_factory.mktemp("vision-int4"))
+    return vision_bundle_build(tmp_path_factory.mktemp("vision-int8"))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Image prompts in deploy → bench → report (issue 17 b), on the loopback simulator.
 
-The build is test_vision's int4 tiny-vision build (one per session, shared), its app rendered for
+The build is test_vision's int8 tiny-vision build (one per session, shared), its app rendered for
 the `documents` bundle location: the bench prompt set then holds the text oracle's prompts and one
 prompt per image-oracle picture, whose picture file deploy pushes. The simulator's app stand-in
 runs them as BenchImages.swift does (picture → HF preprocessing → vision asset → expanded ids
@@ -70,7 +70,7 @@ def settings_sources(build: Path) -> dict:
     from gemmaios.app.step import settings_from_build
     from gemmaios.pipeline import BuildContext
 
-    options = BuildOptions(model="tiny-vision", quant="int4", vision=True)
+    options = BuildOptions(model="tiny-vision", quant="int8", vision=True)
     return settings_from_build(BuildContext(build, options, console=Console(file=io.StringIO()))).prompt_set.image_sources
 
 

@@ -628,7 +628,7 @@ def convert(
 def tiny_train(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="folder for the weights, tokenizer and record (default: the package's data/tiny)")] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=10, help="training steps (the last fifth are int4 quantization-aware)")] = None,
-    vision: Annotated[bool, typer.Option("--vision", help="retrain the tiny multimodal model (tiny-vision: its vision tower fine-tuned, ~30 min on 2 CPU threads)")] = False,
+    vision: Annotated[bool, typer.Option("--vision", help="retrain the tiny multimodal model (tiny-vision: its vision tower fine-tuned; 1500 steps take minutes with --device cuda, hours on a CPU)")] = False,
     device: Annotated[str, typer.Option("--device", help="with --vision: cpu, or cuda to train on a GPU")] = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
