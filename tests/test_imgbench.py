@@ -160,14 +160,14 @@ def _record(index: int, entry: dict, generated: list[int], prefill: int) -> dict
 def test_image_prompts_are_scored_by_id_with_the_margin_rule_and_the_soft_token_count(vision_app_build, tmp_path):
     build = vision_app_build
     entries = {p["id"]: p for p in prompt_set(build)["prompts"] if contract.PROMPT_IMAGE_FIELD in p}
-    # The trained tiny model has no near-tie (oracle margins >= 0.999), so a copy of its image
-    # oracle gets one: the smallest-margin step's runner-up is lifted to 0.05 below the top-1.
+    # A copy of the image oracle gets a near-tie of a known size: the smallest-margin step's runner-up is
+    # set 0.05 below the top-1 (the retrained model's own smallest margin, 0.067, is already under the rule's
+    # 0.1: docs/images.md).
     oracle_dir = tmp_path / "images"
     shutil.copytree(build / IMAGE_ORACLE_DIR, oracle_dir)
     data = json.loads((oracle_dir / IMAGE_ORACLE_FILE).read_text())
     steps = [(p["id"], i, s["logits"][0] - s["logits"][1]) for p in data["prompts"] for i, s in enumerate(p["top_k"])]
     tie = min(steps, key=lambda t: t[2])
-    assert tie[2] > 0.1  # no real near-tie in the trained model's answers
     step = next(p for p in data["prompts"] if p["id"] == tie[0])["top_k"][tie[1]]
     step["logits"][1] = step["logits"][0] - 0.05
     (oracle_dir / IMAGE_ORACLE_FILE).write_text(json.dumps(data))
