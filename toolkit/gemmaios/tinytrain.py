@@ -17,15 +17,19 @@ float summation order), so the same torch build reproduces the same bytes.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import tempfile
 import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .files import sha256_file
 from .quantize import BLOCK, QMAX, QMIN
 from .tinycorpus import Example, generate_conversations, generate_corpus
 
@@ -79,6 +83,69 @@ def trained_with(pairs: list[str]) -> dict[str, str]:
     if bad:
         raise ValueError(f"--trained-with takes PACKAGE=VERSION, got {', '.join(repr(b) for b in bad)}")
     return versions
+
+
+@dataclass(frozen=True)
+class TrainingStart:
+    """Where a multimodal trainer's run starts and how hard it steps: `init_from` a folder an earlier
+    run wrote (its model.safetensors continue instead of the seeded start), the peak learning rates
+    scaled by `lr_scale` (below 1 to refine a trained model), the last `qat_fraction` of the steps
+    on the int4 grid."""
+
+    init_from: Path | None = None
+    lr_scale: float = 1.0
+    qat_fraction: float = DEFAULT_QAT_FRACTION
+
+    def facts(self) -> dict:
+        """What trained.json states of the start (nothing for the default seeded start)."""
+        out: dict = {}
+        if self.init_from is not None:
+            weights = Path(self.init_from) / "model.safetensors"
+            earlier = Path(self.init_from) / "trained.json"
+            steps = None
+            if earlier.is_file():
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    steps = json.loads(earlier.read_text())["training"]["steps"]
+            out["init_from"] = {"sha256": sha256_file(weights), **({"steps": steps} if steps is not None else {})}
+        if self.lr_scale != 1.0:
+            out["lr_scale"] = self.lr_scale
+        return out
+
+    def load_into(self, model) -> None:
+        """Replace `model`'s tensors by the earlier run's (read through transformers' loader, as a
+        checkpoint reads them: it maps the saved names onto the model's); every tensor must match."""
+        if self.init_from is None:
+            return
+        weights = Path(self.init_from) / "model.safetensors"
+        if not weights.is_file():
+            raise ValueError(f"--init-from {self.init_from}: no model.safetensors there (pass the folder an earlier "
+                             "run wrote with --out)")
+        with tempfile.TemporaryDirectory(prefix="gemmaios-init-from-") as tmp:
+            model.config.save_pretrained(tmp)
+            (Path(tmp) / "model.safetensors").symlink_to(weights.resolve())
+            earlier, info = type(model).from_pretrained(tmp, dtype=torch.float32, output_loading_info=True)
+        if info["missing_keys"] or info["unexpected_keys"]:
+            raise ValueError(f"--init-from {self.init_from}: its weights are not this model's (missing "
+                             f"{sorted(info['missing_keys'])[:3]}, unexpected {sorted(info['unexpected_keys'])[:3]})")
+        model.load_state_dict(earlier.state_dict())
+
+
+SEEDED_START = TrainingStart()  # the default: the seeded start, full learning rates, the last fifth on the grid
+
+
+def add_start_options(parser, qat_fraction: float = DEFAULT_QAT_FRACTION) -> None:
+    """--init-from, --lr-scale and --qat-fraction, the same for the three multimodal trainers (with
+    --record-only they state how the recorded run started)."""
+    parser.add_argument("--init-from", type=Path, metavar="DIR",
+                        help="continue from the weights an earlier run wrote to DIR instead of the seeded start")
+    parser.add_argument("--lr-scale", type=float, default=1.0,
+                        help="scale the peak learning rates (below 1 to refine a trained model)")
+    parser.add_argument("--qat-fraction", type=float, default=qat_fraction,
+                        help=f"the last fraction of the steps trained on the int4 grid (default {qat_fraction})")
+
+
+def training_start(args) -> TrainingStart:
+    return TrainingStart(args.init_from, args.lr_scale, args.qat_fraction)
 
 
 def encode_examples(tokenizer, examples: list[Example]) -> list[tuple[list[int], list[bool]]]:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..files import sha256_file, write_json_atomic
+from ..tinytrain import SEEDED_START, TrainingStart
 from ..vision.tinymodel import (
     IMAGE_TOKENS,
     OTHER_TOKENS,
@@ -148,6 +149,7 @@ class AudioTrainResult:
     seed: int = 1234
     device: str = "cpu"
     variants: int = DEFAULT_VARIANTS
+    start: dict = field(default_factory=dict)  # TrainingStart.facts(): a continued run's start
 
 
 def audio_batch(rows: list[AudioExample], pad: int):
@@ -161,16 +163,18 @@ def audio_batch(rows: list[AudioExample], pad: int):
     return input_ids, labels, torch.stack([r.features for r in rows]), torch.stack([r.mask for r in rows])
 
 
-def train_tiny_audio(steps: int = DEFAULT_STEPS, qat_fraction: float = DEFAULT_QAT_FRACTION, batch: int = 8, text_every: int = 4,
+def train_tiny_audio(steps: int = DEFAULT_STEPS, batch: int = 8, text_every: int = 4,
                      progress=None, seed: int = 1234, device: str = "cpu", variants: int = DEFAULT_VARIANTS,
-                     speech: dict | None = None, threads: int = 1) -> AudioTrainResult:
+                     speech: dict | None = None, threads: int = 1,
+                     start: TrainingStart = SEEDED_START) -> AudioTrainResult:
     """Fine-tune the tiny model that hears: clip batches (every step but each `text_every`-th)
     and text batches from the tiny corpus (so the decoder keeps its text answers).
 
     The audio tower and projector learn at 3e-3, the decoder at 3e-4 (lightly tuned). `device`
     "cuda" trains on a GPU (batches are drawn on the CPU either way, so a seed picks the same
     examples); the returned model is on the CPU. `speech`: a clip bank (name -> samples) for
-    the spoken training clips, else espeak-ng speaks them."""
+    the spoken training clips, else espeak-ng speaks them. `start`: continue an earlier run's weights,
+    scale the learning rates, the int4-grid fraction."""
     from ..tiny import SHIPPED_DIR as TEXT_DIR
     from ..tinycorpus import generate_corpus
     from ..tinytrain import encode_examples, fixed_threads, optimizer_step, pad_batch
@@ -187,17 +191,19 @@ def train_tiny_audio(steps: int = DEFAULT_STEPS, qat_fraction: float = DEFAULT_Q
     text_encoded = encode_examples(tok, corpus)
     text_weights = torch.tensor([ex.weight for ex in corpus], dtype=torch.float64)
     pad = tok.token_to_id("<pad>")
-    qat_start = steps - qat_steps(steps, qat_fraction)
+    qat_start = steps - qat_steps(steps, start.qat_fraction)
     started, losses = time.perf_counter(), []
     with fixed_threads(threads):
         dev = torch.device(device)
-        model = initial_model(config, TEXT_DIR / "model.safetensors", seed).to(dev)
+        model = initial_model(config, TEXT_DIR / "model.safetensors", seed)
+        start.load_into(model)
+        model.to(dev)
         model.config._attn_implementation = "sdpa"
         model.model.audio_tower.config._attn_implementation = "eager"  # chunked attention: eager only
         model.train()
         audio_params = [p for n, p in model.named_parameters() if not n.startswith("model.language_model.")]
         text_params = list(model.model.language_model.parameters())
-        peaks = [3e-3, 3e-4]
+        peaks = [3e-3 * start.lr_scale, 3e-4 * start.lr_scale]
         optimizer = torch.optim.AdamW([{"params": audio_params, "lr": peaks[0]}, {"params": text_params, "lr": peaks[1]}],
                                       betas=(0.9, 0.98), weight_decay=0.0)
         draws = torch.Generator().manual_seed(seed)
@@ -223,7 +229,7 @@ def train_tiny_audio(steps: int = DEFAULT_STEPS, qat_fraction: float = DEFAULT_Q
         int4_grid_off(hooked)
     model.to("cpu").eval()
     return AudioTrainResult(model, tok, losses, time.perf_counter() - started, steps, steps - qat_start, seed, device,
-                            variants)
+                            variants, start.facts())
 
 
 def clip_margins(model, tok, cases=BUILTIN_CLIPS, speech: dict | None = None, steps: int = 32, *,
@@ -335,7 +341,7 @@ def ship(result: AudioTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
     training facts, margins fp32 and on the int4 grid, text margins)."""
     write_weights(result.model, result.tokenizer, out_dir)
     training = {"steps": result.steps, "qat_steps": result.qat_steps, "seconds": round(result.seconds, 1),
-                "seed": result.seed, "device": result.device, "clip_variants": result.variants,
+                "seed": result.seed, "device": result.device, "clip_variants": result.variants, **result.start,
                 "first_loss": round(result.losses[0], 4),
                 "final_loss": round(float(np.mean(result.losses[-20:])), 4), "tools": tool_versions()}
     return record_trained(out_dir, result.model, result.tokenizer, training)
@@ -384,15 +390,16 @@ def load_trained(weights_dir: Path):
 
 def record_only(weights_dir: Path, log: Path, steps: int, device: str, *, seed: int = 1234,
                 variants: int = DEFAULT_VARIANTS, trained_tools: dict | None = None,
-                speech: dict | None = None) -> dict:
+                speech: dict | None = None,
+                start: TrainingStart = SEEDED_START) -> dict:
     """trained.json for weights trained elsewhere (e.g. on a GPU whose run ended before its record):
     the facts the command line and the training log state, the margins measured here. The
     built-in spoken clips are written from `speech` (a clip bank) where the folder lacks them."""
     losses = logged_losses(log, steps)
     model, tok = load_trained(weights_dir)
     ensure_builtin_clips(weights_dir, speech)
-    training = {"steps": steps, "qat_steps": qat_steps(steps), "seed": seed, "device": device,
-                "clip_variants": variants, "first_logged_loss": {"step": losses[0][0], "loss": losses[0][1]},
+    training = {"steps": steps, "qat_steps": qat_steps(steps, start.qat_fraction), "seed": seed, "device": device,
+                "clip_variants": variants, **start.facts(), "first_logged_loss": {"step": losses[0][0], "loss": losses[0][1]},
                 "final_logged_loss": {"step": losses[-1][0], "loss": losses[-1][1]},
                 "log_sha256": sha256_file(Path(log))}
     if trained_tools:
@@ -471,6 +478,8 @@ def generate_tiny_audio_checkpoint(out_dir: Path, shipped_dir: Path = SHIPPED_DI
 
 
 def train_and_ship(args, speech: dict | None) -> dict:
+    from ..tinytrain import training_start
+
     # Before any training: every clip must be at hand (the bank's, else espeak-ng's), so a long
     # GPU run cannot end in EspeakMissing when it ships.
     ensure_builtin_clips(args.out, speech)
@@ -482,14 +491,14 @@ def train_and_ship(args, speech: dict | None) -> dict:
             print(f"step {step}/{total} loss {loss:.4f}", flush=True)
 
     result = train_tiny_audio(steps=args.steps, progress=show, seed=args.seed, device=args.device,
-                              variants=args.variants, speech=speech)
+                              variants=args.variants, speech=speech, start=training_start(args))
     return ship(result, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from ..tinytrain import trained_with
+    from ..tinytrain import add_start_options, trained_with, training_start
 
     parser = argparse.ArgumentParser(prog="python -m gemmaios.audio.tinymodel",
                                      description="fine-tune and ship the tiny model that hears")
@@ -497,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--variants", type=int, default=DEFAULT_VARIANTS, help="jittered training copies of each clip kind")
     parser.add_argument("--device", default="cpu", help="cpu (one thread), or cuda to train on a GPU")
+    add_start_options(parser, DEFAULT_QAT_FRACTION)
     parser.add_argument("--clips", type=Path, default=None,
                         help="a spoken-clip bank (.npz from `python -m gemmaios.audio.clipset`); default: espeak-ng")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
@@ -520,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 parser.error(str(exc))
             record = record_only(args.record_only, args.training_log, args.steps, args.device, seed=args.seed,
-                                 variants=args.variants, trained_tools=tools, speech=speech)
+                                 variants=args.variants, trained_tools=tools, speech=speech,
+                                 start=training_start(args))
         else:
             record = train_and_ship(args, speech)
     except AudioError as exc:

@@ -49,6 +49,7 @@ from ..tiny import (
     TINY_UNIFIED_SHIPPED_DIR,
     tiny_unified_config,
 )
+from ..tinytrain import SEEDED_START, TrainingStart
 from ..unified_inputs import (
     AUDIO_MARKER,
     IMAGE_MARKER,
@@ -253,14 +254,15 @@ class UnifiedTrainResult:
     device: str = "cpu"
     variants: int = DEFAULT_VARIANTS
     batch: int = DEFAULT_BATCH
+    start: dict = field(default_factory=dict)  # TrainingStart.facts(): a continued run's start
 
 
-def _learning_rate(step: int, steps: int) -> float:
+def _learning_rate(step: int, steps: int, peak: float = LEARNING_RATE) -> float:
     warmup = min(WARMUP_STEPS, max(1, steps // 5))
     if step < warmup:
-        return LEARNING_RATE * (step + 1) / warmup
+        return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
-    return LEARNING_RATE * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 class _Examples:
@@ -305,8 +307,8 @@ class _Examples:
 
 
 def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, device: str = "cpu",
-                       seed: int = TINY_SEED, variants: int = DEFAULT_VARIANTS, qat_fraction: float = QAT_FRACTION,
-                       progress=None) -> UnifiedTrainResult:
+                       seed: int = TINY_SEED, variants: int = DEFAULT_VARIANTS,
+                       start: TrainingStart = SEEDED_START, progress=None) -> UnifiedTrainResult:
     """Train from the seeded initialisation: image, audio, mixed and text batches in turn.
 
     `device` "cuda" trains on a GPU (examples are drawn on the CPU either way, so a seed picks the same
@@ -322,12 +324,14 @@ def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, d
     text_encoded = encode_examples(tok, corpus)
     text_weights = torch.tensor([ex.weight for ex in corpus], dtype=torch.float64)
     pad = tok.token_to_id("<pad>")
-    qat_start = steps - int(round(steps * qat_fraction))
+    qat_start = steps - int(round(steps * start.qat_fraction))
     losses: dict[str, list[float]] = {k: [] for k in KINDS}
     started = time.perf_counter()
     with fixed_threads(1):
         dev = torch.device(device)
-        model = initial_model(config, seed).to(dev)
+        model = initial_model(config, seed)
+        start.load_into(model)
+        model.to(dev)
         model.train()
         decay = [p for p in model.parameters() if p.ndim == 2]
         other = [p for p in model.parameters() if p.ndim != 2]
@@ -339,7 +343,7 @@ def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, d
             if step == qat_start:
                 hooked = int4_grid_on(model)
             for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(step, steps)
+                group["lr"] = _learning_rate(step, steps, LEARNING_RATE * start.lr_scale)
             kind = KINDS[step % len(KINDS)]
             if kind == "text":
                 idx = torch.multinomial(text_weights, batch, replacement=True, generator=draws).tolist()
@@ -359,7 +363,7 @@ def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, d
         int4_grid_off(hooked)
     model.to("cpu").eval()
     return UnifiedTrainResult(model, tok, losses, time.perf_counter() - started, steps, steps - qat_start, seed, device,
-                              variants, batch)
+                              variants, batch, start.facts())
 
 
 def gate_margins(model, tok, *, int4_grid: bool = False) -> list[dict]:
@@ -456,7 +460,7 @@ def ship(result: UnifiedTrainResult, out_dir: Path = TINY_UNIFIED_SHIPPED_DIR) -
     save_weights(result.model, result.tokenizer, out_dir)
     training = {"steps": result.steps, "qat_steps": result.qat_steps, "batch": result.batch,
                 "seconds": round(result.seconds, 1), "seed": result.seed, "device": result.device,
-                "variants": result.variants,
+                "variants": result.variants, **result.start,
                 "first_loss": {k: round(v[0], 4) for k, v in result.losses.items() if v},
                 "final_loss": {k: tail(v) for k, v in result.losses.items() if v},
                 "tools": tool_versions()}
@@ -494,7 +498,7 @@ def losses_from_log(text: str, steps: int, source: str = "the training log") -> 
 
 def record_only(folder: Path, training_log: Path, *, steps: int, device: str, trained_with: dict[str, str],
                 batch: int = DEFAULT_BATCH, seed: int = TINY_SEED, variants: int = DEFAULT_VARIANTS,
-                qat_fraction: float = QAT_FRACTION) -> dict:
+                start: TrainingStart = SEEDED_START) -> dict:
     """Record weights trained elsewhere (`main` run with these settings on `device`, with the tools
     `trained_with`, its progress in `training_log`): load `folder`'s weights and tokenizer, measure their
     margins here and write trained.json beside them. The training's seconds are not known here, so they
@@ -506,8 +510,8 @@ def record_only(folder: Path, training_log: Path, *, steps: int, device: str, tr
     for name in (SHIPPED_WEIGHTS, SHIPPED_TOKENIZER):
         if not (folder / name).is_file():
             raise TrainingRecordError(f"{folder} has no {name}", hint="pass the folder the training run wrote (--out)")
-    training = {"steps": steps, "qat_steps": int(round(steps * qat_fraction)), "batch": batch, "seed": seed,
-                "device": device, "variants": variants,
+    training = {"steps": steps, "qat_steps": int(round(steps * start.qat_fraction)), "batch": batch, "seed": seed,
+                "device": device, "variants": variants, **start.facts(),
                 **losses_from_log(Path(training_log).read_text(), steps, Path(training_log).name),
                 "tools": dict(trained_with)}
     # transformers' loader, as the checkpoint reads them (it maps the saved names onto the model's)
@@ -528,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from ..errors import GemmaiosError
-    from ..tinytrain import trained_with
+    from ..tinytrain import add_start_options, trained_with, training_start
 
     parser = argparse.ArgumentParser(prog="python -m gemmaios.unified.tinymodel",
                                      description="train and ship the tiny unified (12B-shaped, image + audio) model")
@@ -539,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="jittered training copies of each picture kind and each tone kind")
     parser.add_argument("--device", default="cpu", help="cpu (one thread), or cuda to train on a GPU "
                         "(with --record-only: the device the weights were trained on)")
+    add_start_options(parser, QAT_FRACTION)
     parser.add_argument("--out", type=Path, default=TINY_UNIFIED_SHIPPED_DIR)
     parser.add_argument("--record-only", type=Path, metavar="DIR",
                         help="do not train: record the weights a training run wrote to DIR (model.safetensors, "
@@ -561,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
                          "transformers (e.g. --trained-with torch=2.11.0 --trained-with transformers=5.17.0)")
         try:
             record = record_only(args.record_only, args.training_log, steps=args.steps, device=args.device,
-                                 trained_with=tools, batch=args.batch, seed=args.seed, variants=args.variants)
+                                 trained_with=tools, batch=args.batch, seed=args.seed, variants=args.variants,
+                                 start=training_start(args))
         except GemmaiosError as err:
             print(f"error: {err}")
             return 1
@@ -573,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"step {step}/{total} {kind} loss {loss:.4f}", flush=True)
 
         result = train_tiny_unified(steps=args.steps, batch=args.batch, device=args.device, seed=args.seed,
-                                    variants=args.variants, progress=show)
+                                    variants=args.variants, start=training_start(args), progress=show)
         record = ship(result, args.out)
     print(json.dumps({k: record[k] for k in ("training", "margins_measured", "gate_margins", "gate_margins_int4_grid",
                                              "text_margins", "gate_answers")}, indent=1))

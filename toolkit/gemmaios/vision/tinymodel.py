@@ -29,6 +29,7 @@ import torch
 
 from ..files import replace_dir, sha256_file, write_json_atomic
 from ..tiny import TINY_VISION_ID  # noqa: F401  (one home for the built-in names: gemmaios.tiny)
+from ..tinytrain import SEEDED_START, TrainingStart
 from .images import BUILTIN_IMAGES, ImageCase, training_cases
 from .preprocess import IMAGE_PLACEHOLDER, ImageSpec, expand_prompt, image_processor, preprocess
 
@@ -179,6 +180,7 @@ class VisionTrainResult:
     variants: int = 3
     threads: int = 1  # CPU intra-op threads (they decide float summation order, so the bytes)
     tower_init: Path | None = None  # where the vision tower started (None: the seeded initialisation)
+    start: dict = field(default_factory=dict)  # TrainingStart.facts(): a continued run's start
 
 
 def _image_examples(spec: ImageSpec, hf_tok, cases: list[ImageCase]):
@@ -195,16 +197,17 @@ def _image_examples(spec: ImageSpec, hf_tok, cases: list[ImageCase]):
     return out
 
 
-def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, batch: int = 8, text_every: int = 4,
+def train_tiny_vision(steps: int = DEFAULT_STEPS, batch: int = 8, text_every: int = 4,
                       progress=None, seed: int = 1234, device: str = "cpu",
                       variants: int = DEFAULT_VARIANTS, threads: int = VISION_THREADS,
-                      tower_init: Path | None = None) -> VisionTrainResult:
+                      tower_init: Path | None = None, start: TrainingStart = SEEDED_START) -> VisionTrainResult:
     """Fine-tune the tiny multimodal model: image batches (every step but each `text_every`-th)
     and text batches from the tiny corpus (so the decoder keeps its text answers).
 
     `device` "cuda" trains on a GPU (the batches are drawn on the CPU either way, so a seed
     picks the same examples); the returned model is on the CPU. `variants`: jittered copies of
-    every colour x shape x aspect (the built-in oracle images, unjittered, are never trained on)."""
+    every colour x shape x aspect (the built-in oracle images, unjittered, are never trained on).
+    `start`: continue an earlier run's weights, scale the learning rates, the int4-grid fraction."""
     from ..tiny import SHIPPED_DIR as TEXT_DIR
     from ..tinycorpus import generate_corpus
     from ..tinytrain import encode_examples, fixed_threads, optimizer_step, pad_batch
@@ -218,11 +221,13 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
     text_encoded = encode_examples(tok, corpus)
     text_weights = torch.tensor([ex.weight for ex in corpus], dtype=torch.float64)
     pad = tok.token_to_id("<pad>")
-    qat_start = steps - int(round(steps * qat_fraction))
+    qat_start = steps - int(round(steps * start.qat_fraction))
     started, losses = time.perf_counter(), []
     with fixed_threads(threads):
         dev = torch.device(device)
-        model = initial_model(config, TEXT_DIR / "model.safetensors", seed, tower_init).to(dev)
+        model = initial_model(config, TEXT_DIR / "model.safetensors", seed, tower_init)
+        start.load_into(model)
+        model.to(dev)
         model.config._attn_implementation = "sdpa"
         model.train()
         lm = model.model.language_model
@@ -230,7 +235,7 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
         text_params = list(lm.parameters())
         optimizer = torch.optim.AdamW([{"params": vision_params, "lr": 3e-3}, {"params": text_params, "lr": 6e-4}],
                                       betas=(0.9, 0.98), weight_decay=0.0)
-        peaks = [3e-3, 6e-4]
+        peaks = [3e-3 * start.lr_scale, 6e-4 * start.lr_scale]
         draws = torch.Generator().manual_seed(seed)
         hooked: list = []
         for step in range(steps):
@@ -262,7 +267,7 @@ def train_tiny_vision(steps: int = DEFAULT_STEPS, qat_fraction: float = 0.2, bat
         int4_grid_off(hooked)
     model.to("cpu").eval()
     return VisionTrainResult(model, tok, losses, time.perf_counter() - started, steps, steps - qat_start, seed, device,
-                             variants, threads, tower_init)
+                             variants, threads, tower_init, start.facts())
 
 
 def image_margins(model, tok, cases=BUILTIN_IMAGES, steps: int = 32, *, int4_grid: bool = False) -> list[dict]:
@@ -315,7 +320,7 @@ def ship(result: VisionTrainResult, out_dir: Path = SHIPPED_DIR) -> dict:
     training = {"steps": result.steps, "qat_steps": result.qat_steps, "seconds": round(result.seconds, 1),
                 "seed": result.seed, "device": result.device, "image_variants": result.variants,
                 **({"threads": result.threads} if result.device == "cpu" else {}),
-                "tower_init": _tower_init_fact(result.tower_init),
+                "tower_init": _tower_init_fact(result.tower_init), **result.start,
                 "first_loss": round(result.losses[0], 4),
                 "final_loss": round(sum(result.losses[-20:]) / min(20, len(result.losses)), 4),
                 "tools": {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}}
@@ -367,8 +372,8 @@ def logged_losses(log: Path) -> list[tuple[int, float]]:
 
 
 def record_weights_trained_elsewhere(weights_dir: Path, log: Path, steps: int, *, device: str, tools: dict,
-                                     seed: int = 1234, qat_fraction: float = 0.2,
-                                     tower_init: Path | None = None, variants: int = DEFAULT_VARIANTS) -> dict:
+                                     seed: int = 1234, tower_init: Path | None = None,
+                                     variants: int = DEFAULT_VARIANTS, start: TrainingStart = SEEDED_START) -> dict:
     """trained.json for weights a run elsewhere wrote (e.g. a GPU run stopped while measuring):
     its training facts from the arguments and its log, the margins measured here."""
     from importlib import metadata
@@ -387,8 +392,8 @@ def record_weights_trained_elsewhere(weights_dir: Path, log: Path, steps: int, *
         config.save_pretrained(tmp)
         shutil.copyfile(weights_dir / WEIGHTS, Path(tmp) / WEIGHTS)
         model = Gemma4ForConditionalGeneration.from_pretrained(tmp, dtype=torch.float32).eval()
-    training = {"steps": steps, "qat_steps": int(round(steps * qat_fraction)), "seed": seed, "device": device,
-                "image_variants": variants, "tower_init": _tower_init_fact(tower_init),
+    training = {"steps": steps, "qat_steps": int(round(steps * start.qat_fraction)), "seed": seed, "device": device,
+                "image_variants": variants, "tower_init": _tower_init_fact(tower_init), **start.facts(),
                 "logged_first_loss": {"step": losses[0][0], "loss": losses[0][1]},
                 "logged_final_loss": {"step": losses[-1][0], "loss": losses[-1][1]},
                 "tools": tools,
@@ -480,7 +485,7 @@ def ensure_tiny_vision_checkpoint(cache_dir: Path | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from ..tinytrain import trained_with
+    from ..tinytrain import add_start_options, trained_with, training_start
 
     parser = argparse.ArgumentParser(prog="python -m gemmaios.vision.tinymodel",
                                      description="fine-tune and ship the tiny multimodal model")
@@ -493,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU (with --record-only: the device "
                                                         "the weights were trained on)")
     parser.add_argument("--threads", type=int, default=VISION_THREADS, help="CPU threads (recorded: they change the bytes)")
+    add_start_options(parser)
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
     parser.add_argument("--record-only", type=Path, metavar="DIR",
                         help="train nothing: write trained.json for the weights a run elsewhere left in DIR "
@@ -511,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
         record = record_weights_trained_elsewhere(args.record_only, args.training_log, steps, device=args.device,
-                                                  tools=tools, seed=args.seed, tower_init=tower, variants=args.variants)
+                                                  tools=tools, seed=args.seed, tower_init=tower, variants=args.variants,
+                                                  start=training_start(args))
         print(json.dumps({k: record[k] for k in ("training", "image_margins", "image_margins_int4_grid",
                                                  "text_margins", "image_answers")}, indent=1))
         return 0
@@ -521,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step}/{total} loss {loss:.4f}", flush=True)
 
     result = train_tiny_vision(steps=steps, progress=show, seed=args.seed, device=args.device,
-                               variants=args.variants, threads=args.threads, tower_init=tower)
+                               variants=args.variants, threads=args.threads, tower_init=tower,
+                               start=training_start(args))
     record = ship(result, args.out)
     print(json.dumps({k: record[k] for k in ("training", "image_margins", "image_margins_int4_grid", "text_margins",
                                              "image_answers")}, indent=1))
