@@ -77,6 +77,34 @@ def test_wav_and_bank_round_trip(tmp_path):
         clipset.read_wav(tmp_path / "bad.wav")
 
 
+def test_16_bit_pcm_reads_as_int_over_32768(tmp_path):
+    """One 16-bit scaling, as HF (soundfile/libsndfile) and AVAudioFile read PCM: int / 32768, written
+    back as round(x * 32768) clipped to the int16 range, so samples on the 16-bit grid go through a
+    WAV file and a clip bank unchanged; the shipped bank (data) reads as its int16 / 32768."""
+    import wave
+
+    from gemmaios.audio import clips, tinymodel
+
+    ints = np.array([-32768, -16384, -1, 0, 1, 12345, 32767], "<i2")
+    path = tmp_path / "grid.wav"
+    with wave.open(str(path), "wb") as fh:
+        fh.setnchannels(1)
+        fh.setsampwidth(2)
+        fh.setframerate(SAMPLE_RATE)
+        fh.writeframes(ints.tobytes())
+    grid = ints / np.float32(32768)
+    assert np.array_equal(clipset.read_wav(path), grid) and np.array_equal(clips.read_wav(path).samples, grid)
+    assert clipset.wav_bytes(grid) == path.read_bytes()
+    clipset.save_bank({"g": grid}, tmp_path / "g.npz")
+    assert np.array_equal(clipset.load_bank(tmp_path / "g.npz")["g"], grid)
+    assert clipset.to_pcm16(np.array([1.0, 1.5, -1.0, -2.0, 0.5 / 32768, 1.5 / 32768])).tolist() == [
+        32767, 32767, -32768, -32768, 0, 2]
+    with np.load(tinymodel.SHIPPED_DIR / tinymodel.CLIPS) as raw:
+        shipped = {k: raw[k] for k in raw.files}
+    for name, samples in tinymodel.builtin_speech().items():
+        assert np.array_equal(samples, shipped[name] / np.float32(32768))
+
+
 @pytest.fixture(scope="module")
 def tiny_parts():
     from gemmaios.audio import tinymodel as tm

@@ -1,9 +1,9 @@
 """Audio input for Gemma 4 E2B/E4B: the project's clips, HF's log-mel features, the tiny model that hears.
 
-Modules: `clips` (the Swift front end's test clips: tones, a chirp, silence, seeded noise, speech
-synthesised by espeak-ng; 16-bit WAV read/write; the app's resampling), `clipset` (the model's
-clips: spoken words via espeak-ng, tones, silence, noise at 16 kHz; clip banks for machines without
-espeak-ng), `preprocess` (transformers' Gemma 4 feature extractor padded to a static maximum clip
+Modules: `clipset` (the one source of the project's clips: spoken words via espeak-ng, tones,
+chirps, silence, noise; 16-bit WAV read/write as int / 32768; the model's clips at 16 kHz and clip
+banks for machines without espeak-ng), `clips` (the Swift front end's test clips, drawn by clipset,
+and the app's resampling), `preprocess` (transformers' Gemma 4 feature extractor padded to a static maximum clip
 length, the frame mask, the soft-token count and the `boa + audio x n + eoa` expansion),
 `tinymodel` (the tiny E-series model with an audio tower, its training script and shipped record).
 The log-mel front end's facts are in `gemmaios.contract` (AUDIO_*); the app's copy of HF's feature

@@ -1,33 +1,28 @@
-"""The project's own audio clips (issue 28): tones, a linear chirp, silence, seeded white noise and
-speech synthesised by espeak-ng (a Debian package, scripts/system-deps.sh), so HF's feature
-extractor, the audio oracle and the Swift log-mel front end meet the same material with nothing
-downloaded. Everything is deterministic: numpy from fixed parameters and seeds, and espeak-ng
-(same version, same text) writes the same samples.
+"""The Swift front end's test clips (issue 28): tones, a linear chirp, silence, seeded white noise
+and speech synthesised by espeak-ng, drawn by `audio.clipset` (the one source of the project's
+clip synthesis and 16-bit WAV reading and writing), so HF's feature extractor, the audio oracle
+and the Swift log-mel front end meet the same material with nothing downloaded. Everything is
+deterministic: numpy from fixed parameters and seeds, and espeak-ng (same version, same text)
+writes the same samples.
 
-Samples are float32 mono in [-1, 1]; WAV files are 16-bit PCM (`read_wav` also takes 8/24/32-bit
-PCM and several channels, which it averages to mono).
+Here a clip keeps its own rate (`Clip`): samples are float32 mono in [-1, 1]; WAV files are
+16-bit PCM (`read_wav` also takes 8/24/32-bit PCM and several channels, which it averages to
+mono), and `resample` is the app's resampler's design (scipy's `resample_poly`).
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..contract import AUDIO_SAMPLE_RATE
-from ..errors import GemmaiosError
+from . import clipset
+from .clipset import ESPEAK_RATE, AudioClipError, chirp, silence, white_noise
 
-ESPEAK = "espeak-ng"
-ESPEAK_RATE = 22_050  # espeak-ng's output rate (Hz)
-
-
-class AudioClipError(GemmaiosError):
-    """An audio clip cannot be made or read."""
+__all__ = ["ESPEAK_RATE", "SPEECH_TEXT", "AudioClipError", "Clip", "builtin_clips", "chirp", "read_wav", "resample",
+           "silence", "speech", "tone", "white_noise", "write_wav"]
 
 
 @dataclass(frozen=True)
@@ -41,80 +36,26 @@ class Clip:
         return len(self.samples) / self.rate
 
 
-def _times(seconds: float, rate: int) -> np.ndarray:
-    return np.arange(round(seconds * rate), dtype=np.float64) / rate
-
-
 def tone(freq: float, seconds: float, rate: int = AUDIO_SAMPLE_RATE, amplitude: float = 0.5) -> np.ndarray:
-    return (amplitude * np.sin(2 * np.pi * freq * _times(seconds, rate))).astype(np.float32)
-
-
-def chirp(f0: float, f1: float, seconds: float, rate: int = AUDIO_SAMPLE_RATE, amplitude: float = 0.5) -> np.ndarray:
-    """A linear sweep from f0 to f1 Hz."""
-    t = _times(seconds, rate)
-    return (amplitude * np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * seconds)))).astype(np.float32)
-
-
-def silence(seconds: float, rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
-    return np.zeros(round(seconds * rate), np.float32)
-
-
-def white_noise(seconds: float, seed: int, rate: int = AUDIO_SAMPLE_RATE, amplitude: float = 0.1) -> np.ndarray:
-    """Gaussian noise of standard deviation `amplitude`, clipped to [-1, 1]."""
-    noise = np.random.default_rng(seed).normal(0.0, amplitude, round(seconds * rate))
-    return np.clip(noise, -1.0, 1.0).astype(np.float32)
+    """A plain sine (no fade), float32."""
+    return clipset.tone(freq, seconds, amplitude, fade=0.0, rate=rate).astype(np.float32)
 
 
 def speech(text: str, *, voice: str = "en", words_per_minute: int = 160) -> Clip:
     """`text` spoken by espeak-ng, at its own rate (ESPEAK_RATE); resample to 16 kHz before features."""
-    exe = shutil.which(ESPEAK)
-    if exe is None:
-        raise AudioClipError(f"{ESPEAK} is not installed, so no speech clip can be synthesised",
-                             hint="install it: `apt-get install -y espeak-ng` (scripts/system-deps.sh does)")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "speech.wav"
-        result = subprocess.run([exe, "-v", voice, "-s", str(words_per_minute), "-w", str(path), text],
-                                capture_output=True, text=True)
-        if result.returncode != 0 or not path.is_file():
-            raise AudioClipError(f"{ESPEAK} failed ({result.returncode}) on {text!r}: {result.stderr.strip()}",
-                                 hint=f"check that `{ESPEAK} -v {voice} \"hello\"` works on this machine")
-        clip = read_wav(path)
-    return Clip(name=f"speech-{voice}", samples=clip.samples, rate=clip.rate)
+    rate, samples = clipset.espeak(text, voice=voice, speed=words_per_minute)
+    return Clip(name=f"speech-{voice}", samples=samples.astype(np.float32), rate=rate)
 
 
 def read_wav(path: Path) -> Clip:
-    """A PCM WAV file as float32 mono (channels averaged; integers scaled by 1/2^(bits-1))."""
-    path = Path(path)
-    try:
-        with wave.open(str(path), "rb") as f:
-            channels, width, rate = f.getnchannels(), f.getsampwidth(), f.getframerate()
-            raw = f.readframes(f.getnframes())
-    except (wave.Error, EOFError, OSError, RuntimeError) as err:  # RuntimeError: the stdlib's on a short chunk
-        raise AudioClipError(f"{path} is not a PCM WAV file this toolkit reads ({err})",
-                             hint="convert it to 16-bit PCM WAV, e.g. `ffmpeg -i IN -c:a pcm_s16le OUT.wav`") from err
-    if width not in (1, 2, 3, 4) or channels < 1:
-        raise AudioClipError(f"{path} holds {8 * width}-bit samples in {channels} channel(s), which this toolkit "
-                             "does not read", hint="convert it to 16-bit PCM WAV, e.g. `ffmpeg -i IN -c:a pcm_s16le OUT.wav`")
-    if width == 1:
-        values = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128) / 128
-    elif width == 3:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
-        ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        values = np.where(ints >= 1 << 23, ints - (1 << 24), ints) / float(1 << 23)
-    else:
-        values = np.frombuffer(raw, {2: "<i2", 4: "<i4"}[width]).astype(np.float64) / float(1 << (8 * width - 1))
-    mono = values.reshape(-1, channels).mean(axis=1)
-    return Clip(name=path.stem, samples=mono.astype(np.float32), rate=rate)
+    """A PCM WAV file as float32 mono at its own rate (channels averaged; integers scaled by 1/2^(bits-1))."""
+    rate, samples = clipset.read_wav_file(path)
+    return Clip(name=Path(path).stem, samples=samples.astype(np.float32), rate=rate)
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
-    """16-bit PCM mono (values clipped to [-1, 1], scaled by 32767 and rounded)."""
-    ints = np.rint(np.clip(np.asarray(samples, np.float64), -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(ints.tobytes())
+    """16-bit PCM mono (clipset.to_pcm16: round(x * 32768), clipped to the int16 range)."""
+    Path(path).write_bytes(clipset.wav_bytes(samples, rate))
     return Path(path)
 
 

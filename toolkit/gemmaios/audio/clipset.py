@@ -1,13 +1,20 @@
-"""The project's own audio clips: spoken words (espeak-ng), tones, silence and noise, at 16 kHz.
+"""The project's own audio clips, one source of clip synthesis: spoken words (espeak-ng), tones,
+chirps, silence and noise; 16-bit PCM WAV read/write; clip banks.
 
-Tones, silence and noise are drawn with numpy from integer seeds, so the same source always
-yields the same samples. Spoken words come from espeak-ng (`apt-get install -y espeak-ng`),
-resampled from its 22 050 Hz to 16 kHz in the frequency domain (numpy only). The tiny model
-that hears (`audio.tinymodel`) is trained to say what a clip holds, and the audio oracle runs
-the built-in set (`BUILTIN_CLIPS`). espeak-ng's voices change between releases, so the built-in
-spoken clips' samples are recorded once (`data/tiny-audio/clips.npz`) and read back from there;
-training clips for machines without espeak-ng are written by
-`python -m gemmaios.audio.clipset --out clips.npz` and passed to the trainer with `--clips`.
+Tones, silence and noise are drawn with numpy from fixed parameters and integer seeds, so the same
+source always yields the same samples. Spoken words come from espeak-ng (`apt-get install -y
+espeak-ng`, scripts/system-deps.sh); the model's clips are resampled from its 22 050 Hz to 16 kHz
+in the frequency domain (numpy only). The tiny model that hears (`audio.tinymodel`) is trained to
+say what a clip holds, and the audio oracle runs the built-in set (`BUILTIN_CLIPS`). espeak-ng's
+voices change between releases, so the built-in spoken clips' samples are recorded once
+(`data/tiny-audio/clips.npz`) and read back from there; training clips for machines without
+espeak-ng are written by `python -m gemmaios.audio.clipset --out clips.npz` and passed to the
+trainer with `--clips`. The Swift front end's test clips (`audio.clips`) are drawn by the same
+functions.
+
+16-bit PCM is read as int / 32768, as HF (soundfile), libsndfile and AVAudioFile read it, and
+written as round(x * 32768) clipped to the int16 range, so a clip on the 16-bit grid goes through a
+WAV file or a clip bank unchanged.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import AUDIO_SAMPLE_RATE
 from ..errors import GemmaiosError
 
-SAMPLE_RATE = 16_000
-ESPEAK_RATE = 22_050
+SAMPLE_RATE = AUDIO_SAMPLE_RATE  # 16 kHz
+ESPEAK = "espeak-ng"
+ESPEAK_RATE = 22_050  # espeak-ng's output rate (Hz)
+PCM16_SCALE = 32768.0  # 16-bit PCM <-> float: int / 32768, as HF / soundfile / AVAudioFile read it
 MAX_SECONDS = 2.0  # the longest clip the tiny model hears (its audio asset's static frame count)
 MAX_SAMPLES = int(SAMPLE_RATE * MAX_SECONDS)
 
@@ -32,13 +42,18 @@ WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
 TONES = {"low": (180.0, 420.0), "high": (1400.0, 3200.0)}  # Hz ranges trained; the built-ins sit inside
 VOICES = ("en-us", "en-gb", "en-gb-x-rp", "en-029", "en-gb-scotland")
 KINDS = ("word", "tone", "silence", "noise")
+WAV_HINT = "convert it to 16-bit PCM WAV, e.g. `ffmpeg -i IN -ac 1 -ar 16000 -c:a pcm_s16le OUT.wav`"
 
 
 class AudioError(GemmaiosError):
     """An audio clip, audio prompt or audio bundle cannot be used."""
 
 
-class EspeakMissing(AudioError):
+class AudioClipError(AudioError):
+    """An audio clip cannot be made or read."""
+
+
+class EspeakMissing(AudioClipError):
     """espeak-ng, which speaks the project's word clips, is not installed."""
 
 
@@ -102,31 +117,53 @@ def render(case: ClipCase) -> np.ndarray:
     return np.clip(x[:MAX_SAMPLES], -1.0, 1.0).astype(np.float32)
 
 
-def tone(freq: float, seconds: float, amplitude: float = 0.5, fade: float = 0.01) -> np.ndarray:
-    """A sine at `freq` Hz with `fade`-second linear ramps at both ends."""
-    n = int(round(seconds * SAMPLE_RATE))
-    t = np.arange(n) / SAMPLE_RATE
+def tone(freq: float, seconds: float, amplitude: float = 0.5, fade: float = 0.01, *,
+         rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A sine at `freq` Hz (float64), with `fade`-second linear ramps at both ends (none at 0)."""
+    n = int(round(seconds * rate))
+    t = np.arange(n) / rate
     ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / fade) if fade > 0 else np.ones(n)
     return amplitude * ramp * np.sin(2 * np.pi * freq * t)
 
 
+def chirp(f0: float, f1: float, seconds: float, rate: int = SAMPLE_RATE, amplitude: float = 0.5) -> np.ndarray:
+    """A linear sweep from f0 to f1 Hz (float32)."""
+    t = np.arange(round(seconds * rate), dtype=np.float64) / rate
+    return (amplitude * np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * seconds)))).astype(np.float32)
+
+
+def silence(seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
+    return np.zeros(round(seconds * rate), np.float32)
+
+
+def white_noise(seconds: float, seed: int, rate: int = SAMPLE_RATE, amplitude: float = 0.1) -> np.ndarray:
+    """Gaussian noise of standard deviation `amplitude`, clipped to [-1, 1] (float32)."""
+    noise = np.random.default_rng(seed).normal(0.0, amplitude, round(seconds * rate))
+    return np.clip(noise, -1.0, 1.0).astype(np.float32)
+
+
 def espeak_path() -> str:
-    path = shutil.which("espeak-ng")
+    path = shutil.which(ESPEAK)
     if path is None:
-        raise EspeakMissing("espeak-ng is not installed: the spoken-word clips cannot be synthesised",
+        raise EspeakMissing(f"{ESPEAK} is not installed: the spoken-word clips cannot be synthesised",
                             hint="install it (`apt-get install -y espeak-ng`, scripts/system-deps.sh), or pass a clip "
                                  "bank written where it is (`python -m gemmaios.audio.clipset --out clips.npz`)")
     return path
 
 
+def espeak(text: str, *, voice: str = "en-us", speed: int = 160, pitch: int | None = None) -> tuple[int, np.ndarray]:
+    """espeak-ng's rendering of `text` as it writes it: (its rate, ESPEAK_RATE; float64 mono samples)."""
+    cmd = [espeak_path(), "-v", voice, "-s", str(speed), *(["-p", str(pitch)] if pitch is not None else []), "--stdout"]
+    done = subprocess.run([*cmd, text], capture_output=True, check=False)
+    if done.returncode != 0 or not done.stdout:
+        raise AudioClipError(f"{ESPEAK} failed on {text!r} ({done.stderr.decode(errors='replace').strip()})",
+                             hint=f"run `{' '.join(cmd)} {text!r} > /dev/null` to see why")
+    return read_wav_bytes(done.stdout)
+
+
 def speak(text: str, *, voice: str = "en-us", speed: int = 160, pitch: int = 50) -> np.ndarray:
     """espeak-ng's rendering of `text`, float64 at 16 kHz, leading/trailing silence trimmed."""
-    cmd = [espeak_path(), "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text]
-    done = subprocess.run(cmd, capture_output=True, check=False)
-    if done.returncode != 0 or not done.stdout:
-        raise AudioError(f"espeak-ng failed on {text!r} ({done.stderr.decode(errors='replace').strip()})",
-                         hint=f"run `{' '.join(cmd[:-1])} {text!r} > /dev/null` to see why")
-    rate, x = read_wav_bytes(done.stdout)
+    rate, x = espeak(text, voice=voice, speed=speed, pitch=pitch)
     x = resample(x, rate, SAMPLE_RATE)
     loud = np.flatnonzero(np.abs(x) > 1e-3)
     return x[loud[0] : loud[-1] + 1] if len(loud) else x
@@ -145,41 +182,64 @@ def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     return np.fft.irfft(out, n=m) * (m / n)
 
 
-def read_wav_bytes(data: bytes) -> tuple[int, np.ndarray]:
-    """(sample rate, float64 mono samples in [-1, 1]) of a 16-bit PCM WAV.
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """float samples → int16 (round(x * 32768), clipped to the int16 range)."""
+    return np.clip(np.rint(np.asarray(samples, np.float64) * PCM16_SCALE), -32768, 32767).astype("<i2")
 
-    espeak-ng writes its stream with unknown lengths in the header (0x7fffffff), so the
-    samples are read to the end of the bytes rather than trusting the header's count."""
-    with wave.open(io.BytesIO(data)) as fh:
-        rate, channels, width = fh.getframerate(), fh.getnchannels(), fh.getsampwidth()
-    if width != 2:
-        raise AudioError(f"the WAV holds {8 * width}-bit samples; 16-bit PCM is read",
-                         hint="convert it, e.g. `ffmpeg -i in.wav -ac 1 -ar 16000 -c:a pcm_s16le out.wav`")
-    start = data.find(b"data") + 8
-    raw = np.frombuffer(data[start : start + (len(data) - start) // 2 * 2], "<i2")
-    x = raw.reshape(-1, channels).mean(axis=1) / 32768.0
-    return rate, x
+
+def from_pcm16(ints: np.ndarray) -> np.ndarray:
+    """int16 → float32 samples (int / 32768)."""
+    return (np.asarray(ints, np.float64) / PCM16_SCALE).astype(np.float32)
+
+
+def read_wav_bytes(data: bytes, where: str = "the WAV") -> tuple[int, np.ndarray]:
+    """(sample rate, float64 mono samples in [-1, 1]) of a PCM WAV (8/16/24/32-bit, channels averaged;
+    integers scaled by 1/2^(bits-1), 8-bit by (v - 128) / 128).
+
+    espeak-ng writes its stream with unknown lengths in the header (0x7fffffff), so the samples
+    are read to the end of the bytes rather than trusting the header's count."""
+    with wave.open(io.BytesIO(data), "rb") as fh:
+        channels, width, rate = fh.getnchannels(), fh.getsampwidth(), fh.getframerate()
+        raw = fh.readframes(fh.getnframes())
+    if width not in (1, 2, 3, 4) or channels < 1:
+        raise AudioClipError(f"{where} holds {8 * width}-bit samples in {channels} channel(s), which this toolkit "
+                             "does not read", hint=WAV_HINT)
+    raw = raw[: len(raw) // (width * channels) * (width * channels)]  # a stream cut mid-frame
+    if width == 1:
+        values = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128) / 128
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        values = np.where(ints >= 1 << 23, ints - (1 << 24), ints) / float(1 << 23)
+    else:
+        values = np.frombuffer(raw, {2: "<i2", 4: "<i4"}[width]).astype(np.float64) / float(1 << (8 * width - 1))
+    return rate, values.reshape(-1, channels).mean(axis=1)
+
+
+def read_wav_file(path: Path) -> tuple[int, np.ndarray]:
+    """`read_wav_bytes` of a file, its failures named."""
+    path = Path(path)
+    try:
+        return read_wav_bytes(path.read_bytes(), where=str(path))
+    except (wave.Error, EOFError, OSError, RuntimeError) as err:  # RuntimeError: the stdlib's on a short chunk
+        raise AudioClipError(f"cannot read {path}: it is not a PCM WAV file this toolkit reads ({err})",
+                             hint=WAV_HINT) from err
 
 
 def read_wav(path: Path) -> np.ndarray:
     """A WAV file as float32 mono at 16 kHz (resampled if it is at another rate)."""
-    try:
-        data = Path(path).read_bytes()
-        rate, x = read_wav_bytes(data)
-    except (OSError, wave.Error, EOFError) as exc:
-        raise AudioError(f"cannot read {path} as a WAV file ({exc})",
-                         hint="give a 16-bit PCM .wav, e.g. `ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav`") from exc
+    rate, x = read_wav_file(path)
     return resample(x, rate, SAMPLE_RATE).astype(np.float32)
 
 
 def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
-    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    """16-bit PCM mono WAV (`to_pcm16`)."""
     buf = io.BytesIO()
     with wave.open(buf, "wb") as fh:
         fh.setnchannels(1)
         fh.setsampwidth(2)
         fh.setframerate(rate)
-        fh.writeframes(pcm.tobytes())
+        fh.writeframes(to_pcm16(samples).tobytes())
     return buf.getvalue()
 
 
@@ -223,7 +283,7 @@ def save_bank(bank: dict[str, np.ndarray], path: Path) -> Path:
     """Write a clip bank (16-bit samples, one array per clip) as .npz."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.round(np.clip(v, -1, 1) * 32767).astype(np.int16) for k, v in bank.items()}
+    arrays = {k: to_pcm16(v) for k, v in bank.items()}
     with open(path, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     return path
@@ -232,7 +292,7 @@ def save_bank(bank: dict[str, np.ndarray], path: Path) -> Path:
 def load_bank(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(Path(path)) as data:
-            return {k: data[k].astype(np.float32) / 32767.0 for k in data.files}
+            return {k: from_pcm16(data[k]) for k in data.files}
     except (OSError, ValueError) as exc:
         raise AudioError(f"cannot read the clip bank {path} ({exc})",
                          hint="write it again with `python -m gemmaios.audio.clipset --out clips.npz`") from exc

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..buildlayout import AUDIO_ORACLE_DIR  # noqa: F401  (re-exported)
-from .clipset import BUILTIN_CLIPS, AudioError, ClipCase, wav_bytes
+from .clipset import BUILTIN_CLIPS, AudioError, ClipCase, from_pcm16, to_pcm16, wav_bytes
 from .preprocess import AudioSpec, PreparedAudio, expand_prompt, feature_extractor, prepare, splice_ids
 
 AUDIO_ORACLE_FILE = "oracle.json"
@@ -82,8 +82,7 @@ def run_audio_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ClipCase,
             samples = case.samples(speech)
             wav = out_dir / f"{case.name}.wav"
             wav.write_bytes(wav_bytes(samples))
-            samples = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16) / np.float32(32768.0)  # as the .wav holds it
-            samples = samples.astype(np.float32)
+            samples = from_pcm16(to_pcm16(samples))  # as the .wav holds it
             prepared = prepare(samples, spec, extractor)
             text = chat_prompt(question) if getattr(tok, "chat_template", None) is None else \
                 tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
