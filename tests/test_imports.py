@@ -38,7 +38,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios.decode_model", "gemmaios.hf_text", "gemmaios.parity", "gemmaios.quantize", "gemmaios.bundlemetadata",
         "gemmaios.kernels", "gemmaios.convert.converter", "gemmaios.convert.export", "gemmaios.convert.gates", "gemmaios.convert.assets",
         "gemmaios.convert.options", "gemmaios.convert.multimodal", "gemmaios.oracle.determinism", "gemmaios.oracle.records",
-        "gemmaios.oracle.reference", "gemmaios.oracle.scoring", "gemmaios.tables.layout",
+        "gemmaios.oracle.reference", "gemmaios.oracle.encoders", "gemmaios.oracle.scoring", "gemmaios.tables.layout",
         "gemmaios.tables.quantize", "gemmaios.tables.reader", "gemmaios.tables.sidecar", "gemmaios.tables.source",
         "gemmaios.tables.verify", "gemmaios.tables.writer", "gemmaios.vision", "gemmaios.audio", "gemmaios.hostrun",
         "gemmaios.recipe", "gemmaios.calibrate", "gemmaios.assetread", "gemmaios.sensitivity", "gemmaios.convert.mixed",

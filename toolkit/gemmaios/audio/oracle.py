@@ -54,53 +54,32 @@ def run_audio_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ClipCase,
     package ships them, else espeak-ng speaks them)."""
     import torch
     from safetensors.numpy import save_file
-    from transformers import AutoTokenizer, Gemma4ForConditionalGeneration
 
-    from ..checkpoint import load_checkpoint
-    from ..files import sha256_file
-    from ..oracle.records import Oracle, OraclePrompt, TopK
-    from ..oracle.reference import tool_versions
-    from ..tinycorpus import chat_prompt
+    from ..oracle.encoders import EncoderReference, single_thread
     from .encoder import hf_audio_features
     from .tinymodel import builtin_speech
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = load_checkpoint(checkpoint_dir, model_id=str(checkpoint_dir))
+    ref = EncoderReference(checkpoint_dir)
     spec = AudioSpec.from_checkpoint(checkpoint_dir)
-    tok = AutoTokenizer.from_pretrained(str(checkpoint_dir))
-    model = Gemma4ForConditionalGeneration.from_pretrained(str(checkpoint_dir), dtype=torch.float32).eval()
-    eos = model.generation_config.eos_token_id
-    eos_ids = sorted({eos} if isinstance(eos, int) else set(eos or []))
     extractor = feature_extractor(spec)
     speech = builtin_speech() if speech is None else speech
     records = []
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # toy-sized: one thread is faster on a shared machine (see oracle.reference)
-    try:
+    with single_thread():
         for case in cases:
             samples = case.samples(speech)
             wav = out_dir / f"{case.name}.wav"
             wav.write_bytes(wav_bytes(samples))
             samples = from_pcm16(to_pcm16(samples))  # as the .wav holds it
             prepared = prepare(samples, spec, extractor)
-            text = chat_prompt(question) if getattr(tok, "chat_template", None) is None else \
-                tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
-            ids = expand_prompt(text, spec, tok, prepared.num_soft_tokens)
-            features = torch.from_numpy(prepared.input_features)[None]
-            mask = torch.from_numpy(prepared.input_features_mask)[None]
-            soft = hf_audio_features(model, prepared.input_features, prepared.input_features_mask).numpy()
-            generated, steps = [], []
-            with torch.no_grad():
-                result = model(input_ids=torch.tensor([ids]), input_features=features, input_features_mask=mask,
-                               use_cache=True)
-                for _ in range(max_new_tokens):
-                    logits = result.logits[0, -1].float()
-                    top = torch.topk(logits, top_k)
-                    steps.append(TopK([int(i) for i in top.indices], [float(v) for v in top.values]))
-                    generated.append(int(top.indices[0]))
-                    result = model(input_ids=torch.tensor([generated[-1:]]), past_key_values=result.past_key_values,
-                                   use_cache=True)
+            text = ref.chat_text(question)
+            ids = expand_prompt(text, spec, ref.tokenizer, prepared.num_soft_tokens)
+            soft = hf_audio_features(ref.model, prepared.input_features, prepared.input_features_mask).numpy()
+            generated, steps = ref.greedy({"input_ids": torch.tensor([ids]),
+                                           "input_features": torch.from_numpy(prepared.input_features)[None],
+                                           "input_features_mask": torch.from_numpy(prepared.input_features_mask)[None]},
+                                          max_new_tokens, top_k)
             save_file({"samples": samples,
                        "input_features": prepared.input_features.astype(np.float32),
                        "input_features_mask": prepared.input_features_mask.astype(np.int32),
@@ -109,18 +88,11 @@ def run_audio_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ClipCase,
                        "num_soft_tokens": np.asarray([prepared.num_soft_tokens], np.int32),
                        "audio_features": soft.astype(np.float32)},
                       str(out_dir / f"{case.name}.safetensors"), metadata={"wav": wav.name, "prompt": text})
-            first_eos = next((i for i, t in enumerate(generated) if t in eos_ids), None)
-            records.append(OraclePrompt(case.name, text, ids, generated, steps, first_eos))
+            records.append(ref.prompt(case.name, text, ids, generated, steps))
             if progress:
                 progress(1)
-    finally:
-        torch.set_num_threads(before)
-    oracle = Oracle(
-        model={"id": ckpt.model_id, "revision": ckpt.revision, "fingerprint": ckpt.fingerprint(),
-               "model_type": ckpt.config.get("model_type")},
-        tokenizer_sha256=sha256_file(ckpt.tokenizer_path), chat_template=True,
-        prompt_set={"name": "builtin-clips", "clips": [c.name for c in cases], "audio_spec": spec.as_dict()},
-        max_new_tokens=max_new_tokens, top_k=top_k, eos_token_ids=eos_ids, prompts=records, tools=tool_versions())
+    oracle = ref.oracle(records, {"name": "builtin-clips", "clips": [c.name for c in cases], "audio_spec": spec.as_dict()},
+                        max_new_tokens, top_k)
     oracle.save(out_dir / AUDIO_ORACLE_FILE)
     return oracle
 

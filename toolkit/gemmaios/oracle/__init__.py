@@ -18,6 +18,8 @@ Layout, one concern per module (every public name is re-exported here, so
   logits, written and read back strictly.
 - `reference`: The fp32 reference: the Hugging Face Gemma 4 text decoder run greedy (`run_oracle`) or
   teacher-forced, and the torch device check.
+- `encoders`: The fp32 reference for encoder prompts (the image and audio oracles): HF's multimodal model,
+  greedy with the encoder's tensors on the first step, and the oracle record.
 - `scoring`: Device generations against the oracle: exact matches, where each divergence starts, and whether
   it started at a near-tie.
 - `determinism`: Run-vs-run and trial-vs-trial determinism, judged token by token the same way as the oracle
@@ -27,6 +29,7 @@ Layout, one concern per module (every public name is re-exported here, so
 """
 
 from .determinism import DeterminismScore, PairScore, compare_runs, compare_trials
+from .encoders import EncoderReference
 from .prompts import BUILTIN_PROMPTS, Prompt, PromptSet, PromptSetError, load_prompt_set
 from .records import (
     DEFAULT_TOKENS,
@@ -76,6 +79,7 @@ __all__ = [
     "DEFAULT_TOP_K",
     "DIVERGED",
     "DeterminismScore",
+    "EncoderReference",
     "EXACT",
     "ForcedStep",
     "Generation",

@@ -48,49 +48,29 @@ def run_image_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ImageCase
     """Greedy fp32 generations for each picture (written to `out_dir`); returns the Oracle."""
     import torch
     from safetensors.numpy import save_file
-    from transformers import AutoTokenizer, Gemma4ForConditionalGeneration
 
-    from ..checkpoint import load_checkpoint
-    from ..files import sha256_file
-    from ..oracle.records import Oracle, OraclePrompt, TopK
-    from ..oracle.reference import tool_versions
-    from ..tinycorpus import chat_prompt
+    from ..oracle.encoders import EncoderReference, single_thread
     from .encoder import hf_image_features
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = load_checkpoint(checkpoint_dir, model_id=str(checkpoint_dir))
+    ref = EncoderReference(checkpoint_dir)
     spec = ImageSpec.from_checkpoint(checkpoint_dir)
-    tok = AutoTokenizer.from_pretrained(str(checkpoint_dir))
-    model = Gemma4ForConditionalGeneration.from_pretrained(str(checkpoint_dir), dtype=torch.float32).eval()
-    eos = model.generation_config.eos_token_id
-    eos_ids = sorted({eos} if isinstance(eos, int) else set(eos or []))
     proc = image_processor(spec)
     records = []
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # toy-sized: one thread is faster on a shared machine (see oracle.reference)
-    try:
+    with single_thread():
         for case in cases:
             pixels = case.pixels()
             png = out_dir / f"{case.name}.png"
             png.write_bytes(case.png())
             prepared = preprocess(pixels, spec, proc)
-            text = chat_prompt(question) if getattr(tok, "chat_template", None) is None else \
-                tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
-            ids = expand_prompt(text, spec, tok, prepared.num_soft_tokens)
-            pv = torch.from_numpy(prepared.pixel_values)[None]
-            pos = torch.from_numpy(prepared.pixel_position_ids).long()[None]
-            features = hf_image_features(model, prepared.pixel_values, prepared.pixel_position_ids).numpy()
-            generated, steps = [], []
-            with torch.no_grad():
-                result = model(input_ids=torch.tensor([ids]), pixel_values=pv, image_position_ids=pos, use_cache=True)
-                for _ in range(max_new_tokens):
-                    logits = result.logits[0, -1].float()
-                    top = torch.topk(logits, top_k)
-                    steps.append(TopK([int(i) for i in top.indices], [float(v) for v in top.values]))
-                    generated.append(int(top.indices[0]))
-                    result = model(input_ids=torch.tensor([generated[-1:]]), past_key_values=result.past_key_values,
-                                   use_cache=True)
+            text = ref.chat_text(question)
+            ids = expand_prompt(text, spec, ref.tokenizer, prepared.num_soft_tokens)
+            features = hf_image_features(ref.model, prepared.pixel_values, prepared.pixel_position_ids).numpy()
+            generated, steps = ref.greedy({"input_ids": torch.tensor([ids]),
+                                           "pixel_values": torch.from_numpy(prepared.pixel_values)[None],
+                                           "image_position_ids": torch.from_numpy(prepared.pixel_position_ids).long()[None]},
+                                          max_new_tokens, top_k)
             save_file({"pixel_values": prepared.pixel_values.astype(np.float32),
                        "pixel_position_ids": prepared.pixel_position_ids.astype(np.int32),
                        "input_ids": np.asarray(ids, np.int32),
@@ -100,18 +80,11 @@ def run_image_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ImageCase
                       str(out_dir / f"{case.name}.safetensors"),
                       metadata={"image": png.name, "resized_height": str(prepared.resized[0]),
                                 "resized_width": str(prepared.resized[1]), "prompt": text})
-            first_eos = next((i for i, t in enumerate(generated) if t in eos_ids), None)
-            records.append(OraclePrompt(case.name, text, ids, generated, steps, first_eos))
+            records.append(ref.prompt(case.name, text, ids, generated, steps))
             if progress:
                 progress(1)
-    finally:
-        torch.set_num_threads(before)
-    oracle = Oracle(
-        model={"id": ckpt.model_id, "revision": ckpt.revision, "fingerprint": ckpt.fingerprint(),
-               "model_type": ckpt.config.get("model_type")},
-        tokenizer_sha256=sha256_file(ckpt.tokenizer_path), chat_template=True,
-        prompt_set={"name": "builtin-images", "images": [c.name for c in cases], "image_spec": spec.as_dict()},
-        max_new_tokens=max_new_tokens, top_k=top_k, eos_token_ids=eos_ids, prompts=records, tools=tool_versions())
+    oracle = ref.oracle(records, {"name": "builtin-images", "images": [c.name for c in cases],
+                                  "image_spec": spec.as_dict()}, max_new_tokens, top_k)
     oracle.save(out_dir / IMAGE_ORACLE_FILE)
     return oracle
 
