@@ -44,6 +44,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gemmaios.recipe", "gemmaios.calibrate", "gemmaios.assetread", "gemmaios.sensitivity", "gemmaios.convert.mixed",
         "gemmaios.hostrun.multimodal",
         "gemmaios.unified_inputs", "gemmaios.unified_embedders", "gemmaios.unified",
+        "gemmaios.encoder_weights",  # the vision and audio encoders' tower + embedder loading
         "gemmaios.audio.clips",  # issue 28: the project's test clips for the Swift front end
     ),
     # the build: the pipeline and its steps, the toolchain boundary, the app and its payload

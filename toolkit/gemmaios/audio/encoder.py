@@ -202,32 +202,15 @@ class AudioEncoder(nn.Module):
 def load_audio_modules(checkpoint):
     """(audio tower, embed_audio) of an E2B/E4B checkpoint in fp32, read tensor by tensor (the
     text decoder is never loaded)."""
-    from safetensors import safe_open
-    from transformers import Gemma4Config
-    from transformers.models.gemma4.modeling_gemma4 import Gemma4AudioModel, Gemma4MultimodalEmbedder
+    from transformers.models.gemma4.modeling_gemma4 import Gemma4AudioModel
 
+    from ..encoder_weights import load_encoder_modules
     from .clipset import AudioError
 
-    config = Gemma4Config.from_dict(checkpoint.config)
-    if config.audio_config is None:
-        raise AudioError(f"{checkpoint.model_id} has no audio tower",
-                         hint="audio input needs a Gemma 4 E2B/E4B checkpoint with an audio encoder")
-    tower = Gemma4AudioModel(config.audio_config).float().eval()
-    embedder = Gemma4MultimodalEmbedder(config.audio_config, config.text_config).float().eval()
-    wanted = {"model.audio_tower.": tower, "model.embed_audio.": embedder}
-    states = {prefix: {} for prefix in wanted}
-    for name, path in checkpoint.tensor_index.items():
-        for prefix in wanted:
-            if name.startswith(prefix):
-                with safe_open(str(path), framework="pt") as fh:
-                    states[prefix][name[len(prefix):]] = fh.get_tensor(name).float()
-    for prefix, module in wanted.items():
-        missing, unexpected = module.load_state_dict(states[prefix], strict=False)
-        if missing or unexpected:
-            raise AudioError(f"{checkpoint.model_id}: {prefix}* tensors do not match the audio config "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})",
-                             hint="the checkpoint is incomplete or not a Gemma 4 E2B/E4B checkpoint with audio")
-    return tower, embedder
+    return load_encoder_modules(
+        checkpoint, "audio", Gemma4AudioModel, AudioError,
+        no_tower_hint="audio input needs a Gemma 4 E2B/E4B checkpoint with an audio encoder",
+        mismatch_hint="the checkpoint is incomplete or not a Gemma 4 E2B/E4B checkpoint with audio")
 
 
 def hf_audio_features(hf_model, input_features, input_features_mask) -> torch.Tensor:

@@ -152,32 +152,15 @@ class VisionEncoder(nn.Module):
 def load_vision_modules(checkpoint):
     """(vision tower, embed_vision) of a multimodal checkpoint in fp32, read tensor by tensor
     (the text decoder is never loaded)."""
-    from safetensors import safe_open
-    from transformers import Gemma4Config
-    from transformers.models.gemma4.modeling_gemma4 import Gemma4MultimodalEmbedder, Gemma4VisionModel
+    from transformers.models.gemma4.modeling_gemma4 import Gemma4VisionModel
 
+    from ..encoder_weights import load_encoder_modules
     from .preprocess import VisionError
 
-    config = Gemma4Config.from_dict(checkpoint.config)
-    if config.vision_config is None:
-        raise VisionError(f"{checkpoint.model_id} has no vision tower", hint="image input needs a multimodal E2B/E4B checkpoint")
-    tower = Gemma4VisionModel(config.vision_config).float().eval()
-    embedder = Gemma4MultimodalEmbedder(config.vision_config, config.text_config).float().eval()
-    wanted = {"model.vision_tower.": tower, "model.embed_vision.": embedder}
-    states = {prefix: {} for prefix in wanted}
-    for name, path in checkpoint.tensor_index.items():
-        for prefix in wanted:
-            if name.startswith(prefix):
-                with safe_open(str(path), framework="pt") as fh:
-                    states[prefix][name[len(prefix):]] = fh.get_tensor(name).float()
-    for prefix, module in wanted.items():
-        missing, unexpected = module.load_state_dict(states[prefix], strict=False)
-        missing = [m for m in missing if "inv_freq" not in m]
-        if missing or unexpected:
-            raise VisionError(f"{checkpoint.model_id}: {prefix}* tensors do not match the vision config "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})",
-                              hint="the checkpoint is incomplete or not a Gemma 4 E2B/E4B multimodal checkpoint")
-    return tower, embedder
+    return load_encoder_modules(
+        checkpoint, "vision", Gemma4VisionModel, VisionError, ignore_missing=("inv_freq",),
+        no_tower_hint="image input needs a multimodal E2B/E4B checkpoint",
+        mismatch_hint="the checkpoint is incomplete or not a Gemma 4 E2B/E4B multimodal checkpoint")
 
 
 def hf_image_features(hf_model, pixel_values, pixel_position_ids) -> torch.Tensor:
