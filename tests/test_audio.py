@@ -482,3 +482,28 @@ def test_shipped_tiny_audio_weights_match_their_record():
     training = record["training"]
     assert training["steps"] > 0 and training["qat_steps"] == tm.qat_steps(training["steps"])
     assert set(record["clip_answers"]) == {c.name for c in BUILTIN_CLIPS}
+
+
+def test_soft_token_gate_errors_share_one_format():
+    """The image and audio gates' errors are one base's (SoftTokenGateFailed): the same message and hint
+    wording, naming each one's prompts, asset and package; the quantized-decoder hint only where the
+    asset's features matched HF's and the decoder is quantized."""
+    from gemmaios.audio.gate import AudioGateFailed
+    from gemmaios.vision.gate import ImageGateFailed, SoftTokenGateFailed
+
+    for cls, kind, asset, package in ((ImageGateFailed, "image", "vision", "gemmaios.vision"),
+                                      (AudioGateFailed, "audio", "audio", "gemmaios.audio")):
+        assert issubclass(cls, SoftTokenGateFailed)
+        err = cls.diverged("b-audio", "noise", 2, [5, 6, 7], [5, 6, 9], 1.23456, "7/8 exact", quant="fp16")
+        assert type(err) is cls
+        assert str(err).startswith(f"b-audio: {kind} prompt 'noise' diverged at token 2: oracle [5, 6, 7], bundle "
+                                   "[5, 6, 9] (oracle margin 1.23) — 7/8 exact")
+        assert err.hint == (f"the {asset} asset, the splice or the PLE rows of {kind} tokens compute something other "
+                            f"than HF; see {package}")
+        assert cls.diverged("b", "p", 0, [1], [2], 0.5, "s", quant=None).hint == err.hint
+        quantized = cls.diverged("b", "p", 0, [1], [2], 0.5, "s", quant="int4").hint
+        assert quantized.startswith(f"the {asset} asset's features match HF's; the int4 decoder changed a token the "
+                                    "fp32 model decides by a margin of 0.5")
+        err = cls.features_differ("b", 0.123456, 0.05, "8/8 exact")
+        assert str(err) == (f"b: the {asset} asset's features differ from HF's by 0.123 (bound 0.05) — 8/8 exact"
+                            "\n  → convert again and report it")

@@ -10,16 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import GemmaiosError
-from ..vision.gate import soft_token_gate
+from ..vision.gate import SoftTokenGateFailed, soft_token_gate
 from .oracle import AUDIO_ORACLE_FILE, load_audio_record
 
 # fp16 CPU runtime vs fp32 HF: measured 1.0e-3..2.4e-3 on features of magnitude ~0.33 (tests/test_audio.py).
 FEATURE_ERROR_BOUND = 0.05
 
 
-class AudioGateFailed(GemmaiosError):
+class AudioGateFailed(SoftTokenGateFailed):
     """The audio bundle's clip prompts diverge from the audio oracle under Core AI's runtime."""
+
+    kind, asset, package = "audio", "audio", "gemmaios.audio"
 
 
 def audio_gate(bundle_dir: Path, oracle_dir: Path, tables_dir: Path | None, *, near_tie_margin: float | None = None,
@@ -30,11 +31,8 @@ def audio_gate(bundle_dir: Path, oracle_dir: Path, tables_dir: Path | None, *, n
         record = load_audio_record(oracle_dir, prompt_id)
         return runner.encode_audio(record.prepared), record.audio_features
 
-    return soft_token_gate(bundle_dir, oracle_dir / AUDIO_ORACLE_FILE, tables_dir, encode, kind="audio",
-                           error=AudioGateFailed, near_tie_margin=near_tie_margin,
-                           feature_error_bound=feature_error_bound, progress=progress,
-                           hint="the audio asset, the splice or the PLE rows of audio tokens compute something other "
-                                "than HF; see gemmaios.audio")
+    return soft_token_gate(bundle_dir, oracle_dir / AUDIO_ORACLE_FILE, tables_dir, encode, error=AudioGateFailed,
+                           near_tie_margin=near_tie_margin, feature_error_bound=feature_error_bound, progress=progress)
 
 
 def build_audio_check(oracle_dir: Path, tables_dir: Path | None, progress: Callable | None = None):
