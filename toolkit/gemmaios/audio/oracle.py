@@ -53,7 +53,6 @@ def run_audio_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ClipCase,
     `speech`: name -> samples of the spoken clips (default: the tiny model's recorded ones when the
     package ships them, else espeak-ng speaks them)."""
     import torch
-    from safetensors.numpy import save_file
 
     from ..oracle.encoders import EncoderReference, single_thread
     from .encoder import hf_audio_features
@@ -80,15 +79,12 @@ def run_audio_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ClipCase,
                                            "input_features": torch.from_numpy(prepared.input_features)[None],
                                            "input_features_mask": torch.from_numpy(prepared.input_features_mask)[None]},
                                           max_new_tokens, top_k)
-            save_file({"samples": samples,
-                       "input_features": prepared.input_features.astype(np.float32),
-                       "input_features_mask": prepared.input_features_mask.astype(np.int32),
-                       "input_ids": np.asarray(ids, np.int32),
-                       "spliced_input_ids": np.asarray(splice_ids(ids, spec), np.int32),
-                       "num_soft_tokens": np.asarray([prepared.num_soft_tokens], np.int32),
-                       "audio_features": soft.astype(np.float32)},
-                      str(out_dir / f"{case.name}.safetensors"), metadata={"wav": wav.name, "prompt": text})
-            records.append(ref.prompt(case.name, text, ids, generated, steps))
+            records.append(ref.record(
+                out_dir / f"{case.name}.safetensors", case.name, text, ids, splice_ids(ids, spec),
+                prepared.num_soft_tokens, generated, steps,
+                {"samples": samples, "input_features": prepared.input_features.astype(np.float32),
+                 "input_features_mask": prepared.input_features_mask.astype(np.int32),
+                 "audio_features": soft.astype(np.float32)}, {"wav": wav.name}))
             if progress:
                 progress(1)
     oracle = ref.oracle(records, {"name": "builtin-clips", "clips": [c.name for c in cases], "audio_spec": spec.as_dict()},

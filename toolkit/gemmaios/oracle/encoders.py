@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .records import Oracle, OraclePrompt, TopK
 
 
@@ -71,7 +73,17 @@ class EncoderReference:
                                         past_key_values=result.past_key_values, use_cache=True)
         return generated, steps
 
-    def prompt(self, prompt_id: str, text: str, ids: list[int], generated: list[int], steps: list[TopK]) -> OraclePrompt:
+    def record(self, path: Path, prompt_id: str, text: str, ids: list[int], spliced_ids: list[int],
+               num_soft_tokens: int, generated: list[int], steps: list[TopK], tensors: dict[str, np.ndarray],
+               metadata: dict[str, str]) -> OraclePrompt:
+        """Save one prompt's tensors to `path` (the encoder's own `tensors` and `metadata`, with the ids
+        every encoder oracle keeps: input_ids, spliced_input_ids, num_soft_tokens, and the prompt text)
+        and return its OraclePrompt."""
+        from safetensors.numpy import save_file
+
+        save_file({**tensors, "input_ids": np.asarray(ids, np.int32), "spliced_input_ids": np.asarray(spliced_ids, np.int32),
+                   "num_soft_tokens": np.asarray([num_soft_tokens], np.int32)},
+                  str(path), metadata={**metadata, "prompt": text})
         first_eos = next((i for i, t in enumerate(generated) if t in self.eos_token_ids), None)
         return OraclePrompt(prompt_id, text, ids, generated, steps, first_eos)
 

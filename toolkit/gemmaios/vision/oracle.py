@@ -47,7 +47,6 @@ def run_image_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ImageCase
                      max_new_tokens: int = 32, top_k: int = 5, question: str = QUESTION, progress=None):
     """Greedy fp32 generations for each picture (written to `out_dir`); returns the Oracle."""
     import torch
-    from safetensors.numpy import save_file
 
     from ..oracle.encoders import EncoderReference, single_thread
     from .encoder import hf_image_features
@@ -71,16 +70,13 @@ def run_image_oracle(checkpoint_dir: Path, out_dir: Path, cases: tuple[ImageCase
                                            "pixel_values": torch.from_numpy(prepared.pixel_values)[None],
                                            "image_position_ids": torch.from_numpy(prepared.pixel_position_ids).long()[None]},
                                           max_new_tokens, top_k)
-            save_file({"pixel_values": prepared.pixel_values.astype(np.float32),
-                       "pixel_position_ids": prepared.pixel_position_ids.astype(np.int32),
-                       "input_ids": np.asarray(ids, np.int32),
-                       "spliced_input_ids": np.asarray(splice_ids(ids, spec), np.int32),
-                       "num_soft_tokens": np.asarray([prepared.num_soft_tokens], np.int32),
-                       "image_features": features.astype(np.float32)},
-                      str(out_dir / f"{case.name}.safetensors"),
-                      metadata={"image": png.name, "resized_height": str(prepared.resized[0]),
-                                "resized_width": str(prepared.resized[1]), "prompt": text})
-            records.append(ref.prompt(case.name, text, ids, generated, steps))
+            records.append(ref.record(
+                out_dir / f"{case.name}.safetensors", case.name, text, ids, splice_ids(ids, spec),
+                prepared.num_soft_tokens, generated, steps,
+                {"pixel_values": prepared.pixel_values.astype(np.float32),
+                 "pixel_position_ids": prepared.pixel_position_ids.astype(np.int32),
+                 "image_features": features.astype(np.float32)},
+                {"image": png.name, "resized_height": str(prepared.resized[0]), "resized_width": str(prepared.resized[1])}))
             if progress:
                 progress(1)
     oracle = ref.oracle(records, {"name": "builtin-images", "images": [c.name for c in cases],
