@@ -178,6 +178,19 @@ def ple_row(token: int, vocab_size: int, pad_token_id: int) -> int:
     return pad_token_id if token >= vocab_size else token
 
 
+def splice_soft_tokens(ids, soft_token_id: int, vocab_size: int) -> tuple[list[int], int]:
+    """The splice (image and audio): HF ids → graph ids, the k-th `soft_token_id` (0-based, in prompt
+    order) becoming vocab_size + k; returns (the graph ids, how many soft tokens there were)."""
+    out, k = [], 0
+    for t in ids:
+        if int(t) == soft_token_id:
+            out.append(vocab_size + k)
+            k += 1
+        else:
+            out.append(int(t))
+    return out, k
+
+
 # ---- KV capacity and the iOS guard (issue 27; apple/coreai-models#124) ---------------------------
 # The pinned engine's growing KV cache (GrowingKVCache, the pipelined engine) starts at 256
 # positions and doubles until it holds prompt + new tokens (capped at the bundle's

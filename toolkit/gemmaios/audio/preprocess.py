@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import contract
 from .clipset import MAX_SAMPLES, SAMPLE_RATE, AudioError
 
 DEFAULT_MAX_SECONDS = 30.0  # HF's feature extractor truncates at 480 000 samples (750 soft tokens)
@@ -174,14 +175,8 @@ def splice_ids(ids: Sequence[int], spec: AudioSpec) -> list[int]:
 
     The same id space and the same static rows of `main` as images (contract.AUDIO_EMBEDS_INPUT):
     a prompt holds one clip or one picture, and the rows are bound with that encoder's output."""
-    out, k = [], 0
-    for t in ids:
-        if int(t) == spec.audio_token_id:
-            if k >= spec.max_soft_tokens:
-                raise AudioError(f"the prompt has more than {spec.max_soft_tokens} audio soft tokens",
-                                 hint="one clip per prompt, expanded with its own num_soft_tokens")
-            out.append(spec.vocab_size + k)
-            k += 1
-        else:
-            out.append(int(t))
+    out, count = contract.splice_soft_tokens(ids, spec.audio_token_id, spec.vocab_size)
+    if count > spec.max_soft_tokens:
+        raise AudioError(f"the prompt has more than {spec.max_soft_tokens} audio soft tokens",
+                         hint="one clip per prompt, expanded with its own num_soft_tokens")
     return out

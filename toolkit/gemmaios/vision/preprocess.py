@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import contract
 from ..errors import GemmaiosError
 
 
@@ -168,14 +169,8 @@ def load_image(path) -> np.ndarray:
 
 def splice_ids(ids: Sequence[int], spec: ImageSpec) -> list[int]:
     """HF ids → graph ids: the k-th image soft token becomes V + k (k < the soft-token budget)."""
-    out, k = [], 0
-    for t in ids:
-        if int(t) == spec.image_token_id:
-            if k >= spec.max_soft_tokens:
-                raise VisionError(f"the prompt has more than {spec.max_soft_tokens} image soft tokens",
-                                  hint="one image per prompt, expanded with its own num_soft_tokens")
-            out.append(spec.vocab_size + k)
-            k += 1
-        else:
-            out.append(int(t))
+    out, count = contract.splice_soft_tokens(ids, spec.image_token_id, spec.vocab_size)
+    if count > spec.max_soft_tokens:
+        raise VisionError(f"the prompt has more than {spec.max_soft_tokens} image soft tokens",
+                          hint="one image per prompt, expanded with its own num_soft_tokens")
     return out
