@@ -352,3 +352,53 @@ def test_deploy_bench_report_runs_and_scores_the_audio_prompts(sim, audio_app_bu
     markdown = (build / "reports" / "report.md").read_text()
     assert f"| audio prompts | {clips['label']} — " in markdown
     assert all(f"| {p['id']} | 0 |" in markdown for p in heard)
+
+
+def test_a_set_with_pictures_and_clips_is_checked_as_one_chain(tmp_path):
+    """A --vision --audio build's set is text + images + clips: the image scoring leaves its sha256 to the audio
+    scoring, which checks the chain (the report's scorer builds it from the text and image oracles)."""
+    from PIL import Image
+
+    from gemmaios import oracle as oracle_mod
+    from gemmaios.report.scoring import OracleModuleScorer
+    from gemmaios.vision.imagebench import mixed_prompt_set, score_image_prompts
+    from gemmaios.vision.oracle import IMAGE_ORACLE_FILE
+
+    small_audio_oracle(tmp_path / "audio")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(images / "cat.png")
+    image_ids = [2, 5, 17, 19, 19, 18, 6]
+    Oracle(model={"id": "t"}, tokenizer_sha256="x", chat_template=True,
+           prompt_set={"name": "builtin-images", "image_spec": {"image_token_id": 19, "boi_token_id": 17,
+                                                                "eoi_token_id": 18}},
+           max_new_tokens=4, top_k=2, eos_token_ids=[1],
+           prompts=[OraclePrompt("cat", "t", image_ids, [11, 12, 13, 14], [TopK([t, 20], [5.0, 1.0]) for t in
+                                                                          [11, 12, 13, 14]])]).save(images / IMAGE_ORACLE_FILE)
+    text_oracle = tmp_path / "oracle.json"
+    Oracle(model={"id": "t"}, tokenizer_sha256="x", chat_template=True, prompt_set={"name": "builtin", "sha256": "t" * 64},
+           max_new_tokens=4, top_k=2, eos_token_ids=[1], prompts=[]).save(text_oracle)
+    with_images = mixed_prompt_set("builtin", "t" * 64, images)[1]
+    chain = audiobench.with_audio_prompt_set("", with_images, tmp_path / "audio")[1]
+    clip = audiobench.audio_prompts(tmp_path / "audio")[0][0]
+    picture = {"id": "cat", "prompt_ids": [2, 5, 19, 6], contract.PROMPT_IMAGE_FIELD: "images/cat.safetensors"}
+    ref = small_audio_oracle(tmp_path / "audio2").prompts[0]
+    rows = [_record(0, picture, [11, 12, 13, 14], len(image_ids), **{contract.PROMPT_IMAGE_FIELD: "images/cat.safetensors"}),
+            _record(1, clip, list(ref.generated_ids), len(ref.prompt_ids))]
+    for sha, warned in ((chain, False), (with_images, True)):
+        run = read_transcript(_transcript(tmp_path / f"run-{warned}.jsonl", rows, sha=sha))
+        assert score_image_prompts(run, images, text_prompt_set_sha256="t" * 64).warnings == []
+        audio = OracleModuleScorer(oracle_mod).audio(run, tmp_path / "audio", text_oracle, images)
+        assert audio.label == "1/1" and ("is not the text oracle's prompts plus the audio oracle's" in audio.summary) == warned
+
+
+def test_a_stray_audio_token_in_the_oracle_is_named(tmp_path):
+    from gemmaios.audio import AudioError
+
+    small_audio_oracle(tmp_path / "audio")
+    path = tmp_path / "audio" / AUDIO_ORACLE_FILE
+    data = json.loads(path.read_text())
+    data["prompts"][1]["prompt_ids"] = [2, SPEC["audio_token_id"], 6]
+    path.write_text(json.dumps(data))
+    with pytest.raises(AudioError, match="prompt 'two' holds an audio token 9 outside boa \\(7\\) ... eoa \\(8\\)"):
+        audiobench.audio_prompts(tmp_path / "audio")

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import contract as c
 from ..vision.imagebench import Markers, fold_placeholder, score_spliced_prompts
+from ..vision.preprocess import VisionError
 from .clipset import AudioError
 from .oracle import AUDIO_ORACLE_DIR, AUDIO_ORACLE_FILE, load_audio_record
 
@@ -80,8 +81,13 @@ def audio_prompts(oracle_dir: Path) -> tuple[list[dict], dict[str, str]]:
     prompts, sources = [], {}
     for p in data["prompts"]:
         rel = clip_file_rel(p["id"])
-        prompts.append({"id": str(p["id"]), "prompt_ids": fold_placeholder(p["prompt_ids"], markers),
-                        c.PROMPT_AUDIO_FIELD: rel})
+        try:
+            folded = fold_placeholder(p["prompt_ids"], markers)
+        except VisionError:
+            raise AudioError(f"the audio oracle's prompt {p['id']!r} holds an audio token {markers.image} outside "
+                             f"boa ({markers.boi}) ... eoa ({markers.eoi})",
+                             hint="run the oracle step with --audio again (its prompt_ids are HF's expanded ids)") from None
+        prompts.append({"id": str(p["id"]), "prompt_ids": folded, c.PROMPT_AUDIO_FIELD: rel})
         sources[rel] = str(_record_file(oracle_dir, p["id"]))
     return prompts, sources
 

@@ -179,7 +179,9 @@ def score_image_prompts(transcript, oracle_dir: Path, *, text_prompt_set_sha256:
     oracle = load_oracle(image_oracle_path(oracle_dir))
     markers = Markers.from_facts(oracle.prompt_set["image_spec"])
     expected_sha = None
-    if text_prompt_set_sha256 is not None:
+    # a run with audio prompts too (a --vision --audio build): its set is text + images + clips, which the
+    # audio scoring checks as a whole (gemmaios.audio.audiobench)
+    if text_prompt_set_sha256 is not None and not any(r.audio for r in transcript.prompts):
         _, expected_sha = mixed_prompt_set("", text_prompt_set_sha256, oracle_dir)
     return score_spliced_prompts(transcript, records, oracle, markers, noun="picture", oracle_name="image oracle",
                                  expected_sha256=expected_sha, near_tie_margin=near_tie_margin)
