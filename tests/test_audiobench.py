@@ -402,3 +402,36 @@ def test_a_stray_audio_token_in_the_oracle_is_named(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(AudioError, match="prompt 'two' holds an audio token 9 outside boa \\(7\\) ... eoa \\(8\\)"):
         audiobench.audio_prompts(tmp_path / "audio")
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("damage,message", [
+    ("missing", "couldn’t be opened because there is no such file"),
+    ("wrong tensor", "expected F32 [N]"),
+])
+def test_an_unreadable_clip_on_the_device_fails_the_bench(sim, audio_app_build, tmp_path, damage, message):
+    from device_helpers import add_device, deploy, on_device
+    from devicebuild import copy_build
+    from devicesim.appbuild import package_app
+
+    from gemmaios import devicebench as bench_mod
+
+    build = copy_build(audio_app_build, tmp_path / "build")
+    package_app(build)
+    path = build / "app" / contract.PROMPT_SET_FILE
+    data = json.loads(path.read_text())
+    clip = next(p for p in data["prompts"] if contract.PROMPT_AUDIO_FIELD in p)
+    data["prompts"], data["max_new_tokens"] = [data["prompts"][0], clip], 2
+    path.write_text(json.dumps(data, indent=1, sort_keys=True))
+    device = add_device(sim)
+    deploy(build, verify=False)
+    pushed = on_device(device, f"{contract.PAYLOAD_DIR}/{clip[contract.PROMPT_AUDIO_FIELD]}")
+    if damage == "missing":
+        pushed.unlink()
+    else:
+        save_file({contract.BENCH_AUDIO_TENSOR: np.zeros((4, 4), np.float32)}, str(pushed))
+    with pytest.raises(bench_mod.BenchFailed, match="no footer") as err:
+        bench_mod.bench(build, trials=1, timeout=60, poll=0.1)
+    text = err.value.result.transcript.read_text()
+    assert "footer" not in text and f'"prompt_id": "{data["prompts"][0]["id"]}"' in text  # the text prompt ran first
+    assert message in device.app_log() and "gemmaios bench failed" in device.app_log()

@@ -42,7 +42,7 @@ enum BenchAudio {
             throw AudioEncoderError.noAudioAsset("prompt \(prompt.id) names a clip outside the payload: \(clip)")
         }
         let file = try SafeTensorsFile(url: payload.root.appendingPathComponent(clip))
-        return try await audio.encode(samples: try file.floats(Contract.benchAudioTensor),
+        return try await audio.encode(samples: try file.clipSamples(),
                                       promptIds: audio.config.withPlaceholder(prompt.promptIds))
     }
 }

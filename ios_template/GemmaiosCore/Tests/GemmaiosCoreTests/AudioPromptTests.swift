@@ -56,7 +56,7 @@ final class AudioPromptTests: XCTestCase {
         for item in cases {
             let name = try XCTUnwrap(item["name"] as? String)
             let file = try SafeTensorsFile(url: root.appendingPathComponent("\(name).safetensors"))
-            let samples = try file.floats(Contract.benchAudioTensor)
+            let samples = try file.clipSamples()
             let prompt = try XCTUnwrap(item["prompt_ids"] as? [Int]).map { Int32($0) }
             if let refused = item["refused"] as? String {
                 XCTAssertThrowsError(try config.prepare(samples: samples, promptIds: prompt), name) {
@@ -70,6 +70,10 @@ final class AudioPromptTests: XCTestCase {
             XCTAssertEqual(prepared.features.mask, try file.ints(Contract.audioMaskInput).map { $0 != 0 }, "\(name): mask")
             XCTAssertEqual(prepared.softTokens, try XCTUnwrap(item["soft_tokens"] as? Int), "\(name): soft tokens")
             XCTAssertEqual(prepared.ids.map(Int.init), try XCTUnwrap(item["engine_ids"] as? [Int]), "\(name): ids")
+            XCTAssertThrowsError(try file.clipSamples(Contract.audioMaskInput)) {  // U8 [F]: not a clip
+                XCTAssertEqual($0 as? SafeTensorsError, .wrongType("\(name).safetensors", Contract.audioMaskInput,
+                                                                    expected: "F32 [N]", actual: "U8 [\(config.maxFrames)]"))
+            }
             checked += 1
         }
         print("audio prompt vectors: \(checked) cases match the toolkit")
