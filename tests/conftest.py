@@ -206,6 +206,15 @@ def audio_bundle(tmp_path_factory):
     return seeded_audio_bundle(tmp_path_factory.mktemp("audio-bundle"))
 
 
+@pytest.fixture(scope="session")
+def audio_app_build(tmp_path_factory):
+    """The int8 build of the trained tiny-audio checkpoint with --audio, every step and gate, its app rendered for
+    the `documents` bundle location (shared_builds.audio_app_build: ~85 s). Copy it before changing it."""
+    from shared_builds import audio_app_build
+
+    return audio_app_build(tmp_path_factory.mktemp("audio-app"))
+
+
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     """A minimal LanguageBundle folder (bytes, not a program: see tests/fixture_bundle.py)."""

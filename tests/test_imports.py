@@ -51,7 +51,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "steps": (
         "gemmaios.pipeline", "gemmaios.steps", "gemmaios.compile", "gemmaios.sign", "gemmaios.runners",
         "gemmaios.patches", "gemmaios.payload", "gemmaios.app", "gemmaios.convert", "gemmaios.oracle",
-        "gemmaios.tables", "gemmaios.vision.imagebench", "gemmaios.buildfolder",
+        "gemmaios.tables", "gemmaios.vision.imagebench", "gemmaios.audio.audiobench", "gemmaios.buildfolder",
     ),
     # after the build: the phone, benches and what is made of their logs
     "device/results": (

@@ -7,6 +7,7 @@ import pytest
 from gemmaios.archs import get_arch
 from gemmaios.memory import (
     ExtraAsset,
+    MemoryEstimate,
     entitled_memory,
     image_embeds_bytes,
     kv_cache_bytes,
@@ -92,6 +93,8 @@ def test_decoder_plus_vision_asset_fits_the_iphone_in_provider_mode(key, total_g
     assert "vision encoder weights 0.34 GB" in text and "h18p's entitled limit 6.40 GB" in text
     assert "image_embeds 0.86 MB" in text or "image_embeds 1.43 MB" in text
     assert "before the KV cache" not in text  # the KV cache is in the sum
+    tiny = MemoryEstimate("h18p", {"graph": 790_000, "audio encoder activations": 1_720_000}, 6_400_000_000)
+    assert "= 2.51 MB vs h18p's" in tiny.describe()  # a tiny model's sum is not `0.00 GB`
     # without the asset, the difference is exactly its weights, activations and image_embeds
     plain = iphone_estimate(key, vision=False)
     vision = estimate.parts

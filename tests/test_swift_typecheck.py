@@ -378,7 +378,7 @@ def check_app(toolchain, patched_engine: Engine, modules: Path, files: list[Path
                   "-Xfrontend", "-import-module", "-Xfrontend", IMPLICIT_MODULE, "-o", out / "app.sil", *files)
 
 
-def render(tmp_path: Path, location: str, ple: str, *, vision: bool = False) -> Path:
+def render(tmp_path: Path, location: str, ple: str, *, vision: bool = False, audio: bool = False) -> Path:
     """The app rendered from values (no model build), as in test_swift's configurations."""
     name, _ = render_bundle(tmp_path, ple)
     prompts = RENDER_PROMPTS
@@ -392,24 +392,47 @@ def render(tmp_path: Path, location: str, ple: str, *, vision: bool = False) -> 
         prompts = PromptSet("vector+images", "1" * 64, 4, [*RENDER_PROMPTS.prompts, {"id": "img0", "prompt_ids": [2, 7],
                                                                              "image": picture}],
                             image_sources={picture: "pictures/cat.png"})
+    if audio:  # an audio prompt: the clip file is written into the payload from an audio-oracle record
+        import numpy as np
+        from safetensors.numpy import save_file
+
+        record = tmp_path / "clips-oracle" / "hum.safetensors"
+        record.parent.mkdir()
+        save_file({"samples": np.linspace(-0.2, 0.2, 1600, dtype=np.float32),
+                   "input_features": np.zeros((9, c.AUDIO_MEL_BINS), np.float32),
+                   "input_features_mask": np.ones(9, np.int32), "input_ids": np.asarray([2, 7], np.int32),
+                   "spliced_input_ids": np.asarray([2, 7], np.int32), "num_soft_tokens": np.asarray([2], np.int32),
+                   "audio_features": np.zeros((2, 4), np.float32)}, str(record))
+        clip = f"{c.PAYLOAD_CLIPS_DIR}/hum.safetensors"
+        prompts = PromptSet("vector+clips", "2" * 64, 4, [*RENDER_PROMPTS.prompts, {"id": "hum", "prompt_ids": [2, 7],
+                                                                            c.PROMPT_AUDIO_FIELD: clip}],
+                            clip_sources={clip: "clips-oracle/hum.safetensors"})
     settings = AppSettings(bundle_location=location, ple=ple, ple_layers=2 if ple != "none" else 0, ple_dim=4,
                            vocab_size=64, bundle_name=name, bundle_dir=f"bundle/{name}", prompt_set=prompts,
                            prepare_engine=False)
     return render_app(tmp_path, settings).project_dir / "GemmaBench"
 
 
-CONFIGURATIONS = [(location, ple, False) for location in c.BUNDLE_LOCATIONS for ple in ("provider", "tbl", "none")]
-CONFIGURATIONS.append((c.BUNDLED, "provider", True))
+CONFIGURATIONS = [(location, ple, None) for location in c.BUNDLE_LOCATIONS for ple in ("provider", "tbl", "none")]
+CONFIGURATIONS += [(c.BUNDLED, "provider", "vision"), (c.PUSHED_TO_DOCUMENTS, "provider", "audio")]
 
 
-@pytest.mark.parametrize(("location", "ple", "vision"), CONFIGURATIONS)
+@pytest.mark.parametrize(("location", "ple", "media"), CONFIGURATIONS)
 def test_rendered_app_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine, app_modules, tmp_path, location,
-                                                  ple, vision):
-    source = render(tmp_path, location, ple, vision=vision)
+                                                  ple, media):
+    vision = media == "vision"
+    source = render(tmp_path, location, ple, vision=vision, audio=media == "audio")
     files = non_ui_files(source)
     assert {"AppConfig.swift", "EngineHost.swift", "BenchRunner.swift", "VisionEncoder.swift",
-            "AudioInput.swift"} <= {f.name for f in files}
-    ok(check_app(swift_toolchain, patched_engine, app_modules, files, tmp_path), f"app ({location}, {ple}, vision={vision})")
+            "AudioInput.swift", "AudioEncoder.swift"} <= {f.name for f in files}
+    ok(check_app(swift_toolchain, patched_engine, app_modules, files, tmp_path), f"app ({location}, {ple}, {media})")
+    if media == "audio":  # the audio prompt's clip is beside the prompt set (documents: deploy pushes it)
+        from safetensors.numpy import load_file
+
+        from gemmaios.payload import PROMPT_SET_BUILD_REL
+
+        clip = load_file(str((tmp_path / PROMPT_SET_BUILD_REL).parent / c.PAYLOAD_CLIPS_DIR / "hum.safetensors"))
+        assert list(clip) == [c.BENCH_AUDIO_TENSOR] and clip[c.BENCH_AUDIO_TENSOR].shape == (1600,)
     if vision:  # the image prompt's picture is in the payload (the Swift is the text render's)
         assert (source.parent / c.PAYLOAD_DIR / c.PAYLOAD_IMAGES_DIR / "cat.safetensors").is_file()
         SWIFT_RESULTS.append(f"app non-UI files through -emit-sil (Swift {APP_SWIFT_VERSION} mode): "
@@ -419,7 +442,8 @@ def test_rendered_app_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine
 # Planted errors that parse (each a one-line edit of a rendered file): each must fail the app check, and
 # the compiler must name the problem.
 @pytest.mark.parametrize("plant", ["wrong label", "wrong member", "wrong type", "missing import", "missing try",
-                                   "uninitialised stored property", "wrong audio label", "audio non-optional"])
+                                   "uninitialised stored property", "wrong audio label", "audio non-optional",
+                                   "audio encoder wrong member", "audio encoder missing try"])
 def test_planted_errors_fail_the_app_check(swift_toolchain, patched_engine, app_modules, tmp_path, plant):
     source = render(tmp_path, c.BUNDLED, "provider")
     edits = {
@@ -441,6 +465,12 @@ def test_planted_errors_fail_the_app_check(swift_toolchain, patched_engine, app_
         "audio non-optional": ("AudioInput.swift", "guard let data = buffer.floatChannelData else",
                                "guard let data = buffer.floatChannelData[0] else",
                                "value of optional type 'UnsafePointer<UnsafeMutablePointer<Float>>?' must be unwrapped"),
+        # the audio asset's runner (AudioEncoder.swift), against the same Core AI stubs as the vision asset's
+        "audio encoder wrong member": ("AudioEncoder.swift", "descriptor.inputDescriptor(of: maskInput)",
+                                       "descriptor.inputDescriptors(of: maskInput)", "has no member 'inputDescriptors'"),
+        "audio encoder missing try": ("AudioEncoder.swift", "try await encode(try config.prepare(clip, promptIds: promptIds))",
+                                      "await encode(try config.prepare(clip, promptIds: promptIds))",
+                                      "call can throw but is not marked with 'try'"),
     }
     name, old, new, message = edits[plant]
     path = source / name

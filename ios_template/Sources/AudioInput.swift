@@ -6,9 +6,9 @@ import GemmaiosCore
 // Contract.audioMaxSamples) → LogMel features + mask. Both sources end in the same decoder: the
 // microphone records linear PCM to a file that AudioFileDecoding reads like a picked one, so a
 // recorded clip and a picked clip meet one reader and one resampler (AudioResampler, the design
-// of the toolkit's `gemmaios.audio.clips.resample`). The audio asset and its id splice are the
-// audio build step's; until a bundle carries one, an attached clip stops at the send with
-// `AudioCaptureError.noAudioAsset` (like VisionEncoderError.noVisionAsset for a picture).
+// of the toolkit's `gemmaios.audio.clips.resample`). At the send, AudioEncoder.swift runs the
+// bundle's audio asset on the clip and splices its soft tokens (ChatModel.sendClip); a bundle
+// without one stops there with `AudioCaptureError.noAudioAsset` (like VisionEncoderError.noVisionAsset).
 
 enum AudioCaptureError: LocalizedError {
     case noAudioAsset(String)
@@ -20,6 +20,7 @@ enum AudioCaptureError: LocalizedError {
     case microphoneDenied
     case recorderFailed(String)
     case notRecording
+    case pictureAndClip
 
     var errorDescription: String? {
         switch self {
@@ -42,6 +43,8 @@ enum AudioCaptureError: LocalizedError {
             return "the microphone recording could not start (\(why)); close other apps that record and try again"
         case .notRecording:
             return "no recording is running; tap the microphone to start one"
+        case .pictureAndClip:
+            return "a message takes a picture or a clip, not both; remove one and send again"
         }
     }
 }
@@ -150,8 +153,10 @@ struct AttachedClip: Sendable {
             + " · \(features.realFrames) of \(features.frames) frames"
     }
 
-    /// The bundle side of the seam, where the audio asset and its id splice will run the features
-    /// (as VisionEncoder.encode does a picture's): no bundle this app loads carries an audio asset yet.
+    /// A message with both a picture and a clip (the soft-token rows hold one of them).
+    static var pictureAndClip: AudioCaptureError { .pictureAndClip }
+
+    /// The bundle takes no audio (no `gemmaios.audio` in its metadata, so no AudioEncoder loaded).
     static func noAudioAsset(bundleName: String, takesPictures: Bool) -> AudioCaptureError {
         .noAudioAsset(takesPictures ? "\(bundleName) takes text and pictures" : "\(bundleName) is text-only")
     }

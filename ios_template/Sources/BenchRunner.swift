@@ -120,11 +120,12 @@ final class BenchRunner: ObservableObject {
                     thermal.observe(DeviceMetrics.thermalState())
                     var line = record(trial: trial, index: index, prompt: prompt, run: run, sampler: sampler)
                     line[Contract.promptPrefillFunctionField] = loaded.prefillFunction ?? NSNull()
-                    line["prefill_tokens"] = ids.count  // an image prompt's expanded length
+                    line["prefill_tokens"] = ids.count  // an image or audio prompt's expanded length
                     line[Contract.promptKVCapacityField] = kvCapacity
                     line[Contract.promptKVGrowthField] = loaded.kv.growth
                     line[Contract.promptWarningsField] = kvWarning.map { [$0.name] } ?? []
                     if let image = prompt.image { line[Contract.promptImageField] = image }  // scored vs the image oracle
+                    if let clip = prompt.audio { line[Contract.promptAudioField] = clip }  // scored vs the audio oracle
                     line["launch"] = launch
                     if settings.coldLaunch && index == 0, let first = run.tokenTimes.first {
                         // process start → first token: launch, model load and prefill
@@ -190,7 +191,7 @@ final class BenchRunner: ObservableObject {
             status = "sustained · \(Int(DeviceMetrics.secondsSinceProcessStart() - meter.start))/"
                 + "\(settings.durationSeconds) s · \(meter.totalTokens) tokens"
             try await loaded.engine.reset(to: 0)
-            // an image prompt runs as in the trials: its picture through the vision asset, expanded ids
+            // an image (audio) prompt runs as in the trials: its picture (clip) through its asset, expanded ids
             let ids = try await BenchImages.engineIds(for: prompt, engine: loaded, payload: AppRuntime.payload)
             _ = loaded.bindKV(promptTokens: ids.count, maxNewTokens: rule.maxNewTokens)  // keeps the mirror true
             let requested = DeviceMetrics.secondsSinceProcessStart()

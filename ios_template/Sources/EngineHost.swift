@@ -29,6 +29,8 @@ final class LoadedEngine: @unchecked Sendable {
     let prefillFunction: String?
     /// Image-capable bundles: the vision asset that fills `image_embeds` (nil: text only).
     let vision: VisionEncoder?
+    /// Audio-capable bundles: the audio asset that fills the same rows (Contract.audioEmbedsInput; nil: no audio).
+    let audio: AudioEncoder?
     /// The KV capacity the engine has bound so far (the pinned engine's growth rule, mirrored:
     /// it only grows while this engine lives). Guarded for apple/coreai-models#124 (KVGuard).
     private(set) var kv: KVCapacity
@@ -36,7 +38,8 @@ final class LoadedEngine: @unchecked Sendable {
 
     init(
         engine: any InferenceEngine, bundle: LanguageBundle, loadSeconds: Double, cold: Bool,
-        prefillFunction: String?, vision: VisionEncoder? = nil, kv: KVCapacity, keepAlive: [AnyObject]
+        prefillFunction: String?, vision: VisionEncoder? = nil, audio: AudioEncoder? = nil, kv: KVCapacity,
+        keepAlive: [AnyObject]
     ) {
         self.engine = engine
         self.bundle = bundle
@@ -44,6 +47,7 @@ final class LoadedEngine: @unchecked Sendable {
         self.coldSpecialization = cold
         self.prefillFunction = prefillFunction
         self.vision = vision
+        self.audio = audio
         self.kv = kv
         self.keepAlive = keepAlive
     }
@@ -100,13 +104,14 @@ enum EngineHost {
         var keepAlive: [AnyObject] = []
         var staticBuffers: [String: StaticInputBuffer] = [:]
         var provider: PerTokenInputProvider? = nil
-        // Image-capable bundles (metadata.json gemmaios.vision): ids >= V (spliced image tokens)
-        // gather the PLE pad row the bundle names
+        // Image- and audio-capable bundles (metadata.json gemmaios.vision / gemmaios.audio): ids >= V
+        // (spliced image or audio soft tokens) gather the PLE pad row the bundle names
         let metadata = try Data(contentsOf: bundleURL.appendingPathComponent(Contract.bundleMetadataFile))
         let imageConfig = try ImageInputConfig.from(metadata: metadata)
+        let audioConfig = try AudioInputConfig.from(metadata: metadata)
         let pleShape = PLEShape(
             vocabSize: AppConfig.pleShape.vocabSize, layers: AppConfig.pleShape.layers, dim: AppConfig.pleShape.dim,
-            padTokenId: imageConfig?.padTokenId ?? AppConfig.pleShape.padTokenId)
+            padTokenId: imageConfig?.padTokenId ?? audioConfig?.padTokenId ?? AppConfig.pleShape.padTokenId)
         switch AppConfig.pleMode {
         case .provider:
             let gather = try PLETokenProvider(paths: payload, shape: pleShape)
@@ -125,8 +130,19 @@ enum EngineHost {
         var vision: VisionEncoder? = nil
         if imageConfig != nil {
             guard let device = MTLCreateSystemDefaultDevice() else { throw EngineHostError.noMetalDevice }
-            vision = try await VisionEncoder.load(bundle: bundleURL, metadata: metadata, device: device)
+            // with an audio asset too, the rows `main` binds are the larger budget (metadata embeds_rows)
+            let audioBytes = audioConfig.map { $0.embedsRows * $0.hiddenSize * MemoryLayout<Float16>.stride } ?? 0
+            vision = try await VisionEncoder.load(bundle: bundleURL, metadata: metadata, device: device,
+                                                  minimumBytes: audioBytes)
             staticBuffers.merge(vision?.engineBuffers ?? [:]) { _, image in image }
+        }
+        // ... and a clip's rows go to the same input (one clip or one picture per prompt): into the
+        // vision asset's buffer when there is one, else the audio encoder's own (AudioEncoder.encode).
+        var audio: AudioEncoder? = nil
+        if audioConfig != nil {
+            guard let device = MTLCreateSystemDefaultDevice() else { throw EngineHostError.noMetalDevice }
+            audio = try await AudioEncoder.load(bundle: bundleURL, metadata: metadata, device: device, rows: vision?.embeds)
+            if vision == nil { staticBuffers.merge(audio?.engineBuffers ?? [:]) { _, clip in clip } }
         }
 
         // apple/coreai-models#124's candidate workaround (A/B: odd trials): the KV cache starts at 384,
@@ -169,7 +185,7 @@ enum EngineHost {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return LoadedEngine(
             engine: engine, bundle: bundle, loadSeconds: seconds, cold: cold, prefillFunction: prefillFunction,
-            vision: vision, kv: kv, keepAlive: keepAlive)
+            vision: vision, audio: audio, kv: kv, keepAlive: keepAlive)
     }
 }
 

@@ -121,8 +121,12 @@ final class ChatModel: ObservableObject {
                 status = String(format: "loaded in %.1f s", engine.loadSeconds)
             }
             guard let loaded, let tokenizer else { return }
-            if clip != nil {  // the audio asset and its splice attach here, like the picture's below
-                throw AttachedClip.noAudioAsset(bundleName: AppConfig.bundleName, takesPictures: loaded.vision != nil)
+            if let clip {
+                if picture != nil {
+                    throw AttachedClip.pictureAndClip
+                }
+                try await sendClip(text, clip: clip, loaded: loaded, tokenizer: tokenizer)
+                return
             }
             if let picture {
                 try await sendPicture(text, picture: picture, loaded: loaded, tokenizer: tokenizer)
@@ -206,6 +210,46 @@ final class ChatModel: ObservableObject {
         // fills image_embeds; the prompt's soft tokens are ids V..V+N-1
         ids = try await vision.encode(try PictureDecoding.rgb8(picture), promptIds: vision.config.withPlaceholder(ids))
         self.picture = nil
+        if let kvWarning = loaded.kvWarning(
+            capacity: loaded.bindKV(promptTokens: ids.count, maxNewTokens: maxReplyTokens)) {
+            transcript += "⚠︎ \(kvWarning.message)\n"
+        }
+        let run = try await Generation.run(
+            engine: loaded.engine, prompt: ids, rule: .chat(eosTokenIds: AppConfig.eosTokenIds))
+        let reply = run.tokenIds.filter { !AppConfig.eosTokenIds.contains($0) }.map(Int.init)
+        transcript += tokenizer.decode(tokens: reply) + "\n"
+        try await loaded.engine.reset(to: 0)  // the next text message starts a new conversation
+        if let first = run.tokenTimes.first, let last = run.tokenTimes.last, run.tokenIds.count > 1 {
+            status = String(format: "prefill %.1f tok/s · decode %.1f tok/s",
+                            Double(ids.count) / max(first, 1e-9),
+                            Double(run.tokenIds.count - 1) / max(last - first, 1e-9))
+        }
+    }
+
+    /// A message with a clip is answered on its own (the audio prompt is one user turn), and
+    /// starts a new conversation, as a picture's does. The clip's log-mel features go through the
+    /// audio asset into the soft-token rows; its placeholder becomes boa + audio x n + eoa with the
+    /// soft tokens rewritten to V + k (what `gemmaios run --audio` runs on the host).
+    private func sendClip(_ text: String, clip: AttachedClip, loaded: LoadedEngine, tokenizer: any Tokenizer) async throws {
+        guard let audio = loaded.audio else {
+            throw AttachedClip.noAudioAsset(bundleName: AppConfig.bundleName, takesPictures: loaded.vision != nil)
+        }
+        // The oracle's prompt: the chat template (generation prompt added) with exactly one <bos>
+        // first. The user turn is [audio, text] (the template places the audio token; GemmaiosCore
+        // inserts it after <bos> when a template does not).
+        let content = [["type": "audio"], ["type": "text", "text": text]] as [[String: String]]
+        let body: [Int]
+        if let templated = try? tokenizer.applyChatTemplate(messages: [["role": "user", "content": content]]) {
+            body = templated
+        } else {
+            body = tokenizer.encode(text: text, addSpecialTokens: false)
+        }
+        var ids = ChatPrompt.withSingleBOS(body, bos: Int(AppConfig.bosTokenId)).map { Int32($0) }
+        transcript += "\n› \(text) [\(clip.summary)]\n"
+        conversation.reset()
+        try await loaded.engine.reset(to: 0)
+        ids = try await audio.encode(clip.clip, promptIds: audio.config.withPlaceholder(ids))
+        self.clip = nil
         if let kvWarning = loaded.kvWarning(
             capacity: loaded.bindKV(promptTokens: ids.count, maxNewTokens: maxReplyTokens)) {
             transcript += "⚠︎ \(kvWarning.message)\n"

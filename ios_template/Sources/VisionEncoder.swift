@@ -66,17 +66,18 @@ final class VisionEncoder: @unchecked Sendable {
     private let descriptor: InferenceFunctionDescriptor
     private let model: PreparedModel
 
-    /// nil when the bundle is text-only (no `gemmaios.vision` in its metadata).
-    static func load(bundle: URL, metadata: Data, device: MTLDevice) async throws -> VisionEncoder? {
+    /// nil when the bundle is text-only (no `gemmaios.vision` in its metadata). `minimumBytes`: the
+    /// soft-token rows `main` takes when an audio asset shares them (its budget may be the larger).
+    static func load(bundle: URL, metadata: Data, device: MTLDevice, minimumBytes: Int = 0) async throws -> VisionEncoder? {
         guard let config = try ImageInputConfig.from(metadata: metadata) else { return nil }
         let asset = bundle.appendingPathComponent(config.asset)
         guard FileManager.default.fileExists(atPath: asset.path) else {
             throw VisionEncoderError.noVisionAsset("\(config.asset) is missing from the bundle folder")
         }
-        return try await VisionEncoder(config: config, asset: asset, device: device)
+        return try await VisionEncoder(config: config, asset: asset, device: device, minimumBytes: minimumBytes)
     }
 
-    init(config: ImageInputConfig, asset: URL, device: MTLDevice) async throws {
+    init(config: ImageInputConfig, asset: URL, device: MTLDevice, minimumBytes: Int = 0) async throws {
         self.config = config
         model = try await PreparedModel.prepare(at: asset)
         let name = Contract.mainFunction
@@ -98,7 +99,7 @@ final class VisionEncoder: @unchecked Sendable {
         case .float32: elementBytes = 4
         default: throw VisionEncoderError.unsupportedScalarType("\(out.scalarType)")
         }
-        let bytes = out.shape.reduce(1) { $0 * max($1, 1) } * elementBytes
+        let bytes = max(out.shape.reduce(1) { $0 * max($1, 1) } * elementBytes, minimumBytes)
         guard let buffer = device.makeBuffer(length: bytes, options: .storageModeShared) else {
             throw VisionEncoderError.bufferAllocation(bytes)
         }

@@ -10,6 +10,15 @@ expands to boi + n image tokens + eoi and the k-th image token becomes V + k (Im
 The vision asset then runs inside BundleRunner (`image=`), and `prefill_tokens` is the length
 of the ids returned here. Failures read as the app's errors (SafeTensorsError,
 VisionEncoderError, ImageInputError).
+
+Audio prompts (issue 28) likewise, as BenchImages.swift's BenchAudio + AudioInputConfig: a prompt
+with the compiled-in `promptAudioField` names a safetensors file whose `benchAudioTensor` tensor
+(float32 [N], 16 kHz) is the clip; metadata.json `gemmaios.<audioMetadataKey>` gives the markers,
+V and the static clip length (AudioInputConfig.from(metadata:)); the features are HF's extractor
+padded to that length (`gemmaios.audio.prepare`, what GemmaiosCore's LogMel.swift reproduces), the
+placeholder goes after <bos> unless the prompt has one, expands to boa + n audio tokens + eoa and
+the k-th becomes V + k (AudioPrompt). The audio asset runs inside BundleRunner (`image=` takes the
+prepared clip). Failures read as AudioEncoderError / AudioPromptError.
 """
 
 from __future__ import annotations
@@ -24,6 +33,93 @@ class BenchImageFailed(Exception):
 
 def image_field(app) -> str | None:
     return app.contract.get("promptImageField")  # an app before bench image prompts reads none
+
+
+def audio_field(app) -> str | None:
+    return app.contract.get("promptAudioField")  # an app before bench audio prompts reads none
+
+
+def media_field(app, prompt: dict) -> str | None:
+    """The prompt's picture or clip field (as the app records it in the transcript), or None."""
+    return next((f for f in (image_field(app), audio_field(app)) if f and prompt.get(f) is not None), None)
+
+
+def audio_spec(app, bundle_dir: Path):
+    """AudioInputConfig.from(metadata:): None for a bundle that takes no audio."""
+    from gemmaios.audio import AudioSpec
+
+    try:
+        root = json.loads((bundle_dir / app.c("bundleMetadataFile")).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    audio = (root.get("gemmaios") or {}).get(app.c("audioMetadataKey"))
+    if not isinstance(audio, dict):
+        return None
+    for key in (*AudioSpec.__dataclass_fields__, "max_frames", "embeds_rows", app.c("audioAssetField")):
+        if key not in audio:
+            raise BenchImageFailed(f"the bundle's {app.c('bundleMetadataFile')} has gemmaios."
+                                   f"{app.c('audioMetadataKey')} without {key}; convert the bundle again with this toolkit")
+    return AudioSpec.from_bundle(audio), int(audio["embeds_rows"])
+
+
+def read_clip(app, path: Path):
+    """SafeTensorsFile(url:).floats(benchAudioTensor): float32 [N]."""
+    import numpy as np
+    from safetensors import SafetensorError, safe_open
+
+    name, key = path.name, app.c("benchAudioTensor")
+    if not path.is_file():
+        raise BenchImageFailed(f"The file “{name}” couldn’t be opened because there is no such file.")
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            if key not in fh.keys():  # noqa: SIM118 - safe_open has no __contains__
+                raise BenchImageFailed(f"{name} has no tensor {key}; re-run `gemmaios build` and re-deploy")
+            samples = fh.get_tensor(key)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BenchImageFailed(f"{name} is not a safetensors file ({exc}); re-run `gemmaios build` and re-deploy") from exc
+    if samples.dtype != np.float32 or samples.ndim != 1:
+        raise BenchImageFailed(f"{name}: tensor {key} is {samples.dtype} {list(samples.shape)}, expected F32 [N]")
+    return samples
+
+
+def clip_input(app, root: Path, bundle_dir: Path, bundle_name: str, prompt: dict, clip: str):
+    """BenchAudio.engineIds: (the ids the engine runs, the prepared clip)."""
+    ids = [int(t) for t in prompt["prompt_ids"]]
+    found = audio_spec(app, bundle_dir)
+    if found is None:
+        raise BenchImageFailed(f"this bundle has no audio asset (prompt {prompt['id']} has a clip, {bundle_name} "
+                               "takes no audio)")
+    if ".." in str(clip).split("/"):
+        raise BenchImageFailed(f"this bundle has no audio asset (prompt {prompt['id']} names a clip outside the "
+                               f"payload: {clip})")
+    spec, rows = found
+    samples = read_clip(app, root / str(clip))
+    if len(samples) > spec.max_samples:
+        raise BenchImageFailed(f"the clip lasts {len(samples) / spec.sampling_rate:.2f} s; this model's audio asset "
+                               f"takes at most {spec.max_seconds:g} s")
+    from gemmaios.audio import AudioError, prepare
+
+    try:
+        prepared = prepare(samples, spec)
+    except AudioError as exc:
+        raise BenchImageFailed(str(exc)) from exc
+    audio_id = spec.audio_token_id
+    if audio_id not in ids:  # withPlaceholder: after the first token (<bos>)
+        ids.insert(min(1, len(ids)), audio_id)
+    if ids.count(audio_id) != 1:
+        raise BenchImageFailed(f"the prompt has {ids.count(audio_id)} audio placeholders; put exactly one where the "
+                               "clip goes")
+    out: list[int] = []
+    for t in ids:  # AudioPrompt.expand, then rewrite: the k-th audio token → V + k
+        if t == audio_id:
+            out += [spec.boa_token_id, *range(spec.vocab_size, spec.vocab_size + prepared.num_soft_tokens),
+                    spec.eoa_token_id]
+        else:
+            out.append(t)
+    if prepared.num_soft_tokens > min(spec.max_soft_tokens, rows):
+        raise BenchImageFailed(f"the clip needs {prepared.num_soft_tokens} soft tokens, the model's "
+                               f"{app.c('audioEmbedsInput')} holds {min(spec.max_soft_tokens, rows)}; send a shorter clip")
+    return out, prepared
 
 
 def vision_config(app, bundle_dir: Path) -> dict | None:
@@ -73,10 +169,16 @@ def read_picture(app, path: Path):
 
 
 def engine_input(app, root: Path, bundle_dir: Path, bundle_name: str, prompt: dict) -> tuple[list[int], object | None]:
-    """BenchImages.engineIds: (the ids the engine runs, the prepared picture or None)."""
+    """BenchImages.engineIds: (the ids the engine runs, the prepared picture or clip, or None)."""
     ids = [int(t) for t in prompt["prompt_ids"]]
     field = image_field(app)
     image = prompt.get(field) if field else None
+    clip = prompt.get(audio_field(app)) if audio_field(app) else None
+    if image is not None and clip is not None:
+        raise BenchImageFailed(f"the prompt set is invalid: prompt {prompt['id']} names a picture and a clip; "
+                               "a prompt holds one or the other")
+    if clip is not None:
+        return clip_input(app, root, bundle_dir, bundle_name, prompt, clip)
     if image is None:
         return ids, None
     config = vision_config(app, bundle_dir)

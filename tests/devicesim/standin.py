@@ -48,7 +48,7 @@ from pathlib import Path
 
 from gemmaios.contract import kv_alt_max_context, kv_bound_capacity
 
-from .benchimages import engine_input, image_field
+from .benchimages import engine_input, media_field
 from .benchprotocol import DeviceState, ThermalTracker, process_age, sustained_phase
 from .compiledapp import CompiledApp
 
@@ -451,8 +451,8 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                         record[kv_field] = kv_bound
                         record[app.c("promptKVGrowthField")] = kv_growth
                         record[app.c("promptWarningsField")] = [app.c("kvFaultWarning")] if warned else []
-                    if picture is not None:  # an image prompt: scored against the image oracle
-                        record[image_field(app)] = prompt[image_field(app)]
+                    if picture is not None:  # an image / audio prompt: scored against the image / audio oracle
+                        record[media_field(app, prompt)] = prompt[media_field(app, prompt)]
                     if protocol:
                         record["launch"] = launch
                         if settings.cold_launch and index == 0:

@@ -153,7 +153,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             run = read_transcript(transcript)
             passed = True
             out = Console(quiet=as_json)  # --json: no tables; stdout carries the one JSON object
-            result = {"transcript": str(transcript), "oracle": None, "images": None, "determinism": None}
+            result = {"transcript": str(transcript), "oracle": None, "images": None, "audio": None,
+                      "determinism": None}
             if build_dir or oracle_file:
                 text_oracle = load_oracle(oracle_file or build_dir / ORACLE_FILE)
                 score = score_against_oracle(run, text_oracle, near_tie_margin=near_tie)
@@ -169,6 +170,11 @@ def register(app: typer.Typer, console: Console, fail) -> None:
                 if images is not None:
                     result["images"] = _score_json(images) if not isinstance(images, str) else {"error": images}
                     passed &= not isinstance(images, str) and images.passed
+                clips = _score_audio(out, console, run, build_dir, oracle_file, near_tie,
+                                     text_oracle.prompt_set.get("sha256"), quiet=as_json)
+                if clips is not None:
+                    result["audio"] = _score_json(clips) if not isinstance(clips, str) else {"error": clips}
+                    passed &= not isinstance(clips, str) and clips.passed
             if against or not (build_dir or oracle_file):
                 det = (compare_runs(run, read_transcript(against), labels=(transcript.name, against.name))
                        if against else compare_trials(run))
@@ -232,4 +238,31 @@ def _score_images(out: Console, console: Console, run, build_dir: Path | None, o
     _print_score(out, console, result, f"{run.path.name} image prompts vs fp32 image oracle")
     if not quiet:
         print(f"image prompts: {result.summary}")
+    return result
+
+
+def _score_audio(out: Console, console: Console, run, build_dir: Path | None, oracle_file: Path | None, near_tie: float,
+                 text_sha: str | None, *, quiet: bool = False):
+    """A transcript's audio prompts against the audio oracle (<build>/oracle/audio/, or audio/ beside
+    --oracle): None when there are none, the OracleScore, or what stopped them being scored (text)."""
+    from .audio.audiobench import audio_oracle_folders, audio_oracle_path, score_audio_prompts
+    from .vision.imagebench import image_oracle_folders, image_oracle_path, mixed_prompt_set
+
+    count = sum(1 for p in run.prompts if p.audio)
+    if not count:
+        return None
+    [folder] = audio_oracle_folders(oracle_file, build_dir)  # --out and --oracle are exclusive: one place
+    if not audio_oracle_path(folder).is_file():
+        missing = f"{count} audio prompt record(s) not scored: no audio oracle at {audio_oracle_path(folder)}"
+        console.print(f"[red]{escape(missing)}[/red]")
+        return missing
+    before = text_sha
+    if text_sha is not None and any(p.image for p in run.prompts):  # the set holds the image prompts first
+        [images] = image_oracle_folders(oracle_file, build_dir)
+        if image_oracle_path(images).is_file():
+            _, before = mixed_prompt_set("", text_sha, images)
+    result = score_audio_prompts(run, folder, prompt_set_sha256=before, near_tie_margin=near_tie)
+    _print_score(out, console, result, f"{run.path.name} audio prompts vs fp32 audio oracle")
+    if not quiet:
+        print(f"audio prompts: {result.summary}")
     return result

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .swift_text import swift_string
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 
 # ---- bundle locations ---------------------------------------------------------------------------
 BUNDLED = "bundled"  # the .app holds the payload; deploy pushes none of it
@@ -46,6 +46,10 @@ TABLE_SCALE_FILE = "embed_per_layer.scale.f32"  # float32 LE [V]
 PAYLOAD_IMAGES_DIR = "images"
 PROMPT_IMAGE_FIELD = "image"  # prompt set prompt and transcript prompt record: the payload-relative picture file
 BENCH_IMAGE_TENSOR = "image"  # that safetensors file's one tensor: uint8 [H, W, 3] RGB, the oracle's source picture
+# bench audio prompts (issue 28): <payload>/clips/<name>.safetensors, named by a prompt's `audio` field
+PAYLOAD_CLIPS_DIR = "clips"
+PROMPT_AUDIO_FIELD = "audio"  # prompt set prompt and transcript prompt record: the payload-relative clip file
+BENCH_AUDIO_TENSOR = "samples"  # that file's one tensor: float32 [N] mono at AUDIO_SAMPLE_RATE, the oracle's clip
 
 # ---- Documents (the app's container, read/written over house_arrest) --------------------------
 APP_RUNS_DIR = "gemmaios-runs"  # Documents/gemmaios-runs/<run_id>.jsonl: the app's transcripts
@@ -354,6 +358,12 @@ def facts() -> list[Fact]:
              "(payload-relative; absent: a text prompt)", f"{m}.PROMPT_IMAGE_FIELD"),
         Fact("benchImageTensor", BENCH_IMAGE_TENSOR, "the picture file's tensor: uint8 [H, W, 3] RGB",
              f"{m}.BENCH_IMAGE_TENSOR"),
+        Fact("clipsFolder", PAYLOAD_CLIPS_DIR, "<payload>/<it>/<name>.safetensors: bench audio prompts' clips",
+             f"{m}.PAYLOAD_CLIPS_DIR"),
+        Fact("promptAudioField", PROMPT_AUDIO_FIELD, "prompt-set prompt / transcript prompt record: its clip "
+             "(payload-relative; absent: no clip)", f"{m}.PROMPT_AUDIO_FIELD"),
+        Fact("benchAudioTensor", BENCH_AUDIO_TENSOR, "the clip file's tensor: float32 [N] mono samples at audioSampleRate",
+             f"{m}.BENCH_AUDIO_TENSOR"),
         Fact("promptSetSchema", PROMPT_SET_SCHEMA, "`schema` of the prompt-set file", f"{m}.PROMPT_SET_SCHEMA"),
         Fact("bundleMetadataFile", BUNDLE_METADATA_FILE, "the bundle's metadata (assets.main → the model asset)",
              f"{m}.BUNDLE_METADATA_FILE"),

@@ -66,7 +66,7 @@ class MemoryEstimate:
     def describe(self) -> str:
         limit = f"{self.limit_bytes / GB:.2f} GB" if self.limit_bytes else "unknown"
         parts = " + ".join(f"{name} {format_bytes(size)}" for name, size in self.parts.items() if size)
-        return f"{parts} = {self.total_bytes / GB:.2f} GB vs {self.arch}'s entitled limit {limit}" + (
+        return f"{parts} = {format_bytes(self.total_bytes)} vs {self.arch}'s entitled limit {limit}" + (
             f" ({self.note})" if self.note else "")
 
     def as_dict(self) -> dict:

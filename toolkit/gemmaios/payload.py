@@ -253,13 +253,19 @@ def payload_plan(build_dir: Path, location: str | None = None, *, bundle_dir: Pa
     if not prompt_set.is_file():
         raise PayloadError(f"the prompt set {prompt_set} is missing", hint="run `gemmaios app` (it renders the prompt set)")
     files.append(PayloadFile(prompt_set, c.PROMPT_SET_FILE))
-    files += [PayloadFile(source, rel) for source, rel in bench_image_files(prompt_set)]
+    files += [PayloadFile(source, rel) for source, rel in bench_media_files(prompt_set)]
     return PayloadPlan(location, bundle_dir, main, files)
 
 
-def bench_image_files(prompt_set: Path) -> list[tuple[Path, str]]:
-    """(local file, payload-relative path) of every picture the prompt set's image prompts name
-    (`image`, relative to the payload folder; the app step writes them beside the prompt set)."""
+# a prompt's media field → (its noun, what a file of it is, the folder the app step writes them to)
+BENCH_MEDIA = ((c.PROMPT_IMAGE_FIELD, "image", "picture", c.PAYLOAD_IMAGES_DIR),
+               (c.PROMPT_AUDIO_FIELD, "clip", "clip", c.PAYLOAD_CLIPS_DIR))
+
+
+def bench_media_files(prompt_set: Path) -> list[tuple[Path, str]]:
+    """(local file, payload-relative path) of every picture and clip the prompt set's image and
+    audio prompts name (`image` / `audio`, relative to the payload folder; the app step writes them
+    beside the prompt set)."""
     prompt_set = Path(prompt_set)
     try:
         prompts = json.loads(prompt_set.read_text()).get("prompts") or []
@@ -268,21 +274,23 @@ def bench_image_files(prompt_set: Path) -> list[tuple[Path, str]]:
                            hint="run `gemmaios app` (it renders the prompt set)") from exc
     out: dict[str, Path] = {}
     for prompt in prompts:
-        rel = prompt.get(c.PROMPT_IMAGE_FIELD) if isinstance(prompt, dict) else None
-        if rel is None:
-            continue
-        pid = prompt.get("id")
-        parts = Path(str(rel)).parts
-        if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in parts or rel in (
-                c.PROMPT_SET_FILE, c.DEVICE_MANIFEST_FILE) or parts[0] in (c.PAYLOAD_BUNDLES_DIR, c.PAYLOAD_TABLES_DIR):
-            raise PayloadError(f"prompt {pid!r} of {prompt_set} names the image {rel!r}, which is not a picture file "
-                               f"inside the payload (expected {c.PAYLOAD_IMAGES_DIR}/<name>.safetensors)",
-                               hint="re-run `gemmaios app` to render the prompt set again")
-        source = prompt_set.parent / rel
-        if not source.is_file():
-            raise PayloadError(f"prompt {pid!r} of {prompt_set} names the image {rel}, but {source} is missing",
-                               hint="re-run `gemmaios app` (it writes the image prompts' pictures beside the prompt set)")
-        out[rel] = source
+        for field_name, noun, kind, folder in BENCH_MEDIA:
+            rel = prompt.get(field_name) if isinstance(prompt, dict) else None
+            if rel is None:
+                continue
+            pid = prompt.get("id")
+            parts = Path(str(rel)).parts
+            if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in parts or rel in (
+                    c.PROMPT_SET_FILE, c.DEVICE_MANIFEST_FILE) or parts[0] in (c.PAYLOAD_BUNDLES_DIR, c.PAYLOAD_TABLES_DIR):
+                raise PayloadError(f"prompt {pid!r} of {prompt_set} names the {noun} {rel!r}, which is not a {kind} file "
+                                   f"inside the payload (expected {folder}/<name>.safetensors)",
+                                   hint="re-run `gemmaios app` to render the prompt set again")
+            source = prompt_set.parent / rel
+            if not source.is_file():
+                raise PayloadError(f"prompt {pid!r} of {prompt_set} names the {noun} {rel}, but {source} is missing",
+                                   hint=f"re-run `gemmaios app` (it writes the bench prompts' {kind} files beside "
+                                        "the prompt set)")
+            out[rel] = source
     return [(source, rel) for rel, source in out.items()]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from .contract import (
     LAUNCH_KIND_COLD,
     LAUNCH_KIND_WARM,
+    PROMPT_AUDIO_FIELD,
     PROMPT_IMAGE_FIELD,
     PROMPT_PREFILL_FUNCTION,
     RECORD_LAUNCH,
@@ -92,6 +93,9 @@ class PromptRecord:
     # an image prompt (issue 17): its picture file, payload-relative; prompt_ids then hold the placeholder
     # once and prefill_tokens counts the expanded ids. Scored against the image oracle, not the text one.
     image: str | None = None
+    # an audio prompt (issue 28): its clip file, payload-relative; the same rule as images, scored against
+    # the audio oracle
+    audio: str | None = None
     # issue 27: the KV positions the engine had bound for this prompt (the app mirrors the pinned
     # engine's growth; a host run records the states it allocated) and the named warnings that
     # applied (contract.KV_FAULT_WARNING: an iOS binding above 1024, apple/coreai-models#124)
@@ -190,6 +194,13 @@ def _check_fields(path: Path, lineno: int, record: dict) -> None:
         if image is not None and (not isinstance(image, str) or not image):
             raise TranscriptError(path, lineno, f"prompt.{PROMPT_IMAGE_FIELD} must be the picture's payload path, "
                                                 f"got {image!r}")
+        audio = record.get(PROMPT_AUDIO_FIELD)
+        if audio is not None and (not isinstance(audio, str) or not audio):
+            raise TranscriptError(path, lineno, f"prompt.{PROMPT_AUDIO_FIELD} must be the clip's payload path, "
+                                                f"got {audio!r}")
+        if image is not None and audio is not None:
+            raise TranscriptError(path, lineno, f"prompt has both {PROMPT_IMAGE_FIELD} and {PROMPT_AUDIO_FIELD}; "
+                                                "a prompt holds one picture or one clip")
         if record["prefill_seconds"] < 0 or record["decode_seconds"] < 0:
             raise TranscriptError(path, lineno, "negative timing")
     state = record.get("state") if kind == RECORD_THERMAL else record.get("thermal_state")

@@ -71,20 +71,22 @@ def write_prompt_set(build_dir: Path, prompt_set: PromptSet | None) -> Path:
     """The bench prompt set (token ids) at PROMPT_SET_BUILD_REL: the app reads it from its payload.
 
     Image prompts' picture files go beside it, at their payload-relative path (`images/<name>.safetensors`),
-    written from the image oracle's PNGs; picture files of an earlier render that the set no longer names
-    are removed.
+    written from the image oracle's PNGs, and audio prompts' clip files (`clips/<name>.safetensors`) from
+    the audio oracle's records; files of an earlier render that the set no longer names are removed.
     """
     prompt_set = prompt_set or PromptSet("empty", hashlib.sha256(b"[]").hexdigest(), 32, [])
     path = Path(build_dir) / PROMPT_SET_BUILD_REL
-    images = path.parent / c.PAYLOAD_IMAGES_DIR
-    wanted = {path.parent / rel for rel in prompt_set.image_sources}
-    for old in sorted(images.glob("*")) if images.is_dir() else []:
-        if old not in wanted and old.is_file():
-            old.unlink()
+    from ..audio.audiobench import write_clip_file
     from ..vision.imagebench import write_image_file
 
-    for rel, png in sorted(prompt_set.image_sources.items()):
-        write_image_file(Path(build_dir) / png, path.parent / rel)  # png: relative to the build folder
+    for folder, sources, write in ((c.PAYLOAD_IMAGES_DIR, prompt_set.image_sources, write_image_file),
+                                   (c.PAYLOAD_CLIPS_DIR, prompt_set.clip_sources, write_clip_file)):
+        wanted = {path.parent / rel for rel in sources}
+        for old in sorted((path.parent / folder).glob("*")) if (path.parent / folder).is_dir() else []:
+            if old not in wanted and old.is_file():
+                old.unlink()
+        for rel, source in sorted(sources.items()):
+            write(Path(build_dir) / source, path.parent / rel)  # source: relative to the build folder
     write_bytes_atomic(path, json.dumps(prompt_set.as_json(), indent=1, sort_keys=True).encode())
     return path
 

@@ -9,7 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import contract as c
-from ..buildlayout import APP_DIR, BUNDLES_DIR, ENGINE_DIR, TABLES_DIR
+from ..audio.oracle import AUDIO_ORACLE_FILE
+from ..buildlayout import APP_DIR, AUDIO_ORACLE_DIR, BUNDLES_DIR, ENGINE_DIR, TABLES_DIR
 from ..errors import GemmaiosError
 from ..patches import ENGINE_DIRNAME, PatchError, default_cache_dir, load_series
 from ..payload import check_ios_bundle, check_tbl_memory, check_vision_memory
@@ -42,10 +43,11 @@ def _prompt_set_from_oracle(path: Path, details: OracleDetails) -> PromptSet:
     return PromptSet(str(meta.get("name", "oracle")), str(meta.get("sha256", sha256_file(path))), int(max_new), prompts)
 
 
-def _takes_images(metadata: Path) -> bool:
-    """The bundle has a vision asset (metadata.json gemmaios.vision): its bench runs image prompts too."""
+def _takes(metadata: Path, key: str) -> bool:
+    """The bundle has that encoder asset (metadata.json gemmaios.vision / gemmaios.audio): its bench runs
+    image / audio prompts too."""
     try:
-        return bool((json.loads(metadata.read_text()).get("gemmaios") or {}).get(c.VISION_METADATA_KEY))
+        return bool((json.loads(metadata.read_text()).get("gemmaios") or {}).get(key))
     except (OSError, ValueError):
         return False
 
@@ -63,6 +65,22 @@ def _with_image_prompts(text: PromptSet, image_oracle: Path, build_dir: Path) ->
                                hint="re-run the oracle step with --vision") from exc
     sources = {rel: os.path.relpath(png, build_dir) for rel, png in sources.items()}
     return PromptSet(name, sha, text.max_new_tokens, [*text.prompts, *prompts], image_sources=sources)
+
+
+def _with_audio_prompts(before: PromptSet, audio_oracle: Path, build_dir: Path) -> PromptSet:
+    """The prompts so far (text, and images), then one prompt per audio-oracle clip
+    (gemmaios.audio.audiobench); the clips' sources relative to the build folder."""
+    from ..audio import audiobench
+
+    try:
+        prompts, sources = audiobench.audio_prompts(audio_oracle)
+        name, sha = audiobench.with_audio_prompt_set(before.name, before.sha256, audio_oracle)
+    except (GemmaiosError, KeyError, TypeError) as exc:
+        raise AppTemplateError(f"cannot add the audio prompts from {audio_oracle}: {str(exc).splitlines()[0]}",
+                               hint="re-run the oracle step with --audio") from exc
+    sources = {rel: os.path.relpath(record, build_dir) for rel, record in sources.items()}
+    return PromptSet(name, sha, before.max_new_tokens, [*before.prompts, *prompts], image_sources=before.image_sources,
+                     clip_sources=sources)
 
 
 def _builtin_prompt_set(tokenizer_path: Path, max_new_tokens: int) -> PromptSet:
@@ -110,8 +128,11 @@ def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> App
     if oracle is not None and ctx.path(oracle.oracle).is_file():
         prompt_set = _prompt_set_from_oracle(ctx.path(oracle.oracle), oracle)
         image_oracle = ctx.path(oracle.image_oracle or IMAGE_ORACLE_DIR)
-        if _takes_images(metadata) and (image_oracle / IMAGE_ORACLE_FILE).is_file():
+        if _takes(metadata, c.VISION_METADATA_KEY) and (image_oracle / IMAGE_ORACLE_FILE).is_file():
             prompt_set = _with_image_prompts(prompt_set, image_oracle, Path(ctx.build_dir))
+        audio_oracle = ctx.path(oracle.audio_oracle or AUDIO_ORACLE_DIR)
+        if _takes(metadata, c.AUDIO_METADATA_KEY) and (audio_oracle / AUDIO_ORACLE_FILE).is_file():
+            prompt_set = _with_audio_prompts(prompt_set, audio_oracle, Path(ctx.build_dir))
     else:
         prompt_set = _builtin_prompt_set(ctx.checkpoint.tokenizer_path, max_new)
     values = {

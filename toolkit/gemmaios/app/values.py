@@ -115,10 +115,13 @@ class PromptSet:
     name: str
     sha256: str
     max_new_tokens: int
-    prompts: list[dict]  # {"id": str, "prompt_ids": [int]}; image prompts also {"image": payload-relative file}
+    prompts: list[dict]  # {"id": str, "prompt_ids": [int]}; image / audio prompts also {"image" / "audio": payload-relative file}
     # image prompts' picture files (payload-relative, as their `image` field) → the PNG each is written from
     # (relative to the build folder)
     image_sources: dict[str, str] = field(default_factory=dict)
+    # audio prompts' clip files (payload-relative, as their `audio` field) → the audio oracle record each is
+    # written from (relative to the build folder)
+    clip_sources: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {"schema": c.PROMPT_SET_SCHEMA, "name": self.name, "sha256": self.sha256, "max_new_tokens": self.max_new_tokens,

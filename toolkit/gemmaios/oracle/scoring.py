@@ -150,13 +150,14 @@ def score_against_oracle(
 ) -> OracleScore:
     """Judge each generation against the oracle prompt with the same index.
 
-    A transcript's image prompts (records with `image`) are not judged here: they belong to the
-    image oracle (gemmaios.vision.imagebench.score_image_prompts), which also checks the prompt set's
-    sha256 of such a mixed set.
+    A transcript's image and audio prompts (records with `image` / `audio`) are not judged here: they
+    belong to the image oracle (gemmaios.vision.imagebench.score_image_prompts) and the audio oracle
+    (gemmaios.audio.audiobench.score_audio_prompts), which also check the prompt set's sha256 of such
+    a mixed set.
     """
     warnings: list[str] = []
     if isinstance(runs, Transcript):
-        images = any(r.image for r in runs.prompts)
+        images = any(r.image or r.audio for r in runs.prompts)
         sha = runs.header.get("prompt_set", {}).get("sha256")
         if sha and sha != oracle.prompt_set.get("sha256") and not images:
             warnings.append(f"transcript prompt set {runs.header['prompt_set'].get('name')!r} ({sha[:12]}) is not the "
@@ -164,7 +165,7 @@ def score_against_oracle(
         if runs.header.get("max_new_tokens", 0) > oracle.max_new_tokens:
             warnings.append(f"the run generated {runs.header['max_new_tokens']} tokens; only the oracle's "
                             f"{oracle.max_new_tokens} are judged (re-run `gemmaios oracle --tokens` to judge all)")
-        runs = [_from_record(r, f"{runs.path}:{r.line}") for r in runs.prompts if not r.image]
+        runs = [_from_record(r, f"{runs.path}:{r.line}") for r in runs.prompts if not (r.image or r.audio)]
     scores = [_score_one(g, oracle, near_tie_margin) for g in as_generations(runs)]
     return OracleScore(scores, near_tie_margin, oracle.max_new_tokens, warnings)
 

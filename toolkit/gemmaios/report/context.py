@@ -62,7 +62,7 @@ def context_probes(t: Transcript, verdicts: list[dict], trials: list[int]) -> li
     used (`bench --ab-kv` alternates two); empty when no prompt passes 1024 tokens of context and none
     recorded a KV binding above the safe capacity (nothing long to show)."""
     by_key = {(v["trial"], v["index"]): v["verdict"] for v in verdicts}
-    rows = [p for p in t.prompts if p.trial in trials and not p.image and (p.trial, p.index) in by_key]
+    rows = [p for p in t.prompts if p.trial in trials and not (p.image or p.audio) and (p.trial, p.index) in by_key]
     longest = max((p.prefill_tokens + len(p.generated_ids) for p in rows), default=0)
     widest = max((p.kv_capacity or 0 for p in rows), default=0)
     if longest <= IOS_KV_SAFE_CAPACITY and widest <= IOS_KV_SAFE_CAPACITY:

@@ -79,5 +79,11 @@ def apply_gates(s: RunSummary, fail_under: dict[str, float] | None = None,
         elif s.image_prompt_records:
             gates.append(Gate(f"image oracle {require_oracle}", False,
                               f"{s.image_prompt_records} image prompt record(s) not scored (no image oracle)"))
+        if s.audio_oracle is not None:  # a run with audio prompts: the same rule
+            ok = s.audio_oracle.exact if require_oracle == "exact" else s.audio_oracle.passed
+            gates.append(Gate(f"audio oracle {require_oracle}", ok, s.audio_oracle.summary))
+        elif s.audio_prompt_records:
+            gates.append(Gate(f"audio oracle {require_oracle}", False,
+                              f"{s.audio_prompt_records} audio prompt record(s) not scored (no audio oracle)"))
     s.gates = gates
     return gates

@@ -64,6 +64,7 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
           if s.entitled_limit_bytes is not None else []),
         ("oracle", f"{s.oracle.label} — {s.oracle.summary}" if s.oracle else "—"),
         *([("image prompts", f"{s.image_oracle.label} — {s.image_oracle.summary}")] if s.image_oracle else []),
+        *([("audio prompts", f"{s.audio_oracle.label} — {s.audio_oracle.summary}")] if s.audio_oracle else []),
         ("determinism (trials)", f"{s.trial_determinism.label} — {s.trial_determinism.summary}"
          if s.trial_determinism else "—"),
     ]
@@ -151,12 +152,13 @@ def render_markdown(report: Report, plots_dir: str | None = None) -> str:
                     f"{size_text(c.weight_bytes)} | {size_text(c.bytes_per_token)} | {c.kv_share:.1%} | "
                     f"{fmt(r.context_roofline(c))} |" for c in r.by_context]
             out.append(f"\nKV by context: {_md_escape(r.by_context_note)}.")
-        if s.image_oracle and s.image_oracle.prompts:
-            out.append("\n| image prompt | trial | verdict | tokens judged | first divergence | oracle margin | note |\n"
-                       "|---|---:|---|---:|---:|---:|---|")
-            out += [f"| {_md_escape(p['prompt_id'])} | {p['trial']} | {p['verdict']} | {p['compared']} | "
-                    f"{'—' if p['divergence'] is None else p['divergence']} | {fmt(p['margin'], 3)} | "
-                    f"{_md_escape(p['note'])} |" for p in s.image_oracle.prompts]
+        for what, score in (("image", s.image_oracle), ("audio", s.audio_oracle)):
+            if score and score.prompts:
+                out.append(f"\n| {what} prompt | trial | verdict | tokens judged | first divergence | oracle margin | "
+                           "note |\n|---|---:|---|---:|---:|---:|---|")
+                out += [f"| {_md_escape(p['prompt_id'])} | {p['trial']} | {p['verdict']} | {p['compared']} | "
+                        f"{'—' if p['divergence'] is None else p['divergence']} | {fmt(p['margin'], 3)} | "
+                        f"{_md_escape(p['note'])} |" for p in score.prompts]
         if s.series.get("sustained"):
             out.append("\n| t s (sustained) | tok/s | thermal |\n|---:|---:|---|")
             out += [f"| {t:.0f} | {rate:.1f} | {state} |" for t, rate, state in s.series["sustained"]]

@@ -29,6 +29,7 @@ class RunData:
     bundle_note: str = ""
     oracle_path: Path | None = None
     image_oracle_dir: Path | None = None  # the image oracle (oracle/images/) for a run with image prompts
+    audio_oracle_dir: Path | None = None  # the audio oracle (oracle/audio/) for a run with audio prompts
     build_dir: Path | None = None
     run_info: dict = field(default_factory=dict)  # `bench`'s run.json next to the transcript (battery capacity)
 
@@ -93,6 +94,8 @@ def _load(path: Path, bundle_dir: Path | None, oracle_path: Path | None) -> RunD
     run.oracle_path = oracle_path or _oracle_in_build(run.build_dir, oracle)
     if any(p.image for p in run.transcript.prompts):
         run.image_oracle_dir = _image_oracle(run.oracle_path if oracle_path else None, run.build_dir, oracle)
+    if any(p.audio for p in run.transcript.prompts):
+        run.audio_oracle_dir = _audio_oracle(run.oracle_path if oracle_path else None, run.build_dir, oracle)
     try:
         run.bundle, run.bundle_note = bundle_facts(run.transcript, run.build_dir, bundle_dir)
     except (ReportError, RooflineError) as exc:
@@ -119,6 +122,15 @@ def _image_oracle(oracle_path: Path | None, build_dir: Path | None, oracle: Orac
     recorded = oracle.image_oracle if oracle is not None else None
     folders = image_oracle_folders(oracle_path, build_dir, recorded)
     return next((f for f in folders if image_oracle_path(f).is_file()), None)
+
+
+def _audio_oracle(oracle_path: Path | None, build_dir: Path | None, oracle: OracleDetails | None) -> Path | None:
+    """The audio oracle's folder: beside an oracle.json given by name (<oracle dir>/audio/), else the build's."""
+    from ..audio.audiobench import audio_oracle_folders, audio_oracle_path
+
+    recorded = oracle.audio_oracle if oracle is not None else None
+    folders = audio_oracle_folders(oracle_path, build_dir, recorded)
+    return next((f for f in folders if audio_oracle_path(f).is_file()), None)
 
 
 def _oracle_in_build(build_dir: Path | None, oracle: OracleDetails | None) -> Path | None:

@@ -43,6 +43,9 @@ class Scorer(Protocol):
 
     def images(self, transcript: Transcript, image_oracle_dir: Path, text_oracle_path: Path | None) -> Score | None: ...
 
+    def audio(self, transcript: Transcript, audio_oracle_dir: Path, text_oracle_path: Path | None,
+              image_oracle_dir: Path | None) -> Score | None: ...
+
 
 class OracleModuleScorer:
     """Adapter over `gemmaios.oracle` (issue 5), the one place the comparison is implemented.
@@ -78,11 +81,32 @@ class OracleModuleScorer:
         s = score_image_prompts(transcript, image_oracle_dir, text_prompt_set_sha256=text_sha)
         if s is None:
             return None
-        summary = s.summary + "".join(f"; {w}" for w in s.warnings)
-        rows = [{"prompt_id": p.prompt_id, "trial": p.trial, "index": p.index, "verdict": p.verdict,
-                 "compared": p.compared, "divergence": p.divergence, "expected": p.expected, "got": p.got,
-                 "margin": p.margin, "note": p.note} for p in s.prompts]
-        return Score("image oracle", s.exact, s.total, s.passed, summary, rows)
+        return _per_prompt("image oracle", s)
+
+    def audio(self, transcript: Transcript, audio_oracle_dir: Path, text_oracle_path: Path | None,
+              image_oracle_dir: Path | None) -> Score | None:
+        """The run's audio prompts against the audio oracle (gemmaios.audio.audiobench), as images; the
+        prompt set is checked as the text oracle's prompts (then the image oracle's, for a run that has
+        image prompts too) plus the audio oracle's. None when the run has no audio prompts."""
+        from ..audio.audiobench import score_audio_prompts
+        from ..vision.imagebench import mixed_prompt_set
+
+        before = self.m.load_oracle(text_oracle_path).prompt_set.get("sha256") if text_oracle_path else None
+        if before is not None and image_oracle_dir is not None and any(r.image for r in transcript.prompts):
+            _, before = mixed_prompt_set("", before, image_oracle_dir)
+        s = score_audio_prompts(transcript, audio_oracle_dir, prompt_set_sha256=before)
+        if s is None:
+            return None
+        return _per_prompt("audio oracle", s)
+
+
+def _per_prompt(kind: str, s) -> Score:
+    """An OracleScore of image or audio prompts as the report shows it, a row per prompt."""
+    summary = s.summary + "".join(f"; {w}" for w in s.warnings)
+    rows = [{"prompt_id": p.prompt_id, "trial": p.trial, "index": p.index, "verdict": p.verdict,
+             "compared": p.compared, "divergence": p.divergence, "expected": p.expected, "got": p.got,
+             "margin": p.margin, "note": p.note} for p in s.prompts]
+    return Score(kind, s.exact, s.total, s.passed, summary, rows)
 
 
 def default_scorer() -> Scorer | None:

@@ -125,6 +125,8 @@ class RunSummary:
     oracle: Score | None = None
     image_oracle: Score | None = None  # the run's image prompts vs the image oracle (issue 17)
     image_prompt_records: int = 0  # prompt records with an image (all trials)
+    audio_oracle: Score | None = None  # the run's audio prompts vs the audio oracle (issue 28)
+    audio_prompt_records: int = 0  # prompt records with a clip (all trials)
     trial_determinism: Score | None = None
     determinism: list[Score] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
@@ -368,6 +370,15 @@ def _scores(s: RunSummary, run: RunData, scorer: Scorer | None) -> None:
             s.image_oracle = scorer.images(run.transcript, run.image_oracle_dir, run.oracle_path)
         except GemmaiosError as exc:
             s.warn(f"image oracle scoring failed: {str(exc).splitlines()[0]}")
+    clips = s.audio_prompt_records = sum(1 for p in run.transcript.prompts if p.audio)
+    if clips and run.audio_oracle_dir is None:
+        s.warn(f"{clips} audio prompt record(s) but no audio oracle (oracle/audio/oracle.json in the build, or "
+               "audio/ beside --oracle): audio prompts not scored")
+    elif clips:
+        try:
+            s.audio_oracle = scorer.audio(run.transcript, run.audio_oracle_dir, run.oracle_path, run.image_oracle_dir)
+        except GemmaiosError as exc:
+            s.warn(f"audio oracle scoring failed: {str(exc).splitlines()[0]}")
     s.trial_determinism = scorer.trials(run.transcript)
 
 

@@ -171,14 +171,32 @@ def score_image_prompts(transcript, oracle_dir: Path, *, text_prompt_set_sha256:
                         near_tie_margin: float | None = None):
     """The transcript's image prompt records (those with `image`) against the image oracle
     (gemmaios.oracle.OracleScore, the text scoring's verdicts); None when it has none."""
-    from ..oracle import DEFAULT_NEAR_TIE_MARGIN, NO_ORACLE, PROMPT_MISMATCH, Generation, load_oracle
-    from ..oracle.scoring import OracleScore, PromptScore, score_against_oracle
+    from ..oracle import load_oracle
 
     records = [r for r in transcript.prompts if r.image]
     if not records:
         return None
     oracle = load_oracle(image_oracle_path(oracle_dir))
     markers = Markers.from_facts(oracle.prompt_set["image_spec"])
+    expected_sha = None
+    # a run with audio prompts too (a --vision --audio build): its set is text + images + clips, which the
+    # audio scoring checks as a whole (gemmaios.audio.audiobench)
+    if text_prompt_set_sha256 is not None and not any(r.audio for r in transcript.prompts):
+        _, expected_sha = mixed_prompt_set("", text_prompt_set_sha256, oracle_dir)
+    return score_spliced_prompts(transcript, records, oracle, markers, noun="picture", oracle_name="image oracle",
+                                 expected_sha256=expected_sha, near_tie_margin=near_tie_margin)
+
+
+def score_spliced_prompts(transcript, records, oracle, markers: Markers, *, noun: str, oracle_name: str,
+                          expected_sha256: str | None = None, near_tie_margin: float | None = None):
+    """Prompt records whose prompt holds one soft-token placeholder (a picture or a clip) against
+    their oracle (`gemmaios.oracle.Oracle`) by prompt id, with the text scoring's margin rule: the
+    device's expanded prompt is rebuilt from what it recorded (`device_expanded_ids`), so a
+    different soft-token count is a prompt mismatch. `expected_sha256`: the prompt set the run
+    should have recorded (a warning when it recorded another)."""
+    from ..oracle import DEFAULT_NEAR_TIE_MARGIN, NO_ORACLE, PROMPT_MISMATCH, Generation
+    from ..oracle.scoring import OracleScore, PromptScore, score_against_oracle
+
     by_id = {p.id: i for i, p in enumerate(oracle.prompts)}
     margin = DEFAULT_NEAR_TIE_MARGIN if near_tie_margin is None else near_tie_margin
     judged: list[PromptScore] = []
@@ -186,7 +204,7 @@ def score_image_prompts(transcript, oracle_dir: Path, *, text_prompt_set_sha256:
         where = f"{transcript.path}:{r.line}"
         if r.prompt_id not in by_id:
             judged.append(PromptScore(r.index, r.trial, r.prompt_id, NO_ORACLE, where=where,
-                                      note=f"the image oracle has no prompt {r.prompt_id!r}"))
+                                      note=f"the {oracle_name} has no prompt {r.prompt_id!r}"))
             continue
         ref = oracle.prompts[by_id[r.prompt_id]]
         ran = device_expanded_ids(r.prompt_ids, r.prefill_tokens, markers)
@@ -195,15 +213,14 @@ def score_image_prompts(transcript, oracle_dir: Path, *, text_prompt_set_sha256:
         score.index = r.index
         if score.verdict == PROMPT_MISMATCH:
             got_n, want_n = ran.count(markers.image), ref.prompt_ids.count(markers.image)
-            score.note = (f"the device expanded the picture to {got_n} soft tokens, the oracle's processor to {want_n}"
+            score.note = (f"the device expanded the {noun} to {got_n} soft tokens, the oracle's processor to {want_n}"
                           if got_n != want_n else
-                          f"prompt tokens differ from the image oracle's at position {score.divergence}")
+                          f"prompt tokens differ from the {oracle_name}'s at position {score.divergence}")
         judged.append(score)
     warnings = []
-    if text_prompt_set_sha256 is not None:
-        recorded = transcript.header.get("prompt_set", {}).get("sha256")
-        _, want = mixed_prompt_set("", text_prompt_set_sha256, oracle_dir)
-        if recorded and recorded != want:
-            warnings.append(f"transcript prompt set {transcript.header['prompt_set'].get('name')!r} "
-                            f"({recorded[:12]}) is not the text oracle's prompts plus the image oracle's ({want[:12]})")
+    recorded = transcript.header.get("prompt_set", {}).get("sha256")
+    if expected_sha256 is not None and recorded and recorded != expected_sha256:
+        warnings.append(f"transcript prompt set {transcript.header['prompt_set'].get('name')!r} "
+                        f"({recorded[:12]}) is not the text oracle's prompts plus the {oracle_name}'s "
+                        f"({expected_sha256[:12]})")
     return OracleScore(judged, margin, oracle.max_new_tokens, warnings)

@@ -4,7 +4,7 @@
 /// Every fact the app shares with the gemmaios toolkit (deploy, bench, the simulator).
 public enum Contract {
     /// contract version (bump on any change the other side must follow)
-    public static let version = 2
+    public static let version = 3
     /// payload root: <App>.app/<it> (bundled) or Documents/<it> (documents)
     public static let payloadFolder = "gemmaios-payload"
     /// <payload>/<it>/<bundle name>/: the LanguageBundle
@@ -19,6 +19,12 @@ public enum Contract {
     public static let promptImageField = "image"
     /// the picture file's tensor: uint8 [H, W, 3] RGB
     public static let benchImageTensor = "image"
+    /// <payload>/<it>/<name>.safetensors: bench audio prompts' clips
+    public static let clipsFolder = "clips"
+    /// prompt-set prompt / transcript prompt record: its clip (payload-relative; absent: no clip)
+    public static let promptAudioField = "audio"
+    /// the clip file's tensor: float32 [N] mono samples at audioSampleRate
+    public static let benchAudioTensor = "samples"
     /// `schema` of the prompt-set file
     public static let promptSetSchema = "gemmaios.prompt-set/1"
     /// the bundle's metadata (assets.main → the model asset)

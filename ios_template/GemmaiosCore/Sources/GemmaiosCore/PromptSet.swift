@@ -29,15 +29,20 @@ public struct BenchPromptSet: Codable, Sendable, Equatable {
         /// Image prompts (issue 17): a payload-relative safetensors file whose `image` tensor
         /// (uint8 [H, W, 3]) the app preprocesses; `promptIds` then holds its placeholder.
         public let image: String?
+        /// Audio prompts (issue 28): a payload-relative safetensors file whose `samples` tensor
+        /// (float32 [N], 16 kHz mono) the app turns into log-mel features; `promptIds` then holds
+        /// the audio placeholder.
+        public let audio: String?
 
-        public init(id: String, promptIds: [Int32], image: String? = nil) {
+        public init(id: String, promptIds: [Int32], image: String? = nil, audio: String? = nil) {
             self.id = id
             self.promptIds = promptIds
             self.image = image
+            self.audio = audio
         }
 
         enum CodingKeys: String, CodingKey {
-            case id, image
+            case id, image, audio
             case promptIds = "prompt_ids"
         }
     }
@@ -59,6 +64,9 @@ public struct BenchPromptSet: Codable, Sendable, Equatable {
         guard set.maxNewTokens > 0 else { throw PromptSetError.invalid("max_new_tokens is \(set.maxNewTokens)") }
         if let empty = set.prompts.first(where: { $0.promptIds.isEmpty }) {
             throw PromptSetError.invalid("prompt \(empty.id) has no tokens")
+        }
+        if let both = set.prompts.first(where: { $0.image != nil && $0.audio != nil }) {
+            throw PromptSetError.invalid("prompt \(both.id) names a picture and a clip; a prompt holds one or the other")
         }
         return set
     }

@@ -95,4 +95,13 @@ public struct SafeTensorsFile: Sendable {
         }
         return try RGB8Image(width: t.shape[1], height: t.shape[0], pixels: [UInt8](t.bytes))
     }
+
+    /// The `Contract.benchAudioTensor` tensor, float32 [N]: a bench audio prompt's clip (16 kHz mono).
+    public func clipSamples(_ key: String = Contract.benchAudioTensor) throws -> [Float] {
+        let t = try tensor(key)
+        guard t.dtype == "F32", t.shape.count == 1 else {
+            throw SafeTensorsError.wrongType(name, key, expected: "F32 [N]", actual: "\(t.dtype) \(t.shape)")
+        }
+        return try floats(key)
+    }
 }
