@@ -408,7 +408,7 @@ def test_rendered_app_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine
     source = render(tmp_path, location, ple, vision=vision)
     files = non_ui_files(source)
     assert {"AppConfig.swift", "EngineHost.swift", "BenchRunner.swift", "VisionEncoder.swift",
-            "AudioInput.swift"} <= {f.name for f in files}
+            "AudioInput.swift", "UnifiedEngine.swift"} <= {f.name for f in files}
     ok(check_app(swift_toolchain, patched_engine, app_modules, files, tmp_path), f"app ({location}, {ple}, vision={vision})")
     if vision:  # the image prompt's picture is in the payload (the Swift is the text render's)
         assert (source.parent / c.PAYLOAD_DIR / c.PAYLOAD_IMAGES_DIR / "cat.safetensors").is_file()
