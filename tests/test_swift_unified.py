@@ -152,7 +152,7 @@ def gate_request_vectors(tmp_path_factory):
     tokenize = tokenize_with(text_tokenizer())
     io = {name: {"inputs": [], "outputs": []} for name in
           (c.PREFILL_MULTIMODAL_FUNCTION, c.EMBED_VISION_FUNCTION, c.EMBED_AUDIO_FUNCTION)}
-    (root / "metadata.json").write_text(json.dumps({"gemmaios": {c.MULTIMODAL_METADATA_KEY: multimodal_metadata(spec, io)}}))
+    (root / c.BUNDLE_METADATA_FILE).write_text(json.dumps({"gemmaios": {c.MULTIMODAL_METADATA_KEY: multimodal_metadata(spec, io)}}))
     rng = np.random.default_rng(29)
     cases = []
     for i, prompt in enumerate(GATE_PROMPTS):
@@ -191,7 +191,7 @@ def gate_request_vectors(tmp_path_factory):
             tensors[name] = want[name].reshape(-1).astype(np.int32)
         for name in (c.MM_MASK_INPUT, c.MASK_SLIDING_INPUT, c.MASK_GLOBAL_INPUT):
             tensors[name] = want[name].reshape(-1).astype(np.int32)
-        tensors["decode_position_ids"] = np.arange(len(prepared.ids) + 1, dtype=np.int32)  # _step's for token 1
+        tensors["decode_positions"] = np.arange(len(prepared.ids) + 1, dtype=np.int32)  # _step's for token 1
         save_file(tensors, str(root / f"gate{i}.safetensors"))
         cases.append({"name": prompt.name, "file": f"gate{i}.safetensors", "text": text, "pieces": pieces,
                       "items": order, "stop_token_ids": list(spec.stop_token_ids)})

@@ -17,7 +17,7 @@ public enum UnifiedRequestError: Error, LocalizedError, Equatable {
     public var errorDescription: String? {
         switch self {
         case .incompleteMetadata(let key):
-            return "metadata.json gemmaios.\(Contract.multimodalMetadataKey) lacks `\(key)`; convert the bundle again "
+            return "\(Contract.bundleMetadataFile) gemmaios.\(Contract.multimodalMetadataKey) lacks `\(key)`; convert the bundle again "
                 + "with this toolkit (`gemmaios build --target mac --vision --audio`)"
         case .noFunction(let name):
             return "this bundle has no `\(name)` function; build it with the flag for that input (--vision / --audio)"
@@ -70,7 +70,7 @@ public struct UnifiedBundleConfig: Sendable, Equatable {
         let tokens = UnifiedTokenIds(
             imageTokenId: try id("image_token_id"), videoTokenId: try id("video_token_id"),
             audioTokenId: try id("audio_token_id"), boiTokenId: try id("boi_token_id"), eoiTokenId: try id("eoi_token_id"),
-            boaTokenId: try id("boa_token_id"), eoaTokenId: try id("eoa_token_id"), padTokenId: try id("pad_token_id"))
+            boaTokenId: try id("boa_token_id"), eoaTokenId: try id("eoa_token_id"), padTokenId: try id(Contract.splicedPleRowKey))
         return UnifiedBundleConfig(
             tokens: tokens, stopTokenIds: stops.map { Int32($0) }, patchSize: try int("patch_size"),
             poolingKernel: try int("pooling_kernel_size"), maxSoftTokens: try int("max_soft_tokens"),

@@ -8,17 +8,21 @@ import XCTest
 /// (GEMMAIOS_UNIFIED_REQUESTS). Pixel values within UnifiedImageTolerance (Pillow's bicubic here,
 /// torchvision's there); everything else exact.
 final class UnifiedRequestTests: XCTestCase {
-    private let metadata = """
-        {"gemmaios": {"multimodal": {"image_token_id": 9, "video_token_id": 10, "audio_token_id": 11,
-         "boi_token_id": 5, "eoi_token_id": 6, "boa_token_id": 7, "eoa_token_id": 8, "pad_token_id": 0,
-         "stop_token_ids": [1, 4], "patch_size": 4, "pooling_kernel_size": 3, "max_soft_tokens": 70,
-         "audio_samples_per_token": 4, "sampling_rate": 16000, "sliding_window": 3, "hidden_size": 2,
-         "vocab_size": 12, "functions": {"prefill_multimodal": {}, "embed_audio": {}}}}}
-        """
+    private var metadata: Data {
+        let block: [String: Any] = [
+            "image_token_id": 9, "video_token_id": 10, "audio_token_id": 11, "boi_token_id": 5, "eoi_token_id": 6,
+            "boa_token_id": 7, "eoa_token_id": 8, Contract.splicedPleRowKey: 0, "stop_token_ids": [1, 4], "patch_size": 4,
+            "pooling_kernel_size": 3, "max_soft_tokens": 70, "audio_samples_per_token": 4, "sampling_rate": 16000,
+            "sliding_window": 3, "hidden_size": 2, "vocab_size": 12,
+            Contract.multimodalFunctionsField: [Contract.prefillMultimodalFunction: [String: Any](),
+                                                Contract.embedAudioFunction: [String: Any]()],
+        ]
+        return try! JSONSerialization.data(withJSONObject: ["gemmaios": [Contract.multimodalMetadataKey: block]])
+    }
 
     func testByHand() throws {
         XCTAssertNil(try UnifiedBundleConfig.from(metadata: Data(#"{"gemmaios": {}}"#.utf8)))
-        let config = try XCTUnwrap(try UnifiedBundleConfig.from(metadata: Data(metadata.utf8)))
+        let config = try XCTUnwrap(try UnifiedBundleConfig.from(metadata: metadata))
         XCTAssertTrue(config.takesClips)
         XCTAssertFalse(config.takesPictures)
         XCTAssertEqual(config.stopTokenIds, [1, 4])
@@ -54,7 +58,7 @@ final class UnifiedRequestTests: XCTestCase {
             throw XCTSkip("GEMMAIOS_UNIFIED_REQUESTS is not set (tests/test_swift_unified.py sets it)")
         }
         let root = URL(fileURLWithPath: folder, isDirectory: true)
-        let config = try XCTUnwrap(try UnifiedBundleConfig.from(metadata: Data(contentsOf: root.appendingPathComponent("metadata.json"))))
+        let config = try XCTUnwrap(try UnifiedBundleConfig.from(metadata: Data(contentsOf: root.appendingPathComponent(Contract.bundleMetadataFile))))
         let index = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("requests.json"))) as? [String: Any])
         let prompts = try XCTUnwrap(index["prompts"] as? [[String: Any]])
         var pictures = 0, clips = 0, rows = 0
@@ -120,7 +124,7 @@ final class UnifiedRequestTests: XCTestCase {
             XCTAssertEqual(try request.mmEmbeds(outputs), try file.floats(Contract.mmEmbedsInput), name)
             // main's first step after the prefill: the new token at position S
             XCTAssertEqual(UnifiedRequest.decodeInputs(token: 0, length: request.length + 1).positionIds.map(Int64.init),
-                           try file.ints("decode_position_ids"), name)
+                           try file.ints("decode_positions"), name)
             rows += request.length
         }
         XCTAssertLessThanOrEqual(worst, UnifiedImageTolerance.pixelValues)
