@@ -419,7 +419,8 @@ def test_rendered_app_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine
 # Planted errors that parse (each a one-line edit of a rendered file): each must fail the app check, and
 # the compiler must name the problem.
 @pytest.mark.parametrize("plant", ["wrong label", "wrong member", "wrong type", "missing import", "missing try",
-                                   "uninitialised stored property", "wrong audio label", "audio non-optional"])
+                                   "uninitialised stored property", "wrong audio label", "audio non-optional",
+                                   "unified state by value", "unified wrong descriptor"])
 def test_planted_errors_fail_the_app_check(swift_toolchain, patched_engine, app_modules, tmp_path, plant):
     source = render(tmp_path, c.BUNDLED, "provider")
     edits = {
@@ -441,6 +442,13 @@ def test_planted_errors_fail_the_app_check(swift_toolchain, patched_engine, app_
         "audio non-optional": ("AudioInput.swift", "guard let data = buffer.floatChannelData else",
                                "guard let data = buffer.floatChannelData[0] else",
                                "value of optional type 'UnsafePointer<UnsafeMutablePointer<Float>>?' must be unwrapped"),
+        # the 12B's multimodal path (UnifiedEngine.swift): KV states bound in place, a state's own descriptor
+        "unified state by value": ("UnifiedEngine.swift", "states.insert(&key, for: Contract.keyCacheState)",
+                                   "states.insert(key, for: Contract.keyCacheState)",
+                                   "passing value of type 'NDArray' to an inout parameter requires explicit '&'"),
+        "unified wrong descriptor": ("UnifiedEngine.swift", "case .ndArray(let d) = descriptor.stateDescriptor(of: name)",
+                                     "case .ndArray(let d) = descriptor.stateDescriptors(of: name)",
+                                     "has no member 'stateDescriptors'"),
     }
     name, old, new, message = edits[plant]
     path = source / name
