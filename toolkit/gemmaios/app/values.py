@@ -108,7 +108,8 @@ def validate_deployment_target(value: str, platform: str = "ios") -> str:
     name = APP_PLATFORMS[platform].name if platform in APP_PLATFORMS else "iOS"
     if not match or (int(match.group(1)), int(match.group(2))) < MIN_DEPLOYMENT:
         raise AppTemplateError(
-            f"deployment target {value!r} is not an {name} version >= {MIN_DEPLOYMENT[0]}.{MIN_DEPLOYMENT[1]}",
+            f"deployment target {value!r} is not {'an' if name == 'iOS' else 'a'} {name} version >= "
+            f"{MIN_DEPLOYMENT[0]}.{MIN_DEPLOYMENT[1]}",
             hint=f"coreai-models needs {name} 27; use e.g. 27.0",
         )
     return value
