@@ -143,6 +143,32 @@ def test_mac_xcode_build_is_pending_with_its_command(mac_app_build):
     assert not ctx.path("sign", "mac").exists()
 
 
+def test_mac_xcode_build_over_ssh_brings_back_the_app(mac_app_build, loopback_mac, tmp_path):
+    """With a Mac (here the loopback SSH "Mac" whose PATH holds the labelled xcodebuild stand-in, which builds
+    nothing and refuses a project that is not a macOS one), the step runs the same command there and records
+    the .app it brings back: its bundle id, executable and hash."""
+    ctx, _, _ = mac_app_build
+    options = BuildOptions(model=str(ctx.path("12b_unified")), quant="int4", max_context=256, target="mac",
+                           kernel="stock", vision=True, audio=True, mac=loopback_mac.target,
+                           extra={"app": {"bundle_id": "org.gemmaios.mac", "config": ctx.path("none.yaml")},
+                                  "sign": {"team_id": "ABCDE12345"}, "ssh_options": loopback_mac.ssh_options,
+                                  "mac_workdir": str(tmp_path / "remote")})
+    calls = len(loopback_mac.xcodebuild_calls())
+    ctx, reports = run_build(options, ctx.build_dir, only={"sign"})
+    (sign,) = reports
+    assert sign.status == "done", sign.message
+    (argv,) = [call["argv"] for call in loopback_mac.xcodebuild_calls()[calls:] if call["argv"] != ["-version"]]
+    assert argv[:8] == ["-project", argv[1], "-scheme", "GemmaBench", "-configuration", "Release", "-destination",
+                        "generic/platform=macOS"] and argv[1].endswith("GemmaBench/GemmaBench.xcodeproj")
+    assert "build" in argv and "DEVELOPMENT_TEAM=ABCDE12345" in argv
+    d = ctx.manifest.details("sign")
+    assert (d.platform, d.app, d.ipa, d.host) == ("mac", "sign/mac/GemmaBench.app", "", loopback_mac.target)
+    assert (d.bundle_id, d.executable) == ("org.gemmaios.mac", "GemmaBench")
+    contents = ctx.path(d.app, "Contents")
+    assert (contents / "MacOS" / "GemmaBench").is_file() and (contents / "_CodeSignature" / "CodeResources").is_file()
+    assert (contents / "Resources" / c.PAYLOAD_DIR / c.PAYLOAD_BUNDLES_DIR).is_dir()
+
+
 def test_platform_choices_are_checked(tmp_path):
     assert set(APP_PLATFORMS) == {"ios", "mac"}
     with pytest.raises(AppTemplateError, match="platform 'tvos' is not one of ios, mac"):
