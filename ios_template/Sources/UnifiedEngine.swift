@@ -38,6 +38,20 @@ struct UnifiedGeneration: Sendable {
     var decodeSeconds = 0.0
     /// The reply ended at one of the bundle's stop ids (not at the length cap).
     var stopped = false
+
+    /// The chat's status line, formatted as the text path's ("prefill %.1f tok/s · decode %.1f tok/s"). A rate
+    /// is shown only when it was measured: tokens and a non-zero time (decode: the tokens after the first,
+    /// one `main` call each), else it is left out.
+    var statusLine: String {
+        var parts = ["\(promptTokens) prompt tokens", String(format: "embed %.2f s", embedSeconds)]
+        if promptTokens > 0 && prefillSeconds > 0 {
+            parts.append(String(format: "prefill %.1f tok/s", Double(promptTokens) / prefillSeconds))
+        }
+        if tokenIds.count > 1 && decodeSeconds > 0 {
+            parts.append(String(format: "decode %.1f tok/s", Double(tokenIds.count - 1) / decodeSeconds))
+        }
+        return parts.joined(separator: " · ")
+    }
 }
 
 /// The 12B's multi-function bundle (metadata.json `gemmaios.multimodal`; one asset with `main`,

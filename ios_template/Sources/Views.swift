@@ -303,8 +303,6 @@ extension ChatModel {
         if !run.stopped && run.tokenIds.count == maxReplyTokens {
             transcript += "[reply cut at \(maxReplyTokens) tokens]\n"
         }
-        status = String(format: "%d prompt tokens · embed %.2f s · prefill %.1f tok/s · decode %.1f tok/s",
-                        run.promptTokens, run.embedSeconds, Double(run.promptTokens) / max(run.prefillSeconds, 1e-9),
-                        Double(max(run.tokenIds.count - 1, 0)) / max(run.decodeSeconds, 1e-9))
+        status = run.statusLine
     }
 }
