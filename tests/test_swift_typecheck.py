@@ -378,7 +378,19 @@ def check_app(toolchain, patched_engine: Engine, modules: Path, files: list[Path
                   "-Xfrontend", "-import-module", "-Xfrontend", IMPLICIT_MODULE, "-o", out / "app.sil", *files)
 
 
-def render(tmp_path: Path, location: str, ple: str, *, vision: bool = False, audio: bool = False) -> Path:
+@pytest.fixture(scope="session")
+def mac_app_modules(app_modules, tmp_path_factory) -> Path:
+    """The app's modules as a macOS app sees them: everything but UIKit (a native macOS app cannot import it,
+    so the app's `#if canImport(UIKit)` branches fall to their macOS side, as under Xcode's macOS SDK)."""
+    modules = tmp_path_factory.mktemp("mac-app-modules")
+    for path in app_modules.glob("*.swiftmodule"):
+        if path.name != "UIKit.swiftmodule":
+            (modules / path.name).symlink_to(path.resolve())
+    return modules
+
+
+def render(tmp_path: Path, location: str, ple: str, *, vision: bool = False, audio: bool = False,
+           platform: str = "ios") -> Path:
     """The app rendered from values (no model build), as in test_swift's configurations."""
     name, _ = render_bundle(tmp_path, ple)
     prompts = RENDER_PROMPTS
@@ -409,7 +421,7 @@ def render(tmp_path: Path, location: str, ple: str, *, vision: bool = False, aud
                             clip_sources={clip: "clips-oracle/hum.safetensors"})
     settings = AppSettings(bundle_location=location, ple=ple, ple_layers=2 if ple != "none" else 0, ple_dim=4,
                            vocab_size=64, bundle_name=name, bundle_dir=f"bundle/{name}", prompt_set=prompts,
-                           prepare_engine=False)
+                           prepare_engine=False, platform=platform)
     return render_app(tmp_path, settings).project_dir / "GemmaBench"
 
 
@@ -424,7 +436,7 @@ def test_rendered_app_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine
     source = render(tmp_path, location, ple, vision=vision, audio=media == "audio")
     files = non_ui_files(source)
     assert {"AppConfig.swift", "EngineHost.swift", "BenchRunner.swift", "VisionEncoder.swift",
-            "AudioInput.swift", "AudioEncoder.swift"} <= {f.name for f in files}
+            "AudioInput.swift", "AudioEncoder.swift", "UnifiedEngine.swift"} <= {f.name for f in files}
     ok(check_app(swift_toolchain, patched_engine, app_modules, files, tmp_path), f"app ({location}, {ple}, {media})")
     if media == "audio":  # the audio prompt's clip is beside the prompt set (documents: deploy pushes it)
         from safetensors.numpy import load_file
@@ -439,11 +451,48 @@ def test_rendered_app_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine
                              + ", ".join(f.name for f in files) + f" in {len(CONFIGURATIONS)} render configurations")
 
 
+def test_mac_render_non_ui_files_pass_emit_sil(swift_toolchain, patched_engine, mac_app_modules, tmp_path):
+    """The `--target mac` render (the 12B's app: no PLE) through -emit-sil without UIKit: the macOS side of
+    every `#if canImport(UIKit)` (no AVAudioSession, no UIDevice, ProcessInfo's activity for the bench)."""
+    source = render(tmp_path, c.BUNDLED, "none", platform="mac")
+    assert 'static let platform = "macOS"' in (source / "AppConfig.swift").read_text()
+    files = non_ui_files(source)
+    assert {"AppDelegate.swift", "BenchRunner.swift", "DeviceMetrics.swift", "AudioInput.swift",
+            "UnifiedEngine.swift"} <= {f.name for f in files}
+    ok(check_app(swift_toolchain, patched_engine, mac_app_modules, files, tmp_path), "app (macOS render)")
+    sil = (tmp_path / "app.sil").read_text()
+    # the macOS branches are the ones compiled: hw.model through sysctlbyname, no UIDevice anywhere
+    assert "sysctlbyname" in sil and "UIDevice" not in sil
+    SWIFT_RESULTS.append("app non-UI files through -emit-sil for the macOS render (no UIKit): "
+                         + ", ".join(f.name for f in files))
+
+
+@pytest.mark.parametrize("platform", ["mac", "ios"])
+def test_a_planted_error_in_a_macos_branch_fails_only_the_mac_check(swift_toolchain, patched_engine, app_modules,
+                                                                    mac_app_modules, tmp_path, platform):
+    """The Mac configuration checks code the iOS ones never see: a wrong label in the macOS-only branch of
+    BenchRunner.swift fails the Mac check with the compiler's message and passes the iOS one."""
+    source = render(tmp_path, c.BUNDLED, "none", platform=platform)
+    path = source / "BenchRunner.swift"
+    text = path.read_text()
+    old = "ProcessInfo.processInfo.endActivity(activity)"
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, "ProcessInfo.processInfo.endActivity(activity: activity)"))
+    modules = mac_app_modules if platform == "mac" else app_modules
+    result = check_app(swift_toolchain, patched_engine, modules, non_ui_files(source), tmp_path)
+    if platform == "mac":
+        assert result.returncode != 0
+        assert any("extraneous argument label 'activity:' in call" in e for e in errors(result)), errors(result)
+    else:
+        ok(result, "iOS render with the macOS-only branch planted")
+
+
 # Planted errors that parse (each a one-line edit of a rendered file): each must fail the app check, and
 # the compiler must name the problem.
 @pytest.mark.parametrize("plant", ["wrong label", "wrong member", "wrong type", "missing import", "missing try",
                                    "uninitialised stored property", "wrong audio label", "audio non-optional",
-                                   "audio encoder wrong member", "audio encoder missing try"])
+                                   "audio encoder wrong member", "audio encoder missing try",
+                                   "unified state by value", "unified wrong descriptor"])
 def test_planted_errors_fail_the_app_check(swift_toolchain, patched_engine, app_modules, tmp_path, plant):
     source = render(tmp_path, c.BUNDLED, "provider")
     edits = {
@@ -471,6 +520,13 @@ def test_planted_errors_fail_the_app_check(swift_toolchain, patched_engine, app_
         "audio encoder missing try": ("AudioEncoder.swift", "try await encode(try config.prepare(clip, promptIds: promptIds))",
                                       "await encode(try config.prepare(clip, promptIds: promptIds))",
                                       "call can throw but is not marked with 'try'"),
+        # the 12B's multimodal path (UnifiedEngine.swift): KV states bound in place, a state's own descriptor
+        "unified state by value": ("UnifiedEngine.swift", "states.insert(&key, for: Contract.keyCacheState)",
+                                   "states.insert(key, for: Contract.keyCacheState)",
+                                   "passing value of type 'NDArray' to an inout parameter requires explicit '&'"),
+        "unified wrong descriptor": ("UnifiedEngine.swift", "case .ndArray(let d) = descriptor.stateDescriptor(of: name)",
+                                     "case .ndArray(let d) = descriptor.stateDescriptors(of: name)",
+                                     "has no member 'stateDescriptors'"),
     }
     name, old, new, message = edits[plant]
     path = source / name

@@ -1,7 +1,9 @@
 import Foundation
+#if canImport(UIKit)
 import UIKit
 
-/// Records process start and the last unlock, which the bench writes next to its figures.
+/// Records process start and the last unlock, which the bench writes next to its figures. iOS only: the
+/// macOS app has no delegate (no data-protection unlock to observe); its App marks the launch itself.
 final class AppDelegate: NSObject, UIApplicationDelegate {
     func application(
         _ application: UIApplication,
@@ -15,6 +17,7 @@ final class AppDelegate: NSObject, UIApplicationDelegate {
         return true
     }
 }
+#endif
 
 final class LaunchClock: @unchecked Sendable {
     static let shared = LaunchClock()

@@ -106,16 +106,26 @@ final class MicrophoneRecorder {
 
     /// Contract.audioMaxSamples at Contract.audioSampleRate (30 s): the recorder stops by itself there.
     nonisolated static var maxSeconds: TimeInterval { Double(Contract.audioMaxSamples) / Double(Contract.audioSampleRate) }
+    /// The macOS recording rate (no AVAudioSession there to ask for the hardware's): 48 kHz, which
+    /// AudioResampler takes to 16 kHz by 1/3.
+    nonisolated static let macSampleRate: Double = 48_000
 
     var isRecording: Bool { recorder?.isRecording ?? false }
 
     func start() async throws {
         guard await AVAudioApplication.requestRecordPermission() else { throw AudioCaptureError.microphoneDenied }
+        #if canImport(UIKit)
         let session = AVAudioSession.sharedInstance()
         try session.setCategory(.record, mode: .default)
         try session.setActive(true)
-        guard let format = AVAudioFormat(standardFormatWithSampleRate: session.sampleRate, channels: 1) else {
-            throw AudioCaptureError.recorderFailed("no mono float format at \(session.sampleRate) Hz")
+        let rate = session.sampleRate
+        #else
+        // macOS has no AVAudioSession: record at MicrophoneRecorder.macSampleRate (AudioResampler brings
+        // it to 16 kHz, as any file's rate)
+        let rate = MicrophoneRecorder.macSampleRate
+        #endif
+        guard let format = AVAudioFormat(standardFormatWithSampleRate: rate, channels: 1) else {
+            throw AudioCaptureError.recorderFailed("no mono float format at \(rate) Hz")
         }
         let recorder = try AVAudioRecorder(url: url, format: format)
         guard recorder.record(forDuration: MicrophoneRecorder.maxSeconds) else {
@@ -129,7 +139,9 @@ final class MicrophoneRecorder {
         guard let recorder else { throw AudioCaptureError.notRecording }
         recorder.stop()
         self.recorder = nil
+        #if canImport(UIKit)
         try? AVAudioSession.sharedInstance().setActive(false, options: .notifyOthersOnDeactivation)
+        #endif
         defer { try? FileManager.default.removeItem(at: url) }
         return try AudioFileDecoding.clip(contentsOf: url)
     }

@@ -1,7 +1,9 @@
 import CoreAILanguageModels
 import Foundation
 import GemmaiosCore
+#if canImport(UIKit)
 import UIKit
+#endif
 
 /// Runs every prompt of the payload's prompt set for N trials and writes the transcript
 /// (docs/contracts.md). Each prompt decodes exactly the set's max_new_tokens (no EOS stop),
@@ -30,10 +32,17 @@ final class BenchRunner: ObservableObject {
         }
         transcriptPath = writer.url.path
         // An unattended run must not be interrupted by auto-lock (which also throttles the GPU).
+        #if canImport(UIKit)
         let idleTimerWasDisabled = UIApplication.shared.isIdleTimerDisabled
         UIApplication.shared.isIdleTimerDisabled = true
         defer { UIApplication.shared.isIdleTimerDisabled = idleTimerWasDisabled }
         UIDevice.current.isBatteryMonitoringEnabled = true
+        #else
+        // macOS: no idle timer; the run holds off idle system and display sleep while it lasts
+        let activity = ProcessInfo.processInfo.beginActivity(
+            options: [.userInitiated, .idleDisplaySleepDisabled], reason: "gemmaios bench run")
+        defer { ProcessInfo.processInfo.endActivity(activity) }
+        #endif
         let sampler = FootprintSampler.forThisProcess()
         let launch = settings.launchIndex
         let thermal = ThermalTracker(start: DeviceMetrics.thermalState())
@@ -213,8 +222,8 @@ final class BenchRunner: ObservableObject {
             "type": "header", "schema": TranscriptWriter.schema, "run_id": runId,
             "started_at": TranscriptWriter.timestamp(),
             "device": [
-                "product_type": DeviceMetrics.productType(), "name": UIDevice.current.name,
-                "os_version": UIDevice.current.systemVersion, "arch": AppConfig.arch, "udid": settings.udid,
+                "product_type": DeviceMetrics.productType(), "name": DeviceMetrics.deviceName(),
+                "os_version": DeviceMetrics.osVersion(), "arch": AppConfig.arch, "udid": settings.udid,
             ],
             "bundle": [
                 "name": AppConfig.bundleName, "metadata_sha256": AppConfig.metadataSHA256,
@@ -222,7 +231,7 @@ final class BenchRunner: ObservableObject {
             ],
             "app": ["version": AppConfig.appVersion, "toolkit_version": AppConfig.toolkitVersion],
             "prompt_set": ["name": promptSet.name, "sha256": promptSet.sha256, "count": promptSet.prompts.count],
-            "trials": settings.trials, "max_new_tokens": promptSet.maxNewTokens, "platform": "iOS",
+            "trials": settings.trials, "max_new_tokens": promptSet.maxNewTokens, "platform": AppConfig.platform,
             "ab_prefill": settings.abPrefill, "ab_kv": settings.abKV, "launches": settings.launches,
             "duration_s": settings.durationSeconds, "sample_interval_s": settings.sampleIntervalSeconds,
         ]

@@ -1,7 +1,9 @@
 import Darwin
 import Foundation
 import GemmaiosCore
+#if canImport(UIKit)
 import UIKit
+#endif
 import os
 
 /// Memory, thermal and device facts for the bench transcript.
@@ -18,9 +20,14 @@ enum DeviceMetrics {
         return status == KERN_SUCCESS ? info.phys_footprint : 0
     }
 
-    /// Bytes the app may still allocate before jetsam (raised by the increased-memory entitlement).
-    static func availableMemory() -> UInt64 {
-        UInt64(os_proc_available_memory())
+    /// Bytes the app may still allocate before jetsam (raised by the increased-memory entitlement); null
+    /// on macOS, which has no per-app jetsam limit (os_proc_available_memory is iOS-only).
+    static func availableMemory() -> Any {
+        #if canImport(UIKit)
+        return UInt64(os_proc_available_memory())
+        #else
+        return NSNull()
+        #endif
     }
 
     static func thermalState() -> String {
@@ -33,18 +40,47 @@ enum DeviceMetrics {
         }
     }
 
-    /// Battery level as a fraction (0.81), -1 when unknown; battery monitoring must be on.
+    /// Battery level as a fraction (0.81), -1 when unknown; battery monitoring must be on. macOS: unknown
+    /// (UIDevice's battery is iOS's; a Mac's power sources are IOKit's, not read here).
     @MainActor static func batteryLevel() -> Double {
-        DeviceFacts.batteryLevel(UIDevice.current.batteryLevel)
+        #if canImport(UIKit)
+        return DeviceFacts.batteryLevel(UIDevice.current.batteryLevel)
+        #else
+        return DeviceFacts.batteryLevel(-1)
+        #endif
     }
 
     @MainActor static func batteryState() -> String {
+        #if canImport(UIKit)
         switch UIDevice.current.batteryState {
         case .charging: return "charging"
         case .full: return "full"
         case .unplugged: return "unplugged"
         default: return "unknown"
         }
+        #else
+        return "unknown"
+        #endif
+    }
+
+    /// The device's name (UIDevice on iOS; the host name on macOS).
+    @MainActor static func deviceName() -> String {
+        #if canImport(UIKit)
+        return UIDevice.current.name
+        #else
+        return ProcessInfo.processInfo.hostName
+        #endif
+    }
+
+    /// e.g. "27.0" (UIDevice's systemVersion on iOS; major.minor[.patch] of the OS on macOS).
+    @MainActor static func osVersion() -> String {
+        #if canImport(UIKit)
+        return UIDevice.current.systemVersion
+        #else
+        let v = ProcessInfo.processInfo.operatingSystemVersion
+        return v.patchVersion > 0 ? "\(v.majorVersion).\(v.minorVersion).\(v.patchVersion)"
+            : "\(v.majorVersion).\(v.minorVersion)"
+        #endif
     }
 
     /// Seconds since the kernel started this process (kinfo_proc's p_starttime): a cold launch's
@@ -61,13 +97,21 @@ enum DeviceMetrics {
         return Date().timeIntervalSince1970 - started
     }
 
-    /// e.g. "iPhone18,2" (hw.machine).
+    /// e.g. "iPhone18,2" (hw.machine); on macOS "Mac16,5" (hw.model: a Mac's hw.machine is "arm64").
     static func productType() -> String {
+        #if canImport(UIKit)
         var system = utsname()
         uname(&system)
         return withUnsafeBytes(of: &system.machine) { raw in
             String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
         }
+        #else
+        var size = 0
+        guard sysctlbyname("hw.model", nil, &size, nil, 0) == 0, size > 0 else { return "" }
+        var model = [UInt8](repeating: 0, count: size)
+        guard sysctlbyname("hw.model", &model, &size, nil, 0) == 0 else { return "" }
+        return String(decoding: model.prefix(while: { $0 != 0 }), as: UTF8.self)
+        #endif
     }
 }
 

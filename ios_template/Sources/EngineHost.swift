@@ -31,6 +31,9 @@ final class LoadedEngine: @unchecked Sendable {
     let vision: VisionEncoder?
     /// Audio-capable bundles: the audio asset that fills the same rows (Contract.audioEmbedsInput; nil: no audio).
     let audio: AudioEncoder?
+    /// The 12B's multi-function bundle (metadata.json gemmaios.multimodal): its pictures-and-clips path
+    /// (UnifiedEngine.swift, loaded at the first such message; nil: any other bundle).
+    let unified: UnifiedChat?
     /// The KV capacity the engine has bound so far (the pinned engine's growth rule, mirrored:
     /// it only grows while this engine lives). Guarded for apple/coreai-models#124 (KVGuard).
     private(set) var kv: KVCapacity
@@ -38,7 +41,8 @@ final class LoadedEngine: @unchecked Sendable {
 
     init(
         engine: any InferenceEngine, bundle: LanguageBundle, loadSeconds: Double, cold: Bool,
-        prefillFunction: String?, vision: VisionEncoder? = nil, audio: AudioEncoder? = nil, kv: KVCapacity,
+        prefillFunction: String?, vision: VisionEncoder? = nil, audio: AudioEncoder? = nil,
+        unified: UnifiedChat? = nil, kv: KVCapacity,
         keepAlive: [AnyObject]
     ) {
         self.engine = engine
@@ -48,6 +52,7 @@ final class LoadedEngine: @unchecked Sendable {
         self.prefillFunction = prefillFunction
         self.vision = vision
         self.audio = audio
+        self.unified = unified
         self.kv = kv
         self.keepAlive = keepAlive
     }
@@ -167,6 +172,12 @@ enum EngineHost {
         // prompt's last token, and every token when this is nil, through `main`.
         options.prefillFunction = prefillFunction
 
+        // The multi-function 12B: text through this engine's `main`; a message with a picture or a clip
+        // through its own functions (UnifiedChat), on the same asset.
+        let unified = try UnifiedChat.load(
+            bundle: bundleURL, asset: try bundle.requireModelURL(for: ModelBundle.ComponentKey.main),
+            maxContext: bundle.maxContextLength)
+
         let engine = try await EngineFactory.createEngine(
             config: try JSONEncoder().encode(config),
             modelURL: try bundle.requireModelURL(for: ModelBundle.ComponentKey.main),
@@ -185,7 +196,7 @@ enum EngineHost {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return LoadedEngine(
             engine: engine, bundle: bundle, loadSeconds: seconds, cold: cold, prefillFunction: prefillFunction,
-            vision: vision, audio: audio, kv: kv, keepAlive: keepAlive)
+            vision: vision, audio: audio, unified: unified, kv: kv, keepAlive: keepAlive)
     }
 }
 

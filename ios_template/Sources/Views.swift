@@ -121,6 +121,10 @@ final class ChatModel: ObservableObject {
                 status = String(format: "loaded in %.1f s", engine.loadSeconds)
             }
             guard let loaded, let tokenizer else { return }
+            if let unified = loaded.unified, picture != nil || clip != nil {  // the 12B's own functions (UnifiedEngine.swift)
+                try await sendUnified(text, unified: unified, loaded: loaded, tokenizer: tokenizer)
+                return
+            }
             if let clip {
                 if picture != nil {
                     throw AttachedClip.pictureAndClip
@@ -321,5 +325,28 @@ struct ChatView: View {
             }
         }
         .padding()
+    }
+}
+
+/// The multi-function 12B (metadata.json gemmaios.multimodal): a message with a picture and/or a clip
+/// goes through its embedders, `prefill_multimodal` and `main` (UnifiedChat, UnifiedEngine.swift), answered
+/// on its own like a picture message on E2B/E4B; the next text message starts a new conversation.
+extension ChatModel {
+    func sendUnified(_ text: String, unified: UnifiedChat, loaded: LoadedEngine, tokenizer: any Tokenizer) async throws {
+        let pictures = picture.map { [$0] } ?? [], clips = clip.map { [$0.clip] } ?? []
+        transcript += "\n› \(text)" + (pictures.isEmpty ? "" : " [picture]") + (clips.isEmpty ? "" : " [clip]") + "\n"
+        conversation.reset()
+        try await loaded.engine.reset(to: 0)
+        status = "embedding and prefilling (the first such message loads the multimodal functions)…"
+        let (reply, run) = try await unified.reply(
+            to: text, pictures: pictures, clips: clips, tokenizer: tokenizer, bos: AppConfig.bosTokenId,
+            maxNewTokens: maxReplyTokens)
+        picture = nil
+        clip = nil
+        transcript += reply.trimmingCharacters(in: .whitespacesAndNewlines) + "\n"
+        if !run.stopped && run.tokenIds.count == maxReplyTokens {
+            transcript += "[reply cut at \(maxReplyTokens) tokens]\n"
+        }
+        status = run.statusLine
     }
 }

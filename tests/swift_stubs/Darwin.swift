@@ -83,6 +83,10 @@ public var CTL_KERN: Int32 { 1 }
 public var KERN_PROC: Int32 { 14 }
 // c:macro@KERN_PROC_PID
 public var KERN_PROC_PID: Int32 { 1 }
+// c:@F@sysctlbyname
+public func sysctlbyname(_ name: UnsafePointer<CChar>!, _ oldp: UnsafeMutableRawPointer!,
+                         _ oldlenp: UnsafeMutablePointer<Int>!, _ newp: UnsafeMutableRawPointer!,
+                         _ newlen: Int) -> Int32 { fatalError() }
 // c:@F@sysctl
 public func sysctl(_ name: UnsafeMutablePointer<Int32>!, _ namelen: UInt32, _ oldp: UnsafeMutableRawPointer!,
                    _ oldlenp: UnsafeMutablePointer<Int>!, _ newp: UnsafeMutableRawPointer!, _ newlen: Int) -> Int32 { fatalError() }

@@ -241,9 +241,9 @@ def build(
         _remember_app(options, allow_uncompiled=allow_uncompiled, allow_tbl=allow_tbl)
         only = None if not force else set(step_names())
         if options.target == "mac":
-            console.print("[dim]--target mac: building the bundle only (the AOT compile and app steps are "
-                          "iPhone-only; the Mac engine loads the .aimodel as is)[/dim]")
-            only = _bundle_steps()
+            console.print("[dim]--target mac: the bundle, then the macOS app (no AOT compile: the Mac loads the "
+                          ".aimodel as is and specializes it at its first load)[/dim]")
+            only = _bundle_steps() | {"app", "sign"}
         _run(options, build_dir, only, force, as_json)
     except GemmaiosError as exc:
         _fail(exc)

@@ -177,6 +177,37 @@ AUDIO_OUTPUT = "audio_embeds"  # audio asset: fp16 [T, hidden], T = F after two 
 AUDIO_EMBEDS_INPUT = IMAGE_EMBEDS_INPUT
 
 
+# ---- the 12B's multimodal bundle (gemma4_unified, issue 29): one asset, four functions ---------------
+# metadata.json `gemmaios.multimodal` holds the token ids, sizes and stop ids (from the checkpoint) and
+# `functions` (each function's I/O as the asset declares it); absent: not the multi-function bundle.
+# The app (UnifiedEngine.swift) runs a prompt with pictures / clips as `gemmaios run` does
+# (gemmaios.hostrun.multimodal): embed_vision / embed_audio per item, one prefill_multimodal over the
+# whole prompt (positions 0..S-1, both boolean masks [S, S]), then `main` one token per call, both
+# functions on the same KV states.
+MULTIMODAL_METADATA_KEY = "multimodal"  # metadata.json gemmaios.<it>
+MULTIMODAL_FUNCTIONS_FIELD = "functions"  # gemmaios.multimodal.<it>: {function name: its I/O}
+PREFILL_MULTIMODAL_FUNCTION = "prefill_multimodal"
+EMBED_VISION_FUNCTION = "embed_vision"
+EMBED_AUDIO_FUNCTION = "embed_audio"
+INPUT_IDS_INPUT = "input_ids"  # main and prefill_multimodal: int32 [1, S]
+POSITION_IDS_INPUT = "position_ids"  # main and prefill_multimodal: int32 [1, P], 0..P-1
+LOGITS_OUTPUT = "logits"  # main and prefill_multimodal: [1, 1, V] (the last row)
+KEY_CACHE_STATE, VALUE_CACHE_STATE = "keyCache", "valueCache"  # the KV states both functions share
+MM_EMBEDS_INPUT = "mm_embeds"  # prefill_multimodal: fp16 [1, S, hidden], the embedders' rows where mm_mask is set
+MM_MASK_INPUT = "mm_mask"  # prefill_multimodal: bool [1, S], true at soft tokens
+MASK_SLIDING_INPUT = "mask_sliding"  # prefill_multimodal: bool [1, 1, S, P], true = attend (sliding layers)
+MASK_GLOBAL_INPUT = "mask_global"  # prefill_multimodal: bool [1, 1, S, P], true = attend (global layers)
+PREFILL_MULTIMODAL_INPUTS = (INPUT_IDS_INPUT, MM_EMBEDS_INPUT, MM_MASK_INPUT, POSITION_IDS_INPUT, MASK_SLIDING_INPUT,
+                             MASK_GLOBAL_INPUT)
+EMBED_PIXELS_INPUT = "pixel_values"  # embed_vision: fp16 [1, N, patch_dim], one picture's real rows
+EMBED_POSITIONS_INPUT = "image_position_ids"  # embed_vision: int32 [1, N, 2] (x, y)
+EMBED_VISION_INPUTS = (EMBED_PIXELS_INPUT, EMBED_POSITIONS_INPUT)
+EMBED_FRAMES_INPUT = "input_features"  # embed_audio: fp16 [1, T, samples_per_token], raw 16 kHz frames
+EMBED_AUDIO_INPUTS = (EMBED_FRAMES_INPUT,)
+EMBEDS_OUTPUT = "embeds"  # embed_vision / embed_audio: [1, N or T, hidden]
+IMAGE_MARKER, AUDIO_MARKER = "<image>", "<audio>"  # in a rendered prompt's text: where a picture / a clip goes
+
+
 def ple_row(token: int, vocab_size: int, pad_token_id: int) -> int:
     """The PLE table row the provider gathers for a graph token id (ids >= V: spliced image tokens)."""
     return pad_token_id if token >= vocab_size else token
@@ -427,6 +458,40 @@ def facts() -> list[Fact]:
              f"{m}.AUDIO_OUTPUT"),
         Fact("audioEmbedsInput", AUDIO_EMBEDS_INPUT, "main: the audio asset's rows bind here; the k-th audio soft "
              "token becomes id V+k and takes the pad PLE row, as image tokens do", f"{m}.AUDIO_EMBEDS_INPUT"),
+        Fact("multimodalMetadataKey", MULTIMODAL_METADATA_KEY, "metadata.json gemmaios.<it>: the 12B's multimodal "
+             "constants and functions (absent: not the multi-function bundle)", f"{m}.MULTIMODAL_METADATA_KEY"),
+        Fact("multimodalFunctionsField", MULTIMODAL_FUNCTIONS_FIELD, "gemmaios.multimodal.<it>: function name → its I/O",
+             f"{m}.MULTIMODAL_FUNCTIONS_FIELD"),
+        Fact("prefillMultimodalFunction", PREFILL_MULTIMODAL_FUNCTION, "the whole multimodal prompt in one call "
+             "(caller-built masks), the KV states filled", f"{m}.PREFILL_MULTIMODAL_FUNCTION"),
+        Fact("embedVisionFunction", EMBED_VISION_FUNCTION, "one picture's merged patch rows → its soft-token rows",
+             f"{m}.EMBED_VISION_FUNCTION"),
+        Fact("embedAudioFunction", EMBED_AUDIO_FUNCTION, "one clip's 16 kHz frames → its soft-token rows",
+             f"{m}.EMBED_AUDIO_FUNCTION"),
+        Fact("inputIdsInput", INPUT_IDS_INPUT, "main / prefill_multimodal: int32 [1,S] token ids", f"{m}.INPUT_IDS_INPUT"),
+        Fact("positionIdsInput", POSITION_IDS_INPUT, "main / prefill_multimodal: int32 [1,P] positions 0..P-1",
+             f"{m}.POSITION_IDS_INPUT"),
+        Fact("logitsOutput", LOGITS_OUTPUT, "main / prefill_multimodal: logits [1,1,V] of the last row",
+             f"{m}.LOGITS_OUTPUT"),
+        Fact("keyCacheState", KEY_CACHE_STATE, "the key cache state (main and prefill_multimodal share it)",
+             f"{m}.KEY_CACHE_STATE"),
+        Fact("valueCacheState", VALUE_CACHE_STATE, "the value cache state", f"{m}.VALUE_CACHE_STATE"),
+        Fact("mmEmbedsInput", MM_EMBEDS_INPUT, "prefill_multimodal: fp16 [1,S,hidden], embedder rows where mm_mask is set",
+             f"{m}.MM_EMBEDS_INPUT"),
+        Fact("mmMaskInput", MM_MASK_INPUT, "prefill_multimodal: bool [1,S], true at soft tokens", f"{m}.MM_MASK_INPUT"),
+        Fact("maskSlidingInput", MASK_SLIDING_INPUT, "prefill_multimodal: bool [1,1,S,P] (true = attend), sliding layers",
+             f"{m}.MASK_SLIDING_INPUT"),
+        Fact("maskGlobalInput", MASK_GLOBAL_INPUT, "prefill_multimodal: bool [1,1,S,P] (true = attend), global layers",
+             f"{m}.MASK_GLOBAL_INPUT"),
+        Fact("embedPixelsInput", EMBED_PIXELS_INPUT, "embed_vision: fp16 [1,N,patch_dim] merged patch rows",
+             f"{m}.EMBED_PIXELS_INPUT"),
+        Fact("embedPositionsInput", EMBED_POSITIONS_INPUT, "embed_vision: int32 [1,N,2] (x,y) per row",
+             f"{m}.EMBED_POSITIONS_INPUT"),
+        Fact("embedFramesInput", EMBED_FRAMES_INPUT, "embed_audio: fp16 [1,T,samples_per_token] raw frames",
+             f"{m}.EMBED_FRAMES_INPUT"),
+        Fact("embedsOutput", EMBEDS_OUTPUT, "embed_vision / embed_audio output: [1,N,hidden]", f"{m}.EMBEDS_OUTPUT"),
+        Fact("imageMarker", IMAGE_MARKER, "rendered prompt text: where a picture goes", f"{m}.IMAGE_MARKER"),
+        Fact("audioMarker", AUDIO_MARKER, "rendered prompt text: where a clip goes", f"{m}.AUDIO_MARKER"),
         Fact("sustainedSampleInterval", SUSTAINED_SAMPLE_INTERVAL, "bench: default seconds between sustained samples",
              f"{m}.SUSTAINED_SAMPLE_INTERVAL"),
         Fact("launchKindCold", LAUNCH_KIND_COLD, "launch record kind: one trial timed from process start",

@@ -32,6 +32,7 @@ from torch import nn
 
 from . import kernels
 from .checkpoint import Checkpoint
+from .contract import PREFILL_MULTIMODAL_INPUTS
 from .quantize import BLOCK, QuantizedWeight, level_dtype, quantize_groups
 from .recipe import HEAD, Recipe, TensorQuant, awq_norm_for
 
@@ -752,7 +753,7 @@ class MultimodalPrefillGraph(nn.Module):
                                               keyCache, valueCache)
 
 
-MULTIMODAL_PREFILL_INPUTS = ("input_ids", "mm_embeds", "mm_mask", "position_ids", "mask_sliding", "mask_global")
+MULTIMODAL_PREFILL_INPUTS = PREFILL_MULTIMODAL_INPUTS  # the contract's (the app binds these names)
 
 
 def export_graph(decode: Gemma4Decode) -> nn.Module:

@@ -295,6 +295,83 @@ def sign_app(build_dir: Path, app_name: str, bundle_id: str, team_id: str, runne
     return SignResult(info, result.command, result.host, result.seconds, tool_version(runner), result.sha256)
 
 
+# ---- the macOS app (a `--target mac` build): xcodebuild build, signed for development -------------------
+
+MAC_DIR = "mac"  # <build>/sign/mac/<App>.app
+
+
+def mac_build_argv(project: str, scheme: str, derived: str, team_id: str) -> list[str]:
+    from .app import APP_PLATFORMS
+
+    return ["xcodebuild", "-project", project, "-scheme", scheme, "-configuration", CONFIGURATION,
+            "-destination", APP_PLATFORMS["mac"].destination, "-derivedDataPath", derived, "build",
+            "-allowProvisioningUpdates", f"DEVELOPMENT_TEAM={team_id}"]
+
+
+def mac_products(derived: str) -> str:
+    return f"{derived}/Build/Products/{CONFIGURATION}"
+
+
+def mac_job_command(app_dir: Path, engine_dir: Path, app_name: str, team_id: str) -> list:
+    """The Mac app's build as one runner job: $1 the app folder, $2 the engine package's folder, $3 the
+    folder the signed `<App>.app` is copied to (brought back). DerivedData stays in a scratch folder."""
+    project = f'"$1"/{app_name}/{app_name}.xcodeproj'
+    script = "\n".join([
+        "set -e",
+        'tmp=$(mktemp -d "${TMPDIR:-/tmp}/gemmaios-macapp.XXXXXX")',
+        "trap 'rm -rf \"$tmp\"' EXIT",
+        _line(mac_build_argv("@P", app_name, "@D", team_id), {"@P": project, "@D": '"$tmp"/dd'}),
+        f'cp -R "$tmp"/dd/Build/Products/{CONFIGURATION}/{shlex.quote(app_name)}.app "$3"/',
+    ])
+    return ["/bin/sh", "-c", script, "gemmaios-macapp", In(app_dir), In(engine_dir), Out(MAC_DIR, folder=True)]
+
+
+def mac_manual_command(build_dir: Path, app_name: str, team_id: str | None) -> str:
+    """What to run by hand on a Mac with Xcode 27, from the build folder."""
+    build_dir = Path(build_dir).resolve()
+    try:
+        shown = build_dir.relative_to(Path.cwd())
+    except ValueError:
+        shown = build_dir
+    derived = f"{SIGN_DIR}/mac-dd"
+    return (f"cd {shlex.quote(str(shown))} && "
+            + shlex.join(mac_build_argv(f"app/{app_name}/{app_name}.xcodeproj", app_name, derived,
+                                        team_id or "<your team id>")) + " && "
+            + f"mkdir -p {SIGN_DIR}/{MAC_DIR} && cp -R {mac_products(derived)}/{shlex.quote(app_name)}.app "
+              f"{SIGN_DIR}/{MAC_DIR}/")
+
+
+@dataclass
+class MacAppInfo:
+    path: Path
+    bundle_id: str
+    executable: str
+    version: str
+    sha256: str  # of the executable
+
+
+def check_mac_app(path: Path, app_name: str, bundle_id: str | None = None) -> MacAppInfo:
+    """A built, signed macOS `<App>.app`: Contents/Info.plist, Contents/MacOS/<executable>, its code signature."""
+    path = Path(path)
+    contents = path / "Contents"
+    try:
+        info = plistlib.loads((contents / "Info.plist").read_bytes())
+    except (OSError, plistlib.InvalidFileException) as exc:
+        raise BadIpa(f"{path} is not a macOS app holding Contents/Info.plist ({exc})",
+                     hint="re-run the step (`gemmaios build --target mac`)") from exc
+    executable = str(info.get("CFBundleExecutable", ""))
+    missing = [n for n in (f"MacOS/{executable}", "_CodeSignature/CodeResources")
+               if not executable or not (contents / n).is_file()]
+    if missing:
+        raise BadIpa(f"{path}: Contents/ lacks {', '.join(missing)} (not a signed app of {app_name})",
+                     hint="check xcodebuild's output on the Mac, then re-run")
+    if bundle_id and info.get("CFBundleIdentifier") != bundle_id:
+        raise BadIpa(f"{path} is {info.get('CFBundleIdentifier')!r}, the project builds {bundle_id!r}",
+                     hint="re-run the step so the app matches the rendered project")
+    return MacAppInfo(path, str(info.get("CFBundleIdentifier", "")), executable,
+                      str(info.get("CFBundleShortVersionString", "")), sha256_file(contents / "MacOS" / executable))
+
+
 # ---- the pipeline step -------------------------------------------------------------------------------
 
 def resolve_team_id(options) -> str | None:
@@ -326,7 +403,7 @@ class SignStep(Step):
     title = "archive and export a development-signed .ipa (xcodebuild)"
 
     def applicable(self, ctx: BuildContext) -> str | None:
-        return "Mac builds have no iOS app" if ctx.options.target != "ios" else None
+        return None  # iOS: the .ipa; a --target mac build: the signed macOS .app (run_mac)
 
     def _app(self, ctx: BuildContext) -> AppDetails | None:
         return ctx.manifest.details("app")
@@ -337,6 +414,8 @@ class SignStep(Step):
                 "command": archive_argv("<project>", "<scheme>", "<archive>", "<team>")}
 
     def run(self, ctx: BuildContext) -> StepOutcome:
+        if ctx.options.target == "mac":
+            return self.run_mac(ctx)
         details = self._app(ctx)
         if details is None:
             # sign's own command (the two xcodebuild runs), for when the app step has finished
@@ -383,6 +462,55 @@ class SignStep(Step):
                                                    host=result.host, picked_up=False, sign_seconds=result.seconds,
                                                    team_id=team_id, tool_version=result.tool_version),
                              f"{app_name}.ipa on {result.host}")
+
+    def run_mac(self, ctx: BuildContext) -> StepOutcome:
+        """`xcodebuild build` of the rendered macOS app, through the toolchain runner (this Mac, or --mac over
+        SSH); elsewhere the step is pending with the command. The signed .app comes back to sign/mac/."""
+        details = self._app(ctx)
+        team_id = resolve_team_id(ctx.options)
+        if details is None:
+            raise WaitingForApp("waits for the app step, which has not finished",
+                                command=mac_manual_command(ctx.build_dir, _app_name(ctx), team_id),
+                                hint="finish the steps before it (see their lines above), then re-run")
+        project = ctx.path(details.project)
+        app_name = project.name
+        bundle_id = _bundle_id(ctx.path(details.xcodeproj, "project.pbxproj"))
+        command = mac_manual_command(ctx.build_dir, app_name, team_id)
+        runner = runner_for_build(ctx.options, pending_command=command,
+                                  resume=f"open sign/{MAC_DIR}/{app_name}.app on that Mac (the step itself "
+                                         "records it when it runs there or over --mac)")
+        try:
+            if details.engine.status != "ready":
+                engine = details.engine
+                raise EngineNotReady(f"the project's engine package is {engine.status} ({engine.message}); "
+                                     "Xcode cannot resolve it",
+                                     hint=f"run: {engine.command or 'gemmaios app'} — then re-run "
+                                          "(or pass --engine-source PATH to a coreai-models checkout)",
+                                     command=engine.command or "gemmaios app")
+            if not team_id:
+                raise MissingTeamId("no Apple Developer Team ID to sign the Mac app with", hint=WHERE_TEAM_GOES,
+                                    command=command)
+            ctx.console.print(f"  building {app_name}.app for macOS (team {team_id}) on {runner.describe()}")
+            with ctx.progress(f"xcodebuild build → {app_name}.app (macOS)", total=None):
+                try:
+                    result = runner.run(mac_job_command(ctx.path(APP_DIR), ctx.path(ENGINE_DIR), app_name, team_id),
+                                        ctx.path(SIGN_DIR))
+                except ToolchainError as exc:
+                    named = classify_failure(str(exc), team_id, bundle_id, runner.describe())
+                    if named is None:
+                        raise
+                    raise named from exc
+            version = tool_version(runner)
+        finally:
+            runner.close()
+        app = check_mac_app(ctx.path(SIGN_DIR, MAC_DIR, f"{app_name}.app"), app_name, bundle_id)
+        record = SignDetails(ipa="", ipa_sha256="", bundle_id=app.bundle_id, executable=app.executable,
+                             version=app.version, method="build", export_options="", command=result.command,
+                             manual_command=command, host=result.host, sign_seconds=result.seconds, team_id=team_id,
+                             tool_version=version, app=str(app.path.relative_to(ctx.build_dir)), platform="mac")
+        executable = app.path / "Contents" / "MacOS" / app.executable
+        return StepOutcome(outputs=[executable], details=record, message=f"{app_name}.app (macOS) on {result.host}",
+                           known_sha256={executable: app.sha256}, tools={"xcodebuild": version or result.host})
 
     def _outcome(self, ctx: BuildContext, ipa: IpaInfo, how: dict, message: str) -> StepOutcome:
         details = SignDetails(ipa=str(ipa.path.resolve().relative_to(ctx.build_dir)), ipa_sha256=ipa.sha256,

@@ -141,7 +141,8 @@ class AppDetails:
 
 @dataclass
 class SignDetails:
-    """The development-signed .ipa and what signed it."""
+    """The development-signed .ipa and what signed it; for a `--target mac` build, the signed macOS `.app`
+    (`app`; `ipa` is then empty)."""
 
     ipa: str
     ipa_sha256: str
@@ -157,6 +158,8 @@ class SignDetails:
     sign_seconds: float | None = None
     team_id: str | None = None
     tool_version: str = ""
+    app: str = ""  # a Mac build: <build>/sign/mac/<App>.app
+    platform: str = "ios"  # ios | mac (gemmaios.app.APP_PLATFORMS)
 
 
 StepDetails = PendingDetails | TablesDetails | OracleDetails | ConvertDetails | CompileDetails | AppDetails | SignDetails

@@ -19,12 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import contract
 from .checkpoint import Checkpoint
 
-VISION_FUNCTION, AUDIO_FUNCTION = "embed_vision", "embed_audio"
-VISION_INPUTS = ("pixel_values", "image_position_ids")
-AUDIO_INPUTS = ("input_features",)
-EMBEDS_OUTPUT = "embeds"
+# the functions' names and I/O: the contract's (the app binds the same names)
+VISION_FUNCTION, AUDIO_FUNCTION = contract.EMBED_VISION_FUNCTION, contract.EMBED_AUDIO_FUNCTION
+VISION_INPUTS = contract.EMBED_VISION_INPUTS
+AUDIO_INPUTS = contract.EMBED_AUDIO_INPUTS
+EMBEDS_OUTPUT = contract.EMBEDS_OUTPUT
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which HF's embedder uses
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .contract import AUDIO_MARKER, IMAGE_MARKER  # where a prompt's text puts a picture / a clip
 from .errors import GemmaiosError
 
 TEXT_TYPE, IMAGE_TYPE, VIDEO_TYPE, AUDIO_TYPE = 0, 1, 2, 3  # mm_token_type_ids, as HF's processors write them
@@ -272,7 +273,6 @@ def load_wav(path, spec: UnifiedSpec) -> np.ndarray:
     return samples.reshape(-1, channels).mean(axis=1)
 
 
-IMAGE_MARKER, AUDIO_MARKER = "<image>", "<audio>"  # where a prompt's text puts a picture / a clip
 
 
 def encode_prompt(text: str, tokenize, spec: UnifiedSpec, image_tokens: Sequence[int] = (),

@@ -49,8 +49,10 @@ def swift_values() -> dict:
 
 
 def test_target_model(app_name: str, bundle_id: str, deployment_target: str, team_id: str | None, oid,
-                      app_target_id: str, core_package: dict) -> dict:
-    """The pbxproj objects of the unit-test bundle hosted in the app (rendered by project.pbxproj.j2)."""
+                      app_target_id: str, core_package: dict, *, sdk: str = "iphoneos",
+                      deployment_key: str = "IPHONEOS_DEPLOYMENT_TARGET") -> dict:
+    """The pbxproj objects of the unit-test bundle hosted in the app (rendered by project.pbxproj.j2);
+    `sdk`/`deployment_key`: the app's platform (gemmaios.app.APP_PLATFORMS)."""
     ids = {k: oid(f"xctest:{k}") for k in ("target", "sources_phase", "frameworks_phase", "group", "configs",
                                             "product_ref", "dependency", "proxy", "file", "build_file",
                                             "core_product", "core_build")}
@@ -60,14 +62,15 @@ def test_target_model(app_name: str, bundle_id: str, deployment_target: str, tea
         "CURRENT_PROJECT_VERSION": "1",
         "DEVELOPMENT_TEAM": team_id or "",
         "GENERATE_INFOPLIST_FILE": "YES",
-        "IPHONEOS_DEPLOYMENT_TARGET": deployment_target,
+        deployment_key: deployment_target,
         "MARKETING_VERSION": "1.0",
         "PRODUCT_BUNDLE_IDENTIFIER": f"{bundle_id}.{TARGET}",
         "PRODUCT_NAME": "$(TARGET_NAME)",
-        "SUPPORTED_PLATFORMS": "iphoneos",
-        "TARGETED_DEVICE_FAMILY": "1",
+        "SUPPORTED_PLATFORMS": sdk,
         "TEST_HOST": f"$(BUILT_PRODUCTS_DIR)/{app_name}.app/$(BUNDLE_EXECUTABLE_FOLDER_PATH)/{app_name}",
     }
+    if sdk == "iphoneos":
+        settings["TARGETED_DEVICE_FAMILY"] = "1"  # iPhone
     configs = [{"id": oid(f"xctest:config:{n}"), "name": n, "settings": settings} for n in ("Debug", "Release")]
     return {"name": TARGET, "ids": ids, "source": SOURCE, "app_target": app_target_id, "configs": configs,
             "core_package": core_package, "product": f"{TARGET}.xctest"}

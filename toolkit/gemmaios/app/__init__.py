@@ -18,6 +18,9 @@ from .step import (
     settings_from_build,
 )
 from .values import (
+    APP_PLATFORMS,
+    APP_SANDBOX_KEY,
+    AUDIO_INPUT_KEY,
     BUNDLE_LOCATIONS,
     CORE_PACKAGE,
     ENGINE_PRODUCT,
@@ -28,6 +31,8 @@ from .values import (
     MICROPHONE_USAGE_KEY,
     MIN_DEPLOYMENT,
     PLE_MODES,
+    USER_SELECTED_READ_ONLY_KEY,
+    AppPlatform,
     AppResult,
     AppSettings,
     AppTemplateError,
@@ -44,6 +49,7 @@ from .values import (
 from .xcode import check_project, entitlements, info_plist
 
 __all__ = [
+    "APP_PLATFORMS", "APP_SANDBOX_KEY", "AUDIO_INPUT_KEY", "USER_SELECTED_READ_ONLY_KEY", "AppPlatform",
     "BUILTIN_PROMPTS", "BUNDLE_LOCATIONS", "CORE_PACKAGE", "ENGINE_PRODUCT", "ENGINE_PRODUCTS", "EXTENDED_VA_KEY",
     "INCREASED_MEMORY_KEY", "MICROPHONE_USAGE", "MICROPHONE_USAGE_KEY", "MIN_DEPLOYMENT", "PLE_MODES", "TEMPLATE_DIR", "AppResult", "AppSettings", "AppStep",
     "AppTemplateError", "EngineStatus", "PromptSet", "bundle_name_for", "check_project", "entitlements",

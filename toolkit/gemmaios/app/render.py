@@ -118,7 +118,7 @@ def render_app(build_dir: Path, settings: AppSettings) -> AppResult:
             "quant": s.quant, "arch": s.arch, "metadata_sha256": s.metadata_sha256,
             "app_version": s.app_version, "toolkit_version": __version__, "trials": s.trials,
             "warmup_token_id": s.warmup_token_id, "bos_token_id": s.bos_token_id,
-            "stop_token_ids": s.stop_token_ids,
+            "stop_token_ids": s.stop_token_ids, "platform": s.app_platform.name,
         }
         sources = []
         for path in sorted((TEMPLATE_DIR / "Sources").iterdir()):

@@ -13,12 +13,12 @@ from ..audio.oracle import AUDIO_ORACLE_FILE
 from ..buildlayout import APP_DIR, AUDIO_ORACLE_DIR, BUNDLES_DIR, ENGINE_DIR, TABLES_DIR
 from ..errors import GemmaiosError
 from ..patches import ENGINE_DIRNAME, PatchError, default_cache_dir, load_series
-from ..payload import check_ios_bundle, check_tbl_memory, check_vision_memory
+from ..payload import check_ios_bundle, check_tbl_memory, check_vision_memory, read_main_asset
 from ..pipeline import BuildContext, Step, StepOutcome, sha256_file
 from ..steprecords import OracleDetails
 from ..vision.oracle import IMAGE_ORACLE_DIR, IMAGE_ORACLE_FILE
 from .render import render_app, template_fingerprint
-from .values import AppSettings, AppTemplateError, PromptSet
+from .values import APP_PLATFORMS, AppSettings, AppTemplateError, PromptSet
 
 # ---- the pipeline step ----------------------------------------------------------------------
 
@@ -124,6 +124,7 @@ def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> App
     if tables is not None:
         vocab = int(tables.shape[0])
     eos = tc.get("eos_token_id", [])
+    platform = getattr(ctx.options, "target", "ios") or "ios"  # the app is for the build's --target
     max_new = int(oracle.max_new_tokens if oracle else ctx.options.oracle_tokens)
     if oracle is not None and ctx.path(oracle.oracle).is_file():
         prompt_set = _prompt_set_from_oracle(ctx.path(oracle.oracle), oracle)
@@ -144,7 +145,9 @@ def settings_from_build(ctx: BuildContext, overrides: dict | None = None) -> App
         "bundle_dir": bundle_dir,
         "metadata_sha256": sha256_file(metadata) if metadata.is_file() else "",
         "quant": convert.quant if convert else ctx.options.quant,
-        "arch": compile_.arch if compile_ else ctx.options.arch,
+        # the bundle's AOT architecture; none on the Mac, which loads the .aimodel as is (AppConfig.arch "")
+        "arch": "" if not APP_PLATFORMS[platform].aot_compiled else compile_.arch if compile_ else ctx.options.arch,
+        "platform": platform,
         "ple": ple,
         "ple_layers": layers if has_ple else 0,
         "ple_dim": dim,
@@ -201,12 +204,21 @@ class AppStep(Step):
     def run(self, ctx: BuildContext) -> StepOutcome:
         # The user's own values first: a mistyped option is named before the bundle is looked at.
         s = settings_from_build(ctx, self._overrides(ctx)).validated()
-        warnings = ios_payload_checks(ctx.build_dir, s)
+        # iPhone: the AOT .aimodelc and the entitled-memory arithmetic; a Mac app ships the .aimodel, which
+        # Core AI specializes on the Mac at its first load (no jetsam limit to check against)
+        warnings = ios_payload_checks(ctx.build_dir, s) if s.app_platform.aot_compiled else []
         for warning in warnings:
             ctx.console.print(f"[yellow]  ! {warning}[/yellow]")
         from ..archs import get_arch
 
-        image_memory = check_vision_memory(Path(ctx.build_dir) / s.bundle_dir, get_arch(s.arch))
+        image_memory = check_vision_memory(Path(ctx.build_dir) / s.bundle_dir, get_arch(s.arch)) \
+            if s.app_platform.aot_compiled else None
+        main = None if s.app_platform.aot_compiled else read_main_asset(Path(ctx.build_dir) / s.bundle_dir)
+        if main is not None and not main.endswith(".aimodel"):
+            raise AppTemplateError(f"the {s.app_platform.name} app loads the bundle's .aimodel, but its metadata.json "
+                                   f"names {main!r} (compiled for an iPhone)",
+                                   hint="copy the bundle's metadata.mac.json over its metadata.json (it keeps the "
+                                        ".aimodel), then re-run")
         try:
             result = render_app(ctx.build_dir, s)
         except PatchError as exc:
@@ -216,6 +228,8 @@ class AppStep(Step):
         if result.engine.status == "ready" and stamp.is_file():
             outputs = [*outputs, stamp]
         message = f"{result.project_dir.relative_to(ctx.build_dir)}"
+        if main is not None:
+            message += f" ({s.app_platform.name} app; {main} as is, specialized at its first load)"
         if result.engine.status == "pending":
             # the command to fetch it is printed once, under the build's summary (AppDetails.engine)
             message += f"; engine package pending ({result.engine.message})"

@@ -30,9 +30,37 @@ EXTENDED_VA_KEY = "com.apple.developer.kernel.extended-virtual-addressing"
 MICROPHONE_USAGE_KEY = "NSMicrophoneUsageDescription"
 MICROPHONE_USAGE = ("Records a spoken message for the on-device Gemma model. The recording stays on this "
                     "device and is deleted once it is turned into the model's input.")
+# The macOS app (a `--target mac` build): App Sandbox, with what the chat's pickers and microphone need
+# (developer.apple.com/documentation/bundleresources/entitlements: App Sandbox, user-selected files read-only,
+# audio input). No increased-memory / extended-VA entitlement: those are iOS-only keys.
+APP_SANDBOX_KEY = "com.apple.security.app-sandbox"
+USER_SELECTED_READ_ONLY_KEY = "com.apple.security.files.user-selected.read-only"
+AUDIO_INPUT_KEY = "com.apple.security.device.audio-input"
 PLE_MODES = ("provider", "tbl", "none")
 BUNDLE_LOCATIONS = c.BUNDLE_LOCATIONS
-MIN_DEPLOYMENT = (27, 0)  # coreai-models' Package.swift: .iOS("27.0")
+MIN_DEPLOYMENT = (27, 0)  # coreai-models' Package.swift: .iOS("27.0"), .macOS("27.0")
+
+
+@dataclass(frozen=True)
+class AppPlatform:
+    """What the rendered app is for: one record per build target (BuildOptions.target), the one source of
+    the project's SDK settings, the app's platform name (AppConfig.platform) and xcodebuild's destination."""
+
+    target: str  # BuildOptions.target: ios | mac
+    name: str  # what the app records and the report reads (transcript header `platform`): iOS | macOS
+    sdkroot: str  # SDKROOT / SUPPORTED_PLATFORMS
+    deployment_key: str  # the build setting that holds --deployment-target
+    destination: str  # xcodebuild -destination for a device build
+    runpath: str  # LD_RUNPATH_SEARCH_PATHS: where the app's embedded frameworks are
+    aot_compiled: bool  # the payload's model asset must be an AOT .aimodelc (iOS); a Mac loads the .aimodel
+
+
+APP_PLATFORMS = {
+    "ios": AppPlatform("ios", "iOS", "iphoneos", "IPHONEOS_DEPLOYMENT_TARGET", "generic/platform=iOS",
+                       "$(inherited) @executable_path/Frameworks", True),
+    "mac": AppPlatform("mac", "macOS", "macosx", "MACOSX_DEPLOYMENT_TARGET", "generic/platform=macOS",
+                       "$(inherited) @executable_path/../Frameworks", False),
+}
 
 
 # ---- validation / escaping ------------------------------------------------------------------
@@ -75,12 +103,14 @@ def validate_team_id(value: str | None) -> str:
     return value
 
 
-def validate_deployment_target(value: str) -> str:
+def validate_deployment_target(value: str, platform: str = "ios") -> str:
     match = _VERSION_RE.fullmatch(value or "")
+    name = APP_PLATFORMS[platform].name if platform in APP_PLATFORMS else "iOS"
     if not match or (int(match.group(1)), int(match.group(2))) < MIN_DEPLOYMENT:
         raise AppTemplateError(
-            f"deployment target {value!r} is not an iOS version >= {MIN_DEPLOYMENT[0]}.{MIN_DEPLOYMENT[1]}",
-            hint="coreai-models needs iOS 27; use e.g. 27.0",
+            f"deployment target {value!r} is not {'an' if name == 'iOS' else 'a'} {name} version >= "
+            f"{MIN_DEPLOYMENT[0]}.{MIN_DEPLOYMENT[1]}",
+            hint=f"coreai-models needs {name} 27; use e.g. 27.0",
         )
     return value
 
@@ -135,6 +165,7 @@ class AppSettings:
     team_id: str | None = None
     display_name: str | None = None
     deployment_target: str = "27.0"
+    platform: str = "ios"  # APP_PLATFORMS: ios (iPhone) | mac (the build's --target)
     bundle_location: str = c.BUNDLED  # the payload in the .app | pushed to Documents (contract.py)
     model_id: str = "tiny"
     bundle_name: str = "gemma4_tiny_decode_int4"
@@ -160,11 +191,16 @@ class AppSettings:
     allow_uncompiled: bool = False  # iOS: ship a bundle whose assets.main is not an AOT .aimodelc
     allow_tbl: bool = False  # iOS: ship a tbl bundle past the entitled-memory arithmetic
 
+    @property
+    def app_platform(self) -> AppPlatform:
+        return APP_PLATFORMS[self.platform]
+
     def validated(self) -> AppSettings:
         validate_app_name(self.app_name)
         validate_bundle_id(self.bundle_id)
         self.team_id = validate_team_id(self.team_id)
-        validate_deployment_target(self.deployment_target)
+        validate_choice("platform", self.platform, tuple(APP_PLATFORMS))
+        validate_deployment_target(self.deployment_target, self.platform)
         validate_choice("bundle location", self.bundle_location, BUNDLE_LOCATIONS)
         validate_choice("PLE mode", self.ple, PLE_MODES)
         for name in ("display_name", "model_id", "quant", "arch", "metadata_sha256"):

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 from .values import (
+    APP_SANDBOX_KEY,
+    AUDIO_INPUT_KEY,
     CORE_PACKAGE,
     ENGINE_PRODUCTS,
     EXTENDED_VA_KEY,
@@ -18,13 +20,14 @@ from .values import (
     TRANSFORMERS_MIN_VERSION,
     TRANSFORMERS_PRODUCT,
     TRANSFORMERS_URL,
+    USER_SELECTED_READ_ONLY_KEY,
     AppSettings,
     object_id,
 )
 
 
 def info_plist(s: AppSettings) -> dict:
-    return {
+    common = {
         "CFBundleDevelopmentRegion": "en",
         "CFBundleDisplayName": s.display_name or s.app_name,
         "CFBundleExecutable": "$(EXECUTABLE_NAME)",
@@ -34,6 +37,15 @@ def info_plist(s: AppSettings) -> dict:
         "CFBundlePackageType": "APPL",
         "CFBundleShortVersionString": s.app_version,
         "CFBundleVersion": "1",
+        # the chat's audio input records with the microphone (AudioInput.swift); on macOS the sandboxed
+        # app also needs the audio-input entitlement (`entitlements`)
+        MICROPHONE_USAGE_KEY: MICROPHONE_USAGE,
+    }
+    if s.platform == "mac":
+        # no UIKit keys: a SwiftUI macOS app (its window is App.swift's WindowGroup)
+        return {**common, "LSMinimumSystemVersion": "$(MACOSX_DEPLOYMENT_TARGET)"}
+    return {
+        **common,
         "LSRequiresIPhoneOS": True,
         # Documents visible in Finder / `pymobiledevice3 apps afc`: the bench logs are read back from there.
         "UIFileSharingEnabled": True,
@@ -42,13 +54,15 @@ def info_plist(s: AppSettings) -> dict:
         "UILaunchScreen": {},
         "UIRequiredDeviceCapabilities": ["arm64", "metal"],
         "UISupportedInterfaceOrientations": ["UIInterfaceOrientationPortrait"],
-        # the chat's audio input records with the microphone (AudioInput.swift)
-        MICROPHONE_USAGE_KEY: MICROPHONE_USAGE,
     }
 
 
 def entitlements(s: AppSettings) -> dict:
-    # GB-class bundles die in cold GPU specialization at the default jetsam limit.
+    if s.platform == "mac":
+        # App Sandbox; the photo/audio file pickers hand the app user-selected files to read; the
+        # microphone needs audio input (with NSMicrophoneUsageDescription in Info.plist).
+        return {APP_SANDBOX_KEY: True, USER_SELECTED_READ_ONLY_KEY: True, AUDIO_INPUT_KEY: True}
+    # GB-class bundles die in cold GPU specialization at the default jetsam limit (iOS-only keys).
     return {INCREASED_MEMORY_KEY: True, EXTENDED_VA_KEY: True}
 
 
@@ -112,12 +126,13 @@ def pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str,
         {"id": ids["products_group"], "comment": "Products", "name": "Products", "path": None,
          "children": [product]},
     ]
+    platform = s.app_platform
     common = {
         "ALWAYS_SEARCH_USER_PATHS": "NO",
         "CLANG_ENABLE_MODULES": "YES",
         "ENABLE_USER_SCRIPT_SANDBOXING": "YES",
-        "IPHONEOS_DEPLOYMENT_TARGET": s.deployment_target,
-        "SDKROOT": "iphoneos",
+        platform.deployment_key: s.deployment_target,
+        "SDKROOT": platform.sdkroot,
         "SWIFT_VERSION": "5.0",
     }
     project_cfgs = [
@@ -139,17 +154,18 @@ def pbxproj_model(s: AppSettings, sources: list[str], resources: list[tuple[str,
         "MARKETING_VERSION": s.app_version,
         "PRODUCT_BUNDLE_IDENTIFIER": s.bundle_id,
         "PRODUCT_NAME": "$(TARGET_NAME)",
-        "SUPPORTED_PLATFORMS": "iphoneos",
-        "TARGETED_DEVICE_FAMILY": "1",
-        "LD_RUNPATH_SEARCH_PATHS": "$(inherited) @executable_path/Frameworks",
+        "SUPPORTED_PLATFORMS": platform.sdkroot,
+        "LD_RUNPATH_SEARCH_PATHS": platform.runpath,
     }
+    if platform.sdkroot == "iphoneos":
+        target_settings["TARGETED_DEVICE_FAMILY"] = "1"  # iPhone
     target_cfgs = [
         {"id": oid(f"config:target:{n}"), "name": n, "settings": target_settings} for n in ("Debug", "Release")
     ]
     from .. import xctest  # the bench's XCTest bundle, hosted in the app
 
     test = xctest.test_target_model(s.app_name, s.bundle_id, s.deployment_target, s.team_id, oid, ids["target"],
-                                    packages[1])
+                                    packages[1], sdk=platform.sdkroot, deployment_key=platform.deployment_key)
     return {
         "test": test,
         "ids": ids,

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpoint
+from ..contract import PREFILL_MULTIMODAL_FUNCTION
 from ..decode_model import MULTIMODAL_PREFILL_INPUTS, Gemma4Decode, MultimodalPrefillGraph
 from ..unified_embedders import (
     AUDIO_FUNCTION,
@@ -31,7 +32,7 @@ from ..unified_embedders import (
 )
 from ..unified_inputs import UnifiedSpec
 
-PREFILL_MULTIMODAL = "prefill_multimodal"
+PREFILL_MULTIMODAL = PREFILL_MULTIMODAL_FUNCTION
 TRACE_ROWS, TRACE_POSITIONS, TRACE_ITEMS = 12, 14, 8  # trace sizes (every one dynamic in the asset)
 
 

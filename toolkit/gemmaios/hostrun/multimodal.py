@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import contract
 from ..unified_embedders import AUDIO_FUNCTION, EMBEDS_OUTPUT, VISION_FUNCTION
 from ..unified_inputs import (
     AUDIO_TYPE,
@@ -35,7 +36,33 @@ from ..unified_inputs import (
 from .errors import HostRunError
 from .runner import BundleRunner
 
-PREFILL_MULTIMODAL = "prefill_multimodal"
+PREFILL_MULTIMODAL = contract.PREFILL_MULTIMODAL_FUNCTION
+
+
+def vision_inputs(image: PreparedImage) -> dict:
+    """`embed_vision`'s inputs for one picture: its real rows only (fp16 pixels, int32 positions)."""
+    n = image.num_soft_tokens
+    return {contract.EMBED_PIXELS_INPUT: image.pixel_values[None, :n].astype(np.float16),
+            contract.EMBED_POSITIONS_INPUT: image.position_ids[None, :n].astype(np.int32)}
+
+
+def audio_inputs(frames: np.ndarray) -> dict:
+    """`embed_audio`'s inputs for one clip's frames [T, samples_per_token]."""
+    return {contract.EMBED_FRAMES_INPUT: np.asarray(frames, np.float16)[None]}
+
+
+def prefill_inputs(spec: UnifiedSpec, ids: Sequence[int], mm_embeds: np.ndarray) -> dict:
+    """`prefill_multimodal`'s inputs for a whole expanded prompt at positions 0..S-1 (the app builds the same:
+    GemmaiosCore's UnifiedRequest, checked against these by tests/test_swift_unified.py)."""
+    ids = [int(t) for t in ids]
+    s = len(ids)
+    types = mm_token_type_ids(ids, spec)
+    sliding, global_ = attention_masks(types, spec.sliding_window)
+    return {contract.INPUT_IDS_INPUT: graph_input_ids(ids, spec)[None],
+            contract.MM_EMBEDS_INPUT: np.asarray(mm_embeds).astype(np.float16)[None],
+            contract.MM_MASK_INPUT: multimodal_mask(types)[None],
+            contract.POSITION_IDS_INPUT: np.arange(s, dtype=np.int32)[None],
+            contract.MASK_SLIDING_INPUT: sliding[None, None], contract.MASK_GLOBAL_INPUT: global_[None, None]}
 
 
 @dataclass
@@ -83,14 +110,12 @@ class MultimodalRunner(BundleRunner):
 
     def embed_image(self, image: PreparedImage) -> np.ndarray:
         """`embed_vision` on one picture's real rows: float32 [n, hidden]."""
-        n = image.num_soft_tokens
-        out = self._call(VISION_FUNCTION, {"pixel_values": image.pixel_values[None, :n].astype(np.float16),
-                                           "image_position_ids": image.position_ids[None, :n].astype(np.int32)})
+        out = self._call(VISION_FUNCTION, vision_inputs(image))
         return np.asarray(out[EMBEDS_OUTPUT].numpy(), np.float32)[0]
 
     def embed_clip(self, frames: np.ndarray) -> np.ndarray:
         """`embed_audio` on one clip's frames [T, samples]: float32 [T, hidden]."""
-        out = self._call(AUDIO_FUNCTION, {"input_features": np.asarray(frames, np.float16)[None]})
+        out = self._call(AUDIO_FUNCTION, audio_inputs(frames))
         return np.asarray(out[EMBEDS_OUTPUT].numpy(), np.float32)[0]
 
     def embeds_for(self, spec: UnifiedSpec, ids: Sequence[int], images: Sequence[PreparedImage],
@@ -118,15 +143,8 @@ class MultimodalRunner(BundleRunner):
 
     def prefill_prompt(self, spec: UnifiedSpec, ids: Sequence[int], mm_embeds: np.ndarray, states: dict) -> np.ndarray:
         """One `prefill_multimodal` call over the whole prompt (positions 0..S-1): the last row's logits."""
-        ids = [int(t) for t in ids]
-        s = len(ids)
-        types = mm_token_type_ids(ids, spec)
-        sliding, global_ = attention_masks(types, spec.sliding_window)
-        out = self._call(PREFILL_MULTIMODAL, {
-            "input_ids": graph_input_ids(ids, spec)[None], "mm_embeds": mm_embeds.astype(np.float16)[None],
-            "mm_mask": multimodal_mask(types)[None], "position_ids": np.arange(s, dtype=np.int32)[None],
-            "mask_sliding": sliding[None, None], "mask_global": global_[None, None]}, states)
-        return np.asarray(out["logits"].numpy(), np.float32).reshape(-1)
+        out = self._call(PREFILL_MULTIMODAL, prefill_inputs(spec, ids, mm_embeds), states)
+        return np.asarray(out[contract.LOGITS_OUTPUT].numpy(), np.float32).reshape(-1)
 
     def generate_multimodal(self, spec: UnifiedSpec, ids: Sequence[int], images: Sequence[PreparedImage] = (),
                             clips: Sequence[np.ndarray] = (), max_new_tokens: int = 8, *,

@@ -159,6 +159,46 @@ public enum Contract {
     public static let audioOutput = "audio_embeds"
     /// main: the audio asset's rows bind here; the k-th audio soft token becomes id V+k and takes the pad PLE row, as image tokens do
     public static let audioEmbedsInput = "image_embeds"
+    /// metadata.json gemmaios.<it>: the 12B's multimodal constants and functions (absent: not the multi-function bundle)
+    public static let multimodalMetadataKey = "multimodal"
+    /// gemmaios.multimodal.<it>: function name → its I/O
+    public static let multimodalFunctionsField = "functions"
+    /// the whole multimodal prompt in one call (caller-built masks), the KV states filled
+    public static let prefillMultimodalFunction = "prefill_multimodal"
+    /// one picture's merged patch rows → its soft-token rows
+    public static let embedVisionFunction = "embed_vision"
+    /// one clip's 16 kHz frames → its soft-token rows
+    public static let embedAudioFunction = "embed_audio"
+    /// main / prefill_multimodal: int32 [1,S] token ids
+    public static let inputIdsInput = "input_ids"
+    /// main / prefill_multimodal: int32 [1,P] positions 0..P-1
+    public static let positionIdsInput = "position_ids"
+    /// main / prefill_multimodal: logits [1,1,V] of the last row
+    public static let logitsOutput = "logits"
+    /// the key cache state (main and prefill_multimodal share it)
+    public static let keyCacheState = "keyCache"
+    /// the value cache state
+    public static let valueCacheState = "valueCache"
+    /// prefill_multimodal: fp16 [1,S,hidden], embedder rows where mm_mask is set
+    public static let mmEmbedsInput = "mm_embeds"
+    /// prefill_multimodal: bool [1,S], true at soft tokens
+    public static let mmMaskInput = "mm_mask"
+    /// prefill_multimodal: bool [1,1,S,P] (true = attend), sliding layers
+    public static let maskSlidingInput = "mask_sliding"
+    /// prefill_multimodal: bool [1,1,S,P] (true = attend), global layers
+    public static let maskGlobalInput = "mask_global"
+    /// embed_vision: fp16 [1,N,patch_dim] merged patch rows
+    public static let embedPixelsInput = "pixel_values"
+    /// embed_vision: int32 [1,N,2] (x,y) per row
+    public static let embedPositionsInput = "image_position_ids"
+    /// embed_audio: fp16 [1,T,samples_per_token] raw frames
+    public static let embedFramesInput = "input_features"
+    /// embed_vision / embed_audio output: [1,N,hidden]
+    public static let embedsOutput = "embeds"
+    /// rendered prompt text: where a picture goes
+    public static let imageMarker = "<image>"
+    /// rendered prompt text: where a clip goes
+    public static let audioMarker = "<audio>"
     /// bench: default seconds between sustained samples
     public static let sustainedSampleInterval = 10
     /// launch record kind: one trial timed from process start

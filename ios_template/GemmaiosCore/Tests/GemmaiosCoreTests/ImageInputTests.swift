@@ -193,7 +193,7 @@ final class ImageInputTests: XCTestCase {
                                        vocabSize: try XCTUnwrap(item["vocab_size"] as? Int))
             // HF's expanded ids with boi + image x n + eoi folded back to one placeholder: the
             // prompt the app starts from; Swift expands it with its own soft-token count
-            let hf = try file.ints("input_ids").map { Int32($0) }
+            let hf = try file.ints(Contract.inputIdsInput).map { Int32($0) }
             var prompt: [Int32] = []
             var inside = false
             for id in hf {
@@ -204,7 +204,7 @@ final class ImageInputTests: XCTestCase {
             let expanded = try ImagePrompt.expand(prompt, softTokens: [out.softTokens], tokens: tokens)
             XCTAssertEqual(expanded, hf, "\(name): expanded ids")
             let engine = try ImagePrompt.engineIds(prompt, images: [out], tokens: tokens, capacity: pre.geometry.maxSoftTokens)
-            XCTAssertEqual(engine.map(Int64.init), try file.ints("spliced_input_ids"), "\(name): spliced ids")
+            XCTAssertEqual(engine.map(Int64.init), try file.ints("spliced_" + Contract.inputIdsInput), "\(name): spliced ids")
         }
         XCTAssertLessThanOrEqual(worst, ImageTolerance.pixelValues)
         print("gemmaios-image-vectors: \(cases.count) images, \(compared) pixel values, max abs error \(worst), "

@@ -50,7 +50,7 @@ final class UnifiedInputTests: XCTestCase {
                 if d != 0 { differing += 1 }
             }
             compared += expected.count
-            XCTAssertEqual(try file.ints("image_position_ids"), out.positionIds.map(Int64.init))
+            XCTAssertEqual(try file.ints(Contract.embedPositionsInput), out.positionIds.map(Int64.init))
             XCTAssertEqual(try file.ints("num_soft_tokens"), [Int64(out.softTokens)])
         }
         XCTAssertLessThanOrEqual(worst, UnifiedImageTolerance.pixelValues)
@@ -64,12 +64,12 @@ final class UnifiedInputTests: XCTestCase {
             let prompt = try file.ints("prompt").map { Int32($0) }
             let expanded = try UnifiedPrompt.expand(prompt, imageTokens: try XCTUnwrap(item["image_tokens"] as? [Int]),
                                                     audioTokens: try XCTUnwrap(item["audio_tokens"] as? [Int]), tokens: tokens)
-            XCTAssertEqual(expanded.map(Int64.init), try file.ints("input_ids"), name)
+            XCTAssertEqual(expanded.map(Int64.init), try file.ints(Contract.inputIdsInput), name)
             let types = UnifiedPrompt.types(expanded, tokens: tokens)
             XCTAssertEqual(types.map(Int64.init), try file.ints("mm_token_type_ids"), name)
             let masks = try UnifiedPrompt.masks(types, slidingWindow: try XCTUnwrap(item["sliding_window"] as? Int))
-            XCTAssertEqual(masks.sliding.map { Int64($0 ? 1 : 0) }, try file.ints("mask_sliding"), "\(name): sliding")
-            XCTAssertEqual(masks.global.map { Int64($0 ? 1 : 0) }, try file.ints("mask_global"), "\(name): global")
+            XCTAssertEqual(masks.sliding.map { Int64($0 ? 1 : 0) }, try file.ints(Contract.maskSlidingInput), "\(name): sliding")
+            XCTAssertEqual(masks.global.map { Int64($0 ? 1 : 0) }, try file.ints(Contract.maskGlobalInput), "\(name): global")
             XCTAssertFalse(UnifiedPrompt.graphIds(expanded, tokens: tokens).contains(tokens.imageTokenId))
         }
         print("gemmaios-unified-vectors: \(images.count) images, \(compared) pixel values, max abs error \(worst), "
