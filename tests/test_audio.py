@@ -484,6 +484,48 @@ def test_shipped_tiny_audio_weights_match_their_record():
     assert set(record["clip_answers"]) == {c.name for c in BUILTIN_CLIPS}
 
 
+def test_tiny_audio_is_a_built_in_model_cached_until_its_weights_or_format_change(tmp_path, monkeypatch):
+    """`--model tiny-audio` resolves to a checkpoint of the shipped weights (no folder of that name needed),
+    written once into the cache beside tiny-vision's, reused while its marker names the shipped weights'
+    sha256 and this format, and written again when it names others."""
+    from gemmaios.audio import tinymodel as tm
+    from gemmaios.checkpoint import check_model_source, resolve_checkpoint
+    from gemmaios.files import sha256_file
+    from gemmaios.tiny import TINY_AUDIO_ID
+
+    monkeypatch.setenv("GEMMAIOS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # no ./tiny-audio folder stands in for the built-in
+    written = []
+    real = tm.generate_tiny_audio_checkpoint
+    monkeypatch.setattr(tm, "generate_tiny_audio_checkpoint", lambda out: written.append(out) or real(out))
+    check_model_source(TINY_AUDIO_ID)
+
+    ckpt = resolve_checkpoint(TINY_AUDIO_ID)
+    assert TINY_AUDIO_ID == "tiny-audio" and ckpt.model_id == "tiny-audio" and not ckpt.is_tiny
+    assert ckpt.path == tmp_path / "cache" / f"tiny-audio-v{tm.TINY_AUDIO_FORMAT}" == tm.default_dir()
+    shipped = tm.shipped_record()["sha256"][tm.WEIGHTS]
+    assert [sha256_file(f) for f in ckpt.weight_files] == [shipped]
+    assert ckpt.config["audio_config"] and ckpt.config.get("vision_config") is None
+    assert written == [ckpt.path]
+
+    sentinel = ckpt.path / "left-by-the-first-call"
+    sentinel.touch()
+    assert resolve_checkpoint(TINY_AUDIO_ID).path == ckpt.path
+    assert written == [ckpt.path] and sentinel.exists()  # reused, not written again
+
+    marker_path = ckpt.path / tm.MARKER_FILE
+    marker = json.loads(marker_path.read_text())
+    assert (marker["format"], marker["weights_sha256"]) == (tm.TINY_AUDIO_FORMAT, shipped)
+    for stale in ({**marker, "weights_sha256": "0" * 64}, {**marker, "format": tm.TINY_AUDIO_FORMAT - 1}, None):
+        marker_path.write_text("not json" if stale is None else json.dumps(stale))
+        sentinel.touch()
+        again = resolve_checkpoint(TINY_AUDIO_ID)
+        assert again.path == ckpt.path and not sentinel.exists()  # the folder was written anew
+        assert json.loads(marker_path.read_text()) == marker
+        assert [sha256_file(f) for f in again.weight_files] == [shipped]
+    assert len(written) == 4
+
+
 def test_soft_token_gate_errors_share_one_format():
     """The image and audio gates' errors are one base's (SoftTokenGateFailed): the same message and hint
     wording, naming each one's prompts, asset and package; the quantized-decoder hint only where the

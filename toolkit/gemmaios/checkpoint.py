@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import CheckpointError
 from .registry import ModelSpec, find_model, verify_checkpoint_config
-from .tiny import TINY_ID, TINY_VISION_ID, ensure_tiny_checkpoint
+from .tiny import TINY_AUDIO_ID, TINY_ID, TINY_VISION_ID, ensure_tiny_checkpoint
 
 # gemma4_text: a text-only decoder; gemma4: E2B/E4B with their vision/audio encoders;
 # gemma4_unified: the 12B as it ships (encoder-free: embed_vision/embed_audio beside the decoder).
@@ -180,13 +180,18 @@ def _safetensors_header(path: Path) -> bytes:
 
 
 def resolve_checkpoint(source: str, *, tiny_dir: Path | None = None, revision: str | None = None) -> Checkpoint:
-    """Turn `tiny`, a local folder or a Hugging Face id into a validated Checkpoint."""
+    """Turn a built-in model (`tiny`, `tiny-vision`, `tiny-audio`), a local folder or a Hugging Face id into a
+    validated Checkpoint."""
     if source == TINY_ID:
         return load_checkpoint(ensure_tiny_checkpoint(tiny_dir), model_id=TINY_ID)
     from .vision.tinymodel import ensure_tiny_vision_checkpoint
 
     if source == TINY_VISION_ID:  # the tiny multimodal model (image input), see gemmaios.vision
         return load_checkpoint(ensure_tiny_vision_checkpoint(), model_id=TINY_VISION_ID)
+    if source == TINY_AUDIO_ID:  # the tiny model that hears (audio input), see gemmaios.audio
+        from .audio.tinymodel import ensure_tiny_audio_checkpoint
+
+        return load_checkpoint(ensure_tiny_audio_checkpoint(), model_id=TINY_AUDIO_ID)
     check_model_source(source)
     local = Path(source).expanduser()
     if local.is_dir():
@@ -196,12 +201,12 @@ def resolve_checkpoint(source: str, *, tiny_dir: Path | None = None, revision: s
 
 
 def check_model_source(source: str) -> None:
-    """Refuse, before any download or build folder, a --model that is neither `tiny`, a folder nor a hub id.
+    """Refuse, before any download or build folder, a --model that is neither built in, a folder nor a hub id.
 
     A mistyped local path is the common case, so the message says first that the folder does
     not exist and then, separately, why the text cannot be a hub id either.
     """
-    if source in (TINY_ID, TINY_VISION_ID):
+    if source in (TINY_ID, TINY_VISION_ID, TINY_AUDIO_ID):
         return
     if not source.strip():
         raise CheckpointError("--model is empty", hint="pass a checkpoint folder, a Hugging Face id or `tiny`")

@@ -24,6 +24,7 @@ from .files import replace_dir, sha256_file
 
 TINY_ID = "tiny"
 TINY_VISION_ID = "tiny-vision"  # the tiny multimodal model (gemmaios.vision.tinymodel)
+TINY_AUDIO_ID = "tiny-audio"  # the tiny model that hears (gemmaios.audio.tinymodel)
 TINY_SEED = 1234
 TINY_VOCAB = 384
 # Bump when anything below changes: cached tiny checkpoints are regenerated on mismatch.

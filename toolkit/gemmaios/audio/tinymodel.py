@@ -16,7 +16,7 @@ fifth fake-quantizes the decoder's linears and head on the int4 grid, as tinytra
 `--clips`: a spoken-clip bank for machines without espeak-ng
 (`python -m gemmaios.audio.clipset --out clips.npz` where it is installed). The result
 (weights, tokenizer, trained.json with sha256s, training facts and margins) ships in
-`gemmaios/data/tiny-audio`.
+`gemmaios/data/tiny-audio`; `--model tiny-audio` builds them (`ensure_tiny_audio_checkpoint`).
 """
 
 from __future__ import annotations
@@ -475,6 +475,33 @@ def generate_tiny_audio_checkpoint(out_dir: Path, shipped_dir: Path = SHIPPED_DI
     record = shipped_record(shipped_dir)
     return write_checkpoint(out_dir, Path(shipped_dir) / WEIGHTS, Path(shipped_dir) / TOKENIZER,
                             {"weights": "trained", "weights_sha256": record["sha256"][WEIGHTS]})
+
+
+def default_dir() -> Path:
+    """The cache folder of the `tiny-audio` checkpoint, beside the tiny and tiny-vision ones."""
+    from ..tiny import default_tiny_dir
+
+    return default_tiny_dir().parent / f"tiny-audio-v{TINY_AUDIO_FORMAT}"
+
+
+def checkpoint_is_current(path: Path, shipped_dir: Path = SHIPPED_DIR) -> bool:
+    """Whether `path` holds the checkpoint of the shipped weights in this format (its marker says so)."""
+    try:
+        marker = json.loads((Path(path) / MARKER_FILE).read_text())
+        shipped = json.loads((Path(shipped_dir) / RECORD).read_text())["sha256"][WEIGHTS]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return False
+    return isinstance(marker, dict) and marker.get("format") == TINY_AUDIO_FORMAT and \
+        marker.get("weights_sha256") == shipped
+
+
+def ensure_tiny_audio_checkpoint(cache_dir: Path | None = None) -> Path:
+    """The `tiny-audio` checkpoint folder (`--model tiny-audio`), written from the shipped weights when
+    the cached one is missing or stale (another format, other weights)."""
+    path = Path(cache_dir) if cache_dir else default_dir()
+    if not checkpoint_is_current(path):
+        generate_tiny_audio_checkpoint(path)
+    return path
 
 
 def train_and_ship(args, speech: dict | None) -> dict:
