@@ -526,6 +526,23 @@ def test_tiny_audio_is_a_built_in_model_cached_until_its_weights_or_format_chang
     assert len(written) == 4
 
 
+def test_cli_takes_the_built_in_id_with_audio(tmp_path, monkeypatch):
+    """`build`/`convert --model tiny-audio --audio` reach the build with that model and flag (no folder of that
+    name: the id is checked before any build folder is made)."""
+    from typer.testing import CliRunner
+
+    from gemmaios import cli
+
+    monkeypatch.chdir(tmp_path)
+    ran = []
+    monkeypatch.setattr(cli, "_run", lambda options, *args, **kwargs: ran.append(options))  # the steps: not here
+    for command in ("build", "convert"):
+        result = CliRunner().invoke(cli.app, [command, "--model", "tiny-audio", "--audio", "--quant", "int8",
+                                              "--out", str(tmp_path / command)])
+        assert result.exit_code == 0, result.output
+    assert [(o.model, o.audio, o.quant) for o in ran] == [("tiny-audio", True, "int8")] * 2
+
+
 def test_soft_token_gate_errors_share_one_format():
     """The image and audio gates' errors are one base's (SoftTokenGateFailed): the same message and hint
     wording, naming each one's prompts, asset and package; the quantized-decoder hint only where the

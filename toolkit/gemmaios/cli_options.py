@@ -28,7 +28,8 @@ APP = "App options"
 # ---- what the build folder is ----------------------------------------------------------------
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", rich_help_panel=BUILD,
-    help="HF id, local checkpoint folder, or `tiny` (default: the build folder's, else E4B)")]
+    help="HF id, local checkpoint folder, or a built-in tiny model: `tiny`, `tiny-vision` (images: --vision), "
+         "`tiny-audio` (clips: --audio) (default: the build folder's, else E4B)")]
 ArchOpt = Annotated[str | None, typer.Option(
     "--arch", rich_help_panel=BUILD, metavar="ARCH",
     help="AOT target architecture: h18p (iPhone 17 Pro class, the default), h17p, h16p, ... (`gemmaios archs`)")]
