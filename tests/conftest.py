@@ -161,11 +161,10 @@ def tiny_bundle_builds(tmp_path_factory, tiny_build):
 
 @pytest.fixture(scope="session")
 def vision_build(tmp_path_factory):
-    """The int8 tiny-vision build (shared_builds.vision_bundle_build says why not int4) with --vision (oracle with image prompts, tables, convert with
-    the image gate)."""
+    """The int4 tiny-vision build with --vision (oracle with image prompts, tables, convert with the image gate)."""
     from shared_builds import vision_bundle_build
 
-    return vision_bundle_build(tmp_path_factory.mktemp("vision-int8"))
+    return vision_bundle_build(tmp_path_factory.mktemp("vision-int4"))
 
 
 @pytest.fixture(scope="session")

@@ -78,15 +78,13 @@ def with_prefill_chunk(build: Path) -> Path:
 
 
 def vision_bundle_build(out: Path) -> Path:
-    # int8: the retrained tiny-vision (Gemma 4's framing, 1500 GPU steps) describes all 8 pictures in
-    # fp32 but 6 on the int4 grid, and its int4 bundle fails the image gate (purple-square-tall34,
-    # token 4, oracle margin 1.24; 6/8): docs/images.md. Back to int4 once a better-trained model ships.
-    return built(BuildOptions(model="tiny-vision", quant="int8", vision=True), out)
+    # the default int4: the shipped tiny-vision describes all 8 pictures on the int4 grid (docs/images.md)
+    return built(BuildOptions(model="tiny-vision", quant="int4", vision=True), out)
 
 
 def render_vision_app(build: Path) -> Path:
     """The app step on a vision build, for the `documents` bundle location."""
-    options = BuildOptions(model="tiny-vision", quant="int8", vision=True)
+    options = BuildOptions(model="tiny-vision", quant="int4", vision=True)
     options.extra["app"] = {"allow_uncompiled": True, "allow_clone": False, "bundle_location": contract.PUSHED_TO_DOCUMENTS,
                             "bundle_id": BUNDLE_ID}
     _, reports = run_build(options, build, only={"checkpoint", "app"})

@@ -8,9 +8,10 @@ frame; 30 jittered copies of each kind, so it generalises to the unjittered orac
 never sees) while text examples keep the decoder's text answers; the last fifth fake-quantizes
 the decoder's linears and head on the int4 grid, as tinytrain does. From a seeded tower 3500
 steps take ~6 min on a GPU (`--device cuda`) or ~3 h on one CPU thread; the shipped weights
-fine-tune the format-1 model's tower (`tower_init.safetensors`) for WARM_STEPS on a GPU (minutes):
-they answer all 8 pictures right in fp32 but 6 on the int4 grid, so their int4 bundle fails the
-image gate and the tests build tiny-vision at int8 (240 steps on 2 CPU threads, ~35 min, answer 5). The result ships in `gemmaios/data/tiny-vision` (sha256s, training facts and
+fine-tune the format-1 model's tower (`tower_init.safetensors`) for WARM_STEPS on a GPU (minutes),
+then twice 1500 steps continued on one CPU thread wholly on the int4 grid (`--init-from`,
+`--qat-fraction 1.0 --lr-scale 0.3`, ~15 min each), after which they describe all 8 pictures on the
+int4 grid (docs/images.md). The result ships in `gemmaios/data/tiny-vision` (sha256s, training facts and
 margins, plain fp32 and on the int4 grid, recorded in trained.json); `--record-only` writes that
 record for weights a run elsewhere left behind (a GPU run stopped while measuring margins).
 """
