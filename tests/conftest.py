@@ -207,7 +207,7 @@ def audio_bundle(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def audio_app_build(tmp_path_factory):
-    """The int8 build of `--model tiny-audio --audio` (the shipped trained weights), every step and gate, its app rendered for
+    """The int4 build of `--model tiny-audio --audio` (the shipped trained weights), every step and gate, its app rendered for
     the `documents` bundle location (shared_builds.audio_app_build: ~85 s). Copy it before changing it."""
     from shared_builds import audio_app_build
 

@@ -350,6 +350,31 @@ def test_audio_bundle_splice_under_core_ai(audio_bundle, hf_audio_model):
 
 
 @pytest.mark.full
+def test_the_model_that_hears_runs_its_clips_token_exact_at_int4(audio_app_build):
+    """The shipped tiny-audio weights built at the default int4: the convert step's audio gate ran all 8 clip
+    prompts token-exact against the fp32 HF oracle under Core AI's runtime, on margins that are real decisions,
+    and the oracle (fp32 HF) says what each clip holds."""
+    from transformers import AutoTokenizer
+
+    from gemmaios.audio.oracle import AUDIO_ORACLE_DIR, AUDIO_ORACLE_FILE
+    from gemmaios.oracle import load_oracle
+
+    build = json.loads((audio_app_build / "build.json").read_text())
+    assert build["options"]["quant"] == "int4"
+    details = build["steps"]["convert"]["details"]
+    report = details["gates"]["audio_run"]
+    assert report["total"] == len(BUILTIN_CLIPS) == 8
+    assert report["exact"] == 8, report["summary"]
+    assert report["max_feature_error"] <= report["feature_error_bound"]
+    assert report["oracle_median_margin"] > 1.0 and report["oracle_min_margin"] > 0.5
+    tok = AutoTokenizer.from_pretrained(str(audio_app_build / details["bundle_dir"] / "tokenizer"))
+    answers = {p.id: tok.decode(p.generated_ids, skip_special_tokens=True)
+               for p in load_oracle(audio_app_build / AUDIO_ORACLE_DIR / AUDIO_ORACLE_FILE).prompts}
+    for case in BUILTIN_CLIPS:
+        assert case.answer().startswith(answers[case.name].strip()), (case.name, answers[case.name])
+
+
+@pytest.mark.full
 def test_cli_run_hears_a_clip(audio_bundle, tmp_path):
     from typer.testing import CliRunner
 
