@@ -206,6 +206,21 @@ struct Generation: Sendable {
     var tokenIds: [Int32] = []
     var tokenTimes: [Double] = []  // seconds since the request, one per generated token
 
+    /// "prefill X tok/s · decode Y tok/s" for the chat's status line, each rate only when it was measured
+    /// (tokens and a non-zero time: prefill up to the first token, decode the tokens after it); nil when
+    /// neither was.
+    func rates(promptTokens: Int) -> String? {
+        guard let first = tokenTimes.first, let last = tokenTimes.last else { return nil }
+        var parts: [String] = []
+        if promptTokens > 0 && first > 0 {
+            parts.append(String(format: "prefill %.1f tok/s", Double(promptTokens) / first))
+        }
+        if tokenIds.count > 1 && last > first {
+            parts.append(String(format: "decode %.1f tok/s", Double(tokenIds.count - 1) / (last - first)))
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: " · ")
+    }
+
     static func run(
         engine: any InferenceEngine, prompt: [Int32], rule: DecodeRule,
         onToken: (@Sendable (Int32) -> Void)? = nil

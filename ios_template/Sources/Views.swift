@@ -180,11 +180,8 @@ final class ChatModel: ObservableObject {
             if !ended && generated.count == maxReplyTokens {
                 transcript += "[reply cut at \(maxReplyTokens) tokens]\n"
             }
-            if let first = run.tokenTimes.first, let last = run.tokenTimes.last, run.tokenIds.count > 1 {
-                status = String(format: "%d new prompt tokens (%d kept) · prefill %.1f tok/s · decode %.1f tok/s",
-                                turn.plan.feed.count, turn.plan.keep, Double(turn.plan.feed.count) / max(first, 1e-9),
-                                Double(run.tokenIds.count - 1) / max(last - first, 1e-9))
-            }
+            status = ["\(turn.plan.feed.count) new prompt tokens (\(turn.plan.keep) kept)",
+                      run.rates(promptTokens: turn.plan.feed.count)].compactMap { $0 }.joined(separator: " · ")
         } catch {
             status = "error: \(error.localizedDescription)"
         }
@@ -214,20 +211,7 @@ final class ChatModel: ObservableObject {
         // fills image_embeds; the prompt's soft tokens are ids V..V+N-1
         ids = try await vision.encode(try PictureDecoding.rgb8(picture), promptIds: vision.config.withPlaceholder(ids))
         self.picture = nil
-        if let kvWarning = loaded.kvWarning(
-            capacity: loaded.bindKV(promptTokens: ids.count, maxNewTokens: maxReplyTokens)) {
-            transcript += "⚠︎ \(kvWarning.message)\n"
-        }
-        let run = try await Generation.run(
-            engine: loaded.engine, prompt: ids, rule: .chat(eosTokenIds: AppConfig.eosTokenIds))
-        let reply = run.tokenIds.filter { !AppConfig.eosTokenIds.contains($0) }.map(Int.init)
-        transcript += tokenizer.decode(tokens: reply) + "\n"
-        try await loaded.engine.reset(to: 0)  // the next text message starts a new conversation
-        if let first = run.tokenTimes.first, let last = run.tokenTimes.last, run.tokenIds.count > 1 {
-            status = String(format: "prefill %.1f tok/s · decode %.1f tok/s",
-                            Double(ids.count) / max(first, 1e-9),
-                            Double(run.tokenIds.count - 1) / max(last - first, 1e-9))
-        }
+        try await answerSpliced(ids, loaded: loaded, tokenizer: tokenizer)
     }
 
     /// A message with a clip is answered on its own (the audio prompt is one user turn), and
@@ -254,6 +238,12 @@ final class ChatModel: ObservableObject {
         try await loaded.engine.reset(to: 0)
         ids = try await audio.encode(clip.clip, promptIds: audio.config.withPlaceholder(ids))
         self.clip = nil
+        try await answerSpliced(ids, loaded: loaded, tokenizer: tokenizer)
+    }
+
+    /// A picture's or a clip's spliced prompt, answered on its own: the KV guard, one greedy reply to the
+    /// stop token, then the engine reset, so the next text message starts a new conversation.
+    private func answerSpliced(_ ids: [Int32], loaded: LoadedEngine, tokenizer: any Tokenizer) async throws {
         if let kvWarning = loaded.kvWarning(
             capacity: loaded.bindKV(promptTokens: ids.count, maxNewTokens: maxReplyTokens)) {
             transcript += "⚠︎ \(kvWarning.message)\n"
@@ -263,10 +253,8 @@ final class ChatModel: ObservableObject {
         let reply = run.tokenIds.filter { !AppConfig.eosTokenIds.contains($0) }.map(Int.init)
         transcript += tokenizer.decode(tokens: reply) + "\n"
         try await loaded.engine.reset(to: 0)  // the next text message starts a new conversation
-        if let first = run.tokenTimes.first, let last = run.tokenTimes.last, run.tokenIds.count > 1 {
-            status = String(format: "prefill %.1f tok/s · decode %.1f tok/s",
-                            Double(ids.count) / max(first, 1e-9),
-                            Double(run.tokenIds.count - 1) / max(last - first, 1e-9))
+        if let rates = run.rates(promptTokens: ids.count) {
+            status = rates
         }
     }
 }
