@@ -42,6 +42,21 @@ def test_every_bundle_runs_token_exact_under_core_ai(tiny_bundle_builds, quant, 
     assert report["oracle_median_margin"] > 1.0  # a trained model: real decisions, not near-ties
     metadata = json.loads(next((out / "bundle").glob("*/metadata.json")).read_text())
     assert metadata["gemmaios"]["gates"]["bundle_run"]["summary"] == report["summary"]
+    assert report["logit_error_bound"] == hostrun.LOGIT_ERROR_BOUND  # heads of 16/32: the calibrated shape
+
+
+def test_the_logit_bound_widens_with_the_head_the_runtime_sums_in_f16():
+    """The E4B-shaped tiny model (heads of 16 and 32) keeps the calibrated bound; 512-wide heads (the 12B/31B and
+    their tiny shapes) get four times it, which the trained 12B-shaped model's bundles need (0.427 fp16, 0.473
+    int4, both 8/8 token-exact) and still hold with room."""
+    from gemmaios.tiny import tiny_12b_text_config_kwargs, tiny_text_config_kwargs
+
+    assert hostrun.logit_error_bound(tiny_text_config_kwargs()) == hostrun.LOGIT_ERROR_BOUND
+    assert hostrun.logit_error_bound(tiny_12b_text_config_kwargs()) == pytest.approx(4 * hostrun.LOGIT_ERROR_BOUND)
+    assert hostrun.logit_error_bound({"head_dim": 256, "global_head_dim": 512}) == pytest.approx(1.0)
+    # the unified checkpoint states its full layers' heads per layer, as the 12B's config does
+    unified = {"head_dim": 16, "per_layer_config": {"05": {"head_dim": 512, "num_key_value_heads": 1}}}
+    assert hostrun.logit_error_bound(unified) == pytest.approx(1.0)
 
 
 def test_runner_reproduces_the_gate_and_teacher_forcing_agrees(tiny_bundle_builds):

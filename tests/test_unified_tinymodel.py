@@ -189,3 +189,18 @@ def test_record_only_refuses_a_log_without_the_tools_or_a_folder_without_weights
     assert "--trained-with" in capsys.readouterr().err
     assert tinymodel.main([*args, "--trained-with", "torch=2.11.0"]) == 1
     assert "has no model.safetensors" in capsys.readouterr().out and not (tmp_path / "trained.json").exists()
+
+
+def test_a_run_can_weight_its_batch_kinds_and_refuses_unknown_ones(capsys):
+    """`--kinds` is the cycle of batch kinds (a continuation whose audio is learnt gives pictures more steps);
+    each step trains the kind its turn names, and a kind the trainer does not know is refused before any step."""
+    from gemmaios.unified import tinymodel
+
+    result = tinymodel.train_tiny_unified(steps=3, batch=1, variants=1, kinds=("text", "image"))
+    assert result.kinds == ("text", "image")
+    assert {k: len(v) for k, v in result.losses.items()} == {"text": 2, "image": 1}
+    with pytest.raises(ValueError, match="video"):
+        tinymodel.train_tiny_unified(steps=1, kinds=("image", "video"))
+    with pytest.raises(SystemExit):
+        tinymodel.main(["--kinds", "image,video", "--steps", "1"])
+    assert "--kinds image,video: each must be one of image, audio, mixed, text" in capsys.readouterr().err

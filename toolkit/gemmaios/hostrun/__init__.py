@@ -23,7 +23,14 @@ tokenization, host bench), `prefill` (the chunked-prefill gate).
 
 from .bundleinfo import BundleInfo, asset_weight_bytes, estimate_step_seconds, find_bundle
 from .errors import BundleGateFailed, HostRunError
-from .gate import LOGIT_ERROR_BOUND, BundleGateReport, build_bundle_check, bundle_gate, torch_reference
+from .gate import (
+    LOGIT_ERROR_BOUND,
+    BundleGateReport,
+    build_bundle_check,
+    bundle_gate,
+    logit_error_bound,
+    torch_reference,
+)
 from .hostbench import (
     AB_SIDES,
     BundleTokenizer,
@@ -44,5 +51,6 @@ __all__ = [
     "HostAbResult", "HostBenchResult", "HostGeneration", "HostRunError", "PrefillGateFailed", "Progress", "ab_order",
     "asset_weight_bytes", "build_bundle_check", "host_ab_bench",
     "build_prefill_check", "bundle_gate", "estimate_step_seconds", "find_bundle", "host_bench", "host_device",
+    "logit_error_bound",
     "long_prefill_prompt", "prefill_gate", "run_id_now", "torch_reference", "transcript_records",
 ]

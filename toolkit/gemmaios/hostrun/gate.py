@@ -42,6 +42,23 @@ class BundleGateReport:
 # stored in f16 (ulp 2^-5 near 30). Measured on the trained tiny model's fp16/int8/int4 bundles
 # against the same weights in eager fp32: see tests/test_hostrun.py and the README.
 LOGIT_ERROR_BOUND = 0.25
+# The widest attention head LOGIT_ERROR_BOUND was measured at (the E4B-shaped tiny model's full layers).
+CALIBRATED_HEAD_DIM = 32
+
+
+def logit_error_bound(text_config: dict) -> float:
+    """The bundle-run gate's logit-error bound for a model: LOGIT_ERROR_BOUND up to heads
+    CALIBRATED_HEAD_DIM wide, growing with the square root of a wider head.
+
+    Gemma 4 attends with unit scale on RMS-normed queries and keys, so each score is a sum of
+    head-dim products that the CPU runtime accumulates in f16, and the 12B/31B full layers also
+    project 16-32 such 512-wide heads back through one f16 sum. Measured on trained tiny models
+    (docs/mac-target.md): heads of 32, fp16 bundle 0.064 (bound 0.25); heads of 512 (12B-shaped
+    unified), fp16 0.427 and int4 0.473 with every prompt token-exact (bound 1.0)."""
+    from ..kernels.configs import full_head_dim  # global_head_dim, or the 12B/31B per-layer override
+
+    widest = max(int(text_config.get("head_dim") or 0), full_head_dim(text_config))
+    return LOGIT_ERROR_BOUND * math.sqrt(max(1.0, widest / CALIBRATED_HEAD_DIM))
 
 
 def bundle_gate(
@@ -173,15 +190,17 @@ def build_bundle_check(
                 f"skipped: a {size / 1e9:.1f} GB bundle takes ~{minutes:.0f} min per token on Core AI's CPU runtime; "
                 f"run it on a Mac with `gemmaios run --bundle <bundle>`")}
         oracle = load_oracle(oracle_path)
+        bound = logit_error_bound(checkpoint.text_config)
         if recipe is not None:
             return recipe_bundle_gate(staged, oracle, tables_dir, recipe,
                                       reference=torch_reference(checkpoint, quant, head_quant, None, tables_dir,
                                                                 recipe=recipe, awq=awq),
                                       fp32=torch_reference(checkpoint, "fp16", "fp16", None, tables_dir),
-                                      progress=progress)
+                                      logit_error_bound=bound, progress=progress)
         reference = torch_reference(checkpoint, quant, head_quant, flash_decode, tables_dir)
         try:
-            return bundle_gate(staged, oracle, tables_dir, reference=reference, progress=progress).as_dict()
+            return bundle_gate(staged, oracle, tables_dir, reference=reference, logit_error_bound=bound,
+                               progress=progress).as_dict()
         except HostRunError as exc:
             if flash_decode is None:
                 raise

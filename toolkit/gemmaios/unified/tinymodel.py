@@ -65,7 +65,7 @@ from .tones import BUILTIN_TONES, ToneCase, training_tones
 
 DEFAULT_STEPS, DEFAULT_VARIANTS, DEFAULT_BATCH = 6000, 30, 16
 LEARNING_RATE, WARMUP_STEPS, QAT_FRACTION = 3e-3, 100, 0.2
-KINDS = ("image", "audio", "mixed", "text")  # one kind per step, in turn
+KINDS = ("image", "audio", "mixed", "text")  # one kind per step, in turn (the default cycle)
 QUESTIONS = {
     "image": f"Describe the image.\n{IMAGE_MARKER}",
     "audio": f"Describe the sound.\n{AUDIO_MARKER}",
@@ -255,6 +255,7 @@ class UnifiedTrainResult:
     variants: int = DEFAULT_VARIANTS
     batch: int = DEFAULT_BATCH
     start: dict = field(default_factory=dict)  # TrainingStart.facts(): a continued run's start
+    kinds: tuple[str, ...] = KINDS
 
 
 def _learning_rate(step: int, steps: int, peak: float = LEARNING_RATE) -> float:
@@ -308,14 +309,18 @@ class _Examples:
 
 def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, device: str = "cpu",
                        seed: int = TINY_SEED, variants: int = DEFAULT_VARIANTS,
-                       start: TrainingStart = SEEDED_START, progress=None) -> UnifiedTrainResult:
-    """Train from the seeded initialisation: image, audio, mixed and text batches in turn.
+                       start: TrainingStart = SEEDED_START, kinds: tuple[str, ...] = KINDS,
+                       progress=None) -> UnifiedTrainResult:
+    """Train from the seeded initialisation: image, audio, mixed and text batches in turn (`kinds`: the
+    cycle of batch kinds, e.g. more image and mixed steps when continuing a run whose audio is learnt).
 
     `device` "cuda" trains on a GPU (examples are drawn on the CPU either way, so a seed picks the same
     ones); the returned model is on the CPU, in eval mode, the int4 grid removed."""
     from ..tinycorpus import generate_corpus
     from ..tinytrain import encode_examples, fixed_threads, optimizer_step, pad_batch
 
+    if not kinds or set(kinds) - set(KINDS):
+        raise ValueError(f"kinds {list(kinds)}: each must be one of {', '.join(KINDS)}")
     tok = text_tokenizer()
     config = tiny_unified_config()
     spec = spec_of(config)
@@ -325,7 +330,7 @@ def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, d
     text_weights = torch.tensor([ex.weight for ex in corpus], dtype=torch.float64)
     pad = tok.token_to_id("<pad>")
     qat_start = steps - int(round(steps * start.qat_fraction))
-    losses: dict[str, list[float]] = {k: [] for k in KINDS}
+    losses: dict[str, list[float]] = {k: [] for k in KINDS if k in kinds}
     started = time.perf_counter()
     with fixed_threads(1):
         dev = torch.device(device)
@@ -344,7 +349,7 @@ def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, d
                 hooked = int4_grid_on(model)
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(step, steps, LEARNING_RATE * start.lr_scale)
-            kind = KINDS[step % len(KINDS)]
+            kind = kinds[step % len(kinds)]
             if kind == "text":
                 idx = torch.multinomial(text_weights, batch, replacement=True, generator=draws).tolist()
                 input_ids, labels = pad_batch(text_encoded, idx, pad)
@@ -363,7 +368,7 @@ def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, d
         int4_grid_off(hooked)
     model.to("cpu").eval()
     return UnifiedTrainResult(model, tok, losses, time.perf_counter() - started, steps, steps - qat_start, seed, device,
-                              variants, batch, start.facts())
+                              variants, batch, start.facts(), tuple(kinds))
 
 
 def gate_margins(model, tok, *, int4_grid: bool = False) -> list[dict]:
@@ -461,6 +466,7 @@ def ship(result: UnifiedTrainResult, out_dir: Path = TINY_UNIFIED_SHIPPED_DIR) -
     training = {"steps": result.steps, "qat_steps": result.qat_steps, "batch": result.batch,
                 "seconds": round(result.seconds, 1), "seed": result.seed, "device": result.device,
                 "variants": result.variants, **result.start,
+                **({"kinds": list(result.kinds)} if result.kinds != KINDS else {}),
                 "first_loss": {k: round(v[0], 4) for k, v in result.losses.items() if v},
                 "final_loss": {k: tail(v) for k, v in result.losses.items() if v},
                 "tools": tool_versions()}
@@ -544,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (one thread), or cuda to train on a GPU "
                         "(with --record-only: the device the weights were trained on)")
     add_start_options(parser, QAT_FRACTION)
+    parser.add_argument("--kinds", default=",".join(KINDS), metavar="KIND,...",
+                        help="the cycle of batch kinds, one per step (default %(default)s; repeat a kind to give "
+                             "it more steps)")
     parser.add_argument("--out", type=Path, default=TINY_UNIFIED_SHIPPED_DIR)
     parser.add_argument("--record-only", type=Path, metavar="DIR",
                         help="do not train: record the weights a training run wrote to DIR (model.safetensors, "
@@ -578,8 +587,11 @@ def main(argv: list[str] | None = None) -> int:
             if step % every == 0 or step == total:
                 print(f"step {step}/{total} {kind} loss {loss:.4f}", flush=True)
 
+        kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+        if not kinds or set(kinds) - set(KINDS):
+            parser.error(f"--kinds {args.kinds}: each must be one of {', '.join(KINDS)}")
         result = train_tiny_unified(steps=args.steps, batch=args.batch, device=args.device, seed=args.seed,
-                                    variants=args.variants, start=training_start(args), progress=show)
+                                    variants=args.variants, start=training_start(args), kinds=kinds, progress=show)
         record = ship(result, args.out)
     print(json.dumps({k: record[k] for k in ("training", "margins_measured", "gate_margins", "gate_margins_int4_grid",
                                              "text_margins", "gate_answers")}, indent=1))
