@@ -164,7 +164,7 @@ def test_record_only_measures_the_folders_weights_and_states_only_what_the_run_s
     monkeypatch.setattr(tinymodel, "gate_margins", gates)
     monkeypatch.setattr(tinymodel, "text_margins", lambda model, tok: {"steps": 1})
     assert tinymodel.main(["--record-only", str(folder), "--training-log", str(tmp_path / "run.log"), "--steps", "120",
-                           "--device", "cuda", "--trained-with", "torch=2.11.0",
+                           "--device", "cuda", "--kinds", "image,mixed,text", "--trained-with", "torch=2.11.0",
                            "--trained-with", "transformers=5.17.0"]) == 0
     saved = load_file(str(folder / "model.safetensors"))
     assert torch.equal(seen["model"].model.embed_audio.embedding_projection.weight,
@@ -174,6 +174,7 @@ def test_record_only_measures_the_folders_weights_and_states_only_what_the_run_s
     training = record["training"]
     assert (training["steps"], training["qat_steps"], training["device"], training["seed"]) == (120, 24, "cuda", tiny.TINY_SEED)
     assert training["tools"] == {"torch": "2.11.0", "transformers": "5.17.0"} and "seconds" not in training
+    assert training["kinds"] == ["image", "mixed", "text"]  # the run's cycle, stated as it was given
     assert training["first_loss"]["mixed"] == 5.5453 and training["final_loss"]["text"] == 1.25
     assert record["margins_measured"]["device"] == "cpu" and "torch" in record["margins_measured"]["tools"]
     assert record["gate_margins"]["answers_right"] == 0 and record["text_margins"] == {"steps": 1}

@@ -504,7 +504,7 @@ def losses_from_log(text: str, steps: int, source: str = "the training log") -> 
 
 def record_only(folder: Path, training_log: Path, *, steps: int, device: str, trained_with: dict[str, str],
                 batch: int = DEFAULT_BATCH, seed: int = TINY_SEED, variants: int = DEFAULT_VARIANTS,
-                start: TrainingStart = SEEDED_START) -> dict:
+                start: TrainingStart = SEEDED_START, kinds: tuple[str, ...] = KINDS) -> dict:
     """Record weights trained elsewhere (`main` run with these settings on `device`, with the tools
     `trained_with`, its progress in `training_log`): load `folder`'s weights and tokenizer, measure their
     margins here and write trained.json beside them. The training's seconds are not known here, so they
@@ -518,6 +518,7 @@ def record_only(folder: Path, training_log: Path, *, steps: int, device: str, tr
             raise TrainingRecordError(f"{folder} has no {name}", hint="pass the folder the training run wrote (--out)")
     training = {"steps": steps, "qat_steps": int(round(steps * start.qat_fraction)), "batch": batch, "seed": seed,
                 "device": device, "variants": variants, **start.facts(),
+                **({"kinds": list(kinds)} if tuple(kinds) != KINDS else {}),
                 **losses_from_log(Path(training_log).read_text(), steps, Path(training_log).name),
                 "tools": dict(trained_with)}
     # transformers' loader, as the checkpoint reads them (it maps the saved names onto the model's)
@@ -557,12 +558,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-only", type=Path, metavar="DIR",
                         help="do not train: record the weights a training run wrote to DIR (model.safetensors, "
                              "tokenizer.json), measuring their margins here and writing DIR/trained.json; "
-                             "--steps, --batch, --seed, --variants and --device state that run's settings")
+                             "--steps, --batch, --seed, --variants, --kinds and --device state that run's settings")
     parser.add_argument("--training-log", type=Path, metavar="LOG",
                         help="with --record-only: the training run's output (its first and final losses)")
     parser.add_argument("--trained-with", action="append", default=[], metavar="PACKAGE=VERSION",
                         help="with --record-only: a tool version of the training run (repeat: torch=2.11.0, ...)")
     args = parser.parse_args(argv)
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if not kinds or set(kinds) - set(KINDS):
+        parser.error(f"--kinds {args.kinds}: each must be one of {', '.join(KINDS)}")
     if args.record_only:
         if not args.training_log:
             parser.error("--record-only needs --training-log LOG (the training run's output)")
@@ -576,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             record = record_only(args.record_only, args.training_log, steps=args.steps, device=args.device,
                                  trained_with=tools, batch=args.batch, seed=args.seed, variants=args.variants,
-                                 start=training_start(args))
+                                 start=training_start(args), kinds=kinds)
         except GemmaiosError as err:
             print(f"error: {err}")
             return 1
@@ -587,9 +591,6 @@ def main(argv: list[str] | None = None) -> int:
             if step % every == 0 or step == total:
                 print(f"step {step}/{total} {kind} loss {loss:.4f}", flush=True)
 
-        kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
-        if not kinds or set(kinds) - set(KINDS):
-            parser.error(f"--kinds {args.kinds}: each must be one of {', '.join(KINDS)}")
         result = train_tiny_unified(steps=args.steps, batch=args.batch, device=args.device, seed=args.seed,
                                     variants=args.variants, start=training_start(args), kinds=kinds, progress=show)
         record = ship(result, args.out)
