@@ -424,7 +424,10 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                     sampler.take_peak()
                     ids, picture = engine_input(app, root, bundle_dir, cfg["bundleName"], prompt)
                     if kv_field and len(ids) + max_new > engine_context:
-                        continue  # past the bundle's context: the app leaves it out (and names it)
+                        # past the engine's context: the app leaves it out and names it in its log (BenchRunner.swift)
+                        print(f"gemmaios: prompt {prompt['id']} ({len(ids)} + {max_new} tokens) is past the engine's "
+                              f"context of {engine_context}: left out", file=sys.stderr, flush=True)
+                        continue
                     if kv_field:  # the app's mirror of the engine's KV growth (GemmaiosCore KVCapacity)
                         kv_bound = kv_bound_capacity(len(ids) + max_new, engine_context, kv_bound)
                     requested = clock()

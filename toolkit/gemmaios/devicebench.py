@@ -39,6 +39,7 @@ from . import device as dev
 from .buildlayout import BUILD_RUNS_DIR
 from .device.devicectl import Devicectl, devicectl_for, phone_only_on_the_mac, wait_for_run
 from .device.runs import COMPLETED, CRASHED, EXITED, JETSAM, TIMEOUT, launch_ended, run_footer
+from .errors import GemmaiosError
 from .files import write_json_atomic
 
 DEVICE_RUNS = f"{dev.AFC_DOCUMENTS}/{contract.APP_RUNS_DIR}"
@@ -307,6 +308,42 @@ def prompt_set_warning(build_dir: Path) -> str | None:
             "(`gemmaios oracle --prompts long-prefill`, then `gemmaios app` and `gemmaios deploy`)")
 
 
+def left_out_prompts(build_dir: Path, transcript: Path, *, ab_kv: bool = False) -> list[str]:
+    """The prompts of the build's bench set that the app left out as past its engine's context.
+
+    The app (BenchRunner.swift) skips a prompt whose ids plus max_new_tokens pass the engine's
+    context, names it on screen and in its log, and writes no record of it: here each such prompt
+    of a finished run is named as the host bench names its own, `id (n + m tokens)`, with the
+    trials it was left out of when it ran in others (`--ab-kv`: the 384 start caps the context at
+    `contract.kv_alt_max_context`, so a prompt can fit one setting only). Image and audio prompts
+    are counted by their folded ids (their expanded length is the app's to know)."""
+    from .payload import PROMPT_SET_BUILD_REL
+    from .pipeline import finished_details
+    from .transcript import read_transcript
+
+    try:
+        prompt_set = json.loads((Path(build_dir) / PROMPT_SET_BUILD_REL).read_text())
+        convert = finished_details(build_dir, "convert")
+        metadata = json.loads((Path(build_dir) / convert.bundle_dir / contract.BUNDLE_METADATA_FILE).read_text())
+        context = int(metadata["language"]["max_context_length"])
+        run = read_transcript(transcript, require_complete=True)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, GemmaiosError):
+        return []  # no finished run or no readable build facts: nothing can be said about what was left out
+    max_new = int(prompt_set.get("max_new_tokens") or run.header.get("max_new_tokens") or 0)
+    trials = sorted({p.trial for p in run.prompts}) or list(range(int(run.header.get("trials") or 1)))
+    ran = {(p.trial, p.prompt_id) for p in run.prompts}
+    named = []
+    for prompt in prompt_set.get("prompts") or []:
+        length = len(prompt.get("prompt_ids") or [])
+        missing = [t for t in trials if (t, prompt.get("id")) not in ran and length + max_new >
+                   (contract.kv_alt_max_context(context) if ab_kv and t % 2 == 1 else context)]
+        if missing:
+            where = "" if len(missing) == len(trials) else f"; trial{'s' if len(missing) > 1 else ''} " + ", ".join(
+                map(str, missing))
+            named.append(f"{prompt['id']} ({length} + {max_new} tokens{where})")
+    return named
+
+
 def validate(path: Path) -> tuple[str, list[str], int]:
     """Check the transcript with the shared validator. Returns (verdict, thermal states, prompt count)."""
     # Integration point: gemmaios.transcript is written by the oracle/report work; it is used
@@ -315,8 +352,6 @@ def validate(path: Path) -> tuple[str, list[str], int]:
         from .transcript import read_transcript
     except ImportError:
         return "not validated: gemmaios.transcript is not available", _thermal_from_lines(path), -1
-    from .errors import GemmaiosError
-
     try:
         transcript = read_transcript(path)
     except GemmaiosError as exc:
@@ -493,9 +528,13 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
     footer = run_footer(text) if text else None
     verdict, thermal, prompts = validate(transcript) if transcript else ("no log was written", [], 0)
     warnings += settled_warnings(info, footer, thermal)
+    skipped = left_out_prompts(build_dir, transcript, ab_kv=ab_kv) if transcript and footer else []
+    if skipped:
+        notes.append(f"left out (past the bundle's context): {', '.join(skipped)}")
     result = BenchResult(status, run_id, run_dir, info.udid, transcript, reports, warnings, verdict, max(prompts, 0),
                          notes)
     write_json_atomic(run_dir / "run.json", {**result.as_dict(), "bundle_id": bundle_id, "trials": trials,
+                                             "skipped_prompts": skipped,
                                              "device": info.as_dict(), "started_at": started.isoformat(timespec="seconds"),
                                              "environment": environments[-1] if environments else {},
                                              "launches": [{**asdict(launch), "environment": env}
