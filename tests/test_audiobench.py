@@ -409,9 +409,9 @@ CLIP_DAMAGES = (("missing", "couldn’t be opened because there is no such file"
 
 @pytest.mark.full
 def test_an_unreadable_clip_on_the_device_fails_the_bench(sim, audio_app_build, tmp_path):
-    """A clip the app cannot read fails the bench after the text prompt ran, the app's reason in its log: the
-    pushed clip removed, then a wrong tensor at its path (one deploy, a bench for each). The text prompt is
-    recorded ~3 s after launch, so 20 s is the whole bench's budget, as for pictures (test_imgbench)."""
+    """A clip the app cannot read fails the bench after the text prompt ran: the pushed clip removed, then a wrong
+    tensor at its path (one deploy, a bench for each). The app's failure record (the reason, the clip's prompt)
+    stops the bench at once with a named error; the reason is in the app's log too."""
     from device_helpers import add_device, deploy, on_device
     from devicebuild import copy_build
     from devicesim.appbuild import package_app
@@ -433,9 +433,18 @@ def test_an_unreadable_clip_on_the_device_fails_the_bench(sim, audio_app_build, 
             pushed.unlink()
         else:
             save_file({contract.BENCH_AUDIO_TENSOR: np.zeros((4, 4), np.float32)}, str(pushed))
-        with pytest.raises(bench_mod.BenchFailed, match="no footer") as err:
-            bench_mod.bench(build, trials=1, timeout=20, poll=0.1)
-        text = err.value.result.transcript.read_text()
+        # the app's failure record stops the bench at once (status FAILED, not the safety timeout's), names the
+        # clip's prompt and the reason; the app is ended
+        with pytest.raises(bench_mod.AppBenchFailed) as err:
+            bench_mod.bench(build, trials=1, timeout=120, poll=0.1)
+        result = err.value.result
+        assert result.status == bench_mod.FAILED and device.running == {}, damage
+        assert (result.failure["prompt_id"], result.failure["index"]) == (clip["id"], 1), damage
+        assert message in result.failure["reason"], damage
+        said = " ".join(str(err.value).split())
+        assert f"the app's bench failed at prompt {clip['id']} (trial 1): " in said and message in said, damage
+        text = result.transcript.read_text()
+        assert json.loads(text.splitlines()[-1])["type"] == contract.RECORD_FAILURE, damage
         assert "footer" not in text and f'"prompt_id": "{data["prompts"][0]["id"]}"' in text, damage  # the text prompt ran first
         log = device.app_log()  # this launch's
         assert message in log and "gemmaios bench failed" in log, (damage, log)

@@ -106,6 +106,7 @@ class RunSummary:
     prompt_set: dict = field(default_factory=dict)
     platform: str = ""
     trials_planned: int = 0
+    failure: str | None = None  # "the app's bench failed [at prompt P]: <reason>", from its failure record
     measured_trials: list[int] = field(default_factory=list)
     warmup_trials: list[int] = field(default_factory=list)
     prompts_measured: int = 0
@@ -205,7 +206,12 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
     s = RunSummary(label=run.label, path=str(run.path), valid=True, complete=t.complete, run_id=h["run_id"],
                    device=dict(h["device"]), bundle=dict(h["bundle"]), prompt_set=dict(h["prompt_set"]),
                    platform=h.get("platform", ""), trials_planned=h["trials"])
-    if not t.complete:
+    if t.failure is not None:
+        at = t.failure.get("prompt_id")
+        s.failure = "the app's bench failed" + (f" at prompt {at}" if at else "") + f": {t.failure['reason']}"
+        s.notes.append(Note("error", f"no footer: {s.failure} (after {len(t.prompts)} prompt record(s)); figures "
+                                     "cover what was recorded"))
+    elif not t.complete:
         s.notes.append(Note("error", f"no footer: the run did not finish (crash, jetsam kill or timeout) after "
                                      f"{len(t.prompts)} prompt record(s); figures cover what was recorded"))
 
