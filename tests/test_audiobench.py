@@ -404,12 +404,14 @@ def test_a_stray_audio_token_in_the_oracle_is_named(tmp_path):
         audiobench.audio_prompts(tmp_path / "audio")
 
 
+CLIP_DAMAGES = (("missing", "couldn’t be opened because there is no such file"), ("wrong tensor", "expected F32 [N]"))
+
+
 @pytest.mark.full
-@pytest.mark.parametrize("damage,message", [
-    ("missing", "couldn’t be opened because there is no such file"),
-    ("wrong tensor", "expected F32 [N]"),
-])
-def test_an_unreadable_clip_on_the_device_fails_the_bench(sim, audio_app_build, tmp_path, damage, message):
+def test_an_unreadable_clip_on_the_device_fails_the_bench(sim, audio_app_build, tmp_path):
+    """A clip the app cannot read fails the bench after the text prompt ran: the pushed clip removed, then a wrong
+    tensor at its path (one deploy, a bench for each). The app's failure record (the reason, the clip's prompt)
+    stops the bench at once with a named error; the reason is in the app's log too."""
     from device_helpers import add_device, deploy, on_device
     from devicebuild import copy_build
     from devicesim.appbuild import package_app
@@ -426,12 +428,23 @@ def test_an_unreadable_clip_on_the_device_fails_the_bench(sim, audio_app_build, 
     device = add_device(sim)
     deploy(build, verify=False)
     pushed = on_device(device, f"{contract.PAYLOAD_DIR}/{clip[contract.PROMPT_AUDIO_FIELD]}")
-    if damage == "missing":
-        pushed.unlink()
-    else:
-        save_file({contract.BENCH_AUDIO_TENSOR: np.zeros((4, 4), np.float32)}, str(pushed))
-    with pytest.raises(bench_mod.BenchFailed, match="no footer") as err:
-        bench_mod.bench(build, trials=1, timeout=60, poll=0.1)
-    text = err.value.result.transcript.read_text()
-    assert "footer" not in text and f'"prompt_id": "{data["prompts"][0]["id"]}"' in text  # the text prompt ran first
-    assert message in device.app_log() and "gemmaios bench failed" in device.app_log()
+    for damage, message in CLIP_DAMAGES:
+        if damage == "missing":
+            pushed.unlink()
+        else:
+            save_file({contract.BENCH_AUDIO_TENSOR: np.zeros((4, 4), np.float32)}, str(pushed))
+        # the app's failure record stops the bench at once (status FAILED, not the safety timeout's), names the
+        # clip's prompt and the reason; the app is ended
+        with pytest.raises(bench_mod.AppBenchFailed) as err:
+            bench_mod.bench(build, trials=1, timeout=120, poll=0.1)
+        result = err.value.result
+        assert result.status == bench_mod.FAILED and device.running == {}, damage
+        assert (result.failure["prompt_id"], result.failure["index"]) == (clip["id"], 1), damage
+        assert message in result.failure["reason"], damage
+        said = " ".join(str(err.value).split())
+        assert f"the app's bench failed at prompt {clip['id']} (trial 1): " in said and message in said, damage
+        text = result.transcript.read_text()
+        assert json.loads(text.splitlines()[-1])["type"] == contract.RECORD_FAILURE, damage
+        assert "footer" not in text and f'"prompt_id": "{data["prompts"][0]["id"]}"' in text, damage  # the text prompt ran first
+        log = device.app_log()  # this launch's
+        assert message in log and "gemmaios bench failed" in log, (damage, log)

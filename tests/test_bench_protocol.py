@@ -456,3 +456,31 @@ def test_bench_warns_up_front_when_no_prompt_is_long_enough_for_prefill(tmp_path
     path.write_text(json.dumps({"prompts": [{"id": "a", "prompt_ids": [2] * 40}, {"id": "b", "prompt_ids": [2] * 600}]}))
     assert bench_mod.prompt_set_warning(tmp_path) is None
     assert bench_mod.prompt_set_warning(tmp_path / "nowhere") is None
+
+
+def test_bench_names_the_prompts_the_app_left_out_past_the_context(tmp_path):
+    """The app writes no record of a prompt past its engine's context (BenchRunner.swift): `bench` names each from
+    the build's prompt set and the bundle's context, as the host bench does; with --ab-kv the 384 start caps the
+    context at 3072 of 4096, so a 3.2k-token prompt is named with the trials it missed. A prompt missing for any
+    other reason, or a run without its footer, names nothing."""
+    from transcript_fakes import build_folder
+    from transcript_fakes import records as fake_records
+
+    build = build_folder(tmp_path)
+    meta = build / "bundle" / "gemma4_e4b_qat_decode_int4" / contract.BUNDLE_METADATA_FILE
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "language": {"max_context_length": 4096}}))
+    lengths = {"short": 20, "ledger": 3200, "chat": 5000}
+    (build / "app").mkdir()
+    (build / "app" / contract.PROMPT_SET_FILE).write_text(json.dumps({"max_new_tokens": 8, "prompts": [
+        {"id": name, "prompt_ids": [2] * n} for name, n in lengths.items()]}))
+    rows = {0: [(20, 1.0, 7, 1.0, 1.0), (3200, 9.0, 7, 1.0, 9.0)], 1: [(20, 1.0, 7, 1.0, 1.0)]}
+    recs = fake_records(trials=rows, max_new_tokens=8)
+    for r in recs:
+        if r["type"] == "prompt":
+            r["prompt_id"] = ["short", "ledger"][r["index"]]
+    path = write_transcript(tmp_path / "run.jsonl", recs)
+    assert bench_mod.left_out_prompts(build, path, ab_kv=True) == ["ledger (3200 + 8 tokens; trial 1)",
+                                                                    "chat (5000 + 8 tokens)"]
+    assert bench_mod.left_out_prompts(build, path) == ["chat (5000 + 8 tokens)"]  # 3208 fits 4096: not left out
+    unfinished = write_transcript(tmp_path / "cut.jsonl", recs[:-1])
+    assert bench_mod.left_out_prompts(build, unfinished, ab_kv=True) == []

@@ -759,3 +759,113 @@ def test_ab_prefill_bench_alternates_the_prefill_function_and_the_report_gives_t
     gated = CliRunner().invoke(cli_app, ["report", str(plain.run_dir), "--out", str(tmp_path / "r2"),
                                          "--fail-under", "prefill_ratio=1"])
     assert gated.exit_code == 1 and "not a `bench --ab-prefill` run" in flat(gated.output)
+
+
+# ---------------------------------------------------------------------------------------- long contexts
+
+def _doubled_from_256(needed: int) -> int:
+    """The KV capacity upstream's GrowingKVCache binds for `needed` positions: 256, doubled until it fits."""
+    capacity = 256
+    while capacity < needed:
+        capacity *= 2
+    return capacity
+
+
+# ~2 min on 2 shared cores (116 s measured), most of it Core AI's CPU runtime prefilling the 1.5k-token ledger (a prefill_8 call
+# costs ~0.6 s at 1k positions). The probe's 3350-token ledger (~1.5 s a call, 376 s on its own, KV 4096) was run by
+# hand and is left out of this subset for time (docs/app.md).
+@pytest.mark.full
+def test_the_long_context_probe_runs_on_the_simulated_iphone_and_the_report_shows_the_buckets(sim, prefill_app_build,
+                                                                                             tmp_path):
+    """Issue 27: `gemmaios oracle --prompts` with the long-context probe's controls, its 1.5k-token ledger and the two
+    prompts past the context, `gemmaios app`, deploy, bench, report on the session's chunked-prefill app build (int8,
+    context 4096, prefill_8). The prompts that fit the context (the two controls, the ledger) run through the app
+    stand-in under Core AI's runtime, each with the KV capacity the engine bound (upstream's doubling from 256); the
+    two past it are left out and named (the app's log, `bench`, run.json, the report); the report scores each prompt
+    against the fp32 oracle and groups the agreement by context bucket, with the #124 warning for the iOS binding
+    above 1024."""
+    import yaml
+
+    from gemmaios.contract import IOS_KV_SAFE_CAPACITY, KV_FAULT_ISSUE, KV_FAULT_WARNING, KV_GROWTH_DOUBLING
+    from gemmaios.oracle import ORACLE_FILE, load_oracle
+    from gemmaios.oracle.prompts import PACKAGED_PROMPT_SETS
+
+    build = copy_build(prefill_app_build, tmp_path / "build")
+    # the packaged probe less its 3350-token ledger (it fits the context; run by hand for time), as a prompts file
+    probe = yaml.safe_load(PACKAGED_PROMPT_SETS["long-context"].read_text())
+    kept = ["short-capital", "short-followup", "ledger-0.6k", "chat-2.5k", "ledger-4.5k"]
+    probe["prompts"] = [p for p in probe["prompts"] if p["id"] in kept]
+    assert [p["id"] for p in probe["prompts"]] == kept
+    subset = tmp_path / "long-context-subset.yaml"
+    subset.write_text(yaml.safe_dump(probe, allow_unicode=True, sort_keys=False))
+    runner = CliRunner()
+    for args in (["oracle", "--out", str(build), "--prompts", str(subset)], ["app", "--out", str(build)]):
+        ran = runner.invoke(cli_app, args)
+        assert ran.exit_code == 0, ran.output
+    oracle = load_oracle(build / ORACLE_FILE)
+    max_new = oracle.max_new_tokens
+    context = json.loads((payload_plan(build).bundle_dir / contract.BUNDLE_METADATA_FILE).read_text())[
+        "language"]["max_context_length"]
+    fits = [p for p in oracle.prompts if len(p.prompt_ids) + max_new <= context]
+    past = [p for p in oracle.prompts if len(p.prompt_ids) + max_new > context]
+    assert oracle.prompt_set["name"] == "long-context" and max_new == 8 and context == 4096
+    assert [p.id for p in fits] == ["short-capital", "short-followup", "ledger-0.6k"]
+    assert [p.id for p in past] == ["chat-2.5k", "ledger-4.5k"]
+    lengths = [len(p.prompt_ids) for p in fits]
+    assert lengths[1] < 64 < 1024 < lengths[2] <= 2048  # crossing 1k
+    staged = json.loads((build / "app" / contract.PROMPT_SET_FILE).read_text())
+    assert [p["id"] for p in staged["prompts"]] == [p.id for p in oracle.prompts]  # the app gets the past ones too
+
+    package_app(build)
+    device = deployed(sim, build)
+    try:
+        result = bench_mod.bench(build, trials=1, timeout=600, poll=0.5)
+    except bench_mod.BenchFailed as exc:
+        pytest.fail(f"{exc}\n{device.app_log()}")
+    assert result.status == bench_mod.COMPLETED and result.validation == "ok", device.app_log()
+    named = [f"{p.id} ({len(p.prompt_ids)} + {max_new} tokens)" for p in past]
+    for p in past:  # the app's log names each prompt it left out, as BenchRunner.swift does
+        assert (f"prompt {p.id} ({len(p.prompt_ids)} + {max_new} tokens) is past the engine's context of {context}: "
+                "left out") in device.app_log()
+    assert f"left out (past the bundle's context): {', '.join(named)}" in result.notes
+    assert json.loads((result.run_dir / "run.json").read_text())["skipped_prompts"] == named
+
+    rows = [ln for ln in records(result.transcript) if ln["type"] == "prompt"]
+    assert [(r["index"], r["prompt_id"]) for r in rows] == [(i, p.id) for i, p in enumerate(fits)]
+    for row, ref in zip(rows, fits, strict=True):
+        assert row["prompt_ids"] == ref.prompt_ids and row["prefill_tokens"] == len(ref.prompt_ids)
+        assert row[contract.PROMPT_PREFILL_FUNCTION] == "prefill_8" and len(row["generated_ids"]) == max_new
+        # the KV capacity the engine bound for it: upstream's doubling from 256, never shrinking (short to long)
+        bound = _doubled_from_256(len(ref.prompt_ids) + max_new)
+        assert row[contract.PROMPT_KV_CAPACITY] == bound >= len(ref.prompt_ids) + max_new
+        assert row[contract.PROMPT_KV_GROWTH] == KV_GROWTH_DOUBLING
+        assert row[contract.PROMPT_WARNINGS] == ([KV_FAULT_WARNING] if bound > IOS_KV_SAFE_CAPACITY else [])
+    assert [r[contract.PROMPT_KV_CAPACITY] for r in rows] == [256, 256, 2048]
+    exact = [r["generated_ids"] == ref.generated_ids for r, ref in zip(rows, fits, strict=True)]
+
+    reported = runner.invoke(cli_app, ["report", str(result.run_dir), "--out", str(tmp_path / "report")])
+    assert reported.exit_code == 0, reported.output
+    out = flat(reported.output)
+    data = json.loads((tmp_path / "report" / "report.json").read_text())["runs"][0]
+    [probe] = data["context_probes"]
+    buckets = [(b["label"], b["prompts"], b["exact"], b["capacities"]) for b in probe["buckets"]]
+    assert buckets == [("≤ 1024", 2, sum(exact[:2]), [256]), ("1025–2048", 1, int(exact[2]), [2048])]
+    assert probe["growth"] == KV_GROWTH_DOUBLING
+    assert probe["within_safe"] == [sum(exact[:2]), 2] and probe["above_safe"] == [sum(exact[2:]), 1]
+    # the trained tiny model holds its fp32 oracle token for token at every context the probe reached
+    assert all(exact), exact
+    assert not probe["fault_signature"]
+    md = (tmp_path / "report" / "report.md").read_text()
+    for label, n, good, capacity in buckets:
+        assert f"| {KV_GROWTH_DOUBLING} | {label} | {n} | {good} | {good} | {capacity[0]} |" in md
+    lines = " · ".join(f"{label}: {good}/{n} exact ({good} within the margin rule; KV bound {capacity[0]})"
+                       for label, n, good, capacity in buckets)
+    assert f"oracle by context: [KV cache grown from 256] {lines}" in out  # printed, and in report.md
+    assert f"| oracle by context | [KV cache grown from 256] {lines} |" in md
+    assert (f"**warning**: {KV_FAULT_WARNING}: 1 prompt record(s) ran with the KV cache bound at 2048 positions"
+            in md)
+    assert ("**info**: every prompt bound above 1024 KV positions with the KV cache grown from 256 held against the "
+            f"fp32 oracle (1/1, bindings 2048) on {device.ios}: {KV_FAULT_ISSUE} did not show there") in md
+    assert f"**info**: 2 prompt(s) left out, past the bundle's context: {', '.join(named)}" in md
+    assert "of 5 prompts" not in md  # the left-out prompts are named, not reported as missing records
+    assert f"| oracle | 3/3 — 3/3 exact vs fp32 oracle ({max_new} tokens) |" in md

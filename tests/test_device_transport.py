@@ -486,6 +486,35 @@ def test_bench_keeps_the_phone_awake_and_ignores_others_reports(sim, build):
     assert device.assertions[-1]["AssertionTimeoutKey"] >= 120
 
 
+def test_a_bench_the_app_fails_stops_at_once_with_its_reason_and_the_fix(sim, build):
+    """The app cannot use a payload file (a PLE table cut short on the phone): it writes its failure record (the
+    reason; no prompt was under way) and stays on screen. `gemmaios bench` stops on that record at once (status
+    failed, not its --timeout), ends the app and names the reason and the fix; deploy then pushes the file again."""
+    from device_helpers import TABLE_I8
+
+    device = deployed(sim, build)
+    table = device.container(BUNDLE_ID) / "Documents" / TABLE_I8
+    table.write_bytes(table.read_bytes()[:1000])
+    # --timeout is a safety net only: the stop on the failure record takes seconds (status failed, not timeout)
+    ran = CliRunner().invoke(cli_app, ["bench", "--out", str(build), "--trials", "1", "--timeout", "120"])
+    said = " ".join(ran.output.split())
+    assert ran.exit_code == 1, ran.output
+    assert "bench failed: the app's bench failed: PLE table " in said and " holds 1000 bytes, expected " in said, said
+    assert f"→ a payload file missing or damaged on the phone is pushed again by `gemmaios deploy --out {build}`" in said
+    assert device.running == {}  # ended, not left on screen
+    [run_dir] = (build / "runs").iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == bench_mod.FAILED and run["failure"]["reason"].startswith("PLE table ")
+    assert "prompt_id" not in run["failure"]  # it failed loading the engine, before any prompt
+    lines = [json.loads(line) for line in Path(run["transcript"]).read_text().splitlines()]
+    assert lines[0]["type"] == "header" and lines[-1] == run["failure"] and "footer" not in {r["type"] for r in lines}
+    reported = CliRunner().invoke(cli_app, ["report", str(run_dir), "--out", str(build / "report")])
+    md = (build / "report" / "report.md").read_text()
+    assert reported.exit_code == 1 and f"| status | INCOMPLETE (the app's bench failed: {run['failure']['reason']}) |" in md
+    again = dev.deploy(build, chunk=CHUNK, allow_uncompiled=True, verify=False)
+    assert again.push.pushed == [TABLE_I8]  # the hint's fix: the cut file is pushed again
+
+
 def test_bench_jetsam_of_our_pid_is_found(sim, build):
     deployed(sim, build, app=SimApp(outcome="jetsam"), report_noise=True)
     with pytest.raises(bench_mod.BenchFailed, match="jetsam") as err:

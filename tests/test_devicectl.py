@@ -447,3 +447,30 @@ def test_a_crash_or_a_hang_under_devicectl_is_classified_like_under_pymobiledevi
     else:
         signals = [c["argv"] for c in mac.calls() if c["argv"][1:4] == ["device", "process", "signal"]]
         assert len(signals) == 1 and signals[0][signals[0].index("--pid") + 1] == str(device.launches[-1]["pid"])
+
+
+def test_a_bench_the_app_fails_under_devicectl_stops_on_its_failure_record(sim, mac_with_phone, tiny_app_builds,
+                                                                           tmp_path, monkeypatch):
+    """The app's failure record (a PLE table cut short on the phone) stops a devicectl bench at once as it does
+    the pymobiledevice3 one: status failed, the reason in the named error, the app ended with `process signal`."""
+    from devicebuild import copy_build, shrink_prompt_set
+    from devicesim.appbuild import package_app
+
+    build = copy_build(tiny_app_builds[contract.PUSHED_TO_DOCUMENTS], tmp_path / "build")
+    shrink_prompt_set(build)
+    package_app(build)
+    device = add_device(sim)
+    monkeypatch.setenv(dev.TRANSPORT_ENV, "devicectl")
+    mac = mac_with_phone
+    dev.deploy(build, allow_uncompiled=True, mac=mac.target, ssh_options=mac.ssh_options, verify=False)
+    table = device.container(BUNDLE_ID) / "Documents" / contract.PAYLOAD_DIR / contract.PAYLOAD_TABLES_DIR / \
+        contract.TABLE_I8_FILE
+    table.write_bytes(table.read_bytes()[:1000])
+    with pytest.raises(bench_mod.AppBenchFailed, match="the app's bench failed: PLE table .* holds 1000 bytes") as err:
+        bench_mod.bench(build, trials=1, timeout=120, poll=0.2, report_wait=5, mac=mac.target,
+                        ssh_options=mac.ssh_options)  # the timeout a safety net only
+    result = err.value.result
+    assert result.status == bench_mod.FAILED and result.failure["reason"].startswith("PLE table ")
+    assert device.running == {}
+    signals = [c["argv"] for c in mac.calls() if c["argv"][1:4] == ["device", "process", "signal"]]
+    assert len(signals) == 1 and signals[0][signals[0].index("--pid") + 1] == str(device.launches[-1]["pid"])

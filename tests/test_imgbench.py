@@ -280,9 +280,20 @@ def test_an_unreadable_picture_on_the_device_fails_the_bench(sim, vbuild, damage
         from safetensors.numpy import save_file
 
         save_file({contract.BENCH_IMAGE_TENSOR: np.zeros((4, 4), np.float32)}, str(pushed))
-    with pytest.raises(bench_mod.BenchFailed, match="no footer") as err:
-        bench_mod.bench(vbuild, trials=1, timeout=20, poll=0.1)
-    text = err.value.result.transcript.read_text()
+    # the app's failure record (the reason, the picture's prompt) stops the bench at once: status FAILED, not the
+    # timeout's (a safety net only), the app ended, the reason and the fix in the named error
+    with pytest.raises(bench_mod.AppBenchFailed) as err:
+        bench_mod.bench(vbuild, trials=1, timeout=120, poll=0.1)
+    result = err.value.result
+    assert result.status == bench_mod.FAILED and device.running == {}
+    assert (result.failure["prompt_id"], result.failure["trial"], result.failure["index"]) == (picture["id"], 0, 1)
+    assert message in result.failure["reason"]
+    said = " ".join(str(err.value).split())
+    assert f"the app's bench failed at prompt {picture['id']} (trial 1): " in said and message in said
+    assert f"`gemmaios deploy --out {vbuild}`" in said
+    lines = result.transcript.read_text().splitlines()
+    assert json.loads(lines[-1]) == result.failure and result.failure["type"] == contract.RECORD_FAILURE
+    text = "\n".join(lines)
     assert "footer" not in text and f'"prompt_id": "{entries[0]["id"]}"' in text  # the text prompt ran first
     assert message in device.app_log() and "gemmaios bench failed" in device.app_log()
 

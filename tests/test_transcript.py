@@ -43,6 +43,28 @@ def test_missing_footer_is_incomplete_not_an_error(tmp_path):
         read_transcript(t.path, require_complete=True)
 
 
+def test_the_apps_failure_record_is_read_and_ends_the_run(tmp_path):
+    """The app's bench failed: its failure record (the reason, the prompt it was on) is the last record, the run
+    is incomplete, `require_complete` names the reason, and `gemmaios bench` sees it while the app is on screen."""
+    from gemmaios.contract import RECORD_FAILURE
+    from gemmaios.device.runs import run_failure
+
+    failure = {"type": RECORD_FAILURE, "reason": "clips/c0.safetensors: expected F32 [N]", "prompt_id": "clip-0",
+               "trial": 0, "index": 1, "launch": 0, "t": 3.2}
+    path = write_transcript(tmp_path / "t.jsonl", [header(), prompt(), failure])
+    t = read_transcript(path)
+    assert t.failure == failure and not t.complete and [p.prompt_id for p in t.prompts] == ["p0"]
+    with pytest.raises(TranscriptError, match="no footer: the app's bench failed at prompt clip-0: clips/c0"):
+        read_transcript(path, require_complete=True)
+    assert run_failure(path.read_bytes()) == failure
+    assert run_failure(json.dumps(header()).encode() + b"\n" + json.dumps(prompt()).encode()) is None  # under way
+    path.write_text(path.read_text() + json.dumps(prompt(index=2)) + "\n")
+    with pytest.raises(TranscriptError, match="prompt record after the app's failure record"):
+        read_transcript(path)
+    with pytest.raises(TranscriptError, match="failure record lacks 'reason'"):
+        read_transcript(write_transcript(tmp_path / "u.jsonl", [header(), {"type": RECORD_FAILURE}]))
+
+
 def test_truncated_last_line_names_its_line(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps(header()) + "\n" + json.dumps(prompt())[:40])

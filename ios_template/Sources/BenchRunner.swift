@@ -11,7 +11,8 @@ import UIKit
 /// (cold launches: one trial each, timed from process start) adds its launch to the run's
 /// transcript; sustained mode (`durationSeconds`) decodes on after the trials, sampling tok/s.
 /// Thermal state and battery are recorded at each launch's start and end, thermal changes as
-/// they happen.
+/// they happen. A failure writes no footer but a failure record (the reason, the prompt it was
+/// on) as the last line, which `gemmaios bench` stops on at once; the app stays on screen.
 @MainActor
 final class BenchRunner: ObservableObject {
     @Published var status = "waiting"
@@ -59,6 +60,7 @@ final class BenchRunner: ObservableObject {
             }
         }
         defer { NotificationCenter.default.removeObserver(thermalObserver) }
+        var current: (trial: Int, index: Int, id: String)? = nil  // the prompt under way: a failure names it
         do {
             let promptSet = try BenchPromptSet.load(from: AppRuntime.payload.promptSet)
             let rule = DecodeRule.bench(maxNewTokens: promptSet.maxNewTokens, eosTokenIds: AppConfig.eosTokenIds)
@@ -104,6 +106,7 @@ final class BenchRunner: ObservableObject {
                     status = "trial \(trial + 1)/\(settings.trialNumbers.upperBound) · prompt \(index + 1)/"
                         + "\(promptSet.prompts.count)" + (settings.coldLaunch ? " · cold launch" : "")
                     if divergent > 0 { status += " · \(divergent) differ from trial 1" }
+                    current = (trial, index, prompt.id)
                     try await loaded.engine.reset(to: 0)  // no prefix reuse between prompts
                     _ = sampler.takePeak()
                     let ids = try await BenchImages.engineIds(for: prompt, engine: loaded, payload: AppRuntime.payload)
@@ -143,6 +146,7 @@ final class BenchRunner: ObservableObject {
                     try writer.write(line)
                 }
             }
+            current = nil
             var sustained: [String: Any] = [:]
             if settings.durationSeconds > 0, let loaded {
                 sustained = try await runSustained(
@@ -170,7 +174,18 @@ final class BenchRunner: ObservableObject {
                 + (settings.writesFooter ? "" : " · launch \(launch + 1)/\(settings.launches)")
         } catch {
             sampler.stop()
-            // No footer: readers treat the run as unfinished. Say why on screen and in the log.
+            // No footer: readers treat the run as unfinished. Say why in the transcript's last record (the
+            // bench stops on it at once instead of waiting out its timeout), on screen and in the log.
+            var failure: [String: Any] = [
+                "type": Contract.failureRecord, "reason": error.localizedDescription, "launch": launch,
+                "t": DeviceMetrics.secondsSinceProcessStart(),
+            ]
+            if let current {
+                failure["prompt_id"] = current.id
+                failure["trial"] = current.trial
+                failure["index"] = current.index
+            }
+            try? writer.write(failure)
             status = "failed: \(error.localizedDescription)"
             NSLog("gemmaios bench failed: %@", error.localizedDescription)
         }

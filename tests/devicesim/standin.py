@@ -17,8 +17,9 @@ from `<payload>/<bundlesFolder>/<bundleName>` with its PLE tables (size-checked 
 PLE loader does) through Core AI's runtime (`gemmaios.hostrun.BundleRunner`); one warm-up
 token; per trial and prompt one greedy generation under the contract's decode rule (an image
 prompt through `benchimages`, as BenchImages.swift: picture, vision asset, expanded ids, and
-`prefill_tokens` = the expanded length); sampler stopped; footer last. A failure writes no footer (an error line on stderr, the app's NSLog),
-and the app stays on screen, as the real one does.
+`prefill_tokens` = the expanded length); sampler stopped; footer last. A failure writes no footer
+but the failure record (the reason, the prompt it was on) last, an error line on stderr (the app's
+NSLog), and the app stays on screen, as the real one does.
 
 Bench protocol (issue 16), as BenchRunner + GemmaiosCore's BenchProtocol.swift: each launch
 opens with a `launch` record (kind cold/warm, thermal state and battery at its start) and
@@ -376,6 +377,7 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
     limit = int(facts.get("memory_limit_bytes", 6_400_000_000))
     sampler = FootprintSampler(writer, float(facts.get("memory_interval", 0.5)), limit, clock)
     cfg = app.config
+    current = None  # (trial, index, id) of the prompt under way: a failure names it
     try:
         prompt_set = load_prompt_set(app, root / app.c("promptSetFile"))
         max_new = int(prompt_set["max_new_tokens"])
@@ -421,10 +423,14 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                     engine_context = kv_alt_max_context(bundle_context) if alt else bundle_context
                 sizes = [plan.chunk] if function else None
                 for index, prompt in enumerate(prompt_set["prompts"]):
+                    current = (trial, index, prompt["id"])
                     sampler.take_peak()
                     ids, picture = engine_input(app, root, bundle_dir, cfg["bundleName"], prompt)
                     if kv_field and len(ids) + max_new > engine_context:
-                        continue  # past the bundle's context: the app leaves it out (and names it)
+                        # past the engine's context: the app leaves it out and names it in its log (BenchRunner.swift)
+                        print(f"gemmaios: prompt {prompt['id']} ({len(ids)} + {max_new} tokens) is past the engine's "
+                              f"context of {engine_context}: left out", file=sys.stderr, flush=True)
+                        continue
                     if kv_field:  # the app's mirror of the engine's KV growth (GemmaiosCore KVCapacity)
                         kv_bound = kv_bound_capacity(len(ids) + max_new, engine_context, kv_bound)
                     requested = clock()
@@ -458,6 +464,7 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
                         if settings.cold_launch and index == 0:
                             record["ttft_since_launch_seconds"] = round(requested + gen.ttft_seconds, 6)
                     writer.write(record)
+            current = None
             if settings.duration > 0 and runner is not None:
                 sizes = [plan.chunk] if function else None
                 def prepare(prompt: dict):
@@ -485,8 +492,16 @@ def run_bench(app: CompiledApp, settings: LaunchSettings, app_dir: Path, documen
         print(f"gemmaios bench done: {transcript.name}" + ("" if settings.writes_footer else
                                                           f" (launch {launch + 1}/{settings.launches})"),
               file=sys.stderr, flush=True)
-    except Exception as exc:  # the app catches everything: no footer, the reason on screen and in the log
-        sampler.stop()
+    except Exception as exc:  # the app catches everything: no footer; the reason last in the transcript, on screen
+        sampler.stop()       # and in the log
+        if "failureRecord" in app.contract:  # apps before it write none: the bench then waits for its timeout
+            failure = {"type": app.c("failureRecord"), "reason": str(exc), "launch": launch, "t": round(clock(), 3)}
+            if current is not None:
+                failure.update(zip(("trial", "index", "prompt_id"), current, strict=True))
+            try:
+                writer.write(failure)
+            except (AppFailed, ValueError):
+                pass  # after the footer (the writer refuses it), as the app's `try?`
         print(f"gemmaios bench failed: {exc}", file=sys.stderr, flush=True)
     writer.close()
 

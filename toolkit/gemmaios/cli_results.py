@@ -86,6 +86,8 @@ def register(app: typer.Typer, console: Console, fail) -> None:
             for name, part in (("thermal", s.thermal), ("energy", s.energy), ("sustained", s.sustained)):
                 if part is not None:
                     lines.append(f"{name}: {part.line}")
+            # issue 27: a run whose prompts passed 1024 tokens of context (the long-context probe), by bucket
+            lines += [f"oracle by context: {probe.line}" for probe in s.context_probes]
             for line in lines:
                 console.print(f"{escape(s.label)}: {escape(line)}")
         console.print("wrote " + ", ".join(str(p) for p in files.values()))

@@ -125,6 +125,8 @@ RECORD_LAUNCH = "launch"  # transcript record opening each launch (kind, thermal
 RECORD_LAUNCH_END = "launch_end"  # transcript record closing each launch (thermal and battery at its end)
 RECORD_THERMAL = "thermal"  # transcript record: the thermal state changed
 RECORD_SAMPLE = "sample"  # transcript record: one sustained-mode tok/s sample
+# transcript record: the bench failed (the app's reason, the prompt it was on); the run's last record, no footer
+RECORD_FAILURE = "failure"
 
 # ---- decode rule (must match gemmaios.oracle: greedy, exactly N tokens, no EOS stop) -----------
 DECODE_METHOD = "greedy"
@@ -503,6 +505,8 @@ def facts() -> list[Fact]:
              f"{m}.RECORD_LAUNCH_END"),
         Fact("thermalRecord", RECORD_THERMAL, "transcript record type: a thermal state change", f"{m}.RECORD_THERMAL"),
         Fact("sampleRecord", RECORD_SAMPLE, "transcript record type: a sustained tok/s sample", f"{m}.RECORD_SAMPLE"),
+        Fact("failureRecord", RECORD_FAILURE, "transcript record type: the bench failed (reason, the prompt it was "
+             "on); the last record, no footer follows", f"{m}.RECORD_FAILURE"),
         Fact("kvInitialCapacity", KV_INITIAL_CAPACITY, "KV positions the pinned engine allocates first (it doubles "
              "from there up to max_context, never shrinking)", f"{m}.KV_INITIAL_CAPACITY ({m}.kv_bound_capacity)"),
         Fact("iosKVSafeCapacity", IOS_KV_SAFE_CAPACITY, "iOS: largest KV binding known token-exact on a phone "

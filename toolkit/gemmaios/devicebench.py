@@ -3,11 +3,12 @@
 Launch: DVT process control (`ProcessControl.launch`) with exactly the contract's launch
 settings (`gemmaios.contract.ENV`: bench flag, trials, run id, and the device's UDID, which an
 app cannot read itself). The app writes `Documents/<contract.APP_RUNS_DIR>/<run_id>.jsonl`; we poll
-it over house_arrest/AFC until the footer appears, the process is gone, or the timeout
-passes. A process gone without a footer is classified from the device's crash reports (a
-JetsamEvent that killed the pid we launched → jetsam kill; a crash report, bug_type 309, of
-that pid → crash; resource reports do not count). The phone is kept awake (a power
-assertion) for the run. Logs and any
+it over house_arrest/AFC until the footer appears, the app's failure record appears (its bench
+failed: the reason and the prompt it was on; the app stays on screen, so it is ended and the bench
+stops at once with that reason), the process is gone, or the timeout passes. A process gone
+without a footer is classified from the device's crash reports (a JetsamEvent that killed the
+pid we launched → jetsam kill; a crash report, bug_type 309, of that pid → crash; resource
+reports do not count). The phone is kept awake (a power assertion) for the run. Logs and any
 reports land in `<build>/runs/<UTC timestamp>-<udid>/` with a `run.json` summary.
 
 Protocol (issue 16): `--cold N` runs N cold launches first — each its own app launch (the
@@ -38,7 +39,18 @@ from . import contract
 from . import device as dev
 from .buildlayout import BUILD_RUNS_DIR
 from .device.devicectl import Devicectl, devicectl_for, phone_only_on_the_mac, wait_for_run
-from .device.runs import COMPLETED, CRASHED, EXITED, JETSAM, TIMEOUT, launch_ended, run_footer
+from .device.runs import (
+    COMPLETED,
+    CRASHED,
+    EXITED,
+    FAILED,
+    JETSAM,
+    TIMEOUT,
+    launch_ended,
+    run_failure,
+    run_footer,
+)
+from .errors import GemmaiosError
 from .files import write_json_atomic
 
 DEVICE_RUNS = f"{dev.AFC_DOCUMENTS}/{contract.APP_RUNS_DIR}"
@@ -49,6 +61,11 @@ AWAKE_MARGIN_SECONDS = 300  # the phone is kept awake for the bench's timeout pl
 
 class BenchFailed(dev.DeviceError):
     """The bench run did not finish (crash, jetsam kill, timeout); its partial log was still pulled."""
+
+
+class AppBenchFailed(BenchFailed):
+    """The app's bench failed and said why (its failure record: the reason, the prompt it was on), e.g. a
+    picture or clip in the payload it cannot read; the bench stopped at once."""
 
 
 class BenchSettingsError(dev.DeviceError):
@@ -67,6 +84,7 @@ class BenchResult:
     validation: str | None = None  # "ok", the validator's error, or why it was not run
     prompts: int = 0
     notes: list[str] = field(default_factory=list)  # about the figures, not the device (e.g. short prompts)
+    failure: dict | None = None  # the app's failure record when its bench failed (status FAILED)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -307,6 +325,42 @@ def prompt_set_warning(build_dir: Path) -> str | None:
             "(`gemmaios oracle --prompts long-prefill`, then `gemmaios app` and `gemmaios deploy`)")
 
 
+def left_out_prompts(build_dir: Path, transcript: Path, *, ab_kv: bool = False) -> list[str]:
+    """The prompts of the build's bench set that the app left out as past its engine's context.
+
+    The app (BenchRunner.swift) skips a prompt whose ids plus max_new_tokens pass the engine's
+    context, names it on screen and in its log, and writes no record of it: here each such prompt
+    of a finished run is named as the host bench names its own, `id (n + m tokens)`, with the
+    trials it was left out of when it ran in others (`--ab-kv`: the 384 start caps the context at
+    `contract.kv_alt_max_context`, so a prompt can fit one setting only). Image and audio prompts
+    are counted by their folded ids (their expanded length is the app's to know)."""
+    from .payload import PROMPT_SET_BUILD_REL
+    from .pipeline import finished_details
+    from .transcript import read_transcript
+
+    try:
+        prompt_set = json.loads((Path(build_dir) / PROMPT_SET_BUILD_REL).read_text())
+        convert = finished_details(build_dir, "convert")
+        metadata = json.loads((Path(build_dir) / convert.bundle_dir / contract.BUNDLE_METADATA_FILE).read_text())
+        context = int(metadata["language"]["max_context_length"])
+        run = read_transcript(transcript, require_complete=True)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, GemmaiosError):
+        return []  # no finished run or no readable build facts: nothing can be said about what was left out
+    max_new = int(prompt_set.get("max_new_tokens") or run.header.get("max_new_tokens") or 0)
+    trials = sorted({p.trial for p in run.prompts}) or list(range(int(run.header.get("trials") or 1)))
+    ran = {(p.trial, p.prompt_id) for p in run.prompts}
+    named = []
+    for prompt in prompt_set.get("prompts") or []:
+        length = len(prompt.get("prompt_ids") or [])
+        missing = [t for t in trials if (t, prompt.get("id")) not in ran and length + max_new >
+                   (contract.kv_alt_max_context(context) if ab_kv and t % 2 == 1 else context)]
+        if missing:
+            where = "" if len(missing) == len(trials) else f"; trial{'s' if len(missing) > 1 else ''} " + ", ".join(
+                map(str, missing))
+            named.append(f"{prompt['id']} ({length} + {max_new} tokens{where})")
+    return named
+
+
 def validate(path: Path) -> tuple[str, list[str], int]:
     """Check the transcript with the shared validator. Returns (verdict, thermal states, prompt count)."""
     # Integration point: gemmaios.transcript is written by the oracle/report work; it is used
@@ -315,8 +369,6 @@ def validate(path: Path) -> tuple[str, list[str], int]:
         from .transcript import read_transcript
     except ImportError:
         return "not validated: gemmaios.transcript is not available", _thermal_from_lines(path), -1
-    from .errors import GemmaiosError
-
     try:
         transcript = read_transcript(path)
     except GemmaiosError as exc:
@@ -379,9 +431,12 @@ async def _run_launch(control, client, bundle_id: str, env: dict[str, str], remo
             text = await _read_log(afc, remote_log)
             if done(text):
                 status = COMPLETED
+            elif text and run_failure(text):
+                await control.kill(pid)  # the app stays on screen after saying why it failed
+                status = FAILED
             elif not await control.process_identifier_for_bundle_identifier(bundle_id):
                 text = await _read_log(afc, remote_log)  # the last record may have landed just before exit
-                status = COMPLETED if done(text) else EXITED
+                status = COMPLETED if done(text) else FAILED if text and run_failure(text) else EXITED
             elif time.monotonic() > deadline:
                 await control.kill(pid)
                 text = await _read_log(afc, remote_log)
@@ -491,11 +546,16 @@ async def _bench(build_dir: Path, udid: str | None, trials: int, timeout: float,
             status = kind or EXITED
 
     footer = run_footer(text) if text else None
+    failure = run_failure(text) if text and status == FAILED else None
     verdict, thermal, prompts = validate(transcript) if transcript else ("no log was written", [], 0)
     warnings += settled_warnings(info, footer, thermal)
+    skipped = left_out_prompts(build_dir, transcript, ab_kv=ab_kv) if transcript and footer else []
+    if skipped:
+        notes.append(f"left out (past the bundle's context): {', '.join(skipped)}")
     result = BenchResult(status, run_id, run_dir, info.udid, transcript, reports, warnings, verdict, max(prompts, 0),
-                         notes)
+                         notes, failure)
     write_json_atomic(run_dir / "run.json", {**result.as_dict(), "bundle_id": bundle_id, "trials": trials,
+                                             "skipped_prompts": skipped,
                                              "device": info.as_dict(), "started_at": started.isoformat(timespec="seconds"),
                                              "environment": environments[-1] if environments else {},
                                              "launches": [{**asdict(launch), "environment": env}
@@ -550,6 +610,8 @@ def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout:
     finally:
         if devicectl is not None:
             devicectl.close()
+    if result.status == FAILED:
+        raise app_failure(result, build_dir)
     if result.status != COMPLETED:
         what = {CRASHED: "the app crashed", JETSAM: "iOS killed the app for memory (jetsam)",
                 EXITED: "the app exited without finishing its log", TIMEOUT: f"no footer after {timeout:.0f}s"}
@@ -561,3 +623,17 @@ def bench(build_dir: Path, udid: str | None = None, *, trials: int = 3, timeout:
         err.result = result
         raise err
     return result
+
+
+def app_failure(result: BenchResult, build_dir: Path) -> AppBenchFailed:
+    """The named error for a bench the app said it failed: its reason and the prompt it was on, and the fix."""
+    record = result.failure or {}
+    prompt, trial = record.get("prompt_id"), record.get("trial")
+    where = (f" at prompt {prompt}" + (f" (trial {trial + 1})" if isinstance(trial, int) else "")) if prompt else ""
+    err = AppBenchFailed(
+        f"the app's bench failed{where}: {record.get('reason') or 'no reason given'} (run {result.run_id}; "
+        f"the partial log is in {result.run_dir})",
+        hint=f"a payload file missing or damaged on the phone is pushed again by `gemmaios deploy --out {build_dir}`; "
+             "else fix what the app names in the build and deploy it; then run `gemmaios bench` again")
+    err.result = result
+    return err

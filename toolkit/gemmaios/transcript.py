@@ -18,6 +18,7 @@ from .contract import (
     PROMPT_AUDIO_FIELD,
     PROMPT_IMAGE_FIELD,
     PROMPT_PREFILL_FUNCTION,
+    RECORD_FAILURE,
     RECORD_LAUNCH,
     RECORD_LAUNCH_END,
     RECORD_SAMPLE,
@@ -66,6 +67,8 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     RECORD_LAUNCH_END: {"index": (int,)},
     RECORD_THERMAL: {"t": _NUM, "state": (str,)},
     RECORD_SAMPLE: {"t": _NUM, "interval_s": _NUM, "tokens": (int,), "tok_s": _NUM},
+    # the app's bench failed: its reason (and the prompt it was on); the last record, no footer
+    RECORD_FAILURE: {"reason": (str,)},
 }
 
 
@@ -125,6 +128,7 @@ class Transcript:
     thermal: list[dict[str, Any]] = field(default_factory=list)  # thermal state changes
     samples: list[dict[str, Any]] = field(default_factory=list)  # sustained-mode tok/s samples
     footer: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None  # the app's failure record: its bench failed (no footer)
 
     @property
     def complete(self) -> bool:
@@ -259,6 +263,8 @@ def read_transcript(path: Path, *, require_complete: bool = False) -> Transcript
             continue
         if transcript.footer is not None:
             raise TranscriptError(path, lineno, f"{kind} record after the footer")
+        if transcript.failure is not None:
+            raise TranscriptError(path, lineno, f"{kind} record after the app's failure record")
         if kind == "header":
             raise TranscriptError(path, lineno, "second header")
         transcript.records.append(record)
@@ -295,7 +301,13 @@ def read_transcript(path: Path, *, require_complete: bool = False) -> Transcript
             transcript.memory.append(record)
         elif kind == "footer":
             transcript.footer = record
+        elif kind == RECORD_FAILURE:
+            transcript.failure = record
     assert transcript is not None
+    if require_complete and transcript.failure is not None:
+        raise TranscriptError(path, len(lines), "no footer: the app's bench failed"
+                              + (f" at prompt {transcript.failure['prompt_id']}" if transcript.failure.get("prompt_id")
+                                 else "") + f": {transcript.failure['reason']}")
     if require_complete and not transcript.complete:
         raise TranscriptError(path, len(lines), "no footer: the run did not finish (crash, jetsam kill or timeout)")
     return transcript

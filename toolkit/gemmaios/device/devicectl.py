@@ -420,11 +420,12 @@ def wait_for_run(app: DevicectlApp, bundle_id: str, env: dict[str, str], remote_
                  poll: float, say: Callable[[str], None],
                  done: Callable[[bytes | None], bool] | None = None) -> tuple[int, str, bytes | None]:
     """bench's launch → wait → pull over devicectl: launch with `env`, poll the transcript and the pid
-    until `done(transcript)` (default: the run's footer landed), the process is gone, or `timeout`
-    passes (then kill it). Returns (pid, status, the transcript's bytes)."""
+    until `done(transcript)` (default: the run's footer landed), the app's failure record landed (then
+    end it: it stays on screen), the process is gone, or `timeout` passes (then kill it). Returns (pid,
+    status, the transcript's bytes)."""
     import time
 
-    from .runs import COMPLETED, EXITED, TIMEOUT, run_footer
+    from .runs import COMPLETED, EXITED, FAILED, TIMEOUT, run_failure, run_footer
 
     if done is None:
         def done(raw: bytes | None) -> bool:
@@ -439,9 +440,12 @@ def wait_for_run(app: DevicectlApp, bundle_id: str, env: dict[str, str], remote_
         text = app.read(bundle_id, remote_log)
         if done(text):
             return pid, COMPLETED, text
+        if text and run_failure(text):
+            app.kill(pid)
+            return pid, FAILED, text
         if not app.running(pid):
             text = app.read(bundle_id, remote_log)  # the last record may have landed just before exit
-            return pid, COMPLETED if done(text) else EXITED, text
+            return pid, COMPLETED if done(text) else FAILED if text and run_failure(text) else EXITED, text
         if time.monotonic() > deadline:
             app.kill(pid)
             return pid, TIMEOUT, app.read(bundle_id, remote_log)

@@ -1,6 +1,6 @@
 """A bench run on the phone as the device code follows it: how it ended, and whether its
-transcript (bytes pulled so far) holds a launch's end or the run's footer. Shared by `gemmaios.devicebench`
-(pymobiledevice3) and `gemmaios.device.devicectl` (Apple's tool)."""
+transcript (bytes pulled so far) holds a launch's end, the run's footer or the app's failure record.
+Shared by `gemmaios.devicebench` (pymobiledevice3) and `gemmaios.device.devicectl` (Apple's tool)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 from .. import contract
 
 COMPLETED, CRASHED, JETSAM, EXITED, TIMEOUT = "completed", "crashed", "jetsam", "exited", "timeout"
+FAILED = "failed"  # the app's bench failed and said why (a contract.RECORD_FAILURE record): no footer will come
 
 
 def launch_ended(raw: bytes, index: int) -> bool:
@@ -35,3 +36,16 @@ def run_footer(raw: bytes) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return last if isinstance(last, dict) and last.get("type") == "footer" else None
+
+
+def run_failure(raw: bytes) -> dict | None:
+    """The app's failure record (contract.RECORD_FAILURE: its reason, the prompt it was on) when it is the
+    transcript's last line, or None: the app writes it last when its bench fails, and then stays on screen."""
+    lines = [ln for ln in raw.splitlines() if ln.strip()]
+    if not lines or contract.RECORD_FAILURE.encode() not in lines[-1]:
+        return None
+    try:
+        last = json.loads(lines[-1])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return last if isinstance(last, dict) and last.get("type") == contract.RECORD_FAILURE else None

@@ -57,6 +57,7 @@ def apply_gates(s: RunSummary, fail_under: dict[str, float] | None = None,
     gates = [Gate("transcript valid", s.valid, "ok" if s.valid else f"line {s.error_line}: {s.error}")]
     if s.valid:
         gates.append(Gate("run completed", s.complete, "footer written" if s.complete
+                          else f"no footer: {s.failure}" if s.failure
                           else "no footer: crash, jetsam kill or timeout"))
     for key, threshold in (fail_under or {}).items():
         value = _metric(s, key) if s.valid else None

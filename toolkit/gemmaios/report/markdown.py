@@ -43,7 +43,8 @@ def headline_rows(s: RunSummary) -> list[tuple[str, str]]:
         return [("status", f"INVALID — line {s.error_line}: {s.error}")]
     dev = s.device
     rows = [
-        ("status", "complete" if s.complete else "INCOMPLETE (no footer: crash, jetsam kill or timeout)"),
+        ("status", "complete" if s.complete else f"INCOMPLETE ({s.failure})" if s.failure
+         else "INCOMPLETE (no footer: crash, jetsam kill or timeout)"),
         ("device", f"{dev.get('name', '?')} · {dev.get('product_type', '?')} · {s.platform} {dev.get('os_version', '')}"
                    + (f" · arch {dev['arch']}" if dev.get("arch") else "")),
         ("bundle", f"{s.bundle.get('name', '?')} ({s.bundle.get('quant', '?')}, PLE {s.bundle.get('ple', '?')})"),

@@ -106,6 +106,7 @@ class RunSummary:
     prompt_set: dict = field(default_factory=dict)
     platform: str = ""
     trials_planned: int = 0
+    failure: str | None = None  # "the app's bench failed [at prompt P]: <reason>", from its failure record
     measured_trials: list[int] = field(default_factory=list)
     warmup_trials: list[int] = field(default_factory=list)
     prompts_measured: int = 0
@@ -205,7 +206,12 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
     s = RunSummary(label=run.label, path=str(run.path), valid=True, complete=t.complete, run_id=h["run_id"],
                    device=dict(h["device"]), bundle=dict(h["bundle"]), prompt_set=dict(h["prompt_set"]),
                    platform=h.get("platform", ""), trials_planned=h["trials"])
-    if not t.complete:
+    if t.failure is not None:
+        at = t.failure.get("prompt_id")
+        s.failure = "the app's bench failed" + (f" at prompt {at}" if at else "") + f": {t.failure['reason']}"
+        s.notes.append(Note("error", f"no footer: {s.failure} (after {len(t.prompts)} prompt record(s)); figures "
+                                     "cover what was recorded"))
+    elif not t.complete:
         s.notes.append(Note("error", f"no footer: the run did not finish (crash, jetsam kill or timeout) after "
                                      f"{len(t.prompts)} prompt record(s); figures cover what was recorded"))
 
@@ -221,13 +227,15 @@ def summarise(run: RunData, *, scorer: Scorer | None = None, bandwidth_gbps: flo
     if len(warm_trials) == 1 and not include_warmup:
         s.info(f"only warm trial {warm_trials[0]} was recorded: no warm-up trial could be excluded")
     expected = h["prompt_set"].get("count")
+    # prompts a bench left out, past the bundle's context (the long-context probe on a shorter build), each named
+    # by the host bench or by `bench` from the app's set; they are not missing records
+    left_out = run.run_info.get("skipped_prompts") or []
     for n in trials:
         rows = t.trial(n)
         s.per_trial.append(_trial_rates(rows, n, n in warm, t.trial_kind(n)))
-        if expected and len(rows) < expected:
+        if expected and len(rows) + len(left_out) < expected:
             s.warn(f"trial {n} has {len(rows)} of {expected} prompts")
-    left_out = run.run_info.get("skipped_prompts") or []
-    if left_out:  # a host bench of a prompt set longer than the bundle's context (the long-context probe)
+    if left_out:
         s.info(f"{len(left_out)} prompt(s) left out, past the bundle's context: {', '.join(map(str, left_out))}")
     if trials and len(trials) < s.trials_planned and t.complete:
         s.warn(f"{len(trials)} of {s.trials_planned} planned trials recorded")

@@ -213,6 +213,8 @@ public enum Contract {
     public static let thermalRecord = "thermal"
     /// transcript record type: a sustained tok/s sample
     public static let sampleRecord = "sample"
+    /// transcript record type: the bench failed (reason, the prompt it was on); the last record, no footer follows
+    public static let failureRecord = "failure"
     /// KV positions the pinned engine allocates first (it doubles from there up to max_context, never shrinking)
     public static let kvInitialCapacity = 256
     /// iOS: largest KV binding known token-exact on a phone (apple/coreai-models#124)
