@@ -634,10 +634,12 @@ def test_a_pushed_file_moved_on_the_device_fails_the_bench(sim, build, what):
     rel = rel.format(bundle=f"{PAYLOAD}/{contract.PAYLOAD_BUNDLES_DIR}/{bundle}")
     moved = on_device(device, rel)
     moved.rename(moved.with_name("moved-" + moved.name))
-    with pytest.raises(bench_mod.BenchFailed, match="no footer") as err:
-        bench_mod.bench(build, trials=1, timeout=10, poll=0.1)
-    assert err.value.result.status == "timeout"
-    assert "footer" not in err.value.result.transcript.read_text()
+    with pytest.raises(bench_mod.AppBenchFailed) as err:  # the app says why and the bench stops at once
+        bench_mod.bench(build, trials=1, timeout=120, poll=0.1)
+    result = err.value.result
+    assert result.status == bench_mod.FAILED and message in result.failure["reason"] and "prompt_id" not in result.failure
+    assert "the app's bench failed: " in " ".join(str(err.value).split())  # before any prompt: no prompt named
+    assert "footer" not in result.transcript.read_text()
     assert message in device.app_log() and "gemmaios bench failed" in device.app_log()
 
 
@@ -649,8 +651,9 @@ def test_renaming_a_payload_path_in_the_python_contract_only_fails_the_bench(sim
     monkeypatch.setattr(contract, name, value)
     deploy(build)
     assert any(value in p.as_posix() for p in on_device(device, "").rglob("*"))
-    with pytest.raises(bench_mod.BenchFailed, match="no footer"):
-        bench_mod.bench(build, trials=1, timeout=10, poll=0.1)
+    with pytest.raises(bench_mod.AppBenchFailed) as err:  # the app finds nothing where its contract says
+        bench_mod.bench(build, trials=1, timeout=120, poll=0.1)
+    assert err.value.result.status == bench_mod.FAILED and err.value.result.failure["reason"]
     assert "gemmaios bench failed" in device.app_log()
 
 
