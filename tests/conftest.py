@@ -1,3 +1,5 @@
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -292,10 +294,25 @@ def mac_12b_build(tiny_dense_dirs, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def unified_mm_bundle(tmp_path_factory) -> Path:
-    """The tiny gemma4_unified's four-function Mac bundle (shared_builds.unified_mm_bundle_build; ~3 min)."""
+    """The tiny gemma4_unified's four-function Mac bundle (shared_builds.unified_mm_bundle_build): with the
+    trained model, the pipeline with every gate (~8 min alone, ~13 min beside the other xdist worker).
+
+    Made once per run, not once per xdist worker: test_unified_bundle.py and test_app_mac.py may land on
+    different workers, so the first to ask builds it in the run's shared temp root under a file lock and
+    the other waits for it and reads the same folder."""
+    from filelock import FileLock
     from shared_builds import unified_mm_bundle_build
 
-    return unified_mm_bundle_build(tmp_path_factory.mktemp("unified-mm"))
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    out, done = root / "unified-mm-shared", root / "unified-mm-shared.bundle"
+    with FileLock(str(root / "unified-mm-shared.lock")):
+        if not done.is_file():
+            shutil.rmtree(out, ignore_errors=True)  # a build stopped half-way by an earlier failure
+            bundle = unified_mm_bundle_build(out)
+            done.write_text(str(bundle))
+    return Path(done.read_text())
 
 
 # ---- the loopback device simulator and the loopback SSH "Mac" -----------------------------------
