@@ -295,7 +295,7 @@ def mac_12b_build(tiny_dense_dirs, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def unified_mm_bundle(tmp_path_factory) -> Path:
     """The tiny gemma4_unified's four-function Mac bundle (shared_builds.unified_mm_bundle_build): with the
-    trained model, the pipeline with every gate (~8 min alone, ~13 min beside the other xdist worker).
+    trained model, the pipeline with every gate (805 s here, the other worker waiting for it).
 
     Made once per run, not once per xdist worker: test_unified_bundle.py and test_app_mac.py may land on
     different workers, so the first to ask builds it in the run's shared temp root under a file lock and
