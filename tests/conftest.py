@@ -96,8 +96,6 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(scope="session")
 def swift_toolchain():
     """The Swift toolchain; skips (or fails when GEMMAIOS_REQUIRE_SWIFT=1, as in CI) without one."""
-    import os
-
     toolchain, tried = _SWIFT
     if toolchain is None:
         message = missing_message(tried)
@@ -320,7 +318,6 @@ def unified_mm_bundle(tmp_path_factory) -> Path:
 @pytest.fixture
 def sim(monkeypatch):
     """The loopback device simulator, reached through the real pymobiledevice3 client (lockdown transport)."""
-    import shutil
     import tempfile
 
     from devicesim import DeviceSim
@@ -375,8 +372,6 @@ def loopback_mac(tmp_path_factory):
 def pinned_engine(tmp_path_factory):
     """The pinned upstream tree (read-only), from $GEMMAIOS_ENGINE_SOURCE, the user cache or the vendor
     snapshot; skips where none exists, fails under CI=true (the upstream checks must run there)."""
-    import os
-
     from upstream_engine import materialise, missing_message
 
     from gemmaios.patches import load_series

@@ -258,6 +258,14 @@ class UnifiedTrainResult:
     kinds: tuple[str, ...] = KINDS
 
 
+def kind_cycle(kinds) -> tuple[str, ...]:
+    """`kinds` as the trainer's cycle of batch kinds; ValueError when it is empty or names a kind not in KINDS."""
+    kinds = tuple(kinds)
+    if not kinds or set(kinds) - set(KINDS):
+        raise ValueError(f"{','.join(kinds)}: each must be one of {', '.join(KINDS)}")
+    return kinds
+
+
 def _learning_rate(step: int, steps: int, peak: float = LEARNING_RATE) -> float:
     warmup = min(WARMUP_STEPS, max(1, steps // 5))
     if step < warmup:
@@ -319,8 +327,7 @@ def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, d
     from ..tinycorpus import generate_corpus
     from ..tinytrain import encode_examples, fixed_threads, optimizer_step, pad_batch
 
-    if not kinds or set(kinds) - set(KINDS):
-        raise ValueError(f"kinds {list(kinds)}: each must be one of {', '.join(KINDS)}")
+    kinds = kind_cycle(kinds)
     tok = text_tokenizer()
     config = tiny_unified_config()
     spec = spec_of(config)
@@ -368,7 +375,7 @@ def train_tiny_unified(steps: int = DEFAULT_STEPS, batch: int = DEFAULT_BATCH, d
         int4_grid_off(hooked)
     model.to("cpu").eval()
     return UnifiedTrainResult(model, tok, losses, time.perf_counter() - started, steps, steps - qat_start, seed, device,
-                              variants, batch, start.facts(), tuple(kinds))
+                              variants, batch, start.facts(), kinds)
 
 
 def gate_margins(model, tok, *, int4_grid: bool = False) -> list[dict]:
@@ -564,9 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trained-with", action="append", default=[], metavar="PACKAGE=VERSION",
                         help="with --record-only: a tool version of the training run (repeat: torch=2.11.0, ...)")
     args = parser.parse_args(argv)
-    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
-    if not kinds or set(kinds) - set(KINDS):
-        parser.error(f"--kinds {args.kinds}: each must be one of {', '.join(KINDS)}")
+    try:
+        kinds = kind_cycle(k.strip() for k in args.kinds.split(",") if k.strip())
+    except ValueError as exc:
+        parser.error(f"--kinds {exc}")
     if args.record_only:
         if not args.training_log:
             parser.error("--record-only needs --training-log LOG (the training run's output)")
