@@ -49,6 +49,7 @@ from .device.runs import (
     launch_ended,
     run_failure,
     run_footer,
+    status_at_exit,
 )
 from .errors import GemmaiosError
 from .files import write_json_atomic
@@ -436,7 +437,7 @@ async def _run_launch(control, client, bundle_id: str, env: dict[str, str], remo
                 status = FAILED
             elif not await control.process_identifier_for_bundle_identifier(bundle_id):
                 text = await _read_log(afc, remote_log)  # the last record may have landed just before exit
-                status = COMPLETED if done(text) else FAILED if text and run_failure(text) else EXITED
+                status = status_at_exit(text, done)
             elif time.monotonic() > deadline:
                 await control.kill(pid)
                 text = await _read_log(afc, remote_log)

@@ -425,7 +425,7 @@ def wait_for_run(app: DevicectlApp, bundle_id: str, env: dict[str, str], remote_
     status, the transcript's bytes)."""
     import time
 
-    from .runs import COMPLETED, EXITED, FAILED, TIMEOUT, run_failure, run_footer
+    from .runs import COMPLETED, FAILED, TIMEOUT, run_failure, run_footer, status_at_exit
 
     if done is None:
         def done(raw: bytes | None) -> bool:
@@ -445,7 +445,7 @@ def wait_for_run(app: DevicectlApp, bundle_id: str, env: dict[str, str], remote_
             return pid, FAILED, text
         if not app.running(pid):
             text = app.read(bundle_id, remote_log)  # the last record may have landed just before exit
-            return pid, COMPLETED if done(text) else FAILED if text and run_failure(text) else EXITED, text
+            return pid, status_at_exit(text, done), text
         if time.monotonic() > deadline:
             app.kill(pid)
             return pid, TIMEOUT, app.read(bundle_id, remote_log)

@@ -49,3 +49,10 @@ def run_failure(raw: bytes) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return last if isinstance(last, dict) and last.get("type") == contract.RECORD_FAILURE else None
+
+
+def status_at_exit(raw: bytes, done) -> str:
+    """How a launch whose process is gone ended, from its transcript's last bytes: COMPLETED when `done(raw)`
+    (its footer landed), FAILED when the app's failure record is last, else EXITED (classified further from
+    the device's crash reports)."""
+    return COMPLETED if done(raw) else FAILED if raw and run_failure(raw) else EXITED
